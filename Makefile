@@ -1,0 +1,46 @@
+# learnd: `make run` starts the daemon on a demo home, `make test` runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEMO   ?= demo
+
+.PHONY: run test check lint typecheck bench torture install-service clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(DEMO)/logs/attribution.jsonl: | $(STAMP)
+	$(PY) -m learnd simulate --out $(DEMO) --trades 600 --seed 7
+
+## run: start the daemon on ./demo, a simulated bot home with history to learn from (Ctrl-C stops it).
+run: $(STAMP) $(DEMO)/logs/attribution.jsonl
+	$(PY) -m learnd --home $(DEMO) run --backfill
+
+## test: the test suite (quick torture scenarios included).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check learnd tests bench
+	$(PY) -m ruff format --check learnd tests bench
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+## check: lint, types and tests.
+check: lint typecheck test
+
+## bench: benchmarks, figures as ratios against baselines measured in the same run.
+bench: $(STAMP)
+	$(PY) -m bench
+
+## torture: the full torture suite.
+torture: $(STAMP)
+	$(PY) -m pytest -q -m slow tests/test_torture.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m learnd`: the command line (see learnd/cli.py)."""
+
+from learnd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""The command line: `learnd [--home DIR] COMMAND`. Each command builds the settings once and calls the shell
+module that does the work (daemon, backfill, status, ...). Exit status: 0 ok, 2 usage, 3 config, 4 state, 1 other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from learnd import __version__
+from learnd.config import Settings, load_settings
+from learnd.errors import ConfigError, LearndError, StateError
+from learnd.logconfig import configure_logging
+
+EXIT_CONFIG = 3
+EXIT_STATE = 4
+
+_DESCRIPTION = """\
+learnd tails a trading bot's JSON Lines logs and learns signal-component weights from every closed trade.
+
+The home (--home, $LEARND_HOME, default: the current directory) holds logs/, state/ and data/.
+Settings come from built-in defaults < HOME/config/learnd.toml (or --config) < LEARND_* environment
+variables (LEARND_COMMIT_INTERVAL_MS=20, LEARND_LEARNING__PER_TICKER=true) < --set KEY=VALUE flags.
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `learnd` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as error:
+        print(f"learnd: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StateError as error:
+        print(f"learnd: state error: {error}", file=sys.stderr)
+        return EXIT_STATE
+    except LearndError as error:
+        print(f"learnd: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="learnd", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"learnd {__version__}")
+    parser.add_argument("--home", type=Path, help="the bot's home directory (default: $LEARND_HOME or .)")
+    parser.add_argument("--config", type=Path, help="config file (default: HOME/config/learnd.toml if present)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting: --set commit_interval_ms=20 --set sources.exit.path=logs/exit_attribution.jsonl",
+    )
+    parser.add_argument("--log-format", choices=("auto", "json", "console"), help="log output (default: auto by TTY)")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon (until SIGTERM)", description=_run.__doc__)
+    run.add_argument(
+        "--backfill",
+        action="store_true",
+        help="read sources without a checkpoint from their start (default: from their current end)",
+    )
+    run.set_defaults(handler=_run)
+
+    backfill = commands.add_parser(
+        "backfill", help="apply everything not yet applied, then exit", description=_backfill.__doc__
+    )
+    backfill.set_defaults(handler=_backfill)
+
+    status = commands.add_parser(
+        "status", help="per-source progress and whether a daemon runs", description=_status.__doc__
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=_status)
+
+    simulate = commands.add_parser(
+        "simulate", help="write a simulated bot home with planted edges", description=_simulate.__doc__
+    )
+    simulate.add_argument("--out", type=Path, required=True, help="the home to create")
+    simulate.add_argument("--trades", type=int, default=3000, help="closed trades to simulate (default 3000)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same bytes)")
+    simulate.add_argument("--shuffle-outcomes", action="store_true", help="null data: outcomes permuted across trades")
+    simulate.set_defaults(handler=_simulate)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    for item in args.set:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE")
+        overrides[key.strip()] = value
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    settings = load_settings(home=args.home, config_file=args.config, overrides=overrides)
+    configure_logging(settings.log_format)
+    return settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the daemon on the home: tail every source, learn, commit, export, run the scheduled jobs.
+
+    Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home.
+    """
+    settings = _settings(args)
+    from learnd.daemon import serve
+
+    return asyncio.run(serve(settings, backfill=args.backfill))
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    """Apply every line present and not yet applied, from each source's checkpoint (or its start), then exit.
+
+    Running it twice applies nothing the second time.
+    """
+    settings = _settings(args)
+    from learnd.backfill import run_backfill
+
+    report = run_backfill(settings)
+    print(
+        f"backfill: {report.lines_count} lines read, {report.applied_count} applied, "
+        f"{report.duplicate_count} duplicate, {report.ignored_count} ignored, {report.quarantined_count} quarantined"
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Show, per source: path, committed offset, file size, lag, lines applied/quarantined/duplicate, and
+    whether a daemon is running on this home."""
+    settings = _settings(args)
+    from learnd.status import collect_status, render_status
+
+    report = collect_status(settings)
+    if args.json:
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    else:
+        sys.stdout.write(render_status(report))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    """Write a realistic bot home (all four logs, garbage included) with planted per-component, per-regime edges
+    and a planted exit-reason effect; the truth is written beside it as truth.json."""
+    from learnd.simulate import simulate
+
+    if args.trades <= 0:
+        raise ConfigError("--trades: must be positive")
+    truth = simulate(args.out, trades=args.trades, seed=args.seed, shuffle_outcomes=args.shuffle_outcomes)
+    print(f"simulate: wrote {args.out} ({truth.trades} trades, seed {args.seed}); truth in {args.out / 'truth.json'}")
+    return 0

@@ -1,0 +1,320 @@
+"""Settings: one frozen object built once from defaults < config file < LEARND_* environment < command line.
+
+Validated at load; every error names the key. Paths are resolved against the home.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final, TypeVar, cast, get_args
+
+from learnd.errors import ConfigError
+from learnd.records import SOURCE_KINDS, SourceKind
+
+DEFAULT_SOURCES: Final[dict[str, tuple[SourceKind, str]]] = {
+    "attribution": ("attribution", "logs/attribution.jsonl"),
+    "exit": ("exit", "logs/exit.jsonl"),
+    "signals": ("signals", "logs/signals.jsonl"),
+    "orders": ("orders", "logs/orders.jsonl"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """One tailed log: its name (used in state and metrics), kind (how rows parse) and absolute path."""
+
+    name: str
+    kind: SourceKind
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class LearningSettings:
+    """Learning parameters (see learnd/entry_model.py for their meaning)."""
+
+    half_life_sessions: float = 60.0
+    z_threshold: float = 2.0
+    max_step_per_trade: float = 0.02
+    max_step_per_session: float = 0.1
+    pnl_clip_pct: float = 5.0
+    per_ticker: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSettings:
+    """When the daily and weekly jobs run (exchange calendar time)."""
+
+    exchange: str = "XNYS"
+    grace_minutes: float = 15.0
+    daily_enabled: bool = True
+    weekly_enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything learnd needs to run, resolved and validated."""
+
+    home: Path
+    sources: tuple[SourceSettings, ...]
+    state_dir: Path
+    data_dir: Path
+    poll_interval_ms: int = 1000
+    commit_interval_ms: int = 50
+    commit_batch_lines: int = 1000
+    backfill_batch_lines: int = 20000
+    max_line_bytes: int = 1 << 20
+    quarantine_keep_bytes: int = 4096
+    dedupe_window_lines: int = 20000
+    rotation_grace_ms: int = 5000
+    shutdown_timeout_s: float = 4.0
+    metrics_enabled: bool = True
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    log_format: str = "auto"
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "learnd.db"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / "learnd.lock"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"sources.{name}: no such source")
+
+
+_SCALARS: Final[frozenset[str]] = frozenset(
+    f.name
+    for f in fields(Settings)
+    if f.name not in {"home", "sources", "state_dir", "data_dir", "learning", "schedule"}
+)
+_LOG_FORMATS: Final = ("auto", "json", "console")
+_T = TypeVar("_T")
+
+
+def load_settings(
+    home: Path | None = None,
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the settings: built-in defaults < config file < LEARND_* environment < `overrides` (command line).
+
+    `home` defaults to $LEARND_HOME, then the current directory. The config file defaults to
+    HOME/config/learnd.toml when it exists. Raises ConfigError naming the key on any invalid value.
+    """
+    env = os.environ if environ is None else environ
+    home_path = Path(home if home is not None else env.get("LEARND_HOME", ".")).expanduser().resolve()
+    table: dict[str, Any] = {}
+    if config_file is None and env.get("LEARND_CONFIG"):
+        config_file = Path(env["LEARND_CONFIG"])
+    if config_file is None:
+        candidate = home_path / "config" / "learnd.toml"
+        config_file = candidate if candidate.is_file() else None
+    elif not config_file.is_absolute():
+        config_file = Path.cwd() / config_file
+    if config_file is not None:
+        table = _read_toml(config_file)
+    _merge_environment(table, env)
+    for key, value in (overrides or {}).items():
+        _set_dotted(table, key, value)
+    return _build(home_path, table)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path}: {error}") from None
+
+
+def _merge_environment(table: dict[str, Any], env: Mapping[str, str]) -> None:
+    """LEARND_COMMIT_INTERVAL_MS=20 sets commit_interval_ms; LEARND_LEARNING__PER_TICKER sets learning.per_ticker."""
+    for name, value in env.items():
+        if not name.startswith("LEARND_") or name in ("LEARND_HOME", "LEARND_CONFIG"):
+            continue
+        dotted = name.removeprefix("LEARND_").lower().replace("__", ".")
+        _set_dotted(table, dotted, value)
+    # The bot's own switch for per-ticker learning is honoured as documented in its README.
+    flag = env.get("ENABLE_PER_TICKER_LEARNING")
+    if flag is not None:
+        _set_dotted(table, "learning.per_ticker", flag)
+
+
+def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = table
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part} is not a table")
+        node = child
+    node[leaf] = value
+
+
+def _build(home: Path, table: dict[str, Any]) -> Settings:
+    table = dict(table)
+    paths = table.pop("paths", {}) or {}
+    if not isinstance(paths, dict):
+        raise ConfigError("paths: must be a table")
+    sources = _build_sources(home, table.pop("sources", {}))
+    learning = _build_section(LearningSettings(), table.pop("learning", {}), "learning")
+    schedule = _build_section(ScheduleSettings(), table.pop("schedule", {}), "schedule")
+    state_dir = _resolve(home, paths.pop("state_dir", "state"), "paths.state_dir")
+    data_dir = _resolve(home, paths.pop("data_dir", "data"), "paths.data_dir")
+    if paths:
+        raise ConfigError(f"paths.{sorted(paths)[0]}: unknown key")
+    base = Settings(
+        home=home, sources=sources, state_dir=state_dir, data_dir=data_dir, learning=learning, schedule=schedule
+    )
+    settings = _build_section(base, table, "")
+    _validate(settings)
+    return settings
+
+
+def _build_sources(home: Path, raw: object) -> tuple[SourceSettings, ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError("sources: must be a table of source tables")
+    merged: dict[str, dict[str, Any]] = {
+        name: {"kind": kind, "path": path} for name, (kind, path) in DEFAULT_SOURCES.items()
+    }
+    for name, spec in raw.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f"sources.{name}: must be a table with `path` (and `kind`, `enabled`)")
+        merged.setdefault(name, {"kind": name if name in SOURCE_KINDS else None, "path": None}).update(spec)
+    result: list[SourceSettings] = []
+    for name, spec in merged.items():
+        unknown = set(spec) - {"kind", "path", "enabled"}
+        if unknown:
+            raise ConfigError(f"sources.{name}.{sorted(unknown)[0]}: unknown key")
+        if not _as_bool(spec.get("enabled", True), f"sources.{name}.enabled"):
+            continue
+        kind = spec.get("kind")
+        if kind not in get_args(SourceKind):
+            raise ConfigError(f"sources.{name}.kind: must be one of {', '.join(SOURCE_KINDS)}, got {kind!r}")
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"sources.{name}: a source name may hold letters, digits, '-' and '_' only")
+        path = spec.get("path")
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"sources.{name}.path: required, a file path")
+        result.append(
+            SourceSettings(name=name, kind=cast(SourceKind, kind), path=_resolve(home, path, f"sources.{name}.path"))
+        )
+    if not result:
+        raise ConfigError("sources: every source is disabled; nothing to learn from")
+    return tuple(result)
+
+
+def _resolve(home: Path, value: object, key: str) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise ConfigError(f"{key}: must be a path")
+    path = Path(value).expanduser()
+    # Not resolved through symlinks: the tailer follows the configured path as the bot writes it.
+    return path if path.is_absolute() else home / path
+
+
+def _build_section(base: _T, raw: object, prefix: str) -> _T:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix}: must be a table")
+    known = {f.name: f for f in fields(base)}  # type: ignore[arg-type]
+    updates: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in known or (not prefix and key not in _SCALARS):
+            raise ConfigError(f"{dotted}: unknown key")
+        current = getattr(base, key)
+        updates[key] = _coerce(value, type(current), dotted)
+    return replace(base, **updates)  # type: ignore[type-var]
+
+
+def _coerce(value: object, kind: type, key: str) -> object:
+    if kind is bool:
+        return _as_bool(value, key)
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.replace("_", ""))
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: must be a number, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string, got {value!r}")
+    return value
+
+
+def _as_bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: must be true or false, got {value!r}")
+
+
+def _validate(settings: Settings) -> None:
+    positive = (
+        "poll_interval_ms",
+        "commit_interval_ms",
+        "commit_batch_lines",
+        "backfill_batch_lines",
+        "max_line_bytes",
+        "quarantine_keep_bytes",
+        "dedupe_window_lines",
+    )
+    for key in positive:
+        if getattr(settings, key) <= 0:
+            raise ConfigError(f"{key}: must be positive, got {getattr(settings, key)!r}")
+    if settings.rotation_grace_ms < 0:
+        raise ConfigError(f"rotation_grace_ms: must be >= 0, got {settings.rotation_grace_ms}")
+    if not 0 < settings.metrics_port < 65536:
+        raise ConfigError(f"metrics_port: must be a TCP port, got {settings.metrics_port}")
+    if settings.log_format not in _LOG_FORMATS:
+        raise ConfigError(f"log_format: must be one of {', '.join(_LOG_FORMATS)}, got {settings.log_format!r}")
+    learning = settings.learning
+    if learning.half_life_sessions <= 0:
+        raise ConfigError("learning.half_life_sessions: must be positive")
+    if learning.z_threshold <= 0:
+        raise ConfigError("learning.z_threshold: must be positive")
+    if not 0 < learning.max_step_per_trade <= learning.max_step_per_session:
+        raise ConfigError("learning.max_step_per_trade: must be positive and at most learning.max_step_per_session")
+    if learning.pnl_clip_pct <= 0:
+        raise ConfigError("learning.pnl_clip_pct: must be positive")
+    if settings.schedule.grace_minutes < 0:
+        raise ConfigError("schedule.grace_minutes: must be >= 0")
+    names = [source.name for source in settings.sources]
+    paths = [source.path for source in settings.sources]
+    if len(set(paths)) != len(paths):
+        raise ConfigError("sources: two sources share one path")
+    if len(set(names)) != len(names):
+        raise ConfigError("sources: duplicate source name")

@@ -1,0 +1,182 @@
+"""The engine: a home opened for writing (lock, store, learners, ingest pipeline, exports), driven by the daemon
+(asynchronously) or by `backfill` (in one pass). One commit, then the exports that reflect it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from learnd.config import Settings
+from learnd.exports import Journal, write_json_atomic
+from learnd.ingest import CommitReport, Ingestor
+from learnd.learner import CountingLearner, Learner
+from learnd.lock import HomeLock
+from learnd.store import Store
+
+log = structlog.get_logger("learnd.engine")
+
+LearnerFactory = Callable[[Settings, Store], list[Learner]]
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counters since the engine opened, for the shutdown summary and metrics."""
+
+    lines_count: int = 0
+    applied_count: int = 0
+    duplicate_count: int = 0
+    ignored_count: int = 0
+    quarantined_count: int = 0
+    commit_count: int = 0
+    change_count: int = 0
+
+    def add(self, report: CommitReport) -> None:
+        self.lines_count += report.lines
+        self.commit_count += 1
+        self.change_count += len(report.changes)
+        for (_, outcome, _), count in report.counts.items():
+            if outcome == "applied":
+                self.applied_count += count
+            elif outcome == "duplicate":
+                self.duplicate_count += count
+            elif outcome == "ignored":
+                self.ignored_count += count
+            elif outcome == "quarantined":
+                self.quarantined_count += count
+
+
+def counting_learners(settings: Settings, store: Store) -> list[Learner]:
+    """The minimal learner set: counts records per source and kind."""
+    return [CountingLearner.load(store.learner_state("counting"))]
+
+
+class Engine:
+    """A home opened for writing. Holds the home lock from open() to close()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        start_at_end: bool,
+        purpose: str,
+        learner_factory: LearnerFactory | None = None,
+        lock: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
+        try:
+            self.store = Store.open(settings.db_path, window_lines=settings.dedupe_window_lines)
+            factory = learner_factory or default_learners
+            self.learners = factory(settings, self.store)
+            self.ingestor = Ingestor(settings, self.store, self.learners, start_at_end=start_at_end)
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self.totals = Totals()
+        self._quarantine_journals: dict[str, Journal] = {}
+        self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
+        self.last_commit_s = 0.0
+        self.sync_journals()
+
+    def close(self) -> None:
+        self.ingestor.close()
+        self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def poll(self, budget: int) -> int:
+        """Read and apply up to `budget` lines (not yet committed)."""
+        lines = self.ingestor.poll(budget)
+        for event in self.ingestor.take_events():
+            log.info(f"source_{event.event}", source=event.source, **event.detail)
+        return lines
+
+    def commit(self, *, export: bool = True) -> CommitReport | None:
+        """Commit what was applied, then bring the journals and (optionally) the JSON exports up to date."""
+        started = time.perf_counter()
+        report = self.ingestor.commit()
+        if report is None:
+            return None
+        self.last_commit_s = time.perf_counter() - started
+        self.totals.add(report)
+        for item in report.quarantined:
+            log.warning(
+                "record_quarantined", source=item.source, offset=item.offset, reason=item.reason, detail=item.detail
+            )
+        self.sync_journals()
+        if export:
+            self.write_exports()
+        return report
+
+    def sync_journals(self) -> None:
+        """Append committed quarantine rows and weight changes the journals do not have yet."""
+        rows = self.store.quarantine_rows(self._min_quarantine_seq())
+        by_source: dict[str, list[tuple[int, bytes]]] = {}
+        for seq, source, body in rows:
+            by_source.setdefault(source, []).append((seq, body))
+        for source, source_rows in by_source.items():
+            self._quarantine_journal(source).append(source_rows)
+        self._changes_journal.append(self.store.changes(self._changes_journal.last_seq))
+
+    def _quarantine_journal(self, source: str) -> Journal:
+        journal = self._quarantine_journals.get(source)
+        if journal is None:
+            journal = Journal(self.settings.quarantine_dir / f"{source}.jsonl")
+            self._quarantine_journals[source] = journal
+        return journal
+
+    def _min_quarantine_seq(self) -> int:
+        names = {source.name for source in self.settings.sources} | set(self._quarantine_journals)
+        return min((self._quarantine_journal(name).last_seq for name in names), default=0)
+
+    def write_exports(self) -> None:
+        """Write every JSON export from the committed state (atomic replace)."""
+        write_json_atomic(self.settings.state_dir / "learning_processing_state.json", self.processing_state())
+        for learner in self.learners:
+            export = getattr(learner, "export", None)
+            if export is not None:
+                export(self.settings)
+
+    def processing_state(self) -> dict[str, Any]:
+        """Offsets, counts and last event time per source, as committed."""
+        checkpoints = self.store.checkpoints()
+        counts = self.store.line_counts()
+        sources: dict[str, Any] = {}
+        for source in self.settings.sources:
+            checkpoint = checkpoints.get(source.name)
+            per_outcome: dict[str, int] = {}
+            for (name, outcome, _), count in counts.items():
+                if name == source.name:
+                    per_outcome[outcome] = per_outcome.get(outcome, 0) + count
+            sources[source.name] = {
+                "path": str(source.path),
+                "offset": checkpoint.offset if checkpoint else 0,
+                "file_inode": checkpoint.ino if checkpoint else None,
+                "lines_applied": per_outcome.get("applied", 0),
+                "lines_duplicate": per_outcome.get("duplicate", 0),
+                "lines_ignored": per_outcome.get("ignored", 0),
+                "lines_quarantined": per_outcome.get("quarantined", 0),
+            }
+        counting = self.store.learner_state("counting")
+        return {
+            "sources": sources,
+            "learners": sorted(learner.name for learner in self.learners),
+            "counting": _loads(counting),
+        }
+
+
+def default_learners(settings: Settings, store: Store) -> list[Learner]:
+    """Every learner learnd runs: counting, plus the trade learner once it is available."""
+    return counting_learners(settings, store)
+
+
+def _loads(data: bytes | None) -> Any:
+    return orjson.loads(data) if data else None

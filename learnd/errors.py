@@ -1,0 +1,24 @@
+"""learnd's small exception tree: everything learnd raises on purpose derives from LearndError."""
+
+from __future__ import annotations
+
+
+class LearndError(Exception):
+    """Base of every error learnd raises deliberately."""
+
+
+class ConfigError(LearndError):
+    """Invalid configuration; the message names the offending key."""
+
+
+class RecordError(LearndError):
+    """A line that is well-formed JSON but not a record learnd can use; it is quarantined."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class StateError(LearndError):
+    """The state directory or store cannot be used as is (corrupt, foreign, newer schema, locked)."""

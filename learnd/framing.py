@@ -1,0 +1,72 @@
+"""Bytes become lines and lines become JSON objects; the alignment of a rewritten file against lines already read.
+
+Pure: the tailer feeds raw bytes in, gets decoded rows or a reason to quarantine out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class BadLine:
+    """Why a line cannot be used; it goes to quarantine with this reason."""
+
+    reason: str
+    detail: str
+
+
+def line_hash(raw: bytes) -> int:
+    """A stable 64-bit signed hash of a line's bytes (without its newline), as SQLite stores integers."""
+    return int.from_bytes(blake2b(raw, digest_size=8).digest(), "big", signed=True)
+
+
+def decode_line(raw: bytes) -> dict[str, Any] | BadLine:
+    """A line's JSON object, or the reason it is not one. A UTF-8 BOM and a CRLF ending are tolerated."""
+    if raw.startswith(_BOM):
+        raw = raw[len(_BOM) :]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if not raw.strip():
+        return BadLine("blank_line", "")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as utf_error:
+            return BadLine("invalid_utf8", str(utf_error)[:200])
+        return BadLine("invalid_json", str(error)[:200])
+    if not isinstance(value, dict):
+        return BadLine("not_an_object", type(value).__name__)
+    return value
+
+
+def align_rewrite(window: Sequence[int], fresh: Sequence[int]) -> int | None:
+    """Where in `window` a rewritten file's first line sits, or None when no alignment exists.
+
+    `window` holds the hashes of the last lines read from the source, oldest first; `fresh` the hashes of the
+    rewritten file's first lines. A supervisor that keeps a file's last N lines leaves a file that starts with a
+    run of the window's tail, so the answer is a start index whose run matches `fresh` up to the end of the window
+    (or of `fresh`). The earliest such index wins, the longest overlap: with unique lines only one index matches,
+    and where repeated lines make it ambiguous, a repeat is likelier than a new line. With no such index the
+    caller falls back to per-line membership.
+    """
+    if not fresh:
+        return None
+    first = fresh[0]
+    size = len(window)
+    for start in range(size):
+        if window[start] != first:
+            continue
+        overlap = min(size - start, len(fresh))
+        if all(window[start + index] == fresh[index] for index in range(overlap)):
+            return start
+    return None

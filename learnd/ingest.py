@@ -1,0 +1,242 @@
+"""The pipeline: tailed lines become records, records are deduplicated and fed to learners, and each batch of
+lines commits to the store in one transaction together with the offsets that produced it.
+
+Synchronous and IO-light (reads via the tailers, writes via the store); the daemon and `backfill` drive it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from learnd.config import Settings, SourceSettings
+from learnd.errors import RecordError
+from learnd.framing import BadLine, decode_line
+from learnd.learner import Learner
+from learnd.records import ExitOutcome, Ignored, Record, TradeEntry, TradeOutcome, parse_record
+from learnd.store import Batch, LedgerRow, Store
+from learnd.tailer import Line, SourceTailer, TailEvent
+
+LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A line that could not be used, as written to the store and data/quarantine/<source>.jsonl."""
+
+    source: str
+    offset: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitReport:
+    """What one commit wrote."""
+
+    lines: int
+    counts: dict[tuple[str, str, str], int]
+    changes: tuple[dict[str, Any], ...]
+    quarantined: tuple[Quarantined, ...]
+
+
+class Ingestor:
+    """Owns one tailer per source and the batch being built; `poll()` reads and applies, `commit()` persists."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        learners: Sequence[Learner],
+        *,
+        start_at_end: bool,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.learners = list(learners)
+        self.tailers: dict[str, SourceTailer] = {}
+        self._sources: dict[str, SourceSettings] = {}
+        self._start_at_end = start_at_end
+        self._clock = clock
+        self._batch = Batch()
+        self._committed = store.checkpoints()
+        self._pending_keys: set[tuple[str, str]] = set()
+        self._changes: list[dict[str, Any]] = []
+        self._quarantined: list[Quarantined] = []
+        for source in settings.sources:
+            self.add_source(source)
+
+    def add_source(self, source: SourceSettings) -> None:
+        """Start tailing a source (at start-up, or when a reload adds one)."""
+        checkpoint = self.store.checkpoint(source.name)
+        extra = {"clock": self._clock} if self._clock is not None else {}
+        self.tailers[source.name] = SourceTailer(
+            source.name,
+            source.path,
+            checkpoint=checkpoint,
+            window=self.store.window(source.name) if checkpoint else (),
+            window_lines=self.settings.dedupe_window_lines,
+            max_line_bytes=self.settings.max_line_bytes,
+            keep_bytes=self.settings.quarantine_keep_bytes,
+            rotation_grace_s=self.settings.rotation_grace_ms / 1000,
+            start_at_end=self._start_at_end and checkpoint is None,
+            **extra,
+        )
+        self._sources[source.name] = source
+
+    def remove_source(self, name: str) -> None:
+        """Stop tailing a source; its checkpoint stays in the store for when it comes back."""
+        tailer = self.tailers.pop(name)
+        tailer.close()
+        del self._sources[name]
+
+    def close(self) -> None:
+        for tailer in self.tailers.values():
+            tailer.close()
+
+    @property
+    def pending_lines(self) -> int:
+        return self._batch.line_count
+
+    def take_events(self) -> list[TailEvent]:
+        events: list[TailEvent] = []
+        for tailer in self.tailers.values():
+            events.extend(tailer.events)
+            tailer.events.clear()
+        return events
+
+    def poll(self, budget: int) -> int:
+        """Read and apply up to `budget` lines across all sources; returns how many were read."""
+        total = 0
+        for name, tailer in self.tailers.items():
+            if total >= budget:
+                break
+            lines = tailer.poll(budget - total)
+            if not lines and tailer.checkpoint() == self._batch.checkpoints.get(name, self._committed.get(name)):
+                continue
+            source = self._sources[name]
+            hashes = self._batch.window.setdefault(name, [])
+            for line in lines:
+                self._process(source, line)
+                hashes.append(line.hash)
+            checkpoint = tailer.checkpoint()
+            if checkpoint is not None:
+                self._batch.checkpoints[name] = checkpoint
+            for fp_hash, position in tailer.take_seen_files().items():
+                self._batch.files[(name, fp_hash)] = position
+            total += len(lines)
+        self._batch.line_count += total
+        return total
+
+    def commit(self) -> CommitReport | None:
+        """Commit the batch built so far (offsets, window, counts, ledger, learner state) in one transaction."""
+        batch = self._batch
+        for learner in self.learners:
+            state = learner.dump()
+            if state is not None:
+                batch.learner_states[learner.name] = state
+        if batch.is_empty():
+            return None
+        self.store.commit(batch)
+        self._committed.update(batch.checkpoints)
+        report = CommitReport(
+            lines=batch.line_count,
+            counts=dict(batch.counts),
+            changes=tuple(self._changes),
+            quarantined=tuple(self._quarantined),
+        )
+        self._batch = Batch()
+        self._pending_keys.clear()
+        self._changes = []
+        self._quarantined = []
+        return report
+
+    def _process(self, source: SourceSettings, line: Line) -> None:
+        counts = self._batch.counts
+        if line.duplicate:
+            counts[(source.name, "duplicate", "line_reread_after_rewrite")] += 1
+            return
+        if line.too_long:
+            self._quarantine(source, line, "line_too_long", f"{line.too_long} bytes > {self.settings.max_line_bytes}")
+            return
+        if line.unterminated:
+            self._quarantine(source, line, "unterminated_line", "file rotated or deleted before its newline")
+            return
+        decoded = decode_line(line.raw)
+        if isinstance(decoded, BadLine):
+            self._quarantine(source, line, decoded.reason, decoded.detail)
+            return
+        try:
+            record = parse_record(source.kind, decoded)
+        except RecordError as error:
+            self._quarantine(source, line, error.reason, error.detail)
+            return
+        if isinstance(record, Ignored):
+            counts[(source.name, "ignored", record.kind)] += 1
+            return
+        if not self._admit(source, line, record):
+            counts[(source.name, "duplicate", f"repeated_{LEDGER_KINDS[type(record)]}")] += 1
+            return
+        for learner in self.learners:
+            for change in learner.apply(source.name, record).changes:
+                self._changes.append(change)
+                body = orjson.dumps(change, option=orjson.OPT_SORT_KEYS)
+                self._batch.changes.append((int(change.get("event_us", 0)), body))
+        if isinstance(record, TradeEntry):
+            counts[(source.name, "ignored", "open_row")] += 1
+        else:
+            counts[(source.name, "applied", _kind_of(record))] += 1
+
+    def _admit(self, source: SourceSettings, line: Line, record: Record) -> bool:
+        """Records with a natural key enter the ledger once; a repeat (even from a rotated copy) is a duplicate."""
+        kind = LEDGER_KINDS.get(type(record))
+        if kind is None:
+            return True
+        key: str = record.key  # type: ignore[union-attr]
+        if (kind, key) in self._pending_keys or self.store.has_ledger_key(kind, key):
+            return False
+        self._pending_keys.add((kind, key))
+        self._batch.ledger.append(
+            LedgerRow(
+                kind=kind,
+                key=key,
+                strategy=record.strategy,  # type: ignore[union-attr]
+                symbol=record.symbol,  # type: ignore[union-attr]
+                event_us=record.event_us,  # type: ignore[union-attr]
+                source=source.name,
+                file_offset=line.offset,
+                record=line.raw,
+            )
+        )
+        return True
+
+    def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:
+        keep = line.raw[: self.settings.quarantine_keep_bytes]
+        body = {
+            "source": source.name,
+            "path": str(source.path),
+            "file": line.file_key,
+            "offset": line.offset,
+            "reason": reason,
+            "detail": detail,
+            "length": line.too_long or len(line.raw),
+            "raw_text": keep.decode("utf-8", errors="backslashreplace"),
+            "raw_b64": base64.b64encode(keep).decode("ascii"),
+            "truncated": len(keep) < (line.too_long or len(line.raw)),
+        }
+        self._batch.quarantine.append((source.name, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)))
+        self._batch.counts[(source.name, "quarantined", reason)] += 1
+        self._quarantined.append(Quarantined(source.name, line.offset, reason, detail))
+
+
+def _kind_of(record: Record) -> str:
+    if isinstance(record, TradeOutcome):
+        return "scale" if record.is_partial else "close"
+    if isinstance(record, ExitOutcome):
+        return "exit_outcome"
+    return type(record).__name__.removesuffix("Record").lower()

@@ -1,0 +1,552 @@
+"""Sources are tailed: one SourceTailer per configured log turns appended bytes into complete lines, exactly once.
+
+It knows a file by device + inode and a fingerprint of its first line, and survives rename rotation,
+copytruncate, truncation, the bot supervisor's in-place rewrite, deletion and re-creation, and symlinks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from hashlib import blake2b
+from pathlib import Path
+from typing import IO, BinaryIO, Final, cast
+
+from learnd.framing import align_rewrite, line_hash
+from learnd.store import Checkpoint
+
+FINGERPRINT_MAX_BYTES: Final = 4096
+_READ_CHUNK: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One complete line read from a source (without its newline), where it came from, and how it ended."""
+
+    source: str
+    file_key: str
+    offset: int
+    raw: bytes
+    hash: int
+    too_long: int = 0  # the line's full length when over max_line_bytes; `raw` then holds only its head
+    duplicate: bool = False  # already read before an in-place rewrite put it back in the file
+    unterminated: bool = False  # the last bytes of a rotated or deleted file that never got their newline
+
+
+@dataclass(frozen=True, slots=True)
+class TailEvent:
+    """Something that happened to a source's file, for the log and status (`rotated`, `truncated`, ...)."""
+
+    source: str
+    event: str
+    detail: dict[str, object]
+
+
+@dataclass(slots=True)
+class _OpenFile:
+    handle: BinaryIO
+    dev: int
+    ino: int
+    fp_hash: bytes = b""
+    fp_len: int = 0
+    offset: int = 0
+    overlong_from: int = -1  # start of a line known to exceed max_line_bytes, still waiting for its newline
+    overlong_scanned: int = 0
+    drain_deadline: float | None = None
+
+    @property
+    def key(self) -> str:
+        return self.fp_hash.hex() if self.fp_len else f"ino:{self.dev}:{self.ino}"
+
+
+@dataclass(slots=True)
+class TailerStatus:
+    state: str = "starting"  # waiting_for_file | following | draining_rotated
+    size: int = 0
+
+
+def fingerprint(data: bytes) -> tuple[bytes, int] | None:
+    """Fingerprint of a file from its first bytes: the first line (or its first 4 KiB); None until it is complete."""
+    newline = data.find(b"\n", 0, FINGERPRINT_MAX_BYTES)
+    if newline >= 0:
+        length = newline + 1
+    elif len(data) >= FINGERPRINT_MAX_BYTES:
+        length = FINGERPRINT_MAX_BYTES
+    else:
+        return None
+    return blake2b(data[:length], digest_size=16).digest(), length
+
+
+class SourceTailer:
+    """Follows one configured path. `poll()` returns the next complete lines and advances an in-memory position;
+    `checkpoint()` says where that position is, for the store to commit together with what the lines changed."""
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        *,
+        checkpoint: Checkpoint | None,
+        window: Iterable[int],
+        window_lines: int,
+        max_line_bytes: int,
+        keep_bytes: int,
+        rotation_grace_s: float,
+        start_at_end: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self._committed = checkpoint
+        self._window: deque[int] = deque(window, maxlen=window_lines)
+        self._window_seq = checkpoint.window_seq if checkpoint else 0
+        self._max_line = max_line_bytes
+        self._keep = keep_bytes
+        self._grace = rotation_grace_s
+        self._start_at_end = start_at_end
+        self._clock = clock
+        self._current: _OpenFile | None = None
+        self._rotated: _OpenFile | None = None
+        self._last_position: Checkpoint | None = checkpoint
+        # After a reset, the window as it was, and how far the new file's lines have matched it so far.
+        self._align_window: list[int] | None = None
+        self._align_next: int | None = None
+        self._align_known: set[int] | None = None
+        self._align_left = 0
+        self.status = TailerStatus()
+        self.events: list[TailEvent] = []
+        self.seen_files: dict[bytes, tuple[int, int]] = {}
+
+    # Public ------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for opened in (self._current, self._rotated):
+            if opened is not None:
+                opened.handle.close()
+        self._current = self._rotated = None
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The position after the last line handed out, or None before any file was seen."""
+        opened = self._rotated or self._current
+        if opened is None:
+            return self._last_position
+        self._last_position = Checkpoint(
+            path=str(self.path),
+            dev=opened.dev,
+            ino=opened.ino,
+            fp_hash=opened.fp_hash,
+            fp_len=opened.fp_len,
+            offset=opened.offset,
+            size=self.status.size,
+            window_seq=self._window_seq,
+        )
+        return self._last_position
+
+    def take_seen_files(self) -> dict[bytes, tuple[int, int]]:
+        """File identities read since the last call, with how far each was read (for sibling backfill)."""
+        seen, self.seen_files = self.seen_files, {}
+        return seen
+
+    def pending_bytes(self) -> int:
+        opened = self._current
+        return max(0, self.status.size - opened.offset) if opened else 0
+
+    def poll(self, max_lines: int) -> list[Line]:
+        """Up to `max_lines` new complete lines, in file order; an incomplete last line waits for its newline."""
+        lines: list[Line] = []
+        if self._rotated is not None:
+            self._drain_rotated(lines, max_lines)
+            if self._rotated is not None:
+                return lines
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            if self._current is not None:
+                self._event("file_missing", offset=self._current.offset)
+                self._retire_current()
+                self._drain_rotated(lines, max_lines)
+            elif self.status.state != "waiting_for_file":
+                self._event("waiting_for_file")
+            self.status.state = "waiting_for_file"
+            # A file that appears later is new content: read it whole.
+            self._start_at_end = False
+            return lines
+        if self._current is None:
+            self._open(stat)
+            if self._rotated is not None:
+                self._drain_rotated(lines, max_lines)
+                if self._rotated is not None:
+                    return lines
+        else:
+            current = self._current
+            if (stat.st_dev, stat.st_ino) != (current.dev, current.ino):
+                self._event("rotated", old_ino=current.ino, new_ino=stat.st_ino, offset=current.offset)
+                self._retire_current()
+                self._drain_rotated(lines, max_lines)
+                if self._rotated is not None:
+                    return lines
+                self._open(stat)
+        following = self._current
+        if following is None:
+            return lines
+        current = following
+        self.status.state = "following"
+        self.status.size = stat.st_size
+        if stat.st_size < current.offset or not self._same_start(current) or not self._on_boundary(current):
+            self._reset(current, stat.st_size)
+            if self._rotated is not None:
+                self._drain_rotated(lines, max_lines)
+                if self._rotated is not None:
+                    return lines
+        remaining = max_lines - len(lines)
+        if remaining > 0:
+            self._read(current, lines, remaining, stat.st_size, final=False)
+        return lines
+
+    # Opening and identity ----------------------------------------------------------------------------------
+
+    def _open(self, stat: os.stat_result) -> None:
+        handle = open(self.path, "rb")  # noqa: SIM115 - held open across polls, closed in close()/_retire_current
+        opened_stat = os.fstat(handle.fileno())
+        current = _OpenFile(handle=handle, dev=opened_stat.st_dev, ino=opened_stat.st_ino)
+        self._current = current
+        self.status.size = opened_stat.st_size
+        committed = self._committed
+        self._committed = None  # only the first open resumes from the store's checkpoint
+        if committed is not None and (committed.dev, committed.ino) == (current.dev, current.ino):
+            current.fp_hash, current.fp_len, current.offset = committed.fp_hash, committed.fp_len, committed.offset
+            self._event("resumed", offset=committed.offset)
+            return
+        if committed is not None:
+            self._event("identity_changed_while_stopped", old_ino=committed.ino, new_ino=current.ino)
+            self._recover_previous(committed)
+            if committed.fp_len and self._first_bytes_hash(current, committed.fp_len) == committed.fp_hash:
+                # Same content under a new inode (copied or moved back): continue where we were.
+                current.fp_hash, current.fp_len, current.offset = committed.fp_hash, committed.fp_len, committed.offset
+                if opened_stat.st_size >= committed.offset:
+                    return
+                current.offset = 0
+                current.fp_hash, current.fp_len = b"", 0
+            self._begin_alignment()
+            return
+        if self._start_at_end:
+            current.offset = self._last_line_end(current, opened_stat.st_size)
+            self._establish_fingerprint(current)
+            self._event("started_at_end", offset=current.offset, size=opened_stat.st_size)
+        else:
+            # A replacement file may be a rewrite done by rename: lines already read are recognised, not re-applied.
+            self._begin_alignment()
+        self._start_at_end = False
+
+    def _recover_previous(self, committed: Checkpoint) -> None:
+        """After a restart that finds another file at the path, finish the file we were reading if it is nearby."""
+        for sibling in rotated_siblings(self.path):
+            if sibling.suffix == ".gz":
+                continue
+            try:
+                sibling_stat = os.stat(sibling)
+            except FileNotFoundError:
+                continue
+            same_inode = (sibling_stat.st_dev, sibling_stat.st_ino) == (committed.dev, committed.ino)
+            if same_inode or _starts_with(sibling, committed.fp_hash, committed.fp_len):
+                self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
+                return
+        self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
+
+    def _retire_current(self) -> None:
+        """The path no longer names the file we read: finish it (drain) before reading whatever replaces it."""
+        assert self._current is not None
+        self._rotated = self._current
+        self._rotated.drain_deadline = self._clock() + self._grace
+        self._current = None
+        self.status.state = "draining_rotated"
+
+    def _drain_rotated(self, lines: list[Line], max_lines: int) -> None:
+        rotated = self._rotated
+        assert rotated is not None
+        size = os.fstat(rotated.handle.fileno()).st_size
+        self._read(rotated, lines, max_lines - len(lines), size, final=False)
+        if rotated.offset < size and len(lines) < max_lines:
+            # A last line without its newline: the writer may still finish it through its old descriptor.
+            deadline = rotated.drain_deadline or 0.0
+            if self._clock() < deadline:
+                return
+            self._read(rotated, lines, max_lines - len(lines), size, final=True)
+        if rotated.offset >= size:
+            self._event("rotated_file_drained", offset=rotated.offset)
+            rotated.handle.close()
+            self._rotated = None
+
+    def _same_start(self, opened: _OpenFile) -> bool:
+        if not opened.fp_len:
+            return True
+        return self._first_bytes_hash(opened, opened.fp_len) == opened.fp_hash
+
+    def _on_boundary(self, opened: _OpenFile) -> bool:
+        # A line we read ended exactly here; anything else means the bytes under our offset changed.
+        if opened.offset == 0:
+            return True
+        return os.pread(opened.handle.fileno(), 1, opened.offset - 1) == b"\n"
+
+    @staticmethod
+    def _first_bytes_hash(opened: _OpenFile, length: int) -> bytes:
+        data = os.pread(opened.handle.fileno(), length, 0)
+        return blake2b(data, digest_size=16).digest() if len(data) == length else b""
+
+    def _establish_fingerprint(self, opened: _OpenFile) -> None:
+        if opened.fp_len:
+            return
+        found = fingerprint(os.pread(opened.handle.fileno(), FINGERPRINT_MAX_BYTES, 0))
+        if found is not None:
+            opened.fp_hash, opened.fp_len = found
+
+    @staticmethod
+    def _last_line_end(opened: _OpenFile, size: int) -> int:
+        position = size
+        while position > 0:
+            start = max(0, position - _READ_CHUNK)
+            block = os.pread(opened.handle.fileno(), position - start, start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            position = start
+        return 0
+
+    def _reset(self, opened: _OpenFile, size: int) -> None:
+        """The file shrank or its start changed under the same inode: truncation, copytruncate or in-place rewrite."""
+        kind = "truncated" if size < opened.offset else "rewritten"
+        self._event(kind, offset=opened.offset, size=size)
+        self._recover_copy(opened)
+        opened.offset = 0
+        opened.fp_hash, opened.fp_len = b"", 0
+        opened.overlong_from = -1
+        self._begin_alignment()
+
+    def _recover_copy(self, opened: _OpenFile) -> None:
+        """copytruncate copies the file aside before truncating it: read what we had not read yet from the copy."""
+        if not opened.fp_len:
+            return
+        for sibling in rotated_siblings(self.path):
+            if sibling.suffix != ".gz" and _starts_with(sibling, opened.fp_hash, opened.fp_len):
+                if os.stat(sibling).st_size > opened.offset:
+                    self._drain_sibling(sibling, opened.fp_hash, opened.fp_len, opened.offset)
+                return
+
+    def _drain_sibling(self, sibling: Path, fp_hash: bytes, fp_len: int, offset: int) -> None:
+        handle = open(sibling, "rb")  # noqa: SIM115 - closed when the drain finishes
+        sibling_stat = os.fstat(handle.fileno())
+        self._rotated = _OpenFile(
+            handle=handle,
+            dev=sibling_stat.st_dev,
+            ino=sibling_stat.st_ino,
+            fp_hash=fp_hash,
+            fp_len=fp_len,
+            offset=offset,
+            drain_deadline=self._clock(),
+        )
+        self._event("draining_rotated", file=str(sibling), offset=offset, size=sibling_stat.st_size)
+
+    def _begin_alignment(self) -> None:
+        """Lines of the file from here on may repeat lines already read: compare them with the window first."""
+        if not self._window:
+            return
+        self._align_window = list(self._window)
+        self._align_next = None
+        self._align_known = None
+        self._align_left = len(self._align_window)
+
+    # Reading -----------------------------------------------------------------------------------------------
+
+    def _read(self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool) -> None:
+        """Append up to `budget` complete lines from `opened` (between its offset and `size`) to `lines`."""
+        if budget <= 0:
+            return
+        fd = opened.handle.fileno()
+        first_new = len(lines)
+        window_chunk = max(_READ_CHUNK, self._max_line + 1)
+        while budget > 0 and opened.offset < size:
+            if opened.overlong_from >= 0:
+                if not self._finish_overlong(opened, lines, size):
+                    break
+                budget -= 1
+                continue
+            start = opened.offset
+            chunk = os.pread(fd, min(window_chunk, size - start), start)
+            if not chunk:
+                break
+            cursor = 0
+            while budget > 0:
+                newline = chunk.find(b"\n", cursor)
+                if newline < 0:
+                    break
+                if newline - cursor > self._max_line:
+                    lines.append(
+                        self._overlong_line(
+                            opened, start + cursor, chunk[cursor : cursor + self._keep], newline - cursor
+                        )
+                    )
+                else:
+                    raw = chunk[cursor:newline]
+                    lines.append(Line(self.name, opened.key, start + cursor, raw, line_hash(raw)))
+                cursor = newline + 1
+                budget -= 1
+                opened.offset = start + cursor
+                if opened.fp_len == 0:
+                    self._establish_fingerprint(opened)
+            if budget <= 0:
+                break
+            tail = len(chunk) - cursor
+            if cursor == 0 or tail > 0:
+                if tail > self._max_line:
+                    opened.overlong_from = start + cursor
+                    opened.overlong_scanned = start + len(chunk)
+                    continue
+                if start + len(chunk) >= size:
+                    if final and tail > 0:
+                        raw = chunk[cursor:]
+                        lines.append(
+                            Line(
+                                self.name,
+                                opened.key,
+                                start + cursor,
+                                raw[: self._keep],
+                                line_hash(raw),
+                                unterminated=True,
+                            )
+                        )
+                        opened.offset = size
+                    break
+        self._after_read(opened, lines, first_new)
+
+    def _finish_overlong(self, opened: _OpenFile, lines: list[Line], size: int) -> bool:
+        """Scan on for the newline ending an over-long line; False while it has not arrived yet."""
+        fd = opened.handle.fileno()
+        while opened.overlong_scanned < size:
+            block = os.pread(fd, min(_READ_CHUNK, size - opened.overlong_scanned), opened.overlong_scanned)
+            if not block:
+                return False
+            newline = block.find(b"\n")
+            if newline >= 0:
+                end = opened.overlong_scanned + newline
+                head = os.pread(fd, self._keep, opened.overlong_from)
+                lines.append(self._overlong_line(opened, opened.overlong_from, head, end - opened.overlong_from))
+                opened.offset = end + 1
+                opened.overlong_from = -1
+                if opened.fp_len == 0:
+                    self._establish_fingerprint(opened)
+                return True
+            opened.overlong_scanned += len(block)
+        return False
+
+    def _overlong_line(self, opened: _OpenFile, offset: int, head: bytes, length: int) -> Line:
+        return Line(self.name, opened.key, offset, head, line_hash(head + length.to_bytes(8, "big")), too_long=length)
+
+    def _after_read(self, opened: _OpenFile, lines: list[Line], first_new: int) -> None:
+        """Mark lines a rewrite put back as duplicates, then remember the new lines' hashes."""
+        fresh = lines[first_new:]
+        if not fresh:
+            return
+        if self._align_window is not None and opened is self._current:
+            for index, is_duplicate in enumerate(self._duplicate_marks([line.hash for line in fresh])):
+                if is_duplicate:
+                    lines[first_new + index] = _as_duplicate(fresh[index])
+        for line in fresh:
+            self._window.append(line.hash)
+        self._window_seq += len(fresh)
+        if opened.fp_len:
+            self.seen_files[opened.fp_hash] = (opened.fp_len, opened.offset)
+
+    def _duplicate_marks(self, hashes: list[int]) -> list[bool]:
+        """Which of these lines (the next ones read after a reset) were read before it."""
+        snapshot = self._align_window
+        assert snapshot is not None
+        if self._align_next is None and self._align_known is None:
+            start = align_rewrite(snapshot, hashes)
+            if start is None:
+                self._align_known = set(snapshot)
+                self._event("rewrite_unaligned", window=len(snapshot))
+            else:
+                self._align_next = start
+                self._event("rewrite_aligned", start=start, window=len(snapshot))
+        marks: list[bool] = []
+        if self._align_known is not None:
+            for value in hashes:
+                marks.append(self._align_left > 0 and value in self._align_known)
+                self._align_left -= 1
+            if self._align_left <= 0:
+                self._align_window = self._align_known = None
+            return marks
+        position = self._align_next
+        assert position is not None
+        for value in hashes:
+            if position is not None and position < len(snapshot) and snapshot[position] == value:
+                marks.append(True)
+                position += 1
+            else:
+                marks.append(False)
+                position = None
+        if position is None or position >= len(snapshot):
+            self._align_window = None
+            self._align_next = None
+        else:
+            self._align_next = position
+        return marks
+
+    def _event(self, event: str, **detail: object) -> None:
+        self.events.append(TailEvent(self.name, event, detail))
+
+
+def _starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
+    if not fp_len:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return blake2b(handle.read(fp_len), digest_size=16).digest() == fp_hash
+    except FileNotFoundError:
+        return False
+
+
+def _as_duplicate(line: Line) -> Line:
+    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, True, line.unterminated)
+
+
+_NUMBERED = re.compile(r"^\.(\d+)(\.gz)?$")
+_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2}(?:[-_T]?\d{2,6})?)(\.gz)?$")
+
+
+def rotated_siblings(path: Path) -> list[Path]:
+    """Rotated copies of `path` beside it (`name.1`, `name.2.gz`, `name-20260301`, `name.2026-03-01.gz`), oldest first.
+
+    Numbered copies count down in age (`.3` is older than `.1`); dated copies count up. Dated copies precede
+    numbered ones when both exist, since logrotate's numbered scheme keeps the freshest copies.
+    """
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    numbered: list[tuple[int, Path]] = []
+    dated: list[tuple[str, Path]] = []
+    for name in names:
+        if not name.startswith(path.name) or name == path.name:
+            continue
+        suffix = name[len(path.name) :]
+        match = _NUMBERED.match(suffix)
+        if match:
+            numbered.append((int(match.group(1)), path.parent / name))
+            continue
+        match = _DATED.match(suffix)
+        if match:
+            dated.append((match.group(1).replace("-", ""), path.parent / name))
+    return [p for _, p in sorted(dated)] + [p for _, p in sorted(numbered, reverse=True)]
+
+
+def open_rotated(path: Path) -> IO[bytes]:
+    """Open a rotated copy for reading, decompressing `.gz` transparently."""
+    if path.suffix == ".gz":
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return open(path, "rb")
