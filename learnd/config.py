@@ -297,8 +297,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"{key}: must be positive, got {getattr(settings, key)!r}")
     if settings.rotation_grace_ms < 0:
         raise ConfigError(f"rotation_grace_ms: must be >= 0, got {settings.rotation_grace_ms}")
-    if not 0 < settings.metrics_port < 65536:
-        raise ConfigError(f"metrics_port: must be a TCP port, got {settings.metrics_port}")
+    if not 0 <= settings.metrics_port < 65536:
+        raise ConfigError(f"metrics_port: must be a TCP port (0 picks a free one), got {settings.metrics_port}")
     if settings.log_format not in _LOG_FORMATS:
         raise ConfigError(f"log_format: must be one of {', '.join(_LOG_FORMATS)}, got {settings.log_format!r}")
     learning = settings.learning
