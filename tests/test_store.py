@@ -1,0 +1,107 @@
+"""The store: WAL mode, one transaction per batch, and refusal (never a silent reset) of untrusted databases."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from learnd.errors import StateError
+from learnd.store import SCHEMA_VERSION, Batch, Checkpoint, LedgerRow, Store
+
+
+def checkpoint(offset: int, seq: int) -> Checkpoint:
+    return Checkpoint(path="/x", dev=1, ino=2, fp_hash=b"f", fp_len=1, offset=offset, size=offset, window_seq=seq)
+
+
+def test_new_store_uses_wal_and_records_its_schema(tmp_path: Path) -> None:
+    """A new store is in WAL mode and carries the application name and schema version."""
+    store = Store.open(tmp_path / "learnd.db")
+    store.close()
+    db = sqlite3.connect(tmp_path / "learnd.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    db.close()
+    assert meta == {"application": "learnd", "schema_version": str(SCHEMA_VERSION)}
+
+
+def test_batch_commits_offsets_window_and_state_together(tmp_path: Path) -> None:
+    """Offsets, line window, counts, ledger and learner state land in one commit, and the window stays bounded."""
+    store = Store.open(tmp_path / "learnd.db", window_lines=3)
+    batch = Batch(checkpoints={"a": checkpoint(100, 5)}, window={"a": [1, 2, 3, 4, 5]})
+    batch.counts[("a", "applied", "close")] += 5
+    batch.ledger.append(LedgerRow("trade", "close_X", "equity", "X", 10, "a", 0, b"{}"))
+    batch.learner_states["counting"] = b"{}"
+    store.commit(batch)
+    assert store.checkpoint("a") == checkpoint(100, 5)
+    assert store.window("a") == [3, 4, 5]
+    assert store.line_counts() == {("a", "applied", "close"): 5}
+    assert store.has_ledger_key("trade", "close_X")
+    assert store.learner_state("counting") == b"{}"
+    store.close()
+
+
+def test_failed_commit_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A batch that fails midway (a repeated ledger key) rolls back whole: offsets do not move without state."""
+    store = Store.open(tmp_path / "learnd.db")
+    row = LedgerRow("trade", "close_X", "equity", "X", 10, "a", 0, b"{}")
+    store.commit(Batch(checkpoints={"a": checkpoint(10, 1)}, window={"a": [1]}, ledger=[row]))
+    bad = Batch(checkpoints={"a": checkpoint(20, 2)}, window={"a": [2]}, ledger=[row])
+    bad.learner_states["counting"] = b"changed"
+    with pytest.raises(sqlite3.IntegrityError):
+        store.commit(bad)
+    assert store.checkpoint("a") == checkpoint(10, 1)
+    assert store.learner_state("counting") is None
+    store.close()
+
+
+def test_garbage_file_is_refused_not_reset(tmp_path: Path) -> None:
+    """A corrupt (non-SQLite) learnd.db stops start-up with a clear error and is left as it was."""
+    path = tmp_path / "learnd.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateError, match="not a usable learnd store"):
+        Store.open(path)
+    assert path.read_bytes() == b"this is not a database" * 100
+
+
+def test_foreign_sqlite_database_is_refused(tmp_path: Path) -> None:
+    """Another program's SQLite file is not taken over."""
+    path = tmp_path / "learnd.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE things (x)")
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="not learnd's"):
+        Store.open(path)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer learnd is refused with an upgrade hint."""
+    path = tmp_path / "learnd.db"
+    Store.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match="newer"):
+        Store.open(path)
+
+
+def test_corrupted_pages_fail_the_integrity_check(tmp_path: Path) -> None:
+    """Damage inside a real store is detected at open (quick_check), not papered over."""
+    path = tmp_path / "learnd.db"
+    store = Store.open(path)
+    batch = Batch(checkpoints={"a": checkpoint(1, 1)}, window={"a": list(range(2000))})
+    store.commit(batch)
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for position in range(page * 2, min(len(data), page * 4)):
+        data[position] = 0xA5
+    path.write_bytes(bytes(data))
+    with pytest.raises(StateError):
+        Store.open(path)
