@@ -1,0 +1,320 @@
+"""The entry learner on synthetic trades with planted multipliers: recovery, null safety, caps, state."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learnd.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
+from learnd.entry_model import EntryModel
+from learnd.errors import ConfigError, StateError
+from learnd.learning import GLOBAL_SCOPE, LearningParams, MultiplierChange
+from learnd.records import TradeOutcome
+
+K = len(ENTRY_COMPONENTS)
+INDEX = {name: i for i, name in enumerate(ENTRY_COMPONENTS)}
+REGIMES = ("mixed", "risk_on", "risk_off", "low_vol_uptrend")
+Stream = list[tuple[TradeOutcome, int]]
+# One component's effect among 21 is small next to the noise: tests of a single planted edge use less noise and
+# denser sessions (less decay) than the recovery test, so they check behaviour rather than statistical power.
+FOCUSED: Final[dict[str, Any]] = {"noise_ratio": 1.0, "trades_per_session": 100}
+
+
+def _trade(
+    i: int, components: tuple[tuple[str, float], ...], pnl_pct: float, regime: str, *, symbol: str = "AMD"
+) -> TradeOutcome:
+    return TradeOutcome(
+        key=f"close_{symbol}_{i}",
+        strategy="equity",
+        symbol=symbol,
+        regime=regime,
+        event_us=1_772_000_000_000_000 + i * 60_000_000,
+        entry_us=None,
+        pnl_pct=pnl_pct,
+        pnl_usd=0.0,
+        weight=1.0,
+        components=components,
+        unknown_components=(),
+        entry_score=None,
+        hold_minutes=None,
+        close_reason=None,
+        side=None,
+        is_partial=False,
+    )
+
+
+def synthetic_trades(
+    seed: int,
+    count: int,
+    true_multipliers: Sequence[float],
+    *,
+    regime_multipliers: Sequence[tuple[str, str, float]] = (),
+    noise_ratio: float = 1.25,
+    trades_per_session: int = 30,
+    shuffle: bool = False,
+    companions: Sequence[tuple[str, str]] = (),
+    presence: float = 0.6,
+) -> Stream:
+    """Trades whose P&L is c * sum_j m_j * x_j + noise, noise std = noise_ratio x signal std.
+
+    Contributions are sign(base weight) x U(0, 1), so every component's spread is comparable and each planted
+    multiplier is identifiable (with the bot's raw weights, iv_rank's 0.2 would need ~100x more trades).
+    `companions` (free, partner) makes `free` present exactly when `partner` is.
+    """
+    rng = np.random.default_rng(seed)
+    signs = np.sign([ENTRY_BASE_WEIGHTS[name] for name in ENTRY_COMPONENTS])
+    present = rng.random((count, K)) < presence
+    for free, partner in companions:
+        present[:, INDEX[free]] = present[:, INDEX[partner]]
+    contributions = signs * rng.random((count, K)) * present
+    regime_index = rng.integers(0, len(REGIMES), count)
+    multipliers = np.tile(np.asarray(true_multipliers, dtype=np.float64), (count, 1))
+    for regime, name, value in regime_multipliers:
+        multipliers[regime_index == REGIMES.index(regime), INDEX[name]] = value
+    signal = (multipliers * contributions).sum(axis=1)
+    signal = (signal - signal.mean()) / signal.std()  # 1 % of P&L per signal sd
+    pnl = signal + rng.normal(0.0, noise_ratio, count)
+    if shuffle:
+        pnl = rng.permutation(pnl)
+    stream: Stream = []
+    for i in range(count):
+        components = tuple((ENTRY_COMPONENTS[j], float(contributions[i, j])) for j in np.flatnonzero(present[i]))
+        stream.append((_trade(i, components, float(pnl[i]), REGIMES[regime_index[i]]), i // trades_per_session))
+    return stream
+
+
+def learn_all(model: EntryModel, stream: Stream) -> list[MultiplierChange]:
+    changes: list[MultiplierChange] = []
+    for trade, session in stream:
+        changes += model.learn(trade, session)
+    return changes
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(np.corrcoef(_average_ranks(a), _average_ranks(b))[0, 1])
+
+
+def _average_ranks(values: Sequence[float]) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    ranks = np.empty(len(array))
+    for value in np.unique(array):
+        where = np.flatnonzero(array == value)
+        ranks[where] = np.argsort(np.argsort(array, kind="stable"), kind="stable")[where].mean()
+    return ranks
+
+
+def _unit(**planted: float) -> list[float]:
+    multipliers = [1.0] * K
+    for name, value in planted.items():
+        multipliers[INDEX[name]] = value
+    return multipliers
+
+
+def test_recovery_ranks_planted_multipliers_under_heavy_noise() -> None:
+    """3000 trades, noise std 1.25x the signal's: learned strategy-wide multipliers rank like the planted ones."""
+    true = np.random.default_rng(102).uniform(0.4, 2.0, K).tolist()
+    model = EntryModel(LearningParams())
+    learn_all(model, synthetic_trades(2, 3000, true))
+    learned = [model.multiplier("equity", name) for name in ENTRY_COMPONENTS]
+    assert spearman(learned, true) >= 0.75
+    assert all(0.25 <= value <= 2.5 for value in learned)
+
+
+def test_regime_only_edge_shows_in_that_regime_and_not_in_others() -> None:
+    """dark_pool pays double in risk_on only: risk_on's multiplier rises, the other regimes' stay near 1."""
+    model = EntryModel(LearningParams())
+    planted = [("risk_on", "dark_pool", 2.0)]
+    learn_all(model, synthetic_trades(6, 3000, _unit(), regime_multipliers=planted, **FOCUSED))
+    assert model.multiplier("equity", "dark_pool", "risk_on") >= 1.5
+    for regime in ("mixed", "risk_off", "low_vol_uptrend"):
+        assert abs(model.multiplier("equity", "dark_pool", regime) - 1.0) <= 0.15
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_shuffled_outcomes_move_almost_nothing(seed: int) -> None:
+    """With outcomes shuffled across trades, at most 3 % of component x regime multipliers move by > 0.1."""
+    true = np.random.default_rng(seed).uniform(0.4, 2.0, K).tolist()
+    model = EntryModel(LearningParams())
+    learn_all(model, synthetic_trades(seed, 2000, true, shuffle=True))
+    snapshot = model.snapshot()["equity"]
+    values = [snapshot[name]["multiplier"] for name in ENTRY_COMPONENTS]
+    values += [view["multiplier"] for name in ENTRY_COMPONENTS for view in snapshot[name]["by_regime"].values()]
+    moved = sum(abs(value - 1.0) > 0.1 for value in values)
+    assert moved <= 0.03 * len(values)
+
+
+def test_no_multiplier_moves_more_than_the_caps() -> None:
+    """Each move is <= max_step_per_trade; one multiplier's moves within one session add up to <= 0.1."""
+    params = LearningParams()
+    stream = synthetic_trades(3, 2500, _unit(options_flow=2.2, dark_pool=0.4, insider=2.0), trades_per_session=200)
+    session_of = {trade.event_us: session for trade, session in stream}
+    changes = learn_all(EntryModel(params), stream)
+    assert changes
+    moved: dict[tuple[str, str, int], float] = defaultdict(float)
+    for change in changes:
+        assert abs(change.new - change.old) <= params.max_step_per_trade + 1e-12
+        moved[(change.regime, change.component, session_of[change.event_us])] += abs(change.new - change.old)
+    assert max(moved.values()) <= params.max_step_per_session + 1e-12
+    assert max(moved.values()) > params.max_step_per_session - params.max_step_per_trade
+
+
+@pytest.mark.parametrize(("planted", "rises"), [(2.0, True), (0.4, False)])
+def test_toxicity_penalty_multiplier_above_one_means_harsher_penalty(planted: float, rises: bool) -> None:
+    """Toxic trades doing worse than the -0.9 weight implies push toxicity_penalty above 1 (better: below)."""
+    model = EntryModel(LearningParams())
+    learn_all(model, synthetic_trades(7, 3000, _unit(toxicity_penalty=planted), **FOCUSED))
+    value = model.multiplier("equity", "toxicity_penalty")
+    if rises:
+        assert value >= 1.5
+    else:
+        assert value <= 0.85
+
+
+def test_free_rider_does_not_get_its_partners_credit() -> None:
+    """congress fires exactly when options_flow does but has no edge: only options_flow's multiplier rises."""
+    model = EntryModel(LearningParams())
+    learn_all(model, synthetic_trades(9, 3000, _unit(options_flow=2.5), companions=[("congress", "options_flow")]))
+    assert model.multiplier("equity", "options_flow") >= 1.5
+    assert abs(model.multiplier("equity", "congress") - 1.0) <= 0.15
+
+
+def test_regimes_with_opposite_edges_stay_apart() -> None:
+    """dark_pool pays in risk_on and costs in risk_off: each regime keeps its own sign, none is merged."""
+    model = EntryModel(LearningParams())
+    regime_multipliers = [("risk_on", "dark_pool", 2.2), ("risk_off", "dark_pool", 0.25)]
+    learn_all(model, synthetic_trades(6, 3000, _unit(), regime_multipliers=regime_multipliers, **FOCUSED))
+    assert model.multiplier("equity", "dark_pool", "risk_on") >= 1.5
+    assert model.multiplier("equity", "dark_pool", "risk_off") <= 0.85
+    assert set(model.snapshot()["equity"]["dark_pool"]["by_regime"]) == set(REGIMES)
+
+
+@pytest.mark.parametrize("per_ticker", [False, True])
+def test_state_round_trip_mid_stream_is_bit_identical(per_ticker: bool) -> None:
+    """Saving after trade k, reloading through JSON and continuing ends exactly where an uninterrupted run does."""
+    params = LearningParams(per_ticker=per_ticker, min_effective_samples=50.0, min_component_samples=20.0)
+    stream = synthetic_trades(21, 900, _unit(options_flow=2.0, dark_pool=0.5), trades_per_session=15)
+    stream = [(replace(trade, symbol=("AMD", "NVDA")[i % 2]), s) for i, (trade, s) in enumerate(stream)]
+    straight = EntryModel(params)
+    straight_changes = learn_all(straight, stream)
+
+    first = EntryModel(params)
+    resumed_changes = learn_all(first, stream[:450])
+    saved = orjson.dumps(first.to_state())
+    resumed = EntryModel.from_state(params, orjson.loads(saved))
+    assert orjson.dumps(resumed.to_state()) == saved
+    resumed_changes += learn_all(resumed, stream[450:])
+
+    assert any(change.event_us > stream[450][0].event_us for change in straight_changes)
+    assert resumed_changes == straight_changes
+    assert orjson.dumps(resumed.to_state()) == orjson.dumps(straight.to_state())
+    assert orjson.dumps(resumed.snapshot()) == orjson.dumps(straight.snapshot())
+
+
+def test_evidence_decays_by_sessions_of_event_time() -> None:
+    """One trade weighs half after half_life_sessions sessions, however many trades came between."""
+    model = EntryModel(LearningParams(half_life_sessions=60.0))
+    components = (("options_flow", 1.0),)
+    model.learn(_trade(0, components, 1.0, "mixed"), 0)
+    model.learn(_trade(1, components, 1.0, "mixed"), 60)
+    assert model.snapshot()["equity"]["options_flow"]["samples"] == pytest.approx(1.5)
+
+
+def test_score_reweights_contributions_by_learned_multipliers() -> None:
+    """A fresh model scores a trade at its base score; the score uses the trade's regime multipliers."""
+    model = EntryModel(LearningParams())
+    trade = _trade(0, (("dark_pool", 0.5), ("options_flow", 2.0), ("toxicity_penalty", -0.3)), 0.2, "mixed")
+    assert model.score(trade) == pytest.approx(2.2)
+    assert model.multiplier("other", "dark_pool", "mixed") == 1.0
+
+
+def test_from_state_rejects_a_foreign_state() -> None:
+    """A state written by another model or version is refused, never half-loaded."""
+    with pytest.raises(StateError):
+        EntryModel.from_state(LearningParams(), {"model": "exit", "version": 1, "strategies": {}})
+
+
+def test_partial_close_weighs_by_its_fraction() -> None:
+    """A scale-out row counts as its fraction of a trade."""
+    model = EntryModel(LearningParams())
+    model.learn(replace(_trade(0, (("options_flow", 1.0),), 2.0, "mixed"), weight=0.25, is_partial=True), 0)
+    assert model.snapshot()["equity"]["options_flow"]["samples"] == pytest.approx(0.25)
+
+
+_component_values = st.lists(
+    st.tuples(st.sampled_from(ENTRY_COMPONENTS), st.floats(0.0, 3.0)), min_size=1, max_size=6, unique_by=lambda c: c[0]
+)
+_rows = st.lists(
+    st.tuples(
+        _component_values,
+        st.floats(-40.0, 40.0),
+        st.sampled_from(REGIMES[:2]),
+        st.floats(0.05, 1.0),
+        st.integers(0, 3),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=_rows)
+def test_multipliers_stay_within_bounds_and_caps(
+    rows: list[tuple[list[tuple[str, float]], float, str, float, int]],
+) -> None:
+    """Whatever the outcomes, multipliers stay in [0.25, 2.5] and no move exceeds its caps."""
+    params = LearningParams(
+        z_threshold=0.5, min_effective_samples=0.0, min_component_samples=0.0, max_step_per_trade=0.05
+    )
+    model = EntryModel(params)
+    session = 0
+    moved: dict[tuple[str, str, int], float] = defaultdict(float)
+    for i, (components, pnl, regime, weight, gap) in enumerate(rows):
+        session += gap
+        signed = tuple(sorted((name, -value if ENTRY_BASE_WEIGHTS[name] < 0 else value) for name, value in components))
+        trade = replace(_trade(i, signed, pnl, regime), weight=weight)
+        for change in model.learn(trade, session):
+            step = abs(change.new - change.old)
+            assert step <= params.max_step_per_trade * weight + 1e-12
+            moved[(change.regime, change.component, session)] += step
+    assert all(step <= params.max_step_per_session + 1e-12 for step in moved.values())
+    for view in model.snapshot()["equity"].values():
+        assert 0.25 <= view["multiplier"] <= 2.5
+        assert all(0.25 <= scoped["multiplier"] <= 2.5 for scoped in view["by_regime"].values())
+
+
+def test_strategies_are_learned_apart() -> None:
+    """Trades of another strategy never touch equity's statistics."""
+    model = EntryModel(LearningParams())
+    model.learn(replace(_trade(0, (("options_flow", 1.0),), 1.0, "mixed"), strategy="crypto"), 0)
+    assert model.strategies() == ["crypto"]
+    assert GLOBAL_SCOPE not in model.snapshot()["crypto"]
+
+
+@pytest.mark.parametrize("module", ["learnd/learning.py", "learnd/entry_model.py", "learnd/exit_model.py"])
+def test_learning_core_imports_nothing_of_the_shell(module: str) -> None:
+    """The learners are pure: no IO, clock, environment, logging or asyncio imports."""
+    tree = ast.parse(Path(__file__).parent.parent.joinpath(module).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    allowed = {"__future__", "math", "dataclasses", "typing", "numpy", "numpy.typing"}
+    allowed |= {"learnd.components", "learnd.errors", "learnd.learning", "learnd.records"}
+    assert imported <= allowed
+
+
+@pytest.mark.parametrize(
+    "override", [{"half_life_sessions": 0.0}, {"min_multiplier": 1.2}, {"z_threshold": float("nan")}]
+)
+def test_invalid_learning_params_are_refused_naming_the_key(override: dict[str, float]) -> None:
+    """A nonsensical setting fails at construction with the setting's name in the message."""
+    with pytest.raises(ConfigError, match=next(iter(override)).split("_")[0]):
+        LearningParams(**override)  # type: ignore[arg-type]

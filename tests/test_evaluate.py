@@ -1,0 +1,296 @@
+"""Tests for learnd.evaluate: rank statistics, the day-block bootstrap and the test-then-train walk."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from learnd.entry_model import EntryModel
+from learnd.evaluate import (
+    Evaluation,
+    average_ranks,
+    day_block_interval,
+    evaluate,
+    spearman,
+    top_hit_rate,
+    weighted_spearman,
+)
+from learnd.learning import LearningParams, MultiplierChange
+from learnd.market_calendar import ExchangeCalendar
+from learnd.records import TradeOutcome, parse_record
+from learnd.simulate import simulate
+
+DAY_US = 86_400 * 1_000_000
+# 2026-01-05 00:00 UTC: the synthetic trades below start on this day.
+START_US = 1_767_571_200 * 1_000_000
+TRUE_MULTIPLIERS = {"options_flow": 0.5, "dark_pool": 2.0, "whale_persistence": 1.5}
+REGIMES = ("mixed", "low_vol_uptrend")
+
+
+def session_of(event_us: int) -> int:
+    return event_us // DAY_US
+
+
+def make_trades(days: int = 60, per_day: int = 20, *, seed: int = 0, shuffle: bool = False) -> list[TradeOutcome]:
+    """Closed trades whose pnl follows TRUE_MULTIPLIERS plus noise as large as the signal."""
+    rng = np.random.default_rng(seed)
+    names = tuple(TRUE_MULTIPLIERS)
+    count = days * per_day
+    contributions = rng.gamma(1.5, 0.6, (count, len(names))) * np.array([2.4, 1.3, 0.7])
+    signal = contributions @ np.array([TRUE_MULTIPLIERS[name] for name in names])
+    signal = (signal - signal.mean()) / signal.std()
+    pnl = 0.8 * signal + rng.normal(0.0, 0.8, count)
+    if shuffle:
+        pnl = rng.permutation(pnl)
+    trades = []
+    for i in range(count):
+        event_us = START_US + (i // per_day) * DAY_US + 15 * 3_600_000_000 + (i % per_day) * 60_000_000
+        trades.append(
+            outcome(
+                f"close_T{i}",
+                event_us,
+                float(pnl[i]),
+                tuple(sorted(zip(names, contributions[i].tolist(), strict=True))),
+                regime=REGIMES[i % 2],
+            )
+        )
+    return trades
+
+
+def outcome(
+    key: str,
+    event_us: int,
+    pnl_pct: float,
+    components: tuple[tuple[str, float], ...] = (("options_flow", 1.0),),
+    *,
+    regime: str = "mixed",
+    is_partial: bool = False,
+) -> TradeOutcome:
+    return TradeOutcome(
+        key=key,
+        strategy="equity",
+        symbol="AMD",
+        regime=regime,
+        event_us=event_us,
+        entry_us=event_us - 600_000_000,
+        pnl_pct=pnl_pct,
+        pnl_usd=pnl_pct * 10,
+        weight=0.5 if is_partial else 1.0,
+        components=components,
+        unknown_components=(),
+        entry_score=math.fsum(value for _, value in components),
+        hold_minutes=10.0,
+        close_reason="trail_stop",
+        side="long",
+        is_partial=is_partial,
+    )
+
+
+class OracleModel:
+    """Knows the true multipliers from the start and never changes them."""
+
+    def learn(self, trade: TradeOutcome, session: int) -> list[MultiplierChange]:
+        return []
+
+    def score(self, trade: TradeOutcome) -> float:
+        return math.fsum(TRUE_MULTIPLIERS[name] * value for name, value in trade.components)
+
+
+class RecordingModel:
+    """Records the order of calls and moves one multiplier by a known step per outcome learned."""
+
+    def __init__(self, step: float = 0.01) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.learned: set[str] = set()
+        self.step = step
+
+    def learn(self, trade: TradeOutcome, session: int) -> list[MultiplierChange]:
+        self.calls.append(("learn", trade.key))
+        self.learned.add(trade.key)
+        change = MultiplierChange(
+            trade.event_us, trade.strategy, "entry", "options_flow", "*", 1.0, 1.0 - self.step, "", 1
+        )
+        return [change]
+
+    def score(self, trade: TradeOutcome) -> float:
+        self.calls.append(("score", trade.key))
+        assert trade.key not in self.learned, "scored after learning from it: not prequential"
+        return 0.0
+
+
+def test_average_ranks_share_ties() -> None:
+    assert average_ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [
+        ([1, 2, 2, 3], [1, 3, 2, 4], 4.5 / math.sqrt(4.5 * 5.0)),
+        ([1, 2, 2, 2, 5], [2, 1, 3, 3, 4], 6.0 / math.sqrt(8.0 * 9.5)),
+        ([1, 1, 2, 2], [1, 2, 1, 2], 0.0),
+        ([1, 2, 3], [30, 20, 10], -1.0),
+        ([1, 2, 3], [7, 7, 7], 0.0),
+        ([4], [1], 0.0),
+    ],
+)
+def test_spearman_matches_hand_computed_values(x: list[float], y: list[float], expected: float) -> None:
+    assert spearman(x, y) == pytest.approx(expected, abs=1e-12)
+
+
+def test_spearman_refuses_unpaired_samples() -> None:
+    with pytest.raises(ValueError, match="paired"):
+        spearman([1.0, 2.0], [1.0])
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=30
+    )
+)
+def test_weighted_spearman_equals_spearman_of_the_repeated_data(rows: list[tuple[int, int, int, int]]) -> None:
+    """A bootstrap resample's IC, computed from repeat counts, is the IC of the resample itself."""
+    x = np.array([float(r[0]) for r in rows])
+    y = np.array([float(r[1]) for r in rows])
+    weights = np.array([[float(r[2]) for r in rows], [float(r[3]) for r in rows]])
+    result = weighted_spearman(x, y, weights)
+    for row, value in zip(weights, result, strict=True):
+        repeats = row.astype(int)
+        if repeats.sum() == 0:
+            continue
+        assert value == pytest.approx(spearman(np.repeat(x, repeats), np.repeat(y, repeats)), abs=1e-9)
+
+
+def test_top_hit_rate_takes_the_top_fifth() -> None:
+    scores = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    pnl = [1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert top_hit_rate(scores, pnl) == 0.5
+    assert top_hit_rate([], []) == 0.0
+
+
+def test_bootstrap_interval_is_deterministic_and_brackets_the_estimate() -> None:
+    trades = make_trades(days=30, seed=4)
+    oracle = OracleModel()
+    learned = [oracle.score(t) for t in trades]
+    static = [t.entry_score or 0.0 for t in trades]
+    pnl = [t.pnl_pct for t in trades]
+    days = [session_of(t.event_us) for t in trades]
+    first = day_block_interval(learned, static, pnl, days, samples=400, seed=9)
+    assert first == day_block_interval(learned, static, pnl, days, samples=400, seed=9)
+    assert first != day_block_interval(learned, static, pnl, days, samples=400, seed=10)
+    assert first is not None
+    estimate = spearman(learned, pnl) - spearman(static, pnl)
+    assert first[0] < estimate < first[1]
+
+
+def test_bootstrap_interval_needs_two_days() -> None:
+    assert day_block_interval([1.0, 2.0], [2.0, 1.0], [1.0, 2.0], [5, 5]) is None
+
+
+def test_oracle_model_beats_static_weights() -> None:
+    """Scores that know the planted multipliers rank trades better, and the day-block interval excludes 0."""
+    result = evaluate(make_trades(seed=1), session_of, OracleModel, bootstrap_samples=500, seed=0)
+    overall = result.overall
+    assert overall.ic_learned > overall.ic_static
+    assert overall.interval is not None and overall.interval[0] > 0.0
+    assert overall.hit_rate_learned >= overall.hit_rate_static
+
+
+def test_on_shuffled_outcomes_the_interval_includes_zero() -> None:
+    result = evaluate(make_trades(seed=1, shuffle=True), session_of, OracleModel, bootstrap_samples=500, seed=0)
+    assert result.overall.interval is not None
+    low, high = result.overall.interval
+    assert low < 0.0 < high
+
+
+def test_partial_outcomes_are_learned_but_not_scored_and_scoring_precedes_learning() -> None:
+    trades = [
+        outcome("close_B", START_US + 2_000, 1.0),
+        outcome("scale_A", START_US + 1_000, 0.5, is_partial=True),
+        outcome("close_A", START_US + 3_000, -1.0),
+    ]
+    models: list[RecordingModel] = []
+
+    def factory() -> RecordingModel:
+        models.append(RecordingModel())
+        return models[-1]
+
+    result = evaluate(trades, session_of, factory, bootstrap_samples=10)
+    assert models[0].calls == [
+        ("learn", "scale_A"),
+        ("score", "close_B"),
+        ("learn", "close_B"),
+        ("score", "close_A"),
+        ("learn", "close_A"),
+    ]
+    assert (result.scored_trades, result.learned_outcomes, result.partial_outcomes) == (2, 3, 1)
+
+
+def test_repeated_outcomes_are_skipped() -> None:
+    first = outcome("close_A", START_US + 1_000, 1.0)
+    result = evaluate([first, first, outcome("close_B", START_US + 2_000, -1.0)], session_of, RecordingModel)
+    assert (result.scored_trades, result.duplicate_outcomes) == (2, 1)
+
+
+def test_turnover_is_the_mean_absolute_change_per_session() -> None:
+    trades = [outcome(f"close_{i}", START_US + (i % 2) * DAY_US + i, 0.1 * i) for i in range(6)]
+    result = evaluate(trades, session_of, lambda: RecordingModel(step=0.02), bootstrap_samples=10)
+    assert result.sessions == 2
+    assert result.change_count == 6
+    assert result.turnover_total == pytest.approx(0.12)
+    assert result.turnover_per_session == pytest.approx(0.06)
+
+
+def test_slices_are_by_regime_month_and_strategy() -> None:
+    trades = make_trades(days=40, seed=2)
+    moved = [replace(t, event_us=t.event_us + 70 * DAY_US, key=t.key + "_march") for t in trades[:100]]
+    result = evaluate(trades + moved, session_of, OracleModel, bootstrap_samples=50)
+    assert [g.label for g in result.by_regime] == sorted(REGIMES)
+    assert [g.label for g in result.by_month] == ["2026-01", "2026-02", "2026-03"]
+    assert [g.label for g in result.by_strategy] == ["equity"]
+    assert sum(g.trades for g in result.by_month) == result.overall.trades == len(trades) + 100
+
+
+def test_evaluation_is_deterministic_and_renders() -> None:
+    trades = make_trades(days=20, seed=3)
+    first = evaluate(trades, session_of, OracleModel, bootstrap_samples=200, seed=5)
+    second = evaluate(list(reversed(trades)), session_of, OracleModel, bootstrap_samples=200, seed=5)
+    assert first == second
+    encoded = orjson.dumps(first.to_dict(), option=orjson.OPT_SORT_KEYS)
+    assert orjson.loads(encoded) == first.to_dict()
+    assert list(first.to_dict()) == sorted(first.to_dict())
+    text = first.render_text()
+    assert "overall" in text and "regime mixed" in text and "month 2026-01" in text and "turnover" in text
+
+
+def read_outcomes(home: Path) -> list[TradeOutcome]:
+    outcomes = []
+    for line in (home / "logs" / "attribution.jsonl").read_bytes().splitlines():
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(record := parse_record("attribution", row), TradeOutcome):
+            outcomes.append(record)
+    return outcomes
+
+
+def test_entry_model_on_simulated_home(tmp_path: Path) -> None:
+    """The real model runs prequentially over a simulated home; results are finite and reproducible."""
+    simulate(tmp_path, 600, seed=7)
+    outcomes = read_outcomes(tmp_path)
+    calendar = ExchangeCalendar.load("XNYS", 2026, 2026)
+
+    def run() -> Evaluation:
+        return evaluate(outcomes, calendar.session_index, lambda: EntryModel(LearningParams()), bootstrap_samples=100)
+
+    result = run()
+    assert result == run()
+    assert result.scored_trades == 600 and result.duplicate_outcomes == 2
+    assert all(math.isfinite(value) for value in (result.overall.ic_learned, result.overall.ic_static))
