@@ -91,7 +91,7 @@ async def _ingest(engine: Engine, settings: Settings, wake: asyncio.Event, stop:
         caught_up = read < budget
         if caught_up or pending >= batch_lines or (pending and now - first_pending >= interval_s):
             state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S
-            if engine.commit(export=state_due) is not None and state_due:
+            if engine.commit(processing_state=state_due) is not None and state_due:
                 last_state_export = now
             first_pending = 0.0
         if not caught_up:

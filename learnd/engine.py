@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
@@ -17,7 +18,10 @@ from learnd.exports import Journal, write_json_atomic
 from learnd.ingest import CommitReport, Ingestor
 from learnd.learner import CountingLearner, Learner
 from learnd.lock import HomeLock
+from learnd.market_calendar import ExchangeCalendar, default_years
 from learnd.store import Store
+from learnd.trade_learner import NAME as TRADE_LEARNER
+from learnd.trade_learner import TradeLearner, learning_params
 
 log = structlog.get_logger("learnd.engine")
 
@@ -75,6 +79,10 @@ class Engine:
             factory = learner_factory or default_learners
             self.learners = factory(settings, self.store)
             self.ingestor = Ingestor(settings, self.store, self.learners, start_at_end=start_at_end)
+            for learner in self.learners:
+                bind = getattr(learner, "bind_history", None)
+                if bind is not None:
+                    bind(self.ingestor.ledger_records)
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
@@ -99,8 +107,12 @@ class Engine:
             log.info(f"source_{event.event}", source=event.source, **event.detail)
         return lines
 
-    def commit(self, *, export: bool = True) -> CommitReport | None:
-        """Commit what was applied, then bring the journals and (optionally) the JSON exports up to date."""
+    def commit(self, *, export: bool = True, processing_state: bool = True) -> CommitReport | None:
+        """Commit what was applied, then bring the journals and the JSON exports up to date.
+
+        `export=False` skips the exports (backfill writes them once at the end); `processing_state=False` skips
+        only learning_processing_state.json (the daemon throttles it; the weights file is always written).
+        """
         started = time.perf_counter()
         report = self.ingestor.commit()
         if report is None:
@@ -113,7 +125,7 @@ class Engine:
             )
         self.sync_journals()
         if export:
-            self.write_exports()
+            self.write_exports(processing_state=processing_state)
         return report
 
     def sync_journals(self) -> None:
@@ -137,9 +149,10 @@ class Engine:
         names = {source.name for source in self.settings.sources} | set(self._quarantine_journals)
         return min((self._quarantine_journal(name).last_seq for name in names), default=0)
 
-    def write_exports(self) -> None:
-        """Write every JSON export from the committed state (atomic replace)."""
-        write_json_atomic(self.settings.state_dir / "learning_processing_state.json", self.processing_state())
+    def write_exports(self, *, processing_state: bool = True) -> None:
+        """Write the JSON exports from the committed state (atomic replace); learners skip theirs when unchanged."""
+        if processing_state:
+            write_json_atomic(self.settings.state_dir / "learning_processing_state.json", self.processing_state())
         for learner in self.learners:
             export = getattr(learner, "export", None)
             if export is not None:
@@ -174,8 +187,17 @@ class Engine:
 
 
 def default_learners(settings: Settings, store: Store) -> list[Learner]:
-    """Every learner learnd runs: counting, plus the trade learner once it is available."""
-    return counting_learners(settings, store)
+    """Every learner learnd runs. The trade learner goes first: it rejects a record (out-of-calendar time)
+    before any learner has changed anything."""
+    calendar = load_calendar(settings)
+    trades = TradeLearner(learning_params(settings.learning), calendar, store.learner_state(TRADE_LEARNER))
+    return [trades, *counting_learners(settings, store)]
+
+
+def load_calendar(settings: Settings) -> ExchangeCalendar:
+    """The configured exchange's calendar, covering 2000 through two years past today (wall clock: coverage only)."""
+    first_year, last_year = default_years(date.today())
+    return ExchangeCalendar.load(settings.schedule.exchange, first_year, last_year)
 
 
 def _loads(data: bytes | None) -> Any:

@@ -7,21 +7,23 @@ Synchronous and IO-light (reads via the tailers, writes via the store); the daem
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+import heapq
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from learnd.config import Settings, SourceSettings
-from learnd.errors import RecordError
+from learnd.errors import RecordError, StateError
 from learnd.framing import BadLine, decode_line
 from learnd.learner import Learner
-from learnd.records import ExitOutcome, Ignored, Record, TradeEntry, TradeOutcome, parse_record
+from learnd.records import ExitOutcome, Ignored, Record, SourceKind, TradeEntry, TradeOutcome, parse_record
 from learnd.store import Batch, LedgerRow, Store
 from learnd.tailer import Line, SourceTailer, TailEvent
 
 LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
+LEDGER_SOURCE_KINDS: dict[str, SourceKind] = {"trade": "attribution", "entry": "attribution", "exit": "exit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +184,16 @@ class Ingestor:
         if not self._admit(source, line, record):
             counts[(source.name, "duplicate", f"repeated_{LEDGER_KINDS[type(record)]}")] += 1
             return
-        for learner in self.learners:
-            for change in learner.apply(source.name, record).changes:
+        try:
+            applied = [learner.apply(source.name, record) for learner in self.learners]
+        except RecordError as error:
+            # Learners check a record before they change anything (the trade learner runs first), so taking
+            # the record back out of the ledger leaves the batch as if the line had been garbage.
+            self._withdraw(record)
+            self._quarantine(source, line, error.reason, error.detail)
+            return
+        for result in applied:
+            for change in result.changes:
                 self._changes.append(change)
                 body = orjson.dumps(change, option=orjson.OPT_SORT_KEYS)
                 self._batch.changes.append((int(change.get("event_us", 0)), body))
@@ -214,6 +224,25 @@ class Ingestor:
             )
         )
         return True
+
+    def _withdraw(self, record: Record) -> None:
+        kind = LEDGER_KINDS.get(type(record))
+        if kind is not None and self._batch.ledger and self._batch.ledger[-1].key == record.key:  # type: ignore[union-attr]
+            row = self._batch.ledger.pop()
+            self._pending_keys.discard((row.kind, row.key))
+
+    def ledger_records(self, kind: str) -> Iterator[Record]:
+        """Every ledger record of a kind, committed and pending, in event order (event time, then key)."""
+        pending = sorted(
+            (row for row in self._batch.ledger if row.kind == kind), key=lambda row: (row.event_us, row.key)
+        )
+        rows = heapq.merge(self.store.ledger(kind), pending, key=lambda row: (row.event_us, row.key))
+        source_kind = LEDGER_SOURCE_KINDS[kind]
+        for row in rows:
+            decoded = decode_line(row.record)
+            if isinstance(decoded, BadLine):
+                raise StateError(f"ledger row {kind}/{row.key} no longer decodes: {decoded.reason}")
+            yield parse_record(source_kind, decoded)
 
     def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:
         keep = line.raw[: self.settings.quarantine_keep_bytes]

@@ -192,9 +192,10 @@ def test_sigkill_at_random_moments_ends_equal_to_one_backfill(home: Path, tmp_pa
         for number, chunk in enumerate(chunks):
             append_chunks(home, chunk, rng)
             if number % 2 == 1:
-                time.sleep(rng.uniform(0.0, 0.3))
+                time.sleep(rng.uniform(0.0, 0.8))
                 reap(process)
-                process = start_daemon(home)
+                # Restarted as systemd would: the same command line.
+                process = start_daemon(home, "--backfill")
         wait_for_log(process, "daemon_started")
         wait_caught_up(home)
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,311 @@
+"""The trade learner: closed trades feed the entry model, exit outcomes the exit model, in event-time order.
+
+Shell around the pure models: it maps event time to trading sessions, replays the ledger when a record
+arrives out of event order (so the state is a function of the lines, not of how they arrived), and writes
+state/signal_weights.json in the layout the bot reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from learnd.components import ENTRY_BASE_WEIGHTS, EXIT_BASE_WEIGHTS
+from learnd.config import LearningSettings, Settings
+from learnd.entry_model import EntryModel
+from learnd.errors import RecordError
+from learnd.exit_model import ExitModel
+from learnd.exports import write_json_atomic
+from learnd.learner import NOTHING, Applied
+from learnd.learning import GLOBAL_SCOPE, LearningParams, MultiplierChange
+from learnd.market_calendar import CalendarError, ExchangeCalendar
+from learnd.records import DEFAULT_STRATEGY, ExitOutcome, Record, TradeOutcome
+
+NAME: Final = "trades"
+STATE_VERSION: Final = 1
+
+History = Callable[[str], Iterable[Record]]
+
+
+def learning_params(settings: LearningSettings) -> LearningParams:
+    """The models' parameters from the configured learning settings."""
+    return LearningParams(
+        half_life_sessions=settings.half_life_sessions,
+        z_threshold=settings.z_threshold,
+        max_step_per_trade=settings.max_step_per_trade,
+        max_step_per_session=settings.max_step_per_session,
+        pnl_clip_pct=settings.pnl_clip_pct,
+        per_ticker=settings.per_ticker,
+    )
+
+
+def iso_from_us(event_us: int) -> str:
+    """An event time as ISO-8601 UTC with microseconds."""
+    return datetime.fromtimestamp(event_us / 1_000_000, tz=UTC).isoformat(timespec="microseconds")
+
+
+def change_document(change: MultiplierChange) -> dict[str, Any]:
+    """One line of data/weight_learning.jsonl."""
+    return {
+        "event_us": change.event_us,
+        "event_ts": iso_from_us(change.event_us),
+        "strategy": change.strategy,
+        "model": change.model,
+        "component": change.component,
+        "regime": change.regime,
+        "old": change.old,
+        "new": change.new,
+        "reason": change.reason,
+        "samples": change.samples,
+    }
+
+
+class TradeLearner:
+    """Feeds TradeOutcome records to the entry model and ExitOutcome records to the exit model.
+
+    Records are learned in arrival order while event time does not go backwards (equal times keep file order,
+    which a live run and a backfill share). A record older than the last one learned (history backfilled after
+    live lines, a late line from a rotated copy) rebuilds the model from the ledger in (event time, key) order.
+    """
+
+    name = NAME
+
+    def __init__(self, params: LearningParams, calendar: ExchangeCalendar, state: bytes | None = None) -> None:
+        self.params = params
+        self.calendar = calendar
+        self._history: History | None = None
+        self._dirty = False
+        self._export_dirty = True
+        if state is None:
+            self.entry = EntryModel(params)
+            self.exit = ExitModel(params)
+            self.last_trade: tuple[int, str] = (-1, "")
+            self.last_exit: tuple[int, str] = (-1, "")
+            self.counts: dict[str, int] = {"trades": 0, "partials": 0, "exits": 0, "replays": 0}
+        else:
+            document = orjson.loads(state)
+            self.entry = EntryModel.from_state(params, document["entry"])
+            self.exit = ExitModel.from_state(params, document["exit"])
+            self.last_trade = (document["last_trade"][0], document["last_trade"][1])
+            self.last_exit = (document["last_exit"][0], document["last_exit"][1])
+            self.counts = dict(document["counts"])
+
+    def bind_history(self, history: History) -> None:
+        """Where to read every record of a ledger kind in event order (for replays)."""
+        self._history = history
+
+    def apply(self, source: str, record: Record) -> Applied:
+        if isinstance(record, TradeOutcome):
+            session = self._session(record.event_us)
+            if record.event_us >= self.last_trade[0]:
+                changes = self.entry.learn(record, session)
+                self.last_trade = (record.event_us, record.key)
+            else:
+                changes = self._replay_entry()
+            self.counts["partials" if record.is_partial else "trades"] += 1
+        elif isinstance(record, ExitOutcome):
+            session = self._session(record.event_us)
+            if record.event_us >= self.last_exit[0]:
+                changes = self.exit.learn(record, session)
+                self.last_exit = (record.event_us, record.key)
+            else:
+                changes = self._replay_exit()
+            self.counts["exits"] += 1
+        else:
+            return NOTHING
+        self._dirty = self._export_dirty = True
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes))
+
+    def _session(self, event_us: int) -> int:
+        try:
+            return self.calendar.session_index(event_us)
+        except CalendarError as error:
+            # Checked before anything is mutated, so the pipeline can quarantine the record cleanly.
+            raise RecordError("timestamp_out_of_range", str(error)) from None
+
+    def _replay_entry(self) -> list[MultiplierChange]:
+        """A trade older than the last one learned: rebuild the entry model from the ledger in event order."""
+        before = self.entry
+        self.entry = EntryModel(self.params)
+        last = (-1, "")
+        for record in self._require_history()("trade"):
+            if isinstance(record, TradeOutcome):
+                self.entry.learn(record, self.calendar.session_index(record.event_us))
+                last = (record.event_us, record.key)
+        self.last_trade = last
+        self.counts["replays"] += 1
+        return _differences(before.snapshot(), self.entry.snapshot(), "entry", last[0])
+
+    def _replay_exit(self) -> list[MultiplierChange]:
+        before = self.exit
+        self.exit = ExitModel(self.params)
+        last = (-1, "")
+        for record in self._require_history()("exit"):
+            if isinstance(record, ExitOutcome):
+                self.exit.learn(record, self.calendar.session_index(record.event_us))
+                last = (record.event_us, record.key)
+        self.last_exit = last
+        self.counts["replays"] += 1
+        return _differences(before.snapshot(), self.exit.snapshot(), "exit", last[0])
+
+    def _require_history(self) -> History:
+        if self._history is None:
+            raise RuntimeError("TradeLearner needs bind_history() before it can replay")
+        return self._history
+
+    def dump(self) -> bytes | None:
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return orjson.dumps(
+            {
+                "version": STATE_VERSION,
+                "entry": self.entry.to_state(),
+                "exit": self.exit.to_state(),
+                "last_trade": list(self.last_trade),
+                "last_exit": list(self.last_exit),
+                "counts": self.counts,
+            },
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+    def export(self, settings: Settings) -> None:
+        """Write state/signal_weights.json when what it shows changed."""
+        if not self._export_dirty:
+            return
+        write_json_atomic(settings.state_dir / "signal_weights.json", self.signal_weights())
+        self._export_dirty = False
+
+    def weights(self, strategy: str | None = None, regime: str | None = None) -> dict[str, Any]:
+        """The canonical model view behind `learnd weights --json`: sorted, no wall-clock fields."""
+        entry = self.entry.snapshot()
+        exits = self.exit.snapshot()
+        strategies: dict[str, Any] = {}
+        for name in sorted(set(entry) | set(exits)):
+            if strategy is not None and name != strategy:
+                continue
+            components = entry.get(name, {})
+            if regime is not None:
+                folded = regime.casefold()
+                components = {
+                    component: {**view, "by_regime": {k: v for k, v in view["by_regime"].items() if k == folded}}
+                    for component, view in components.items()
+                }
+            strategies[name] = {"entry": components, "exit": exits.get(name, {})}
+        return {
+            "trades_learned": self.counts["trades"],
+            "partials_learned": self.counts["partials"],
+            "exits_learned": self.counts["exits"],
+            "last_trade_event_ts": iso_from_us(self.last_trade[0]) if self.last_trade[0] >= 0 else None,
+            "strategies": strategies,
+        }
+
+    def signal_weights(self) -> dict[str, Any]:
+        """state/signal_weights.json: the layout the bot reads (FORMATS.md), for its default strategy at the top
+        level and every strategy under `strategies`, plus `effective_weights` (strategy -> regime -> component ->
+        base x multiplier)."""
+        entry = self.entry.snapshot()
+        exits = self.exit.snapshot()
+        per_strategy = {
+            name: _bot_layout(entry.get(name, {}), exits.get(name, {})) for name in sorted(set(entry) | set(exits))
+        }
+        top = per_strategy.get(DEFAULT_STRATEGY) or _bot_layout({}, {})
+        effective: dict[str, Any] = {}
+        for name, components in entry.items():
+            regimes: dict[str, dict[str, float]] = {GLOBAL_SCOPE: {}}
+            for component, view in components.items():
+                base = ENTRY_BASE_WEIGHTS[component]
+                regimes[GLOBAL_SCOPE][component] = base * view["multiplier"]
+                for regime, regime_view in view["by_regime"].items():
+                    regimes.setdefault(regime, {})[component] = base * regime_view["multiplier"]
+            effective[name] = regimes
+        return {
+            **top,
+            "learnd": {
+                "trades_learned": self.counts["trades"],
+                "partials_learned": self.counts["partials"],
+                "exits_learned": self.counts["exits"],
+                "last_trade_event_ts": iso_from_us(self.last_trade[0]) if self.last_trade[0] >= 0 else None,
+            },
+            "effective_weights": effective,
+            "strategies": per_strategy,
+        }
+
+
+def beta_for_multiplier(multiplier: float, samples: float) -> tuple[float, float]:
+    """Beta parameters whose mean the bot maps back to `multiplier` (0.25 + 1.5 m below 0.5, 1 + 3 (m - 0.5)
+    above), with a total weight of samples + 2."""
+    mean = (multiplier - 0.25) / 1.5 if multiplier < 1.0 else 0.5 + (multiplier - 1.0) / 3.0
+    mean = min(1.0, max(0.0, mean))
+    total = max(0.0, samples) + 2.0
+    return mean * total, (1.0 - mean) * total
+
+
+def _bot_layout(entry: dict[str, Any], exits: dict[str, Any]) -> dict[str, Any]:
+    bands: dict[str, Any] = {}
+    betas: dict[str, Any] = {}
+    for component in ENTRY_BASE_WEIGHTS:
+        view = entry.get(component)
+        if view is None:
+            bands[component] = {"current": 1.0, "sample_count": 0, "wins": 0, "losses": 0, "total_pnl": 0.0}
+            continue
+        bands[component] = _band(view)
+        regimes: dict[str, Any] = {}
+        for regime, regime_view in view["by_regime"].items():
+            alpha, beta = beta_for_multiplier(regime_view["multiplier"], regime_view.get("samples", 0.0))
+            regimes[regime.upper()] = {**_band(regime_view), "alpha": alpha, "beta": beta}
+        betas[component] = regimes
+    exit_bands = {name: {"current": view["multiplier"], "sample_count": view["count"]} for name, view in exits.items()}
+    for name in EXIT_BASE_WEIGHTS:
+        exit_bands.setdefault(name, {"current": 1.0, "sample_count": 0})
+    return {
+        "entry_weights": {
+            "base_weights": dict(ENTRY_BASE_WEIGHTS),
+            "weight_bands": bands,
+            "regime_beta_distributions": betas,
+        },
+        "exit_model": {"base_weights": dict(EXIT_BASE_WEIGHTS), "weight_bands": exit_bands},
+    }
+
+
+def _band(view: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "current": view["multiplier"],
+        "sample_count": view.get("samples", 0.0),
+        "wins": view.get("wins", 0),
+        "losses": view.get("losses", 0),
+        "total_pnl": view.get("total_pnl", 0.0),
+    }
+
+
+def _differences(before: dict[str, Any], after: dict[str, Any], model: str, event_us: int) -> list[MultiplierChange]:
+    """Multipliers a replay changed, as change events (reason `replay_out_of_order`)."""
+    changes: list[MultiplierChange] = []
+    for strategy in sorted(set(before) | set(after)):
+        old_view = before.get(strategy, {})
+        new_view = after.get(strategy, {})
+        for component in sorted(set(old_view) | set(new_view)):
+            for regime, old, new, samples in _scoped(old_view.get(component), new_view.get(component)):
+                if old != new:
+                    changes.append(
+                        MultiplierChange(
+                            event_us, strategy, model, component, regime, old, new, "replay_out_of_order", samples
+                        )
+                    )
+    return changes
+
+
+def _scoped(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[tuple[str, float, float, float]]:
+    old = old or {}
+    new = new or {}
+    rows = [(GLOBAL_SCOPE, old.get("multiplier", 1.0), new.get("multiplier", 1.0), new.get("samples", 0.0))]
+    old_regimes = old.get("by_regime", {})
+    new_regimes = new.get("by_regime", {})
+    for regime in sorted(set(old_regimes) | set(new_regimes)):
+        before = old_regimes.get(regime, {}).get("multiplier", 1.0)
+        after = new_regimes.get(regime, {}).get("multiplier", 1.0)
+        rows.append((regime, before, after, new_regimes.get(regime, {}).get("samples", 0.0)))
+    return rows
