@@ -192,7 +192,9 @@ class Ingestor:
             self._withdraw(record)
             self._quarantine(source, line, error.reason, error.detail)
             return
-        for result in applied:
+        for learner, result in zip(self.learners, applied, strict=True):
+            for key, event_us, body in result.rows:
+                self._batch.learner_rows.append((learner.name, key, event_us, body))
             for change in result.changes:
                 self._changes.append(change)
                 body = orjson.dumps(change, option=orjson.OPT_SORT_KEYS)

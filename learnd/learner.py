@@ -15,10 +15,13 @@ from learnd.records import Record
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """What applying one record did: `changes` are JSON-able change events (for data/weight_learning.jsonl)."""
+    """What applying one record did: `changes` are JSON-able change events (for data/weight_learning.jsonl);
+    `rows` are (key, event_us, JSON bytes) the learner wants kept in the store (table learner_rows, upserted by
+    key) in the same transaction, so its in-memory state can stay bounded."""
 
     learned: bool
     changes: tuple[dict[str, Any], ...] = ()
+    rows: tuple[tuple[str, int, bytes], ...] = ()
 
 
 NOTHING = Applied(learned=False)

@@ -37,6 +37,9 @@ CREATE INDEX ledger_by_time ON ledger (kind, event_us, key);
 CREATE TABLE learner_state (name TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE quarantine (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE changes (seq INTEGER PRIMARY KEY, event_us INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE TABLE learner_rows (learner TEXT NOT NULL, key TEXT NOT NULL, event_us INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (learner, key)) WITHOUT ROWID;
+CREATE INDEX learner_rows_by_time ON learner_rows (learner, event_us, key);
 CREATE TABLE job_runs (job TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT NULL, due_us INTEGER NOT NULL,
     detail TEXT NOT NULL, PRIMARY KEY (job, period)) WITHOUT ROWID;
 """
@@ -85,10 +88,18 @@ class Batch:
     learner_states: dict[str, bytes] = field(default_factory=dict)
     quarantine: list[tuple[str, bytes]] = field(default_factory=list)
     changes: list[tuple[int, bytes]] = field(default_factory=list)
+    learner_rows: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     line_count: int = 0
 
     def is_empty(self) -> bool:
-        return not (self.checkpoints or self.counts or self.learner_states or self.quarantine or self.changes)
+        return not (
+            self.checkpoints
+            or self.counts
+            or self.learner_states
+            or self.quarantine
+            or self.changes
+            or self.learner_rows
+        )
 
 
 class Store:
@@ -239,6 +250,21 @@ class Store:
         rows = self._db.execute("SELECT seq, body FROM changes WHERE seq > ? ORDER BY seq", (after_seq,)).fetchall()
         return [(row[0], bytes(row[1])) for row in rows]
 
+    def learner_rows(
+        self, learner: str, *, since_us: int | None = None, until_us: int | None = None
+    ) -> Iterator[tuple[str, int, bytes]]:
+        """A learner's persisted rows (key, event_us, body) in event order, optionally within [since, until)."""
+        query = "SELECT key, event_us, body FROM learner_rows WHERE learner = ?"
+        params: list[object] = [learner]
+        if since_us is not None:
+            query += " AND event_us >= ?"
+            params.append(since_us)
+        if until_us is not None:
+            query += " AND event_us < ?"
+            params.append(until_us)
+        for row in self._db.execute(query + " ORDER BY event_us, key", params):
+            yield row[0], row[1], bytes(row[2])
+
     def job_runs(self, job: str) -> list[tuple[str, str, int, str]]:
         rows = self._db.execute(
             "SELECT period, status, due_us, detail FROM job_runs WHERE job = ? ORDER BY due_us", (job,)
@@ -252,6 +278,9 @@ class Store:
             "counts": sorted(self.line_counts().items()),
             "ledger": self._db.execute("SELECT kind, key, record FROM ledger ORDER BY kind, key").fetchall(),
             "learners": self._db.execute("SELECT name, state FROM learner_state ORDER BY name").fetchall(),
+            "learner_rows": self._db.execute(
+                "SELECT learner, key, body FROM learner_rows ORDER BY learner, key"
+            ).fetchall(),
         }
 
     # Writing -----------------------------------------------------------------------------------------------
@@ -298,6 +327,7 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO learner_state VALUES (?, ?)", list(batch.learner_states.items()))
             db.executemany("INSERT INTO quarantine (source, body) VALUES (?, ?)", batch.quarantine)
             db.executemany("INSERT INTO changes (event_us, body) VALUES (?, ?)", batch.changes)
+            db.executemany("INSERT OR REPLACE INTO learner_rows VALUES (?, ?, ?, ?)", batch.learner_rows)
 
     def record_job_run(self, job: str, period: str, status: str, due_us: int, detail: str) -> None:
         with self._transaction():
