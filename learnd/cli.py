@@ -84,6 +84,22 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=_status)
 
+    weights = commands.add_parser(
+        "weights", help="what was learned, per strategy and regime", description=_weights.__doc__
+    )
+    weights.add_argument("--json", action="store_true", help="canonical JSON (sorted keys, no wall-clock fields)")
+    weights.add_argument("--strategy", help="only this strategy")
+    weights.add_argument("--regime", help="only this regime (case-insensitive)")
+    weights.set_defaults(handler=_weights)
+
+    evaluation = commands.add_parser(
+        "evaluate", help="learned vs static weights, test-then-train", description=_evaluate.__doc__
+    )
+    evaluation.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluation.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    evaluation.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluation.set_defaults(handler=_evaluate)
+
     simulate = commands.add_parser(
         "simulate", help="write a simulated bot home with planted edges", description=_simulate.__doc__
     )
@@ -146,6 +162,38 @@ def _status(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
     else:
         sys.stdout.write(render_status(report))
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    """Show the learned model: per strategy, each entry component's multiplier (strategy-wide and per regime),
+    its evidence and samples, and each exit component's multiplier, win rate and mean P&L."""
+    settings = _settings(args)
+    from learnd.inspect import render_weights, weights_document
+
+    document = weights_document(settings, args.strategy, args.regime)
+    if args.json:
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    else:
+        sys.stdout.write(render_weights(document))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Prequential (test, then train) evaluation over the attribution logs: each closed trade, in event order,
+    is scored with the weights learned so far and with the static base weights, then learned from. Reports the
+    Spearman IC of score vs realized P&L (learned, static, and their paired difference with a day-block
+    bootstrap interval) overall, per regime and per month; top-quintile hit rate; multiplier turnover."""
+    settings = _settings(args)
+    from learnd.inspect import run_evaluation
+
+    result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed)
+    if args.json:
+        sys.stdout.write(
+            orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+        )
+    else:
+        sys.stdout.write(result.render_text())
     return 0
 
 
