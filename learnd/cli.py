@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from learnd.daemon import serve
 
-    return asyncio.run(serve(settings, backfill=args.backfill))
+    return asyncio.run(serve(settings, backfill=args.backfill, reload_settings=lambda: _settings(args)))
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ import watchfiles
 
 from learnd.config import Settings
 from learnd.engine import Engine, LearnerFactory
+from learnd.errors import LearndError
+from learnd.metrics import Metrics
+from learnd.notify import notify_ready, watchdog_service
 
 log = structlog.get_logger("learnd.daemon")
 
@@ -31,30 +35,42 @@ async def serve(
     settings: Settings,
     *,
     backfill: bool,
+    reload_settings: Callable[[], Settings] | None = None,
     learner_factory: LearnerFactory | None = None,
     services: tuple[ServiceHook, ...] = (),
 ) -> int:
-    """Run until SIGTERM/SIGINT; returns the process exit status (0 after a clean shutdown)."""
+    """Run until SIGTERM/SIGINT; returns the process exit status (0 after a clean shutdown).
+
+    SIGHUP calls `reload_settings` and applies the result (sources, learning parameters) without losing a line;
+    a reload that fails validation is logged and the running settings stay.
+    """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    reload_requested = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     started = time.monotonic()
     engine = Engine(settings, start_at_end=not backfill, purpose="daemon", learner_factory=learner_factory)
+    metrics = Metrics()
     log.info(
         "daemon_started",
         home=str(settings.home),
         sources={source.name: str(source.path) for source in settings.sources},
         backfill=backfill,
     )
+    notify_ready(engine)
     wake = asyncio.Event()
     wake.set()
+    ingest = _IngestLoop(
+        engine, metrics, wake, stop, reload_requested=reload_requested, reload_settings=reload_settings
+    )
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_watch(settings, wake, stop), name="watch")
-            tasks.create_task(_poll_timer(settings, wake, stop), name="poll_timer")
-            tasks.create_task(_ingest(engine, settings, wake, stop), name="ingest")
-            for service in services:
+            tasks.create_task(_watch(engine, wake, stop), name="watch")
+            tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer")
+            tasks.create_task(ingest.run(), name="ingest")
+            for service in (metrics.service, watchdog_service, *services):
                 tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service"))
     finally:
         engine.commit()
@@ -74,30 +90,63 @@ async def serve(
     return 0
 
 
-async def _ingest(engine: Engine, settings: Settings, wake: asyncio.Event, stop: asyncio.Event) -> None:
-    """Read on every wake-up until caught up, committing at most every commit_interval_ms / commit_batch_lines."""
-    batch_lines = settings.commit_batch_lines
-    interval_s = settings.commit_interval_ms / 1000
-    first_pending = 0.0
-    last_state_export = 0.0
-    while not stop.is_set():
-        wake.clear()
-        budget = batch_lines - engine.ingestor.pending_lines
-        read = engine.poll(budget)
-        now = time.monotonic()
-        pending = engine.ingestor.pending_lines
-        if pending and not first_pending:
-            first_pending = now
-        caught_up = read < budget
-        if caught_up or pending >= batch_lines or (pending and now - first_pending >= interval_s):
-            state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S
-            if engine.commit(processing_state=state_due) is not None and state_due:
-                last_state_export = now
-            first_pending = 0.0
-        if not caught_up:
-            await asyncio.sleep(0)  # let signals, timers and jobs run between batches
-            continue
-        await _wait_any(wake, stop)
+@dataclass(slots=True)
+class _IngestLoop:
+    """Reads on every wake-up until caught up, committing at most every commit_interval_ms / commit_batch_lines,
+    and applies reloads between batches."""
+
+    engine: Engine
+    metrics: Metrics
+    wake: asyncio.Event
+    stop: asyncio.Event
+    reload_requested: asyncio.Event
+    reload_settings: Callable[[], Settings] | None
+
+    async def run(self) -> None:
+        engine = self.engine
+        first_pending = 0.0
+        last_state_export = 0.0
+        while not self.stop.is_set():
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            settings = engine.settings
+            batch_lines = settings.commit_batch_lines
+            self.wake.clear()
+            budget = batch_lines - engine.ingestor.pending_lines
+            read = engine.poll(budget)
+            now = time.monotonic()
+            pending = engine.ingestor.pending_lines
+            if pending and not first_pending:
+                first_pending = now
+            caught_up = read < budget
+            interval_s = settings.commit_interval_ms / 1000
+            if caught_up or pending >= batch_lines or (pending and now - first_pending >= interval_s):
+                state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S
+                if engine.commit(processing_state=state_due) is not None:
+                    self.metrics.record_commit(engine.last_commit_s)
+                    if first_pending:
+                        self.metrics.record_export_latency(time.monotonic() - first_pending)
+                    if state_due:
+                        last_state_export = now
+                first_pending = 0.0
+            if not caught_up:
+                await asyncio.sleep(0)  # let signals, timers and jobs run between batches
+                continue
+            await _wait_any(self.wake, self.stop, self.reload_requested)
+
+    def _reload(self) -> None:
+        if self.reload_settings is None:
+            log.warning("reload_unavailable", reason="no settings loader (started without the CLI)")
+            return
+        try:
+            settings = self.reload_settings()
+        except LearndError as error:
+            log.error("reload_rejected", error=str(error))
+            return
+        changed = self.engine.reload(settings)
+        self.wake.set()
+        log.info("reload_applied", **changed)
 
 
 async def _wait_any(*events: asyncio.Event) -> None:
@@ -109,21 +158,23 @@ async def _wait_any(*events: asyncio.Event) -> None:
             waiter.cancel()
 
 
-async def _poll_timer(settings: Settings, wake: asyncio.Event, stop: asyncio.Event) -> None:
+async def _poll_timer(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) -> None:
     """The fallback: a missed notification costs at most one poll interval."""
-    interval = settings.poll_interval_ms / 1000
     while not stop.is_set():
         try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+            await asyncio.wait_for(stop.wait(), timeout=engine.settings.poll_interval_ms / 1000)
         except TimeoutError:
             wake.set()
 
 
-async def _watch(settings: Settings, wake: asyncio.Event, stop: asyncio.Event) -> None:
-    """Wake the ingest loop when anything changes in a directory holding a source (or its symlink target)."""
-    directories = _watched_directories(settings)
+async def _watch(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Wake the ingest loop when anything changes in a directory holding a source (or its symlink target).
+
+    Directories that do not exist yet are covered by the poll timer; after a reload, the next round of
+    notifications watches the new set.
+    """
     while not stop.is_set():
-        existing = [str(path) for path in directories if path.is_dir()]
+        existing = [str(path) for path in _watched_directories(engine.settings) if path.is_dir()]
         if not existing:
             await _wait_any(stop)
             return

@@ -93,6 +93,33 @@ class Engine:
         self.last_commit_s = 0.0
         self.sync_journals()
 
+    def reload(self, settings: Settings) -> dict[str, list[str]]:
+        """Apply new settings without losing a line: commit, then add, move or drop sources; new learning
+        parameters retrain the trade learner from the ledger (its state is a function of lines and parameters)."""
+        self.commit()
+        old_sources = {source.name: source for source in self.settings.sources}
+        new_sources = {source.name: source for source in settings.sources}
+        changed: dict[str, list[str]] = {"added": [], "removed": [], "moved": [], "retrained": []}
+        for name, source in old_sources.items():
+            if new_sources.get(name) != source:
+                self.ingestor.remove_source(name)
+                changed["removed" if name not in new_sources else "moved"].append(name)
+        retrain = settings.learning != self.settings.learning
+        self.settings = settings
+        self.ingestor.settings = settings
+        for name, source in new_sources.items():
+            if name not in self.ingestor.tailers:
+                self.ingestor.add_source(source, start_at_end=False)
+                if name not in old_sources:
+                    changed["added"].append(name)
+        if retrain:
+            for learner in self.learners:
+                if isinstance(learner, TradeLearner):
+                    learner.retrain(learning_params(settings.learning))
+                    changed["retrained"].append(learner.name)
+            self.commit()
+        return changed
+
     def close(self) -> None:
         self.ingestor.close()
         self.store.close()

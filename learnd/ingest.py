@@ -73,9 +73,10 @@ class Ingestor:
         for source in settings.sources:
             self.add_source(source)
 
-    def add_source(self, source: SourceSettings) -> None:
-        """Start tailing a source (at start-up, or when a reload adds one)."""
+    def add_source(self, source: SourceSettings, *, start_at_end: bool | None = None) -> None:
+        """Start tailing a source (at start-up, or when a reload adds one: then from its start, losing nothing)."""
         checkpoint = self.store.checkpoint(source.name)
+        skip_existing = self._start_at_end if start_at_end is None else start_at_end
         extra = {"clock": self._clock} if self._clock is not None else {}
         self.tailers[source.name] = SourceTailer(
             source.name,
@@ -86,7 +87,7 @@ class Ingestor:
             max_line_bytes=self.settings.max_line_bytes,
             keep_bytes=self.settings.quarantine_keep_bytes,
             rotation_grace_s=self.settings.rotation_grace_ms / 1000,
-            start_at_end=self._start_at_end and checkpoint is None,
+            start_at_end=skip_existing and checkpoint is None,
             **extra,
         )
         self._sources[source.name] = source

@@ -151,6 +151,13 @@ class TradeLearner:
         self.counts["replays"] += 1
         return _differences(before.snapshot(), self.exit.snapshot(), "exit", last[0])
 
+    def retrain(self, params: LearningParams) -> list[MultiplierChange]:
+        """Relearn everything in the ledger with new parameters (a reload changed them)."""
+        self.params = params
+        changes = self._replay_entry() + self._replay_exit()
+        self._dirty = self._export_dirty = True
+        return changes
+
     def _require_history(self) -> History:
         if self._history is None:
             raise RuntimeError("TradeLearner needs bind_history() before it can replay")

@@ -6,9 +6,11 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -241,3 +243,103 @@ def test_without_backfill_a_new_source_starts_at_its_end(home: Path) -> None:
     counts = store_fingerprint(home)["counts"]
     assert isinstance(counts, list)
     assert sum(count for (source, _, _), count in counts if source == "attribution") == 1
+
+
+def test_sighup_reload_adds_a_source_without_losing_a_line(home: Path) -> None:
+    """SIGHUP re-reads the config: a source added to learnd.toml is tailed from its start, nothing lost."""
+    extra = home / "logs" / "orders2.jsonl"
+    extra.write_bytes(
+        b"".join(
+            orjson.dumps({"ts": f"2026-03-02T15:00:0{i}+00:00", "type": "order", "symbol": "X"}) + b"\n"
+            for i in range(5)
+        )
+    )
+    process = start_daemon(home, "--backfill")
+    try:
+        wait_for_log(process, "daemon_started")
+        (home / "config").mkdir()
+        (home / "config" / "learnd.toml").write_text(
+            '[sources.orders2]\nkind = "orders"\npath = "logs/orders2.jsonl"\n'
+        )
+        process.send_signal(signal.SIGHUP)
+        applied = wait_for_log(process, "reload_applied")
+        with extra.open("ab") as handle:
+            handle.write(orjson.dumps({"ts": "2026-03-02T15:00:09+00:00", "type": "order", "symbol": "X"}) + b"\n")
+        deadline = time.monotonic() + 20
+        counts: dict[tuple[str, str, str], int] = {}
+        while time.monotonic() < deadline:
+            store = Store.open(settings_for(home).db_path, readonly=True)
+            try:
+                counts = store.line_counts()
+            finally:
+                store.close()
+            if counts.get(("orders2", "applied", "order"), 0) == 6:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert applied["added"] == ["orders2"]
+    assert counts[("orders2", "applied", "order")] == 6
+
+
+def test_sd_notify_ready_watchdog_and_stopping_in_order(home: Path, tmp_path: Path) -> None:
+    """Under systemd: READY=1 once the store is open, WATCHDOG=1 beats from the loop, STOPPING=1 on SIGTERM."""
+    address = tmp_path / "notify.sock"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(address))
+    receiver.settimeout(0.2)
+    env = daemon_env(home) | {"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "400000"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum("WATCHDOG=1" in m for m in messages) < 3:
+            try:
+                messages.append(receiver.recv(4096).decode())
+            except TimeoutError:
+                continue
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        while True:
+            try:
+                messages.append(receiver.recv(4096).decode())
+            except TimeoutError:
+                break
+    finally:
+        reap(process)
+        receiver.close()
+    kinds = [next(part for part in ("READY=1", "WATCHDOG=1", "STOPPING=1", "STATUS=") if part in m) for m in messages]
+    assert kinds[0] == "READY=1"
+    assert kinds.count("WATCHDOG=1") >= 3
+    assert kinds[-1] == "STOPPING=1"
+
+
+def test_metrics_endpoint_serves_counters_on_loopback(home: Path) -> None:
+    """The running daemon serves Prometheus metrics on 127.0.0.1 with per-source line counters."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    append_chunks(home, list(record_lines(5, 50)), random.Random(5))
+    env = daemon_env(home) | {"LEARND_METRICS_ENABLED": "true", "LEARND_METRICS_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_log(process, "metrics_serving")
+        wait_caught_up(home)
+        body = ""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and 'learnd_lines_total{outcome="applied",source="signals"}' not in body:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                body = response.read().decode()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert 'learnd_lines_total{outcome="applied",source="signals"}' in body
+    assert "learnd_commit_duration_seconds_bucket" in body
