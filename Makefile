@@ -42,5 +42,20 @@ bench: $(STAMP)
 torture: $(STAMP)
 	$(PY) -m pytest -q -m slow tests/test_torture.py
 
+## install-service: as root, install learnd under PREFIX and its unit for the bot home BOT_HOME, then start it.
+PREFIX   ?= /opt/learnd
+BOT_HOME ?= /srv/bot
+UNIT_DIR ?= /etc/systemd/system
+install-service:
+	id -u learnd >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin learnd
+	$(PYTHON) -m venv $(PREFIX)/.venv
+	$(PREFIX)/.venv/bin/pip install --quiet .
+	install -d -o learnd -g learnd -m 0750 $(BOT_HOME)/state $(BOT_HOME)/data
+	sed -e 's|/opt/learnd/.venv|$(PREFIX)/.venv|g' -e 's|/srv/bot|$(BOT_HOME)|g' systemd/learnd.service \
+		> $(UNIT_DIR)/learnd.service
+	systemctl daemon-reload
+	systemctl enable --now learnd.service
+	systemctl --no-pager status learnd.service
+
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache
