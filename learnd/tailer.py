@@ -112,9 +112,13 @@ class SourceTailer:
         self._clock = clock
         self._current: _OpenFile | None = None
         self._rotated: _OpenFile | None = None
+        # Drained after the current rotated file, in order: rotated copies younger than it (rotated more than once,
+        # read whole), or that file itself when a copy of its unread lines had to be drained first.
+        self._younger: deque[Path | _OpenFile] = deque()
         self._last_position: Checkpoint | None = checkpoint
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
         self._align_window: list[int] | None = None
+        self._align_file: _OpenFile | None = None
         self._align_next: int | None = None
         self._align_known: set[int] | None = None
         self._align_left = 0
@@ -129,6 +133,7 @@ class SourceTailer:
             if opened is not None:
                 opened.handle.close()
         self._current = self._rotated = None
+        self._younger.clear()
 
     def checkpoint(self) -> Checkpoint | None:
         """The position after the last line handed out, or None before any file was seen."""
@@ -197,15 +202,18 @@ class SourceTailer:
         current = following
         self.status.state = "following"
         self.status.size = stat.st_size
-        if stat.st_size < current.offset or not self._same_start(current) or not self._on_boundary(current):
-            self._reset(current, stat.st_size)
-            if self._rotated is not None:
-                self._drain_rotated(lines, max_lines)
+        size = stat.st_size
+        for _attempt in range(2):
+            if size < current.offset or not self._same_start(current) or not self._on_boundary(current):
+                self._reset(current, size)
                 if self._rotated is not None:
-                    return lines
-        remaining = max_lines - len(lines)
-        if remaining > 0:
-            self._read(current, lines, remaining, stat.st_size, final=False)
+                    self._drain_rotated(lines, max_lines)
+                    if self._rotated is not None:
+                        return lines
+            if not self._read(current, lines, max_lines - len(lines), size, final=False):
+                break
+            # The file changed between the checks above and the read: check again against what it is now.
+            size = self.status.size = os.fstat(current.handle.fileno()).st_size
         return lines
 
     # Opening and identity ----------------------------------------------------------------------------------
@@ -221,6 +229,7 @@ class SourceTailer:
         if committed is not None and (committed.dev, committed.ino) == (current.dev, current.ino):
             current.fp_hash, current.fp_len, current.offset = committed.fp_hash, committed.fp_len, committed.offset
             self._event("resumed", offset=committed.offset)
+            self._resume_alignment(current)
             return
         if committed is not None:
             self._event("identity_changed_while_stopped", old_ino=committed.ino, new_ino=current.ino)
@@ -232,7 +241,7 @@ class SourceTailer:
                     return
                 current.offset = 0
                 current.fp_hash, current.fp_len = b"", 0
-            self._begin_alignment()
+            self._begin_alignment(current)
             return
         if self._start_at_end:
             current.offset = self._last_line_end(current, opened_stat.st_size)
@@ -240,7 +249,7 @@ class SourceTailer:
             self._event("started_at_end", offset=current.offset, size=opened_stat.st_size)
         else:
             # A replacement file may be a rewrite done by rename: lines already read are recognised, not re-applied.
-            self._begin_alignment()
+            self._begin_alignment(current)
         self._start_at_end = False
 
     def _recover_previous(self, committed: Checkpoint) -> None:
@@ -255,6 +264,7 @@ class SourceTailer:
             same_inode = (sibling_stat.st_dev, sibling_stat.st_ino) == (committed.dev, committed.ino)
             if same_inode or _starts_with(sibling, committed.fp_hash, committed.fp_len):
                 self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
+                self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
                 return
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
 
@@ -265,22 +275,87 @@ class SourceTailer:
         self._rotated.drain_deadline = self._clock() + self._grace
         self._current = None
         self.status.state = "draining_rotated"
+        self._queue_younger(self._rotated.dev, self._rotated.ino)
+
+    def _queue_younger(self, dev: int, ino: int) -> None:
+        """Rotated copies made after the file (dev, ino) was rotated hold lines never read: queue them, oldest first.
+
+        Younger means later in rotation order and last written no earlier than that file, so stale copies of an
+        older naming scheme lying beside it are not read again.
+        """
+        stats: list[tuple[Path, os.stat_result]] = []
+        for sibling in rotated_siblings(self.path):
+            if sibling.suffix == ".gz":
+                continue
+            try:
+                stats.append((sibling, os.stat(sibling)))
+            except FileNotFoundError:
+                continue
+        identities = [(sibling_stat.st_dev, sibling_stat.st_ino) for _, sibling_stat in stats]
+        if (dev, ino) not in identities:
+            return
+        position = identities.index((dev, ino))
+        written_ns = stats[position][1].st_mtime_ns
+        try:
+            live = os.stat(self.path)
+            live_identity: tuple[int, int] | None = (live.st_dev, live.st_ino)
+        except FileNotFoundError:
+            live_identity = None
+        for (sibling, sibling_stat), identity in zip(stats[position + 1 :], identities[position + 1 :], strict=True):
+            if identity not in ((dev, ino), live_identity) and sibling_stat.st_mtime_ns >= written_ns:
+                self._younger.append(sibling)
+                self._event("rotated_file_queued", file=str(sibling))
 
     def _drain_rotated(self, lines: list[Line], max_lines: int) -> None:
-        rotated = self._rotated
-        assert rotated is not None
-        size = os.fstat(rotated.handle.fileno()).st_size
-        self._read(rotated, lines, max_lines - len(lines), size, final=False)
-        if rotated.offset < size and len(lines) < max_lines:
-            # A last line without its newline: the writer may still finish it through its old descriptor.
-            deadline = rotated.drain_deadline or 0.0
-            if self._clock() < deadline:
+        while (rotated := self._rotated) is not None:
+            size = os.fstat(rotated.handle.fileno()).st_size
+            if rotated.fp_len and (size < rotated.offset or not self._same_start(rotated)):
+                self._drain_copy_first(rotated)
+                continue
+            self._read(rotated, lines, max_lines - len(lines), size, final=False)
+            if rotated.offset < size and len(lines) < max_lines:
+                # A last line without its newline: the writer may still finish it through its old descriptor.
+                deadline = rotated.drain_deadline or 0.0
+                if self._clock() < deadline:
+                    return
+                self._read(rotated, lines, max_lines - len(lines), size, final=True)
+            if rotated.offset < size:
                 return
-            self._read(rotated, lines, max_lines - len(lines), size, final=True)
-        if rotated.offset >= size:
             self._event("rotated_file_drained", offset=rotated.offset)
             rotated.handle.close()
             self._rotated = None
+            while self._younger and self._rotated is None:
+                younger = self._younger.popleft()
+                if isinstance(younger, _OpenFile):
+                    self._rotated = younger
+                    continue
+                try:
+                    self._drain_sibling(younger, b"", 0, 0)
+                except FileNotFoundError:
+                    self._event("rotated_file_vanished", file=str(younger))
+
+    def _drain_copy_first(self, rotated: _OpenFile) -> None:
+        """The file was truncated or rewritten in place before it was renamed away: finish it from the copy
+        copytruncate left (if any), then read it again from 0, recognising the lines a rewrite kept."""
+        self._event("rotated_file_truncated", offset=rotated.offset)
+        fp_hash, fp_len, offset = rotated.fp_hash, rotated.fp_len, rotated.offset
+        rotated.offset = 0
+        rotated.fp_hash, rotated.fp_len = b"", 0
+        rotated.overlong_from = -1
+        self._begin_alignment(rotated)  # a rewrite in place keeps lines already read
+        for sibling in rotated_siblings(self.path):
+            if sibling.suffix == ".gz":
+                continue
+            try:
+                sibling_stat = os.stat(sibling)
+            except FileNotFoundError:
+                continue
+            if (sibling_stat.st_dev, sibling_stat.st_ino) == (rotated.dev, rotated.ino):
+                continue
+            if sibling_stat.st_size > offset and _starts_with(sibling, fp_hash, fp_len):
+                self._younger.appendleft(rotated)
+                self._drain_sibling(sibling, fp_hash, fp_len, offset)
+                return
 
     def _same_start(self, opened: _OpenFile) -> bool:
         if not opened.fp_len:
@@ -325,7 +400,7 @@ class SourceTailer:
         opened.offset = 0
         opened.fp_hash, opened.fp_len = b"", 0
         opened.overlong_from = -1
-        self._begin_alignment()
+        self._begin_alignment(opened)
 
     def _recover_copy(self, opened: _OpenFile) -> None:
         """copytruncate copies the file aside before truncating it: read what we had not read yet from the copy."""
@@ -351,33 +426,97 @@ class SourceTailer:
         )
         self._event("draining_rotated", file=str(sibling), offset=offset, size=sibling_stat.st_size)
 
-    def _begin_alignment(self) -> None:
-        """Lines of the file from here on may repeat lines already read: compare them with the window first."""
+    def _begin_alignment(self, opened: _OpenFile) -> None:
+        """Lines of `opened` from here on may repeat lines already read: compare them with the window first."""
         if not self._window:
             return
+        self._align_file = opened
         self._align_window = list(self._window)
         self._align_next = None
         self._align_known = None
         self._align_left = len(self._align_window)
 
+    def _resume_alignment(self, opened: _OpenFile) -> None:
+        """After a restart inside the kept tail of a rewrite, go on marking the lines the window already holds.
+
+        The alignment is not in the checkpoint; it is found again from the file: when every line before the
+        committed offset repeats a run of the older window and that run does not reach the window's end, the
+        rewrite's kept tail is not finished yet. Only a file with at most half the window's lines is read.
+        """
+        if opened.offset == 0:
+            # Committed right after a reset (a rewrite seen half done): whatever the file holds now may repeat.
+            self._begin_alignment(opened)
+            return
+        window = list(self._window)
+        limit = len(window) // 2
+        if not limit:
+            return
+        hashes: list[int] = []
+        fd = opened.handle.fileno()
+        position = 0
+        while position < opened.offset:
+            block = os.pread(fd, min(_READ_CHUNK, opened.offset - position), position)
+            cursor = 0
+            while (newline := block.find(b"\n", cursor)) >= 0:
+                if newline - cursor > self._max_line or len(hashes) == limit:
+                    return
+                hashes.append(line_hash(block[cursor:newline]))
+                cursor = newline + 1
+            if cursor == 0:
+                return  # a line longer than a read: an over-long line, never part of a kept tail we could align
+            position += cursor
+        count = len(hashes)
+        if window[-count:] != hashes:
+            return
+        older = window[:-count]
+        start = align_rewrite(older, hashes)
+        if start is None or start + count >= len(older):
+            return
+        self._align_file = opened
+        self._align_window = older
+        self._align_next = start + count
+        self._align_known = None
+        self._align_left = len(older)
+        self._event("rewrite_alignment_resumed", start=start, read=count, window=len(older))
+
     # Reading -----------------------------------------------------------------------------------------------
 
-    def _read(self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool) -> None:
-        """Append up to `budget` complete lines from `opened` (between its offset and `size`) to `lines`."""
+    def _read(self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool) -> bool:
+        """Append up to `budget` complete lines from `opened` (between its offset and `size`) to `lines`.
+
+        True when it stopped because the current file was truncated or rewritten under it (nothing of that read
+        is handed out); the caller checks the file again.
+        """
+        changed = False
         if budget <= 0:
-            return
+            return changed
         fd = opened.handle.fileno()
         first_new = len(lines)
         window_chunk = max(_READ_CHUNK, self._max_line + 1)
         while budget > 0 and opened.offset < size:
             if opened.overlong_from >= 0:
-                if not self._finish_overlong(opened, lines, size):
-                    break
-                budget -= 1
-                continue
+                if self._finish_overlong(opened, lines, size):
+                    budget -= 1
+                    continue
+                if final:
+                    # A rotated or deleted file ending inside an over-long line: hand it out, or its drain never ends.
+                    length = size - opened.overlong_from
+                    head = os.pread(fd, min(self._keep, length), opened.overlong_from)
+                    overlong = self._overlong_line(opened, opened.overlong_from, head, length)
+                    lines.append(_as_unterminated(overlong))
+                    opened.offset = size
+                    opened.overlong_from = -1
+                break
             start = opened.offset
-            chunk = os.pread(fd, min(window_chunk, size - start), start)
+            wanted = min(window_chunk, size - start)
+            chunk = os.pread(fd, wanted, start)
+            if len(chunk) < wanted:
+                size = start + len(chunk)  # shrunk since it was measured: what is there is all there is
             if not chunk:
+                break
+            if opened is self._current and not self._same_start(opened):
+                # Truncated or rewritten since poll() checked it: these bytes may not follow our offset's line.
+                changed = True
                 break
             cursor = 0
             while budget > 0:
@@ -387,7 +526,10 @@ class SourceTailer:
                 if newline - cursor > self._max_line:
                     lines.append(
                         self._overlong_line(
-                            opened, start + cursor, chunk[cursor : cursor + self._keep], newline - cursor
+                            opened,
+                            start + cursor,
+                            chunk[cursor : cursor + min(self._keep, newline - cursor)],
+                            newline - cursor,
                         )
                     )
                 else:
@@ -422,6 +564,7 @@ class SourceTailer:
                         opened.offset = size
                     break
         self._after_read(opened, lines, first_new)
+        return changed
 
     def _finish_overlong(self, opened: _OpenFile, lines: list[Line], size: int) -> bool:
         """Scan on for the newline ending an over-long line; False while it has not arrived yet."""
@@ -433,8 +576,10 @@ class SourceTailer:
             newline = block.find(b"\n")
             if newline >= 0:
                 end = opened.overlong_scanned + newline
-                head = os.pread(fd, self._keep, opened.overlong_from)
-                lines.append(self._overlong_line(opened, opened.overlong_from, head, end - opened.overlong_from))
+                length = end - opened.overlong_from
+                # The head never reaches past the line's own end, whatever quarantine_keep_bytes says.
+                head = os.pread(fd, min(self._keep, length), opened.overlong_from)
+                lines.append(self._overlong_line(opened, opened.overlong_from, head, length))
                 opened.offset = end + 1
                 opened.overlong_from = -1
                 if opened.fp_len == 0:
@@ -451,7 +596,7 @@ class SourceTailer:
         fresh = lines[first_new:]
         if not fresh:
             return
-        if self._align_window is not None and opened is self._current:
+        if self._align_window is not None and opened is self._align_file:
             for index, is_duplicate in enumerate(self._duplicate_marks([line.hash for line in fresh])):
                 if is_duplicate:
                     lines[first_new + index] = _as_duplicate(fresh[index])
@@ -509,6 +654,10 @@ def _starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
             return blake2b(handle.read(fp_len), digest_size=16).digest() == fp_hash
     except FileNotFoundError:
         return False
+
+
+def _as_unterminated(line: Line) -> Line:
+    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, line.duplicate, True)
 
 
 def _as_duplicate(line: Line) -> Line:

@@ -1,0 +1,28 @@
+"""Shared fixtures: a bot home in tmp_path and settings built from it alone (the host's LEARND_* never leak in)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from learnd.config import DEFAULT_SOURCES, Settings, load_settings
+
+
+def build_settings(
+    home: Path, *, sources: tuple[str, ...] = (), overrides: Mapping[str, object] | None = None
+) -> Settings:
+    """Settings for `home` with an empty environment; `sources` (when given) are the only default sources enabled."""
+    table: dict[str, object] = {}
+    if sources:
+        table.update({f"sources.{name}.enabled": False for name in DEFAULT_SOURCES if name not in sources})
+    table.update(overrides or {})
+    return load_settings(home=home, environ={}, overrides=table)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty bot home with its logs directory."""
+    (tmp_path / "logs").mkdir()
+    return tmp_path

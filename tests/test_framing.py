@@ -1,0 +1,77 @@
+"""Tests for learnd.framing: decoding one line, and aligning a rewritten file against the lines already read."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learnd.framing import BadLine, align_rewrite, decode_line, line_hash
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "blank_line"),
+        (b"   \t", "blank_line"),
+        (b"\r", "blank_line"),
+        (b'{"a": "\xff"}', "invalid_utf8"),
+        (b'{"a": 1', "invalid_json"),
+        (b"not json at all", "invalid_json"),
+        (b'{"a": NaN}', "invalid_json"),
+        (b"[1, 2]", "not_an_object"),
+        (b"42", "not_an_object"),
+        (b'"text"', "not_an_object"),
+        (b"null", "not_an_object"),
+    ],
+)
+def test_decode_line_names_the_reason_a_line_is_unusable(raw: bytes, reason: str) -> None:
+    """Every kind of bad line comes back as a BadLine with its own reason, never an exception."""
+    decoded = decode_line(raw)
+    assert isinstance(decoded, BadLine)
+    assert decoded.reason == reason
+
+
+@pytest.mark.parametrize("raw", [b'{"a": 1}', b'\xef\xbb\xbf{"a": 1}', b'{"a": 1}\r', b'\xef\xbb\xbf{"a": 1}\r'])
+def test_decode_line_tolerates_bom_and_crlf(raw: bytes) -> None:
+    """A UTF-8 BOM and a CRLF ending decode to the same object as the plain line."""
+    assert decode_line(raw) == {"a": 1}
+
+
+def test_line_hash_is_a_signed_64_bit_integer() -> None:
+    """The hash fits SQLite's INTEGER and differs for different lines."""
+    values = {line_hash(bytes([index])) for index in range(256)}
+    assert len(values) == 256
+    assert all(-(1 << 63) <= value < (1 << 63) for value in values)
+
+
+def test_align_rewrite_finds_the_kept_tail() -> None:
+    """A file rewritten to the window's last lines aligns at the first kept line."""
+    assert align_rewrite([1, 2, 3, 4, 5], [3, 4, 5, 6]) == 2
+    assert align_rewrite([1, 2, 3, 4, 5], [3, 4]) == 2
+
+
+def test_align_rewrite_reports_no_alignment() -> None:
+    """New content (or an empty read) has no alignment."""
+    assert align_rewrite([1, 2, 3], [7, 8]) is None
+    assert align_rewrite([1, 2, 3], [2, 9]) is None
+    assert align_rewrite([1, 2, 3], []) is None
+    assert align_rewrite([], [1]) is None
+
+
+def test_align_rewrite_prefers_the_longest_overlap_with_repeats() -> None:
+    """With repeated lines the earliest matching start (the longest overlap) wins."""
+    assert align_rewrite([5, 5, 5], [5, 5, 5, 6]) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    read=st.lists(st.integers(), min_size=1, max_size=30, unique=True),
+    kept=st.integers(min_value=1, max_value=30),
+    appended=st.lists(st.integers(min_value=1000, max_value=2000), max_size=5),
+)
+def test_align_rewrite_of_any_kept_tail_is_its_start(read: list[int], kept: int, appended: list[int]) -> None:
+    """Whatever tail a rewrite keeps (with unique lines), alignment points at its first line."""
+    kept = min(kept, len(read))
+    start = len(read) - kept
+    assert align_rewrite(read, read[start:] + appended) == start
