@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ log = structlog.get_logger("learnd.daemon")
 _WATCH_STEP_MS = 5
 _WATCH_DEBOUNCE_MS = 20
 _EXPORT_STATE_EVERY_S = 1.0
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
 
 ServiceHook = Callable[[Engine, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -101,6 +104,7 @@ class _IngestLoop:
     stop: asyncio.Event
     reload_requested: asyncio.Event
     reload_settings: Callable[[], Settings] | None
+    failure_count: int = 0
 
     async def run(self) -> None:
         engine = self.engine
@@ -123,7 +127,16 @@ class _IngestLoop:
             interval_s = settings.commit_interval_ms / 1000
             if caught_up or pending >= batch_lines or (pending and now - first_pending >= interval_s):
                 state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S
-                if engine.commit(processing_state=state_due) is not None:
+                try:
+                    report = engine.commit(processing_state=state_due)
+                except (sqlite3.OperationalError, OSError) as error:
+                    await self._survive_write_failure(error)
+                    first_pending = 0.0
+                    continue
+                if report is not None:
+                    if self.failure_count:
+                        log.info("write_recovered", after_failures=self.failure_count)
+                        self.failure_count = 0
                     self.metrics.record_commit(engine.last_commit_s)
                     if first_pending:
                         self.metrics.record_export_latency(time.monotonic() - first_pending)
@@ -134,6 +147,24 @@ class _IngestLoop:
                 await asyncio.sleep(0)  # let signals, timers and jobs run between batches
                 continue
             await _wait_any(self.wake, self.stop, self.reload_requested)
+
+    async def _survive_write_failure(self, error: Exception) -> None:
+        """Disk full or an I/O error while committing or exporting: keep the last good state, say so, retry.
+
+        The store's transaction rolled back (or committed whole before an export failed); the in-memory
+        learners and tailers are rebuilt from what is committed, so nothing is lost and nothing applies twice.
+        """
+        self.failure_count += 1
+        delay = min(_RETRY_MAX_S, _RETRY_FIRST_S * 2 ** min(self.failure_count - 1, 6))
+        log.error(
+            "write_failed",
+            error=str(error),
+            error_type=type(error).__name__,
+            retry_in_s=delay,
+            failure_count=self.failure_count,
+        )
+        self.engine.recover()
+        await _wait_for(self.stop, delay)
 
     def _reload(self) -> None:
         if self.reload_settings is None:
@@ -147,6 +178,14 @@ class _IngestLoop:
         changed = self.engine.reload(settings)
         self.wake.set()
         log.info("reload_applied", **changed)
+
+
+async def _wait_for(event: asyncio.Event, timeout_s: float) -> None:
+    """Sleep up to `timeout_s`, waking early when `event` is set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=timeout_s)
+    except TimeoutError:
+        return
 
 
 async def _wait_any(*events: asyncio.Event) -> None:

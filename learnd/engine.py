@@ -73,16 +73,12 @@ class Engine:
         lock: bool = True,
     ) -> None:
         self.settings = settings
+        self._start_at_end = start_at_end
+        self._factory = learner_factory or default_learners
         self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
         try:
             self.store = Store.open(settings.db_path, window_lines=settings.dedupe_window_lines)
-            factory = learner_factory or default_learners
-            self.learners = factory(settings, self.store)
-            self.ingestor = Ingestor(settings, self.store, self.learners, start_at_end=start_at_end)
-            for learner in self.learners:
-                bind = getattr(learner, "bind_history", None)
-                if bind is not None:
-                    bind(self.ingestor.ledger_records)
+            self._build_pipeline()
         except BaseException:
             if self._lock is not None:
                 self._lock.release()
@@ -92,6 +88,21 @@ class Engine:
         self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
         self.last_commit_s = 0.0
         self.sync_journals()
+
+    def _build_pipeline(self) -> None:
+        """Learners and tailers exactly as the store last committed them."""
+        self.learners = self._factory(self.settings, self.store)
+        self.ingestor = Ingestor(self.settings, self.store, self.learners, start_at_end=self._start_at_end)
+        for learner in self.learners:
+            bind = getattr(learner, "bind_history", None)
+            if bind is not None:
+                bind(self.ingestor.ledger_records)
+
+    def recover(self) -> None:
+        """After a failed commit (disk full, I/O error): forget everything not committed and continue from the
+        store's last good state. The lines read since are read again; nothing is lost or applied twice."""
+        self.ingestor.close()
+        self._build_pipeline()
 
     def reload(self, settings: Settings) -> dict[str, list[str]]:
         """Apply new settings without losing a line: commit, then add, move or drop sources; new learning
@@ -143,6 +154,8 @@ class Engine:
         started = time.perf_counter()
         report = self.ingestor.commit()
         if report is None:
+            if export:
+                self._export_learners()  # an export that failed earlier is retried even with nothing new
             return None
         self.last_commit_s = time.perf_counter() - started
         self.totals.add(report)
@@ -180,6 +193,9 @@ class Engine:
         """Write the JSON exports from the committed state (atomic replace); learners skip theirs when unchanged."""
         if processing_state:
             write_json_atomic(self.settings.state_dir / "learning_processing_state.json", self.processing_state())
+        self._export_learners()
+
+    def _export_learners(self) -> None:
         for learner in self.learners:
             export = getattr(learner, "export", None)
             if export is not None:
