@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     evaluation.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     evaluation.set_defaults(handler=_evaluate)
+
+    schedule = commands.add_parser(
+        "schedule", help="next and last runs of the daily and weekly jobs", description=_schedule.__doc__
+    )
+    schedule.add_argument("--json", action="store_true", help="machine-readable output")
+    schedule.add_argument("--from", dest="start", help="list runs after this ISO time (with offset; default: now)")
+    schedule.add_argument("--count", type=int, default=5, help="how many next runs per job (default 5)")
+    schedule.set_defaults(handler=_schedule)
 
     simulate = commands.add_parser(
         "simulate", help="write a simulated bot home with planted edges", description=_simulate.__doc__
@@ -195,6 +204,31 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(result.render_text())
     return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    """Show the next runs of each job (UTC and exchange time) on the exchange calendar, and the last runs with
+    their outcome. Times come from the calendar: holidays and early closes included."""
+    settings = _settings(args)
+    from learnd.schedule_view import render_schedule, schedule_document
+
+    start = _parse_moment(args.start) if args.start else None
+    document = schedule_document(settings, start, args.count)
+    if args.json:
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    else:
+        sys.stdout.write(render_schedule(document))
+    return 0
+
+
+def _parse_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--from {text!r}: not an ISO-8601 time") from None
+    if moment.tzinfo is None:
+        raise ConfigError(f"--from {text!r}: give an offset (Z or +00:00): exchange time and UTC must not be guessed")
+    return moment
 
 
 def _simulate(args: argparse.Namespace) -> int:

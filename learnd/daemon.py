@@ -17,8 +17,9 @@ import structlog
 import watchfiles
 
 from learnd.config import Settings
-from learnd.engine import Engine, LearnerFactory
+from learnd.engine import Engine, LearnerFactory, load_calendar
 from learnd.errors import LearndError
+from learnd.jobs import JobRunner
 from learnd.metrics import Metrics
 from learnd.notify import notify_ready, watchdog_service
 
@@ -63,17 +64,27 @@ async def serve(
         backfill=backfill,
     )
     notify_ready(engine)
+    caught_up = asyncio.Event()
+    jobs = JobRunner(
+        engine, load_calendar(settings), on_result=metrics.record_job, ready=caught_up, replay_history=backfill
+    )
     wake = asyncio.Event()
     wake.set()
     ingest = _IngestLoop(
-        engine, metrics, wake, stop, reload_requested=reload_requested, reload_settings=reload_settings
+        engine,
+        metrics,
+        wake,
+        stop,
+        reload_requested=reload_requested,
+        reload_settings=reload_settings,
+        caught_up=caught_up,
     )
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(_watch(engine, wake, stop), name="watch")
             tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer")
             tasks.create_task(ingest.run(), name="ingest")
-            for service in (metrics.service, watchdog_service, *services):
+            for service in (metrics.service, watchdog_service, jobs.service, *services):
                 tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service"))
     finally:
         engine.commit()
@@ -104,6 +115,7 @@ class _IngestLoop:
     stop: asyncio.Event
     reload_requested: asyncio.Event
     reload_settings: Callable[[], Settings] | None
+    caught_up: asyncio.Event
     failure_count: int = 0
 
     async def run(self) -> None:
@@ -146,6 +158,8 @@ class _IngestLoop:
             if not caught_up:
                 await asyncio.sleep(0)  # let signals, timers and jobs run between batches
                 continue
+            if not engine.ingestor.pending_lines:
+                self.caught_up.set()  # jobs start only once what was already in the files is learned
             await _wait_any(self.wake, self.stop, self.reload_requested)
 
     async def _survive_write_failure(self, error: Exception) -> None:

@@ -19,7 +19,7 @@ from learnd.errors import RecordError, StateError
 from learnd.framing import BadLine, decode_line
 from learnd.learner import Learner
 from learnd.records import ExitOutcome, Ignored, Record, SourceKind, TradeEntry, TradeOutcome, parse_record
-from learnd.store import Batch, LedgerRow, Store
+from learnd.store import Batch, Checkpoint, LedgerRow, Store
 from learnd.tailer import Line, SourceTailer, TailEvent
 
 LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
@@ -136,6 +136,22 @@ class Ingestor:
         self._batch.line_count += total
         return total
 
+    def apply_history(
+        self, source_name: str, lines: Sequence[Line], *, fp_hash: bytes, fp_len: int, offset: int
+    ) -> None:
+        """Apply lines of a rotated copy (backfill of history) through the same path as tailed lines, and record in
+        the same batch how far that file identity (first-line fingerprint) has now been read."""
+        source = self._sources[source_name]
+        for line in lines:
+            self._process(source, line)
+        self._batch.files[(source_name, fp_hash)] = (fp_len, offset)
+        self._batch.line_count += len(lines)
+
+    def set_checkpoint(self, source_name: str, checkpoint: Checkpoint) -> None:
+        """Put `checkpoint` in the batch as the source's position (backfill hands the current file to the tailer
+        after reading history); once committed, reopen the source (remove_source, add_source) to resume from it."""
+        self._batch.checkpoints[source_name] = checkpoint
+
     def commit(self) -> CommitReport | None:
         """Commit the batch built so far (offsets, window, counts, ledger, learner state) in one transaction."""
         batch = self._batch
@@ -227,6 +243,10 @@ class Ingestor:
             )
         )
         return True
+
+    def add_rows(self, learner: str, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Rows a learner produced outside a record (a scheduled session close), committed with the next batch."""
+        self._batch.learner_rows.extend((learner, key, event_us, body) for key, event_us, body in rows)
 
     def _withdraw(self, record: Record) -> None:
         kind = LEDGER_KINDS.get(type(record))

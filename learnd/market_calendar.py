@@ -167,6 +167,20 @@ class ExchangeCalendar:
             raise CalendarError(f"{from_epoch_us(event_us).isoformat()} is outside {self._coverage_text()}")
         return bisect_right(self._day_starts_us, event_us) - 1
 
+    def session_bounds_us(self, index: int) -> tuple[int, int]:
+        """[start, end) in UTC microseconds of the moments belonging to session `index`: from its exchange-local
+        midnight to the next session's (so a weekend or holiday belongs to the session before it)."""
+        if not 0 <= index < len(self.sessions) - 1:
+            raise CalendarError(f"{self.code}: session index {index} outside {self._coverage_text()}")
+        return self._day_starts_us[index], self._day_starts_us[index + 1]
+
+    def session_of_day(self, day: date) -> int:
+        """The index of session `day`; ValueError when `day` is not a session."""
+        index = self._find_session(day)
+        if index is None:
+            raise ValueError(f"{day} is not a {self.code} session")
+        return index
+
     def trading_day(self, event_us: int) -> date:
         """Return the trading day a moment (epoch microseconds, e.g. a trade's close time) counts towards.
 

@@ -265,6 +265,21 @@ class Store:
         for row in self._db.execute(query + " ORDER BY event_us, key", params):
             yield row[0], row[1], bytes(row[2])
 
+    def changes_between(self, since_us: int, until_us: int) -> list[bytes]:
+        """Weight-change documents with event time in [since, until), in commit order."""
+        rows = self._db.execute(
+            "SELECT body FROM changes WHERE event_us >= ? AND event_us < ? ORDER BY seq", (since_us, until_us)
+        ).fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def ledger_row(self, kind: str, key: str) -> LedgerRow | None:
+        row = self._db.execute(
+            "SELECT kind, key, strategy, symbol, event_us, source, file_offset, record FROM ledger "
+            "WHERE kind = ? AND key = ?",
+            (kind, key),
+        ).fetchone()
+        return LedgerRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7])) if row else None
+
     def job_runs(self, job: str) -> list[tuple[str, str, int, str]]:
         rows = self._db.execute(
             "SELECT period, status, due_us, detail FROM job_runs WHERE job = ? ORDER BY due_us", (job,)

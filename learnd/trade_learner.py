@@ -84,7 +84,10 @@ class TradeLearner:
             self.exit = ExitModel(params)
             self.last_trade: tuple[int, str] = (-1, "")
             self.last_exit: tuple[int, str] = (-1, "")
-            self.counts: dict[str, int] = {"trades": 0, "partials": 0, "exits": 0, "replays": 0}
+            self.counts: dict[str, int] = {"trades": 0, "partials": 0, "exits": 0, "replays": 0, "late": 0}
+            # The session of the newest trade learned (still open), and the last session closed.
+            self.current_session = -1
+            self.closed_through = -1
         else:
             document = orjson.loads(state)
             self.entry = EntryModel.from_state(params, document["entry"])
@@ -92,14 +95,24 @@ class TradeLearner:
             self.last_trade = (document["last_trade"][0], document["last_trade"][1])
             self.last_exit = (document["last_exit"][0], document["last_exit"][1])
             self.counts = dict(document["counts"])
+            self.current_session = int(document["current_session"])
+            self.closed_through = int(document["closed_through"])
 
     def bind_history(self, history: History) -> None:
         """Where to read every record of a ledger kind in event order (for replays)."""
         self._history = history
 
     def apply(self, source: str, record: Record) -> Applied:
+        rows: list[tuple[str, int, bytes]] = []
         if isinstance(record, TradeOutcome):
             session = self._session(record.event_us)
+            if session <= self.closed_through:
+                # Its session was closed (batch ran) before it arrived: learned like any other, reported as late.
+                self.counts["late"] += 1
+                rows.append(self._late_row(record, session))
+            elif session > self.current_session:
+                rows += self.close_through(session - 1)
+                self.current_session = session
             if record.event_us >= self.last_trade[0]:
                 changes = self.entry.learn(record, session)
                 self.last_trade = (record.event_us, record.key)
@@ -117,7 +130,50 @@ class TradeLearner:
         else:
             return NOTHING
         self._dirty = self._export_dirty = True
-        return Applied(learned=True, changes=tuple(change_document(change) for change in changes))
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+
+    def close_through(self, session: int) -> list[tuple[str, int, bytes]]:
+        """Close every session up to `session`: the open one's end-of-session snapshot is kept as a row
+        (`session|YYYY-MM-DD`) for the daily report. Driven by the attribution stream's event time (a trade of a
+        later session) or by the daily job after the close, whichever comes first; both close at the same point
+        of the stream, so a live run and a backfill keep the same rows."""
+        if session <= self.closed_through:
+            return []
+        rows: list[tuple[str, int, bytes]] = []
+        if self.closed_through < self.current_session <= session:
+            rows.append(self._session_row(self.current_session))
+        self.closed_through = session
+        self._dirty = True
+        return rows
+
+    def _session_row(self, session: int) -> tuple[str, int, bytes]:
+        day = self.calendar.sessions[session]
+        body = orjson.dumps(
+            {
+                "day": day.isoformat(),
+                "session": session,
+                "counts": self.counts,
+                "entry": self.entry.snapshot(),
+            },
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+        )
+        return f"session|{day.isoformat()}", self.calendar.closes_us[session], body
+
+    def _late_row(self, record: TradeOutcome, session: int) -> tuple[str, int, bytes]:
+        # A late trade arrives while a later session is open; before any trade, the open session is the closed one.
+        arrival = max(self.current_session, self.closed_through)
+        body = orjson.dumps(
+            {
+                "key": record.key,
+                "day": self.calendar.sessions[session].isoformat(),
+                "arrived_in_session": arrival,
+                "arrived_day": self.calendar.sessions[arrival].isoformat(),
+                "event_us": record.event_us,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        # Keyed by the open session's close so the next daily report finds it by time.
+        return f"late|{record.key}", self.calendar.closes_us[arrival], body
 
     def _session(self, event_us: int) -> int:
         try:
@@ -175,6 +231,8 @@ class TradeLearner:
                 "last_trade": list(self.last_trade),
                 "last_exit": list(self.last_exit),
                 "counts": self.counts,
+                "current_session": self.current_session,
+                "closed_through": self.closed_through,
             },
             option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         )

@@ -36,6 +36,9 @@ def daemon_env(home: Path) -> dict[str, str]:
         LEARND_METRICS_ENABLED="false",
         LEARND_POLL_INTERVAL_MS="100",
         LEARND_LOG_FORMAT="json",
+        # These tests are about reading exactly once; the wall-clock jobs have their own tests (test_jobs.py).
+        LEARND_SCHEDULE__DAILY_ENABLED="false",
+        LEARND_SCHEDULE__WEEKLY_ENABLED="false",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -119,7 +122,15 @@ def append_chunks(home: Path, lines: list[tuple[str, bytes]], rng: random.Random
 
 
 def settings_for(home: Path) -> Settings:
-    return load_settings(home=home, environ={}, overrides={"metrics_enabled": "false"})
+    return load_settings(
+        home=home,
+        environ={},
+        overrides={
+            "metrics_enabled": "false",
+            "schedule.daily_enabled": "false",
+            "schedule.weekly_enabled": "false",
+        },
+    )
 
 
 def wait_caught_up(home: Path, timeout_s: float = 30.0) -> None:

@@ -1,0 +1,315 @@
+"""Jobs run on the exchange calendar: the daily batch after each session's close (plus a grace period) and the
+weekly long-term job after the week's last session. Reports are built from what the store committed (ledger,
+weight changes, end-of-session snapshots), so a backfill and a live daemon that saw the same lines write the
+same files. The scheduler (APScheduler 3.x on the daemon's loop) only decides when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+
+from learnd.config import Settings
+from learnd.engine import Engine
+from learnd.exports import write_bytes_atomic, write_json_atomic
+from learnd.framing import BadLine, decode_line
+from learnd.market_calendar import ExchangeCalendar, from_epoch_us, to_epoch_us
+from learnd.records import ExitOutcome, TradeOutcome, parse_record
+from learnd.reports import daily_report, evidence_sessions, render_daily_markdown, render_weekly_markdown, weekly_report
+from learnd.store import LedgerRow, Store
+from learnd.trade_learner import TradeLearner
+
+log = structlog.get_logger("learnd.jobs")
+
+DAILY: Final = "daily"
+WEEKLY: Final = "weekly"
+JOBS: Final = (DAILY, WEEKLY)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One run of a job: the day (`2026-11-27`) or ISO week (`2026-W48`) it covers, and when it is due (UTC)."""
+
+    job: str
+    label: str
+    due: datetime
+
+
+def grace(settings: Settings) -> timedelta:
+    return timedelta(minutes=settings.schedule.grace_minutes)
+
+
+def due_periods(
+    calendar: ExchangeCalendar, settings: Settings, job: str, start: datetime, end: datetime
+) -> list[Period]:
+    """Runs of `job` due in (start, end], in order."""
+    if job == DAILY:
+        runs = calendar.daily_runs_between(start, end, grace(settings))
+        return [Period(DAILY, day.isoformat(), due) for day, due in runs]
+    return [Period(WEEKLY, label, due) for label, due in calendar.weekly_runs_between(start, end, grace(settings))]
+
+
+def next_periods(calendar: ExchangeCalendar, settings: Settings, job: str, after: datetime, count: int) -> list[Period]:
+    """The next `count` runs of `job` strictly after `after`."""
+    periods: list[Period] = []
+    moment = after
+    for _ in range(count):
+        if job == DAILY:
+            day, due = calendar.next_daily_run(moment, grace(settings))
+            periods.append(Period(DAILY, day.isoformat(), due))
+        else:
+            label, due = calendar.next_weekly_run(moment, grace(settings))
+            periods.append(Period(WEEKLY, label, due))
+        moment = due
+    return periods
+
+
+def trade_learner(engine: Engine) -> TradeLearner | None:
+    return next((learner for learner in engine.learners if isinstance(learner, TradeLearner)), None)
+
+
+def run_period(engine: Engine, calendar: ExchangeCalendar, period: Period, *, export: bool = True) -> Path:
+    """Run one job period now: close the sessions it covers in the learner (committed), then write its report.
+
+    Synchronous on purpose: on the daemon's loop nothing else (ingest, commit, another job) runs meanwhile.
+    """
+    last_session = calendar.session_index(to_epoch_us(period.due - grace(engine.settings)))
+    learner = trade_learner(engine)
+    if learner is not None:
+        engine.ingestor.add_rows(learner.name, learner.close_through(last_session))
+        engine.commit(export=export)
+    if period.job == DAILY:
+        return write_daily_report(engine.store, engine.settings, calendar, date.fromisoformat(period.label))
+    return write_weekly_report(engine.store, engine.settings, calendar, period.label, last_session)
+
+
+def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) -> int:
+    """Backfill's part: run the daily and weekly jobs for every trading day and week from the first trade to the
+    last one due by `now`, in event order, recording each run so the daemon does not repeat it."""
+    first = next(iter(engine.store.ledger("trade")), None)
+    if first is None:
+        return 0
+    start = from_epoch_us(first.event_us) - timedelta(days=1)
+    periods = [
+        period
+        for job in enabled_jobs(engine.settings)
+        for period in due_periods(calendar, engine.settings, job, start, now)
+        if not _succeeded(engine.store, period)
+    ]
+    # Event order: by due time, a day's batch before the week it closes.
+    periods.sort(key=lambda period: (period.due, JOBS.index(period.job)))
+    for period in periods:
+        target = run_period(engine, calendar, period, export=False)
+        record_run(engine.store, period, "ok", str(target))
+    return len(periods)
+
+
+def _succeeded(store: Store, period: Period) -> bool:
+    return any(label == period.label and status == "ok" for label, status, _, _ in store.job_runs(period.job))
+
+
+def write_daily_report(store: Store, settings: Settings, calendar: ExchangeCalendar, day: date) -> Path:
+    """data/reports/daily/D.json and D.md from the committed ledger, changes and end-of-session snapshot."""
+    index = calendar.session_of_day(day)
+    start_us, end_us = calendar.session_bounds_us(index)
+    trades = [record for record in _records(store, "trade", start_us, end_us) if isinstance(record, TradeOutcome)]
+    exits = [record for record in _records(store, "exit", start_us, end_us) if isinstance(record, ExitOutcome)]
+    changes = [orjson.loads(body) for body in store.changes_between(start_us, end_us)]
+    late = _late_trades(store, calendar.closes_us[index])
+    report = daily_report(
+        day, trades, exits, (), changes, late_trades=late, model_snapshot=_snapshot(store, calendar.closes_us[index])
+    )
+    target = settings.data_dir / "reports" / "daily" / f"{day.isoformat()}.json"
+    write_json_atomic(target, report)
+    write_bytes_atomic(target.with_suffix(".md"), render_daily_markdown(report).encode())
+    return target
+
+
+def write_weekly_report(store: Store, settings: Settings, calendar: ExchangeCalendar, week: str, index: int) -> Path:
+    """data/reports/weekly/YYYY-Www.json and .md over the whole ledger up to the week's last session `index`."""
+    _, end_us = calendar.session_bounds_us(index)
+    trades = [record for record in _records(store, "trade", None, end_us) if isinstance(record, TradeOutcome)]
+    report = weekly_report(
+        week,
+        trades,
+        session_of=calendar.session_index,
+        current_session=index,
+        model_snapshot=_snapshot(store, calendar.closes_us[index]),
+        last_evidence_session=evidence_sessions(trades, calendar.session_index),
+        half_life_sessions=settings.learning.half_life_sessions,
+    )
+    target = settings.data_dir / "reports" / "weekly" / f"{week}.json"
+    write_json_atomic(target, report)
+    write_bytes_atomic(target.with_suffix(".md"), render_weekly_markdown(report).encode())
+    return target
+
+
+def _records(store: Store, kind: str, since_us: int | None, until_us: int | None) -> Iterator[Any]:
+    source_kind = "exit" if kind == "exit" else "attribution"
+    for row in store.ledger(kind, since_us=since_us, until_us=until_us):
+        yield _parse(row, source_kind)
+
+
+def _parse(row: LedgerRow, source_kind: str) -> Any:
+    decoded = decode_line(row.record)
+    if isinstance(decoded, BadLine):
+        raise ValueError(f"ledger row {row.kind}/{row.key} no longer decodes: {decoded.reason}")
+    return parse_record(source_kind, decoded)  # type: ignore[arg-type]
+
+
+def _snapshot(store: Store, until_us: int) -> dict[str, Any] | None:
+    """The entry model as of the latest session close at or before `until_us`."""
+    latest: bytes | None = None
+    for key, _, body in store.learner_rows("trades", until_us=until_us + 1):
+        if key.startswith("session|"):
+            latest = body
+    if latest is None:
+        return None
+    snapshot: dict[str, Any] = orjson.loads(latest)["entry"]
+    return snapshot
+
+
+def _late_trades(store: Store, arrival_close_us: int) -> list[TradeOutcome]:
+    late: list[TradeOutcome] = []
+    for key, _, _ in store.learner_rows("trades", since_us=arrival_close_us, until_us=arrival_close_us + 1):
+        if key.startswith("late|"):
+            row = store.ledger_row("trade", key.removeprefix("late|"))
+            if row is not None:
+                record = _parse(row, "attribution")
+                if isinstance(record, TradeOutcome):
+                    late.append(record)
+    return late
+
+
+def record_run(store: Store, period: Period, status: str, detail: str) -> None:
+    store.record_job_run(period.job, period.label, status, to_epoch_us(period.due), detail)
+
+
+def pending_periods(
+    store: Store, calendar: ExchangeCalendar, settings: Settings, job: str, now: datetime
+) -> list[Period]:
+    """Runs of `job` that were due by `now` and have not succeeded: after the last success (or, when the job
+    never ran, only the latest due run). Failed runs are retried here."""
+    runs = store.job_runs(job)
+    succeeded = [due_us for _, status, due_us, _ in runs if status == "ok"]
+    if succeeded:
+        start = from_epoch_us(max(succeeded))
+    else:
+        lookback = timedelta(days=15 if job == WEEKLY else 5)
+        candidates = due_periods(calendar, settings, job, now - lookback, now)
+        return candidates[-1:]
+    return due_periods(calendar, settings, job, start, now)
+
+
+def enabled_jobs(settings: Settings) -> list[str]:
+    jobs = []
+    if settings.schedule.daily_enabled:
+        jobs.append(DAILY)
+    if settings.schedule.weekly_enabled:
+        jobs.append(WEEKLY)
+    return jobs
+
+
+class JobRunner:
+    """Runs due periods on the daemon's loop: catch-up at start, then each next due time, one at a time."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        calendar: ExchangeCalendar,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        on_result: Callable[[str, bool], None] | None = None,
+        ready: asyncio.Event | None = None,
+        replay_history: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.calendar = calendar
+        self._ready = ready
+        self._replay_history = replay_history
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._on_result = on_result
+        self.run_count = 0
+        self.failure_count = 0
+
+    def run_due(self, job: str) -> int:
+        """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
+        now = self._clock()
+        ran = 0
+        for period in pending_periods(self.engine.store, self.calendar, self.engine.settings, job, now):
+            self._run_one(period)
+            ran += 1
+        return ran
+
+    def _run_one(self, period: Period) -> None:
+        try:
+            target = run_period(self.engine, self.calendar, period)
+        except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
+            self.failure_count += 1
+            detail = "".join(traceback.format_exception(error))[-4000:]
+            record_run(self.engine.store, period, "failed", detail)
+            log.error("job_failed", job=period.job, period=period.label, error=str(error), traceback=detail)
+            if self._on_result is not None:
+                self._on_result(period.job, False)
+            return
+        self.run_count += 1
+        record_run(self.engine.store, period, "ok", str(target))
+        log.info("job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=str(target))
+        if self._on_result is not None:
+            self._on_result(period.job, True)
+
+    async def service(self, engine: Engine, stop: asyncio.Event) -> None:
+        """A daemon ServiceHook: catch up, then schedule each job's next due time with APScheduler until stop."""
+        jobs = enabled_jobs(engine.settings)
+        if self._ready is not None:
+            # A job closes sessions: run none before the lines already in the files are learned, or they'd be late.
+            ready_wait = asyncio.ensure_future(self._ready.wait())
+            stop_wait = asyncio.ensure_future(stop.wait())
+            await asyncio.wait((ready_wait, stop_wait), return_when=asyncio.FIRST_COMPLETED)
+            ready_wait.cancel()
+            stop_wait.cancel()
+            if stop.is_set():
+                return
+        if self._replay_history:
+            count = replay_history(engine, self.calendar, self._clock())
+            log.info("job_history_replayed", periods=count)
+        for job in jobs:
+            self.run_due(job)
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.start()
+        try:
+            for job in jobs:
+                self._schedule_next(scheduler, job)
+            await stop.wait()
+        finally:
+            # Jobs are synchronous on this loop: none can be half-way through here, so nothing is cut short.
+            scheduler.pause()
+            scheduler.shutdown(wait=False)
+
+    def _schedule_next(self, scheduler: AsyncIOScheduler, job: str) -> None:
+        (period,) = next_periods(self.calendar, self.engine.settings, job, self._clock(), 1)
+        scheduler.add_job(
+            self._fire,
+            trigger=DateTrigger(run_date=period.due),
+            args=(scheduler, job),
+            id=job,
+            replace_existing=True,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
+        log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
+
+    async def _fire(self, scheduler: AsyncIOScheduler, job: str) -> None:
+        self.run_due(job)
+        self._schedule_next(scheduler, job)
