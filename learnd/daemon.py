@@ -65,9 +65,7 @@ async def serve(
     )
     notify_ready(engine)
     caught_up = asyncio.Event()
-    jobs = JobRunner(
-        engine, load_calendar(settings), on_result=metrics.record_job, ready=caught_up, replay_history=backfill
-    )
+    jobs = JobRunner(engine, load_calendar(settings), on_result=metrics.record_job, ready=caught_up)
     wake = asyncio.Event()
     wake.set()
     ingest = _IngestLoop(

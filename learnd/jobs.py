@@ -96,26 +96,7 @@ def run_period(engine: Engine, calendar: ExchangeCalendar, period: Period, *, ex
 def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) -> int:
     """Backfill's part: run the daily and weekly jobs for every trading day and week from the first trade to the
     last one due by `now`, in event order, recording each run so the daemon does not repeat it."""
-    first = next(iter(engine.store.ledger("trade")), None)
-    if first is None:
-        return 0
-    start = from_epoch_us(first.event_us) - timedelta(days=1)
-    periods = [
-        period
-        for job in enabled_jobs(engine.settings)
-        for period in due_periods(calendar, engine.settings, job, start, now)
-        if not _succeeded(engine.store, period)
-    ]
-    # Event order: by due time, a day's batch before the week it closes.
-    periods.sort(key=lambda period: (period.due, JOBS.index(period.job)))
-    for period in periods:
-        target = run_period(engine, calendar, period, export=False)
-        record_run(engine.store, period, "ok", str(target))
-    return len(periods)
-
-
-def _succeeded(store: Store, period: Period) -> bool:
-    return any(label == period.label and status == "ok" for label, status, _, _ in store.job_runs(period.job))
+    return JobRunner(engine, calendar, clock=lambda: now).run_all_due(export=False)
 
 
 def write_daily_report(store: Store, settings: Settings, calendar: ExchangeCalendar, day: date) -> Path:
@@ -198,17 +179,19 @@ def record_run(store: Store, period: Period, status: str, detail: str) -> None:
 def pending_periods(
     store: Store, calendar: ExchangeCalendar, settings: Settings, job: str, now: datetime
 ) -> list[Period]:
-    """Runs of `job` that were due by `now` and have not succeeded: after the last success (or, when the job
-    never ran, only the latest due run). Failed runs are retried here."""
-    runs = store.job_runs(job)
-    succeeded = [due_us for _, status, due_us, _ in runs if status == "ok"]
+    """Runs of `job` due by `now` that have not succeeded, in order: those after the last success (failed runs
+    are retried here); for a job that never ran, every one since the first trade in the ledger, or with an empty
+    ledger only the latest due run."""
+    succeeded = [due_us for _, status, due_us, _ in store.job_runs(job) if status == "ok"]
     if succeeded:
-        start = from_epoch_us(max(succeeded))
-    else:
-        lookback = timedelta(days=15 if job == WEEKLY else 5)
-        candidates = due_periods(calendar, settings, job, now - lookback, now)
-        return candidates[-1:]
-    return due_periods(calendar, settings, job, start, now)
+        return due_periods(calendar, settings, job, from_epoch_us(max(succeeded)), now)
+    first = next(iter(store.ledger("trade")), None)
+    if first is not None:
+        # From the start of the first trade's session, so that session's own run is included.
+        session_start_us, _ = calendar.session_bounds_us(calendar.session_index(first.event_us))
+        return due_periods(calendar, settings, job, from_epoch_us(session_start_us), now)
+    lookback = timedelta(days=15 if job == WEEKLY else 5)
+    return due_periods(calendar, settings, job, now - lookback, now)[-1:]
 
 
 def enabled_jobs(settings: Settings) -> list[str]:
@@ -231,12 +214,10 @@ class JobRunner:
         clock: Callable[[], datetime] | None = None,
         on_result: Callable[[str, bool], None] | None = None,
         ready: asyncio.Event | None = None,
-        replay_history: bool = False,
     ) -> None:
         self.engine = engine
         self.calendar = calendar
         self._ready = ready
-        self._replay_history = replay_history
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_result = on_result
         self.run_count = 0
@@ -244,16 +225,27 @@ class JobRunner:
 
     def run_due(self, job: str) -> int:
         """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
-        now = self._clock()
-        ran = 0
-        for period in pending_periods(self.engine.store, self.calendar, self.engine.settings, job, now):
-            self._run_one(period)
-            ran += 1
-        return ran
+        return self._run(pending_periods(self.engine.store, self.calendar, self.engine.settings, job, self._clock()))
 
-    def _run_one(self, period: Period) -> None:
+    def run_all_due(self, *, export: bool = True) -> int:
+        """Run every pending period of every enabled job in event order (a day's batch before the week it ends)."""
+        now = self._clock()
+        periods = [
+            period
+            for job in enabled_jobs(self.engine.settings)
+            for period in pending_periods(self.engine.store, self.calendar, self.engine.settings, job, now)
+        ]
+        periods.sort(key=lambda period: (period.due, JOBS.index(period.job)))
+        return self._run(periods, export=export)
+
+    def _run(self, periods: list[Period], *, export: bool = True) -> int:
+        for period in periods:
+            self._run_one(period, export=export)
+        return len(periods)
+
+    def _run_one(self, period: Period, *, export: bool) -> None:
         try:
-            target = run_period(self.engine, self.calendar, period)
+            target = run_period(self.engine, self.calendar, period, export=export)
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self.failure_count += 1
             detail = "".join(traceback.format_exception(error))[-4000:]
@@ -280,11 +272,9 @@ class JobRunner:
             stop_wait.cancel()
             if stop.is_set():
                 return
-        if self._replay_history:
-            count = replay_history(engine, self.calendar, self._clock())
-            log.info("job_history_replayed", periods=count)
-        for job in jobs:
-            self.run_due(job)
+        count = self.run_all_due()
+        if count:
+            log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.start()
         try:
@@ -311,5 +301,5 @@ class JobRunner:
         log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
 
     async def _fire(self, scheduler: AsyncIOScheduler, job: str) -> None:
-        self.run_due(job)
+        self.run_all_due()
         self._schedule_next(scheduler, job)

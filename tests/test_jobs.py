@@ -1,0 +1,230 @@
+"""Scheduled jobs: catch-up without repeats, live vs backfill reports, and failures that never stop learning.
+
+The wall clock is the one seam faked here (JobRunner's `clock`): everything else is real files and SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from learnd.backfill import drain
+from learnd.config import Settings, load_settings
+from learnd.engine import Engine, load_calendar
+from learnd.jobs import DAILY, WEEKLY, JobRunner, replay_history
+from learnd.market_calendar import from_epoch_us
+from learnd.records import parse_event_us
+from learnd.simulate import simulate
+from learnd.store import Store
+from tests.test_daemon import daemon_env, reap, wait_for_log
+
+
+def settings_for(home: Path) -> Settings:
+    return load_settings(home=home, environ={}, overrides={"metrics_enabled": "false"})
+
+
+def trade_row(ts: str, key: str, pnl: float = 0.5) -> bytes:
+    row = {
+        "ts": ts,
+        "type": "attribution",
+        "trade_id": f"close_AMD_{key}",
+        "symbol": "AMD",
+        "pnl_usd": 1.0,
+        "pnl_pct": pnl,
+        "market_regime": "mixed",
+        "context": {"components": {"flow": 1.0, "dark_pool": 0.3}},
+    }
+    return orjson.dumps(row) + b"\n"
+
+
+class Clock:
+    """The seam: what JobRunner believes the time is."""
+
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def job_runs(home: Path, job: str) -> list[tuple[str, str]]:
+    store = Store.open(settings_for(home).db_path, readonly=True)
+    try:
+        return [(period, status) for period, status, _, _ in store.job_runs(job)]
+    finally:
+        store.close()
+
+
+def test_missed_runs_catch_up_once_across_restarts_and_never_repeat(tmp_path: Path) -> None:
+    """Down over Thanksgiving: the restart runs each missed day (not the holiday) and week once; a second
+    restart runs nothing."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(trade_row("2026-11-25T15:00:00+00:00", "a"))
+    settings = settings_for(home)
+    clock = Clock(datetime(2026, 11, 25, 22, 0, tzinfo=UTC))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        runner = JobRunner(engine, load_calendar(settings), clock=clock)
+        assert runner.run_due(DAILY) == 1
+        assert runner.run_due(WEEKLY) == 0  # the first trade's week has not ended yet
+    finally:
+        engine.close()
+    clock.moment = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
+    for restart in range(2):
+        engine = Engine(settings, start_at_end=False, purpose="test")
+        try:
+            runner = JobRunner(engine, load_calendar(settings), clock=clock)
+            daily, weekly = runner.run_due(DAILY), runner.run_due(WEEKLY)
+        finally:
+            engine.close()
+        assert (daily, weekly) == ((3, 1) if restart == 0 else (0, 0))
+    assert job_runs(home, DAILY) == [(day, "ok") for day in ("2026-11-25", "2026-11-27", "2026-11-30", "2026-12-01")]
+    assert job_runs(home, WEEKLY) == [("2026-W48", "ok")]
+    assert (home / "data" / "reports" / "daily" / "2026-11-27.md").exists()
+    assert not (home / "data" / "reports" / "daily" / "2026-11-26.json").exists()
+
+
+def lines_by_time(path: Path) -> list[tuple[int, bytes]]:
+    """Each line of a log with the event time it was written at (a garbage line inherits its predecessor's)."""
+    result: list[tuple[int, bytes]] = []
+    last = 0
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            row = orjson.loads(line)
+            last = parse_event_us(row.get("ts")) if isinstance(row, dict) and "ts" in row else last
+        except (orjson.JSONDecodeError, ValueError):
+            pass  # garbage rides along with the line before it, as a crashed writer's would
+        result.append((last, line))
+    return result
+
+
+def report_files(home: Path) -> dict[str, bytes]:
+    root = home / "data" / "reports"
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = tmp_path_factory.mktemp("simulated")
+    simulate(source, trades=160, seed=3, start=date(2026, 3, 2))
+    return source
+
+
+def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simulated: Path, tmp_path: Path) -> None:
+    """A live run that saw each day's lines before that day's jobs ran, and a one-shot backfill with history
+    replay, write byte-identical daily and weekly reports."""
+    names = ("attribution", "exit", "signals", "orders")
+    timeline = {name: lines_by_time(simulated / "logs" / f"{name}.jsonl") for name in names}
+    last_us = max(us for lines in timeline.values() for us, _ in lines)
+    end = from_epoch_us(last_us) + timedelta(days=8)
+
+    live = tmp_path / "live"
+    (live / "logs").mkdir(parents=True)
+    settings = settings_for(live)
+    calendar = load_calendar(settings)
+    clock = Clock(from_epoch_us(min(us for lines in timeline.values() for us, _ in lines)))
+    engine = Engine(settings, start_at_end=False, purpose="live")
+    try:
+        runner = JobRunner(engine, calendar, clock=clock)
+        cursor = dict.fromkeys(names, 0)
+        for period_due in _due_times(calendar, settings, clock.moment, end):
+            for name in names:
+                lines = timeline[name]
+                upto = cursor[name]
+                while upto < len(lines) and from_epoch_us(lines[upto][0]) <= period_due:
+                    upto += 1
+                with open(live / "logs" / f"{name}.jsonl", "ab") as handle:
+                    handle.write(b"".join(line for _, line in lines[cursor[name] : upto]))
+                cursor[name] = upto
+            drain(engine, 500)
+            clock.moment = period_due
+            runner.run_due(DAILY)
+            runner.run_due(WEEKLY)
+        assert all(cursor[name] == len(timeline[name]) for name in names)
+    finally:
+        engine.close()
+
+    replayed = tmp_path / "backfill"
+    (replayed / "logs").mkdir(parents=True)
+    for name in names:
+        (replayed / "logs" / f"{name}.jsonl").write_bytes((simulated / "logs" / f"{name}.jsonl").read_bytes())
+    engine = Engine(settings_for(replayed), start_at_end=False, purpose="backfill")
+    try:
+        drain(engine, 20000)
+        replay_history(engine, calendar, clock.moment)
+    finally:
+        engine.close()
+
+    live_reports, backfill_reports = report_files(live), report_files(replayed)
+    assert len([name for name in live_reports if name.startswith("daily/")]) >= 10
+    assert any(name.startswith("weekly/") for name in live_reports)
+    assert live_reports.keys() == backfill_reports.keys()
+    assert live_reports == backfill_reports
+
+
+def _due_times(calendar: object, settings: Settings, start: datetime, end: datetime) -> Iterator[datetime]:
+    from learnd.jobs import due_periods
+
+    seen: set[datetime] = set()
+    periods = [p for job in (DAILY, WEEKLY) for p in due_periods(calendar, settings, job, start, end)]  # type: ignore[arg-type]
+    for period in sorted(periods, key=lambda p: p.due):
+        if period.due not in seen:
+            seen.add(period.due)
+            yield period.due
+
+
+def test_a_failing_job_is_counted_and_the_daemon_keeps_learning(tmp_path: Path) -> None:
+    """A job whose report cannot be written fails, is logged with its traceback and recorded as failed; the daemon
+    keeps applying lines and exits cleanly."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    now = datetime.now(UTC)
+    stamp = (now - timedelta(days=3)).isoformat()
+    (home / "logs" / "attribution.jsonl").write_bytes(trade_row(stamp, "first"))
+    (home / "data" / "reports").mkdir(parents=True)
+    (home / "data" / "reports" / "daily").write_text("a file where the daily report directory should be")
+    env = daemon_env(home)
+    env.pop("LEARND_SCHEDULE__DAILY_ENABLED")
+    env.pop("LEARND_SCHEDULE__WEEKLY_ENABLED")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        failure = wait_for_log(process, "job_failed")
+        with open(home / "logs" / "attribution.jsonl", "ab") as handle:
+            handle.write(trade_row(now.isoformat(), "second"))
+        deadline = time.monotonic() + 20
+        applied = 0
+        while time.monotonic() < deadline and applied < 2:
+            store = Store.open(settings_for(home).db_path, readonly=True)
+            try:
+                applied = store.line_counts().get(("attribution", "applied", "close"), 0)
+            finally:
+                store.close()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert failure["job"] == DAILY
+    assert "Traceback" in str(failure["traceback"])
+    assert applied == 2
+    assert "failed" in {status for _, status in job_runs(home, DAILY)}
+    schedule = subprocess.run(
+        [sys.executable, "-m", "learnd", "--home", str(home), "schedule", "--json"],
+        check=True,
+        capture_output=True,
+        env={key: value for key, value in os.environ.items() if not key.startswith("LEARND_")},
+    )
+    assert orjson.loads(schedule.stdout)["jobs"]["daily"]["failed_runs"] >= 1
