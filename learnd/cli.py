@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -108,6 +110,29 @@ def _parser() -> argparse.ArgumentParser:
     schedule.add_argument("--from", dest="start", help="list runs after this ISO time (with offset; default: now)")
     schedule.add_argument("--count", type=int, default=5, help="how many next runs per job (default 5)")
     schedule.set_defaults(handler=_schedule)
+
+    signals = commands.add_parser(
+        "signals", help="signal episodes: conversion to trades and outcomes per pattern", description=_signals.__doc__
+    )
+    signals.add_argument("--json", action="store_true", help="machine-readable output")
+    signals.set_defaults(handler=_signals)
+
+    execution = commands.add_parser(
+        "execution", help="execution quality: fills, fallbacks, slippage", description=_execution.__doc__
+    )
+    execution.add_argument("--json", action="store_true", help="machine-readable output")
+    execution.set_defaults(handler=_execution)
+
+    report = commands.add_parser(
+        "report", help="show a daily or weekly report and chart the multipliers", description=_report.__doc__
+    )
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--day", help="trading day YYYY-MM-DD (default: the latest daily report)")
+    which.add_argument("--week", help="ISO week YYYY-Www")
+    report.add_argument("--strategy", default="equity", help="strategy to chart (default equity)")
+    report.add_argument("--no-chart", action="store_true", help="skip the PNG chart (no matplotlib needed)")
+    report.add_argument("--open", action="store_true", help="open the chart with the desktop's viewer (xdg-open)")
+    report.set_defaults(handler=_report)
 
     simulate = commands.add_parser(
         "simulate", help="write a simulated bot home with planted edges", description=_simulate.__doc__
@@ -229,6 +254,75 @@ def _parse_moment(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ConfigError(f"--from {text!r}: give an offset (Z or +00:00): exchange time and UTC must not be guessed")
     return moment
+
+
+def _signals(args: argparse.Namespace) -> int:
+    """Signal candidates collapsed into episodes (same strategy, symbol, direction; gaps under signals.gap_minutes),
+    joined to the trades they became and those trades' outcomes: conversion rate and outcomes per component
+    pattern and regime, with confidence intervals. Suggestions appear only where a bound supports them and never
+    change weights unless signals.suggestions_enabled."""
+    settings = _settings(args)
+    from learnd.inspect import signals_document
+    from learnd.signal_learner import render_signals
+
+    document = signals_document(settings)
+    _emit(document, render_signals, as_json=args.json)
+    return 0
+
+
+def _execution(args: argparse.Namespace) -> int:
+    """Execution quality per symbol, order type, side and time-of-day bucket: submissions, fills, fill rate,
+    limit-not-filled and market-fallback rates, close failures, slippage in bps (logged or computed from fill vs
+    decision price: each row says which), and symbols whose costs eat a material share of their mean P&L."""
+    settings = _settings(args)
+    from learnd.execution import render_execution
+    from learnd.inspect import execution_document
+
+    document = execution_document(settings)
+    _emit(document, render_execution, as_json=args.json)
+    return 0
+
+
+def _emit(document: dict[str, Any], render: Callable[[dict[str, Any]], str], *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+    else:
+        sys.stdout.write(render(document))
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Print a daily (--day) or weekly (--week) report as Markdown (default: the latest daily one) and draw
+    data/reports/multipliers-<strategy>.png: each component's multiplier over event time, per regime, from
+    data/weight_learning.jsonl."""
+    settings = _settings(args)
+    reports = settings.data_dir / "reports"
+    if args.week:
+        path = reports / "weekly" / f"{args.week}.md"
+    elif args.day:
+        path = reports / "daily" / f"{args.day}.md"
+    else:
+        latest = sorted((reports / "daily").glob("*.md"))
+        if not latest:
+            raise LearndError(f"no daily report in {reports / 'daily'} yet (the daily job writes one after each close)")
+        path = latest[-1]
+    if not path.exists():
+        raise LearndError(f"{path}: no such report (see `learnd schedule` for when jobs run)")
+    sys.stdout.write(path.read_text())
+    if not args.no_chart:
+        from learnd.charts import draw_multipliers
+
+        chart = draw_multipliers(
+            settings.data_dir / "weight_learning.jsonl",
+            reports / f"multipliers-{args.strategy}.png",
+            strategy=args.strategy,
+        )
+        print(f"\nchart: {chart}")
+        if args.open:
+            opener = shutil.which("xdg-open") or shutil.which("open")
+            if opener is None:
+                raise LearndError(f"nothing to open {chart} with (no xdg-open); open it yourself")
+            subprocess.run([opener, str(chart)], check=False)
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -45,6 +45,30 @@ class LearningSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalSettings:
+    """Signal episodes (repeats of one strategy/symbol/direction) and their join to trades."""
+
+    gap_minutes: float = 5.0
+    join_window_minutes: float = 10.0
+    pattern_size: int = 3
+    regime_lookback_hours: float = 6.0
+    min_episodes: int = 20
+    min_outcomes: int = 10
+    suggestions_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionSettings:
+    """Execution quality: time-of-day buckets and the flag for costs that eat a symbol's P&L."""
+
+    edge_minutes: int = 30
+    retain_days: int = 1
+    cost_share_threshold: float = 0.25
+    min_fills: int = 5
+    min_trades: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleSettings:
     """When the daily and weekly jobs run (exchange calendar time)."""
 
@@ -77,6 +101,8 @@ class Settings:
     log_format: str = "auto"
     learning: LearningSettings = field(default_factory=LearningSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    signals: SignalSettings = field(default_factory=SignalSettings)
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
 
     @property
     def db_path(self) -> Path:
@@ -177,12 +203,21 @@ def _build(home: Path, table: dict[str, Any]) -> Settings:
     sources = _build_sources(home, table.pop("sources", {}))
     learning = _build_section(LearningSettings(), table.pop("learning", {}), "learning")
     schedule = _build_section(ScheduleSettings(), table.pop("schedule", {}), "schedule")
+    signals = _build_section(SignalSettings(), table.pop("signals", {}), "signals")
+    execution = _build_section(ExecutionSettings(), table.pop("execution", {}), "execution")
     state_dir = _resolve(home, paths.pop("state_dir", "state"), "paths.state_dir")
     data_dir = _resolve(home, paths.pop("data_dir", "data"), "paths.data_dir")
     if paths:
         raise ConfigError(f"paths.{sorted(paths)[0]}: unknown key")
     base = Settings(
-        home=home, sources=sources, state_dir=state_dir, data_dir=data_dir, learning=learning, schedule=schedule
+        home=home,
+        sources=sources,
+        state_dir=state_dir,
+        data_dir=data_dir,
+        learning=learning,
+        schedule=schedule,
+        signals=signals,
+        execution=execution,
     )
     settings = _build_section(base, table, "")
     _validate(settings)
@@ -310,6 +345,14 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("learning.max_step_per_trade: must be positive and at most learning.max_step_per_session")
     if learning.pnl_clip_pct <= 0:
         raise ConfigError("learning.pnl_clip_pct: must be positive")
+    if settings.signals.gap_minutes <= 0 or settings.signals.join_window_minutes < 0:
+        raise ConfigError("signals.gap_minutes: must be positive (and signals.join_window_minutes >= 0)")
+    if settings.signals.pattern_size <= 0:
+        raise ConfigError("signals.pattern_size: must be positive")
+    if not 0 < settings.execution.edge_minutes < 180:
+        raise ConfigError("execution.edge_minutes: must be between 0 and 180")
+    if settings.execution.retain_days < 0:
+        raise ConfigError("execution.retain_days: must be >= 0")
     if settings.schedule.grace_minutes < 0:
         raise ConfigError("schedule.grace_minutes: must be >= 0")
     names = [source.name for source in settings.sources]

@@ -14,11 +14,15 @@ import orjson
 import structlog
 
 from learnd.config import Settings
+from learnd.execution import NAME as EXECUTION_LEARNER
+from learnd.execution import ExecutionLearner, ExecutionParams
 from learnd.exports import Journal, write_json_atomic
 from learnd.ingest import CommitReport, Ingestor
 from learnd.learner import CountingLearner, Learner
 from learnd.lock import HomeLock
 from learnd.market_calendar import ExchangeCalendar, default_years
+from learnd.signal_learner import NAME as SIGNAL_LEARNER
+from learnd.signal_learner import SignalLearner, SignalParams
 from learnd.store import Store
 from learnd.trade_learner import NAME as TRADE_LEARNER
 from learnd.trade_learner import TradeLearner, learning_params
@@ -234,7 +238,38 @@ def default_learners(settings: Settings, store: Store) -> list[Learner]:
     before any learner has changed anything."""
     calendar = load_calendar(settings)
     trades = TradeLearner(learning_params(settings.learning), calendar, store.learner_state(TRADE_LEARNER))
-    return [trades, *counting_learners(settings, store)]
+    orders = ExecutionLearner(execution_params(settings, calendar), store.learner_state(EXECUTION_LEARNER))
+    signals = SignalLearner(signal_params(settings), store.learner_state(SIGNAL_LEARNER))
+    # Learners that may reject a record (RecordError) come before any that never do.
+    return [trades, orders, signals, *counting_learners(settings, store)]
+
+
+def signal_params(settings: Settings) -> SignalParams:
+    """Signal-episode parameters from the settings."""
+    config = settings.signals
+    minute_us = 60_000_000
+    return SignalParams(
+        gap_us=round(config.gap_minutes * minute_us),
+        join_window_us=round(config.join_window_minutes * minute_us),
+        pattern_size=config.pattern_size,
+        regime_lookback_us=round(config.regime_lookback_hours * 60 * minute_us),
+        min_episodes=config.min_episodes,
+        min_outcomes=config.min_outcomes,
+        suggestions_enabled=config.suggestions_enabled,
+    )
+
+
+def execution_params(settings: Settings, calendar: ExchangeCalendar) -> ExecutionParams:
+    """Execution-quality parameters from the settings, in the exchange's time zone."""
+    config = settings.execution
+    return ExecutionParams(
+        tz=calendar.tz,
+        edge_minutes=config.edge_minutes,
+        retain_days=config.retain_days,
+        cost_share_threshold=config.cost_share_threshold,
+        min_fills=config.min_fills,
+        min_trades=config.min_trades,
+    )
 
 
 def load_calendar(settings: Settings) -> ExchangeCalendar:

@@ -6,16 +6,21 @@ Reuses the store and the pure core; never the daemon.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from learnd.config import Settings
-from learnd.engine import load_calendar
+from learnd.engine import execution_params, load_calendar, signal_params
 from learnd.entry_model import EntryModel
 from learnd.errors import RecordError
 from learnd.evaluate import Evaluation, evaluate
+from learnd.execution import NAME as EXECUTION_LEARNER
+from learnd.execution import aggregates_from_rows, execution_summary
 from learnd.framing import BadLine, decode_line
-from learnd.records import TradeOutcome, parse_record
+from learnd.records import Record, TradeEntry, TradeOutcome, parse_record
+from learnd.signal_learner import NAME as SIGNAL_LEARNER
+from learnd.signal_learner import episodes_from_rows, open_episodes_from_state, signal_summary
 from learnd.store import Store
 from learnd.tailer import open_rotated, rotated_siblings
 from learnd.trade_learner import NAME, TradeLearner, learning_params
@@ -89,6 +94,41 @@ def attribution_outcomes(settings: Settings) -> list[TradeOutcome]:
             if isinstance(record, TradeOutcome):
                 seen.setdefault(record.key, record)
     return sorted(seen.values(), key=lambda trade: (trade.event_us, trade.key))
+
+
+def signals_document(settings: Settings) -> dict[str, Any]:
+    """`learnd signals --json`: signal episodes per pattern and regime, their conversion to trades and outcomes."""
+    params = signal_params(settings)
+    with _readonly_store(settings) as store:
+        episodes = episodes_from_rows(store.learner_rows(SIGNAL_LEARNER))
+        episodes += open_episodes_from_state(store.learner_state(SIGNAL_LEARNER), params)
+        entries = [record for record in _ledger(store, "entry") if isinstance(record, TradeEntry)]
+        outcomes = [record for record in _ledger(store, "trade") if isinstance(record, TradeOutcome)]
+    return signal_summary(episodes, entries, outcomes, params)
+
+
+def execution_document(settings: Settings) -> dict[str, Any]:
+    """`learnd execution --json`: fills, fallbacks, failures and slippage per symbol, order type, side, bucket."""
+    with _readonly_store(settings) as store:
+        aggregates = aggregates_from_rows(store.learner_rows(EXECUTION_LEARNER))
+        outcomes = [record for record in _ledger(store, "trade") if isinstance(record, TradeOutcome)]
+    return execution_summary(aggregates, outcomes, execution_params(settings, load_calendar(settings)))
+
+
+@contextmanager
+def _readonly_store(settings: Settings) -> Iterator[Store]:
+    store = Store.open(settings.db_path, readonly=True)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _ledger(store: Store, kind: str) -> Iterator[Record]:
+    for row in store.ledger(kind):
+        decoded = decode_line(row.record)
+        if not isinstance(decoded, BadLine):
+            yield parse_record("attribution", decoded)
 
 
 def run_evaluation(settings: Settings, *, bootstrap_samples: int, seed: int) -> Evaluation:

@@ -1,0 +1,234 @@
+"""Execution quality: learnd/execution.py on hand-made order logs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learnd.errors import RecordError
+from learnd.execution import (
+    ExecutionLearner,
+    ExecutionParams,
+    aggregate_orders,
+    aggregates_from_rows,
+    exchange_clock,
+    execution_summary,
+    render_execution,
+    time_bucket,
+)
+from learnd.records import OrderRecord, TradeOutcome, parse_record
+
+DAY = "2026-03-02"  # a Monday, EST (UTC-5)
+
+
+def order(ts: object, **fields: Any) -> OrderRecord:
+    record = parse_record("orders", {"ts": ts, "type": "order", "strategy_id": "equity", **fields})
+    assert isinstance(record, OrderRecord)
+    return record
+
+
+def hand_log() -> list[OrderRecord]:
+    """AAPL: two limit buys at the open (one filled, one fell back to market), a market buy at midday with a fill
+    price and no logged slippage, a failed then a filled close near the close. MSFT: one cheap close."""
+    return [
+        order(f"{DAY}T14:35:00+00:00", symbol="AAPL", side="buy", qty=10, price=100.0, order_type="limit",
+              status="filled"),
+        order(f"{DAY}T14:35:01+00:00", action="submit_limit_filled", symbol="AAPL", side="buy", filled_qty=10,
+              filled_avg_price=100.02, slippage_bps=2.0),
+        order(f"{DAY}T14:40:00+00:00", symbol="AAPL", side="buy", qty=10, price=100.0, order_type="limit",
+              status="submitted"),
+        order(f"{DAY}T14:40:30+00:00", action="limit_not_filled", symbol="AAPL", side="buy", filled_qty=0),
+        order(f"{DAY}T14:40:40+00:00", action="submit_market_fallback", symbol="AAPL", side="buy", filled_qty=10,
+              filled_avg_price=100.05),
+        order(f"{DAY}T17:00:00+00:00", symbol="AAPL", side="buy", qty=10, price=50.0, fill_price=50.1,
+              order_type="market", status="filled"),
+        order(f"{DAY}T20:44:00+00:00", action="close_position_failed", symbol="AAPL", side="sell", filled_qty=0),
+        order(f"{DAY}T20:45:00+00:00", action="close_position", symbol="AAPL", side="sell", filled_qty=10,
+              filled_avg_price=101.0, slippage_bps=4.0),
+        order(f"{DAY}T18:00:00+00:00", action="close_position", symbol="MSFT", side="sell", filled_qty=5,
+              filled_avg_price=400.0, slippage_bps=1.0),
+    ]  # fmt: skip
+
+
+def closed(symbol: str, pnl_pct: float, index: int) -> TradeOutcome:
+    event_us = 1_772_500_000_000_000 + index
+    return TradeOutcome(
+        f"close_{symbol}_{index}", "equity", symbol, "mixed", event_us, event_us - 1, pnl_pct, pnl_pct * 10, 1.0,
+        (), (), 3.0, 30.0, "trail_stop", "long", False,
+    )  # fmt: skip
+
+
+OUTCOMES = [closed("AAPL", 0.5, 1), closed("AAPL", 0.3, 2), closed("AAPL", 0.7, 3), closed("MSFT", 2.0, 4)]
+LOOSE = ExecutionParams(min_fills=1, min_trades=1)
+
+
+def by_group(summary: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    return {(row["symbol"], row["order_type"], row["side"], row["bucket"]): row for row in summary["groups"]}
+
+
+def test_hand_made_log_matches_hand_computed_groups() -> None:
+    """Fill, not-filled and fallback rates, close failures and slippage (logged vs computed) per group."""
+    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), OUTCOMES, LOOSE)
+    groups = by_group(summary)
+    assert set(groups) == {
+        ("AAPL", "limit", "buy", "open"),
+        ("AAPL", "market", "buy", "midday"),
+        ("AAPL", "close", "sell", "close"),
+        ("MSFT", "close", "sell", "midday"),
+    }
+    assert {row["day"] for row in summary["groups"]} == {DAY}
+    limit = groups[("AAPL", "limit", "buy", "open")]
+    assert (limit["submissions"], limit["fills"], limit["fill_rate"]) == (2, 2, 1.0)
+    assert (limit["limit_not_filled_rate"], limit["market_fallback_rate"]) == (0.5, 0.5)
+    assert (limit["slippage_bps"], limit["slippage_source"]) == (2.0, "logged")
+    assert limit["cost_usd"] == pytest.approx(2.0 / 10_000 * 100.02 * 10)
+    market = groups[("AAPL", "market", "buy", "midday")]
+    assert (market["submissions"], market["fills"]) == (1, 1)
+    assert market["slippage_bps"] == pytest.approx(20.0)  # (50.1 - 50) / 50 in bps, paid on a buy
+    assert market["slippage_source"] == "computed"
+    close = groups[("AAPL", "close", "sell", "close")]
+    assert (close["submissions"], close["fills"], close["fill_rate"], close["close_failures"]) == (2, 1, 0.5, 1)
+    assert close["slippage_bps"] == 4.0
+
+
+def test_symbols_whose_cost_eats_their_pnl_are_flagged() -> None:
+    """AAPL: mean slippage (2 + 20 + 4) / 3 bps, a round trip of 0.1733 % against a mean pnl of 0.5 %: 34.7 %,
+    over the 25 % threshold. MSFT: 0.02 % against 2 %: 1 %, not flagged."""
+    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), OUTCOMES, LOOSE)
+    symbols = {row["symbol"]: row for row in summary["symbols"]}
+    aapl = symbols["AAPL"]
+    assert (aapl["submissions"], aapl["fills"], aapl["fill_rate"]) == (5, 4, 0.8)
+    assert aapl["slippage_bps"] == pytest.approx(26 / 3, abs=1e-6)
+    assert aapl["slippage_source"] == "mixed"
+    assert aapl["trades"] == 3
+    assert aapl["mean_pnl_pct"] == pytest.approx(0.5)
+    assert aapl["round_trip_cost_pct"] == pytest.approx(2 * 26 / 3 / 100, abs=1e-6)
+    assert aapl["cost_share"] == pytest.approx(2 * 26 / 3 / 100 / 0.5, abs=1e-6)
+    assert symbols["MSFT"]["cost_share"] == pytest.approx(0.01)
+    assert summary["flagged"] == [{"strategy": "equity", "symbol": "AAPL", "reason": "cost_share"}]
+    assert "flagged equity AAPL: cost_share" in render_execution(summary)
+    # Too few trades for the default minimums: nothing is flagged on thin evidence.
+    assert execution_summary(aggregate_orders(hand_log()), OUTCOMES)["flagged"] == []
+
+
+def test_losing_only_because_of_cost_is_flagged() -> None:
+    """Trades that would pay before costs but lose after them are flagged as such."""
+    outcomes = [closed("AAPL", -0.05, 1)]
+    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), outcomes, LOOSE)
+    assert summary["flagged"] == [{"strategy": "equity", "symbol": "AAPL", "reason": "cost_exceeds_pnl"}]
+    deep = execution_summary(aggregate_orders(hand_log(), LOOSE), [closed("AAPL", -3.0, 1)], LOOSE)
+    assert deep["flagged"] == []
+
+
+@pytest.mark.parametrize(
+    ("utc", "bucket"),
+    [
+        ("2026-03-02T14:29:59+00:00", "pre"),
+        ("2026-03-02T14:30:00+00:00", "open"),
+        ("2026-03-02T14:59:59+00:00", "open"),
+        ("2026-03-02T15:00:00+00:00", "midday"),
+        ("2026-03-02T20:29:59+00:00", "midday"),
+        ("2026-03-02T20:30:00+00:00", "close"),
+        ("2026-03-02T21:00:00+00:00", "post"),
+        ("2026-07-01T13:35:00+00:00", "open"),  # EDT: 09:35 local
+        ("2026-07-01T19:45:00+00:00", "close"),
+    ],
+)
+def test_time_of_day_buckets_follow_the_exchange_clock(utc: str, bucket: str) -> None:
+    moment = datetime.fromisoformat(utc)
+    event_us = int(moment.timestamp()) * 1_000_000
+    params = ExecutionParams()
+    assert time_bucket(exchange_clock(params.tz)(event_us), params) == bucket
+
+
+def test_learner_rows_upsert_to_the_direct_aggregate() -> None:
+    """The learner's rows, upserted by key, add up to the same counts as aggregating the orders directly."""
+    learner = ExecutionLearner(LOOSE)
+    table: dict[str, tuple[str, int, bytes]] = {}
+    for record in hand_log():
+        for row in learner.apply("orders", record).rows:
+            table[row[0]] = row
+    assert aggregates_from_rows(table.values()) == aggregate_orders(hand_log(), LOOSE)
+
+
+def test_days_roll_out_of_memory_and_late_orders_start_a_generation() -> None:
+    """Only the latest days stay in memory; a late order for a day let go counts in a new row, never overwriting."""
+    params = ExecutionParams(retain_days=1)
+    days = ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
+    orders = [
+        order(f"{day}T15:00:00+00:00", action="close_position", symbol=symbol, side="sell", filled_qty=1,
+              filled_avg_price=10.0, slippage_bps=1.0)
+        for day in days
+        for symbol in ("AAPL", "MSFT", "AMD")
+    ]  # fmt: skip
+    late = order("2026-03-02T15:30:00+00:00", action="close_position", symbol="AAPL", side="sell", filled_qty=1)
+    learner = ExecutionLearner(params)
+    table: dict[str, tuple[str, int, bytes]] = {}
+    for record in [*orders, late]:
+        for row in learner.apply("orders", record).rows:
+            table[row[0]] = row
+    assert learner.open_group_count == 3 * 2 + 1
+    assert "2026-03-02|equity|AAPL|close|sell|midday#1" in table
+    assert aggregates_from_rows(table.values()) == aggregate_orders([*orders, late], params)
+
+
+order_specs = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=5 * 86_400),
+        st.sampled_from(("AAPL", "MSFT")),
+        st.sampled_from((None, "submit_limit_filled", "limit_not_filled", "submit_market_fallback", "close_position")),
+        st.one_of(st.none(), st.floats(min_value=-10, max_value=10, allow_nan=False)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=50, deadline=None)
+@given(order_specs, st.lists(st.integers(min_value=0, max_value=40), max_size=4))
+def test_chunks_with_restarts_equal_one_pass(
+    spec: list[tuple[int, str, str | None, float | None]], cuts: list[int]
+) -> None:
+    """Same order lines in one pass or in chunks with dump/load between: identical rows and state."""
+    base = int(datetime(2026, 3, 2, 14, 0, tzinfo=UTC).timestamp())
+    records: list[OrderRecord] = []
+    for offset, symbol, action, slippage in spec:
+        ts = datetime.fromtimestamp(base + offset, tz=UTC).isoformat()
+        fields: dict[str, Any] = {"symbol": symbol, "side": "buy", "filled_qty": 1, "filled_avg_price": 10.0}
+        if action is None:
+            fields.update(order_type="limit", status="submitted", price=10.0, qty=1)
+        else:
+            fields["action"] = action
+        if slippage is not None:
+            fields["slippage_bps"] = slippage
+        records.append(order(ts, **fields))
+    params = ExecutionParams(retain_days=1)
+
+    whole = ExecutionLearner(params)
+    whole_rows = [row for record in records for row in whole.apply("orders", record).rows]
+    rows: list[tuple[str, int, bytes]] = []
+    state: bytes | None = None
+    bounds = sorted({0, len(records), *(min(cut, len(records)) for cut in cuts)})
+    for start, end in pairwise(bounds):
+        learner = ExecutionLearner(params, state)
+        rows.extend(row for record in records[start:end] for row in learner.apply("orders", record).rows)
+        state = learner.dump() or state
+    assert rows == whole_rows
+    assert (state or ExecutionLearner(params).state()) == whole.state()
+    assert orjson.loads(whole.state())["order_count"] == len(records)
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59-12:00", 1e12])
+def test_times_beyond_the_clock_are_refused_before_anything_changes(ts: object) -> None:
+    """A timestamp the exchange clock cannot place is a RecordError (quarantined), and the state is untouched."""
+    learner = ExecutionLearner(ExecutionParams())
+    before = learner.state()
+    with pytest.raises(RecordError):
+        learner.apply("orders", order(ts, symbol="AAPL", side="buy", order_type="limit", status="submitted"))
+    assert learner.state() == before
+    assert learner.dump() is None
