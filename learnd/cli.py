@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    if handler is not _run:
+        # `learnd status | head` should end quietly, like any Unix filter; the daemon keeps Python's handling.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return handler(args)
     except ConfigError as error:
