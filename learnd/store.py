@@ -116,7 +116,6 @@ class Store:
         if readonly and not path.exists():
             raise StateError(f"{path}: no store yet (has learnd run on this home?)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
             connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -127,7 +126,12 @@ class Store:
                 connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=5000")
             store = cls(connection, path, window_lines)
-            if fresh and not readonly:
+            # No table at all: a new file, or one whose creating process died before its schema committed
+            # (the schema goes in as one transaction, so there is nothing half-made to fear).
+            is_empty = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            if is_empty and readonly:
+                raise StateError(f"{path}: no store yet (has learnd run on this home?)")
+            if is_empty:
                 store._create()
             else:
                 store._check()

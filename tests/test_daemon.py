@@ -19,6 +19,7 @@ import pytest
 
 from learnd.backfill import run_backfill
 from learnd.config import Settings, load_settings
+from learnd.errors import StateError
 from learnd.store import Store
 
 SOURCES = {
@@ -138,8 +139,11 @@ def wait_caught_up(home: Path, timeout_s: float = 30.0) -> None:
     settings = settings_for(home)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if settings.db_path.exists():
+        try:
             store = Store.open(settings.db_path, readonly=True)
+        except StateError:
+            store = None  # the daemon has not created its store yet
+        if store is not None:
             try:
                 checkpoints = store.checkpoints()
             finally:

@@ -105,3 +105,16 @@ def test_corrupted_pages_fail_the_integrity_check(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(StateError):
         Store.open(path)
+
+
+def test_store_whose_creation_was_killed_is_created_not_refused(tmp_path: Path) -> None:
+    """A learnd.db left with no tables (the first start was killed before its schema committed) is new, not
+    foreign: the next start creates the schema."""
+    path = tmp_path / "learnd.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.close()
+    assert path.stat().st_size > 0
+    store = Store.open(path)
+    assert store.checkpoints() == {}
+    store.close()
