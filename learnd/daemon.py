@@ -156,8 +156,17 @@ class _IngestLoop:
             if not caught_up:
                 await asyncio.sleep(0)  # let signals, timers and jobs run between batches
                 continue
-            if not engine.ingestor.pending_lines:
+            if not engine.ingestor.pending_lines and not self.caught_up.is_set():
                 self.caught_up.set()  # jobs start only once what was already in the files is learned
+                totals = engine.totals
+                log.info(
+                    "caught_up",
+                    lines_count=totals.lines_count,
+                    applied_count=totals.applied_count,
+                    quarantined_count=totals.quarantined_count,
+                    duplicate_count=totals.duplicate_count,
+                    ignored_count=totals.ignored_count,
+                )
             await _wait_any(self.wake, self.stop, self.reload_requested)
 
     async def _survive_write_failure(self, error: Exception) -> None:

@@ -229,6 +229,18 @@ class JobRunner:
 
     def run_all_due(self, *, export: bool = True) -> int:
         """Run every pending period of every enabled job in event order (a day's batch before the week it ends)."""
+        return self._run(self._all_pending(), export=export)
+
+    async def run_all_due_yielding(self) -> int:
+        """run_all_due on the daemon's loop, letting other tasks (watchdog, metrics, signals) run between periods:
+        a long catch-up must not starve the watchdog."""
+        periods = self._all_pending()
+        for period in periods:
+            self._run_one(period, export=True)
+            await asyncio.sleep(0)
+        return len(periods)
+
+    def _all_pending(self) -> list[Period]:
         now = self._clock()
         periods = [
             period
@@ -236,7 +248,7 @@ class JobRunner:
             for period in pending_periods(self.engine.store, self.calendar, self.engine.settings, job, now)
         ]
         periods.sort(key=lambda period: (period.due, JOBS.index(period.job)))
-        return self._run(periods, export=export)
+        return periods
 
     def _run(self, periods: list[Period], *, export: bool = True) -> int:
         for period in periods:
@@ -272,7 +284,7 @@ class JobRunner:
             stop_wait.cancel()
             if stop.is_set():
                 return
-        count = self.run_all_due()
+        count = await self.run_all_due_yielding()
         if count:
             log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -301,5 +313,5 @@ class JobRunner:
         log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
 
     async def _fire(self, scheduler: AsyncIOScheduler, job: str) -> None:
-        self.run_all_due()
+        await self.run_all_due_yielding()
         self._schedule_next(scheduler, job)
