@@ -20,6 +20,7 @@ from learnd.components import ENTRY_COMPONENTS, EXIT_BASE_WEIGHTS
 from learnd.config import Settings
 from learnd.engine import Engine
 from learnd.learner import CountingLearner
+from learnd.trade_learner import TradeLearner
 
 log = structlog.get_logger("learnd.metrics")
 
@@ -89,6 +90,7 @@ class Metrics:
             registry=self.registry,
         )
         self._last_event_s = 0.0
+        self._multipliers_version: tuple[int, ...] = ()
         self._multiplier_groups: dict[tuple[str, str], frozenset[str]] = {}
         self._capped_logged = False
         self._server: WSGIServer | None = None
@@ -161,6 +163,35 @@ class Metrics:
         for learner in engine.learners:
             if isinstance(learner, CountingLearner) and learner.last_event_us:
                 self.record_learned_event(max(learner.last_event_us.values()) / 1_000_000)
+            if isinstance(learner, TradeLearner):
+                self._publish_multipliers(learner)
+
+    def _publish_multipliers(self, learner: TradeLearner) -> None:
+        """Multiplier gauges from the trade learner, recomputed only when it learned something since last time."""
+        version = (
+            learner.counts["trades"],
+            learner.counts["partials"],
+            learner.counts["exits"],
+            learner.closed_through,
+        )
+        if version == self._multipliers_version:
+            return
+        self._multipliers_version = version
+        for strategy, components in learner.entry.snapshot().items():
+            self.set_multipliers(strategy, "*", {name: view["multiplier"] for name, view in components.items()})
+            regimes = {regime for view in components.values() for regime in view["by_regime"]}
+            for regime in sorted(regimes):
+                self.set_multipliers(
+                    strategy,
+                    regime,
+                    {
+                        name: view["by_regime"][regime]["multiplier"]
+                        for name, view in components.items()
+                        if regime in view["by_regime"]
+                    },
+                )
+        for strategy, components in learner.exit.snapshot().items():
+            self.set_multipliers(strategy, "exit", {name: view["multiplier"] for name, view in components.items()})
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         """Serve /metrics on host:port (port 0 picks a free one) from a daemon thread; returns the bound address."""

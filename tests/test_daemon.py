@@ -358,3 +358,4 @@ def test_metrics_endpoint_serves_counters_on_loopback(home: Path) -> None:
         reap(process)
     assert 'learnd_lines_total{outcome="applied",source="signals"}' in body
     assert "learnd_commit_duration_seconds_bucket" in body
+    assert 'learnd_multiplier{component="options_flow",regime="*",strategy="equity"}' in body
