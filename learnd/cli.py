@@ -83,7 +83,23 @@ def _parser() -> argparse.ArgumentParser:
     backfill = commands.add_parser(
         "backfill", help="apply everything not yet applied, then exit", description=_backfill.__doc__
     )
+    backfill.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="rebuild all state from all history into a new store generation, swapped in only on success",
+    )
+    backfill.add_argument(
+        "--progress", choices=("auto", "bar", "log", "none"), default="auto", help="progress display (default auto)"
+    )
     backfill.set_defaults(handler=_backfill)
+
+    audit = commands.add_parser(
+        "audit",
+        help="account for every line of every file (exit 0 only if none unaccounted)",
+        description=_audit.__doc__,
+    )
+    audit.add_argument("--json", action="store_true", help="machine-readable output")
+    audit.set_defaults(handler=_audit)
 
     status = commands.add_parser(
         "status", help="per-source progress and whether a daemon runs", description=_status.__doc__
@@ -178,23 +194,63 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from learnd.daemon import serve
 
+    if args.backfill:
+        from learnd.backfill import run_backfill
+
+        # Rotated history first (the tailer only follows current files), then the daemon from where it stopped.
+        run_backfill(settings, progress="log")
     return asyncio.run(serve(settings, backfill=args.backfill, reload_settings=lambda: _settings(args)))
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    """Apply every line present and not yet applied, from each source's checkpoint (or its start), then exit.
+    """Apply every line present and not yet applied: rotated copies of each source first (name.1, name.2.gz,
+    dated names; oldest first; plain and gzip), then each current file from its checkpoint (or its start). Then
+    run the daily and weekly jobs for every historical day and week not yet run, in event order.
 
-    Running it twice applies nothing the second time.
+    Running it twice applies nothing the second time. --from-scratch rebuilds everything into a new store
+    generation beside the live one and swaps it in only on success (at once, or when the running daemon next
+    starts); the old state stays usable until then.
     """
     settings = _settings(args)
+    if args.from_scratch:
+        from learnd.rebuild import rebuild_from_scratch
+
+        result = rebuild_from_scratch(settings, progress=args.progress)
+        report = result.report
+        _print_backfill(report)
+        if result.swapped:
+            print("rebuild: the new store generation is live; the previous one is kept in state/learnd.previous/")
+        else:
+            print(
+                f"rebuild: the new generation is ready in {result.ready}; a daemon owns this home, so it replaces "
+                "the live state when learnd next starts here (systemctl restart learnd)"
+            )
+        return 0
     from learnd.backfill import run_backfill
 
-    report = run_backfill(settings)
-    print(
-        f"backfill: {report.lines_count} lines read, {report.applied_count} applied, "
-        f"{report.duplicate_count} duplicate, {report.ignored_count} ignored, {report.quarantined_count} quarantined"
-    )
+    _print_backfill(run_backfill(settings, progress=args.progress))
     return 0
+
+
+def _print_backfill(report: Any) -> None:
+    print(
+        f"backfill: {report.lines_count} lines read ({report.history_lines_count} from "
+        f"{report.history_files_count} rotated files), {report.applied_count} applied, {report.duplicate_count} "
+        f"duplicate, {report.ignored_count} ignored, {report.quarantined_count} quarantined; "
+        f"{report.job_periods_count} job periods run"
+    )
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """Account for every line of every file learnd can see (current and rotated, plain and gzip): applied,
+    duplicate, ignored (by kind), quarantined (by reason), pending, and unaccounted. Exits 0 only when nothing
+    is unaccounted anywhere."""
+    settings = _settings(args)
+    from learnd.audit import collect_audit, render_audit
+
+    report = collect_audit(settings)
+    _emit(report, render_audit, as_json=args.json)
+    return 0 if report["healthy"] else 1
 
 
 def _status(args: argparse.Namespace) -> int:

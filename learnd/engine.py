@@ -17,6 +17,7 @@ from learnd.config import Settings
 from learnd.execution import NAME as EXECUTION_LEARNER
 from learnd.execution import ExecutionLearner, ExecutionParams
 from learnd.exports import Journal, write_json_atomic
+from learnd.generations import install_ready_generation
 from learnd.ingest import CommitReport, Ingestor
 from learnd.learner import CountingLearner, Learner
 from learnd.lock import HomeLock
@@ -81,6 +82,7 @@ class Engine:
         self._factory = learner_factory or default_learners
         self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
         try:
+            swapped = self._lock is not None and install_ready_generation(settings)
             self.store = Store.open(settings.db_path, window_lines=settings.dedupe_window_lines)
             self._build_pipeline()
         except BaseException:
@@ -92,6 +94,9 @@ class Engine:
         self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
         self.last_commit_s = 0.0
         self.sync_journals()
+        if swapped:
+            log.info("store_generation_installed", db=str(settings.db_path))
+            self.write_exports()
 
     def _build_pipeline(self) -> None:
         """Learners and tailers exactly as the store last committed them."""

@@ -152,7 +152,9 @@ class TradeLearner:
             {
                 "day": day.isoformat(),
                 "session": session,
-                "counts": self.counts,
+                # Only counts of the attribution stream: exit rows arrive from another file, and how the two files
+                # interleave differs between a live run and a backfill.
+                "counts": {name: self.counts[name] for name in ("trades", "partials", "late")},
                 "entry": self.entry.snapshot(),
             },
             option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,

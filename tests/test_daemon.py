@@ -196,7 +196,10 @@ def test_sigterm_commits_and_exits_zero_within_five_seconds(home: Path) -> None:
         reap(process)
     assert status == 0
     assert elapsed < 5.0
-    assert summary["lines_count"] == 200
+    assert summary["event"] == "daemon_stopped"
+    counts = store_fingerprint(home)["counts"]
+    assert isinstance(counts, list)
+    assert sum(count for _, count in counts) == 200
 
 
 def test_sigkill_at_random_moments_ends_equal_to_one_backfill(home: Path, tmp_path: Path) -> None:

@@ -1,0 +1,183 @@
+"""Tests for learnd.audit: every line of every visible file (current and rotated, plain and gzip) is accounted for,
+and a line the store did not count shows up as unaccounted."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from learnd.audit import collect_audit, render_audit
+from learnd.backfill import drain, run_backfill
+from learnd.config import Settings
+from learnd.engine import Engine
+from learnd.history import is_compressed
+from learnd.simulate import simulate
+from tests.conftest import build_settings
+
+SOURCES = ("attribution", "exit", "signals", "orders")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("template")
+    simulate(out, trades=60, seed=5)
+    return out / "logs"
+
+
+def settings_for(home: Path, **overrides: object) -> Settings:
+    """These tests are about lines; the wall-clock jobs (which close sessions through today) stay off."""
+    quiet = {"metrics_enabled": "false", "schedule.daily_enabled": "false", "schedule.weekly_enabled": "false"}
+    return build_settings(home, overrides={**quiet, **overrides})
+
+
+def newline_count(path: Path) -> int:
+    """An independent count: newlines in the file's (decompressed) content."""
+    data = gzip.decompress(path.read_bytes()) if is_compressed(path) else path.read_bytes()
+    return data.count(b"\n")
+
+
+def history_home(home: Path, template: Path) -> None:
+    """Each log as a gzip copy, a plain copy and the current file, plus a stale copy of the current file."""
+    logs = home / "logs"
+    logs.mkdir(parents=True)
+    for name in SOURCES:
+        lines = (template / f"{name}.jsonl").read_bytes().splitlines(keepends=True)
+        third = len(lines) // 3
+        with gzip.open(logs / f"{name}.jsonl.2.gz", "wb") as handle:
+            handle.write(b"".join(lines[:third]))
+        (logs / f"{name}.jsonl.1").write_bytes(b"".join(lines[third : 2 * third]))
+        # The current file repeats one trade row: the ledger counts the second as a duplicate.
+        (logs / f"{name}.jsonl").write_bytes(b"".join([*lines[2 * third :], lines[-1]]))
+        # A copy of the current file's start (copytruncate's copy step, say): its lines exist twice on disk.
+        (logs / f"{name}.jsonl-20260101").write_bytes(b"".join(lines[2 * third : 2 * third + 5]))
+
+
+def tamper(settings: Settings, sql: str) -> None:
+    connection = sqlite3.connect(settings.db_path)
+    try:
+        connection.execute(sql)
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def counted(entry: dict[str, Any]) -> int:
+    return int(entry["applied"] + entry["duplicate"] + entry["ignored"] + entry["quarantined"])
+
+
+def test_audit_accounts_for_every_line_with_history_garbage_duplicates_and_ignored_kinds(
+    tmp_path: Path, template: Path
+) -> None:
+    settings = settings_for(tmp_path)
+    history_home(tmp_path, template)
+    run_backfill(settings, progress="none")
+    report = collect_audit(settings)
+    assert report["healthy"]
+    for name in SOURCES:
+        entry = report["sources"][name]
+        on_disk = sum(newline_count(path) for path in (tmp_path / "logs").glob(f"{name}.jsonl*"))
+        assert entry["lines_on_disk"] == on_disk
+        assert entry["duplicate_on_disk"] == 5
+        assert entry["lines_total"] == on_disk - 5 == counted(entry)
+        assert (entry["pending"], entry["unaccounted"], entry["not_visible"]) == (0, 0, 0)
+        assert entry["quarantined_by_reason"]
+        assert len(entry["files"]) == 4
+    attribution = report["sources"]["attribution"]
+    assert attribution["ignored_by_kind"]["open_row"] > 0
+    assert attribution["duplicate_by_kind"]["repeated_trade"] >= 1
+    assert any(kind.startswith("exit_event:") for kind in report["sources"]["exit"]["ignored_by_kind"])
+    assert "every line accounted for" in render_audit(report)
+
+
+def test_lines_appended_or_rotated_in_after_the_backfill_are_pending(tmp_path: Path, template: Path) -> None:
+    settings = settings_for(tmp_path)
+    history_home(tmp_path, template)
+    run_backfill(settings, progress="none")
+    extra = (template / "orders.jsonl").read_bytes().splitlines(keepends=True)[:7]
+    logs = tmp_path / "logs"
+    with open(logs / "orders.jsonl", "ab") as handle:
+        handle.write(b"".join(extra[:4]) + b'{"ts":"2026-03-02T15:10:04')  # the last one still being written
+    with gzip.open(logs / "orders.jsonl-20251201.gz", "wb") as handle:
+        handle.write(b"".join(extra[4:]))  # older history put back: not read yet
+    entry = collect_audit(settings)["sources"]["orders"]
+    assert (entry["pending"], entry["unaccounted"]) == (4 + 3, 0)
+    assert entry["partial_bytes"] == len(b'{"ts":"2026-03-02T15:10:04')
+    run_backfill(settings, progress="none")
+    entry = collect_audit(settings)["sources"]["orders"]
+    assert (entry["pending"], entry["unaccounted"]) == (0, 0)
+
+
+def test_lines_of_rewritten_files_are_accounted_as_no_longer_visible(tmp_path: Path, template: Path) -> None:
+    """The bot's supervisor rewrites a big log in place with its last lines: those read before are gone from disk,
+    the kept ones are read again as duplicates; the audit still balances."""
+    settings = settings_for(tmp_path, **{f"sources.{n}.enabled": "false" for n in SOURCES if n != "exit"})
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copyfile(template / "exit.jsonl", logs / "exit.jsonl")
+    engine = Engine(settings, start_at_end=False, purpose="daemon")
+    try:
+        drain(engine, 1000)
+        kept = (logs / "exit.jsonl").read_bytes().splitlines(keepends=True)[-30:]
+        with open(logs / "exit.jsonl", "r+b") as handle:
+            handle.truncate(0)
+            handle.write(b"".join(kept))
+        drain(engine, 1000)
+    finally:
+        engine.close()
+    entry = collect_audit(settings)["sources"]["exit"]
+    assert entry["unaccounted"] == 0
+    assert entry["duplicate_by_kind"]["line_reread_after_rewrite"] == 30
+    assert entry["not_visible_files"] == 1
+    assert entry["not_visible"] == counted(entry) - 30
+    low, high = entry["not_visible_bounds"]
+    assert low <= entry["not_visible"] <= high
+
+
+@pytest.mark.parametrize(
+    ("sql", "unaccounted"),
+    [
+        ("UPDATE line_counts SET count = count - 1 WHERE source = 'signals' AND outcome = 'applied'", 1),
+        ("UPDATE line_counts SET count = count + 2 WHERE source = 'signals' AND outcome = 'applied'", -2),
+    ],
+)
+def test_a_line_the_store_did_not_count_is_unaccounted(
+    tmp_path: Path, template: Path, sql: str, unaccounted: int
+) -> None:
+    settings = settings_for(tmp_path)
+    history_home(tmp_path, template)
+    run_backfill(settings, progress="none")
+    tamper(settings, sql)
+    report = collect_audit(settings)
+    assert report["sources"]["signals"]["unaccounted"] == unaccounted
+    assert not report["healthy"]
+    assert "UNACCOUNTED" in render_audit(report)
+
+
+def test_appended_lines_whose_counts_were_lost_are_unaccounted(tmp_path: Path, template: Path) -> None:
+    settings = settings_for(tmp_path)
+    history_home(tmp_path, template)
+    run_backfill(settings, progress="none")
+    lines = (template / "exit.jsonl").read_bytes().splitlines(keepends=True)[:20]
+    with open(tmp_path / "logs" / "exit.jsonl", "ab") as handle:
+        handle.write(b"".join(lines))
+    run_backfill(settings, progress="none")
+    before = collect_audit(settings)["sources"]["exit"]
+    tamper(settings, "DELETE FROM line_counts WHERE source = 'exit' AND outcome = 'ignored'")
+    after = collect_audit(settings)["sources"]["exit"]
+    assert before["unaccounted"] == 0
+    assert after["unaccounted"] == before["ignored"] > 0
+
+
+def test_a_home_never_read_is_all_pending(tmp_path: Path, template: Path) -> None:
+    settings = settings_for(tmp_path)
+    history_home(tmp_path, template)
+    report = collect_audit(settings)
+    assert report["healthy"]
+    for entry in report["sources"].values():
+        assert entry["pending"] == entry["lines_total"] > 0
+        assert counted(entry) == 0
