@@ -20,8 +20,8 @@ from structlog.testing import capture_logs
 from learnd.backfill import BackfillProgress, drain, run_backfill
 from learnd.config import Settings
 from learnd.engine import Engine
-from learnd.lock import HomeLock
 from learnd.generations import READY_NAME, install_ready_generation
+from learnd.lock import HomeLock
 from learnd.rebuild import rebuild_from_scratch
 from learnd.simulate import simulate
 from learnd.store import Store
