@@ -54,14 +54,7 @@ def run_backfill(
     engine = Engine(settings, start_at_end=False, purpose="backfill", learner_factory=learner_factory)
     meter = BackfillProgress(progress)
     try:
-        plans = [_plan(engine, source) for source in settings.sources]
-        meter.add_total(sum(_history_bytes(plan) for plan in plans))
-        history_files = history_lines = 0
-        for plan in plans:
-            for item in plan.reads:
-                history_files += 1
-                history_lines += _read_history_file(engine, plan.source, item, meter)
-            _hand_over(engine, plan)
+        history_files, history_lines = read_history(engine, meter)
         drain(engine, settings.backfill_batch_lines, meter)
         learner = trade_learner(engine)
         # The daily and weekly jobs of every historical day and week, in event order (as the daemon would have).
@@ -84,6 +77,25 @@ def run_backfill(
     finally:
         meter.close()
         engine.close()
+
+
+def read_history(
+    engine: Engine, meter: BackfillProgress, should_stop: Callable[[], bool] = lambda: False
+) -> tuple[int, int]:
+    """Apply each source's rotated copies not applied yet (oldest first), then hand the current file to the
+    tailer; returns (files read, lines read). Stops between files when `should_stop()` says so: what was read is
+    committed, the rest is read next time."""
+    plans = [_plan(engine, source) for source in engine.settings.sources]
+    meter.add_total(sum(_history_bytes(plan) for plan in plans))
+    history_files = history_lines = 0
+    for plan in plans:
+        for item in plan.reads:
+            if should_stop():
+                return history_files, history_lines
+            history_files += 1
+            history_lines += _read_history_file(engine, plan.source, item, meter, should_stop)
+        _hand_over(engine, plan)
+    return history_files, history_lines
 
 
 def drain(engine: Engine, batch_lines: int, meter: BackfillProgress | None = None) -> None:
@@ -174,7 +186,13 @@ def _history_bytes(plan: _Plan) -> int:
     return sum(item.file.disk_bytes - (0 if item.file.is_compressed else item.start) for item in plan.reads)
 
 
-def _read_history_file(engine: Engine, source: SourceSettings, item: _Read, meter: BackfillProgress) -> int:
+def _read_history_file(
+    engine: Engine,
+    source: SourceSettings,
+    item: _Read,
+    meter: BackfillProgress,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
     """Apply the lines of one rotated file after `item.start`, committing every backfill_batch_lines lines together
     with how far the file's identity has been read; returns how many lines it read."""
     identity = item.file.identity
@@ -211,6 +229,8 @@ def _read_history_file(engine: Engine, source: SourceSettings, item: _Read, mete
             batch.append(line)
             if len(batch) >= settings.backfill_batch_lines:
                 commit()
+                if should_stop():
+                    return total  # committed with the file's position: the next backfill resumes there
         if batch:
             commit()
         if reader.error:

@@ -194,11 +194,6 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from learnd.daemon import serve
 
-    if args.backfill:
-        from learnd.backfill import run_backfill
-
-        # Rotated history first (the tailer only follows current files), then the daemon from where it stopped.
-        run_backfill(settings, progress="log")
     return asyncio.run(serve(settings, backfill=args.backfill, reload_settings=lambda: _settings(args)))
 
 

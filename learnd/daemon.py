@@ -16,10 +16,11 @@ from typing import Any
 import structlog
 import watchfiles
 
+from learnd.backfill import BackfillProgress, read_history
 from learnd.config import Settings
 from learnd.engine import Engine, LearnerFactory, load_calendar
 from learnd.errors import LearndError
-from learnd.jobs import JobRunner
+from learnd.jobs import JobRunner, trade_learner
 from learnd.metrics import Metrics
 from learnd.notify import notify_ready, watchdog_service
 
@@ -63,21 +64,28 @@ async def serve(
         sources={source.name: str(source.path) for source in settings.sources},
         backfill=backfill,
     )
-    notify_ready(engine)
-    caught_up = asyncio.Event()
-    jobs = JobRunner(engine, load_calendar(settings), on_result=metrics.record_job, ready=caught_up)
-    wake = asyncio.Event()
-    wake.set()
-    ingest = _IngestLoop(
-        engine,
-        metrics,
-        wake,
-        stop,
-        reload_requested=reload_requested,
-        reload_settings=reload_settings,
-        caught_up=caught_up,
-    )
     try:
+        if backfill:
+            # Rotated history first (the tailer follows current files only), in a worker thread so that signals
+            # are handled meanwhile; nothing else touches the engine until it returns.
+            files, lines = await asyncio.to_thread(read_history, engine, BackfillProgress("log"), stop.is_set)
+            log.info("history_read", files_count=files, lines_count=lines)
+        notify_ready(engine)
+        caught_up = asyncio.Event()
+        learner = trade_learner(engine)
+        calendar = learner.calendar if learner is not None else load_calendar(settings)
+        jobs = JobRunner(engine, calendar, on_result=metrics.record_job, ready=caught_up)
+        wake = asyncio.Event()
+        wake.set()
+        ingest = _IngestLoop(
+            engine,
+            metrics,
+            wake,
+            stop,
+            reload_requested=reload_requested,
+            reload_settings=reload_settings,
+            caught_up=caught_up,
+        )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(_watch(engine, wake, stop), name="watch")
             tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer")

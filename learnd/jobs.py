@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -20,12 +20,16 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from learnd.config import Settings
-from learnd.engine import Engine
+from learnd.engine import Engine, execution_params, signal_params
+from learnd.execution import NAME as EXECUTION_LEARNER
+from learnd.execution import aggregates_from_rows, execution_summary, render_execution
 from learnd.exports import write_bytes_atomic, write_json_atomic
 from learnd.framing import BadLine, decode_line
 from learnd.market_calendar import ExchangeCalendar, from_epoch_us, to_epoch_us
-from learnd.records import ExitOutcome, TradeOutcome, parse_record
+from learnd.records import ExitOutcome, TradeEntry, TradeOutcome, parse_record
 from learnd.reports import daily_report, evidence_sessions, render_daily_markdown, render_weekly_markdown, weekly_report
+from learnd.signal_learner import NAME as SIGNAL_LEARNER
+from learnd.signal_learner import episodes_from_rows, open_episodes_from_state, render_signals, signal_summary
 from learnd.store import LedgerRow, Store
 from learnd.trade_learner import TradeLearner
 
@@ -34,6 +38,8 @@ log = structlog.get_logger("learnd.jobs")
 DAILY: Final = "daily"
 WEEKLY: Final = "weekly"
 JOBS: Final = (DAILY, WEEKLY)
+# Signal patterns need history: the weekly report looks at the last four weeks of episodes and orders.
+_WEEKLY_SIGNAL_WINDOW_DAYS: Final = 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +116,49 @@ def write_daily_report(store: Store, settings: Settings, calendar: ExchangeCalen
     report = daily_report(
         day, trades, exits, (), changes, late_trades=late, model_snapshot=_snapshot(store, calendar.closes_us[index])
     )
+    next_day = calendar.sessions[index + 1]
+    report["signals"] = _signals_section(store, settings, start_us, end_us)
+    report["execution_quality"] = _execution_section(store, settings, calendar, (day, next_day), end_us)
     target = settings.data_dir / "reports" / "daily" / f"{day.isoformat()}.json"
     write_json_atomic(target, report)
-    write_bytes_atomic(target.with_suffix(".md"), render_daily_markdown(report).encode())
+    markdown = render_daily_markdown(report) + _sections_markdown(report)
+    write_bytes_atomic(target.with_suffix(".md"), markdown.encode())
     return target
+
+
+def _signals_section(store: Store, settings: Settings, start_us: int, end_us: int) -> dict[str, Any]:
+    """Signal episodes that began in [start, end), joined to entries and outcomes known by `end`: the same set
+    whether the report is written right after the close (some episodes still open) or by a later backfill."""
+    params = signal_params(settings)
+    episodes = episodes_from_rows(store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us))
+    # As of the report: an episode the close left open counts as it stood, like the closed one a backfill sees.
+    episodes += [
+        replace(episode, is_open=False)
+        for episode in open_episodes_from_state(store.learner_state(SIGNAL_LEARNER), params)
+        if start_us <= episode.first_us < end_us
+    ]
+    entries = [r for r in _records(store, "entry", start_us, end_us) if isinstance(r, TradeEntry)]
+    outcomes = [r for r in _records(store, "trade", start_us, end_us) if isinstance(r, TradeOutcome)]
+    return signal_summary(episodes, entries, outcomes, params)
+
+
+def _execution_section(
+    store: Store, settings: Settings, calendar: ExchangeCalendar, days: tuple[date, date], end_us: int
+) -> dict[str, Any]:
+    """Execution quality of the orders dated (exchange time) in [days[0], days[1])."""
+    low, high = days[0].isoformat(), days[1].isoformat()
+    rows = [row for row in store.learner_rows(EXECUTION_LEARNER) if low <= row[0].split("|", 1)[0] < high]
+    outcomes = [r for r in _records(store, "trade", None, end_us) if isinstance(r, TradeOutcome)]
+    return execution_summary(aggregates_from_rows(rows), outcomes, execution_params(settings, calendar))
+
+
+def _sections_markdown(report: dict[str, Any]) -> str:
+    parts = []
+    if "signals" in report:
+        parts.append(f"\n## Signal episodes\n\n```\n{render_signals(report['signals'])}```\n")
+    if "execution_quality" in report:
+        parts.append(f"\n## Execution quality\n\n```\n{render_execution(report['execution_quality'])}```\n")
+    return "".join(parts)
 
 
 def write_weekly_report(store: Store, settings: Settings, calendar: ExchangeCalendar, week: str, index: int) -> Path:
@@ -129,9 +174,16 @@ def write_weekly_report(store: Store, settings: Settings, calendar: ExchangeCale
         last_evidence_session=evidence_sessions(trades, calendar.session_index),
         half_life_sessions=settings.learning.half_life_sessions,
     )
+    window_start_us = end_us - _WEEKLY_SIGNAL_WINDOW_DAYS * 86_400_000_000
+    report["signals"] = _signals_section(store, settings, window_start_us, end_us)
+    first_day = from_epoch_us(window_start_us).date()
+    report["execution_quality"] = _execution_section(
+        store, settings, calendar, (first_day, calendar.sessions[index + 1]), end_us
+    )
     target = settings.data_dir / "reports" / "weekly" / f"{week}.json"
     write_json_atomic(target, report)
-    write_bytes_atomic(target.with_suffix(".md"), render_weekly_markdown(report).encode())
+    markdown = render_weekly_markdown(report) + _sections_markdown(report)
+    write_bytes_atomic(target.with_suffix(".md"), markdown.encode())
     return target
 
 

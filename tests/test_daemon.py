@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import shutil
@@ -362,3 +363,26 @@ def test_metrics_endpoint_serves_counters_on_loopback(home: Path) -> None:
     assert 'learnd_lines_total{outcome="applied",source="signals"}' in body
     assert "learnd_commit_duration_seconds_bucket" in body
     assert 'learnd_multiplier{component="options_flow",regime="*",strategy="equity"}' in body
+
+
+def test_run_backfill_reads_rotated_history_before_tailing(home: Path) -> None:
+    """`run --backfill` applies rotated copies (gzip too) before following the current files; nothing twice."""
+    lines = list(record_lines(9, 300))
+    old = [line for source, line in lines[:200] if source == "signals"]
+    new = [line for source, line in lines[200:] if source == "signals"]
+    with gzip.open(home / "logs" / "signals.jsonl.1.gz", "wb") as handle:
+        handle.write(b"".join(line + b"\n" for line in old))
+    (home / "logs" / "signals.jsonl").write_bytes(b"".join(line + b"\n" for line in new))
+    process = start_daemon(home, "--backfill")
+    try:
+        history = wait_for_log(process, "history_read")
+        wait_caught_up(home)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    counts = store_fingerprint(home)["counts"]
+    assert isinstance(counts, list)
+    assert sum(count for (source, _, _), count in counts if source == "signals") == len(old) + len(new)
+    assert history["files_count"] == 1
+    assert history["lines_count"] == len(old)
