@@ -96,17 +96,7 @@ async def serve(
         engine.commit()
         totals = engine.totals
         engine.close()
-        log.info(
-            "daemon_stopped",
-            uptime_s=round(time.monotonic() - started, 3),
-            lines_count=totals.lines_count,
-            applied_count=totals.applied_count,
-            duplicate_count=totals.duplicate_count,
-            ignored_count=totals.ignored_count,
-            quarantined_count=totals.quarantined_count,
-            commit_count=totals.commit_count,
-            change_count=totals.change_count,
-        )
+        log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 3), **totals.log_fields())
     return 0
 
 
@@ -166,15 +156,7 @@ class _IngestLoop:
                 continue
             if not engine.ingestor.pending_lines and not self.caught_up.is_set():
                 self.caught_up.set()  # jobs start only once what was already in the files is learned
-                totals = engine.totals
-                log.info(
-                    "caught_up",
-                    lines_count=totals.lines_count,
-                    applied_count=totals.applied_count,
-                    quarantined_count=totals.quarantined_count,
-                    duplicate_count=totals.duplicate_count,
-                    ignored_count=totals.ignored_count,
-                )
+                log.info("caught_up", **engine.totals.log_fields())
             await _wait_any(self.wake, self.stop, self.reload_requested)
 
     async def _survive_write_failure(self, error: Exception) -> None:

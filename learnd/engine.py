@@ -45,6 +45,10 @@ class Totals:
     commit_count: int = 0
     change_count: int = 0
 
+    def log_fields(self) -> dict[str, int]:
+        """The counters as structured-log fields (shutdown and backfill summaries)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
     def add(self, report: CommitReport) -> None:
         self.lines_count += report.lines
         self.commit_count += 1

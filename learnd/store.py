@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from learnd.errors import StateError
 
@@ -229,16 +229,11 @@ class Store:
 
     def ledger(self, kind: str, *, since_us: int | None = None, until_us: int | None = None) -> Iterator[LedgerRow]:
         """Ledger rows of one kind in event order (event time, then key: a total order)."""
-        query = "SELECT kind, key, strategy, symbol, event_us, source, file_offset, record FROM ledger WHERE kind = ?"
-        params: list[object] = [kind]
-        if since_us is not None:
-            query += " AND event_us >= ?"
-            params.append(since_us)
-        if until_us is not None:
-            query += " AND event_us < ?"
-            params.append(until_us)
-        for row in self._db.execute(query + " ORDER BY event_us, key", params):
-            yield LedgerRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
+        where, params = _time_window("kind = ?", [kind], since_us, until_us)
+        for row in self._db.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} ORDER BY event_us, key", params
+        ):
+            yield _ledger_row(row)
 
     def ledger_count(self, kind: str) -> int:
         row = self._db.execute("SELECT count(*) FROM ledger WHERE kind = ?", (kind,)).fetchone()
@@ -258,15 +253,10 @@ class Store:
         self, learner: str, *, since_us: int | None = None, until_us: int | None = None
     ) -> Iterator[tuple[str, int, bytes]]:
         """A learner's persisted rows (key, event_us, body) in event order, optionally within [since, until)."""
-        query = "SELECT key, event_us, body FROM learner_rows WHERE learner = ?"
-        params: list[object] = [learner]
-        if since_us is not None:
-            query += " AND event_us >= ?"
-            params.append(since_us)
-        if until_us is not None:
-            query += " AND event_us < ?"
-            params.append(until_us)
-        for row in self._db.execute(query + " ORDER BY event_us, key", params):
+        where, params = _time_window("learner = ?", [learner], since_us, until_us)
+        for row in self._db.execute(
+            f"SELECT key, event_us, body FROM learner_rows WHERE {where} ORDER BY event_us, key", params
+        ):
             yield row[0], row[1], bytes(row[2])
 
     def changes_between(self, since_us: int, until_us: int) -> list[bytes]:
@@ -278,11 +268,9 @@ class Store:
 
     def ledger_row(self, kind: str, key: str) -> LedgerRow | None:
         row = self._db.execute(
-            "SELECT kind, key, strategy, symbol, event_us, source, file_offset, record FROM ledger "
-            "WHERE kind = ? AND key = ?",
-            (kind, key),
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE kind = ? AND key = ?", (kind, key)
         ).fetchone()
-        return LedgerRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7])) if row else None
+        return _ledger_row(row) if row else None
 
     def job_runs(self, job: str) -> list[tuple[str, str, int, str]]:
         rows = self._db.execute(
@@ -357,6 +345,26 @@ class Store:
     def replace_learner_states(self, states: Sequence[tuple[str, bytes]]) -> None:
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO learner_state VALUES (?, ?)", list(states))
+
+
+_LEDGER_COLUMNS: Final = "kind, key, strategy, symbol, event_us, source, file_offset, record"
+
+
+def _ledger_row(row: Sequence[Any]) -> LedgerRow:
+    return LedgerRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bytes(row[7]))
+
+
+def _time_window(
+    where: str, params: list[object], since_us: int | None, until_us: int | None
+) -> tuple[str, list[object]]:
+    """A WHERE clause narrowed to event times in [since, until) when given (the columns are constants here)."""
+    if since_us is not None:
+        where += " AND event_us >= ?"
+        params = [*params, since_us]
+    if until_us is not None:
+        where += " AND event_us < ?"
+        params = [*params, until_us]
+    return where, params
 
 
 class _Transaction:

@@ -13,8 +13,11 @@ from learnd.config import DEFAULT_SOURCES, Settings, load_settings
 def build_settings(
     home: Path, *, sources: tuple[str, ...] = (), overrides: Mapping[str, object] | None = None
 ) -> Settings:
-    """Settings for `home` with an empty environment; `sources` (when given) are the only default sources enabled."""
-    table: dict[str, object] = {}
+    """Settings for `home` with an empty environment; `sources` (when given) are the only default sources enabled.
+
+    The wall-clock jobs stay off (they close sessions through today): these settings serve tests about lines.
+    """
+    table: dict[str, object] = {"schedule.daily_enabled": False, "schedule.weekly_enabled": False}
     if sources:
         table.update({f"sources.{name}.enabled": False for name in DEFAULT_SOURCES if name not in sources})
     table.update(overrides or {})

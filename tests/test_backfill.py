@@ -39,9 +39,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def settings_for(home: Path, **overrides: object) -> Settings:
-    """These tests are about lines; the wall-clock jobs (which close sessions through today) stay off."""
-    quiet = {"metrics_enabled": "false", "schedule.daily_enabled": "false", "schedule.weekly_enabled": "false"}
-    return build_settings(home, overrides={**quiet, **overrides})
+    return build_settings(home, overrides={"metrics_enabled": "false", **overrides})
 
 
 def lines_of(template: Path, name: str) -> list[bytes]:
