@@ -140,17 +140,56 @@ class _Posterior:
         return float(self.mean[index] / math.sqrt(self.cov[index, index]))
 
     def z_against(self, index: int, multiplier: float) -> float:
-        """How many standard deviations the evidence on d_j lies from the effect `multiplier` stands for."""
-        implied = (multiplier - 1.0) * self.mean[_SLOPE]
-        return float((self.mean[index] - implied) / math.sqrt(self.cov[index, index]))
+        """How many standard deviations the evidence on d_j lies from the effect `multiplier` stands for:
+        d_j - (multiplier - 1) b, with the reference b's own uncertainty counted."""
+        excess = multiplier - 1.0
+        contrast = self.mean[index] - excess * self.mean[_SLOPE]
+        variance = (
+            self.cov[index, index] - 2.0 * excess * self.cov[index, _SLOPE] + excess * excess * self.cov[_SLOPE, _SLOPE]
+        )
+        return float(contrast / math.sqrt(max(variance, 1e-300)))
 
-    def has_edge(self, threshold: float) -> bool:
-        """The score as a whole predicts outcomes: b is positive and clears the z threshold."""
-        return self.mean[_SLOPE] > 0.0 and self.z(_SLOPE) >= threshold
+    def joint_z(self, seen: npt.NDArray[np.bool_]) -> float:
+        """Evidence that the seen components' effects are not all equal (the base weights' proportions are wrong):
+        the Wald statistic of their d_j, a chi-square on (seen - 1) degrees of freedom, as a normal z."""
+        indices = np.flatnonzero(seen) + _FIRST_COMPONENT
+        degrees = indices.size - 1
+        if degrees < 1:
+            return 0.0
+        d = self.mean[indices]
+        wald = float(d @ np.linalg.solve(self.cov[np.ix_(indices, indices)], d))
+        # Wilson-Hilferty: the cube root of chi-square / k is close to normal.
+        spread = 2.0 / (9.0 * degrees)
+        return float(((wald / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
+
+    def has_reference(self) -> bool:
+        """The average component's effect is positive, so targets relative to it have a meaning."""
+        return bool(self.mean[_SLOPE] > 0.0)
 
     def target(self, index: int) -> float:
-        """Component's fitted effect per unit contribution relative to the score's: 1 + d_j / b (b > 0)."""
+        """Component's fitted effect per unit contribution relative to the average component's: 1 + d_j / b (b > 0)."""
         return float(1.0 + self.mean[index] / self.mean[_SLOPE])
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    """Whether a scope may learn: enough trades and a static score with an edge; and whether its components'
+    effects as a whole differ (`is_reweighting`)."""
+
+    score_z: float
+    joint_z: float
+    is_open: bool
+    is_reweighting: bool
+
+    @classmethod
+    def of(cls, stats: _Stats, posterior: _Posterior, params: LearningParams) -> _Gate:
+        if stats.weight < params.min_effective_samples or not posterior.has_reference():
+            return cls(0.0, 0.0, is_open=False, is_reweighting=False)
+        edge_z = _score_z(stats, params)
+        if edge_z < params.z_threshold:
+            return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
+        joint_z = posterior.joint_z(stats.present >= params.min_component_samples)
+        return cls(edge_z, joint_z, is_open=True, is_reweighting=joint_z >= params.z_threshold)
 
 
 class _StrategyState:
@@ -166,25 +205,37 @@ class EntryModel:
 
     Credit is a regression: y = a + b * score + sum_j d_j * x_j, where x_j is component j's logged contribution
     (base weight x signal, so toxicity_penalty's is <= 0), score = sum_j x_j and y the P&L percent clipped to
-    +-pnl_clip_pct, each trade weighted by its closed fraction. The d_j have a ridge prior at 0 ("the base
-    weights are right") worth `ridge_prior_trades` trades; a and b are nearly free. A component that always fires
-    with a strong one gets no share of its credit unless its own contribution tracks the outcome. The target
-    multiplier of component j is 1 + d_j / b, its effect per unit contribution relative to the score's: above 1
-    for toxicity_penalty means toxic trades do worse than the -0.9 weight already implies (a harsher penalty).
+    +-pnl_clip_pct, each trade weighted by its closed fraction. Component j's effect per unit contribution is
+    b + d_j. The d_j share one ridge prior at 0 ("the base weights are right"), `ridge_prior_trades` trades of the
+    average component each, and a and b are nearly free: so b is the average component's effect (each component
+    counting at most once, a noisy one less), not the score's slope, which the dominant component would set. The
+    target multiplier of j is 1 + d_j / b, its effect relative to the average component's: options_flow, most of
+    the score, can be told apart from the rest, and above 1 for toxicity_penalty means toxic trades do worse than
+    the -0.9 weight already implies (a harsher penalty). A component that always fires with a strong one gets no
+    share of its credit unless its own contribution tracks the outcome.
 
     The sums (X'WX, X'Wy, ...) decay by half every `half_life_sessions` sessions of event time, strategy-wide,
     per regime and per ticker. A regime's (ticker's) prior is the strategy-wide posterior widened by a deviation
     variance worth `regime_prior_trades` (`ticker_prior_trades`) trades: a thin regime reads like the strategy,
     a well-fed one like itself, and regimes are never merged. The noise variance comes from the fit's residuals.
 
-    A multiplier moves only while the strategy-wide score shows an edge (b / sd(b) >= z_threshold after
-    `min_effective_samples`), its own scope's score does too, the component was present in the trade and in
-    `min_component_samples` of the scope's, and the evidence on d_j is z_threshold standard deviations from the
-    effect the multiplier stands for: from 1 that is the component's own z; once moved, a multiplier that later
-    evidence no longer supports can be pulled back. Each move goes toward the target, capped per trade (times the
-    trade's weight) and per session, bounded to [min_multiplier, max_multiplier]; otherwise it is held. A
-    regime's (ticker's) multipliers start at 1 and move on that scope's pooled evidence; `score` uses the
-    trade's regime, ticker multipliers are reported for the shell to use as it sees fit.
+    Gates, each at z_threshold: nothing moves until the strategy has `min_effective_samples` effective trades and
+    the static score shows an edge there (the slope of P&L on the score), nor in a regime (ticker) until it has
+    as many trades and an edge of its own; a component must be in the trade and in `min_component_samples` of
+    the scope's. Then a multiplier moves when the evidence on its own effect lies z_threshold standard deviations
+    from what the multiplier stands for (from 1: the component's own z), or when the components' effects as a
+    whole are z_threshold from equal (a Wald test: the base weights' proportions are wrong) and its own evidence
+    is still `joint_component_z` from where it stands. Most components are too rare or too small for their own z
+    to clear 2 in a few thousand noisy trades; the joint test lets them follow their shrunk estimates once the
+    weighting as a whole is shown wrong. A moved multiplier that later evidence no longer supports is pulled
+    back. Moves go toward the target, capped per trade (times the trade's weight) and per session, bounded to
+    [min_multiplier, max_multiplier].
+
+    A regime's (ticker's) multipliers start at 1 and follow the strategy-wide ones, on that scope's trades, unless
+    the scope's pooled evidence departs from the strategy-wide multiplier by z_threshold (then they move toward
+    the scope's own target, and stay apart while that evidence holds at `joint_component_z`). A thin regime's
+    noise thus never reaches its multipliers, while an edge of its own does. `score` uses the trade's regime;
+    ticker multipliers are reported for the shell to use as it sees fit.
     """
 
     def __init__(self, params: LearningParams) -> None:
@@ -214,28 +265,24 @@ class EntryModel:
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
         global_posterior = _global_posterior(global_stats, params)
-        global_open = global_stats.weight >= params.min_effective_samples and global_posterior.has_edge(
-            params.z_threshold
-        )
+        global_gate = _Gate.of(global_stats, global_posterior, params)
         moved = [name for name, contribution in trade.components if contribution != 0.0]
-        changes: list[MultiplierChange] = []
-        changes += self._move(
+        changes = self._move(
             trade,
             session,
             strategy=strategy,
             scope=GLOBAL_SCOPE,
             stats=global_stats,
             posterior=global_posterior,
-            is_open=global_open,
+            gate=global_gate,
             components=moved,
-            global_posterior=global_posterior,
         )
         for scope in scopes[1:]:
+            if not global_gate.is_open:
+                break
             stats = strategy.scopes[scope]
             posterior = _pooled_posterior(stats, global_stats, global_posterior, self._prior_trades(scope), params)
-            is_open = (
-                global_open and stats.weight >= params.min_effective_samples and posterior.has_edge(params.z_threshold)
-            )
+            gate = _Gate.of(stats, posterior, params)
             changes += self._move(
                 trade,
                 session,
@@ -243,15 +290,15 @@ class EntryModel:
                 scope=scope,
                 stats=stats,
                 posterior=posterior,
-                is_open=is_open,
+                gate=gate,
                 components=moved,
-                global_posterior=global_posterior,
+                followed=strategy.multipliers.get(GLOBAL_SCOPE, {}),
             )
         return changes
 
     def multiplier(self, strategy: str, component: str, regime: str | None = None) -> float:
         """The current multiplier, strategy-wide or of a regime (`ticker:SYM` for a ticker); a regime never seen
-        falls back to the strategy-wide multiplier, a seen one has its own (1.0 until its evidence moves it)."""
+        falls back to the strategy-wide multiplier, a seen one has its own (1.0 until it follows or departs)."""
         state = self._strategies.get(strategy)
         if state is None:
             return 1.0
@@ -273,8 +320,8 @@ class EntryModel:
         return sorted(self._strategies)
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-able view: {strategy: {component: {multiplier, samples, z, target, effect, wins, losses,
-        total_pnl, by_regime: {regime: {...same...}}, by_ticker: {symbol: {...}}}}}."""
+        """JSON-able view: {strategy: {component: {multiplier, samples, z, target, effect, score_z, joint_z, wins,
+        losses, total_pnl, by_regime: {regime: {...same...}}, by_ticker: {symbol: {...}}}}}."""
         params = self.params
         result: dict[str, Any] = {}
         for strategy_name in sorted(self._strategies):
@@ -282,14 +329,14 @@ class EntryModel:
             global_stats = state.scopes[GLOBAL_SCOPE]
             global_posterior = _global_posterior(global_stats, params)
             views: dict[str, dict[str, dict[str, Any]]] = {
-                GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior)
+                GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior, params)
             }
             for scope in sorted(state.scopes):
                 if scope == GLOBAL_SCOPE:
                     continue
                 stats = state.scopes[scope]
                 posterior = _pooled_posterior(stats, global_stats, global_posterior, self._prior_trades(scope), params)
-                views[scope] = _scope_view(state, scope, stats, posterior)
+                views[scope] = _scope_view(state, scope, stats, posterior, params)
             components: dict[str, Any] = {}
             for name in ENTRY_COMPONENTS:
                 entry = dict(views[GLOBAL_SCOPE][name])
@@ -368,11 +415,13 @@ class EntryModel:
         scope: str,
         stats: _Stats,
         posterior: _Posterior,
-        is_open: bool,
+        gate: _Gate,
         components: list[str],
-        global_posterior: _Posterior,
+        followed: dict[str, BoundedMultiplier] | None = None,
     ) -> list[MultiplierChange]:
-        if not is_open:
+        """Step the multipliers of `scope`; `followed` (for a regime or ticker) are the strategy-wide ones, which
+        the scope follows unless its own evidence departs from them by z_threshold."""
+        if followed is None and not gate.is_open:
             return []
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
@@ -387,14 +436,33 @@ class EntryModel:
             # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
             # stands, so a move that later evidence no longer supports can be undone.
             z_current = posterior.z_against(index, current)
-            if abs(z_current) < params.z_threshold:
-                continue
-            # b > 0 here (the scope has an edge), so the target lies on the side z_current points to.
-            target = posterior.target(index)
+            basis = ""
+            if followed is None:
+                if abs(z_current) < params.z_threshold and not (
+                    gate.is_reweighting and abs(z_current) >= params.joint_component_z
+                ):
+                    continue
+                # b > 0 here (the gate checked), so the target lies on the side z_current points to.
+                target = posterior.target(index)
+            else:
+                strategy_wide = followed.get(name)
+                target = 1.0 if strategy_wide is None else strategy_wide.value
+                z_departure = abs(posterior.z_against(index, target))
+                # Once a scope stands apart by more than a session's move, it stays apart on weaker evidence, so
+                # a departure does not flicker around the threshold.
+                apart = abs(current - target) > params.max_step_per_session
+                departs = gate.is_open and (
+                    z_departure >= params.z_threshold or (apart and z_departure >= params.joint_component_z)
+                )
+                if departs and abs(z_current) >= params.joint_component_z:
+                    target = posterior.target(index)
+                elif departs or current == target:
+                    continue
+                else:
+                    basis = "follows_strategy "
             if multiplier is None:
                 multiplier = multipliers[name] = BoundedMultiplier()
             old = multiplier.value
-            z = posterior.z(index)
             new = multiplier.step_toward(target, session, params.max_step_per_trade * trade.weight, params)
             if new != old:
                 changes.append(
@@ -407,8 +475,8 @@ class EntryModel:
                         old=old,
                         new=new,
                         reason=(
-                            f"component_z={z:+.2f} z_vs_current={z_current:+.2f} score_z={posterior.z(_SLOPE):+.2f} "
-                            f"strategy_score_z={global_posterior.z(_SLOPE):+.2f} target={target:.3f}"
+                            f"{basis}component_z={posterior.z(index):+.2f} z_vs_current={z_current:+.2f} "
+                            f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} target={target:.3f}"
                         ),
                         samples=samples,
                     )
@@ -440,20 +508,44 @@ def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, Fl
 
 
 def _global_posterior(stats: _Stats, params: LearningParams) -> _Posterior:
-    """Strategy-wide posterior (normal / inverse-gamma): ridge at 0 on each d_j worth `ridge_prior_trades`
-    trades, `coefficient_prior_trades` on a and b; the noise variance comes from the ridge fit's residuals."""
+    """Strategy-wide posterior (normal / inverse-gamma): ridge at 0 on each d_j worth `ridge_prior_trades` trades
+    of the average component (one strength for all, so b is an average over components, not over score variance),
+    `coefficient_prior_trades` on a and b; the noise variance comes from the ridge fit's residuals."""
     mean_squares = stats.mean_squares()
-    prior_trades = np.full(_DIM, params.ridge_prior_trades)
-    prior_trades[_INTERCEPT] = params.coefficient_prior_trades
-    prior_trades[_SLOPE] = params.coefficient_prior_trades
+    prior = np.empty(_DIM)
+    prior[_INTERCEPT] = params.coefficient_prior_trades * mean_squares[_INTERCEPT]
+    prior[_SLOPE] = params.coefficient_prior_trades * mean_squares[_SLOPE]
+    prior[_FIRST_COMPONENT:] = params.ridge_prior_trades * _common_mean_square(mean_squares)
     # Prior precisions in units of 1 / noise variance make the posterior mean independent of the noise level.
-    unscaled_inverse = _symmetric_inverse(stats.xtx + np.diag(prior_trades * mean_squares))
+    unscaled_inverse = _symmetric_inverse(stats.xtx + np.diag(prior))
     mean = unscaled_inverse @ stats.xty
     # y'Wy - mean'X'Wy is the residual plus the prior penalty at the posterior mean.
     residual = max(0.0, stats.y2_sum - float(mean @ stats.xty))
     degrees = max(0.0, stats.weight - _DIM)
     noise_var = (residual + params.noise_prior_trades * params.noise_prior_var) / (degrees + params.noise_prior_trades)
     return _Posterior(mean, unscaled_inverse * noise_var, noise_var)
+
+
+def _score_z(stats: _Stats, params: LearningParams) -> float:
+    """How many standard errors the slope of P&L on the static score lies above 0 in this scope's own trades."""
+    if stats.weight <= 0.0:
+        return 0.0
+    gram = stats.xtx[:_FIRST_COMPONENT, :_FIRST_COMPONENT]
+    moment = stats.xty[:_FIRST_COMPONENT]
+    # A tiny ridge keeps a scope whose scores never varied invertible; it reads as no edge.
+    inverse = _symmetric_inverse(gram + np.diag(np.full(_FIRST_COMPONENT, _MIN_MEAN_SQUARE)))
+    coefficients = inverse @ moment
+    residual = max(0.0, stats.y2_sum - float(coefficients @ moment))
+    degrees = max(0.0, stats.weight - _FIRST_COMPONENT)
+    noise_var = (residual + params.noise_prior_trades * params.noise_prior_var) / (degrees + params.noise_prior_trades)
+    return float(coefficients[_SLOPE] / math.sqrt(inverse[_SLOPE, _SLOPE] * noise_var))
+
+
+def _common_mean_square(mean_squares: FloatArray) -> float:
+    """The average component's mean squared contribution, over the components seen."""
+    components = mean_squares[_FIRST_COMPONENT:]
+    seen = components[components > _MIN_MEAN_SQUARE]
+    return float(seen.mean()) if seen.size else _MIN_MEAN_SQUARE
 
 
 def _pooled_posterior(
@@ -470,7 +562,11 @@ def _pooled_posterior(
     noise_var = (residual + params.noise_prior_trades * global_posterior.noise_var) / (
         stats.weight + params.noise_prior_trades
     )
-    deviation_var = noise_var / (prior_trades * global_stats.mean_squares())
+    # Like the ridge, a component's deviation is worth `prior_trades` trades of the average component, so a
+    # rarely seen or weakly weighted component follows the strategy unless its regime is much better fed.
+    mean_squares = global_stats.mean_squares()
+    mean_squares[_FIRST_COMPONENT:] = _common_mean_square(mean_squares)
+    deviation_var = noise_var / (prior_trades * mean_squares)
     prior_precision = _symmetric_inverse(global_posterior.cov + np.diag(deviation_var))
     cov = _symmetric_inverse(stats.xtx / noise_var + prior_precision)
     mean = cov @ (stats.xty / noise_var + prior_precision @ prior_mean)
@@ -483,13 +579,12 @@ def _symmetric_inverse(matrix: FloatArray) -> FloatArray:
 
 
 def _scope_view(
-    state: _StrategyState,
-    scope: str,
-    stats: _Stats,
-    posterior: _Posterior,
+    state: _StrategyState, scope: str, stats: _Stats, posterior: _Posterior, params: LearningParams
 ) -> dict[str, dict[str, Any]]:
     multipliers = state.multipliers.get(scope, {})
-    has_slope = posterior.mean[_SLOPE] > 0.0
+    has_slope = posterior.has_reference()
+    edge_z = _score_z(stats, params)
+    joint_z = posterior.joint_z(stats.present >= params.min_component_samples)
     view: dict[str, dict[str, Any]] = {}
     for name, index in _COMPONENT_INDEX.items():
         component = index - _FIRST_COMPONENT
@@ -500,7 +595,8 @@ def _scope_view(
             "z": posterior.z(index),
             "target": posterior.target(index) if has_slope else None,
             "effect": float(posterior.mean[index]),
-            "score_z": posterior.z(_SLOPE),
+            "score_z": edge_z,
+            "joint_z": joint_z,
             "wins": float(stats.wins[component]),
             "losses": float(stats.losses[component]),
             "total_pnl": float(stats.pnl_sum[component]),

@@ -19,24 +19,31 @@ TICKER_SCOPE_PREFIX: Final = "ticker:"
 class LearningParams:
     """How cautiously the learners move; every figure is in event time (trading sessions), never wall time.
 
-    Prior strengths are in pseudo-trades: `regime_prior_trades = 100` means a regime needs about a hundred
-    trades of its own before its estimate weighs as much as the strategy-wide one it is pooled toward.
+    Prior strengths are in pseudo-trades of the average component: `regime_prior_trades = 100` means a regime
+    needs about a hundred trades of its own before its estimate weighs as much as the strategy-wide one it is
+    pooled toward (more for a component it rarely carries).
     """
 
     half_life_sessions: float = 60.0
     z_threshold: float = 2.0
+    # Once the components' effects as a whole differ by z_threshold, a component follows its own estimate while
+    # that lies this many standard deviations from where its multiplier stands (below: noise, held).
+    joint_component_z: float = 0.5
     max_step_per_trade: float = 0.02
     max_step_per_session: float = 0.1
     min_multiplier: float = 0.25
     max_multiplier: float = 2.5
     pnl_clip_pct: float = 5.0
     per_ticker: bool = False
-    # Ridge toward "the base weights are right": each component's deviation is worth this many trades at zero.
+    # Ridge toward "the base weights are right": each component's deviation from the average component is worth
+    # this many trades of the average component at zero. One common strength, so the average is over components
+    # and not over score variance (which options_flow alone would dominate).
     ridge_prior_trades: float = 50.0
     regime_prior_trades: float = 100.0
     ticker_prior_trades: float = 400.0
-    # The intercept and the score slope are nearly free: one pseudo-trade's worth of prior at zero.
-    coefficient_prior_trades: float = 1.0
+    # The intercept and the average effect are all but free: against 21 ridge terms, even one pseudo-trade on the
+    # score's scale would pull the average toward 0 and every multiplier up.
+    coefficient_prior_trades: float = 0.01
     # Noise variance starts at 1 %^2, worth this many trades, so a handful of equal outcomes is not certainty.
     noise_prior_var: float = 1.0
     noise_prior_trades: float = 10.0
@@ -76,7 +83,7 @@ class LearningParams:
                 f"learning.min_multiplier/max_multiplier must bracket 1 (got {self.min_multiplier}, "
                 f"{self.max_multiplier})"
             )
-        for name in ("min_effective_samples", "min_component_samples", "exit_prior_samples"):
+        for name in ("joint_component_z", "min_effective_samples", "min_component_samples", "exit_prior_samples"):
             if getattr(self, name) < 0.0:
                 raise ConfigError(f"learning.{name} must be >= 0, got {getattr(self, name)!r}")
 

@@ -64,12 +64,14 @@ def synthetic_trades(
     shuffle: bool = False,
     companions: Sequence[tuple[str, str]] = (),
     presence: float = 0.6,
+    scales: Sequence[tuple[str, float]] = (),
 ) -> Stream:
     """Trades whose P&L is c * sum_j m_j * x_j + noise, noise std = noise_ratio x signal std.
 
     Contributions are sign(base weight) x U(0, 1), so every component's spread is comparable and each planted
     multiplier is identifiable (with the bot's raw weights, iv_rank's 0.2 would need ~100x more trades).
-    `companions` (free, partner) makes `free` present exactly when `partner` is.
+    `companions` (free, partner) makes `free` present exactly when `partner` is; `scales` (name, factor) widens a
+    component's contributions, as the bot's 2.4 weight does options_flow's.
     """
     rng = np.random.default_rng(seed)
     signs = np.sign([ENTRY_BASE_WEIGHTS[name] for name in ENTRY_COMPONENTS])
@@ -77,6 +79,8 @@ def synthetic_trades(
     for free, partner in companions:
         present[:, INDEX[free]] = present[:, INDEX[partner]]
     contributions = signs * rng.random((count, K)) * present
+    for name, factor in scales:
+        contributions[:, INDEX[name]] *= factor
     regime_index = rng.integers(0, len(REGIMES), count)
     multipliers = np.tile(np.asarray(true_multipliers, dtype=np.float64), (count, 1))
     for regime, name, value in regime_multipliers:
@@ -186,6 +190,38 @@ def test_free_rider_does_not_get_its_partners_credit() -> None:
     learn_all(model, synthetic_trades(9, 3000, _unit(options_flow=2.5), companions=[("congress", "options_flow")]))
     assert model.multiplier("equity", "options_flow") >= 1.5
     assert abs(model.multiplier("equity", "congress") - 1.0) <= 0.15
+
+
+def test_dominant_component_is_told_apart_from_the_rest() -> None:
+    """options_flow carries most of the score's variance and is worth half: it falls, the rest stay near 1."""
+    model = EntryModel(LearningParams())
+    stream = synthetic_trades(4, 3000, _unit(options_flow=0.5), scales=[("options_flow", 5.0)], **FOCUSED)
+    learn_all(model, stream)
+    assert model.multiplier("equity", "options_flow") <= 0.7
+    others = [model.multiplier("equity", name) for name in ENTRY_COMPONENTS if name != "options_flow"]
+    assert float(np.median(others)) == pytest.approx(1.0, abs=0.1)
+
+
+def test_right_base_weights_move_almost_nothing() -> None:
+    """Planted multipliers all 1 with a real edge: the score learns its edge, no weighting is shown wrong."""
+    model = EntryModel(LearningParams())
+    learn_all(model, synthetic_trades(5, 3000, _unit()))
+    snapshot = model.snapshot()["equity"]
+    assert snapshot["options_flow"]["score_z"] >= 2.0
+    values = [snapshot[name]["multiplier"] for name in ENTRY_COMPONENTS]
+    values += [view["multiplier"] for name in ENTRY_COMPONENTS for view in snapshot[name]["by_regime"].values()]
+    assert sum(abs(value - 1.0) > 0.1 for value in values) <= 0.03 * len(values)
+
+
+def test_regimes_follow_the_strategy_unless_their_evidence_departs() -> None:
+    """With the same planted multipliers in every regime, each regime's multipliers track the strategy-wide ones."""
+    model = EntryModel(LearningParams())
+    learn_all(model, synthetic_trades(8, 3000, _unit(options_flow=2.0, insider=0.4), **FOCUSED))
+    for name in ("options_flow", "insider"):
+        wide = model.multiplier("equity", name)
+        assert abs(wide - 1.0) >= 0.4
+        for regime in REGIMES:
+            assert model.multiplier("equity", name, regime) == pytest.approx(wide, abs=0.1)
 
 
 def test_regimes_with_opposite_edges_stay_apart() -> None:
