@@ -42,6 +42,9 @@ class LearningSettings:
     max_step_per_session: float = 0.1
     pnl_clip_pct: float = 5.0
     per_ticker: bool = False
+    joint_component_z: float = 0.5
+    ridge_prior_trades: float = 50.0
+    regime_prior_trades: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +348,10 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("learning.max_step_per_trade: must be positive and at most learning.max_step_per_session")
     if learning.pnl_clip_pct <= 0:
         raise ConfigError("learning.pnl_clip_pct: must be positive")
+    if learning.joint_component_z < 0:
+        raise ConfigError("learning.joint_component_z: must be >= 0")
+    if learning.ridge_prior_trades <= 0 or learning.regime_prior_trades <= 0:
+        raise ConfigError("learning.ridge_prior_trades: must be positive (and learning.regime_prior_trades too)")
     if settings.signals.gap_minutes <= 0 or settings.signals.join_window_minutes < 0:
         raise ConfigError("signals.gap_minutes: must be positive (and signals.join_window_minutes >= 0)")
     if settings.signals.pattern_size <= 0:

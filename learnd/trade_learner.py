@@ -39,6 +39,9 @@ def learning_params(settings: LearningSettings) -> LearningParams:
         max_step_per_session=settings.max_step_per_session,
         pnl_clip_pct=settings.pnl_clip_pct,
         per_ticker=settings.per_ticker,
+        joint_component_z=settings.joint_component_z,
+        ridge_prior_trades=settings.ridge_prior_trades,
+        regime_prior_trades=settings.regime_prior_trades,
     )
 
 
