@@ -23,12 +23,18 @@ def write_json_atomic(path: Path, document: Any) -> None:
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that a reader sees either the old or the new content, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    # One fixed temp name: the home lock makes this process the only writer, and a temp file a kill left
+    # behind is simply overwritten next time instead of piling up.
+    temp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

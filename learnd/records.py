@@ -19,6 +19,11 @@ DEFAULT_STRATEGY: Final = "equity"
 UNKNOWN_REGIME: Final = "unknown"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_EPOCH_S: Final = -62_135_596_800  # 0001-01-01T00:00:00Z
+_MAX_EPOCH_S: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+# No price, quantity, P&L or score the bot writes comes near this; beyond it a number is garbage, and squaring it in
+# the regression would overflow.
+MAX_FIELD_MAGNITUDE: Final = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +143,10 @@ def parse_event_us(value: object, field: str = "ts") -> int:
     if isinstance(value, bool):
         raise RecordError("bad_timestamp", f"{field}={value!r}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise RecordError("bad_timestamp", f"{field}={value!r}")
+        # Epoch seconds a calendar date can express (years 1-9999), like an ISO stamp; anything else is garbage
+        # that would overflow later (microseconds past 64 bits).
+        if not (math.isfinite(value) and _MIN_EPOCH_S <= value <= _MAX_EPOCH_S):
+            raise RecordError("bad_timestamp", f"{field}={value!r:.40}")
         return round(value * 1_000_000)
     if not isinstance(value, str):
         raise RecordError("missing_timestamp" if value is None else "bad_timestamp", field)
@@ -375,7 +382,12 @@ def _optional_float(row: dict[str, Any], field: str) -> float | None:
 def _as_float(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError("bad_field", f"{field} is not a number")
-    result = float(value)
+    try:
+        result = float(value)
+    except OverflowError:
+        raise RecordError("bad_field", f"{field} is out of range") from None
     if not math.isfinite(result):
         raise RecordError("bad_field", f"{field} is not finite")
+    if abs(result) > MAX_FIELD_MAGNITUDE:
+        raise RecordError("bad_field", f"{field}={result:.6g} is beyond {MAX_FIELD_MAGNITUDE:.0e}")
     return result

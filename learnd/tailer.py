@@ -319,7 +319,7 @@ class SourceTailer:
                 if self._clock() < deadline:
                     return
                 self._read(rotated, lines, max_lines - len(lines), size, final=True)
-            if rotated.offset < size:
+            if rotated.offset < size or self._writer_may_still_append(rotated):
                 return
             self._event("rotated_file_drained", offset=rotated.offset)
             rotated.handle.close()
@@ -333,6 +333,18 @@ class SourceTailer:
                     self._drain_sibling(younger, b"", 0, 0)
                 except FileNotFoundError:
                     self._event("rotated_file_vanished", file=str(younger))
+
+    def _writer_may_still_append(self, rotated: _OpenFile) -> bool:
+        """Within the grace period after a rename or deletion, the writer may still append through its old
+        descriptor until it reopens (logrotate `create` with a postrotate signal). Once the path names a file
+        with content, or a younger rotated copy exists, the writer has moved on."""
+        if self._younger or self._clock() >= (rotated.drain_deadline or 0.0):
+            return False
+        try:
+            moved_on = os.stat(self.path).st_size > 0
+        except FileNotFoundError:
+            moved_on = False
+        return not moved_on or os.fstat(rotated.handle.fileno()).st_size > rotated.offset
 
     def _drain_copy_first(self, rotated: _OpenFile) -> None:
         """The file was truncated or rewritten in place before it was renamed away: finish it from the copy
