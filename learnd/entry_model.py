@@ -241,6 +241,8 @@ class EntryModel:
     def __init__(self, params: LearningParams) -> None:
         self.params = params
         self._strategies: dict[str, _StrategyState] = {}
+        # (strategy, scope, component) -> the session of its last stability decay.
+        self._decayed_at: dict[tuple[str, str, str], int] = {}
 
     def learn(self, trade: TradeOutcome, session: int) -> list[MultiplierChange]:
         """Fold one closed (or partially closed) trade into the model; the multipliers it moved.
@@ -267,8 +269,9 @@ class EntryModel:
         global_posterior = _global_posterior(global_stats, params)
         global_gate = _Gate.of(global_stats, global_posterior, params)
         moved = [name for name, contribution in trade.components if contribution != 0.0]
+        origin = _Origin(trade.event_us, trade.strategy, params.max_step_per_trade * trade.weight, "")
         changes = self._move(
-            trade,
+            origin,
             session,
             strategy=strategy,
             scope=GLOBAL_SCOPE,
@@ -284,7 +287,7 @@ class EntryModel:
             posterior = _pooled_posterior(stats, global_stats, global_posterior, self._prior_trades(scope), params)
             gate = _Gate.of(stats, posterior, params)
             changes += self._move(
-                trade,
+                origin,
                 session,
                 strategy=strategy,
                 scope=scope,
@@ -294,6 +297,74 @@ class EntryModel:
                 components=moved,
                 followed=strategy.multipliers.get(GLOBAL_SCOPE, {}),
             )
+        return changes
+
+    def settle_session(self, session: int, event_us: int) -> list[MultiplierChange]:
+        """The daily (medium-term) update, once per session, at its close: every strategy-wide multiplier whose
+        evidence at the day's end passes the same gates moves toward its target by what the day's trades left of
+        the session's budget. Rare components that the per-trade cap held back catch up here; nothing moves
+        further than max_step_per_session within the session. A function of the ledger and the session
+        boundary only."""
+        params = self.params
+        changes: list[MultiplierChange] = []
+        for name in sorted(self._strategies):
+            strategy = self._strategies[name]
+            stats = strategy.scopes.get(GLOBAL_SCOPE)
+            if stats is None:
+                continue
+            posterior = _global_posterior(stats, params)
+            gate = _Gate.of(stats, posterior, params)
+            origin = _Origin(event_us, name, params.max_step_per_session, "daily_settle ")
+            changes += self._move(
+                origin,
+                session,
+                strategy=strategy,
+                scope=GLOBAL_SCOPE,
+                stats=stats,
+                posterior=posterior,
+                gate=gate,
+                components=list(ENTRY_COMPONENTS),
+            )
+        return changes
+
+    def decay_stale(
+        self, session: int, event_us: int, last_evidence: dict[tuple[str, str, str], int], *, idle_sessions: int
+    ) -> list[MultiplierChange]:
+        """The weekly stability decay: a multiplier whose component has had no fresh evidence in its scope for
+        `idle_sessions` sessions drifts back toward 1 with the evidence half-life, counted from the last evidence
+        (applying it every week never compounds), within the session's step budget."""
+        params = self.params
+        changes: list[MultiplierChange] = []
+        for name in sorted(self._strategies):
+            strategy = self._strategies[name]
+            for scope in sorted(strategy.multipliers):
+                for component in sorted(strategy.multipliers[scope]):
+                    multiplier = strategy.multipliers[scope][component]
+                    last = last_evidence.get((name, component, scope))
+                    if last is None or session - last < idle_sessions or multiplier.value == 1.0:
+                        continue
+                    # Decay since the later of the last evidence and the last decay run: successive weekly runs
+                    # multiply to exactly the half-life decay since the evidence, never compounding it.
+                    key = (name, scope, component)
+                    kept = decay_factor(params.half_life_sessions, session - max(last, self._decayed_at.get(key, -1)))
+                    target = 1.0 + (multiplier.value - 1.0) * kept
+                    self._decayed_at[key] = session
+                    old = multiplier.value
+                    new = multiplier.step_toward(target, session, params.max_step_per_session, params)
+                    if new != old:
+                        changes.append(
+                            MultiplierChange(
+                                event_us=event_us,
+                                strategy=name,
+                                model=MODEL,
+                                component=component,
+                                regime=scope,
+                                old=old,
+                                new=new,
+                                reason=f"stale_decay idle_sessions={session - last} kept={kept:.3f}",
+                                samples=0.0,
+                            )
+                        )
         return changes
 
     def multiplier(self, strategy: str, component: str, regime: str | None = None) -> float:
@@ -370,6 +441,7 @@ class EntryModel:
                 }
                 for name, state in self._strategies.items()
             },
+            "decayed_at": sorted([*key, session] for key, session in self._decayed_at.items()),
         }
 
     @classmethod
@@ -399,6 +471,10 @@ class EntryModel:
                 for scope, by_component in multipliers.items()
             }
             model._strategies[name] = strategy
+        model._decayed_at = {
+            (str(strategy), str(scope), str(component)): int(session)
+            for strategy, scope, component, session in state.get("decayed_at", [])
+        }
         return model
 
     def _prior_trades(self, scope: str) -> float:
@@ -408,7 +484,7 @@ class EntryModel:
 
     def _move(
         self,
-        trade: TradeOutcome,
+        origin: _Origin,
         session: int,
         *,
         strategy: _StrategyState,
@@ -463,25 +539,36 @@ class EntryModel:
             if multiplier is None:
                 multiplier = multipliers[name] = BoundedMultiplier()
             old = multiplier.value
-            new = multiplier.step_toward(target, session, params.max_step_per_trade * trade.weight, params)
+            new = multiplier.step_toward(target, session, origin.step_cap, params)
             if new != old:
                 changes.append(
                     MultiplierChange(
-                        event_us=trade.event_us,
-                        strategy=trade.strategy,
+                        event_us=origin.event_us,
+                        strategy=origin.strategy,
                         model=MODEL,
                         component=name,
                         regime=scope,
                         old=old,
                         new=new,
                         reason=(
-                            f"{basis}component_z={posterior.z(index):+.2f} z_vs_current={z_current:+.2f} "
-                            f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} target={target:.3f}"
+                            f"{origin.reason}{basis}component_z={posterior.z(index):+.2f} "
+                            f"z_vs_current={z_current:+.2f} joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
+                            f"target={target:.3f}"
                         ),
                         samples=samples,
                     )
                 )
         return changes
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """What prompts a move: its event time, strategy, step cap and a reason prefix (a trade, a session close)."""
+
+    event_us: int
+    strategy: str
+    step_cap: float
+    reason: str
 
 
 def regime_scope(regime: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import heapq
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +247,12 @@ class Ingestor:
     def add_rows(self, learner: str, rows: Sequence[tuple[str, int, bytes]]) -> None:
         """Rows a learner produced outside a record (a scheduled session close), committed with the next batch."""
         self._batch.learner_rows.extend((learner, key, event_us, body) for key, event_us, body in rows)
+
+    def add_changes(self, changes: Iterable[dict[str, Any]]) -> None:
+        """Weight changes made outside a record (a scheduled session close), committed with the next batch."""
+        for change in changes:
+            self._changes.append(change)
+            self._batch.changes.append((int(change["event_us"]), orjson.dumps(change, option=orjson.OPT_SORT_KEYS)))
 
     def _withdraw(self, record: Record) -> None:
         kind = LEDGER_KINDS.get(type(record))

@@ -31,7 +31,7 @@ from learnd.reports import daily_report, evidence_sessions, render_daily_markdow
 from learnd.signal_learner import NAME as SIGNAL_LEARNER
 from learnd.signal_learner import episodes_from_rows, open_episodes_from_state, render_signals, signal_summary
 from learnd.store import LedgerRow, Store
-from learnd.trade_learner import TradeLearner
+from learnd.trade_learner import TradeLearner, change_document
 
 log = structlog.get_logger("learnd.jobs")
 
@@ -92,7 +92,9 @@ def run_period(engine: Engine, calendar: ExchangeCalendar, period: Period, *, ex
     last_session = calendar.session_index(to_epoch_us(period.due - grace(engine.settings)))
     learner = trade_learner(engine)
     if learner is not None:
-        engine.ingestor.add_rows(learner.name, learner.close_through(last_session))
+        rows, changes = learner.close_through(last_session)
+        engine.ingestor.add_rows(learner.name, rows)
+        engine.ingestor.add_changes(change_document(change) for change in changes)
         engine.commit(export=export)
     if period.job == DAILY:
         return write_daily_report(engine.store, engine.settings, calendar, date.fromisoformat(period.label))

@@ -15,7 +15,7 @@ import orjson
 
 from learnd.components import ENTRY_BASE_WEIGHTS, EXIT_BASE_WEIGHTS
 from learnd.config import LearningSettings, Settings
-from learnd.entry_model import EntryModel
+from learnd.entry_model import EntryModel, regime_scope
 from learnd.errors import RecordError
 from learnd.exit_model import ExitModel
 from learnd.exports import write_json_atomic
@@ -26,6 +26,8 @@ from learnd.records import DEFAULT_STRATEGY, ExitOutcome, Record, TradeOutcome
 
 NAME: Final = "trades"
 STATE_VERSION: Final = 1
+# The weekly decay touches a multiplier whose component had no evidence in its scope for this many sessions.
+STALE_IDLE_SESSIONS: Final = 20
 
 History = Callable[[str], Iterable[Record]]
 
@@ -91,6 +93,8 @@ class TradeLearner:
             # The session of the newest trade learned (still open), and the last session closed.
             self.current_session = -1
             self.closed_through = -1
+            # (strategy, component, scope) -> the last session whose trades carried that component there.
+            self.last_evidence: dict[tuple[str, str, str], int] = {}
         else:
             document = orjson.loads(state)
             self.entry = EntryModel.from_state(params, document["entry"])
@@ -100,6 +104,10 @@ class TradeLearner:
             self.counts = dict(document["counts"])
             self.current_session = int(document["current_session"])
             self.closed_through = int(document["closed_through"])
+            self.last_evidence = {
+                (strategy, component, scope): int(session)
+                for strategy, component, scope, session in document["last_evidence"]
+            }
 
     def bind_history(self, history: History) -> None:
         """Where to read every record of a ledger kind in event order (for replays)."""
@@ -113,14 +121,20 @@ class TradeLearner:
                 # Its session was closed (batch ran) before it arrived: learned like any other, reported as late.
                 self.counts["late"] += 1
                 rows.append(self._late_row(record, session))
-            elif session > self.current_session:
-                rows += self.close_through(session - 1)
+            closing: list[MultiplierChange] = []
+            if session > self.closed_through and session > self.current_session:
+                closed_rows, closing = self.close_through(session - 1)
+                rows += closed_rows
                 self.current_session = session
+            for name, contribution in record.components:
+                if contribution != 0.0:
+                    self.last_evidence[(record.strategy, name, GLOBAL_SCOPE)] = session
+                    self.last_evidence[(record.strategy, name, regime_scope(record.regime))] = session
             if record.event_us >= self.last_trade[0]:
-                changes = self.entry.learn(record, session)
+                changes = closing + self.entry.learn(record, session)
                 self.last_trade = (record.event_us, record.key)
             else:
-                changes = self._replay_entry()
+                changes = closing + self._replay_entry()
             self.counts["partials" if record.is_partial else "trades"] += 1
         elif isinstance(record, ExitOutcome):
             session = self._session(record.event_us)
@@ -135,19 +149,32 @@ class TradeLearner:
         self._dirty = self._export_dirty = True
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
-    def close_through(self, session: int) -> list[tuple[str, int, bytes]]:
-        """Close every session up to `session`: the open one's end-of-session snapshot is kept as a row
+    def close_through(self, session: int) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+        """Close every session up to `session`. For the open one: the daily medium-term update (settle), the
+        weekly stability decay when it ends its ISO week, then its end-of-session snapshot as a row
         (`session|YYYY-MM-DD`) for the daily report. Driven by the attribution stream's event time (a trade of a
         later session) or by the daily job after the close, whichever comes first; both close at the same point
-        of the stream, so a live run and a backfill keep the same rows."""
+        of the stream, so a live run and a backfill keep the same rows and make the same changes."""
         if session <= self.closed_through:
-            return []
+            return [], []
         rows: list[tuple[str, int, bytes]] = []
-        if self.closed_through < self.current_session <= session:
-            rows.append(self._session_row(self.current_session))
+        changes: list[MultiplierChange] = []
+        open_session = self.current_session
+        if self.closed_through < open_session <= session:
+            close_us = self.calendar.closes_us[open_session]
+            changes += self.entry.settle_session(open_session, close_us)
+            if self._ends_week(open_session):
+                changes += self.entry.decay_stale(
+                    open_session, close_us, self.last_evidence, idle_sessions=STALE_IDLE_SESSIONS
+                )
+            rows.append(self._session_row(open_session))
         self.closed_through = session
-        self._dirty = True
-        return rows
+        self._dirty = self._export_dirty = True
+        return rows, changes
+
+    def _ends_week(self, session: int) -> bool:
+        week = self.calendar.week_label(self.calendar.sessions[session])
+        return self.calendar.week_label(self.calendar.sessions[session + 1]) != week
 
     def _session_row(self, session: int) -> tuple[str, int, bytes]:
         day = self.calendar.sessions[session]
@@ -238,6 +265,7 @@ class TradeLearner:
                 "counts": self.counts,
                 "current_session": self.current_session,
                 "closed_through": self.closed_through,
+                "last_evidence": sorted([*key, session] for key, session in self.last_evidence.items()),
             },
             option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         )
