@@ -17,7 +17,7 @@ import orjson
 from learnd.config import Settings, SourceSettings
 from learnd.errors import RecordError, StateError
 from learnd.framing import BadLine, decode_line
-from learnd.learner import Learner
+from learnd.learner import Applied, Learner
 from learnd.records import ExitOutcome, Ignored, Record, SourceKind, TradeEntry, TradeOutcome, parse_record
 from learnd.store import Batch, Checkpoint, LedgerRow, Store
 from learnd.tailer import Line, SourceTailer, TailEvent
@@ -156,6 +156,10 @@ class Ingestor:
         """Commit the batch built so far (offsets, window, counts, ledger, learner state) in one transaction."""
         batch = self._batch
         for learner in self.learners:
+            finish = getattr(learner, "finish_batch", None)
+            if finish is not None:
+                self._add_applied(learner.name, finish())
+        for learner in self.learners:
             state = learner.dump()
             if state is not None:
                 batch.learner_states[learner.name] = state
@@ -210,12 +214,7 @@ class Ingestor:
             self._quarantine(source, line, error.reason, error.detail)
             return
         for learner, result in zip(self.learners, applied, strict=True):
-            for key, event_us, body in result.rows:
-                self._batch.learner_rows.append((learner.name, key, event_us, body))
-            for change in result.changes:
-                self._changes.append(change)
-                body = orjson.dumps(change, option=orjson.OPT_SORT_KEYS)
-                self._batch.changes.append((int(change.get("event_us", 0)), body))
+            self._add_applied(learner.name, result)
         if isinstance(record, TradeEntry):
             counts[(source.name, "ignored", "open_row")] += 1
         else:
@@ -244,6 +243,10 @@ class Ingestor:
         )
         return True
 
+    def _add_applied(self, learner: str, result: Applied) -> None:
+        self.add_rows(learner, result.rows)
+        self.add_changes(result.changes)
+
     def add_rows(self, learner: str, rows: Sequence[tuple[str, int, bytes]]) -> None:
         """Rows a learner produced outside a record (a scheduled session close), committed with the next batch."""
         self._batch.learner_rows.extend((learner, key, event_us, body) for key, event_us, body in rows)
@@ -261,11 +264,9 @@ class Ingestor:
             self._pending_keys.discard((row.kind, row.key))
 
     def ledger_records(self, kind: str) -> Iterator[Record]:
-        """Every ledger record of a kind, committed and pending, in event order (event time, then key)."""
-        pending = sorted(
-            (row for row in self._batch.ledger if row.kind == kind), key=lambda row: (row.event_us, row.key)
-        )
-        rows = heapq.merge(self.store.ledger(kind), pending, key=lambda row: (row.event_us, row.key))
+        """Every ledger record of a kind, committed and pending, in event order (see Store.ledger)."""
+        pending = sorted((row for row in self._batch.ledger if row.kind == kind), key=_event_order)
+        rows = heapq.merge(self.store.ledger(kind), pending, key=_event_order)
         source_kind = LEDGER_SOURCE_KINDS[kind]
         for row in rows:
             decoded = decode_line(row.record)
@@ -290,6 +291,10 @@ class Ingestor:
         self._batch.quarantine.append((source.name, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)))
         self._batch.counts[(source.name, "quarantined", reason)] += 1
         self._quarantined.append(Quarantined(source.name, line.offset, reason, detail))
+
+
+def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
+    return row.event_us, row.source, row.file_offset, row.key
 
 
 def _kind_of(record: Record) -> str:

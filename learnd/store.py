@@ -33,7 +33,7 @@ CREATE TABLE line_counts (source TEXT NOT NULL, outcome TEXT NOT NULL, kind TEXT
 CREATE TABLE ledger (kind TEXT NOT NULL, key TEXT NOT NULL, strategy TEXT NOT NULL, symbol TEXT NOT NULL,
     event_us INTEGER NOT NULL, source TEXT NOT NULL, file_offset INTEGER NOT NULL, record BLOB NOT NULL,
     PRIMARY KEY (kind, key)) WITHOUT ROWID;
-CREATE INDEX ledger_by_time ON ledger (kind, event_us, key);
+CREATE INDEX ledger_by_time ON ledger (kind, event_us, source, file_offset);
 CREATE TABLE learner_state (name TEXT PRIMARY KEY, state BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE quarantine (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, body BLOB NOT NULL);
 CREATE TABLE changes (seq INTEGER PRIMARY KEY, event_us INTEGER NOT NULL, body BLOB NOT NULL);
@@ -228,11 +228,11 @@ class Store:
         return self._db.execute("SELECT 1 FROM ledger WHERE kind = ? AND key = ?", (kind, key)).fetchone() is not None
 
     def ledger(self, kind: str, *, since_us: int | None = None, until_us: int | None = None) -> Iterator[LedgerRow]:
-        """Ledger rows of one kind in event order (event time, then key: a total order)."""
+        """Ledger rows of one kind in event order; equal times keep file order (source, byte offset), as a live
+        run and a backfill read them; the key breaks what is left of a tie."""
         where, params = _time_window("kind = ?", [kind], since_us, until_us)
-        for row in self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} ORDER BY event_us, key", params
-        ):
+        order = "ORDER BY event_us, source, file_offset, key"
+        for row in self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} {order}", params):
             yield _ledger_row(row)
 
     def ledger_count(self, kind: str) -> int:

@@ -73,7 +73,7 @@ class TradeLearner:
 
     Records are learned in arrival order while event time does not go backwards (equal times keep file order,
     which a live run and a backfill share). A record older than the last one learned (history backfilled after
-    live lines, a late line from a rotated copy) rebuilds the model from the ledger in (event time, key) order.
+    live lines, a late line from a rotated copy) rebuilds the model from the ledger in event order, once per batch.
     """
 
     name = NAME
@@ -82,6 +82,7 @@ class TradeLearner:
         self.params = params
         self.calendar = calendar
         self._history: History | None = None
+        self._replay_pending = False
         self._dirty = False
         self._export_dirty = True
         if state is None:
@@ -115,26 +116,20 @@ class TradeLearner:
 
     def apply(self, source: str, record: Record) -> Applied:
         rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
         if isinstance(record, TradeOutcome):
             session = self._session(record.event_us)
             if session <= self.closed_through:
                 # Its session was closed (batch ran) before it arrived: learned like any other, reported as late.
                 self.counts["late"] += 1
                 rows.append(self._late_row(record, session))
-            closing: list[MultiplierChange] = []
-            if session > self.closed_through and session > self.current_session:
-                closed_rows, closing = self.close_through(session - 1)
-                rows += closed_rows
-                self.current_session = session
-            for name, contribution in record.components:
-                if contribution != 0.0:
-                    self.last_evidence[(record.strategy, name, GLOBAL_SCOPE)] = session
-                    self.last_evidence[(record.strategy, name, regime_scope(record.regime))] = session
-            if record.event_us >= self.last_trade[0]:
-                changes = closing + self.entry.learn(record, session)
-                self.last_trade = (record.event_us, record.key)
-            else:
-                changes = closing + self._replay_entry()
+            if record.event_us < self.last_trade[0]:
+                # Older than what was learned: the whole batch's trades are relearned in event order once, at the
+                # end of the batch (finish_batch), instead of once per such trade.
+                self._replay_pending = True
+            if not self._replay_pending:
+                rows_now, changes = self._learn_in_order(record, session)
+                rows += rows_now
             self.counts["partials" if record.is_partial else "trades"] += 1
         elif isinstance(record, ExitOutcome):
             session = self._session(record.event_us)
@@ -147,6 +142,31 @@ class TradeLearner:
         else:
             return NOTHING
         self._dirty = self._export_dirty = True
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+
+    def _learn_in_order(
+        self, record: TradeOutcome, session: int
+    ) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+        """The in-order path: close the sessions this trade leaves behind, note its evidence, learn it."""
+        rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
+        if session > self.closed_through and session > self.current_session:
+            rows, changes = self.close_through(session - 1)
+            self.current_session = session
+        for name, contribution in record.components:
+            if contribution != 0.0:
+                self.last_evidence[(record.strategy, name, GLOBAL_SCOPE)] = session
+                self.last_evidence[(record.strategy, name, regime_scope(record.regime))] = session
+        changes += self.entry.learn(record, session)
+        self.last_trade = (record.event_us, record.key)
+        return rows, changes
+
+    def finish_batch(self) -> Applied:
+        """Called once before each commit: run a replay that out-of-order trades asked for."""
+        if not self._replay_pending:
+            return NOTHING
+        self._replay_pending = False
+        rows, changes = self._replay_entry()
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def close_through(self, session: int) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
@@ -214,18 +234,27 @@ class TradeLearner:
             # Checked before anything is mutated, so the pipeline can quarantine the record cleanly.
             raise RecordError("timestamp_out_of_range", str(error)) from None
 
-    def _replay_entry(self) -> list[MultiplierChange]:
-        """A trade older than the last one learned: rebuild the entry model from the ledger in event order."""
-        before = self.entry
-        self.entry = EntryModel(self.params)
-        last = (-1, "")
+    def _replay_entry(self) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+        """Rebuild the entry side from the ledger in event order through the same in-order path (session closes,
+        daily settles and weekly decays included), then close what the daily jobs had closed: the state a
+        backfill of these lines in event order would reach. Returns the session rows (upserted) and the
+        multipliers that changed."""
+        before = self.entry.snapshot()
+        fresh = TradeLearner(self.params, self.calendar)
+        rows: list[tuple[str, int, bytes]] = []
         for record in self._require_history()("trade"):
             if isinstance(record, TradeOutcome):
-                self.entry.learn(record, self.calendar.session_index(record.event_us))
-                last = (record.event_us, record.key)
-        self.last_trade = last
+                replayed_rows, _ = fresh._learn_in_order(record, self.calendar.session_index(record.event_us))
+                rows += replayed_rows
+        closed_rows, _ = fresh.close_through(self.closed_through)
+        rows += closed_rows
+        self.entry = fresh.entry
+        self.last_trade = fresh.last_trade
+        self.last_evidence = fresh.last_evidence
+        self.current_session = max(self.current_session, fresh.current_session)
         self.counts["replays"] += 1
-        return _differences(before.snapshot(), self.entry.snapshot(), "entry", last[0])
+        self._dirty = self._export_dirty = True
+        return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
 
     def _replay_exit(self) -> list[MultiplierChange]:
         before = self.exit
@@ -242,9 +271,9 @@ class TradeLearner:
     def retrain(self, params: LearningParams) -> list[MultiplierChange]:
         """Relearn everything in the ledger with new parameters (a reload changed them)."""
         self.params = params
-        changes = self._replay_entry() + self._replay_exit()
+        _, entry_changes = self._replay_entry()
         self._dirty = self._export_dirty = True
-        return changes
+        return entry_changes + self._replay_exit()
 
     def _require_history(self) -> History:
         if self._history is None:
