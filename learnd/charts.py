@@ -40,7 +40,7 @@ def read_changes(path: Path) -> list[dict[str, Any]]:
         try:
             document = orjson.loads(line)
         except orjson.JSONDecodeError:
-            continue  # only a crash mid-append leaves such a line, and only as the last one
+            continue  # a crash mid-append leaves such a torn line; the next append starts on a new line
         if isinstance(document, dict):
             documents.append(document)
     return documents

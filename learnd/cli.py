@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -49,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except StateError as error:
         print(f"learnd: state error: {error}", file=sys.stderr)
+        return EXIT_STATE
+    except sqlite3.DatabaseError as error:
+        # Damage found while reading or writing (after the checks at open): the store is refused, never reset.
+        print(f"learnd: state error: the store cannot be read ({error}); nothing was reset", file=sys.stderr)
         return EXIT_STATE
     except LearndError as error:
         print(f"learnd: {error}", file=sys.stderr)

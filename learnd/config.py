@@ -77,6 +77,8 @@ class ScheduleSettings:
 
     exchange: str = "XNYS"
     grace_minutes: float = 15.0
+    calendar_first_year: int = 1990
+    calendar_last_year: int = 2050
     daily_enabled: bool = True
     weekly_enabled: bool = True
 
@@ -92,7 +94,7 @@ class Settings:
     poll_interval_ms: int = 1000
     commit_interval_ms: int = 50
     commit_batch_lines: int = 1000
-    backfill_batch_lines: int = 20000
+    backfill_batch_lines: int = 2000
     max_line_bytes: int = 1 << 20
     quarantine_keep_bytes: int = 4096
     dedupe_window_lines: int = 20000
@@ -360,6 +362,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("execution.edge_minutes: must be between 0 and 180")
     if settings.execution.retain_days < 0:
         raise ConfigError("execution.retain_days: must be >= 0")
+    if not 1900 <= settings.schedule.calendar_first_year <= settings.schedule.calendar_last_year <= 2200:
+        raise ConfigError("schedule.calendar_first_year: must be a year up to schedule.calendar_last_year")
     if settings.schedule.grace_minutes < 0:
         raise ConfigError("schedule.grace_minutes: must be >= 0")
     names = [source.name for source in settings.sources]

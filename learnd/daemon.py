@@ -92,8 +92,10 @@ async def serve(
             tasks.create_task(ingest.run(), name="ingest")
             for service in (metrics.service, watchdog_service, jobs.service, *services):
                 tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service"))
-    finally:
+        # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
+        # and the store's last commit is the state to restart from.
         engine.commit()
+    finally:
         totals = engine.totals
         engine.close()
         log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 3), **totals.log_fields())
@@ -220,8 +222,8 @@ async def _poll_timer(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) 
 async def _watch(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) -> None:
     """Wake the ingest loop when anything changes in a directory holding a source (or its symlink target).
 
-    Directories that do not exist yet are covered by the poll timer; after a reload, the next round of
-    notifications watches the new set.
+    The directories are those that exist at start; others (missing at start, or added by a reload) are covered
+    by the poll timer, so a source there is read within one poll interval.
     """
     while not stop.is_set():
         existing = [str(path) for path in _watched_directories(engine.settings) if path.is_dir()]

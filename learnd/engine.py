@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import orjson
@@ -21,7 +20,7 @@ from learnd.generations import install_ready_generation
 from learnd.ingest import CommitReport, Ingestor
 from learnd.learner import CountingLearner, Learner
 from learnd.lock import HomeLock
-from learnd.market_calendar import ExchangeCalendar, default_years
+from learnd.market_calendar import ExchangeCalendar
 from learnd.signal_learner import NAME as SIGNAL_LEARNER
 from learnd.signal_learner import SignalLearner, SignalParams
 from learnd.store import Store
@@ -87,7 +86,10 @@ class Engine:
         self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
         try:
             swapped = self._lock is not None and install_ready_generation(settings)
-            self.store = Store.open(settings.db_path, window_lines=settings.dedupe_window_lines)
+            # The long-lived daemon checks every page at start; one-shot commands only after an unclean stop.
+            self.store = Store.open(
+                settings.db_path, window_lines=settings.dedupe_window_lines, full_check=purpose == "daemon"
+            )
             self._build_pipeline()
         except BaseException:
             if self._lock is not None:
@@ -282,9 +284,10 @@ def execution_params(settings: Settings, calendar: ExchangeCalendar) -> Executio
 
 
 def load_calendar(settings: Settings) -> ExchangeCalendar:
-    """The configured exchange's calendar, covering 2000 through two years past today (wall clock: coverage only)."""
-    first_year, last_year = default_years(date.today())
-    return ExchangeCalendar.load(settings.schedule.exchange, first_year, last_year)
+    """The configured exchange's calendar over the configured years. Fixed years, never derived from today: which
+    records are in range (learned or quarantined) must not depend on when they are read."""
+    schedule = settings.schedule
+    return ExchangeCalendar.load(schedule.exchange, schedule.calendar_first_year, schedule.calendar_last_year)
 
 
 def _loads(data: bytes | None) -> Any:

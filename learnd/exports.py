@@ -73,11 +73,20 @@ class Journal:
         if lines:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "ab") as handle:
+                if handle.tell() and not _ends_with_newline(self.path):
+                    # A crash mid-append left a torn last line: start ours on a line of its own.
+                    handle.write(b"\n")
                 handle.write(b"".join(lines))
                 handle.flush()
                 os.fsync(handle.fileno())
             self._last_seq = last
         return len(lines)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def _last_seq_in(path: Path) -> int:

@@ -7,6 +7,7 @@ same files. The scheduler (APScheduler 3.x on the daemon's loop) only decides wh
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -312,19 +313,30 @@ class JobRunner:
     def _run_one(self, period: Period, *, export: bool) -> None:
         try:
             target = run_period(self.engine, self.calendar, period, export=export)
+            record_run(self.engine.store, period, "ok", str(target))
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
-            self.failure_count += 1
-            detail = "".join(traceback.format_exception(error))[-4000:]
-            record_run(self.engine.store, period, "failed", detail)
-            log.error("job_failed", job=period.job, period=period.label, error=str(error), traceback=detail)
-            if self._on_result is not None:
-                self._on_result(period.job, False)
+            self._failed(period, error)
             return
         self.run_count += 1
-        record_run(self.engine.store, period, "ok", str(target))
         log.info("job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=str(target))
         if self._on_result is not None:
             self._on_result(period.job, True)
+
+    def _failed(self, period: Period, error: Exception) -> None:
+        self.failure_count += 1
+        detail = "".join(traceback.format_exception(error))[-4000:]
+        log.error("job_failed", job=period.job, period=period.label, error=str(error), traceback=detail)
+        if self._on_result is not None:
+            self._on_result(period.job, False)
+        # What the job changed but could not commit (a full disk) is dropped: the learner continues from the
+        # store's last commit, as after any failed write.
+        self.engine.recover()
+        try:
+            record_run(self.engine.store, period, "failed", detail)
+        except (sqlite3.OperationalError, OSError) as record_error:
+            # Not even the failure could be recorded (the store cannot be written): the period stays pending and
+            # is retried at the next due time all the same.
+            log.error("job_failure_not_recorded", job=period.job, period=period.label, error=str(record_error))
 
     async def service(self, engine: Engine, stop: asyncio.Event) -> None:
         """A daemon ServiceHook: catch up, then schedule each job's next due time with APScheduler until stop."""
@@ -367,5 +379,8 @@ class JobRunner:
         log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
 
     async def _fire(self, scheduler: AsyncIOScheduler, job: str) -> None:
-        await self.run_all_due_yielding()
-        self._schedule_next(scheduler, job)
+        try:
+            await self.run_all_due_yielding()
+        finally:
+            # Whatever happened, the job stays on the schedule (APScheduler would otherwise drop it silently).
+            self._schedule_next(scheduler, job)

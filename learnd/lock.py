@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from learnd.errors import StateError
+
+_ACQUIRE_PATIENCE_S = 1.0
 
 
 class HomeLock:
@@ -19,14 +22,21 @@ class HomeLock:
     def acquire(self, purpose: str) -> HomeLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
-            os.close(fd)
-            raise StateError(
-                f"{self.path.parent.parent} is in use by another learnd ({owner}); only one may own a home"
-            ) from None
+        deadline = time.monotonic() + _ACQUIRE_PATIENCE_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                # `status` and `audit` probe the lock for an instant (holder()); only a lock held longer is an owner.
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+                os.close(fd)
+                raise StateError(
+                    f"{self.path.parent.parent} is in use by another learnd ({owner}); only one may own a home"
+                ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} ({purpose})\n".encode(), 0)
         self._fd = fd
@@ -38,7 +48,8 @@ class HomeLock:
             self._fd = None
 
     def holder(self) -> str | None:
-        """Who holds the lock (its recorded owner), or None when nobody does. Does not take it."""
+        """Who holds the lock (its recorded owner), or None when nobody does. Probes with a shared lock taken and
+        released at once (acquire() waits that instant out)."""
         try:
             fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:

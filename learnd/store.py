@@ -105,27 +105,34 @@ class Batch:
 class Store:
     """An open learnd.db. Single writer (the process holding the home's lock); readers may open it alongside."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, window_lines: int) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: Path, window_lines: int, readonly: bool = False) -> None:
         self._db = connection
         self.path = path
         self._window_lines = window_lines
+        self._readonly = readonly
 
     @classmethod
-    def open(cls, path: Path, *, window_lines: int = 20000, readonly: bool = False) -> Store:
-        """Open (creating if absent and not readonly) and check the store; StateError when it cannot be trusted."""
+    def open(cls, path: Path, *, window_lines: int = 20000, readonly: bool = False, full_check: bool = False) -> Store:
+        """Open (creating if absent and not readonly) and check the store; StateError when it cannot be trusted.
+
+        The full page-by-page check (PRAGMA quick_check, linear in the store's size) runs when asked (the daemon
+        starts with it) and whenever the last writer did not close cleanly (a kill, a crash, a power cut). A
+        clean store gets a constant-time check (header, schema, meta, size against page count), so one-shot
+        commands cost the same on a small and a large history; SQLite still refuses damaged pages it reads.
+        """
         if readonly and not path.exists():
             raise StateError(f"{path}: no store yet (has learnd run on this home?)")
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
-            connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             if not readonly:
                 connection.execute("PRAGMA journal_mode=WAL")
                 # WAL + NORMAL: a committed transaction survives kill -9; after a power loss the last few may
                 # roll back, offsets and learned state together, never one without the other.
                 connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA busy_timeout=5000")
-            store = cls(connection, path, window_lines)
+            store = cls(connection, path, window_lines, readonly)
             # No table at all: a new file, or one whose creating process died before its schema committed
             # (the schema goes in as one transaction, so there is nothing half-made to fear).
             is_empty = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
@@ -134,16 +141,29 @@ class Store:
             if is_empty:
                 store._create()
             else:
-                store._check()
+                store._check(full=full_check)
+            if not readonly:
+                store._set_meta("clean_shutdown", "0")
         except sqlite3.DatabaseError as error:
+            connection.close()
             raise StateError(
                 f"{path}: not a usable learnd store ({error}); refusing to start. "
                 "Move it aside to start over, or restore a backup."
             ) from None
+        except StateError:
+            connection.close()
+            raise
         return store
 
     def close(self) -> None:
+        """Close; a writer records a clean shutdown, so the next open can skip the full check."""
+        if not self._readonly:
+            self._set_meta("clean_shutdown", "1")
         self._db.close()
+
+    def _set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def _create(self) -> None:
         with self._transaction():
@@ -151,10 +171,7 @@ class Store:
             self._db.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
-    def _check(self) -> None:
-        verdict = self._db.execute("PRAGMA quick_check").fetchone()
-        if verdict is None or verdict[0] != "ok":
-            raise StateError(f"{self.path}: integrity check failed ({verdict}); refusing to start, nothing was reset.")
+    def _check(self, *, full: bool) -> None:
         try:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError:
@@ -169,8 +186,29 @@ class Store:
                 f"{self.path}: schema version {version} is newer than this learnd understands ({SCHEMA_VERSION}); "
                 "upgrade learnd."
             )
+        if full or meta.get("clean_shutdown") != "1":
+            verdict = self._db.execute("PRAGMA quick_check").fetchone()
+            if verdict is None or verdict[0] != "ok":
+                raise StateError(
+                    f"{self.path}: integrity check failed ({verdict}); refusing to start, nothing was reset."
+                )
+        else:
+            self._check_size()
         if version < SCHEMA_VERSION:
             self._migrate(version)
+
+    def _check_size(self) -> None:
+        """A store cut short (truncated by a copy or a full disk) is smaller than its pages say."""
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+        wal = self.path.with_name(self.path.name + "-wal")
+        # Pages may still live in the WAL (committed, not yet checkpointed): only the main file plus WAL bounds it.
+        available = self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        if pages * page_size > available:
+            raise StateError(
+                f"{self.path}: {pages} pages of {page_size} bytes but only {available} bytes on disk (truncated); "
+                "refusing to start, nothing was reset."
+            )
 
     def _migrate(self, version: int) -> None:
         with self._transaction():
@@ -379,5 +417,7 @@ class _Transaction:
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is None:
             self._db.execute("COMMIT")
-        else:
+        elif self._db.in_transaction:
+            # SQLite may have rolled back already (a full disk, an I/O error): then there is nothing to undo, and
+            # a ROLLBACK would raise over the real error.
             self._db.execute("ROLLBACK")

@@ -263,7 +263,10 @@ class SourceTailer:
                 continue
             same_inode = (sibling_stat.st_dev, sibling_stat.st_ino) == (committed.dev, committed.ino)
             if same_inode or _starts_with(sibling, committed.fp_hash, committed.fp_len):
-                self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
+                try:
+                    self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
+                except FileNotFoundError:
+                    continue  # compressed or removed since it was listed: look further
                 self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
                 return
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
@@ -365,8 +368,11 @@ class SourceTailer:
             if (sibling_stat.st_dev, sibling_stat.st_ino) == (rotated.dev, rotated.ino):
                 continue
             if sibling_stat.st_size > offset and _starts_with(sibling, fp_hash, fp_len):
+                try:
+                    self._drain_sibling(sibling, fp_hash, fp_len, offset)
+                except FileNotFoundError:
+                    continue  # compressed or removed since it was listed: look further
                 self._younger.appendleft(rotated)
-                self._drain_sibling(sibling, fp_hash, fp_len, offset)
                 return
 
     def _same_start(self, opened: _OpenFile) -> bool:
@@ -420,8 +426,12 @@ class SourceTailer:
             return
         for sibling in rotated_siblings(self.path):
             if sibling.suffix != ".gz" and _starts_with(sibling, opened.fp_hash, opened.fp_len):
-                if os.stat(sibling).st_size > opened.offset:
-                    self._drain_sibling(sibling, opened.fp_hash, opened.fp_len, opened.offset)
+                try:
+                    if os.stat(sibling).st_size > opened.offset:
+                        self._drain_sibling(sibling, opened.fp_hash, opened.fp_len, opened.offset)
+                except FileNotFoundError:
+                    # logrotate compressed or removed the copy in between: its lines are the history backfill's.
+                    self._event("rotated_file_vanished", file=str(sibling))
                 return
 
     def _drain_sibling(self, sibling: Path, fp_hash: bytes, fp_len: int, offset: int) -> None:

@@ -23,7 +23,7 @@ def test_new_store_uses_wal_and_records_its_schema(tmp_path: Path) -> None:
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     db.close()
-    assert meta == {"application": "learnd", "schema_version": str(SCHEMA_VERSION)}
+    assert meta == {"application": "learnd", "schema_version": str(SCHEMA_VERSION), "clean_shutdown": "1"}
 
 
 def test_batch_commits_offsets_window_and_state_together(tmp_path: Path) -> None:
@@ -88,22 +88,47 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Store.open(path)
 
 
-def test_corrupted_pages_fail_the_integrity_check(tmp_path: Path) -> None:
-    """Damage inside a real store is detected at open (quick_check), not papered over."""
-    path = tmp_path / "learnd.db"
+def _store_with_damaged_pages(path: Path, *, clean: bool) -> None:
     store = Store.open(path)
-    batch = Batch(checkpoints={"a": checkpoint(1, 1)}, window={"a": list(range(2000))})
-    store.commit(batch)
-    store.close()
+    store.commit(Batch(checkpoints={"a": checkpoint(1, 1)}, window={"a": list(range(2000))}))
+    if clean:
+        store.close()
+    else:
+        store._db.close()  # as a killed process leaves it: no clean-shutdown mark
     db = sqlite3.connect(path)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     data = bytearray(path.read_bytes())
-    page = 4096
-    for position in range(page * 2, min(len(data), page * 4)):
+    for position in range(4096 * 2, min(len(data), 4096 * 4)):
         data[position] = 0xA5
     path.write_bytes(bytes(data))
-    with pytest.raises(StateError):
+
+
+def test_corrupted_pages_fail_the_full_check_the_daemon_runs(tmp_path: Path) -> None:
+    """Damage inside a cleanly closed store is found by the full check the daemon runs at start."""
+    path = tmp_path / "learnd.db"
+    _store_with_damaged_pages(path, clean=True)
+    with pytest.raises(StateError, match=r"integrity check failed|not a usable"):
+        Store.open(path, full_check=True)
+
+
+def test_after_an_unclean_stop_every_open_checks_every_page(tmp_path: Path) -> None:
+    """A store whose writer was killed gets the full check even from a one-shot command."""
+    path = tmp_path / "learnd.db"
+    _store_with_damaged_pages(path, clean=False)
+    with pytest.raises(StateError, match=r"integrity check failed|not a usable"):
+        Store.open(path)
+
+
+def test_truncated_store_is_refused_without_the_full_check(tmp_path: Path) -> None:
+    """A cleanly closed store cut short is refused by the constant-time size check."""
+    path = tmp_path / "learnd.db"
+    store = Store.open(path)
+    store.commit(Batch(checkpoints={"a": checkpoint(1, 1)}, window={"a": list(range(5000))}))
+    store.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(StateError, match=r"truncated|not a usable"):
         Store.open(path)
 
 
