@@ -1,0 +1,73 @@
+"""Benchmark 1: backfill throughput on a generated home (all four sources) against a bare read + orjson.loads
+of the same files, alternating the two in each repeat so both see the same machine noise.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import time
+from pathlib import Path
+
+import orjson
+
+from bench.homes import WORK_DIR, BaseHome, fresh_run_dir, generated_home
+from bench.plan import Plan
+from bench.processes import NO_JOBS, bench_settings
+from bench.report import Figure, Section, median
+from learnd.backfill import run_backfill
+
+TARGET_RATIO = 0.5
+
+
+def bare_read(paths: list[Path]) -> int:
+    """The baseline: every line read and decoded, nothing else; returns the line count."""
+    count = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            for line in handle:
+                try:  # noqa: SIM105 - contextlib.suppress would add a context manager per line to the baseline
+                    orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    pass
+                count += 1
+    return count
+
+
+def run(plan: Plan, base: BaseHome, *, profile: bool = False) -> Section:
+    section = Section("throughput", "backfill throughput vs read + orjson.loads")
+    home = generated_home(base, plan.throughput_bytes)
+    size = home.size_bytes
+    paths = list(home.logs.values())
+    learnd_s: list[float] = []
+    bare_s: list[float] = []
+    lines = 0
+    for repeat in range(plan.throughput_repeats):
+        started = time.perf_counter()
+        lines = bare_read(paths)
+        bare_s.append(time.perf_counter() - started)
+        settings = bench_settings(fresh_run_dir("throughput"), home.logs, **NO_JOBS)
+        profiler = cProfile.Profile() if profile and repeat == 0 else None
+        started = time.perf_counter()
+        if profiler is not None:
+            report = profiler.runcall(run_backfill, settings)
+            profiler.dump_stats(WORK_DIR / "throughput.pstats")
+        else:
+            report = run_backfill(settings)
+        learnd_s.append(time.perf_counter() - started)
+        if report.lines_count != lines:
+            section.error = f"backfill read {report.lines_count} lines, the files hold {lines}"
+    learnd_rate = lines / median(learnd_s)
+    bare_rate = lines / median(bare_s)
+    ratio = learnd_rate / bare_rate
+    section.figures += [
+        Figure("lines/s", learnd_rate, "lines/s", bare_rate, ratio, f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO),
+        Figure("MB/s", size / 1e6 / median(learnd_s), "MB/s", size / 1e6 / median(bare_s), ratio),
+    ]
+    section.detail = {
+        "home_bytes": size,
+        "lines": lines,
+        "copies": home.copies,
+        "learnd_s": learnd_s,
+        "baseline_s": bare_s,
+    }
+    return section
