@@ -18,6 +18,7 @@ from learnd.evaluate import Evaluation, evaluate
 from learnd.execution import NAME as EXECUTION_LEARNER
 from learnd.execution import aggregates_from_rows, execution_summary
 from learnd.framing import BadLine, decode_line
+from learnd.ledger import record_of
 from learnd.records import Record, TradeEntry, TradeOutcome, parse_record
 from learnd.signal_learner import NAME as SIGNAL_LEARNER
 from learnd.signal_learner import episodes_from_rows, open_episodes_from_state, signal_summary
@@ -126,9 +127,7 @@ def _readonly_store(settings: Settings) -> Iterator[Store]:
 
 def _ledger(store: Store, kind: str) -> Iterator[Record]:
     for row in store.ledger(kind):
-        decoded = decode_line(row.record)
-        if not isinstance(decoded, BadLine):
-            yield parse_record("attribution", decoded)
+        yield record_of(row)
 
 
 def run_evaluation(settings: Settings, *, bootstrap_samples: int, seed: int) -> Evaluation:

@@ -25,13 +25,13 @@ from learnd.engine import Engine, execution_params, signal_params
 from learnd.execution import NAME as EXECUTION_LEARNER
 from learnd.execution import aggregates_from_rows, execution_summary, render_execution
 from learnd.exports import write_bytes_atomic, write_json_atomic
-from learnd.framing import BadLine, decode_line
+from learnd.ledger import record_of
 from learnd.market_calendar import ExchangeCalendar, from_epoch_us, to_epoch_us
-from learnd.records import ExitOutcome, TradeEntry, TradeOutcome, parse_record
+from learnd.records import ExitOutcome, Record, TradeEntry, TradeOutcome
 from learnd.reports import daily_report, evidence_sessions, render_daily_markdown, render_weekly_markdown, weekly_report
 from learnd.signal_learner import NAME as SIGNAL_LEARNER
 from learnd.signal_learner import episodes_from_rows, open_episodes_from_state, render_signals, signal_summary
-from learnd.store import LedgerRow, Store
+from learnd.store import Store
 from learnd.trade_learner import TradeLearner, change_document
 
 log = structlog.get_logger("learnd.jobs")
@@ -190,17 +190,9 @@ def write_weekly_report(store: Store, settings: Settings, calendar: ExchangeCale
     return target
 
 
-def _records(store: Store, kind: str, since_us: int | None, until_us: int | None) -> Iterator[Any]:
-    source_kind = "exit" if kind == "exit" else "attribution"
+def _records(store: Store, kind: str, since_us: int | None, until_us: int | None) -> Iterator[Record]:
     for row in store.ledger(kind, since_us=since_us, until_us=until_us):
-        yield _parse(row, source_kind)
-
-
-def _parse(row: LedgerRow, source_kind: str) -> Any:
-    decoded = decode_line(row.record)
-    if isinstance(decoded, BadLine):
-        raise ValueError(f"ledger row {row.kind}/{row.key} no longer decodes: {decoded.reason}")
-    return parse_record(source_kind, decoded)  # type: ignore[arg-type]
+        yield record_of(row)
 
 
 def _snapshot(store: Store, until_us: int) -> dict[str, Any] | None:
@@ -221,7 +213,7 @@ def _late_trades(store: Store, arrival_close_us: int) -> list[TradeOutcome]:
         if key.startswith("late|"):
             row = store.ledger_row("trade", key.removeprefix("late|"))
             if row is not None:
-                record = _parse(row, "attribution")
+                record = record_of(row)
                 if isinstance(record, TradeOutcome):
                     late.append(record)
     return late
