@@ -205,16 +205,19 @@ class Ingestor:
         if not self._admit(source, line, record):
             counts[(source.name, "duplicate", f"repeated_{LEDGER_KINDS[type(record)]}")] += 1
             return
+        learners = self.learners
         try:
-            applied = [learner.apply(source.name, record) for learner in self.learners]
+            applied = [learner.apply(source.name, record) for learner in learners]
         except RecordError as error:
             # Learners check a record before they change anything (the trade learner runs first), so taking
             # the record back out of the ledger leaves the batch as if the line had been garbage.
             self._withdraw(record)
             self._quarantine(source, line, error.reason, error.detail)
             return
-        for learner, result in zip(self.learners, applied, strict=True):
-            self._add_applied(learner.name, result)
+        for learner, result in zip(learners, applied, strict=True):
+            # Most results carry neither rows nor changes, and adding an empty one would add nothing to the batch.
+            if result.rows or result.changes:
+                self._add_applied(learner.name, result)
         if isinstance(record, TradeEntry):
             counts[(source.name, "ignored", "open_row")] += 1
         else:

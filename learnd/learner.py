@@ -25,6 +25,7 @@ class Applied:
 
 
 NOTHING = Applied(learned=False)
+LEARNED = Applied(learned=True)
 
 
 class Learner(Protocol):
@@ -67,7 +68,7 @@ class CountingLearner:
         if event_us is not None and event_us > self.last_event_us.get(source, -1):
             self.last_event_us[source] = event_us
         self._dirty = True
-        return Applied(learned=True)
+        return LEARNED
 
     def dump(self) -> bytes | None:
         if not self._dirty:

@@ -14,7 +14,7 @@ from typing import Any, Final
 import orjson
 
 from learnd.errors import RecordError
-from learnd.learner import NOTHING, Applied
+from learnd.learner import LEARNED, NOTHING, Applied
 from learnd.records import UNKNOWN_REGIME, Record, SignalRecord, TradeEntry, TradeOutcome, parse_event_us
 
 NAME: Final = "signals"
@@ -120,9 +120,11 @@ class _OpenEpisode:
             self.scored_count += 1
             self.score_sum += score
             self.peak_score = score if self.peak_score is None else max(self.peak_score, score)
+        sums = self.sums
+        abs_sums = self.abs_sums
         for name, value in record.components:
-            self.sums[name] = self.sums.get(name, 0.0) + value
-            self.abs_sums[name] = self.abs_sums.get(name, 0.0) + abs(value)
+            sums[name] = sums.get(name, 0.0) + value
+            abs_sums[name] = abs_sums.get(name, 0.0) + abs(value)
 
     def freeze(self, pattern_size: int, *, is_open: bool) -> Episode:
         # A candidate without a component contributed nothing to it: means are over every candidate.
@@ -221,13 +223,13 @@ class SignalLearner:
             stray.add(record)
             self.counts["episodes_closed"] += 1
             closed.append(stray.freeze(self.params.pattern_size, is_open=False))
-            return Applied(learned=True, rows=tuple(_episode_row(item) for item in closed))
+            return _learned(closed)
         if episode is None:
             episode = _OpenEpisode(key[0], key[1], key[2], record.event_us, record.event_us)
             self._open[key] = episode
         episode.add(record)
         self._next_sweep_us = min(self._next_sweep_us, episode.last_us + self.params.gap_us)
-        return Applied(learned=True, rows=tuple(_episode_row(item) for item in closed))
+        return _learned(closed)
 
     def _sweep(self) -> list[Episode]:
         due = sorted(key for key, ep in self._open.items() if self.watermark_us - ep.last_us >= self.params.gap_us)
@@ -275,6 +277,13 @@ class SignalLearner:
             },
             option=orjson.OPT_SORT_KEYS,
         )
+
+
+def _learned(closed: list[Episode]) -> Applied:
+    # Most candidates close no episode: they share one result rather than each building an empty one.
+    if not closed:
+        return LEARNED
+    return Applied(learned=True, rows=tuple(_episode_row(item) for item in closed))
 
 
 def _episode_row(episode: Episode) -> tuple[str, int, bytes]:
