@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from learnd.errors import RecordError
+from learnd.errors import RecordError, StateError
 from learnd.learner import NOTHING, Applied
 from learnd.records import OrderRecord, Record, TradeOutcome
 
@@ -213,7 +213,7 @@ class ExecutionLearner:
         if state is not None:
             document = orjson.loads(state)
             if document.get("version") != STATE_VERSION:
-                raise ValueError(f"execution learner state version {document.get('version')!r} is not {STATE_VERSION}")
+                raise StateError(f"execution learner state version {document.get('version')!r} is not {STATE_VERSION}")
             self.watermark_day = document["watermark_day"]
             self.generations = dict(document["generations"])
             self.order_count = document["order_count"]

@@ -15,15 +15,15 @@ from typing import Any
 import orjson
 
 from learnd.config import Settings, SourceSettings
-from learnd.errors import RecordError, StateError
+from learnd.errors import RecordError
 from learnd.framing import BadLine, decode_line
 from learnd.learner import Applied, Learner
-from learnd.records import ExitOutcome, Ignored, Record, SourceKind, TradeEntry, TradeOutcome, parse_record
+from learnd.ledger import record_of
+from learnd.records import ExitOutcome, Ignored, Record, TradeEntry, TradeOutcome, parse_record
 from learnd.store import Batch, Checkpoint, LedgerRow, Store
 from learnd.tailer import Line, SourceTailer, TailEvent
 
 LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
-LEDGER_SOURCE_KINDS: dict[str, SourceKind] = {"trade": "attribution", "entry": "attribution", "exit": "exit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,7 @@ class Ingestor:
         self._start_at_end = start_at_end
         self._clock = clock
         self._batch = Batch()
+        self._first_source = 0
         self._committed = store.checkpoints()
         self._pending_keys: set[tuple[str, str]] = set()
         self._changes: list[dict[str, Any]] = []
@@ -116,7 +117,11 @@ class Ingestor:
     def poll(self, budget: int) -> int:
         """Read and apply up to `budget` lines across all sources; returns how many were read."""
         total = 0
-        for name, tailer in self.tailers.items():
+        names = list(self.tailers)
+        # Start one source further each time, so a source with a long backlog cannot starve the others.
+        self._first_source = (self._first_source + 1) % max(1, len(names))
+        for name in names[self._first_source :] + names[: self._first_source]:
+            tailer = self.tailers[name]
             if total >= budget:
                 break
             lines = tailer.poll(budget - total)
@@ -269,13 +274,8 @@ class Ingestor:
     def ledger_records(self, kind: str) -> Iterator[Record]:
         """Every ledger record of a kind, committed and pending, in event order (see Store.ledger)."""
         pending = sorted((row for row in self._batch.ledger if row.kind == kind), key=_event_order)
-        rows = heapq.merge(self.store.ledger(kind), pending, key=_event_order)
-        source_kind = LEDGER_SOURCE_KINDS[kind]
-        for row in rows:
-            decoded = decode_line(row.record)
-            if isinstance(decoded, BadLine):
-                raise StateError(f"ledger row {kind}/{row.key} no longer decodes: {decoded.reason}")
-            yield parse_record(source_kind, decoded)
+        for row in heapq.merge(self.store.ledger(kind), pending, key=_event_order):
+            yield record_of(row)
 
     def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:
         keep = line.raw[: self.settings.quarantine_keep_bytes]

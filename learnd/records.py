@@ -212,7 +212,8 @@ def _parse_attribution(row: dict[str, Any]) -> Record:
             raise RecordError("bad_field", f"context.fraction={fraction!r} outside (0, 1]")
         pnl_pct = _optional_float(context, "pnl_pct")
         if pnl_pct is None:
-            pnl_pct = _required_float(row, "pnl_pct") / fraction
+            # Unscaled from the scaled figure: a tiny fraction can blow it past any sane size, so check again.
+            pnl_pct = _as_float(_required_float(row, "pnl_pct") / fraction, "pnl_pct / context.fraction")
     else:
         fraction = 1.0
         pnl_pct = _required_float(row, "pnl_pct")

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import orjson
 
-from learnd.errors import RecordError
+from learnd.errors import RecordError, StateError
 from learnd.learner import LEARNED, NOTHING, Applied
 from learnd.records import UNKNOWN_REGIME, Record, SignalRecord, TradeEntry, TradeOutcome, parse_event_us
 
@@ -190,7 +190,7 @@ class SignalLearner:
         if state is not None:
             document = orjson.loads(state)
             if document.get("version") != STATE_VERSION:
-                raise ValueError(f"signals learner state version {document.get('version')!r} is not {STATE_VERSION}")
+                raise StateError(f"signals learner state version {document.get('version')!r} is not {STATE_VERSION}")
             self.watermark_us = document["watermark_us"]
             self.counts = dict(document["counts"])
             self.unknown_components = dict(document["unknown_components"])

@@ -343,6 +343,10 @@ class SourceTailer:
         with content, or a younger rotated copy exists, the writer has moved on."""
         if self._younger or self._clock() >= (rotated.drain_deadline or 0.0):
             return False
+        # Another rotation while we waited moved a file we never opened aside: queue it, and stop waiting.
+        self._queue_younger(rotated.dev, rotated.ino)
+        if self._younger:
+            return False
         try:
             moved_on = os.stat(self.path).st_size > 0
         except FileNotFoundError:

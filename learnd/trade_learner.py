@@ -103,11 +103,12 @@ class TradeLearner:
             self.last_trade = (document["last_trade"][0], document["last_trade"][1])
             self.last_exit = (document["last_exit"][0], document["last_exit"][1])
             self.counts = dict(document["counts"])
-            self.current_session = int(document["current_session"])
-            self.closed_through = int(document["closed_through"])
+            # Keys added after the first stores were written default to "nothing closed or seen yet".
+            self.current_session = int(document.get("current_session", -1))
+            self.closed_through = int(document.get("closed_through", -1))
             self.last_evidence = {
                 (strategy, component, scope): int(session)
-                for strategy, component, scope, session in document["last_evidence"]
+                for strategy, component, scope, session in document.get("last_evidence", [])
             }
 
     def bind_history(self, history: History) -> None:
