@@ -79,6 +79,7 @@ class ScheduleSettings:
     grace_minutes: float = 15.0
     calendar_first_year: int = 1990
     calendar_last_year: int = 2050
+    weekly_window_sessions: int = 0
     daily_enabled: bool = True
     weekly_enabled: bool = True
 
@@ -364,6 +365,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("execution.retain_days: must be >= 0")
     if not 1900 <= settings.schedule.calendar_first_year <= settings.schedule.calendar_last_year <= 2200:
         raise ConfigError("schedule.calendar_first_year: must be a year up to schedule.calendar_last_year")
+    if settings.schedule.weekly_window_sessions < 0:
+        raise ConfigError("schedule.weekly_window_sessions: must be >= 0 (0 = the whole ledger)")
     if settings.schedule.grace_minutes < 0:
         raise ConfigError("schedule.grace_minutes: must be >= 0")
     names = [source.name for source in settings.sources]

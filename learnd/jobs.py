@@ -165,9 +165,13 @@ def _sections_markdown(report: dict[str, Any]) -> str:
 
 
 def write_weekly_report(store: Store, settings: Settings, calendar: ExchangeCalendar, week: str, index: int) -> Path:
-    """data/reports/weekly/YYYY-Www.json and .md over the whole ledger up to the week's last session `index`."""
+    """data/reports/weekly/YYYY-Www.json and .md over the ledger up to the week's last session `index` (all of it,
+    or the last schedule.weekly_window_sessions sessions)."""
     _, end_us = calendar.session_bounds_us(index)
-    trades = [record for record in _records(store, "trade", None, end_us) if isinstance(record, TradeOutcome)]
+    # The whole ledger by default; schedule.weekly_window_sessions bounds each week's cost on very long histories.
+    window = settings.schedule.weekly_window_sessions
+    since_us = calendar.session_bounds_us(max(0, index - window))[0] if window else None
+    trades = [record for record in _records(store, "trade", since_us, end_us) if isinstance(record, TradeOutcome)]
     report = weekly_report(
         week,
         trades,
@@ -197,10 +201,7 @@ def _records(store: Store, kind: str, since_us: int | None, until_us: int | None
 
 def _snapshot(store: Store, until_us: int) -> dict[str, Any] | None:
     """The entry model as of the latest session close at or before `until_us`."""
-    latest: bytes | None = None
-    for key, _, body in store.learner_rows("trades", until_us=until_us + 1):
-        if key.startswith("session|"):
-            latest = body
+    latest = store.latest_learner_row("trades", "session|", until_us)
     if latest is None:
         return None
     snapshot: dict[str, Any] = orjson.loads(latest)["entry"]

@@ -297,6 +297,15 @@ class Store:
         ):
             yield row[0], row[1], bytes(row[2])
 
+    def latest_learner_row(self, learner: str, key_prefix: str, until_us: int) -> bytes | None:
+        """The body of a learner's newest row whose key starts with `key_prefix`, at or before `until_us`."""
+        row = self._db.execute(
+            "SELECT body FROM learner_rows WHERE learner = ? AND key >= ? AND key < ? AND event_us <= ? "
+            "ORDER BY event_us DESC LIMIT 1",
+            (learner, key_prefix, key_prefix + "\uffff", until_us),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
     def changes_between(self, since_us: int, until_us: int) -> list[bytes]:
         """Weight-change documents with event time in [since, until), in commit order."""
         rows = self._db.execute(
