@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 
-.PHONY: run test check lint typecheck bench torture install-service clean
+.PHONY: run test check lint typecheck coverage bench torture install-service clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ typecheck: $(STAMP)
 
 ## check: lint, types and tests.
 check: lint typecheck test
+
+## coverage: the tests under coverage.py, with branches (in-process code; the daemon subprocesses are not traced).
+coverage: $(STAMP)
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest -q
+	$(PY) -m coverage combine
+	$(PY) -m coverage report
 
 ## bench: benchmarks, figures as ratios against baselines measured in the same run.
 bench: $(STAMP)
