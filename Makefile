@@ -38,7 +38,6 @@ check: lint typecheck test
 coverage: $(STAMP)
 	$(PY) -m coverage erase
 	$(PY) -m coverage run -m pytest -q
-	$(PY) -m coverage combine
 	$(PY) -m coverage report
 
 ## bench: benchmarks, figures as ratios against baselines measured in the same run.
