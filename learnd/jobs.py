@@ -99,7 +99,36 @@ def run_period(engine: Engine, calendar: ExchangeCalendar, period: Period, *, ex
         engine.commit(export=export)
     if period.job == DAILY:
         return write_daily_report(engine.store, engine.settings, calendar, date.fromisoformat(period.label))
-    return write_weekly_report(engine.store, engine.settings, calendar, period.label, last_session)
+    target = write_weekly_report(engine.store, engine.settings, calendar, period.label, last_session)
+    suggestions = orjson.loads(target.read_bytes())["signals"]["suggestions"]
+    if suggestions:
+        # Logged like any learning update, at the week's close in event time; applied to nothing unless
+        # signals.suggestions_enabled (each one says so in `applies_to_weights`).
+        close_us = calendar.closes_us[last_session]
+        engine.ingestor.add_changes(_suggestion_document(item, close_us, period.label) for item in suggestions)
+        engine.commit(export=export)
+    return target
+
+
+def _suggestion_document(suggestion: dict[str, Any], event_us: int, week: str) -> dict[str, Any]:
+    return {
+        "event_us": event_us,
+        "event_ts": from_epoch_us(event_us).isoformat(),
+        "model": "signals",
+        "strategy": suggestion["strategy"],
+        "component": "+".join(suggestion["pattern"])
+        if isinstance(suggestion["pattern"], list)
+        else suggestion["pattern"],
+        "regime": suggestion["regime"],
+        "old": None,
+        "new": None,
+        "reason": (
+            f"signal_pattern_suggestion week={week} metric={suggestion['metric']} "
+            f"direction={suggestion['direction']} value={suggestion['value']} bound={suggestion['bound']} "
+            f"strategy_average={suggestion['strategy_average']} applies_to_weights={suggestion['applies_to_weights']}"
+        ),
+        "samples": suggestion["samples"],
+    }
 
 
 def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) -> int:

@@ -19,7 +19,9 @@ from prometheus_client.metrics_core import Metric
 from learnd.components import ENTRY_COMPONENTS, EXIT_BASE_WEIGHTS
 from learnd.config import Settings
 from learnd.engine import Engine
+from learnd.execution import ExecutionLearner
 from learnd.learner import CountingLearner
+from learnd.signal_learner import SignalLearner
 from learnd.trade_learner import TradeLearner
 
 log = structlog.get_logger("learnd.metrics")
@@ -89,6 +91,17 @@ class Metrics:
             ["strategy", "regime", "component"],
             registry=self.registry,
         )
+        # Signals and execution: a few totals, no per-symbol labels (bounded series).
+        self.signal_open_episodes = Gauge(
+            "learnd_signal_open_episodes", "Signal episodes still open (bounded by design).", registry=self.registry
+        )
+        self.signal_episodes_closed = Gauge(
+            "learnd_signal_episodes_closed", "Signal episodes closed and kept for joins.", registry=self.registry
+        )
+        self.signal_candidates = Gauge(
+            "learnd_signal_candidates", "Signal candidate lines learned from.", registry=self.registry
+        )
+        self.execution_orders = Gauge("learnd_execution_orders", "Order events learned from.", registry=self.registry)
         self._last_event_s = 0.0
         self._multipliers_version: tuple[int, ...] = ()
         self._multiplier_groups: dict[tuple[str, str], frozenset[str]] = {}
@@ -165,6 +178,12 @@ class Metrics:
                 self.record_learned_event(max(learner.last_event_us.values()) / 1_000_000)
             if isinstance(learner, TradeLearner):
                 self._publish_multipliers(learner)
+            elif isinstance(learner, SignalLearner):
+                self.signal_open_episodes.set(learner.open_count)
+                self.signal_episodes_closed.set(learner.counts["episodes_closed"])
+                self.signal_candidates.set(learner.counts["candidates"])
+            elif isinstance(learner, ExecutionLearner):
+                self.execution_orders.set(learner.order_count)
 
     def _publish_multipliers(self, learner: TradeLearner) -> None:
         """Multiplier gauges from the trade learner, recomputed only when it learned something since last time."""

@@ -365,6 +365,7 @@ def test_metrics_endpoint_serves_counters_on_loopback(home: Path) -> None:
     assert 'learnd_lines_total{outcome="applied",source="signals"}' in body
     assert "learnd_commit_duration_seconds_bucket" in body
     assert 'learnd_multiplier{component="options_flow",regime="*",strategy="equity"}' in body
+    assert "learnd_signal_candidates " in body
 
 
 def test_run_backfill_reads_rotated_history_before_tailing(home: Path) -> None:

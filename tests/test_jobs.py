@@ -228,3 +228,30 @@ def test_a_failing_job_is_counted_and_the_daemon_keeps_learning(tmp_path: Path) 
         env={key: value for key, value in os.environ.items() if not key.startswith("LEARND_")},
     )
     assert orjson.loads(schedule.stdout)["jobs"]["daily"]["failed_runs"] >= 1
+
+
+def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Path) -> None:
+    """Signal-pattern suggestions that a confidence bound supports go to data/weight_learning.jsonl (model
+    `signals`), exactly those listed in the weekly reports, and never change entry weights by default."""
+    home = tmp_path / "home"
+    simulate(home, trades=1200, seed=4)
+    settings = settings_for(home)
+    engine = Engine(settings, start_at_end=False, purpose="backfill")
+    try:
+        drain(engine, 2000)
+        replay_history(engine, load_calendar(settings), datetime(2026, 11, 24, tzinfo=UTC))
+    finally:
+        engine.close()
+    listed = [
+        suggestion
+        for path in sorted((home / "data" / "reports" / "weekly").glob("*.json"))
+        for suggestion in orjson.loads(path.read_bytes())["signals"]["suggestions"]
+    ]
+    logged = [
+        document
+        for line in (home / "data" / "weight_learning.jsonl").read_bytes().splitlines()
+        if (document := orjson.loads(line))["model"] == "signals"
+    ]
+    assert listed, "the simulated patterns carry edges a bound can support"
+    assert len(logged) == len(listed)
+    assert all("applies_to_weights=False" in document["reason"] for document in logged)
