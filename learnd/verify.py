@@ -165,15 +165,19 @@ def _cut_points(data: bytes, chunks: int, rng: random.Random) -> list[int]:
     return [0, *points, len(data)]
 
 
-def _env(home: Path) -> dict[str, str]:
+def daemon_environment(home: Path, *, poll_interval_ms: int = 100) -> dict[str, str]:
+    """The environment for a learnd subprocess on a scratch home: this process's own minus any LEARND_* (so the
+    caller's settings never leak in), JSON logs, no metrics port, a short poll, and the wall-clock jobs off (they
+    would close sessions through today on simulated history)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
     env.update(
         LEARND_HOME=str(home),
         LEARND_METRICS_ENABLED="false",
-        LEARND_POLL_INTERVAL_MS="100",
+        LEARND_POLL_INTERVAL_MS=str(poll_interval_ms),
         LEARND_LOG_FORMAT="json",
         LEARND_SCHEDULE__DAILY_ENABLED="false",
         LEARND_SCHEDULE__WEEKLY_ENABLED="false",
+        PYTHONUNBUFFERED="1",
     )
     return env
 
@@ -181,7 +185,7 @@ def _env(home: Path) -> dict[str, str]:
 def _start(home: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "learnd", "run", "--backfill"],
-        env=_env(home),
+        env=daemon_environment(home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -194,7 +198,7 @@ def _reap(process: subprocess.Popen[bytes]) -> None:
 
 
 def _learnd(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    env = _env(home)
+    env = daemon_environment(home)
     return subprocess.run(
         [sys.executable, "-m", "learnd", *args], env=env, check=True, capture_output=True, timeout=300
     )

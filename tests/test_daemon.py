@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import random
 import shutil
 import signal
@@ -22,6 +21,7 @@ from learnd.backfill import run_backfill
 from learnd.config import Settings, load_settings
 from learnd.errors import StateError
 from learnd.store import Store
+from learnd.verify import daemon_environment
 
 SOURCES = {
     "attribution": "logs/attribution.jsonl",
@@ -32,18 +32,8 @@ SOURCES = {
 
 
 def daemon_env(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
-    env.update(
-        LEARND_HOME=str(home),
-        LEARND_METRICS_ENABLED="false",
-        LEARND_POLL_INTERVAL_MS="100",
-        LEARND_LOG_FORMAT="json",
-        # These tests are about reading exactly once; the wall-clock jobs have their own tests (test_jobs.py).
-        LEARND_SCHEDULE__DAILY_ENABLED="false",
-        LEARND_SCHEDULE__WEEKLY_ENABLED="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    """These tests are about reading exactly once; the wall-clock jobs have their own tests (test_jobs.py)."""
+    return daemon_environment(home)
 
 
 def start_daemon(home: Path, *extra: str) -> subprocess.Popen[bytes]:

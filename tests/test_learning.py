@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
@@ -29,6 +28,7 @@ from learnd.inspect import load_trade_learner, run_evaluation
 from learnd.learning import GLOBAL_SCOPE
 from learnd.simulate import SimulationTruth, simulate
 from learnd.store import Store
+from learnd.verify import daemon_environment
 
 # What the simulator plants (truth.json, seeds 1-7): signal std 0.8 % of P&L against noise std 1.21-1.27 %
 # (idiosyncratic 1.2 plus a 0.3 day shock), so the true signal's IC, the best achievable, is 0.48-0.53 and the
@@ -263,18 +263,8 @@ _REPLAY_SOURCES: Final = ("attribution", "exit")
 
 
 def _daemon_env(home: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
-    env.update(
-        LEARND_HOME=str(home),
-        LEARND_METRICS_ENABLED="false",
-        LEARND_POLL_INTERVAL_MS="50",
-        # Report jobs would catch up every simulated day first; they are not what this compares.
-        LEARND_SCHEDULE__DAILY_ENABLED="false",
-        LEARND_SCHEDULE__WEEKLY_ENABLED="false",
-        LEARND_LOG_FORMAT="json",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    # Report jobs would catch up every simulated day first; they are not what this compares (they stay off).
+    return daemon_environment(home, poll_interval_ms=50)
 
 
 def _start_daemon(home: Path, log: Path) -> subprocess.Popen[bytes]:
