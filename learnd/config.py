@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar, cast, get_args
 
 from learnd.errors import ConfigError
+from learnd.learning import LearningParams
 from learnd.records import SOURCE_KINDS, SourceKind
 
 DEFAULT_SOURCES: Final[dict[str, tuple[SourceKind, str]]] = {
@@ -30,21 +31,6 @@ class SourceSettings:
     name: str
     kind: SourceKind
     path: Path
-
-
-@dataclass(frozen=True, slots=True)
-class LearningSettings:
-    """Learning parameters (see learnd/entry_model.py for their meaning)."""
-
-    half_life_sessions: float = 60.0
-    z_threshold: float = 2.0
-    max_step_per_trade: float = 0.02
-    max_step_per_session: float = 0.1
-    pnl_clip_pct: float = 5.0
-    per_ticker: bool = False
-    joint_component_z: float = 0.5
-    ridge_prior_trades: float = 50.0
-    regime_prior_trades: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +91,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     log_format: str = "auto"
-    learning: LearningSettings = field(default_factory=LearningSettings)
+    learning: LearningParams = field(default_factory=LearningParams)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     signals: SignalSettings = field(default_factory=SignalSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
@@ -207,7 +193,7 @@ def _build(home: Path, table: dict[str, Any]) -> Settings:
     if not isinstance(paths, dict):
         raise ConfigError("paths: must be a table")
     sources = _build_sources(home, table.pop("sources", {}))
-    learning = _build_section(LearningSettings(), table.pop("learning", {}), "learning")
+    learning = _build_section(LearningParams(), table.pop("learning", {}), "learning")
     schedule = _build_section(ScheduleSettings(), table.pop("schedule", {}), "schedule")
     signals = _build_section(SignalSettings(), table.pop("signals", {}), "signals")
     execution = _build_section(ExecutionSettings(), table.pop("execution", {}), "execution")
@@ -342,19 +328,6 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(f"metrics_port: must be a TCP port (0 picks a free one), got {settings.metrics_port}")
     if settings.log_format not in _LOG_FORMATS:
         raise ConfigError(f"log_format: must be one of {', '.join(_LOG_FORMATS)}, got {settings.log_format!r}")
-    learning = settings.learning
-    if learning.half_life_sessions <= 0:
-        raise ConfigError("learning.half_life_sessions: must be positive")
-    if learning.z_threshold <= 0:
-        raise ConfigError("learning.z_threshold: must be positive")
-    if not 0 < learning.max_step_per_trade <= learning.max_step_per_session:
-        raise ConfigError("learning.max_step_per_trade: must be positive and at most learning.max_step_per_session")
-    if learning.pnl_clip_pct <= 0:
-        raise ConfigError("learning.pnl_clip_pct: must be positive")
-    if learning.joint_component_z < 0:
-        raise ConfigError("learning.joint_component_z: must be >= 0")
-    if learning.ridge_prior_trades <= 0 or learning.regime_prior_trades <= 0:
-        raise ConfigError("learning.ridge_prior_trades: must be positive (and learning.regime_prior_trades too)")
     if settings.signals.gap_minutes <= 0 or settings.signals.join_window_minutes < 0:
         raise ConfigError("signals.gap_minutes: must be positive (and signals.join_window_minutes >= 0)")
     if settings.signals.pattern_size <= 0:

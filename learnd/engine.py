@@ -25,7 +25,7 @@ from learnd.signal_learner import NAME as SIGNAL_LEARNER
 from learnd.signal_learner import SignalLearner, SignalParams
 from learnd.store import Store
 from learnd.trade_learner import NAME as TRADE_LEARNER
-from learnd.trade_learner import TradeLearner, learning_params
+from learnd.trade_learner import TradeLearner
 
 log = structlog.get_logger("learnd.engine")
 
@@ -141,7 +141,7 @@ class Engine:
         if retrain:
             for learner in self.learners:
                 if isinstance(learner, TradeLearner):
-                    learner.retrain(learning_params(settings.learning))
+                    learner.retrain(settings.learning)
                     changed["retrained"].append(learner.name)
             self.commit()
         return changed
@@ -248,7 +248,7 @@ def default_learners(settings: Settings, store: Store) -> list[Learner]:
     """Every learner learnd runs. The trade learner goes first: it rejects a record (out-of-calendar time)
     before any learner has changed anything."""
     calendar = load_calendar(settings)
-    trades = TradeLearner(learning_params(settings.learning), calendar, store.learner_state(TRADE_LEARNER))
+    trades = TradeLearner(settings.learning, calendar, store.learner_state(TRADE_LEARNER))
     orders = ExecutionLearner(execution_params(settings, calendar), store.learner_state(EXECUTION_LEARNER))
     signals = SignalLearner(signal_params(settings), store.learner_state(SIGNAL_LEARNER))
     # Learners that may reject a record (RecordError) come before any that never do.

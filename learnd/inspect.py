@@ -24,7 +24,7 @@ from learnd.signal_learner import NAME as SIGNAL_LEARNER
 from learnd.signal_learner import episodes_from_rows, open_episodes_from_state, signal_summary
 from learnd.store import Store
 from learnd.tailer import open_rotated, rotated_siblings
-from learnd.trade_learner import NAME, TradeLearner, learning_params
+from learnd.trade_learner import NAME, TradeLearner
 
 
 def load_trade_learner(settings: Settings) -> TradeLearner:
@@ -36,7 +36,7 @@ def load_trade_learner(settings: Settings) -> TradeLearner:
             state = store.learner_state(NAME)
         finally:
             store.close()
-    return TradeLearner(learning_params(settings.learning), load_calendar(settings), state)
+    return TradeLearner(settings.learning, load_calendar(settings), state)
 
 
 def weights_document(settings: Settings, strategy: str | None, regime: str | None) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def _ledger(store: Store, kind: str) -> Iterator[Record]:
 def run_evaluation(settings: Settings, *, bootstrap_samples: int, seed: int) -> Evaluation:
     """Prequential evaluation of the learner against the static base weights over the attribution logs."""
     calendar = load_calendar(settings)
-    params = learning_params(settings.learning)
+    params = settings.learning
     return evaluate(
         attribution_outcomes(settings),
         calendar.session_index,

@@ -14,7 +14,7 @@ from typing import Any, Final
 import orjson
 
 from learnd.components import ENTRY_BASE_WEIGHTS, EXIT_BASE_WEIGHTS
-from learnd.config import LearningSettings, Settings
+from learnd.config import Settings
 from learnd.entry_model import EntryModel, regime_scope
 from learnd.errors import RecordError
 from learnd.exit_model import ExitModel
@@ -30,21 +30,6 @@ STATE_VERSION: Final = 1
 STALE_IDLE_SESSIONS: Final = 20
 
 History = Callable[[str], Iterable[Record]]
-
-
-def learning_params(settings: LearningSettings) -> LearningParams:
-    """The models' parameters from the configured learning settings."""
-    return LearningParams(
-        half_life_sessions=settings.half_life_sessions,
-        z_threshold=settings.z_threshold,
-        max_step_per_trade=settings.max_step_per_trade,
-        max_step_per_session=settings.max_step_per_session,
-        pnl_clip_pct=settings.pnl_clip_pct,
-        per_ticker=settings.per_ticker,
-        joint_component_z=settings.joint_component_z,
-        ridge_prior_trades=settings.ridge_prior_trades,
-        regime_prior_trades=settings.regime_prior_trades,
-    )
 
 
 def iso_from_us(event_us: int) -> str:
