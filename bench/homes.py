@@ -12,13 +12,13 @@ import re
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Final
 
 import learnd
-from learnd.market_calendar import default_years
+from learnd.config import ScheduleSettings
 from learnd.simulate import LOG_FILES, simulate
 
 WORK_DIR: Final = Path(__file__).resolve().parent / "work"
@@ -113,7 +113,8 @@ class BaseHome:
 
     def time_map(self, copies: int, first: int = 0) -> TimeMap:
         """The time map that fits `copies` copies from `first` on (plus room for appends) in the calendar's coverage."""
-        _, last_year = default_years(datetime.now(UTC).date())
+        # The years learnd's calendar covers come from its settings: the homes must fit inside them.
+        last_year = ScheduleSettings().calendar_last_year
         room_us = (date(last_year, 11, 1).toordinal() - self.start.toordinal()) * _DAY_US - first * self.span_us
         factor = max(1, math.ceil((copies + 1) * self.span_us / room_us))
         return TimeMap(self.origin_us, self.span_us, factor, first)

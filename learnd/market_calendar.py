@@ -16,7 +16,6 @@ from learnd.errors import ConfigError, LearndError
 
 DEFAULT_EXCHANGE: Final = "XNYS"
 DEFAULT_FIRST_YEAR: Final = 2000
-DEFAULT_YEARS_AHEAD: Final = 2
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
@@ -27,11 +26,6 @@ _PADDING_DAYS: Final = 31
 
 class CalendarError(LearndError):
     """The calendar cannot answer: the library failed, or a moment falls outside the covered years."""
-
-
-def default_years(today: date) -> tuple[int, int]:
-    """Return the default covered years, 2000 through two years after `today` (the caller reads its own clock)."""
-    return DEFAULT_FIRST_YEAR, today.year + DEFAULT_YEARS_AHEAD
 
 
 def to_epoch_us(moment: datetime) -> int:
@@ -107,9 +101,10 @@ class ExchangeCalendar:
     ) -> ExchangeCalendar:
         """Build the calendar of exchange `code` (an exchange_calendars name or alias) for the given years.
 
-        Callers choose the years (`default_years(today)` gives the usual range); sessions are loaded a month beyond
-        them. Raises ConfigError for an unknown code or an empty year range, CalendarError if the library fails
-        (for instance when it has no holidays recorded for the padded range).
+        Callers choose the years (learnd takes them from schedule.calendar_first_year/last_year, never from
+        today); sessions are loaded a month beyond them. Raises ConfigError for an unknown code or an empty year
+        range, CalendarError if the library fails (for instance when it has no holidays recorded for the padded
+        range).
         The stored `code` is the library's canonical name (alias "NYSE" is stored as "XNYS").
         """
         # Imported here, not at the top, so that importing this module and every query stay free of pandas.

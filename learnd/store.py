@@ -389,10 +389,6 @@ class Store:
                 "INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?, ?)", (job, period, status, due_us, detail)
             )
 
-    def replace_learner_states(self, states: Sequence[tuple[str, bytes]]) -> None:
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO learner_state VALUES (?, ?)", list(states))
-
 
 _LEDGER_COLUMNS: Final = "kind, key, strategy, symbol, event_us, source, file_offset, record"
 

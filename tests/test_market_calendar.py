@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from learnd.errors import ConfigError, LearndError
-from learnd.market_calendar import CalendarError, ExchangeCalendar, default_years, to_epoch_us
+from learnd.market_calendar import CalendarError, ExchangeCalendar, to_epoch_us
 
 NEW_YORK = ZoneInfo("America/New_York")
 GRACE = timedelta(minutes=15)
@@ -324,7 +324,3 @@ def test_calendar_is_immutable(nyse: ExchangeCalendar) -> None:
 def test_importing_the_module_does_not_import_pandas() -> None:
     probe = "import sys, learnd.market_calendar; sys.exit('pandas' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
-
-
-def test_default_years_run_two_years_past_today() -> None:
-    assert default_years(date(2026, 11, 24)) == (2000, 2028)
