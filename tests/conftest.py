@@ -15,9 +15,14 @@ def build_settings(
 ) -> Settings:
     """Settings for `home` with an empty environment; `sources` (when given) are the only default sources enabled.
 
-    The wall-clock jobs stay off (they close sessions through today): these settings serve tests about lines.
+    The wall-clock jobs stay off (they close sessions through today) and so does the metrics port: these
+    settings serve in-process tests about lines.
     """
-    table: dict[str, object] = {"schedule.daily_enabled": False, "schedule.weekly_enabled": False}
+    table: dict[str, object] = {
+        "schedule.daily_enabled": False,
+        "schedule.weekly_enabled": False,
+        "metrics_enabled": False,
+    }
     if sources:
         table.update({f"sources.{name}.enabled": False for name in DEFAULT_SOURCES if name not in sources})
     table.update(overrides or {})
@@ -29,3 +34,8 @@ def home(tmp_path: Path) -> Path:
     """An empty bot home with its logs directory."""
     (tmp_path / "logs").mkdir()
     return tmp_path
+
+
+def settings_for(home: Path, **overrides: object) -> Settings:
+    """build_settings with overrides given as keywords (`backfill_batch_lines=50`)."""
+    return build_settings(home, overrides=overrides)

@@ -17,7 +17,7 @@ from learnd.config import Settings
 from learnd.engine import Engine
 from learnd.history import is_compressed
 from learnd.simulate import simulate
-from tests.conftest import build_settings
+from tests.conftest import settings_for
 
 SOURCES = ("attribution", "exit", "signals", "orders")
 
@@ -27,10 +27,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("template")
     simulate(out, trades=60, seed=5)
     return out / "logs"
-
-
-def settings_for(home: Path, **overrides: object) -> Settings:
-    return build_settings(home, overrides={"metrics_enabled": "false", **overrides})
 
 
 def newline_count(path: Path) -> int:

@@ -25,7 +25,7 @@ from learnd.lock import HomeLock
 from learnd.rebuild import rebuild_from_scratch
 from learnd.simulate import simulate
 from learnd.store import Store
-from tests.conftest import build_settings
+from tests.conftest import settings_for
 
 SOURCES = ("attribution", "exit", "signals", "orders")
 
@@ -36,10 +36,6 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("template")
     simulate(out, trades=60, seed=11)
     return out / "logs"
-
-
-def settings_for(home: Path, **overrides: object) -> Settings:
-    return build_settings(home, overrides={"metrics_enabled": "false", **overrides})
 
 
 def lines_of(template: Path, name: str) -> list[bytes]:
