@@ -201,6 +201,7 @@ class ExecutionLearner:
     """
 
     name = NAME
+    record_types = (OrderRecord,)
 
     def __init__(self, params: ExecutionParams, state: bytes | None = None, localize: Localize | None = None) -> None:
         self.params = params

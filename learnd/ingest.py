@@ -17,7 +17,7 @@ import orjson
 from learnd.config import Settings, SourceSettings
 from learnd.errors import RecordError
 from learnd.framing import BadLine, decode_line
-from learnd.learner import Applied, Learner
+from learnd.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.ledger import record_of
 from learnd.records import ExitOutcome, Ignored, Record, TradeEntry, TradeOutcome, parse_record
 from learnd.store import Batch, Checkpoint, LedgerRow, Store
@@ -61,6 +61,11 @@ class Ingestor:
         self.settings = settings
         self.store = store
         self.learners = list(learners)
+        # Each record type goes to the learners that take it, in the learners' order (see engine.default_learners).
+        self._routes: dict[type, list[Learner]] = {
+            record_type: [learner for learner in self.learners if record_type in learner.record_types]
+            for record_type in LEARNABLE_TYPES
+        }
         self.tailers: dict[str, SourceTailer] = {}
         self._sources: dict[str, SourceSettings] = {}
         self._start_at_end = start_at_end
@@ -210,7 +215,7 @@ class Ingestor:
         if not self._admit(source, line, record):
             counts[(source.name, "duplicate", f"repeated_{LEDGER_KINDS[type(record)]}")] += 1
             return
-        learners = self.learners
+        learners = self._routes[type(record)]
         try:
             applied = [learner.apply(source.name, record) for learner in learners]
         except RecordError as error:

@@ -6,11 +6,14 @@ The counting learner here proves the pipeline's guarantees; the trade learner (l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
-from learnd.records import Record
+from learnd.records import ExitOutcome, OrderRecord, Record, SignalRecord, TradeEntry, TradeOutcome
+
+# Every record type a learner can be fed (Ignored rows never reach learners).
+LEARNABLE_TYPES: tuple[type, ...] = (TradeOutcome, TradeEntry, ExitOutcome, SignalRecord, OrderRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +36,14 @@ class Learner(Protocol):
 
     name: str
 
+    @property
+    def record_types(self) -> tuple[type, ...]:
+        """The record types `apply` learns from; the pipeline feeds a learner nothing else (most lines concern
+        one learner, and a call that returns NOTHING would still cost its share of the per-line budget)."""
+        ...
+
     def apply(self, source: str, record: Record) -> Applied:
-        """Learn from one record (already deduplicated by the pipeline)."""
+        """Learn from one record of `record_types` (already deduplicated by the pipeline)."""
         ...
 
     def dump(self) -> bytes | None:
@@ -47,6 +56,7 @@ class CountingLearner:
     """Counts records per source and kind, and the latest event time seen per source."""
 
     name: str = "counting"
+    record_types: ClassVar[tuple[type, ...]] = LEARNABLE_TYPES
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     last_event_us: dict[str, int] = field(default_factory=dict)
     _dirty: bool = False

@@ -179,6 +179,7 @@ class SignalLearner:
     """
 
     name = NAME
+    record_types = (SignalRecord,)
 
     def __init__(self, params: SignalParams, state: bytes | None = None) -> None:
         self.params = params

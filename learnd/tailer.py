@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import IO, BinaryIO, Final, cast
 
 from learnd.framing import align_rewrite, line_hash
+from learnd.records import record_class
 from learnd.store import Checkpoint
 
 FINGERPRINT_MAX_BYTES: Final = 4096
 _READ_CHUNK: Final = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
+@record_class
 class Line:
     """One complete line read from a source (without its newline), where it came from, and how it ended."""
 
@@ -545,6 +546,7 @@ class SourceTailer:
                 changed = True
                 break
             cursor = 0
+            file_key = opened.key  # changes only when the first line establishes the fingerprint (below)
             while budget > 0:
                 newline = chunk.find(b"\n", cursor)
                 if newline < 0:
@@ -560,12 +562,13 @@ class SourceTailer:
                     )
                 else:
                     raw = chunk[cursor:newline]
-                    lines.append(Line(self.name, opened.key, start + cursor, raw, line_hash(raw)))
+                    lines.append(Line(self.name, file_key, start + cursor, raw, line_hash(raw)))
                 cursor = newline + 1
                 budget -= 1
                 opened.offset = start + cursor
                 if opened.fp_len == 0:
                     self._establish_fingerprint(opened)
+                    file_key = opened.key
             if budget <= 0:
                 break
             tail = len(chunk) - cursor

@@ -62,6 +62,7 @@ class TradeLearner:
     """
 
     name = NAME
+    record_types = (TradeOutcome, ExitOutcome)
 
     def __init__(self, params: LearningParams, calendar: ExchangeCalendar, state: bytes | None = None) -> None:
         self.params = params

@@ -227,13 +227,14 @@ import sys, time
 from pathlib import Path
 from learnd.config import load_settings
 from learnd.engine import default_learners
-from learnd.learner import NOTHING
+from learnd.learner import LEARNABLE_TYPES, NOTHING
 from learnd.rebuild import rebuild_from_scratch
 
 home, marker = Path(sys.argv[1]), Path(sys.argv[2])
 
 class Stall:
     name = "stall"
+    record_types = LEARNABLE_TYPES
     seen = 0
     def apply(self, source, record):
         self.seen += 1

@@ -1,0 +1,106 @@
+"""Record parsing: the components of a signal or trade row, whichever path (per-layout plan or general) takes them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learnd.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS
+from learnd.errors import RecordError
+from learnd.records import MAX_FIELD_MAGNITUDE, SignalRecord, TradeEntry, parse_record
+
+Components = tuple[tuple[tuple[str, float], ...], tuple[str, ...]]
+
+
+def _expected(raw: dict[str, Any]) -> Components | str:
+    """The contract spelled out plainly: canonical names with aliases summed in key order, metadata keys dropped,
+    null values skipped, unknown keys listed; any other non-number or out-of-range value makes the row bad."""
+    totals: dict[str, float] = {}
+    unknown: list[str] = []
+    for key, value in raw.items():
+        if key in COMPONENT_METADATA_KEYS:
+            continue
+        name = COMPONENT_ALIASES.get(key)
+        if name is None:
+            unknown.append(key[:64])
+            continue
+        if value is None:
+            continue
+        if type(value) not in (int, float) or not math.isfinite(value) or abs(value) > MAX_FIELD_MAGNITUDE:
+            return "bad_field"
+        totals[name] = float(value) if name not in totals else totals[name] + value
+    return tuple(sorted(totals.items())), tuple(sorted(unknown))
+
+
+def _signal_components(raw: dict[str, Any]) -> Components | str:
+    row = {"ts": "2026-03-02T15:00:00+00:00", "cluster": {"ticker": "AAPL", "composite_meta": {"components": raw}}}
+    try:
+        record = parse_record("signals", row)
+    except RecordError as error:
+        return error.reason
+    assert isinstance(record, SignalRecord)
+    return record.components, record.unknown_components
+
+
+_KEYS = st.sampled_from(sorted(COMPONENT_ALIASES) + sorted(COMPONENT_METADATA_KEYS) + ["made_up", "x" * 80])
+_VALUES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=12))
+def test_components_follow_the_contract_on_any_layout_and_values(raw: dict[str, Any]) -> None:
+    assert repr(_signal_components(raw)) == repr(_expected(raw))
+
+
+_FINITE = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_FINITE, min_size=3, max_size=3))
+def test_the_usual_layout_repeated_gives_each_row_its_own_values(values: list[float]) -> None:
+    """Rows sharing one key layout (the common case, resolved once) still carry their own numbers."""
+    raw = {"flow": values[0], "freshness_factor": 0.75, "iv_rank": values[1], "gamma": values[2]}
+    assert _signal_components(raw) == (
+        (("greeks_gamma", values[2]), ("iv_rank", values[1]), ("options_flow", values[0])),
+        (),
+    )
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_a_nan_anywhere_in_a_known_layout_is_refused(position: int) -> None:
+    """JSON has no NaN, but a row that holds one (from any decoder) must not reach the models."""
+    raw = dict.fromkeys(("flow", "smile", "whale"), 1.0)
+    raw[list(raw)[position]] = math.nan
+    assert _signal_components(raw) == "bad_field"
+
+
+def test_aliases_of_one_component_are_summed() -> None:
+    raw = orjson.loads(b'{"flow_premium": 1.5, "flow_count": 0.25, "options_flow": 1}')
+    assert _signal_components(raw) == ((("options_flow", 2.75),), ())
+
+
+def test_trade_entries_take_the_same_path() -> None:
+    row = {
+        "ts": "2026-03-02T15:00:00+00:00",
+        "trade_id": "open_AAPL_1",
+        "symbol": "AAPL",
+        "context": {"components": {"whale": 0.5, "dark_pool": -0.25, "mystery": 3.0}},
+    }
+    record = parse_record("attribution", row)
+    assert isinstance(record, TradeEntry)
+    assert (record.components, record.unknown_components) == (
+        (("dark_pool", -0.25), ("whale_persistence", 0.5)),
+        ("mystery",),
+    )
