@@ -64,18 +64,28 @@ def _decode_unusual_line(raw: bytes) -> dict[str, Any] | BadLine:
     return value
 
 
-def align_rewrite(window: Sequence[int], fresh: Sequence[int]) -> int | None:
-    """Where in `window` a rewritten file's first line sits, or None when no alignment exists.
+def rewrite_alignments(window: Sequence[int], fresh: Sequence[int]) -> list[int]:
+    """Every place in `window` where a rewritten file's first lines may sit, earliest first; empty when none.
 
     `window` holds the hashes of the last lines read from the source, oldest first; `fresh` the hashes of the
     rewritten file's first lines. A supervisor that keeps a file's last N lines leaves a file that starts with a
-    run of the window's tail, so the answer is a start index whose run matches `fresh` up to the end of the window
-    (or of `fresh`). The earliest such index wins, the longest overlap: with unique lines only one index matches,
-    and where repeated lines make it ambiguous, a repeat is likelier than a new line. With no such index the
-    caller falls back to per-line membership.
+    run of the window's tail, so each answer is a start index whose run matches `fresh` up to the end of the window
+    (or of `fresh`). More than one start matches when the window holds a run twice (a rewrite's kept tail is read
+    again, so a later rewrite finds it in both places) or when lines repeat; the caller follows every candidate
+    until the file tells them apart. With none, the caller falls back to per-line membership.
     """
     if not fresh:
-        return None
+        return []
+    first = fresh[0]
+    size = len(window)
+    starts: list[int] = []
+    for start in range(size):
+        if window[start] != first:
+            continue
+        overlap = min(size - start, len(fresh))
+        if all(window[start + index] == fresh[index] for index in range(overlap)):
+            starts.append(start)
+    return starts
     first = fresh[0]
     size = len(window)
     for start in range(size):

@@ -17,7 +17,7 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import IO, BinaryIO, Final, cast
 
-from learnd.framing import align_rewrite, line_hash
+from learnd.framing import line_hash, rewrite_alignments
 from learnd.records import record_class
 from learnd.store import Checkpoint
 
@@ -120,7 +120,8 @@ class SourceTailer:
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
         self._align_window: list[int] | None = None
         self._align_file: _OpenFile | None = None
-        self._align_next: int | None = None
+        # Where in the snapshot each candidate alignment expects the next line, earliest candidate first.
+        self._align_positions: list[int] | None = None
         self._align_known: set[int] | None = None
         self._align_left = 0
         self.status = TailerStatus()
@@ -459,7 +460,7 @@ class SourceTailer:
             return
         self._align_file = opened
         self._align_window = list(self._window)
-        self._align_next = None
+        self._align_positions = None
         self._align_known = None
         self._align_left = len(self._align_window)
 
@@ -496,15 +497,17 @@ class SourceTailer:
         if window[-count:] != hashes:
             return
         older = window[:-count]
-        start = align_rewrite(older, hashes)
-        if start is None or start + count >= len(older):
+        starts = rewrite_alignments(older, hashes)
+        # The earliest candidate decides (see _duplicate_marks): when its run already reached the window's end,
+        # so did every later one's, and the kept tail is finished.
+        if not starts or starts[0] + count >= len(older):
             return
         self._align_file = opened
         self._align_window = older
-        self._align_next = start + count
+        self._align_positions = [start + count for start in starts if start + count < len(older)]
         self._align_known = None
         self._align_left = len(older)
-        self._event("rewrite_alignment_resumed", start=start, read=count, window=len(older))
+        self._event("rewrite_alignment_resumed", start=starts[0], candidates=len(starts), read=count, window=len(older))
 
     # Reading -----------------------------------------------------------------------------------------------
 
@@ -636,17 +639,23 @@ class SourceTailer:
             self.seen_files[opened.fp_hash] = (opened.fp_len, opened.offset)
 
     def _duplicate_marks(self, hashes: list[int]) -> list[bool]:
-        """Which of these lines (the next ones read after a reset) were read before it."""
+        """Which of these lines (the next ones read after a reset) were read before it.
+
+        Every candidate alignment is followed line by line; one whose run stops matching before the window's end
+        is dropped, since a kept tail runs to the end of what was read. The earliest surviving candidate decides
+        (the longest overlap: where repeated lines leave it open, a repeat is likelier than a new line). A line
+        no candidate matches is new, and so is everything after it.
+        """
         snapshot = self._align_window
         assert snapshot is not None
-        if self._align_next is None and self._align_known is None:
-            start = align_rewrite(snapshot, hashes)
-            if start is None:
+        if self._align_positions is None and self._align_known is None:
+            starts = rewrite_alignments(snapshot, hashes)
+            if not starts:
                 self._align_known = set(snapshot)
                 self._event("rewrite_unaligned", window=len(snapshot))
             else:
-                self._align_next = start
-                self._event("rewrite_aligned", start=start, window=len(snapshot))
+                self._align_positions = starts
+                self._event("rewrite_aligned", start=starts[0], candidates=len(starts), window=len(snapshot))
         marks: list[bool] = []
         if self._align_known is not None:
             for value in hashes:
@@ -655,20 +664,17 @@ class SourceTailer:
             if self._align_left <= 0:
                 self._align_window = self._align_known = None
             return marks
-        position = self._align_next
-        assert position is not None
+        positions = self._align_positions
+        assert positions is not None
+        size = len(snapshot)
         for value in hashes:
-            if position is not None and position < len(snapshot) and snapshot[position] == value:
-                marks.append(True)
-                position += 1
-            else:
-                marks.append(False)
-                position = None
-        if position is None or position >= len(snapshot):
+            positions = [position + 1 for position in positions if position < size and snapshot[position] == value]
+            marks.append(bool(positions))
+        if not positions or positions[0] >= size:
             self._align_window = None
-            self._align_next = None
+            self._align_positions = None
         else:
-            self._align_next = position
+            self._align_positions = positions
         return marks
 
     def _event(self, event: str, **detail: object) -> None:

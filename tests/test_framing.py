@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.framing import BadLine, align_rewrite, decode_line, line_hash
+from learnd.framing import BadLine, decode_line, line_hash, rewrite_alignments
 
 
 @pytest.mark.parametrize(
@@ -45,23 +45,25 @@ def test_line_hash_is_a_signed_64_bit_integer() -> None:
     assert all(-(1 << 63) <= value < (1 << 63) for value in values)
 
 
-def test_align_rewrite_finds_the_kept_tail() -> None:
+def test_rewrite_alignment_finds_the_kept_tail() -> None:
     """A file rewritten to the window's last lines aligns at the first kept line."""
-    assert align_rewrite([1, 2, 3, 4, 5], [3, 4, 5, 6]) == 2
-    assert align_rewrite([1, 2, 3, 4, 5], [3, 4]) == 2
+    assert rewrite_alignments([1, 2, 3, 4, 5], [3, 4, 5, 6]) == [2]
+    assert rewrite_alignments([1, 2, 3, 4, 5], [3, 4]) == [2]
 
 
-def test_align_rewrite_reports_no_alignment() -> None:
+def test_rewrite_alignment_reports_none_for_new_content() -> None:
     """New content (or an empty read) has no alignment."""
-    assert align_rewrite([1, 2, 3], [7, 8]) is None
-    assert align_rewrite([1, 2, 3], [2, 9]) is None
-    assert align_rewrite([1, 2, 3], []) is None
-    assert align_rewrite([], [1]) is None
+    assert rewrite_alignments([1, 2, 3], [7, 8]) == []
+    assert rewrite_alignments([1, 2, 3], [2, 9]) == []
+    assert rewrite_alignments([1, 2, 3], []) == []
+    assert rewrite_alignments([], [1]) == []
 
 
-def test_align_rewrite_prefers_the_longest_overlap_with_repeats() -> None:
-    """With repeated lines the earliest matching start (the longest overlap) wins."""
-    assert align_rewrite([5, 5, 5], [5, 5, 5, 6]) == 0
+def test_rewrite_alignment_lists_every_candidate_earliest_first() -> None:
+    """Repeated lines, or a run the window holds twice, leave several candidates for the caller to follow."""
+    assert rewrite_alignments([5, 5, 5], [5, 5, 5, 6]) == [0, 1, 2]
+    assert rewrite_alignments([1, 2, 3, 2, 3, 4], [2, 3]) == [1, 3]
+    assert rewrite_alignments([1, 2, 3, 2, 3, 4], [2, 3, 4]) == [3]
 
 
 @settings(max_examples=60, deadline=None)
@@ -70,8 +72,8 @@ def test_align_rewrite_prefers_the_longest_overlap_with_repeats() -> None:
     kept=st.integers(min_value=1, max_value=30),
     appended=st.lists(st.integers(min_value=1000, max_value=2000), max_size=5),
 )
-def test_align_rewrite_of_any_kept_tail_is_its_start(read: list[int], kept: int, appended: list[int]) -> None:
-    """Whatever tail a rewrite keeps (with unique lines), alignment points at its first line."""
+def test_rewrite_alignment_of_any_kept_tail_is_its_start(read: list[int], kept: int, appended: list[int]) -> None:
+    """Whatever tail a rewrite keeps (with unique lines), the one alignment points at its first line."""
     kept = min(kept, len(read))
     start = len(read) - kept
-    assert align_rewrite(read, read[start:] + appended) == start
+    assert rewrite_alignments(read, read[start:] + appended) == [start]

@@ -359,6 +359,45 @@ def test_in_place_rewrite_caught_up_across_several_poll_budgets(home: Path, new_
     assert [line.duplicate for line in out] == [True] * 7 + [False] * 3
 
 
+def test_second_rewrite_read_in_small_polls_applies_nothing_twice(home: Path, new_tailer: TailerFactory) -> None:
+    """A second in-place rewrite whose kept tail starts inside the first one's: the window then holds that run twice
+    (read, then read again as duplicates), and a first poll too short to tell the copies apart must not settle on
+    the older copy and hand out the lines appended between the rewrites again."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 30))
+    tailer = new_tailer(path)
+    drain(tailer)
+    rewrite_in_place(path, 20)
+    assert all(line.duplicate for line in drain(tailer))
+    append(path, numbered(31, 37))
+    assert raws(drain(tailer)) == names(31, 37)
+    rewrite_in_place(path, 20)
+    append(path, numbered(38, 38))
+    out = drain(tailer, max_lines=3)
+    assert raws(out) == names(18, 38)
+    assert [line.duplicate for line in out] == [True] * 20 + [False]
+
+
+def test_restart_inside_a_second_rewrite_keeps_marking_duplicates(home: Path, new_tailer: TailerFactory) -> None:
+    """Killed a few lines into the second rewrite's kept tail: the restarted tailer finds the right copy of the run."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 30))
+    first = new_tailer(path)
+    read = drain(first)
+    rewrite_in_place(path, 20)
+    read += drain(first)
+    append(path, numbered(31, 37))
+    read += drain(first)
+    rewrite_in_place(path, 20)
+    read += first.poll(3)
+    committed = first.checkpoint()
+    first.close()
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
+    out = drain(second, max_lines=2)
+    assert raws(out) == names(21, 37)
+    assert all(line.duplicate for line in out)
+
+
 # Deletion, missing files, start at end ---------------------------------------------------------------------
 
 
