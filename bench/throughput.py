@@ -1,5 +1,8 @@
 """Benchmark 1: backfill throughput on a generated home (all four sources) against a bare read + orjson.loads
 of the same files, alternating the two in each repeat so both see the same machine noise.
+
+A third pass measures a floor: the least per-line work any pure-Python learnd must do (see `floor_read`). Its
+ratio bounds what a faster pipeline could reach on this machine, measured rather than argued.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from bench.plan import Plan
 from bench.processes import NO_JOBS, bench_settings
 from bench.report import Figure, Section, median
 from learnd.backfill import run_backfill
+from learnd.components import COMPONENT_ALIASES
+from learnd.framing import line_hash
 
 TARGET_RATIO = 0.5
 
@@ -33,6 +38,36 @@ def bare_read(paths: list[Path]) -> int:
     return count
 
 
+def floor_read(paths: list[Path]) -> int:
+    """Less than learnd must do per line, and no more than plain Python allows: hash the line for the rewrite
+    window, decode it, and sum a signal's or trade's components under their canonical names. No timestamp,
+    no validation, no record, no learner, no ledger, no commit. Returns the line count."""
+    names = COMPONENT_ALIASES
+    count = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            for line in handle:
+                count += 1
+                raw = line[:-1]
+                line_hash(raw)
+                try:
+                    row = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                holder = (row.get("cluster") or row.get("context")) if type(row) is dict else None
+                if type(holder) is not dict:
+                    continue
+                meta = holder.get("composite_meta", holder)
+                components = meta.get("components") if type(meta) is dict else None
+                if type(components) is dict:
+                    totals: dict[str, float] = {}
+                    for key, value in components.items():
+                        name = names.get(key)
+                        if name is not None and type(value) is float:
+                            totals[name] = totals.get(name, 0.0) + value
+    return count
+
+
 def run(plan: Plan, base: BaseHome, *, profile: bool = False) -> Section:
     section = Section("throughput", "backfill throughput vs read + orjson.loads")
     home = generated_home(base, plan.throughput_bytes)
@@ -40,11 +75,15 @@ def run(plan: Plan, base: BaseHome, *, profile: bool = False) -> Section:
     paths = list(home.logs.values())
     learnd_s: list[float] = []
     bare_s: list[float] = []
+    floor_s: list[float] = []
     lines = 0
     for repeat in range(plan.throughput_repeats):
         started = time.perf_counter()
         lines = bare_read(paths)
         bare_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        floor_read(paths)
+        floor_s.append(time.perf_counter() - started)
         settings = bench_settings(fresh_run_dir("throughput"), home.logs, **NO_JOBS)
         profiler = cProfile.Profile() if profile and repeat == 0 else None
         started = time.perf_counter()
@@ -62,6 +101,7 @@ def run(plan: Plan, base: BaseHome, *, profile: bool = False) -> Section:
     section.figures += [
         Figure("lines/s", learnd_rate, "lines/s", bare_rate, ratio, f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO),
         Figure("MB/s", size / 1e6 / median(learnd_s), "MB/s", size / 1e6 / median(bare_s), ratio),
+        Figure("floor lines/s", lines / median(floor_s), "lines/s", bare_rate, lines / median(floor_s) / bare_rate),
     ]
     section.detail = {
         "home_bytes": size,
@@ -69,5 +109,6 @@ def run(plan: Plan, base: BaseHome, *, profile: bool = False) -> Section:
         "copies": home.copies,
         "learnd_s": learnd_s,
         "baseline_s": bare_s,
+        "floor_s": floor_s,
     }
     return section
