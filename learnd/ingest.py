@@ -19,7 +19,16 @@ from learnd.errors import RecordError
 from learnd.framing import BadLine, decode_line
 from learnd.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.ledger import record_of
-from learnd.records import ExitOutcome, Ignored, Record, TradeEntry, TradeOutcome, parse_record
+from learnd.records import (
+    ExitOutcome,
+    Ignored,
+    OrderRecord,
+    Record,
+    SignalRecord,
+    TradeEntry,
+    TradeOutcome,
+    parse_record,
+)
 from learnd.store import Batch, Checkpoint, LedgerRow, Store
 from learnd.tailer import Line, SourceTailer, TailEvent
 
@@ -306,8 +315,10 @@ def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
 
 
 def _kind_of(record: Record) -> str:
-    if isinstance(record, TradeOutcome):
+    if type(record) is TradeOutcome:
         return "scale" if record.is_partial else "close"
-    if isinstance(record, ExitOutcome):
-        return "exit_outcome"
-    return type(record).__name__.removesuffix("Record").lower()
+    return _APPLIED_KINDS[type(record)]
+
+
+# How applied lines are counted, per record type (trade outcomes split into close and scale above).
+_APPLIED_KINDS: dict[type, str] = {ExitOutcome: "exit_outcome", SignalRecord: "signal", OrderRecord: "order"}
