@@ -6,6 +6,7 @@ copytruncate, truncation, the bot supervisor's in-place rewrite, deletion and re
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -115,7 +116,9 @@ class SourceTailer:
         self._rotated: _OpenFile | None = None
         # Drained after the current rotated file, in order: rotated copies younger than it (rotated more than once,
         # read whole), or that file itself when a copy of its unread lines had to be drained first.
-        self._younger: deque[Path | _OpenFile] = deque()
+        # Held open from the moment they are found: a further rotation renames them, and a name would then point
+        # at another file.
+        self._younger: deque[_OpenFile] = deque()
         self._last_position: Checkpoint | None = checkpoint
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
         self._align_window: list[int] | None = None
@@ -127,11 +130,15 @@ class SourceTailer:
         self.status = TailerStatus()
         self.events: list[TailEvent] = []
         self.seen_files: dict[bytes, tuple[int, int]] = {}
+        # Hold the file from the start, not from the first poll: a rotation in between (a backfill's history read
+        # can take minutes) is then seen as one and the renamed file drained, instead of never known at all.
+        with contextlib.suppress(FileNotFoundError):
+            self._open(os.stat(path))
 
     # Public ------------------------------------------------------------------------------------------------
 
     def close(self) -> None:
-        for opened in (self._current, self._rotated):
+        for opened in (self._current, self._rotated, *self._younger):
             if opened is not None:
                 opened.handle.close()
         self._current = self._rotated = None
@@ -205,6 +212,10 @@ class SourceTailer:
         self.status.state = "following"
         self.status.size = stat.st_size
         size = stat.st_size
+        if not current.fp_len:
+            # Known by its first line as soon as it has one, read or not: a copytruncate before we read that far
+            # then still finds the copy (a file never seen with a complete line has nothing to find it by).
+            self._establish_fingerprint(current)
         for _attempt in range(2):
             if size < current.offset or not self._same_start(current) or not self._on_boundary(current):
                 self._reset(current, size)
@@ -269,6 +280,10 @@ class SourceTailer:
                     self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
                 except FileNotFoundError:
                     continue  # compressed or removed since it was listed: look further
+                # Renamed while we were stopped: the writer may still be appending through its old descriptor,
+                # as after a rotation seen live, so the same grace applies from the moment we found it.
+                assert self._rotated is not None
+                self._rotated.drain_deadline = self._clock() + self._grace
                 self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
                 return
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
@@ -306,10 +321,28 @@ class SourceTailer:
             live_identity: tuple[int, int] | None = (live.st_dev, live.st_ino)
         except FileNotFoundError:
             live_identity = None
+        # The file we hold open as current is drained through its own descriptor once it is retired; copies younger
+        # than it come after it, queued when it finishes.
+        held = (self._current.dev, self._current.ino) if self._current is not None else None
+        queued = {(younger.dev, younger.ino) for younger in self._younger}
         for (sibling, sibling_stat), identity in zip(stats[position + 1 :], identities[position + 1 :], strict=True):
-            if identity not in ((dev, ino), live_identity) and sibling_stat.st_mtime_ns >= written_ns:
-                self._younger.append(sibling)
-                self._event("rotated_file_queued", file=str(sibling))
+            if identity == held:
+                break
+            if identity in queued or identity in ((dev, ino), live_identity):
+                continue
+            if sibling_stat.st_mtime_ns < written_ns:
+                continue
+            try:
+                handle = open(sibling, "rb")  # noqa: SIM115 - closed when its drain finishes, or in close()
+            except FileNotFoundError:
+                self._event("rotated_file_vanished", file=str(sibling))
+                continue
+            opened_stat = os.fstat(handle.fileno())
+            if (opened_stat.st_dev, opened_stat.st_ino) != identity:
+                handle.close()  # renamed again between the listing and the open: the next look finds it
+                continue
+            self._younger.append(_OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0))
+            self._event("rotated_file_queued", file=str(sibling))
 
     def _drain_rotated(self, lines: list[Line], max_lines: int) -> None:
         while (rotated := self._rotated) is not None:
@@ -326,18 +359,11 @@ class SourceTailer:
                 self._read(rotated, lines, max_lines - len(lines), size, final=True)
             if rotated.offset < size or self._writer_may_still_append(rotated):
                 return
+            # Rotated again while this one drained (or waited out its grace): those copies come next, in order.
+            self._queue_younger(rotated.dev, rotated.ino)
             self._event("rotated_file_drained", offset=rotated.offset)
             rotated.handle.close()
-            self._rotated = None
-            while self._younger and self._rotated is None:
-                younger = self._younger.popleft()
-                if isinstance(younger, _OpenFile):
-                    self._rotated = younger
-                    continue
-                try:
-                    self._drain_sibling(younger, b"", 0, 0)
-                except FileNotFoundError:
-                    self._event("rotated_file_vanished", file=str(younger))
+            self._rotated = self._younger.popleft() if self._younger else None
 
     def _writer_may_still_append(self, rotated: _OpenFile) -> bool:
         """Within the grace period after a rename or deletion, the writer may still append through its old

@@ -583,6 +583,79 @@ def test_restart_in_the_middle_of_a_rewritten_tail_keeps_marking_duplicates(
     assert [line.duplicate for line in out] == [True, True, False]
 
 
+def test_restart_after_rotation_while_stopped_waits_for_the_writer_on_the_old_file(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Renamed while learnd was stopped, with the bot still writing through its old descriptor: what it adds
+    during the grace period after the restart is read from the renamed file before the new one."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 3))
+    clock = FakeClock()
+    first = new_tailer(path, clock=clock)
+    read = drain(first)
+    committed = first.checkpoint()
+    first.close()
+    with open(path, "ab", buffering=0) as bot:
+        rotate(path, 5)
+        path.touch()
+        bot.write(b"line-4\n")
+        second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+        assert raws(second.poll(100)) == names(4, 4)
+        clock.now = GRACE_S / 2
+        bot.write(b"line-5\n")
+        assert raws(second.poll(100)) == names(5, 5)
+    clock.now = GRACE_S + 1
+    append(path, numbered(6, 6))  # the bot reopened the path
+    assert raws(drain(second)) == names(6, 6)
+
+
+def test_second_rotation_while_waiting_out_the_grace_is_drained_in_order(home: Path, new_tailer: TailerFactory) -> None:
+    """Rotated again while learnd waited for the first rotation's writer: once the grace is over, the file that was
+    current in between is read too, before the newest."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 2))
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
+    assert raws(drain(tailer)) == names(1, 2)
+    rotate(path, 5)
+    path.touch()
+    assert tailer.poll(100) == []  # the old file's writer may still append: wait
+    append(path, numbered(3, 4))
+    rotate(path, 5)
+    append(path, numbered(5, 5))
+    clock.now = GRACE_S + 1
+    assert raws(drain(tailer)) == names(3, 5)
+
+
+def test_rotation_before_the_first_poll_drains_the_renamed_file(home: Path, new_tailer: TailerFactory) -> None:
+    """A tailer holds its file from the moment it is made (a backfill reads history before it first polls), so a
+    rename in between is a rotation like any other, even with no checkpoint."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 3))
+    tailer = new_tailer(path)
+    rotate(path, 5)
+    append(path, numbered(4, 5))
+    out = drain(tailer)
+    assert raws(out) == names(1, 5)
+
+
+def test_copytruncate_before_the_first_line_was_read_recovers_from_the_copy(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A file is known by its first line once it has one, read or not: a copytruncate that comes before learnd read
+    that far (busy with other sources, say) still finds the copy."""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    tailer = new_tailer(path)
+    assert tailer.poll(100) == []
+    append(path, numbered(1, 3))
+    assert tailer.poll(0) == []  # polled with no budget left: nothing read, but the file was looked at
+    shutil.copyfile(path, path.with_name("orders.jsonl.1"))
+    os.truncate(path, 0)
+    append(path, numbered(4, 5))
+    assert raws(drain(tailer)) == names(1, 5)
+
+
 def shift_rotated(path: Path, keep: int) -> None:
     """logrotate's numbering: name.(n) -> name.(n+1) for n = keep-1 .. 1, making room for a new name.1."""
     for number in range(keep - 1, 0, -1):
@@ -751,7 +824,8 @@ def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operati
         emitted: list[bytes] = []
         partial = b""
         changed_since_poll = False
-        tailer = make_tailer(path)
+        clock = FakeClock()
+        tailer = make_tailer(path, clock=clock)
         assert tailer.poll(10) == []  # the daemon is following the file before the bot touches it
         window: list[int] = []
 
@@ -810,9 +884,10 @@ def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operati
                 elif operation == "restart":
                     checkpoint = tailer.checkpoint()
                     tailer.close()
-                    tailer = make_tailer(path, checkpoint=checkpoint, window=window[-1000:])
+                    tailer = make_tailer(path, checkpoint=checkpoint, window=window[-1000:], clock=clock)
             if partial:
                 append(path, partial)
+            clock.now += GRACE_S + 1  # time enough for any rotated file's writer to have moved on
             poll(1000)
         finally:
             tailer.close()

@@ -173,6 +173,9 @@ def test_crash_loop_sigkill_ends_equal_to_one_backfill(size: Size, tmp_path: Pat
             daemon.kill()
             daemon.start()
         writer.stop()
+        # The last start must be through (signal handlers installed) before SIGTERM: a SIGTERM during the imports
+        # kills any Python process, and the store may already say caught up from the run before.
+        daemon.wait_event("daemon_started", timeout_s=60)
         wait_caught_up(home, timeout_s=60)
         status = daemon.terminate()
     reference = backfill_copy(home, tmp_path)
