@@ -14,6 +14,8 @@ from typing import Any, Final
 import orjson
 
 _BOM = b"\xef\xbb\xbf"
+# Candidate alignments kept from each end (earliest, latest) when a rewritten file could start in many places.
+MAX_ALIGNMENTS_KEPT: Final = 16
 # The same value as int.from_bytes(digest, "big", signed=True), one call cheaper; line_hash runs on every line.
 _unpack_signed_64: Final[Callable[[bytes], tuple[int]]] = struct.Struct(">q").unpack
 
@@ -85,6 +87,10 @@ def rewrite_alignments(window: Sequence[int], fresh: Sequence[int]) -> list[int]
         overlap = min(size - start, len(fresh))
         if all(window[start + index] == fresh[index] for index in range(overlap)):
             starts.append(start)
+    if len(starts) > 2 * MAX_ALIGNMENTS_KEPT:
+        # A flood of identical lines (blank ones, say) would make following every candidate quadratic. The earliest
+        # decide ties among repeats; the latest are where a kept tail read twice sits.
+        starts = starts[:MAX_ALIGNMENTS_KEPT] + starts[-MAX_ALIGNMENTS_KEPT:]
     return starts
     first = fresh[0]
     size = len(window)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.framing import BadLine, decode_line, line_hash, rewrite_alignments
+from learnd.framing import MAX_ALIGNMENTS_KEPT, BadLine, decode_line, line_hash, rewrite_alignments
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,12 @@ def test_rewrite_alignment_lists_every_candidate_earliest_first() -> None:
     assert rewrite_alignments([5, 5, 5], [5, 5, 5, 6]) == [0, 1, 2]
     assert rewrite_alignments([1, 2, 3, 2, 3, 4], [2, 3]) == [1, 3]
     assert rewrite_alignments([1, 2, 3, 2, 3, 4], [2, 3, 4]) == [3]
+
+
+def test_rewrite_alignment_of_a_flood_of_identical_lines_keeps_both_ends() -> None:
+    """Thousands of identical lines stay cheap to follow: the earliest and latest candidates are kept."""
+    starts = rewrite_alignments([7] * 5000, [7, 7])
+    assert starts == list(range(MAX_ALIGNMENTS_KEPT)) + list(range(5000 - MAX_ALIGNMENTS_KEPT, 5000))
 
 
 @settings(max_examples=60, deadline=None)
