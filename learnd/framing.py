@@ -92,12 +92,3 @@ def rewrite_alignments(window: Sequence[int], fresh: Sequence[int]) -> list[int]
         # decide ties among repeats; the latest are where a kept tail read twice sits.
         starts = starts[:MAX_ALIGNMENTS_KEPT] + starts[-MAX_ALIGNMENTS_KEPT:]
     return starts
-    first = fresh[0]
-    size = len(window)
-    for start in range(size):
-        if window[start] != first:
-            continue
-        overlap = min(size - start, len(fresh))
-        if all(window[start + index] == fresh[index] for index in range(overlap)):
-            return start
-    return None

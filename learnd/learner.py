@@ -6,14 +6,14 @@ The counting learner here proves the pipeline's guarantees; the trade learner (l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Final, Protocol
 
 import orjson
 
 from learnd.records import ExitOutcome, OrderRecord, Record, SignalRecord, TradeEntry, TradeOutcome
 
 # Every record type a learner can be fed (Ignored rows never reach learners).
-LEARNABLE_TYPES: tuple[type, ...] = (TradeOutcome, TradeEntry, ExitOutcome, SignalRecord, OrderRecord)
+LEARNABLE_TYPES: Final[tuple[type, ...]] = (TradeOutcome, TradeEntry, ExitOutcome, SignalRecord, OrderRecord)
 
 
 @dataclass(frozen=True, slots=True)
