@@ -158,12 +158,14 @@ def _audit_source(source: SourceSettings, snapshot: _Snapshot) -> dict[str, Any]
     not_visible_lines = min(max(inferred, not_visible.lines_min), not_visible.lines_max)
     lines_on_disk = sum(row.lines for row in rows)
     duplicate_on_disk = sum(row.duplicate_on_disk for row in rows)
+    needs_backfill = sum(row.pending for row in _beyond_the_daemon(rows, checkpoint))
     lines_total = lines_on_disk - duplicate_on_disk + not_visible_lines
     return {
         "path": str(source.path),
         "lines_total": lines_total,
         **totals,
         "pending": pending,
+        "needs_backfill": needs_backfill,
         "unaccounted": lines_total - (counted + pending),
         "lines_on_disk": lines_on_disk,
         "duplicate_on_disk": duplicate_on_disk,
@@ -177,6 +179,21 @@ def _audit_source(source: SourceSettings, snapshot: _Snapshot) -> dict[str, Any]
         "quarantined_by_reason": dict(sorted(by_outcome["quarantined"].items())),
         "files": [row.to_dict() for row in rows],
     }
+
+
+def _beyond_the_daemon(rows: list[_FileRow], checkpoint: Checkpoint | None) -> list[_FileRow]:
+    """Rotated copies older than the file the checkpoint names (all of them when there is none): the daemon reads
+    a rotated copy only while draining the file it was reading and the copies rotated after it, so lines pending in
+    these are read by `learnd backfill` alone (history from before learnd started, or a copy it had no way to
+    know, see the README's known limits)."""
+    for index, row in enumerate(rows):
+        file = row.file
+        if checkpoint is not None and (
+            (file.dev, file.ino) == (checkpoint.dev, checkpoint.ino)
+            or (checkpoint.fp_len and file.identity is not None and file.identity.fp_hash == checkpoint.fp_hash)
+        ):
+            return [row for row in rows[:index] if not row.file.is_current]
+    return [row for row in rows if not row.file.is_current]
 
 
 def _count_file(found: HistoryFile, known: dict[bytes, tuple[int, int]], checkpoint: Checkpoint | None) -> _FileRow:
@@ -246,6 +263,11 @@ def render_audit(report: dict[str, Any]) -> str:
                 out.append(f"  {label}: " + ", ".join(f"{kind} {count}" for kind, count in entry[key].items()))
         if entry["partial_bytes"]:
             out.append(f"  {entry['partial_bytes']} bytes of a line still being written (not counted yet)")
+        if entry["needs_backfill"]:
+            out.append(
+                f"  {entry['needs_backfill']} pending lines are in rotated copies the daemon does not read: "
+                "`learnd backfill` applies them"
+            )
     out.append("")
     wrong = {name: entry["unaccounted"] for name, entry in report["sources"].items() if entry["unaccounted"]}
     if not wrong:

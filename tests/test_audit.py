@@ -98,12 +98,16 @@ def test_lines_appended_or_rotated_in_after_the_backfill_are_pending(tmp_path: P
         handle.write(b"".join(extra[:4]) + b'{"ts":"2026-03-02T15:10:04')  # the last one still being written
     with gzip.open(logs / "orders.jsonl-20251201.gz", "wb") as handle:
         handle.write(b"".join(extra[4:]))  # older history put back: not read yet
-    entry = collect_audit(settings)["sources"]["orders"]
+    report = collect_audit(settings)
+    entry = report["sources"]["orders"]
     assert (entry["pending"], entry["unaccounted"]) == (4 + 3, 0)
     assert entry["partial_bytes"] == len(b'{"ts":"2026-03-02T15:10:04')
+    # The daemon reads on in the current file; the history put back only a backfill reads.
+    assert entry["needs_backfill"] == 3
+    assert "3 pending lines are in rotated copies the daemon does not read" in render_audit(report)
     run_backfill(settings, progress="none")
     entry = collect_audit(settings)["sources"]["orders"]
-    assert (entry["pending"], entry["unaccounted"]) == (0, 0)
+    assert (entry["pending"], entry["needs_backfill"], entry["unaccounted"]) == (0, 0, 0)
 
 
 def test_lines_of_rewritten_files_are_accounted_as_no_longer_visible(tmp_path: Path, template: Path) -> None:
@@ -172,6 +176,40 @@ def test_a_home_never_read_is_all_pending(tmp_path: Path, template: Path) -> Non
     history_home(tmp_path, template)
     report = collect_audit(settings)
     assert report["healthy"]
-    for entry in report["sources"].values():
+    for name, entry in report["sources"].items():
         assert entry["pending"] == entry["lines_total"] > 0
         assert counted(entry) == 0
+        current = newline_count(tmp_path / "logs" / f"{name}.jsonl")
+        assert entry["needs_backfill"] == entry["pending"] - current
+
+
+def test_a_copy_made_while_stopped_on_an_empty_file_is_flagged_for_backfill(tmp_path: Path, template: Path) -> None:
+    """The known limit: a file copytruncated before learnd saw a line in it has no fingerprint to find the copy by.
+    The daemon reads on in the current file; audit points at the copy, and a backfill applies it."""
+    settings = settings_for(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir(parents=True)
+    for name in SOURCES:
+        (logs / f"{name}.jsonl").touch()
+    engine = Engine(settings, start_at_end=False, purpose="daemon")
+    try:
+        drain(engine, 1000)
+    finally:
+        engine.close()
+    lines = (template / "orders.jsonl").read_bytes().splitlines(keepends=True)
+    path = logs / "orders.jsonl"
+    path.write_bytes(b"".join(lines[:6]))
+    shutil.copyfile(path, logs / "orders.jsonl.1")
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+    path.write_bytes(b"".join(lines[6:10]))
+    engine = Engine(settings, start_at_end=False, purpose="daemon")
+    try:
+        drain(engine, 1000)
+    finally:
+        engine.close()
+    entry = collect_audit(settings)["sources"]["orders"]
+    assert (entry["pending"], entry["needs_backfill"], entry["unaccounted"]) == (6, 6, 0)
+    run_backfill(settings, progress="none")
+    entry = collect_audit(settings)["sources"]["orders"]
+    assert (entry["pending"], entry["needs_backfill"], counted(entry)) == (0, 0, 10)
