@@ -364,6 +364,9 @@ class SourceTailer:
             self._event("rotated_file_drained", offset=rotated.offset)
             rotated.handle.close()
             self._rotated = self._younger.popleft() if self._younger else None
+            if self._rotated is not None and not self._younger:
+                # The newest rotated copy is the one the writer may still hold open: it gets the grace too.
+                self._rotated.drain_deadline = self._clock() + self._grace
 
     def _writer_may_still_append(self, rotated: _OpenFile) -> bool:
         """Within the grace period after a rename or deletion, the writer may still append through its old

@@ -609,6 +609,32 @@ def test_restart_after_rotation_while_stopped_waits_for_the_writer_on_the_old_fi
     assert raws(drain(second)) == names(6, 6)
 
 
+def test_two_rotations_while_stopped_give_the_newest_copy_the_grace(home: Path, new_tailer: TailerFactory) -> None:
+    """Rotated twice while learnd was stopped, the bot still writing to the newest copy through its old descriptor:
+    the oldest copy is finished first, then the newest is followed through the grace period."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 2))
+    clock = FakeClock()
+    first = new_tailer(path, clock=clock)
+    read = drain(first)
+    committed = first.checkpoint()
+    first.close()
+    append(path, numbered(3, 3))
+    rotate(path, 5)
+    append(path, numbered(4, 4))
+    with open(path, "ab", buffering=0) as bot:
+        rotate(path, 5)
+        path.touch()
+        second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+        assert raws(drain(second)) == names(3, 4)
+        clock.now = GRACE_S / 2
+        bot.write(b"line-5\n")
+        assert raws(second.poll(100)) == names(5, 5)
+    clock.now = GRACE_S * 2
+    append(path, numbered(6, 6))
+    assert raws(drain(second)) == names(6, 6)
+
+
 def test_second_rotation_while_waiting_out_the_grace_is_drained_in_order(home: Path, new_tailer: TailerFactory) -> None:
     """Rotated again while learnd waited for the first rotation's writer: once the grace is over, the file that was
     current in between is read too, before the newest."""
