@@ -583,6 +583,15 @@ def test_restart_in_the_middle_of_a_rewritten_tail_keeps_marking_duplicates(
     assert [line.duplicate for line in out] == [True, True, False]
 
 
+def read_then_stop(path: Path, new_tailer: TailerFactory, clock: FakeClock) -> tuple[Checkpoint | None, list[int]]:
+    """Read the file to its end, then stop: the checkpoint and window a restart resumes from."""
+    tailer = new_tailer(path, clock=clock)
+    read = drain(tailer)
+    committed = tailer.checkpoint()
+    tailer.close()
+    return committed, [line.hash for line in read]
+
+
 def test_restart_after_rotation_while_stopped_waits_for_the_writer_on_the_old_file(
     home: Path, new_tailer: TailerFactory
 ) -> None:
@@ -591,15 +600,12 @@ def test_restart_after_rotation_while_stopped_waits_for_the_writer_on_the_old_fi
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 3))
     clock = FakeClock()
-    first = new_tailer(path, clock=clock)
-    read = drain(first)
-    committed = first.checkpoint()
-    first.close()
+    committed, window = read_then_stop(path, new_tailer, clock)
     with open(path, "ab", buffering=0) as bot:
         rotate(path, 5)
         path.touch()
         bot.write(b"line-4\n")
-        second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+        second = new_tailer(path, checkpoint=committed, window=window, clock=clock)
         assert raws(second.poll(100)) == names(4, 4)
         clock.now = GRACE_S / 2
         bot.write(b"line-5\n")
@@ -615,17 +621,14 @@ def test_two_rotations_while_stopped_give_the_newest_copy_the_grace(home: Path, 
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 2))
     clock = FakeClock()
-    first = new_tailer(path, clock=clock)
-    read = drain(first)
-    committed = first.checkpoint()
-    first.close()
+    committed, window = read_then_stop(path, new_tailer, clock)
     append(path, numbered(3, 3))
     rotate(path, 5)
     append(path, numbered(4, 4))
     with open(path, "ab", buffering=0) as bot:
         rotate(path, 5)
         path.touch()
-        second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+        second = new_tailer(path, checkpoint=committed, window=window, clock=clock)
         assert raws(drain(second)) == names(3, 4)
         clock.now = GRACE_S / 2
         bot.write(b"line-5\n")
