@@ -24,6 +24,7 @@ from learnd.store import Checkpoint
 
 FINGERPRINT_MAX_BYTES: Final = 4096
 _READ_CHUNK: Final = 1 << 20
+_FINISHED_KEPT: Final = 64
 
 
 @record_class
@@ -119,6 +120,9 @@ class SourceTailer:
         # Held open from the moment they are found: a further rotation renames them, and a name would then point
         # at another file.
         self._younger: deque[_OpenFile] = deque()
+        # Rotated files drained to their end (identity -> first-line fingerprint), so that a later look for younger
+        # copies does not queue one again; the fingerprint tells a reused inode from the file itself.
+        self._finished: dict[tuple[int, int], bytes] = {}
         self._last_position: Checkpoint | None = checkpoint
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
         self._align_window: list[int] | None = None
@@ -341,8 +345,19 @@ class SourceTailer:
             if (opened_stat.st_dev, opened_stat.st_ino) != identity:
                 handle.close()  # renamed again between the listing and the open: the next look finds it
                 continue
+            finished = self._finished.get(identity)
+            if finished is not None:
+                head = fingerprint(os.pread(handle.fileno(), FINGERPRINT_MAX_BYTES, 0))
+                if head is not None and head[0] == finished:
+                    handle.close()  # drained to its end already (it came before a copy we drained after it)
+                    continue
             self._younger.append(_OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0))
             self._event("rotated_file_queued", file=str(sibling))
+        # Keep the queue in rotation order: a file already queued to be read again (after its copy, see
+        # _drain_copy_first) may sit later in that order than the copies found now. Files gone from the listing
+        # keep their place at the end.
+        rank = {identity: index for index, identity in enumerate(identities)}
+        self._younger = deque(sorted(self._younger, key=lambda queued: rank.get((queued.dev, queued.ino), len(rank))))
 
     def _drain_rotated(self, lines: list[Line], max_lines: int) -> None:
         while (rotated := self._rotated) is not None:
@@ -362,11 +377,26 @@ class SourceTailer:
             # Rotated again while this one drained (or waited out its grace): those copies come next, in order.
             self._queue_younger(rotated.dev, rotated.ino)
             self._event("rotated_file_drained", offset=rotated.offset)
+            if rotated.fp_len:
+                self._finished[(rotated.dev, rotated.ino)] = rotated.fp_hash
+                if len(self._finished) > _FINISHED_KEPT:
+                    del self._finished[next(iter(self._finished))]
             rotated.handle.close()
             self._rotated = self._younger.popleft() if self._younger else None
-            if self._rotated is not None and not self._younger:
-                # The newest rotated copy is the one the writer may still hold open: it gets the grace too.
+            if self._rotated is not None and not self._younger and self._holds_the_path():
+                # The newest rotated copy (nothing rotated after it but the file still at the path) is the one the
+                # writer may still hold open: it gets the grace too.
                 self._rotated.drain_deadline = self._clock() + self._grace
+
+    def _holds_the_path(self) -> bool:
+        """Whether the file held as current is still the one the path names (not rotated away meanwhile)."""
+        if self._current is None:
+            return False
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (stat.st_dev, stat.st_ino) == (self._current.dev, self._current.ino)
 
     def _writer_may_still_append(self, rotated: _OpenFile) -> bool:
         """Within the grace period after a rename or deletion, the writer may still append through its old
@@ -382,6 +412,9 @@ class SourceTailer:
             moved_on = os.stat(self.path).st_size > 0
         except FileNotFoundError:
             moved_on = False
+        if not moved_on and self._current is not None:
+            # A younger file we already hold (opened at start, renamed since) has content: the writer moved on.
+            moved_on = os.fstat(self._current.handle.fileno()).st_size > 0
         return not moved_on or os.fstat(rotated.handle.fileno()).st_size > rotated.offset
 
     def _drain_copy_first(self, rotated: _OpenFile) -> None:

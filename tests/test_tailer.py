@@ -656,6 +656,26 @@ def test_second_rotation_while_waiting_out_the_grace_is_drained_in_order(home: P
     assert raws(drain(tailer)) == names(3, 5)
 
 
+def test_two_copytruncates_then_a_rename_read_every_copy_once_in_order(home: Path, new_tailer: TailerFactory) -> None:
+    """Two copytruncates and a rename between two polls: the copies are read in rotation order, each once, and
+    the renamed file (read again from its start after its copy) last. Found by the sequence property test."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 1))
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
+    assert raws(drain(tailer)) == names(1, 1)
+    for number in (2, 3):
+        append(path, numbered(number, number))
+        shift_rotated(path, 50)
+        shutil.copyfile(path, path.with_name("orders.jsonl.1"))
+        os.truncate(path, 0)
+    append(path, numbered(4, 4))
+    rotate(path, 50)
+    path.touch()
+    clock.now = GRACE_S + 1
+    assert raws(drain(tailer)) == names(2, 4)
+
+
 def test_rotation_before_the_first_poll_drains_the_renamed_file(home: Path, new_tailer: TailerFactory) -> None:
     """A tailer holds its file from the moment it is made (a backfill reads history before it first polls), so a
     rename in between is a rotation like any other, even with no checkpoint."""
