@@ -857,7 +857,7 @@ OPERATIONS = st.lists(
 )
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(operations=OPERATIONS)
 def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operations: list[tuple[str, int]]) -> None:
     """Appends, rotations, copytruncates, rewrites, truncations and restarts: no line twice, none lost unless gone.
