@@ -19,7 +19,7 @@ from typing import Final
 
 import learnd
 from learnd.config import ScheduleSettings
-from learnd.simulate import LOG_FILES, simulate
+from learnd.devtools.simulate import LOG_FILES, simulate
 
 WORK_DIR: Final = Path(__file__).resolve().parent / "work"
 BASE_TRADES: Final = 600
@@ -203,8 +203,8 @@ def recent_start(today: date) -> date:
 def learnd_digest() -> str:
     """A short digest of learnd's source, for caches of state that learnd wrote."""
     digest = hashlib.sha256()
-    for path in sorted((Path(learnd.__file__).parent).glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted((Path(learnd.__file__).parent).rglob("*.py")):
+        digest.update(str(path.relative_to(Path(learnd.__file__).parent)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:10]
 
 

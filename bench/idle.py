@@ -14,7 +14,7 @@ from bench.homes import BaseHome, fresh_run_dir
 from bench.plan import Plan
 from bench.processes import CLOCK_TICKS, Daemon, bench_settings, child_env, wait_caught_up, wait_quiet
 from bench.report import Figure, Section
-from learnd.simulate import LOG_FILES
+from learnd.devtools.simulate import LOG_FILES
 
 TARGET_PERCENT = 1.0
 _SETTLE_S = 2.0

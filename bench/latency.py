@@ -16,7 +16,7 @@ from bench.homes import BaseHome, fresh_run_dir
 from bench.plan import Plan
 from bench.processes import Daemon, bench_settings, wait_caught_up, wait_quiet
 from bench.report import Figure, Section, median, percentile
-from learnd.simulate import LOG_FILES
+from learnd.devtools.simulate import LOG_FILES
 
 TARGET_P50_MS = 20.0
 TARGET_P99_MS = 100.0

@@ -16,7 +16,7 @@ from typing import IO, Final
 
 from learnd.config import Settings, load_settings
 from learnd.errors import StateError
-from learnd.store import Store
+from learnd.store.database import Store
 
 _TERM_TIMEOUT_S: Final = 10.0
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")

@@ -16,7 +16,7 @@ from bench.plan import Plan
 from bench.processes import NO_JOBS, bench_settings
 from bench.report import Figure, Section, median
 from bench.throughput import bare_read
-from learnd.backfill import run_backfill
+from learnd.service.backfill import run_backfill
 
 TARGET_GROWTH = 1.5
 _CAUGHT_UP = ".caught_up"

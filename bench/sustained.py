@@ -13,7 +13,7 @@ from bench.plan import Plan
 from bench.processes import Daemon, bench_settings, committed, wait_caught_up, wait_quiet
 from bench.report import Figure, Section, median
 from learnd.config import Settings
-from learnd.simulate import LOG_FILES
+from learnd.devtools.simulate import LOG_FILES
 
 _WINDOW_S = 10
 _TICK_S = 0.01

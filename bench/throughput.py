@@ -17,9 +17,9 @@ from bench.homes import WORK_DIR, BaseHome, fresh_run_dir, generated_home
 from bench.plan import Plan
 from bench.processes import NO_JOBS, bench_settings
 from bench.report import Figure, Section, median
-from learnd.backfill import run_backfill
-from learnd.components import COMPONENT_ALIASES
-from learnd.framing import line_hash
+from learnd.records.components import COMPONENT_ALIASES
+from learnd.service.backfill import run_backfill
+from learnd.sources.framing import line_hash
 
 TARGET_RATIO = 0.5
 

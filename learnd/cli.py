@@ -21,7 +21,7 @@ import orjson
 from learnd import __version__
 from learnd.config import Settings, load_settings
 from learnd.errors import ConfigError, LearndError, StateError
-from learnd.logconfig import configure_logging
+from learnd.service.logs import configure_logging
 
 EXIT_CONFIG = 3
 EXIT_STATE = 4
@@ -197,7 +197,7 @@ def _run(args: argparse.Namespace) -> int:
     Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home.
     """
     settings = _settings(args)
-    from learnd.daemon import serve
+    from learnd.service.daemon import serve
 
     return asyncio.run(serve(settings, backfill=args.backfill, reload_settings=lambda: _settings(args)))
 
@@ -213,7 +213,7 @@ def _backfill(args: argparse.Namespace) -> int:
     """
     settings = _settings(args)
     if args.from_scratch:
-        from learnd.rebuild import rebuild_from_scratch
+        from learnd.service.rebuild import rebuild_from_scratch
 
         result = rebuild_from_scratch(settings, progress=args.progress)
         report = result.report
@@ -226,7 +226,7 @@ def _backfill(args: argparse.Namespace) -> int:
                 "the live state when learnd next starts here (systemctl restart learnd)"
             )
         return 0
-    from learnd.backfill import run_backfill
+    from learnd.service.backfill import run_backfill
 
     _print_backfill(run_backfill(settings, progress=args.progress))
     return 0
@@ -246,7 +246,7 @@ def _audit(args: argparse.Namespace) -> int:
     duplicate, ignored (by kind), quarantined (by reason), pending, and unaccounted. Exits 0 only when nothing
     is unaccounted anywhere."""
     settings = _settings(args)
-    from learnd.audit import collect_audit, render_audit
+    from learnd.views.audit import collect_audit, render_audit
 
     report = collect_audit(settings)
     _emit(report, render_audit, as_json=args.json)
@@ -257,7 +257,7 @@ def _status(args: argparse.Namespace) -> int:
     """Show, per source: path, committed offset, file size, lag, lines applied/quarantined/duplicate, and
     whether a daemon is running on this home."""
     settings = _settings(args)
-    from learnd.status import collect_status, render_status
+    from learnd.views.status import collect_status, render_status
 
     report = collect_status(settings)
     if args.json:
@@ -271,7 +271,7 @@ def _weights(args: argparse.Namespace) -> int:
     """Show the learned model: per strategy, each entry component's multiplier (strategy-wide and per regime),
     its evidence and samples, and each exit component's multiplier, win rate and mean P&L."""
     settings = _settings(args)
-    from learnd.inspect import render_weights, weights_document
+    from learnd.views.inspect import render_weights, weights_document
 
     document = weights_document(settings, args.strategy, args.regime)
     if args.json:
@@ -287,7 +287,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     Spearman IC of score vs realized P&L (learned, static, and their paired difference with a day-block
     bootstrap interval) overall, per regime and per month; top-quintile hit rate; multiplier turnover."""
     settings = _settings(args)
-    from learnd.inspect import run_evaluation
+    from learnd.views.inspect import run_evaluation
 
     result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed)
     if args.json:
@@ -303,7 +303,7 @@ def _schedule(args: argparse.Namespace) -> int:
     """Show the next runs of each job (UTC and exchange time) on the exchange calendar, and the last runs with
     their outcome. Times come from the calendar: holidays and early closes included."""
     settings = _settings(args)
-    from learnd.schedule_view import render_schedule, schedule_document
+    from learnd.views.schedule import render_schedule, schedule_document
 
     start = _parse_moment(args.start) if args.start else None
     document = schedule_document(settings, start, args.count)
@@ -330,8 +330,8 @@ def _signals(args: argparse.Namespace) -> int:
     pattern and regime, with confidence intervals. Suggestions appear only where a bound supports them and never
     change weights unless signals.suggestions_enabled."""
     settings = _settings(args)
-    from learnd.inspect import signals_document
-    from learnd.signal_learner import render_signals
+    from learnd.learning.signals import render_signals
+    from learnd.views.inspect import signals_document
 
     document = signals_document(settings)
     _emit(document, render_signals, as_json=args.json)
@@ -343,8 +343,8 @@ def _execution(args: argparse.Namespace) -> int:
     limit-not-filled and market-fallback rates, close failures, slippage in bps (logged or computed from fill vs
     decision price: each row says which), and symbols whose costs eat a material share of their mean P&L."""
     settings = _settings(args)
-    from learnd.execution import render_execution
-    from learnd.inspect import execution_document
+    from learnd.learning.execution import render_execution
+    from learnd.views.inspect import execution_document
 
     document = execution_document(settings)
     _emit(document, render_execution, as_json=args.json)
@@ -364,7 +364,7 @@ def _verify(args: argparse.Namespace) -> int:
     backfill, and check trade counts, quarantine and that planted edges moved the right way. Prints a pass/fail
     list; exits 0 only when every check passed. Does not touch --home."""
     configure_logging("console" if sys.stdout.isatty() else "json")
-    from learnd.verify import render_checks, run_verify
+    from learnd.devtools.verify import render_checks, run_verify
 
     if args.keep is not None and args.keep.exists():
         raise ConfigError(f"--keep {args.keep}: already exists; name a new directory")
@@ -392,7 +392,7 @@ def _report(args: argparse.Namespace) -> int:
         raise LearndError(f"{path}: no such report (see `learnd schedule` for when jobs run)")
     sys.stdout.write(path.read_text())
     if not args.no_chart:
-        from learnd.charts import draw_multipliers
+        from learnd.views.charts import draw_multipliers
 
         chart = draw_multipliers(
             settings.data_dir / "weight_learning.jsonl",
@@ -411,7 +411,7 @@ def _report(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     """Write a realistic bot home (all four logs, garbage included) with planted per-component, per-regime edges
     and a planted exit-reason effect; the truth is written beside it as truth.json."""
-    from learnd.simulate import simulate
+    from learnd.devtools.simulate import simulate
 
     if args.trades <= 0:
         raise ConfigError("--trades: must be positive")

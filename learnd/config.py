@@ -5,23 +5,97 @@ Validated at load; every error names the key. Paths are resolved against the hom
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast, get_args
+from typing import Any, Final, Literal, TypeVar, cast, get_args
 
 from learnd.errors import ConfigError
-from learnd.learning import LearningParams
-from learnd.records import SOURCE_KINDS, SourceKind
 
+SourceKind = Literal["attribution", "exit", "signals", "orders"]
+SOURCE_KINDS: Final[tuple[SourceKind, ...]] = ("attribution", "exit", "signals", "orders")
 DEFAULT_SOURCES: Final[dict[str, tuple[SourceKind, str]]] = {
     "attribution": ("attribution", "logs/attribution.jsonl"),
     "exit": ("exit", "logs/exit.jsonl"),
     "signals": ("signals", "logs/signals.jsonl"),
     "orders": ("orders", "logs/orders.jsonl"),
 }
+
+
+@dataclass(frozen=True, slots=True)
+class LearningParams:
+    """How cautiously the learners move; every figure is in event time (trading sessions), never wall time.
+
+    Prior strengths are in pseudo-trades of the average component: `regime_prior_trades = 100` means a regime
+    needs about a hundred trades of its own before its estimate weighs as much as the strategy-wide one it is
+    pooled toward (more for a component it rarely carries).
+    """
+
+    half_life_sessions: float = 60.0
+    z_threshold: float = 2.0
+    # Once the components' effects as a whole differ by z_threshold, a component follows its own estimate while
+    # that lies this many standard deviations from where its multiplier stands (below: noise, held).
+    joint_component_z: float = 0.5
+    max_step_per_trade: float = 0.02
+    max_step_per_session: float = 0.1
+    min_multiplier: float = 0.25
+    max_multiplier: float = 2.5
+    pnl_clip_pct: float = 5.0
+    per_ticker: bool = False
+    # Ridge toward "the base weights are right": each component's deviation from the average component is worth
+    # this many trades of the average component at zero. One common strength, so the average is over components
+    # and not over score variance (which options_flow alone would dominate).
+    ridge_prior_trades: float = 50.0
+    regime_prior_trades: float = 100.0
+    ticker_prior_trades: float = 400.0
+    # The intercept and the average effect are all but free: against 21 ridge terms, even one pseudo-trade on the
+    # score's scale would pull the average toward 0 and every multiplier up.
+    coefficient_prior_trades: float = 0.01
+    # Noise variance starts at 1 %^2, worth this many trades, so a handful of equal outcomes is not certainty.
+    noise_prior_var: float = 1.0
+    noise_prior_trades: float = 10.0
+    # Evidence needed before anything moves: effective (decayed, weighted) outcomes of the strategy, and of the
+    # scope that carried the component. Early estimates are the noisiest, and a held multiplier keeps its moves.
+    min_effective_samples: float = 200.0
+    min_component_samples: float = 50.0
+    # Exit learning: a component's edge over the average exit is shrunk by this many pseudo-exits at zero,
+    # and an edge of one standard deviation of exit P&L maps to a multiplier of 1 + exit_effect_scale.
+    exit_prior_samples: float = 20.0
+    exit_effect_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        for param in fields(self):
+            value = getattr(self, param.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"learning.{param.name} must be finite, got {value!r}")
+        positive = (
+            "half_life_sessions",
+            "z_threshold",
+            "max_step_per_trade",
+            "max_step_per_session",
+            "pnl_clip_pct",
+            "ridge_prior_trades",
+            "regime_prior_trades",
+            "ticker_prior_trades",
+            "coefficient_prior_trades",
+            "noise_prior_var",
+            "noise_prior_trades",
+            "exit_effect_scale",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0.0:
+                raise ConfigError(f"learning.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 < self.min_multiplier <= 1.0 <= self.max_multiplier:
+            raise ConfigError(
+                f"learning.min_multiplier/max_multiplier must bracket 1 (got {self.min_multiplier}, "
+                f"{self.max_multiplier})"
+            )
+        for name in ("joint_component_z", "min_effective_samples", "min_component_samples", "exit_prior_samples"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(f"learning.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)

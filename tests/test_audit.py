@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from learnd.audit import collect_audit, render_audit
-from learnd.backfill import drain, run_backfill
 from learnd.config import Settings
-from learnd.engine import Engine
-from learnd.history import is_compressed
-from learnd.simulate import simulate
+from learnd.devtools.simulate import simulate
+from learnd.service.backfill import drain, run_backfill
+from learnd.service.engine import Engine
+from learnd.sources.history import is_compressed
+from learnd.views.audit import collect_audit, render_audit
 from tests.conftest import settings_for
 
 SOURCES = ("attribution", "exit", "signals", "orders")

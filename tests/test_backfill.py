@@ -17,14 +17,14 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from learnd.backfill import BackfillProgress, drain, run_backfill
 from learnd.config import Settings
-from learnd.engine import Engine
-from learnd.generations import READY_NAME, install_ready_generation
-from learnd.lock import HomeLock
-from learnd.rebuild import rebuild_from_scratch
-from learnd.simulate import simulate
-from learnd.store import Store
+from learnd.devtools.simulate import simulate
+from learnd.service.backfill import BackfillProgress, drain, run_backfill
+from learnd.service.engine import Engine
+from learnd.service.rebuild import rebuild_from_scratch
+from learnd.store.database import Store
+from learnd.store.generations import READY_NAME, install_ready_generation
+from learnd.store.lock import HomeLock
 from tests.conftest import settings_for
 
 SOURCES = ("attribution", "exit", "signals", "orders")
@@ -226,9 +226,9 @@ _STALLING_REBUILD = """
 import sys, time
 from pathlib import Path
 from learnd.config import load_settings
-from learnd.engine import default_learners
-from learnd.learner import LEARNABLE_TYPES, NOTHING
-from learnd.rebuild import rebuild_from_scratch
+from learnd.service.engine import default_learners
+from learnd.learning.learner import LEARNABLE_TYPES, NOTHING
+from learnd.service.rebuild import rebuild_from_scratch
 
 home, marker = Path(sys.argv[1]), Path(sys.argv[2])
 

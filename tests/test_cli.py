@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from learnd.simulate import simulate
+from learnd.devtools.simulate import simulate
 
 
 def learnd(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -70,8 +70,8 @@ def test_report_prints_markdown_and_draws_the_chart(learned_home: Path) -> None:
     from datetime import UTC, datetime
 
     from learnd.config import load_settings
-    from learnd.engine import Engine, load_calendar
-    from learnd.jobs import replay_history
+    from learnd.jobs.periods import replay_history
+    from learnd.service.engine import Engine, load_calendar
 
     settings = load_settings(home=learned_home, environ={})
     engine = Engine(settings, start_at_end=False, purpose="test")

@@ -17,11 +17,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from learnd.backfill import run_backfill
 from learnd.config import Settings, load_settings
+from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
-from learnd.store import Store
-from learnd.verify import daemon_environment
+from learnd.service.backfill import run_backfill
+from learnd.store.database import Store
 
 SOURCES = {
     "attribution": "logs/attribution.jsonl",

@@ -16,11 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
-from learnd.entry_model import EntryModel
+from learnd.config import LearningParams
 from learnd.errors import ConfigError, StateError
-from learnd.learning import GLOBAL_SCOPE, LearningParams, MultiplierChange
-from learnd.records import TradeOutcome
+from learnd.learning.entry_model import EntryModel
+from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
+from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
+from learnd.records.parse import TradeOutcome
 
 K = len(ENTRY_COMPONENTS)
 INDEX = {name: i for i, name in enumerate(ENTRY_COMPONENTS)}
@@ -337,14 +338,22 @@ def test_strategies_are_learned_apart() -> None:
     assert GLOBAL_SCOPE not in model.snapshot()["crypto"]
 
 
-@pytest.mark.parametrize("module", ["learnd/learning.py", "learnd/entry_model.py", "learnd/exit_model.py"])
+@pytest.mark.parametrize(
+    "module", ["learnd/learning/multipliers.py", "learnd/learning/entry_model.py", "learnd/learning/exit_model.py"]
+)
 def test_learning_core_imports_nothing_of_the_shell(module: str) -> None:
     """The learners are pure: no IO, clock, environment, logging or asyncio imports."""
     tree = ast.parse(Path(__file__).parent.parent.joinpath(module).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     allowed = {"__future__", "math", "dataclasses", "typing", "numpy", "numpy.typing"}
-    allowed |= {"learnd.components", "learnd.errors", "learnd.learning", "learnd.records"}
+    allowed |= {
+        "learnd.records.components",
+        "learnd.errors",
+        "learnd.learning.multipliers",
+        "learnd.records.parse",
+        "learnd.config",
+    }
     assert imported <= allowed
 
 

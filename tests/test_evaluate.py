@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from learnd.entry_model import EntryModel
-from learnd.evaluate import (
+from learnd.config import LearningParams
+from learnd.devtools.simulate import simulate
+from learnd.learning.entry_model import EntryModel
+from learnd.learning.evaluate import (
     Evaluation,
     average_ranks,
     day_block_interval,
@@ -22,10 +24,9 @@ from learnd.evaluate import (
     top_hit_rate,
     weighted_spearman,
 )
-from learnd.learning import LearningParams, MultiplierChange
-from learnd.market_calendar import ExchangeCalendar
-from learnd.records import TradeOutcome, parse_record
-from learnd.simulate import simulate
+from learnd.learning.multipliers import MultiplierChange
+from learnd.records.parse import TradeOutcome, parse_record
+from learnd.sessions.exchange import ExchangeCalendar
 
 DAY_US = 86_400 * 1_000_000
 # 2026-01-05 00:00 UTC: the synthetic trades below start on this day.

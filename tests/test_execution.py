@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnd.errors import RecordError
-from learnd.execution import (
+from learnd.learning.execution import (
     ExecutionLearner,
     ExecutionParams,
     aggregate_orders,
@@ -22,7 +22,7 @@ from learnd.execution import (
     render_execution,
     time_bucket,
 )
-from learnd.records import OrderRecord, TradeOutcome, parse_record
+from learnd.records.parse import OrderRecord, TradeOutcome, parse_record
 
 DAY = "2026-03-02"  # a Monday, EST (UTC-5)
 

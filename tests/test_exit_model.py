@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.components import exit_components
+from learnd.config import LearningParams
 from learnd.errors import StateError
-from learnd.exit_model import ExitModel
-from learnd.learning import LearningParams, MultiplierChange
-from learnd.records import ExitOutcome
+from learnd.learning.exit_model import ExitModel
+from learnd.learning.multipliers import MultiplierChange
+from learnd.records.components import exit_components
+from learnd.records.parse import ExitOutcome
 
 Stream = list[tuple[ExitOutcome, int]]
 # Reason, planted mean P&L percent of exits that carry it.

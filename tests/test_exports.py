@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from learnd.exports import Journal, write_json_atomic
+from learnd.exports.files import Journal, write_json_atomic
 
 
 def test_atomic_write_leaves_no_temp_file_behind(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.framing import MAX_ALIGNMENTS_KEPT, BadLine, decode_line, line_hash, rewrite_alignments
+from learnd.records.decode import BadLine, decode_line
+from learnd.sources.framing import MAX_ALIGNMENTS_KEPT, line_hash, rewrite_alignments
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.backfill import drain, run_backfill
 from learnd.config import Settings
-from learnd.engine import Engine
-from learnd.ingest import Ingestor
-from learnd.learner import CountingLearner
-from learnd.store import Store
+from learnd.learning.learner import CountingLearner
+from learnd.service.backfill import drain, run_backfill
+from learnd.service.engine import Engine
+from learnd.service.ingest import Ingestor
+from learnd.store.database import Store
 from tests.conftest import build_settings
 
 ORDERS = "orders"

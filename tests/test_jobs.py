@@ -17,14 +17,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from learnd.backfill import drain
 from learnd.config import Settings, load_settings
-from learnd.engine import Engine, load_calendar
-from learnd.jobs import DAILY, WEEKLY, JobRunner, replay_history
-from learnd.market_calendar import from_epoch_us
-from learnd.records import parse_event_us
-from learnd.simulate import simulate
-from learnd.store import Store
+from learnd.devtools.simulate import simulate
+from learnd.jobs.periods import DAILY, WEEKLY, JobRunner, replay_history
+from learnd.records.parse import parse_event_us
+from learnd.service.backfill import drain
+from learnd.service.engine import Engine, load_calendar
+from learnd.sessions.exchange import from_epoch_us
+from learnd.store.database import Store
 from tests.test_daemon import daemon_env, reap, wait_for_log
 
 
@@ -174,7 +174,7 @@ def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simul
 
 
 def _due_times(calendar: object, settings: Settings, start: datetime, end: datetime) -> Iterator[datetime]:
-    from learnd.jobs import due_periods
+    from learnd.jobs.periods import due_periods
 
     seen: set[datetime] = set()
     periods = [p for job in (DAILY, WEEKLY) for p in due_periods(calendar, settings, job, start, end)]  # type: ignore[arg-type]

@@ -18,17 +18,17 @@ import numpy as np
 import orjson
 import pytest
 
-from learnd.backfill import run_backfill
-from learnd.components import ENTRY_COMPONENTS
 from learnd.config import Settings, load_settings
-from learnd.engine import load_calendar
+from learnd.devtools.simulate import SimulationTruth, simulate
+from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
-from learnd.evaluate import spearman
-from learnd.inspect import load_trade_learner, run_evaluation
-from learnd.learning import GLOBAL_SCOPE
-from learnd.simulate import SimulationTruth, simulate
-from learnd.store import Store
-from learnd.verify import daemon_environment
+from learnd.learning.evaluate import spearman
+from learnd.learning.multipliers import GLOBAL_SCOPE
+from learnd.records.components import ENTRY_COMPONENTS
+from learnd.service.backfill import run_backfill
+from learnd.service.engine import load_calendar
+from learnd.store.database import Store
+from learnd.views.inspect import load_trade_learner, run_evaluation
 
 # What the simulator plants (truth.json, seeds 1-7): signal std 0.8 % of P&L against noise std 1.21-1.27 %
 # (idiosyncratic 1.2 plus a 0.3 day shock), so the true signal's IC, the best achievable, is 0.48-0.53 and the

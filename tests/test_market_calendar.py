@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from learnd.errors import ConfigError, LearndError
-from learnd.market_calendar import CalendarError, ExchangeCalendar, to_epoch_us
+from learnd.sessions.exchange import CalendarError, ExchangeCalendar, to_epoch_us
 
 NEW_YORK = ZoneInfo("America/New_York")
 GRACE = timedelta(minutes=15)
@@ -322,5 +322,5 @@ def test_calendar_is_immutable(nyse: ExchangeCalendar) -> None:
 
 
 def test_importing_the_module_does_not_import_pandas() -> None:
-    probe = "import sys, learnd.market_calendar; sys.exit('pandas' in sys.modules)"
+    probe = "import sys, learnd.sessions.exchange; sys.exit('pandas' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from learnd.backfill import run_backfill
 from learnd.config import Settings, load_settings
-from learnd.engine import Engine
-from learnd.metrics import MAX_MULTIPLIER_GROUPS, Metrics, metrics_service
+from learnd.service.backfill import run_backfill
+from learnd.service.engine import Engine
+from learnd.service.metrics import MAX_MULTIPLIER_GROUPS, Metrics, metrics_service
 
 ORDER = b'{"ts": "2026-01-05T15:00:00+00:00", "symbol": "AAPL", "side": "buy"}\n'
 LATER_ORDER = b'{"ts": "2026-01-05T15:30:00+00:00", "symbol": "MSFT", "side": "sell"}\n'

@@ -15,8 +15,8 @@ import pytest
 import structlog
 
 from learnd.config import load_settings
-from learnd.engine import Engine
-from learnd.notify import Notifier, notify_ready, watchdog_interval_s, watchdog_service
+from learnd.service.engine import Engine
+from learnd.service.notify import Notifier, notify_ready, watchdog_interval_s, watchdog_service
 
 UNIT_PATH = Path(__file__).resolve().parent.parent / "systemd" / "learnd.service"
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS
 from learnd.errors import RecordError
-from learnd.records import MAX_FIELD_MAGNITUDE, SignalRecord, TradeEntry, parse_record
+from learnd.records.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS
+from learnd.records.parse import MAX_FIELD_MAGNITUDE, SignalRecord, TradeEntry, parse_record
 
 Components = tuple[tuple[tuple[str, float], ...], tuple[str, ...]]
 

@@ -14,9 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from learnd.components import exit_components
-from learnd.records import ExitOutcome, OrderRecord, TradeOutcome
-from learnd.reports import (
+from learnd.jobs.reports import (
     DecayProposal,
     attribute_pnl,
     daily_report,
@@ -27,6 +25,8 @@ from learnd.reports import (
     stale_multiplier_decay,
     weekly_report,
 )
+from learnd.records.components import exit_components
+from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
 
 DAY = date(2026, 3, 2)
 SESSION_US = 86_400_000_000
@@ -489,7 +489,7 @@ def test_weekly_markdown_renders_every_section() -> None:
 def test_reports_import_no_shell_package() -> None:
     """The report core stays pure: importing it pulls in no IO, clock-driven or scheduling package."""
     probe = (
-        "import sys, learnd.reports; "
+        "import sys, learnd.jobs.reports; "
         "shell = {'asyncio', 'sqlite3', 'watchfiles', 'apscheduler', 'structlog', 'aiofiles', 'exchange_calendars'}; "
         "sys.exit(sorted(shell & {name.split('.')[0] for name in sys.modules}) or 0)"
     )

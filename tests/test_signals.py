@@ -14,14 +14,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd import execution, signal_learner
-from learnd.backfill import drain, run_backfill
 from learnd.config import Settings
-from learnd.engine import Engine
-from learnd.execution import ExecutionLearner, ExecutionParams, aggregates_from_rows, execution_summary
-from learnd.learner import Learner
-from learnd.records import Record, SignalRecord, TradeEntry, TradeOutcome, parse_record
-from learnd.signal_learner import (
+from learnd.devtools.simulate import LOG_FILES, simulate
+from learnd.learning import execution
+from learnd.learning import signals as signal_learner
+from learnd.learning.execution import ExecutionLearner, ExecutionParams, aggregates_from_rows, execution_summary
+from learnd.learning.learner import Learner
+from learnd.learning.signals import (
     Episode,
     SignalLearner,
     SignalParams,
@@ -34,8 +33,10 @@ from learnd.signal_learner import (
     t_quantile,
     wilson_interval,
 )
-from learnd.simulate import LOG_FILES, simulate
-from learnd.store import Store
+from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome, parse_record
+from learnd.service.backfill import drain, run_backfill
+from learnd.service.engine import Engine
+from learnd.store.database import Store
 from tests.conftest import build_settings
 
 SECOND = 1_000_000
@@ -356,7 +357,16 @@ def test_core_imports_no_shell() -> None:
     tree = ast.parse(Path(signal_learner.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    shell = {"asyncio", "sqlite3", "structlog", "watchfiles", "time", "os", "learnd.store", "learnd.ingest"}
+    shell = {
+        "asyncio",
+        "sqlite3",
+        "structlog",
+        "watchfiles",
+        "time",
+        "os",
+        "learnd.store.database",
+        "learnd.service.ingest",
+    }
     assert not imported & shell
 
 

@@ -12,22 +12,22 @@ import numpy as np
 import orjson
 import pytest
 
-from learnd.components import ENTRY_COMPONENTS
+from learnd.config import SourceKind
+from learnd.devtools.simulate import LOG_FILES, REGIMES, UNKNOWN_COMPONENT_KEY, SimulationTruth, simulate
 from learnd.errors import RecordError
-from learnd.evaluate import spearman
-from learnd.market_calendar import ExchangeCalendar
-from learnd.records import (
+from learnd.learning.evaluate import spearman
+from learnd.records.components import ENTRY_COMPONENTS
+from learnd.records.parse import (
     ExitOutcome,
     Ignored,
     OrderRecord,
     SignalRecord,
-    SourceKind,
     TradeEntry,
     TradeOutcome,
     parse_event_us,
     parse_record,
 )
-from learnd.simulate import LOG_FILES, REGIMES, UNKNOWN_COMPONENT_KEY, SimulationTruth, simulate
+from learnd.sessions.exchange import ExchangeCalendar
 
 FILE_KINDS: dict[str, SourceKind] = {
     "attribution": "attribution",

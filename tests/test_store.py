@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from learnd.errors import StateError
-from learnd.store import SCHEMA_VERSION, Batch, Checkpoint, LedgerRow, Store
+from learnd.sources.tailer import Checkpoint
+from learnd.store.database import SCHEMA_VERSION, Batch, LedgerRow, Store
 
 
 def checkpoint(offset: int, seq: int) -> Checkpoint:

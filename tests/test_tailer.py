@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.store import Checkpoint
-from learnd.tailer import Line, SourceTailer, rotated_siblings
+from learnd.sources.tailer import Checkpoint, Line, SourceTailer, rotated_siblings
 
 
 class FakeClock:

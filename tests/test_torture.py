@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from learnd.backfill import drain, run_backfill
-from learnd.engine import Engine
 from learnd.errors import StateError
-from learnd.store import Store
+from learnd.service.backfill import drain, run_backfill
+from learnd.service.engine import Engine
+from learnd.store.database import Store
 from tests.test_daemon import SOURCES, backfill_copy, daemon_env, settings_for, store_fingerprint, wait_caught_up
 from tests.torture_support import (
     Daemon,
@@ -926,8 +926,8 @@ import atheris
 
 with atheris.instrument_imports():
     from learnd.errors import RecordError
-    from learnd.framing import BadLine, decode_line
-    from learnd.records import parse_record
+    from learnd.records.decode import BadLine, decode_line
+    from learnd.records.parse import parse_record
 
 KINDS = ("attribution", "exit", "signals", "orders")
 

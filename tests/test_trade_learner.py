@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from learnd.backfill import drain
-from learnd.engine import Engine
-from learnd.jobs import trade_learner
-from learnd.simulate import simulate
+from learnd.devtools.simulate import simulate
+from learnd.jobs.periods import trade_learner
+from learnd.service.backfill import drain
+from learnd.service.engine import Engine
 from tests.conftest import build_settings
 
 

@@ -22,8 +22,8 @@ from typing import BinaryIO
 
 import orjson
 
-from learnd.store import Checkpoint, Store
-from learnd.tailer import FINGERPRINT_MAX_BYTES, fingerprint
+from learnd.sources.tailer import FINGERPRINT_MAX_BYTES, Checkpoint, fingerprint
+from learnd.store.database import Store
 from tests.test_daemon import SOURCES, daemon_env, settings_for
 
 # Monday 2026-03-02, one minute after the NYSE open: every event time the writer uses is inside the session.

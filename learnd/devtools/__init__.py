@@ -1,0 +1,1 @@
+"""devtools: (docstring to come)."""

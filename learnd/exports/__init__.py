@@ -1,0 +1,1 @@
+"""exports: (docstring to come)."""

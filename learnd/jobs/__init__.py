@@ -1,0 +1,1 @@
+"""jobs: (docstring to come)."""

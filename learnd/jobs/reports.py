@@ -1,0 +1,1012 @@
+"""Reports: the daily and weekly jobs' figures, computed from ledger records, and their Markdown renderings.
+
+Pure: records, changes and numbers in, JSON-able dicts and text out; no IO, no clock (the shell writes the files).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Final, NamedTuple, TypeVar
+
+from learnd.learning.entry_model import regime_scope
+from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
+from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
+
+ATTRIBUTION_METHOD: Final = (
+    "each outcome's pnl_pct x closed fraction is split across its components in proportion to |contribution|; "
+    "components with a zero contribution get nothing; an outcome with no nonzero component is unattributed"
+)
+OUTCOME_RULE: Final = "win: pnl_pct > 0, loss: pnl_pct < 0; each close or partial close counts as one outcome"
+DRIFT_METHOD: Final = "mann_whitney_u"
+DEFAULT_RECENT_SESSIONS: Final = 20
+DEFAULT_ALPHA: Final = 0.05
+DEFAULT_MIN_GROUP_TRADES: Final = 10
+DEFAULT_IDLE_SESSIONS: Final = 20
+DEFAULT_DECAY_HALF_LIFE_SESSIONS: Final = 60.0
+NO_EXIT_COMPONENT: Final = "(none)"
+_DIGITS: Final = 6
+_PROFILE_COMPONENTS: Final = 3
+# Order statuses that say the order did not (or could not) fill; actions are matched by substring instead.
+_FAILED_STATUSES: Final = frozenset({"rejected", "canceled", "cancelled", "failed", "expired"})
+
+_Cell = TypeVar("_Cell", str, tuple[str, str])
+
+
+class DecayProposal(NamedTuple):
+    """A stale multiplier and the value stability decay would give it; `regime` is `*` strategy-wide."""
+
+    strategy: str
+    component: str
+    regime: str
+    old: float
+    new: float
+
+
+@dataclass(frozen=True, slots=True)
+class MannWhitneyResult:
+    """A two-sided Mann-Whitney U test of `a` against `b` (normal approximation, tie and continuity corrected).
+
+    `superiority` is P(a > b) + P(a = b) / 2 estimated from the samples (U / (n_a n_b)): below 0.5, `a` is worse.
+    """
+
+    u: float
+    z: float
+    p_value: float
+    superiority: float
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Outcomes of one cell; sums use fsum at the end so the result does not depend on the input order."""
+
+    trades: int = 0
+    wins: int = 0
+    losses: int = 0
+    pnls: list[float] = field(default_factory=list)
+
+    def add(self, pnl_pct: float, attributed: float) -> None:
+        self.trades += 1
+        if pnl_pct > 0.0:
+            self.wins += 1
+        elif pnl_pct < 0.0:
+            self.losses += 1
+        self.pnls.append(attributed)
+
+    def view(self, pnl_key: str = "attributed_pnl_pct") -> dict[str, Any]:
+        total = math.fsum(self.pnls)
+        return {
+            "trades": self.trades,
+            "wins": self.wins,
+            "losses": self.losses,
+            "win_rate": _ratio(self.wins, self.trades),
+            pnl_key: _round(total),
+            f"mean_{pnl_key}": _ratio(total, self.trades),
+        }
+
+
+def attribute_pnl(trade: TradeOutcome) -> tuple[tuple[str, float], ...]:
+    """The trade's weighted P&L (pnl_pct x weight) split across its components in proportion to |contribution|.
+
+    Sorted by component; empty when no component contributed (the P&L is then unattributed). The shares sum to
+    the weighted P&L up to float rounding.
+    """
+    present = [(name, abs(contribution)) for name, contribution in trade.components if contribution != 0.0]
+    total = math.fsum(size for _, size in present)
+    if total <= 0.0:
+        return ()
+    weighted = trade.pnl_pct * trade.weight
+    return tuple(sorted((name, weighted * size / total) for name, size in present))
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
+    """Two-sided Mann-Whitney U test of samples `a` and `b`; p = 1 when either is empty or all values tie."""
+    n_a, n_b = len(a), len(b)
+    if n_a == 0 or n_b == 0:
+        return MannWhitneyResult(u=0.0, z=0.0, p_value=1.0, superiority=0.5)
+    pooled = sorted([(value, 0) for value in a] + [(value, 1) for value in b], key=lambda pair: pair[0])
+    n = n_a + n_b
+    rank_sum_a = 0.0
+    tie_term = 0.0
+    start = 0
+    while start < n:
+        stop = start
+        while stop + 1 < n and pooled[stop + 1][0] == pooled[start][0]:
+            stop += 1
+        # Tied values share the mean of the ranks they span (ranks are 1-based).
+        mean_rank = (start + stop) / 2.0 + 1.0
+        size = stop - start + 1
+        tie_term += float(size**3 - size)
+        rank_sum_a += mean_rank * sum(1 for index in range(start, stop + 1) if pooled[index][1] == 0)
+        start = stop + 1
+    u = rank_sum_a - n_a * (n_a + 1) / 2.0
+    centre = n_a * n_b / 2.0
+    variance = n_a * n_b / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    superiority = u / (n_a * n_b)
+    if variance <= 0.0:
+        return MannWhitneyResult(u=u, z=0.0, p_value=1.0, superiority=superiority)
+    gap = abs(u - centre)
+    z = math.copysign(max(0.0, gap - 0.5), u - centre) / math.sqrt(variance)
+    return MannWhitneyResult(u=u, z=z, p_value=min(1.0, math.erfc(abs(z) / math.sqrt(2.0))), superiority=superiority)
+
+
+def stale_multiplier_decay(
+    snapshot: Mapping[str, Any] | None,
+    last_evidence_session: Mapping[tuple[str, str, str], int],
+    current_session: int,
+    *,
+    idle_sessions: int,
+    half_life_sessions: float,
+) -> list[DecayProposal]:
+    """Propose decaying multipliers that had no fresh evidence for `idle_sessions` sessions or more.
+
+    `snapshot` is EntryModel.snapshot()'s shape ({strategy: {component: {multiplier, by_regime, by_ticker}}});
+    keys of `last_evidence_session` are (strategy, component, scope) with scope `*`, a regime scope or
+    `ticker:SYM`. A multiplier m idle for s sessions would become 1 + (m - 1) * 0.5 ** (s / half_life_sessions).
+    Multipliers at 1 and those without any recorded evidence are left out. Sorted; nothing is applied here.
+    """
+    if half_life_sessions <= 0.0:
+        raise ValueError(f"half_life_sessions must be > 0, got {half_life_sessions!r}")
+    proposals: list[DecayProposal] = []
+    for strategy, component, scope, multiplier in _snapshot_multipliers(snapshot):
+        last = last_evidence_session.get((strategy, component, scope))
+        if last is None or multiplier == 1.0:
+            continue
+        idle = current_session - last
+        if idle < idle_sessions or idle <= 0:
+            continue
+        new = 1.0 + (multiplier - 1.0) * 0.5 ** (idle / half_life_sessions)
+        if new != multiplier:
+            proposals.append(DecayProposal(strategy, component, scope, multiplier, new))
+    return sorted(proposals)
+
+
+def evidence_sessions(
+    trades: Iterable[TradeOutcome], session_of: Callable[[int], int]
+) -> dict[tuple[str, str, str], int]:
+    """Last session each (strategy, component, scope) saw a trade carrying the component: strategy-wide (`*`),
+    in the trade's regime scope and in its `ticker:SYM` scope."""
+    last: dict[tuple[str, str, str], int] = {}
+    for trade in trades:
+        session = session_of(trade.event_us)
+        scopes = (GLOBAL_SCOPE, regime_scope(trade.regime), f"{TICKER_SCOPE_PREFIX}{trade.symbol}")
+        for name, contribution in trade.components:
+            if contribution == 0.0:
+                continue
+            for scope in scopes:
+                key = (trade.strategy, name, scope)
+                last[key] = max(session, last.get(key, session))
+    return last
+
+
+def daily_report(
+    day: date,
+    trades: Sequence[TradeOutcome],
+    exits: Sequence[ExitOutcome],
+    orders: Sequence[OrderRecord],
+    changes: Sequence[Mapping[str, Any]],
+    *,
+    late_trades: Sequence[TradeOutcome] = (),
+    model_snapshot: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The daily report of trading day `day`: JSON-able, deterministic, no wall-clock field.
+
+    `trades` closed on `day` in exchange time (the caller selects them with the calendar); `late_trades` closed
+    earlier but arrived after their day's batch ran: they are listed and counted here, and summarised apart so
+    the day's own figures match a backfill. `changes` are weight_learning.jsonl documents of the day
+    ({event_us, strategy, model, component, regime, old, new, ...}); a scope's change over the day runs from the
+    `old` of its first change to the `new` of its last (event order, input order on ties). `model_snapshot`
+    (EntryModel.snapshot()) adds the current multipliers. Per strategy: summary, components (and by regime),
+    regimes, multiplier changes, exit reasons by outcome, execution (None without orders).
+    """
+    strategies = sorted(
+        {trade.strategy for trade in trades}
+        | {exit_.strategy for exit_ in exits}
+        | {order.strategy for order in orders}
+        | {str(change["strategy"]) for change in changes}
+    )
+    per_strategy: dict[str, Any] = {}
+    for strategy in strategies:
+        own_trades = [trade for trade in trades if trade.strategy == strategy]
+        own_changes = [change for change in changes if change["strategy"] == strategy]
+        moves = _multiplier_moves(own_changes)
+        snapshot = (model_snapshot or {}).get(strategy)
+        per_strategy[strategy] = {
+            "summary": _trade_summary(own_trades),
+            "components": _daily_components(own_trades, moves.get("entry", {}), snapshot),
+            "regimes": _regime_totals(own_trades),
+            "multiplier_changes": moves,
+            "exit_reasons": _exit_reasons([exit_ for exit_ in exits if exit_.strategy == strategy]),
+            "execution": _execution([order for order in orders if order.strategy == strategy]),
+        }
+    late_sorted = sorted(late_trades, key=lambda trade: (trade.event_us, trade.key))
+    return {
+        "report": "daily",
+        "day": day.isoformat(),
+        "attribution_method": ATTRIBUTION_METHOD,
+        "outcome_rule": OUTCOME_RULE,
+        "strategies": per_strategy,
+        "late": {
+            "count": len(late_sorted),
+            "trades": [_trade_row(trade) for trade in late_sorted],
+            "by_strategy": {
+                strategy: _trade_summary([trade for trade in late_sorted if trade.strategy == strategy])
+                for strategy in sorted({trade.strategy for trade in late_sorted})
+            },
+        },
+    }
+
+
+def weekly_report(
+    week: str,
+    trades: Sequence[TradeOutcome],
+    *,
+    recent_sessions: int = DEFAULT_RECENT_SESSIONS,
+    session_of: Callable[[int], int],
+    current_session: int,
+    model_snapshot: Mapping[str, Any] | None,
+    last_evidence_session: Mapping[tuple[str, str, str], int] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    min_group_trades: int = DEFAULT_MIN_GROUP_TRADES,
+    idle_sessions: int = DEFAULT_IDLE_SESSIONS,
+    half_life_sessions: float = DEFAULT_DECAY_HALF_LIFE_SESSIONS,
+) -> dict[str, Any]:
+    """The weekly long-term report over the whole ledger (`trades`): JSON-able, deterministic, no wall clock.
+
+    Recent means the last `recent_sessions` sessions up to `current_session` (session_of(event_us) >
+    current_session - recent_sessions); earlier is everything before; long-run is both.
+
+    Drift test: a two-sided Mann-Whitney U test of a component's recent attributed outcomes (one per trade that
+    carried it) against its earlier ones, Bonferroni-corrected across the components tested in the strategy
+    (family-wise error <= `alpha`); a component is tested when both groups hold `min_group_trades` outcomes.
+    Why this one: trade P&L is fat-tailed and skewed, so a t test's mean and variance are led by a few outliers
+    and its normal approximation is poor at 20-session sample sizes, while a rank test is insensitive to outliers,
+    assumes no distribution and needs no library beyond the normal tail. It asks the question the weekly job
+    needs (do recent outcomes sit lower or higher than before?) and treats recent versus earlier as two samples,
+    which matches a weekly look at one fixed window better than a sequential change-point test (CUSUM, Page-
+    Hinkley) whose thresholds assume it watches every session. Regime analysis applies the same test per
+    (component, regime) cell, Bonferroni-corrected across the cells tested.
+
+    Stability decay candidates come from `stale_multiplier_decay` over `model_snapshot`; `last_evidence_session`
+    defaults to `evidence_sessions(trades, session_of)`. Ticker profiles: outcomes, win rate, mean P&L and the
+    components with the best and worst attributed P&L per symbol.
+    """
+    cutoff = current_session - recent_sessions
+    sessions = {trade.key: session_of(trade.event_us) for trade in trades}
+    evidence = (
+        dict(last_evidence_session) if last_evidence_session is not None else evidence_sessions(trades, session_of)
+    )
+    proposals = stale_multiplier_decay(
+        model_snapshot, evidence, current_session, idle_sessions=idle_sessions, half_life_sessions=half_life_sessions
+    )
+    per_strategy: dict[str, Any] = {}
+    for strategy in sorted({trade.strategy for trade in trades}):
+        own = [trade for trade in trades if trade.strategy == strategy]
+        is_recent = {trade.key: sessions[trade.key] > cutoff for trade in own}
+        snapshot = (model_snapshot or {}).get(strategy)
+        per_strategy[strategy] = {
+            "summary": {
+                "trades": len(own),
+                "recent_trades": sum(1 for trade in own if is_recent[trade.key]),
+                "first_session": min(sessions[trade.key] for trade in own),
+                "last_session": max(sessions[trade.key] for trade in own),
+            },
+            "drift": _drift(own, is_recent, snapshot, alpha, min_group_trades),
+            "regimes": _regime_analysis(own, is_recent, snapshot, alpha, min_group_trades),
+            "tickers": _ticker_profiles(own),
+        }
+    return {
+        "report": "weekly",
+        "week": week,
+        "current_session": current_session,
+        "recent_sessions": recent_sessions,
+        "attribution_method": ATTRIBUTION_METHOD,
+        "outcome_rule": OUTCOME_RULE,
+        "drift_test": {
+            "method": DRIFT_METHOD,
+            "description": (
+                "two-sided Mann-Whitney U (normal approximation, tie and continuity corrected) of recent vs "
+                "earlier attributed outcomes, Bonferroni-corrected across components (regime cells) tested"
+            ),
+            "alpha": alpha,
+            "min_group_trades": min_group_trades,
+        },
+        "strategies": per_strategy,
+        "stale_multipliers": {
+            "idle_sessions": idle_sessions,
+            "half_life_sessions": half_life_sessions,
+            "rule": "m -> 1 + (m - 1) * 0.5 ** (sessions_idle / half_life_sessions)",
+            "candidates": [
+                {
+                    "strategy": proposal.strategy,
+                    "component": proposal.component,
+                    "regime": proposal.regime,
+                    "last_evidence_session": evidence[(proposal.strategy, proposal.component, proposal.regime)],
+                    "sessions_idle": current_session
+                    - evidence[(proposal.strategy, proposal.component, proposal.regime)],
+                    "multiplier": _round(proposal.old),
+                    "decayed": _round(proposal.new),
+                }
+                for proposal in proposals
+            ],
+        },
+    }
+
+
+def render_daily_markdown(report: Mapping[str, Any]) -> str:
+    """A readable Markdown rendering of `daily_report`'s output: one section per strategy, tables throughout."""
+    lines = [f"# Daily report {report['day']}", "", f"Attribution: {report['attribution_method']}.", ""]
+    lines += [f"Outcomes: {report['outcome_rule']}.", ""]
+    for strategy, body in report["strategies"].items():
+        summary = body["summary"]
+        lines += [f"## Strategy `{strategy}`", "", "### Summary", ""]
+        lines += _table(
+            ["outcomes", "wins", "losses", "win rate", "P&L %", "P&L USD", "unattributed P&L %"],
+            [
+                [
+                    summary["trades"],
+                    summary["wins"],
+                    summary["losses"],
+                    _pct(summary["win_rate"]),
+                    _num(summary["pnl_pct"]),
+                    _num(summary["pnl_usd"]),
+                    _num(summary["unattributed_pnl_pct"]),
+                ]
+            ],
+        )
+        if summary["unknown_components"]:
+            unknown = ", ".join(f"`{key}` x{count}" for key, count in summary["unknown_components"].items())
+            lines += [f"Unknown component keys: {unknown}", ""]
+        lines += ["### Components", ""]
+        lines += _table(
+            ["component", "outcomes", "win rate", "attributed P&L %", "multiplier change", "multiplier"],
+            [
+                [
+                    f"`{name}`",
+                    row["trades"],
+                    _pct(row["win_rate"]),
+                    _num(row["attributed_pnl_pct"]),
+                    _change(row["multiplier_change"]),
+                    _num(row.get("multiplier")),
+                ]
+                for name, row in body["components"].items()
+            ],
+        )
+        lines += ["### Components by regime", ""]
+        lines += _table(
+            ["component", "regime", "outcomes", "win rate", "attributed P&L %", "multiplier change", "multiplier"],
+            [
+                [
+                    f"`{name}`",
+                    regime,
+                    cell["trades"],
+                    _pct(cell["win_rate"]),
+                    _num(cell["attributed_pnl_pct"]),
+                    _change(cell["multiplier_change"]),
+                    _num(cell.get("multiplier")),
+                ]
+                for name, row in body["components"].items()
+                for regime, cell in row["by_regime"].items()
+            ],
+        )
+        lines += ["### Regimes", ""]
+        lines += _table(
+            ["regime", "outcomes", "win rate", "P&L %", "mean P&L %"],
+            [
+                [regime, row["trades"], _pct(row["win_rate"]), _num(row["pnl_pct"]), _num(row["mean_pnl_pct"])]
+                for regime, row in body["regimes"].items()
+            ],
+        )
+        lines += ["### Multiplier changes over the day", ""]
+        lines += _table(
+            ["model", "component", "scope", "start", "end", "change", "moves"],
+            [
+                [
+                    model,
+                    f"`{component}`",
+                    scope,
+                    _num(move["start"]),
+                    _num(move["end"]),
+                    _num(move["delta"]),
+                    move["moves"],
+                ]
+                for model, by_component in body["multiplier_changes"].items()
+                for component, by_scope in by_component.items()
+                for scope, move in by_scope.items()
+            ],
+        )
+        lines += ["### Exit reasons by outcome", ""]
+        lines += _table(
+            ["exit component", "exits", "wins", "losses", "win rate", "mean P&L %"],
+            [
+                [
+                    f"`{name}`",
+                    row["exits"],
+                    row["wins"],
+                    row["losses"],
+                    _pct(row["win_rate"]),
+                    _num(row["mean_pnl_pct"]),
+                ]
+                for name, row in body["exit_reasons"].items()
+            ],
+        )
+        lines += ["### Execution", ""]
+        execution = body["execution"]
+        if execution is None:
+            lines += ["No orders.", ""]
+        else:
+            lines += _table(
+                ["order events", "submissions", "fills", "failures", "fill rate", "mean slippage bps", "fees"],
+                [
+                    [
+                        execution["order_events"],
+                        execution["submissions"],
+                        execution["fills"],
+                        execution["failures"],
+                        _pct(execution["fill_rate"]),
+                        _num(execution["mean_slippage_bps"]),
+                        _num(execution["fees"]),
+                    ]
+                ],
+            )
+            lines += _table(["action", "events"], [[action, count] for action, count in execution["by_action"].items()])
+    late = report["late"]
+    lines += ["## Late trades", "", f"{late['count']} late outcome(s), arrived after their day's batch ran.", ""]
+    lines += _table(
+        ["closed (UTC)", "strategy", "symbol", "regime", "pnl %", "fraction", "key"],
+        [
+            [
+                row["closed_utc"],
+                row["strategy"],
+                row["symbol"],
+                row["regime"],
+                _num(row["pnl_pct"]),
+                _num(row["weight"]),
+                f"`{row['key']}`",
+            ]
+            for row in late["trades"]
+        ],
+    )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_weekly_markdown(report: Mapping[str, Any]) -> str:
+    """A readable Markdown rendering of `weekly_report`'s output: drift, regimes, decay candidates, tickers."""
+    test = report["drift_test"]
+    lines = [
+        f"# Weekly report {report['week']}",
+        "",
+        f"Session {report['current_session']}; recent = last {report['recent_sessions']} sessions.",
+        "",
+        f"Drift test: {test['description']}; alpha {test['alpha']}, at least {test['min_group_trades']} outcomes "
+        "per group.",
+        "",
+        f"Attribution: {report['attribution_method']}.",
+        "",
+    ]
+    for strategy, body in report["strategies"].items():
+        summary = body["summary"]
+        lines += [
+            f"## Strategy `{strategy}`",
+            "",
+            f"{summary['trades']} outcomes ({summary['recent_trades']} recent), sessions "
+            f"{summary['first_session']}..{summary['last_session']}.",
+            "",
+            "### Drift: recent vs long-run attributed P&L",
+            "",
+        ]
+        lines += _table(
+            [
+                "component",
+                "long-run n",
+                "long-run mean %",
+                "long-run win",
+                "recent n",
+                "recent mean %",
+                "recent win",
+                "earlier mean %",
+                "p (Bonferroni)",
+                "drift",
+                "multiplier",
+            ],
+            [
+                [
+                    f"`{name}`",
+                    row["long_run"]["trades"],
+                    _num(row["long_run"]["mean_attributed_pnl_pct"]),
+                    _pct(row["long_run"]["win_rate"]),
+                    row["recent"]["trades"],
+                    _num(row["recent"]["mean_attributed_pnl_pct"]),
+                    _pct(row["recent"]["win_rate"]),
+                    _num(row["earlier"]["mean_attributed_pnl_pct"]),
+                    _num(row["test"]["p_adjusted"] if row["test"] else None),
+                    _drift_word(row),
+                    _num(row.get("multiplier")),
+                ]
+                for name, row in body["drift"]["components"].items()
+            ],
+        )
+        lines += ["### Regime analysis", ""]
+        lines += _table(
+            ["component", "works in (long-run)", "works in (recent)", "shifting in"],
+            [
+                [
+                    f"`{name}`",
+                    ", ".join(row["works_in"]) or "-",
+                    ", ".join(row["recent_works_in"]) or "-",
+                    ", ".join(row["shifting_in"]) or "-",
+                ]
+                for name, row in body["regimes"]["components"].items()
+            ],
+        )
+        lines += _table(
+            [
+                "component",
+                "regime",
+                "long-run n",
+                "long-run mean %",
+                "long-run win",
+                "recent n",
+                "recent mean %",
+                "recent win",
+                "p (Bonferroni)",
+                "shift",
+            ],
+            [
+                [
+                    f"`{name}`",
+                    regime,
+                    cell["long_run"]["trades"],
+                    _num(cell["long_run"]["mean_attributed_pnl_pct"]),
+                    _pct(cell["long_run"]["win_rate"]),
+                    cell["recent"]["trades"],
+                    _num(cell["recent"]["mean_attributed_pnl_pct"]),
+                    _pct(cell["recent"]["win_rate"]),
+                    _num(cell["test"]["p_adjusted"] if cell["test"] else None),
+                    _drift_word(cell),
+                ]
+                for name, row in body["regimes"]["components"].items()
+                for regime, cell in row["by_regime"].items()
+            ],
+        )
+        lines += ["### Ticker profiles", ""]
+        lines += _table(
+            ["symbol", "outcomes", "win rate", "mean P&L %", "P&L %", "best components", "worst components"],
+            [
+                [
+                    symbol,
+                    row["trades"],
+                    _pct(row["win_rate"]),
+                    _num(row["mean_pnl_pct"]),
+                    _num(row["pnl_pct"]),
+                    _components_text(row["best_components"]),
+                    _components_text(row["worst_components"]),
+                ]
+                for symbol, row in body["tickers"].items()
+            ],
+        )
+    stale = report["stale_multipliers"]
+    lines += [
+        "## Stability decay candidates",
+        "",
+        f"No fresh evidence for {stale['idle_sessions']}+ sessions; proposal {stale['rule']} "
+        f"(half-life {stale['half_life_sessions']} sessions). Not applied by the report.",
+        "",
+    ]
+    lines += _table(
+        ["strategy", "component", "scope", "last evidence", "sessions idle", "multiplier", "decayed"],
+        [
+            [
+                row["strategy"],
+                f"`{row['component']}`",
+                row["regime"],
+                row["last_evidence_session"],
+                row["sessions_idle"],
+                _num(row["multiplier"]),
+                _num(row["decayed"]),
+            ]
+            for row in stale["candidates"]
+        ],
+    )
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _trade_summary(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
+    tally = _Tally()
+    unattributed: list[float] = []
+    unknown: dict[str, int] = {}
+    for trade in trades:
+        tally.add(trade.pnl_pct, trade.pnl_pct * trade.weight)
+        if not attribute_pnl(trade):
+            unattributed.append(trade.pnl_pct * trade.weight)
+        for key in trade.unknown_components:
+            unknown[key] = unknown.get(key, 0) + 1
+    view = tally.view("pnl_pct")
+    view["partials"] = sum(1 for trade in trades if trade.is_partial)
+    view["pnl_usd"] = _round(math.fsum(trade.pnl_usd for trade in trades))
+    view["unattributed_pnl_pct"] = _round(math.fsum(unattributed))
+    view["unknown_components"] = dict(sorted(unknown.items()))
+    return view
+
+
+def _daily_components(
+    trades: Sequence[TradeOutcome],
+    entry_moves: Mapping[str, Mapping[str, dict[str, Any]]],
+    snapshot: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    overall: dict[str, _Tally] = {}
+    by_regime: dict[str, dict[str, _Tally]] = {}
+    for trade in trades:
+        for name, share in attribute_pnl(trade):
+            overall.setdefault(name, _Tally()).add(trade.pnl_pct, share)
+            by_regime.setdefault(name, {}).setdefault(trade.regime, _Tally()).add(trade.pnl_pct, share)
+    result: dict[str, Any] = {}
+    for name in sorted(set(overall) | set(entry_moves)):
+        moves = entry_moves.get(name, {})
+        view = overall.get(name, _Tally()).view()
+        view["multiplier_change"] = moves.get(GLOBAL_SCOPE)
+        regimes: dict[str, Any] = {}
+        for regime, tally in sorted(by_regime.get(name, {}).items()):
+            cell = tally.view()
+            cell["multiplier_change"] = moves.get(regime_scope(regime))
+            regimes[regime] = cell
+        view["by_regime"] = regimes
+        if snapshot is not None:
+            _add_multipliers(view, snapshot.get(name))
+        result[name] = view
+    return result
+
+
+def _add_multipliers(view: dict[str, Any], entry: Mapping[str, Any] | None) -> None:
+    """Current multipliers from a snapshot entry, strategy-wide and per regime shown (a regime never seen has
+    none)."""
+    if entry is None:
+        view["multiplier"] = None
+        return
+    view["multiplier"] = _round_opt(entry.get("multiplier"))
+    scoped = entry.get("by_regime") or {}
+    for regime, cell in view["by_regime"].items():
+        found = scoped.get(regime_scope(regime))
+        cell["multiplier"] = _round_opt(found.get("multiplier")) if found else None
+
+
+def _regime_totals(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
+    tallies: dict[str, _Tally] = {}
+    for trade in trades:
+        tallies.setdefault(trade.regime, _Tally()).add(trade.pnl_pct, trade.pnl_pct * trade.weight)
+    return {regime: tally.view("pnl_pct") for regime, tally in sorted(tallies.items())}
+
+
+def _multiplier_moves(changes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+    """{model: {component: {scope: {start, end, delta, moves}}}}: first `old` to last `new` in event order."""
+    ordered = sorted(enumerate(changes), key=lambda pair: (int(pair[1]["event_us"]), pair[0]))
+    spans: dict[tuple[str, str, str], list[Any]] = {}
+    for _, change in ordered:
+        key = (str(change["model"]), str(change["component"]), str(change["regime"]))
+        span = spans.get(key)
+        if span is None:
+            spans[key] = [float(change["old"]), float(change["new"]), 1]
+        else:
+            span[1] = float(change["new"])
+            span[2] += 1
+    result: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
+    for (model, component, scope), (start, end, moves) in sorted(spans.items()):
+        result.setdefault(model, {}).setdefault(component, {})[scope] = {
+            "start": _round(start),
+            "end": _round(end),
+            "delta": _round(end - start),
+            "moves": moves,
+        }
+    return result
+
+
+def _exit_reasons(exits: Sequence[ExitOutcome]) -> dict[str, Any]:
+    tallies: dict[str, _Tally] = {}
+    for exit_ in exits:
+        for name in exit_.exit_components or (NO_EXIT_COMPONENT,):
+            tallies.setdefault(name, _Tally()).add(exit_.pnl_pct, exit_.pnl_pct)
+    result: dict[str, Any] = {}
+    for name, tally in sorted(tallies.items()):
+        total = math.fsum(tally.pnls)
+        result[name] = {
+            "exits": tally.trades,
+            "wins": tally.wins,
+            "losses": tally.losses,
+            "win_rate": _ratio(tally.wins, tally.trades),
+            "mean_pnl_pct": _ratio(total, tally.trades),
+        }
+    return result
+
+
+def _execution(orders: Sequence[OrderRecord]) -> dict[str, Any] | None:
+    """Per order event: a fill reports filled quantity, a fill price or a filled status; a failure says it
+    failed or did not fill. Events carry no order id, so a retried order counts once per event."""
+    if not orders:
+        return None
+    fills = failures = 0
+    by_action: dict[str, int] = {}
+    slippages: list[float] = []
+    fees: list[float] = []
+    for order in orders:
+        action = order.action or f"entry:{order.status or 'unknown'}"
+        by_action[action] = by_action.get(action, 0) + 1
+        if _is_failure(order):
+            failures += 1
+        elif _is_fill(order):
+            fills += 1
+        if order.slippage_bps is not None:
+            slippages.append(order.slippage_bps)
+        if order.fee_amount is not None:
+            fees.append(order.fee_amount)
+    return {
+        "order_events": len(orders),
+        "submissions": len(orders),
+        "fills": fills,
+        "failures": failures,
+        "fill_rate": _ratio(fills, len(orders)),
+        "slippage_samples": len(slippages),
+        "mean_slippage_bps": _ratio(math.fsum(slippages), len(slippages)),
+        "fees": _round(math.fsum(fees)),
+        "by_action": dict(sorted(by_action.items())),
+    }
+
+
+def _is_failure(order: OrderRecord) -> bool:
+    action = (order.action or "").lower()
+    status = (order.status or "").lower()
+    return "fail" in action or "not_filled" in action or status in _FAILED_STATUSES
+
+
+def _is_fill(order: OrderRecord) -> bool:
+    action = (order.action or "").lower()
+    return (
+        (order.filled_qty or 0.0) > 0.0
+        or order.fill_price is not None
+        or (order.status or "").lower() == "filled"
+        or action.endswith("_filled")
+    )
+
+
+def _trade_row(trade: TradeOutcome) -> dict[str, Any]:
+    return {
+        "key": trade.key,
+        "strategy": trade.strategy,
+        "symbol": trade.symbol,
+        "regime": trade.regime,
+        "event_us": trade.event_us,
+        "closed_utc": datetime.fromtimestamp(trade.event_us / 1_000_000, tz=UTC).isoformat(timespec="seconds"),
+        "pnl_pct": _round(trade.pnl_pct),
+        "weight": _round(trade.weight),
+    }
+
+
+def _group_view(outcomes: Sequence[tuple[bool, float, float]]) -> dict[str, Any]:
+    """long_run / recent / earlier tallies of (is_recent, pnl_pct, attributed) outcomes."""
+    groups = {"long_run": _Tally(), "recent": _Tally(), "earlier": _Tally()}
+    for is_recent, pnl_pct, attributed in outcomes:
+        groups["long_run"].add(pnl_pct, attributed)
+        groups["recent" if is_recent else "earlier"].add(pnl_pct, attributed)
+    return {name: tally.view() for name, tally in groups.items()}
+
+
+def _tested(
+    cells: Mapping[_Cell, list[tuple[bool, float, float]]], alpha: float, min_group_trades: int
+) -> dict[_Cell, dict[str, Any]]:
+    """Views of each cell with its Mann-Whitney test (recent vs earlier), Bonferroni over the cells tested."""
+    tests: dict[_Cell, MannWhitneyResult] = {}
+    for name, outcomes in cells.items():
+        recent = [attributed for is_recent, _, attributed in outcomes if is_recent]
+        earlier = [attributed for is_recent, _, attributed in outcomes if not is_recent]
+        if len(recent) >= min_group_trades and len(earlier) >= min_group_trades:
+            tests[name] = mann_whitney(recent, earlier)
+    family = len(tests)
+    views: dict[_Cell, dict[str, Any]] = {}
+    for name in sorted(cells):
+        view = _group_view(cells[name])
+        result = tests.get(name)
+        if result is None:
+            view["test"] = None
+            view["is_drift"] = False
+            view["direction"] = None
+        else:
+            adjusted = min(1.0, result.p_value * family)
+            is_drift = adjusted < alpha
+            view["test"] = {
+                "u": _round(result.u),
+                "z": _round(result.z),
+                "p_value": _round_p(result.p_value),
+                "p_adjusted": _round_p(adjusted),
+                "superiority": _round(result.superiority),
+                "family_size": family,
+            }
+            view["is_drift"] = is_drift
+            view["direction"] = ("worse" if result.z < 0.0 else "better") if is_drift else None
+        views[name] = view
+    return views
+
+
+def _component_outcomes(
+    trades: Sequence[TradeOutcome], is_recent: Mapping[str, bool]
+) -> dict[str, list[tuple[str, bool, float, float]]]:
+    """Per component: (regime, is_recent, pnl_pct, attributed) of each trade that carried it."""
+    outcomes: dict[str, list[tuple[str, bool, float, float]]] = {}
+    for trade in trades:
+        for name, share in attribute_pnl(trade):
+            outcomes.setdefault(name, []).append((trade.regime, is_recent[trade.key], trade.pnl_pct, share))
+    return outcomes
+
+
+def _drift(
+    trades: Sequence[TradeOutcome],
+    is_recent: Mapping[str, bool],
+    snapshot: Mapping[str, Any] | None,
+    alpha: float,
+    min_group_trades: int,
+) -> dict[str, Any]:
+    outcomes = _component_outcomes(trades, is_recent)
+    cells = {name: [(recent, pnl, share) for _, recent, pnl, share in rows] for name, rows in outcomes.items()}
+    views = _tested(cells, alpha, min_group_trades)
+    if snapshot is not None:
+        for name, view in views.items():
+            entry = snapshot.get(name)
+            view["multiplier"] = _round_opt(entry.get("multiplier")) if entry else None
+    return {
+        "components": views,
+        "flagged": [name for name, view in views.items() if view["is_drift"]],
+    }
+
+
+def _regime_analysis(
+    trades: Sequence[TradeOutcome],
+    is_recent: Mapping[str, bool],
+    snapshot: Mapping[str, Any] | None,
+    alpha: float,
+    min_group_trades: int,
+) -> dict[str, Any]:
+    outcomes = _component_outcomes(trades, is_recent)
+    cells: dict[tuple[str, str], list[tuple[bool, float, float]]] = {}
+    for name, rows in outcomes.items():
+        for regime, recent, pnl, share in rows:
+            cells.setdefault((name, regime), []).append((recent, pnl, share))
+    views = _tested(cells, alpha, min_group_trades)
+    components: dict[str, Any] = {}
+    for (name, regime), view in views.items():
+        if snapshot is not None:
+            entry = snapshot.get(name) or {}
+            found = (entry.get("by_regime") or {}).get(regime_scope(regime))
+            view["multiplier"] = _round_opt(found.get("multiplier")) if found else None
+        components.setdefault(name, {})[regime] = view
+    result: dict[str, Any] = {}
+    for name in sorted(components):
+        by_regime = components[name]
+        result[name] = {
+            "works_in": _works_in(by_regime, "long_run", min_group_trades),
+            "recent_works_in": _works_in(by_regime, "recent", min_group_trades),
+            "shifting_in": sorted(regime for regime, view in by_regime.items() if view["is_drift"]),
+            "by_regime": by_regime,
+        }
+    return {
+        "components": result,
+        "flagged": [
+            {"component": name, "regime": regime, "direction": row["by_regime"][regime]["direction"]}
+            for name, row in result.items()
+            for regime in row["shifting_in"]
+        ],
+    }
+
+
+def _works_in(by_regime: Mapping[str, Mapping[str, Any]], group: str, min_trades: int) -> list[str]:
+    """Regimes where the component's mean attributed P&L is positive on `min_trades` outcomes or more, best first."""
+    good = [
+        (view[group]["mean_attributed_pnl_pct"], regime)
+        for regime, view in by_regime.items()
+        if view[group]["trades"] >= min_trades and (view[group]["mean_attributed_pnl_pct"] or 0.0) > 0.0
+    ]
+    return [regime for _, regime in sorted(good, key=lambda pair: (-pair[0], pair[1]))]
+
+
+def _ticker_profiles(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
+    totals: dict[str, _Tally] = {}
+    shares: dict[str, dict[str, _Tally]] = {}
+    last: dict[str, int] = {}
+    for trade in trades:
+        totals.setdefault(trade.symbol, _Tally()).add(trade.pnl_pct, trade.pnl_pct * trade.weight)
+        last[trade.symbol] = max(last.get(trade.symbol, trade.event_us), trade.event_us)
+        for name, share in attribute_pnl(trade):
+            shares.setdefault(trade.symbol, {}).setdefault(name, _Tally()).add(trade.pnl_pct, share)
+    result: dict[str, Any] = {}
+    for symbol in sorted(totals):
+        view = totals[symbol].view("pnl_pct")
+        ranked = sorted(
+            ((math.fsum(tally.pnls), name, tally.trades) for name, tally in shares.get(symbol, {}).items()),
+            key=lambda row: (-row[0], row[1]),
+        )
+        view["best_components"] = [_ranked(row) for row in ranked if row[0] > 0.0][:_PROFILE_COMPONENTS]
+        view["worst_components"] = [_ranked(row) for row in reversed(ranked) if row[0] < 0.0][:_PROFILE_COMPONENTS]
+        view["last_event_us"] = last[symbol]
+        result[symbol] = view
+    return result
+
+
+def _ranked(row: tuple[float, str, int]) -> dict[str, Any]:
+    return {"component": row[1], "attributed_pnl_pct": _round(row[0]), "trades": row[2]}
+
+
+def _snapshot_multipliers(snapshot: Mapping[str, Any] | None) -> list[tuple[str, str, str, float]]:
+    """(strategy, component, scope, multiplier) of every multiplier in an EntryModel snapshot."""
+    found: list[tuple[str, str, str, float]] = []
+    for strategy, components in (snapshot or {}).items():
+        for component, entry in components.items():
+            if not isinstance(entry, Mapping):
+                continue
+            value = entry.get("multiplier")
+            if isinstance(value, int | float):
+                found.append((strategy, component, GLOBAL_SCOPE, float(value)))
+            for scope, cell in (entry.get("by_regime") or {}).items():
+                if isinstance(cell, Mapping) and isinstance(cell.get("multiplier"), int | float):
+                    found.append((strategy, component, scope, float(cell["multiplier"])))
+            for symbol, cell in (entry.get("by_ticker") or {}).items():
+                if isinstance(cell, Mapping) and isinstance(cell.get("multiplier"), int | float):
+                    found.append((strategy, component, f"{TICKER_SCOPE_PREFIX}{symbol}", float(cell["multiplier"])))
+    return found
+
+
+def _round(value: float) -> float:
+    # Adding 0.0 turns -0.0 into 0.0, so a zero prints one way whatever its history.
+    return round(value, _DIGITS) + 0.0
+
+
+def _round_opt(value: object) -> float | None:
+    return _round(float(value)) if isinstance(value, int | float) else None
+
+
+def _round_p(value: float) -> float:
+    """p-values keep significant digits (tiny ones matter for the reader), not decimal places."""
+    return float(f"{value:.6g}") + 0.0
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return _round(numerator / denominator) if denominator else None
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    if not rows:
+        return ["(none)", ""]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _cell(value: object) -> str:
+    text = "-" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if value != 0.0 and abs(value) < 1e-3 else f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _pct(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, float) else "-"
+
+
+def _change(move: Mapping[str, Any] | None) -> str:
+    if move is None:
+        return "-"
+    return f"{_num(move['start'])} -> {_num(move['end'])} ({move['delta']:+.4f})"
+
+
+def _drift_word(view: Mapping[str, Any]) -> str:
+    if view["test"] is None:
+        return "too few"
+    return f"**{view['direction']}**" if view["is_drift"] else "stable"
+
+
+def _components_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    return ", ".join(f"`{row['component']}` {_num(row['attributed_pnl_pct'])}" for row in rows) or "-"

@@ -1,0 +1,1 @@
+"""learning: (docstring to come)."""

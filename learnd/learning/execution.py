@@ -1,0 +1,488 @@
+"""Execution quality: the "execution" learner counts order events per day, symbol, order type, side and exchange
+time-of-day bucket, upserting one row per group; `execution_summary` turns those rows into rates, slippage and flags.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from learnd.errors import RecordError, StateError
+from learnd.learning.learner import NOTHING, Applied
+from learnd.records.parse import OrderRecord, Record, TradeOutcome
+
+NAME: Final = "execution"
+STATE_VERSION: Final = 1
+BUCKETS: Final[tuple[str, ...]] = ("pre", "open", "midday", "close", "post")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+Localize = Callable[[int], datetime]
+
+# Action rows carry no order type: the action says which order it belongs to. The market fallback is the last
+# step of a limit entry, so it counts against the limit order it replaced (that is what its rate measures).
+_ACTION_TYPES: Final[dict[str, str]] = {
+    "submit_limit_filled": "limit",
+    "limit_not_filled": "limit",
+    "limit_retry_failed": "limit",
+    "submit_market_fallback": "limit",
+    "market_fail": "market",
+    "close_position": "close",
+    "close_position_failed": "close",
+    "scale_out": "close",
+}
+# Close-side actions have no entry row before them: each one is its own submission.
+_SELF_SUBMITTED: Final = frozenset({"close_position", "close_position_failed", "scale_out"})
+_FILL_ACTIONS: Final = frozenset({"submit_limit_filled", "submit_market_fallback", "close_position", "scale_out"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionParams:
+    """Exchange clock and flagging thresholds."""
+
+    tz: str = "America/New_York"
+    session_open: time = time(9, 30)
+    session_close: time = time(16, 0)
+    edge_minutes: int = 30
+    retain_days: int = 1
+    cost_share_threshold: float = 0.25
+    min_fills: int = 5
+    min_trades: int = 5
+
+
+def exchange_clock(tz: str) -> Localize:
+    """Event time (epoch microseconds) to exchange-local time."""
+    zone = ZoneInfo(tz)
+
+    def localize(event_us: int) -> datetime:
+        return (_EPOCH + timedelta(microseconds=event_us)).astimezone(zone)
+
+    return localize
+
+
+def time_bucket(local: datetime, params: ExecutionParams) -> str:
+    """pre / open (first `edge_minutes`) / midday / close (last `edge_minutes`) / post, by exchange-local clock."""
+    minute = local.hour * 60 + local.minute
+    opens = params.session_open.hour * 60 + params.session_open.minute
+    closes = params.session_close.hour * 60 + params.session_close.minute
+    if minute < opens:
+        return "pre"
+    if minute < opens + params.edge_minutes:
+        return "open"
+    if minute < closes - params.edge_minutes:
+        return "midday"
+    if minute < closes:
+        return "close"
+    return "post"
+
+
+@dataclass(slots=True)
+class Counters:
+    """What one group of order events adds up to. Slippage in bps is positive when it costs."""
+
+    submissions: int = 0
+    fills: int = 0
+    filled_on_submit: int = 0
+    limit_not_filled: int = 0
+    limit_retry_failed: int = 0
+    market_fallback: int = 0
+    market_fail: int = 0
+    close_failures: int = 0
+    other_actions: int = 0
+    slippage_logged_count: int = 0
+    slippage_logged_bps_sum: float = 0.0
+    slippage_computed_count: int = 0
+    slippage_computed_bps_sum: float = 0.0
+    cost_usd_sum: float = 0.0
+    notional_usd_sum: float = 0.0
+    first_us: int = 2**62
+
+    def add(self, order: OrderRecord) -> None:
+        self.first_us = min(self.first_us, order.event_us)
+        action = order.action
+        if action is None:
+            self.submissions += 1
+            self.filled_on_submit += order.status == "filled"
+        else:
+            self.submissions += action in _SELF_SUBMITTED
+            self.limit_not_filled += action == "limit_not_filled"
+            self.limit_retry_failed += action == "limit_retry_failed"
+            self.market_fallback += action == "submit_market_fallback"
+            self.market_fail += action == "market_fail"
+            self.close_failures += action == "close_position_failed"
+            self.other_actions += action not in _ACTION_TYPES
+            if action in _FILL_ACTIONS and _is_filled(order):
+                self.fills += 1
+        self._add_slippage(order)
+
+    def _add_slippage(self, order: OrderRecord) -> None:
+        if order.slippage_bps is not None:
+            bps = order.slippage_bps
+            self.slippage_logged_count += 1
+            self.slippage_logged_bps_sum += bps
+        else:
+            computed = computed_slippage_bps(order)
+            if computed is None:
+                return
+            bps = computed
+            self.slippage_computed_count += 1
+            self.slippage_computed_bps_sum += bps
+        notional = _notional(order)
+        if notional is not None:
+            self.notional_usd_sum += notional
+            self.cost_usd_sum += bps / 10_000 * notional
+
+    def merge(self, other: Counters) -> None:
+        for item in fields(Counters):
+            if item.name == "first_us":
+                self.first_us = min(self.first_us, other.first_us)
+            else:
+                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+
+    def to_json(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(Counters)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Counters:
+        return cls(**{item.name: data[item.name] for item in fields(Counters)})
+
+
+def computed_slippage_bps(order: OrderRecord) -> float | None:
+    """Slippage of a fill against the decision price in the same row (buy: paid above, sell: got below), or None."""
+    side = (order.side or "").casefold()
+    if order.fill_price is None or order.price is None or order.price <= 0 or side not in ("buy", "sell"):
+        return None
+    move = (order.fill_price - order.price) / order.price * 10_000
+    return move if side == "buy" else -move
+
+
+def _is_filled(order: OrderRecord) -> bool:
+    if order.filled_qty is not None:
+        return order.filled_qty > 0
+    return order.fill_price is not None
+
+
+def _notional(order: OrderRecord) -> float | None:
+    price = order.fill_price if order.fill_price is not None else order.price
+    qty = order.filled_qty if order.filled_qty else order.qty
+    if price is None or qty is None:
+        return None
+    return abs(price * qty)
+
+
+GroupKey = tuple[str, str, str, str, str, str]  # day, strategy, symbol, order type, side, bucket
+
+
+def order_group(order: OrderRecord, localize: Localize, params: ExecutionParams) -> GroupKey:
+    """The group an order event counts in: exchange-local day, strategy, symbol, order type, side, bucket."""
+    local = localize(order.event_us)
+    action = order.action
+    if order.order_type:
+        order_type = order.order_type.casefold()
+    elif action is not None:
+        order_type = _ACTION_TYPES.get(action, "other")
+    else:
+        order_type = "unknown"
+    side = (order.side or "unknown").casefold()
+    return (local.date().isoformat(), order.strategy, order.symbol, order_type, side, time_bucket(local, params))
+
+
+class ExecutionLearner:
+    """Counts order events (file order) per group and upserts the group's row after each one.
+
+    Memory holds only the groups of the latest `retain_days` + 1 exchange days (by the latest event time seen).
+    An order for a day already let go counts in a new generation of its groups (row key suffix `#n`), which the
+    summary adds up: rows are never overwritten with partial counts, and the state stays a function of the lines.
+    """
+
+    name = NAME
+    record_types = (OrderRecord,)
+
+    def __init__(self, params: ExecutionParams, state: bytes | None = None, localize: Localize | None = None) -> None:
+        self.params = params
+        self._localize = localize or exchange_clock(params.tz)
+        self._dirty = False
+        self._groups: dict[GroupKey, tuple[int, Counters]] = {}
+        self.watermark_day = ""
+        self.generations: dict[str, int] = {}
+        self.order_count = 0
+        if state is not None:
+            document = orjson.loads(state)
+            if document.get("version") != STATE_VERSION:
+                raise StateError(f"execution learner state version {document.get('version')!r} is not {STATE_VERSION}")
+            self.watermark_day = document["watermark_day"]
+            self.generations = dict(document["generations"])
+            self.order_count = document["order_count"]
+            for item in document["groups"]:
+                self._groups[_group_key(item["group"])] = (item["generation"], Counters.from_json(item["counters"]))
+
+    def apply(self, source: str, record: Record) -> Applied:
+        if not isinstance(record, OrderRecord):
+            return NOTHING
+        try:
+            group = order_group(record, self._localize, self.params)
+        except (OverflowError, ValueError) as error:
+            # Checked before anything changes, so the pipeline can quarantine the line instead of crashing.
+            raise RecordError("timestamp_out_of_range", f"{record.event_us}: {error}") from None
+        self._dirty = True
+        self.order_count += 1
+        day = group[0]
+        if day > self.watermark_day:
+            self.watermark_day = day
+            self._evict()
+        kept = self._groups.get(group)
+        if kept is None:
+            generation = 0
+            if day < self._oldest_kept_day():
+                # The day was let go: its rows are final, so this one starts a fresh generation of its own.
+                generation = self.generations[day] = self.generations.get(day, 0) + 1
+            kept = self._groups[group] = (generation, Counters())
+        generation, counters = kept
+        counters.add(record)
+        return Applied(learned=True, rows=(self._row(group, generation, counters),))
+
+    def _oldest_kept_day(self) -> str:
+        if not self.watermark_day:
+            return ""
+        return (date.fromisoformat(self.watermark_day) - timedelta(days=self.params.retain_days)).isoformat()
+
+    def _evict(self) -> None:
+        oldest = self._oldest_kept_day()
+        for group in [group for group in self._groups if group[0] < oldest]:
+            del self._groups[group]
+
+    def _row(self, group: GroupKey, generation: int, counters: Counters) -> tuple[str, int, bytes]:
+        key = "|".join(group) + (f"#{generation}" if generation else "")
+        body = {"group": list(group), "generation": generation, "counters": counters.to_json()}
+        return key, counters.first_us, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+    @property
+    def open_group_count(self) -> int:
+        return len(self._groups)
+
+    def dump(self) -> bytes | None:
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return self.state()
+
+    def state(self) -> bytes:
+        """The full state (what `dump` commits), whether or not it changed."""
+        return orjson.dumps(
+            {
+                "version": STATE_VERSION,
+                "watermark_day": self.watermark_day,
+                "generations": self.generations,
+                "order_count": self.order_count,
+                "groups": [
+                    {"group": list(group), "generation": generation, "counters": counters.to_json()}
+                    for group, (generation, counters) in sorted(self._groups.items())
+                ],
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+
+def _group_key(items: list[str]) -> GroupKey:
+    return (items[0], items[1], items[2], items[3], items[4], items[5])
+
+
+def aggregates_from_rows(rows: Iterable[tuple[str, int, bytes]]) -> dict[GroupKey, Counters]:
+    """The store's learner_rows of this learner (key, event_us, body), generations added up per group."""
+    totals: dict[GroupKey, Counters] = {}
+    for _, _, body in rows:
+        document = orjson.loads(body)
+        totals.setdefault(_group_key(document["group"]), Counters()).merge(Counters.from_json(document["counters"]))
+    return totals
+
+
+def aggregate_orders(
+    orders: Iterable[OrderRecord], params: ExecutionParams | None = None, localize: Localize | None = None
+) -> dict[GroupKey, Counters]:
+    """Group order events directly (no learner, no eviction): what the learner's rows add up to."""
+    params = params or ExecutionParams()
+    clock = localize or exchange_clock(params.tz)
+    totals: dict[GroupKey, Counters] = {}
+    for order in orders:
+        group = order_group(order, clock, params)
+        totals.setdefault(group, Counters()).add(order)
+    return totals
+
+
+def effective_fills(counters: Counters) -> int:
+    """Fills of one group. A fill is logged as an action row, as an entry row's status, or both (one order): the
+    larger count is the group's, so neither family alone undercounts and both together do not double count."""
+    return max(counters.fills, counters.filled_on_submit)
+
+
+def _rates(counters: Counters, fills: int) -> dict[str, Any]:
+    subs = counters.submissions
+    logged, computed = counters.slippage_logged_count, counters.slippage_computed_count
+    measured = logged + computed
+    if logged and computed:
+        source: str | None = "mixed"
+    elif logged:
+        source = "logged"
+    elif computed:
+        source = "computed"
+    else:
+        source = None
+    return {
+        "submissions": subs,
+        "fills": fills,
+        "fill_rate": _ratio(fills, subs),
+        "limit_not_filled": counters.limit_not_filled,
+        "limit_not_filled_rate": _ratio(counters.limit_not_filled, subs),
+        "market_fallback": counters.market_fallback,
+        "market_fallback_rate": _ratio(counters.market_fallback, subs),
+        "limit_retry_failed": counters.limit_retry_failed,
+        "market_fail": counters.market_fail,
+        "close_failures": counters.close_failures,
+        "other_actions": counters.other_actions,
+        "slippage_bps": _ratio_value(counters.slippage_logged_bps_sum + counters.slippage_computed_bps_sum, measured),
+        "slippage_logged_bps": _ratio_value(counters.slippage_logged_bps_sum, logged),
+        "slippage_computed_bps": _ratio_value(counters.slippage_computed_bps_sum, computed),
+        "slippage_count": measured,
+        "slippage_source": source,
+        "cost_usd": _round(counters.cost_usd_sum),
+        "notional_usd": _round(counters.notional_usd_sum),
+    }
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return _round(numerator / denominator) if denominator else None
+
+
+def _ratio_value(total: float, count: int) -> float | None:
+    return _round(total / count) if count else None
+
+
+def _round(value: float) -> float:
+    return round(value, 6)
+
+
+def execution_summary(
+    aggregates: Mapping[GroupKey, Counters],
+    outcomes: Iterable[TradeOutcome],
+    params: ExecutionParams | None = None,
+) -> dict[str, Any]:
+    """Rates and slippage per group and per symbol, and the symbols whose execution cost eats a material share
+    of their mean trade P&L. Cost per trade is a round trip: twice the mean slippage (bps -> percent of price),
+    against the mean pnl_pct of the symbol's closed trades (already net of that cost). A symbol is flagged when
+    the share reaches `cost_share_threshold`, or when its trades lose only because of the cost. JSON-able and
+    deterministic."""
+    params = params or ExecutionParams()
+    groups = [
+        {
+            "day": key[0],
+            "strategy": key[1],
+            "symbol": key[2],
+            "order_type": key[3],
+            "side": key[4],
+            "bucket": key[5],
+            **_rates(counters, effective_fills(counters)),
+        }
+        for key, counters in sorted(aggregates.items())
+    ]
+    per_symbol: dict[tuple[str, str], Counters] = {}
+    per_bucket: dict[tuple[str, str], Counters] = {}
+    fills: dict[tuple[str, str, str], int] = {}
+    for key, counters in sorted(aggregates.items()):
+        per_symbol.setdefault((key[1], key[2]), Counters()).merge(counters)
+        per_bucket.setdefault((key[3], key[5]), Counters()).merge(counters)
+        for scope in (("symbol", key[1], key[2]), ("bucket", key[3], key[5])):
+            fills[scope] = fills.get(scope, 0) + effective_fills(counters)
+    trades: dict[tuple[str, str], list[TradeOutcome]] = {}
+    for outcome in sorted(outcomes, key=lambda item: (item.event_us, item.key)):
+        if not outcome.is_partial:
+            trades.setdefault((outcome.strategy, outcome.symbol), []).append(outcome)
+
+    symbols: list[dict[str, Any]] = []
+    for (strategy, symbol), counters in sorted(per_symbol.items()):
+        view = {"strategy": strategy, "symbol": symbol, **_rates(counters, fills["symbol", strategy, symbol])}
+        view.update(_cost_share(view, trades.get((strategy, symbol), []), params))
+        symbols.append(view)
+    return {
+        "params": {
+            "tz": params.tz,
+            "edge_minutes": params.edge_minutes,
+            "cost_share_threshold": params.cost_share_threshold,
+            "min_fills": params.min_fills,
+            "min_trades": params.min_trades,
+        },
+        "groups": groups,
+        "symbols": symbols,
+        "buckets": [
+            {"order_type": key[0], "bucket": key[1], **_rates(counters, fills["bucket", *key])}
+            for key, counters in sorted(per_bucket.items())
+        ],
+        "flagged": [
+            {"strategy": row["strategy"], "symbol": row["symbol"], "reason": row["flag_reason"]}
+            for row in symbols
+            if row["flagged"]
+        ],
+    }
+
+
+def _cost_share(view: Mapping[str, Any], trades: list[TradeOutcome], params: ExecutionParams) -> dict[str, Any]:
+    count = len(trades)
+    mean_pnl = math.fsum(trade.pnl_pct for trade in trades) / count if count else None
+    mean_pnl_usd = math.fsum(trade.pnl_usd for trade in trades) / count if count else None
+    slippage = view["slippage_bps"]
+    cost_pct = 2 * slippage / 100 if slippage is not None else None
+    share: float | None = None
+    reason: str | None = None
+    enough = view["slippage_count"] >= params.min_fills and count >= params.min_trades
+    if enough and cost_pct is not None and mean_pnl is not None and cost_pct > 0:
+        if mean_pnl > 0:
+            share = cost_pct / mean_pnl
+            if share >= params.cost_share_threshold:
+                reason = "cost_share"
+        elif mean_pnl + cost_pct > 0:
+            # Trades that paid before costs and lose after them: execution ate all of the edge.
+            reason = "cost_exceeds_pnl"
+    return {
+        "trades": count,
+        "mean_pnl_pct": _round(mean_pnl) if mean_pnl is not None else None,
+        "mean_pnl_usd": _round(mean_pnl_usd) if mean_pnl_usd is not None else None,
+        "round_trip_cost_pct": _round(cost_pct) if cost_pct is not None else None,
+        "cost_share": _round(share) if share is not None else None,
+        "flagged": reason is not None,
+        "flag_reason": reason,
+    }
+
+
+def render_execution(summary: Mapping[str, Any], *, limit: int = 20) -> str:
+    """The execution section of a report (and `learnd execution`): per-symbol rates, slippage and flags."""
+    lines = [f"Execution quality: {len(summary['symbols'])} symbols, {len(summary['flagged'])} flagged"]
+    header = (
+        f"  {'strategy':<10} {'symbol':<7} {'subs':>5} {'fill':>7} {'lnf':>7} {'fallbk':>7} {'closefail':>9} "
+        f"{'slip bps':>9} {'source':<9} {'pnl%':>7} {'cost/pnl':>8}"
+    )
+    busiest = sorted(summary["symbols"], key=lambda row: (-row["submissions"], row["strategy"], row["symbol"]))
+    if busiest:
+        lines.append(header)
+    for row in busiest[:limit]:
+        mark = " !" if row["flagged"] else ""
+        lines.append(
+            f"  {row['strategy']:<10} {row['symbol']:<7} {row['submissions']:>5} {_pct(row['fill_rate']):>7} "
+            f"{_pct(row['limit_not_filled_rate']):>7} {_pct(row['market_fallback_rate']):>7} "
+            f"{row['close_failures']:>9} {_num(row['slippage_bps']):>9} {row['slippage_source'] or '-':<9} "
+            f"{_num(row['mean_pnl_pct']):>7} {_pct(row['cost_share']):>8}{mark}"
+        )
+    for item in summary["flagged"]:
+        lines.append(f"  flagged {item['strategy']} {item['symbol']}: {item['reason']}")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

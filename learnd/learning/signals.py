@@ -1,0 +1,618 @@
+"""Signal episodes: the "signals" learner collapses repeated candidates into episodes and persists each closed one;
+`signal_summary` then joins persisted episodes to the ledger's entries and outcomes by event time (pure).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any, Final
+
+import orjson
+
+from learnd.errors import RecordError, StateError
+from learnd.learning.learner import LEARNED, NOTHING, Applied
+from learnd.records.parse import UNKNOWN_REGIME, Record, SignalRecord, TradeEntry, TradeOutcome, parse_event_us
+
+NAME: Final = "signals"
+STATE_VERSION: Final = 1
+ALL_REGIMES: Final = "all"
+UNKNOWN_DIRECTION: Final = "unknown"
+CONFIDENCE: Final = 0.95
+# Distinct unknown component keys counted by name; beyond this they share one counter (bounded state).
+_MAX_UNKNOWN_KEYS: Final = 64
+_OTHER_UNKNOWN: Final = "<other>"
+_SECOND_US: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SignalParams:
+    """Episode and join parameters; times in event-time microseconds."""
+
+    gap_us: int = 5 * 60 * _SECOND_US
+    join_window_us: int = 10 * 60 * _SECOND_US
+    pattern_size: int = 3
+    regime_lookback_us: int = 6 * 3600 * _SECOND_US
+    min_episodes: int = 20
+    min_outcomes: int = 10
+    suggestions_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """Repeated candidates of one strategy, symbol and direction whose consecutive gaps stayed under the limit."""
+
+    strategy: str
+    symbol: str
+    direction: str
+    first_us: int
+    last_us: int
+    count: int
+    scored_count: int
+    peak_score: float | None
+    mean_score: float | None
+    components: tuple[tuple[str, float], ...]
+    pattern: tuple[str, ...]
+    is_open: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.strategy}|{self.symbol}|{self.direction}|{self.first_us}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "symbol": self.symbol,
+            "direction": self.direction,
+            "first_us": self.first_us,
+            "last_us": self.last_us,
+            "count": self.count,
+            "scored_count": self.scored_count,
+            "peak_score": self.peak_score,
+            "mean_score": self.mean_score,
+            "components": dict(self.components),
+            "pattern": list(self.pattern),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, is_open: bool = False) -> Episode:
+        return cls(
+            strategy=data["strategy"],
+            symbol=data["symbol"],
+            direction=data["direction"],
+            first_us=data["first_us"],
+            last_us=data["last_us"],
+            count=data["count"],
+            scored_count=data["scored_count"],
+            peak_score=data["peak_score"],
+            mean_score=data["mean_score"],
+            components=tuple(sorted(data["components"].items())),
+            pattern=tuple(data["pattern"]),
+            is_open=is_open,
+        )
+
+
+@dataclass(slots=True)
+class _OpenEpisode:
+    """Running sums of an episode still open; mean and pattern are derived when it is read or closed."""
+
+    strategy: str
+    symbol: str
+    direction: str
+    first_us: int
+    last_us: int
+    count: int = 0
+    scored_count: int = 0
+    score_sum: float = 0.0
+    peak_score: float | None = None
+    sums: dict[str, float] = field(default_factory=dict)
+    abs_sums: dict[str, float] = field(default_factory=dict)
+
+    def add(self, record: SignalRecord) -> None:
+        self.first_us = min(self.first_us, record.event_us)
+        self.last_us = max(self.last_us, record.event_us)
+        self.count += 1
+        score = record.composite_score
+        if score is not None:
+            self.scored_count += 1
+            self.score_sum += score
+            self.peak_score = score if self.peak_score is None else max(self.peak_score, score)
+        sums = self.sums
+        abs_sums = self.abs_sums
+        for name, value in record.components:
+            sums[name] = sums.get(name, 0.0) + value
+            abs_sums[name] = abs_sums.get(name, 0.0) + abs(value)
+
+    def freeze(self, pattern_size: int, *, is_open: bool) -> Episode:
+        # A candidate without a component contributed nothing to it: means are over every candidate.
+        means = tuple(sorted((name, total / self.count) for name, total in self.sums.items()))
+        ranked = sorted(self.abs_sums.items(), key=lambda item: (-item[1], item[0]))
+        pattern = tuple(sorted(name for name, total in ranked[:pattern_size] if total > 0.0))
+        return Episode(
+            strategy=self.strategy,
+            symbol=self.symbol,
+            direction=self.direction,
+            first_us=self.first_us,
+            last_us=self.last_us,
+            count=self.count,
+            scored_count=self.scored_count,
+            peak_score=self.peak_score,
+            mean_score=self.score_sum / self.scored_count if self.scored_count else None,
+            components=means,
+            pattern=pattern,
+            is_open=is_open,
+        )
+
+    def to_state(self) -> list[Any]:
+        return [
+            self.strategy,
+            self.symbol,
+            self.direction,
+            self.first_us,
+            self.last_us,
+            self.count,
+            self.scored_count,
+            self.score_sum,
+            self.peak_score,
+            dict(sorted(self.sums.items())),
+            dict(sorted(self.abs_sums.items())),
+        ]
+
+    @classmethod
+    def from_state(cls, data: list[Any]) -> _OpenEpisode:
+        strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums = data
+        return cls(strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums)
+
+
+class SignalLearner:
+    """Collapses signal candidates (file order) into episodes; only open episodes stay in memory.
+
+    An episode closes when a later candidate of its key comes a gap or more after its last one, or when the
+    watermark (the latest event time seen) moves a gap or more past it. A closed episode becomes a row
+    (key strategy|symbol|direction|first_us). Everything depends only on the lines in order, so chunking,
+    restarts and backfill give the same rows and state. Late lines are kept, never merged into what was already
+    persisted: a candidate a gap or more before its key's open episode, or older than its swept one, is an
+    episode of its own.
+    """
+
+    name = NAME
+    record_types = (SignalRecord,)
+
+    def __init__(self, params: SignalParams, state: bytes | None = None) -> None:
+        self.params = params
+        self._dirty = False
+        self._open: dict[tuple[str, str, str], _OpenEpisode] = {}
+        self.watermark_us = -1
+        self.counts: dict[str, int] = {"candidates": 0, "gate_failed": 0, "episodes_closed": 0}
+        self.unknown_components: dict[str, int] = {}
+        if state is not None:
+            document = orjson.loads(state)
+            if document.get("version") != STATE_VERSION:
+                raise StateError(f"signals learner state version {document.get('version')!r} is not {STATE_VERSION}")
+            self.watermark_us = document["watermark_us"]
+            self.counts = dict(document["counts"])
+            self.unknown_components = dict(document["unknown_components"])
+            for item in document["open"]:
+                episode = _OpenEpisode.from_state(item)
+                self._open[(episode.strategy, episode.symbol, episode.direction)] = episode
+        self._next_sweep_us = self._earliest_close_us()
+
+    def apply(self, source: str, record: Record) -> Applied:
+        if not isinstance(record, SignalRecord):
+            return NOTHING
+        self._dirty = True
+        self.counts["candidates"] += 1
+        for unknown in record.unknown_components:
+            self._count_unknown(unknown)
+        if record.gate_passed is False:
+            # The bot logs gate passes only; a failed one is not a candidate it could have traded.
+            self.counts["gate_failed"] += 1
+            return Applied(learned=False)
+        self.watermark_us = max(self.watermark_us, record.event_us)
+        closed = self._sweep() if self.watermark_us >= self._next_sweep_us else []
+        key = (record.strategy, record.symbol, record.direction or UNKNOWN_DIRECTION)
+        episode = self._open.get(key)
+        if episode is not None and record.event_us - episode.last_us >= self.params.gap_us:
+            closed.append(self._close(key))
+            episode = None
+        if episode is not None and episode.first_us - record.event_us >= self.params.gap_us:
+            # A line far older than the open episode (a late writer): an episode of its own, closed at once.
+            stray = _OpenEpisode(key[0], key[1], key[2], record.event_us, record.event_us)
+            stray.add(record)
+            self.counts["episodes_closed"] += 1
+            closed.append(stray.freeze(self.params.pattern_size, is_open=False))
+            return _learned(closed)
+        if episode is None:
+            episode = _OpenEpisode(key[0], key[1], key[2], record.event_us, record.event_us)
+            self._open[key] = episode
+        episode.add(record)
+        self._next_sweep_us = min(self._next_sweep_us, episode.last_us + self.params.gap_us)
+        return _learned(closed)
+
+    def _sweep(self) -> list[Episode]:
+        due = sorted(key for key, ep in self._open.items() if self.watermark_us - ep.last_us >= self.params.gap_us)
+        closed = [self._close(key) for key in due]
+        self._next_sweep_us = self._earliest_close_us()
+        return closed
+
+    def _close(self, key: tuple[str, str, str]) -> Episode:
+        self.counts["episodes_closed"] += 1
+        return self._open.pop(key).freeze(self.params.pattern_size, is_open=False)
+
+    def _earliest_close_us(self) -> int:
+        if not self._open:
+            return 2**62
+        return min(ep.last_us for ep in self._open.values()) + self.params.gap_us
+
+    def _count_unknown(self, key: str) -> None:
+        if key not in self.unknown_components and len(self.unknown_components) >= _MAX_UNKNOWN_KEYS:
+            key = _OTHER_UNKNOWN
+        self.unknown_components[key] = self.unknown_components.get(key, 0) + 1
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def open_episodes(self) -> list[Episode]:
+        """The episodes still open, as they stand (in key order)."""
+        return [self._open[key].freeze(self.params.pattern_size, is_open=True) for key in sorted(self._open)]
+
+    def dump(self) -> bytes | None:
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return self.state()
+
+    def state(self) -> bytes:
+        """The full state (what `dump` commits), whether or not it changed."""
+        return orjson.dumps(
+            {
+                "version": STATE_VERSION,
+                "watermark_us": self.watermark_us,
+                "counts": self.counts,
+                "unknown_components": self.unknown_components,
+                "open": [self._open[key].to_state() for key in sorted(self._open)],
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+
+def _learned(closed: list[Episode]) -> Applied:
+    # Most candidates close no episode: they share one result rather than each building an empty one.
+    if not closed:
+        return LEARNED
+    return Applied(learned=True, rows=tuple(_episode_row(item) for item in closed))
+
+
+def _episode_row(episode: Episode) -> tuple[str, int, bytes]:
+    return episode.key, episode.first_us, orjson.dumps(episode.to_json(), option=orjson.OPT_SORT_KEYS)
+
+
+def episodes_from_rows(rows: Iterable[tuple[str, int, bytes]]) -> list[Episode]:
+    """Closed episodes from the store's learner_rows of this learner (key, event_us, body)."""
+    return [Episode.from_json(orjson.loads(body)) for _, _, body in rows]
+
+
+def open_episodes_from_state(state: bytes | None, params: SignalParams) -> list[Episode]:
+    """The open episodes held in a committed learner state (for readers that do not run the learner)."""
+    if state is None:
+        return []
+    return SignalLearner(params, state).open_episodes()
+
+
+# Joins ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedEpisode:
+    """An episode with the entry it became (if any), that trade's closed outcome (if any) and its regime."""
+
+    episode: Episode
+    regime: str
+    entry_key: str | None
+    entry_us: int | None
+    outcome_key: str | None
+    pnl_pct: float | None
+
+    @property
+    def converted(self) -> bool:
+        return self.entry_key is not None
+
+
+def entry_time_us(entry: TradeEntry) -> int:
+    """When a trade was entered: context.entry_ts when the record carries it (`entry_us`), else the time in the
+    `open_<SYM>_<iso>` trade id, else the open row's own time."""
+    carried = getattr(entry, "entry_us", None)
+    if isinstance(carried, int):
+        return carried
+    prefix = f"open_{entry.symbol}_"
+    if entry.key.startswith(prefix):
+        try:
+            return parse_event_us(entry.key[len(prefix) :], "trade_id")
+        except RecordError:
+            pass  # An id without a usable time: the row's own time is the best evidence left.
+    return entry.event_us
+
+
+def join_episodes(
+    episodes: Iterable[Episode],
+    entries: Iterable[TradeEntry],
+    outcomes: Iterable[TradeOutcome],
+    params: SignalParams,
+) -> list[JoinedEpisode]:
+    """Join episodes to entries and entries to closed outcomes, by event time only (pure, order-independent).
+
+    An entry of the same strategy and symbol (and direction, when both say) converts the episode when it comes
+    between the episode's first candidate and `join_window_us` after its last. Each entry converts at most one
+    episode, the latest-ending one it can; each episode at most one entry, the earliest. Entry and close rows
+    join on symbol + entry time. An unconverted episode takes the regime of the latest entry (any symbol) within
+    `regime_lookback_us` before its last candidate: the regime is the market's, and signals do not carry it.
+    """
+    ordered = sorted(episodes, key=lambda ep: (ep.last_us, ep.key))
+    timed = sorted(((entry_time_us(entry), entry.key, entry) for entry in entries), key=lambda item: item[:2])
+    closes: dict[tuple[str, int], TradeOutcome] = {}
+    for row in sorted(outcomes, key=lambda item: (item.event_us, item.key)):
+        if not row.is_partial and row.entry_us is not None:
+            closes.setdefault((row.symbol, row.entry_us), row)
+
+    by_symbol: dict[tuple[str, str], list[int]] = {}
+    for index, episode in enumerate(ordered):
+        by_symbol.setdefault((episode.strategy, episode.symbol), []).append(index)
+    taken: dict[int, tuple[int, TradeEntry]] = {}
+    for at_us, _, entry in timed:
+        best: int | None = None
+        for index in by_symbol.get((entry.strategy, entry.symbol), ()):
+            episode = ordered[index]
+            if index in taken or not episode.first_us <= at_us <= episode.last_us + params.join_window_us:
+                continue
+            if not _directions_agree(episode.direction, entry.direction):
+                continue
+            if best is None or episode.last_us >= ordered[best].last_us:
+                best = index
+        if best is not None:
+            taken[best] = (at_us, entry)
+
+    entry_times = [item[0] for item in timed]
+    joined: list[JoinedEpisode] = []
+    for index, episode in enumerate(ordered):
+        match = taken.get(index)
+        if match is None:
+            regime = _market_regime(timed, entry_times, episode.last_us, params.regime_lookback_us)
+            joined.append(JoinedEpisode(episode, regime, None, None, None, None))
+            continue
+        at_us, entry = match
+        outcome = closes.get((entry.symbol, at_us))
+        joined.append(
+            JoinedEpisode(
+                episode,
+                entry.regime,
+                entry.key,
+                at_us,
+                outcome.key if outcome else None,
+                outcome.pnl_pct if outcome else None,
+            )
+        )
+    return joined
+
+
+def _directions_agree(episode_direction: str, entry_direction: str | None) -> bool:
+    if entry_direction is None or episode_direction == UNKNOWN_DIRECTION:
+        return True
+    return episode_direction.casefold() == entry_direction.casefold()
+
+
+def _market_regime(timed: list[tuple[int, str, TradeEntry]], times: list[int], at_us: int, lookback_us: int) -> str:
+    index = bisect_right(times, at_us) - 1
+    if index >= 0 and at_us - times[index] <= lookback_us:
+        return timed[index][2].regime
+    return UNKNOWN_REGIME
+
+
+# Statistics (95 %) ----------------------------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """Two-sided Student t critical value: Cornish-Fisher expansion of the normal quantile (within 0.5 % for
+    df >= 3 at 95 %; df 1 and 2 use their exact 95 % values)."""
+    if df < 1:
+        raise ValueError("t_quantile needs df >= 1")
+    if confidence == CONFIDENCE and df <= 2:
+        return (12.706204736, 4.302652730)[df - 1]
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+
+
+def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
+    """Mean and its t-interval; None with fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    variance = math.fsum((value - mean) ** 2 for value in values) / (n - 1)
+    half = t_quantile(n - 1, confidence) * math.sqrt(variance / n)
+    return mean, mean - half, mean + half
+
+
+# Summary --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Group:
+    episodes: int = 0
+    trades: int = 0
+    pnls: list[float] = field(default_factory=list)
+
+    def add(self, item: JoinedEpisode) -> None:
+        self.episodes += 1
+        if item.converted:
+            self.trades += 1
+        if item.pnl_pct is not None:
+            self.pnls.append(item.pnl_pct)
+
+    def view(self) -> dict[str, Any]:
+        low, high = wilson_interval(self.trades, self.episodes)
+        stats = mean_interval(self.pnls)
+        wins = sum(1 for pnl in self.pnls if pnl > 0)
+        return {
+            "episodes": self.episodes,
+            "trades": self.trades,
+            "conversion": _round(self.trades / self.episodes) if self.episodes else None,
+            "conversion_ci": [_round(low), _round(high)],
+            "outcomes": len(self.pnls),
+            "win_rate": _round(wins / len(self.pnls)) if self.pnls else None,
+            "mean_pnl_pct": _round(math.fsum(self.pnls) / len(self.pnls)) if self.pnls else None,
+            "mean_pnl_pct_ci": [_round(stats[1]), _round(stats[2])] if stats else None,
+        }
+
+
+def signal_summary(
+    episodes: Iterable[Episode],
+    entries: Iterable[TradeEntry],
+    outcomes: Iterable[TradeOutcome],
+    params: SignalParams | None = None,
+) -> dict[str, Any]:
+    """Per strategy, pattern and regime: episodes, conversion to trades (Wilson 95 % interval) and the converted
+    episodes' outcomes (win rate, mean pnl_pct with a t-interval), plus suggestions where an interval excludes the
+    strategy's average. JSON-able and deterministic; suggestions never change weights by themselves."""
+    params = params or SignalParams()
+    joined = join_episodes(episodes, entries, outcomes, params)
+    strategies: dict[str, _Group] = {}
+    groups: dict[tuple[str, tuple[str, ...], str], _Group] = {}
+    for item in joined:
+        episode = item.episode
+        strategies.setdefault(episode.strategy, _Group()).add(item)
+        for regime in (item.regime, ALL_REGIMES):
+            groups.setdefault((episode.strategy, episode.pattern, regime), _Group()).add(item)
+
+    baselines = {name: group.view() for name, group in sorted(strategies.items())}
+    rows: list[dict[str, Any]] = []
+    suggestions: list[dict[str, Any]] = []
+    for (strategy, pattern, regime), group in sorted(groups.items()):
+        view = {"strategy": strategy, "pattern": list(pattern), "regime": regime, **group.view()}
+        rows.append(view)
+        suggestions.extend(_suggestions(view, baselines[strategy], params))
+    return {
+        "params": {
+            "gap_s": params.gap_us / _SECOND_US,
+            "join_window_s": params.join_window_us / _SECOND_US,
+            "pattern_size": params.pattern_size,
+            "confidence": CONFIDENCE,
+            "min_episodes": params.min_episodes,
+            "min_outcomes": params.min_outcomes,
+        },
+        "episodes": len(joined),
+        "open_episodes": sum(1 for item in joined if item.episode.is_open),
+        "converted": sum(1 for item in joined if item.converted),
+        "with_outcome": sum(1 for item in joined if item.pnl_pct is not None),
+        "strategies": baselines,
+        "patterns": rows,
+        "suggestions": suggestions,
+        "suggestions_enabled": params.suggestions_enabled,
+    }
+
+
+def _suggestions(view: dict[str, Any], baseline: dict[str, Any], params: SignalParams) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    common = {
+        "strategy": view["strategy"],
+        "pattern": view["pattern"],
+        "regime": view["regime"],
+        "applies_to_weights": params.suggestions_enabled,
+    }
+    average = baseline["conversion"]
+    if view["episodes"] >= params.min_episodes and average is not None:
+        low, high = view["conversion_ci"]
+        if low > average or high < average:
+            found.append(
+                {
+                    **common,
+                    "metric": "conversion",
+                    "direction": "raise" if low > average else "lower",
+                    "value": view["conversion"],
+                    "bound": [low, high],
+                    "strategy_average": average,
+                    "samples": view["episodes"],
+                }
+            )
+    average = baseline["mean_pnl_pct"]
+    interval = view["mean_pnl_pct_ci"]
+    if view["outcomes"] >= params.min_outcomes and average is not None and interval is not None:
+        low, high = interval
+        if low > average or high < average:
+            found.append(
+                {
+                    **common,
+                    "metric": "mean_pnl_pct",
+                    "direction": "raise" if low > average else "lower",
+                    "value": view["mean_pnl_pct"],
+                    "bound": [low, high],
+                    "strategy_average": average,
+                    "samples": view["outcomes"],
+                }
+            )
+    return found
+
+
+def _round(value: float) -> float:
+    return round(value, 6)
+
+
+def render_signals(summary: Mapping[str, Any], *, limit: int = 20) -> str:
+    """The signals section of a report (and `learnd signals`): baselines, the busiest patterns, suggestions."""
+    lines = [
+        f"Signal episodes: {summary['episodes']} ({summary['open_episodes']} open), "
+        f"{summary['converted']} became trades, {summary['with_outcome']} with a closed outcome"
+    ]
+    for strategy, view in summary["strategies"].items():
+        lines.append(
+            f"  {strategy}: conversion {_pct(view['conversion'])} of {view['episodes']}, "
+            f"win rate {_pct(view['win_rate'])}, mean pnl {_num(view['mean_pnl_pct'])} %"
+        )
+    busiest = sorted(
+        (row for row in summary["patterns"] if row["regime"] != ALL_REGIMES),
+        key=lambda row: (-row["episodes"], row["strategy"], row["pattern"], row["regime"]),
+    )[:limit]
+    if busiest:
+        lines.append(f"  {'strategy':<10} {'pattern':<52} {'regime':<22} {'eps':>6} {'conv':>7} {'n':>5} {'pnl%':>7}")
+    for row in busiest:
+        lines.append(
+            f"  {row['strategy']:<10} {'+'.join(row['pattern']) or '-':<52} {row['regime']:<22} "
+            f"{row['episodes']:>6} {_pct(row['conversion']):>7} {row['outcomes']:>5} {_num(row['mean_pnl_pct']):>7}"
+        )
+    state = "enabled" if summary["suggestions_enabled"] else "report only"
+    lines.append(f"Suggested adjustments ({state}): {len(summary['suggestions'])}")
+    for item in summary["suggestions"]:
+        low, high = item["bound"]
+        lines.append(
+            f"  {item['direction']} {item['strategy']} {'+'.join(item['pattern'])} [{item['regime']}]: "
+            f"{item['metric']} {_num(item['value'])} (95 % {_num(low)}..{_num(high)}) vs average "
+            f"{_num(item['strategy_average'])}, n={item['samples']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,425 @@
+"""The trade learner: closed trades feed the entry model, exit outcomes the exit model, in event-time order.
+
+Shell around the pure models: it maps event time to trading sessions, replays the ledger when a record
+arrives out of event order (so the state is a function of the lines, not of how they arrived), and writes
+state/signal_weights.json in the layout the bot reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from learnd.config import LearningParams, Settings
+from learnd.errors import RecordError
+from learnd.exports.files import write_json_atomic
+from learnd.learning.entry_model import EntryModel, regime_scope
+from learnd.learning.exit_model import ExitModel
+from learnd.learning.learner import NOTHING, Applied
+from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
+from learnd.records.components import ENTRY_BASE_WEIGHTS, EXIT_BASE_WEIGHTS
+from learnd.records.parse import DEFAULT_STRATEGY, ExitOutcome, Record, TradeOutcome
+from learnd.sessions.exchange import CalendarError, ExchangeCalendar
+
+NAME: Final = "trades"
+STATE_VERSION: Final = 1
+# The weekly decay touches a multiplier whose component had no evidence in its scope for this many sessions.
+STALE_IDLE_SESSIONS: Final = 20
+
+History = Callable[[str], Iterable[Record]]
+
+
+def iso_from_us(event_us: int) -> str:
+    """An event time as ISO-8601 UTC with microseconds."""
+    return datetime.fromtimestamp(event_us / 1_000_000, tz=UTC).isoformat(timespec="microseconds")
+
+
+def change_document(change: MultiplierChange) -> dict[str, Any]:
+    """One line of data/weight_learning.jsonl."""
+    return {
+        "event_us": change.event_us,
+        "event_ts": iso_from_us(change.event_us),
+        "strategy": change.strategy,
+        "model": change.model,
+        "component": change.component,
+        "regime": change.regime,
+        "old": change.old,
+        "new": change.new,
+        "reason": change.reason,
+        "samples": change.samples,
+    }
+
+
+class TradeLearner:
+    """Feeds TradeOutcome records to the entry model and ExitOutcome records to the exit model.
+
+    Records are learned in arrival order while event time does not go backwards (equal times keep file order,
+    which a live run and a backfill share). A record older than the last one learned (history backfilled after
+    live lines, a late line from a rotated copy) rebuilds the model from the ledger in event order, once per batch.
+    """
+
+    name = NAME
+    record_types = (TradeOutcome, ExitOutcome)
+
+    def __init__(self, params: LearningParams, calendar: ExchangeCalendar, state: bytes | None = None) -> None:
+        self.params = params
+        self.calendar = calendar
+        self._history: History | None = None
+        self._replay_pending = False
+        self._dirty = False
+        self._export_dirty = True
+        if state is None:
+            self.entry = EntryModel(params)
+            self.exit = ExitModel(params)
+            self.last_trade: tuple[int, str] = (-1, "")
+            self.last_exit: tuple[int, str] = (-1, "")
+            self.counts: dict[str, int] = {"trades": 0, "partials": 0, "exits": 0, "replays": 0, "late": 0}
+            # The session of the newest trade learned (still open), and the last session closed.
+            self.current_session = -1
+            self.closed_through = -1
+            # (strategy, component, scope) -> the last session whose trades carried that component there.
+            self.last_evidence: dict[tuple[str, str, str], int] = {}
+        else:
+            document = orjson.loads(state)
+            self.entry = EntryModel.from_state(params, document["entry"])
+            self.exit = ExitModel.from_state(params, document["exit"])
+            self.last_trade = (document["last_trade"][0], document["last_trade"][1])
+            self.last_exit = (document["last_exit"][0], document["last_exit"][1])
+            self.counts = dict(document["counts"])
+            # Keys added after the first stores were written default to "nothing closed or seen yet".
+            self.current_session = int(document.get("current_session", -1))
+            self.closed_through = int(document.get("closed_through", -1))
+            self.last_evidence = {
+                (strategy, component, scope): int(session)
+                for strategy, component, scope, session in document.get("last_evidence", [])
+            }
+
+    def bind_history(self, history: History) -> None:
+        """Where to read every record of a ledger kind in event order (for replays)."""
+        self._history = history
+
+    def apply(self, source: str, record: Record) -> Applied:
+        rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
+        if isinstance(record, TradeOutcome):
+            session = self._session(record.event_us)
+            if session <= self.closed_through:
+                # Its session was closed (batch ran) before it arrived: learned like any other, reported as late.
+                self.counts["late"] += 1
+                rows.append(self._late_row(record, session))
+            if record.event_us < self.last_trade[0]:
+                # Older than what was learned: the whole batch's trades are relearned in event order once, at the
+                # end of the batch (finish_batch), instead of once per such trade.
+                self._replay_pending = True
+            if not self._replay_pending:
+                rows_now, changes = self._learn_in_order(record, session)
+                rows += rows_now
+            self.counts["partials" if record.is_partial else "trades"] += 1
+        elif isinstance(record, ExitOutcome):
+            session = self._session(record.event_us)
+            if record.event_us >= self.last_exit[0]:
+                changes = self.exit.learn(record, session)
+                self.last_exit = (record.event_us, record.key)
+            else:
+                changes = self._replay_exit()
+            self.counts["exits"] += 1
+        else:
+            return NOTHING
+        self._dirty = self._export_dirty = True
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+
+    def _learn_in_order(
+        self, record: TradeOutcome, session: int
+    ) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+        """The in-order path: close the sessions this trade leaves behind, note its evidence, learn it."""
+        rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
+        if session > self.closed_through and session > self.current_session:
+            rows, changes = self.close_through(session - 1)
+            self.current_session = session
+        for name, contribution in record.components:
+            if contribution != 0.0:
+                self.last_evidence[(record.strategy, name, GLOBAL_SCOPE)] = session
+                self.last_evidence[(record.strategy, name, regime_scope(record.regime))] = session
+        changes += self.entry.learn(record, session)
+        self.last_trade = (record.event_us, record.key)
+        return rows, changes
+
+    def finish_batch(self) -> Applied:
+        """Called once before each commit: run a replay that out-of-order trades asked for."""
+        if not self._replay_pending:
+            return NOTHING
+        self._replay_pending = False
+        rows, changes = self._replay_entry()
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+
+    def close_through(self, session: int) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+        """Close every session up to `session`. For the open one: the daily medium-term update (settle), the
+        weekly stability decay when it ends its ISO week, then its end-of-session snapshot as a row
+        (`session|YYYY-MM-DD`) for the daily report. Driven by the attribution stream's event time (a trade of a
+        later session) or by the daily job after the close, whichever comes first; both close at the same point
+        of the stream, so a live run and a backfill keep the same rows and make the same changes."""
+        if session <= self.closed_through:
+            return [], []
+        rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
+        open_session = self.current_session
+        if self.closed_through < open_session <= session:
+            close_us = self.calendar.closes_us[open_session]
+            changes += self.entry.settle_session(open_session, close_us)
+            if self._ends_week(open_session):
+                changes += self.entry.decay_stale(
+                    open_session, close_us, self.last_evidence, idle_sessions=STALE_IDLE_SESSIONS
+                )
+            rows.append(self._session_row(open_session))
+        self.closed_through = session
+        self._dirty = self._export_dirty = True
+        return rows, changes
+
+    def _ends_week(self, session: int) -> bool:
+        week = self.calendar.week_label(self.calendar.sessions[session])
+        return self.calendar.week_label(self.calendar.sessions[session + 1]) != week
+
+    def _session_row(self, session: int) -> tuple[str, int, bytes]:
+        day = self.calendar.sessions[session]
+        body = orjson.dumps(
+            {
+                "day": day.isoformat(),
+                "session": session,
+                # Only counts of the attribution stream: exit rows arrive from another file, and how the two files
+                # interleave differs between a live run and a backfill.
+                "counts": {name: self.counts[name] for name in ("trades", "partials", "late")},
+                "entry": self.entry.snapshot(),
+            },
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+        )
+        return f"session|{day.isoformat()}", self.calendar.closes_us[session], body
+
+    def _late_row(self, record: TradeOutcome, session: int) -> tuple[str, int, bytes]:
+        # A late trade arrives while a later session is open; before any trade, the open session is the closed one.
+        arrival = max(self.current_session, self.closed_through)
+        body = orjson.dumps(
+            {
+                "key": record.key,
+                "day": self.calendar.sessions[session].isoformat(),
+                "arrived_in_session": arrival,
+                "arrived_day": self.calendar.sessions[arrival].isoformat(),
+                "event_us": record.event_us,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
+        # Keyed by the open session's close so the next daily report finds it by time.
+        return f"late|{record.key}", self.calendar.closes_us[arrival], body
+
+    def _session(self, event_us: int) -> int:
+        try:
+            return self.calendar.session_index(event_us)
+        except CalendarError as error:
+            # Checked before anything is mutated, so the pipeline can quarantine the record cleanly.
+            raise RecordError("timestamp_out_of_range", str(error)) from None
+
+    def _replay_entry(self) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+        """Rebuild the entry side from the ledger in event order through the same in-order path (session closes,
+        daily settles and weekly decays included), then close what the daily jobs had closed: the state a
+        backfill of these lines in event order would reach. Returns the session rows (upserted) and the
+        multipliers that changed."""
+        before = self.entry.snapshot()
+        fresh = TradeLearner(self.params, self.calendar)
+        rows: list[tuple[str, int, bytes]] = []
+        for record in self._require_history()("trade"):
+            if isinstance(record, TradeOutcome):
+                replayed_rows, _ = fresh._learn_in_order(record, self.calendar.session_index(record.event_us))
+                rows += replayed_rows
+        closed_rows, _ = fresh.close_through(self.closed_through)
+        rows += closed_rows
+        self.entry = fresh.entry
+        self.last_trade = fresh.last_trade
+        self.last_evidence = fresh.last_evidence
+        self.current_session = max(self.current_session, fresh.current_session)
+        self.counts["replays"] += 1
+        self._dirty = self._export_dirty = True
+        return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
+
+    def _replay_exit(self) -> list[MultiplierChange]:
+        before = self.exit
+        self.exit = ExitModel(self.params)
+        last = (-1, "")
+        for record in self._require_history()("exit"):
+            if isinstance(record, ExitOutcome):
+                self.exit.learn(record, self.calendar.session_index(record.event_us))
+                last = (record.event_us, record.key)
+        self.last_exit = last
+        self.counts["replays"] += 1
+        return _differences(before.snapshot(), self.exit.snapshot(), "exit", last[0])
+
+    def retrain(self, params: LearningParams) -> list[MultiplierChange]:
+        """Relearn everything in the ledger with new parameters (a reload changed them)."""
+        self.params = params
+        _, entry_changes = self._replay_entry()
+        self._dirty = self._export_dirty = True
+        return entry_changes + self._replay_exit()
+
+    def _require_history(self) -> History:
+        if self._history is None:
+            raise RuntimeError("TradeLearner needs bind_history() before it can replay")
+        return self._history
+
+    def dump(self) -> bytes | None:
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return orjson.dumps(
+            {
+                "version": STATE_VERSION,
+                "entry": self.entry.to_state(),
+                "exit": self.exit.to_state(),
+                "last_trade": list(self.last_trade),
+                "last_exit": list(self.last_exit),
+                "counts": self.counts,
+                "current_session": self.current_session,
+                "closed_through": self.closed_through,
+                "last_evidence": sorted([*key, session] for key, session in self.last_evidence.items()),
+            },
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+        )
+
+    def export(self, settings: Settings) -> None:
+        """Write state/signal_weights.json when what it shows changed."""
+        if not self._export_dirty:
+            return
+        write_json_atomic(settings.state_dir / "signal_weights.json", self.signal_weights())
+        self._export_dirty = False
+
+    def weights(self, strategy: str | None = None, regime: str | None = None) -> dict[str, Any]:
+        """The canonical model view behind `learnd weights --json`: sorted, no wall-clock fields."""
+        entry = self.entry.snapshot()
+        exits = self.exit.snapshot()
+        strategies: dict[str, Any] = {}
+        for name in sorted(set(entry) | set(exits)):
+            if strategy is not None and name != strategy:
+                continue
+            components = entry.get(name, {})
+            if regime is not None:
+                folded = regime.casefold()
+                components = {
+                    component: {**view, "by_regime": {k: v for k, v in view["by_regime"].items() if k == folded}}
+                    for component, view in components.items()
+                }
+            strategies[name] = {"entry": components, "exit": exits.get(name, {})}
+        return {
+            "trades_learned": self.counts["trades"],
+            "partials_learned": self.counts["partials"],
+            "exits_learned": self.counts["exits"],
+            "last_trade_event_ts": iso_from_us(self.last_trade[0]) if self.last_trade[0] >= 0 else None,
+            "strategies": strategies,
+        }
+
+    def signal_weights(self) -> dict[str, Any]:
+        """state/signal_weights.json: the layout the bot reads (FORMATS.md), for its default strategy at the top
+        level and every strategy under `strategies`, plus `effective_weights` (strategy -> regime -> component ->
+        base x multiplier)."""
+        entry = self.entry.snapshot()
+        exits = self.exit.snapshot()
+        per_strategy = {
+            name: _bot_layout(entry.get(name, {}), exits.get(name, {})) for name in sorted(set(entry) | set(exits))
+        }
+        top = per_strategy.get(DEFAULT_STRATEGY) or _bot_layout({}, {})
+        effective: dict[str, Any] = {}
+        for name, components in entry.items():
+            regimes: dict[str, dict[str, float]] = {GLOBAL_SCOPE: {}}
+            for component, view in components.items():
+                base = ENTRY_BASE_WEIGHTS[component]
+                regimes[GLOBAL_SCOPE][component] = base * view["multiplier"]
+                for regime, regime_view in view["by_regime"].items():
+                    regimes.setdefault(regime, {})[component] = base * regime_view["multiplier"]
+            effective[name] = regimes
+        return {
+            **top,
+            "learnd": {
+                "trades_learned": self.counts["trades"],
+                "partials_learned": self.counts["partials"],
+                "exits_learned": self.counts["exits"],
+                "last_trade_event_ts": iso_from_us(self.last_trade[0]) if self.last_trade[0] >= 0 else None,
+            },
+            "effective_weights": effective,
+            "strategies": per_strategy,
+        }
+
+
+def beta_for_multiplier(multiplier: float, samples: float) -> tuple[float, float]:
+    """Beta parameters whose mean the bot maps back to `multiplier` (0.25 + 1.5 m below 0.5, 1 + 3 (m - 0.5)
+    above), with a total weight of samples + 2."""
+    mean = (multiplier - 0.25) / 1.5 if multiplier < 1.0 else 0.5 + (multiplier - 1.0) / 3.0
+    mean = min(1.0, max(0.0, mean))
+    total = max(0.0, samples) + 2.0
+    return mean * total, (1.0 - mean) * total
+
+
+def _bot_layout(entry: dict[str, Any], exits: dict[str, Any]) -> dict[str, Any]:
+    bands: dict[str, Any] = {}
+    betas: dict[str, Any] = {}
+    for component in ENTRY_BASE_WEIGHTS:
+        view = entry.get(component)
+        if view is None:
+            bands[component] = {"current": 1.0, "sample_count": 0, "wins": 0, "losses": 0, "total_pnl": 0.0}
+            continue
+        bands[component] = _band(view)
+        regimes: dict[str, Any] = {}
+        for regime, regime_view in view["by_regime"].items():
+            alpha, beta = beta_for_multiplier(regime_view["multiplier"], regime_view.get("samples", 0.0))
+            regimes[regime.upper()] = {**_band(regime_view), "alpha": alpha, "beta": beta}
+        betas[component] = regimes
+    exit_bands = {name: {"current": view["multiplier"], "sample_count": view["count"]} for name, view in exits.items()}
+    for name in EXIT_BASE_WEIGHTS:
+        exit_bands.setdefault(name, {"current": 1.0, "sample_count": 0})
+    return {
+        "entry_weights": {
+            "base_weights": dict(ENTRY_BASE_WEIGHTS),
+            "weight_bands": bands,
+            "regime_beta_distributions": betas,
+        },
+        "exit_model": {"base_weights": dict(EXIT_BASE_WEIGHTS), "weight_bands": exit_bands},
+    }
+
+
+def _band(view: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "current": view["multiplier"],
+        "sample_count": view.get("samples", 0.0),
+        "wins": view.get("wins", 0),
+        "losses": view.get("losses", 0),
+        "total_pnl": view.get("total_pnl", 0.0),
+    }
+
+
+def _differences(before: dict[str, Any], after: dict[str, Any], model: str, event_us: int) -> list[MultiplierChange]:
+    """Multipliers a replay changed, as change events (reason `replay_out_of_order`)."""
+    changes: list[MultiplierChange] = []
+    for strategy in sorted(set(before) | set(after)):
+        old_view = before.get(strategy, {})
+        new_view = after.get(strategy, {})
+        for component in sorted(set(old_view) | set(new_view)):
+            for regime, old, new, samples in _scoped(old_view.get(component), new_view.get(component)):
+                if old != new:
+                    changes.append(
+                        MultiplierChange(
+                            event_us, strategy, model, component, regime, old, new, "replay_out_of_order", samples
+                        )
+                    )
+    return changes
+
+
+def _scoped(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[tuple[str, float, float, float]]:
+    old = old or {}
+    new = new or {}
+    rows = [(GLOBAL_SCOPE, old.get("multiplier", 1.0), new.get("multiplier", 1.0), new.get("samples", 0.0))]
+    old_regimes = old.get("by_regime", {})
+    new_regimes = new.get("by_regime", {})
+    for regime in sorted(set(old_regimes) | set(new_regimes)):
+        before = old_regimes.get(regime, {}).get("multiplier", 1.0)
+        after = new_regimes.get(regime, {}).get("multiplier", 1.0)
+        rows.append((regime, before, after, new_regimes.get(regime, {}).get("samples", 0.0)))
+    return rows

@@ -1,0 +1,1 @@
+"""records: (docstring to come)."""

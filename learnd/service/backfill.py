@@ -1,0 +1,408 @@
+"""One-shot backfill: apply everything present and not yet applied, then exit. Rotated copies first (oldest first,
+each resumed where its file identity was last read), then the current files through the tailers. Reuses the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import structlog
+from tqdm import tqdm
+
+from learnd.config import Settings, SourceSettings
+from learnd.jobs.periods import replay_history, trade_learner
+from learnd.service.engine import Engine, LearnerFactory
+from learnd.sources.history import DecompressedFile, HistoryFile, LineReader, source_files
+from learnd.sources.tailer import Checkpoint, Line
+
+log = structlog.get_logger("learnd.backfill")
+
+ProgressMode = Literal["auto", "bar", "log", "none"]
+PROGRESS_LOG_EVERY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillReport:
+    """What one backfill applied (rotated history and current files together; `history_*` for the former)."""
+
+    lines_count: int
+    applied_count: int
+    duplicate_count: int
+    ignored_count: int
+    quarantined_count: int
+    commit_count: int
+    history_files_count: int = 0
+    history_lines_count: int = 0
+    job_periods_count: int = 0
+
+
+def run_backfill(
+    settings: Settings,
+    *,
+    learner_factory: LearnerFactory | None = None,
+    progress: ProgressMode = "auto",
+) -> BackfillReport:
+    """Apply rotated history (plain and gzip) not applied yet, then read every current file from its checkpoint
+    (or from 0) to its end, committing in large batches. Running it twice applies nothing the second time."""
+    engine = Engine(settings, start_at_end=False, purpose="backfill", learner_factory=learner_factory)
+    meter = BackfillProgress(progress)
+    try:
+        history_files, history_lines = read_history(engine, meter)
+        drain(engine, settings.backfill_batch_lines, meter)
+        learner = trade_learner(engine)
+        # The daily and weekly jobs of every historical day and week, in event order (as the daemon would have).
+        job_periods = replay_history(engine, learner.calendar, datetime.now(UTC)) if learner is not None else 0
+        engine.write_exports()
+        totals = engine.totals
+        report = BackfillReport(
+            lines_count=totals.lines_count,
+            applied_count=totals.applied_count,
+            duplicate_count=totals.duplicate_count,
+            ignored_count=totals.ignored_count,
+            quarantined_count=totals.quarantined_count,
+            commit_count=totals.commit_count,
+            history_files_count=history_files,
+            history_lines_count=history_lines,
+            job_periods_count=job_periods,
+        )
+        log.info("backfill_finished", **{name: getattr(report, name) for name in report.__slots__})
+        return report
+    finally:
+        meter.close()
+        engine.close()
+
+
+def read_history(
+    engine: Engine, meter: BackfillProgress, should_stop: Callable[[], bool] = lambda: False
+) -> tuple[int, int]:
+    """Apply each source's rotated copies not applied yet (oldest first), then hand the current file to the
+    tailer; returns (files read, lines read). Stops between files when `should_stop()` says so: what was read is
+    committed, the rest is read next time."""
+    plans = [_plan(engine, source) for source in engine.settings.sources]
+    meter.add_total(sum(_history_bytes(plan) for plan in plans))
+    history_files = history_lines = 0
+    for plan in plans:
+        for item in plan.reads:
+            if should_stop():
+                return history_files, history_lines
+            history_files += 1
+            history_lines += _read_history_file(engine, plan.source, item, meter, should_stop)
+        _hand_over(engine, plan)
+    return history_files, history_lines
+
+
+def drain(engine: Engine, batch_lines: int, meter: BackfillProgress | None = None) -> None:
+    """Poll and commit until a poll reads nothing: everything complete at this moment is applied."""
+    if meter is not None:
+        meter.add_total(sum(position.pending_bytes_estimate for position in _live_positions(engine)))
+    positions = {position.name: position for position in _live_positions(engine)}
+    while True:
+        read = engine.poll(batch_lines)
+        engine.commit(export=False)
+        if meter is not None:
+            advanced = 0
+            for position in _live_positions(engine):
+                before = positions.get(position.name)
+                if before is not None and before.identity == position.identity:
+                    advanced += max(0, position.offset - before.offset)
+                positions[position.name] = position
+            meter.advance(advanced, read)
+        if read == 0:
+            break
+
+
+# Reading rotated history ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One rotated file to read: from content offset `start`; `final` when its last fragment can never end."""
+
+    file: HistoryFile
+    start: int
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    source: SourceSettings
+    files: list[HistoryFile]
+    reads: list[_Read]
+
+
+def _plan(engine: Engine, source: SourceSettings) -> _Plan:
+    """Which rotated copies hold lines not read yet, and from where: the store's files table decides, not names."""
+    store = engine.store
+    known = store.file_offsets(source.name)
+    checkpoint = store.checkpoint(source.name)
+    files = source_files(source.path)
+    current = next((found for found in files if found.is_current), None)
+    current_fp = current.identity.fp_hash if current is not None and current.identity is not None else None
+    grace_ns = engine.settings.rotation_grace_ms * 1_000_000
+    reads: list[_Read] = []
+    for found in files:
+        if found.is_current:
+            continue
+        if found.error:
+            log.warning("history_file_unreadable", source=source.name, file=str(found.path), error=found.error)
+            continue
+        identity = found.identity
+        if identity is None:
+            continue  # empty
+        if identity.fp_hash == current_fp:
+            # A copy of the current file (copytruncate's copy before the truncate): the tailer reads this content
+            # from the current file itself, so reading it here too would apply it twice.
+            continue
+        start = known.get(identity.fp_hash, (0, 0))[1]
+        if checkpoint is not None and checkpoint.fp_hash == identity.fp_hash:
+            start = max(start, checkpoint.offset)
+        if _fully_read(found, start):
+            continue
+        # A plain copy written within the rotation grace may still get the end of its last line from the writer.
+        recent = time.time_ns() - found.mtime_ns < grace_ns
+        reads.append(_Read(found, start, final=found.is_compressed or not recent))
+    return _Plan(source, files, reads)
+
+
+def _fully_read(found: HistoryFile, start: int) -> bool:
+    if not found.is_compressed:
+        return start >= found.disk_bytes
+    # gzip's trailer holds the content size modulo 2**32: enough to skip a file read to its end without inflating
+    # it on every backfill (a multi-member file only says its last member's size, so it is inflated to check).
+    with open(found.path, "rb") as handle:
+        handle.seek(max(0, found.disk_bytes - 4))
+        trailer = handle.read(4)
+    return start > 0 and len(trailer) == 4 and int.from_bytes(trailer, "little") == start % (1 << 32)
+
+
+def _history_bytes(plan: _Plan) -> int:
+    return sum(item.file.disk_bytes - (0 if item.file.is_compressed else item.start) for item in plan.reads)
+
+
+def _read_history_file(
+    engine: Engine,
+    source: SourceSettings,
+    item: _Read,
+    meter: BackfillProgress,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """Apply the lines of one rotated file after `item.start`, committing every backfill_batch_lines lines together
+    with how far the file's identity has been read; returns how many lines it read."""
+    identity = item.file.identity
+    assert identity is not None
+    settings = engine.settings
+    ingestor = engine.ingestor
+    batch: list[Line] = []
+    total = 0
+    with DecompressedFile(item.file.path) as handle:
+        reader = LineReader(
+            handle,
+            source=source.name,
+            file_key=identity.fp_hash.hex(),
+            start=item.start,
+            max_line_bytes=settings.max_line_bytes,
+            keep_bytes=settings.quarantine_keep_bytes,
+        )
+        disk_done = handle.disk_position()
+
+        def commit() -> None:
+            nonlocal disk_done, total
+            ingestor.apply_history(
+                source.name, batch, fp_hash=identity.fp_hash, fp_len=identity.fp_len, offset=reader.offset
+            )
+            engine.commit(export=False)
+            position = handle.disk_position()
+            meter.advance(position - disk_done, len(batch))
+            disk_done = position
+            total += len(batch)
+            batch.clear()
+
+        log.info("history_file_reading", source=source.name, file=str(item.file.path), offset=item.start)
+        for line in reader.lines(final=item.final):
+            batch.append(line)
+            if len(batch) >= settings.backfill_batch_lines:
+                commit()
+                if should_stop():
+                    return total  # committed with the file's position: the next backfill resumes there
+        if batch:
+            commit()
+        if reader.error:
+            log.warning("history_file_unreadable", source=source.name, file=str(item.file.path), error=reader.error)
+    log.info("history_file_read", source=source.name, file=str(item.file.path), offset=reader.offset, lines=total)
+    return total
+
+
+def _hand_over(engine: Engine, plan: _Plan) -> None:
+    """Point the source's tailer at the current file, at the position its content was read to, so that it drains
+    no rotated remainder of its own (history just read it) and reads only what the current file adds."""
+    checkpoint = _handover_checkpoint(engine, plan)
+    if checkpoint is None:
+        return
+    ingestor = engine.ingestor
+    ingestor.set_checkpoint(plan.source.name, checkpoint)
+    engine.commit(export=False)
+    ingestor.remove_source(plan.source.name)
+    ingestor.add_source(plan.source)
+    log.info("source_handed_over", source=plan.source.name, offset=checkpoint.offset, ino=checkpoint.ino)
+
+
+def _handover_checkpoint(engine: Engine, plan: _Plan) -> Checkpoint | None:
+    """The checkpoint after history, or None when the tailer's own position stands (no rotated copy beside it)."""
+    rotated = [found for found in plan.files if not found.is_current and found.identity is not None]
+    if not rotated:
+        return None
+    store = engine.store
+    old = store.checkpoint(plan.source.name)
+    known = store.file_offsets(plan.source.name)
+    window_seq = old.window_seq if old is not None else 0
+    current = next((found for found in plan.files if found.is_current), None)
+    if current is None:
+        if old is None:
+            return None
+        # No current file: the newest rotated copy is where reading stands; the tailer then finds nothing younger.
+        target = rotated[-1]
+        offset = known.get(target.identity.fp_hash, (0, 0))[1] if target.identity is not None else 0
+    else:
+        target = current
+        offset = 0
+        if current.identity is not None:
+            offset = known.get(current.identity.fp_hash, (0, 0))[1]
+            if old is not None and old.fp_hash == current.identity.fp_hash:
+                offset = max(offset, old.offset)
+            if not _ends_a_line(current, offset):
+                offset = 0  # the content diverged after its first line: the tailer reads it as a replaced file
+    identity = target.identity
+    fp_hash, fp_len = (identity.fp_hash, identity.fp_len) if identity is not None else (b"", 0)
+    checkpoint = Checkpoint(
+        path=str(plan.source.path),
+        dev=target.dev,
+        ino=target.ino,
+        fp_hash=fp_hash,
+        fp_len=fp_len,
+        offset=offset,
+        size=target.disk_bytes,
+        window_seq=window_seq,
+    )
+    if old is not None and (old.dev, old.ino, old.fp_hash, old.offset) == (
+        checkpoint.dev,
+        checkpoint.ino,
+        checkpoint.fp_hash,
+        checkpoint.offset,
+    ):
+        return None
+    return checkpoint
+
+
+def _ends_a_line(current: HistoryFile, offset: int) -> bool:
+    if offset == 0:
+        return True
+    try:
+        with open(current.path, "rb") as handle:
+            return os.pread(handle.fileno(), 1, offset - 1) == b"\n"
+    except FileNotFoundError:
+        return False
+
+
+# Progress ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _LivePosition:
+    name: str
+    identity: tuple[int, int, bytes]
+    offset: int
+    pending_bytes_estimate: int
+
+
+def _live_positions(engine: Engine) -> list[_LivePosition]:
+    positions: list[_LivePosition] = []
+    for name, tailer in engine.ingestor.tailers.items():
+        checkpoint = tailer.checkpoint()
+        try:
+            size = os.stat(tailer.path).st_size
+        except FileNotFoundError:
+            size = 0
+        if checkpoint is None:
+            positions.append(_LivePosition(name, (0, 0, b""), 0, size))
+        else:
+            identity = (checkpoint.dev, checkpoint.ino, checkpoint.fp_hash)
+            positions.append(_LivePosition(name, identity, checkpoint.offset, max(0, size - checkpoint.offset)))
+    return positions
+
+
+class BackfillProgress:
+    """Bytes and lines done against bytes to do: a tqdm bar on a TTY, `backfill_progress` log lines otherwise."""
+
+    def __init__(
+        self,
+        mode: ProgressMode,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        log_every_s: float = PROGRESS_LOG_EVERY_S,
+    ) -> None:
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode = mode
+        self.bytes_total = 0
+        self.bytes_done = 0
+        self.lines_done = 0
+        self._clock = clock
+        self._started = clock()
+        self._last_log = self._started
+        self._log_every_s = log_every_s
+        self._bar: tqdm | None = None
+        if mode == "bar":
+            self._bar = tqdm(
+                total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="backfill", file=sys.stderr, leave=True
+            )
+
+    def add_total(self, bytes_count: int) -> None:
+        self.bytes_total += bytes_count
+        if self._bar is not None:
+            self._bar.total = self.bytes_total
+            self._bar.refresh()
+
+    def advance(self, bytes_count: int, lines_count: int) -> None:
+        # Estimates (gzip ratio, lines appended meanwhile) may overshoot; the figures never pass the total.
+        bytes_count = max(0, min(bytes_count, self.bytes_total - self.bytes_done))
+        self.bytes_done += bytes_count
+        self.lines_done += lines_count
+        now = self._clock()
+        if self._bar is not None:
+            self._bar.update(bytes_count)
+            self._bar.set_postfix(lines_per_s=round(self.lines_per_s(now)), refresh=False)
+        elif self.mode == "log" and now - self._last_log >= self._log_every_s:
+            self._last_log = now
+            self.log_line(now)
+
+    def lines_per_s(self, now: float) -> float:
+        elapsed = now - self._started
+        return self.lines_done / elapsed if elapsed > 0 else 0.0
+
+    def eta_s(self, now: float) -> float | None:
+        elapsed = now - self._started
+        if self.bytes_done <= 0 or elapsed <= 0:
+            return None
+        return (self.bytes_total - self.bytes_done) / (self.bytes_done / elapsed)
+
+    def log_line(self, now: float) -> None:
+        eta = self.eta_s(now)
+        log.info(
+            "backfill_progress",
+            bytes_done=self.bytes_done,
+            bytes_total=self.bytes_total,
+            lines_done=self.lines_done,
+            lines_per_s=round(self.lines_per_s(now), 1),
+            eta_s=round(eta, 1) if eta is not None else None,
+        )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,250 @@
+"""The daemon: startup -> serve -> shutdown on one asyncio loop. Tails every source (watchfiles plus a poll
+fallback), commits in groups, writes exports after each commit, runs the scheduled jobs, and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import watchfiles
+
+from learnd.config import Settings
+from learnd.errors import LearndError
+from learnd.jobs.periods import JobRunner, trade_learner
+from learnd.service.backfill import BackfillProgress, read_history
+from learnd.service.engine import Engine, LearnerFactory, load_calendar
+from learnd.service.metrics import Metrics
+from learnd.service.notify import notify_ready, watchdog_service
+
+log = structlog.get_logger("learnd.daemon")
+
+# watchfiles groups events for `step` ms and at most `debounce` ms: small values keep append-to-learn latency low.
+_WATCH_STEP_MS = 5
+_WATCH_DEBOUNCE_MS = 20
+_EXPORT_STATE_EVERY_S = 1.0
+_RETRY_FIRST_S = 0.5
+_RETRY_MAX_S = 30.0
+
+ServiceHook = Callable[[Engine, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def serve(
+    settings: Settings,
+    *,
+    backfill: bool,
+    reload_settings: Callable[[], Settings] | None = None,
+    learner_factory: LearnerFactory | None = None,
+    services: tuple[ServiceHook, ...] = (),
+) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit status (0 after a clean shutdown).
+
+    SIGHUP calls `reload_settings` and applies the result (sources, learning parameters) without losing a line;
+    a reload that fails validation is logged and the running settings stay.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reload_requested = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    started = time.monotonic()
+    engine = Engine(settings, start_at_end=not backfill, purpose="daemon", learner_factory=learner_factory)
+    metrics = Metrics()
+    log.info(
+        "daemon_started",
+        home=str(settings.home),
+        sources={source.name: str(source.path) for source in settings.sources},
+        backfill=backfill,
+    )
+    try:
+        if backfill:
+            # Rotated history first (the tailer follows current files only), in a worker thread so that signals
+            # are handled meanwhile; nothing else touches the engine until it returns.
+            files, lines = await asyncio.to_thread(read_history, engine, BackfillProgress("log"), stop.is_set)
+            log.info("history_read", files_count=files, lines_count=lines)
+        notify_ready(engine)
+        caught_up = asyncio.Event()
+        learner = trade_learner(engine)
+        calendar = learner.calendar if learner is not None else load_calendar(settings)
+        jobs = JobRunner(engine, calendar, on_result=metrics.record_job, ready=caught_up)
+        wake = asyncio.Event()
+        wake.set()
+        ingest = _IngestLoop(
+            engine,
+            metrics,
+            wake,
+            stop,
+            reload_requested=reload_requested,
+            reload_settings=reload_settings,
+            caught_up=caught_up,
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_watch(engine, wake, stop), name="watch")
+            tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer")
+            tasks.create_task(ingest.run(), name="ingest")
+            for service in (metrics.service, watchdog_service, jobs.service, *services):
+                tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service"))
+        # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
+        # and the store's last commit is the state to restart from.
+        engine.commit()
+    finally:
+        totals = engine.totals
+        engine.close()
+        log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 3), **totals.log_fields())
+    return 0
+
+
+@dataclass(slots=True)
+class _IngestLoop:
+    """Reads on every wake-up until caught up, committing at most every commit_interval_ms / commit_batch_lines,
+    and applies reloads between batches."""
+
+    engine: Engine
+    metrics: Metrics
+    wake: asyncio.Event
+    stop: asyncio.Event
+    reload_requested: asyncio.Event
+    reload_settings: Callable[[], Settings] | None
+    caught_up: asyncio.Event
+    failure_count: int = 0
+
+    async def run(self) -> None:
+        engine = self.engine
+        first_pending = 0.0
+        last_state_export = 0.0
+        while not self.stop.is_set():
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self._reload()
+            settings = engine.settings
+            batch_lines = settings.commit_batch_lines
+            self.wake.clear()
+            budget = batch_lines - engine.ingestor.pending_lines
+            read = engine.poll(budget)
+            now = time.monotonic()
+            pending = engine.ingestor.pending_lines
+            if pending and not first_pending:
+                first_pending = now
+            caught_up = read < budget
+            interval_s = settings.commit_interval_ms / 1000
+            if caught_up or pending >= batch_lines or (pending and now - first_pending >= interval_s):
+                state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S
+                try:
+                    report = engine.commit(processing_state=state_due)
+                except (sqlite3.OperationalError, OSError) as error:
+                    await self._survive_write_failure(error)
+                    first_pending = 0.0
+                    continue
+                if report is not None:
+                    if self.failure_count:
+                        log.info("write_recovered", after_failures=self.failure_count)
+                        self.failure_count = 0
+                    self.metrics.record_commit(engine.last_commit_s)
+                    if first_pending:
+                        self.metrics.record_export_latency(time.monotonic() - first_pending)
+                    if state_due:
+                        last_state_export = now
+                first_pending = 0.0
+            if not caught_up:
+                await asyncio.sleep(0)  # let signals, timers and jobs run between batches
+                continue
+            if not engine.ingestor.pending_lines and not self.caught_up.is_set():
+                self.caught_up.set()  # jobs start only once what was already in the files is learned
+                log.info("caught_up", **engine.totals.log_fields())
+            await _wait_any(self.wake, self.stop, self.reload_requested)
+
+    async def _survive_write_failure(self, error: Exception) -> None:
+        """Disk full or an I/O error while committing or exporting: keep the last good state, say so, retry.
+
+        The store's transaction rolled back (or committed whole before an export failed); the in-memory
+        learners and tailers are rebuilt from what is committed, so nothing is lost and nothing applies twice.
+        """
+        self.failure_count += 1
+        delay = min(_RETRY_MAX_S, _RETRY_FIRST_S * 2 ** min(self.failure_count - 1, 6))
+        log.error(
+            "write_failed",
+            error=str(error),
+            error_type=type(error).__name__,
+            retry_in_s=delay,
+            failure_count=self.failure_count,
+        )
+        self.engine.recover()
+        await _wait_for(self.stop, delay)
+
+    def _reload(self) -> None:
+        if self.reload_settings is None:
+            log.warning("reload_unavailable", reason="no settings loader (started without the CLI)")
+            return
+        try:
+            settings = self.reload_settings()
+        except LearndError as error:
+            log.error("reload_rejected", error=str(error))
+            return
+        changed = self.engine.reload(settings)
+        self.wake.set()
+        log.info("reload_applied", **changed)
+
+
+async def _wait_for(event: asyncio.Event, timeout_s: float) -> None:
+    """Sleep up to `timeout_s`, waking early when `event` is set."""
+    try:
+        await asyncio.wait_for(event.wait(), timeout=timeout_s)
+    except TimeoutError:
+        return
+
+
+async def _wait_any(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _poll_timer(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """The fallback: a missed notification costs at most one poll interval."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=engine.settings.poll_interval_ms / 1000)
+        except TimeoutError:
+            wake.set()
+
+
+async def _watch(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) -> None:
+    """Wake the ingest loop when anything changes in a directory holding a source (or its symlink target).
+
+    The directories are those that exist at start; others (missing at start, or added by a reload) are covered
+    by the poll timer, so a source there is read within one poll interval.
+    """
+    while not stop.is_set():
+        existing = [str(path) for path in _watched_directories(engine.settings) if path.is_dir()]
+        if not existing:
+            await _wait_any(stop)
+            return
+        async for _ in watchfiles.awatch(
+            *existing,
+            watch_filter=None,
+            debounce=_WATCH_DEBOUNCE_MS,
+            step=_WATCH_STEP_MS,
+            stop_event=stop,
+            recursive=False,
+        ):
+            wake.set()
+
+
+def _watched_directories(settings: Settings) -> list[Path]:
+    directories: dict[Path, None] = {}
+    for source in settings.sources:
+        directories[source.path.parent] = None
+        if source.path.is_symlink():
+            directories[source.path.resolve().parent] = None
+    return list(directories)

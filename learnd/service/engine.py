@@ -1,0 +1,294 @@
+"""The engine: a home opened for writing (lock, store, learners, ingest pipeline, exports), driven by the daemon
+(asynchronously) or by `backfill` (in one pass). One commit, then the exports that reflect it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+
+from learnd.config import Settings
+from learnd.exports.files import Journal, write_json_atomic
+from learnd.learning.execution import NAME as EXECUTION_LEARNER
+from learnd.learning.execution import ExecutionLearner, ExecutionParams
+from learnd.learning.learner import CountingLearner, Learner
+from learnd.learning.signals import NAME as SIGNAL_LEARNER
+from learnd.learning.signals import SignalLearner, SignalParams
+from learnd.learning.trades import NAME as TRADE_LEARNER
+from learnd.learning.trades import TradeLearner
+from learnd.service.ingest import CommitReport, Ingestor
+from learnd.sessions.exchange import ExchangeCalendar
+from learnd.store.database import Store
+from learnd.store.generations import install_ready_generation
+from learnd.store.lock import HomeLock
+
+log = structlog.get_logger("learnd.engine")
+
+LearnerFactory = Callable[[Settings, Store], list[Learner]]
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counters since the engine opened, for the shutdown summary and metrics."""
+
+    lines_count: int = 0
+    applied_count: int = 0
+    duplicate_count: int = 0
+    ignored_count: int = 0
+    quarantined_count: int = 0
+    commit_count: int = 0
+    change_count: int = 0
+
+    def log_fields(self) -> dict[str, int]:
+        """The counters as structured-log fields (shutdown and backfill summaries)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def add(self, report: CommitReport) -> None:
+        self.lines_count += report.lines
+        self.commit_count += 1
+        self.change_count += len(report.changes)
+        for (_, outcome, _), count in report.counts.items():
+            if outcome == "applied":
+                self.applied_count += count
+            elif outcome == "duplicate":
+                self.duplicate_count += count
+            elif outcome == "ignored":
+                self.ignored_count += count
+            elif outcome == "quarantined":
+                self.quarantined_count += count
+
+
+def counting_learners(settings: Settings, store: Store) -> list[Learner]:
+    """The minimal learner set: counts records per source and kind."""
+    return [CountingLearner.load(store.learner_state("counting"))]
+
+
+class Engine:
+    """A home opened for writing. Holds the home lock from open() to close()."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        start_at_end: bool,
+        purpose: str,
+        learner_factory: LearnerFactory | None = None,
+        lock: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._start_at_end = start_at_end
+        self._factory = learner_factory or default_learners
+        self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
+        try:
+            swapped = self._lock is not None and install_ready_generation(settings)
+            # The long-lived daemon checks every page at start; one-shot commands only after an unclean stop.
+            self.store = Store.open(
+                settings.db_path, window_lines=settings.dedupe_window_lines, full_check=purpose == "daemon"
+            )
+            self._build_pipeline()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self.totals = Totals()
+        self._quarantine_journals: dict[str, Journal] = {}
+        self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
+        self.last_commit_s = 0.0
+        self.sync_journals()
+        if swapped:
+            log.info("store_generation_installed", db=str(settings.db_path))
+            self.write_exports()
+
+    def _build_pipeline(self) -> None:
+        """Learners and tailers exactly as the store last committed them."""
+        self.learners = self._factory(self.settings, self.store)
+        self.ingestor = Ingestor(self.settings, self.store, self.learners, start_at_end=self._start_at_end)
+        for learner in self.learners:
+            bind = getattr(learner, "bind_history", None)
+            if bind is not None:
+                bind(self.ingestor.ledger_records)
+
+    def recover(self) -> None:
+        """After a failed commit (disk full, I/O error): forget everything not committed and continue from the
+        store's last good state. The lines read since are read again; nothing is lost or applied twice."""
+        self.ingestor.close()
+        self._build_pipeline()
+
+    def reload(self, settings: Settings) -> dict[str, list[str]]:
+        """Apply new settings without losing a line: commit, then add, move or drop sources; new learning
+        parameters retrain the trade learner from the ledger (its state is a function of lines and parameters)."""
+        self.commit()
+        old_sources = {source.name: source for source in self.settings.sources}
+        new_sources = {source.name: source for source in settings.sources}
+        changed: dict[str, list[str]] = {"added": [], "removed": [], "moved": [], "retrained": []}
+        for name, source in old_sources.items():
+            if new_sources.get(name) != source:
+                self.ingestor.remove_source(name)
+                changed["removed" if name not in new_sources else "moved"].append(name)
+        retrain = settings.learning != self.settings.learning
+        self.settings = settings
+        self.ingestor.settings = settings
+        for name, source in new_sources.items():
+            if name not in self.ingestor.tailers:
+                self.ingestor.add_source(source, start_at_end=False)
+                if name not in old_sources:
+                    changed["added"].append(name)
+        if retrain:
+            for learner in self.learners:
+                if isinstance(learner, TradeLearner):
+                    learner.retrain(settings.learning)
+                    changed["retrained"].append(learner.name)
+            self.commit()
+        return changed
+
+    def close(self) -> None:
+        self.ingestor.close()
+        self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def poll(self, budget: int) -> int:
+        """Read and apply up to `budget` lines (not yet committed)."""
+        lines = self.ingestor.poll(budget)
+        for event in self.ingestor.take_events():
+            log.info(f"source_{event.event}", source=event.source, **event.detail)
+        return lines
+
+    def commit(self, *, export: bool = True, processing_state: bool = True) -> CommitReport | None:
+        """Commit what was applied, then bring the journals and the JSON exports up to date.
+
+        `export=False` skips the exports (backfill writes them once at the end); `processing_state=False` skips
+        only learning_processing_state.json (the daemon throttles it; the weights file is always written).
+        """
+        started = time.perf_counter()
+        report = self.ingestor.commit()
+        if report is None:
+            if export:
+                self._export_learners()  # an export that failed earlier is retried even with nothing new
+            return None
+        self.last_commit_s = time.perf_counter() - started
+        self.totals.add(report)
+        for item in report.quarantined:
+            log.warning(
+                "record_quarantined", source=item.source, offset=item.offset, reason=item.reason, detail=item.detail
+            )
+        self.sync_journals()
+        if export:
+            self.write_exports(processing_state=processing_state)
+        return report
+
+    def sync_journals(self) -> None:
+        """Append committed quarantine rows and weight changes the journals do not have yet."""
+        rows = self.store.quarantine_rows(self._min_quarantine_seq())
+        by_source: dict[str, list[tuple[int, bytes]]] = {}
+        for seq, source, body in rows:
+            by_source.setdefault(source, []).append((seq, body))
+        for source, source_rows in by_source.items():
+            self._quarantine_journal(source).append(source_rows)
+        self._changes_journal.append(self.store.changes(self._changes_journal.last_seq))
+
+    def _quarantine_journal(self, source: str) -> Journal:
+        journal = self._quarantine_journals.get(source)
+        if journal is None:
+            journal = Journal(self.settings.quarantine_dir / f"{source}.jsonl")
+            self._quarantine_journals[source] = journal
+        return journal
+
+    def _min_quarantine_seq(self) -> int:
+        names = {source.name for source in self.settings.sources} | set(self._quarantine_journals)
+        return min((self._quarantine_journal(name).last_seq for name in names), default=0)
+
+    def write_exports(self, *, processing_state: bool = True) -> None:
+        """Write the JSON exports from the committed state (atomic replace); learners skip theirs when unchanged."""
+        if processing_state:
+            write_json_atomic(self.settings.state_dir / "learning_processing_state.json", self.processing_state())
+        self._export_learners()
+
+    def _export_learners(self) -> None:
+        for learner in self.learners:
+            export = getattr(learner, "export", None)
+            if export is not None:
+                export(self.settings)
+
+    def processing_state(self) -> dict[str, Any]:
+        """Offsets, counts and last event time per source, as committed."""
+        checkpoints = self.store.checkpoints()
+        counts = self.store.line_counts()
+        sources: dict[str, Any] = {}
+        for source in self.settings.sources:
+            checkpoint = checkpoints.get(source.name)
+            per_outcome: dict[str, int] = {}
+            for (name, outcome, _), count in counts.items():
+                if name == source.name:
+                    per_outcome[outcome] = per_outcome.get(outcome, 0) + count
+            sources[source.name] = {
+                "path": str(source.path),
+                "offset": checkpoint.offset if checkpoint else 0,
+                "file_inode": checkpoint.ino if checkpoint else None,
+                "lines_applied": per_outcome.get("applied", 0),
+                "lines_duplicate": per_outcome.get("duplicate", 0),
+                "lines_ignored": per_outcome.get("ignored", 0),
+                "lines_quarantined": per_outcome.get("quarantined", 0),
+            }
+        counting = self.store.learner_state("counting")
+        return {
+            "sources": sources,
+            "learners": sorted(learner.name for learner in self.learners),
+            "counting": _loads(counting),
+        }
+
+
+def default_learners(settings: Settings, store: Store) -> list[Learner]:
+    """Every learner learnd runs. The trade learner goes first: it rejects a record (out-of-calendar time)
+    before any learner has changed anything."""
+    calendar = load_calendar(settings)
+    trades = TradeLearner(settings.learning, calendar, store.learner_state(TRADE_LEARNER))
+    orders = ExecutionLearner(execution_params(settings, calendar), store.learner_state(EXECUTION_LEARNER))
+    signals = SignalLearner(signal_params(settings), store.learner_state(SIGNAL_LEARNER))
+    # Learners that may reject a record (RecordError) come before any that never do.
+    return [trades, orders, signals, *counting_learners(settings, store)]
+
+
+def signal_params(settings: Settings) -> SignalParams:
+    """Signal-episode parameters from the settings."""
+    config = settings.signals
+    minute_us = 60_000_000
+    return SignalParams(
+        gap_us=round(config.gap_minutes * minute_us),
+        join_window_us=round(config.join_window_minutes * minute_us),
+        pattern_size=config.pattern_size,
+        regime_lookback_us=round(config.regime_lookback_hours * 60 * minute_us),
+        min_episodes=config.min_episodes,
+        min_outcomes=config.min_outcomes,
+        suggestions_enabled=config.suggestions_enabled,
+    )
+
+
+def execution_params(settings: Settings, calendar: ExchangeCalendar) -> ExecutionParams:
+    """Execution-quality parameters from the settings, in the exchange's time zone."""
+    config = settings.execution
+    return ExecutionParams(
+        tz=calendar.tz,
+        edge_minutes=config.edge_minutes,
+        retain_days=config.retain_days,
+        cost_share_threshold=config.cost_share_threshold,
+        min_fills=config.min_fills,
+        min_trades=config.min_trades,
+    )
+
+
+def load_calendar(settings: Settings) -> ExchangeCalendar:
+    """The configured exchange's calendar over the configured years. Fixed years, never derived from today: which
+    records are in range (learned or quarantined) must not depend on when they are read."""
+    schedule = settings.schedule
+    return ExchangeCalendar.load(schedule.exchange, schedule.calendar_first_year, schedule.calendar_last_year)
+
+
+def _loads(data: bytes | None) -> Any:
+    return orjson.loads(data) if data else None

@@ -1,0 +1,324 @@
+"""The pipeline: tailed lines become records, records are deduplicated and fed to learners, and each batch of
+lines commits to the store in one transaction together with the offsets that produced it.
+
+Synchronous and IO-light (reads via the tailers, writes via the store); the daemon and `backfill` drive it.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from learnd.config import Settings, SourceSettings
+from learnd.errors import RecordError
+from learnd.learning.learner import LEARNABLE_TYPES, Applied, Learner
+from learnd.records.decode import BadLine, decode_line
+from learnd.records.parse import (
+    ExitOutcome,
+    Ignored,
+    OrderRecord,
+    Record,
+    SignalRecord,
+    TradeEntry,
+    TradeOutcome,
+    parse_record,
+)
+from learnd.sources.tailer import Checkpoint, Line, SourceTailer, TailEvent
+from learnd.store.database import Batch, LedgerRow, Store
+from learnd.store.ledger import record_of
+
+LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A line that could not be used, as written to the store and data/quarantine/<source>.jsonl."""
+
+    source: str
+    offset: int
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitReport:
+    """What one commit wrote."""
+
+    lines: int
+    counts: dict[tuple[str, str, str], int]
+    changes: tuple[dict[str, Any], ...]
+    quarantined: tuple[Quarantined, ...]
+
+
+class Ingestor:
+    """Owns one tailer per source and the batch being built; `poll()` reads and applies, `commit()` persists."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        learners: Sequence[Learner],
+        *,
+        start_at_end: bool,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.learners = list(learners)
+        # Each record type goes to the learners that take it, in the learners' order (see engine.default_learners).
+        self._routes: dict[type, list[Learner]] = {
+            record_type: [learner for learner in self.learners if record_type in learner.record_types]
+            for record_type in LEARNABLE_TYPES
+        }
+        self.tailers: dict[str, SourceTailer] = {}
+        self._sources: dict[str, SourceSettings] = {}
+        self._start_at_end = start_at_end
+        self._clock = clock
+        self._batch = Batch()
+        self._first_source = 0
+        self._committed = store.checkpoints()
+        self._pending_keys: set[tuple[str, str]] = set()
+        self._changes: list[dict[str, Any]] = []
+        self._quarantined: list[Quarantined] = []
+        for source in settings.sources:
+            self.add_source(source)
+
+    def add_source(self, source: SourceSettings, *, start_at_end: bool | None = None) -> None:
+        """Start tailing a source (at start-up, or when a reload adds one: then from its start, losing nothing)."""
+        checkpoint = self.store.checkpoint(source.name)
+        skip_existing = self._start_at_end if start_at_end is None else start_at_end
+        extra = {"clock": self._clock} if self._clock is not None else {}
+        self.tailers[source.name] = SourceTailer(
+            source.name,
+            source.path,
+            checkpoint=checkpoint,
+            window=self.store.window(source.name) if checkpoint else (),
+            window_lines=self.settings.dedupe_window_lines,
+            max_line_bytes=self.settings.max_line_bytes,
+            keep_bytes=self.settings.quarantine_keep_bytes,
+            rotation_grace_s=self.settings.rotation_grace_ms / 1000,
+            start_at_end=skip_existing and checkpoint is None,
+            **extra,
+        )
+        self._sources[source.name] = source
+
+    def remove_source(self, name: str) -> None:
+        """Stop tailing a source; its checkpoint stays in the store for when it comes back."""
+        tailer = self.tailers.pop(name)
+        tailer.close()
+        del self._sources[name]
+
+    def close(self) -> None:
+        for tailer in self.tailers.values():
+            tailer.close()
+
+    @property
+    def pending_lines(self) -> int:
+        return self._batch.line_count
+
+    def take_events(self) -> list[TailEvent]:
+        events: list[TailEvent] = []
+        for tailer in self.tailers.values():
+            events.extend(tailer.events)
+            tailer.events.clear()
+        return events
+
+    def poll(self, budget: int) -> int:
+        """Read and apply up to `budget` lines across all sources; returns how many were read."""
+        total = 0
+        names = list(self.tailers)
+        # Start one source further each time, so a source with a long backlog cannot starve the others.
+        self._first_source = (self._first_source + 1) % max(1, len(names))
+        for name in names[self._first_source :] + names[: self._first_source]:
+            tailer = self.tailers[name]
+            if total >= budget:
+                break
+            lines = tailer.poll(budget - total)
+            if not lines and tailer.checkpoint() == self._batch.checkpoints.get(name, self._committed.get(name)):
+                continue
+            source = self._sources[name]
+            hashes = self._batch.window.setdefault(name, [])
+            for line in lines:
+                self._process(source, line)
+                hashes.append(line.hash)
+            checkpoint = tailer.checkpoint()
+            if checkpoint is not None:
+                self._batch.checkpoints[name] = checkpoint
+            for fp_hash, position in tailer.take_seen_files().items():
+                self._batch.files[(name, fp_hash)] = position
+            total += len(lines)
+        self._batch.line_count += total
+        return total
+
+    def apply_history(
+        self, source_name: str, lines: Sequence[Line], *, fp_hash: bytes, fp_len: int, offset: int
+    ) -> None:
+        """Apply lines of a rotated copy (backfill of history) through the same path as tailed lines, and record in
+        the same batch how far that file identity (first-line fingerprint) has now been read."""
+        source = self._sources[source_name]
+        for line in lines:
+            self._process(source, line)
+        self._batch.files[(source_name, fp_hash)] = (fp_len, offset)
+        self._batch.line_count += len(lines)
+
+    def set_checkpoint(self, source_name: str, checkpoint: Checkpoint) -> None:
+        """Put `checkpoint` in the batch as the source's position (backfill hands the current file to the tailer
+        after reading history); once committed, reopen the source (remove_source, add_source) to resume from it."""
+        self._batch.checkpoints[source_name] = checkpoint
+
+    def commit(self) -> CommitReport | None:
+        """Commit the batch built so far (offsets, window, counts, ledger, learner state) in one transaction."""
+        batch = self._batch
+        for learner in self.learners:
+            finish = getattr(learner, "finish_batch", None)
+            if finish is not None:
+                self._add_applied(learner.name, finish())
+        for learner in self.learners:
+            state = learner.dump()
+            if state is not None:
+                batch.learner_states[learner.name] = state
+        if batch.is_empty():
+            return None
+        self.store.commit(batch)
+        self._committed.update(batch.checkpoints)
+        report = CommitReport(
+            lines=batch.line_count,
+            counts=dict(batch.counts),
+            changes=tuple(self._changes),
+            quarantined=tuple(self._quarantined),
+        )
+        self._batch = Batch()
+        self._pending_keys.clear()
+        self._changes = []
+        self._quarantined = []
+        return report
+
+    def _process(self, source: SourceSettings, line: Line) -> None:
+        counts = self._batch.counts
+        if line.duplicate:
+            counts[(source.name, "duplicate", "line_reread_after_rewrite")] += 1
+            return
+        if line.too_long:
+            self._quarantine(source, line, "line_too_long", f"{line.too_long} bytes > {self.settings.max_line_bytes}")
+            return
+        if line.unterminated:
+            self._quarantine(source, line, "unterminated_line", "file rotated or deleted before its newline")
+            return
+        decoded = decode_line(line.raw)
+        if isinstance(decoded, BadLine):
+            self._quarantine(source, line, decoded.reason, decoded.detail)
+            return
+        try:
+            record = parse_record(source.kind, decoded)
+        except RecordError as error:
+            self._quarantine(source, line, error.reason, error.detail)
+            return
+        if isinstance(record, Ignored):
+            counts[(source.name, "ignored", record.kind)] += 1
+            return
+        if not self._admit(source, line, record):
+            counts[(source.name, "duplicate", f"repeated_{LEDGER_KINDS[type(record)]}")] += 1
+            return
+        learners = self._routes[type(record)]
+        try:
+            applied = [learner.apply(source.name, record) for learner in learners]
+        except RecordError as error:
+            # Learners check a record before they change anything (the trade learner runs first), so taking
+            # the record back out of the ledger leaves the batch as if the line had been garbage.
+            self._withdraw(record)
+            self._quarantine(source, line, error.reason, error.detail)
+            return
+        for learner, result in zip(learners, applied, strict=True):
+            # Most results carry neither rows nor changes, and adding an empty one would add nothing to the batch.
+            if result.rows or result.changes:
+                self._add_applied(learner.name, result)
+        if isinstance(record, TradeEntry):
+            counts[(source.name, "ignored", "open_row")] += 1
+        else:
+            counts[(source.name, "applied", _kind_of(record))] += 1
+
+    def _admit(self, source: SourceSettings, line: Line, record: Record) -> bool:
+        """Records with a natural key enter the ledger once; a repeat (even from a rotated copy) is a duplicate."""
+        kind = LEDGER_KINDS.get(type(record))
+        if kind is None:
+            return True
+        key: str = record.key  # type: ignore[union-attr]
+        if (kind, key) in self._pending_keys or self.store.has_ledger_key(kind, key):
+            return False
+        self._pending_keys.add((kind, key))
+        self._batch.ledger.append(
+            LedgerRow(
+                kind=kind,
+                key=key,
+                strategy=record.strategy,  # type: ignore[union-attr]
+                symbol=record.symbol,  # type: ignore[union-attr]
+                event_us=record.event_us,  # type: ignore[union-attr]
+                source=source.name,
+                file_offset=line.offset,
+                record=line.raw,
+            )
+        )
+        return True
+
+    def _add_applied(self, learner: str, result: Applied) -> None:
+        self.add_rows(learner, result.rows)
+        self.add_changes(result.changes)
+
+    def add_rows(self, learner: str, rows: Sequence[tuple[str, int, bytes]]) -> None:
+        """Rows a learner produced outside a record (a scheduled session close), committed with the next batch."""
+        self._batch.learner_rows.extend((learner, key, event_us, body) for key, event_us, body in rows)
+
+    def add_changes(self, changes: Iterable[dict[str, Any]]) -> None:
+        """Weight changes made outside a record (a scheduled session close), committed with the next batch."""
+        for change in changes:
+            self._changes.append(change)
+            self._batch.changes.append((int(change["event_us"]), orjson.dumps(change, option=orjson.OPT_SORT_KEYS)))
+
+    def _withdraw(self, record: Record) -> None:
+        kind = LEDGER_KINDS.get(type(record))
+        if kind is not None and self._batch.ledger and self._batch.ledger[-1].key == record.key:  # type: ignore[union-attr]
+            row = self._batch.ledger.pop()
+            self._pending_keys.discard((row.kind, row.key))
+
+    def ledger_records(self, kind: str) -> Iterator[Record]:
+        """Every ledger record of a kind, committed and pending, in event order (see Store.ledger)."""
+        pending = sorted((row for row in self._batch.ledger if row.kind == kind), key=_event_order)
+        for row in heapq.merge(self.store.ledger(kind), pending, key=_event_order):
+            yield record_of(row)
+
+    def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:
+        keep = line.raw[: self.settings.quarantine_keep_bytes]
+        body = {
+            "source": source.name,
+            "path": str(source.path),
+            "file": line.file_key,
+            "offset": line.offset,
+            "reason": reason,
+            "detail": detail,
+            "length": line.too_long or len(line.raw),
+            "raw_text": keep.decode("utf-8", errors="backslashreplace"),
+            "raw_b64": base64.b64encode(keep).decode("ascii"),
+            "truncated": len(keep) < (line.too_long or len(line.raw)),
+        }
+        self._batch.quarantine.append((source.name, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)))
+        self._batch.counts[(source.name, "quarantined", reason)] += 1
+        self._quarantined.append(Quarantined(source.name, line.offset, reason, detail))
+
+
+def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
+    return row.event_us, row.source, row.file_offset, row.key
+
+
+def _kind_of(record: Record) -> str:
+    if type(record) is TradeOutcome:
+        return "scale" if record.is_partial else "close"
+    return _APPLIED_KINDS[type(record)]
+
+
+# How applied lines are counted, per record type (trade outcomes split into close and scale above).
+_APPLIED_KINDS: dict[type, str] = {ExitOutcome: "exit_outcome", SignalRecord: "signal", OrderRecord: "order"}

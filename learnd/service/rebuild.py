@@ -1,0 +1,89 @@
+"""`learnd backfill --from-scratch`: a new store generation rebuilt from all history beside the live one, then
+swapped in atomically under the home lock. Until the swap the live state (and a daemon running on it) is untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from learnd.config import Settings
+from learnd.errors import StateError
+from learnd.service.backfill import BackfillReport, ProgressMode, run_backfill
+from learnd.service.engine import LearnerFactory
+from learnd.store.generations import READY_NAME, fsync_dir, generation_settings, install_ready_generation, seal_database
+from learnd.store.lock import HomeLock
+
+log = structlog.get_logger("learnd.rebuild")
+
+_BUILDING_PREFIX: Final = "rebuild-"  # state/rebuild-<n>/: a generation being built (or a killed build's remains)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildResult:
+    """What a rebuild did: its backfill, and whether the new generation is live (`swapped`) or waits in `ready`."""
+
+    report: BackfillReport
+    swapped: bool
+    ready: Path
+
+
+def rebuild_from_scratch(
+    settings: Settings, *, learner_factory: LearnerFactory | None = None, progress: ProgressMode = "auto"
+) -> RebuildResult:
+    """Backfill all history into a new generation (state/rebuild-<n>/, with its own lock, state and data dirs,
+    reading the home's logs), seal it, publish it as state/learnd.next/, then swap it in if the home lock is free.
+
+    A kill at any point before the swap leaves the live state as it was. When a daemon holds the lock, the
+    generation stays ready and the next start of learnd on this home (daemon or backfill) swaps it in.
+    """
+    _remove_abandoned_builds(settings.state_dir)
+    building = _new_build_dir(settings.state_dir)
+    generation = generation_settings(settings, building)
+    log.info("rebuild_started", generation=str(building))
+    report = run_backfill(generation, learner_factory=learner_factory, progress=progress)
+    seal_database(generation.db_path)
+    ready = settings.state_dir / READY_NAME
+    if ready.exists():
+        shutil.rmtree(ready)  # an older finished generation never swapped in: this one is newer
+    os.replace(building, ready)
+    fsync_dir(settings.state_dir)
+    log.info("rebuild_ready", generation=str(ready))
+    try:
+        lock = HomeLock(settings.lock_path).acquire("rebuild swap")
+    except StateError:
+        log.info("rebuild_swap_deferred", reason="home lock held (daemon running)", generation=str(ready))
+        return RebuildResult(report=report, swapped=False, ready=ready)
+    try:
+        swapped = install_ready_generation(settings)
+    finally:
+        lock.release()
+    return RebuildResult(report=report, swapped=swapped, ready=ready)
+
+
+def _remove_abandoned_builds(state_dir: Path) -> None:
+    """Remove what killed rebuilds left (a build whose lock nobody holds); a build in progress is left alone."""
+    if not state_dir.is_dir():
+        return
+    for candidate in state_dir.glob(f"{_BUILDING_PREFIX}*"):
+        lock = HomeLock(candidate / "state" / "learnd.lock")
+        if candidate.is_dir() and lock.holder() is None:
+            shutil.rmtree(candidate)
+            log.info("rebuild_abandoned_removed", generation=str(candidate))
+
+
+def _new_build_dir(state_dir: Path) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    numbers = [
+        int(path.name.removeprefix(_BUILDING_PREFIX))
+        for path in state_dir.glob(f"{_BUILDING_PREFIX}*")
+        if path.name.removeprefix(_BUILDING_PREFIX).isdigit()
+    ]
+    directory = state_dir / f"{_BUILDING_PREFIX}{max(numbers, default=0) + 1}"
+    directory.mkdir()
+    return directory

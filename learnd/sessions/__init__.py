@@ -1,0 +1,1 @@
+"""sessions: (docstring to come)."""

@@ -1,0 +1,1 @@
+"""sources: (docstring to come)."""

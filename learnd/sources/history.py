@@ -1,0 +1,289 @@
+"""History: a source's rotated copies (plain or gzip) known by the fingerprint of their first line, read as Lines.
+
+Backfill reads them through the ingest pipeline and the audit counts their lines; the live file stays the tailer's.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from hashlib import blake2b
+from pathlib import Path
+from typing import IO, Final
+
+from learnd.errors import LearndError
+from learnd.sources.framing import line_hash
+from learnd.sources.tailer import FINGERPRINT_MAX_BYTES, Line, fingerprint, rotated_siblings
+
+_READ_CHUNK: Final = 1 << 20
+# What a gzip file still being written (or damaged) raises part-way through.
+_UNREADABLE: Final = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """What a file is, whatever its name: the tailer's first-line fingerprint (hash, length in bytes)."""
+
+    fp_hash: bytes
+    fp_len: int
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFile:
+    """One file of a source as found on disk: a rotated copy or the current file."""
+
+    path: Path
+    identity: Identity | None  # None: empty, or a current file whose first line is not complete yet
+    is_current: bool
+    is_compressed: bool
+    disk_bytes: int
+    dev: int
+    ino: int
+    mtime_ns: int
+    error: str = ""  # why its content cannot be read (a damaged or half-written gzip file)
+
+
+class DecompressedFile:
+    """A file's content as bytes (gzip inflated on the fly), with how far into the file on disk reading has got."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()/__exit__
+        self._gzip = gzip.GzipFile(fileobj=self._raw, mode="rb") if is_compressed(path) else None
+        self._failure: BaseException | None = None
+
+    def __enter__(self) -> DecompressedFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._gzip is not None:
+            self._gzip.close()
+        self._raw.close()
+
+    def read(self, size: int) -> bytes:
+        """Up to `size` bytes of content; b"" at the end. A damaged or unfinished gzip file yields what inflates
+        before the damage, then raises (EOFError, BadGzipFile, zlib.error) on the next read."""
+        if self._gzip is None:
+            return self._raw.read(size)
+        if self._failure is not None:
+            raise self._failure
+        pieces: list[bytes] = []
+        wanted = size
+        while wanted > 0:
+            try:
+                piece = self._gzip.read1(wanted)
+            except _UNREADABLE as failure:
+                if not pieces:
+                    raise
+                self._failure = failure
+                break
+            if not piece:
+                break
+            pieces.append(piece)
+            wanted -= len(piece)
+        return b"".join(pieces)
+
+    def seek(self, offset: int) -> None:
+        """Move to a content offset (a gzip file inflates everything before it)."""
+        if self._gzip is not None:
+            self._gzip.seek(offset)
+        else:
+            self._raw.seek(offset)
+
+    def stat(self) -> os.stat_result:
+        return os.fstat(self._raw.fileno())
+
+    def disk_position(self) -> int:
+        """Bytes of the file on disk consumed so far (compressed bytes for gzip), for progress."""
+        return self._raw.tell()
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix == ".gz"
+
+
+def identify(first_bytes: bytes) -> Identity | None:
+    """The identity of content starting with `first_bytes` (at least FINGERPRINT_MAX_BYTES of it, or all of it).
+
+    Same as the tailer's fingerprint; a file that is one short unterminated fragment (no fingerprint yet) is
+    known by the hash of all of it, so a finished rotated fragment is read once.
+    """
+    found = fingerprint(first_bytes)
+    if found is not None:
+        return Identity(*found)
+    if not first_bytes:
+        return None
+    return Identity(blake2b(first_bytes, digest_size=16).digest(), len(first_bytes))
+
+
+def source_files(path: Path) -> list[HistoryFile]:
+    """The rotated copies of `path`, oldest first, then `path` itself; files that vanish meanwhile are left out."""
+    found: list[HistoryFile] = []
+    for candidate in [*rotated_siblings(path), path]:
+        is_current = candidate == path
+        error = ""
+        try:
+            with DecompressedFile(candidate) as handle:
+                stat = handle.stat()
+                try:
+                    head = handle.read(FINGERPRINT_MAX_BYTES)
+                except _UNREADABLE as problem:
+                    head, error = b"", f"unreadable: {problem}"
+        except FileNotFoundError:
+            continue
+        if is_current:
+            # The current file is the tailer's: known only once its first line is complete, as the tailer knows it.
+            current = fingerprint(head)
+            identity = Identity(*current) if current is not None else None
+        else:
+            identity = identify(head)
+        found.append(
+            HistoryFile(
+                path=candidate,
+                identity=identity,
+                is_current=is_current,
+                is_compressed=is_compressed(candidate),
+                disk_bytes=stat.st_size,
+                dev=stat.st_dev,
+                ino=stat.st_ino,
+                mtime_ns=stat.st_mtime_ns,
+                error=error,
+            )
+        )
+    return found
+
+
+class HistoryError(LearndError):
+    """A rotated file whose content cannot be read to its end (a damaged or half-written gzip file)."""
+
+
+class LineReader:
+    """Complete lines of a file from a content offset, the way the tailer frames them (over-long lines keep a head).
+
+    `offset` is the content offset after the last line handed out (already when it is handed out): where the
+    next read resumes.
+    """
+
+    def __init__(
+        self,
+        handle: DecompressedFile,
+        *,
+        source: str,
+        file_key: str,
+        start: int,
+        max_line_bytes: int,
+        keep_bytes: int,
+    ) -> None:
+        self._handle = handle
+        self._source = source
+        self._file_key = file_key
+        self._max_line = max_line_bytes
+        self._keep = keep_bytes
+        self.offset = start
+        self.error = ""
+        handle.seek(start)
+
+    def lines(self, *, final: bool) -> Iterator[Line]:
+        """Every complete line to the end; with `final`, a last unterminated fragment too (it can never end now)."""
+        buffer = b""
+        overlong_head: bytes | None = None  # head of a line already known to exceed max_line_bytes
+        overlong_length = 0
+        while True:
+            try:
+                chunk = self._handle.read(_READ_CHUNK)
+            except _UNREADABLE as problem:
+                # Lines before the damage are handed out; the rest waits (a gzip file being written is finished later).
+                self.error = f"unreadable after content offset {self.offset + len(buffer)}: {problem}"
+                return
+            if not chunk:
+                break
+            if overlong_head is not None:
+                newline = chunk.find(b"\n")
+                if newline < 0:
+                    overlong_length += len(chunk)
+                    continue
+                overlong_length += newline
+                line = self._overlong(overlong_head, overlong_length)
+                self.offset += overlong_length + 1
+                overlong_head = None
+                yield line
+                chunk = chunk[newline + 1 :]
+            buffer += chunk
+            cursor = 0
+            while (newline := buffer.find(b"\n", cursor)) >= 0:
+                length = newline - cursor
+                if length > self._max_line:
+                    line = self._overlong(buffer[cursor : cursor + self._keep], length)
+                else:
+                    raw = buffer[cursor:newline]
+                    line = Line(self._source, self._file_key, self.offset, raw, line_hash(raw))
+                self.offset += length + 1
+                cursor = newline + 1
+                yield line
+            buffer = buffer[cursor:]
+            if len(buffer) > self._max_line:
+                overlong_head, overlong_length, buffer = buffer[: self._keep], len(buffer), b""
+        if not final:
+            return
+        if overlong_head is not None:
+            line = self._overlong(overlong_head, overlong_length)
+            self.offset += overlong_length
+            yield Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, unterminated=True)
+        elif buffer:
+            line = Line(
+                self._source, self._file_key, self.offset, buffer[: self._keep], line_hash(buffer), unterminated=True
+            )
+            self.offset += len(buffer)
+            yield line
+
+    def _overlong(self, head: bytes, length: int) -> Line:
+        # Same framing and hash as the tailer's, so a line is the same Line whichever of the two read it.
+        head = head[: min(self._keep, length)]
+        hashed = line_hash(head + length.to_bytes(8, "big"))
+        return Line(self._source, self._file_key, self.offset, head, hashed, too_long=length)
+
+
+@dataclass(frozen=True, slots=True)
+class LineCensus:
+    """Lines of one file's content counted around an offset (newline-terminated lines, plus the last fragment)."""
+
+    content_bytes: int
+    lines_before: int  # complete lines ending at or before the offset
+    lines_after: int  # complete lines ending after it
+    fragment_bytes: int  # bytes after the last newline
+    fragment_start: int
+
+
+def census(path: Path, offset: int) -> LineCensus:
+    """Count the lines of `path` (decompressed) that end before and after content `offset`."""
+    before = after = 0
+    position = 0
+    last_end = 0
+    with DecompressedFile(path) as handle:
+        while True:
+            try:
+                chunk = handle.read(_READ_CHUNK)
+            except _UNREADABLE as problem:
+                raise HistoryError(f"{path}: unreadable after content offset {position}: {problem}") from None
+            if not chunk:
+                break
+            split = max(0, min(len(chunk), offset - position))
+            before += chunk.count(b"\n", 0, split)
+            after += chunk.count(b"\n", split)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                last_end = position + newline + 1
+            position += len(chunk)
+    return LineCensus(
+        content_bytes=position,
+        lines_before=before,
+        lines_after=after,
+        fragment_bytes=position - last_end,
+        fragment_start=last_end,
+    )

@@ -1,0 +1,1 @@
+"""store: (docstring to come)."""

@@ -1,0 +1,1 @@
+"""views: (docstring to come)."""
