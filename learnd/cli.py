@@ -271,7 +271,7 @@ def _weights(args: argparse.Namespace) -> int:
     """Show the learned model: per strategy, each entry component's multiplier (strategy-wide and per regime),
     its evidence and samples, and each exit component's multiplier, win rate and mean P&L."""
     settings = _settings(args)
-    from learnd.views.inspect import render_weights, weights_document
+    from learnd.views.weights import render_weights, weights_document
 
     document = weights_document(settings, args.strategy, args.regime)
     if args.json:
@@ -287,7 +287,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     Spearman IC of score vs realized P&L (learned, static, and their paired difference with a day-block
     bootstrap interval) overall, per regime and per month; top-quintile hit rate; multiplier turnover."""
     settings = _settings(args)
-    from learnd.views.inspect import run_evaluation
+    from learnd.views.evaluation import run_evaluation
 
     result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed)
     if args.json:
@@ -331,7 +331,7 @@ def _signals(args: argparse.Namespace) -> int:
     change weights unless signals.suggestions_enabled."""
     settings = _settings(args)
     from learnd.learning.signals import render_signals
-    from learnd.views.inspect import signals_document
+    from learnd.views.signals import signals_document
 
     document = signals_document(settings)
     _emit(document, render_signals, as_json=args.json)
@@ -344,7 +344,7 @@ def _execution(args: argparse.Namespace) -> int:
     decision price: each row says which), and symbols whose costs eat a material share of their mean P&L."""
     settings = _settings(args)
     from learnd.learning.execution import render_execution
-    from learnd.views.inspect import execution_document
+    from learnd.views.execution import execution_document
 
     document = execution_document(settings)
     _emit(document, render_execution, as_json=args.json)

@@ -227,12 +227,12 @@ import sys, time
 from pathlib import Path
 from learnd.config import load_settings
 from learnd.service.engine import default_learners
-from learnd.learning.learner import LEARNABLE_TYPES, NOTHING
+from learnd.learning.learner import LEARNABLE_TYPES, NOTHING, Learner
 from learnd.service.rebuild import rebuild_from_scratch
 
 home, marker = Path(sys.argv[1]), Path(sys.argv[2])
 
-class Stall:
+class Stall(Learner):
     name = "stall"
     record_types = LEARNABLE_TYPES
     seen = 0
@@ -255,7 +255,10 @@ settings = load_settings(
         "schedule.weekly_enabled": "false",
     },
 )
-rebuild_from_scratch(settings, learner_factory=lambda s, st: [*default_learners(s, st), Stall()], progress="none")
+def learners(settings, store, calendar):
+    return [*default_learners(settings, store, calendar), Stall()]
+
+rebuild_from_scratch(settings, learner_factory=learners, progress="none")
 """
 
 

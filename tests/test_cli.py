@@ -70,13 +70,13 @@ def test_report_prints_markdown_and_draws_the_chart(learned_home: Path) -> None:
     from datetime import UTC, datetime
 
     from learnd.config import load_settings
-    from learnd.jobs.periods import replay_history
-    from learnd.service.engine import Engine, load_calendar
+    from learnd.service.engine import Engine
+    from learnd.service.scheduler import replay_history
 
     settings = load_settings(home=learned_home, environ={})
     engine = Engine(settings, start_at_end=False, purpose="test")
     try:
-        replay_history(engine, load_calendar(settings), datetime.now(UTC))
+        replay_history(engine, engine.calendar, datetime.now(UTC))
     finally:
         engine.close()
     result = learnd(learned_home, "report")

@@ -19,11 +19,12 @@ import pytest
 
 from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
-from learnd.jobs.periods import DAILY, WEEKLY, JobRunner, replay_history
+from learnd.jobs.schedule import DAILY, WEEKLY
 from learnd.records.parse import parse_event_us
 from learnd.service.backfill import drain
-from learnd.service.engine import Engine, load_calendar
-from learnd.sessions.exchange import from_epoch_us
+from learnd.service.engine import Engine
+from learnd.service.scheduler import JobRunner, replay_history
+from learnd.sessions.exchange import calendar_for, from_epoch_us
 from learnd.store.database import Store
 from tests.test_daemon import daemon_env, reap, wait_for_log
 
@@ -75,7 +76,7 @@ def test_missed_runs_catch_up_once_across_restarts_and_never_repeat(tmp_path: Pa
     engine = Engine(settings, start_at_end=False, purpose="test")
     try:
         drain(engine, 1000)
-        runner = JobRunner(engine, load_calendar(settings), clock=clock)
+        runner = JobRunner(engine, calendar_for(settings), clock=clock)
         assert runner.run_due(DAILY) == 1
         assert runner.run_due(WEEKLY) == 0  # the first trade's week has not ended yet
     finally:
@@ -84,7 +85,7 @@ def test_missed_runs_catch_up_once_across_restarts_and_never_repeat(tmp_path: Pa
     for restart in range(2):
         engine = Engine(settings, start_at_end=False, purpose="test")
         try:
-            runner = JobRunner(engine, load_calendar(settings), clock=clock)
+            runner = JobRunner(engine, calendar_for(settings), clock=clock)
             daily, weekly = runner.run_due(DAILY), runner.run_due(WEEKLY)
         finally:
             engine.close()
@@ -132,7 +133,7 @@ def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simul
     live = tmp_path / "live"
     (live / "logs").mkdir(parents=True)
     settings = settings_for(live)
-    calendar = load_calendar(settings)
+    calendar = calendar_for(settings)
     clock = Clock(from_epoch_us(min(us for lines in timeline.values() for us, _ in lines)))
     engine = Engine(settings, start_at_end=False, purpose="live")
     try:
@@ -174,7 +175,7 @@ def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simul
 
 
 def _due_times(calendar: object, settings: Settings, start: datetime, end: datetime) -> Iterator[datetime]:
-    from learnd.jobs.periods import due_periods
+    from learnd.jobs.schedule import due_periods
 
     seen: set[datetime] = set()
     periods = [p for job in (DAILY, WEEKLY) for p in due_periods(calendar, settings, job, start, end)]  # type: ignore[arg-type]
@@ -239,7 +240,7 @@ def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Pa
     engine = Engine(settings, start_at_end=False, purpose="backfill")
     try:
         drain(engine, 2000)
-        replay_history(engine, load_calendar(settings), datetime(2026, 11, 24, tzinfo=UTC))
+        replay_history(engine, calendar_for(settings), datetime(2026, 11, 24, tzinfo=UTC))
     finally:
         engine.close()
     listed = [

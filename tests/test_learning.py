@@ -26,9 +26,10 @@ from learnd.learning.evaluate import spearman
 from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.service.backfill import run_backfill
-from learnd.service.engine import load_calendar
+from learnd.sessions.exchange import calendar_for
 from learnd.store.database import Store
-from learnd.views.inspect import load_trade_learner, run_evaluation
+from learnd.views.evaluation import run_evaluation
+from learnd.views.weights import load_model, weights_view
 
 # What the simulator plants (truth.json, seeds 1-7): signal std 0.8 % of P&L against noise std 1.21-1.27 %
 # (idiosyncratic 1.2 plus a 0.3 day shock), so the true signal's IC, the best achievable, is 0.48-0.53 and the
@@ -58,7 +59,7 @@ def learned_home(home: Path, trades: int, seed: int, *, shuffle_outcomes: bool =
 
 
 def weights(home: Path) -> dict[str, Any]:
-    return load_trade_learner(settings_for(home)).weights()
+    return weights_view(load_model(settings_for(home)))
 
 
 def regime_multipliers(document: dict[str, Any]) -> list[float]:
@@ -130,7 +131,7 @@ def test_no_multiplier_moves_more_than_the_session_cap(recovery: tuple[Path, Sim
     """data/weight_learning.jsonl: no multiplier's summed moves within one trading session exceed 0.1."""
     home, _ = recovery
     settings = settings_for(home)
-    calendar = load_calendar(settings)
+    calendar = calendar_for(settings)
     moves: dict[tuple[str, str, str, str, int], float] = defaultdict(float)
     lines = (home / "data" / "weight_learning.jsonl").read_bytes().splitlines()
     assert lines

@@ -36,6 +36,7 @@ from learnd.learning.signals import (
 from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome, parse_record
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
+from learnd.sessions.exchange import ExchangeCalendar
 from learnd.store.database import Store
 from tests.conftest import build_settings
 
@@ -370,7 +371,7 @@ def test_core_imports_no_shell() -> None:
     assert not imported & shell
 
 
-def signal_learners(settings: Settings, store: Store) -> list[Learner]:
+def signal_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:
     """The two learners of this issue, loaded from the store as the engine's factory would."""
     return [
         SignalLearner(SignalParams(), store.learner_state(signal_learner.NAME)),

@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from learnd.devtools.simulate import simulate
-from learnd.jobs.periods import trade_learner
+from learnd.learning.trades import TradeLearner
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
+from learnd.views.weights import weights_view
 from tests.conftest import build_settings
 
 
@@ -28,9 +29,8 @@ def learn(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict
     engine = Engine(build_settings(home, sources=("attribution",)), start_at_end=False, purpose="test")
     try:
         drain(engine, batch_lines)
-        learner = trade_learner(engine)
-        assert learner is not None
-        return orjson.dumps(learner.weights(), option=orjson.OPT_SORT_KEYS), dict(learner.counts)
+        (learner,) = [learner for learner in engine.learners if isinstance(learner, TradeLearner)]
+        return orjson.dumps(weights_view(learner.model()), option=orjson.OPT_SORT_KEYS), dict(learner.counts)
     finally:
         engine.close()
 

@@ -14,10 +14,14 @@ from typing import Any
 import orjson
 
 
+def json_bytes(document: Any) -> bytes:
+    """A document as the JSON files learnd writes: indented, keys sorted, one trailing newline."""
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
 def write_json_atomic(path: Path, document: Any) -> None:
     """Replace `path` with `document` as indented JSON: temp file in the same directory, fsync, rename, fsync dir."""
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, json_bytes(document))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

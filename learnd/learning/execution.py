@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from learnd.config import ExecutionSettings
 from learnd.errors import RecordError, StateError
-from learnd.learning.learner import NOTHING, Applied
+from learnd.learning.learner import NOTHING, Applied, Learner
 from learnd.records.parse import OrderRecord, Record, TradeOutcome
 
 NAME: Final = "execution"
@@ -53,6 +54,18 @@ class ExecutionParams:
     cost_share_threshold: float = 0.25
     min_fills: int = 5
     min_trades: int = 5
+
+    @classmethod
+    def from_settings(cls, config: ExecutionSettings, tz: str) -> ExecutionParams:
+        """The parameters of the `[execution]` settings, in the exchange's time zone `tz`."""
+        return cls(
+            tz=tz,
+            edge_minutes=config.edge_minutes,
+            retain_days=config.retain_days,
+            cost_share_threshold=config.cost_share_threshold,
+            min_fills=config.min_fills,
+            min_trades=config.min_trades,
+        )
 
 
 def exchange_clock(tz: str) -> Localize:
@@ -192,7 +205,7 @@ def order_group(order: OrderRecord, localize: Localize, params: ExecutionParams)
     return (local.date().isoformat(), order.strategy, order.symbol, order_type, side, time_bucket(local, params))
 
 
-class ExecutionLearner:
+class ExecutionLearner(Learner):
     """Counts order events (file order) per group and upserts the group's row after each one.
 
     Memory holds only the groups of the latest `retain_days` + 1 exchange days (by the latest event time seen).
@@ -264,6 +277,9 @@ class ExecutionLearner:
     @property
     def open_group_count(self) -> int:
         return len(self._groups)
+
+    def gauges(self) -> dict[str, float]:
+        return {"execution_orders": self.order_count}
 
     def dump(self) -> bytes | None:
         if not self._dirty:

@@ -1,15 +1,17 @@
 """Records feed learners through one small interface: apply a record, say what changed, dump state for the store.
 
-The counting learner here proves the pipeline's guarantees; the trade learner (learnd/trade_learner.py) is the real one.
+The counting learner here proves the pipeline's guarantees; the trade learner (learning/trades.py) is the real one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
 import orjson
 
+from learnd.config import LearningParams
 from learnd.records.parse import ExitOutcome, OrderRecord, Record, SignalRecord, TradeEntry, TradeOutcome
 
 # Every record type a learner can be fed (Ignored rows never reach learners).
@@ -31,16 +33,37 @@ NOTHING = Applied(learned=False)
 LEARNED = Applied(learned=True)
 
 
+History = Callable[[str], Iterable[Record]]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedModel:
+    """What the learners learned, as plain data for the exports, views and metrics (they never read a learner).
+
+    `entry` and `exits` are the models' snapshots: strategy -> component -> view (multiplier, evidence, samples,
+    and for entry components `by_regime`). A learner hands out the same object until what it holds changes, so
+    readers can tell "unchanged" by identity.
+    """
+
+    entry: Mapping[str, Any]
+    exits: Mapping[str, Any]
+    trades_learned: int
+    partials_learned: int
+    exits_learned: int
+    last_trade_us: int
+
+
 class Learner(Protocol):
-    """A consumer of records, fed per source in file order. State must be a function of the records applied."""
+    """A consumer of records, fed per source in file order. State must be a function of the records applied.
+
+    This is everything the shell (ingest, engine, job runner, metrics) calls on a learner; it never asks which
+    learner it holds. Learners subclass this Protocol, which gives the optional members their do-nothing default.
+    """
 
     name: str
-
-    @property
-    def record_types(self) -> tuple[type, ...]:
-        """The record types `apply` learns from; the pipeline feeds a learner nothing else (most lines concern
-        one learner, and a call that returns NOTHING would still cost its share of the per-line budget)."""
-        ...
+    # The record types `apply` learns from; the pipeline feeds a learner nothing else (most lines concern one
+    # learner, and a call that returns NOTHING would still cost its share of the per-line budget).
+    record_types: ClassVar[tuple[type, ...]]
 
     def apply(self, source: str, record: Record) -> Applied:
         """Learn from one record of `record_types` (already deduplicated by the pipeline)."""
@@ -50,9 +73,33 @@ class Learner(Protocol):
         """The state to commit, or None when nothing changed since the last dump."""
         ...
 
+    def bind_history(self, history: History) -> None:
+        """Where to read every ledger record of a kind in event order (committed and pending), for replays."""
+        return
+
+    def finish_batch(self) -> Applied:
+        """Called once before each commit: work deferred to the end of a batch (a replay, say)."""
+        return NOTHING
+
+    def close_sessions(self, through_session: int) -> Applied:
+        """The daily job closed every trading session up to `through_session` (index in the exchange calendar)."""
+        return NOTHING
+
+    def retrain(self, params: LearningParams) -> Applied:
+        """Relearn from the ledger with new learning parameters (a reload changed them)."""
+        return NOTHING
+
+    def model(self) -> LearnedModel | None:
+        """The learned multipliers, when this learner has any (for exports, views and metrics)."""
+        return None
+
+    def gauges(self) -> dict[str, float]:
+        """Current values of the metrics gauges this learner feeds, by gauge name (see service.metrics)."""
+        return {}
+
 
 @dataclass(slots=True)
-class CountingLearner:
+class CountingLearner(Learner):
     """Counts records per source and kind, and the latest event time seen per source."""
 
     name: str = "counting"
@@ -85,3 +132,8 @@ class CountingLearner:
             return None
         self._dirty = False
         return orjson.dumps({"counts": self.counts, "last_event_us": self.last_event_us}, option=orjson.OPT_SORT_KEYS)
+
+    def gauges(self) -> dict[str, float]:
+        if not self.last_event_us:
+            return {}
+        return {"last_learned_event_timestamp_seconds": max(self.last_event_us.values()) / 1_000_000}

@@ -13,8 +13,9 @@ from typing import Any, Final
 
 import orjson
 
+from learnd.config import SignalSettings
 from learnd.errors import RecordError, StateError
-from learnd.learning.learner import LEARNED, NOTHING, Applied
+from learnd.learning.learner import LEARNED, NOTHING, Applied, Learner
 from learnd.records.parse import UNKNOWN_REGIME, Record, SignalRecord, TradeEntry, TradeOutcome, parse_event_us
 
 NAME: Final = "signals"
@@ -39,6 +40,20 @@ class SignalParams:
     min_episodes: int = 20
     min_outcomes: int = 10
     suggestions_enabled: bool = False
+
+    @classmethod
+    def from_settings(cls, config: SignalSettings) -> SignalParams:
+        """The parameters of the `[signals]` settings, in event-time microseconds."""
+        minute_us = 60 * _SECOND_US
+        return cls(
+            gap_us=round(config.gap_minutes * minute_us),
+            join_window_us=round(config.join_window_minutes * minute_us),
+            pattern_size=config.pattern_size,
+            regime_lookback_us=round(config.regime_lookback_hours * 60 * minute_us),
+            min_episodes=config.min_episodes,
+            min_outcomes=config.min_outcomes,
+            suggestions_enabled=config.suggestions_enabled,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +182,7 @@ class _OpenEpisode:
         return cls(strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums)
 
 
-class SignalLearner:
+class SignalLearner(Learner):
     """Collapses signal candidates (file order) into episodes; only open episodes stay in memory.
 
     An episode closes when a later candidate of its key comes a gap or more after its last one, or when the
@@ -255,6 +270,13 @@ class SignalLearner:
     @property
     def open_count(self) -> int:
         return len(self._open)
+
+    def gauges(self) -> dict[str, float]:
+        return {
+            "signal_open_episodes": len(self._open),
+            "signal_episodes_closed": self.counts["episodes_closed"],
+            "signal_candidates": self.counts["candidates"],
+        }
 
     def open_episodes(self) -> list[Episode]:
         """The episodes still open, as they stand (in key order)."""

@@ -1,35 +1,30 @@
 """The trade learner: closed trades feed the entry model, exit outcomes the exit model, in event-time order.
 
 Shell around the pure models: it maps event time to trading sessions, replays the ledger when a record
-arrives out of event order (so the state is a function of the lines, not of how they arrived), and writes
-state/signal_weights.json in the layout the bot reads.
+arrives out of event order (so the state is a function of the lines, not of how they arrived), and hands its
+model to the exports as a LearnedModel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
-from learnd.config import LearningParams, Settings
+from learnd.config import LearningParams
 from learnd.errors import RecordError
-from learnd.exports.files import write_json_atomic
 from learnd.learning.entry_model import EntryModel, regime_scope
 from learnd.learning.exit_model import ExitModel
-from learnd.learning.learner import NOTHING, Applied
+from learnd.learning.learner import NOTHING, Applied, History, LearnedModel, Learner
 from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
-from learnd.records.components import ENTRY_BASE_WEIGHTS, EXIT_BASE_WEIGHTS
-from learnd.records.parse import DEFAULT_STRATEGY, ExitOutcome, Record, TradeOutcome
+from learnd.records.parse import ExitOutcome, Record, TradeOutcome
 from learnd.sessions.exchange import CalendarError, ExchangeCalendar
 
 NAME: Final = "trades"
 STATE_VERSION: Final = 1
 # The weekly decay touches a multiplier whose component had no evidence in its scope for this many sessions.
 STALE_IDLE_SESSIONS: Final = 20
-
-History = Callable[[str], Iterable[Record]]
 
 
 def iso_from_us(event_us: int) -> str:
@@ -53,7 +48,7 @@ def change_document(change: MultiplierChange) -> dict[str, Any]:
     }
 
 
-class TradeLearner:
+class TradeLearner(Learner):
     """Feeds TradeOutcome records to the entry model and ExitOutcome records to the exit model.
 
     Records are learned in arrival order while event time does not go backwards (equal times keep file order,
@@ -70,7 +65,7 @@ class TradeLearner:
         self._history: History | None = None
         self._replay_pending = False
         self._dirty = False
-        self._export_dirty = True
+        self._model: LearnedModel | None = None
         if state is None:
             self.entry = EntryModel(params)
             self.exit = ExitModel(params)
@@ -128,7 +123,8 @@ class TradeLearner:
             self.counts["exits"] += 1
         else:
             return NOTHING
-        self._dirty = self._export_dirty = True
+        self._dirty = True
+        self._model = None
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def _learn_in_order(
@@ -176,7 +172,8 @@ class TradeLearner:
                 )
             rows.append(self._session_row(open_session))
         self.closed_through = session
-        self._dirty = self._export_dirty = True
+        self._dirty = True
+        self._model = None
         return rows, changes
 
     def _ends_week(self, session: int) -> bool:
@@ -240,7 +237,8 @@ class TradeLearner:
         self.last_evidence = fresh.last_evidence
         self.current_session = max(self.current_session, fresh.current_session)
         self.counts["replays"] += 1
-        self._dirty = self._export_dirty = True
+        self._dirty = True
+        self._model = None
         return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
 
     def _replay_exit(self) -> list[MultiplierChange]:
@@ -255,12 +253,21 @@ class TradeLearner:
         self.counts["replays"] += 1
         return _differences(before.snapshot(), self.exit.snapshot(), "exit", last[0])
 
-    def retrain(self, params: LearningParams) -> list[MultiplierChange]:
-        """Relearn everything in the ledger with new parameters (a reload changed them)."""
+    def retrain(self, params: LearningParams) -> Applied:
+        """Relearn everything in the ledger with new parameters (a reload changed them): the session rows the
+        replay rebuilt and every multiplier that moved."""
         self.params = params
-        _, entry_changes = self._replay_entry()
-        self._dirty = self._export_dirty = True
-        return entry_changes + self._replay_exit()
+        rows, entry_changes = self._replay_entry()
+        self._dirty = True
+        self._model = None
+        changes = entry_changes + self._replay_exit()
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+
+    def close_sessions(self, through_session: int) -> Applied:
+        rows, changes = self.close_through(through_session)
+        if not rows and not changes:
+            return NOTHING
+        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def _require_history(self) -> History:
         if self._history is None:
@@ -286,113 +293,18 @@ class TradeLearner:
             option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         )
 
-    def export(self, settings: Settings) -> None:
-        """Write state/signal_weights.json when what it shows changed."""
-        if not self._export_dirty:
-            return
-        write_json_atomic(settings.state_dir / "signal_weights.json", self.signal_weights())
-        self._export_dirty = False
-
-    def weights(self, strategy: str | None = None, regime: str | None = None) -> dict[str, Any]:
-        """The canonical model view behind `learnd weights --json`: sorted, no wall-clock fields."""
-        entry = self.entry.snapshot()
-        exits = self.exit.snapshot()
-        strategies: dict[str, Any] = {}
-        for name in sorted(set(entry) | set(exits)):
-            if strategy is not None and name != strategy:
-                continue
-            components = entry.get(name, {})
-            if regime is not None:
-                folded = regime.casefold()
-                components = {
-                    component: {**view, "by_regime": {k: v for k, v in view["by_regime"].items() if k == folded}}
-                    for component, view in components.items()
-                }
-            strategies[name] = {"entry": components, "exit": exits.get(name, {})}
-        return {
-            "trades_learned": self.counts["trades"],
-            "partials_learned": self.counts["partials"],
-            "exits_learned": self.counts["exits"],
-            "last_trade_event_ts": iso_from_us(self.last_trade[0]) if self.last_trade[0] >= 0 else None,
-            "strategies": strategies,
-        }
-
-    def signal_weights(self) -> dict[str, Any]:
-        """state/signal_weights.json: the layout the bot reads (FORMATS.md), for its default strategy at the top
-        level and every strategy under `strategies`, plus `effective_weights` (strategy -> regime -> component ->
-        base x multiplier)."""
-        entry = self.entry.snapshot()
-        exits = self.exit.snapshot()
-        per_strategy = {
-            name: _bot_layout(entry.get(name, {}), exits.get(name, {})) for name in sorted(set(entry) | set(exits))
-        }
-        top = per_strategy.get(DEFAULT_STRATEGY) or _bot_layout({}, {})
-        effective: dict[str, Any] = {}
-        for name, components in entry.items():
-            regimes: dict[str, dict[str, float]] = {GLOBAL_SCOPE: {}}
-            for component, view in components.items():
-                base = ENTRY_BASE_WEIGHTS[component]
-                regimes[GLOBAL_SCOPE][component] = base * view["multiplier"]
-                for regime, regime_view in view["by_regime"].items():
-                    regimes.setdefault(regime, {})[component] = base * regime_view["multiplier"]
-            effective[name] = regimes
-        return {
-            **top,
-            "learnd": {
-                "trades_learned": self.counts["trades"],
-                "partials_learned": self.counts["partials"],
-                "exits_learned": self.counts["exits"],
-                "last_trade_event_ts": iso_from_us(self.last_trade[0]) if self.last_trade[0] >= 0 else None,
-            },
-            "effective_weights": effective,
-            "strategies": per_strategy,
-        }
-
-
-def beta_for_multiplier(multiplier: float, samples: float) -> tuple[float, float]:
-    """Beta parameters whose mean the bot maps back to `multiplier` (0.25 + 1.5 m below 0.5, 1 + 3 (m - 0.5)
-    above), with a total weight of samples + 2."""
-    mean = (multiplier - 0.25) / 1.5 if multiplier < 1.0 else 0.5 + (multiplier - 1.0) / 3.0
-    mean = min(1.0, max(0.0, mean))
-    total = max(0.0, samples) + 2.0
-    return mean * total, (1.0 - mean) * total
-
-
-def _bot_layout(entry: dict[str, Any], exits: dict[str, Any]) -> dict[str, Any]:
-    bands: dict[str, Any] = {}
-    betas: dict[str, Any] = {}
-    for component in ENTRY_BASE_WEIGHTS:
-        view = entry.get(component)
-        if view is None:
-            bands[component] = {"current": 1.0, "sample_count": 0, "wins": 0, "losses": 0, "total_pnl": 0.0}
-            continue
-        bands[component] = _band(view)
-        regimes: dict[str, Any] = {}
-        for regime, regime_view in view["by_regime"].items():
-            alpha, beta = beta_for_multiplier(regime_view["multiplier"], regime_view.get("samples", 0.0))
-            regimes[regime.upper()] = {**_band(regime_view), "alpha": alpha, "beta": beta}
-        betas[component] = regimes
-    exit_bands = {name: {"current": view["multiplier"], "sample_count": view["count"]} for name, view in exits.items()}
-    for name in EXIT_BASE_WEIGHTS:
-        exit_bands.setdefault(name, {"current": 1.0, "sample_count": 0})
-    return {
-        "entry_weights": {
-            "base_weights": dict(ENTRY_BASE_WEIGHTS),
-            "weight_bands": bands,
-            "regime_beta_distributions": betas,
-        },
-        "exit_model": {"base_weights": dict(EXIT_BASE_WEIGHTS), "weight_bands": exit_bands},
-    }
-
-
-def _band(view: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "current": view["multiplier"],
-        "sample_count": view.get("samples", 0.0),
-        "wins": view.get("wins", 0),
-        "losses": view.get("losses", 0),
-        "total_pnl": view.get("total_pnl", 0.0),
-    }
+    def model(self) -> LearnedModel:
+        """The multipliers as they stand (cached until the next record or session close changes them)."""
+        if self._model is None:
+            self._model = LearnedModel(
+                entry=self.entry.snapshot(),
+                exits=self.exit.snapshot(),
+                trades_learned=self.counts["trades"],
+                partials_learned=self.counts["partials"],
+                exits_learned=self.counts["exits"],
+                last_trade_us=self.last_trade[0],
+            )
+        return self._model
 
 
 def _differences(before: dict[str, Any], after: dict[str, Any], model: str, event_us: int) -> list[MultiplierChange]:

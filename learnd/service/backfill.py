@@ -16,8 +16,8 @@ import structlog
 from tqdm import tqdm
 
 from learnd.config import Settings, SourceSettings
-from learnd.jobs.periods import replay_history, trade_learner
 from learnd.service.engine import Engine, LearnerFactory
+from learnd.service.scheduler import replay_history
 from learnd.sources.history import DecompressedFile, HistoryFile, LineReader, source_files
 from learnd.sources.tailer import Checkpoint, Line
 
@@ -55,9 +55,8 @@ def run_backfill(
     try:
         history_files, history_lines = read_history(engine, meter)
         drain(engine, settings.backfill_batch_lines, meter)
-        learner = trade_learner(engine)
         # The daily and weekly jobs of every historical day and week, in event order (as the daemon would have).
-        job_periods = replay_history(engine, learner.calendar, datetime.now(UTC)) if learner is not None else 0
+        job_periods = replay_history(engine, engine.calendar, datetime.now(UTC))
         engine.write_exports()
         totals = engine.totals
         report = BackfillReport(

@@ -18,11 +18,11 @@ import watchfiles
 
 from learnd.config import Settings
 from learnd.errors import LearndError
-from learnd.jobs.periods import JobRunner, trade_learner
 from learnd.service.backfill import BackfillProgress, read_history
-from learnd.service.engine import Engine, LearnerFactory, load_calendar
+from learnd.service.engine import Engine, LearnerFactory
 from learnd.service.metrics import Metrics
 from learnd.service.notify import notify_ready, watchdog_service
+from learnd.service.scheduler import JobRunner
 
 log = structlog.get_logger("learnd.daemon")
 
@@ -72,9 +72,7 @@ async def serve(
             log.info("history_read", files_count=files, lines_count=lines)
         notify_ready(engine)
         caught_up = asyncio.Event()
-        learner = trade_learner(engine)
-        calendar = learner.calendar if learner is not None else load_calendar(settings)
-        jobs = JobRunner(engine, calendar, on_result=metrics.record_job, ready=caught_up)
+        jobs = JobRunner(engine, engine.calendar, on_result=metrics.record_job, ready=caught_up)
         wake = asyncio.Event()
         wake.set()
         ingest = _IngestLoop(

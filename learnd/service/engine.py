@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
 from learnd.config import Settings
-from learnd.exports.files import Journal, write_json_atomic
+from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
+from learnd.exports.signal_weights import SignalWeightsFile
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import ExecutionLearner, ExecutionParams
 from learnd.learning.learner import CountingLearner, Learner
@@ -22,14 +24,14 @@ from learnd.learning.signals import SignalLearner, SignalParams
 from learnd.learning.trades import NAME as TRADE_LEARNER
 from learnd.learning.trades import TradeLearner
 from learnd.service.ingest import CommitReport, Ingestor
-from learnd.sessions.exchange import ExchangeCalendar
-from learnd.store.database import Store
+from learnd.sessions.exchange import ExchangeCalendar, calendar_for
+from learnd.store.database import JobRun, Store
 from learnd.store.generations import install_ready_generation
 from learnd.store.lock import HomeLock
 
 log = structlog.get_logger("learnd.engine")
 
-LearnerFactory = Callable[[Settings, Store], list[Learner]]
+LearnerFactory = Callable[[Settings, Store, ExchangeCalendar], list[Learner]]
 
 
 @dataclass(slots=True)
@@ -63,7 +65,7 @@ class Totals:
                 self.quarantined_count += count
 
 
-def counting_learners(settings: Settings, store: Store) -> list[Learner]:
+def counting_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:
     """The minimal learner set: counts records per source and kind."""
     return [CountingLearner.load(store.learner_state("counting"))]
 
@@ -84,7 +86,9 @@ class Engine:
         self._start_at_end = start_at_end
         self._factory = learner_factory or default_learners
         self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
+        self._weights_file = SignalWeightsFile(settings.state_dir / "signal_weights.json")
         try:
+            self.calendar = calendar_for(settings)
             swapped = self._lock is not None and install_ready_generation(settings)
             # The long-lived daemon checks every page at start; one-shot commands only after an unclean stop.
             self.store = Store.open(
@@ -106,12 +110,10 @@ class Engine:
 
     def _build_pipeline(self) -> None:
         """Learners and tailers exactly as the store last committed them."""
-        self.learners = self._factory(self.settings, self.store)
+        self.learners = self._factory(self.settings, self.store, self.calendar)
         self.ingestor = Ingestor(self.settings, self.store, self.learners, start_at_end=self._start_at_end)
         for learner in self.learners:
-            bind = getattr(learner, "bind_history", None)
-            if bind is not None:
-                bind(self.ingestor.ledger_records)
+            learner.bind_history(self.ingestor.ledger_records)
 
     def recover(self) -> None:
         """After a failed commit (disk full, I/O error): forget everything not committed and continue from the
@@ -140,8 +142,9 @@ class Engine:
                     changed["added"].append(name)
         if retrain:
             for learner in self.learners:
-                if isinstance(learner, TradeLearner):
-                    learner.retrain(settings.learning)
+                result = learner.retrain(settings.learning)
+                if result.learned:
+                    self.ingestor.add_applied(learner.name, result)
                     changed["retrained"].append(learner.name)
             self.commit()
         return changed
@@ -183,6 +186,29 @@ class Engine:
             self.write_exports(processing_state=processing_state)
         return report
 
+    def close_sessions(self, through_session: int, *, export: bool = True) -> None:
+        """Close every trading session up to `through_session` in the learners (the daily job's learning part) and
+        commit what that changed."""
+        for learner in self.learners:
+            self.ingestor.add_applied(learner.name, learner.close_sessions(through_session))
+        self.commit(export=export)
+
+    def commit_job(
+        self,
+        run: JobRun,
+        documents: Sequence[tuple[Path, bytes]],
+        changes: Sequence[dict[str, Any]],
+        *,
+        export: bool = True,
+    ) -> None:
+        """Write a job's documents (atomically, each), then commit its changes together with the record of its
+        run: a run is either recorded with everything it changed, or runs again."""
+        for path, data in documents:
+            write_bytes_atomic(path, data)
+        self.ingestor.add_changes(changes)
+        self.ingestor.add_job_run(run)
+        self.commit(export=export)
+
     def sync_journals(self) -> None:
         """Append committed quarantine rows and weight changes the journals do not have yet."""
         rows = self.store.quarantine_rows(self._min_quarantine_seq())
@@ -212,9 +238,9 @@ class Engine:
 
     def _export_learners(self) -> None:
         for learner in self.learners:
-            export = getattr(learner, "export", None)
-            if export is not None:
-                export(self.settings)
+            model = learner.model()
+            if model is not None:
+                self._weights_file.write(model)
 
     def processing_state(self) -> dict[str, Any]:
         """Offsets, counts and last event time per source, as committed."""
@@ -244,50 +270,16 @@ class Engine:
         }
 
 
-def default_learners(settings: Settings, store: Store) -> list[Learner]:
+def default_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:
     """Every learner learnd runs. The trade learner goes first: it rejects a record (out-of-calendar time)
     before any learner has changed anything."""
-    calendar = load_calendar(settings)
     trades = TradeLearner(settings.learning, calendar, store.learner_state(TRADE_LEARNER))
-    orders = ExecutionLearner(execution_params(settings, calendar), store.learner_state(EXECUTION_LEARNER))
-    signals = SignalLearner(signal_params(settings), store.learner_state(SIGNAL_LEARNER))
+    orders = ExecutionLearner(
+        ExecutionParams.from_settings(settings.execution, calendar.tz), store.learner_state(EXECUTION_LEARNER)
+    )
+    signals = SignalLearner(SignalParams.from_settings(settings.signals), store.learner_state(SIGNAL_LEARNER))
     # Learners that may reject a record (RecordError) come before any that never do.
-    return [trades, orders, signals, *counting_learners(settings, store)]
-
-
-def signal_params(settings: Settings) -> SignalParams:
-    """Signal-episode parameters from the settings."""
-    config = settings.signals
-    minute_us = 60_000_000
-    return SignalParams(
-        gap_us=round(config.gap_minutes * minute_us),
-        join_window_us=round(config.join_window_minutes * minute_us),
-        pattern_size=config.pattern_size,
-        regime_lookback_us=round(config.regime_lookback_hours * 60 * minute_us),
-        min_episodes=config.min_episodes,
-        min_outcomes=config.min_outcomes,
-        suggestions_enabled=config.suggestions_enabled,
-    )
-
-
-def execution_params(settings: Settings, calendar: ExchangeCalendar) -> ExecutionParams:
-    """Execution-quality parameters from the settings, in the exchange's time zone."""
-    config = settings.execution
-    return ExecutionParams(
-        tz=calendar.tz,
-        edge_minutes=config.edge_minutes,
-        retain_days=config.retain_days,
-        cost_share_threshold=config.cost_share_threshold,
-        min_fills=config.min_fills,
-        min_trades=config.min_trades,
-    )
-
-
-def load_calendar(settings: Settings) -> ExchangeCalendar:
-    """The configured exchange's calendar over the configured years. Fixed years, never derived from today: which
-    records are in range (learned or quarantined) must not depend on when they are read."""
-    schedule = settings.schedule
-    return ExchangeCalendar.load(schedule.exchange, schedule.calendar_first_year, schedule.calendar_last_year)
+    return [trades, orders, signals, *counting_learners(settings, store, calendar)]
 
 
 def _loads(data: bytes | None) -> Any:

@@ -29,7 +29,7 @@ from learnd.records.parse import (
     parse_record,
 )
 from learnd.sources.tailer import Checkpoint, Line, SourceTailer, TailEvent
-from learnd.store.database import Batch, LedgerRow, Store
+from learnd.store.database import Batch, JobRun, LedgerRow, Store
 from learnd.store.ledger import record_of
 
 LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
@@ -175,9 +175,7 @@ class Ingestor:
         """Commit the batch built so far (offsets, window, counts, ledger, learner state) in one transaction."""
         batch = self._batch
         for learner in self.learners:
-            finish = getattr(learner, "finish_batch", None)
-            if finish is not None:
-                self._add_applied(learner.name, finish())
+            self.add_applied(learner.name, learner.finish_batch())
         for learner in self.learners:
             state = learner.dump()
             if state is not None:
@@ -236,7 +234,7 @@ class Ingestor:
         for learner, result in zip(learners, applied, strict=True):
             # Most results carry neither rows nor changes, and adding an empty one would add nothing to the batch.
             if result.rows or result.changes:
-                self._add_applied(learner.name, result)
+                self.add_applied(learner.name, result)
         if isinstance(record, TradeEntry):
             counts[(source.name, "ignored", "open_row")] += 1
         else:
@@ -265,19 +263,21 @@ class Ingestor:
         )
         return True
 
-    def _add_applied(self, learner: str, result: Applied) -> None:
-        self.add_rows(learner, result.rows)
+    def add_applied(self, learner: str, result: Applied) -> None:
+        """What a learner did outside a record (a session close, a retrain, the end of a batch): its rows and
+        changes join the batch and commit with it."""
+        self._batch.learner_rows.extend((learner, key, event_us, body) for key, event_us, body in result.rows)
         self.add_changes(result.changes)
 
-    def add_rows(self, learner: str, rows: Sequence[tuple[str, int, bytes]]) -> None:
-        """Rows a learner produced outside a record (a scheduled session close), committed with the next batch."""
-        self._batch.learner_rows.extend((learner, key, event_us, body) for key, event_us, body in rows)
-
     def add_changes(self, changes: Iterable[dict[str, Any]]) -> None:
-        """Weight changes made outside a record (a scheduled session close), committed with the next batch."""
+        """Change documents (data/weight_learning.jsonl) to commit with the batch."""
         for change in changes:
             self._changes.append(change)
             self._batch.changes.append((int(change["event_us"]), orjson.dumps(change, option=orjson.OPT_SORT_KEYS)))
+
+    def add_job_run(self, run: JobRun) -> None:
+        """A job run to record with the batch, in the same transaction as what the job changed."""
+        self._batch.job_runs.append(run)
 
     def _withdraw(self, record: Record) -> None:
         kind = LEDGER_KINDS.get(type(record))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 from wsgiref.simple_server import WSGIServer
 
@@ -17,10 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from learnd.config import Settings
-from learnd.learning.execution import ExecutionLearner
-from learnd.learning.learner import CountingLearner
-from learnd.learning.signals import SignalLearner
-from learnd.learning.trades import TradeLearner
+from learnd.learning.learner import LearnedModel
 from learnd.records.components import ENTRY_COMPONENTS, EXIT_BASE_WEIGHTS
 from learnd.service.engine import Engine
 
@@ -102,8 +99,16 @@ class Metrics:
             "learnd_signal_candidates", "Signal candidate lines learned from.", registry=self.registry
         )
         self.execution_orders = Gauge("learnd_execution_orders", "Order events learned from.", registry=self.registry)
+        # The gauges a learner may feed through Learner.gauges(), by the name it uses.
+        self._learner_gauges: dict[str, Callable[[float], None]] = {
+            "last_learned_event_timestamp_seconds": self.record_learned_event,
+            "signal_open_episodes": self.signal_open_episodes.set,
+            "signal_episodes_closed": self.signal_episodes_closed.set,
+            "signal_candidates": self.signal_candidates.set,
+            "execution_orders": self.execution_orders.set,
+        }
         self._last_event_s = 0.0
-        self._multipliers_version: tuple[int, ...] = ()
+        self._published_model: LearnedModel | None = None
         self._multiplier_groups: dict[tuple[str, str], frozenset[str]] = {}
         self._capped_logged = False
         self._server: WSGIServer | None = None
@@ -174,29 +179,18 @@ class Metrics:
         commits.add_metric([], engine.totals.commit_count)
         self._snapshot.publish((lines, lag, commits))
         for learner in engine.learners:
-            if isinstance(learner, CountingLearner) and learner.last_event_us:
-                self.record_learned_event(max(learner.last_event_us.values()) / 1_000_000)
-            if isinstance(learner, TradeLearner):
-                self._publish_multipliers(learner)
-            elif isinstance(learner, SignalLearner):
-                self.signal_open_episodes.set(learner.open_count)
-                self.signal_episodes_closed.set(learner.counts["episodes_closed"])
-                self.signal_candidates.set(learner.counts["candidates"])
-            elif isinstance(learner, ExecutionLearner):
-                self.execution_orders.set(learner.order_count)
+            for name, value in learner.gauges().items():
+                self._learner_gauges[name](value)
+            model = learner.model()
+            if model is not None:
+                self._publish_multipliers(model)
 
-    def _publish_multipliers(self, learner: TradeLearner) -> None:
-        """Multiplier gauges from the trade learner, recomputed only when it learned something since last time."""
-        version = (
-            learner.counts["trades"],
-            learner.counts["partials"],
-            learner.counts["exits"],
-            learner.closed_through,
-        )
-        if version == self._multipliers_version:
+    def _publish_multipliers(self, model: LearnedModel) -> None:
+        """Multiplier gauges from a learned model, recomputed only when the model changed since last time."""
+        if model is self._published_model:
             return
-        self._multipliers_version = version
-        for strategy, components in learner.entry.snapshot().items():
+        self._published_model = model
+        for strategy, components in model.entry.items():
             self.set_multipliers(strategy, "*", {name: view["multiplier"] for name, view in components.items()})
             regimes = {regime for view in components.values() for regime in view["by_regime"]}
             for regime in sorted(regimes):
@@ -209,7 +203,7 @@ class Metrics:
                         if regime in view["by_regime"]
                     },
                 )
-        for strategy, components in learner.exit.snapshot().items():
+        for strategy, components in model.exits.items():
             self.set_multipliers(strategy, "exit", {name: view["multiplier"] for name, view in components.items()})
 
     def start(self, host: str, port: int) -> tuple[str, int]:

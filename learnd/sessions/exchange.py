@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
+from learnd.config import Settings
 from learnd.errors import ConfigError, LearndError
 
 DEFAULT_EXCHANGE: Final = "XNYS"
@@ -273,6 +274,13 @@ class ExchangeCalendar:
 
     def _coverage_text(self) -> str:
         return f"the {self.code} calendar's covered years {self.first_year}..{self.last_year} ({self.tz})"
+
+
+def calendar_for(settings: Settings) -> ExchangeCalendar:
+    """The configured exchange's calendar over the configured years. Fixed years, never derived from today: which
+    records are in range (learned or quarantined) must not depend on when they are read."""
+    schedule = settings.schedule
+    return ExchangeCalendar.load(schedule.exchange, schedule.calendar_first_year, schedule.calendar_last_year)
 
 
 def _require_aware(moment: datetime) -> None:

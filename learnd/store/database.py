@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -63,6 +64,18 @@ class LedgerRow:
     record: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """One run of a scheduled job as recorded: `status` ok or failed, `due_us` when it was due, `detail` what it
+    wrote or why it failed."""
+
+    job: str
+    period: str
+    status: str
+    due_us: int
+    detail: str
+
+
 @dataclass(slots=True)
 class Batch:
     """Everything one commit writes; built by the ingest pipeline, written by Store.commit in one transaction."""
@@ -76,6 +89,7 @@ class Batch:
     quarantine: list[tuple[str, bytes]] = field(default_factory=list)
     changes: list[tuple[int, bytes]] = field(default_factory=list)
     learner_rows: list[tuple[str, str, int, bytes]] = field(default_factory=list)
+    job_runs: list[JobRun] = field(default_factory=list)
     line_count: int = 0
 
     def is_empty(self) -> bool:
@@ -86,6 +100,7 @@ class Batch:
             or self.quarantine
             or self.changes
             or self.learner_rows
+            or self.job_runs
         )
 
 
@@ -369,12 +384,41 @@ class Store:
             db.executemany("INSERT INTO quarantine (source, body) VALUES (?, ?)", batch.quarantine)
             db.executemany("INSERT INTO changes (event_us, body) VALUES (?, ?)", batch.changes)
             db.executemany("INSERT OR REPLACE INTO learner_rows VALUES (?, ?, ?, ?)", batch.learner_rows)
+            db.executemany(
+                "INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?, ?)",
+                [(run.job, run.period, run.status, run.due_us, run.detail) for run in batch.job_runs],
+            )
 
-    def record_job_run(self, job: str, period: str, status: str, due_us: int, detail: str) -> None:
+    def record_job_run(self, run: JobRun) -> None:
+        """Record a run on its own (a failed one: what it changed was dropped, nothing else commits with it)."""
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?, ?)", (job, period, status, due_us, detail)
+                "INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?, ?)",
+                (run.job, run.period, run.status, run.due_us, run.detail),
             )
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[Store | None]:
+    """The store opened read-only for a view, closed on exit; None when learnd has not created one there yet.
+
+    The one way views open the store: they never write, never take the home lock and never need the engine.
+    """
+    if not path.exists():
+        yield None
+        return
+    store = Store.open(path, readonly=True)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def require(store: Store | None, path: Path) -> Store:
+    """The store a view cannot do without: StateError when there is none yet."""
+    if store is None:
+        raise StateError(f"{path}: no store yet (has learnd run on this home?)")
+    return store
 
 
 _LEDGER_COLUMNS: Final = "kind, key, strategy, symbol, event_us, source, file_offset, record"

@@ -10,7 +10,7 @@ from typing import Any, Final
 from learnd.config import Settings, SourceSettings
 from learnd.sources.history import HistoryFile, census, source_files
 from learnd.sources.tailer import Checkpoint
-from learnd.store.database import Store
+from learnd.store.database import Store, reading
 from learnd.store.lock import HomeLock
 
 OUTCOMES: Final = ("applied", "duplicate", "ignored", "quarantined")
@@ -95,10 +95,9 @@ def collect_audit(settings: Settings) -> dict[str, Any]:
 
 
 def _snapshot(settings: Settings) -> _Snapshot:
-    if not settings.db_path.exists():
-        return _Snapshot({}, {}, {})
-    store = Store.open(settings.db_path, readonly=True)
-    try:
+    with reading(settings.db_path) as store:
+        if store is None:
+            return _Snapshot({}, {}, {})
         # Counts only grow: two equal reads around the offsets mean no commit happened in between.
         snapshot = _read_store(store, settings)
         for _ in range(_SNAPSHOT_ATTEMPTS):
@@ -107,8 +106,6 @@ def _snapshot(settings: Settings) -> _Snapshot:
                 break
             snapshot = again
         return snapshot
-    finally:
-        store.close()
 
 
 def _read_store(store: Store, settings: Settings) -> _Snapshot:

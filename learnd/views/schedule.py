@@ -6,23 +6,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from learnd.config import Settings
-from learnd.jobs.periods import JOBS, enabled_jobs, next_periods
-from learnd.service.engine import load_calendar
-from learnd.sessions.exchange import from_epoch_us
-from learnd.store.database import Store
+from learnd.jobs.schedule import JOBS, enabled_jobs, next_periods
+from learnd.sessions.exchange import calendar_for, from_epoch_us
+from learnd.store.database import reading
 
 
 def schedule_document(settings: Settings, start: datetime | None, count: int) -> dict[str, Any]:
     """{"jobs": {job: {"enabled", "next_runs": [UTC ISO...], "next_runs_exchange": [...], "last_run": {...}|None}}}"""
-    calendar = load_calendar(settings)
+    calendar = calendar_for(settings)
     after = start.astimezone(UTC) if start is not None else datetime.now(UTC)
     runs: dict[str, list[tuple[str, str, int, str]]] = {job: [] for job in JOBS}
-    if settings.db_path.exists():
-        store = Store.open(settings.db_path, readonly=True)
-        try:
+    with reading(settings.db_path) as store:
+        if store is not None:
             runs = {job: store.job_runs(job) for job in JOBS}
-        finally:
-            store.close()
     enabled = enabled_jobs(settings)
     jobs: dict[str, Any] = {}
     for job in JOBS:

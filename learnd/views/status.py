@@ -7,7 +7,7 @@ from typing import Any
 
 from learnd.config import Settings
 from learnd.sources.tailer import Checkpoint
-from learnd.store.database import Store
+from learnd.store.database import reading
 from learnd.store.lock import HomeLock
 
 _TAIL_PROBE_BYTES = 1 << 16
@@ -22,13 +22,10 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     holder = HomeLock(settings.lock_path).holder()
     checkpoints: dict[str, Checkpoint] = {}
     counts: dict[tuple[str, str, str], int] = {}
-    if settings.db_path.exists():
-        store = Store.open(settings.db_path, readonly=True)
-        try:
+    with reading(settings.db_path) as store:
+        if store is not None:
             checkpoints = store.checkpoints()
             counts = store.line_counts()
-        finally:
-            store.close()
     sources: dict[str, Any] = {}
     for source in settings.sources:
         checkpoint = checkpoints.get(source.name)

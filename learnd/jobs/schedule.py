@@ -1,0 +1,87 @@
+"""When the jobs run: the daily batch after each session's close (plus a grace period) and the weekly long-term job
+after the week's last session, on the exchange calendar; which runs are due and which are still pending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from learnd.config import Settings
+from learnd.sessions.exchange import ExchangeCalendar, from_epoch_us, to_epoch_us
+from learnd.store.database import Store
+
+DAILY: Final = "daily"
+WEEKLY: Final = "weekly"
+JOBS: Final = (DAILY, WEEKLY)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """One run of a job: the day (`2026-11-27`) or ISO week (`2026-W48`) it covers, and when it is due (UTC)."""
+
+    job: str
+    label: str
+    due: datetime
+
+
+def grace(settings: Settings) -> timedelta:
+    return timedelta(minutes=settings.schedule.grace_minutes)
+
+
+def due_periods(
+    calendar: ExchangeCalendar, settings: Settings, job: str, start: datetime, end: datetime
+) -> list[Period]:
+    """Runs of `job` due in (start, end], in order."""
+    if job == DAILY:
+        runs = calendar.daily_runs_between(start, end, grace(settings))
+        return [Period(DAILY, day.isoformat(), due) for day, due in runs]
+    return [Period(WEEKLY, label, due) for label, due in calendar.weekly_runs_between(start, end, grace(settings))]
+
+
+def next_periods(calendar: ExchangeCalendar, settings: Settings, job: str, after: datetime, count: int) -> list[Period]:
+    """The next `count` runs of `job` strictly after `after`."""
+    periods: list[Period] = []
+    moment = after
+    for _ in range(count):
+        if job == DAILY:
+            day, due = calendar.next_daily_run(moment, grace(settings))
+            periods.append(Period(DAILY, day.isoformat(), due))
+        else:
+            label, due = calendar.next_weekly_run(moment, grace(settings))
+            periods.append(Period(WEEKLY, label, due))
+        moment = due
+    return periods
+
+
+def last_session(calendar: ExchangeCalendar, settings: Settings, period: Period) -> int:
+    """The index of the last trading session a period covers (its day, or its week's last session)."""
+    return calendar.session_index(to_epoch_us(period.due - grace(settings)))
+
+
+def pending_periods(
+    store: Store, calendar: ExchangeCalendar, settings: Settings, job: str, now: datetime
+) -> list[Period]:
+    """Runs of `job` due by `now` that have not succeeded, in order: those after the last success (failed runs
+    are retried here); for a job that never ran, every one since the first trade in the ledger, or with an empty
+    ledger only the latest due run."""
+    succeeded = [due_us for _, status, due_us, _ in store.job_runs(job) if status == "ok"]
+    if succeeded:
+        return due_periods(calendar, settings, job, from_epoch_us(max(succeeded)), now)
+    first = next(iter(store.ledger("trade")), None)
+    if first is not None:
+        # From the start of the first trade's session, so that session's own run is included.
+        session_start_us, _ = calendar.session_bounds_us(calendar.session_index(first.event_us))
+        return due_periods(calendar, settings, job, from_epoch_us(session_start_us), now)
+    lookback = timedelta(days=15 if job == WEEKLY else 5)
+    return due_periods(calendar, settings, job, now - lookback, now)[-1:]
+
+
+def enabled_jobs(settings: Settings) -> list[str]:
+    jobs = []
+    if settings.schedule.daily_enabled:
+        jobs.append(DAILY)
+    if settings.schedule.weekly_enabled:
+        jobs.append(WEEKLY)
+    return jobs

@@ -1,0 +1,27 @@
+"""`learnd signals`: signal episodes per component pattern and regime, their conversion to trades and outcomes.
+
+Read-only: closed episodes from the store, open ones from the learner's committed state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from learnd.config import Settings
+from learnd.learning.signals import NAME as SIGNAL_LEARNER
+from learnd.learning.signals import SignalParams, episodes_from_rows, open_episodes_from_state, signal_summary
+from learnd.records.parse import TradeEntry, TradeOutcome
+from learnd.store.database import reading, require
+from learnd.store.ledger import ledger_records
+
+
+def signals_document(settings: Settings) -> dict[str, Any]:
+    """`learnd signals --json`: signal episodes per pattern and regime, their conversion to trades and outcomes."""
+    params = SignalParams.from_settings(settings.signals)
+    with reading(settings.db_path) as found:
+        store = require(found, settings.db_path)
+        episodes = episodes_from_rows(store.learner_rows(SIGNAL_LEARNER))
+        episodes += open_episodes_from_state(store.learner_state(SIGNAL_LEARNER), params)
+        entries = [record for record in ledger_records(store, "entry") if isinstance(record, TradeEntry)]
+        outcomes = [record for record in ledger_records(store, "trade") if isinstance(record, TradeOutcome)]
+    return signal_summary(episodes, entries, outcomes, params)
