@@ -195,6 +195,36 @@ def test_sigterm_commits_and_exits_zero_within_five_seconds(home: Path) -> None:
     assert sum(count for _, count in counts) == 200
 
 
+def processing_state_applied(home: Path) -> int:
+    """Lines applied, summed over sources, as state/learning_processing_state.json says."""
+    document = orjson.loads((home / "state" / "learning_processing_state.json").read_bytes())
+    return sum(source["lines_applied"] for source in document["sources"].values())
+
+
+def test_processing_state_catches_up_while_idle_and_at_shutdown(home: Path) -> None:
+    """learning_processing_state.json is written at most once a second while lines stream in, but it never stays
+    behind: once the lines stop it shows the last commit within about a second, and again after SIGTERM."""
+    lines = list(record_lines(3, 3000))
+    applied = sum(1 for source, line in lines if not line.startswith(b"not json") and source != "exit")
+    process = start_daemon(home, "--backfill")
+    try:
+        wait_for_log(process, "daemon_started")
+        rng = random.Random(3)
+        for start in range(0, len(lines), 100):
+            append_chunks(home, lines[start : start + 100], rng)
+            time.sleep(0.02)
+        wait_caught_up(home)
+        deadline = time.monotonic() + 5.0
+        while processing_state_applied(home) != applied and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processing_state_applied(home) == applied
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert processing_state_applied(home) == applied
+
+
 def test_sigkill_at_random_moments_ends_equal_to_one_backfill(home: Path, tmp_path: Path) -> None:
     """Appends while the daemon runs, SIGKILL at random moments, restarts: the end state equals one backfill."""
     rng = random.Random(7)

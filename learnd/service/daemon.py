@@ -91,8 +91,10 @@ async def serve(
             for service in (metrics.service, watchdog_service, jobs.service, *services):
                 tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service"))
         # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
-        # and the store's last commit is the state to restart from.
-        engine.commit()
+        # and the store's last commit is the state to restart from. The exports then show that last commit,
+        # learning_processing_state.json included (the daemon throttles it while running).
+        engine.commit(export=False)
+        engine.write_exports()
     finally:
         totals = engine.totals
         engine.close()
@@ -118,6 +120,7 @@ class _IngestLoop:
         engine = self.engine
         first_pending = 0.0
         last_state_export = 0.0
+        state_stale = False  # a commit skipped learning_processing_state.json (throttled): write it when due
         while not self.stop.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
@@ -150,6 +153,7 @@ class _IngestLoop:
                         self.metrics.record_export_latency(time.monotonic() - first_pending)
                     if state_due:
                         last_state_export = now
+                    state_stale = not state_due
                 first_pending = 0.0
             if not caught_up:
                 await asyncio.sleep(0)  # let signals, timers and jobs run between batches
@@ -157,6 +161,18 @@ class _IngestLoop:
             if not engine.ingestor.pending_lines and not self.caught_up.is_set():
                 self.caught_up.set()  # jobs start only once what was already in the files is learned
                 log.info("caught_up", **engine.totals.log_fields())
+            if state_stale:
+                due_in_s = _EXPORT_STATE_EVERY_S - (time.monotonic() - last_state_export)
+                if due_in_s > 0:
+                    await _wait_any(self.wake, self.stop, self.reload_requested, timeout_s=due_in_s)
+                    continue
+                try:
+                    engine.write_exports()
+                except OSError as error:
+                    await self._survive_write_failure(error)
+                    continue
+                last_state_export = time.monotonic()
+                state_stale = False
             await _wait_any(self.wake, self.stop, self.reload_requested)
 
     async def _survive_write_failure(self, error: Exception) -> None:
@@ -199,10 +215,11 @@ async def _wait_for(event: asyncio.Event, timeout_s: float) -> None:
         return
 
 
-async def _wait_any(*events: asyncio.Event) -> None:
+async def _wait_any(*events: asyncio.Event, timeout_s: float | None = None) -> None:
+    """Wait until one of `events` is set (or `timeout_s` passed)."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
