@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -336,25 +334,6 @@ def test_strategies_are_learned_apart() -> None:
     model.learn(replace(_trade(0, (("options_flow", 1.0),), 1.0, "mixed"), strategy="crypto"), 0)
     assert model.strategies() == ["crypto"]
     assert GLOBAL_SCOPE not in model.snapshot()["crypto"]
-
-
-@pytest.mark.parametrize(
-    "module", ["learnd/learning/multipliers.py", "learnd/learning/entry_model.py", "learnd/learning/exit_model.py"]
-)
-def test_learning_core_imports_nothing_of_the_shell(module: str) -> None:
-    """The learners are pure: no IO, clock, environment, logging or asyncio imports."""
-    tree = ast.parse(Path(__file__).parent.parent.joinpath(module).read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    allowed = {"__future__", "math", "dataclasses", "typing", "numpy", "numpy.typing"}
-    allowed |= {
-        "learnd.records.components",
-        "learnd.errors",
-        "learnd.learning.multipliers",
-        "learnd.records.parse",
-        "learnd.config",
-    }
-    assert imported <= allowed
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import math
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -351,24 +350,6 @@ def test_mean_interval() -> None:
     assert mean == 2.0
     assert (low, high) == pytest.approx((2.0 - 4.3027 / math.sqrt(3), 2.0 + 4.3027 / math.sqrt(3)), rel=1e-4)
     assert mean_interval([1.0]) is None
-
-
-def test_core_imports_no_shell() -> None:
-    """The episode learner and the joins are pure: no IO, clock, logging or asyncio packages."""
-    tree = ast.parse(Path(signal_learner.__file__).read_text())
-    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    shell = {
-        "asyncio",
-        "sqlite3",
-        "structlog",
-        "watchfiles",
-        "time",
-        "os",
-        "learnd.store.database",
-        "learnd.service.ingest",
-    }
-    assert not imported & shell
 
 
 def signal_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:

@@ -1,1 +1,4 @@
-"""exports: (docstring to come)."""
+"""Exports: files derived from what the store committed, written atomically for the bot and operators (the bot's
+weights file, journals). Imports from learnd only `errors`, `values`, `config`, `records` and `learning` (the
+LearnedModel).
+"""
