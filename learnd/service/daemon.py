@@ -85,11 +85,14 @@ async def serve(
             caught_up=caught_up,
         )
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_watch(engine, wake, stop), name="watch")
-            tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer")
-            tasks.create_task(ingest.run(), name="ingest")
+            running = [
+                tasks.create_task(_watch(engine, wake, stop), name="watch"),
+                tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer"),
+                tasks.create_task(ingest.run(), name="ingest"),
+            ]
             for service in (metrics.service, watchdog_service, jobs.service, *services):
-                tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service"))
+                running.append(tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service")))
+            tasks.create_task(_bound_shutdown(stop, settings.shutdown_timeout_s, running), name="shutdown_bound")
         # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
         # and the store's last commit is the state to restart from. The exports then show that last commit,
         # learning_processing_state.json included (the daemon throttles it while running).
@@ -205,6 +208,18 @@ class _IngestLoop:
         changed = self.engine.reload(settings)
         self.wake.set()
         log.info("reload_applied", **changed)
+
+
+async def _bound_shutdown(stop: asyncio.Event, timeout_s: float, tasks: list[asyncio.Task[None]]) -> None:
+    """Once `stop` is set, give the tasks `timeout_s` to finish what they are doing (a job between two steps, a
+    metrics server closing), then cancel what is left, so that the process exits well within systemd's
+    TimeoutStopSec. What was not committed is read again at the next start."""
+    await stop.wait()
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    if pending:
+        log.warning("shutdown_timed_out", timeout_s=timeout_s, tasks=sorted(task.get_name() for task in pending))
+        for task in pending:
+            task.cancel()
 
 
 async def _wait_for(event: asyncio.Event, timeout_s: float) -> None:

@@ -71,14 +71,19 @@ class JobRunner:
         """Run every pending period of every enabled job in event order (a day's batch before the week it ends)."""
         return self._run(self._all_pending(), export=export)
 
-    async def run_all_due_yielding(self) -> int:
-        """run_all_due on the daemon's loop, letting other tasks (watchdog, metrics, signals) run between periods:
-        a long catch-up must not starve the watchdog."""
-        periods = self._all_pending()
-        for period in periods:
+    async def run_all_due_yielding(self, stop: asyncio.Event) -> int:
+        """run_all_due on the daemon's loop, letting other tasks (watchdog, metrics, signals) run between periods
+        (a long catch-up must not starve the watchdog), and stopping between periods once `stop` is set: the
+        periods not run yet stay pending for the next start. Returns how many ran."""
+        ran = 0
+        for period in self._all_pending():
+            if stop.is_set():
+                log.info("jobs_interrupted", next_period=period.label, job=period.job, ran=ran)
+                break
             self._run_one(period, export=True)
+            ran += 1
             await asyncio.sleep(0)
-        return len(periods)
+        return ran
 
     def _all_pending(self) -> list[Period]:
         now = self._clock()
@@ -136,26 +141,26 @@ class JobRunner:
             stop_wait.cancel()
             if stop.is_set():
                 return
-        count = await self.run_all_due_yielding()
+        count = await self.run_all_due_yielding(stop)
         if count:
             log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.start()
         try:
             for job in jobs:
-                self._schedule_next(scheduler, job)
+                self._schedule_next(scheduler, job, stop)
             await stop.wait()
         finally:
             # Jobs are synchronous on this loop: none can be half-way through here, so nothing is cut short.
             scheduler.pause()
             scheduler.shutdown(wait=False)
 
-    def _schedule_next(self, scheduler: AsyncIOScheduler, job: str) -> None:
+    def _schedule_next(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         (period,) = next_periods(self.calendar, self.engine.settings, job, self._clock(), 1)
         scheduler.add_job(
             self._fire,
             trigger=DateTrigger(run_date=period.due),
-            args=(scheduler, job),
+            args=(scheduler, job, stop),
             id=job,
             replace_existing=True,
             coalesce=True,
@@ -164,9 +169,9 @@ class JobRunner:
         )
         log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
 
-    async def _fire(self, scheduler: AsyncIOScheduler, job: str) -> None:
+    async def _fire(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         try:
-            await self.run_all_due_yielding()
+            await self.run_all_due_yielding(stop)
         finally:
             # Whatever happened, the job stays on the schedule (APScheduler would otherwise drop it silently).
-            self._schedule_next(scheduler, job)
+            self._schedule_next(scheduler, job, stop)
