@@ -24,7 +24,8 @@ from learnd.records.parse import parse_event_us
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
 from learnd.service.scheduler import JobRunner, replay_history
-from learnd.sessions.exchange import calendar_for, from_epoch_us
+from learnd.sessions.exchange import from_epoch_us
+from learnd.sessions.tables import calendar_for
 from learnd.store.database import Store
 from tests.test_daemon import daemon_env, reap, wait_for_log
 

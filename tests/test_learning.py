@@ -26,7 +26,7 @@ from learnd.learning.evaluate import spearman
 from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.service.backfill import run_backfill
-from learnd.sessions.exchange import calendar_for
+from learnd.sessions.tables import calendar_for
 from learnd.store.database import Store
 from learnd.views.evaluation import run_evaluation
 from learnd.views.weights import load_model, weights_view

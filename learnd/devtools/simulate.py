@@ -21,7 +21,7 @@ import orjson
 
 from learnd.learning.evaluate import spearman
 from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS, exit_component
-from learnd.sessions.exchange import ExchangeCalendar
+from learnd.sessions.tables import calendar_of
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -388,7 +388,7 @@ def _sessions(start: date, trades: int, rng: np.random.Generator) -> _Sessions:
     # Twice the sessions expected, so running out needs an absurd run of tiny draws; the loop only guards that.
     span_years = 1 + math.ceil(trades / _TRADES_PER_SESSION * 2 / 250)
     while True:
-        calendar = ExchangeCalendar.load("XNYS", start.year, start.year + span_years)
+        calendar = calendar_of("XNYS", start.year, start.year + span_years)
         first = bisect_left(calendar.sessions, start)
         opens = np.asarray(calendar.opens_us[first:], dtype=np.int64)
         closes = np.asarray(calendar.closes_us[first:], dtype=np.int64)

@@ -24,7 +24,8 @@ from learnd.learning.signals import SignalLearner, SignalParams
 from learnd.learning.trades import NAME as TRADE_LEARNER
 from learnd.learning.trades import TradeLearner
 from learnd.service.ingest import CommitReport, Ingestor
-from learnd.sessions.exchange import ExchangeCalendar, calendar_for
+from learnd.sessions.exchange import ExchangeCalendar
+from learnd.sessions.tables import calendar_for
 from learnd.store.database import JobRun, Store
 from learnd.store.generations import install_ready_generation
 from learnd.store.lock import HomeLock
@@ -88,7 +89,7 @@ class Engine:
         self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
         self._weights_file = SignalWeightsFile(settings.state_dir / "signal_weights.json")
         try:
-            self.calendar = calendar_for(settings)
+            self.calendar = calendar_for(settings, cache=self._lock is not None)
             swapped = self._lock is not None and install_ready_generation(settings)
             # The long-lived daemon checks every page at start; one-shot commands only after an unclean stop.
             self.store = Store.open(

@@ -1,6 +1,7 @@
 """The exchange's trading sessions as plain data: event times map to trading days, and jobs run after session closes.
 
-Built once from exchange_calendars (pandas stays inside `ExchangeCalendar.load`); every query after that is pure.
+Built from a session table (sessions.tables) or once from exchange_calendars (pandas stays inside
+`ExchangeCalendar.load`); every query after that is pure.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from learnd.config import Settings
 from learnd.errors import ConfigError, LearndError
 
 DEFAULT_EXCHANGE: Final = "XNYS"
@@ -22,7 +22,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
 # Sessions are loaded a month beyond the covered years on each side so that a moment early in the first year has
 # a previous session and an ISO week straddling the last new year is known in full.
-_PADDING_DAYS: Final = 31
+PADDING_DAYS: Final = 31
 
 
 class CalendarError(LearndError):
@@ -119,8 +119,8 @@ class ExchangeCalendar:
             canonical = exchange_calendars.resolve_alias(code)
         except exchange_calendars.errors.InvalidCalendarName as exc:
             raise ConfigError(f"unknown exchange calendar code {code!r} (exchange_calendars has no such name)") from exc
-        start = date(first_year, 1, 1) - timedelta(days=_PADDING_DAYS)
-        end = date(last_year, 12, 31) + timedelta(days=_PADDING_DAYS)
+        start = date(first_year, 1, 1) - timedelta(days=PADDING_DAYS)
+        end = date(last_year, 12, 31) + timedelta(days=PADDING_DAYS)
         try:
             with warnings.catch_warnings():
                 # exchange_calendars 4.13 still calls pandas APIs that pandas 3.1 deprecates for pandas 4
@@ -274,13 +274,6 @@ class ExchangeCalendar:
 
     def _coverage_text(self) -> str:
         return f"the {self.code} calendar's covered years {self.first_year}..{self.last_year} ({self.tz})"
-
-
-def calendar_for(settings: Settings) -> ExchangeCalendar:
-    """The configured exchange's calendar over the configured years. Fixed years, never derived from today: which
-    records are in range (learned or quarantined) must not depend on when they are read."""
-    schedule = settings.schedule
-    return ExchangeCalendar.load(schedule.exchange, schedule.calendar_first_year, schedule.calendar_last_year)
 
 
 def _require_aware(moment: datetime) -> None:

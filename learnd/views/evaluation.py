@@ -13,7 +13,7 @@ from learnd.learning.entry_model import EntryModel
 from learnd.learning.evaluate import Evaluation, evaluate
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.parse import TradeOutcome, parse_record
-from learnd.sessions.exchange import calendar_for
+from learnd.sessions.tables import calendar_for
 from learnd.sources.tailer import open_rotated, rotated_siblings
 
 

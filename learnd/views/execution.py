@@ -10,7 +10,7 @@ from learnd.config import Settings
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import ExecutionParams, aggregates_from_rows, execution_summary
 from learnd.records.parse import TradeOutcome
-from learnd.sessions.exchange import calendar_for
+from learnd.sessions.tables import calendar_for
 from learnd.store.database import reading, require
 from learnd.store.ledger import ledger_records
 

@@ -7,7 +7,8 @@ from typing import Any
 
 from learnd.config import Settings
 from learnd.jobs.schedule import JOBS, enabled_jobs, next_periods
-from learnd.sessions.exchange import calendar_for, from_epoch_us
+from learnd.sessions.exchange import from_epoch_us
+from learnd.sessions.tables import calendar_for
 from learnd.store.database import reading
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from learnd.config import Settings
 from learnd.learning.learner import LearnedModel
 from learnd.learning.trades import NAME, TradeLearner, iso_from_us
-from learnd.sessions.exchange import calendar_for
+from learnd.sessions.tables import calendar_for
 from learnd.store.database import reading
 
 
