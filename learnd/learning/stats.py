@@ -1,6 +1,6 @@
 """Statistics: the numeric core under evaluation, the report drift test and the signal summary.
 
-Pure: numbers in, numbers out; no IO, no clock, nothing of learnd.
+Pure: numbers in, numbers out; no IO, no clock, nothing of learnd. scipy is only the tests' reference.
 """
 
 from __future__ import annotations
