@@ -303,11 +303,19 @@ def test_wilson_interval_matches_reference_values(successes: int, trials: int, l
     st.sampled_from([0.5, 0.8, 0.9, 0.95, 0.99, 0.999]),
 )
 def test_wilson_interval_equals_scipy(outcome: tuple[int, int], confidence: float) -> None:
-    """Including no success and all successes (scipy pins the bound to 0 or 1 there)."""
+    """Including no success and all successes, where the bound is 0 or 1 exactly (as scipy pins it)."""
     successes, trials = outcome
     expected = scipy.stats.binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
     low, high = wilson_interval(successes, trials, confidence)
     assert (low, high) == pytest.approx((expected.low, expected.high), rel=REL, abs=ABS)
+    assert 0.0 <= low <= successes / trials <= high <= 1.0
+
+
+@pytest.mark.parametrize("trials", [5, 10, 13, 15, 17])
+def test_wilson_interval_holds_the_observed_proportion_at_the_edges(trials: int) -> None:
+    """0 of n starts at 0.0 and n of n ends at 1.0 exactly (the bare formula gave 2.8e-17 and 0.9999999999999998)."""
+    assert wilson_interval(0, trials)[0] == 0.0
+    assert wilson_interval(trials, trials)[1] == 1.0
 
 
 def test_wilson_interval_without_trials_is_everything() -> None:

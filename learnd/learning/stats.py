@@ -187,7 +187,11 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # With no success (or no failure) the bound is 0 (or 1) exactly; the formula reaches it only up to rounding,
+    # which would leave the observed proportion just outside its own interval.
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= trials else min(1.0, centre + half)
+    return low, high
 
 
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
