@@ -166,7 +166,7 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
         start = stop + 1
     u = rank_sum_a - n_a * (n_a + 1) / 2.0
     centre = n_a * n_b / 2.0
-    variance = n_a * n_b / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    variance = n_a * n_b / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
     superiority = u / (n_a * n_b)
     if variance <= 0.0:
         return MannWhitneyResult(u=u, z=0.0, p_value=1.0, superiority=superiority)
