@@ -43,6 +43,7 @@ PURE: Final = (
     "learning/exit_model.py",
     "learning/evaluate.py",
     "learning/signals.py",
+    "learning/stats.py",
     "jobs/reports.py",
 )
 SHELL_MODULES: Final = {

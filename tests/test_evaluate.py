@@ -1,4 +1,4 @@
-"""Tests for learnd.evaluate: rank statistics, the day-block bootstrap and the test-then-train walk."""
+"""Tests for learnd.learning.evaluate: the test-then-train walk, its slices and the top-quintile hit rate."""
 
 from __future__ import annotations
 
@@ -9,21 +9,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from learnd.config import LearningParams
 from learnd.devtools.simulate import simulate
 from learnd.learning.entry_model import EntryModel
-from learnd.learning.evaluate import (
-    Evaluation,
-    average_ranks,
-    day_block_interval,
-    evaluate,
-    spearman,
-    top_hit_rate,
-    weighted_spearman,
-)
+from learnd.learning.evaluate import Evaluation, evaluate, top_hit_rate
 from learnd.learning.multipliers import MultiplierChange
 from learnd.records.parse import TradeOutcome, parse_record
 from learnd.sessions.exchange import ExchangeCalendar
@@ -126,72 +116,11 @@ class RecordingModel:
         return 0.0
 
 
-def test_average_ranks_share_ties() -> None:
-    assert average_ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
-
-
-@pytest.mark.parametrize(
-    ("x", "y", "expected"),
-    [
-        ([1, 2, 2, 3], [1, 3, 2, 4], 4.5 / math.sqrt(4.5 * 5.0)),
-        ([1, 2, 2, 2, 5], [2, 1, 3, 3, 4], 6.0 / math.sqrt(8.0 * 9.5)),
-        ([1, 1, 2, 2], [1, 2, 1, 2], 0.0),
-        ([1, 2, 3], [30, 20, 10], -1.0),
-        ([1, 2, 3], [7, 7, 7], 0.0),
-        ([4], [1], 0.0),
-    ],
-)
-def test_spearman_matches_hand_computed_values(x: list[float], y: list[float], expected: float) -> None:
-    assert spearman(x, y) == pytest.approx(expected, abs=1e-12)
-
-
-def test_spearman_refuses_unpaired_samples() -> None:
-    with pytest.raises(ValueError, match="paired"):
-        spearman([1.0, 2.0], [1.0])
-
-
-@given(
-    st.lists(
-        st.tuples(st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=30
-    )
-)
-def test_weighted_spearman_equals_spearman_of_the_repeated_data(rows: list[tuple[int, int, int, int]]) -> None:
-    """A bootstrap resample's IC, computed from repeat counts, is the IC of the resample itself."""
-    x = np.array([float(r[0]) for r in rows])
-    y = np.array([float(r[1]) for r in rows])
-    weights = np.array([[float(r[2]) for r in rows], [float(r[3]) for r in rows]])
-    result = weighted_spearman(x, y, weights)
-    for row, value in zip(weights, result, strict=True):
-        repeats = row.astype(int)
-        if repeats.sum() == 0:
-            continue
-        assert value == pytest.approx(spearman(np.repeat(x, repeats), np.repeat(y, repeats)), abs=1e-9)
-
-
 def test_top_hit_rate_takes_the_top_fifth() -> None:
     scores = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
     pnl = [1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert top_hit_rate(scores, pnl) == 0.5
     assert top_hit_rate([], []) == 0.0
-
-
-def test_bootstrap_interval_is_deterministic_and_brackets_the_estimate() -> None:
-    trades = make_trades(days=30, seed=4)
-    oracle = OracleModel()
-    learned = [oracle.score(t) for t in trades]
-    static = [t.entry_score or 0.0 for t in trades]
-    pnl = [t.pnl_pct for t in trades]
-    days = [session_of(t.event_us) for t in trades]
-    first = day_block_interval(learned, static, pnl, days, samples=400, seed=9)
-    assert first == day_block_interval(learned, static, pnl, days, samples=400, seed=9)
-    assert first != day_block_interval(learned, static, pnl, days, samples=400, seed=10)
-    assert first is not None
-    estimate = spearman(learned, pnl) - spearman(static, pnl)
-    assert first[0] < estimate < first[1]
-
-
-def test_bootstrap_interval_needs_two_days() -> None:
-    assert day_block_interval([1.0, 2.0], [2.0, 1.0], [1.0, 2.0], [5, 5]) is None
 
 
 def test_oracle_model_beats_static_weights() -> None:

@@ -22,8 +22,8 @@ from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import SimulationTruth, simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
-from learnd.learning.evaluate import spearman
 from learnd.learning.multipliers import GLOBAL_SCOPE
+from learnd.learning.stats import spearman
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.service.backfill import run_backfill
 from learnd.sessions.tables import calendar_for

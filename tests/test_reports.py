@@ -19,7 +19,6 @@ from learnd.jobs.reports import (
     attribute_pnl,
     daily_report,
     evidence_sessions,
-    mann_whitney,
     render_daily_markdown,
     render_weekly_markdown,
     stale_multiplier_decay,
@@ -273,27 +272,6 @@ def test_attribution_conserves_the_weighted_pnl(pnl: float, components: dict[str
         assert all(share * pnl >= 0.0 for _, share in shares)
     else:
         assert shares == ()
-
-
-def test_mann_whitney_matches_the_textbook_figures() -> None:
-    """Fully separated 3 vs 3: U = 0, z = -(4.5 - 0.5) / sqrt(5.25), p = 0.0809 (continuity-corrected)."""
-    result = mann_whitney([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
-    assert result.u == 0.0
-    assert result.z == pytest.approx(-4.0 / math.sqrt(5.25))
-    assert result.p_value == pytest.approx(0.0809, abs=1e-4)
-    assert result.superiority == 0.0
-    assert mann_whitney([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
-    assert mann_whitney([], [1.0]).p_value == 1.0
-
-
-@given(st.lists(pnl_values, min_size=1, max_size=15), st.lists(pnl_values, min_size=1, max_size=15))
-def test_mann_whitney_is_symmetric(a: list[float], b: list[float]) -> None:
-    """Swapping the samples mirrors U and z and keeps p in [0, 1]."""
-    forward, backward = mann_whitney(a, b), mann_whitney(b, a)
-    assert forward.u + backward.u == pytest.approx(len(a) * len(b))
-    assert forward.z == pytest.approx(-backward.z)
-    assert forward.p_value == pytest.approx(backward.p_value)
-    assert 0.0 <= forward.p_value <= 1.0
 
 
 def session_of(event_us: int) -> int:

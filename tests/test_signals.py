@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -25,12 +24,9 @@ from learnd.learning.signals import (
     SignalParams,
     episodes_from_rows,
     join_episodes,
-    mean_interval,
     open_episodes_from_state,
     render_signals,
     signal_summary,
-    t_quantile,
-    wilson_interval,
 )
 from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome, parse_record
 from learnd.service.backfill import drain, run_backfill
@@ -330,26 +326,6 @@ def test_small_groups_get_no_suggestion() -> None:
     summary = signal_summary([episode("AMD", T0, T0 + MINUTE)], [entry("AMD", T0 + 2 * MINUTE)], [], SignalParams())
     assert summary["suggestions"] == []
     assert summary["patterns"][0]["conversion"] == 1.0
-
-
-@pytest.mark.parametrize(
-    ("successes", "trials", "low", "high"),
-    [(0, 10, 0.0, 0.277533), (5, 10, 0.236593, 0.763407), (81, 263, 0.255289, 0.366210)],
-)
-def test_wilson_interval_matches_reference_values(successes: int, trials: int, low: float, high: float) -> None:
-    assert wilson_interval(successes, trials) == pytest.approx((low, high), abs=1e-5)
-
-
-@pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (3, 3.1824), (5, 2.5706), (10, 2.2281), (60, 2.0003)])
-def test_t_quantile_is_close_to_the_table(df: int, expected: float) -> None:
-    assert t_quantile(df) == pytest.approx(expected, rel=2e-3)
-
-
-def test_mean_interval() -> None:
-    mean, low, high = mean_interval([1.0, 2.0, 3.0]) or (math.nan, math.nan, math.nan)
-    assert mean == 2.0
-    assert (low, high) == pytest.approx((2.0 - 4.3027 / math.sqrt(3), 2.0 + 4.3027 / math.sqrt(3)), rel=1e-4)
-    assert mean_interval([1.0]) is None
 
 
 def signal_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:

@@ -15,7 +15,7 @@ import pytest
 from learnd.config import SourceKind
 from learnd.devtools.simulate import LOG_FILES, REGIMES, UNKNOWN_COMPONENT_KEY, SimulationTruth, simulate
 from learnd.errors import RecordError
-from learnd.learning.evaluate import spearman
+from learnd.learning.stats import spearman
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import (
     ExitOutcome,

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from learnd.learning.evaluate import spearman
+from learnd.learning.stats import spearman
 from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS, exit_component
 from learnd.sessions.tables import calendar_of
 

@@ -22,7 +22,7 @@ import orjson
 
 from learnd.devtools.simulate import LOG_FILES, simulate
 from learnd.errors import StateError
-from learnd.learning.evaluate import spearman
+from learnd.learning.stats import spearman
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store
 

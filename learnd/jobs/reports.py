@@ -13,6 +13,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
+from learnd.learning.stats import MannWhitneyResult, mann_whitney
 from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
 
 ATTRIBUTION_METHOD: Final = (
@@ -43,19 +44,6 @@ class DecayProposal(NamedTuple):
     regime: str
     old: float
     new: float
-
-
-@dataclass(frozen=True, slots=True)
-class MannWhitneyResult:
-    """A two-sided Mann-Whitney U test of `a` against `b` (normal approximation, tie and continuity corrected).
-
-    `superiority` is P(a > b) + P(a = b) / 2 estimated from the samples (U / (n_a n_b)): below 0.5, `a` is worse.
-    """
-
-    u: float
-    z: float
-    p_value: float
-    superiority: float
 
 
 @dataclass(slots=True)
@@ -99,37 +87,6 @@ def attribute_pnl(trade: TradeOutcome) -> tuple[tuple[str, float], ...]:
         return ()
     weighted = trade.pnl_pct * trade.weight
     return tuple(sorted((name, weighted * size / total) for name, size in present))
-
-
-def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
-    """Two-sided Mann-Whitney U test of samples `a` and `b`; p = 1 when either is empty or all values tie."""
-    n_a, n_b = len(a), len(b)
-    if n_a == 0 or n_b == 0:
-        return MannWhitneyResult(u=0.0, z=0.0, p_value=1.0, superiority=0.5)
-    pooled = sorted([(value, 0) for value in a] + [(value, 1) for value in b], key=lambda pair: pair[0])
-    n = n_a + n_b
-    rank_sum_a = 0.0
-    tie_term = 0.0
-    start = 0
-    while start < n:
-        stop = start
-        while stop + 1 < n and pooled[stop + 1][0] == pooled[start][0]:
-            stop += 1
-        # Tied values share the mean of the ranks they span (ranks are 1-based).
-        mean_rank = (start + stop) / 2.0 + 1.0
-        size = stop - start + 1
-        tie_term += float(size**3 - size)
-        rank_sum_a += mean_rank * sum(1 for index in range(start, stop + 1) if pooled[index][1] == 0)
-        start = stop + 1
-    u = rank_sum_a - n_a * (n_a + 1) / 2.0
-    centre = n_a * n_b / 2.0
-    variance = n_a * n_b / 12.0 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
-    superiority = u / (n_a * n_b)
-    if variance <= 0.0:
-        return MannWhitneyResult(u=u, z=0.0, p_value=1.0, superiority=superiority)
-    gap = abs(u - centre)
-    z = math.copysign(max(0.0, gap - 0.5), u - centre) / math.sqrt(variance)
-    return MannWhitneyResult(u=u, z=z, p_value=min(1.0, math.erfc(abs(z) / math.sqrt(2.0))), superiority=superiority)
 
 
 def stale_multiplier_decay(

@@ -16,15 +16,10 @@ import numpy as np
 import numpy.typing as npt
 
 from learnd.learning.multipliers import MultiplierChange
+from learnd.learning.stats import CONFIDENCE, ArrayLike, FloatArray, spearman, spearman_difference_interval
 from learnd.records.parse import TradeOutcome
 
-FloatArray = npt.NDArray[np.float64]
-ArrayLike = Sequence[float] | FloatArray
-
-CONFIDENCE_LEVEL: Final = 0.95
 TOP_SHARE: Final = 0.2
-# Bootstrap work is done in blocks of resamples so memory stays near this many matrix cells whatever the size.
-_BLOCK_CELLS: Final = 2_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -101,7 +96,7 @@ class Evaluation:
             "by_regime": {group.label: group.to_dict() for group in self.by_regime},
             "by_strategy": {group.label: group.to_dict() for group in self.by_strategy},
             "change_count": self.change_count,
-            "confidence_level": CONFIDENCE_LEVEL,
+            "confidence_level": CONFIDENCE,
             "duplicate_outcomes": self.duplicate_outcomes,
             "learned_outcomes": self.learned_outcomes,
             "overall": self.overall.to_dict(),
@@ -225,46 +220,6 @@ def evaluate(
     )
 
 
-def average_ranks(values: ArrayLike) -> FloatArray:
-    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span."""
-    data = np.asarray(values, dtype=np.float64)
-    order = np.argsort(data, kind="stable")
-    ordered = data[order]
-    # Boundaries of runs of equal values in sorted order; each run gets the mean of its positions.
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], data.size]
-    mean_ranks = (starts + ends + 1) / 2.0
-    ranks = np.empty(data.size, dtype=np.float64)
-    ranks[order] = np.repeat(mean_ranks, ends - starts)
-    return ranks
-
-
-def spearman(x: ArrayLike, y: ArrayLike) -> float:
-    """Spearman rank correlation of paired samples (ties get average ranks); 0.0 when either side is constant."""
-    if len(x) != len(y):
-        raise ValueError(f"spearman needs paired samples, got {len(x)} and {len(y)}")
-    if len(x) < 2:
-        return 0.0
-    rx = average_ranks(x)
-    ry = average_ranks(y)
-    rx -= rx.mean()
-    ry -= ry.mean()
-    denominator = float(np.sqrt(np.dot(rx, rx) * np.dot(ry, ry)))
-    if denominator == 0.0:
-        return 0.0
-    return float(np.dot(rx, ry)) / denominator
-
-
-def weighted_spearman(x: ArrayLike, y: ArrayLike, weights: FloatArray) -> FloatArray:
-    """Spearman IC for each row of integer `weights` (resamples x n), as if each point were repeated `weight` times.
-
-    That is the IC of a bootstrap resample, computed without building the resample.
-    """
-    rx = _weighted_midranks(np.asarray(x, dtype=np.float64), weights)
-    ry = _weighted_midranks(np.asarray(y, dtype=np.float64), weights)
-    return _weighted_correlation(rx, ry, weights)
-
-
 def top_hit_rate(scores: ArrayLike, pnl: ArrayLike, share: float = TOP_SHARE) -> float:
     """Win rate (pnl > 0) of the `share` highest-scored trades (at least one; ties broken by position)."""
     values = np.asarray(scores, dtype=np.float64)
@@ -273,40 +228,6 @@ def top_hit_rate(scores: ArrayLike, pnl: ArrayLike, share: float = TOP_SHARE) ->
     count = max(1, math.ceil(share * values.size))
     top = np.argsort(-values, kind="stable")[:count]
     return float(np.mean(np.asarray(pnl, dtype=np.float64)[top] > 0.0))
-
-
-def day_block_interval(
-    learned: ArrayLike,
-    static: ArrayLike,
-    pnl: ArrayLike,
-    days: Sequence[int] | npt.NDArray[np.int64],
-    *,
-    samples: int = 1000,
-    seed: int = 0,
-    level: float = CONFIDENCE_LEVEL,
-) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of IC(learned, pnl) - IC(static, pnl), resampling whole trading days.
-
-    Trades of one day share the market, so they are resampled together. None with fewer than two days.
-    """
-    day_index = np.unique(np.asarray(days, dtype=np.int64), return_inverse=True)[1]
-    day_count = int(day_index.max()) + 1 if day_index.size else 0
-    if day_count < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    differences = np.empty(samples, dtype=np.float64)
-    block = max(1, _BLOCK_CELLS // day_index.size)
-    for first in range(0, samples, block):
-        rows = min(block, samples - first)
-        day_counts = rng.multinomial(day_count, np.full(day_count, 1.0 / day_count), size=rows)
-        weights = day_counts[:, day_index].astype(np.float64)
-        pnl_ranks = _weighted_midranks(np.asarray(pnl, dtype=np.float64), weights)
-        learned_ic = _weighted_correlation(_weighted_midranks(np.asarray(learned), weights), pnl_ranks, weights)
-        static_ic = _weighted_correlation(_weighted_midranks(np.asarray(static), weights), pnl_ranks, weights)
-        differences[first : first + rows] = learned_ic - static_ic
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(differences, [tail, 1.0 - tail])
-    return float(low), float(high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +253,7 @@ def _evaluate_group(
         ic_learned=ic_learned,
         ic_static=ic_static,
         ic_difference=ic_learned - ic_static,
-        interval=day_block_interval(learned, static, pnl, days, samples=samples, seed=seed),
+        interval=spearman_difference_interval(learned, static, pnl, days, samples=samples, seed=seed),
         hit_rate_learned=top_hit_rate(learned, pnl),
         hit_rate_static=top_hit_rate(static, pnl),
         win_rate=float(np.mean(pnl > 0.0)) if pnl.size else 0.0,
@@ -342,32 +263,6 @@ def _evaluate_group(
 def _group_seed(seed: int, label: str) -> int:
     # Each slice draws from its own stream, so adding a slice (a new month) leaves the others' intervals alone.
     return zlib.crc32(f"{seed}:{label}".encode())
-
-
-def _weighted_midranks(values: FloatArray, weights: FloatArray) -> FloatArray:
-    """Per row of `weights`: each point's mean rank in the data with points repeated `weight` times."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    sizes = np.diff(np.r_[starts, values.size])
-    group_weights = np.add.reduceat(weights[:, order], starts, axis=1)
-    # A run of equal values with total weight w after c lighter copies occupies ranks c+1..c+w.
-    group_ranks = np.cumsum(group_weights, axis=1) - group_weights + (group_weights + 1.0) / 2.0
-    ranks = np.empty_like(weights)
-    ranks[:, order] = np.repeat(group_ranks, sizes, axis=1)
-    return ranks
-
-
-def _weighted_correlation(a: FloatArray, b: FloatArray, weights: FloatArray) -> FloatArray:
-    # An all-zero row (an empty resample) has no mean; it ends with zero variance and so IC 0.
-    total = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
-    da = a - (weights * a).sum(axis=1, keepdims=True) / total
-    db = b - (weights * b).sum(axis=1, keepdims=True) / total
-    covariance = (weights * da * db).sum(axis=1)
-    variance = np.sqrt((weights * da * da).sum(axis=1) * (weights * db * db).sum(axis=1))
-    # A resample in which either side is constant has no rank information: IC 0, as in `spearman`.
-    safe = np.where(variance > 0.0, variance, 1.0)
-    return np.where(variance > 0.0, covariance / safe, 0.0)
 
 
 def _utc_month(event_us: int) -> str:

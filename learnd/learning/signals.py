@@ -8,7 +8,6 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any, Final
 
 import orjson
@@ -16,13 +15,13 @@ import orjson
 from learnd.config import SignalSettings
 from learnd.errors import RecordError, StateError
 from learnd.learning.learner import LEARNED, NOTHING, Applied, Learner
+from learnd.learning.stats import CONFIDENCE, mean_interval, wilson_interval
 from learnd.records.parse import UNKNOWN_REGIME, Record, SignalRecord, TradeEntry, TradeOutcome, parse_event_us
 
 NAME: Final = "signals"
 STATE_VERSION: Final = 1
 ALL_REGIMES: Final = "all"
 UNKNOWN_DIRECTION: Final = "unknown"
-CONFIDENCE: Final = 0.95
 # Distinct unknown component keys counted by name; beyond this they share one counter (bounded state).
 _MAX_UNKNOWN_KEYS: Final = 64
 _OTHER_UNKNOWN: Final = "<other>"
@@ -431,47 +430,6 @@ def _market_regime(timed: list[tuple[int, str, TradeEntry]], times: list[int], a
     if index >= 0 and at_us - times[index] <= lookback_us:
         return timed[index][2].regime
     return UNKNOWN_REGIME
-
-
-# Statistics (95 %) ----------------------------------------------------------------------------------------------
-
-
-def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion; (0, 1) when there are no trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
-    """Two-sided Student t critical value: Cornish-Fisher expansion of the normal quantile (within 0.5 % for
-    df >= 3 at 95 %; df 1 and 2 use their exact 95 % values)."""
-    if df < 1:
-        raise ValueError("t_quantile needs df >= 1")
-    if confidence == CONFIDENCE and df <= 2:
-        return (12.706204736, 4.302652730)[df - 1]
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    g1 = (z**3 + z) / 4
-    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
-    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
-    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
-    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
-
-
-def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
-    """Mean and its t-interval; None with fewer than two values."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean = math.fsum(values) / n
-    variance = math.fsum((value - mean) ** 2 for value in values) / (n - 1)
-    half = t_quantile(n - 1, confidence) * math.sqrt(variance / n)
-    return mean, mean - half, mean + half
 
 
 # Summary --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,220 @@
+"""Statistics: the numeric core under evaluation, the report drift test and the signal summary.
+
+Pure: numbers in, numbers out; no IO, no clock, nothing of learnd. scipy is only the tests' reference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+ArrayLike = Sequence[float] | FloatArray
+
+# The default two-sided level of every interval here.
+CONFIDENCE: Final = 0.95
+# Bootstrap work is done in blocks of resamples so memory stays near this many matrix cells whatever the size.
+_BLOCK_CELLS: Final = 2_000_000
+
+
+# Ranks and rank correlation ---------------------------------------------------------------------------------------
+
+
+def average_ranks(values: ArrayLike) -> FloatArray:
+    """Ranks 1..n of `values`, ties sharing the mean of the ranks they span."""
+    data = np.asarray(values, dtype=np.float64)
+    order = np.argsort(data, kind="stable")
+    ordered = data[order]
+    # Boundaries of runs of equal values in sorted order; each run gets the mean of its positions.
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], data.size]
+    mean_ranks = (starts + ends + 1) / 2.0
+    ranks = np.empty(data.size, dtype=np.float64)
+    ranks[order] = np.repeat(mean_ranks, ends - starts)
+    return ranks
+
+
+def spearman(x: ArrayLike, y: ArrayLike) -> float:
+    """Spearman rank correlation of paired samples (ties get average ranks); 0.0 when either side is constant."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs paired samples, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        return 0.0
+    rx = average_ranks(x)
+    ry = average_ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denominator = float(np.sqrt(np.dot(rx, rx) * np.dot(ry, ry)))
+    if denominator == 0.0:
+        return 0.0
+    return float(np.dot(rx, ry)) / denominator
+
+
+def weighted_spearman(x: ArrayLike, y: ArrayLike, weights: FloatArray) -> FloatArray:
+    """Spearman correlation for each row of integer `weights` (resamples x n), as if each point were repeated
+    `weight` times.
+
+    That is the correlation of a bootstrap resample, computed without building the resample.
+    """
+    rx = _weighted_midranks(np.asarray(x, dtype=np.float64), weights)
+    ry = _weighted_midranks(np.asarray(y, dtype=np.float64), weights)
+    return _weighted_correlation(rx, ry, weights)
+
+
+def spearman_difference_interval(
+    a: ArrayLike,
+    b: ArrayLike,
+    y: ArrayLike,
+    blocks: Sequence[int] | npt.NDArray[np.int64],
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+    level: float = CONFIDENCE,
+) -> tuple[float, float] | None:
+    """Percentile block-bootstrap interval of spearman(a, y) - spearman(b, y); None with fewer than two blocks.
+
+    Points of one block (one trading day, in evaluation) are not independent, so whole blocks are resampled.
+    `seed` fixes the resamples: the same inputs give the same interval.
+    """
+    block_index = np.unique(np.asarray(blocks, dtype=np.int64), return_inverse=True)[1]
+    block_count = int(block_index.max()) + 1 if block_index.size else 0
+    if block_count < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    differences = np.empty(samples, dtype=np.float64)
+    chunk = max(1, _BLOCK_CELLS // block_index.size)
+    for first in range(0, samples, chunk):
+        rows = min(chunk, samples - first)
+        block_counts = rng.multinomial(block_count, np.full(block_count, 1.0 / block_count), size=rows)
+        weights = block_counts[:, block_index].astype(np.float64)
+        y_ranks = _weighted_midranks(np.asarray(y, dtype=np.float64), weights)
+        a_correlation = _weighted_correlation(_weighted_midranks(np.asarray(a), weights), y_ranks, weights)
+        b_correlation = _weighted_correlation(_weighted_midranks(np.asarray(b), weights), y_ranks, weights)
+        differences[first : first + rows] = a_correlation - b_correlation
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(differences, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def _weighted_midranks(values: FloatArray, weights: FloatArray) -> FloatArray:
+    """Per row of `weights`: each point's mean rank in the data with points repeated `weight` times."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, values.size])
+    group_weights = np.add.reduceat(weights[:, order], starts, axis=1)
+    # A run of equal values with total weight w after c lighter copies occupies ranks c+1..c+w.
+    group_ranks = np.cumsum(group_weights, axis=1) - group_weights + (group_weights + 1.0) / 2.0
+    ranks = np.empty_like(weights)
+    ranks[:, order] = np.repeat(group_ranks, sizes, axis=1)
+    return ranks
+
+
+def _weighted_correlation(a: FloatArray, b: FloatArray, weights: FloatArray) -> FloatArray:
+    # An all-zero row (an empty resample) has no mean; it ends with zero variance and so correlation 0.
+    total = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+    da = a - (weights * a).sum(axis=1, keepdims=True) / total
+    db = b - (weights * b).sum(axis=1, keepdims=True) / total
+    covariance = (weights * da * db).sum(axis=1)
+    variance = np.sqrt((weights * da * da).sum(axis=1) * (weights * db * db).sum(axis=1))
+    # A resample in which either side is constant has no rank information: correlation 0, as in `spearman`.
+    safe = np.where(variance > 0.0, variance, 1.0)
+    return np.where(variance > 0.0, covariance / safe, 0.0)
+
+
+# Two-sample test --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MannWhitneyResult:
+    """A two-sided Mann-Whitney U test of `a` against `b` (normal approximation, tie and continuity corrected).
+
+    `superiority` is P(a > b) + P(a = b) / 2 estimated from the samples (U / (n_a n_b)): below 0.5, `a` is worse.
+    """
+
+    u: float
+    z: float
+    p_value: float
+    superiority: float
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
+    """Two-sided Mann-Whitney U test of samples `a` and `b`; p = 1 when either is empty or all values tie."""
+    n_a, n_b = len(a), len(b)
+    if n_a == 0 or n_b == 0:
+        return MannWhitneyResult(u=0.0, z=0.0, p_value=1.0, superiority=0.5)
+    pooled = sorted([(value, 0) for value in a] + [(value, 1) for value in b], key=lambda pair: pair[0])
+    n = n_a + n_b
+    rank_sum_a = 0.0
+    tie_term = 0.0
+    start = 0
+    while start < n:
+        stop = start
+        while stop + 1 < n and pooled[stop + 1][0] == pooled[start][0]:
+            stop += 1
+        # Tied values share the mean of the ranks they span (ranks are 1-based).
+        mean_rank = (start + stop) / 2.0 + 1.0
+        size = stop - start + 1
+        tie_term += float(size**3 - size)
+        rank_sum_a += mean_rank * sum(1 for index in range(start, stop + 1) if pooled[index][1] == 0)
+        start = stop + 1
+    u = rank_sum_a - n_a * (n_a + 1) / 2.0
+    centre = n_a * n_b / 2.0
+    variance = n_a * n_b / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
+    superiority = u / (n_a * n_b)
+    if variance <= 0.0:
+        return MannWhitneyResult(u=u, z=0.0, p_value=1.0, superiority=superiority)
+    gap = abs(u - centre)
+    z = math.copysign(max(0.0, gap - 0.5), u - centre) / math.sqrt(variance)
+    return MannWhitneyResult(u=u, z=z, p_value=min(1.0, math.erfc(abs(z) / math.sqrt(2.0))), superiority=superiority)
+
+
+# Intervals of a proportion and of a mean --------------------------------------------------------------------------
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion; (0, 1) when there are no trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    # With no success (or no failure) the bound is 0 (or 1) exactly; the formula reaches it only up to rounding,
+    # which would leave the observed proportion just outside its own interval.
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= trials else min(1.0, centre + half)
+    return low, high
+
+
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """Two-sided Student t critical value: Cornish-Fisher expansion of the normal quantile (within 0.5 % for
+    df >= 3 at 95 %; df 1 and 2 use their exact 95 % values)."""
+    if df < 1:
+        raise ValueError("t_quantile needs df >= 1")
+    if confidence == CONFIDENCE and df <= 2:
+        return (12.706204736, 4.302652730)[df - 1]
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+
+
+def mean_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float] | None:
+    """Mean and its t-interval; None with fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    variance = math.fsum((value - mean) ** 2 for value in values) / (n - 1)
+    half = t_quantile(n - 1, confidence) * math.sqrt(variance / n)
+    return mean, mean - half, mean + half

@@ -1,0 +1,396 @@
+"""learnd.learning.stats against scipy (a test-only dependency): ranks, Spearman plain and weighted, the block
+bootstrap interval, the Mann-Whitney U test, the Wilson interval, the Student t quantile and the mean's t-interval.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from learnd.learning import stats
+from learnd.learning.stats import (
+    FloatArray,
+    average_ranks,
+    mann_whitney,
+    mean_interval,
+    spearman,
+    spearman_difference_interval,
+    t_quantile,
+    weighted_spearman,
+    wilson_interval,
+)
+
+# Where our formula is scipy's formula, only float rounding may differ; near 0 a relative bound means nothing.
+REL = 1e-9
+ABS = 1e-12
+# t_quantile's documented accuracy at 95 % for df >= 3 (a Cornish-Fisher expansion, not the exact quantile).
+T_QUANTILE_REL = 5e-3
+
+# A handful of distinct values makes ties common; the wide floats exercise the rest.
+sample_values = st.one_of(st.integers(-3, 3).map(float), st.floats(-1e6, 1e6, allow_nan=False))
+pnl_values = st.floats(min_value=-20.0, max_value=20.0, allow_nan=False)
+# The first scipy call of a kind loads submodules: timing is not what these tests check.
+against_scipy = settings(deadline=None)
+
+
+def is_constant(values: FloatArray) -> bool:
+    return bool(values.size == 0 or np.all(values == values[0]))
+
+
+def scipy_spearman(x: FloatArray, y: FloatArray) -> float:
+    """scipy's Spearman, with our convention for a constant side (scipy gives nan and a warning)."""
+    if is_constant(x) or is_constant(y):
+        return 0.0
+    return float(scipy.stats.spearmanr(x, y).statistic)
+
+
+# Ranks and Spearman ---------------------------------------------------------------------------------------------
+
+
+def test_average_ranks_share_ties() -> None:
+    assert average_ranks([3.0, 1.0, 3.0, 2.0]).tolist() == [3.5, 1.0, 3.5, 2.0]
+
+
+@against_scipy
+@given(st.lists(sample_values, max_size=80))
+def test_average_ranks_equal_scipy_rankdata(values: list[float]) -> None:
+    """Average ranks are half-integers, exact in floats: equal to scipy's, not merely close."""
+    assert average_ranks(values).tolist() == scipy.stats.rankdata(values, method="average").tolist()
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [
+        ([1, 2, 2, 3], [1, 3, 2, 4], 4.5 / math.sqrt(4.5 * 5.0)),
+        ([1, 2, 2, 2, 5], [2, 1, 3, 3, 4], 6.0 / math.sqrt(8.0 * 9.5)),
+        ([1, 1, 2, 2], [1, 2, 1, 2], 0.0),
+        ([1, 2, 3], [30, 20, 10], -1.0),
+        ([1, 2, 3], [7, 7, 7], 0.0),
+        ([4], [1], 0.0),
+    ],
+)
+def test_spearman_matches_hand_computed_values(x: list[float], y: list[float], expected: float) -> None:
+    assert spearman(x, y) == pytest.approx(expected, abs=1e-12)
+
+
+def test_spearman_refuses_unpaired_samples() -> None:
+    with pytest.raises(ValueError, match="paired"):
+        spearman([1.0, 2.0], [1.0])
+
+
+@against_scipy
+@given(st.lists(st.tuples(sample_values, sample_values), min_size=2, max_size=80))
+def test_spearman_equals_scipy_spearmanr(pairs: list[tuple[float, float]]) -> None:
+    """Ties, n = 2 and constant sides included (a constant side gives 0, where scipy gives nan)."""
+    x = np.array([pair[0] for pair in pairs])
+    y = np.array([pair[1] for pair in pairs])
+    assert spearman(x, y) == pytest.approx(scipy_spearman(x, y), rel=REL, abs=ABS)
+
+
+# Weighted Spearman ----------------------------------------------------------------------------------------------
+
+
+def reference_weighted_midranks(values: FloatArray, weights: FloatArray) -> FloatArray:
+    """Each point's mean rank among the data with point i repeated weights[i] times, counted pair by pair."""
+    below = (weights[None, :] * (values[None, :] < values[:, None])).sum(axis=1)
+    tied = (weights[None, :] * (values[None, :] == values[:, None])).sum(axis=1)
+    ranks: FloatArray = below + (tied + 1.0) / 2.0
+    return ranks
+
+
+def reference_weighted_pearson(a: FloatArray, b: FloatArray, weights: FloatArray) -> float:
+    covariance = np.cov(a, b, aweights=weights)
+    return float(covariance[0, 1] / math.sqrt(covariance[0, 0] * covariance[1, 1]))
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-3, 3), st.integers(-3, 3), st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=30
+    )
+)
+def test_weighted_spearman_equals_spearman_of_the_repeated_data(rows: list[tuple[int, int, int, int]]) -> None:
+    """A bootstrap resample's IC, computed from repeat counts, is the IC of the resample itself."""
+    x = np.array([float(r[0]) for r in rows])
+    y = np.array([float(r[1]) for r in rows])
+    weights = np.array([[float(r[2]) for r in rows], [float(r[3]) for r in rows]])
+    result = weighted_spearman(x, y, weights)
+    for row, value in zip(weights, result, strict=True):
+        repeats = row.astype(int)
+        if repeats.sum() == 0:
+            continue
+        assert value == pytest.approx(spearman(np.repeat(x, repeats), np.repeat(y, repeats)), abs=1e-9)
+
+
+@against_scipy
+@given(st.lists(st.tuples(sample_values, sample_values, st.integers(0, 4)), min_size=2, max_size=40))
+def test_weighted_spearman_equals_scipy_on_the_repeated_data(rows: list[tuple[float, float, int]]) -> None:
+    """Per resample: scipy's Spearman of the data with each point repeated, and, independently, the weighted
+    Pearson (numpy's weighted covariance) of weighted mid-ranks counted pair by pair."""
+    x = np.array([row[0] for row in rows])
+    y = np.array([row[1] for row in rows])
+    repeats = np.array([row[2] for row in rows])
+    weights = np.stack([repeats, repeats[::-1], np.zeros_like(repeats)]).astype(np.float64)
+    result = weighted_spearman(x, y, weights)
+    assert result[2] == 0.0, "an empty resample has no rank information"
+    for row, value in zip(weights[:2], result[:2], strict=True):
+        counts = row.astype(int)
+        resampled_x, resampled_y = np.repeat(x, counts), np.repeat(y, counts)
+        assert value == pytest.approx(scipy_spearman(resampled_x, resampled_y), rel=REL, abs=ABS)
+        if is_constant(resampled_x) or is_constant(resampled_y):
+            assert value == 0.0
+            continue
+        expected = reference_weighted_pearson(
+            reference_weighted_midranks(x, row), reference_weighted_midranks(y, row), row
+        )
+        assert value == pytest.approx(expected, rel=REL, abs=ABS)
+
+
+# Block bootstrap interval ---------------------------------------------------------------------------------------
+
+
+def blocked_sample(
+    seed: int, blocks: int = 30, per_block: int = 8
+) -> tuple[FloatArray, FloatArray, FloatArray, list[int]]:
+    """`a` tracks `y`, `b` is noise; `y` shares a level within each block (a trading day's market)."""
+    rng = np.random.default_rng(seed)
+    days = np.repeat(np.arange(blocks), per_block)
+    y = rng.normal(size=days.size) + rng.normal(size=blocks)[days]
+    a = y + rng.normal(size=days.size)
+    b = rng.normal(size=days.size)
+    return a, b, y, days.tolist()
+
+
+def test_bootstrap_interval_is_deterministic_and_brackets_the_estimate() -> None:
+    a, b, y, days = blocked_sample(seed=4)
+    first = spearman_difference_interval(a, b, y, days, samples=400, seed=9)
+    assert first == spearman_difference_interval(a, b, y, days, samples=400, seed=9)
+    assert first != spearman_difference_interval(a, b, y, days, samples=400, seed=10)
+    assert first is not None
+    estimate = spearman(a, y) - spearman(b, y)
+    assert first[0] < estimate < first[1]
+
+
+def test_bootstrap_interval_needs_two_blocks() -> None:
+    assert spearman_difference_interval([1.0, 2.0], [2.0, 1.0], [1.0, 2.0], [5, 5]) is None
+    assert spearman_difference_interval([], [], [], []) is None
+
+
+@pytest.mark.parametrize(("seed", "size", "blocks"), [(0, 12, 2), (1, 40, 5), (2, 60, 12), (3, 25, 25)])
+@pytest.mark.parametrize("level", [0.95, 0.8])
+def test_bootstrap_interval_equals_scipy_on_the_rebuilt_resamples(
+    seed: int, size: int, blocks: int, level: float
+) -> None:
+    """Rebuilding each resample from the same seeded draws of whole blocks (as the docstring promises: the seed fixes
+    the resamples) and taking scipy's Spearman of it gives the same percentile interval."""
+    rng = np.random.default_rng(100 + seed)
+    # Integer draws give ties; the block labels are sparse and unordered, as session indexes may be.
+    a = rng.integers(0, 6, size).astype(np.float64)
+    b = rng.normal(size=size)
+    y = rng.integers(-2, 3, size).astype(np.float64)
+    labels = rng.permutation(np.arange(blocks) * 7 + 3)
+    days = labels[np.arange(size) % blocks]
+    interval = spearman_difference_interval(a, b, y, days, samples=300, seed=seed, level=level)
+
+    block_of = np.unique(days, return_inverse=True)[1]
+    draws = np.random.default_rng(seed).multinomial(blocks, np.full(blocks, 1.0 / blocks), size=300)
+    differences = []
+    for drawn in draws:
+        repeats = drawn[block_of]
+        resampled_y = np.repeat(y, repeats)
+        differences.append(
+            scipy_spearman(np.repeat(a, repeats), resampled_y) - scipy_spearman(np.repeat(b, repeats), resampled_y)
+        )
+    tail = (1.0 - level) / 2.0
+    expected = np.quantile(differences, [tail, 1.0 - tail])
+    assert interval == pytest.approx(tuple(expected), rel=REL, abs=ABS)
+
+
+# Mann-Whitney U -------------------------------------------------------------------------------------------------
+
+
+def test_mann_whitney_matches_the_textbook_figures() -> None:
+    """Fully separated 3 vs 3: U = 0, z = -(4.5 - 0.5) / sqrt(5.25), p = 0.0809 (continuity-corrected)."""
+    result = mann_whitney([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert result.u == 0.0
+    assert result.z == pytest.approx(-4.0 / math.sqrt(5.25))
+    assert result.p_value == pytest.approx(0.0809, abs=1e-4)
+    assert result.superiority == 0.0
+    assert mann_whitney([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    assert mann_whitney([], [1.0]).p_value == 1.0
+
+
+@given(st.lists(pnl_values, min_size=1, max_size=15), st.lists(pnl_values, min_size=1, max_size=15))
+def test_mann_whitney_is_symmetric(a: list[float], b: list[float]) -> None:
+    """Swapping the samples mirrors U and z and keeps p in [0, 1]."""
+    forward, backward = mann_whitney(a, b), mann_whitney(b, a)
+    assert forward.u + backward.u == pytest.approx(len(a) * len(b))
+    assert forward.z == pytest.approx(-backward.z)
+    assert forward.p_value == pytest.approx(backward.p_value)
+    assert 0.0 <= forward.p_value <= 1.0
+
+
+def assert_mann_whitney_matches_scipy(a: list[float], b: list[float]) -> None:
+    """Ours is two-sided, normal approximation, tie-corrected variance, continuity correction 0.5 towards the
+    centre: scipy's mannwhitneyu with alternative='two-sided', method='asymptotic', use_continuity=True."""
+    result = mann_whitney(a, b)
+    if len(set(a) | set(b)) == 1:
+        # All values tie: zero variance. scipy divides by it (z = -inf, p clipped to 1); we say z = 0, p = 1.
+        assert (result.z, result.p_value, result.superiority) == (0.0, 1.0, 0.5)
+        return
+    expected = scipy.stats.mannwhitneyu(a, b, use_continuity=True, alternative="two-sided", method="asymptotic")
+    assert result.u == float(expected.statistic)
+    assert result.superiority == pytest.approx(float(expected.statistic) / (len(a) * len(b)), rel=REL, abs=ABS)
+    assert result.p_value == pytest.approx(float(expected.pvalue), rel=REL, abs=0.0)
+    # scipy reports no z: |z| is the normal quantile of its two-sided p, signed like U - n_a n_b / 2.
+    magnitude = float(scipy.stats.norm.isf(expected.pvalue / 2.0)) if expected.pvalue < 1.0 else 0.0
+    assert abs(result.z) == pytest.approx(magnitude, rel=REL, abs=ABS)
+    assert result.z * (result.u - len(a) * len(b) / 2.0) >= 0.0
+
+
+@against_scipy
+@given(st.lists(sample_values, min_size=1, max_size=40), st.lists(sample_values, min_size=1, max_size=40))
+def test_mann_whitney_equals_scipy(a: list[float], b: list[float]) -> None:
+    assert_mann_whitney_matches_scipy(a, b)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([1.0], [2.0]),
+        ([1.0], [1.0, 2.0]),
+        ([0.0, 0.0, 0.0], [0.0, 0.0, 1.0]),
+        ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),
+        ([5.0] * 30, [1.0] * 30),
+    ],
+)
+def test_mann_whitney_edge_cases_equal_scipy(a: list[float], b: list[float]) -> None:
+    """Single observations, one differing value among ties, identical samples, two separated constant samples."""
+    assert_mann_whitney_matches_scipy(a, b)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mann_whitney_equals_scipy_on_large_tied_samples(seed: int) -> None:
+    """Hundreds of outcomes over a few distinct values: the tie correction carries most of the variance."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 8, int(rng.integers(50, 400))).astype(float).tolist()
+    b = (rng.integers(0, 8, int(rng.integers(50, 400))) + rng.integers(0, 2)).astype(float).tolist()
+    assert_mann_whitney_matches_scipy(a, b)
+
+
+# Wilson interval ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("successes", "trials", "low", "high"),
+    [(0, 10, 0.0, 0.277533), (5, 10, 0.236593, 0.763407), (81, 263, 0.255289, 0.366210)],
+)
+def test_wilson_interval_matches_reference_values(successes: int, trials: int, low: float, high: float) -> None:
+    assert wilson_interval(successes, trials) == pytest.approx((low, high), abs=1e-5)
+
+
+@against_scipy
+@given(
+    st.integers(1, 5000).flatmap(lambda trials: st.tuples(st.integers(0, trials), st.just(trials))),
+    st.sampled_from([0.5, 0.8, 0.9, 0.95, 0.99, 0.999]),
+)
+def test_wilson_interval_equals_scipy(outcome: tuple[int, int], confidence: float) -> None:
+    """Including no success and all successes, where the bound is 0 or 1 exactly (as scipy pins it)."""
+    successes, trials = outcome
+    expected = scipy.stats.binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    low, high = wilson_interval(successes, trials, confidence)
+    assert (low, high) == pytest.approx((expected.low, expected.high), rel=REL, abs=ABS)
+    assert 0.0 <= low <= successes / trials <= high <= 1.0
+
+
+@pytest.mark.parametrize("trials", [5, 10, 13, 15, 17])
+def test_wilson_interval_holds_the_observed_proportion_at_the_edges(trials: int) -> None:
+    """0 of n starts at 0.0 and n of n ends at 1.0 exactly (the bare formula gave 2.8e-17 and 0.9999999999999998)."""
+    assert wilson_interval(0, trials)[0] == 0.0
+    assert wilson_interval(trials, trials)[1] == 1.0
+
+
+def test_wilson_interval_without_trials_is_everything() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+# Student t quantile and the mean's interval ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (3, 3.1824), (5, 2.5706), (10, 2.2281), (60, 2.0003)])
+def test_t_quantile_is_close_to_the_table(df: int, expected: float) -> None:
+    assert t_quantile(df) == pytest.approx(expected, rel=2e-3)
+
+
+@pytest.mark.parametrize("df", [1, 2])
+def test_t_quantile_is_exact_at_95_percent_for_df_1_and_2(df: int) -> None:
+    """The two values the expansion is too coarse for are the tabled ones (ten significant digits)."""
+    assert t_quantile(df) == pytest.approx(float(scipy.stats.t.ppf(0.975, df)), rel=REL, abs=0.0)
+
+
+def test_t_quantile_is_within_its_documented_accuracy_of_scipy() -> None:
+    """At 95 % for df >= 3 the Cornish-Fisher value is within 0.5 % of scipy's t.ppf (worst at df 3, 0.12 %)."""
+    for df in [*range(3, 1001), 10_000, 1_000_000]:
+        assert t_quantile(df) == pytest.approx(float(scipy.stats.t.ppf(0.975, df)), rel=T_QUANTILE_REL, abs=0.0)
+
+
+def test_t_quantile_refuses_no_degrees_of_freedom() -> None:
+    with pytest.raises(ValueError, match="df >= 1"):
+        t_quantile(0)
+
+
+def test_mean_interval() -> None:
+    mean, low, high = mean_interval([1.0, 2.0, 3.0]) or (math.nan, math.nan, math.nan)
+    assert mean == 2.0
+    assert (low, high) == pytest.approx((2.0 - 4.3027 / math.sqrt(3), 2.0 + 4.3027 / math.sqrt(3)), rel=1e-4)
+    assert mean_interval([1.0]) is None
+
+
+@against_scipy
+@given(st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=2, max_size=60))
+def test_mean_interval_equals_scipy_t_interval(values: list[float]) -> None:
+    """Mean and standard error as scipy's (rounding only); the t factor within t_quantile's accuracy, exact for
+    two and three values."""
+    mean, low, high = mean_interval(values) or (math.nan, math.nan, math.nan)
+    assert mean == pytest.approx(float(np.mean(values)), rel=REL, abs=1e-9)
+    standard_error = float(scipy.stats.sem(values))
+    # mean +- half, rounded: the half-width comes back to within a few units in the last place of the mean.
+    rounding = 1e-9
+    assert high - mean == pytest.approx(t_quantile(len(values) - 1) * standard_error, rel=REL, abs=rounding)
+    assert mean - low == pytest.approx(high - mean, rel=REL, abs=rounding)
+    if standard_error == 0.0:
+        return
+    expected_low, expected_high = scipy.stats.t.interval(0.95, len(values) - 1, loc=mean, scale=standard_error)
+    rel = REL if len(values) <= 3 else T_QUANTILE_REL
+    assert high - mean == pytest.approx(float(expected_high) - mean, rel=rel, abs=rounding)
+    assert mean - low == pytest.approx(mean - float(expected_low), rel=rel, abs=rounding)
+
+
+# Purity ---------------------------------------------------------------------------------------------------------
+
+
+def test_stats_imports_only_the_standard_library_and_numpy() -> None:
+    """Numbers in, numbers out: nothing of learnd, no IO, clock, logging or asyncio."""
+    tree = ast.parse(Path(stats.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    allowed = {"__future__", "math", "statistics", "collections.abc", "dataclasses", "typing", "numpy", "numpy.typing"}
+    assert imported <= allowed
+
+
+def test_scipy_stays_a_test_dependency() -> None:
+    """Importing the statistics and the modules built on them never loads scipy."""
+    probe = (
+        "import sys, learnd.learning.stats, learnd.jobs.reports, learnd.learning.evaluate, learnd.learning.signals; "
+        "sys.exit('scipy' in sys.modules)"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stderr
