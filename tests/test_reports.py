@@ -274,6 +274,12 @@ def test_attribution_conserves_the_weighted_pnl(pnl: float, components: dict[str
         assert shares == ()
 
 
+def test_a_subnormal_contribution_still_carries_the_whole_pnl() -> None:
+    """Found by hypothesis: 5e-324 times a P&L underflowed to 0 before the division, and the P&L vanished."""
+    shares = attribute_pnl(make_trade("close_x", 1.0, {"options_flow": 5e-324}, weight=0.25))
+    assert shares == (("options_flow", 0.25),)
+
+
 def session_of(event_us: int) -> int:
     return (event_us - BASE_US) // SESSION_US
 

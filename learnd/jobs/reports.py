@@ -6,6 +6,7 @@ Pure: records, changes and numbers in, JSON-able dicts and text out; no IO, no c
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -86,7 +87,16 @@ def attribute_pnl(trade: TradeOutcome) -> tuple[tuple[str, float], ...]:
     if total <= 0.0:
         return ()
     weighted = trade.pnl_pct * trade.weight
-    return tuple(sorted((name, weighted * size / total) for name, size in present))
+    return tuple(sorted((name, _share(weighted, size, total)) for name, size in present))
+
+
+def _share(weighted: float, size: float, total: float) -> float:
+    """weighted * size / total; a product too small for a normal float (a subnormal contribution) would lose
+    all precision before the division, so it is taken as weighted * (size / total) instead."""
+    product = weighted * size
+    if abs(product) >= sys.float_info.min or weighted == 0.0:
+        return product / total
+    return weighted * (size / total)
 
 
 def stale_multiplier_decay(
