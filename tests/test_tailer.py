@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.sources.tailer import Checkpoint, Line, SourceTailer, rotated_siblings
+from learnd.sources.framing import Line
+from learnd.sources.tailer import Checkpoint, SourceTailer, rotated_siblings
 
 
 class FakeClock:

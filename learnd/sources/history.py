@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import IO, Final
 
 from learnd.errors import LearndError
-from learnd.sources.framing import line_hash
-from learnd.sources.tailer import FINGERPRINT_MAX_BYTES, Line, fingerprint, rotated_siblings
+from learnd.sources.framing import Line, LineFraming
+from learnd.sources.tailer import FINGERPRINT_MAX_BYTES, fingerprint, rotated_siblings
 
 _READ_CHUNK: Final = 1 << 20
 # What a gzip file still being written (or damaged) raises part-way through.
@@ -164,7 +165,7 @@ class HistoryError(LearndError):
 
 
 class LineReader:
-    """Complete lines of a file from a content offset, the way the tailer frames them (over-long lines keep a head).
+    """Complete lines of a file from a content offset, framed as the tailer frames them (LineFraming).
 
     `offset` is the content offset after the last line handed out (already when it is handed out): where the
     next read resumes.
@@ -179,24 +180,26 @@ class LineReader:
         start: int,
         max_line_bytes: int,
         keep_bytes: int,
+        chunk_bytes: int = _READ_CHUNK,
     ) -> None:
         self._handle = handle
-        self._source = source
+        self._framing = LineFraming(source, max_line_bytes, keep_bytes)
         self._file_key = file_key
-        self._max_line = max_line_bytes
-        self._keep = keep_bytes
+        self._chunk = chunk_bytes
         self.offset = start
         self.error = ""
         handle.seek(start)
 
     def lines(self, *, final: bool) -> Iterator[Line]:
         """Every complete line to the end; with `final`, a last unterminated fragment too (it can never end now)."""
-        buffer = b""
+        framing = self._framing
+        file_key = self._file_key
+        buffer = b""  # content from self.offset on, not yet framed
         overlong_head: bytes | None = None  # head of a line already known to exceed max_line_bytes
         overlong_length = 0
         while True:
             try:
-                chunk = self._handle.read(_READ_CHUNK)
+                chunk = self._handle.read(self._chunk)
             except _UNREADABLE as problem:
                 # Lines before the damage are handed out; the rest waits (a gzip file being written is finished later).
                 self.error = f"unreadable after content offset {self.offset + len(buffer)}: {problem}"
@@ -209,44 +212,31 @@ class LineReader:
                     overlong_length += len(chunk)
                     continue
                 overlong_length += newline
-                line = self._overlong(overlong_head, overlong_length)
+                line = framing.overlong(file_key, self.offset, overlong_head, overlong_length)
                 self.offset += overlong_length + 1
                 overlong_head = None
                 yield line
                 chunk = chunk[newline + 1 :]
             buffer += chunk
-            cursor = 0
-            while (newline := buffer.find(b"\n", cursor)) >= 0:
-                length = newline - cursor
-                if length > self._max_line:
-                    line = self._overlong(buffer[cursor : cursor + self._keep], length)
-                else:
-                    raw = buffer[cursor:newline]
-                    line = Line(self._source, self._file_key, self.offset, raw, line_hash(raw))
-                self.offset += length + 1
-                cursor = newline + 1
+            found: list[Line] = []
+            cursor = framing.split(buffer, 0, found, chunk_offset=self.offset, file_key=file_key, budget=sys.maxsize)
+            for line in found:
+                # Each ends at its newline; `raw` holds only the head of an over-long one.
+                self.offset = line.offset + (line.too_long or len(line.raw)) + 1
                 yield line
             buffer = buffer[cursor:]
-            if len(buffer) > self._max_line:
-                overlong_head, overlong_length, buffer = buffer[: self._keep], len(buffer), b""
+            if len(buffer) > framing.max_line_bytes:
+                overlong_head, overlong_length, buffer = buffer[: framing.keep_bytes], len(buffer), b""
         if not final:
             return
         if overlong_head is not None:
-            line = self._overlong(overlong_head, overlong_length)
+            line = framing.overlong(file_key, self.offset, overlong_head, overlong_length, unterminated=True)
             self.offset += overlong_length
-            yield Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, unterminated=True)
+            yield line
         elif buffer:
-            line = Line(
-                self._source, self._file_key, self.offset, buffer[: self._keep], line_hash(buffer), unterminated=True
-            )
+            line = framing.fragment(file_key, self.offset, buffer)
             self.offset += len(buffer)
             yield line
-
-    def _overlong(self, head: bytes, length: int) -> Line:
-        # Same framing and hash as the tailer's, so a line is the same Line whichever of the two read it.
-        head = head[: min(self._keep, length)]
-        hashed = line_hash(head + length.to_bytes(8, "big"))
-        return Line(self._source, self._file_key, self.offset, head, hashed, too_long=length)
 
 
 @dataclass(frozen=True, slots=True)

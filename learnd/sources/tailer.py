@@ -18,8 +18,7 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import IO, BinaryIO, Final, cast
 
-from learnd.sources.framing import line_hash, rewrite_alignments
-from learnd.values import value_class
+from learnd.sources.framing import Line, LineFraming, rewrite_alignments
 
 FINGERPRINT_MAX_BYTES: Final = 4096
 _READ_CHUNK: Final = 1 << 20
@@ -38,20 +37,6 @@ class Checkpoint:
     offset: int
     size: int = field(compare=False)  # informative only: a growing partial line is no reason to commit
     window_seq: int = 0
-
-
-@value_class
-class Line:
-    """One complete line read from a source (without its newline), where it came from, and how it ended."""
-
-    source: str
-    file_key: str
-    offset: int
-    raw: bytes
-    hash: int
-    too_long: int = 0  # the line's full length when over max_line_bytes; `raw` then holds only its head
-    duplicate: bool = False  # already read before an in-place rewrite put it back in the file
-    unterminated: bool = False  # the last bytes of a rotated or deleted file that never got their newline
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +106,7 @@ class SourceTailer:
         self._committed = checkpoint
         self._window: deque[int] = deque(window, maxlen=window_lines)
         self._window_seq = checkpoint.window_seq if checkpoint else 0
-        self._max_line = max_line_bytes
-        self._keep = keep_bytes
+        self._framing = LineFraming(name, max_line_bytes, keep_bytes)
         self._grace = rotation_grace_s
         self._start_at_end = start_at_end
         self._clock = clock
@@ -554,20 +538,22 @@ class SourceTailer:
         limit = len(window) // 2
         if not limit:
             return
-        hashes: list[int] = []
+        read: list[Line] = []
         fd = opened.handle.fileno()
         position = 0
         while position < opened.offset:
             block = os.pread(fd, min(_READ_CHUNK, opened.offset - position), position)
-            cursor = 0
-            while (newline := block.find(b"\n", cursor)) >= 0:
-                if newline - cursor > self._max_line or len(hashes) == limit:
-                    return
-                hashes.append(line_hash(block[cursor:newline]))
-                cursor = newline + 1
+            cursor = self._framing.split(
+                block, 0, read, chunk_offset=position, file_key=opened.key, budget=limit + 1 - len(read)
+            )
+            if len(read) > limit:
+                return
             if cursor == 0:
                 return  # a line longer than a read: an over-long line, never part of a kept tail we could align
             position += cursor
+        if any(line.too_long for line in read):
+            return  # an over-long line is never part of a kept tail we could align
+        hashes = [line.hash for line in read]
         count = len(hashes)
         if window[-count:] != hashes:
             return
@@ -597,7 +583,8 @@ class SourceTailer:
             return changed
         fd = opened.handle.fileno()
         first_new = len(lines)
-        window_chunk = max(_READ_CHUNK, self._max_line + 1)
+        framing = self._framing
+        window_chunk = max(_READ_CHUNK, framing.max_line_bytes + 1)
         while budget > 0 and opened.offset < size:
             if opened.overlong_from >= 0:
                 if self._finish_overlong(opened, lines, size):
@@ -606,9 +593,8 @@ class SourceTailer:
                 if final:
                     # A rotated or deleted file ending inside an over-long line: hand it out, or its drain never ends.
                     length = size - opened.overlong_from
-                    head = os.pread(fd, min(self._keep, length), opened.overlong_from)
-                    overlong = self._overlong_line(opened, opened.overlong_from, head, length)
-                    lines.append(_as_unterminated(overlong))
+                    head = os.pread(fd, min(framing.keep_bytes, length), opened.overlong_from)
+                    lines.append(framing.overlong(opened.key, opened.overlong_from, head, length, unterminated=True))
                     opened.offset = size
                     opened.overlong_from = -1
                 break
@@ -624,50 +610,29 @@ class SourceTailer:
                 changed = True
                 break
             cursor = 0
-            file_key = opened.key  # changes only when the first line establishes the fingerprint (below)
             while budget > 0:
-                newline = chunk.find(b"\n", cursor)
-                if newline < 0:
+                count = len(lines)
+                # A file without its fingerprint yet gets it from its first line, which is framed alone: the lines
+                # after it carry the fingerprint as their file key.
+                cursor = framing.split(
+                    chunk, cursor, lines, chunk_offset=start, file_key=opened.key, budget=budget if opened.fp_len else 1
+                )
+                if len(lines) == count:
                     break
-                if newline - cursor > self._max_line:
-                    lines.append(
-                        self._overlong_line(
-                            opened,
-                            start + cursor,
-                            chunk[cursor : cursor + min(self._keep, newline - cursor)],
-                            newline - cursor,
-                        )
-                    )
-                else:
-                    raw = chunk[cursor:newline]
-                    lines.append(Line(self.name, file_key, start + cursor, raw, line_hash(raw)))
-                cursor = newline + 1
-                budget -= 1
+                budget -= len(lines) - count
                 opened.offset = start + cursor
-                if opened.fp_len == 0:
-                    self._establish_fingerprint(opened)
-                    file_key = opened.key
+                self._establish_fingerprint(opened)
             if budget <= 0:
                 break
             tail = len(chunk) - cursor
             if cursor == 0 or tail > 0:
-                if tail > self._max_line:
+                if tail > framing.max_line_bytes:
                     opened.overlong_from = start + cursor
                     opened.overlong_scanned = start + len(chunk)
                     continue
                 if start + len(chunk) >= size:
                     if final and tail > 0:
-                        raw = chunk[cursor:]
-                        lines.append(
-                            Line(
-                                self.name,
-                                opened.key,
-                                start + cursor,
-                                raw[: self._keep],
-                                line_hash(raw),
-                                unterminated=True,
-                            )
-                        )
+                        lines.append(framing.fragment(opened.key, start + cursor, chunk[cursor:]))
                         opened.offset = size
                     break
         self._after_read(opened, lines, first_new)
@@ -685,8 +650,8 @@ class SourceTailer:
                 end = opened.overlong_scanned + newline
                 length = end - opened.overlong_from
                 # The head never reaches past the line's own end, whatever quarantine_keep_bytes says.
-                head = os.pread(fd, min(self._keep, length), opened.overlong_from)
-                lines.append(self._overlong_line(opened, opened.overlong_from, head, length))
+                head = os.pread(fd, min(self._framing.keep_bytes, length), opened.overlong_from)
+                lines.append(self._framing.overlong(opened.key, opened.overlong_from, head, length))
                 opened.offset = end + 1
                 opened.overlong_from = -1
                 if opened.fp_len == 0:
@@ -694,9 +659,6 @@ class SourceTailer:
                 return True
             opened.overlong_scanned += len(block)
         return False
-
-    def _overlong_line(self, opened: _OpenFile, offset: int, head: bytes, length: int) -> Line:
-        return Line(self.name, opened.key, offset, head, line_hash(head + length.to_bytes(8, "big")), too_long=length)
 
     def _after_read(self, opened: _OpenFile, lines: list[Line], first_new: int) -> None:
         """Mark lines a rewrite put back as duplicates, then remember the new lines' hashes."""
@@ -764,10 +726,6 @@ def _starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
             return blake2b(handle.read(fp_len), digest_size=16).digest() == fp_hash
     except FileNotFoundError:
         return False
-
-
-def _as_unterminated(line: Line) -> Line:
-    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, line.duplicate, True)
 
 
 def _as_duplicate(line: Line) -> Line:
