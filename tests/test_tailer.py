@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnd.sources.framing import Line
-from learnd.sources.tailer import Checkpoint, SourceTailer, rotated_siblings
+from learnd.sources.tailer import Checkpoint, SourceTailer
 
 
 class FakeClock:
@@ -537,14 +537,6 @@ def test_overlong_line_is_reported_once_with_its_full_length(home: Path, new_tai
     assert [line.too_long for line in out] == [350, 0]
     assert out[0].raw == b"x" * 350
     assert raws(out[1:]) == names(2, 2)
-
-
-def test_rotated_siblings_orders_oldest_first(home: Path, new_tailer: TailerFactory) -> None:
-    """Dated copies precede numbered ones; higher numbers are older."""
-    path = home / "logs" / "orders.jsonl"
-    for suffix in (".1", ".2.gz", ".3", "-20260301", ".bak", "x"):
-        path.with_name("orders.jsonl" + suffix).write_bytes(b"")
-    assert [p.name[len("orders.jsonl") :] for p in rotated_siblings(path)] == ["-20260301", ".3", ".2.gz", ".1"]
 
 
 def test_overlong_unterminated_last_line_of_rotated_file_does_not_block(home: Path, new_tailer: TailerFactory) -> None:

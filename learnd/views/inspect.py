@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from learnd.config import Settings
@@ -22,7 +21,7 @@ from learnd.learning.trades import NAME, TradeLearner
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.parse import Record, TradeEntry, TradeOutcome, parse_record
 from learnd.service.engine import execution_params, load_calendar, signal_params
-from learnd.sources.tailer import open_rotated, rotated_siblings
+from learnd.sources.files import complete_lines
 from learnd.store.database import Store
 from learnd.store.ledger import record_of
 
@@ -84,7 +83,7 @@ def attribution_outcomes(settings: Settings) -> list[TradeOutcome]:
     for source in settings.sources:
         if source.kind != "attribution":
             continue
-        for raw in _lines(source.path):
+        for raw in complete_lines(source.path):
             decoded = decode_line(raw)
             if isinstance(decoded, BadLine):
                 continue
@@ -141,15 +140,3 @@ def run_evaluation(settings: Settings, *, bootstrap_samples: int, seed: int) -> 
         bootstrap_samples=bootstrap_samples,
         seed=seed,
     )
-
-
-def _lines(path: Path) -> Iterator[bytes]:
-    for candidate in [*rotated_siblings(path), path]:
-        try:
-            handle = open_rotated(candidate)
-        except FileNotFoundError:
-            continue
-        with handle:
-            for line in handle:
-                if line.endswith(b"\n"):
-                    yield line[:-1]

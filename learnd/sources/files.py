@@ -1,12 +1,13 @@
-"""History: a source's rotated copies (plain or gzip) known by the fingerprint of their first line, read as Lines.
-
-Backfill reads them through the ingest pipeline and the audit counts their lines; the live file stays the tailer's.
+"""The file layer under the sources: a file's content (plain or gzip), its identity (first-line fingerprint), its
+rotated siblings, and whole-file reads framed as the tailer frames the live file. The tailer follows the live file
+with it; backfill, audit and evaluate read current files and rotated copies through it.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -17,34 +18,105 @@ from typing import IO, Final
 
 from learnd.errors import LearndError
 from learnd.sources.framing import Line, LineFraming
-from learnd.sources.tailer import FINGERPRINT_MAX_BYTES, fingerprint, rotated_siblings
 
-_READ_CHUNK: Final = 1 << 20
+FINGERPRINT_MAX_BYTES: Final = 4096
+READ_CHUNK_BYTES: Final = 1 << 20
 # What a gzip file still being written (or damaged) raises part-way through.
 _UNREADABLE: Final = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
+# Identity ------------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What a file is, whatever its name: the tailer's first-line fingerprint (hash, length in bytes)."""
+    """What a file is, whatever its name: the hash of its first line (or first 4 KiB) and that length in bytes."""
 
     fp_hash: bytes
     fp_len: int
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryFile:
-    """One file of a source as found on disk: a rotated copy or the current file."""
+def identity_hash(data: bytes) -> bytes:
+    """The 16-byte hash a file's first bytes are known by."""
+    return blake2b(data, digest_size=16).digest()
 
-    path: Path
-    identity: Identity | None  # None: empty, or a current file whose first line is not complete yet
-    is_current: bool
-    is_compressed: bool
-    disk_bytes: int
-    dev: int
-    ino: int
-    mtime_ns: int
-    error: str = ""  # why its content cannot be read (a damaged or half-written gzip file)
+
+def fingerprint(data: bytes) -> Identity | None:
+    """Fingerprint of a file from its first bytes: the first line (or its first 4 KiB); None until it is complete."""
+    newline = data.find(b"\n", 0, FINGERPRINT_MAX_BYTES)
+    if newline >= 0:
+        length = newline + 1
+    elif len(data) >= FINGERPRINT_MAX_BYTES:
+        length = FINGERPRINT_MAX_BYTES
+    else:
+        return None
+    return Identity(identity_hash(data[:length]), length)
+
+
+def identify(first_bytes: bytes) -> Identity | None:
+    """The identity of content starting with `first_bytes` (at least FINGERPRINT_MAX_BYTES of it, or all of it).
+
+    Same as the fingerprint; a file that is one short unterminated fragment (no fingerprint yet) is known by the
+    hash of all of it, so a finished rotated fragment is read once.
+    """
+    found = fingerprint(first_bytes)
+    if found is not None or not first_bytes:
+        return found
+    return Identity(identity_hash(first_bytes), len(first_bytes))
+
+
+def starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
+    """Whether the plain file at `path` has the fingerprint (fp_hash, fp_len); False when it is gone."""
+    if not fp_len:
+        return False
+    try:
+        with open(path, "rb") as handle:
+            return identity_hash(handle.read(fp_len)) == fp_hash
+    except FileNotFoundError:
+        return False
+
+
+# Rotated siblings ----------------------------------------------------------------------------------------------
+
+_NUMBERED = re.compile(r"^\.(\d+)(\.gz)?$")
+_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2}(?:[-_T]?\d{2,6})?)(\.gz)?$")
+
+
+def is_compressed(path: Path) -> bool:
+    return path.suffix == ".gz"
+
+
+def rotated_siblings(path: Path) -> list[Path]:
+    """Rotated copies of `path` beside it (`name.1`, `name.2.gz`, `name-20260301`, `name.2026-03-01.gz`), oldest first.
+
+    Numbered copies count down in age (`.3` is older than `.1`); dated copies count up. Dated copies precede
+    numbered ones when both exist, since logrotate's numbered scheme keeps the freshest copies.
+    """
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    numbered: list[tuple[int, Path]] = []
+    dated: list[tuple[str, Path]] = []
+    for name in names:
+        if not name.startswith(path.name) or name == path.name:
+            continue
+        suffix = name[len(path.name) :]
+        match = _NUMBERED.match(suffix)
+        if match:
+            numbered.append((int(match.group(1)), path.parent / name))
+            continue
+        match = _DATED.match(suffix)
+        if match:
+            dated.append((match.group(1).replace("-", ""), path.parent / name))
+    return [p for _, p in sorted(dated)] + [p for _, p in sorted(numbered, reverse=True)]
+
+
+# Content -------------------------------------------------------------------------------------------------------
+
+
+class HistoryError(LearndError):
+    """A rotated file whose content cannot be read to its end (a damaged or half-written gzip file)."""
 
 
 class DecompressedFile:
@@ -105,22 +177,22 @@ class DecompressedFile:
         return self._raw.tell()
 
 
-def is_compressed(path: Path) -> bool:
-    return path.suffix == ".gz"
+# A source's files ----------------------------------------------------------------------------------------------
 
 
-def identify(first_bytes: bytes) -> Identity | None:
-    """The identity of content starting with `first_bytes` (at least FINGERPRINT_MAX_BYTES of it, or all of it).
+@dataclass(frozen=True, slots=True)
+class HistoryFile:
+    """One file of a source as found on disk: a rotated copy or the current file."""
 
-    Same as the tailer's fingerprint; a file that is one short unterminated fragment (no fingerprint yet) is
-    known by the hash of all of it, so a finished rotated fragment is read once.
-    """
-    found = fingerprint(first_bytes)
-    if found is not None:
-        return Identity(*found)
-    if not first_bytes:
-        return None
-    return Identity(blake2b(first_bytes, digest_size=16).digest(), len(first_bytes))
+    path: Path
+    identity: Identity | None  # None: empty, or a current file whose first line is not complete yet
+    is_current: bool
+    is_compressed: bool
+    disk_bytes: int
+    dev: int
+    ino: int
+    mtime_ns: int
+    error: str = ""  # why its content cannot be read (a damaged or half-written gzip file)
 
 
 def source_files(path: Path) -> list[HistoryFile]:
@@ -138,16 +210,11 @@ def source_files(path: Path) -> list[HistoryFile]:
                     head, error = b"", f"unreadable: {problem}"
         except FileNotFoundError:
             continue
-        if is_current:
-            # The current file is the tailer's: known only once its first line is complete, as the tailer knows it.
-            current = fingerprint(head)
-            identity = Identity(*current) if current is not None else None
-        else:
-            identity = identify(head)
         found.append(
             HistoryFile(
                 path=candidate,
-                identity=identity,
+                # The current file is the tailer's: known only once its first line is complete, as the tailer knows it.
+                identity=fingerprint(head) if is_current else identify(head),
                 is_current=is_current,
                 is_compressed=is_compressed(candidate),
                 disk_bytes=stat.st_size,
@@ -158,10 +225,6 @@ def source_files(path: Path) -> list[HistoryFile]:
             )
         )
     return found
-
-
-class HistoryError(LearndError):
-    """A rotated file whose content cannot be read to its end (a damaged or half-written gzip file)."""
 
 
 class LineReader:
@@ -180,7 +243,7 @@ class LineReader:
         start: int,
         max_line_bytes: int,
         keep_bytes: int,
-        chunk_bytes: int = _READ_CHUNK,
+        chunk_bytes: int = READ_CHUNK_BYTES,
     ) -> None:
         self._handle = handle
         self._framing = LineFraming(source, max_line_bytes, keep_bytes)
@@ -239,6 +302,28 @@ class LineReader:
             yield line
 
 
+def complete_lines(path: Path) -> Iterator[bytes]:
+    """Every newline-terminated line, whole and without its newline, of `path`'s rotated copies (oldest first) and
+    of `path`; a last fragment is left out. Content that cannot be read raises HistoryError."""
+    for found in source_files(path):
+        if found.error:
+            raise HistoryError(f"{found.path}: {found.error}")
+        try:
+            handle = DecompressedFile(found.path)
+        except FileNotFoundError:
+            continue
+        with handle:
+            # No line is over-long here: a reader of whole lines gets every line whole, however long.
+            reader = LineReader(handle, source="", file_key="", start=0, max_line_bytes=sys.maxsize, keep_bytes=0)
+            for line in reader.lines(final=False):
+                yield line.raw
+            if reader.error:
+                raise HistoryError(f"{found.path}: {reader.error}")
+
+
+# Counting ------------------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class LineCensus:
     """Lines of one file's content counted around an offset (newline-terminated lines, plus the last fragment)."""
@@ -258,7 +343,7 @@ def census(path: Path, offset: int) -> LineCensus:
     with DecompressedFile(path) as handle:
         while True:
             try:
-                chunk = handle.read(_READ_CHUNK)
+                chunk = handle.read(READ_CHUNK_BYTES)
             except _UNREADABLE as problem:
                 raise HistoryError(f"{path}: unreadable after content offset {position}: {problem}") from None
             if not chunk:
