@@ -271,10 +271,12 @@ class LineReader:
                 break
             if overlong_head is not None:
                 newline = chunk.find(b"\n")
+                end = newline if newline >= 0 else len(chunk)
+                # With keep_bytes over max_line_bytes the head is still short: the line's next bytes complete it.
+                overlong_head += chunk[: min(end, framing.keep_bytes - len(overlong_head))]
+                overlong_length += end
                 if newline < 0:
-                    overlong_length += len(chunk)
                     continue
-                overlong_length += newline
                 line = framing.overlong(file_key, self.offset, overlong_head, overlong_length)
                 self.offset += overlong_length + 1
                 overlong_head = None
