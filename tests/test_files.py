@@ -236,6 +236,15 @@ def test_an_over_long_line_keeps_its_whole_head_when_keep_bytes_exceeds_max_line
     ]
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 100, 1 << 20])
+def test_many_lines_come_out_in_order_with_their_offsets(tmp_path: Path, chunk_bytes: int) -> None:
+    """Every line of a file of many lines, in order, whatever the read size (read_whole checks each offset)."""
+    path = tmp_path / "orders.jsonl"
+    path.write_bytes(b"".join(b"line-%d\n" % index for index in range(1000)))
+    lines = read_whole(path, max_line_bytes=100, keep_bytes=100, chunk_bytes=chunk_bytes)
+    assert [line.raw for line in lines] == [b"line-%d" % index for index in range(1000)]
+
+
 def test_a_read_resumes_at_a_content_offset(tmp_path: Path) -> None:
     """Reading from the offset after a line gives the lines after it, with their offsets in the whole file."""
     path = tmp_path / "orders.jsonl.1.gz"

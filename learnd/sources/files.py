@@ -21,6 +21,9 @@ from learnd.sources.framing import Line, LineFraming
 
 FINGERPRINT_MAX_BYTES: Final = 4096
 READ_CHUNK_BYTES: Final = 1 << 20
+# Lines framed at a time by a whole-file read: handed on while still in the CPU cache (a megabyte's worth of
+# Lines at once made reading about a tenth slower).
+_LINES_PER_SPLIT: Final = 64
 # What a gzip file still being written (or damaged) raises part-way through.
 _UNREADABLE: Final = (EOFError, gzip.BadGzipFile, zlib.error)
 
@@ -283,12 +286,19 @@ class LineReader:
                 yield line
                 chunk = chunk[newline + 1 :]
             buffer += chunk
-            found: list[Line] = []
-            cursor = framing.split(buffer, 0, found, chunk_offset=self.offset, file_key=file_key, budget=sys.maxsize)
-            for line in found:
-                # Each ends at its newline; `raw` holds only the head of an over-long one.
-                self.offset = line.offset + (line.too_long or len(line.raw)) + 1
-                yield line
+            buffer_offset = self.offset
+            cursor = 0
+            while True:
+                found: list[Line] = []
+                cursor = framing.split(
+                    buffer, cursor, found, chunk_offset=buffer_offset, file_key=file_key, budget=_LINES_PER_SPLIT
+                )
+                if not found:
+                    break
+                for line in found:
+                    # Each ends at its newline; `raw` holds only the head of an over-long one.
+                    self.offset = line.offset + (line.too_long or len(line.raw)) + 1
+                    yield line
             buffer = buffer[cursor:]
             if len(buffer) > framing.max_line_bytes:
                 overlong_head, overlong_length, buffer = buffer[: framing.keep_bytes], len(buffer), b""
