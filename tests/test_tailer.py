@@ -37,6 +37,7 @@ def make_tailer(
     start_at_end: bool = False,
     clock: FakeClock | None = None,
     max_line_bytes: int = 1 << 20,
+    keep_bytes: int = 4096,
 ) -> SourceTailer:
     return SourceTailer(
         "orders",
@@ -45,7 +46,7 @@ def make_tailer(
         window=window,
         window_lines=1000,
         max_line_bytes=max_line_bytes,
-        keep_bytes=4096,
+        keep_bytes=keep_bytes,
         rotation_grace_s=GRACE_S,
         start_at_end=start_at_end,
         clock=clock or FakeClock(),
