@@ -15,7 +15,7 @@ from learnd.config import Settings
 from learnd.devtools.simulate import simulate
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
-from learnd.sources.history import is_compressed
+from learnd.sources.files import is_compressed
 from learnd.views.audit import collect_audit, render_audit
 from tests.conftest import settings_for
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.sources.tailer import Checkpoint, Line, SourceTailer, rotated_siblings
+from learnd.sources.framing import Line
+from learnd.sources.tailer import Checkpoint, SourceTailer
 
 
 class FakeClock:
@@ -36,6 +37,7 @@ def make_tailer(
     start_at_end: bool = False,
     clock: FakeClock | None = None,
     max_line_bytes: int = 1 << 20,
+    keep_bytes: int = 4096,
 ) -> SourceTailer:
     return SourceTailer(
         "orders",
@@ -44,7 +46,7 @@ def make_tailer(
         window=window,
         window_lines=1000,
         max_line_bytes=max_line_bytes,
-        keep_bytes=4096,
+        keep_bytes=keep_bytes,
         rotation_grace_s=GRACE_S,
         start_at_end=start_at_end,
         clock=clock or FakeClock(),
@@ -536,14 +538,6 @@ def test_overlong_line_is_reported_once_with_its_full_length(home: Path, new_tai
     assert [line.too_long for line in out] == [350, 0]
     assert out[0].raw == b"x" * 350
     assert raws(out[1:]) == names(2, 2)
-
-
-def test_rotated_siblings_orders_oldest_first(home: Path, new_tailer: TailerFactory) -> None:
-    """Dated copies precede numbered ones; higher numbers are older."""
-    path = home / "logs" / "orders.jsonl"
-    for suffix in (".1", ".2.gz", ".3", "-20260301", ".bak", "x"):
-        path.with_name("orders.jsonl" + suffix).write_bytes(b"")
-    assert [p.name[len("orders.jsonl") :] for p in rotated_siblings(path)] == ["-20260301", ".3", ".2.gz", ".1"]
 
 
 def test_overlong_unterminated_last_line_of_rotated_file_does_not_block(home: Path, new_tailer: TailerFactory) -> None:

@@ -22,7 +22,8 @@ from typing import BinaryIO
 
 import orjson
 
-from learnd.sources.tailer import FINGERPRINT_MAX_BYTES, Checkpoint, fingerprint
+from learnd.sources.files import FINGERPRINT_MAX_BYTES, Identity, fingerprint
+from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store
 from tests.test_daemon import SOURCES, daemon_env, settings_for
 
@@ -296,7 +297,7 @@ def has_read_through(home: Path, source: str, boundary: int) -> bool:
     found = fingerprint(head)
     if boundary == 0:
         return True
-    return found is not None and found == (checkpoint.fp_hash, checkpoint.fp_len) and checkpoint.offset >= boundary
+    return found == Identity(checkpoint.fp_hash, checkpoint.fp_len) and checkpoint.offset >= boundary
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:

@@ -18,8 +18,9 @@ from tqdm import tqdm
 from learnd.config import Settings, SourceSettings
 from learnd.service.engine import Engine, LearnerFactory
 from learnd.service.scheduler import replay_history
-from learnd.sources.history import DecompressedFile, HistoryFile, LineReader, source_files
-from learnd.sources.tailer import Checkpoint, Line
+from learnd.sources.files import DecompressedFile, HistoryFile, LineReader, source_files
+from learnd.sources.framing import Line
+from learnd.sources.tailer import Checkpoint
 
 log = structlog.get_logger("learnd.backfill")
 

@@ -28,7 +28,8 @@ from learnd.records.parse import (
     TradeOutcome,
     parse_record,
 )
-from learnd.sources.tailer import Checkpoint, Line, SourceTailer, TailEvent
+from learnd.sources.framing import Line
+from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
 from learnd.store.database import Batch, JobRun, LedgerRow, Store
 from learnd.store.ledger import record_of
 

@@ -7,22 +7,25 @@ copytruncate, truncation, the bot supervisor's in-place rewrite, deletion and re
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from pathlib import Path
-from typing import IO, BinaryIO, Final, cast
+from typing import BinaryIO, Final
 
-from learnd.sources.framing import line_hash, rewrite_alignments
-from learnd.values import value_class
+from learnd.sources.files import (
+    FINGERPRINT_MAX_BYTES,
+    READ_CHUNK_BYTES,
+    fingerprint,
+    identity_hash,
+    is_compressed,
+    rotated_siblings,
+    starts_with,
+)
+from learnd.sources.framing import Line, LineFraming, rewrite_alignments
 
-FINGERPRINT_MAX_BYTES: Final = 4096
-_READ_CHUNK: Final = 1 << 20
 _FINISHED_KEPT: Final = 64
 
 
@@ -38,20 +41,6 @@ class Checkpoint:
     offset: int
     size: int = field(compare=False)  # informative only: a growing partial line is no reason to commit
     window_seq: int = 0
-
-
-@value_class
-class Line:
-    """One complete line read from a source (without its newline), where it came from, and how it ended."""
-
-    source: str
-    file_key: str
-    offset: int
-    raw: bytes
-    hash: int
-    too_long: int = 0  # the line's full length when over max_line_bytes; `raw` then holds only its head
-    duplicate: bool = False  # already read before an in-place rewrite put it back in the file
-    unterminated: bool = False  # the last bytes of a rotated or deleted file that never got their newline
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,18 +75,6 @@ class TailerStatus:
     size: int = 0
 
 
-def fingerprint(data: bytes) -> tuple[bytes, int] | None:
-    """Fingerprint of a file from its first bytes: the first line (or its first 4 KiB); None until it is complete."""
-    newline = data.find(b"\n", 0, FINGERPRINT_MAX_BYTES)
-    if newline >= 0:
-        length = newline + 1
-    elif len(data) >= FINGERPRINT_MAX_BYTES:
-        length = FINGERPRINT_MAX_BYTES
-    else:
-        return None
-    return blake2b(data[:length], digest_size=16).digest(), length
-
-
 class SourceTailer:
     """Follows one configured path. `poll()` returns the next complete lines and advances an in-memory position;
     `checkpoint()` says where that position is, for the store to commit together with what the lines changed."""
@@ -121,8 +98,7 @@ class SourceTailer:
         self._committed = checkpoint
         self._window: deque[int] = deque(window, maxlen=window_lines)
         self._window_seq = checkpoint.window_seq if checkpoint else 0
-        self._max_line = max_line_bytes
-        self._keep = keep_bytes
+        self._framing = LineFraming(name, max_line_bytes, keep_bytes)
         self._grace = rotation_grace_s
         self._start_at_end = start_at_end
         self._clock = clock
@@ -285,14 +261,14 @@ class SourceTailer:
     def _recover_previous(self, committed: Checkpoint) -> None:
         """After a restart that finds another file at the path, finish the file we were reading if it is nearby."""
         for sibling in rotated_siblings(self.path):
-            if sibling.suffix == ".gz":
+            if is_compressed(sibling):
                 continue
             try:
                 sibling_stat = os.stat(sibling)
             except FileNotFoundError:
                 continue
             same_inode = (sibling_stat.st_dev, sibling_stat.st_ino) == (committed.dev, committed.ino)
-            if same_inode or _starts_with(sibling, committed.fp_hash, committed.fp_len):
+            if same_inode or starts_with(sibling, committed.fp_hash, committed.fp_len):
                 try:
                     self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
                 except FileNotFoundError:
@@ -322,7 +298,7 @@ class SourceTailer:
         """
         stats: list[tuple[Path, os.stat_result]] = []
         for sibling in rotated_siblings(self.path):
-            if sibling.suffix == ".gz":
+            if is_compressed(sibling):
                 continue
             try:
                 stats.append((sibling, os.stat(sibling)))
@@ -361,7 +337,7 @@ class SourceTailer:
             finished = self._finished.get(identity)
             if finished is not None:
                 head = fingerprint(os.pread(handle.fileno(), FINGERPRINT_MAX_BYTES, 0))
-                if head is not None and head[0] == finished:
+                if head is not None and head.fp_hash == finished:
                     handle.close()  # drained to its end already (it came before a copy we drained after it)
                     continue
             self._younger.append(_OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0))
@@ -440,7 +416,7 @@ class SourceTailer:
         rotated.overlong_from = -1
         self._begin_alignment(rotated)  # a rewrite in place keeps lines already read
         for sibling in rotated_siblings(self.path):
-            if sibling.suffix == ".gz":
+            if is_compressed(sibling):
                 continue
             try:
                 sibling_stat = os.stat(sibling)
@@ -448,7 +424,7 @@ class SourceTailer:
                 continue
             if (sibling_stat.st_dev, sibling_stat.st_ino) == (rotated.dev, rotated.ino):
                 continue
-            if sibling_stat.st_size > offset and _starts_with(sibling, fp_hash, fp_len):
+            if sibling_stat.st_size > offset and starts_with(sibling, fp_hash, fp_len):
                 try:
                     self._drain_sibling(sibling, fp_hash, fp_len, offset)
                 except FileNotFoundError:
@@ -470,20 +446,20 @@ class SourceTailer:
     @staticmethod
     def _first_bytes_hash(opened: _OpenFile, length: int) -> bytes:
         data = os.pread(opened.handle.fileno(), length, 0)
-        return blake2b(data, digest_size=16).digest() if len(data) == length else b""
+        return identity_hash(data) if len(data) == length else b""
 
     def _establish_fingerprint(self, opened: _OpenFile) -> None:
         if opened.fp_len:
             return
         found = fingerprint(os.pread(opened.handle.fileno(), FINGERPRINT_MAX_BYTES, 0))
         if found is not None:
-            opened.fp_hash, opened.fp_len = found
+            opened.fp_hash, opened.fp_len = found.fp_hash, found.fp_len
 
     @staticmethod
     def _last_line_end(opened: _OpenFile, size: int) -> int:
         position = size
         while position > 0:
-            start = max(0, position - _READ_CHUNK)
+            start = max(0, position - READ_CHUNK_BYTES)
             block = os.pread(opened.handle.fileno(), position - start, start)
             newline = block.rfind(b"\n")
             if newline >= 0:
@@ -506,7 +482,7 @@ class SourceTailer:
         if not opened.fp_len:
             return
         for sibling in rotated_siblings(self.path):
-            if sibling.suffix != ".gz" and _starts_with(sibling, opened.fp_hash, opened.fp_len):
+            if not is_compressed(sibling) and starts_with(sibling, opened.fp_hash, opened.fp_len):
                 try:
                     if os.stat(sibling).st_size > opened.offset:
                         self._drain_sibling(sibling, opened.fp_hash, opened.fp_len, opened.offset)
@@ -554,20 +530,22 @@ class SourceTailer:
         limit = len(window) // 2
         if not limit:
             return
-        hashes: list[int] = []
+        read: list[Line] = []
         fd = opened.handle.fileno()
         position = 0
         while position < opened.offset:
-            block = os.pread(fd, min(_READ_CHUNK, opened.offset - position), position)
-            cursor = 0
-            while (newline := block.find(b"\n", cursor)) >= 0:
-                if newline - cursor > self._max_line or len(hashes) == limit:
-                    return
-                hashes.append(line_hash(block[cursor:newline]))
-                cursor = newline + 1
+            block = os.pread(fd, min(READ_CHUNK_BYTES, opened.offset - position), position)
+            cursor = self._framing.split(
+                block, 0, read, chunk_offset=position, file_key=opened.key, budget=limit + 1 - len(read)
+            )
+            if len(read) > limit:
+                return
             if cursor == 0:
                 return  # a line longer than a read: an over-long line, never part of a kept tail we could align
             position += cursor
+        if any(line.too_long for line in read):
+            return  # an over-long line is never part of a kept tail we could align
+        hashes = [line.hash for line in read]
         count = len(hashes)
         if window[-count:] != hashes:
             return
@@ -597,7 +575,8 @@ class SourceTailer:
             return changed
         fd = opened.handle.fileno()
         first_new = len(lines)
-        window_chunk = max(_READ_CHUNK, self._max_line + 1)
+        framing = self._framing
+        window_chunk = max(READ_CHUNK_BYTES, framing.max_line_bytes + 1)
         while budget > 0 and opened.offset < size:
             if opened.overlong_from >= 0:
                 if self._finish_overlong(opened, lines, size):
@@ -606,9 +585,8 @@ class SourceTailer:
                 if final:
                     # A rotated or deleted file ending inside an over-long line: hand it out, or its drain never ends.
                     length = size - opened.overlong_from
-                    head = os.pread(fd, min(self._keep, length), opened.overlong_from)
-                    overlong = self._overlong_line(opened, opened.overlong_from, head, length)
-                    lines.append(_as_unterminated(overlong))
+                    head = os.pread(fd, min(framing.keep_bytes, length), opened.overlong_from)
+                    lines.append(framing.overlong(opened.key, opened.overlong_from, head, length, unterminated=True))
                     opened.offset = size
                     opened.overlong_from = -1
                 break
@@ -624,50 +602,29 @@ class SourceTailer:
                 changed = True
                 break
             cursor = 0
-            file_key = opened.key  # changes only when the first line establishes the fingerprint (below)
             while budget > 0:
-                newline = chunk.find(b"\n", cursor)
-                if newline < 0:
+                count = len(lines)
+                # A file without its fingerprint yet gets it from its first line, which is framed alone: the lines
+                # after it carry the fingerprint as their file key.
+                cursor = framing.split(
+                    chunk, cursor, lines, chunk_offset=start, file_key=opened.key, budget=budget if opened.fp_len else 1
+                )
+                if len(lines) == count:
                     break
-                if newline - cursor > self._max_line:
-                    lines.append(
-                        self._overlong_line(
-                            opened,
-                            start + cursor,
-                            chunk[cursor : cursor + min(self._keep, newline - cursor)],
-                            newline - cursor,
-                        )
-                    )
-                else:
-                    raw = chunk[cursor:newline]
-                    lines.append(Line(self.name, file_key, start + cursor, raw, line_hash(raw)))
-                cursor = newline + 1
-                budget -= 1
+                budget -= len(lines) - count
                 opened.offset = start + cursor
-                if opened.fp_len == 0:
-                    self._establish_fingerprint(opened)
-                    file_key = opened.key
+                self._establish_fingerprint(opened)
             if budget <= 0:
                 break
             tail = len(chunk) - cursor
             if cursor == 0 or tail > 0:
-                if tail > self._max_line:
+                if tail > framing.max_line_bytes:
                     opened.overlong_from = start + cursor
                     opened.overlong_scanned = start + len(chunk)
                     continue
                 if start + len(chunk) >= size:
                     if final and tail > 0:
-                        raw = chunk[cursor:]
-                        lines.append(
-                            Line(
-                                self.name,
-                                opened.key,
-                                start + cursor,
-                                raw[: self._keep],
-                                line_hash(raw),
-                                unterminated=True,
-                            )
-                        )
+                        lines.append(framing.fragment(opened.key, start + cursor, chunk[cursor:]))
                         opened.offset = size
                     break
         self._after_read(opened, lines, first_new)
@@ -677,7 +634,7 @@ class SourceTailer:
         """Scan on for the newline ending an over-long line; False while it has not arrived yet."""
         fd = opened.handle.fileno()
         while opened.overlong_scanned < size:
-            block = os.pread(fd, min(_READ_CHUNK, size - opened.overlong_scanned), opened.overlong_scanned)
+            block = os.pread(fd, min(READ_CHUNK_BYTES, size - opened.overlong_scanned), opened.overlong_scanned)
             if not block:
                 return False
             newline = block.find(b"\n")
@@ -685,8 +642,8 @@ class SourceTailer:
                 end = opened.overlong_scanned + newline
                 length = end - opened.overlong_from
                 # The head never reaches past the line's own end, whatever quarantine_keep_bytes says.
-                head = os.pread(fd, min(self._keep, length), opened.overlong_from)
-                lines.append(self._overlong_line(opened, opened.overlong_from, head, length))
+                head = os.pread(fd, min(self._framing.keep_bytes, length), opened.overlong_from)
+                lines.append(self._framing.overlong(opened.key, opened.overlong_from, head, length))
                 opened.offset = end + 1
                 opened.overlong_from = -1
                 if opened.fp_len == 0:
@@ -694,9 +651,6 @@ class SourceTailer:
                 return True
             opened.overlong_scanned += len(block)
         return False
-
-    def _overlong_line(self, opened: _OpenFile, offset: int, head: bytes, length: int) -> Line:
-        return Line(self.name, opened.key, offset, head, line_hash(head + length.to_bytes(8, "big")), too_long=length)
 
     def _after_read(self, opened: _OpenFile, lines: list[Line], first_new: int) -> None:
         """Mark lines a rewrite put back as duplicates, then remember the new lines' hashes."""
@@ -756,56 +710,5 @@ class SourceTailer:
         self.events.append(TailEvent(self.name, event, detail))
 
 
-def _starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
-    if not fp_len:
-        return False
-    try:
-        with open(path, "rb") as handle:
-            return blake2b(handle.read(fp_len), digest_size=16).digest() == fp_hash
-    except FileNotFoundError:
-        return False
-
-
-def _as_unterminated(line: Line) -> Line:
-    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, line.duplicate, True)
-
-
 def _as_duplicate(line: Line) -> Line:
     return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, True, line.unterminated)
-
-
-_NUMBERED = re.compile(r"^\.(\d+)(\.gz)?$")
-_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2}(?:[-_T]?\d{2,6})?)(\.gz)?$")
-
-
-def rotated_siblings(path: Path) -> list[Path]:
-    """Rotated copies of `path` beside it (`name.1`, `name.2.gz`, `name-20260301`, `name.2026-03-01.gz`), oldest first.
-
-    Numbered copies count down in age (`.3` is older than `.1`); dated copies count up. Dated copies precede
-    numbered ones when both exist, since logrotate's numbered scheme keeps the freshest copies.
-    """
-    try:
-        names = os.listdir(path.parent)
-    except FileNotFoundError:
-        return []
-    numbered: list[tuple[int, Path]] = []
-    dated: list[tuple[str, Path]] = []
-    for name in names:
-        if not name.startswith(path.name) or name == path.name:
-            continue
-        suffix = name[len(path.name) :]
-        match = _NUMBERED.match(suffix)
-        if match:
-            numbered.append((int(match.group(1)), path.parent / name))
-            continue
-        match = _DATED.match(suffix)
-        if match:
-            dated.append((match.group(1).replace("-", ""), path.parent / name))
-    return [p for _, p in sorted(dated)] + [p for _, p in sorted(numbered, reverse=True)]
-
-
-def open_rotated(path: Path) -> IO[bytes]:
-    """Open a rotated copy for reading, decompressing `.gz` transparently."""
-    if path.suffix == ".gz":
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return open(path, "rb")

@@ -1,5 +1,5 @@
 """`learnd audit`: every line of every file learnd can see (current and rotated, plain and gzip) set against what
-the store counted. Read-only, like status; reuses the store and the history reader.
+the store counted. Read-only, like status; reuses the store and the file layer.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from learnd.config import Settings, SourceSettings
-from learnd.sources.history import HistoryFile, census, source_files
+from learnd.sources.files import HistoryFile, census, source_files
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store, reading
 from learnd.store.lock import HomeLock

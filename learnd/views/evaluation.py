@@ -4,9 +4,6 @@ every attribution line on disk (current and rotated files). Read-only; reuses th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 from learnd.config import Settings
 from learnd.errors import RecordError
 from learnd.learning.entry_model import EntryModel
@@ -14,7 +11,7 @@ from learnd.learning.evaluate import Evaluation, evaluate
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.parse import TradeOutcome, parse_record
 from learnd.sessions.tables import calendar_for
-from learnd.sources.tailer import open_rotated, rotated_siblings
+from learnd.sources.files import complete_lines
 
 
 def attribution_outcomes(settings: Settings) -> list[TradeOutcome]:
@@ -24,7 +21,7 @@ def attribution_outcomes(settings: Settings) -> list[TradeOutcome]:
     for source in settings.sources:
         if source.kind != "attribution":
             continue
-        for raw in _lines(source.path):
+        for raw in complete_lines(source.path):
             decoded = decode_line(raw)
             if isinstance(decoded, BadLine):
                 continue
@@ -48,15 +45,3 @@ def run_evaluation(settings: Settings, *, bootstrap_samples: int, seed: int) -> 
         bootstrap_samples=bootstrap_samples,
         seed=seed,
     )
-
-
-def _lines(path: Path) -> Iterator[bytes]:
-    for candidate in [*rotated_siblings(path), path]:
-        try:
-            handle = open_rotated(candidate)
-        except FileNotFoundError:
-            continue
-        with handle:
-            for line in handle:
-                if line.endswith(b"\n"):
-                    yield line[:-1]
