@@ -106,12 +106,3 @@ def test_schedule_json_lists_next_runs_around_the_holiday(tmp_path: Path) -> Non
     assert jobs["daily"]["next_runs"] == ["2026-11-27T18:15:00+00:00", "2026-11-30T21:15:00+00:00"]
     assert jobs["weekly"]["next_runs"][0] == "2026-11-27T18:15:00+00:00"
     assert jobs["daily"]["last_run"] is None
-
-
-def test_verify_passes_and_says_so(tmp_path: Path) -> None:
-    """`learnd verify` runs its end-to-end self check (daemon, kills, backfill, planted edges) and exits 0."""
-    result = learnd(tmp_path, "verify", "--trades", "900", "--seed", "5", check=False)
-    text = result.stdout.decode()
-    assert result.returncode == 0, text
-    assert "FAIL" not in text
-    assert "7 passed, 0 failed" in text

@@ -28,7 +28,14 @@ from learnd.errors import StateError
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.store.database import Store
-from tests.test_daemon import SOURCES, backfill_copy, daemon_env, settings_for, store_fingerprint, wait_caught_up
+from tests.service.test_daemon import (
+    SOURCES,
+    backfill_copy,
+    daemon_env,
+    settings_for,
+    store_fingerprint,
+    wait_caught_up,
+)
 from tests.torture_support import (
     Daemon,
     LogWriter,

@@ -25,7 +25,7 @@ import orjson
 from learnd.sources.files import FINGERPRINT_MAX_BYTES, Identity, fingerprint
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store
-from tests.test_daemon import SOURCES, daemon_env, settings_for
+from tests.service.test_daemon import SOURCES, daemon_env, settings_for
 
 # Monday 2026-03-02, one minute after the NYSE open: every event time the writer uses is inside the session.
 _SESSION_START = datetime(2026, 3, 2, 14, 31, tzinfo=UTC)

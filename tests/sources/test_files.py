@@ -27,7 +27,7 @@ from learnd.sources.files import (
     source_files,
 )
 from learnd.sources.framing import Line
-from tests.test_tailer import GRACE_S, FakeClock, make_tailer
+from tests.sources.test_tailer import GRACE_S, FakeClock, make_tailer
 
 
 def framed(lines: list[Line]) -> list[tuple[int, bytes, int, int, bool]]:

@@ -6,10 +6,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from itertools import pairwise
 from pathlib import Path
 
@@ -21,10 +17,7 @@ from learnd.config import Settings
 from learnd.devtools.simulate import simulate
 from learnd.service.backfill import BackfillProgress, drain, run_backfill
 from learnd.service.engine import Engine
-from learnd.service.rebuild import rebuild_from_scratch
 from learnd.store.database import Store
-from learnd.store.generations import READY_NAME, install_ready_generation
-from learnd.store.lock import HomeLock
 from tests.conftest import settings_for
 
 SOURCES = ("attribution", "exit", "signals", "orders")
@@ -221,121 +214,6 @@ def test_progress_bar_counts_bytes(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 # --from-scratch ------------------------------------------------------------------------------------------------
-
-_STALLING_REBUILD = """
-import sys, time
-from pathlib import Path
-from learnd.config import load_settings
-from learnd.service.engine import default_learners
-from learnd.learning.learner import LEARNABLE_TYPES, NOTHING, Learner
-from learnd.service.rebuild import rebuild_from_scratch
-
-home, marker = Path(sys.argv[1]), Path(sys.argv[2])
-
-class Stall(Learner):
-    name = "stall"
-    record_types = LEARNABLE_TYPES
-    seen = 0
-    def apply(self, source, record):
-        self.seen += 1
-        if self.seen == 400:
-            marker.write_text("stalled")
-            time.sleep(60)
-        return NOTHING
-    def dump(self):
-        return None
-
-settings = load_settings(
-    home=home,
-    environ={},
-    overrides={
-        "metrics_enabled": "false",
-        "backfill_batch_lines": "50",
-        "schedule.daily_enabled": "false",
-        "schedule.weekly_enabled": "false",
-    },
-)
-def learners(settings, store, calendar):
-    return [*default_learners(settings, store, calendar), Stall()]
-
-rebuild_from_scratch(settings, learner_factory=learners, progress="none")
-"""
-
-
-def old_state_home(home: Path, template: Path) -> Settings:
-    """A home whose state was built before its older history (rotated copies) was put back beside the logs."""
-    settings = settings_for(home)
-    (home / "logs").mkdir(parents=True)
-    for name in SOURCES:
-        lines = lines_of(template, name)
-        (home / "logs" / f"{name}.jsonl").write_bytes(b"".join(lines[len(lines) // 2 :]))
-    run_backfill(settings, progress="none")
-    for name in SOURCES:
-        lines = lines_of(template, name)
-        with gzip.open(home / "logs" / f"{name}.jsonl.1.gz", "wb") as handle:
-            handle.write(b"".join(lines[: len(lines) // 2]))
-    return settings
-
-
-def test_from_scratch_killed_leaves_the_old_state_and_a_completed_one_equals_a_fresh_backfill(
-    tmp_path: Path, template: Path
-) -> None:
-    settings = old_state_home(tmp_path / "home", template)
-    old = fingerprint(settings)
-    marker = tmp_path / "stalled"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _STALLING_REBUILD, str(settings.home), str(marker)],
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while not marker.exists():
-            assert child.poll() is None, "the rebuild ended before it stalled"
-            assert time.monotonic() < deadline, "the rebuild never reached its stall"
-            time.sleep(0.02)
-        building = settings.state_dir / "rebuild-1" / "state" / "learnd.db"
-        assert building.exists()
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert fingerprint(settings) == old
-    assert not (settings.state_dir / READY_NAME).exists()
-    assert HomeLock(settings.lock_path).holder() is None
-
-    result = rebuild_from_scratch(settings, progress="none")
-    assert result.swapped
-    assert not (settings.state_dir / "rebuild-1").exists()  # the killed build's remains are cleared
-    fresh = settings_for(tmp_path / "fresh")
-    shutil.copytree(settings.home / "logs", fresh.home / "logs")
-    run_backfill(fresh, progress="none")
-    rebuilt = fingerprint(settings)
-    assert rebuilt == fingerprint(fresh)
-    assert rebuilt != old
-    weights = "signal_weights.json"
-    assert (settings.state_dir / weights).read_bytes() == (fresh.state_dir / weights).read_bytes()
-    assert run_backfill(settings, progress="none").lines_count == 0  # the swapped-in store is live and complete
-
-
-def test_from_scratch_while_the_daemon_holds_the_lock_waits_for_the_next_start(tmp_path: Path, template: Path) -> None:
-    settings = old_state_home(tmp_path, template)
-    old = fingerprint(settings)
-    lock = HomeLock(settings.lock_path).acquire("daemon")
-    try:
-        result = rebuild_from_scratch(settings, progress="none")
-        assert not result.swapped
-        assert (result.ready / "state" / "learnd.db").exists()
-        assert fingerprint(settings) == old  # the running daemon's store is untouched
-        assert install_ready_generation(settings)  # what the next start does, holding the lock
-    finally:
-        lock.release()
-    assert not result.ready.exists()
-    assert (settings.state_dir / "learnd.previous" / "state" / "learnd.db").exists()
-    assert fingerprint(settings) != old
-    assert not install_ready_generation(settings)
 
 
 def order_line(index: int, padding: int = 0) -> bytes:

@@ -1,42 +1,11 @@
-"""Tests for learnd.framing: decoding one line, and aligning a rewritten file against the lines already read."""
+"""sources.framing: line hashes, and where a rewritten file's first lines sit among the lines already read."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.records.decode import BadLine, decode_line
 from learnd.sources.framing import MAX_ALIGNMENTS_KEPT, line_hash, rewrite_alignments
-
-
-@pytest.mark.parametrize(
-    ("raw", "reason"),
-    [
-        (b"", "blank_line"),
-        (b"   \t", "blank_line"),
-        (b"\r", "blank_line"),
-        (b'{"a": "\xff"}', "invalid_utf8"),
-        (b'{"a": 1', "invalid_json"),
-        (b"not json at all", "invalid_json"),
-        (b'{"a": NaN}', "invalid_json"),
-        (b"[1, 2]", "not_an_object"),
-        (b"42", "not_an_object"),
-        (b'"text"', "not_an_object"),
-        (b"null", "not_an_object"),
-    ],
-)
-def test_decode_line_names_the_reason_a_line_is_unusable(raw: bytes, reason: str) -> None:
-    """Every kind of bad line comes back as a BadLine with its own reason, never an exception."""
-    decoded = decode_line(raw)
-    assert isinstance(decoded, BadLine)
-    assert decoded.reason == reason
-
-
-@pytest.mark.parametrize("raw", [b'{"a": 1}', b'\xef\xbb\xbf{"a": 1}', b'{"a": 1}\r', b'\xef\xbb\xbf{"a": 1}\r'])
-def test_decode_line_tolerates_bom_and_crlf(raw: bytes) -> None:
-    """A UTF-8 BOM and a CRLF ending decode to the same object as the plain line."""
-    assert decode_line(raw) == {"a": 1}
 
 
 def test_line_hash_is_a_signed_64_bit_integer() -> None:

@@ -18,7 +18,7 @@ from learnd.config import load_settings
 from learnd.service.engine import Engine
 from learnd.service.notify import Notifier, notify_ready, watchdog_interval_s, watchdog_service
 
-UNIT_PATH = Path(__file__).resolve().parent.parent / "systemd" / "learnd.service"
+UNIT_PATH = Path(__file__).resolve().parents[2] / "systemd" / "learnd.service"
 
 
 @pytest.fixture

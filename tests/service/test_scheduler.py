@@ -27,7 +27,7 @@ from learnd.service.scheduler import JobRunner, replay_history
 from learnd.sessions.exchange import from_epoch_us
 from learnd.sessions.tables import calendar_for
 from learnd.store.database import Store
-from tests.test_daemon import daemon_env, reap, wait_for_log
+from tests.service.test_daemon import daemon_env, reap, wait_for_log
 
 
 def settings_for(home: Path) -> Settings:
