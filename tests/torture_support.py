@@ -4,6 +4,7 @@ the rotations of FORMATS.md, and the independent accounting (lost / duplicated) 
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import shutil
@@ -22,7 +23,7 @@ from typing import BinaryIO
 
 import orjson
 
-from learnd.sources.files import FINGERPRINT_MAX_BYTES, Identity, fingerprint
+from learnd.sources.files import starts_with
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store
 from tests.service.test_daemon import SOURCES, daemon_env, settings_for
@@ -99,6 +100,27 @@ class LogWriter:
         with self.lock:
             self._handles[source].close()
             self._open(source)
+
+    def let_go(self, source: str) -> None:
+        """The bot closes its log (it stops, say); `reopen` opens it again."""
+        with self.lock:
+            self._handles[source].close()
+
+    def take_line(self, source: str) -> bytes:
+        """The next line for `source`, counted as written, for another writer (a process of its own) to write."""
+        with self.lock:
+            raw, outcome = make_line(source, self._seq, self.rng)
+            self._seq += 1
+            self.written.append(WrittenLine(source, raw, outcome))
+            return raw + b"\n"
+
+    def write_line(self, source: str, raw: bytes, outcome: str) -> None:
+        """Append one given line (a start-up banner, say) through the writer's own descriptor."""
+        with self.lock:
+            self.written.append(WrittenLine(source, raw, outcome))
+            handle = self._handles[source]
+            handle.write(raw + b"\n")
+            handle.flush()
 
     def write_batch(self, count: int) -> None:
         with self.lock:
@@ -280,24 +302,21 @@ def committed_checkpoints(home: Path) -> dict[str, Checkpoint]:
 
 
 def has_read_through(home: Path, source: str, boundary: int) -> bool:
-    """learnd committed a position at or past `boundary` in the file the path names now (same inode and first
-    line): every line before `boundary` was read and committed."""
+    """learnd committed a position at or past `boundary` in the file the path names now (same inode and identity):
+    every line before `boundary` was read and committed."""
     path = home / SOURCES[source]
     checkpoint = committed_checkpoints(home).get(source)
     if checkpoint is None:
         return boundary == 0
     try:
         stat = path.stat()
-        with open(path, "rb") as handle:
-            head = handle.read(FINGERPRINT_MAX_BYTES)
     except FileNotFoundError:
         return False
     if (checkpoint.dev, checkpoint.ino) != (stat.st_dev, stat.st_ino):
         return False
-    found = fingerprint(head)
     if boundary == 0:
         return True
-    return found == Identity(checkpoint.fp_hash, checkpoint.fp_len) and checkpoint.offset >= boundary
+    return starts_with(path, checkpoint.fp_hash, checkpoint.fp_len) and checkpoint.offset >= boundary
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -313,13 +332,23 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0
 
 
 def shift_numbered(path: Path) -> None:
-    """logrotate's numbered scheme: name.N -> name.N+1, oldest first."""
-    numbers = sorted(
-        (int(sibling.name[len(path.name) + 1 :]) for sibling in path.parent.glob(path.name + ".*")),
-        reverse=True,
-    )
-    for number in numbers:
-        os.rename(path.with_name(f"{path.name}.{number}"), path.with_name(f"{path.name}.{number + 1}"))
+    """logrotate's numbered scheme: name.N[.gz] -> name.N+1[.gz], oldest first."""
+    numbered: list[tuple[int, str]] = []
+    for sibling in path.parent.glob(path.name + ".*"):
+        number, _, suffix = sibling.name[len(path.name) + 1 :].partition(".")
+        if number.isdigit():
+            numbered.append((int(number), f".{suffix}" if suffix else ""))
+    for number, suffix in sorted(numbered, reverse=True):
+        os.rename(path.with_name(f"{path.name}.{number}{suffix}"), path.with_name(f"{path.name}.{number + 1}{suffix}"))
+
+
+def compress(path: Path) -> Path:
+    """logrotate's `compress`: name.N -> name.N.gz (the plain copy removed)."""
+    packed = path.with_name(path.name + ".gz")
+    with open(path, "rb") as plain, gzip.open(packed, "wb") as handle:
+        shutil.copyfileobj(plain, handle)
+    path.unlink()
+    return packed
 
 
 def rotate_rename_create(writer: LogWriter, source: str) -> None:
