@@ -283,6 +283,12 @@ def _handover_checkpoint(engine: Engine, plan: _Plan) -> Checkpoint | None:
     position = known.position(target.ladder)
     if position is not None and target.is_current and not _ends_a_line(target, position[1]):
         position = None  # the content diverged after what was read: the tailer reads it as a replaced file
+    # A file read from its start after the one the checkpoint named is compared with the lines read (a trimmed copy
+    # renamed over the path) only if that one is gone: renamed, it is still there and this one is a new file.
+    renamed = old is not None and any((found.dev, found.ino) == (old.dev, old.ino) for found in rotated)
+    replaced_at_seq = -1
+    if old is not None and not renamed:
+        replaced_at_seq = old.replaced_at_seq if old.replaced_at_seq >= 0 else old.window_seq
     checkpoint = Checkpoint(
         path=str(plan.source.path),
         dev=target.dev,
@@ -292,6 +298,7 @@ def _handover_checkpoint(engine: Engine, plan: _Plan) -> Checkpoint | None:
         offset=position[1] if position is not None else 0,
         size=target.disk_bytes,
         window_seq=old.window_seq if old is not None else 0,
+        replaced_at_seq=replaced_at_seq,
     )
     if old is not None and (old.dev, old.ino, old.fp_hash, old.offset) == (
         checkpoint.dev,

@@ -148,6 +148,9 @@ class SourceTailer:
         # renamed over the path is aligned allowing for them (the bot wrote them after the copy was taken).
         self._retired: _OpenFile | None = None
         self._retired_lines = 0
+        # Whether that file had no name left when it was replaced (renamed over, deleted): only then may the file
+        # at the path be a trimmed copy of it. After a rename it is a new file, whatever lines it repeats.
+        self._retired_unnamed = False
         self._copies = CopyReader(
             path,
             self.known,
@@ -198,10 +201,11 @@ class SourceTailer:
         return self._last_position
 
     def _replaced_at_seq(self, opened: _OpenFile) -> int:
-        alignment = self._alignment
-        waiting = alignment is not None and alignment.positions is None and self._align_file is opened
-        if opened is self._retired or (waiting and opened is self._current):
+        if opened is self._retired:
             return self._window_seq - self._retired_lines
+        alignment = self._alignment
+        if alignment is not None and alignment.positions is None and self._align_file is opened:
+            return self._window_seq - alignment.late_lines  # to be compared with the lines read, at the restart too
         return -1
 
     def copy_alignment(self) -> KeptTail:
@@ -296,11 +300,11 @@ class SourceTailer:
             # is checked against its identity at the first poll.
             self._take_identity(current, committed)
             self._event("resumed", offset=committed.offset)
-            self._resume_alignment(current)
+            self._resume_alignment(current, compare=committed.replaced_at_seq >= 0)
             return
         if committed is not None:
             self._event("identity_changed_while_stopped", old_ino=committed.ino, new_ino=current.ino)
-            self._recover_previous(committed)
+            renamed = self._recover_previous(committed)
             if committed.fp_len and self._first_bytes_hash(current, committed.fp_len) == committed.fp_hash:
                 # Same content under a new inode (copied or moved back): continue where we were.
                 self._take_identity(current, committed)
@@ -308,20 +312,23 @@ class SourceTailer:
                     return
                 current.offset = 0
                 current.forget_identity()
-            self._begin_alignment(current)
+            if not renamed:
+                # The old file is gone: this one may be a trimmed copy of it renamed over the path.
+                self._begin_alignment(current, late_lines=self._retired_lines)
             return
         if self._start_at_end:
             current.offset = self._last_line_end(current, opened_stat.st_size)
             # What is skipped counts as read: a copy of this file made later is read on from here, not whole.
             self._extend_identity(current, b"", current.offset)
             self._event("started_at_end", offset=current.offset, size=opened_stat.st_size)
-        else:
-            # A replacement file may be a rewrite done by rename: lines already read are recognised, not re-applied.
-            self._begin_alignment(current)
+        elif self._retired is not None and self._retired_unnamed:
+            # A rewrite done by rename (sed -i, a trimming script): lines already read are recognised, not re-applied.
+            self._begin_alignment(current, late_lines=self._retired_lines)
         self._start_at_end = False
 
-    def _recover_previous(self, committed: Checkpoint) -> None:
-        """After a restart that finds another file at the path, finish the file we were reading if it is nearby."""
+    def _recover_previous(self, committed: Checkpoint) -> bool:
+        """After a restart that finds another file at the path, finish the file we were reading if it is nearby;
+        whether it was found under another name (renamed, not copied)."""
         for sibling in rotated_siblings(self.path):
             if is_compressed(sibling):
                 continue
@@ -340,15 +347,18 @@ class SourceTailer:
                 assert self._rotated is not None
                 self._rotated.drain_deadline = self._clock() + self._grace
                 self._retired = self._rotated
+                self._retired_unnamed = not same_inode
                 self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
-                return
+                return same_inode
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
+        return False
 
     def _retire_current(self) -> None:
         """The path no longer names the file we read: finish it (drain) before reading whatever replaces it."""
         assert self._current is not None
         self._rotated = self._retired = self._current
         self._retired_lines = 0
+        self._retired_unnamed = os.fstat(self._current.handle.fileno()).st_nlink == 0
         self._rotated.drain_deadline = self._clock() + self._grace
         self._current = None
         self.status.state = "draining_rotated"
@@ -605,15 +615,15 @@ class SourceTailer:
         )
         self._event("draining_rotated", file=str(sibling), offset=offset, size=sibling_stat.st_size)
 
-    def _begin_alignment(self, opened: _OpenFile) -> None:
-        """Lines of `opened` from here on may repeat lines already read: compare them with the window first."""
+    def _begin_alignment(self, opened: _OpenFile, *, late_lines: int = 0) -> None:
+        """Lines of `opened` from here on may repeat lines already read: compare them with the window first.
+        `late_lines`: how many of the window's last lines the file it replaces gave after it was replaced."""
         if not self._window:
             return
         self._align_file = opened
-        # A file renamed over the path after the bot wrote on to the old one: those lines follow the kept run.
-        self._alignment = KeptTail(self._window, late_lines=self._retired_lines if opened is self._current else 0)
+        self._alignment = KeptTail(self._window, late_lines=late_lines)
 
-    def _resume_alignment(self, opened: _OpenFile) -> None:
+    def _resume_alignment(self, opened: _OpenFile, *, compare: bool) -> None:
         """After a restart inside the kept tail of a rewrite, go on marking the lines the window already holds.
 
         The alignment is not in the checkpoint; it is found again from the file: when every line before the
@@ -621,8 +631,10 @@ class SourceTailer:
         rewrite's kept tail is not finished yet. Only a file with at most half the window's lines is read.
         """
         if opened.offset == 0:
-            # Committed right after a reset (a rewrite seen half done): whatever the file holds now may repeat.
-            self._begin_alignment(opened)
+            if compare:
+                # Committed right after a reset (a rewrite seen half done) or a rename-over: what the file holds now
+                # may repeat lines read.
+                self._begin_alignment(opened, late_lines=self._retired_lines)
             return
         window = list(self._window)
         limit = len(window) // 2

@@ -14,6 +14,7 @@ from learnd.store.database import Store, reading
 from learnd.store.lock import HomeLock
 
 OUTCOMES: Final = ("applied", "duplicate", "ignored", "quarantined")
+REREAD: Final = "line_reread_after_rewrite"
 _SNAPSHOT_ATTEMPTS: Final = 5
 
 
@@ -156,6 +157,9 @@ def _audit_source(source: SourceSettings, snapshot: _Snapshot) -> dict[str, Any]
             by_outcome.setdefault(outcome, {})[kind] = count
     totals = {outcome: sum(by_outcome[outcome].values()) for outcome in OUTCOMES}
     counted = sum(totals.values())
+    # Each line re-read after a rewrite stands for a first reading of it, from a file that may be gone since (rewritten
+    # in place, or renamed over by a trimmed copy that is the whole of it).
+    not_visible.lines_max += by_outcome["duplicate"].get(REREAD, 0)
     inferred = counted - read_visible
     not_visible_lines = min(max(inferred, not_visible.lines_min), not_visible.lines_max)
     lines_on_disk = sum(row.lines for row in rows)

@@ -4,20 +4,25 @@ and a line the store did not count shows up as unaccounted."""
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learnd.config import Settings
 from learnd.devtools.simulate import simulate
 from learnd.service.backfill import drain, run_backfill
-from learnd.service.engine import Engine
+from learnd.service.engine import Engine, counting_learners
 from learnd.sources.files import is_compressed
 from learnd.views.audit import collect_audit, render_audit
-from tests.conftest import settings_for
+from tests.conftest import build_settings, settings_for
+from tests.service.test_ingest import append, order
 
 SOURCES = ("attribution", "exit", "signals", "orders")
 
@@ -239,3 +244,129 @@ def test_a_copy_made_while_stopped_on_an_empty_file_is_read_by_the_daemon(tmp_pa
     assert (entry["pending"], entry["needs_backfill"], entry["unaccounted"], counted(entry)) == (0, 0, 0, 10)
     run_backfill(settings, progress="none")
     assert counted(collect_audit(settings)["sources"]["orders"]) == 10
+
+
+# The invariant ----------------------------------------------------------------------------------------------
+
+AUDIT_OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "append",
+                "append",
+                "poll",
+                "rename",
+                "old_append",
+                "rename_over",
+                "copytruncate",
+                "compress",
+                "rewrite",
+                "truncate",
+                "reuse",
+                "restart",
+                "backfill",
+            ]
+        ),
+        st.integers(min_value=1, max_value=5),
+    ),
+    max_size=20,
+)
+BANNER = b"=== bot started ==="
+_COUNTS = ("lines_total", "pending", "needs_backfill", "lines_on_disk", "duplicate_on_disk", "not_visible")
+_FILE_COUNTS = ("content_bytes", "lines", "lines_read", "pending", "duplicate_on_disk")
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations=AUDIT_OPERATIONS)
+def test_audit_never_reports_a_negative_count(operations: list[tuple[str, int]]) -> None:
+    """Whatever happens to the files (rename with a second writer, rename-over, copytruncate, compression, rewrite,
+    truncation, a new file beginning with the same banner, restarts, backfills), after the daemon's engine has read
+    what is there every count `audit` reports is >= 0 and every line is accounted for: unaccounted is 0."""
+    with tempfile.TemporaryDirectory() as directory:
+        home = Path(directory)
+        (home / "logs").mkdir()
+        settings = build_settings(home, sources=("orders",), overrides={"rotation_grace_ms": 0, "poll_interval_ms": 1})
+        path = home / "logs" / "orders.jsonl"
+        old_writer: BinaryIO | None = None
+        written = 0
+
+        def lines(count: int) -> bytes:
+            nonlocal written
+            written += count
+            return b"".join(order(written - index) for index in range(count, 0, -1))
+
+        def new_file() -> bytes:
+            # The bot's banner, then a line of its own: two files holding nothing but the same banner could not be
+            # told from a file and its copy.
+            return BANNER + b"\n" + lines(1)
+
+        path.write_bytes(new_file())
+        engine = Engine(settings, start_at_end=False, purpose="audit", learner_factory=counting_learners)
+
+        def check() -> None:
+            drain(engine, 1000)
+            entry = collect_audit(settings)["sources"]["orders"]
+            assert all(entry[key] >= 0 for key in _COUNTS), entry
+            assert all(row[key] >= 0 for row in entry["files"] for key in _FILE_COUNTS), entry["files"]
+            assert entry["unaccounted"] == 0, entry
+
+        try:
+            for operation, count in operations:
+                if operation == "append":
+                    append(path, lines(count))
+                elif operation == "poll":
+                    check()
+                elif operation in ("rename", "rename_over"):
+                    if old_writer is not None:
+                        old_writer.close()
+                    old_writer = open(path, "ab", buffering=0)  # noqa: SIM115 - the bot's descriptor, closed below
+                    if operation == "rename":
+                        shift_rotated(path)
+                        os.rename(path, path.with_name("orders.jsonl.1"))
+                        path.write_bytes(new_file())
+                    else:
+                        trimmed = path.with_name("orders.jsonl.tmp")
+                        trimmed.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[-count:]))
+                        os.replace(trimmed, path)
+                elif operation == "old_append" and old_writer is not None:
+                    old_writer.write(lines(count))
+                elif operation == "copytruncate":
+                    shift_rotated(path)
+                    shutil.copyfile(path, path.with_name("orders.jsonl.1"))
+                    os.truncate(path, 0)
+                elif operation == "compress":
+                    newest = path.with_name("orders.jsonl.1")
+                    if newest.exists():
+                        with gzip.open(newest.with_name("orders.jsonl.1.gz"), "wb") as handle:
+                            handle.write(newest.read_bytes())
+                        newest.unlink()
+                elif operation == "rewrite":
+                    kept = path.read_bytes().splitlines(keepends=True)[-count:]
+                    with open(path, "r+b") as handle:
+                        handle.truncate(0)
+                        handle.write(b"".join(kept))
+                elif operation == "truncate":
+                    os.truncate(path, 0)
+                elif operation == "reuse":
+                    with open(path, "r+b") as handle:
+                        handle.truncate(0)
+                        handle.write(new_file() + lines(count - 1))
+                elif operation in ("restart", "backfill"):
+                    engine.close()
+                    if operation == "backfill":
+                        run_backfill(settings, progress="none")
+                    engine = Engine(settings, start_at_end=False, purpose="audit", learner_factory=counting_learners)
+            check()
+        finally:
+            engine.close()
+            if old_writer is not None:
+                old_writer.close()
+
+
+def shift_rotated(path: Path) -> None:
+    """logrotate's numbering: name.N[.gz] -> name.N+1[.gz], making room for a new name.1."""
+    for number in range(20, 0, -1):
+        for suffix in ("", ".gz"):
+            older = path.with_name(f"{path.name}.{number}{suffix}")
+            if older.exists():
+                os.rename(older, path.with_name(f"{path.name}.{number + 1}{suffix}"))
