@@ -335,9 +335,9 @@ def shift_numbered(path: Path) -> None:
     """logrotate's numbered scheme: name.N[.gz] -> name.N+1[.gz], oldest first."""
     numbered: list[tuple[int, str]] = []
     for sibling in path.parent.glob(path.name + ".*"):
-        number, _, suffix = sibling.name[len(path.name) + 1 :].partition(".")
-        if number.isdigit():
-            numbered.append((int(number), f".{suffix}" if suffix else ""))
+        digits, _, suffix = sibling.name[len(path.name) + 1 :].partition(".")
+        if digits.isdigit():
+            numbered.append((int(digits), f".{suffix}" if suffix else ""))
     for number, suffix in sorted(numbered, reverse=True):
         os.rename(path.with_name(f"{path.name}.{number}{suffix}"), path.with_name(f"{path.name}.{number + 1}{suffix}"))
 

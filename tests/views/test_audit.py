@@ -337,8 +337,7 @@ def test_audit_never_reports_a_negative_count(operations: list[tuple[str, int]])
                 elif operation == "compress":
                     newest = path.with_name("orders.jsonl.1")
                     if newest.exists():
-                        with gzip.open(newest.with_name("orders.jsonl.1.gz"), "wb") as handle:
-                            handle.write(newest.read_bytes())
+                        newest.with_name("orders.jsonl.1.gz").write_bytes(gzip.compress(newest.read_bytes()))
                         newest.unlink()
                 elif operation == "rewrite":
                     kept = path.read_bytes().splitlines(keepends=True)[-count:]
