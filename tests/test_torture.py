@@ -567,6 +567,45 @@ def test_a_plain_run_learns_the_rest_of_a_file_rotated_and_compressed_while_it_w
     assert learned_state(home) == learned_state(reference)
 
 
+def test_sigterm_while_a_big_compressed_copy_is_read_at_start_stops_at_once(
+    tmp_path: Path, summary: list[Tally]
+) -> None:
+    """The unread rest of a big file rotated and compressed while learnd was stopped is read at start in a worker
+    thread: a SIGTERM meanwhile stops the daemon at once (exit 0, what was read committed), and the next start reads
+    the rest, each line once."""
+    home = make_home(tmp_path)
+    writer = LogWriter(home, seed=101, sources=("signals",))
+    daemon = Daemon(home, tmp_path / "daemon.log")
+    with running(daemon, writer):
+        daemon.start()
+        daemon.wait_event("daemon_started")
+        writer.write_batch(100)
+        wait_caught_up(home)
+        assert daemon.terminate() == 0
+        path = writer.path("signals")
+        with open(path, "ab") as bot:
+            bot.write(b"".join(writer.take_line("signals") for _ in range(120_000)))
+        rotate_rename_create(writer, "signals")
+        compress(path.with_name(path.name + ".1"))
+        writer.reopen("signals")
+        daemon.start()
+        daemon.wait_event("history_file_reading")
+        time.sleep(0.3)
+        stopped_at = time.monotonic()
+        first_status = daemon.terminate(timeout_s=10)
+        stop_s = time.monotonic() - stopped_at
+        read_before = _total_lines(home)
+        daemon.start()
+        daemon.wait_event("caught_up", timeout_s=120)
+        status = daemon.terminate()
+    tally = account("SIGTERM while a .gz copy is read at start", home, writer)
+    tally.notes.append(f"stopped {stop_s:.2f}s after SIGTERM with {read_before} of {len(writer.written)} lines")
+    summary.append(tally)
+    assert (first_status, status) == (0, 0)
+    assert 100 < read_before < len(writer.written)
+    assert_clean(tally)
+
+
 def test_a_file_written_and_copytruncated_within_one_poll(size: Size, tmp_path: Path, summary: list[Tally]) -> None:
     """A burst written by the bot (its own process) to an empty log and copytruncated at once, before learnd read a
     line of it: the copy (plain, or compressed at once) is one learnd never saw, so the running daemon reads it

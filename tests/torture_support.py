@@ -345,7 +345,7 @@ def shift_numbered(path: Path) -> None:
 def compress(path: Path) -> Path:
     """logrotate's `compress`: name.N -> name.N.gz (the plain copy removed)."""
     packed = path.with_name(path.name + ".gz")
-    with open(path, "rb") as plain, gzip.open(packed, "wb") as handle:
+    with open(path, "rb") as plain, gzip.open(packed, "wb", compresslevel=6) as handle:  # gzip's own default
         shutil.copyfileobj(plain, handle)
     path.unlink()
     return packed

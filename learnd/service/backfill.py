@@ -110,6 +110,8 @@ def read_history(
                 return history_files, history_lines
             history_files += 1
             history_lines += _read_history_file(engine, plan.source, item, meter, should_stop)
+        if should_stop():
+            return history_files, history_lines  # the checkpoint stays where the copies still unread are found
         if history or plan.reads:
             _hand_over(engine, plan)
     return history_files, history_lines
