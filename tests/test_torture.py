@@ -12,7 +12,8 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -38,6 +39,7 @@ from tests.service.test_daemon import (
     store_fingerprint,
     wait_caught_up,
 )
+from tests.sources.test_tailer import BANNER
 from tests.torture_support import (
     Daemon,
     LogWriter,
@@ -336,11 +338,27 @@ def test_rotation_under_load_loses_nothing(mode: str, size: Size, tmp_path: Path
 
 # Old descriptors, rename-over, reused inodes, stops ---------------------------------------------------------------
 
-BANNER = b"=== bot started ==="  # the bot's start-up line at the top of every file it creates (not JSON: quarantined)
+
+@contextmanager
+def plain_run(tmp_path: Path, seed: int, *, grace_ms: int | None = None) -> Iterator[tuple[Path, LogWriter, Daemon]]:
+    """A home with empty logs, a plain `learnd run` on it (the unit's ExecStart) and the bot-like writer (not started);
+    every process and thread ends, whatever the test does."""
+    home = make_home(tmp_path)
+    writer = LogWriter(home, seed=seed)
+    env = {"LEARND_ROTATION_GRACE_MS": str(grace_ms)} if grace_ms is not None else None
+    daemon = Daemon(home, tmp_path / "daemon.log", env=env)
+    with running(daemon, writer):
+        daemon.start()
+        daemon.wait_event("daemon_started")  # it starts at the end of the files: empty ones here
+        yield home, writer, daemon
 
 
-def audit_clean(home: Path, tally: Tally) -> None:
-    """`audit` accounts for every line (none unaccounted, none negative) and leaves nothing for a backfill."""
+def assert_learned_once(tally: Tally, summary: list[Tally], home: Path, reference: Path, status: int) -> None:
+    """The daemon stopped cleanly, every line written is counted once, `audit` accounts for every line (nothing
+    unaccounted or negative, nothing left for a backfill), and the state equals the reference backfill's."""
+    summary.append(tally)
+    assert status == 0
+    assert_clean(tally)
     report = collect_audit(settings_for(home))
     for name, entry in report["sources"].items():
         counts = {key: entry[key] for key in ("lines_total", "pending", "needs_backfill", "not_visible")}
@@ -348,19 +366,15 @@ def audit_clean(home: Path, tally: Tally) -> None:
             tally.notes.append(f"audit {name}: unaccounted {entry['unaccounted']}, {counts}")
     assert report["healthy"], tally.notes
     assert all(entry["needs_backfill"] == 0 for entry in report["sources"].values()), tally.notes
+    assert learned_state(home) == learned_state(reference)
 
 
 def test_a_second_writer_on_the_renamed_file_loses_nothing(size: Size, tmp_path: Path, summary: list[Tally]) -> None:
     """`mv name name.1` and a new `name`, over and over, for all four logs: the bot writes the new file at once while
     another process goes on appending to name.1 through its old descriptor (second_writer_s, within the grace). The
-    daemon (a plain `run`) reads every line once, and ends equal to a backfill of the same files."""
-    home = make_home(tmp_path)
+    daemon reads every line once, and ends equal to a backfill of the same files."""
     rng = random.Random(71)
-    writer = LogWriter(home, seed=71)
-    daemon = Daemon(home, tmp_path / "daemon.log", env={"LEARND_ROTATION_GRACE_MS": str(size.grace_ms)})
-    with running(daemon, writer):
-        daemon.start()
-        daemon.wait_event("daemon_started")
+    with plain_run(tmp_path, 71, grace_ms=size.grace_ms) as (home, writer, daemon):
         writer.start(lines_per_s=size.lines_per_s, max_lines=10**7)
         for _ in range(size.file_cycles):
             time.sleep(rng.uniform(0.2, 0.6))
@@ -381,13 +395,8 @@ def test_a_second_writer_on_the_renamed_file_loses_nothing(size: Size, tmp_path:
         writer.stop()
         wait_caught_up(home, timeout_s=60)
         status = daemon.terminate()
-    reference = backfill_copy(home, tmp_path)
     tally = account(f"second writer on name.1 x{size.file_cycles}", home, writer)
-    summary.append(tally)
-    assert status == 0
-    assert_clean(tally)
-    audit_clean(home, tally)
-    assert learned_state(home) == learned_state(reference)
+    assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status)
 
 
 def test_a_trimmed_copy_renamed_over_the_path_loses_nothing(size: Size, tmp_path: Path, summary: list[Tally]) -> None:
@@ -395,13 +404,8 @@ def test_a_trimmed_copy_renamed_over_the_path_loses_nothing(size: Size, tmp_path
     the path, while the bot goes on writing through its old descriptor (to a file no name points at) before it
     reopens. Every line is read once, the kept ones count as re-read, and the state equals a backfill of every line
     written, in order."""
-    home = make_home(tmp_path)
     rng = random.Random(73)
-    writer = LogWriter(home, seed=73)
-    daemon = Daemon(home, tmp_path / "daemon.log", env={"LEARND_ROTATION_GRACE_MS": str(size.grace_ms)})
-    with running(daemon, writer):
-        daemon.start()
-        daemon.wait_event("daemon_started")
+    with plain_run(tmp_path, 73, grace_ms=size.grace_ms) as (home, writer, daemon):
         writer.start(lines_per_s=size.lines_per_s, max_lines=10**7)
         for _ in range(size.file_cycles):
             time.sleep(rng.uniform(0.5, 1.5))
@@ -426,25 +430,17 @@ def test_a_trimmed_copy_renamed_over_the_path_loses_nothing(size: Size, tmp_path
     writer.write_concatenation(reference)
     run_backfill(settings_for(reference))
     tally = account(f"rename-over of a trimmed copy x{size.file_cycles}", home, writer)
-    summary.append(tally)
-    assert status == 0
-    assert_clean(tally)
-    assert learned_state(home) == learned_state(reference)
+    assert_learned_once(tally, summary, home, reference, status)
 
 
 def test_a_new_file_on_the_old_inode_with_the_same_first_line(size: Size, tmp_path: Path, summary: list[Tally]) -> None:
     """Every file starts with the bot's banner. While the daemon is stopped, each log is compressed away and the bot
-    starts a new one, which takes the freed inode and begins with the same banner. The daemon (a plain `run`) reads
-    each new file from its start (its banner quarantined, not taken for a line already read); `audit` balances with
-    nothing negative, before and after a backfill, which then applies nothing."""
-    home = make_home(tmp_path)
+    starts a new one, which takes the freed inode and begins with the same banner. The daemon reads each new file
+    from its start (its banner quarantined, not taken for a line already read); `audit` balances with nothing
+    negative, before and after a backfill, which then applies nothing."""
     rng = random.Random(79)
-    writer = LogWriter(home, seed=79)
-    daemon = Daemon(home, tmp_path / "daemon.log")
     reused = 0
-    with running(daemon, writer):
-        daemon.start()
-        daemon.wait_event("daemon_started")  # a plain run starts at the end of the files: empty ones here
+    with plain_run(tmp_path, 79) as (home, writer, daemon):
         for source in SOURCES:
             writer.write_line(source, BANNER, "quarantined")
         writer.start(lines_per_s=size.lines_per_s, max_lines=10**7)
@@ -471,13 +467,9 @@ def test_a_new_file_on_the_old_inode_with_the_same_first_line(size: Size, tmp_pa
     reference = backfill_copy(home, tmp_path)
     tally = account(f"reused inode, same first line x{size.file_cycles}", home, writer)
     tally.notes.append(f"{reused} of {size.file_cycles * len(SOURCES)} new files on the freed inode")
-    summary.append(tally)
-    assert status == 0
-    assert_clean(tally)
-    audit_clean(home, tally)
+    assert_learned_once(tally, summary, home, reference, status)
     assert run_backfill(settings_for(home)).lines_count == 0
-    audit_clean(home, tally)
-    assert learned_state(home) == learned_state(reference)
+    assert_learned_once(tally, [], home, reference, status)
 
 
 def test_rotated_and_compressed_while_stopped_then_a_plain_run(
@@ -486,13 +478,8 @@ def test_rotated_and_compressed_while_stopped_then_a_plain_run(
     """The unit's ExecStart is a plain `learnd run`. While it is stopped the bot writes on, then each log is rotated
     and compressed at once and the bot reopens: at start the daemon reads the unread rest of the compressed file
     before the new one. No backfill is ever run; the state equals a backfill of the same files."""
-    home = make_home(tmp_path)
     rng = random.Random(83)
-    writer = LogWriter(home, seed=83)
-    daemon = Daemon(home, tmp_path / "daemon.log")
-    with running(daemon, writer):
-        daemon.start()
-        daemon.wait_event("daemon_started")
+    with plain_run(tmp_path, 83) as (home, writer, daemon):
         writer.start(lines_per_s=size.lines_per_s, max_lines=10**7)
         for _ in range(size.file_cycles):
             time.sleep(rng.uniform(0.3, 1.0))
@@ -510,15 +497,9 @@ def test_rotated_and_compressed_while_stopped_then_a_plain_run(
         writer.stop()
         wait_caught_up(home, timeout_s=60)
         status = daemon.terminate()
-    reference = backfill_copy(home, tmp_path)
-    recovered = daemon.event_count("history_file_read")
     tally = account(f"rotate+gzip while stopped, plain run x{size.file_cycles}", home, writer)
-    tally.notes.append(f"{recovered} compressed copies read at start")
-    summary.append(tally)
-    assert status == 0
-    assert_clean(tally)
-    audit_clean(home, tally)
-    assert learned_state(home) == learned_state(reference)
+    tally.notes.append(f"{daemon.event_count('history_file_read')} compressed copies read at start")
+    assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status)
 
 
 def test_a_plain_run_learns_the_rest_of_a_file_rotated_and_compressed_while_it_was_stopped(
@@ -528,15 +509,10 @@ def test_a_plain_run_learns_the_rest_of_a_file_rotated_and_compressed_while_it_w
     writes 100 attribution, 50 exit, 200 signal and 20 order lines; logrotate renames each log and compresses it at
     once; the bot reopens and writes on. At start the daemon applies that unread rest from the .gz copies before the
     new files: every trade is learned, the state equals a backfill of the same files, audit leaves nothing."""
-    home = make_home(tmp_path)
-    writer = LogWriter(home, seed=97)  # makes and counts the lines; the bots write them
-    daemon = Daemon(home, tmp_path / "daemon.log")
     unread = {"attribution": 100, "exit": 50, "signals": 200, "orders": 20}
-    bots = {source: BotProcess(writer.path(source)) for source in SOURCES}
-    try:
-        with running(daemon, writer):
-            daemon.start()
-            daemon.wait_event("daemon_started")
+    with plain_run(tmp_path, 97) as (home, writer, daemon):  # the writer makes and counts the lines; bots write them
+        bots = {source: BotProcess(writer.path(source)) for source in SOURCES}
+        try:
 
             def write(counts: dict[str, int]) -> None:
                 for source, count in counts.items():
@@ -555,16 +531,11 @@ def test_a_plain_run_learns_the_rest_of_a_file_rotated_and_compressed_while_it_w
             daemon.start()
             wait_caught_up(home)
             status = daemon.terminate()
-    finally:
-        for bot in bots.values():
-            bot.close()
-    reference = backfill_copy(home, tmp_path)
+        finally:
+            for bot in bots.values():
+                bot.close()
     tally = account("plain run after rotate+gzip while stopped", home, writer)
-    summary.append(tally)
-    assert status == 0
-    assert_clean(tally)
-    audit_clean(home, tally)
-    assert learned_state(home) == learned_state(reference)
+    assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status)
 
 
 def test_sigterm_while_a_big_compressed_copy_is_read_at_start_stops_at_once(
@@ -573,21 +544,16 @@ def test_sigterm_while_a_big_compressed_copy_is_read_at_start_stops_at_once(
     """The unread rest of a big file rotated and compressed while learnd was stopped is read at start in a worker
     thread: a SIGTERM meanwhile stops the daemon at once (exit 0, what was read committed), and the next start reads
     the rest, each line once."""
-    home = make_home(tmp_path)
-    writer = LogWriter(home, seed=101, sources=("signals",))
-    daemon = Daemon(home, tmp_path / "daemon.log")
-    with running(daemon, writer):
-        daemon.start()
-        daemon.wait_event("daemon_started")
-        writer.write_batch(100)
+    with plain_run(tmp_path, 101) as (home, writer, daemon):
+        path = writer.path("signals")
+        with open(path, "ab") as bot:
+            bot.write(b"".join(writer.take_line("signals") for _ in range(100)))
         wait_caught_up(home)
         assert daemon.terminate() == 0
-        path = writer.path("signals")
         with open(path, "ab") as bot:
             bot.write(b"".join(writer.take_line("signals") for _ in range(120_000)))
         rotate_rename_create(writer, "signals")
         compress(path.with_name(path.name + ".1"))
-        writer.reopen("signals")
         daemon.start()
         daemon.wait_event("history_file_reading")
         time.sleep(0.3)
@@ -610,14 +576,9 @@ def test_a_file_written_and_copytruncated_within_one_poll(size: Size, tmp_path: 
     """A burst written by the bot (its own process) to an empty log and copytruncated at once, before learnd read a
     line of it: the copy (plain, or compressed at once) is one learnd never saw, so the running daemon reads it
     whole. Some bursts get lines appended after the truncation. The state equals a backfill of the same files."""
-    home = make_home(tmp_path)
     rng = random.Random(89)
-    writer = LogWriter(home, seed=89)
-    daemon = Daemon(home, tmp_path / "daemon.log")
     burst = max(50, int(size.lines_per_s / 4))
-    with running(daemon, writer):
-        daemon.start()
-        daemon.wait_event("daemon_started")
+    with plain_run(tmp_path, 89) as (home, writer, daemon):
         for cycle in range(size.file_cycles * 2):
             for source in SOURCES:
                 path = writer.path(source)
@@ -636,13 +597,8 @@ def test_a_file_written_and_copytruncated_within_one_poll(size: Size, tmp_path: 
         time.sleep(1.5)
         wait_caught_up(home, timeout_s=60)
         status = daemon.terminate()
-    reference = backfill_copy(home, tmp_path)
     tally = account(f"copytruncate before a line was read x{size.file_cycles * 2}", home, writer)
-    summary.append(tally)
-    assert status == 0
-    assert_clean(tally)
-    audit_clean(home, tally)
-    assert learned_state(home) == learned_state(reference)
+    assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status)
 
 
 # Disk full -----------------------------------------------------------------------------------------------------

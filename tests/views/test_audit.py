@@ -23,6 +23,7 @@ from learnd.sources.files import is_compressed
 from learnd.views.audit import collect_audit, render_audit
 from tests.conftest import build_settings, settings_for
 from tests.service.test_ingest import append, order
+from tests.sources.test_tailer import BANNER, shift_rotated
 
 SOURCES = ("attribution", "exit", "signals", "orders")
 
@@ -271,7 +272,6 @@ AUDIT_OPERATIONS = st.lists(
     ),
     max_size=20,
 )
-BANNER = b"=== bot started ==="
 _COUNTS = ("lines_total", "pending", "needs_backfill", "lines_on_disk", "duplicate_on_disk", "not_visible")
 _FILE_COUNTS = ("content_bytes", "lines", "lines_read", "pending", "duplicate_on_disk")
 
@@ -321,7 +321,7 @@ def test_audit_never_reports_a_negative_count(operations: list[tuple[str, int]])
                         old_writer.close()
                     old_writer = open(path, "ab", buffering=0)  # noqa: SIM115 - the bot's descriptor, closed below
                     if operation == "rename":
-                        shift_rotated(path)
+                        shift_rotated(path, 50)
                         os.rename(path, path.with_name("orders.jsonl.1"))
                         path.write_bytes(new_file())
                     else:
@@ -331,7 +331,7 @@ def test_audit_never_reports_a_negative_count(operations: list[tuple[str, int]])
                 elif operation == "old_append" and old_writer is not None:
                     old_writer.write(lines(count))
                 elif operation == "copytruncate":
-                    shift_rotated(path)
+                    shift_rotated(path, 50)
                     shutil.copyfile(path, path.with_name("orders.jsonl.1"))
                     os.truncate(path, 0)
                 elif operation == "compress":
@@ -360,12 +360,3 @@ def test_audit_never_reports_a_negative_count(operations: list[tuple[str, int]])
             engine.close()
             if old_writer is not None:
                 old_writer.close()
-
-
-def shift_rotated(path: Path) -> None:
-    """logrotate's numbering: name.N[.gz] -> name.N+1[.gz], making room for a new name.1."""
-    for number in range(20, 0, -1):
-        for suffix in ("", ".gz"):
-            older = path.with_name(f"{path.name}.{number}{suffix}")
-            if older.exists():
-                os.rename(older, path.with_name(f"{path.name}.{number + 1}{suffix}"))
