@@ -770,10 +770,7 @@ class SourceTailer:
         self._remember(fresh)
         if opened is self._retired:
             self._retired_lines += len(fresh)
-        self._extend_identity(opened, b"", opened.offset)
-        identity = opened.identity
-        if identity is not None:
-            self.known.record(identity, opened.offset)
+        self._extend_identity(opened, b"", opened.offset)  # after a last fragment or over-long line too
 
     def _remember(self, lines: list[Line]) -> None:
         for line in lines:
