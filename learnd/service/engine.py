@@ -5,9 +5,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,6 +15,7 @@ import structlog
 from learnd.config import Settings
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 from learnd.exports.signal_weights import SignalWeightsFile
+from learnd.jobs.periods import JobOutput
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import ExecutionLearner, ExecutionParams
 from learnd.learning.learner import CountingLearner, Learner
@@ -194,20 +194,13 @@ class Engine:
             self.ingestor.add_applied(learner.name, learner.close_sessions(through_session))
         self.commit(export=export)
 
-    def commit_job(
-        self,
-        run: JobRun,
-        documents: Sequence[tuple[Path, bytes]],
-        changes: Sequence[dict[str, Any]],
-        *,
-        export: bool = True,
-    ) -> None:
-        """Write a job's documents (atomically, each), then commit its changes together with the record of its
-        run: a run is either recorded with everything it changed, or runs again."""
-        for path, data in documents:
-            write_bytes_atomic(path, data)
-        self.ingestor.add_changes(changes)
-        self.ingestor.add_job_run(run)
+    def commit_job(self, run: JobRun, output: JobOutput, *, export: bool = True) -> None:
+        """Write a job's documents (atomically, each), then commit its changes and the state it kept together with
+        the record of its run: a run is either recorded with everything it changed, or runs again."""
+        for path, data in output.documents:
+            write_bytes_atomic(path, data, durable=False)
+        self.ingestor.add_changes(output.changes)
+        self.ingestor.add_job_run(run, output.state, output.values)
         self.commit(export=export)
 
     def sync_journals(self) -> None:

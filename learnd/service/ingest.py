@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from learnd.config import Settings, SourceSettings
 from learnd.errors import RecordError
 from learnd.learning.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.records.decode import BadLine, decode_line
+from learnd.records.encoding import encode_record
 from learnd.records.parse import (
     ExitOutcome,
     Ignored,
@@ -259,7 +260,7 @@ class Ingestor:
                 event_us=record.event_us,  # type: ignore[union-attr]
                 source=source.name,
                 file_offset=line.offset,
-                record=line.raw,
+                record=encode_record(record),  # type: ignore[arg-type]
             )
         )
         return True
@@ -276,9 +277,13 @@ class Ingestor:
             self._changes.append(change)
             self._batch.changes.append((int(change["event_us"]), orjson.dumps(change, option=orjson.OPT_SORT_KEYS)))
 
-    def add_job_run(self, run: JobRun) -> None:
-        """A job run to record with the batch, in the same transaction as what the job changed."""
+    def add_job_run(
+        self, run: JobRun, state: Mapping[str, bytes] = {}, values: Sequence[tuple[str, int, bytes]] = ()
+    ) -> None:
+        """A job run to record with the batch, in the same transaction as what the job changed and kept."""
         self._batch.job_runs.append(run)
+        self._batch.job_state.update(state)
+        self._batch.job_values.extend(values)
 
     def _withdraw(self, record: Record) -> None:
         kind = LEDGER_KINDS.get(type(record))

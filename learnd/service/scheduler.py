@@ -15,7 +15,8 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from learnd.jobs.periods import run_period
+from learnd.jobs.longrun import LongRun
+from learnd.jobs.periods import load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
@@ -30,16 +31,18 @@ def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) ->
     return JobRunner(engine, calendar, clock=lambda: now).run_all_due(export=False)
 
 
-def execute_period(engine: Engine, calendar: ExchangeCalendar, period: Period, *, export: bool = True) -> str:
+def execute_period(
+    engine: Engine, calendar: ExchangeCalendar, period: Period, longrun: LongRun, *, export: bool = True
+) -> str:
     """Run one period now: close the sessions it covers in the learners (committed), build its documents, then
     write them and commit its changes with the record of the run. Returns the report's path.
 
     Synchronous on purpose: on the daemon's loop nothing else (ingest, commit, another job) runs meanwhile.
     """
     engine.close_sessions(last_session(calendar, engine.settings, period), export=export)
-    output = run_period(engine.store, engine.settings, calendar, period)
+    output = run_period(engine.store, engine.settings, calendar, period, longrun)
     run = JobRun(period.job, period.label, "ok", to_epoch_us(period.due), str(output.report))
-    engine.commit_job(run, output.documents, output.changes, export=export)
+    engine.commit_job(run, output, export=export)
     return str(output.report)
 
 
@@ -62,6 +65,8 @@ class JobRunner:
         self._on_result = on_result
         self.run_count = 0
         self.failure_count = 0
+        # The jobs' long-run figures as committed, loaded at the first period and kept up to date by each one.
+        self._longrun: LongRun | None = None
 
     def run_due(self, job: str) -> int:
         """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
@@ -102,7 +107,9 @@ class JobRunner:
 
     def _run_one(self, period: Period, *, export: bool) -> None:
         try:
-            target = execute_period(self.engine, self.calendar, period, export=export)
+            if self._longrun is None:
+                self._longrun = load_longrun(self.engine.store, self.calendar)
+            target = execute_period(self.engine, self.calendar, period, self._longrun, export=export)
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return
@@ -113,6 +120,8 @@ class JobRunner:
 
     def _failed(self, period: Period, error: Exception) -> None:
         self.failure_count += 1
+        # The figures may hold what the failed period took in but never committed: read them again next time.
+        self._longrun = None
         detail = "".join(traceback.format_exception(error))[-4000:]
         log.error("job_failed", job=period.job, period=period.label, error=str(error), traceback=detail)
         if self._on_result is not None:

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from learnd.jobs.longrun import attribute_pnl
 from learnd.jobs.reports import (
     DecayProposal,
-    attribute_pnl,
     daily_report,
     evidence_sessions,
     render_daily_markdown,
