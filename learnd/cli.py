@@ -45,19 +45,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return handler(args)
-    except ConfigError as error:
+    except (LearndError, sqlite3.DatabaseError) as error:
+        return _failed(error)
+    except ExceptionGroup as group:
+        # The daemon's tasks run in a TaskGroup: a state error raised in one leaves wrapped in a group, and must
+        # exit with its own status all the same.
+        known = group.subgroup(lambda error: isinstance(error, LearndError | sqlite3.DatabaseError))
+        if known is None:
+            raise
+        return _failed(_first_leaf(known))
+
+
+def _failed(error: BaseException) -> int:
+    """Say what went wrong on stderr; the exit status for it (3 configuration, 4 state, 1 anything else of ours)."""
+    if isinstance(error, ConfigError):
         print(f"learnd: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except StateError as error:
+    if isinstance(error, StateError):
         print(f"learnd: state error: {error}", file=sys.stderr)
         return EXIT_STATE
-    except sqlite3.DatabaseError as error:
+    if isinstance(error, sqlite3.DatabaseError):
         # Damage found while reading or writing (after the checks at open): the store is refused, never reset.
         print(f"learnd: state error: the store cannot be read ({error}); nothing was reset", file=sys.stderr)
         return EXIT_STATE
-    except LearndError as error:
-        print(f"learnd: {error}", file=sys.stderr)
-        return 1
+    print(f"learnd: {error}", file=sys.stderr)
+    return 1
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _parser() -> argparse.ArgumentParser:

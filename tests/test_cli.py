@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from learnd.devtools.simulate import simulate
+from learnd.errors import ConfigError, LearndError, StateError
 
 
 def learnd(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -106,3 +107,40 @@ def test_schedule_json_lists_next_runs_around_the_holiday(tmp_path: Path) -> Non
     assert jobs["daily"]["next_runs"] == ["2026-11-27T18:15:00+00:00", "2026-11-30T21:15:00+00:00"]
     assert jobs["weekly"]["next_runs"][0] == "2026-11-27T18:15:00+00:00"
     assert jobs["daily"]["last_run"] is None
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(StateError("store refused"), 4), (ConfigError("bad key"), 3), (LearndError("other"), 1)],
+)
+def test_an_error_raised_inside_the_daemons_task_group_exits_with_its_own_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: LearndError, status: int
+) -> None:
+    """The daemon's tasks run in a TaskGroup, which wraps what they raise in an ExceptionGroup; the exit status is
+    still the error's own. The seam faked here is the daemon's entry (service.daemon.serve), raising as a task
+    would."""
+    from learnd import cli
+    from learnd.service import daemon
+
+    async def failing_serve(*args: object, **kwargs: object) -> int:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [error])
+
+    monkeypatch.setattr(daemon, "serve", failing_serve)
+    (tmp_path / "logs").mkdir()
+    assert cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"]) == status
+
+
+def test_an_unknown_error_inside_the_task_group_is_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything unexpected propagates (the process exits non-zero and systemd restarts it)."""
+    from learnd import cli
+    from learnd.service import daemon
+
+    async def failing_serve(*args: object, **kwargs: object) -> int:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [RuntimeError("bug")])
+
+    monkeypatch.setattr(daemon, "serve", failing_serve)
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(ExceptionGroup):
+        cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])

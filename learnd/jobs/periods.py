@@ -8,15 +8,17 @@ the rest (see service.scheduler).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from learnd.config import Settings
+from learnd.errors import StopRequested
 from learnd.exports.files import json_bytes
 from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
 from learnd.jobs.reports import (
@@ -49,6 +51,8 @@ from learnd.sessions.exchange import ExchangeCalendar, from_epoch_us
 from learnd.store.database import LedgerRow, Store
 from learnd.store.ledger import ledger_records, record_of
 
+# Long steps look at the stop request this often (ledger rows taken in between two looks).
+_STOP_CHECK_ROWS: Final = 512
 # Signal patterns need history: the weekly report looks at the last four weeks of episodes and orders.
 _WEEKLY_SIGNAL_WINDOW_DAYS: Final = 28
 
@@ -66,15 +70,26 @@ class JobOutput:
 
 
 def run_period(
-    store: Store, settings: Settings, calendar: ExchangeCalendar, period: Period, longrun: LongRun
+    store: Store,
+    settings: Settings,
+    calendar: ExchangeCalendar,
+    period: Period,
+    longrun: LongRun,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> JobOutput:
     """The report of one period (its sessions already closed in the learners and committed), for a week the
     suggestion documents its signal section supports, and the long-run figures brought up to its last session
-    (`longrun`, updated in place; its rows are in the output, to commit with the run)."""
+    (`longrun`, updated in place; its rows are in the output, to commit with the run).
+
+    Raises StopRequested as soon as `should_stop()` says so between steps; `longrun` may then hold part of the
+    period and must be read again from the store.
+    """
     session = last_session(calendar, settings, period)
     in_order = session >= longrun.through
     if in_order:
-        advance(longrun, store, calendar, session)
+        advance(longrun, store, calendar, session, should_stop)
+    _check(should_stop)
     if period.job == DAILY:
         outcomes = _closed_outcomes(store, calendar, session, longrun if in_order else None)
         report = daily_report_document(store, settings, calendar, period.label, outcomes)
@@ -105,21 +120,37 @@ def load_longrun(store: Store, calendar: ExchangeCalendar) -> LongRun:
     return longrun
 
 
-def advance(longrun: LongRun, store: Store, calendar: ExchangeCalendar, through: int) -> None:
+def advance(
+    longrun: LongRun,
+    store: Store,
+    calendar: ExchangeCalendar,
+    through: int,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
     """Take in every committed trade up to session `through`: those that arrived since the figures last looked for
     sessions they had already passed (late ones), then the sessions after; move the sessions that left the recent
-    window into the earlier samples."""
+    window into the earlier samples. The ledger number is read first, so a row committed meanwhile is taken in
+    next time, never twice."""
+    seq = store.ledger_seq
     boundary_us: int | None = None
+    rows: list[Iterable[LedgerRow]] = []
     if longrun.through >= 0:
         boundary_us = calendar.session_bounds_us(longrun.through)[1]
-        for row in store.ledger_since("trade", longrun.seq, boundary_us):
-            _absorb(longrun, row, calendar)
+        rows.append(store.ledger_since("trade", longrun.seq, boundary_us))
     if through > longrun.through:
-        for row in store.ledger("trade", since_us=boundary_us, until_us=calendar.session_bounds_us(through)[1]):
-            _absorb(longrun, row, calendar)
-        longrun.through = through
-    longrun.seq = store.ledger_seq
+        rows.append(store.ledger("trade", since_us=boundary_us, until_us=calendar.session_bounds_us(through)[1]))
+    for count, row in enumerate(chain.from_iterable(rows)):
+        if count % _STOP_CHECK_ROWS == 0:
+            _check(should_stop)
+        _absorb(longrun, row, calendar)
+    longrun.through = max(longrun.through, through)
+    longrun.seq = seq
     longrun.settle_earlier(longrun.through - RECENT_SESSIONS)
+
+
+def _check(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise StopRequested("the job was stopped before it finished; it runs again at the next start")
 
 
 def _absorb(longrun: LongRun, row: LedgerRow, calendar: ExchangeCalendar) -> None:

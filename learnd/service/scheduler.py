@@ -15,12 +15,13 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from learnd.errors import StopRequested
 from learnd.jobs.longrun import LongRun
-from learnd.jobs.periods import load_longrun, run_period
+from learnd.jobs.periods import JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
-from learnd.store.database import JobRun
+from learnd.store.database import JobRun, Store
 
 log = structlog.get_logger("learnd.jobs")
 
@@ -34,13 +35,13 @@ def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) ->
 def execute_period(
     engine: Engine, calendar: ExchangeCalendar, period: Period, longrun: LongRun, *, export: bool = True
 ) -> str:
-    """Run one period now: close the sessions it covers in the learners (committed), build its documents, then
-    write them and commit its changes with the record of the run. Returns the report's path.
-
-    Synchronous on purpose: on the daemon's loop nothing else (ingest, commit, another job) runs meanwhile.
-    """
+    """Run one period now, in one go (backfill): close the sessions it covers in the learners (committed), build
+    its documents, then write them and commit its changes with the record of the run. Returns the report's path."""
     engine.close_sessions(last_session(calendar, engine.settings, period), export=export)
-    output = run_period(engine.store, engine.settings, calendar, period, longrun)
+    return _commit(engine, period, run_period(engine.store, engine.settings, calendar, period, longrun), export=export)
+
+
+def _commit(engine: Engine, period: Period, output: JobOutput, *, export: bool) -> str:
     run = JobRun(period.job, period.label, "ok", to_epoch_us(period.due), str(output.report))
     engine.commit_job(run, output, export=export)
     return str(output.report)
@@ -67,6 +68,7 @@ class JobRunner:
         self.failure_count = 0
         # The jobs' long-run figures as committed, loaded at the first period and kept up to date by each one.
         self._longrun: LongRun | None = None
+        self._reader: Store | None = None
 
     def run_due(self, job: str) -> int:
         """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
@@ -77,18 +79,50 @@ class JobRunner:
         return self._run(self._all_pending(), export=export)
 
     async def run_all_due_yielding(self, stop: asyncio.Event) -> int:
-        """run_all_due on the daemon's loop, letting other tasks (watchdog, metrics, signals) run between periods
-        (a long catch-up must not starve the watchdog), and stopping between periods once `stop` is set: the
-        periods not run yet stay pending for the next start. Returns how many ran."""
+        """run_all_due for the daemon: each period's documents are built in a worker thread over a snapshot of the
+        store (the loop keeps ingesting, beating the watchdog and handling signals meanwhile), and once `stop` is
+        set the period at hand is dropped uncommitted and the rest stay pending: all of them run at the next
+        start, none twice. Returns how many ran."""
         ran = 0
         for period in self._all_pending():
-            if stop.is_set():
+            if stop.is_set() or not await self._run_one_off_loop(period, stop):
                 log.info("jobs_interrupted", next_period=period.label, job=period.job, ran=ran)
                 break
-            self._run_one(period, export=True)
             ran += 1
-            await asyncio.sleep(0)
         return ran
+
+    async def _run_one_off_loop(self, period: Period, stop: asyncio.Event) -> bool:
+        """One period with its building off the loop; False when `stop` cut it short (nothing committed)."""
+        try:
+            self.engine.close_sessions(last_session(self.calendar, self.engine.settings, period))
+            output = await asyncio.to_thread(self._build, period, stop.is_set)
+            target = _commit(self.engine, period, output, export=True)
+        except StopRequested:
+            self._longrun = None  # it may hold what the dropped period took in
+            return False
+        except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
+            self._failed(period, error)
+            return True
+        self._ran(period, target)
+        return True
+
+    def _build(self, period: Period, should_stop: Callable[[], bool]) -> JobOutput:
+        """In a worker thread: the period's output from a snapshot of the store, read through a connection of
+        its own (the loop's connection keeps committing)."""
+        if self._reader is None:
+            self._reader = Store.open(self.engine.settings.db_path, readonly=True)
+        with self._reader.snapshot() as store:
+            if self._longrun is None:
+                self._longrun = load_longrun(store, self.calendar)
+            return run_period(
+                store, self.engine.settings, self.calendar, period, self._longrun, should_stop=should_stop
+            )
+
+    def close(self) -> None:
+        """Close the reader's connection (the daemon's stop)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _all_pending(self) -> list[Period]:
         now = self._clock()
@@ -113,6 +147,9 @@ class JobRunner:
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return
+        self._ran(period, target)
+
+    def _ran(self, period: Period, target: str) -> None:
         self.run_count += 1
         log.info("job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=target)
         if self._on_result is not None:
@@ -160,9 +197,10 @@ class JobRunner:
                 self._schedule_next(scheduler, job, stop)
             await stop.wait()
         finally:
-            # Jobs are synchronous on this loop: none can be half-way through here, so nothing is cut short.
+            # A period running now sees `stop` and drops out uncommitted; none starts after this.
             scheduler.pause()
             scheduler.shutdown(wait=False)
+            self.close()
 
     def _schedule_next(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         (period,) = next_periods(self.calendar, self.engine.settings, job, self._clock(), 1)

@@ -323,7 +323,17 @@ class Store:
     @property
     def ledger_seq(self) -> int:
         """The insertion number of the newest committed ledger row (0 before any)."""
-        return self._ledger_seq
+        return self._max_ledger_seq() if self._readonly else self._ledger_seq
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """A reader's consistent view: every query inside sees the store as of the first one, whatever commits
+        meanwhile (WAL keeps the pages that view needs)."""
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("ROLLBACK")
 
     def _max_ledger_seq(self) -> int:
         kinds = [row[0] for row in self._db.execute("SELECT DISTINCT kind FROM ledger")]

@@ -6,6 +6,7 @@ The wall clock is the one seam faked here (JobRunner's `clock`): everything else
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -257,3 +258,79 @@ def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Pa
     assert listed, "the simulated patterns carry edges a bound can support"
     assert len(logged) == len(listed)
     assert all("applies_to_weights=False" in document["reason"] for document in logged)
+
+
+@pytest.fixture(scope="module")
+def ending_today(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated bot home whose history of about a hundred sessions ends a few days before today."""
+    template = tmp_path_factory.mktemp("ending_today")
+    simulate(template, trades=2000, seed=17, start=date.today() - timedelta(days=150))
+    return template
+
+
+def job_events(process: subprocess.Popen[bytes], stop_after: int | None) -> list[tuple[str, str]]:
+    """The daemon's job_ran events (job, period) read from its JSON log until `stop_after` of them, or (None) until
+    it says the catch-up is over, or until its output ends."""
+    assert process.stdout is not None
+    ran: list[tuple[str, str]] = []
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            return ran
+        entry = orjson.loads(line)
+        if entry.get("event") == "job_ran":
+            ran.append((str(entry["job"]), str(entry["period"])))
+            if stop_after is not None and len(ran) >= stop_after:
+                return ran
+        elif entry.get("event") == "jobs_caught_up" and stop_after is None:
+            return ran
+
+
+def test_sigterm_in_the_middle_of_a_catch_up_stops_within_five_seconds_and_no_period_runs_twice(
+    ending_today: Path, tmp_path: Path
+) -> None:
+    """SIGTERM twice in the middle of the job catch-up: each time the daemon exits 0 within 5 s; the periods it
+    had not finished run at the next start; over the three runs every period ran exactly once, and the reports
+    are byte for byte those of one uninterrupted backfill."""
+    home = tmp_path / "home"
+    shutil.copytree(ending_today / "logs", home / "logs")
+    env = {**daemon_env(home), "LEARND_SCHEDULE__DAILY_ENABLED": "true", "LEARND_SCHEDULE__WEEKLY_ENABLED": "true"}
+    ran: list[tuple[str, str]] = []
+    per_run: list[int] = []
+    for stop_after in (7, 23, None):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "learnd", "run", "--backfill"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            ran += job_events(process, stop_after)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(timeout=10)
+            elapsed = time.monotonic() - started
+            ran += job_events(process, None)  # a period that finished while the signal arrived
+        finally:
+            reap(process)
+        per_run.append(len(ran) - sum(per_run))
+        assert status == 0
+        assert elapsed < 5.0
+    assert len(ran) == len(set(ran))
+    reference = tmp_path / "reference"
+    shutil.copytree(ending_today / "logs", reference / "logs")
+    subprocess.run(
+        [sys.executable, "-m", "learnd", "backfill", "--progress", "none"],
+        env={**env, "LEARND_HOME": str(reference)},
+        check=True,
+        capture_output=True,
+    )
+    expected = sorted((path.parent.name, path.stem) for path in (reference / "data" / "reports").rglob("*.json"))
+    assert sorted(set(ran)) == expected
+    # The stops cut the catch-up short (its rest ran at the next start), rather than waiting for all of it.
+    assert per_run[0] < 10
+    assert per_run[1] < 30
+    assert per_run[2] > 50
+    for path in (reference / "data" / "reports").rglob("*"):
+        if path.is_file():
+            assert (home / path.relative_to(reference)).read_bytes() == path.read_bytes(), path.name
