@@ -85,20 +85,6 @@ def test_report_prints_markdown_and_draws_the_chart(learned_home: Path) -> None:
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_unknown_report_day_is_a_clear_error(learned_home: Path) -> None:
-    """A report that does not exist: exit 1 and a message naming it."""
-    result = learnd(learned_home, "report", "--day", "1999-01-04", "--no-chart", check=False)
-    assert result.returncode == 1
-    assert b"1999-01-04" in result.stderr
-
-
-def test_invalid_setting_exits_3_naming_the_key(tmp_path: Path) -> None:
-    """A bad --set fails start-up with status 3 and the key's name."""
-    result = learnd(tmp_path, "--set", "commit_interval_ms=-5", "status", check=False)
-    assert result.returncode == 3
-    assert b"commit_interval_ms" in result.stderr
-
-
 def test_schedule_json_lists_next_runs_around_the_holiday(tmp_path: Path) -> None:
     """schedule --json --from: next daily runs skip Thanksgiving and honour the early close."""
     result = learnd(tmp_path, "schedule", "--json", "--from", "2026-11-25T21:30:00+00:00", "--count", "2")
