@@ -1,5 +1,5 @@
-"""records.components: the contract's vocabulary, checked against the tables and examples of FORMATS.md
-("Components" and "Composite exit reasons"), transcribed here row by row."""
+"""records.components: the contract's vocabulary, checked against the tables, defaults and examples of
+FORMATS.md ("Components" and "Composite exit reasons"), whose text is pasted here and read row by row."""
 
 from __future__ import annotations
 
@@ -17,77 +17,79 @@ from learnd.records.components import (
     exit_reason_tokens,
 )
 
-# FORMATS.md, "Components": short key in logs -> canonical name.
-SHORT_KEYS = {
-    "flow": "options_flow",
-    "iv_skew": "iv_term_skew",
-    "smile": "smile_slope",
-    "whale": "whale_persistence",
-    "event": "event_alignment",
-    "motif_bonus": "temporal_motif",
-    "regime": "regime_modifier",
-    "calendar": "calendar_catalyst",
-}
-SAME_NAME = (
-    "dark_pool",
-    "insider",
-    "toxicity_penalty",
-    "congress",
-    "shorts_squeeze",
-    "institutional",
-    "market_tide",
-    "etf_flow",
-    "greeks_gamma",
-    "ftd_pressure",
-    "iv_rank",
-    "oi_change",
-    "squeeze_score",
-)
-LEGACY_KEYS = {
-    "flow_count": "options_flow",
-    "flow_premium": "options_flow",
-    "darkpool": "dark_pool",
-    "gamma": "greeks_gamma",
-}
-# FORMATS.md, "Default base weights".
-BASE_WEIGHTS = {
-    "options_flow": 2.4,
-    "dark_pool": 1.3,
-    "insider": 0.5,
-    "iv_term_skew": 0.6,
-    "smile_slope": 0.35,
-    "whale_persistence": 0.7,
-    "event_alignment": 0.4,
-    "temporal_motif": 0.5,
-    "toxicity_penalty": -0.9,
-    "regime_modifier": 0.3,
-    "congress": 0.9,
-    "shorts_squeeze": 0.7,
-    "institutional": 0.5,
-    "market_tide": 0.4,
-    "calendar_catalyst": 0.45,
-    "etf_flow": 0.3,
-    "greeks_gamma": 0.4,
-    "ftd_pressure": 0.3,
-    "iv_rank": 0.2,
-    "oi_change": 0.35,
-    "squeeze_score": 0.2,
-}
-# FORMATS.md, "Default exit weights".
-EXIT_WEIGHTS = {
-    "entry_decay": 1.0,
-    "adverse_flow": 1.2,
-    "drawdown_velocity": 1.5,
-    "time_decay": 0.8,
-    "momentum_reversal": 1.3,
-    "volume_exhaustion": 0.9,
-    "support_break": 1.4,
-}
+# FORMATS.md's text, pasted as it stands there and read by the helpers below.
+COMPONENT_TABLE = """
+| flow | options_flow |
+| iv_skew | iv_term_skew |
+| smile | smile_slope |
+| whale | whale_persistence |
+| event | event_alignment |
+| motif_bonus | temporal_motif |
+| regime | regime_modifier |
+| calendar | calendar_catalyst |
+| dark_pool, insider, toxicity_penalty, congress, shorts_squeeze, institutional, market_tide, etf_flow, greeks_gamma, ftd_pressure, iv_rank, oi_change, squeeze_score | same name |
+"""  # noqa: E501 - one table row, as in FORMATS.md
+# "Legacy keys also appear in old logs: `flow_count`, `flow_premium` (-> options_flow), `darkpool` (-> dark_pool),
+# `gamma` (-> greeks_gamma)", as a table.
+LEGACY_TABLE = """
+| flow_count, flow_premium | options_flow |
+| darkpool | dark_pool |
+| gamma | greeks_gamma |
+"""
+BASE_WEIGHTS_TEXT = """
+options_flow 2.4, dark_pool 1.3, insider 0.5, iv_term_skew 0.6, smile_slope 0.35,
+whale_persistence 0.7, event_alignment 0.4, temporal_motif 0.5,
+toxicity_penalty -0.9, regime_modifier 0.3, congress 0.9, shorts_squeeze 0.7,
+institutional 0.5, market_tide 0.4, calendar_catalyst 0.45, etf_flow 0.3,
+greeks_gamma 0.4, ftd_pressure 0.3, iv_rank 0.2, oi_change 0.35, squeeze_score 0.2.
+"""
+EXIT_TABLE = """
+| signal_decay, entry_decay | entry_decay |
+| flow_reversal, adverse_flow | adverse_flow |
+| drawdown | drawdown_velocity |
+| time, stale | time_decay |
+| momentum | momentum_reversal |
+| volume | volume_exhaustion |
+| support | support_break |
+| trail_stop, profit_target, displaced, regime, risk, stop | their own token (learn them too) |
+"""
+EXIT_WEIGHTS_TEXT = """
+entry_decay 1.0, adverse_flow 1.2, drawdown_velocity 1.5,
+time_decay 0.8, momentum_reversal 1.3, volume_exhaustion 0.9, support_break 1.4.
+"""
+
+
+def table_rows(table: str) -> list[tuple[str, str]]:
+    """(left cell item, right cell) for each item of each row of a two-column Markdown table body."""
+    rows = []
+    for line in table.strip().splitlines():
+        left, right = (cell.strip() for cell in line.strip("| ").split(" | "))
+        rows += [(item.strip(), right) for item in left.split(",")]
+    return rows
+
+
+def weights(text: str) -> dict[str, float]:
+    """`name 1.0, other -0.5.` as a mapping, in the text's order."""
+    pairs = (item.split() for item in text.strip().rstrip(".").replace("\n", " ").split(","))
+    return {name: float(value) for name, value in pairs}
+
+
+SHORT_KEYS = {key: key if canonical == "same name" else canonical for key, canonical in table_rows(COMPONENT_TABLE)}
+LEGACY_KEYS = dict(table_rows(LEGACY_TABLE))
+BASE_WEIGHTS = weights(BASE_WEIGHTS_TEXT)
+EXIT_WEIGHTS = weights(EXIT_WEIGHTS_TEXT)
+
+
+def test_the_transcribed_tables_read_as_expected() -> None:
+    """The helpers read FORMATS.md's text whole: 21 canonical keys, 8 short ones, 4 legacy, 7 exit weights."""
+    assert len(SHORT_KEYS) == 21 and sum(key != name for key, name in SHORT_KEYS.items()) == 8
+    assert list(LEGACY_KEYS) == ["flow_count", "flow_premium", "darkpool", "gamma"]
+    assert (len(BASE_WEIGHTS), BASE_WEIGHTS["toxicity_penalty"], len(EXIT_WEIGHTS)) == (21, -0.9, 7)
 
 
 @pytest.mark.parametrize(
     ("key", "canonical"),
-    [*SHORT_KEYS.items(), *((name, name) for name in SAME_NAME), *LEGACY_KEYS.items()],
+    [*SHORT_KEYS.items(), *LEGACY_KEYS.items()],
 )
 def test_logged_keys_map_to_their_canonical_names(key: str, canonical: str) -> None:
     """Every short, same-name and legacy key of the FORMATS.md table names its canonical component."""
@@ -97,7 +99,7 @@ def test_logged_keys_map_to_their_canonical_names(key: str, canonical: str) -> N
 
 def test_canonical_names_are_exactly_the_table_and_each_names_itself() -> None:
     """The canonical components are the table's, in the default weights' order, and each maps to itself."""
-    assert set(ENTRY_COMPONENTS) == set(SHORT_KEYS.values()) | set(SAME_NAME)
+    assert set(ENTRY_COMPONENTS) == set(SHORT_KEYS.values())
     assert tuple(BASE_WEIGHTS) == ENTRY_COMPONENTS
     assert all(canonical_component(name) == name for name in ENTRY_COMPONENTS)
     assert set(COMPONENT_ALIASES) == set(ENTRY_COMPONENTS) | set(SHORT_KEYS) | set(LEGACY_KEYS)
@@ -159,6 +161,14 @@ def test_exit_reason_tokens_keep_arguments_whole(reason: str, tokens: list[str])
     """A `+` inside an argument does not split it, a nested argument is removed whole, and blanks and empty
     tokens are dropped."""
     assert exit_reason_tokens(reason) == tokens
+
+
+@pytest.mark.parametrize(("needle", "component"), table_rows(EXIT_TABLE))
+def test_each_needle_of_the_exit_table_names_its_component(needle: str, component: str) -> None:
+    """A token that is exactly a "token contains" entry of FORMATS.md's exit table maps to that row's component
+    (the last row's tokens to themselves)."""
+    expected = needle if component.startswith("their own token") else component
+    assert exit_component(needle) == expected
 
 
 @pytest.mark.parametrize(

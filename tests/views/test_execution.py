@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from learnd.config import Settings
 from learnd.errors import StateError
 from learnd.service.backfill import run_backfill
-from learnd.store.lock import HomeLock
 from learnd.views.execution import execution_document
 from tests.bot_rows import CLOSED, write_trading_day
-from tests.conftest import build_settings
+from tests.conftest import build_settings, home_owned
 
 
 @pytest.fixture
@@ -73,13 +71,10 @@ def test_with_default_minimums_one_fill_flags_nothing(home_with_orders: Path) ->
 
 def test_the_view_reads_while_a_daemon_owns_the_home(home_with_orders: Path) -> None:
     """Read-only: it answers the same while the home lock is held."""
-    settings: Settings = build_settings(home_with_orders)
+    settings = build_settings(home_with_orders)
     before = execution_document(settings)
-    lock = HomeLock(settings.lock_path).acquire("daemon")
-    try:
+    with home_owned(settings):
         assert execution_document(settings) == before
-    finally:
-        lock.release()
 
 
 def test_without_a_store_the_view_is_a_state_error(home: Path) -> None:

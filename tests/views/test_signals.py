@@ -12,10 +12,9 @@ from learnd.errors import StateError
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.service.backfill import run_backfill
 from learnd.store.database import reading
-from learnd.store.lock import HomeLock
 from learnd.views.signals import signals_document
 from tests.bot_rows import write_trading_day
-from tests.conftest import build_settings
+from tests.conftest import build_settings, home_owned
 
 
 @pytest.fixture
@@ -79,13 +78,10 @@ def test_parameters_come_from_the_settings(home: Path, settings: Settings) -> No
 
 
 def test_the_view_reads_while_a_daemon_owns_the_home(settings: Settings) -> None:
-    """Read-only: it needs neither the home lock nor a write, so it answers while the home is owned."""
+    """Read-only: it needs neither the home lock nor a write, so it answers the same while the home is owned."""
     before = signals_document(settings)
-    lock = HomeLock(settings.lock_path).acquire("daemon")
-    try:
+    with home_owned(settings):
         assert signals_document(settings) == before
-    finally:
-        lock.release()
 
 
 def test_without_a_store_the_view_is_a_state_error(home: Path) -> None:

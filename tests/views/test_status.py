@@ -12,10 +12,9 @@ import pytest
 
 from learnd.config import Settings
 from learnd.service.backfill import run_backfill
-from learnd.store.lock import HomeLock
 from learnd.views.status import collect_status, render_status
 from tests.bot_rows import append, close_row, line, open_row, order_row
-from tests.conftest import build_settings
+from tests.conftest import build_settings, home_owned
 
 GARBAGE = b"not json\n"
 PARTIAL = b'{"ts": "2026-03-02T15:30:00+00:00", "type": "attrib'
@@ -115,13 +114,10 @@ def test_a_home_never_read_is_not_started(home: Path) -> None:
 def test_status_says_whether_a_daemon_owns_the_home(settings: Settings) -> None:
     """daemon_running and the owner's record follow the home lock."""
     assert (collect_status(settings)["daemon_running"], collect_status(settings)["daemon"]) == (False, None)
-    lock = HomeLock(settings.lock_path).acquire("daemon")
-    try:
+    with home_owned(settings) as owner:
         report = collect_status(settings)
-    finally:
-        lock.release()
     assert report["daemon_running"] is True
-    assert report["daemon"] == f"pid {os.getpid()} (daemon)"
+    assert report["daemon"] == owner == f"pid {os.getpid()} (daemon)"
     assert report["home"] == str(settings.home)
 
 
