@@ -50,7 +50,7 @@ def applied(store: Store, source: str) -> int:
 
 @pytest.fixture
 def open_engine() -> Iterator[Callable[..., Engine]]:
-    """Opens engines (default learners unless given) and closes whatever is still open at the end."""
+    """Opens engines (default learners unless given) and closes each at the end of the test."""
     opened: list[Engine] = []
 
     def opener(settings: Settings, **options: Any) -> Engine:

@@ -19,7 +19,7 @@ from learnd.store.lock import HomeLock
 ROOT = Path(__file__).resolve().parents[2]
 
 # A second process: takes the lock, says so, and holds it until told to release it (a line on stdin) or killed.
-# With `probe` it takes a shared lock instead, as `status` does, and lets go of it by itself after 0.4 s.
+# With `probe` it takes a shared lock instead, as `status` does, and lets go of it by itself after 0.2 s.
 _HOLDER = """
 import fcntl, os, sys, time
 from pathlib import Path
@@ -30,7 +30,7 @@ if mode == "probe":
     fd = os.open(path, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_SH)
     print("held", flush=True)
-    time.sleep(0.4)
+    time.sleep(0.2)
     os.close(fd)
 else:
     lock = HomeLock(path).acquire(mode)
