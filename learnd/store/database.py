@@ -323,6 +323,9 @@ class Store:
     @property
     def ledger_seq(self) -> int:
         """The insertion number of the newest committed ledger row (0 before any)."""
+        if self._readonly:
+            # Counted at open by the writer only; a reader sees what writers committed, then and since.
+            return self._max_ledger_seq()
         return self._ledger_seq
 
     def _max_ledger_seq(self) -> int:
