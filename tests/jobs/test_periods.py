@@ -12,15 +12,17 @@ import orjson
 import pytest
 
 from learnd.exports.files import json_bytes
-from learnd.jobs.periods import JobOutput, daily_report_document, run_period
+from learnd.jobs.periods import JobOutput, daily_report_document, load_longrun, run_period
 from learnd.jobs.reports import render_daily_markdown, render_weekly_markdown
 from learnd.jobs.schedule import DAILY, WEEKLY, Period, last_session, next_periods
-from learnd.learning.execution import render_execution
+from learnd.learning.execution import render_execution, symbol_outcomes
 from learnd.learning.signals import render_signals
+from learnd.records.parse import TradeOutcome
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import to_epoch_us
 from learnd.store.database import Store
+from learnd.store.ledger import ledger_records
 from tests.bot_rows import TRADING_DAY, append, close_row, line, write_trading_day
 from tests.conftest import build_settings
 
@@ -48,18 +50,30 @@ def period(engine: Engine, job: str) -> Period:
 
 
 def produce(engine: Engine, job: str, store: Store | None = None) -> JobOutput:
-    return run_period(store or engine.store, engine.settings, engine.calendar, period(engine, job))
+    """The period's output from a store (the engine's unless given), with the long-run figures it committed."""
+    reading = store or engine.store
+    longrun = load_longrun(reading, engine.calendar)
+    return run_period(reading, engine.settings, engine.calendar, period(engine, job), longrun)
 
 
 def test_daily_documents_are_the_report_as_json_and_markdown(engine: Engine) -> None:
-    """The day's JSON document is the report dict's bytes; the Markdown is its rendering with the signal and
-    execution sections; both go to data/reports/daily/<day>, and the run names the JSON one."""
+    """The day's JSON document is the bytes of the report built from the ledger (every closed trade up to the day
+    for its execution section); the Markdown is its rendering with the signal and execution sections; both go
+    to data/reports/daily/<day>, and the run names the JSON one."""
     output = produce(engine, DAILY)
     target = engine.settings.data_dir / "reports" / "daily"
     assert [path for path, _ in output.documents] == [target / f"{TRADING_DAY}.json", target / f"{TRADING_DAY}.md"]
     assert output.report == target / f"{TRADING_DAY}.json"
     assert output.changes == ()
-    report = daily_report_document(engine.store, engine.settings, engine.calendar, TRADING_DAY)
+    _, day_end_us = engine.calendar.session_bounds_us(
+        last_session(engine.calendar, engine.settings, period(engine, DAILY))
+    )
+    closed = symbol_outcomes(
+        record
+        for record in ledger_records(engine.store, "trade", until_us=day_end_us)
+        if isinstance(record, TradeOutcome)
+    )
+    report = daily_report_document(engine.store, engine.settings, engine.calendar, TRADING_DAY, closed)
     (_, json_document), (_, markdown) = output.documents
     assert json_document == json_bytes(report)
     text = markdown.decode()

@@ -21,6 +21,7 @@ import pytest
 from learnd.config import Settings
 from learnd.devtools.simulate import simulate
 from learnd.errors import StateError
+from learnd.jobs.periods import JobOutput
 from learnd.learning.learner import NOTHING, Applied, CountingLearner, Learner
 from learnd.records.parse import Record, TradeOutcome
 from learnd.service.backfill import drain
@@ -266,50 +267,66 @@ RUN = JobRun("daily", "2026-03-02", "ok", 1_772_486_100_000_000, "data/reports/d
 CHANGE = {"event_us": 1_772_485_200_000_000, "model": "signals", "component": "options_flow"}
 
 
-def test_commit_job_writes_its_documents_then_commits_changes_and_run_in_one_transaction(
+def job_output(settings: Settings) -> JobOutput:
+    """A period's output: two documents, one change, and kept state and value samples (the long-run figures')."""
+    target = settings.data_dir / "reports" / "daily"
+    return JobOutput(
+        report=target / "2026-03-02.json",
+        documents=((target / "2026-03-02.json", b'{"day": "2026-03-02"}'), (target / "2026-03-02.md", b"# Daily\n")),
+        changes=(CHANGE,),
+        state={"longrun|meta": b'{"through": 8470}'},
+        values=(("cell|equity", 0, b"[1.5, -0.25]"),),
+    )
+
+
+def test_commit_job_writes_its_documents_then_commits_everything_else_in_one_transaction(
     home: Path, open_engine: Callable[..., Engine]
 ) -> None:
-    """The documents are on disk before the commit, and the run record and its changes go in the same batch."""
+    """The documents are on disk before the commit; the run record, its changes and the state it kept go in one
+    batch, and the changes reach data/weight_learning.jsonl."""
     settings = build_settings(home, sources=(ATTRIBUTION,))
     engine = open_engine(settings)
-    target = settings.data_dir / "reports" / "daily"
-    documents = [(target / "2026-03-02.json", b'{"day": "2026-03-02"}'), (target / "2026-03-02.md", b"# Daily\n")]
+    output = job_output(settings)
     batches: list[tuple[Batch, bool]] = []
     real = engine.store.commit
 
     def watching(batch: Batch) -> None:
-        batches.append((batch, all(path.exists() for path, _ in documents)))
+        batches.append((batch, all(path.exists() for path, _ in output.documents)))
         real(batch)
 
     engine.store.commit = watching  # type: ignore[method-assign]
-    engine.commit_job(RUN, documents, [CHANGE])
+    engine.commit_job(RUN, output)
     ((batch, documents_written),) = batches
     assert documents_written
     assert batch.job_runs == [RUN]
     assert [orjson.loads(body) for _, body in batch.changes] == [CHANGE]
-    assert [path.read_bytes() for path, _ in documents] == [data for _, data in documents]
+    assert (batch.job_state, batch.job_values) == (output.state, list(output.values))
+    assert [path.read_bytes() for path, _ in output.documents] == [data for _, data in output.documents]
     assert engine.store.job_runs("daily") == [(RUN.period, RUN.status, RUN.due_us, RUN.detail)]
+    assert engine.store.job_state("longrun|meta") == b'{"through": 8470}'
+    assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
     assert journal(settings) == [{**CHANGE, "seq": 1}]
 
 
 def test_a_job_whose_commit_fails_is_not_recorded_and_runs_again_once(
     home: Path, open_engine: Callable[..., Engine]
 ) -> None:
-    """A failed commit records neither the run nor its changes (the job is still due); after recover() the rerun
-    records both exactly once."""
+    """A failed commit records neither the run nor what it changed and kept (the job is still due); after
+    recover() the rerun records them exactly once."""
     settings = build_settings(home, sources=(ATTRIBUTION,))
     engine = open_engine(settings)
-    documents = [(settings.data_dir / "reports" / "daily" / "2026-03-02.json", b"{}")]
     disk = DiskFull(engine)
     with pytest.raises(sqlite3.OperationalError):
-        engine.commit_job(RUN, documents, [CHANGE])
+        engine.commit_job(RUN, job_output(settings))
     assert engine.store.job_runs("daily") == []
     assert engine.store.changes() == []
+    assert engine.store.job_state("longrun|meta") is None
     disk.failing = False
     engine.recover()
-    engine.commit_job(RUN, documents, [CHANGE])
+    engine.commit_job(RUN, job_output(settings))
     assert len(engine.store.job_runs("daily")) == 1
     assert [orjson.loads(body) for _, body in engine.store.changes()] == [CHANGE]
+    assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
 
 
 def test_the_engine_holds_the_home_lock_from_open_to_close(home: Path) -> None:

@@ -1,4 +1,4 @@
-"""store.ledger: a ledger row read back is the record it was admitted as; a row that no longer reads is a damaged
+"""store.ledger: a ledger row read back is the record it was admitted as; a row that no longer decodes is a damaged
 store (StateError); ledger_records lists a kind in event order within [since, until)."""
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import pytest
 
 from learnd.config import SourceKind
 from learnd.errors import StateError
+from learnd.records.encoding import encode_record
 from learnd.records.parse import parse_event_us, parse_record
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine, counting_learners
 from learnd.service.ingest import LEDGER_KINDS
 from learnd.store.database import Batch, LedgerRow, Store
-from learnd.store.ledger import LEDGER_SOURCE_KINDS, ledger_records, record_of
-from tests.bot_rows import Row, append, close_row, exit_row, line, open_row
+from learnd.store.ledger import ledger_records, record_of
+from tests.bot_rows import Row, append, close_row, exit_row, open_row
 from tests.conftest import build_settings
 
 ROWS: dict[str, tuple[SourceKind, Row]] = {
@@ -53,35 +54,46 @@ def test_record_of_gives_back_the_record_each_kind_was_admitted_as(learned: Stor
     """The one ledger row of each kind reads back as the record its source line parses to."""
     (row,) = learned.ledger(kind)
     source_kind, written = ROWS[kind]
-    assert record_of(row) == parse_record(source_kind, written)
-    assert LEDGER_SOURCE_KINDS[kind] == source_kind
-
-
-def test_every_kind_the_pipeline_admits_can_be_read_back() -> None:
-    """Each ledger kind ingest writes has a parser to read it back with."""
-    assert set(LEDGER_KINDS.values()) == set(LEDGER_SOURCE_KINDS)
+    record = record_of(row)
+    assert record == parse_record(source_kind, written)
+    assert type(record) in LEDGER_KINDS and LEDGER_KINDS[type(record)] == kind
 
 
 def damaged(record: bytes) -> LedgerRow:
     return LedgerRow("trade", "close_AMD_1", "equity", "AMD", 1, "attribution", 0, record)
 
 
-def test_a_row_that_no_longer_decodes_is_a_state_error() -> None:
-    """Bytes that are not a JSON object any more: the store is damaged, and the error names the row and why."""
-    with pytest.raises(StateError, match=r"ledger row trade/close_AMD_1 no longer decodes \(invalid_utf8\)") as raised:
-        record_of(damaged(b'{"ts": "\xff"}'))
-    assert raised.value.__cause__ is None
+KEPT = encode_record(parse_record("attribution", close_row("2026-03-02T15:10:04+00:00", "AMD", 0.5)))  # type: ignore[arg-type]
 
 
-def test_a_row_that_no_longer_parses_is_a_state_error() -> None:
-    """A JSON object that is no longer a usable record (its P&L gone): StateError naming the reason, not the
-    RecordError a line would be quarantined with."""
-    row = close_row("2026-03-02T15:10:04+00:00", "AMD", 0.5)
-    del row["pnl_pct"]
-    with pytest.raises(StateError, match=r"close_AMD_1 no longer parses \(missing_field: pnl_pct\)") as raised:
-        record_of(damaged(line(row)))
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        pytest.param(b'["t1", "\xff', r"not an encoded record", id="not-json"),
+        pytest.param(b'{"pnl_pct": 0.5}', r"not an encoded record: no tag", id="not-a-record"),
+        pytest.param(KEPT.replace(b'"t1"', b'"t9"'), r"unknown record tag 't9'", id="unknown-tag"),
+        pytest.param(KEPT[:-1] + b', "extra"]', r"a TradeOutcome has \d+ fields, the bytes hold \d+", id="extra-field"),
+        pytest.param(
+            KEPT.replace(b'[["dark_pool",0.3],["options_flow",1.0]]', b"5"),
+            r"'int' object is not iterable",
+            id="wrong-type",
+        ),
+    ],
+)
+def test_a_row_that_no_longer_decodes_is_a_state_error(stored: bytes, reason: str) -> None:
+    """Bytes that are no kept record any more: the store is damaged, and the error names the row and why (never
+    the ValueError or TypeError of the decoding underneath)."""
+    with pytest.raises(StateError, match=rf"ledger row trade/close_AMD_1 no longer decodes \({reason}") as raised:
+        record_of(damaged(stored))
     assert raised.value.__cause__ is None
     assert raised.value.__suppress_context__
+
+
+def test_the_stored_record_is_the_kept_encoding_not_the_line(learned: Store) -> None:
+    """What the ledger keeps is the record's compact encoding: decoding it needs no parser and no source kind."""
+    (row,) = learned.ledger("trade")
+    assert row.record == encode_record(record_of(row))  # type: ignore[arg-type]
+    assert row.record.startswith(b'["t1"')
 
 
 def test_a_row_damaged_in_the_store_fails_the_read(learned: Store) -> None:
@@ -90,7 +102,7 @@ def test_a_row_damaged_in_the_store_fails_the_read(learned: Store) -> None:
     writer.execute("UPDATE ledger SET record = ? WHERE kind = 'trade'", (b"[1, 2]",))
     writer.commit()
     writer.close()
-    with pytest.raises(StateError, match=r"no longer decodes \(not_an_object\)"):
+    with pytest.raises(StateError, match=r"trade/close_AMD_.* no longer decodes \(unknown record tag 1\)"):
         list(ledger_records(learned, "trade"))
 
 
@@ -103,8 +115,8 @@ TIMES = {
 
 
 def ledger_row(symbol: str, ts: str, source: str, offset: int) -> LedgerRow:
-    raw = line(close_row(ts, symbol, 0.1))
-    return LedgerRow("trade", f"close_{symbol}_{ts}", "equity", symbol, parse_event_us(ts), source, offset, raw)
+    kept = encode_record(parse_record("attribution", close_row(ts, symbol, 0.1)))  # type: ignore[arg-type]
+    return LedgerRow("trade", f"close_{symbol}_{ts}", "equity", symbol, parse_event_us(ts), source, offset, kept)
 
 
 @pytest.fixture
