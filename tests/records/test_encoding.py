@@ -42,9 +42,7 @@ def test_every_kept_record_of_a_simulated_home_reads_back_equal(tmp_path: Path) 
     assert kept_bytes < line_bytes
 
 
-@pytest.mark.parametrize(
-    "data", [b"", b"{}", b"[]", b'["zz", 1]', b'["x1", "too", "few"]', b"not json"]
-)
+@pytest.mark.parametrize("data", [b"", b"{}", b"[]", b'["zz", 1]', b'["x1", "too", "few"]', b"not json"])
 def test_bytes_that_are_no_record_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
         decode_record(data)
