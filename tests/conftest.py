@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from learnd.config import DEFAULT_SOURCES, Settings, load_settings
+from learnd.store.lock import HomeLock
 
 
 def build_settings(
@@ -39,3 +41,13 @@ def home(tmp_path: Path) -> Path:
 def settings_for(home: Path, **overrides: object) -> Settings:
     """build_settings with overrides given as keywords (`backfill_batch_lines=50`)."""
     return build_settings(home, overrides=overrides)
+
+
+@contextmanager
+def home_owned(settings: Settings) -> Iterator[str]:
+    """The home lock held as a running daemon holds it; yields the owner record it wrote."""
+    lock = HomeLock(settings.lock_path).acquire("daemon")
+    try:
+        yield settings.lock_path.read_text().strip()
+    finally:
+        lock.release()

@@ -258,6 +258,8 @@ class TradeLearner(Learner):
         for record in self._require_history()("trade"):
             if isinstance(record, TradeOutcome):
                 replayed_rows, _ = fresh._learn_in_order(record, self.calendar.session_index(record.event_us))
+                # Counted as apply() counts them, so each session row says what a backfill's says.
+                fresh.counts["partials" if record.is_partial else "trades"] += 1
                 rows += replayed_rows
         closed_rows, _ = fresh.close_through(self.closed_through)
         rows += closed_rows

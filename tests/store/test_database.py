@@ -216,3 +216,25 @@ def test_ledger_rows_are_numbered_in_insertion_order_and_found_when_late(tmp_pat
         assert [found.key for found in store.ledger_up_to("trade", None, 1000, 2)] == ["a", "b"]
     finally:
         store.close()
+
+
+def test_a_read_only_store_numbers_the_ledger_as_the_writer_does(tmp_path: Path) -> None:
+    """A reader's ledger_seq is the newest committed row's number, including rows committed after it opened (a job
+    built from a read-only connection must take in what the writer's would)."""
+    path = tmp_path / "learnd.db"
+
+    def row(key: str) -> LedgerRow:
+        return LedgerRow("trade", key, "equity", "AMD", 100, "attribution", 0, b"[]")
+
+    writer = Store.open(path)
+    reader: Store | None = None
+    try:
+        writer.commit(Batch(ledger=[row("a"), row("b")]))
+        reader = Store.open(path, readonly=True)
+        assert reader.ledger_seq == writer.ledger_seq == 2
+        writer.commit(Batch(ledger=[row("c")]))
+        assert reader.ledger_seq == writer.ledger_seq == 3
+    finally:
+        if reader is not None:
+            reader.close()
+        writer.close()
