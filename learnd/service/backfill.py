@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
-from tqdm import tqdm
 
 from learnd.config import Settings, SourceSettings
 from learnd.service.engine import Engine, LearnerFactory
@@ -356,8 +355,10 @@ class BackfillProgress:
         self._started = clock()
         self._last_log = self._started
         self._log_every_s = log_every_s
-        self._bar: tqdm | None = None
+        self._bar: Any = None  # a tqdm bar, imported only when one is drawn (the daemon logs instead)
         if mode == "bar":
+            from tqdm import tqdm
+
             self._bar = tqdm(
                 total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="backfill", file=sys.stderr, leave=True
             )
