@@ -67,6 +67,8 @@ class JobOutput:
     changes: tuple[dict[str, Any], ...] = ()
     state: dict[str, bytes] = field(default_factory=dict)
     values: tuple[tuple[str, int, bytes], ...] = ()
+    # Weight changes before this event time are reported (a daily report read them) or never will be.
+    reported_until_us: int | None = None
 
 
 def run_period(
@@ -94,7 +96,8 @@ def run_period(
         outcomes = _closed_outcomes(store, calendar, session, longrun if in_order else None)
         report = daily_report_document(store, settings, calendar, period.label, outcomes)
         state, values = longrun.rows()
-        return _output(settings, "daily", period.label, report, state=state, values=values)
+        output = _output(settings, "daily", period.label, report, state=state, values=values)
+        return replace(output, reported_until_us=calendar.session_bounds_us(session)[1])
     report = weekly_report_document(
         store, settings, calendar, period.label, session, longrun=longrun if in_order else None
     )

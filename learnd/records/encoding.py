@@ -1,32 +1,50 @@
-"""Records as compact bytes and back, bit for bit: how the ledger keeps a trade, an entry or an exit outcome
-(a tagged JSON array of the record's fields; floats round-trip exactly). Pure.
+"""Records as compact bytes and back, bit for bit: how the ledger keeps a trade, an entry or an exit outcome.
+
+A tagged JSON array of the record's fields, floats exact, without what the ledger row holds in its own columns
+(key, strategy, symbol), and with each component as its index in the contract's table. Pure.
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
+from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome
 
 KeptRecord = TradeOutcome | TradeEntry | ExitOutcome
 
-# The tag says the type; a change to a kept type's fields needs a new tag and a store migration.
+# The tag says the type; a change to a kept type's fields, or to the component table, needs a new tag and a store
+# migration.
 _TAGS: Final[dict[type, str]] = {TradeOutcome: "t1", TradeEntry: "e1", ExitOutcome: "x1"}
 _TYPES: Final[dict[str, type]] = {tag: kind for kind, tag in _TAGS.items()}
+# Fields every kept record has and the ledger row keeps in its own columns, first in each type's field order.
+_ROW_FIELDS: Final = ("key", "strategy", "symbol")
 _FIELDS: Final[dict[type, tuple[str, ...]]] = {kind: tuple(item.name for item in fields(kind)) for kind in _TAGS}
+_KEPT_FIELDS: Final[dict[type, tuple[str, ...]]] = {
+    kind: tuple(name for name in names if name not in _ROW_FIELDS) for kind, names in _FIELDS.items()
+}
+_COMPONENT_INDEX: Final[dict[str, int]] = {name: index for index, name in enumerate(ENTRY_COMPONENTS)}
 
 
 def encode_record(record: KeptRecord) -> bytes:
-    """The record as bytes that `decode_record` turns back into an equal record."""
+    """The record as bytes that `decode_record` (given the ledger row's key, strategy and symbol) turns back into
+    an equal record."""
     kind = type(record)
-    return orjson.dumps([_TAGS[kind], *(getattr(record, name) for name in _FIELDS[kind])])
+    values: list[Any] = [_TAGS[kind]]
+    for name in _KEPT_FIELDS[kind]:
+        value = getattr(record, name)
+        if name == "components":
+            value = [(_COMPONENT_INDEX[component], contribution) for component, contribution in value]
+        values.append(value)
+    return orjson.dumps(values)
 
 
-def decode_record(data: bytes) -> KeptRecord:
-    """The record `encode_record` wrote; ValueError when the bytes are not one."""
+def decode_record(data: bytes, key: str, strategy: str, symbol: str) -> KeptRecord:
+    """The record `encode_record` wrote for the ledger row (key, strategy, symbol); ValueError when the bytes are
+    not one."""
     try:
         items = orjson.loads(data)
     except orjson.JSONDecodeError as error:
@@ -36,23 +54,18 @@ def decode_record(data: bytes) -> KeptRecord:
     kind = _TYPES.get(items[0])
     if kind is None:
         raise ValueError(f"unknown record tag {items[0]!r}")
-    values = items[1:]
-    if len(values) != len(_FIELDS[kind]):
-        raise ValueError(f"a {kind.__name__} has {len(_FIELDS[kind])} fields, the bytes hold {len(values)}")
-    # JSON arrays back into the tuples the records hold: components are tuples of (name, value) pairs.
-    for index in _PAIR_FIELDS[kind]:
-        values[index] = tuple(map(tuple, values[index]))
-    for index in _NAME_FIELDS[kind]:
-        values[index] = tuple(values[index])
-    record: KeptRecord = kind(*values)
+    names = _KEPT_FIELDS[kind]
+    if len(items) - 1 != len(names):
+        raise ValueError(f"a {kind.__name__} keeps {len(names)} fields, the bytes hold {len(items) - 1}")
+    values: dict[str, Any] = {"key": key, "strategy": strategy, "symbol": symbol}
+    values.update(zip(names, items[1:], strict=True))
+    # JSON arrays back into the tuples the records hold.
+    if "components" in values:
+        values["components"] = tuple(
+            (ENTRY_COMPONENTS[index], contribution) for index, contribution in values["components"]
+        )
+    for name in ("unknown_components", "exit_components"):
+        if name in values:
+            values[name] = tuple(values[name])
+    record: KeptRecord = kind(**values)
     return record
-
-
-def _indexes(kind: type, names: tuple[str, ...]) -> tuple[int, ...]:
-    return tuple(index for index, name in enumerate(_FIELDS[kind]) if name in names)
-
-
-_PAIR_FIELDS: Final[dict[type, tuple[int, ...]]] = {kind: _indexes(kind, ("components",)) for kind in _TAGS}
-_NAME_FIELDS: Final[dict[type, tuple[int, ...]]] = {
-    kind: _indexes(kind, ("unknown_components", "exit_components")) for kind in _TAGS
-}

@@ -201,6 +201,9 @@ class Engine:
             write_bytes_atomic(path, data, durable=False)
         self.ingestor.add_changes(output.changes)
         self.ingestor.add_job_run(run, output.state, output.values)
+        if output.reported_until_us is not None:
+            # The journal (data/weight_learning.jsonl) keeps every change; the store keeps those a report may read.
+            self.ingestor.changes_done(output.reported_until_us, self._changes_journal.last_seq)
         self.commit(export=export)
 
     def sync_journals(self) -> None:

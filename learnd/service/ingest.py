@@ -277,6 +277,10 @@ class Ingestor:
             self._changes.append(change)
             self._batch.changes.append((int(change["event_us"]), orjson.dumps(change, option=orjson.OPT_SORT_KEYS)))
 
+    def changes_done(self, until_us: int, journaled_seq: int) -> None:
+        """Drop the weight changes before `until_us` that the journal already holds, with this batch."""
+        self._batch.changes_done = (until_us, journaled_seq)
+
     def add_job_run(
         self, run: JobRun, state: Mapping[str, bytes] = {}, values: Sequence[tuple[str, int, bytes]] = ()
     ) -> None:

@@ -47,10 +47,10 @@ class ExchangeCalendar:
     """An exchange's sessions over `first_year..last_year` (exchange-local years), immutable and pure to query.
 
     `sessions` are the session dates in order, `opens_us` and `closes_us` their UTC open and close in epoch
-    microseconds (kept as compact integer arrays: a daemon holds some 15,000 sessions). They reach a few weeks past the covered years; moments and dates outside those years raise
-    CalendarError rather than guess, except that the last session before `first_year` (the trading day of a moment
-    on New Year's Day) is accepted back by the date queries. Weeks are ISO weeks in exchange-local dates; a week
-    without any session has no weekly run.
+    microseconds (kept as compact integer arrays: a daemon holds some 15,000 sessions). They reach a few weeks past
+    the covered years; moments and dates outside those years raise CalendarError rather than guess, except that the
+    last session before `first_year` (the trading day of a moment on New Year's Day) is accepted back by the date
+    queries. Weeks are ISO weeks in exchange-local dates; a week without any session has no weekly run.
     """
 
     code: str

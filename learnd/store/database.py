@@ -52,10 +52,16 @@ CREATE TABLE job_runs (job TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT 
 
 # Version 2: the jobs' long-run figures (ledger rows numbered in insertion order, so a job finds the rows that
 # arrived after it last looked, late ones included; weight changes found by event time; the jobs' own kept state),
-# and ledger records kept compactly (records.encoding) instead of as the lines they came from.
+# ledger records kept compactly (records.encoding) instead of as the lines they came from, and weight changes
+# numbered for good (AUTOINCREMENT): the journal follows their numbers, and reported ones are deleted, so a number
+# must never come back.
 _SCHEMA_V2: Final = """
 ALTER TABLE ledger ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX ledger_by_seq ON ledger (kind, seq);
+CREATE TABLE changes_numbered (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_us INTEGER NOT NULL, body BLOB NOT NULL);
+INSERT INTO changes_numbered SELECT seq, event_us, body FROM changes;
+DROP TABLE changes;
+ALTER TABLE changes_numbered RENAME TO changes;
 CREATE INDEX changes_by_time ON changes (event_us);
 CREATE TABLE job_state (name TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE job_values (cell TEXT NOT NULL, chunk INTEGER NOT NULL, body BLOB NOT NULL,
@@ -126,6 +132,8 @@ class Batch:
     job_runs: list[JobRun] = field(default_factory=list)
     job_state: dict[str, bytes] = field(default_factory=dict)
     job_values: list[tuple[str, int, bytes]] = field(default_factory=list)
+    # Weight changes no report will read again: event time before this, already in the journal (seq up to this).
+    changes_done: tuple[int, int] | None = None
     line_count: int = 0
 
     def is_empty(self) -> bool:
@@ -139,6 +147,7 @@ class Batch:
             or self.job_runs
             or self.job_state
             or self.job_values
+            or self.changes_done is not None
         )
 
 
@@ -496,6 +505,8 @@ class Store:
             )
             db.executemany("INSERT OR REPLACE INTO job_state VALUES (?, ?)", list(batch.job_state.items()))
             db.executemany("INSERT OR REPLACE INTO job_values VALUES (?, ?, ?)", batch.job_values)
+            if batch.changes_done is not None:
+                db.execute("DELETE FROM changes WHERE event_us < ? AND seq <= ?", batch.changes_done)
         self._ledger_seq += len(batch.ledger)
 
     def record_job_run(self, run: JobRun) -> None:

@@ -16,8 +16,8 @@ from learnd.store.database import LedgerRow, Store
 def record_of(row: LedgerRow) -> Record:
     """The record a ledger row was admitted as; StateError when the stored bytes no longer decode."""
     try:
-        return decode_record(row.record)
-    except (ValueError, TypeError) as error:
+        return decode_record(row.record, row.key, row.strategy, row.symbol)
+    except (ValueError, TypeError, IndexError) as error:
         raise StateError(f"ledger row {row.kind}/{row.key} no longer decodes ({error}): the store is damaged") from None
 
 

@@ -33,7 +33,7 @@ def test_every_kept_record_of_a_simulated_home_reads_back_equal(tmp_path: Path) 
                 continue
             seen.add(type(record))
             data = encode_record(record)
-            again = decode_record(data)
+            again = decode_record(data, record.key, record.strategy, record.symbol)
             assert again == record
             assert repr(again) == repr(record)  # -0.0, floats and None kept exactly
             line_bytes += len(line)
@@ -45,4 +45,4 @@ def test_every_kept_record_of_a_simulated_home_reads_back_equal(tmp_path: Path) 
 @pytest.mark.parametrize("data", [b"", b"{}", b"[]", b'["zz", 1]', b'["x1", "too", "few"]', b"not json"])
 def test_bytes_that_are_no_record_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
-        decode_record(data)
+        decode_record(data, "k", "equity", "AMD")

@@ -238,3 +238,29 @@ def test_a_read_only_store_numbers_the_ledger_as_the_writer_does(tmp_path: Path)
         if reader is not None:
             reader.close()
         writer.close()
+
+
+def test_weight_change_numbers_never_come_back_after_reported_ones_are_dropped(tmp_path: Path) -> None:
+    """The journal follows the changes' numbers: dropping every reported change must not let the next change take
+    a number the journal already has."""
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        store.commit(Batch(changes=[(100, b"{}"), (200, b"{}")]))
+        assert [seq for seq, _ in store.changes()] == [1, 2]
+        store.commit(Batch(changes_done=(1000, 2)))
+        assert store.changes() == []
+        store.commit(Batch(changes=[(300, b"{}")]))
+        assert [seq for seq, _ in store.changes()] == [3]
+    finally:
+        store.close()
+
+
+def test_only_reported_changes_already_journaled_are_dropped(tmp_path: Path) -> None:
+    """A change after the reported time, or one the journal does not hold yet, stays."""
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        store.commit(Batch(changes=[(100, b"{}"), (200, b"{}"), (150, b"{}")]))
+        store.commit(Batch(changes_done=(180, 2)))
+        assert [seq for seq, _ in store.changes()] == [2, 3]
+    finally:
+        store.close()

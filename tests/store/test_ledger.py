@@ -72,9 +72,11 @@ KEPT = encode_record(parse_record("attribution", close_row("2026-03-02T15:10:04+
         pytest.param(b'["t1", "\xff', r"not an encoded record", id="not-json"),
         pytest.param(b'{"pnl_pct": 0.5}', r"not an encoded record: no tag", id="not-a-record"),
         pytest.param(KEPT.replace(b'"t1"', b'"t9"'), r"unknown record tag 't9'", id="unknown-tag"),
-        pytest.param(KEPT[:-1] + b', "extra"]', r"a TradeOutcome has \d+ fields, the bytes hold \d+", id="extra-field"),
         pytest.param(
-            KEPT.replace(b'[["dark_pool",0.3],["options_flow",1.0]]', b"5"),
+            KEPT[:-1] + b', "extra"]', r"a TradeOutcome keeps \d+ fields, the bytes hold \d+", id="extra-field"
+        ),
+        pytest.param(
+            KEPT.replace(b"[[1,0.3],[0,1.0]]", b"5"),
             r"'int' object is not iterable",
             id="wrong-type",
         ),
