@@ -6,6 +6,7 @@ Everything a batch changed is committed in ONE transaction; exports are derived 
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,7 +53,8 @@ CREATE TABLE job_runs (job TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT 
 
 # Version 2: the jobs' long-run figures (ledger rows numbered in insertion order, so a job finds the rows that
 # arrived after it last looked, late ones included; weight changes found by event time; the jobs' own kept state),
-# ledger records kept compactly (records.encoding) instead of as the lines they came from, and weight changes
+# ledger records kept compactly (records.encoding) instead of as the lines they came from, the line window kept as
+# one packed chunk of hashes per source and commit (not a row per line), and weight changes
 # numbered for good (AUTOINCREMENT): the journal follows their numbers, and reported ones are deleted, so a number
 # must never come back.
 _SCHEMA_V2: Final = """
@@ -63,6 +65,8 @@ INSERT INTO changes_numbered SELECT seq, event_us, body FROM changes;
 DROP TABLE changes;
 ALTER TABLE changes_numbered RENAME TO changes;
 CREATE INDEX changes_by_time ON changes (event_us);
+CREATE TABLE line_window_chunks (source TEXT NOT NULL, last_seq INTEGER NOT NULL, hashes BLOB NOT NULL,
+    PRIMARY KEY (source, last_seq)) WITHOUT ROWID;
 CREATE TABLE job_state (name TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE job_values (cell TEXT NOT NULL, chunk INTEGER NOT NULL, body BLOB NOT NULL,
     PRIMARY KEY (cell, chunk)) WITHOUT ROWID;
@@ -73,6 +77,13 @@ _LEDGER_SOURCE_KINDS: Final[dict[str, SourceKind]] = {"trade": "attribution", "e
 
 def _to_version_2(db: sqlite3.Connection) -> None:
     _execute_script(db, _SCHEMA_V2)
+    for (source,) in db.execute("SELECT DISTINCT source FROM line_window").fetchall():
+        rows = db.execute("SELECT seq, hash FROM line_window WHERE source = ? ORDER BY seq", (source,)).fetchall()
+        db.execute(
+            "INSERT INTO line_window_chunks VALUES (?, ?, ?)",
+            (source, rows[-1][0], array("q", [value for _, value in rows]).tobytes()),
+        )
+    db.execute("DROP TABLE line_window")
     for kind, key, line in db.execute("SELECT kind, key, record FROM ledger").fetchall():
         decoded = decode_line(bytes(line))
         try:
@@ -292,9 +303,13 @@ class Store:
         return {row[0]: Checkpoint(*row[1:]) for row in rows}
 
     def window(self, source: str) -> list[int]:
-        """The hashes of the source's most recently read lines, oldest first."""
-        rows = self._db.execute("SELECT hash FROM line_window WHERE source = ? ORDER BY seq", (source,)).fetchall()
-        return [row[0] for row in rows]
+        """The hashes of the source's most recently read lines (window_lines of them at most), oldest first."""
+        hashes = array("q")
+        for (chunk,) in self._db.execute(
+            "SELECT hashes FROM line_window_chunks WHERE source = ? ORDER BY last_seq", (source,)
+        ):
+            hashes.frombytes(chunk)
+        return hashes[-self._window_lines :].tolist()
 
     def file_offsets(self, source: str) -> dict[bytes, tuple[int, int]]:
         """Every file identity (first-line fingerprint) read from a source, with fingerprint length and offset."""
@@ -460,15 +475,17 @@ class Store:
         db = self._db
         with self._transaction():
             for source, hashes in batch.window.items():
+                if not hashes:
+                    continue
                 checkpoint = batch.checkpoints[source]
-                tail = hashes[-self._window_lines :]
-                first_seq = checkpoint.window_seq - len(tail) + 1
-                db.executemany(
-                    "INSERT OR REPLACE INTO line_window VALUES (?, ?, ?)",
-                    [(source, first_seq + index, value) for index, value in enumerate(tail)],
+                # One packed chunk per commit, ending at the source's line number; chunks wholly older than the
+                # window go.
+                tail = array("q", hashes[-self._window_lines :]).tobytes()
+                db.execute(
+                    "INSERT OR REPLACE INTO line_window_chunks VALUES (?, ?, ?)", (source, checkpoint.window_seq, tail)
                 )
                 db.execute(
-                    "DELETE FROM line_window WHERE source = ? AND seq <= ?",
+                    "DELETE FROM line_window_chunks WHERE source = ? AND last_seq <= ?",
                     (source, checkpoint.window_seq - self._window_lines),
                 )
             db.executemany(

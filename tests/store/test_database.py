@@ -159,8 +159,9 @@ _CLOSE_LINE = (
 
 
 def test_a_version_1_store_migrates_its_ledger_lines_to_kept_records(tmp_path: Path) -> None:
-    """A store written by the first schema (the ledger held each row's line) opens as the current one: the line is
-    now its compact record, equal to what parsing the line gives, the row is numbered, and new rows follow on."""
+    """A store written by the first schema (the ledger held each row's line, the window a row per line) opens as the
+    current one: the line is now its compact record, equal to what parsing the line gives, the row is numbered, and
+    the window's hashes read back in order."""
     path = tmp_path / "learnd.db"
     db = sqlite3.connect(path, isolation_level=None)
     for statement in database._SCHEMA_V1.split(";"):
@@ -180,9 +181,11 @@ def test_a_version_1_store_migrates_its_ledger_lines_to_kept_records(tmp_path: P
             _CLOSE_LINE,
         ),
     )
+    db.executemany("INSERT INTO line_window VALUES (?, ?, ?)", [("signals", seq, seq * 7 - 3) for seq in range(5, 12)])
     db.close()
-    store = Store.open(path)
+    store = Store.open(path, window_lines=5)
     try:
+        assert store.window("signals") == [seq * 7 - 3 for seq in range(7, 12)]
         (row,) = list(store.ledger("trade"))
         decoded = decode_line(_CLOSE_LINE)
         assert isinstance(decoded, dict)
