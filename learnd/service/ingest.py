@@ -19,6 +19,7 @@ from learnd.errors import RecordError
 from learnd.learning.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.encoding import encode_record
+from learnd.records.typed import signal_record
 from learnd.records.parse import (
     ExitOutcome,
     Ignored,
@@ -209,12 +210,15 @@ class Ingestor:
         if line.unterminated:
             self._quarantine(source, line, "unterminated_line", "file rotated or deleted before its newline")
             return
-        decoded = decode_line(line.raw)
-        if isinstance(decoded, BadLine):
-            self._quarantine(source, line, decoded.reason, decoded.detail)
-            return
         try:
-            record = parse_record(source.kind, decoded)
+            # Signal candidates, most of the lines, decode straight into their record when plain (records.typed).
+            record: Record | None = signal_record(line.raw) if source.kind == "signals" else None
+            if record is None:
+                decoded = decode_line(line.raw)
+                if isinstance(decoded, BadLine):
+                    self._quarantine(source, line, decoded.reason, decoded.detail)
+                    return
+                record = parse_record(source.kind, decoded)
         except RecordError as error:
             self._quarantine(source, line, error.reason, error.detail)
             return
