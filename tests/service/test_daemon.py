@@ -501,3 +501,105 @@ def test_sigterm_while_reading_history_or_ingesting_exits_zero_within_five_secon
     finally:
         reap(process)
     assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
+
+
+def bot_optimizer_save(path: Path) -> bytes:
+    """What FORMATS.md says the bot's optimizer writes when it saves the file it loaded: the keys it knows (learnd's
+    effective_weights and the rest dropped), a default bucket added, and here its own learner's pull toward 0.7."""
+    document = orjson.loads(path.read_bytes())
+    saved = {"entry_weights": document["entry_weights"], "exit_model": document["exit_model"]}
+    for band in saved["entry_weights"]["weight_bands"].values():
+        band["current"] = 0.7
+    for buckets in saved["entry_weights"]["regime_beta_distributions"].values():
+        buckets["NEUTRAL"] = {"alpha": 1.0, "beta": 1.0}
+    return orjson.dumps(saved, option=orjson.OPT_INDENT_2)
+
+
+def rewrite_in_place_slowly(path: Path, data: bytes) -> None:
+    """A foreign writer's non-atomic save: the same file truncated, then written in two parts 0.2 s apart."""
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        time.sleep(0.2)
+        handle.write(data[len(data) // 2 :])
+
+
+def scrape_metric(port: int, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+    return None
+
+
+def test_a_foreign_rewrite_of_the_weights_file_is_undone_within_two_seconds(home: Path) -> None:
+    """The bot's optimizer rewrites state/signal_weights.json in place, non-atomically, with no new trade coming:
+    the daemon logs what changed (keys dropped, multipliers moved), puts its own file back within 2 s, and counts
+    it in metrics and in `learnd status`."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    append_chunks(home, list(record_lines(11, 300)), random.Random(11))
+    weights = home / "state" / "signal_weights.json"
+    env = daemon_env(home) | {"LEARND_METRICS_ENABLED": "true", "LEARND_METRICS_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_log(process, "caught_up")
+        learnds = weights.read_bytes()
+        rewrite_in_place_slowly(weights, bot_optimizer_save(weights))
+        rewritten = time.monotonic()
+        while weights.read_bytes() != learnds and time.monotonic() - rewritten < 2.0:
+            time.sleep(0.02)
+        assert weights.read_bytes() == learnds
+        warning = wait_for_log(process, "export_changed_by_another_writer")
+        wait_for_log(process, "export_restored")
+        deadline = time.monotonic() + 5.0
+        while scrape_metric(port, "learnd_export_foreign_writes_total") != 1.0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert scrape_metric(port, "learnd_export_foreign_writes_total") == 1.0
+        status = subprocess.run(
+            [sys.executable, "-m", "learnd", "status", "--json"], env=daemon_env(home), capture_output=True, check=True
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert warning["level"] == "warning"
+    keys_dropped = warning["keys_dropped"]
+    assert isinstance(keys_dropped, list) and "effective_weights" in keys_dropped
+    assert warning["multipliers_moved_count"] == 21 + 4  # every band, the legacy aliases' too
+    export = orjson.loads(status.stdout)["export"]
+    assert export["foreign_writes_count"] == 1
+    assert export["is_learnds"] is True
+    assert export["last_foreign_write"]["keys_added_count"] > 0
+
+
+def test_with_the_export_configured_elsewhere_the_bots_own_file_is_left_alone(home: Path) -> None:
+    """paths.signal_weights points learnd at its own file: the bot's state/signal_weights.json is never written or
+    restored (learnd does not fight a file it does not own), while a change to learnd's file is undone."""
+    (home / "state").mkdir()
+    bots_file = home / "state" / "signal_weights.json"
+    bots_own = b'{"entry_weights": {"base_weights": {}}, "written_by": "the bot"}\n'
+    bots_file.write_bytes(bots_own)
+    append_chunks(home, list(record_lines(12, 300)), random.Random(12))
+    learnds_file = home / "state" / "learnd_weights.json"
+    env = daemon_env(home) | {"LEARND_PATHS__SIGNAL_WEIGHTS": "state/learnd_weights.json"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_log(process, "caught_up")
+        learnds = learnds_file.read_bytes()
+        bots_file.write_bytes(bots_own + b" ")
+        learnds_file.write_bytes(b"{}")
+        wait_for_log(process, "export_restored")
+        time.sleep(1.0)  # several more rounds of the watch
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert learnds_file.read_bytes() == learnds
+    assert bots_file.read_bytes() == bots_own + b" "
