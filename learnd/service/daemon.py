@@ -9,6 +9,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from learnd.config import Settings
 from learnd.errors import LearndError
 from learnd.service.backfill import BackfillProgress, read_history
 from learnd.service.engine import Engine, LearnerFactory
+from learnd.service.logs import uses_console
 from learnd.service.metrics import Metrics
 from learnd.service.notify import notify_ready, watchdog_service
 from learnd.service.scheduler import JobRunner
+from learnd.service.summary import learned_summary, render_learned_summary
 
 log = structlog.get_logger("learnd.daemon")
 
@@ -72,6 +75,7 @@ async def serve(
         sources={source.name: str(source.path) for source in settings.sources},
         backfill=backfill,
     )
+    progress = BackfillProgress("auto")
     try:
         # A change another writer made to the weights file while learnd was stopped (the record says what learnd
         # wrote last); the first export puts learnd's file back.
@@ -79,11 +83,21 @@ async def serve(
         if backfill:
             # Rotated history first (the tailer follows current files only), in a worker thread so that signals
             # are handled meanwhile; nothing else touches the engine until it returns.
-            files, lines = await asyncio.to_thread(read_history, engine, BackfillProgress("log"), stop.is_set)
+            files, lines = await asyncio.to_thread(read_history, engine, progress, stop.is_set)
+            progress.close()
             log.info("history_read", files_count=files, lines_count=lines)
         notify_ready(engine)
         caught_up = asyncio.Event()
-        jobs = JobRunner(engine, engine.calendar, on_result=metrics.record_job, ready=caught_up)
+
+        def jobs_progress(done: int, total: int) -> None:
+            progress.jobs(done, total)
+            if done == total:
+                # Once the runner has said it caught up and yields to the loop: the summary comes last.
+                asyncio.get_running_loop().call_soon(_report_learned, engine)
+
+        jobs = JobRunner(
+            engine, engine.calendar, on_result=metrics.record_job, ready=caught_up, on_progress=jobs_progress
+        )
         wake = asyncio.Event()
         wake.set()
         ingest = _IngestLoop(
@@ -111,6 +125,7 @@ async def serve(
         engine.commit(export=False)
         engine.write_exports()
     finally:
+        progress.close()
         totals = engine.totals
         engine.close()
         log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 3), **totals.log_fields())
@@ -250,6 +265,19 @@ async def _wait_any(*events: asyncio.Event, timeout_s: float | None = None) -> N
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _report_learned(engine: Engine) -> None:
+    """After the catch-up: what was learned, printed on a terminal, one `learned_summary` event in JSON logs."""
+    model = engine.learned_model()
+    if model is None:
+        return
+    summary = learned_summary(model)
+    if uses_console(engine.settings.log_format):
+        sys.stdout.write(render_learned_summary(summary))
+        sys.stdout.flush()
+    else:
+        log.info("learned_summary", **summary)
 
 
 async def _guard_export(engine: Engine, stop: asyncio.Event) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import gzip
 import os
+import pty
 import random
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +27,7 @@ import orjson
 import pytest
 
 from learnd.config import Settings, load_settings
+from learnd.devtools.simulate import simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.service.backfill import run_backfill
@@ -603,3 +609,55 @@ def test_with_the_export_configured_elsewhere_the_bots_own_file_is_left_alone(ho
         reap(process)
     assert learnds_file.read_bytes() == learnds
     assert bots_file.read_bytes() == bots_own + b" "
+
+
+def read_terminal(master: int, until: bytes, timeout_s: float) -> bytes:
+    """What a terminal shows (the pty's output) until `until` appears, the child closes it, or time runs out."""
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while until not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every copy of the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_on_a_terminal_the_catch_up_shows_bars_then_one_summary_each_and_what_was_learned(tmp_path: Path) -> None:
+    """`learnd run --backfill` on a terminal (a real pty): the history read and the job catch-up are progress bars
+    followed by one summary line each (history_read, jobs_caught_up), no line per period or per file, then a
+    short summary of what was learned."""
+    home = tmp_path / "home"
+    first = datetime.now(UTC).date() - timedelta(days=35)
+    simulate(home, 300, seed=9, start=first)
+    logs = home / "logs"
+    (logs / "signals.jsonl").rename(logs / "signals.jsonl.1")  # rotated history for the first bar
+    (logs / "signals.jsonl").touch()
+    env = {key: value for key, value in daemon_env(home).items() if key != "LEARND_LOG_FORMAT"}
+    env.update(LEARND_SCHEDULE__DAILY_ENABLED="true", LEARND_SCHEDULE__WEEKLY_ENABLED="true")
+    master, terminal = pty.openpty()
+    # A terminal has a size (a pty starts at 0 x 0, where a bar has no room to be drawn).
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=terminal, stderr=terminal
+    )
+    os.close(terminal)
+    try:
+        shown = read_terminal(master, b"learnd weights", 120.0)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        shown += read_terminal(master, b"daemon_stopped", 5.0)
+    finally:
+        reap(process)
+        os.close(master)
+    text = shown.decode(errors="replace")
+    assert "backfill: 100%" in text and "jobs: 100%" in text and "period/s" in text  # the two bars, finished
+    assert text.count("history_read") == 1 and text.count("jobs_caught_up") == 1
+    assert "job_ran" not in text and "history_file_read" not in text
+    assert "learned from 300 closed trades" in text
