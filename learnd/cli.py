@@ -21,6 +21,7 @@ import orjson
 from learnd import __version__
 from learnd.config import Settings, load_settings
 from learnd.errors import ConfigError, LearndError, StateError
+from learnd.exports.bot import MIXED_FIGURES
 from learnd.service.logs import configure_logging
 
 EXIT_CONFIG = 3
@@ -143,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
     evaluation.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     evaluation.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluation.add_argument(
+        "--regime-blind",
+        choices=sorted(MIXED_FIGURES),
+        help="score every trade as the unchanged bot does, regime-blind, with this figure per component (the "
+        "export writes strategy_wide in MIXED); default: learnd's own per-regime multipliers",
+    )
     evaluation.set_defaults(handler=_evaluate)
 
     schedule = commands.add_parser(
@@ -306,13 +313,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from learnd.views.evaluation import run_evaluation
 
-    result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed)
+    result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed, regime_blind=args.regime_blind)
+    scoring = f"regime_blind:{args.regime_blind}" if args.regime_blind else "per_regime"
     if args.json:
-        sys.stdout.write(
-            orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
-        )
+        document = {"scoring": scoring, **result.to_dict()}
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
     else:
-        sys.stdout.write(result.render_text())
+        sys.stdout.write(f"learned score: {scoring}\n" + result.render_text())
     return 0
 
 
@@ -393,7 +400,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     """Print a daily (--day) or weekly (--week) report as Markdown (default: the latest daily one) and draw
     data/reports/multipliers-<strategy>.png: each component's multiplier over event time, per regime, from
-    data/weight_learning.jsonl."""
+    data/weight_learning.jsonl, on one time axis up to the last trade learned (with the planted truth dashed when
+    the home came from `learnd simulate`)."""
     settings = _settings(args)
     reports = settings.data_dir / "reports"
     if args.week:
@@ -409,13 +417,9 @@ def _report(args: argparse.Namespace) -> int:
         raise LearndError(f"{path}: no such report (see `learnd schedule` for when jobs run)")
     sys.stdout.write(path.read_text())
     if not args.no_chart:
-        from learnd.views.charts import draw_multipliers
+        from learnd.views.charts import draw_home_multipliers
 
-        chart = draw_multipliers(
-            settings.data_dir / "weight_learning.jsonl",
-            reports / f"multipliers-{args.strategy}.png",
-            strategy=args.strategy,
-        )
+        chart = draw_home_multipliers(settings, strategy=args.strategy)
         print(f"\nchart: {chart}")
         if args.open:
             opener = shutil.which("xdg-open") or shutil.which("open")

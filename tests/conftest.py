@@ -1,4 +1,5 @@
-"""Shared fixtures: a bot home in tmp_path and settings built from it alone (the host's LEARND_* never leak in)."""
+"""Shared fixtures: a bot home in tmp_path and settings built from it alone (the host's LEARND_* never leak in), and
+one simulated home learned by a backfill, shared by the tests of what learnd exports for the bot."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from learnd.config import DEFAULT_SOURCES, Settings, load_settings
+from learnd.devtools.simulate import simulate
+from learnd.service.backfill import run_backfill
 from learnd.store.lock import HomeLock
+
+LEARNED_TRADES = 2000
+LEARNED_SEED = 3
 
 
 def build_settings(
@@ -51,3 +57,14 @@ def home_owned(settings: Settings) -> Iterator[str]:
         yield settings.lock_path.read_text().strip()
     finally:
         lock.release()
+
+
+@pytest.fixture(scope="session")
+def learned_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated home (2000 trades, regimes including RISK_ON) learned by one backfill of its attribution and exit
+    logs; the jobs and the heavy signal and order logs are left out (they do not feed the trade learner). Read it,
+    never write it: the session shares it."""
+    home = tmp_path_factory.mktemp("learned")
+    simulate(home, LEARNED_TRADES, seed=LEARNED_SEED)
+    run_backfill(build_settings(home, sources=("attribution", "exit")), progress="none")
+    return home

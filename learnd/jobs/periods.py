@@ -19,11 +19,13 @@ import orjson
 
 from learnd.config import Settings
 from learnd.errors import StopRequested
+from learnd.exports.bot import BotRules, bot_application
 from learnd.exports.files import json_bytes
 from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
 from learnd.jobs.reports import (
     daily_report,
     longrun_of,
+    render_bot_markdown,
     render_daily_markdown,
     render_weekly_markdown,
     weekly_report_kept,
@@ -247,12 +249,13 @@ def daily_report_document(
         change for body in store.changes_between(start_us, end_us) if (change := orjson.loads(body))["old"] is not None
     ]
     late = _late_trades(store, calendar.closes_us[index])
-    report = daily_report(
-        day, trades, exits, (), changes, late_trades=late, model_snapshot=_snapshot(store, calendar.closes_us[index])
-    )
+    snapshot = _snapshot(store, calendar.closes_us[index])
+    report = daily_report(day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot)
     next_day = calendar.sessions[index + 1]
     report["signals"] = _signals_section(store, settings, start_us, end_us)
     report["execution_quality"] = _execution_section(store, settings, calendar, (day, next_day), outcomes)
+    # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
+    report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
 
 
@@ -297,6 +300,8 @@ def _sections_markdown(report: dict[str, Any]) -> str:
         parts.append(f"\n## Signal episodes\n\n```\n{render_signals(report['signals'])}```\n")
     if "execution_quality" in report:
         parts.append(f"\n## Execution quality\n\n```\n{render_execution(report['execution_quality'])}```\n")
+    if "bot" in report:
+        parts.append(render_bot_markdown(report["bot"]))
     return "".join(parts)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
+from learnd.exports.bot import where_it_differs
 from learnd.jobs.longrun import RECENT_SESSIONS, Cell, EarlierCell, LongRun, RecentTrade, Tally, attribute_pnl
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
@@ -428,6 +429,48 @@ def render_daily_markdown(report: Mapping[str, Any]) -> str:
         ],
     )
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_bot_markdown(section: Mapping[str, Any]) -> str:
+    """The daily report's section on what the unchanged bot applies, as of the day's close
+    (exports.bot.bot_application's output): intended against applied, per component."""
+    lines = [
+        "",
+        "## What the bot applies",
+        "",
+        f"The bot reads the weights of strategy `{section['strategy']}` (the file's top level) and its scorer applies "
+        "the MIXED bucket to every trade, whatever the regime. learned: learnd's strategy-wide multiplier; MIXED: "
+        "what learnd writes there, what it wants the bot to apply; applied: what the unchanged scorer multiplies the "
+        "base weight by.",
+        "",
+    ]
+    if not section["adaptive_weights"]:
+        lines += ["The bot runs with DISABLE_ADAPTIVE_WEIGHTS: it ignores the file.", ""]
+    rows = [
+        [
+            f"`{name}`",
+            _num(row["learned"]),
+            _num(row["mixed"]),
+            _num(row["applied_multiplier"]),
+            _num(row["applied_weight"]),
+            where_it_differs(row, _num) or "-",
+        ]
+        for name, row in section["components"].items()
+    ]
+    lines += _table(["component", "learned", "MIXED", "applied", "applied weight", "where it differs"], rows)
+    if section["regime_pairs"]:
+        lines += [
+            f"The scorer applies what learnd learned in {section['regime_pairs_applied_as_learned']} of "
+            f"{section['regime_pairs']} component x regime pairs.",
+            "",
+        ]
+    for other, row in section["other_strategies"].items():
+        lines += [
+            f"Strategy `{other}` is scored with `{row['scored_with']}`'s weights: "
+            f"{len(row['components_differing'])} components differ from what learnd learned for it.",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def render_weekly_markdown(report: Mapping[str, Any]) -> str:

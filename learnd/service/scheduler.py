@@ -6,6 +6,7 @@ commits, the job builds its documents from the store, and the engine writes them
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import traceback
 from collections.abc import Callable
@@ -25,11 +26,16 @@ from learnd.store.database import JobRun, Store
 
 log = structlog.get_logger("learnd.jobs")
 
+# A catch-up's progress: (periods run, periods due); called before the first period and after each.
+Progress = Callable[[int, int], None]
 
-def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) -> int:
+
+def replay_history(
+    engine: Engine, calendar: ExchangeCalendar, now: datetime, *, on_progress: Progress | None = None
+) -> int:
     """Backfill's part: run the daily and weekly jobs for every trading day and week from the first trade to the
     last one due by `now`, in event order, recording each run so the daemon does not repeat it."""
-    return JobRunner(engine, calendar, clock=lambda: now).run_all_due(export=False)
+    return JobRunner(engine, calendar, clock=lambda: now, on_progress=on_progress).run_all_due(export=False)
 
 
 def execute_period(
@@ -58,10 +64,12 @@ class JobRunner:
         clock: Callable[[], datetime] | None = None,
         on_result: Callable[[str, bool], None] | None = None,
         ready: asyncio.Event | None = None,
+        on_progress: Progress | None = None,
     ) -> None:
         self.engine = engine
         self.calendar = calendar
         self._ready = ready
+        self._on_progress = on_progress
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_result = on_result
         self.run_count = 0
@@ -75,23 +83,29 @@ class JobRunner:
         return self._run(pending_periods(self.engine.store, self.calendar, self.engine.settings, job, self._clock()))
 
     def run_all_due(self, *, export: bool = True) -> int:
-        """Run every pending period of every enabled job in event order (a day's batch before the week it ends)."""
-        return self._run(self._all_pending(), export=export)
+        """Run every pending period of every enabled job in event order (a day's batch before the week it ends),
+        reporting progress to `on_progress`."""
+        return self._run(self._all_pending(), export=export, on_progress=self._on_progress)
 
-    async def run_all_due_yielding(self, stop: asyncio.Event) -> int:
+    async def run_all_due_yielding(self, stop: asyncio.Event, on_progress: Progress | None = None) -> int:
         """run_all_due for the daemon: each period's documents are built in a worker thread over a snapshot of the
         store (the loop keeps ingesting, beating the watchdog and handling signals meanwhile), and once `stop` is
         set the period at hand is dropped uncommitted and the rest stay pending: all of them run at the next
         start, none twice. Returns how many ran."""
+        periods = self._all_pending()
         ran = 0
-        for period in self._all_pending():
-            if stop.is_set() or not await self._run_one_off_loop(period, stop):
+        if on_progress is not None:
+            on_progress(0, len(periods))
+        for period in periods:
+            if stop.is_set() or not await self._run_one_off_loop(period, stop, catching_up=on_progress is not None):
                 log.info("jobs_interrupted", next_period=period.label, job=period.job, ran=ran)
                 break
             ran += 1
+            if on_progress is not None:
+                on_progress(ran, len(periods))
         return ran
 
-    async def _run_one_off_loop(self, period: Period, stop: asyncio.Event) -> bool:
+    async def _run_one_off_loop(self, period: Period, stop: asyncio.Event, *, catching_up: bool = False) -> bool:
         """One period with its building off the loop; False when `stop` cut it short (nothing committed)."""
         try:
             self.engine.close_sessions(last_session(self.calendar, self.engine.settings, period))
@@ -103,7 +117,7 @@ class JobRunner:
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return True
-        self._ran(period, target)
+        self._ran(period, target, catching_up=catching_up)
         return True
 
     def _build(self, period: Period, should_stop: Callable[[], bool]) -> JobOutput:
@@ -134,12 +148,16 @@ class JobRunner:
         periods.sort(key=lambda period: (period.due, JOBS.index(period.job)))
         return periods
 
-    def _run(self, periods: list[Period], *, export: bool = True) -> int:
-        for period in periods:
-            self._run_one(period, export=export)
+    def _run(self, periods: list[Period], *, export: bool = True, on_progress: Progress | None = None) -> int:
+        if on_progress is not None:
+            on_progress(0, len(periods))
+        for done, period in enumerate(periods, start=1):
+            self._run_one(period, export=export, catching_up=on_progress is not None)
+            if on_progress is not None:
+                on_progress(done, len(periods))
         return len(periods)
 
-    def _run_one(self, period: Period, *, export: bool) -> None:
+    def _run_one(self, period: Period, *, export: bool, catching_up: bool = False) -> None:
         try:
             if self._longrun is None:
                 self._longrun = load_longrun(self.engine.store, self.calendar)
@@ -147,11 +165,13 @@ class JobRunner:
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return
-        self._ran(period, target)
+        self._ran(period, target, catching_up=catching_up)
 
-    def _ran(self, period: Period, target: str) -> None:
+    def _ran(self, period: Period, target: str, *, catching_up: bool = False) -> None:
         self.run_count += 1
-        log.info("job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=target)
+        # A catch-up logs one line per period at debug: JSON logs keep them, a console shows its progress bar.
+        level = logging.DEBUG if catching_up else logging.INFO
+        log.log(level, "job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=target)
         if self._on_result is not None:
             self._on_result(period.job, True)
 
@@ -187,7 +207,7 @@ class JobRunner:
             stop_wait.cancel()
             if stop.is_set():
                 return
-        count = await self.run_all_due_yielding(stop)
+        count = await self.run_all_due_yielding(stop, self._on_progress)
         if count:
             log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)

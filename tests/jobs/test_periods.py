@@ -5,12 +5,13 @@ suggestions as change documents; all of it read from the committed store only.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
+from learnd.devtools.simulate import simulate
 from learnd.exports.files import json_bytes
 from learnd.jobs.periods import JobOutput, daily_report_document, load_longrun, run_period
 from learnd.jobs.reports import render_daily_markdown, render_weekly_markdown
@@ -20,9 +21,11 @@ from learnd.learning.signals import render_signals
 from learnd.records.parse import TradeOutcome
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
-from learnd.sessions.exchange import to_epoch_us
+from learnd.service.scheduler import JobRunner
+from learnd.sessions.exchange import from_epoch_us, to_epoch_us
 from learnd.store.database import Store
 from learnd.store.ledger import ledger_records
+from learnd.views.weights import weights_document
 from tests.bot_rows import TRADING_DAY, append, close_row, line, write_trading_day
 from tests.conftest import build_settings
 
@@ -179,3 +182,29 @@ def test_documents_are_built_from_the_committed_store_only(engine: Engine) -> No
     after = orjson.loads(produce(engine, DAILY).documents[0][1])
     assert after != orjson.loads(before[DAILY].documents[0][1])
     assert after["signals"]["with_outcome"] == 4
+
+
+def test_the_daily_report_says_what_the_bot_applies_as_learnd_weights_does(tmp_path: Path) -> None:
+    """After the last day's job, the daily report's `bot` section is what `learnd weights` says (the model has not
+    changed since that close), and its Markdown has the section's table with the pins and caps."""
+    truth = simulate(tmp_path, 1200, seed=2, garbage=False)
+    settings = build_settings(
+        tmp_path, sources=("attribution",), overrides={"schedule.daily_enabled": True, "schedule.weekly_enabled": True}
+    )
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 2000)
+        last_close = from_epoch_us(engine.calendar.closes_us[engine.calendar.session_of_day(truth.last_session)])
+        runner = JobRunner(engine, engine.calendar, clock=lambda: last_close + timedelta(hours=1))
+        assert runner.run_all_due() > 0
+    finally:
+        engine.close()
+    reports = tmp_path / "data" / "reports" / "daily"
+    report = orjson.loads((reports / f"{truth.last_session.isoformat()}.json").read_bytes())
+    markdown = (reports / f"{truth.last_session.isoformat()}.md").read_text()
+    section = report["bot"]
+    assert section == weights_document(settings, None, None)["bot"]
+    assert any(row["learned"] != 1.0 for row in section["components"].values())
+    assert "## What the bot applies" in markdown
+    assert "| `options_flow` |" in markdown and "pinned at its static weight" in markdown
+    assert "component x regime pairs" in markdown

@@ -356,3 +356,29 @@ def test_default_learners_put_the_trade_learner_first(home: Path, open_engine: C
     """The learner that may reject a record runs before any that would already have changed something."""
     engine = open_engine(build_settings(home, sources=(ATTRIBUTION,)))
     assert [learner.name for learner in engine.learners] == ["trades", "execution", "signals", "counting"]
+
+
+def test_a_reload_that_moves_the_export_leaves_the_old_file_alone(home: Path) -> None:
+    """A reload that moves paths.signal_weights makes the new path learnd's; the old one is never written or
+    restored again (learnd does not fight a file it no longer owns)."""
+    append(home / "logs" / "attribution.jsonl", trades(0, 1))
+    before = build_settings(home, sources=("attribution",))
+    after = build_settings(home, sources=("attribution",), overrides={"paths.signal_weights": "state/learnd.json"})
+    engine = Engine(before, start_at_end=False, purpose="test")
+    try:
+        engine.poll(100)
+        engine.commit()
+        old = before.signal_weights_path
+        assert old.exists()
+        changed = engine.reload(after)
+        assert changed["export_moved"] == [str(after.signal_weights_path)]
+        engine.commit()
+        assert after.signal_weights_path.read_bytes() == old.read_bytes()
+        old.write_bytes(b'{"now": "the bot\'s"}')
+        assert engine.keep_export() is None
+        assert old.read_bytes() == b'{"now": "the bot\'s"}'
+        after.signal_weights_path.write_bytes(b"{}")
+        assert engine.keep_export() is not None
+        assert after.signal_weights_path.read_bytes() != b"{}"
+    finally:
+        engine.close()

@@ -160,3 +160,36 @@ def test_console_format_overrides_a_pipe() -> None:
     assert "source=attribution" in first
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(first)
+
+
+# With no level given, JSON keeps debug (the per-period events) and the console shows info and up.
+_DEFAULT_LEVEL_PROGRAM = """
+import sys
+from learnd.service.logs import configure_logging
+import structlog
+configure_logging(sys.argv[1])
+log = structlog.get_logger("test")
+log.debug("job_ran", period="2026-03-02")
+log.info("jobs_caught_up", periods=1)
+"""
+
+
+def emitted_at_default_level(log_format: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", _DEFAULT_LEVEL_PROGRAM, log_format],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return result.stdout.decode()
+
+
+def test_json_logs_keep_the_per_period_events_at_debug() -> None:
+    lines = [orjson.loads(line) for line in emitted_at_default_level("json").splitlines()]
+    assert [(line["event"], line["level"]) for line in lines] == [("job_ran", "debug"), ("jobs_caught_up", "info")]
+
+
+def test_the_console_leaves_the_debug_lines_out() -> None:
+    text = emitted_at_default_level("console")
+    assert "jobs_caught_up" in text and "job_ran" not in text

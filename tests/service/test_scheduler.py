@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
@@ -185,6 +186,34 @@ def _due_times(calendar: object, settings: Settings, start: datetime, end: datet
         if period.due not in seen:
             seen.add(period.due)
             yield period.due
+
+
+def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_path: Path) -> None:
+    """The progress hook hears (0, n) before the first period and (k, n) after each; each period's `job_ran` is at
+    debug (JSON logs keep it, a console shows the bar), while a run at its due time stays at info."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(trade_row("2026-11-16T15:00:00+00:00", "a"))
+    settings = settings_for(home)
+    heard: list[tuple[int, int]] = []
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        with capture_logs() as logs:
+            ran = replay_history(
+                engine,
+                calendar_for(settings),
+                datetime(2026, 11, 25, 22, 0, tzinfo=UTC),
+                on_progress=lambda done, total: heard.append((done, total)),
+            )
+            live = JobRunner(engine, calendar_for(settings), clock=Clock(datetime(2026, 11, 27, 22, 0, tzinfo=UTC)))
+            assert live.run_due(DAILY) == 1
+    finally:
+        engine.close()
+    assert ran == 9  # 2026-11-16 to 11-25: 8 sessions and the week that ended on the 20th
+    assert heard == [(done, ran) for done in range(ran + 1)]
+    levels = [entry["log_level"] for entry in logs if entry["event"] == "job_ran"]
+    assert levels == ["debug"] * ran + ["info"]
 
 
 def test_a_failing_job_is_counted_and_the_daemon_keeps_learning(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from learnd.config import Settings
 from learnd.service.backfill import run_backfill
+from learnd.service.engine import Engine
 from learnd.views.status import collect_status, render_status
 from tests.bot_rows import append, close_row, line, open_row, order_row
 from tests.conftest import build_settings, home_owned
@@ -128,7 +129,9 @@ def test_render_status_shows_the_daemon_and_a_row_per_source(settings: Settings)
     lines = text.splitlines()
     assert lines[0] == f"home   {settings.home}"
     assert lines[1] == "daemon not running"
-    rows = {row.split()[0]: row.split() for row in lines[4:]}
+    # The source table runs to the blank line before the weights file's line.
+    rows = {row.split()[0]: row.split() for row in lines[4 : lines.index("", 4)]}
+    assert lines[-1].startswith(f"export {settings.signal_weights_path}: learnd's")
     assert rows.keys() == {"attribution", "exit", "signals", "orders"}
     attribution = report["sources"]["attribution"]
     assert rows["attribution"] == [
@@ -142,3 +145,32 @@ def test_render_status_shows_the_daemon_and_a_row_per_source(settings: Settings)
         "1",
     ]
     assert rows["signals"][1] == "waiting_for_file"
+
+
+def test_status_says_whose_the_weights_file_is(home: Path) -> None:
+    """Before learnd wrote it: unknown; after a backfill: learnd's; after another writer: changed, and once the
+    engine has put its file back the count stays at one."""
+    append(home / "logs" / "attribution.jsonl", [close_row("2026-03-02T15:10:04+00:00", "AMD", 0.5)])
+    settings = build_settings(home, sources=("attribution",))
+    assert collect_status(settings)["export"]["is_learnds"] is None
+    run_backfill(settings, progress="none")
+    assert collect_status(settings)["export"] == {
+        "path": str(settings.signal_weights_path),
+        "is_learnds": True,
+        "foreign_writes_count": 0,
+        "last_foreign_write": None,
+    }
+    settings.signal_weights_path.write_bytes(b'{"entry_weights": {}}')
+    assert collect_status(settings)["export"]["is_learnds"] is False
+    assert "changed by another writer" in render_status(collect_status(settings))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        assert engine.keep_export() is not None  # found (the record says what learnd wrote last)
+        engine.commit()  # the first export of this process puts learnd's file back
+    finally:
+        engine.close()
+    export = collect_status(settings)["export"]
+    assert export["is_learnds"] is True and export["foreign_writes_count"] == 1
+    # Described against what learnd would write (this process had not written yet): its keys are missing.
+    assert export["last_foreign_write"]["keys_dropped_count"] >= 5
+    assert "changed by other writers 1 time(s)" in render_status(collect_status(settings))
