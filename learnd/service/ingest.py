@@ -19,7 +19,6 @@ from learnd.errors import RecordError
 from learnd.learning.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.encoding import encode_record
-from learnd.records.typed import signal_record
 from learnd.records.parse import (
     ExitOutcome,
     Ignored,
@@ -30,6 +29,7 @@ from learnd.records.parse import (
     TradeOutcome,
     parse_record,
 )
+from learnd.records.typed import signal_record
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
 from learnd.store.database import Batch, JobRun, LedgerRow, Store
