@@ -12,10 +12,10 @@ import time
 from dataclasses import asdict
 from typing import Any, Final
 
-from bench.homes import BaseHome, fresh_run_dir, generated_home
+from bench.homes import BaseHome, generated_home
 from bench.memory import TARGET_MIB
 from bench.plan import Plan
-from bench.processes import EDGE_PERIODS, backfill_process, bench_settings, job_catch_up, store_bytes
+from bench.processes import EDGE_PERIODS, backfill_home, bench_settings, job_catch_up, store_bytes
 from bench.report import Figure, Section
 from bench.throughput import bare_read
 from learnd.jobs.schedule import JOBS
@@ -44,13 +44,15 @@ def run(plan: Plan, base: BaseHome) -> Section:
         started = time.perf_counter()
         lines = bare_read(list(home.logs.values()))
         bare_s = time.perf_counter() - started
-        run_dir = fresh_run_dir(f"history-{sessions}")
-        backfill = backfill_process(run_dir, home.logs, _TIMEOUT_S)
+        run_dir, backfill = backfill_home(home, f"history-{sessions}", _TIMEOUT_S, reuse=True)
         catch_up = job_catch_up(backfill)
         logs_bytes = home.size_bytes
         store = store_bytes(bench_settings(run_dir, home.logs))
         if catch_up.failed:
             section.error = f"{name}: {catch_up.failed} job periods failed (see {run_dir / 'backfill.log'})"
+        periods_run = backfill.finished()["job_periods_count"]
+        if catch_up.periods != periods_run:
+            section.error = f"{name}: the backfill ran {periods_run} periods and logged {catch_up.periods}"
         ratio = catch_up.jobs_s / catch_up.ingest_s
         section.figures += [
             Figure(f"{name}: ingest", catch_up.ingest_s, "s", bare_s, catch_up.ingest_s / bare_s),
@@ -95,6 +97,7 @@ def run(plan: Plan, base: BaseHome) -> Section:
         ]
         runs[name] = {
             "home": home.directory.name,
+            "run_dir": run_dir.name,
             "sessions": sessions,
             "logs_bytes": logs_bytes,
             "lines": lines,

@@ -1,5 +1,6 @@
 """Benchmark 4: peak RSS (VmHWM) of `learnd backfill` (a subprocess, jobs on) on a small home and on the big home,
-both ending today, against the interpreter with learnd.cli imported.
+both ending today, against the interpreter with learnd.cli imported. The big home's run is the one throughput or
+history ran last in this process, if any.
 """
 
 from __future__ import annotations
@@ -7,9 +8,9 @@ from __future__ import annotations
 import sys
 from typing import Final
 
-from bench.homes import BaseHome, fresh_run_dir, generated_home
+from bench.homes import BaseHome, generated_home
 from bench.plan import Plan
-from bench.processes import backfill_process, run_for_peak_rss
+from bench.processes import backfill_home, run_for_peak_rss
 from bench.report import Figure, Section
 
 TARGET_MIB: Final = 150.0
@@ -22,10 +23,12 @@ def run(plan: Plan, base: BaseHome) -> Section:
     # The bare interpreter with the CLI imported; sleeps so the 10 ms sampler sees its resident set.
     baseline = run_for_peak_rss([sys.executable, "-c", "import time, learnd.cli; time.sleep(0.3)"], 60)
     peaks = {}
+    run_dirs = {}
     for label, size in (("small", plan.memory_small_bytes), ("big", plan.big_bytes)):
         home = generated_home(base, size, plan.sessions_for(size))
-        peak = backfill_process(fresh_run_dir(f"memory-{label}"), home.logs, _TIMEOUT_S).peak
-        peaks[label] = (home, peak)
+        run_dir, backfill = backfill_home(home, f"memory-{label}", _TIMEOUT_S, reuse=True)
+        peaks[label] = (home, backfill.peak)
+        run_dirs[label] = run_dir.name
     figures = []
     for label, (home, peak) in peaks.items():
         figures.append(
@@ -46,7 +49,13 @@ def run(plan: Plan, base: BaseHome) -> Section:
         "baseline_mib": baseline.rss_mib,
         "python": sys.version.split()[0],
         "runs": {
-            label: {"bytes": home.size_bytes, "sessions": home.sessions, "mib": peak.rss_mib, "wall_s": peak.wall_s}
+            label: {
+                "bytes": home.size_bytes,
+                "sessions": home.sessions,
+                "mib": peak.rss_mib,
+                "wall_s": peak.wall_s,
+                "run_dir": run_dirs[label],
+            }
             for label, (home, peak) in peaks.items()
         },
     }

@@ -19,7 +19,7 @@ from typing import IO, Any, Final
 
 import orjson
 
-from bench.homes import WORK_DIR, GeneratedHome, learnd_digest
+from bench.homes import WORK_DIR, GeneratedHome, fresh_run_dir, learnd_digest
 from bench.report import median
 from learnd.config import Settings, load_settings
 from learnd.errors import StateError
@@ -195,6 +195,21 @@ def backfill_process(
             if line.startswith(b"{"):
                 events.append(orjson.loads(line))
     return BackfillRun(peak, events)
+
+
+# The last backfill of each generated home in this process and its state directory: benchmarks that measure the
+# same run (throughput's last repeat, history's longest home, memory's big home) share it rather than repeat it.
+_latest: dict[Path, tuple[Path, BackfillRun]] = {}
+
+
+def backfill_home(home: GeneratedHome, name: str, timeout_s: float, *, reuse: bool) -> tuple[Path, BackfillRun]:
+    """A backfill of `home` on a fresh store in run directory `name`, or with `reuse` the last one this process
+    ran of that home; returns the state directory and the run."""
+    if reuse and home.directory in _latest:
+        return _latest[home.directory]
+    run_dir = fresh_run_dir(name)
+    latest = _latest[home.directory] = (run_dir, backfill_process(run_dir, home.logs, timeout_s))
+    return latest
 
 
 @dataclass(frozen=True, slots=True)

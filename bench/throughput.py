@@ -16,7 +16,7 @@ import orjson
 
 from bench.homes import WORK_DIR, BaseHome, fresh_run_dir, generated_home
 from bench.plan import Plan
-from bench.processes import backfill_process, job_catch_up
+from bench.processes import backfill_home, backfill_process, job_catch_up
 from bench.report import Figure, Section, median
 from learnd.records.components import COMPONENT_ALIASES
 from learnd.sources.framing import line_hash
@@ -87,7 +87,7 @@ def run(plan: Plan, base: BaseHome, *, profile: bool = False) -> Section:
         started = time.perf_counter()
         floor_read(paths)
         floor_s.append(time.perf_counter() - started)
-        backfill = backfill_process(fresh_run_dir("throughput"), home.logs, _TIMEOUT_S)
+        _, backfill = backfill_home(home, "throughput", _TIMEOUT_S, reuse=False)
         learnd_s.append(backfill.peak.wall_s)
         catch_up = job_catch_up(backfill)
         split.append({"ingest_s": catch_up.ingest_s, "jobs_s": catch_up.jobs_s})
