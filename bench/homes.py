@@ -90,8 +90,8 @@ class SessionMap:
     passed. Copy k's session j is session k * m + j of the home (m base sessions per copy); the home's
     `base_sessions` are spread evenly over `sessions` target sessions (from `opens_us[0]` on), each moment keeping
     its share of the target session's hours. Positions past the home (later copies) fall in the sessions after it.
-    Non-decreasing in (copy, moment); two base moments a microsecond apart stay apart unless the home packs more
-    than one base session's hours into a microsecond's worth of target hours.
+    Non-decreasing in (copy, moment); moments packed closer than a microsecond become one, which generation checks
+    for the moments that make trade ids and exit keys.
     """
 
     base_opens_us: tuple[int, ...]
