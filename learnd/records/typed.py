@@ -52,7 +52,8 @@ def signal_record(raw: bytes) -> SignalRecord | None:
         return None
     try:
         row = _SIGNAL.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        # RecursionError: a line nested deeper than msgspec descends (the general path refuses it by name).
         return None
     cluster = row.cluster
     if not cluster.ticker:

@@ -179,7 +179,17 @@ def test_it_takes_the_lines_the_bot_writes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"[]", b'{"ts": "2026-03-02T14:32:30+00:00"}', b'{"ts": 5, "cluster": {"ticker": "A"}}', b"\xff\xfe", b"nul"],
+    [
+        b"",
+        b"[]",
+        b'{"ts": "2026-03-02T14:32:30+00:00"}',
+        b'{"ts": 5, "cluster": {"ticker": "A"}}',
+        b"\xff\xfe",
+        b"nul",
+        b"[" * 100_000,
+        b'{"ts": "2026-03-02T14:32:30+00:00", "cluster": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+    ],
+    ids=["empty", "array", "no-cluster", "numeric-ts", "not-utf8", "not-json", "deep-array", "deep-object"],
 )
 def test_lines_it_does_not_take_are_left_to_the_general_path(raw: bytes) -> None:
     assert typed(raw) is None

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -453,15 +454,36 @@ async def test_a_task_that_outlives_shutdown_timeout_is_cancelled_and_the_daemon
     assert sum(count for _, count in counts) == 50
 
 
-def read_log_until(process: subprocess.Popen[bytes], event: str) -> list[str]:
-    """Every event name the daemon logged until `event` (included), or until its output ended."""
-    assert process.stdout is not None
-    seen: list[str] = []
-    for line in process.stdout:
-        seen.append(str(orjson.loads(line).get("event")))
-        if seen[-1] == event:
-            break
-    return seen
+class EventLog:
+    """The daemon's JSON log read on a thread of its own, so the pipe never fills (a daemon blocked writing its log
+    could not handle a signal), with a way to wait for an event."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.events: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with self._changed:
+                self.events.append(str(orjson.loads(line).get("event")))
+                self._changed.notify_all()
+        with self._changed:
+            self.events.append("<end of output>")
+            self._changed.notify_all()
+
+    def wait(self, event: str, timeout_s: float = 60.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: event in self.events or "<end of output>" in self.events, timeout_s):
+                raise AssertionError(f"no {event} within {timeout_s} s")
+            if event not in self.events:
+                raise AssertionError(f"the daemon's output ended before {event}")
+
+    def finished(self) -> list[str]:
+        self._thread.join(timeout=10)
+        return self.events
 
 
 @pytest.mark.parametrize("state", ["reading_history", "ingesting"])
@@ -482,26 +504,28 @@ def test_sigterm_while_reading_history_or_ingesting_exits_zero_within_five_secon
         path.write_bytes(b"".join(source_lines[cut:]))
     env = {**daemon_env(home), "LEARND_BACKFILL_BATCH_LINES": "500", "LEARND_COMMIT_BATCH_LINES": "500"}
     command = [sys.executable, "-m", "learnd", "run", "--backfill"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
+        log = EventLog(process)
         if state == "reading_history":
-            read_log_until(process, "history_file_reading")
+            log.wait("history_file_reading")
         else:
-            read_log_until(process, "history_read")
+            log.wait("history_read")
             time.sleep(0.3)
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         status = process.wait(timeout=10)
         elapsed = time.monotonic() - started
-        after = read_log_until(process, "daemon_stopped")
+        events = log.finished()
     finally:
         reap(process)
     assert status == 0
     assert elapsed < 5.0
-    assert "caught_up" not in after, "the backlog was read before the signal: nothing was interrupted"
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert "daemon_stopped" in events
+    assert "caught_up" not in events, "the backlog was read before the signal: nothing was interrupted"
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
-        read_log_until(process, "caught_up")
+        EventLog(process).wait("caught_up")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
