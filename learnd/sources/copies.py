@@ -281,12 +281,15 @@ class CopyReader:
         found = reading.found
         error = reading.reader.error
         self._event("copy_read", file=str(found.path), offset=reading.reader.offset, error=error or None)
-        if not error and (reading.final or reading.reader.offset >= found.disk_bytes):
+        # Read to its end, or damaged (a gzip file still being written grows, and is looked at again then).
+        if error or reading.final or reading.reader.offset >= found.disk_bytes:
             self._settled[(found.dev, found.ino)] = (found.disk_bytes, found.mtime_ns)
         self._close(reading)
 
     def _give_up(self, reading: _Reading, error: str) -> None:
         self._event("copy_unreadable", file=str(reading.found.path), error=error)
+        found = reading.found
+        self._settled[(found.dev, found.ino)] = (found.disk_bytes, found.mtime_ns)  # until it changes
         self._close(reading)
         self._reading = None
 

@@ -1005,6 +1005,32 @@ def test_a_copy_made_before_any_line_was_read_is_read_whole(
     assert raws(drain(tailer)) == names(1, 32)
 
 
+def test_a_compressed_copy_still_being_written_is_read_as_far_as_it_goes_then_finished(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A copy never seen, compressed by a gzip still writing it: the lines before where it stops now are read, the
+    rest once it is finished (the next look after it grew), each once; unchanged, it is not inflated again."""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
+    assert tailer.poll(100) == []
+    packed = gzip.compress(numbered(1, 3000))
+    copy = path.with_name("orders.jsonl.1.gz")
+    copy.write_bytes(packed[: len(packed) // 2])
+    first = drain(tailer)
+    assert 0 < len(first) < 3000
+    assert raws(first) == names(1, len(first))
+    tailer.events.clear()
+    clock.now += 10  # past the rescan interval: the copy has not changed, so it is not inflated again
+    assert drain(tailer) == []
+    assert [event.event for event in tailer.events if event.event.startswith("copy_")] == []
+    with open(copy, "ab") as handle:
+        handle.write(packed[len(packed) // 2 :])
+    clock.now += 10
+    assert raws(first + drain(tailer)) == names(1, 3000)
+
+
 def copy_aside(path: Path, *, compressed: bool) -> Path:
     """logrotate's copy step: name.1, or name.1.gz when it compresses at once."""
     if compressed:
