@@ -353,9 +353,12 @@ def plain_run(tmp_path: Path, seed: int, *, grace_ms: int | None = None) -> Iter
         yield home, writer, daemon
 
 
-def assert_learned_once(tally: Tally, summary: list[Tally], home: Path, reference: Path, status: int) -> None:
+def assert_learned_once(
+    tally: Tally, summary: list[Tally], home: Path, reference: Path, status: int, *, replay_count: bool = True
+) -> None:
     """The daemon stopped cleanly, every line written is counted once, `audit` accounts for every line (nothing
-    unaccounted or negative, nothing left for a backfill), and the state equals the reference backfill's."""
+    unaccounted or negative, nothing left for a backfill), and the state equals the reference backfill's (see
+    learned_state for `replay_count`)."""
     summary.append(tally)
     assert status == 0
     assert_clean(tally)
@@ -366,7 +369,7 @@ def assert_learned_once(tally: Tally, summary: list[Tally], home: Path, referenc
             tally.notes.append(f"audit {name}: unaccounted {entry['unaccounted']}, {counts}")
     assert report["healthy"], tally.notes
     assert all(entry["needs_backfill"] == 0 for entry in report["sources"].values()), tally.notes
-    assert learned_state(home) == learned_state(reference)
+    assert learned_state(home, replay_count=replay_count) == learned_state(reference, replay_count=replay_count)
 
 
 def test_a_second_writer_on_the_renamed_file_loses_nothing(size: Size, tmp_path: Path, summary: list[Tally]) -> None:
@@ -396,7 +399,9 @@ def test_a_second_writer_on_the_renamed_file_loses_nothing(size: Size, tmp_path:
         wait_caught_up(home, timeout_s=60)
         status = daemon.terminate()
     tally = account(f"second writer on name.1 x{size.file_cycles}", home, writer)
-    assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status)
+    # The two writers interleave event times across name.1 and name: trades come out of event order whatever reads
+    # them, and are relearned in order batch by batch (the model is the same, the count of such batches is not).
+    assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status, replay_count=False)
 
 
 def test_a_trimmed_copy_renamed_over_the_path_loses_nothing(size: Size, tmp_path: Path, summary: list[Tally]) -> None:

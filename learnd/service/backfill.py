@@ -18,8 +18,8 @@ import structlog
 from learnd.config import Settings, SourceSettings
 from learnd.service.engine import Engine, LearnerFactory
 from learnd.service.scheduler import replay_history
+from learnd.sources.copies import SKIP_STEP_BYTES
 from learnd.sources.files import (
-    READ_CHUNK_BYTES,
     UNREADABLE,
     DecompressedFile,
     HistoryFile,
@@ -214,7 +214,7 @@ def _read_history_file(
     with DecompressedFile(found.path) as handle:
         disk_done = handle.disk_position()
         try:
-            while not handle.skip_towards(item.start, max_bytes=READ_CHUNK_BYTES * 8):
+            while not handle.skip_towards(item.start, max_bytes=SKIP_STEP_BYTES):
                 if should_stop():
                     return 0  # nothing read yet: the next start moves there again
         except UNREADABLE as problem:
