@@ -21,6 +21,7 @@ from learnd.jobs.longrun import LongRun
 from learnd.jobs.periods import JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
+from learnd.service.memory import release_free_memory
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
 from learnd.store.database import JobRun, Store
 from learnd.store.ledger import RecordCache
@@ -221,6 +222,8 @@ class JobRunner:
         count = await self.run_all_due_yielding(stop, self._on_progress)
         # What the catch-up decoded serves no later period (they are a day apart): the memory goes back.
         self._records.clear()
+        self.close()  # its page cache too: the next period, a day away, opens it again
+        release_free_memory()
         if count:
             log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)
