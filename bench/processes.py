@@ -57,7 +57,11 @@ def cli_args(home: Path, logs: Mapping[str, Path], *command: str, **extra: str) 
 
 
 def child_env() -> dict[str, str]:
+    """The environment of a measured learnd process: the caller's, without its LEARND_* settings, and with Python's
+    bytecode cache on (a host that sets PYTHONDONTWRITEBYTECODE would otherwise make every start compile learnd
+    from source, which no installed learnd does: pip compiles it at install)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(LEARND_METRICS_ENABLED="false", LEARND_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     return env
 
