@@ -58,6 +58,7 @@ from tests.torture_support import (
     rotate_rename_create,
     running,
     shift_numbered,
+    wait_all_read,
     wait_until,
 )
 
@@ -599,8 +600,7 @@ def test_a_file_written_and_copytruncated_within_one_poll(size: Size, tmp_path: 
             for source in SOURCES:
                 if writer.path(source).stat().st_size:
                     rotate_copytruncate(writer, source)  # the next burst goes to an empty file again
-        time.sleep(1.5)
-        wait_caught_up(home, timeout_s=60)
+        wait_all_read(home)
         status = daemon.terminate()
     tally = account(f"copytruncate before a line was read x{size.file_cycles * 2}", home, writer)
     assert_learned_once(tally, summary, home, backfill_copy(home, tmp_path), status)

@@ -26,6 +26,7 @@ import orjson
 from learnd.sources.files import starts_with
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store
+from learnd.views.audit import collect_audit
 from tests.service.test_daemon import SOURCES, daemon_env, settings_for
 
 # Monday 2026-03-02, one minute after the NYSE open: every event time the writer uses is inside the session.
@@ -326,6 +327,17 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout_s}s waiting until {what}")
+
+
+def wait_all_read(home: Path, timeout_s: float = 60.0) -> None:
+    """Until `audit` finds no line pending in any file, rotated copies included (wait_caught_up looks at the current
+    files only, and a daemon stopped before it reached a copy reads it at its next start, not in this run)."""
+    settings = settings_for(home)
+
+    def all_read() -> bool:
+        return all(entry["pending"] == 0 for entry in collect_audit(settings)["sources"].values())
+
+    wait_until(all_read, "learnd read every line of every file", timeout_s)
 
 
 # Rotations (each called with the writer's lock held, so between complete lines) -------------------------------

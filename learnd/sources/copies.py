@@ -191,6 +191,10 @@ class CopyReader:
             found = inspect_file(sibling, is_current=False)
             if found is None or found.error or (found.dev, found.ino) != key:
                 continue  # gone, renamed again or a gzip file still being written: the next look finds it
+            if current is not None and found.is_copy_of(current):
+                # copytruncate between its copy and its truncation: the lines are the current file's for now, and
+                # the copy's once that file is truncated, which changes nothing the copy's size and mtime show.
+                continue
             start = unread_start(found, self.known, current, history=False)
             if start is None:
                 self._settled[key] = (found.disk_bytes, found.mtime_ns)

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from learnd.sources.copies import CopyReader
 from learnd.sources.files import KnownFiles
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer
@@ -1003,6 +1004,60 @@ def test_a_copy_made_before_any_line_was_read_is_read_whole(
         os.truncate(path, 0)
         bot.write(numbered(31, 32))
     assert raws(drain(tailer)) == names(1, 32)
+
+
+def test_a_copy_seen_while_it_was_the_current_files_start_is_read_once_that_file_is_truncated(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """copytruncate compressing at once: a poll comes between the copy and the truncation, so the copy is a copy of
+    the current file then and its lines are the current file's. Once the file is truncated they are the copy's: the
+    lines the tailer had not read yet come from it, once."""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    tailer = new_tailer(path)
+    assert tailer.poll(100) == []
+    with BotProcess(path) as bot:
+        bot.write(numbered(1, 30))
+        copy_aside(path, compressed=True)
+        first = tailer.poll(10)  # the daemon's budget per poll ends before the file does
+        os.truncate(path, 0)
+        bot.write(numbered(31, 32))
+    assert raws(first + drain(tailer)) == names(1, 32)
+
+
+def test_a_copy_never_read_that_was_the_current_files_start_when_seen_is_read_once_that_file_is_truncated(
+    home: Path,
+) -> None:
+    """The same race with nothing read yet: the CopyReader looks at the siblings after the tailer took the file's
+    size (empty) and before the truncation, and finds a copy of the current file. After the truncation that copy is
+    the only place its lines are: it is read whole. (The CopyReader is driven alone here: a tailer reads the current
+    file in the same poll, so the race cannot be laid out in one thread.)"""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    clock = FakeClock()
+    copies = CopyReader(
+        path,
+        KnownFiles(),
+        source="orders",
+        max_line_bytes=1 << 20,
+        keep_bytes=4096,
+        grace_s=GRACE_S,
+        rescan_s=1.0,
+        clock=clock,
+        event=lambda *_, **__: None,
+    )
+    out: list[Line] = []
+    with BotProcess(path) as bot:
+        bot.write(numbered(1, 30))
+        copy_aside(path, compressed=False)
+        copies.read(out, 100, held=set(), window=[], late_lines=0)
+        assert out == []  # a copy of the current file: whoever reads that file reads these lines
+        os.truncate(path, 0)
+        bot.write(numbered(31, 32))
+    clock.now += GRACE_S + 1  # the next look at the siblings, the copy quiet for the grace
+    copies.read(out, 100, held=set(), window=[], late_lines=0)
+    copies.close()
+    assert raws(out) == names(1, 30)
 
 
 def test_a_compressed_copy_still_being_written_is_read_as_far_as_it_goes_then_finished(
