@@ -220,8 +220,11 @@ class JobRunner:
             if stop.is_set():
                 return
         count = await self.run_all_due_yielding(stop, self._on_progress)
-        # What the catch-up decoded serves no later period (they are a day apart): the memory goes back.
+        # What the catch-up decoded and summed serves no later period (they are a day apart; the next one reloads
+        # the long-run figures from the store): the memory goes back.
         self._records.clear()
+        self._longrun = None
+        self.engine.store.shrink_memory()
         self.close()  # its page cache too: the next period, a day away, opens it again
         release_free_memory()
         if count:

@@ -217,6 +217,11 @@ class Store:
             raise
         return store
 
+    def shrink_memory(self) -> None:
+        """Hand SQLite's page cache back to the heap (PRAGMA shrink_memory): after a burst of reads, such as a job
+        catch-up, the pages it cached would otherwise stay resident while the daemon idles."""
+        self._db.execute("PRAGMA shrink_memory")
+
     def close(self) -> None:
         """Close; a writer records a clean shutdown, so the next open can skip the full check."""
         if not self._readonly:

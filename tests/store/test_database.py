@@ -267,3 +267,17 @@ def test_only_reported_changes_already_journaled_are_dropped(tmp_path: Path) -> 
         assert [seq for seq, _ in store.changes()] == [2, 3]
     finally:
         store.close()
+
+
+def test_shrinking_the_page_cache_keeps_every_row_readable_and_the_store_writable(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        rows = [LedgerRow("trade", f"t{index:04d}", "equity", "X", index, "a", index, b"{}") for index in range(501)]
+        store.commit(Batch(ledger=rows[:500]))
+        assert len(list(store.ledger("trade"))) == 500
+        store.shrink_memory()
+        assert [row.key for row in store.ledger("trade")] == [f"t{index:04d}" for index in range(500)]
+        store.commit(Batch(ledger=rows[500:]))
+        assert store.has_ledger_key("trade", "t0500")
+    finally:
+        store.close()
