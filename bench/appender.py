@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import shutil
 from collections.abc import Iterator, Mapping
 from itertools import islice
 from pathlib import Path
@@ -11,36 +9,29 @@ from typing import BinaryIO
 
 import orjson
 
-from bench.homes import BaseHome, TimeMap, stream_lines
+from bench.homes import BaseHome, stream_lines
 
 
 def seed_logs(base: BaseHome, home: Path, names: tuple[str, ...], *, empty: bool = False) -> dict[str, Path]:
-    """Logs for a live run under `home/logs`: the base home's lines (copy 0), or empty files."""
+    """Logs for a live run under `home/logs`: the base home's lines in the sessions ending at the last one before
+    today (copy 0 of the live map), or empty files."""
     logs = {name: home / "logs" / f"{name}.jsonl" for name in names}
     logs[names[0]].parent.mkdir(parents=True, exist_ok=True)
     for name, path in logs.items():
-        if empty:
-            path.touch()
-        else:
-            shutil.copyfile(base.path / "logs" / f"{name}.jsonl", path)
+        path.write_bytes(b"" if empty else base.moved_copy(name, 0, base.live_map))
     return logs
 
 
 def upcoming(base: BaseHome, name: str, count: int) -> list[bytes]:
-    """The next `count` lines the bot would append to one log after copy 0."""
-    return list(islice(stream_lines(base, name, 1, _stream_map(base, name, count)), count))
-
-
-def _stream_map(base: BaseHome, name: str, count: int) -> TimeMap:
-    return base.time_map(math.ceil(count / base.lines_per_copy(name)) + 1, first=1)
+    """The next `count` lines the bot would append to one log after copy 0, in the sessions from today on."""
+    return list(islice(stream_lines(base, name, 1), count))
 
 
 def closed_trades(base: BaseHome, count: int) -> list[bytes]:
     """`count` distinct, well-formed closed-trade lines that come after copy 0, in event order."""
     seen: set[str] = set()
     trades: list[bytes] = []
-    # Roughly half the attribution lines are closed trades.
-    lines: Iterator[bytes] = stream_lines(base, "attribution", 1, _stream_map(base, "attribution", 3 * count))
+    lines: Iterator[bytes] = stream_lines(base, "attribution", 1)
     for line in lines:
         if len(trades) >= count:
             break

@@ -1,5 +1,6 @@
-"""Benchmark 5: CPU the daemon uses with nothing appended, next to a floor process running in the same window:
-asyncio with a watchfiles watch on the same directory and a 1 s stat of the four logs (what any tailer needs).
+"""Benchmark 5: CPU the daemon uses with nothing appended, and its resident set at the end of that window, next to
+a floor process running in the same window: asyncio with a watchfiles watch on the same directory and a 1 s stat
+of the four logs (what any tailer needs).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from pathlib import Path
 from bench.appender import seed_logs
 from bench.homes import BaseHome, fresh_run_dir
 from bench.plan import Plan
-from bench.processes import CLOCK_TICKS, Daemon, bench_settings, child_env, wait_caught_up, wait_quiet
+from bench.processes import CLOCK_TICKS, Daemon, bench_settings, child_env, proc_status_kib, wait_caught_up, wait_quiet
 from bench.report import Figure, Section
 from learnd.devtools.simulate import LOG_FILES
 
 TARGET_PERCENT = 1.0
+TARGET_RSS_MIB = 60.0
 _SETTLE_S = 2.0
 
 _FLOOR_PROGRAM = """
@@ -68,6 +70,7 @@ def run(plan: Plan, base: BaseHome) -> Section:
         time.sleep(plan.idle_s)
         daemon_used, floor_used = daemon.cpu_s() - daemon_before, _cpu_s(floor.pid) - floor_before
         wall = time.monotonic() - started
+        rss_mib, floor_rss_mib = daemon.rss_mib(), proc_status_kib(floor.pid, "VmRSS") / 1024
     finally:
         floor.kill()
         floor.wait(timeout=10)
@@ -76,12 +79,23 @@ def run(plan: Plan, base: BaseHome) -> Section:
     floor_percent = 100 * floor_used / wall
     ratio = percent / floor_percent if floor_used > 0 else None
     section.figures = [
-        Figure("cpu %", percent, "%", floor_percent, ratio, f"< {TARGET_PERCENT:g} %", percent < TARGET_PERCENT)
+        Figure("cpu %", percent, "%", floor_percent, ratio, f"< {TARGET_PERCENT:g} %", percent < TARGET_PERCENT),
+        Figure(
+            "RSS after idle",
+            rss_mib,
+            "MiB",
+            floor_rss_mib,
+            rss_mib / floor_rss_mib,
+            f"<= {TARGET_RSS_MIB:g} MiB",
+            rss_mib <= TARGET_RSS_MIB,
+        ),
     ]
     section.detail = {
         "wall_s": wall,
         "daemon_cpu_s": daemon_used,
         "floor_cpu_s": floor_used,
+        "daemon_rss_mib": rss_mib,
+        "floor_rss_mib": floor_rss_mib,
         "clock_ticks_per_s": CLOCK_TICKS,
         "daemon_exit_status": status,
     }

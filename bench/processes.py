@@ -1,30 +1,36 @@
-"""The measured processes: the real daemon and `learnd backfill` in subprocesses, their CPU and peak memory
-from /proc, and the store read-only from outside (offsets and line counts).
+"""The measured processes: the real daemon and `learnd backfill` in subprocesses (jobs on, as shipped), their CPU,
+memory and JSON log events, and the store read-only from outside (offsets and line counts).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
+import orjson
+
+from bench.homes import WORK_DIR, GeneratedHome, fresh_run_dir, learnd_digest
+from bench.report import median
 from learnd.config import Settings, load_settings
 from learnd.errors import StateError
 from learnd.store.database import Store
 
 _TERM_TIMEOUT_S: Final = 10.0
+# How many periods of each job make "the start" and "the end" of history.
+EDGE_PERIODS: Final = 10
+_JOB_EVENTS: Final = ("job_ran", "job_failed")
+_CAUGHT_UP: Final = ".caught_up"
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
-
-
-# The history homes start in 2000: with the scheduled jobs on, a backfill would also replay every daily and weekly
-# job since then, which is measured on its own (README, bench section), not mixed into the ingest figures.
-NO_JOBS: Final = {"schedule.daily_enabled": "false", "schedule.weekly_enabled": "false"}
 
 
 def source_overrides(logs: Mapping[str, Path]) -> dict[str, str]:
@@ -89,6 +95,10 @@ class Daemon:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
+    def rss_mib(self) -> float:
+        """The resident set now (VmRSS)."""
+        return proc_status_kib(self.pid, "VmRSS") / 1024
+
     def stop(self) -> int:
         """SIGTERM, then SIGKILL after a timeout; returns the exit status."""
         try:
@@ -105,42 +115,166 @@ class Daemon:
 
 @dataclass(frozen=True, slots=True)
 class Peak:
-    """A finished child: exit status, peak resident set (MiB) and wall time."""
+    """A finished child: exit status, peak resident set (MiB), wall time, and when it started (wall clock, to place
+    its log events)."""
 
     status: int
     rss_mib: float
     wall_s: float
+    started: datetime
 
 
-def _vm_hwm_kib(pid: int) -> int:
-    """The peak resident set of the process's current image (VmHWM; reset by exec, unlike ru_maxrss)."""
+def proc_status_kib(pid: int, field: str) -> int:
+    """One `kB` field of /proc/PID/status (0 once the process is gone)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except (FileNotFoundError, ProcessLookupError):
         pass
     return 0
 
 
-def run_for_peak_rss(command: list[str], timeout_s: float) -> Peak:
-    """Run `command` to completion and return its peak RSS, sampled from /proc every 10 ms.
+def run_for_peak_rss(command: list[str], timeout_s: float, output: Path | None = None) -> Peak:
+    """Run `command` to completion and return its peak RSS, sampled from /proc every 10 ms; its stdout goes to
+    `output` (its stderr beside it, `.err`), or nowhere.
 
-    Not wait4's ru_maxrss: Linux carries the forking parent's peak into the child's across exec, and the bench
-    process is larger than what it measures. VmHWM never decreases, so the last sample misses at most 10 ms.
+    The peak is VmHWM, the high-water mark of the process's current image (reset by exec), not wait4's ru_maxrss:
+    Linux carries the forking parent's peak into the child's across exec, and the bench process is larger than
+    what it measures. VmHWM never decreases, so the last sample misses at most 10 ms.
     """
-    started = time.monotonic()
-    process = subprocess.Popen(command, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak_kib = 0
-    try:
-        while process.poll() is None and time.monotonic() - started < timeout_s:
-            peak_kib = max(peak_kib, _vm_hwm_kib(process.pid))
-            time.sleep(0.01)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        status = process.wait(timeout=_TERM_TIMEOUT_S)
-    return Peak(status, peak_kib / 1024, time.monotonic() - started)
+    with ExitStack() as stack:
+        stdout: IO[bytes] | int = subprocess.DEVNULL
+        stderr: IO[bytes] | int = subprocess.DEVNULL
+        if output is not None:
+            stdout = stack.enter_context(open(output, "wb"))
+            stderr = stack.enter_context(open(output.with_suffix(".err"), "wb"))
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        process = subprocess.Popen(command, env=child_env(), stdout=stdout, stderr=stderr)
+        peak_kib = 0
+        try:
+            while process.poll() is None and time.monotonic() - started < timeout_s:
+                peak_kib = max(peak_kib, proc_status_kib(process.pid, "VmHWM"))
+                time.sleep(0.01)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            status = process.wait(timeout=_TERM_TIMEOUT_S)
+        return Peak(status, peak_kib / 1024, time.monotonic() - started, started_at)
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRun:
+    """A finished `learnd backfill` subprocess: its peak and its JSON log events, in order."""
+
+    peak: Peak
+    events: list[dict[str, Any]]
+
+    def finished(self) -> dict[str, Any]:
+        """The `backfill_finished` event: what was read, applied and run."""
+        return next(event for event in self.events if event["event"] == "backfill_finished")
+
+
+def backfill_process(
+    home: Path, logs: Mapping[str, Path], timeout_s: float, *, profile: Path | None = None
+) -> BackfillRun:
+    """`learnd backfill` on `logs` with its state under `home`, to completion (optionally under cProfile, into
+    `profile`); raises with the end of its stderr if it fails."""
+    command = cli_args(home, logs, "backfill", "--progress", "none")
+    if profile is not None:
+        command = [command[0], "-m", "cProfile", "-o", str(profile), *command[1:]]
+    output = home / "backfill.log"
+    peak = run_for_peak_rss(command, timeout_s, output)
+    if peak.status != 0:
+        tail = output.with_suffix(".err").read_bytes()[-400:].decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"learnd backfill exited with {peak.status}: {tail[-1] if tail else ''}")
+    events = []
+    with open(output, "rb") as handle:
+        for line in handle:
+            if line.startswith(b"{"):
+                events.append(orjson.loads(line))
+    return BackfillRun(peak, events)
+
+
+# The last backfill of each generated home in this process and its state directory: benchmarks that measure the
+# same run (throughput's last repeat, history's longest home, memory's big home) share it rather than repeat it.
+_latest: dict[Path, tuple[Path, BackfillRun]] = {}
+
+
+def backfill_home(home: GeneratedHome, name: str, timeout_s: float, *, reuse: bool) -> tuple[Path, BackfillRun]:
+    """A backfill of `home` on a fresh store in run directory `name`, or with `reuse` the last one this process
+    ran of that home; returns the state directory and the run."""
+    if reuse and home.directory in _latest:
+        return _latest[home.directory]
+    run_dir = fresh_run_dir(name)
+    latest = _latest[home.directory] = (run_dir, backfill_process(run_dir, home.logs, timeout_s))
+    return latest
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """One backfill split in two: start-up and ingest, then the job catch-up (and the exports after it); and each
+    period's cost in order, per job, the first period left out.
+
+    The backfill logs `job_ran` as each period commits, so the time between two is the later period's cost. No
+    event marks the end of ingest: the first period's own cost is taken as the median of the first ones of its job.
+    """
+
+    ingest_s: float
+    jobs_s: float
+    periods: int
+    failed: int
+    costs_s: dict[str, list[float]]
+
+    def edge_s(self, job: str, *, end: bool) -> float:
+        """The median cost of the first (or last) periods of `job`: ten, or half of them when there are fewer
+        than twenty, so that start and end never share a period."""
+        costs = self.costs_s.get(job, [])
+        count = max(1, min(EDGE_PERIODS, len(costs) // 2))
+        return median(costs[-count:] if end else costs[:count])
+
+
+def job_catch_up(backfill: BackfillRun) -> CatchUp:
+    """Ingest and job catch-up of one backfill, from its log events' timestamps and its start."""
+
+    def seconds(event: dict[str, Any]) -> float:
+        return (datetime.fromisoformat(event["timestamp"]) - backfill.peak.started).total_seconds()
+
+    finished_s = seconds(backfill.finished())
+    jobs = [event for event in backfill.events if event["event"] in _JOB_EVENTS]
+    if not jobs:
+        return CatchUp(finished_s, 0.0, 0, 0, {})
+    moments = [seconds(event) for event in jobs]
+    costs: dict[str, list[float]] = {}
+    for event, previous, moment in zip(jobs[1:], moments, moments[1:], strict=False):
+        costs.setdefault(event["job"], []).append(moment - previous)
+    first_costs = costs.get(jobs[0]["job"], [])
+    first_s = median(first_costs[:EDGE_PERIODS]) if first_costs else 0.0
+    failed = sum(event["event"] == "job_failed" for event in jobs)
+    return CatchUp(moments[0] - first_s, finished_s - moments[0] + first_s, len(jobs), failed, costs)
+
+
+def store_bytes(settings: Settings) -> int:
+    """The size of the store: the SQLite database and its WAL and shared-memory files."""
+    return sum(path.stat().st_size for path in settings.state_dir.glob(settings.db_path.name + "*"))
+
+
+def caught_up_home(home: GeneratedHome, timeout_s: float) -> tuple[Path, dict[str, Path]]:
+    """A home holding its own copy of `home`'s logs and a store that has applied them all, jobs run (cached per
+    learnd source: a store written by another version may not load). Benchmarks may append to its logs."""
+    prefix = f"caught-up-{home.directory.name}-"
+    directory = WORK_DIR / (prefix + learnd_digest())
+    logs = {name: directory / "logs" / path.name for name, path in home.logs.items()}
+    if not (directory / _CAUGHT_UP).exists():
+        for stale in WORK_DIR.glob(prefix + "*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        (directory / "logs").mkdir(parents=True)
+        for name, path in home.logs.items():
+            shutil.copyfile(path, logs[name])
+        backfill_process(directory, logs, timeout_s)
+        (directory / _CAUGHT_UP).touch()
+    return directory, logs
 
 
 def committed(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:

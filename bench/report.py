@@ -76,6 +76,8 @@ def machine() -> dict[str, Any]:
 def _number(value: float | None) -> str:
     if value is None:
         return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
     if math.isnan(value):
         return "nan"
     magnitude = abs(value)

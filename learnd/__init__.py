@@ -14,6 +14,7 @@ The packages follow the data path, and imports run one way, down it (tests/test_
     views                    read-only answers for operators (never the service)
     devtools                 simulate and verify
     cli                      the command line
+    client                   the reader a bot imports or copies: the standard library only, nothing of learnd
 """
 
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ import orjson
 from learnd import __version__
 from learnd.config import Settings, load_settings
 from learnd.errors import ConfigError, LearndError, StateError
+from learnd.exports.bot import MIXED_FIGURES
 from learnd.service.logs import configure_logging
 
 EXIT_CONFIG = 3
@@ -45,19 +46,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return handler(args)
-    except ConfigError as error:
+    except (LearndError, sqlite3.DatabaseError) as error:
+        return _failed(error)
+    except ExceptionGroup as group:
+        # The daemon's tasks run in a TaskGroup: a state error raised in one leaves wrapped in a group, and must
+        # exit with its own status all the same.
+        known = group.subgroup(lambda error: isinstance(error, LearndError | sqlite3.DatabaseError))
+        if known is None:
+            raise
+        return _failed(_first_leaf(known))
+
+
+def _failed(error: BaseException) -> int:
+    """Say what went wrong on stderr; the exit status for it (3 configuration, 4 state, 1 anything else of ours)."""
+    if isinstance(error, ConfigError):
         print(f"learnd: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except StateError as error:
+    if isinstance(error, StateError):
         print(f"learnd: state error: {error}", file=sys.stderr)
         return EXIT_STATE
-    except sqlite3.DatabaseError as error:
+    if isinstance(error, sqlite3.DatabaseError):
         # Damage found while reading or writing (after the checks at open): the store is refused, never reset.
         print(f"learnd: state error: the store cannot be read ({error}); nothing was reset", file=sys.stderr)
         return EXIT_STATE
-    except LearndError as error:
-        print(f"learnd: {error}", file=sys.stderr)
-        return 1
+    print(f"learnd: {error}", file=sys.stderr)
+    return 1
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,6 +144,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
     evaluation.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     evaluation.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluation.add_argument(
+        "--regime-blind",
+        choices=sorted(MIXED_FIGURES),
+        help="score every trade as the unchanged bot does, regime-blind, with this figure per component (the "
+        "export writes strategy_wide in MIXED); default: learnd's own per-regime multipliers",
+    )
     evaluation.set_defaults(handler=_evaluate)
 
     schedule = commands.add_parser(
@@ -289,13 +313,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from learnd.views.evaluation import run_evaluation
 
-    result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed)
+    result = run_evaluation(settings, bootstrap_samples=args.bootstrap, seed=args.seed, regime_blind=args.regime_blind)
+    scoring = f"regime_blind:{args.regime_blind}" if args.regime_blind else "per_regime"
     if args.json:
-        sys.stdout.write(
-            orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
-        )
+        document = {"scoring": scoring, **result.to_dict()}
+        sys.stdout.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
     else:
-        sys.stdout.write(result.render_text())
+        sys.stdout.write(f"learned score: {scoring}\n" + result.render_text())
     return 0
 
 
@@ -376,7 +400,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     """Print a daily (--day) or weekly (--week) report as Markdown (default: the latest daily one) and draw
     data/reports/multipliers-<strategy>.png: each component's multiplier over event time, per regime, from
-    data/weight_learning.jsonl."""
+    data/weight_learning.jsonl, on one time axis up to the last trade learned (with the planted truth dashed when
+    the home came from `learnd simulate`)."""
     settings = _settings(args)
     reports = settings.data_dir / "reports"
     if args.week:
@@ -392,13 +417,9 @@ def _report(args: argparse.Namespace) -> int:
         raise LearndError(f"{path}: no such report (see `learnd schedule` for when jobs run)")
     sys.stdout.write(path.read_text())
     if not args.no_chart:
-        from learnd.views.charts import draw_multipliers
+        from learnd.views.charts import draw_home_multipliers
 
-        chart = draw_multipliers(
-            settings.data_dir / "weight_learning.jsonl",
-            reports / f"multipliers-{args.strategy}.png",
-            strategy=args.strategy,
-        )
+        chart = draw_home_multipliers(settings, strategy=args.strategy)
         print(f"\nchart: {chart}")
         if args.open:
             opener = shutil.which("xdg-open") or shutil.which("open")

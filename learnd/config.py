@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -184,6 +185,30 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class BotSettings:
+    """How the unchanged bot applies the weights file (FORMATS.md, "How the bot actually uses
+    state/signal_weights.json"); the defaults are the bot's own. learnd cannot change these; it reports them.
+
+    `pinned_components` are scored at their static weight whatever the file says; `capped_components` have their
+    weight (base x multiplier) capped at `weight_cap` (the bot's UW_PASSIVE_ML_WEIGHT_CAP); with
+    `adaptive_weights` false (the bot's DISABLE_ADAPTIVE_WEIGHTS=1) the bot ignores the file altogether.
+    """
+
+    pinned_components: tuple[str, ...] = ("options_flow",)
+    capped_components: tuple[str, ...] = ("etf_flow", "squeeze_score")
+    weight_cap: float = 0.06
+    adaptive_weights: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("pinned_components", "capped_components"):
+            for name in getattr(self, key):
+                if not _COMPONENT_NAME.fullmatch(name):
+                    raise ConfigError(f"bot.{key}: {name!r} is not a component name")
+        if not math.isfinite(self.weight_cap) or self.weight_cap < 0.0:
+            raise ConfigError(f"bot.weight_cap: must be a finite number >= 0, got {self.weight_cap!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything learnd needs to run, resolved and validated."""
 
@@ -191,6 +216,8 @@ class Settings:
     sources: tuple[SourceSettings, ...]
     state_dir: Path
     data_dir: Path
+    # The weights file learnd writes for the bot, and owns (see exports.guard); paths.signal_weights.
+    signal_weights_path: Path
     poll_interval_ms: int = 1000
     commit_interval_ms: int = 50
     commit_batch_lines: int = 1000
@@ -208,6 +235,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     signals: SignalSettings = field(default_factory=SignalSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    bot: BotSettings = field(default_factory=BotSettings)
 
     @property
     def db_path(self) -> Path:
@@ -231,9 +259,10 @@ class Settings:
 _SCALARS: Final[frozenset[str]] = frozenset(
     f.name
     for f in fields(Settings)
-    if f.name not in {"home", "sources", "state_dir", "data_dir", "learning", "schedule"}
+    if f.name not in {"home", "sources", "state_dir", "data_dir", "signal_weights_path", "learning", "schedule", "bot"}
 )
 _LOG_FORMATS: Final = ("auto", "json", "console")
+_COMPONENT_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 _T = TypeVar("_T")
 
 
@@ -287,6 +316,14 @@ def _merge_environment(table: dict[str, Any], env: Mapping[str, str]) -> None:
     flag = env.get("ENABLE_PER_TICKER_LEARNING")
     if flag is not None:
         _set_dotted(table, "learning.per_ticker", flag)
+    # So are the two switches that change what the bot applies from the weights file (learnd reports it).
+    cap = env.get("UW_PASSIVE_ML_WEIGHT_CAP")
+    if cap is not None:
+        _set_dotted(table, "bot.weight_cap", cap)
+    disabled = env.get("DISABLE_ADAPTIVE_WEIGHTS")
+    if disabled is not None:
+        is_disabled = disabled.strip().lower() in ("1", "true", "yes", "on")
+        _set_dotted(table, "bot.adaptive_weights", "false" if is_disabled else "true")
 
 
 def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:
@@ -310,8 +347,14 @@ def _build(home: Path, table: dict[str, Any]) -> Settings:
     schedule = _build_section(ScheduleSettings(), table.pop("schedule", {}), "schedule")
     signals = _build_section(SignalSettings(), table.pop("signals", {}), "signals")
     execution = _build_section(ExecutionSettings(), table.pop("execution", {}), "execution")
+    bot = _build_section(BotSettings(), table.pop("bot", {}), "bot")
     state_dir = _resolve(home, paths.pop("state_dir", "state"), "paths.state_dir")
     data_dir = _resolve(home, paths.pop("data_dir", "data"), "paths.data_dir")
+    # By default in the state directory, wherever that is; an absolute or home-relative path otherwise.
+    weights = paths.pop("signal_weights", None)
+    signal_weights_path = (
+        state_dir / "signal_weights.json" if weights is None else _resolve(home, weights, "paths.signal_weights")
+    )
     if paths:
         raise ConfigError(f"paths.{sorted(paths)[0]}: unknown key")
     base = Settings(
@@ -319,10 +362,12 @@ def _build(home: Path, table: dict[str, Any]) -> Settings:
         sources=sources,
         state_dir=state_dir,
         data_dir=data_dir,
+        signal_weights_path=signal_weights_path,
         learning=learning,
         schedule=schedule,
         signals=signals,
         execution=execution,
+        bot=bot,
     )
     settings = _build_section(base, table, "")
     _validate(settings)
@@ -407,6 +452,12 @@ def _coerce(value: object, kind: type, key: str) -> object:
             except ValueError:
                 pass
         raise ConfigError(f"{key}: must be a number, got {value!r}")
+    if kind is tuple:
+        # A TOML array of names, or one comma-separated string (environment, --set).
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"{key}: must be a list of names, got {value!r}")
+        return tuple(item.strip() for item in items if item.strip())
     if not isinstance(value, str):
         raise ConfigError(f"{key}: must be a string, got {value!r}")
     return value

@@ -20,5 +20,9 @@ class RecordError(LearndError):
         self.detail = detail
 
 
+class StopRequested(LearndError):
+    """Work was asked to stop (SIGTERM, SIGINT) before it finished; nothing of it was committed."""
+
+
 class StateError(LearndError):
     """The state directory or store cannot be used as is (corrupt, foreign, newer schema, locked)."""

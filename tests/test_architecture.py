@@ -31,6 +31,8 @@ ALLOWED: Final[dict[str, set[str]]] = {
     "cli": _FOUNDATION
     | {"sources", "records", "sessions", "learning", "store", "exports", "jobs", "service", "views", "devtools"},
     "__main__": {"cli"},
+    # The client a bot imports or copies: the standard library only, nothing of learnd (tests/test_client.py).
+    "client": set(),
 }
 # The pure core: no IO, clock, environment, logging, scheduling or asyncio (STYLE.md, "Functional core").
 PURE: Final = (

@@ -5,12 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from learnd.config import load_settings
 from learnd.devtools.simulate import simulate
+from learnd.errors import ConfigError, LearndError, StateError
+from learnd.views.execution import execution_document
+from learnd.views.schedule import schedule_document
+from learnd.views.signals import signals_document
+from learnd.views.status import collect_status
 
 
 def learnd(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -40,17 +49,6 @@ def test_help_explains_every_command() -> None:
     for command in ("run", "backfill", "status", "weights", "evaluate", "schedule", "signals", "execution", "report"):
         assert command in text
     assert "LEARND_" in text
-
-
-def test_status_json_has_the_documented_fields(learned_home: Path) -> None:
-    """status --json: per source path, offset, size, lag and line counts, and whether a daemon runs."""
-    document = orjson.loads(learnd(learned_home, "status", "--json").stdout)
-    assert document["daemon_running"] is False
-    attribution = document["sources"]["attribution"]
-    for field in ("path", "offset", "size", "lag_bytes", "pending_bytes", "lines_applied", "lines_quarantined"):
-        assert field in attribution
-    assert attribution["lag_bytes"] == 0
-    assert attribution["lines_applied"] > 0
 
 
 def test_weights_json_is_canonical_and_stable(learned_home: Path) -> None:
@@ -85,24 +83,66 @@ def test_report_prints_markdown_and_draws_the_chart(learned_home: Path) -> None:
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_unknown_report_day_is_a_clear_error(learned_home: Path) -> None:
-    """A report that does not exist: exit 1 and a message naming it."""
-    result = learnd(learned_home, "report", "--day", "1999-01-04", "--no-chart", check=False)
-    assert result.returncode == 1
-    assert b"1999-01-04" in result.stderr
+@pytest.mark.parametrize(
+    "command",
+    [("status",), ("schedule", "--from", "2026-11-25T21:30:00+00:00"), ("signals",), ("execution",)],
+    ids=lambda command: command[0],
+)
+def test_json_output_is_the_view_s_document(learned_home: Path, command: tuple[str, ...]) -> None:
+    """`<command> --json` prints its view's document (tests/views/ check the contents) as indented JSON with
+    sorted keys and a final newline."""
+    settings = load_settings(home=learned_home, environ={})
+    views: dict[str, Callable[[], dict[str, Any]]] = {
+        "status": lambda: collect_status(settings),
+        "schedule": lambda: schedule_document(settings, datetime(2026, 11, 25, 21, 30, tzinfo=UTC), 5),
+        "signals": lambda: signals_document(settings),
+        "execution": lambda: execution_document(settings),
+    }
+    printed = learnd(learned_home, *command, "--json").stdout
+    assert printed == orjson.dumps(views[command[0]](), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
 
 
-def test_invalid_setting_exits_3_naming_the_key(tmp_path: Path) -> None:
-    """A bad --set fails start-up with status 3 and the key's name."""
-    result = learnd(tmp_path, "--set", "commit_interval_ms=-5", "status", check=False)
-    assert result.returncode == 3
-    assert b"commit_interval_ms" in result.stderr
+@pytest.mark.parametrize("command", ["status", "schedule", "signals", "execution"])
+def test_text_output_is_the_view_rendered(learned_home: Path, command: str) -> None:
+    """Without --json the same commands print readable text, not JSON."""
+    printed = learnd(learned_home, command).stdout.decode()
+    assert printed.endswith("\n")
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(printed)
 
 
-def test_schedule_json_lists_next_runs_around_the_holiday(tmp_path: Path) -> None:
-    """schedule --json --from: next daily runs skip Thanksgiving and honour the early close."""
-    result = learnd(tmp_path, "schedule", "--json", "--from", "2026-11-25T21:30:00+00:00", "--count", "2")
-    jobs = orjson.loads(result.stdout)["jobs"]
-    assert jobs["daily"]["next_runs"] == ["2026-11-27T18:15:00+00:00", "2026-11-30T21:15:00+00:00"]
-    assert jobs["weekly"]["next_runs"][0] == "2026-11-27T18:15:00+00:00"
-    assert jobs["daily"]["last_run"] is None
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [(StateError("store refused"), 4), (ConfigError("bad key"), 3), (LearndError("other"), 1)],
+)
+def test_an_error_raised_inside_the_daemons_task_group_exits_with_its_own_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: LearndError, status: int
+) -> None:
+    """The daemon's tasks run in a TaskGroup, which wraps what they raise in an ExceptionGroup; the exit status is
+    still the error's own. The seam faked here is the daemon's entry (service.daemon.serve), raising as a task
+    would."""
+    from learnd import cli
+    from learnd.service import daemon
+
+    async def failing_serve(*args: object, **kwargs: object) -> int:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [error])
+
+    monkeypatch.setattr(daemon, "serve", failing_serve)
+    (tmp_path / "logs").mkdir()
+    assert cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"]) == status
+
+
+def test_an_unknown_error_inside_the_task_group_is_not_swallowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything unexpected propagates (the process exits non-zero and systemd restarts it)."""
+    from learnd import cli
+    from learnd.service import daemon
+
+    async def failing_serve(*args: object, **kwargs: object) -> int:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [RuntimeError("bug")])
+
+    monkeypatch.setattr(daemon, "serve", failing_serve)
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(ExceptionGroup):
+        cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])

@@ -94,3 +94,48 @@ def test_shipped_default_config_loads_and_matches_the_builtin_defaults(tmp_path:
     """config/learnd.toml documents the defaults: loading it changes nothing."""
     shipped = Path(__file__).resolve().parent.parent / "config" / "learnd.toml"
     assert load_settings(home=tmp_path, config_file=shipped, environ={}) == load_settings(home=tmp_path, environ={})
+
+
+def test_the_weights_file_follows_the_state_dir_unless_set(tmp_path: Path) -> None:
+    """By default the weights file is state_dir/signal_weights.json, wherever state_dir is; paths.signal_weights
+    moves it (relative to the home, or absolute)."""
+    assert load_settings(home=tmp_path, environ={}).signal_weights_path == tmp_path / "state" / "signal_weights.json"
+    moved_state = load_settings(home=tmp_path, environ={}, overrides={"paths.state_dir": "/var/lib/learnd"})
+    assert moved_state.signal_weights_path == Path("/var/lib/learnd/signal_weights.json")
+    own = load_settings(home=tmp_path, environ={"LEARND_PATHS__SIGNAL_WEIGHTS": "state/learnd_weights.json"})
+    assert own.signal_weights_path == tmp_path / "state" / "learnd_weights.json"
+
+
+def test_the_bots_pins_and_caps_default_to_the_bots_own(tmp_path: Path) -> None:
+    """[bot] defaults: options_flow pinned, etf_flow and squeeze_score capped at 0.06, the file read; a TOML array,
+    a comma-separated --set and the bot's own environment variables all set them."""
+    default = load_settings(home=tmp_path, environ={}).bot
+    assert default.pinned_components == ("options_flow",)
+    assert default.capped_components == ("etf_flow", "squeeze_score")
+    assert (default.weight_cap, default.adaptive_weights) == (0.06, True)
+    write_config(tmp_path, '[bot]\npinned_components = ["options_flow", "dark_pool"]\nweight_cap = 0.1\n')
+    from_file = load_settings(home=tmp_path, environ={}, overrides={"bot.capped_components": "etf_flow, iv_rank"})
+    assert from_file.bot.pinned_components == ("options_flow", "dark_pool")
+    assert from_file.bot.capped_components == ("etf_flow", "iv_rank")
+    assert from_file.bot.weight_cap == 0.1
+    bot_env = load_settings(
+        home=tmp_path, environ={"UW_PASSIVE_ML_WEIGHT_CAP": "0.02", "DISABLE_ADAPTIVE_WEIGHTS": "1"}
+    )
+    assert (bot_env.bot.weight_cap, bot_env.bot.adaptive_weights) == (0.02, False)
+    kept = load_settings(home=tmp_path, environ={"DISABLE_ADAPTIVE_WEIGHTS": "0"})
+    assert kept.bot.adaptive_weights is True
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("bot.weight_cap", "-1", "bot.weight_cap"),
+        ("bot.pinned_components", "Options Flow", "bot.pinned_components"),
+        ("bot.capped_components", "7", "bot.capped_components"),
+        ("bot.unknown", "1", "bot.unknown"),
+        ("paths.signal_weights", "", "paths.signal_weights"),
+    ],
+)
+def test_a_bad_bot_or_export_setting_names_its_key(tmp_path: Path, key: str, value: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load_settings(home=tmp_path, environ={}, overrides={key: value})

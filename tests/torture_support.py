@@ -396,7 +396,7 @@ def account(scenario: str, home: Path, writer: LogWriter) -> Tally:
     store = Store.open(settings_for(home).db_path, readonly=True)
     try:
         counts = store.line_counts()
-        ledger_ids = [str(orjson.loads(row.record)["trade_id"]) for row in store.ledger("trade")]
+        ledger_ids = [row.key for row in store.ledger("trade")]
     finally:
         store.close()
     got: Counter[tuple[str, str]] = Counter()

@@ -24,8 +24,13 @@ def write_json_atomic(path: Path, document: Any) -> None:
     write_bytes_atomic(path, json_bytes(document))
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that a reader sees either the old or the new content, never a mix."""
+def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace `path` with `data` so that a reader sees either the old or the new content, never a mix.
+
+    `durable` also flushes the file and its directory to disk before returning: the files the bot reads. Reports
+    skip it (a job catch-up writes hundreds; they are as durable as the store's last commits, which the
+    synchronous=NORMAL store may also lose to a power cut, and then runs again).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # One fixed temp name: the home lock makes this process the only writer, and a temp file a kill left
     # behind is simply overwritten next time instead of piling up.
@@ -33,12 +38,15 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     try:
         with open(temp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

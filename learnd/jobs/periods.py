@@ -1,30 +1,45 @@
-"""What a job period produces: its report documents (JSON and Markdown) and, weekly, the signal-pattern
-suggestions to log. Built from what the store committed (ledger, weight changes, end-of-session snapshots), so a
-backfill and a live daemon that saw the same lines produce the same bytes. Jobs only read the store; the engine
-writes the documents and commits the changes (see service.scheduler).
+"""What a job period produces: its report documents (JSON and Markdown), weekly the signal-pattern suggestions to
+log, and the long-run figures it brought up to date. Built from what the store committed (ledger, weight changes,
+end-of-session snapshots, the kept long-run figures), so a backfill and a live daemon that saw the same lines
+produce the same bytes. A period reads its own sessions through indexes; all history comes from the long-run
+figures (jobs.longrun), never from a scan. Jobs only read the store; the engine writes the documents and commits
+the rest (see service.scheduler).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from learnd.config import Settings
+from learnd.errors import StopRequested
+from learnd.exports.bot import BotRules, bot_application
 from learnd.exports.files import json_bytes
+from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
 from learnd.jobs.reports import (
     daily_report,
-    evidence_sessions,
+    longrun_of,
+    render_bot_markdown,
     render_daily_markdown,
     render_weekly_markdown,
-    weekly_report,
+    weekly_report_kept,
 )
 from learnd.jobs.schedule import DAILY, Period, last_session
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
-from learnd.learning.execution import ExecutionParams, aggregates_from_rows, execution_summary, render_execution
+from learnd.learning.execution import (
+    ExecutionParams,
+    SymbolOutcomes,
+    aggregates_from_rows,
+    execution_summary,
+    render_execution,
+    symbol_outcomes,
+)
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.learning.signals import (
     SignalParams,
@@ -35,9 +50,11 @@ from learnd.learning.signals import (
 )
 from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome
 from learnd.sessions.exchange import ExchangeCalendar, from_epoch_us
-from learnd.store.database import Store
+from learnd.store.database import LedgerRow, Store
 from learnd.store.ledger import ledger_records, record_of
 
+# Long steps look at the stop request this often (ledger rows taken in between two looks).
+_STOP_CHECK_ROWS: Final = 512
 # Signal patterns need history: the weekly report looks at the last four weeks of episodes and orders.
 _WEEKLY_SIGNAL_WINDOW_DAYS: Final = 28
 
@@ -50,30 +67,137 @@ class JobOutput:
     report: Path
     documents: tuple[tuple[Path, bytes], ...]
     changes: tuple[dict[str, Any], ...] = ()
+    state: dict[str, bytes] = field(default_factory=dict)
+    values: tuple[tuple[str, int, bytes], ...] = ()
+    # Weight changes before this event time are reported (a daily report read them) or never will be.
+    reported_until_us: int | None = None
 
 
-def run_period(store: Store, settings: Settings, calendar: ExchangeCalendar, period: Period) -> JobOutput:
-    """The report of one period (its sessions already closed in the learners and committed), and for a week the
-    suggestion documents its signal section supports."""
+def run_period(
+    store: Store,
+    settings: Settings,
+    calendar: ExchangeCalendar,
+    period: Period,
+    longrun: LongRun,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> JobOutput:
+    """The report of one period (its sessions already closed in the learners and committed), for a week the
+    suggestion documents its signal section supports, and the long-run figures brought up to its last session
+    (`longrun`, updated in place; its rows are in the output, to commit with the run).
+
+    Raises StopRequested as soon as `should_stop()` says so between steps; `longrun` may then hold part of the
+    period and must be read again from the store.
+    """
     session = last_session(calendar, settings, period)
+    in_order = session >= longrun.through
+    if in_order:
+        advance(longrun, store, calendar, session, should_stop)
+    _check(should_stop)
     if period.job == DAILY:
-        return _output(settings, "daily", period.label, daily_report_document(store, settings, calendar, period.label))
-    report = weekly_report_document(store, settings, calendar, period.label, session)
+        outcomes = _closed_outcomes(store, calendar, session, longrun if in_order else None)
+        report = daily_report_document(store, settings, calendar, period.label, outcomes)
+        state, values = longrun.rows()
+        output = _output(settings, "daily", period.label, report, state=state, values=values)
+        return replace(output, reported_until_us=calendar.session_bounds_us(session)[1])
+    report = weekly_report_document(
+        store, settings, calendar, period.label, session, longrun=longrun if in_order else None
+    )
     # Logged like any learning update, at the week's close in event time; applied to nothing unless
     # signals.suggestions_enabled (each one says so in `applies_to_weights`).
     close_us = calendar.closes_us[session]
     changes = tuple(_suggestion_document(item, close_us, period.label) for item in report["signals"]["suggestions"])
-    return _output(settings, "weekly", period.label, report, changes)
+    state, values = longrun.rows()
+    return _output(settings, "weekly", period.label, report, changes, state=state, values=values)
+
+
+def load_longrun(store: Store, calendar: ExchangeCalendar) -> LongRun:
+    """The long-run figures as committed, with their recent window taken in again from the ledger (the rows they
+    had taken in: sessions above the earlier samples' end, inserted up to the figures' ledger number)."""
+    longrun = LongRun.from_rows(store.job_states("longrun"), store.job_values())
+    if longrun.through > longrun.earlier_through:
+        since_us = calendar.session_bounds_us(longrun.earlier_through)[1] if longrun.earlier_through >= 0 else None
+        until_us = calendar.session_bounds_us(longrun.through)[1]
+        for row in store.ledger_up_to("trade", since_us, until_us, longrun.seq):
+            record = record_of(row)
+            if isinstance(record, TradeOutcome):
+                longrun.restore_recent(record, calendar.session_index(record.event_us))
+    return longrun
+
+
+def advance(
+    longrun: LongRun,
+    store: Store,
+    calendar: ExchangeCalendar,
+    through: int,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Take in every committed trade up to session `through`: those that arrived since the figures last looked for
+    sessions they had already passed (late ones), then the sessions after; move the sessions that left the recent
+    window into the earlier samples. The ledger number is read first, so a row committed meanwhile is taken in
+    next time, never twice."""
+    seq = store.ledger_seq
+    boundary_us: int | None = None
+    rows: list[Iterable[LedgerRow]] = []
+    if longrun.through >= 0:
+        boundary_us = calendar.session_bounds_us(longrun.through)[1]
+        rows.append(store.ledger_since("trade", longrun.seq, boundary_us))
+    if through > longrun.through:
+        rows.append(store.ledger("trade", since_us=boundary_us, until_us=calendar.session_bounds_us(through)[1]))
+    for count, row in enumerate(chain.from_iterable(rows)):
+        if count % _STOP_CHECK_ROWS == 0:
+            _check(should_stop)
+        _absorb(longrun, row, calendar)
+    longrun.through = max(longrun.through, through)
+    longrun.seq = seq
+    longrun.settle_earlier(longrun.through - RECENT_SESSIONS)
+
+
+def _check(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise StopRequested("the job was stopped before it finished; it runs again at the next start")
+
+
+def _absorb(longrun: LongRun, row: LedgerRow, calendar: ExchangeCalendar) -> None:
+    record = record_of(row)
+    if isinstance(record, TradeOutcome):
+        longrun.absorb(record, calendar.session_index(record.event_us))
+
+
+def _closed_outcomes(
+    store: Store, calendar: ExchangeCalendar, session: int, longrun: LongRun | None
+) -> dict[tuple[str, str], SymbolOutcomes]:
+    """Per (strategy, symbol), the closed trades of every session up to `session`: from the long-run figures, or
+    for a period older than them (a job turned on later) from the ledger."""
+    if longrun is None:
+        _, end_us = calendar.session_bounds_us(session)
+        return symbol_outcomes(
+            record
+            for record in ledger_records(store, "trade", since_us=None, until_us=end_us)
+            if isinstance(record, TradeOutcome)
+        )
+    return {
+        key: SymbolOutcomes(figures.closed, figures.closed_pnl_pct.value, figures.closed_pnl_usd.value)
+        for key, figures in longrun.symbols.items()
+        if figures.closed
+    }
 
 
 def _output(
-    settings: Settings, kind: str, label: str, report: dict[str, Any], changes: tuple[dict[str, Any], ...] = ()
+    settings: Settings,
+    kind: str,
+    label: str,
+    report: dict[str, Any],
+    changes: tuple[dict[str, Any], ...] = (),
+    *,
+    state: dict[str, bytes],
+    values: list[tuple[str, int, bytes]],
 ) -> JobOutput:
     target = settings.data_dir / "reports" / kind / f"{label}.json"
     render = render_daily_markdown if kind == "daily" else render_weekly_markdown
     markdown = render(report) + _sections_markdown(report)
     documents = ((target, json_bytes(report)), (target.with_suffix(".md"), markdown.encode()))
-    return JobOutput(report=target, documents=documents, changes=changes)
+    return JobOutput(report=target, documents=documents, changes=changes, state=state, values=tuple(values))
 
 
 def _suggestion_document(suggestion: dict[str, Any], event_us: int, week: str) -> dict[str, Any]:
@@ -97,8 +221,15 @@ def _suggestion_document(suggestion: dict[str, Any], event_us: int, week: str) -
     }
 
 
-def daily_report_document(store: Store, settings: Settings, calendar: ExchangeCalendar, label: str) -> dict[str, Any]:
-    """data/reports/daily/D.json's content, from the committed ledger, changes and end-of-session snapshot."""
+def daily_report_document(
+    store: Store,
+    settings: Settings,
+    calendar: ExchangeCalendar,
+    label: str,
+    outcomes: Mapping[tuple[str, str], SymbolOutcomes],
+) -> dict[str, Any]:
+    """data/reports/daily/D.json's content, from the committed ledger, changes and end-of-session snapshot;
+    `outcomes` are every closed trade up to the day, per (strategy, symbol), for the execution section."""
     day = date.fromisoformat(label)
     index = calendar.session_of_day(day)
     start_us, end_us = calendar.session_bounds_us(index)
@@ -112,14 +243,19 @@ def daily_report_document(store: Store, settings: Settings, calendar: ExchangeCa
         for record in ledger_records(store, "exit", since_us=start_us, until_us=end_us)
         if isinstance(record, ExitOutcome)
     ]
-    changes = [orjson.loads(body) for body in store.changes_between(start_us, end_us)]
+    # Multiplier moves only: a weekly signal suggestion logged at this close (old/new None) is no move, and a daily
+    # report run again after its week's job must read as it did before it.
+    changes = [
+        change for body in store.changes_between(start_us, end_us) if (change := orjson.loads(body))["old"] is not None
+    ]
     late = _late_trades(store, calendar.closes_us[index])
-    report = daily_report(
-        day, trades, exits, (), changes, late_trades=late, model_snapshot=_snapshot(store, calendar.closes_us[index])
-    )
+    snapshot = _snapshot(store, calendar.closes_us[index])
+    report = daily_report(day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot)
     next_day = calendar.sessions[index + 1]
     report["signals"] = _signals_section(store, settings, start_us, end_us)
-    report["execution_quality"] = _execution_section(store, settings, calendar, (day, next_day), end_us)
+    report["execution_quality"] = _execution_section(store, settings, calendar, (day, next_day), outcomes)
+    # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
+    report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
 
 
@@ -144,14 +280,15 @@ def _signals_section(store: Store, settings: Settings, start_us: int, end_us: in
 
 
 def _execution_section(
-    store: Store, settings: Settings, calendar: ExchangeCalendar, days: tuple[date, date], end_us: int
+    store: Store,
+    settings: Settings,
+    calendar: ExchangeCalendar,
+    days: tuple[date, date],
+    outcomes: Mapping[tuple[str, str], SymbolOutcomes],
 ) -> dict[str, Any]:
-    """Execution quality of the orders dated (exchange time) in [days[0], days[1])."""
-    low, high = days[0].isoformat(), days[1].isoformat()
-    rows = [row for row in store.learner_rows(EXECUTION_LEARNER) if low <= row[0].split("|", 1)[0] < high]
-    outcomes = [
-        r for r in ledger_records(store, "trade", since_us=None, until_us=end_us) if isinstance(r, TradeOutcome)
-    ]
+    """Execution quality of the orders dated (exchange time) in [days[0], days[1]): their rows' keys start with the
+    day, so the range is read through the primary key."""
+    rows = store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat())
     return execution_summary(
         aggregates_from_rows(rows), outcomes, ExecutionParams.from_settings(settings.execution, calendar.tz)
     )
@@ -163,37 +300,43 @@ def _sections_markdown(report: dict[str, Any]) -> str:
         parts.append(f"\n## Signal episodes\n\n```\n{render_signals(report['signals'])}```\n")
     if "execution_quality" in report:
         parts.append(f"\n## Execution quality\n\n```\n{render_execution(report['execution_quality'])}```\n")
+    if "bot" in report:
+        parts.append(render_bot_markdown(report["bot"]))
     return "".join(parts)
 
 
 def weekly_report_document(
-    store: Store, settings: Settings, calendar: ExchangeCalendar, week: str, index: int
+    store: Store, settings: Settings, calendar: ExchangeCalendar, week: str, index: int, *, longrun: LongRun | None
 ) -> dict[str, Any]:
-    """data/reports/weekly/YYYY-Www.json's content, over the ledger up to the week's last session `index` (all of
-    it, or the last schedule.weekly_window_sessions sessions)."""
+    """data/reports/weekly/YYYY-Www.json's content, over the ledger up to the week's last session `index`: all of
+    it from the long-run figures (kept through `index`), or the last schedule.weekly_window_sessions sessions (or
+    a week older than the figures) read from the ledger."""
     _, end_us = calendar.session_bounds_us(index)
-    # The whole ledger by default; schedule.weekly_window_sessions bounds each week's cost on very long histories.
     window = settings.schedule.weekly_window_sessions
-    since_us = calendar.session_bounds_us(max(0, index - window))[0] if window else None
-    trades = [
-        record
-        for record in ledger_records(store, "trade", since_us=since_us, until_us=end_us)
-        if isinstance(record, TradeOutcome)
-    ]
-    report = weekly_report(
+    if longrun is None or window:
+        since_us = calendar.session_bounds_us(max(0, index - window))[0] if window else None
+        trades = (
+            record
+            for record in ledger_records(store, "trade", since_us=since_us, until_us=end_us)
+            if isinstance(record, TradeOutcome)
+        )
+        longrun = longrun_of(trades, calendar.session_index, index, RECENT_SESSIONS)
+    report = weekly_report_kept(
         week,
-        trades,
-        session_of=calendar.session_index,
+        longrun,
         current_session=index,
         model_snapshot=_snapshot(store, calendar.closes_us[index]),
-        last_evidence_session=evidence_sessions(trades, calendar.session_index),
         half_life_sessions=settings.learning.half_life_sessions,
     )
     window_start_us = end_us - _WEEKLY_SIGNAL_WINDOW_DAYS * 86_400_000_000
     report["signals"] = _signals_section(store, settings, window_start_us, end_us)
     first_day = from_epoch_us(window_start_us).date()
     report["execution_quality"] = _execution_section(
-        store, settings, calendar, (first_day, calendar.sessions[index + 1]), end_us
+        store,
+        settings,
+        calendar,
+        (first_day, calendar.sessions[index + 1]),
+        _closed_outcomes(store, calendar, index, longrun),
     )
     return report
 

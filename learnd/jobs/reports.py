@@ -6,15 +6,15 @@ Pure: records, changes and numbers in, JSON-able dicts and text out; no IO, no c
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
+from learnd.exports.bot import where_it_differs
+from learnd.jobs.longrun import RECENT_SESSIONS, Cell, EarlierCell, LongRun, RecentTrade, Tally, attribute_pnl
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
-from learnd.learning.stats import MannWhitneyResult, mann_whitney
+from learnd.learning.stats import MannWhitneyResult, mann_whitney_sorted
 from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
 
 ATTRIBUTION_METHOD: Final = (
@@ -23,7 +23,7 @@ ATTRIBUTION_METHOD: Final = (
 )
 OUTCOME_RULE: Final = "win: pnl_pct > 0, loss: pnl_pct < 0; each close or partial close counts as one outcome"
 DRIFT_METHOD: Final = "mann_whitney_u"
-DEFAULT_RECENT_SESSIONS: Final = 20
+DEFAULT_RECENT_SESSIONS: Final = RECENT_SESSIONS
 DEFAULT_ALPHA: Final = 0.05
 DEFAULT_MIN_GROUP_TRADES: Final = 10
 DEFAULT_IDLE_SESSIONS: Final = 20
@@ -45,58 +45,6 @@ class DecayProposal(NamedTuple):
     regime: str
     old: float
     new: float
-
-
-@dataclass(slots=True)
-class _Tally:
-    """Outcomes of one cell; sums use fsum at the end so the result does not depend on the input order."""
-
-    trades: int = 0
-    wins: int = 0
-    losses: int = 0
-    pnls: list[float] = field(default_factory=list)
-
-    def add(self, pnl_pct: float, attributed: float) -> None:
-        self.trades += 1
-        if pnl_pct > 0.0:
-            self.wins += 1
-        elif pnl_pct < 0.0:
-            self.losses += 1
-        self.pnls.append(attributed)
-
-    def view(self, pnl_key: str = "attributed_pnl_pct") -> dict[str, Any]:
-        total = math.fsum(self.pnls)
-        return {
-            "trades": self.trades,
-            "wins": self.wins,
-            "losses": self.losses,
-            "win_rate": _ratio(self.wins, self.trades),
-            pnl_key: _round(total),
-            f"mean_{pnl_key}": _ratio(total, self.trades),
-        }
-
-
-def attribute_pnl(trade: TradeOutcome) -> tuple[tuple[str, float], ...]:
-    """The trade's weighted P&L (pnl_pct x weight) split across its components in proportion to |contribution|.
-
-    Sorted by component; empty when no component contributed (the P&L is then unattributed). The shares sum to
-    the weighted P&L up to float rounding.
-    """
-    present = [(name, abs(contribution)) for name, contribution in trade.components if contribution != 0.0]
-    total = math.fsum(size for _, size in present)
-    if total <= 0.0:
-        return ()
-    weighted = trade.pnl_pct * trade.weight
-    return tuple(sorted((name, _share(weighted, size, total)) for name, size in present))
-
-
-def _share(weighted: float, size: float, total: float) -> float:
-    """weighted * size / total; a product too small for a normal float (a subnormal contribution) would lose
-    all precision before the division, so it is taken as weighted * (size / total) instead."""
-    product = weighted * size
-    if abs(product) >= sys.float_info.min or weighted == 0.0:
-        return product / total
-    return weighted * (size / total)
 
 
 def stale_multiplier_decay(
@@ -240,29 +188,73 @@ def weekly_report(
     defaults to `evidence_sessions(trades, session_of)`. Ticker profiles: outcomes, win rate, mean P&L and the
     components with the best and worst attributed P&L per symbol.
     """
-    cutoff = current_session - recent_sessions
-    sessions = {trade.key: session_of(trade.event_us) for trade in trades}
-    evidence = (
-        dict(last_evidence_session) if last_evidence_session is not None else evidence_sessions(trades, session_of)
+    longrun = longrun_of(trades, session_of, current_session, recent_sessions)
+    return weekly_report_kept(
+        week,
+        longrun,
+        recent_sessions=recent_sessions,
+        current_session=current_session,
+        model_snapshot=model_snapshot,
+        last_evidence_session=last_evidence_session,
+        alpha=alpha,
+        min_group_trades=min_group_trades,
+        idle_sessions=idle_sessions,
+        half_life_sessions=half_life_sessions,
     )
+
+
+def longrun_of(
+    trades: Iterable[TradeOutcome], session_of: Callable[[int], int], current_session: int, recent_sessions: int
+) -> LongRun:
+    """The long-run figures of `trades` (all of them) as a weekly report at `current_session` reads them."""
+    longrun = LongRun()
+    longrun.earlier_through = current_session - recent_sessions
+    for trade in trades:
+        longrun.absorb(trade, session_of(trade.event_us))
+    longrun.through = current_session
+    return longrun
+
+
+def weekly_report_kept(
+    week: str,
+    longrun: LongRun,
+    *,
+    recent_sessions: int = DEFAULT_RECENT_SESSIONS,
+    current_session: int,
+    model_snapshot: Mapping[str, Any] | None,
+    last_evidence_session: Mapping[tuple[str, str, str], int] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    min_group_trades: int = DEFAULT_MIN_GROUP_TRADES,
+    idle_sessions: int = DEFAULT_IDLE_SESSIONS,
+    half_life_sessions: float = DEFAULT_DECAY_HALF_LIFE_SESSIONS,
+) -> dict[str, Any]:
+    """`weekly_report` from long-run figures kept through `current_session`, their earlier samples through
+    current_session - recent_sessions: the same report, at a cost of the recent window, not of all history."""
+    if longrun.earlier_through != current_session - recent_sessions:
+        raise ValueError(
+            f"long-run figures split at session {longrun.earlier_through}, the report at "
+            f"{current_session - recent_sessions}"
+        )
+    evidence = dict(last_evidence_session) if last_evidence_session is not None else longrun.evidence()
     proposals = stale_multiplier_decay(
         model_snapshot, evidence, current_session, idle_sessions=idle_sessions, half_life_sessions=half_life_sessions
     )
     per_strategy: dict[str, Any] = {}
-    for strategy in sorted({trade.strategy for trade in trades}):
-        own = [trade for trade in trades if trade.strategy == strategy]
-        is_recent = {trade.key: sessions[trade.key] > cutoff for trade in own}
+    for strategy in sorted(longrun.strategies):
+        figures = longrun.strategies[strategy]
+        recent = list(longrun.recent_trades(strategy))
+        earlier = longrun.earlier_cells(strategy)
         snapshot = (model_snapshot or {}).get(strategy)
         per_strategy[strategy] = {
             "summary": {
-                "trades": len(own),
-                "recent_trades": sum(1 for trade in own if is_recent[trade.key]),
-                "first_session": min(sessions[trade.key] for trade in own),
-                "last_session": max(sessions[trade.key] for trade in own),
+                "trades": figures.trades,
+                "recent_trades": len(recent),
+                "first_session": figures.first_session,
+                "last_session": figures.last_session,
             },
-            "drift": _drift(own, is_recent, snapshot, alpha, min_group_trades),
-            "regimes": _regime_analysis(own, is_recent, snapshot, alpha, min_group_trades),
-            "tickers": _ticker_profiles(own),
+            "drift": _drift(recent, earlier, snapshot, alpha, min_group_trades),
+            "regimes": _regime_analysis(recent, earlier, snapshot, alpha, min_group_trades),
+            "tickers": _ticker_profiles(longrun, strategy),
         }
     return {
         "report": "weekly",
@@ -439,6 +431,48 @@ def render_daily_markdown(report: Mapping[str, Any]) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def render_bot_markdown(section: Mapping[str, Any]) -> str:
+    """The daily report's section on what the unchanged bot applies, as of the day's close
+    (exports.bot.bot_application's output): intended against applied, per component."""
+    lines = [
+        "",
+        "## What the bot applies",
+        "",
+        f"The bot reads the weights of strategy `{section['strategy']}` (the file's top level) and its scorer applies "
+        "the MIXED bucket to every trade, whatever the regime. learned: learnd's strategy-wide multiplier; MIXED: "
+        "what learnd writes there, what it wants the bot to apply; applied: what the unchanged scorer multiplies the "
+        "base weight by.",
+        "",
+    ]
+    if not section["adaptive_weights"]:
+        lines += ["The bot runs with DISABLE_ADAPTIVE_WEIGHTS: it ignores the file.", ""]
+    rows = [
+        [
+            f"`{name}`",
+            _num(row["learned"]),
+            _num(row["mixed"]),
+            _num(row["applied_multiplier"]),
+            _num(row["applied_weight"]),
+            where_it_differs(row, _num) or "-",
+        ]
+        for name, row in section["components"].items()
+    ]
+    lines += _table(["component", "learned", "MIXED", "applied", "applied weight", "where it differs"], rows)
+    if section["regime_pairs"]:
+        lines += [
+            f"The scorer applies what learnd learned in {section['regime_pairs_applied_as_learned']} of "
+            f"{section['regime_pairs']} component x regime pairs.",
+            "",
+        ]
+    for other, row in section["other_strategies"].items():
+        lines += [
+            f"Strategy `{other}` is scored with `{row['scored_with']}`'s weights: "
+            f"{len(row['components_differing'])} components differ from what learnd learned for it.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
 def render_weekly_markdown(report: Mapping[str, Any]) -> str:
     """A readable Markdown rendering of `weekly_report`'s output: drift, regimes, decay candidates, tickers."""
     test = report["drift_test"]
@@ -581,7 +615,7 @@ def render_weekly_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _trade_summary(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
-    tally = _Tally()
+    tally = Tally()
     unattributed: list[float] = []
     unknown: dict[str, int] = {}
     for trade in trades:
@@ -603,16 +637,16 @@ def _daily_components(
     entry_moves: Mapping[str, Mapping[str, dict[str, Any]]],
     snapshot: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    overall: dict[str, _Tally] = {}
-    by_regime: dict[str, dict[str, _Tally]] = {}
+    overall: dict[str, Tally] = {}
+    by_regime: dict[str, dict[str, Tally]] = {}
     for trade in trades:
         for name, share in attribute_pnl(trade):
-            overall.setdefault(name, _Tally()).add(trade.pnl_pct, share)
-            by_regime.setdefault(name, {}).setdefault(trade.regime, _Tally()).add(trade.pnl_pct, share)
+            overall.setdefault(name, Tally()).add(trade.pnl_pct, share)
+            by_regime.setdefault(name, {}).setdefault(trade.regime, Tally()).add(trade.pnl_pct, share)
     result: dict[str, Any] = {}
     for name in sorted(set(overall) | set(entry_moves)):
         moves = entry_moves.get(name, {})
-        view = overall.get(name, _Tally()).view()
+        view = overall.get(name, Tally()).view()
         view["multiplier_change"] = moves.get(GLOBAL_SCOPE)
         regimes: dict[str, Any] = {}
         for regime, tally in sorted(by_regime.get(name, {}).items()):
@@ -640,9 +674,9 @@ def _add_multipliers(view: dict[str, Any], entry: Mapping[str, Any] | None) -> N
 
 
 def _regime_totals(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
-    tallies: dict[str, _Tally] = {}
+    tallies: dict[str, Tally] = {}
     for trade in trades:
-        tallies.setdefault(trade.regime, _Tally()).add(trade.pnl_pct, trade.pnl_pct * trade.weight)
+        tallies.setdefault(trade.regime, Tally()).add(trade.pnl_pct, trade.pnl_pct * trade.weight)
     return {regime: tally.view("pnl_pct") for regime, tally in sorted(tallies.items())}
 
 
@@ -670,13 +704,13 @@ def _multiplier_moves(changes: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
 
 
 def _exit_reasons(exits: Sequence[ExitOutcome]) -> dict[str, Any]:
-    tallies: dict[str, _Tally] = {}
+    tallies: dict[str, Tally] = {}
     for exit_ in exits:
         for name in exit_.exit_components or (NO_EXIT_COMPONENT,):
-            tallies.setdefault(name, _Tally()).add(exit_.pnl_pct, exit_.pnl_pct)
+            tallies.setdefault(name, Tally()).add(exit_.pnl_pct, exit_.pnl_pct)
     result: dict[str, Any] = {}
     for name, tally in sorted(tallies.items()):
-        total = math.fsum(tally.pnls)
+        total = tally.total.value
         result[name] = {
             "exits": tally.trades,
             "wins": tally.wins,
@@ -749,29 +783,32 @@ def _trade_row(trade: TradeOutcome) -> dict[str, Any]:
     }
 
 
-def _group_view(outcomes: Sequence[tuple[bool, float, float]]) -> dict[str, Any]:
-    """long_run / recent / earlier tallies of (is_recent, pnl_pct, attributed) outcomes."""
-    groups = {"long_run": _Tally(), "recent": _Tally(), "earlier": _Tally()}
-    for is_recent, pnl_pct, attributed in outcomes:
-        groups["long_run"].add(pnl_pct, attributed)
-        groups["recent" if is_recent else "earlier"].add(pnl_pct, attributed)
-    return {name: tally.view() for name, tally in groups.items()}
+def _group_view(recent: Sequence[tuple[float, float]], earlier: EarlierCell | None) -> dict[str, Any]:
+    """long_run / recent / earlier tallies of a cell: recent (pnl_pct, attributed) outcomes, earlier kept."""
+    recent_tally = Tally()
+    for pnl_pct, attributed in recent:
+        recent_tally.add(pnl_pct, attributed)
+    earlier_tally = earlier.tally if earlier is not None else Tally()
+    return {
+        "long_run": earlier_tally.merged(recent_tally).view(),
+        "recent": recent_tally.view(),
+        "earlier": earlier_tally.view(),
+    }
 
 
 def _tested(
-    cells: Mapping[_Cell, list[tuple[bool, float, float]]], alpha: float, min_group_trades: int
+    cells: Mapping[_Cell, tuple[list[tuple[float, float]], EarlierCell | None]], alpha: float, min_group_trades: int
 ) -> dict[_Cell, dict[str, Any]]:
     """Views of each cell with its Mann-Whitney test (recent vs earlier), Bonferroni over the cells tested."""
     tests: dict[_Cell, MannWhitneyResult] = {}
-    for name, outcomes in cells.items():
-        recent = [attributed for is_recent, _, attributed in outcomes if is_recent]
-        earlier = [attributed for is_recent, _, attributed in outcomes if not is_recent]
-        if len(recent) >= min_group_trades and len(earlier) >= min_group_trades:
-            tests[name] = mann_whitney(recent, earlier)
+    for name, (recent, earlier) in cells.items():
+        if earlier is not None and len(recent) >= min_group_trades and earlier.tally.trades >= min_group_trades:
+            tests[name] = mann_whitney_sorted([attributed for _, attributed in recent], earlier.sample)
     family = len(tests)
     views: dict[_Cell, dict[str, Any]] = {}
     for name in sorted(cells):
-        view = _group_view(cells[name])
+        recent, earlier = cells[name]
+        view = _group_view(recent, earlier)
         result = tests.get(name)
         if result is None:
             view["test"] = None
@@ -794,27 +831,27 @@ def _tested(
     return views
 
 
-def _component_outcomes(
-    trades: Sequence[TradeOutcome], is_recent: Mapping[str, bool]
-) -> dict[str, list[tuple[str, bool, float, float]]]:
-    """Per component: (regime, is_recent, pnl_pct, attributed) of each trade that carried it."""
-    outcomes: dict[str, list[tuple[str, bool, float, float]]] = {}
-    for trade in trades:
-        for name, share in attribute_pnl(trade):
-            outcomes.setdefault(name, []).append((trade.regime, is_recent[trade.key], trade.pnl_pct, share))
-    return outcomes
+def _cells(
+    recent: Sequence[RecentTrade], earlier: Mapping[Cell, EarlierCell], *, by_regime: bool
+) -> dict[Any, tuple[list[tuple[float, float]], EarlierCell | None]]:
+    """Each cell (component, or (component, regime)) with its recent outcomes and its earlier ones."""
+    outcomes: dict[Cell, list[tuple[float, float]]] = {}
+    for trade in recent:
+        for name, share in trade.shares:
+            cell: Cell = (name, trade.regime) if by_regime else name
+            outcomes.setdefault(cell, []).append((trade.pnl_pct, share))
+    names = {cell for cell in earlier if isinstance(cell, tuple) == by_regime} | set(outcomes)
+    return {cell: (outcomes.get(cell, []), earlier.get(cell)) for cell in names}
 
 
 def _drift(
-    trades: Sequence[TradeOutcome],
-    is_recent: Mapping[str, bool],
+    recent: Sequence[RecentTrade],
+    earlier: Mapping[Cell, EarlierCell],
     snapshot: Mapping[str, Any] | None,
     alpha: float,
     min_group_trades: int,
 ) -> dict[str, Any]:
-    outcomes = _component_outcomes(trades, is_recent)
-    cells = {name: [(recent, pnl, share) for _, recent, pnl, share in rows] for name, rows in outcomes.items()}
-    views = _tested(cells, alpha, min_group_trades)
+    views = _tested(_cells(recent, earlier, by_regime=False), alpha, min_group_trades)
     if snapshot is not None:
         for name, view in views.items():
             entry = snapshot.get(name)
@@ -826,18 +863,13 @@ def _drift(
 
 
 def _regime_analysis(
-    trades: Sequence[TradeOutcome],
-    is_recent: Mapping[str, bool],
+    recent: Sequence[RecentTrade],
+    earlier: Mapping[Cell, EarlierCell],
     snapshot: Mapping[str, Any] | None,
     alpha: float,
     min_group_trades: int,
 ) -> dict[str, Any]:
-    outcomes = _component_outcomes(trades, is_recent)
-    cells: dict[tuple[str, str], list[tuple[bool, float, float]]] = {}
-    for name, rows in outcomes.items():
-        for regime, recent, pnl, share in rows:
-            cells.setdefault((name, regime), []).append((recent, pnl, share))
-    views = _tested(cells, alpha, min_group_trades)
+    views = _tested(_cells(recent, earlier, by_regime=True), alpha, min_group_trades)
     components: dict[str, Any] = {}
     for (name, regime), view in views.items():
         if snapshot is not None:
@@ -874,25 +906,18 @@ def _works_in(by_regime: Mapping[str, Mapping[str, Any]], group: str, min_trades
     return [regime for _, regime in sorted(good, key=lambda pair: (-pair[0], pair[1]))]
 
 
-def _ticker_profiles(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
-    totals: dict[str, _Tally] = {}
-    shares: dict[str, dict[str, _Tally]] = {}
-    last: dict[str, int] = {}
-    for trade in trades:
-        totals.setdefault(trade.symbol, _Tally()).add(trade.pnl_pct, trade.pnl_pct * trade.weight)
-        last[trade.symbol] = max(last.get(trade.symbol, trade.event_us), trade.event_us)
-        for name, share in attribute_pnl(trade):
-            shares.setdefault(trade.symbol, {}).setdefault(name, _Tally()).add(trade.pnl_pct, share)
+def _ticker_profiles(longrun: LongRun, strategy: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for symbol in sorted(totals):
-        view = totals[symbol].view("pnl_pct")
+    for symbol in sorted(symbol for owner, symbol in longrun.symbols if owner == strategy):
+        figures = longrun.symbols[strategy, symbol]
+        view = figures.profile.view("pnl_pct")
         ranked = sorted(
-            ((math.fsum(tally.pnls), name, tally.trades) for name, tally in shares.get(symbol, {}).items()),
+            ((tally.total.value, name, tally.trades) for name, tally in figures.shares.items()),
             key=lambda row: (-row[0], row[1]),
         )
         view["best_components"] = [_ranked(row) for row in ranked if row[0] > 0.0][:_PROFILE_COMPONENTS]
         view["worst_components"] = [_ranked(row) for row in reversed(ranked) if row[0] < 0.0][:_PROFILE_COMPONENTS]
-        view["last_event_us"] = last[symbol]
+        view["last_event_us"] = figures.last_event_us
         result[symbol] = view
     return result
 

@@ -614,6 +614,11 @@ class EntryModel:
         """Strategies seen, sorted."""
         return sorted(self._strategies)
 
+    def scopes(self, strategy: str) -> list[str]:
+        """The scopes a strategy has learned in besides strategy-wide: its regimes, and `ticker:SYM` scopes."""
+        state = self._strategies.get(strategy)
+        return sorted(scope for scope in state.scopes if scope != GLOBAL_SCOPE) if state is not None else []
+
     def snapshot(self) -> dict[str, Any]:
         """JSON-able view: {strategy: {component: {multiplier, samples, z, target, interval, effect, score_z,
         joint_z, wins, losses, total_pnl, scale_factor, standardized, change_alarms, last_change_session,

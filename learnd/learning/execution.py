@@ -151,18 +151,20 @@ class Counters:
             self.cost_usd_sum += bps / 10_000 * notional
 
     def merge(self, other: Counters) -> None:
-        for item in fields(Counters):
-            if item.name == "first_us":
-                self.first_us = min(self.first_us, other.first_us)
-            else:
-                setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
+        self.first_us = min(self.first_us, other.first_us)
+        for name in _SUMMED_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def to_json(self) -> dict[str, Any]:
-        return {item.name: getattr(self, item.name) for item in fields(Counters)}
+        return {name: getattr(self, name) for name in _COUNTER_FIELDS}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Counters:
-        return cls(**{item.name: data[item.name] for item in fields(Counters)})
+        return cls(**{name: data[name] for name in _COUNTER_FIELDS})
+
+
+_COUNTER_FIELDS: Final = tuple(item.name for item in fields(Counters))
+_SUMMED_FIELDS: Final = tuple(name for name in _COUNTER_FIELDS if name != "first_us")
 
 
 def computed_slippage_bps(order: OrderRecord) -> float | None:
@@ -382,9 +384,32 @@ def _round(value: float) -> float:
     return round(value, 6)
 
 
+@dataclass(frozen=True, slots=True)
+class SymbolOutcomes:
+    """A (strategy, symbol)'s closed trades (partial closes left out): how many, and their P&L summed exactly."""
+
+    trades: int
+    pnl_pct_total: float
+    pnl_usd_total: float
+
+
+def symbol_outcomes(outcomes: Iterable[TradeOutcome]) -> dict[tuple[str, str], SymbolOutcomes]:
+    """Per (strategy, symbol), the closed trades among `outcomes`."""
+    closed: dict[tuple[str, str], list[TradeOutcome]] = {}
+    for outcome in outcomes:
+        if not outcome.is_partial:
+            closed.setdefault((outcome.strategy, outcome.symbol), []).append(outcome)
+    return {
+        key: SymbolOutcomes(
+            len(trades), math.fsum(trade.pnl_pct for trade in trades), math.fsum(trade.pnl_usd for trade in trades)
+        )
+        for key, trades in closed.items()
+    }
+
+
 def execution_summary(
     aggregates: Mapping[GroupKey, Counters],
-    outcomes: Iterable[TradeOutcome],
+    outcomes: Mapping[tuple[str, str], SymbolOutcomes],
     params: ExecutionParams | None = None,
 ) -> dict[str, Any]:
     """Rates and slippage per group and per symbol, and the symbols whose execution cost eats a material share
@@ -413,15 +438,10 @@ def execution_summary(
         per_bucket.setdefault((key[3], key[5]), Counters()).merge(counters)
         for scope in (("symbol", key[1], key[2]), ("bucket", key[3], key[5])):
             fills[scope] = fills.get(scope, 0) + effective_fills(counters)
-    trades: dict[tuple[str, str], list[TradeOutcome]] = {}
-    for outcome in sorted(outcomes, key=lambda item: (item.event_us, item.key)):
-        if not outcome.is_partial:
-            trades.setdefault((outcome.strategy, outcome.symbol), []).append(outcome)
-
     symbols: list[dict[str, Any]] = []
     for (strategy, symbol), counters in sorted(per_symbol.items()):
         view = {"strategy": strategy, "symbol": symbol, **_rates(counters, fills["symbol", strategy, symbol])}
-        view.update(_cost_share(view, trades.get((strategy, symbol), []), params))
+        view.update(_cost_share(view, outcomes.get((strategy, symbol)), params))
         symbols.append(view)
     return {
         "params": {
@@ -445,10 +465,10 @@ def execution_summary(
     }
 
 
-def _cost_share(view: Mapping[str, Any], trades: list[TradeOutcome], params: ExecutionParams) -> dict[str, Any]:
-    count = len(trades)
-    mean_pnl = math.fsum(trade.pnl_pct for trade in trades) / count if count else None
-    mean_pnl_usd = math.fsum(trade.pnl_usd for trade in trades) / count if count else None
+def _cost_share(view: Mapping[str, Any], outcomes: SymbolOutcomes | None, params: ExecutionParams) -> dict[str, Any]:
+    count = outcomes.trades if outcomes is not None else 0
+    mean_pnl = outcomes.pnl_pct_total / count if outcomes is not None and count else None
+    mean_pnl_usd = outcomes.pnl_usd_total / count if outcomes is not None and count else None
     slippage = view["slippage_bps"]
     cost_pct = 2 * slippage / 100 if slippage is not None else None
     share: float | None = None

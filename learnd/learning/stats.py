@@ -6,7 +6,7 @@ Pure: numbers in, numbers out; no IO, no clock, nothing of learnd. scipy is only
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Final
@@ -164,7 +164,30 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
         tie_term += float(size**3 - size)
         rank_sum_a += mean_rank * sum(1 for index in range(start, stop + 1) if pooled[index][1] == 0)
         start = stop + 1
-    u = rank_sum_a - n_a * (n_a + 1) / 2.0
+    return _mann_whitney_result(rank_sum_a - n_a * (n_a + 1) / 2.0, tie_term, n_a, n_b)
+
+
+def mann_whitney_sorted(a: Sequence[float], b: SortedSample) -> MannWhitneyResult:
+    """mann_whitney(a, b's values), the same floats, in O(len(a) log len(b)): U counts, for each value of `a`, the
+    values of `b` below it plus half those equal to it; the tie term is b's, corrected for the values `a` adds to
+    its tie groups."""
+    n_a, n_b = len(a), b.count
+    if n_a == 0 or n_b == 0:
+        return MannWhitneyResult(u=0.0, z=0.0, p_value=1.0, superiority=0.5)
+    values, counts = np.unique(np.asarray(a, dtype=np.float64), return_counts=True)
+    below = np.searchsorted(b.values, values, side="left")
+    equal = np.searchsorted(b.values, values, side="right") - below
+    # Twice U is an integer: summing it in integers keeps U exact at any sample size.
+    twice_u = int(((2 * below + equal) * counts).sum())
+    tie_term = b.tie_term
+    for in_b, in_a in zip(equal.tolist(), counts.tolist(), strict=True):
+        size = in_b + in_a
+        tie_term += size**3 - size - (in_b**3 - in_b)
+    return _mann_whitney_result(twice_u / 2.0, float(tie_term), n_a, n_b)
+
+
+def _mann_whitney_result(u: float, tie_term: float, n_a: int, n_b: int) -> MannWhitneyResult:
+    n = n_a + n_b
     centre = n_a * n_b / 2.0
     variance = n_a * n_b / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))
     superiority = u / (n_a * n_b)
@@ -173,6 +196,86 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
     gap = abs(u - centre)
     z = math.copysign(max(0.0, gap - 0.5), u - centre) / math.sqrt(variance)
     return MannWhitneyResult(u=u, z=z, p_value=min(1.0, math.erfc(abs(z) / math.sqrt(2.0))), superiority=superiority)
+
+
+class SortedSample:
+    """A sample that only grows, kept sorted with its tie term (the sum of t^3 - t over its groups of t equal
+    values), so `mann_whitney_sorted` tests a small sample against it without sorting it again."""
+
+    __slots__ = ("tie_term", "values")
+
+    def __init__(self) -> None:
+        self.values: FloatArray = np.empty(0, dtype=np.float64)
+        self.tie_term = 0
+
+    @property
+    def count(self) -> int:
+        return int(self.values.size)
+
+    def add(self, values: ArrayLike) -> None:
+        """Add `values` (any order)."""
+        fresh = np.asarray(values, dtype=np.float64)
+        if not fresh.size:
+            return
+        distinct, counts = np.unique(fresh, return_counts=True)
+        before = np.searchsorted(self.values, distinct, side="right") - np.searchsorted(
+            self.values, distinct, side="left"
+        )
+        for old, added in zip(before.tolist(), counts.tolist(), strict=True):
+            size = old + added
+            self.tie_term += size**3 - size - (old**3 - old)
+        self.values = np.sort(np.concatenate((self.values, fresh)), kind="stable")
+
+
+class ExactSum:
+    """A sum of floats kept exactly, so that adding values one at a time, in any order and over any span of time,
+    reads the same as math.fsum of all of them at once. Kept as floats whose exact sum it is: math.fsum rounds an
+    exact sum correctly, so the parts can always be folded into a few floats without losing anything."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, parts: Iterable[float] = ()) -> None:
+        self._parts = list(parts)
+
+    def add(self, value: float) -> None:
+        self._parts.append(value)
+        if len(self._parts) > _MAX_PARTS:
+            self._fold()
+
+    def merge(self, other: ExactSum) -> None:
+        self._parts.extend(other._parts)
+        if len(self._parts) > _MAX_PARTS:
+            self._fold()
+
+    def copy(self) -> ExactSum:
+        return ExactSum(self._parts)
+
+    @property
+    def value(self) -> float:
+        """The sum, correctly rounded (as math.fsum rounds it)."""
+        return math.fsum(self._parts)
+
+    def to_floats(self) -> list[float]:
+        """The sum as a few floats whose exact sum it is, for keeping it as JSON."""
+        if len(self._parts) > _KEPT_PARTS:
+            self._fold()
+        return list(self._parts)
+
+    def _fold(self) -> None:
+        # Each fsum is the exact sum of its inputs, rounded: taking it out of the rest leaves an exact remainder
+        # (a sum of floats is a multiple of the smallest float step, so a nonzero one never rounds to 0).
+        parts: list[float] = []
+        while True:
+            part = math.fsum([*self._parts, *(-taken for taken in parts)])
+            if part == 0.0:
+                break
+            parts.append(part)
+        self._parts = parts
+
+
+_MAX_PARTS: Final = 256
+# Up to this many parts are kept as they are: any floats whose exact sum is the total will do.
+_KEPT_PARTS: Final = 8
 
 
 # Intervals of a proportion and of a mean --------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from learnd.learning.entry_model import STATE_VERSION as ENTRY_STATE_VERSION
 from learnd.learning.entry_model import EntryModel, regime_scope
 from learnd.learning.exit_model import ExitModel
 from learnd.learning.learner import NOTHING, Applied, History, LearnedModel, Learner
-from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
+from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX, MultiplierChange
+from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import ExitOutcome, Record, TradeOutcome
 from learnd.sessions.exchange import CalendarError, ExchangeCalendar
 
@@ -199,11 +200,39 @@ class TradeLearner(Learner):
                 # Only counts of the attribution stream: exit rows arrive from another file, and how the two files
                 # interleave differs between a live run and a backfill.
                 "counts": {name: self.counts[name] for name in ("trades", "partials", "late")},
-                "entry": self.entry.snapshot(),
+                "entry": self._multipliers(),
             },
             option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         )
         return f"session|{day.isoformat()}", self.calendar.closes_us[session], body
+
+    def _multipliers(self) -> dict[str, Any]:
+        """Every entry multiplier in the shape of EntryModel.snapshot() (strategy -> component -> multiplier,
+        by_regime, by_ticker), without the evidence: what the reports need of a session's end, at a fraction of
+        the cost and the size."""
+        result: dict[str, Any] = {}
+        for strategy in self.entry.strategies():
+            scopes = self.entry.scopes(strategy)
+            regimes = [scope for scope in scopes if not scope.startswith(TICKER_SCOPE_PREFIX)]
+            tickers = [scope for scope in scopes if scope.startswith(TICKER_SCOPE_PREFIX)]
+            components: dict[str, Any] = {}
+            for name in ENTRY_COMPONENTS:
+                view: dict[str, Any] = {
+                    "multiplier": self.entry.multiplier(strategy, name),
+                    "by_regime": {
+                        scope: {"multiplier": self.entry.multiplier(strategy, name, scope)} for scope in regimes
+                    },
+                }
+                if self.params.per_ticker:
+                    view["by_ticker"] = {
+                        scope.removeprefix(TICKER_SCOPE_PREFIX): {
+                            "multiplier": self.entry.multiplier(strategy, name, scope)
+                        }
+                        for scope in tickers
+                    }
+                components[name] = view
+            result[strategy] = components
+        return result
 
     def _late_row(self, record: TradeOutcome, session: int) -> tuple[str, int, bytes]:
         # A late trade arrives while a later session is open; before any trade, the open session is the closed one.
@@ -239,6 +268,8 @@ class TradeLearner(Learner):
         for record in self._require_history()("trade"):
             if isinstance(record, TradeOutcome):
                 replayed_rows, _ = fresh._learn_in_order(record, self.calendar.session_index(record.event_us))
+                # Counted as apply() counts them, so each session row says what a backfill's says.
+                fresh.counts["partials" if record.is_partial else "trades"] += 1
                 rows += replayed_rows
         closed_rows, _ = fresh.close_through(self.closed_through)
         rows += closed_rows

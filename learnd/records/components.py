@@ -82,7 +82,8 @@ _EXIT_TOKEN_RULES: Final[tuple[tuple[tuple[str, ...], str], ...]] = (
     (("stop",), "stop"),
 )
 
-_ARGUMENT = re.compile(r"\(.*?\)")
+# An innermost argument; removed until none is left, so a nested one goes whole (the split below is depth-aware too).
+_ARGUMENT = re.compile(r"\([^()]*\)")
 
 
 def canonical_component(key: str) -> str | None:
@@ -94,7 +95,13 @@ def exit_reason_tokens(reason: str) -> list[str]:
     """Split a composite exit reason (`a(x)+b`) into its bare tokens, arguments removed, order kept."""
     tokens: list[str] = []
     for part in _split_outside_parens(reason):
-        token = _ARGUMENT.sub("", part).strip().lower()
+        token = part
+        while "(" in token:
+            bare = _ARGUMENT.sub("", token)
+            if bare == token:
+                break  # an unclosed parenthesis: the token keeps it, as it was logged
+            token = bare
+        token = token.strip().lower()
         if token:
             tokens.append(token)
     return tokens

@@ -193,7 +193,7 @@ def _parse_attribution(row: dict[str, Any]) -> Record:
     symbol = _required_str(row, "symbol")
     event_us = parse_event_us(row.get("ts"))
     regime = fold_regime(row.get("market_regime", context.get("market_regime")))
-    components, unknown = _components(context.get("components"))
+    components, unknown = components_of(context.get("components"))
     if prefix == "open":
         return TradeEntry(
             key=trade_id,
@@ -299,7 +299,7 @@ def _parse_signal(row: dict[str, Any]) -> Record:
             return Ignored(f"signal_{str(row.get('type'))[:32]}_row")
         raise RecordError("missing_field", "cluster")
     meta = cluster.get("composite_meta")
-    components, unknown = _components(meta.get("components") if isinstance(meta, dict) else None)
+    components, unknown = components_of(meta.get("components") if isinstance(meta, dict) else None)
     gate = cluster.get("gate_passed")
     return SignalRecord(
         strategy=_strategy(row),
@@ -339,8 +339,9 @@ def _parse_order(row: dict[str, Any]) -> Record:
     )
 
 
-def _components(raw: object) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
-    """Canonical (name, contribution) pairs, sorted, legacy aliases summed; plus the unknown keys seen."""
+def components_of(raw: object) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
+    """Canonical (name, contribution) pairs, sorted, legacy aliases summed; plus the unknown keys seen (a row's
+    `components` object; RecordError for a value that is not a number in range)."""
     if raw is None:
         return (), ()
     if type(raw) is not dict:

@@ -10,10 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
-from tqdm import tqdm
 
 from learnd.config import Settings, SourceSettings
 from learnd.service.engine import Engine, LearnerFactory
@@ -57,7 +56,7 @@ def run_backfill(
         history_files, history_lines = read_history(engine, meter)
         drain(engine, settings.backfill_batch_lines, meter)
         # The daily and weekly jobs of every historical day and week, in event order (as the daemon would have).
-        job_periods = replay_history(engine, engine.calendar, datetime.now(UTC))
+        job_periods = replay_history(engine, engine.calendar, datetime.now(UTC), on_progress=meter.jobs)
         engine.write_exports()
         totals = engine.totals
         report = BackfillReport(
@@ -223,7 +222,7 @@ def _read_history_file(
             total += len(batch)
             batch.clear()
 
-        log.info("history_file_reading", source=source.name, file=str(item.file.path), offset=item.start)
+        log.debug("history_file_reading", source=source.name, file=str(item.file.path), offset=item.start)
         for line in reader.lines(final=item.final):
             batch.append(line)
             if len(batch) >= settings.backfill_batch_lines:
@@ -234,7 +233,7 @@ def _read_history_file(
             commit()
         if reader.error:
             log.warning("history_file_unreadable", source=source.name, file=str(item.file.path), error=reader.error)
-    log.info("history_file_read", source=source.name, file=str(item.file.path), offset=reader.offset, lines=total)
+    log.debug("history_file_read", source=source.name, file=str(item.file.path), offset=reader.offset, lines=total)
     return total
 
 
@@ -337,7 +336,9 @@ def _live_positions(engine: Engine) -> list[_LivePosition]:
 
 
 class BackfillProgress:
-    """Bytes and lines done against bytes to do: a tqdm bar on a TTY, `backfill_progress` log lines otherwise."""
+    """Bytes and lines done against bytes to do, then the job catch-up's periods done against periods due: a tqdm bar
+    each on a TTY (the per-file and per-period log lines are at debug, so the console shows the bars instead),
+    `backfill_progress` and `jobs_progress` log lines every `log_every_s` otherwise."""
 
     def __init__(
         self,
@@ -356,14 +357,27 @@ class BackfillProgress:
         self._started = clock()
         self._last_log = self._started
         self._log_every_s = log_every_s
-        self._bar: tqdm | None = None
-        if mode == "bar":
-            self._bar = tqdm(
-                total=0, unit="B", unit_scale=True, unit_divisor=1024, desc="backfill", file=sys.stderr, leave=True
-            )
+        # tqdm bars, imported only when one is drawn (the daemon under systemd logs instead).
+        self._bar: Any = None
+        self._jobs_bar: Any = None
+        self._last_jobs_log = self._started
+        self._closed = False
 
     def add_total(self, bytes_count: int) -> None:
         self.bytes_total += bytes_count
+        if self.mode == "bar" and self._bar is None and not self._closed and self.bytes_total > 0:
+            # Drawn once there is something to read: a daemon with nothing to catch up shows no empty bar.
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.bytes_total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="backfill",
+                file=sys.stderr,
+                leave=True,
+            )
         if self._bar is not None:
             self._bar.total = self.bytes_total
             self._bar.refresh()
@@ -402,7 +416,34 @@ class BackfillProgress:
             eta_s=round(eta, 1) if eta is not None else None,
         )
 
+    def jobs(self, done: int, total: int) -> None:
+        """The job catch-up ran `done` of `total` periods (the scheduler's progress hook); its bar closes when
+        `done` reaches `total`."""
+        now = self._clock()
+        if self.mode == "bar":
+            if self._bar is not None:
+                self._bar.close()  # the history read is over once the jobs run
+                self._bar = None
+            self._closed = True
+            if self._jobs_bar is None and done < total:
+                from tqdm import tqdm
+
+                self._jobs_bar = tqdm(total=total, unit="period", desc="jobs", file=sys.stderr, leave=True)
+            if self._jobs_bar is not None:
+                self._jobs_bar.update(done - self._jobs_bar.n)
+                if done >= total:
+                    self._jobs_bar.close()
+                    self._jobs_bar = None
+        elif self.mode == "log" and done < total and now - self._last_jobs_log >= self._log_every_s:
+            self._last_jobs_log = now
+            log.info("jobs_progress", periods_done=done, periods_total=total)
+
     def close(self) -> None:
+        """Close the bars (the byte count's for good; a catch-up still to come opens its own)."""
+        self._closed = True
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        if self._jobs_bar is not None:
+            self._jobs_bar.close()
+            self._jobs_bar = None

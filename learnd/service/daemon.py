@@ -1,12 +1,15 @@
 """The daemon: startup -> serve -> shutdown on one asyncio loop. Tails every source (watchfiles plus a poll
-fallback), commits in groups, writes exports after each commit, runs the scheduled jobs, and stops on SIGTERM.
+fallback), commits in groups, writes exports after each commit, keeps the bot's weights file learnd's, runs the
+scheduled jobs, and stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,9 +23,11 @@ from learnd.config import Settings
 from learnd.errors import LearndError
 from learnd.service.backfill import BackfillProgress, read_history
 from learnd.service.engine import Engine, LearnerFactory
+from learnd.service.logs import uses_console
 from learnd.service.metrics import Metrics
 from learnd.service.notify import notify_ready, watchdog_service
 from learnd.service.scheduler import JobRunner
+from learnd.service.summary import learned_summary, render_learned_summary
 
 log = structlog.get_logger("learnd.daemon")
 
@@ -32,6 +37,12 @@ _WATCH_DEBOUNCE_MS = 20
 _EXPORT_STATE_EVERY_S = 1.0
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
+# The weights file's watch: a stat every interval, the content hashed every few (a same-size rewrite within the
+# file system's timestamp granularity leaves the stat alike), and a short wait for a writer still at it.
+_GUARD_INTERVAL_S = 0.25
+_GUARD_VERIFY_EVERY = 8
+_GUARD_SETTLE_S = 0.1
+_GUARD_SETTLE_TRIES = 3
 
 ServiceHook = Callable[[Engine, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -64,15 +75,29 @@ async def serve(
         sources={source.name: str(source.path) for source in settings.sources},
         backfill=backfill,
     )
+    progress = BackfillProgress("auto")
     try:
+        # A change another writer made to the weights file while learnd was stopped (the record says what learnd
+        # wrote last); the first export puts learnd's file back.
+        engine.keep_export()
         if backfill:
             # Rotated history first (the tailer follows current files only), in a worker thread so that signals
             # are handled meanwhile; nothing else touches the engine until it returns.
-            files, lines = await asyncio.to_thread(read_history, engine, BackfillProgress("log"), stop.is_set)
+            files, lines = await asyncio.to_thread(read_history, engine, progress, stop.is_set)
+            progress.close()
             log.info("history_read", files_count=files, lines_count=lines)
         notify_ready(engine)
         caught_up = asyncio.Event()
-        jobs = JobRunner(engine, engine.calendar, on_result=metrics.record_job, ready=caught_up)
+
+        def jobs_progress(done: int, total: int) -> None:
+            progress.jobs(done, total)
+            if done == total:
+                # Once the runner has said it caught up and yields to the loop: the summary comes last.
+                asyncio.get_running_loop().call_soon(_report_learned, engine)
+
+        jobs = JobRunner(
+            engine, engine.calendar, on_result=metrics.record_job, ready=caught_up, on_progress=jobs_progress
+        )
         wake = asyncio.Event()
         wake.set()
         ingest = _IngestLoop(
@@ -89,6 +114,7 @@ async def serve(
                 tasks.create_task(_watch(engine, wake, stop), name="watch"),
                 tasks.create_task(_poll_timer(engine, wake, stop), name="poll_timer"),
                 tasks.create_task(ingest.run(), name="ingest"),
+                tasks.create_task(_guard_export(engine, stop), name="guard_export"),
             ]
             for service in (metrics.service, watchdog_service, jobs.service, *services):
                 running.append(tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service")))
@@ -99,6 +125,7 @@ async def serve(
         engine.commit(export=False)
         engine.write_exports()
     finally:
+        progress.close()
         totals = engine.totals
         engine.close()
         log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 3), **totals.log_fields())
@@ -238,6 +265,63 @@ async def _wait_any(*events: asyncio.Event, timeout_s: float | None = None) -> N
     finally:
         for waiter in waiters:
             waiter.cancel()
+
+
+def _report_learned(engine: Engine) -> None:
+    """After the catch-up: what was learned, printed on a terminal, one `learned_summary` event in JSON logs."""
+    model = engine.learned_model()
+    if model is None:
+        return
+    summary = learned_summary(model)
+    if uses_console(engine.settings.log_format):
+        sys.stdout.write(render_learned_summary(summary))
+        sys.stdout.flush()
+    else:
+        log.info("learned_summary", **summary)
+
+
+async def _guard_export(engine: Engine, stop: asyncio.Event) -> None:
+    """Keep the bot's weights file learnd's: when another writer changes it (the bot's optimizer saving, its own
+    learner, a repair check), the engine logs what changed, counts it and writes learnd's file back, within about a
+    second and without waiting for a new trade. Only the configured path is watched (paths.signal_weights)."""
+    tick = 0
+    failing = False
+    while not stop.is_set():
+        # A plain sleep (no waiter task per round, unlike waiting on `stop`): the loop ends one interval after it.
+        await asyncio.sleep(_GUARD_INTERVAL_S)
+        tick += 1
+        owned = engine.weights_file.owned  # a reload may have moved the export
+        if owned.is_intact(verify=tick % _GUARD_VERIFY_EVERY == 0) and not owned.restore_pending:
+            continue
+        await _settled(owned.path, stop)
+        try:
+            engine.keep_export()
+        except OSError as error:
+            # The disk is full or the directory unwritable: said once, retried every interval until it works.
+            if not failing:
+                log.error("export_restore_failed", path=str(owned.path), error=str(error))
+            failing = True
+            continue
+        failing = False
+
+
+async def _settled(path: Path, stop: asyncio.Event) -> None:
+    """Wait, briefly, until a file stops changing: a writer that rewrites it in place may still be at it."""
+    last = _stat(path)
+    for _ in range(_GUARD_SETTLE_TRIES):
+        await _wait_for(stop, _GUARD_SETTLE_S)
+        now = _stat(path)
+        if now == last:
+            return
+        last = now
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 async def _poll_timer(engine: Engine, wake: asyncio.Event, stop: asyncio.Event) -> None:

@@ -5,20 +5,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
 from learnd.config import Settings
+from learnd.exports.bot import BotRules
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
-from learnd.exports.signal_weights import SignalWeightsFile
+from learnd.exports.guard import ForeignWrite
+from learnd.exports.signal_weights import GUARD_RECORD, SignalWeightsFile
+from learnd.jobs.periods import JobOutput
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import ExecutionLearner, ExecutionParams
-from learnd.learning.learner import CountingLearner, Learner
+from learnd.learning.learner import CountingLearner, LearnedModel, Learner
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.learning.signals import SignalLearner, SignalParams
 from learnd.learning.trades import NAME as TRADE_LEARNER
@@ -46,6 +48,7 @@ class Totals:
     quarantined_count: int = 0
     commit_count: int = 0
     change_count: int = 0
+    foreign_write_count: int = 0
 
     def log_fields(self) -> dict[str, int]:
         """The counters as structured-log fields (shutdown and backfill summaries)."""
@@ -86,8 +89,10 @@ class Engine:
         self.settings = settings
         self._start_at_end = start_at_end
         self._factory = learner_factory or default_learners
+        # The bot's pins and caps are only reported, but a name that is no component is refused at start.
+        BotRules.from_settings(settings.bot)
         self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
-        self._weights_file = SignalWeightsFile(settings.state_dir / "signal_weights.json")
+        self.weights_file = SignalWeightsFile(settings.signal_weights_path, settings.state_dir / GUARD_RECORD)
         try:
             self.calendar = calendar_for(settings, cache=self._lock is not None)
             swapped = self._lock is not None and install_ready_generation(settings)
@@ -125,6 +130,7 @@ class Engine:
     def reload(self, settings: Settings) -> dict[str, list[str]]:
         """Apply new settings without losing a line: commit, then add, move or drop sources; new learning
         parameters retrain the trade learner from the ledger (its state is a function of lines and parameters)."""
+        BotRules.from_settings(settings.bot)
         self.commit()
         old_sources = {source.name: source for source in self.settings.sources}
         new_sources = {source.name: source for source in settings.sources}
@@ -134,6 +140,10 @@ class Engine:
                 self.ingestor.remove_source(name)
                 changed["removed" if name not in new_sources else "moved"].append(name)
         retrain = settings.learning != self.settings.learning
+        if settings.signal_weights_path != self.settings.signal_weights_path:
+            # The export moves: the next export writes the new path, and only that one is learnd's from then on.
+            self.weights_file = SignalWeightsFile(settings.signal_weights_path, settings.state_dir / GUARD_RECORD)
+            changed["export_moved"] = [str(settings.signal_weights_path)]
         self.settings = settings
         self.ingestor.settings = settings
         for name, source in new_sources.items():
@@ -194,20 +204,16 @@ class Engine:
             self.ingestor.add_applied(learner.name, learner.close_sessions(through_session))
         self.commit(export=export)
 
-    def commit_job(
-        self,
-        run: JobRun,
-        documents: Sequence[tuple[Path, bytes]],
-        changes: Sequence[dict[str, Any]],
-        *,
-        export: bool = True,
-    ) -> None:
-        """Write a job's documents (atomically, each), then commit its changes together with the record of its
-        run: a run is either recorded with everything it changed, or runs again."""
-        for path, data in documents:
-            write_bytes_atomic(path, data)
-        self.ingestor.add_changes(changes)
-        self.ingestor.add_job_run(run)
+    def commit_job(self, run: JobRun, output: JobOutput, *, export: bool = True) -> None:
+        """Write a job's documents (atomically, each), then commit its changes and the state it kept together with
+        the record of its run: a run is either recorded with everything it changed, or runs again."""
+        for path, data in output.documents:
+            write_bytes_atomic(path, data, durable=False)
+        self.ingestor.add_changes(output.changes)
+        self.ingestor.add_job_run(run, output.state, output.values)
+        if output.reported_until_us is not None:
+            # The journal (data/weight_learning.jsonl) keeps every change; the store keeps those a report may read.
+            self.ingestor.changes_done(output.reported_until_us, self._changes_journal.last_seq)
         self.commit(export=export)
 
     def sync_journals(self) -> None:
@@ -237,11 +243,38 @@ class Engine:
             write_json_atomic(self.settings.state_dir / "learning_processing_state.json", self.processing_state())
         self._export_learners()
 
+    def learned_model(self) -> LearnedModel | None:
+        """What the learners learned as it stands (the trade learner's model; None when no learner has one)."""
+        return next((model for learner in self.learners if (model := learner.model()) is not None), None)
+
     def _export_learners(self) -> None:
         for learner in self.learners:
             model = learner.model()
             if model is not None:
-                self._weights_file.write(model)
+                _, found = self.weights_file.write(model)
+                if found is not None:
+                    # This write replaced the other writer's content with learnd's.
+                    self._foreign_write(found)
+                    self._log_restored()
+
+    def keep_export(self) -> ForeignWrite | None:
+        """Put learnd's weights file back if another writer changed it (the daemon's watch calls this): the
+        change is logged with what it did, counted, and undone at once, without waiting for a new trade."""
+        owned = self.weights_file.owned
+        found = self.weights_file.foreign(self.learned_model())
+        if found is not None:
+            self._foreign_write(found)
+        if owned.restore_pending and owned.restore():
+            self._log_restored()
+        return found
+
+    def _foreign_write(self, found: ForeignWrite) -> None:
+        self.totals.foreign_write_count += 1
+        log.warning("export_changed_by_another_writer", **found.summary())
+
+    def _log_restored(self) -> None:
+        owned = self.weights_file.owned
+        log.info("export_restored", path=str(owned.path), foreign_writes_count=owned.foreign_count)
 
     def processing_state(self) -> dict[str, Any]:
         """Offsets, counts and last event time per source, as committed."""

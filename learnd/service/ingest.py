@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from learnd.config import Settings, SourceSettings
 from learnd.errors import RecordError
 from learnd.learning.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.records.decode import BadLine, decode_line
+from learnd.records.encoding import encode_record
 from learnd.records.parse import (
     ExitOutcome,
     Ignored,
@@ -28,6 +29,7 @@ from learnd.records.parse import (
     TradeOutcome,
     parse_record,
 )
+from learnd.records.typed import signal_record
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
 from learnd.store.database import Batch, JobRun, LedgerRow, Store
@@ -208,12 +210,15 @@ class Ingestor:
         if line.unterminated:
             self._quarantine(source, line, "unterminated_line", "file rotated or deleted before its newline")
             return
-        decoded = decode_line(line.raw)
-        if isinstance(decoded, BadLine):
-            self._quarantine(source, line, decoded.reason, decoded.detail)
-            return
         try:
-            record = parse_record(source.kind, decoded)
+            # Signal candidates, most of the lines, decode straight into their record when plain (records.typed).
+            record: Record | None = signal_record(line.raw) if source.kind == "signals" else None
+            if record is None:
+                decoded = decode_line(line.raw)
+                if isinstance(decoded, BadLine):
+                    self._quarantine(source, line, decoded.reason, decoded.detail)
+                    return
+                record = parse_record(source.kind, decoded)
         except RecordError as error:
             self._quarantine(source, line, error.reason, error.detail)
             return
@@ -259,7 +264,7 @@ class Ingestor:
                 event_us=record.event_us,  # type: ignore[union-attr]
                 source=source.name,
                 file_offset=line.offset,
-                record=line.raw,
+                record=encode_record(record),  # type: ignore[arg-type]
             )
         )
         return True
@@ -276,9 +281,17 @@ class Ingestor:
             self._changes.append(change)
             self._batch.changes.append((int(change["event_us"]), orjson.dumps(change, option=orjson.OPT_SORT_KEYS)))
 
-    def add_job_run(self, run: JobRun) -> None:
-        """A job run to record with the batch, in the same transaction as what the job changed."""
+    def changes_done(self, until_us: int, journaled_seq: int) -> None:
+        """Drop the weight changes before `until_us` that the journal already holds, with this batch."""
+        self._batch.changes_done = (until_us, journaled_seq)
+
+    def add_job_run(
+        self, run: JobRun, state: Mapping[str, bytes] = {}, values: Sequence[tuple[str, int, bytes]] = ()
+    ) -> None:
+        """A job run to record with the batch, in the same transaction as what the job changed and kept."""
         self._batch.job_runs.append(run)
+        self._batch.job_state.update(state)
+        self._batch.job_values.extend(values)
 
     def _withdraw(self, record: Record) -> None:
         kind = LEDGER_KINDS.get(type(record))

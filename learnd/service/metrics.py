@@ -166,7 +166,7 @@ class Metrics:
 
     def refresh(self, engine: Engine) -> None:
         """Rebuild the engine-derived families (lines per source and outcome, lag, commits, last event time)."""
-        lines, lag, commits = _engine_families()
+        lines, lag, commits, foreign = _engine_families()
         per_source: dict[tuple[str, str], int] = {}
         for (source, outcome, _), count in engine.store.line_counts().items():
             per_source[source, outcome] = per_source.get((source, outcome), 0) + count
@@ -177,7 +177,8 @@ class Metrics:
         for name, tailer in engine.ingestor.tailers.items():
             lag.add_metric([name], tailer.pending_bytes())
         commits.add_metric([], engine.totals.commit_count)
-        self._snapshot.publish((lines, lag, commits))
+        foreign.add_metric([], engine.totals.foreign_write_count)
+        self._snapshot.publish((lines, lag, commits, foreign))
         for learner in engine.learners:
             for name, value in learner.gauges().items():
                 self._learner_gauges[name](value)
@@ -247,12 +248,17 @@ class Metrics:
             self.stop()  # a no-op after a clean stop; on cancellation it closes the socket anyway
 
 
-def _engine_families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
-    """Empty families for the engine-derived metrics: lines per source and outcome, lag per source, commits."""
+def _engine_families() -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+    """Empty families for the engine-derived metrics: lines per source and outcome, lag per source, commits, and
+    changes another writer made to the weights file (each undone)."""
     return (
         CounterMetricFamily("learnd_lines", "Lines committed per source and outcome.", labels=["source", "outcome"]),
         GaugeMetricFamily("learnd_lag_bytes", "Bytes appended to a source and not read yet.", labels=["source"]),
         CounterMetricFamily("learnd_commits", "Store commits since the daemon started."),
+        CounterMetricFamily(
+            "learnd_export_foreign_writes",
+            "Changes another writer made to the weights file since the daemon started; learnd put its file back.",
+        ),
     )
 
 

@@ -6,6 +6,7 @@ commits, the job builds its documents from the store, and the engine writes them
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import traceback
 from collections.abc import Callable
@@ -15,31 +16,40 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from learnd.jobs.periods import run_period
+from learnd.errors import StopRequested
+from learnd.jobs.longrun import LongRun
+from learnd.jobs.periods import JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
-from learnd.store.database import JobRun
+from learnd.store.database import JobRun, Store
 
 log = structlog.get_logger("learnd.jobs")
 
+# A catch-up's progress: (periods run, periods due); called before the first period and after each.
+Progress = Callable[[int, int], None]
 
-def replay_history(engine: Engine, calendar: ExchangeCalendar, now: datetime) -> int:
+
+def replay_history(
+    engine: Engine, calendar: ExchangeCalendar, now: datetime, *, on_progress: Progress | None = None
+) -> int:
     """Backfill's part: run the daily and weekly jobs for every trading day and week from the first trade to the
     last one due by `now`, in event order, recording each run so the daemon does not repeat it."""
-    return JobRunner(engine, calendar, clock=lambda: now).run_all_due(export=False)
+    return JobRunner(engine, calendar, clock=lambda: now, on_progress=on_progress).run_all_due(export=False)
 
 
-def execute_period(engine: Engine, calendar: ExchangeCalendar, period: Period, *, export: bool = True) -> str:
-    """Run one period now: close the sessions it covers in the learners (committed), build its documents, then
-    write them and commit its changes with the record of the run. Returns the report's path.
-
-    Synchronous on purpose: on the daemon's loop nothing else (ingest, commit, another job) runs meanwhile.
-    """
+def execute_period(
+    engine: Engine, calendar: ExchangeCalendar, period: Period, longrun: LongRun, *, export: bool = True
+) -> str:
+    """Run one period now, in one go (backfill): close the sessions it covers in the learners (committed), build
+    its documents, then write them and commit its changes with the record of the run. Returns the report's path."""
     engine.close_sessions(last_session(calendar, engine.settings, period), export=export)
-    output = run_period(engine.store, engine.settings, calendar, period)
+    return _commit(engine, period, run_period(engine.store, engine.settings, calendar, period, longrun), export=export)
+
+
+def _commit(engine: Engine, period: Period, output: JobOutput, *, export: bool) -> str:
     run = JobRun(period.job, period.label, "ok", to_epoch_us(period.due), str(output.report))
-    engine.commit_job(run, output.documents, output.changes, export=export)
+    engine.commit_job(run, output, export=export)
     return str(output.report)
 
 
@@ -54,36 +64,79 @@ class JobRunner:
         clock: Callable[[], datetime] | None = None,
         on_result: Callable[[str, bool], None] | None = None,
         ready: asyncio.Event | None = None,
+        on_progress: Progress | None = None,
     ) -> None:
         self.engine = engine
         self.calendar = calendar
         self._ready = ready
+        self._on_progress = on_progress
         self._clock = clock or (lambda: datetime.now(UTC))
         self._on_result = on_result
         self.run_count = 0
         self.failure_count = 0
+        # The jobs' long-run figures as committed, loaded at the first period and kept up to date by each one.
+        self._longrun: LongRun | None = None
+        self._reader: Store | None = None
 
     def run_due(self, job: str) -> int:
         """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
         return self._run(pending_periods(self.engine.store, self.calendar, self.engine.settings, job, self._clock()))
 
     def run_all_due(self, *, export: bool = True) -> int:
-        """Run every pending period of every enabled job in event order (a day's batch before the week it ends)."""
-        return self._run(self._all_pending(), export=export)
+        """Run every pending period of every enabled job in event order (a day's batch before the week it ends),
+        reporting progress to `on_progress`."""
+        return self._run(self._all_pending(), export=export, on_progress=self._on_progress)
 
-    async def run_all_due_yielding(self, stop: asyncio.Event) -> int:
-        """run_all_due on the daemon's loop, letting other tasks (watchdog, metrics, signals) run between periods
-        (a long catch-up must not starve the watchdog), and stopping between periods once `stop` is set: the
-        periods not run yet stay pending for the next start. Returns how many ran."""
+    async def run_all_due_yielding(self, stop: asyncio.Event, on_progress: Progress | None = None) -> int:
+        """run_all_due for the daemon: each period's documents are built in a worker thread over a snapshot of the
+        store (the loop keeps ingesting, beating the watchdog and handling signals meanwhile), and once `stop` is
+        set the period at hand is dropped uncommitted and the rest stay pending: all of them run at the next
+        start, none twice. Returns how many ran."""
+        periods = self._all_pending()
         ran = 0
-        for period in self._all_pending():
-            if stop.is_set():
+        if on_progress is not None:
+            on_progress(0, len(periods))
+        for period in periods:
+            if stop.is_set() or not await self._run_one_off_loop(period, stop, catching_up=on_progress is not None):
                 log.info("jobs_interrupted", next_period=period.label, job=period.job, ran=ran)
                 break
-            self._run_one(period, export=True)
             ran += 1
-            await asyncio.sleep(0)
+            if on_progress is not None:
+                on_progress(ran, len(periods))
         return ran
+
+    async def _run_one_off_loop(self, period: Period, stop: asyncio.Event, *, catching_up: bool = False) -> bool:
+        """One period with its building off the loop; False when `stop` cut it short (nothing committed)."""
+        try:
+            self.engine.close_sessions(last_session(self.calendar, self.engine.settings, period))
+            output = await asyncio.to_thread(self._build, period, stop.is_set)
+            target = _commit(self.engine, period, output, export=True)
+        except StopRequested:
+            self._longrun = None  # it may hold what the dropped period took in
+            return False
+        except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
+            self._failed(period, error)
+            return True
+        self._ran(period, target, catching_up=catching_up)
+        return True
+
+    def _build(self, period: Period, should_stop: Callable[[], bool]) -> JobOutput:
+        """In a worker thread: the period's output from a snapshot of the store, read through a connection of
+        its own (the loop's connection keeps committing)."""
+        if self._reader is None:
+            self._reader = Store.open(self.engine.settings.db_path, readonly=True)
+        with self._reader.snapshot() as store:
+            if self._longrun is None:
+                self._longrun = load_longrun(store, self.calendar)
+            return run_period(
+                store, self.engine.settings, self.calendar, period, self._longrun, should_stop=should_stop
+            )
+
+    def close(self) -> None:
+        """Close the reader's connection (the daemon's stop)."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def _all_pending(self) -> list[Period]:
         now = self._clock()
@@ -95,24 +148,37 @@ class JobRunner:
         periods.sort(key=lambda period: (period.due, JOBS.index(period.job)))
         return periods
 
-    def _run(self, periods: list[Period], *, export: bool = True) -> int:
-        for period in periods:
-            self._run_one(period, export=export)
+    def _run(self, periods: list[Period], *, export: bool = True, on_progress: Progress | None = None) -> int:
+        if on_progress is not None:
+            on_progress(0, len(periods))
+        for done, period in enumerate(periods, start=1):
+            self._run_one(period, export=export, catching_up=on_progress is not None)
+            if on_progress is not None:
+                on_progress(done, len(periods))
         return len(periods)
 
-    def _run_one(self, period: Period, *, export: bool) -> None:
+    def _run_one(self, period: Period, *, export: bool, catching_up: bool = False) -> None:
         try:
-            target = execute_period(self.engine, self.calendar, period, export=export)
+            if self._longrun is None:
+                self._longrun = load_longrun(self.engine.store, self.calendar)
+            target = execute_period(self.engine, self.calendar, period, self._longrun, export=export)
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return
+        self._ran(period, target, catching_up=catching_up)
+
+    def _ran(self, period: Period, target: str, *, catching_up: bool = False) -> None:
         self.run_count += 1
-        log.info("job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=target)
+        # A catch-up logs one line per period at debug: JSON logs keep them, a console shows its progress bar.
+        level = logging.DEBUG if catching_up else logging.INFO
+        log.log(level, "job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=target)
         if self._on_result is not None:
             self._on_result(period.job, True)
 
     def _failed(self, period: Period, error: Exception) -> None:
         self.failure_count += 1
+        # The figures may hold what the failed period took in but never committed: read them again next time.
+        self._longrun = None
         detail = "".join(traceback.format_exception(error))[-4000:]
         log.error("job_failed", job=period.job, period=period.label, error=str(error), traceback=detail)
         if self._on_result is not None:
@@ -141,7 +207,7 @@ class JobRunner:
             stop_wait.cancel()
             if stop.is_set():
                 return
-        count = await self.run_all_due_yielding(stop)
+        count = await self.run_all_due_yielding(stop, self._on_progress)
         if count:
             log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)
@@ -151,9 +217,10 @@ class JobRunner:
                 self._schedule_next(scheduler, job, stop)
             await stop.wait()
         finally:
-            # Jobs are synchronous on this loop: none can be half-way through here, so nothing is cut short.
+            # A period running now sees `stop` and drops out uncommitted; none starts after this.
             scheduler.pause()
             scheduler.shutdown(wait=False)
+            self.close()
 
     def _schedule_next(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         (period,) = next_periods(self.calendar, self.engine.settings, job, self._clock(), 1)

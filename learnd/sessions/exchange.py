@@ -7,7 +7,9 @@ Built from a session table (sessions.tables) or once from exchange_calendars (pa
 from __future__ import annotations
 
 import warnings
+from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
@@ -45,10 +47,10 @@ class ExchangeCalendar:
     """An exchange's sessions over `first_year..last_year` (exchange-local years), immutable and pure to query.
 
     `sessions` are the session dates in order, `opens_us` and `closes_us` their UTC open and close in epoch
-    microseconds. The tuples reach a few weeks past the covered years; moments and dates outside those years raise
-    CalendarError rather than guess, except that the last session before `first_year` (the trading day of a moment
-    on New Year's Day) is accepted back by the date queries. Weeks are ISO weeks in exchange-local dates; a week
-    without any session has no weekly run.
+    microseconds (kept as compact integer arrays: a daemon holds some 15,000 sessions). They reach a few weeks past
+    the covered years; moments and dates outside those years raise CalendarError rather than guess, except that the
+    last session before `first_year` (the trading day of a moment on New Year's Day) is accepted back by the date
+    queries. Weeks are ISO weeks in exchange-local dates; a week without any session has no weekly run.
     """
 
     code: str
@@ -56,14 +58,14 @@ class ExchangeCalendar:
     first_year: int
     last_year: int
     sessions: tuple[date, ...] = field(repr=False)
-    opens_us: tuple[int, ...] = field(repr=False)
-    closes_us: tuple[int, ...] = field(repr=False)
+    opens_us: Sequence[int] = field(repr=False)
+    closes_us: Sequence[int] = field(repr=False)
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
     # UTC microsecond of exchange-local midnight starting each session's date: moments from one of these up to the
     # next belong to that session, which is what makes `session_index` a single bisect.
-    _day_starts_us: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _day_starts_us: Sequence[int] = field(init=False, repr=False, compare=False)
     _week_last_indexes: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    _week_last_closes_us: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _week_last_closes_us: Sequence[int] = field(init=False, repr=False, compare=False)
     _covered_start_us: int = field(init=False, repr=False, compare=False)
     _covered_end_us: int = field(init=False, repr=False, compare=False)
     _first_day: date = field(init=False, repr=False, compare=False)
@@ -88,10 +90,12 @@ class ExchangeCalendar:
             for i, (day, following) in enumerate(zip(self.sessions, self.sessions[1:], strict=False))
             if day.isocalendar()[:2] != following.isocalendar()[:2]
         )
+        object.__setattr__(self, "opens_us", array("q", self.opens_us))
+        object.__setattr__(self, "closes_us", array("q", self.closes_us))
         object.__setattr__(self, "_zone", zone)
-        object.__setattr__(self, "_day_starts_us", tuple(_local_midnight_us(day, zone) for day in self.sessions))
+        object.__setattr__(self, "_day_starts_us", array("q", (_local_midnight_us(day, zone) for day in self.sessions)))
         object.__setattr__(self, "_week_last_indexes", week_last)
-        object.__setattr__(self, "_week_last_closes_us", tuple(self.closes_us[i] for i in week_last))
+        object.__setattr__(self, "_week_last_closes_us", array("q", (self.closes_us[i] for i in week_last)))
         object.__setattr__(self, "_covered_start_us", _local_midnight_us(first_covered, zone))
         object.__setattr__(self, "_covered_end_us", _local_midnight_us(date(self.last_year + 1, 1, 1), zone))
         object.__setattr__(self, "_first_day", self.sessions[bisect_right(self.sessions, first_covered) - 1])

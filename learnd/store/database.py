@@ -6,18 +6,23 @@ Everything a batch changed is committed in ONE transaction; exports are derived 
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from learnd.errors import StateError
+from learnd.config import SourceKind
+from learnd.errors import RecordError, StateError
+from learnd.records.decode import BadLine, decode_line
+from learnd.records.encoding import encode_record
+from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome, parse_record
 from learnd.sources.tailer import Checkpoint
 
 APPLICATION: Final = "learnd"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 _SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -46,8 +51,54 @@ CREATE TABLE job_runs (job TEXT NOT NULL, period TEXT NOT NULL, status TEXT NOT 
     detail TEXT NOT NULL, PRIMARY KEY (job, period)) WITHOUT ROWID;
 """
 
-# Migrations from version N to N+1, applied in order inside one transaction.
-_MIGRATIONS: Final[dict[int, str]] = {}
+# Version 2: the jobs' long-run figures (ledger rows numbered in insertion order, so a job finds the rows that
+# arrived after it last looked, late ones included; weight changes found by event time; the jobs' own kept state),
+# ledger records kept compactly (records.encoding) instead of as the lines they came from, the line window kept as
+# one packed chunk of hashes per source and commit (not a row per line), and weight changes
+# numbered for good (AUTOINCREMENT): the journal follows their numbers, and reported ones are deleted, so a number
+# must never come back.
+_SCHEMA_V2: Final = """
+ALTER TABLE ledger ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX ledger_by_seq ON ledger (kind, seq);
+CREATE TABLE changes_numbered (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_us INTEGER NOT NULL, body BLOB NOT NULL);
+INSERT INTO changes_numbered SELECT seq, event_us, body FROM changes;
+DROP TABLE changes;
+ALTER TABLE changes_numbered RENAME TO changes;
+CREATE INDEX changes_by_time ON changes (event_us);
+CREATE TABLE line_window_chunks (source TEXT NOT NULL, last_seq INTEGER NOT NULL, hashes BLOB NOT NULL,
+    PRIMARY KEY (source, last_seq)) WITHOUT ROWID;
+CREATE TABLE job_state (name TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE job_values (cell TEXT NOT NULL, chunk INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (cell, chunk)) WITHOUT ROWID;
+"""
+# Which source kind's parser read each ledger kind from its line (schema version 1 kept the lines).
+_LEDGER_SOURCE_KINDS: Final[dict[str, SourceKind]] = {"trade": "attribution", "entry": "attribution", "exit": "exit"}
+
+
+def _to_version_2(db: sqlite3.Connection) -> None:
+    _execute_script(db, _SCHEMA_V2)
+    for (source,) in db.execute("SELECT DISTINCT source FROM line_window").fetchall():
+        rows = db.execute("SELECT seq, hash FROM line_window WHERE source = ? ORDER BY seq", (source,)).fetchall()
+        db.execute(
+            "INSERT INTO line_window_chunks VALUES (?, ?, ?)",
+            (source, rows[-1][0], array("q", [value for _, value in rows]).tobytes()),
+        )
+    db.execute("DROP TABLE line_window")
+    for kind, key, line in db.execute("SELECT kind, key, record FROM ledger").fetchall():
+        decoded = decode_line(bytes(line))
+        try:
+            if isinstance(decoded, BadLine):
+                raise RecordError(decoded.reason, decoded.detail)
+            record = parse_record(_LEDGER_SOURCE_KINDS[kind], decoded)
+        except RecordError as error:
+            raise StateError(f"ledger row {kind}/{key} no longer parses ({error}): the store is damaged") from None
+        if not isinstance(record, TradeOutcome | TradeEntry | ExitOutcome):
+            raise StateError(f"ledger row {kind}/{key} holds a {type(record).__name__}: the store is damaged")
+        db.execute("UPDATE ledger SET record = ? WHERE kind = ? AND key = ?", (encode_record(record), kind, key))
+
+
+# Migrations from version N to N+1, applied in order inside one transaction (a new store is V1 plus all of them).
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_version_2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +141,10 @@ class Batch:
     changes: list[tuple[int, bytes]] = field(default_factory=list)
     learner_rows: list[tuple[str, str, int, bytes]] = field(default_factory=list)
     job_runs: list[JobRun] = field(default_factory=list)
+    job_state: dict[str, bytes] = field(default_factory=dict)
+    job_values: list[tuple[str, int, bytes]] = field(default_factory=list)
+    # Weight changes no report will read again: event time before this, already in the journal (seq up to this).
+    changes_done: tuple[int, int] | None = None
     line_count: int = 0
 
     def is_empty(self) -> bool:
@@ -101,6 +156,9 @@ class Batch:
             or self.changes
             or self.learner_rows
             or self.job_runs
+            or self.job_state
+            or self.job_values
+            or self.changes_done is not None
         )
 
 
@@ -112,6 +170,7 @@ class Store:
         self.path = path
         self._window_lines = window_lines
         self._readonly = readonly
+        self._ledger_seq = 0  # the insertion number of the newest ledger row (set once the schema is known)
 
     @classmethod
     def open(cls, path: Path, *, window_lines: int = 20000, readonly: bool = False, full_check: bool = False) -> Store:
@@ -146,6 +205,7 @@ class Store:
                 store._check(full=full_check)
             if not readonly:
                 store._set_meta("clean_shutdown", "0")
+                store._ledger_seq = store._max_ledger_seq()
         except sqlite3.DatabaseError as error:
             connection.close()
             raise StateError(
@@ -169,7 +229,9 @@ class Store:
 
     def _create(self) -> None:
         with self._transaction():
-            self._execute_script(_SCHEMA_V1)
+            _execute_script(self._db, _SCHEMA_V1)
+            for version in range(1, SCHEMA_VERSION):
+                _MIGRATIONS[version](self._db)
             self._db.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
@@ -196,7 +258,7 @@ class Store:
                 )
         else:
             self._check_size()
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION and not self._readonly:
             self._migrate(version)
 
     def _check_size(self) -> None:
@@ -215,18 +277,12 @@ class Store:
     def _migrate(self, version: int) -> None:
         with self._transaction():
             while version < SCHEMA_VERSION:
-                script = _MIGRATIONS.get(version)
-                if script is None:
+                migration = _MIGRATIONS.get(version)
+                if migration is None:
                     raise StateError(f"{self.path}: no migration from schema version {version}")
-                self._execute_script(script)
+                migration(self._db)
                 version += 1
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
-
-    def _execute_script(self, script: str) -> None:
-        # executescript() would COMMIT the open transaction first; statements go one by one instead.
-        for statement in script.split(";"):
-            if statement.strip():
-                self._db.execute(statement)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
@@ -247,9 +303,13 @@ class Store:
         return {row[0]: Checkpoint(*row[1:]) for row in rows}
 
     def window(self, source: str) -> list[int]:
-        """The hashes of the source's most recently read lines, oldest first."""
-        rows = self._db.execute("SELECT hash FROM line_window WHERE source = ? ORDER BY seq", (source,)).fetchall()
-        return [row[0] for row in rows]
+        """The hashes of the source's most recently read lines (window_lines of them at most), oldest first."""
+        hashes = array("q")
+        for (chunk,) in self._db.execute(
+            "SELECT hashes FROM line_window_chunks WHERE source = ? ORDER BY last_seq", (source,)
+        ):
+            hashes.frombytes(chunk)
+        return hashes[-self._window_lines :].tolist()
 
     def file_offsets(self, source: str) -> dict[bytes, tuple[int, int]]:
         """Every file identity (first-line fingerprint) read from a source, with fingerprint length and offset."""
@@ -274,6 +334,40 @@ class Store:
         order = "ORDER BY event_us, source, file_offset, key"
         for row in self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} {order}", params):
             yield _ledger_row(row)
+
+    def ledger_since(self, kind: str, after_seq: int, until_us: int) -> Iterator[LedgerRow]:
+        """Ledger rows of one kind inserted after `after_seq` with event time before `until_us`, in insertion order:
+        what arrived since a job last looked, for a span of event time it has already covered."""
+        for row in self._db.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE kind = ? AND seq > ? AND event_us < ? ORDER BY seq",
+            (kind, after_seq, until_us),
+        ):
+            yield _ledger_row(row)
+
+    @property
+    def ledger_seq(self) -> int:
+        """The insertion number of the newest committed ledger row (0 before any)."""
+        return self._max_ledger_seq() if self._readonly else self._ledger_seq
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """A reader's consistent view: every query inside sees the store as of the first one, whatever commits
+        meanwhile (WAL keeps the pages that view needs)."""
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("ROLLBACK")
+
+    def _max_ledger_seq(self) -> int:
+        kinds = [row[0] for row in self._db.execute("SELECT DISTINCT kind FROM ledger")]
+        return max(
+            (
+                self._db.execute("SELECT max(seq) FROM ledger WHERE kind = ?", (kind,)).fetchone()[0] or 0
+                for kind in kinds
+            ),
+            default=0,
+        )
 
     def ledger_count(self, kind: str) -> int:
         row = self._db.execute("SELECT count(*) FROM ledger WHERE kind = ?", (kind,)).fetchone()
@@ -315,6 +409,41 @@ class Store:
         ).fetchall()
         return [bytes(row[0]) for row in rows]
 
+    def job_state(self, name: str) -> bytes | None:
+        """A job's kept state (see jobs.longrun), None before the job first kept any."""
+        row = self._db.execute("SELECT body FROM job_state WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def job_states(self, prefix: str) -> dict[str, bytes]:
+        """Every kept job state row whose name starts with `prefix`."""
+        rows = self._db.execute(
+            "SELECT name, body FROM job_state WHERE name >= ? AND name < ?", (prefix, prefix + "\uffff")
+        ).fetchall()
+        return {row[0]: bytes(row[1]) for row in rows}
+
+    def ledger_up_to(self, kind: str, since_us: int | None, until_us: int, last_seq: int) -> Iterator[LedgerRow]:
+        """Ledger rows of one kind with event time in [since, until) inserted up to `last_seq`, in event order:
+        what a job had taken in of that span when it last looked."""
+        where, params = _time_window("kind = ?", [kind], since_us, until_us)
+        order = "ORDER BY event_us, source, file_offset, key"
+        for row in self._db.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} AND seq <= ? {order}", [*params, last_seq]
+        ):
+            yield _ledger_row(row)
+
+    def learner_rows_in_keys(self, learner: str, low_key: str, high_key: str) -> Iterator[tuple[str, int, bytes]]:
+        """A learner's rows (key, event_us, body) whose key lies in [low_key, high_key), in key order."""
+        for row in self._db.execute(
+            "SELECT key, event_us, body FROM learner_rows WHERE learner = ? AND key >= ? AND key < ? ORDER BY key",
+            (learner, low_key, high_key),
+        ):
+            yield row[0], row[1], bytes(row[2])
+
+    def job_values(self) -> Iterator[tuple[str, int, bytes]]:
+        """Every kept chunk of the jobs' value samples (cell, chunk number, body), in order per cell."""
+        for row in self._db.execute("SELECT cell, chunk, body FROM job_values ORDER BY cell, chunk"):
+            yield row[0], row[1], bytes(row[2])
+
     def ledger_row(self, kind: str, key: str) -> LedgerRow | None:
         row = self._db.execute(
             f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE kind = ? AND key = ?", (kind, key)
@@ -346,15 +475,17 @@ class Store:
         db = self._db
         with self._transaction():
             for source, hashes in batch.window.items():
+                if not hashes:
+                    continue
                 checkpoint = batch.checkpoints[source]
-                tail = hashes[-self._window_lines :]
-                first_seq = checkpoint.window_seq - len(tail) + 1
-                db.executemany(
-                    "INSERT OR REPLACE INTO line_window VALUES (?, ?, ?)",
-                    [(source, first_seq + index, value) for index, value in enumerate(tail)],
+                # One packed chunk per commit, ending at the source's line number; chunks wholly older than the
+                # window go.
+                tail = array("q", hashes[-self._window_lines :]).tobytes()
+                db.execute(
+                    "INSERT OR REPLACE INTO line_window_chunks VALUES (?, ?, ?)", (source, checkpoint.window_seq, tail)
                 )
                 db.execute(
-                    "DELETE FROM line_window WHERE source = ? AND seq <= ?",
+                    "DELETE FROM line_window_chunks WHERE source = ? AND last_seq <= ?",
                     (source, checkpoint.window_seq - self._window_lines),
                 )
             db.executemany(
@@ -373,11 +504,12 @@ class Store:
                 "ON CONFLICT (source, outcome, kind) DO UPDATE SET count = count + excluded.count",
                 [(source, outcome, kind, count) for (source, outcome, kind), count in batch.counts.items()],
             )
+            first_seq = self._ledger_seq + 1
             db.executemany(
-                "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO ledger ({_LEDGER_COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (r.kind, r.key, r.strategy, r.symbol, r.event_us, r.source, r.file_offset, r.record)
-                    for r in batch.ledger
+                    (r.kind, r.key, r.strategy, r.symbol, r.event_us, r.source, r.file_offset, r.record, first_seq + i)
+                    for i, r in enumerate(batch.ledger)
                 ],
             )
             db.executemany("INSERT OR REPLACE INTO learner_state VALUES (?, ?)", list(batch.learner_states.items()))
@@ -388,6 +520,11 @@ class Store:
                 "INSERT OR REPLACE INTO job_runs VALUES (?, ?, ?, ?, ?)",
                 [(run.job, run.period, run.status, run.due_us, run.detail) for run in batch.job_runs],
             )
+            db.executemany("INSERT OR REPLACE INTO job_state VALUES (?, ?)", list(batch.job_state.items()))
+            db.executemany("INSERT OR REPLACE INTO job_values VALUES (?, ?, ?)", batch.job_values)
+            if batch.changes_done is not None:
+                db.execute("DELETE FROM changes WHERE event_us < ? AND seq <= ?", batch.changes_done)
+        self._ledger_seq += len(batch.ledger)
 
     def record_job_run(self, run: JobRun) -> None:
         """Record a run on its own (a failed one: what it changed was dropped, nothing else commits with it)."""
@@ -439,6 +576,13 @@ def _time_window(
         where += " AND event_us < ?"
         params = [*params, until_us]
     return where, params
+
+
+def _execute_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would COMMIT the open transaction first; statements go one by one instead.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 class _Transaction:

@@ -1,13 +1,20 @@
 """`learnd evaluate`: prequential evaluation (test, then train) of the learner against the static weights over
-every attribution line on disk (current and rotated files). Read-only; reuses the pure core.
+every attribution line on disk (current and rotated files). Read-only; reuses the pure core. `--regime-blind`
+scores each trade the way the unchanged bot does: with the one figure per component the export writes in MIXED.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
 from learnd.config import Settings
 from learnd.errors import RecordError
+from learnd.exports.bot import MIXED_FIGURES
 from learnd.learning.entry_model import EntryModel
-from learnd.learning.evaluate import Evaluation, evaluate
+from learnd.learning.evaluate import Evaluation, ScoringModel, evaluate
+from learnd.learning.multipliers import MultiplierChange
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.parse import TradeOutcome, parse_record
 from learnd.sessions.tables import calendar_for
@@ -34,14 +41,47 @@ def attribution_outcomes(settings: Settings) -> list[TradeOutcome]:
     return sorted(seen.values(), key=lambda trade: (trade.event_us, trade.key))
 
 
-def run_evaluation(settings: Settings, *, bootstrap_samples: int, seed: int) -> Evaluation:
-    """Prequential evaluation of the learner against the static base weights over the attribution logs."""
+def run_evaluation(
+    settings: Settings, *, bootstrap_samples: int, seed: int, regime_blind: str | None = None
+) -> Evaluation:
+    """Prequential evaluation of the learner against the static base weights over the attribution logs. With
+    `regime_blind` (a key of exports.bot.MIXED_FIGURES), the learned score is the bot's: each trade scored with that
+    figure, whatever its regime; otherwise learnd's own, with the multipliers of the trade's regime."""
     calendar = calendar_for(settings)
     params = settings.learning
+    figure = MIXED_FIGURES[regime_blind] if regime_blind is not None else None
+
+    def model_factory() -> ScoringModel:
+        model = EntryModel(params)
+        return model if figure is None else RegimeBlindScoring(model, figure)
+
     return evaluate(
         attribution_outcomes(settings),
         calendar.session_index,
-        lambda: EntryModel(params),
+        model_factory,
         bootstrap_samples=bootstrap_samples,
         seed=seed,
     )
+
+
+class RegimeBlindScoring:
+    """The learner scored the way the unchanged bot scores (FORMATS.md): every trade, whatever its regime, with one
+    multiplier per component, `figure` of the component's view in the model as it stood before the trade."""
+
+    def __init__(self, model: EntryModel, figure: Callable[[Mapping[str, Any]], float]) -> None:
+        self.model = model
+        self.figure = figure
+        self._multipliers: dict[str, dict[str, float]] | None = None
+
+    def learn(self, trade: TradeOutcome, session: int) -> Sequence[MultiplierChange]:
+        self._multipliers = None
+        return self.model.learn(trade, session)
+
+    def score(self, trade: TradeOutcome) -> float:
+        if self._multipliers is None:
+            self._multipliers = {
+                strategy: {name: self.figure(view) for name, view in components.items()}
+                for strategy, components in self.model.snapshot().items()
+            }
+        own = self._multipliers.get(trade.strategy, {})
+        return math.fsum(own.get(name, 1.0) * contribution for name, contribution in trade.components)

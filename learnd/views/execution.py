@@ -8,7 +8,7 @@ from typing import Any
 
 from learnd.config import Settings
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
-from learnd.learning.execution import ExecutionParams, aggregates_from_rows, execution_summary
+from learnd.learning.execution import ExecutionParams, aggregates_from_rows, execution_summary, symbol_outcomes
 from learnd.records.parse import TradeOutcome
 from learnd.sessions.tables import calendar_for
 from learnd.store.database import reading, require
@@ -22,4 +22,4 @@ def execution_document(settings: Settings) -> dict[str, Any]:
         aggregates = aggregates_from_rows(store.learner_rows(EXECUTION_LEARNER))
         outcomes = [record for record in ledger_records(store, "trade") if isinstance(record, TradeOutcome)]
     params = ExecutionParams.from_settings(settings.execution, calendar_for(settings).tz)
-    return execution_summary(aggregates, outcomes, params)
+    return execution_summary(aggregates, symbol_outcomes(outcomes), params)

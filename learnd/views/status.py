@@ -6,6 +6,8 @@ import os
 from typing import Any
 
 from learnd.config import Settings
+from learnd.exports.guard import file_sha256, read_record
+from learnd.exports.signal_weights import GUARD_RECORD
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import reading
 from learnd.store.lock import HomeLock
@@ -75,6 +77,22 @@ def collect_status(settings: Settings) -> dict[str, Any]:
         "daemon_running": holder is not None,
         "daemon": holder,
         "sources": sources,
+        "export": export_status(settings),
+    }
+
+
+def export_status(settings: Settings) -> dict[str, Any]:
+    """The bot's weights file: whether it holds what learnd wrote last (`is_learnds`; None before learnd wrote
+    it), and the changes other writers made to it (each undone by the daemon), as the guard record keeps them."""
+    path = settings.signal_weights_path
+    record = read_record(settings.state_dir / GUARD_RECORD)
+    if record is None or record.get("path") != str(path):
+        return {"path": str(path), "is_learnds": None, "foreign_writes_count": 0, "last_foreign_write": None}
+    return {
+        "path": str(path),
+        "is_learnds": file_sha256(path) == record["sha256"],
+        "foreign_writes_count": int(record.get("foreign_writes_count", 0)),
+        "last_foreign_write": record.get("last_foreign_write"),
     }
 
 
@@ -91,7 +109,22 @@ def render_status(report: dict[str, Any]) -> str:
             f"{name:<12} {entry['state']:<17} {entry['offset']:>12} {entry['size']:>12} {entry['lag_bytes']:>10} "
             f"{entry['lines_applied']:>9} {entry['lines_quarantined']:>6} {entry['lines_duplicate']:>6}"
         )
+    lines += ["", _render_export(report["export"])]
     return "\n".join(lines) + "\n"
+
+
+def _render_export(export: dict[str, Any]) -> str:
+    states = {None: "not written by learnd yet", True: "learnd's", False: "changed by another writer"}
+    count = export["foreign_writes_count"]
+    text = f"export {export['path']}: {states[export['is_learnds']]}; changed by other writers {count} time(s)"
+    last = export["last_foreign_write"]
+    if last:
+        text += (
+            f"\n       last {last['detected_ts']}: {last['keys_dropped_count']} keys dropped, "
+            f"{last['keys_added_count']} added, {last['multipliers_moved_count']} multipliers moved"
+            + ("" if last["parsed"] else " (not a JSON object)" if last["exists"] else " (file removed)")
+        )
+    return text
 
 
 def _partial_tail(path: os.PathLike[str], size: int, offset: int) -> int:

@@ -1,4 +1,5 @@
-"""`learnd weights`: the learned model as last committed, strategy-wide and per regime, with its evidence.
+"""`learnd weights`: the learned model as last committed, strategy-wide and per regime, with its evidence, and
+what the unchanged bot applies of it (intended against applied).
 
 Read-only: the trade learner's committed state, read through the store's read-only opener.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from learnd.config import Settings
+from learnd.exports.bot import BotRules, bot_application, render_bot_application
 from learnd.learning.learner import LearnedModel
 from learnd.learning.trades import NAME, TradeLearner, iso_from_us
 from learnd.sessions.tables import calendar_for
@@ -22,12 +24,16 @@ def load_model(settings: Settings) -> LearnedModel:
 
 
 def weights_document(settings: Settings, strategy: str | None, regime: str | None) -> dict[str, Any]:
-    """`learnd weights --json`: the canonical model view."""
-    return weights_view(load_model(settings), strategy, regime)
+    """`learnd weights --json`: the canonical model view, with what the unchanged bot applies (`bot`)."""
+    return weights_view(load_model(settings), strategy, regime, rules=BotRules.from_settings(settings.bot))
 
 
-def weights_view(model: LearnedModel, strategy: str | None = None, regime: str | None = None) -> dict[str, Any]:
-    """The canonical model view behind `learnd weights --json`: sorted, no wall-clock fields."""
+def weights_view(
+    model: LearnedModel, strategy: str | None = None, regime: str | None = None, *, rules: BotRules | None = None
+) -> dict[str, Any]:
+    """The canonical model view behind `learnd weights --json`: sorted, no wall-clock fields. With the bot's
+    `rules`, `bot` says per component what learnd learned, what it writes in the MIXED bucket (what it wants the
+    bot to apply) and what the unchanged bot's scorer applies (exports.bot.bot_application)."""
     strategies: dict[str, Any] = {}
     for name in sorted(set(model.entry) | set(model.exits)):
         if strategy is not None and name != strategy:
@@ -40,13 +46,16 @@ def weights_view(model: LearnedModel, strategy: str | None = None, regime: str |
                 for component, view in components.items()
             }
         strategies[name] = {"entry": components, "exit": model.exits.get(name, {})}
-    return {
+    document: dict[str, Any] = {
         "trades_learned": model.trades_learned,
         "partials_learned": model.partials_learned,
         "exits_learned": model.exits_learned,
         "last_trade_event_ts": iso_from_us(model.last_trade_us) if model.last_trade_us >= 0 else None,
         "strategies": strategies,
     }
+    if rules is not None:
+        document["bot"] = bot_application(model.entry, rules)
+    return document
 
 
 def render_weights(document: dict[str, Any]) -> str:
@@ -79,4 +88,7 @@ def render_weights(document: dict[str, Any]) -> str:
                 f"  {component:<20} {data['multiplier']:>6.3f} {data['count']:>6} "
                 f"{(f'{win:.3f}' if win is not None else '-'):>9} {(f'{mean:+.3f}' if mean is not None else '-'):>10}"
             )
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if "bot" in document:
+        text += "\n" + render_bot_application(document["bot"])
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from hypothesis import strategies as st
 
 from learnd.jobs.reports import (
     DecayProposal,
-    attribute_pnl,
     daily_report,
     evidence_sessions,
     render_daily_markdown,
@@ -154,13 +152,6 @@ def build_daily() -> dict[str, Any]:
     return daily_report(DAY, DAY_TRADES, DAY_EXITS, DAY_ORDERS, DAY_CHANGES, late_trades=LATE, model_snapshot=SNAPSHOT)
 
 
-def test_attribution_splits_weighted_pnl_by_absolute_contribution() -> None:
-    """A penalty's share follows |contribution|; a partial close's P&L is scaled by its fraction."""
-    assert attribute_pnl(DAY_TRADES[0]) == (("options_flow", 1.5), ("toxicity_penalty", 0.5))
-    assert attribute_pnl(DAY_TRADES[2]) == (("dark_pool", 2.0),)
-    assert attribute_pnl(DAY_TRADES[3]) == ()
-
-
 def test_daily_summary_and_component_figures_match_hand_computation() -> None:
     """Win rate, attributed P&L per component and per regime, and unattributed P&L, computed by hand."""
     body = build_daily()["strategies"]["equity"]
@@ -261,23 +252,6 @@ def test_daily_report_does_not_depend_on_trade_order(trades: list[TradeOutcome],
     shuffler.shuffle(shuffled)
     original = orjson.dumps(daily_report(DAY, trades, (), (), ()), option=orjson.OPT_SORT_KEYS)
     assert orjson.dumps(daily_report(DAY, shuffled, (), (), ()), option=orjson.OPT_SORT_KEYS) == original
-
-
-@given(pnl_values, component_sets, st.sampled_from([0.25, 0.5, 1.0]))
-def test_attribution_conserves_the_weighted_pnl(pnl: float, components: dict[str, float], weight: float) -> None:
-    """The shares sum to pnl_pct x weight whenever some component contributed, and share its sign."""
-    shares = attribute_pnl(make_trade("close_x", pnl, components, weight=weight))
-    if any(value != 0.0 for value in components.values()):
-        assert math.fsum(share for _, share in shares) == pytest.approx(pnl * weight, abs=1e-9)
-        assert all(share * pnl >= 0.0 for _, share in shares)
-    else:
-        assert shares == ()
-
-
-def test_a_subnormal_contribution_still_carries_the_whole_pnl() -> None:
-    """Found by hypothesis: 5e-324 times a P&L underflowed to 0 before the division, and the P&L vanished."""
-    shares = attribute_pnl(make_trade("close_x", 1.0, {"options_flow": 5e-324}, weight=0.25))
-    assert shares == (("options_flow", 0.25),)
 
 
 def session_of(event_us: int) -> int:

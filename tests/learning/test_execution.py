@@ -20,6 +20,7 @@ from learnd.learning.execution import (
     exchange_clock,
     execution_summary,
     render_execution,
+    symbol_outcomes,
     time_bucket,
 )
 from learnd.records.parse import OrderRecord, TradeOutcome, parse_record
@@ -74,7 +75,7 @@ def by_group(summary: dict[str, Any]) -> dict[tuple[str, str, str, str], dict[st
 
 def test_hand_made_log_matches_hand_computed_groups() -> None:
     """Fill, not-filled and fallback rates, close failures and slippage (logged vs computed) per group."""
-    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), OUTCOMES, LOOSE)
+    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), symbol_outcomes(OUTCOMES), LOOSE)
     groups = by_group(summary)
     assert set(groups) == {
         ("AAPL", "limit", "buy", "open"),
@@ -100,7 +101,7 @@ def test_hand_made_log_matches_hand_computed_groups() -> None:
 def test_symbols_whose_cost_eats_their_pnl_are_flagged() -> None:
     """AAPL: mean slippage (2 + 20 + 4) / 3 bps, a round trip of 0.1733 % against a mean pnl of 0.5 %: 34.7 %,
     over the 25 % threshold. MSFT: 0.02 % against 2 %: 1 %, not flagged."""
-    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), OUTCOMES, LOOSE)
+    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), symbol_outcomes(OUTCOMES), LOOSE)
     symbols = {row["symbol"]: row for row in summary["symbols"]}
     aapl = symbols["AAPL"]
     assert (aapl["submissions"], aapl["fills"], aapl["fill_rate"]) == (5, 4, 0.8)
@@ -114,15 +115,15 @@ def test_symbols_whose_cost_eats_their_pnl_are_flagged() -> None:
     assert summary["flagged"] == [{"strategy": "equity", "symbol": "AAPL", "reason": "cost_share"}]
     assert "flagged equity AAPL: cost_share" in render_execution(summary)
     # Too few trades for the default minimums: nothing is flagged on thin evidence.
-    assert execution_summary(aggregate_orders(hand_log()), OUTCOMES)["flagged"] == []
+    assert execution_summary(aggregate_orders(hand_log()), symbol_outcomes(OUTCOMES))["flagged"] == []
 
 
 def test_losing_only_because_of_cost_is_flagged() -> None:
     """Trades that would pay before costs but lose after them are flagged as such."""
     outcomes = [closed("AAPL", -0.05, 1)]
-    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), outcomes, LOOSE)
+    summary = execution_summary(aggregate_orders(hand_log(), LOOSE), symbol_outcomes(outcomes), LOOSE)
     assert summary["flagged"] == [{"strategy": "equity", "symbol": "AAPL", "reason": "cost_exceeds_pnl"}]
-    deep = execution_summary(aggregate_orders(hand_log(), LOOSE), [closed("AAPL", -3.0, 1)], LOOSE)
+    deep = execution_summary(aggregate_orders(hand_log(), LOOSE), symbol_outcomes([closed("AAPL", -3.0, 1)]), LOOSE)
     assert deep["flagged"] == []
 
 

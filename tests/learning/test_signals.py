@@ -16,7 +16,13 @@ from learnd.config import Settings
 from learnd.devtools.simulate import LOG_FILES, simulate
 from learnd.learning import execution
 from learnd.learning import signals as signal_learner
-from learnd.learning.execution import ExecutionLearner, ExecutionParams, aggregates_from_rows, execution_summary
+from learnd.learning.execution import (
+    ExecutionLearner,
+    ExecutionParams,
+    aggregates_from_rows,
+    execution_summary,
+    symbol_outcomes,
+)
 from learnd.learning.learner import Learner
 from learnd.learning.signals import (
     Episode,
@@ -33,6 +39,7 @@ from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar
 from learnd.store.database import Store
+from learnd.store.ledger import record_of
 from tests.conftest import build_settings
 
 SECOND = 1_000_000
@@ -386,9 +393,9 @@ def summaries(store: Store) -> tuple[bytes, bytes]:
     entries = [record for record in ledger_records(store, "entry") if isinstance(record, TradeEntry)]
     outcomes = [record for record in ledger_records(store, "trade") if isinstance(record, TradeOutcome)]
     signals = signal_summary(episodes, entries, outcomes, params)
-    orders = execution_summary(aggregates_from_rows(store.learner_rows(execution.NAME)), outcomes)
+    orders = execution_summary(aggregates_from_rows(store.learner_rows(execution.NAME)), symbol_outcomes(outcomes))
     return orjson.dumps(signals), orjson.dumps(orders)
 
 
 def ledger_records(store: Store, kind: str) -> list[Record]:
-    return [parse_record("attribution", orjson.loads(row.record)) for row in store.ledger(kind)]
+    return [record_of(row) for row in store.ledger(kind)]

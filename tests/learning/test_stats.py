@@ -18,9 +18,12 @@ from hypothesis import strategies as st
 
 from learnd.learning import stats
 from learnd.learning.stats import (
+    ExactSum,
     FloatArray,
+    SortedSample,
     average_ranks,
     mann_whitney,
+    mann_whitney_sorted,
     mean_interval,
     spearman,
     spearman_difference_interval,
@@ -394,3 +397,44 @@ def test_scipy_stays_a_test_dependency() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
+
+
+# The kept forms of the weekly drift test: a growing sorted sample and exact sums ----------------------------------
+
+_tied_floats = st.one_of(
+    st.sampled_from([-1.5, -0.0, 0.0, 0.25, 2.0]),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False),
+)
+
+
+@given(st.lists(_tied_floats, max_size=40), st.lists(st.lists(_tied_floats, max_size=30), max_size=5))
+def test_mann_whitney_against_a_kept_sorted_sample_is_the_same_test(a: list[float], chunks: list[list[float]]) -> None:
+    """Adding b in chunks to a SortedSample and testing a against it gives mann_whitney(a, b)'s floats exactly."""
+    kept = SortedSample()
+    for chunk in chunks:
+        kept.add(chunk)
+    b = [value for chunk in chunks for value in chunk]
+    assert mann_whitney_sorted(a, kept) == mann_whitney(a, b)
+
+
+@given(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300), max_size=600),
+    st.integers(0, 600),
+)
+def test_an_exact_sum_reads_as_fsum_whatever_the_order(values: list[float], split: int) -> None:
+    """Kept one value at a time (folded into a few floats on the way, merged from two halves, written out and read
+    back), the sum is math.fsum's correctly rounded value, and the floats kept sum to exactly the values."""
+    whole, left, right = ExactSum(), ExactSum(), ExactSum()
+    for value in values:
+        whole.add(value)
+    for value in values[:split]:
+        left.add(value)
+    for value in reversed(values[split:]):
+        right.add(value)
+    left.merge(right)
+    kept = ExactSum(whole.to_floats())
+    assert whole.value == math.fsum(values)
+    assert left.value == whole.value
+    assert kept.value == whole.value
+    assert math.fsum([*whole.to_floats(), *(-value for value in values)]) == 0.0
+    assert len(whole.to_floats()) <= 40

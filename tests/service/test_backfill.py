@@ -213,6 +213,34 @@ def test_progress_bar_counts_bytes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "2.00k" in capsys.readouterr().err
 
 
+def test_job_catch_up_progress_is_logged_periodically_when_not_on_a_tty() -> None:
+    """Not on a TTY the catch-up's periods are a `jobs_progress` line every interval (not one per period), and
+    none at the end (the caller's summary line says it is done)."""
+    now = [0.0]
+    meter = BackfillProgress("log", clock=lambda: now[0], log_every_s=5.0)
+    with capture_logs() as logs:
+        for done in range(101):
+            now[0] = done * 0.25
+            meter.jobs(done, 100)
+    meter.close()
+    assert [(entry["event"], entry["periods_done"], entry["periods_total"]) for entry in logs] == [
+        ("jobs_progress", done, 100) for done in (20, 40, 60, 80)
+    ]
+
+
+def test_job_catch_up_bar_counts_periods_after_the_history_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    """On a terminal the history read is one bar, the catch-up another (in periods), each closed when done."""
+    meter = BackfillProgress("bar")
+    meter.add_total(2048)
+    meter.advance(2048, 7)
+    for done in range(4):
+        meter.jobs(done, 3)
+    meter.close()
+    err = capsys.readouterr().err
+    assert "backfill" in err and "2.00k" in err
+    assert "jobs" in err and "3/3" in err and "period" in err
+
+
 # --from-scratch ------------------------------------------------------------------------------------------------
 
 

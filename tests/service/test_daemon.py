@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import gzip
 import os
+import pty
 import random
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
 from learnd.config import Settings, load_settings
+from learnd.devtools.simulate import simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.service.backfill import run_backfill
@@ -73,11 +81,16 @@ def wait_for_log(process: subprocess.Popen[bytes], event: str, timeout_s: float 
     raise AssertionError(f"no {event} within {timeout_s}s")
 
 
-def record_lines(seed: int, count: int) -> Iterator[tuple[str, bytes]]:
-    """A deterministic mixed stream of (source, line) across all four sources, with some garbage."""
+def record_lines(seed: int, count: int, *, in_event_order: bool = False) -> Iterator[tuple[str, bytes]]:
+    """A deterministic mixed stream of (source, line) across all four sources, with some garbage. Its times go
+    back now and then (each hour's minutes repeat), unless `in_event_order`: then they only grow, a second a line
+    from 2026-03-02 14:30 UTC."""
     rng = random.Random(seed)
+    start = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
     for index in range(count):
         ts = f"2026-03-{2 + index // 5000:02d}T15:{(index // 60) % 60:02d}:{index % 60:02d}.{index:06d}+00:00"
+        if in_event_order:
+            ts = (start + timedelta(seconds=index)).isoformat(timespec="microseconds")
         choice = rng.random()
         if choice < 0.3:
             row: dict[str, object] = {
@@ -439,3 +452,236 @@ async def test_a_task_that_outlives_shutdown_timeout_is_cancelled_and_the_daemon
     counts = store_fingerprint(home)["counts"]
     assert isinstance(counts, list)
     assert sum(count for _, count in counts) == 50
+
+
+class EventLog:
+    """The daemon's JSON log read on a thread of its own, so the pipe never fills (a daemon blocked writing its log
+    could not handle a signal), with a way to wait for an event."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.events: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with self._changed:
+                self.events.append(str(orjson.loads(line).get("event")))
+                self._changed.notify_all()
+        with self._changed:
+            self.events.append("<end of output>")
+            self._changed.notify_all()
+
+    def wait(self, event: str, timeout_s: float = 60.0) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: event in self.events or "<end of output>" in self.events, timeout_s):
+                raise AssertionError(f"no {event} within {timeout_s} s")
+            if event not in self.events:
+                raise AssertionError(f"the daemon's output ended before {event}")
+
+    def finished(self) -> list[str]:
+        self._thread.join(timeout=10)
+        return self.events
+
+
+@pytest.mark.parametrize("state", ["reading_history", "ingesting"])
+def test_sigterm_while_reading_history_or_ingesting_exits_zero_within_five_seconds_and_loses_nothing(
+    home: Path, tmp_path: Path, state: str
+) -> None:
+    """SIGTERM while `run --backfill` reads rotated gzip history, or while it ingests a large backlog: exit 0
+    within 5 s, before the work was done; a restart finishes it, and the state equals one backfill of the bytes."""
+    per_source: dict[str, list[bytes]] = {}
+    # In event order: a replay (of out-of-order trades) counts once per batch, and batches differ between runs.
+    for source, line in record_lines(21, 60_000, in_event_order=True):
+        per_source.setdefault(source, []).append(line + b"\n")
+    for source, source_lines in per_source.items():
+        path = home / SOURCES[source]
+        cut = len(source_lines) * 9 // 10 if state == "reading_history" else 0
+        with gzip.open(path.with_name(path.name + ".1.gz"), "wb") as handle:
+            handle.write(b"".join(source_lines[:cut]))
+        path.write_bytes(b"".join(source_lines[cut:]))
+    env = {**daemon_env(home), "LEARND_BACKFILL_BATCH_LINES": "500", "LEARND_COMMIT_BATCH_LINES": "500"}
+    command = [sys.executable, "-m", "learnd", "run", "--backfill"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        log = EventLog(process)
+        if state == "reading_history":
+            log.wait("history_file_reading")
+        else:
+            log.wait("history_read")
+            time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=10)
+        elapsed = time.monotonic() - started
+        events = log.finished()
+    finally:
+        reap(process)
+    assert status == 0
+    assert elapsed < 5.0
+    assert "daemon_stopped" in events
+    assert "caught_up" not in events, "the backlog was read before the signal: nothing was interrupted"
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        EventLog(process).wait("caught_up")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
+
+
+def bot_optimizer_save(path: Path) -> bytes:
+    """What FORMATS.md says the bot's optimizer writes when it saves the file it loaded: the keys it knows (learnd's
+    effective_weights and the rest dropped), a default bucket added, and here its own learner's pull toward 0.7."""
+    document = orjson.loads(path.read_bytes())
+    saved = {"entry_weights": document["entry_weights"], "exit_model": document["exit_model"]}
+    for band in saved["entry_weights"]["weight_bands"].values():
+        band["current"] = 0.7
+    for buckets in saved["entry_weights"]["regime_beta_distributions"].values():
+        buckets["NEUTRAL"] = {"alpha": 1.0, "beta": 1.0}
+    return orjson.dumps(saved, option=orjson.OPT_INDENT_2)
+
+
+def rewrite_in_place_slowly(path: Path, data: bytes) -> None:
+    """A foreign writer's non-atomic save: the same file truncated, then written in two parts 0.2 s apart."""
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        time.sleep(0.2)
+        handle.write(data[len(data) // 2 :])
+
+
+def scrape_metric(port: int, name: str) -> float | None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+    return None
+
+
+def test_a_foreign_rewrite_of_the_weights_file_is_undone_within_two_seconds(home: Path) -> None:
+    """The bot's optimizer rewrites state/signal_weights.json in place, non-atomically, with no new trade coming:
+    the daemon logs what changed (keys dropped, multipliers moved), puts its own file back within 2 s, and counts
+    it in metrics and in `learnd status`."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    append_chunks(home, list(record_lines(11, 300)), random.Random(11))
+    weights = home / "state" / "signal_weights.json"
+    env = daemon_env(home) | {"LEARND_METRICS_ENABLED": "true", "LEARND_METRICS_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_log(process, "caught_up")
+        learnds = weights.read_bytes()
+        rewrite_in_place_slowly(weights, bot_optimizer_save(weights))
+        rewritten = time.monotonic()
+        while weights.read_bytes() != learnds and time.monotonic() - rewritten < 2.0:
+            time.sleep(0.02)
+        assert weights.read_bytes() == learnds
+        warning = wait_for_log(process, "export_changed_by_another_writer")
+        wait_for_log(process, "export_restored")
+        deadline = time.monotonic() + 5.0
+        while scrape_metric(port, "learnd_export_foreign_writes_total") != 1.0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert scrape_metric(port, "learnd_export_foreign_writes_total") == 1.0
+        status = subprocess.run(
+            [sys.executable, "-m", "learnd", "status", "--json"], env=daemon_env(home), capture_output=True, check=True
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert warning["level"] == "warning"
+    keys_dropped = warning["keys_dropped"]
+    assert isinstance(keys_dropped, list) and "effective_weights" in keys_dropped
+    assert warning["multipliers_moved_count"] == 21 + 4  # every band, the legacy aliases' too
+    export = orjson.loads(status.stdout)["export"]
+    assert export["foreign_writes_count"] == 1
+    assert export["is_learnds"] is True
+    assert export["last_foreign_write"]["keys_added_count"] > 0
+
+
+def test_with_the_export_configured_elsewhere_the_bots_own_file_is_left_alone(home: Path) -> None:
+    """paths.signal_weights points learnd at its own file: the bot's state/signal_weights.json is never written or
+    restored (learnd does not fight a file it does not own), while a change to learnd's file is undone."""
+    (home / "state").mkdir()
+    bots_file = home / "state" / "signal_weights.json"
+    bots_own = b'{"entry_weights": {"base_weights": {}}, "written_by": "the bot"}\n'
+    bots_file.write_bytes(bots_own)
+    append_chunks(home, list(record_lines(12, 300)), random.Random(12))
+    learnds_file = home / "state" / "learnd_weights.json"
+    env = daemon_env(home) | {"LEARND_PATHS__SIGNAL_WEIGHTS": "state/learnd_weights.json"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_log(process, "caught_up")
+        learnds = learnds_file.read_bytes()
+        bots_file.write_bytes(bots_own + b" ")
+        learnds_file.write_bytes(b"{}")
+        wait_for_log(process, "export_restored")
+        time.sleep(1.0)  # several more rounds of the watch
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert learnds_file.read_bytes() == learnds
+    assert bots_file.read_bytes() == bots_own + b" "
+
+
+def read_terminal(master: int, until: bytes, timeout_s: float) -> bytes:
+    """What a terminal shows (the pty's output) until `until` appears, the child closes it, or time runs out."""
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while until not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: every copy of the terminal's other end is closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+    return seen
+
+
+def test_on_a_terminal_the_catch_up_shows_bars_then_one_summary_each_and_what_was_learned(tmp_path: Path) -> None:
+    """`learnd run --backfill` on a terminal (a real pty): the history read and the job catch-up are progress bars
+    followed by one summary line each (history_read, jobs_caught_up), no line per period or per file, then a
+    short summary of what was learned."""
+    home = tmp_path / "home"
+    first = datetime.now(UTC).date() - timedelta(days=35)
+    simulate(home, 300, seed=9, start=first)
+    logs = home / "logs"
+    (logs / "signals.jsonl").rename(logs / "signals.jsonl.1")  # rotated history for the first bar
+    (logs / "signals.jsonl").touch()
+    env = {key: value for key, value in daemon_env(home).items() if key != "LEARND_LOG_FORMAT"}
+    env.update(LEARND_SCHEDULE__DAILY_ENABLED="true", LEARND_SCHEDULE__WEEKLY_ENABLED="true")
+    master, terminal = pty.openpty()
+    # A terminal has a size (a pty starts at 0 x 0, where a bar has no room to be drawn).
+    fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=terminal, stderr=terminal
+    )
+    os.close(terminal)
+    try:
+        shown = read_terminal(master, b"learnd weights", 120.0)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        shown += read_terminal(master, b"daemon_stopped", 5.0)
+    finally:
+        reap(process)
+        os.close(master)
+    text = shown.decode(errors="replace")
+    assert "backfill: 100%" in text and "jobs: 100%" in text and "period/s" in text  # the two bars, finished
+    assert text.count("history_read") == 1 and text.count("jobs_caught_up") == 1
+    assert "job_ran" not in text and "history_file_read" not in text
+    assert "learned from 300 closed trades" in text

@@ -6,6 +6,7 @@ The wall clock is the one seam faked here (JobRunner's `clock`): everything else
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
@@ -186,6 +188,34 @@ def _due_times(calendar: object, settings: Settings, start: datetime, end: datet
             yield period.due
 
 
+def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_path: Path) -> None:
+    """The progress hook hears (0, n) before the first period and (k, n) after each; each period's `job_ran` is at
+    debug (JSON logs keep it, a console shows the bar), while a run at its due time stays at info."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(trade_row("2026-11-16T15:00:00+00:00", "a"))
+    settings = settings_for(home)
+    heard: list[tuple[int, int]] = []
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        with capture_logs() as logs:
+            ran = replay_history(
+                engine,
+                calendar_for(settings),
+                datetime(2026, 11, 25, 22, 0, tzinfo=UTC),
+                on_progress=lambda done, total: heard.append((done, total)),
+            )
+            live = JobRunner(engine, calendar_for(settings), clock=Clock(datetime(2026, 11, 27, 22, 0, tzinfo=UTC)))
+            assert live.run_due(DAILY) == 1
+    finally:
+        engine.close()
+    assert ran == 9  # 2026-11-16 to 11-25: 8 sessions and the week that ended on the 20th
+    assert heard == [(done, ran) for done in range(ran + 1)]
+    levels = [entry["log_level"] for entry in logs if entry["event"] == "job_ran"]
+    assert levels == ["debug"] * ran + ["info"]
+
+
 def test_a_failing_job_is_counted_and_the_daemon_keeps_learning(tmp_path: Path) -> None:
     """A job whose report cannot be written fails, is logged with its traceback and recorded as failed; the daemon
     keeps applying lines and exits cleanly."""
@@ -257,3 +287,79 @@ def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Pa
     assert listed, "the simulated patterns carry edges a bound can support"
     assert len(logged) == len(listed)
     assert all("applies_to_weights=False" in document["reason"] for document in logged)
+
+
+@pytest.fixture(scope="module")
+def ending_today(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated bot home whose history of about a hundred sessions ends a few days before today."""
+    template = tmp_path_factory.mktemp("ending_today")
+    simulate(template, trades=2000, seed=17, start=date.today() - timedelta(days=150))
+    return template
+
+
+def job_events(process: subprocess.Popen[bytes], stop_after: int | None) -> list[tuple[str, str]]:
+    """The daemon's job_ran events (job, period) read from its JSON log until `stop_after` of them, or (None) until
+    it says the catch-up is over, or until its output ends."""
+    assert process.stdout is not None
+    ran: list[tuple[str, str]] = []
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            return ran
+        entry = orjson.loads(line)
+        if entry.get("event") == "job_ran":
+            ran.append((str(entry["job"]), str(entry["period"])))
+            if stop_after is not None and len(ran) >= stop_after:
+                return ran
+        elif entry.get("event") == "jobs_caught_up" and stop_after is None:
+            return ran
+
+
+def test_sigterm_in_the_middle_of_a_catch_up_stops_within_five_seconds_and_no_period_runs_twice(
+    ending_today: Path, tmp_path: Path
+) -> None:
+    """SIGTERM twice in the middle of the job catch-up: each time the daemon exits 0 within 5 s; the periods it
+    had not finished run at the next start; over the three runs every period ran exactly once, and the reports
+    are byte for byte those of one uninterrupted backfill."""
+    home = tmp_path / "home"
+    shutil.copytree(ending_today / "logs", home / "logs")
+    env = {**daemon_env(home), "LEARND_SCHEDULE__DAILY_ENABLED": "true", "LEARND_SCHEDULE__WEEKLY_ENABLED": "true"}
+    ran: list[tuple[str, str]] = []
+    per_run: list[int] = []
+    for stop_after in (7, 23, None):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "learnd", "run", "--backfill"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            ran += job_events(process, stop_after)
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(timeout=10)
+            elapsed = time.monotonic() - started
+            ran += job_events(process, None)  # a period that finished while the signal arrived
+        finally:
+            reap(process)
+        per_run.append(len(ran) - sum(per_run))
+        assert status == 0
+        assert elapsed < 5.0
+    assert len(ran) == len(set(ran))
+    reference = tmp_path / "reference"
+    shutil.copytree(ending_today / "logs", reference / "logs")
+    subprocess.run(
+        [sys.executable, "-m", "learnd", "backfill", "--progress", "none"],
+        env={**env, "LEARND_HOME": str(reference)},
+        check=True,
+        capture_output=True,
+    )
+    expected = sorted((path.parent.name, path.stem) for path in (reference / "data" / "reports").rglob("*.json"))
+    assert sorted(set(ran)) == expected
+    # The stops cut the catch-up short (its rest ran at the next start), rather than waiting for all of it.
+    assert per_run[0] < 10
+    assert per_run[1] < 30
+    assert per_run[2] > 50
+    for path in (reference / "data" / "reports").rglob("*"):
+        if path.is_file():
+            assert (home / path.relative_to(reference)).read_bytes() == path.read_bytes(), path.name

@@ -312,7 +312,7 @@ def test_other_exchanges_keep_their_own_time_zone() -> None:
 def test_loaded_calendar_holds_only_plain_python_data(nyse: ExchangeCalendar) -> None:
     assert (nyse.code, nyse.tz) == ("XNYS", "America/New_York")
     assert all(type(day) is date for day in nyse.sessions)
-    assert all(type(moment) is int for moment in nyse.opens_us + nyse.closes_us)
+    assert all(type(moment) is int for moment in [*nyse.opens_us, *nyse.closes_us])
     assert list(nyse.sessions) == sorted(set(nyse.sessions))
 
 

@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from learnd.errors import StateError
+from learnd.records.decode import decode_line
+from learnd.records.parse import parse_record
 from learnd.sources.tailer import Checkpoint
+from learnd.store import database
 from learnd.store.database import SCHEMA_VERSION, Batch, LedgerRow, Store
+from learnd.store.ledger import record_of
 
 
 def checkpoint(offset: int, seq: int) -> Checkpoint:
@@ -144,3 +148,122 @@ def test_store_whose_creation_was_killed_is_created_not_refused(tmp_path: Path) 
     store = Store.open(path)
     assert store.checkpoints() == {}
     store.close()
+
+
+_CLOSE_LINE = (
+    b'{"ts":"2026-03-02T15:10:04.118221+00:00","type":"attribution","trade_id":"close_AMD_2026-03-02T15:10:04.117950+00:00",'
+    b'"symbol":"AMD","entry_score":3.41,"pnl_usd":12.6,"pnl_pct":0.9312,"hold_minutes":37.5,"market_regime":"mixed",'
+    b'"context":{"close_reason":"trail_stop","position_side":"long","components":{"flow":1.8,"dark_pool":0.31}},'
+    b'"strategy_id":"equity"}'
+)
+
+
+def test_a_version_1_store_migrates_its_ledger_lines_to_kept_records(tmp_path: Path) -> None:
+    """A store written by the first schema (the ledger held each row's line, the window a row per line) opens as the
+    current one: the line is now its compact record, equal to what parsing the line gives, the row is numbered, and
+    the window's hashes read back in order."""
+    path = tmp_path / "learnd.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in database._SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', '1'), ('clean_shutdown', '1')")
+    db.execute(
+        "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            "trade",
+            "close_AMD_2026-03-02T15:10:04.117950+00:00",
+            "equity",
+            "AMD",
+            1772464204118221,
+            "attribution",
+            0,
+            _CLOSE_LINE,
+        ),
+    )
+    db.executemany("INSERT INTO line_window VALUES (?, ?, ?)", [("signals", seq, seq * 7 - 3) for seq in range(5, 12)])
+    db.close()
+    store = Store.open(path, window_lines=5)
+    try:
+        assert store.window("signals") == [seq * 7 - 3 for seq in range(7, 12)]
+        (row,) = list(store.ledger("trade"))
+        decoded = decode_line(_CLOSE_LINE)
+        assert isinstance(decoded, dict)
+        assert record_of(row) == parse_record("attribution", decoded)
+        assert len(row.record) < len(_CLOSE_LINE)
+        assert store.ledger_seq == 0
+        version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        assert int(version) == SCHEMA_VERSION
+    finally:
+        store.close()
+
+
+def test_ledger_rows_are_numbered_in_insertion_order_and_found_when_late(tmp_path: Path) -> None:
+    """Each committed ledger row gets the next number, across reopenings; ledger_since finds the rows inserted after
+    a number for a span of event time already covered (the jobs' late trades)."""
+    path = tmp_path / "learnd.db"
+
+    def row(key: str, event_us: int) -> LedgerRow:
+        return LedgerRow("trade", key, "equity", "AMD", event_us, "attribution", 0, b"[]")
+
+    store = Store.open(path)
+    store.commit(Batch(ledger=[row("a", 100), row("b", 300)]))
+    assert store.ledger_seq == 2
+    store.close()
+    store = Store.open(path)
+    try:
+        assert store.ledger_seq == 2
+        store.commit(Batch(ledger=[row("late", 200), row("new", 400)]))
+        assert store.ledger_seq == 4
+        assert [found.key for found in store.ledger_since("trade", 2, 350)] == ["late"]
+        assert [found.key for found in store.ledger_up_to("trade", None, 1000, 2)] == ["a", "b"]
+    finally:
+        store.close()
+
+
+def test_a_read_only_store_numbers_the_ledger_as_the_writer_does(tmp_path: Path) -> None:
+    """A reader's ledger_seq is the newest committed row's number, including rows committed after it opened (a job
+    built from a read-only connection must take in what the writer's would)."""
+    path = tmp_path / "learnd.db"
+
+    def row(key: str) -> LedgerRow:
+        return LedgerRow("trade", key, "equity", "AMD", 100, "attribution", 0, b"[]")
+
+    writer = Store.open(path)
+    reader: Store | None = None
+    try:
+        writer.commit(Batch(ledger=[row("a"), row("b")]))
+        reader = Store.open(path, readonly=True)
+        assert reader.ledger_seq == writer.ledger_seq == 2
+        writer.commit(Batch(ledger=[row("c")]))
+        assert reader.ledger_seq == writer.ledger_seq == 3
+    finally:
+        if reader is not None:
+            reader.close()
+        writer.close()
+
+
+def test_weight_change_numbers_never_come_back_after_reported_ones_are_dropped(tmp_path: Path) -> None:
+    """The journal follows the changes' numbers: dropping every reported change must not let the next change take
+    a number the journal already has."""
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        store.commit(Batch(changes=[(100, b"{}"), (200, b"{}")]))
+        assert [seq for seq, _ in store.changes()] == [1, 2]
+        store.commit(Batch(changes_done=(1000, 2)))
+        assert store.changes() == []
+        store.commit(Batch(changes=[(300, b"{}")]))
+        assert [seq for seq, _ in store.changes()] == [3]
+    finally:
+        store.close()
+
+
+def test_only_reported_changes_already_journaled_are_dropped(tmp_path: Path) -> None:
+    """A change after the reported time, or one the journal does not hold yet, stays."""
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        store.commit(Batch(changes=[(100, b"{}"), (200, b"{}"), (150, b"{}")]))
+        store.commit(Batch(changes_done=(180, 2)))
+        assert [seq for seq, _ in store.changes()] == [2, 3]
+    finally:
+        store.close()

@@ -1,0 +1,402 @@
+"""The jobs' long-run figures, kept up to date as periods advance instead of recomputed from the whole ledger.
+
+`LongRun` holds, through the last session a job covered: per strategy and per symbol what the weekly report and
+the execution section need of all history (counts, exact sums, the last evidence of each component), the recent
+window's attributed outcomes per session, and, for the weekly drift test, every component's earlier outcomes as a
+sorted sample with exact tallies. Pure: trades in, figures and rows out; the shell reads the ledger and persists
+the rows.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from learnd.errors import StateError
+from learnd.learning.entry_model import regime_scope
+from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
+from learnd.learning.stats import ExactSum, SortedSample
+from learnd.records.parse import TradeOutcome
+
+STATE_VERSION: Final = 1
+# The weekly report's recent window: the last this many sessions; earlier is everything before.
+RECENT_SESSIONS: Final = 20
+_SEPARATOR: Final = "\x1f"
+_ROUND_DIGITS: Final = 6
+
+# A drift-test cell: a component strategy-wide, or (component, regime).
+Cell = str | tuple[str, str]
+
+
+def attribute_pnl(trade: TradeOutcome) -> tuple[tuple[str, float], ...]:
+    """The trade's weighted P&L (pnl_pct x weight) split across its components in proportion to |contribution|.
+
+    Sorted by component; empty when no component contributed (the P&L is then unattributed). The shares sum to
+    the weighted P&L up to float rounding.
+    """
+    present = [(name, abs(contribution)) for name, contribution in trade.components if contribution != 0.0]
+    total = math.fsum(size for _, size in present)
+    if total <= 0.0:
+        return ()
+    weighted = trade.pnl_pct * trade.weight
+    return tuple(sorted((name, _share(weighted, size, total)) for name, size in present))
+
+
+def _share(weighted: float, size: float, total: float) -> float:
+    """weighted * size / total; a product too small for a normal float (a subnormal contribution) would lose
+    all precision before the division, so it is taken as weighted * (size / total) instead."""
+    product = weighted * size
+    if abs(product) >= sys.float_info.min or weighted == 0.0:
+        return product / total
+    return weighted * (size / total)
+
+
+@dataclass(slots=True)
+class Tally:
+    """Outcomes of one cell: counts, and the attributed P&L summed exactly (the result does not depend on the
+    order the outcomes came in, nor on how many periods they were spread over)."""
+
+    trades: int = 0
+    wins: int = 0
+    losses: int = 0
+    total: ExactSum = field(default_factory=ExactSum)
+
+    def add(self, pnl_pct: float, attributed: float) -> None:
+        self.trades += 1
+        if pnl_pct > 0.0:
+            self.wins += 1
+        elif pnl_pct < 0.0:
+            self.losses += 1
+        self.total.add(attributed)
+
+    def merged(self, other: Tally) -> Tally:
+        total = self.total.copy()
+        total.merge(other.total)
+        return Tally(self.trades + other.trades, self.wins + other.wins, self.losses + other.losses, total)
+
+    def view(self, pnl_key: str = "attributed_pnl_pct") -> dict[str, Any]:
+        total = self.total.value
+        return {
+            "trades": self.trades,
+            "wins": self.wins,
+            "losses": self.losses,
+            "win_rate": _ratio(self.wins, self.trades),
+            pnl_key: _round(total),
+            f"mean_{pnl_key}": _ratio(total, self.trades),
+        }
+
+    def to_json(self) -> list[Any]:
+        return [self.trades, self.wins, self.losses, self.total.to_floats()]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Any]) -> Tally:
+        return cls(int(data[0]), int(data[1]), int(data[2]), ExactSum(data[3]))
+
+
+@dataclass(slots=True)
+class EarlierCell:
+    """A drift-test cell's outcomes before the recent window: tallies and the sorted attributed values."""
+
+    tally: Tally = field(default_factory=Tally)
+    sample: SortedSample = field(default_factory=SortedSample)
+
+
+@dataclass(frozen=True, slots=True)
+class RecentTrade:
+    """What the weekly report needs of one trade in the recent window."""
+
+    strategy: str
+    regime: str
+    pnl_pct: float
+    shares: tuple[tuple[str, float], ...]
+
+
+@dataclass(slots=True)
+class StrategyFigures:
+    """All of a strategy's history: trades, first and last session, and the last session each component carried
+    a trade strategy-wide and in each regime scope."""
+
+    trades: int = 0
+    first_session: int = -1
+    last_session: int = -1
+    evidence: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class SymbolFigures:
+    """All of a (strategy, symbol)'s history: closed trades for the execution section, the ticker profile, and the
+    last session each component carried a trade of the symbol."""
+
+    closed: int = 0
+    closed_pnl_pct: ExactSum = field(default_factory=ExactSum)
+    closed_pnl_usd: ExactSum = field(default_factory=ExactSum)
+    profile: Tally = field(default_factory=Tally)
+    last_event_us: int = -1
+    shares: dict[str, Tally] = field(default_factory=dict)
+    evidence: dict[str, int] = field(default_factory=dict)
+
+
+class LongRun:
+    """The long-run figures through session `through` (every trade of a session up to it, and every ledger row
+    inserted up to `seq`). Recent outcomes are kept per session above `earlier_through`; the drift test's earlier
+    samples hold every outcome at or below it."""
+
+    def __init__(self) -> None:
+        self.through = -1
+        self.seq = 0
+        self.earlier_through = -1
+        self.strategies: dict[str, StrategyFigures] = {}
+        self.symbols: dict[tuple[str, str], SymbolFigures] = {}
+        self.recent: dict[int, list[RecentTrade]] = {}
+        self.earlier: dict[str, dict[Cell, EarlierCell]] = {}
+        self._next_chunk: dict[str, int] = {}
+        # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
+        self._touched_strategies: set[str] = set()
+        self._touched_symbols: set[tuple[str, str]] = set()
+        self._earlier_touched = False
+        self._fresh_values: dict[str, list[float]] = {}  # earlier values not written yet
+        self._unsorted: dict[str, list[float]] = {}  # earlier values not in their cell's sample yet
+
+    # Absorbing -----------------------------------------------------------------------------------------------
+
+    def absorb(self, trade: TradeOutcome, session: int) -> None:
+        """Count one trade of session `session` (at or below `through`, or about to be)."""
+        shares = attribute_pnl(trade)
+        strategy = self.strategies.get(trade.strategy)
+        if strategy is None:
+            strategy = self.strategies[trade.strategy] = StrategyFigures()
+        strategy.trades += 1
+        strategy.first_session = session if strategy.first_session < 0 else min(strategy.first_session, session)
+        strategy.last_session = max(strategy.last_session, session)
+        regime = regime_scope(trade.regime)
+        symbol = self.symbols.get((trade.strategy, trade.symbol))
+        if symbol is None:
+            symbol = self.symbols[trade.strategy, trade.symbol] = SymbolFigures()
+        for name, contribution in trade.components:
+            if contribution == 0.0:
+                continue
+            for scope in (GLOBAL_SCOPE, regime):
+                strategy.evidence[name, scope] = max(session, strategy.evidence.get((name, scope), session))
+            symbol.evidence[name] = max(session, symbol.evidence.get(name, session))
+        if not trade.is_partial:
+            symbol.closed += 1
+            symbol.closed_pnl_pct.add(trade.pnl_pct)
+            symbol.closed_pnl_usd.add(trade.pnl_usd)
+        symbol.profile.add(trade.pnl_pct, trade.pnl_pct * trade.weight)
+        symbol.last_event_us = max(symbol.last_event_us, trade.event_us)
+        for name, share in shares:
+            tally = symbol.shares.get(name)
+            if tally is None:
+                tally = symbol.shares[name] = Tally()
+            tally.add(trade.pnl_pct, share)
+        self._touched_strategies.add(trade.strategy)
+        self._touched_symbols.add((trade.strategy, trade.symbol))
+        recent = RecentTrade(trade.strategy, trade.regime, trade.pnl_pct, shares)
+        if session > self.earlier_through:
+            self.recent.setdefault(session, []).append(recent)
+        else:
+            self._to_earlier(recent)
+
+    def restore_recent(self, trade: TradeOutcome, session: int) -> None:
+        """Put back one trade of the recent window (taken in before, not kept: see from_rows); nothing else moves."""
+        self.recent.setdefault(session, []).append(
+            RecentTrade(trade.strategy, trade.regime, trade.pnl_pct, attribute_pnl(trade))
+        )
+
+    def settle_earlier(self, cutoff: int) -> None:
+        """Move the recent window's sessions at or below `cutoff` into the earlier samples."""
+        if cutoff <= self.earlier_through:
+            return
+        for session in sorted(session for session in self.recent if session <= cutoff):
+            for trade in self.recent.pop(session):
+                self._to_earlier(trade)
+        self.earlier_through = cutoff
+        self._earlier_touched = True
+
+    def _to_earlier(self, trade: RecentTrade) -> None:
+        cells = self.earlier.setdefault(trade.strategy, {})
+        for name, share in trade.shares:
+            for cell in (name, (name, trade.regime)):
+                kept = cells.get(cell)
+                if kept is None:
+                    kept = cells[cell] = EarlierCell()
+                kept.tally.add(trade.pnl_pct, share)
+                cell_id = _cell_id(trade.strategy, cell)
+                self._fresh_values.setdefault(cell_id, []).append(share)
+                self._unsorted.setdefault(cell_id, []).append(share)
+        self._earlier_touched = True
+
+    def earlier_cells(self, strategy: str) -> dict[Cell, EarlierCell]:
+        """A strategy's earlier cells, every sample up to date."""
+        cells = self.earlier.get(strategy, {})
+        for cell, kept in cells.items():
+            unsorted = self._unsorted.pop(_cell_id(strategy, cell), None)
+            if unsorted:
+                kept.sample.add(unsorted)
+        return cells
+
+    def recent_trades(self, strategy: str) -> Iterator[RecentTrade]:
+        """The recent window's trades of a strategy (sessions above `earlier_through`), in session order."""
+        for session in sorted(self.recent):
+            for trade in self.recent[session]:
+                if trade.strategy == strategy:
+                    yield trade
+
+    def evidence(self) -> dict[tuple[str, str, str], int]:
+        """Last session each (strategy, component, scope) saw a trade carrying the component: strategy-wide (`*`),
+        in the trade's regime scope and in its `ticker:SYM` scope."""
+        last: dict[tuple[str, str, str], int] = {}
+        for name, strategy_figures in self.strategies.items():
+            for (component, scope), session in strategy_figures.evidence.items():
+                last[name, component, scope] = session
+        for (strategy, symbol), symbol_figures in self.symbols.items():
+            for component, session in symbol_figures.evidence.items():
+                last[strategy, component, f"{TICKER_SCOPE_PREFIX}{symbol}"] = session
+        return last
+
+    # Persisting ----------------------------------------------------------------------------------------------
+
+    def rows(self) -> tuple[dict[str, bytes], list[tuple[str, int, bytes]]]:
+        """The state rows (job_state: name -> body) and value chunks (job_values: cell, chunk, body) that changed
+        since the last call; written with the job run they belong to."""
+        state: dict[str, bytes] = {}
+        for name in sorted(self._touched_strategies):
+            kept = self.strategies[name]
+            state[f"longrun{_SEPARATOR}strategy{_SEPARATOR}{name}"] = _dumps(
+                {
+                    "trades": kept.trades,
+                    "first_session": kept.first_session,
+                    "last_session": kept.last_session,
+                    "evidence": sorted(
+                        [component, scope, session] for (component, scope), session in kept.evidence.items()
+                    ),
+                }
+            )
+        for strategy, symbol in sorted(self._touched_symbols):
+            figures = self.symbols[strategy, symbol]
+            state[f"longrun{_SEPARATOR}symbol{_SEPARATOR}{strategy}{_SEPARATOR}{symbol}"] = _dumps(
+                {
+                    "closed": figures.closed,
+                    "closed_pnl_pct": figures.closed_pnl_pct.to_floats(),
+                    "closed_pnl_usd": figures.closed_pnl_usd.to_floats(),
+                    "profile": figures.profile.to_json(),
+                    "last_event_us": figures.last_event_us,
+                    "shares": {name: tally.to_json() for name, tally in sorted(figures.shares.items())},
+                    "evidence": dict(sorted(figures.evidence.items())),
+                }
+            )
+        if self._earlier_touched:
+            state[f"longrun{_SEPARATOR}earlier"] = _dumps(
+                {
+                    _cell_id(strategy, cell): kept.tally.to_json()
+                    for strategy, cells in sorted(self.earlier.items())
+                    for cell, kept in cells.items()
+                }
+            )
+        chunks: list[tuple[str, int, bytes]] = []
+        for cell_id, values in sorted(self._fresh_values.items()):
+            chunk = self._next_chunk.get(cell_id, 0)
+            self._next_chunk[cell_id] = chunk + 1
+            chunks.append((cell_id, chunk, np.asarray(values, dtype="<f8").tobytes()))
+        state["longrun"] = _dumps(
+            {
+                "version": STATE_VERSION,
+                "through": self.through,
+                "seq": self.seq,
+                "earlier_through": self.earlier_through,
+                "next_chunk": self._next_chunk,
+            }
+        )
+        self._touched_strategies.clear()
+        self._touched_symbols.clear()
+        self._earlier_touched = False
+        self._fresh_values.clear()
+        return state, chunks
+
+    @classmethod
+    def from_rows(cls, state: Mapping[str, bytes], chunks: Iterable[tuple[str, int, bytes]]) -> LongRun:
+        """The figures as committed: the state rows by name and every value chunk (in chunk order per cell). The
+        recent window is not kept: the caller absorbs it again from the ledger (sessions above
+        earlier_through, rows up to seq)."""
+        longrun = cls()
+        head = state.get("longrun")
+        if head is None:
+            return longrun
+        try:
+            document = orjson.loads(head)
+            if document.get("version") != STATE_VERSION:
+                raise StateError(f"long-run job state version {document.get('version')!r} is not {STATE_VERSION}")
+            longrun.through = int(document["through"])
+            longrun.seq = int(document["seq"])
+            longrun.earlier_through = int(document["earlier_through"])
+            longrun._next_chunk = {str(key): int(value) for key, value in document["next_chunk"].items()}
+            for name, body in state.items():
+                parts = name.split(_SEPARATOR)
+                if parts[0] != "longrun" or len(parts) == 1:
+                    continue
+                data = orjson.loads(body)
+                if parts[1] == "strategy":
+                    longrun.strategies[parts[2]] = StrategyFigures(
+                        trades=int(data["trades"]),
+                        first_session=int(data["first_session"]),
+                        last_session=int(data["last_session"]),
+                        evidence={(str(c), str(s)): int(session) for c, s, session in data["evidence"]},
+                    )
+                elif parts[1] == "symbol":
+                    longrun.symbols[parts[2], parts[3]] = SymbolFigures(
+                        closed=int(data["closed"]),
+                        closed_pnl_pct=ExactSum(data["closed_pnl_pct"]),
+                        closed_pnl_usd=ExactSum(data["closed_pnl_usd"]),
+                        profile=Tally.from_json(data["profile"]),
+                        last_event_us=int(data["last_event_us"]),
+                        shares={str(k): Tally.from_json(v) for k, v in data["shares"].items()},
+                        evidence={str(k): int(v) for k, v in data["evidence"].items()},
+                    )
+                elif parts[1] == "earlier":
+                    for cell_id, tally in data.items():
+                        strategy, cell = _parse_cell_id(cell_id)
+                        longrun.earlier.setdefault(strategy, {})[cell] = EarlierCell(tally=Tally.from_json(tally))
+        except (KeyError, TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
+            raise StateError(f"long-run job state is damaged: {error!r}") from error
+        values: dict[str, list[bytes]] = {}
+        for cell_id, _, body in chunks:
+            values.setdefault(cell_id, []).append(body)
+        for cell_id, bodies in values.items():
+            strategy, cell = _parse_cell_id(cell_id)
+            kept = longrun.earlier.get(strategy, {}).get(cell)
+            if kept is None:
+                raise StateError(f"long-run job values for {cell_id!r} have no tally")
+            kept.sample.add(np.frombuffer(b"".join(bodies), dtype="<f8"))
+        return longrun
+
+
+def _cell_id(strategy: str, cell: Cell) -> str:
+    if isinstance(cell, tuple):
+        return _SEPARATOR.join((strategy, cell[0], cell[1]))
+    return _SEPARATOR.join((strategy, cell))
+
+
+def _parse_cell_id(cell_id: str) -> tuple[str, Cell]:
+    parts = cell_id.split(_SEPARATOR)
+    if len(parts) == 3:
+        return parts[0], (parts[1], parts[2])
+    return parts[0], parts[1]
+
+
+def _dumps(document: Any) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+
+
+def _round(value: float) -> float:
+    # Adding 0.0 turns -0.0 into 0.0, so a zero prints one way whatever its history.
+    return round(value, _ROUND_DIGITS) + 0.0
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return _round(numerator / denominator) if denominator else None

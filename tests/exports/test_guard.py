@@ -1,0 +1,149 @@
+"""The file stays learnd's: a change by another writer is noticed (by stat, or by hash when the stat looks alike),
+described, counted once, remembered across a restart, and undone by writing learnd's bytes back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from learnd.exports.files import json_bytes
+from learnd.exports.guard import OwnedFile, describe_change, read_record
+from learnd.exports.signal_weights import signal_weights
+from learnd.learning.learner import LearnedModel
+
+MODEL = LearnedModel(
+    entry={
+        "equity": {
+            "dark_pool": {
+                "multiplier": 1.6,
+                "samples": 40.0,
+                "wins": 20.0,
+                "losses": 20.0,
+                "total_pnl": 3.0,
+                "by_regime": {"risk_on": {"multiplier": 1.9, "samples": 10.0}},
+            },
+            "iv_rank": {"multiplier": 0.5, "samples": 30.0, "by_regime": {}},
+        }
+    },
+    exits={},
+    trades_learned=50,
+    partials_learned=0,
+    exits_learned=0,
+    last_trade_us=1_772_461_956_000_000,
+)
+
+
+def learnd_bytes() -> bytes:
+    return json_bytes(signal_weights(MODEL))
+
+
+def bot_optimizer_save(document: dict[str, Any]) -> dict[str, Any]:
+    """What FORMATS.md says the bot's optimizer does when it saves: keys it does not know dropped
+    (effective_weights and the rest of learnd's), default buckets added."""
+    saved = {"entry_weights": document["entry_weights"], "exit_model": document["exit_model"]}
+    for buckets in saved["entry_weights"]["regime_beta_distributions"].values():
+        buckets.setdefault("RISK_OFF", {"alpha": 1.0, "beta": 1.0})
+    return saved
+
+
+def rewrite_in_place(path: Path, data: bytes) -> None:
+    """A foreign writer's non-atomic save: the same file (inode) truncated and written."""
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data)
+
+
+def test_an_in_place_rewrite_is_noticed_described_counted_once_and_undone(tmp_path: Path) -> None:
+    """The optimizer's save (keys dropped, buckets added) is found by stat, described, counted once however often it
+    is checked, and restore() puts learnd's bytes back."""
+    path = tmp_path / "signal_weights.json"
+    owned = OwnedFile(path, tmp_path / "guard.json")
+    assert owned.write(learnd_bytes()) is None
+    assert owned.is_intact()
+    rewrite_in_place(path, orjson.dumps(bot_optimizer_save(orjson.loads(learnd_bytes()))))
+    assert not owned.is_intact()
+    found = owned.foreign()
+    assert found is not None
+    assert owned.foreign() is None  # the same state of the file counts once
+    assert owned.foreign_count == 1
+    assert {"effective_weights", "learned_multipliers", "learnd", "strategies"} <= set(found.keys_dropped)
+    assert "entry_weights.regime_beta_distributions.dark_pool.RISK_OFF" in found.keys_added
+    assert found.summary()["keys_dropped_count"] == len(found.keys_dropped)
+    assert owned.restore_pending
+    assert owned.restore()
+    assert path.read_bytes() == learnd_bytes()
+    assert owned.is_intact() and not owned.restore_pending
+
+
+def test_moved_multipliers_are_named_with_both_values(tmp_path: Path) -> None:
+    """The bot's own learner pulling multipliers toward 0.7: each moved band and Beta bucket is listed, decoded the
+    bot's way, largest move first."""
+    ours = learnd_bytes()
+    theirs = orjson.loads(ours)
+    theirs["entry_weights"]["weight_bands"]["dark_pool"]["current"] = 0.7
+    theirs["entry_weights"]["regime_beta_distributions"]["dark_pool"]["MIXED"].update(alpha=0.3, beta=0.7)
+    found = describe_change(tmp_path / "w.json", ours, orjson.dumps(theirs))
+    moved = {where: (mine, other) for where, mine, other in found.multipliers_moved}
+    assert moved["entry_weights.weight_bands.dark_pool"] == (1.6, 0.7)
+    mine, other = moved["entry_weights.regime_beta_distributions.dark_pool.MIXED"]
+    assert other is not None and abs(mine - 1.6) < 1e-12 and abs(other - 0.7) < 1e-12
+    assert len(found.multipliers_moved) == 2  # the legacy alias `darkpool` kept learnd's figure
+    assert found.keys_dropped == () and found.keys_added == ()
+
+
+def test_a_half_written_or_removed_file_is_described_as_such(tmp_path: Path) -> None:
+    """A non-atomic writer caught mid-write leaves no JSON object; a removed file does not exist."""
+    half = describe_change(tmp_path / "w.json", learnd_bytes(), learnd_bytes()[:100])
+    assert (half.exists, half.parsed, half.size_bytes) == (True, False, 100)
+    gone = describe_change(tmp_path / "w.json", learnd_bytes(), None)
+    assert (gone.exists, gone.parsed) == (False, False)
+
+
+def test_a_same_size_rewrite_is_found_by_hash_when_the_stat_looks_alike(tmp_path: Path) -> None:
+    """Same size, and the modification time set back to what learnd's write left: only the hash tells, and
+    is_intact(verify=True) hashes."""
+    path = tmp_path / "signal_weights.json"
+    owned = OwnedFile(path, tmp_path / "guard.json")
+    owned.write(learnd_bytes())
+    before = os.stat(path)
+    data = bytearray(learnd_bytes())
+    data[data.index(b"1.6")] = ord("2")
+    rewrite_in_place(path, bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert not owned.is_intact(verify=True)
+    assert owned.foreign() is not None
+
+
+def test_a_change_while_learnd_was_stopped_is_found_at_the_next_start(tmp_path: Path) -> None:
+    """The record keeps the hash of learnd's last write and the count: a new OwnedFile (a restart) finds the
+    change, says the file no longer parses, and the count goes on from the record."""
+    path = tmp_path / "signal_weights.json"
+    record = tmp_path / "guard.json"
+    first = OwnedFile(path, record)
+    first.write(learnd_bytes())
+    rewrite_in_place(path, b"{garbage")
+    assert first.foreign() is not None
+    restarted = OwnedFile(path, record)
+    assert restarted.foreign_count == 1
+    rewrite_in_place(path, b"{other garbage")
+    found = restarted.foreign()
+    assert found is not None and found.exists and not found.parsed
+    assert restarted.foreign_count == 2
+    saved = read_record(record)
+    assert saved is not None
+    assert saved["foreign_writes_count"] == 2 and saved["last_foreign_write"]["parsed"] is False
+
+
+def test_a_record_for_another_path_is_not_this_files(tmp_path: Path) -> None:
+    """Moving the export (paths.signal_weights) starts afresh: learnd never claims a file it did not write."""
+    record = tmp_path / "guard.json"
+    OwnedFile(tmp_path / "old.json", record).write(learnd_bytes())
+    bot_file = tmp_path / "new.json"
+    bot_file.write_bytes(b'{"the": "bot\'s own"}')
+    fresh = OwnedFile(bot_file, record)
+    assert fresh.is_intact()
+    assert fresh.foreign() is None
+    assert fresh.foreign_count == 0

@@ -1,0 +1,207 @@
+"""jobs.longrun: the long-run figures kept as periods advance are those of one pass over every trade, whatever the
+order and however many periods they came in; persisted rows restore them; attribute_pnl splits a trade's P&L."""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from learnd.errors import StateError
+from learnd.jobs.longrun import RECENT_SESSIONS, LongRun, attribute_pnl
+from learnd.jobs.reports import longrun_of
+from learnd.learning.entry_model import regime_scope
+from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
+from learnd.records.parse import TradeOutcome
+from tests.jobs.test_reports import DAY_TRADES, component_sets, ledger, make_trade, pnl_values, session_of
+
+
+def test_attribution_splits_weighted_pnl_by_absolute_contribution() -> None:
+    """A penalty's share follows |contribution|; a partial close's P&L is scaled by its fraction."""
+    assert attribute_pnl(DAY_TRADES[0]) == (("options_flow", 1.5), ("toxicity_penalty", 0.5))
+    assert attribute_pnl(DAY_TRADES[2]) == (("dark_pool", 2.0),)
+    assert attribute_pnl(DAY_TRADES[3]) == ()
+
+
+@given(pnl_values, component_sets, st.sampled_from([0.25, 0.5, 1.0]))
+def test_attribution_conserves_the_weighted_pnl(pnl: float, components: dict[str, float], weight: float) -> None:
+    """The shares sum to pnl_pct x weight whenever some component contributed, and share its sign."""
+    shares = attribute_pnl(make_trade("close_x", pnl, components, weight=weight))
+    if any(value != 0.0 for value in components.values()):
+        assert math.fsum(share for _, share in shares) == pytest.approx(pnl * weight, abs=1e-9)
+        assert all(share * pnl >= 0.0 for _, share in shares)
+    else:
+        assert shares == ()
+
+
+def test_a_subnormal_contribution_still_carries_the_whole_pnl() -> None:
+    """Found by hypothesis: 5e-324 times a P&L underflowed to 0 before the division, and the P&L vanished."""
+    shares = attribute_pnl(make_trade("close_x", 1.0, {"options_flow": 5e-324}, weight=0.25))
+    assert shares == (("options_flow", 0.25),)
+
+
+LAST_SESSION = 59
+TRADES = ledger(3, sessions=LAST_SESSION + 1)
+
+
+def figures(longrun: LongRun) -> dict[str, Any]:
+    """Everything the reports read of the figures, as plain comparable data (recent trades as a set per session:
+    their order within a session is not part of the figures)."""
+    return {
+        "through": longrun.through,
+        "earlier_through": longrun.earlier_through,
+        "strategies": {
+            name: (kept.trades, kept.first_session, kept.last_session, sorted(kept.evidence.items()))
+            for name, kept in longrun.strategies.items()
+        },
+        "symbols": {
+            key: (
+                kept.closed,
+                kept.closed_pnl_pct.value,
+                kept.closed_pnl_usd.value,
+                kept.profile.view(),
+                {name: tally.view() for name, tally in kept.shares.items()},
+                kept.last_event_us,
+                sorted(kept.evidence.items()),
+            )
+            for key, kept in longrun.symbols.items()
+        },
+        "earlier": {
+            strategy: {
+                cell: (kept.tally.view(), kept.sample.values.tolist(), kept.sample.tie_term)
+                for cell, kept in longrun.earlier_cells(strategy).items()
+            }
+            for strategy in sorted(longrun.earlier)
+        },
+        "recent": {session: sorted(map(repr, trades)) for session, trades in longrun.recent.items() if trades},
+        "evidence": longrun.evidence(),
+    }
+
+
+def by_session(trades: list[TradeOutcome]) -> dict[int, list[TradeOutcome]]:
+    grouped: dict[int, list[TradeOutcome]] = {}
+    for trade in trades:
+        grouped.setdefault(session_of(trade.event_us), []).append(trade)
+    return grouped
+
+
+def period_by_period(
+    trades: list[TradeOutcome], keep: list[tuple[dict[str, bytes], list[Any]]] | None = None
+) -> LongRun:
+    """The figures as the daily job keeps them: each session's trades taken in after its close, the sessions that
+    left the recent window settled into the earlier samples; with `keep`, each period's rows collected."""
+    longrun = LongRun()
+    grouped = by_session(trades)
+    for session in range(LAST_SESSION + 1):
+        for trade in grouped.get(session, []):
+            longrun.absorb(trade, session)
+        longrun.through = session
+        longrun.settle_earlier(session - RECENT_SESSIONS)
+        if keep is not None:
+            keep.append(longrun.rows())
+    return longrun
+
+
+def test_figures_kept_period_by_period_equal_one_pass_over_all_trades() -> None:
+    """Sixty daily periods, each taking in its session, end with the figures of one pass over the whole ledger."""
+    kept = period_by_period(TRADES)
+    once = longrun_of(TRADES, session_of, LAST_SESSION, RECENT_SESSIONS)
+    assert figures(kept) == figures(once)
+    assert kept.earlier_through == LAST_SESSION - RECENT_SESSIONS
+    assert set(kept.recent) == set(range(LAST_SESSION - RECENT_SESSIONS + 1, LAST_SESSION + 1))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_order_trades_come_in_changes_nothing(seed: int) -> None:
+    """Sums are exact and samples sorted: the same trades in another order give identical figures."""
+    shuffled = list(TRADES)
+    random.Random(seed).shuffle(shuffled)
+    once = figures(longrun_of(TRADES, session_of, LAST_SESSION, RECENT_SESSIONS))
+    assert figures(longrun_of(shuffled, session_of, LAST_SESSION, RECENT_SESSIONS)) == once
+
+
+def test_rows_committed_each_period_restore_the_figures() -> None:
+    """The state rows (upserted) and value chunks (appended) of every period rebuild the figures; the recent window,
+    not kept, is taken in again from the trades above earlier_through."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    state: dict[str, bytes] = {}
+    chunks: list[tuple[str, int, bytes]] = []
+    for period_state, period_chunks in periods:
+        state.update(period_state)
+        chunks.extend(period_chunks)
+    restored = LongRun.from_rows(state, chunks)
+    for trade in TRADES:
+        session = session_of(trade.event_us)
+        if session > restored.earlier_through:
+            restored.restore_recent(trade, session)
+    assert figures(restored) == figures(live)
+
+
+def test_rows_hold_only_what_changed_since_the_last_call() -> None:
+    """After a period that saw only NVDA, the rows rewrite NVDA's figures and the head, not AMD's."""
+    longrun = LongRun()
+    longrun.absorb(make_trade("close_a", 1.0, {"options_flow": 1.0}, symbol="AMD"), 0)
+    first, _ = longrun.rows()
+    longrun.absorb(make_trade("close_n", -1.0, {"options_flow": 1.0}, symbol="NVDA"), 1)
+    second, chunks = longrun.rows()
+    assert any(name.endswith("AMD") for name in first)
+    assert not any(name.endswith("AMD") for name in second)
+    assert any(name.endswith("NVDA") for name in second)
+    assert "longrun" in second
+    assert chunks == []  # nothing settled into the earlier samples yet
+
+
+def test_no_committed_rows_is_a_fresh_start() -> None:
+    """Before any job kept figures, there is nothing through any session."""
+    longrun = LongRun.from_rows({}, [])
+    assert (longrun.through, longrun.seq, longrun.strategies, longrun.symbols) == (-1, 0, {}, {})
+
+
+@pytest.mark.parametrize(
+    ("state", "chunks", "message"),
+    [
+        pytest.param({"longrun": b'{"version": 99}'}, [], "version 99 is not 1", id="newer-version"),
+        pytest.param({"longrun": b"{not json"}, [], "damaged", id="not-json"),
+        pytest.param(
+            {"longrun": b'{"version": 1, "through": 3, "seq": 0, "earlier_through": 1, "next_chunk": {}}'},
+            [("equity\x1foptions_flow", 0, b"\x00" * 8)],
+            "have no tally",
+            id="values-without-tally",
+        ),
+    ],
+)
+def test_damaged_rows_are_a_state_error(state: dict[str, bytes], chunks: list[Any], message: str) -> None:
+    """Rows that do not make figures again stop the job with StateError instead of starting over silently."""
+    with pytest.raises(StateError, match=message):
+        LongRun.from_rows(state, chunks)
+
+
+def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() -> None:
+    """Strategy-wide, per regime and per ticker; a zero contribution is no evidence."""
+    longrun = LongRun()
+    longrun.absorb(make_trade("close_a", 1.0, {"options_flow": 1.0}, symbol="AMD", regime="mixed"), 3)
+    longrun.absorb(make_trade("close_b", 1.0, {"options_flow": 2.0, "dark_pool": 0.0}, symbol="NVDA"), 5)
+    longrun.absorb(make_trade("close_c", 1.0, {"options_flow": 1.0}, symbol="AMD", regime="risk_on"), 4)
+    assert longrun.evidence() == {
+        ("equity", "options_flow", GLOBAL_SCOPE): 5,
+        ("equity", "options_flow", regime_scope("mixed")): 5,
+        ("equity", "options_flow", regime_scope("risk_on")): 4,
+        ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}AMD"): 4,
+        ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}NVDA"): 5,
+    }
+
+
+def test_partial_closes_count_in_the_profile_but_not_as_closed_trades() -> None:
+    """A symbol's closed trades (the execution section's) leave partial closes out; its profile weighs them."""
+    longrun = LongRun()
+    longrun.absorb(make_trade("close_a", 2.0, {"options_flow": 1.0}), 0)
+    longrun.absorb(make_trade("scale_a", 4.0, {"options_flow": 1.0}, weight=0.5), 0)
+    amd = longrun.symbols["equity", "AMD"]
+    assert (amd.closed, amd.closed_pnl_pct.value) == (1, 2.0)
+    assert amd.profile.view()["trades"] == 2
+    assert amd.profile.view()["attributed_pnl_pct"] == 4.0

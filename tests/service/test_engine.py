@@ -1,0 +1,384 @@
+"""service.engine: a home opened for writing. One commit, then the exports that reflect it; recovery after a failed
+commit; reloads that add, move and drop sources or change the learning parameters without losing a line; the
+session closes and job runs it commits whole.
+
+Real files and SQLite throughout. The one fake is at a seam, said where used: Store.commit made to fail, as a
+full disk fails it (tests/test_torture.py fails the real writes under the daemon).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from learnd.config import Settings
+from learnd.devtools.simulate import simulate
+from learnd.errors import StateError
+from learnd.jobs.periods import JobOutput
+from learnd.learning.learner import NOTHING, Applied, CountingLearner, Learner
+from learnd.records.parse import Record, TradeOutcome
+from learnd.service.backfill import drain
+from learnd.service.engine import Engine
+from learnd.sessions.exchange import ExchangeCalendar
+from learnd.store.database import Batch, JobRun, Store
+from learnd.store.lock import HomeLock
+from tests.bot_rows import append, close_row, exit_row, order_row
+from tests.conftest import build_settings
+
+ATTRIBUTION, EXIT, ORDERS = "attribution", "exit", "orders"
+
+
+def trades(first: int, count: int) -> list[dict[str, Any]]:
+    return [close_row(f"2026-03-02T15:{minute:02d}:00+00:00", "AMD", 0.5) for minute in range(first, first + count)]
+
+
+def orders(first: int, count: int) -> list[dict[str, Any]]:
+    return [order_row(f"2026-03-02T16:{minute:02d}:00+00:00", "AMD", qty=1) for minute in range(first, first + count)]
+
+
+def applied(store: Store, source: str) -> int:
+    return sum(
+        count for (name, outcome, _), count in store.line_counts().items() if (name, outcome) == (source, "applied")
+    )
+
+
+@pytest.fixture
+def open_engine() -> Iterator[Callable[..., Engine]]:
+    """Opens engines (default learners unless given) and closes each at the end of the test."""
+    opened: list[Engine] = []
+
+    def opener(settings: Settings, **options: Any) -> Engine:
+        engine = Engine(settings, start_at_end=False, purpose="test", **options)
+        opened.append(engine)
+        return engine
+
+    yield opener
+    for engine in opened:
+        engine.close()
+
+
+def test_commit_writes_the_exports_from_what_it_committed(home: Path, open_engine: Callable[..., Engine]) -> None:
+    """Lines read are not exported until committed; after the commit the processing state says the committed
+    offset and counts, the bad line is in the quarantine journal, and the weights file is written."""
+    log = home / "logs" / "attribution.jsonl"
+    append(log, trades(0, 3))
+    with open(log, "ab") as handle:
+        handle.write(b"not json\n")
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    engine = open_engine(settings)
+    processing = settings.state_dir / "learning_processing_state.json"
+    weights = settings.state_dir / "signal_weights.json"
+    quarantine = settings.quarantine_dir / "attribution.jsonl"
+
+    assert engine.poll(100) == 4
+    assert not processing.exists() and not weights.exists() and not quarantine.exists()
+    report = engine.commit()
+    assert report is not None and report.lines == 4
+
+    document = orjson.loads(processing.read_bytes())
+    source = document["sources"][ATTRIBUTION]
+    assert source["offset"] == log.stat().st_size
+    assert (source["lines_applied"], source["lines_quarantined"]) == (3, 1)
+    assert document["learners"] == ["counting", "execution", "signals", "trades"]
+    assert document["counting"]["counts"] == {ATTRIBUTION: {"TradeOutcome": 3}}
+    assert document == engine.processing_state()
+    (quarantined,) = quarantine.read_bytes().splitlines()
+    assert orjson.loads(quarantined)["offset"] == log.stat().st_size - len(b"not json\n")
+    assert weights.exists()
+    assert (engine.totals.applied_count, engine.totals.quarantined_count, engine.totals.commit_count) == (3, 1, 1)
+
+
+def test_commit_without_export_leaves_the_files_and_processing_state_can_be_skipped(
+    home: Path, open_engine: Callable[..., Engine]
+) -> None:
+    """`export=False` commits and writes no export; `processing_state=False` writes the weights file only."""
+    log = home / "logs" / "attribution.jsonl"
+    append(log, trades(0, 2))
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    engine = open_engine(settings)
+    processing = settings.state_dir / "learning_processing_state.json"
+    weights = settings.state_dir / "signal_weights.json"
+    engine.poll(100)
+    engine.commit(export=False)
+    assert applied(engine.store, ATTRIBUTION) == 2
+    assert not processing.exists() and not weights.exists()
+    append(log, trades(2, 1))
+    engine.poll(100)
+    engine.commit(processing_state=False)
+    assert weights.exists() and not processing.exists()
+
+
+class DiskFull:
+    """The seam: the engine's Store.commit fails as SQLite does on a full disk, while `failing` is set."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.failing = True
+        real = engine.store.commit
+
+        def commit(batch: Batch) -> None:
+            if self.failing:
+                raise sqlite3.OperationalError("database or disk is full")
+            real(batch)
+
+        engine.store.commit = commit  # type: ignore[method-assign]
+
+
+def test_recover_after_a_failed_commit_rereads_and_applies_nothing_twice(
+    home: Path, tmp_path: Path, open_engine: Callable[..., Engine]
+) -> None:
+    """A commit fails after its lines were applied in memory; recover() drops what was not committed and reads
+    those lines again from the last committed offset: the store ends equal to one clean pass over the files."""
+    attribution, order_log = home / "logs" / "attribution.jsonl", home / "logs" / "orders.jsonl"
+    append(attribution, trades(0, 2))
+    settings = build_settings(home, sources=(ATTRIBUTION, ORDERS))
+    engine = open_engine(settings)
+    drain(engine, 100)
+    append(attribution, trades(2, 3))
+    append(order_log, orders(0, 4))
+    disk = DiskFull(engine)
+    assert engine.poll(100) == 7
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        engine.commit()
+    disk.failing = False
+    engine.recover()
+    assert engine.ingestor.pending_lines == 0
+    assert engine.poll(100) == 7  # the uncommitted lines again, not the committed ones
+    engine.commit()
+    append(attribution, trades(5, 2))
+    drain(engine, 100)
+    assert (applied(engine.store, ATTRIBUTION), applied(engine.store, ORDERS)) == (7, 4)
+    assert engine.store.ledger_count("trade") == 7
+
+    reference = tmp_path / "reference"
+    shutil.copytree(home / "logs", reference / "logs")
+    clean = open_engine(build_settings(reference, sources=(ATTRIBUTION, ORDERS)))
+    drain(clean, 100)
+    assert engine.store.fingerprint() == clean.store.fingerprint()
+
+
+def test_reload_adds_moves_and_drops_sources_without_losing_a_line(
+    home: Path, open_engine: Callable[..., Engine]
+) -> None:
+    """A reload commits what was read, reads an added source from its start, follows a moved file from where it
+    was, and keeps a dropped source's checkpoint: adding it back reads only what came meanwhile."""
+    logs = home / "logs"
+    append(logs / "attribution.jsonl", trades(0, 2))
+    append(logs / "orders.jsonl", orders(0, 2))
+    engine = open_engine(build_settings(home, sources=(ATTRIBUTION, ORDERS)))
+    engine.poll(100)  # read, not committed
+    append(logs / "orders.jsonl", orders(2, 1))  # not even read
+    os.rename(logs / "orders.jsonl", logs / "orders-moved.jsonl")
+    append(logs / "exit.jsonl", [exit_row("2026-03-02T15:10:00+00:00", "AMD", 0.9)])
+    moved = {"sources.orders.path": "logs/orders-moved.jsonl"}
+
+    changed = engine.reload(build_settings(home, sources=(EXIT, ORDERS), overrides=moved))
+    assert changed == {"added": [EXIT], "removed": [ATTRIBUTION], "moved": [ORDERS], "retrained": []}
+    assert (applied(engine.store, ATTRIBUTION), applied(engine.store, ORDERS)) == (2, 2)
+
+    append(logs / "attribution.jsonl", trades(2, 1))  # while attribution is not followed
+    append(logs / "orders-moved.jsonl", orders(3, 1))
+    drain(engine, 100)
+    assert (applied(engine.store, ATTRIBUTION), applied(engine.store, ORDERS), applied(engine.store, EXIT)) == (2, 4, 1)
+
+    changed = engine.reload(build_settings(home, sources=(ATTRIBUTION, EXIT, ORDERS), overrides=moved))
+    assert changed == {"added": [ATTRIBUTION], "removed": [], "moved": [], "retrained": []}
+    drain(engine, 100)
+    assert (applied(engine.store, ATTRIBUTION), applied(engine.store, ORDERS), applied(engine.store, EXIT)) == (3, 4, 1)
+    assert engine.store.ledger_count("trade") == 3
+
+
+def test_reload_with_new_learning_parameters_relearns_as_a_fresh_backfill_would(
+    home: Path, tmp_path: Path, open_engine: Callable[..., Engine]
+) -> None:
+    """New learning parameters retrain the trade learner from the ledger: its model and session rows are then
+    those of a store that read the same lines with the new parameters from the start."""
+    simulate(home, trades=300, seed=11, garbage=False)
+    reference = tmp_path / "reference"
+    shutil.copytree(home / "logs", reference / "logs")
+    eager = {"learning.min_effective_samples": 50, "learning.max_step_per_trade": 0.05}
+    engine = open_engine(build_settings(home))
+    drain(engine, 2000)
+    before = engine.learners[0].model()
+
+    changed = engine.reload(build_settings(home, overrides=eager))
+    assert changed["retrained"] == ["trades"]
+    fresh = open_engine(build_settings(reference, overrides=eager))
+    drain(fresh, 2000)
+    retrained, expected = engine.learners[0].model(), fresh.learners[0].model()
+    assert retrained is not None and expected is not None and before is not None
+    assert retrained.entry != before.entry  # the new parameters do move something
+    assert (retrained.entry, retrained.exits) == (expected.entry, expected.exits)
+    assert engine.store.fingerprint()["learner_rows"] == fresh.store.fingerprint()["learner_rows"]
+
+
+class Recording(Learner):
+    """A learner whose session close and batch end return a known row and change (for what commits them)."""
+
+    name = "recording"
+    record_types = (TradeOutcome,)
+
+    def __init__(self) -> None:
+        self.closed: list[int] = []
+
+    def apply(self, source: str, record: Record) -> Applied:
+        return NOTHING
+
+    def dump(self) -> bytes | None:
+        return None
+
+    def close_sessions(self, through_session: int) -> Applied:
+        self.closed.append(through_session)
+        change = {"event_us": 1_000 + through_session, "model": "recording", "session": through_session}
+        return Applied(learned=True, changes=(change,), rows=((f"closed|{through_session}", 7, b"{}"),))
+
+
+def recording_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:
+    return [Recording(), CountingLearner.load(store.learner_state("counting"))]
+
+
+def journal(settings: Settings) -> list[dict[str, Any]]:
+    path = settings.data_dir / "weight_learning.jsonl"
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def test_close_sessions_commits_what_the_learners_return(home: Path, open_engine: Callable[..., Engine]) -> None:
+    """Each learner is told the session to close through; its rows and changes are committed at once, and the
+    changes reach data/weight_learning.jsonl."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    engine = open_engine(settings, learner_factory=recording_learners)
+    engine.close_sessions(6500)
+    recording = engine.learners[0]
+    assert isinstance(recording, Recording) and recording.closed == [6500]
+    assert list(engine.store.learner_rows("recording")) == [("closed|6500", 7, b"{}")]
+    assert [orjson.loads(body) for _, body in engine.store.changes()] == [
+        {"event_us": 7500, "model": "recording", "session": 6500}
+    ]
+    assert journal(settings) == [{"event_us": 7500, "model": "recording", "session": 6500, "seq": 1}]
+
+
+RUN = JobRun("daily", "2026-03-02", "ok", 1_772_486_100_000_000, "data/reports/daily/2026-03-02.json")
+CHANGE = {"event_us": 1_772_485_200_000_000, "model": "signals", "component": "options_flow"}
+
+
+def job_output(settings: Settings) -> JobOutput:
+    """A period's output: two documents, one change, and kept state and value samples (the long-run figures')."""
+    target = settings.data_dir / "reports" / "daily"
+    return JobOutput(
+        report=target / "2026-03-02.json",
+        documents=((target / "2026-03-02.json", b'{"day": "2026-03-02"}'), (target / "2026-03-02.md", b"# Daily\n")),
+        changes=(CHANGE,),
+        state={"longrun|meta": b'{"through": 8470}'},
+        values=(("cell|equity", 0, b"[1.5, -0.25]"),),
+    )
+
+
+def test_commit_job_writes_its_documents_then_commits_everything_else_in_one_transaction(
+    home: Path, open_engine: Callable[..., Engine]
+) -> None:
+    """The documents are on disk before the commit; the run record, its changes and the state it kept go in one
+    batch, and the changes reach data/weight_learning.jsonl."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    engine = open_engine(settings)
+    output = job_output(settings)
+    batches: list[tuple[Batch, bool]] = []
+    real = engine.store.commit
+
+    def watching(batch: Batch) -> None:
+        batches.append((batch, all(path.exists() for path, _ in output.documents)))
+        real(batch)
+
+    engine.store.commit = watching  # type: ignore[method-assign]
+    engine.commit_job(RUN, output)
+    ((batch, documents_written),) = batches
+    assert documents_written
+    assert batch.job_runs == [RUN]
+    assert [orjson.loads(body) for _, body in batch.changes] == [CHANGE]
+    assert (batch.job_state, batch.job_values) == (output.state, list(output.values))
+    assert [path.read_bytes() for path, _ in output.documents] == [data for _, data in output.documents]
+    assert engine.store.job_runs("daily") == [(RUN.period, RUN.status, RUN.due_us, RUN.detail)]
+    assert engine.store.job_state("longrun|meta") == b'{"through": 8470}'
+    assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
+    assert journal(settings) == [{**CHANGE, "seq": 1}]
+
+
+def test_a_job_whose_commit_fails_is_not_recorded_and_runs_again_once(
+    home: Path, open_engine: Callable[..., Engine]
+) -> None:
+    """A failed commit records neither the run nor what it changed and kept (the job is still due); after
+    recover() the rerun records them exactly once."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    engine = open_engine(settings)
+    disk = DiskFull(engine)
+    with pytest.raises(sqlite3.OperationalError):
+        engine.commit_job(RUN, job_output(settings))
+    assert engine.store.job_runs("daily") == []
+    assert engine.store.changes() == []
+    assert engine.store.job_state("longrun|meta") is None
+    disk.failing = False
+    engine.recover()
+    engine.commit_job(RUN, job_output(settings))
+    assert len(engine.store.job_runs("daily")) == 1
+    assert [orjson.loads(body) for _, body in engine.store.changes()] == [CHANGE]
+    assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
+
+
+def test_the_engine_holds_the_home_lock_from_open_to_close(home: Path) -> None:
+    """While an engine is open the home is owned (a second engine is refused); close() frees it."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        assert HomeLock(settings.lock_path).holder() == f"pid {os.getpid()} (test)"
+        with pytest.raises(StateError, match="in use by another learnd"):
+            Engine(settings, start_at_end=False, purpose="second")
+    finally:
+        engine.close()
+    assert HomeLock(settings.lock_path).holder() is None
+
+
+def test_an_engine_that_cannot_open_its_store_releases_the_lock(home: Path) -> None:
+    """A damaged store stops the open with StateError, and the home is not left locked behind it."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    settings.state_dir.mkdir(parents=True)
+    settings.db_path.write_bytes(b"not a database" * 300)
+    with pytest.raises(StateError, match="not a usable learnd store"):
+        Engine(settings, start_at_end=False, purpose="test")
+    assert HomeLock(settings.lock_path).holder() is None
+
+
+def test_default_learners_put_the_trade_learner_first(home: Path, open_engine: Callable[..., Engine]) -> None:
+    """The learner that may reject a record runs before any that would already have changed something."""
+    engine = open_engine(build_settings(home, sources=(ATTRIBUTION,)))
+    assert [learner.name for learner in engine.learners] == ["trades", "execution", "signals", "counting"]
+
+
+def test_a_reload_that_moves_the_export_leaves_the_old_file_alone(home: Path) -> None:
+    """A reload that moves paths.signal_weights makes the new path learnd's; the old one is never written or
+    restored again (learnd does not fight a file it no longer owns)."""
+    append(home / "logs" / "attribution.jsonl", trades(0, 1))
+    before = build_settings(home, sources=("attribution",))
+    after = build_settings(home, sources=("attribution",), overrides={"paths.signal_weights": "state/learnd.json"})
+    engine = Engine(before, start_at_end=False, purpose="test")
+    try:
+        engine.poll(100)
+        engine.commit()
+        old = before.signal_weights_path
+        assert old.exists()
+        changed = engine.reload(after)
+        assert changed["export_moved"] == [str(after.signal_weights_path)]
+        engine.commit()
+        assert after.signal_weights_path.read_bytes() == old.read_bytes()
+        old.write_bytes(b'{"now": "the bot\'s"}')
+        assert engine.keep_export() is None
+        assert old.read_bytes() == b'{"now": "the bot\'s"}'
+        after.signal_weights_path.write_bytes(b"{}")
+        assert engine.keep_export() is not None
+        assert after.signal_weights_path.read_bytes() != b"{}"
+    finally:
+        engine.close()

@@ -1,0 +1,168 @@
+"""store.ledger: a ledger row read back is the record it was admitted as; a row that no longer decodes is a damaged
+store (StateError); ledger_records lists a kind in event order within [since, until)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from learnd.config import SourceKind
+from learnd.errors import StateError
+from learnd.records.encoding import encode_record
+from learnd.records.parse import parse_event_us, parse_record
+from learnd.service.backfill import drain
+from learnd.service.engine import Engine, counting_learners
+from learnd.service.ingest import LEDGER_KINDS
+from learnd.store.database import Batch, LedgerRow, Store
+from learnd.store.ledger import ledger_records, record_of
+from tests.bot_rows import Row, append, close_row, exit_row, open_row
+from tests.conftest import build_settings
+
+ROWS: dict[str, tuple[SourceKind, Row]] = {
+    "trade": (
+        "attribution",
+        close_row("2026-03-02T15:10:04.118221+00:00", "AMD", 0.93, entry_ts="2026-03-02T14:32:36+00:00"),
+    ),
+    "entry": ("attribution", open_row("2026-03-02T14:32:36+00:00", "AMD")),
+    "exit": ("exit", exit_row("2026-03-02T15:10:04.201337+00:00", "AMD", 0.93)),
+}
+
+
+@pytest.fixture
+def learned(home: Path) -> Iterator[Store]:
+    """A store that admitted one row of each ledger kind through the real pipeline."""
+    append(home / "logs" / "attribution.jsonl", [ROWS["entry"][1], ROWS["trade"][1]])
+    append(home / "logs" / "exit.jsonl", [ROWS["exit"][1]])
+    engine = Engine(
+        build_settings(home, sources=("attribution", "exit")),
+        start_at_end=False,
+        purpose="test",
+        learner_factory=counting_learners,
+    )
+    try:
+        drain(engine, 100)
+        yield engine.store
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("kind", sorted(ROWS))
+def test_record_of_gives_back_the_record_each_kind_was_admitted_as(learned: Store, kind: str) -> None:
+    """The one ledger row of each kind reads back as the record its source line parses to."""
+    (row,) = learned.ledger(kind)
+    source_kind, written = ROWS[kind]
+    record = record_of(row)
+    assert record == parse_record(source_kind, written)
+    assert type(record) in LEDGER_KINDS and LEDGER_KINDS[type(record)] == kind
+
+
+def damaged(record: bytes) -> LedgerRow:
+    return LedgerRow("trade", "close_AMD_1", "equity", "AMD", 1, "attribution", 0, record)
+
+
+KEPT = encode_record(parse_record("attribution", close_row("2026-03-02T15:10:04+00:00", "AMD", 0.5)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("stored", "reason"),
+    [
+        pytest.param(b'["t1", "\xff', r"not an encoded record", id="not-json"),
+        pytest.param(b'{"pnl_pct": 0.5}', r"not an encoded record: no tag", id="not-a-record"),
+        pytest.param(KEPT.replace(b'"t1"', b'"t9"'), r"unknown record tag 't9'", id="unknown-tag"),
+        pytest.param(
+            KEPT[:-1] + b', "extra"]', r"a TradeOutcome keeps \d+ fields, the bytes hold \d+", id="extra-field"
+        ),
+        pytest.param(
+            KEPT.replace(b"[[1,0.3],[0,1.0]]", b"5"),
+            r"'int' object is not iterable",
+            id="wrong-type",
+        ),
+    ],
+)
+def test_a_row_that_no_longer_decodes_is_a_state_error(stored: bytes, reason: str) -> None:
+    """Bytes that are no kept record any more: the store is damaged, and the error names the row and why (never
+    the ValueError or TypeError of the decoding underneath)."""
+    with pytest.raises(StateError, match=rf"ledger row trade/close_AMD_1 no longer decodes \({reason}") as raised:
+        record_of(damaged(stored))
+    assert raised.value.__cause__ is None
+    assert raised.value.__suppress_context__
+
+
+def test_the_stored_record_is_the_kept_encoding_not_the_line(learned: Store) -> None:
+    """What the ledger keeps is the record's compact encoding: decoding it needs no parser and no source kind."""
+    (row,) = learned.ledger("trade")
+    assert row.record == encode_record(record_of(row))  # type: ignore[arg-type]
+    assert row.record.startswith(b'["t1"')
+
+
+def test_a_row_damaged_in_the_store_fails_the_read(learned: Store) -> None:
+    """ledger_records over a store whose row was overwritten raises StateError instead of skipping the row."""
+    writer = sqlite3.connect(learned.path)
+    writer.execute("UPDATE ledger SET record = ? WHERE kind = 'trade'", (b"[1, 2]",))
+    writer.commit()
+    writer.close()
+    with pytest.raises(StateError, match=r"trade/close_AMD_.* no longer decodes \(unknown record tag 1\)"):
+        list(ledger_records(learned, "trade"))
+
+
+TIMES = {
+    "a": "2026-03-02T15:00:00+00:00",
+    "b": "2026-03-02T15:00:01+00:00",
+    "c": "2026-03-02T15:00:02+00:00",
+    "d": "2026-03-02T15:00:03+00:00",
+}
+
+
+def ledger_row(symbol: str, ts: str, source: str, offset: int) -> LedgerRow:
+    kept = encode_record(parse_record("attribution", close_row(ts, symbol, 0.1)))  # type: ignore[arg-type]
+    return LedgerRow("trade", f"close_{symbol}_{ts}", "equity", symbol, parse_event_us(ts), source, offset, kept)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """Trades committed out of event order; two share a time (one per source), two share a source and time."""
+    opened = Store.open(tmp_path / "learnd.db")
+    rows = [
+        ledger_row("D", TIMES["d"], "attribution", 900),
+        ledger_row("B2", TIMES["b"], "attribution", 500),
+        ledger_row("A", TIMES["a"], "attribution", 100),
+        ledger_row("B3", TIMES["b"], "rotated", 0),
+        ledger_row("B1", TIMES["b"], "attribution", 400),
+        ledger_row("C", TIMES["c"], "attribution", 700),
+    ]
+    opened.commit(Batch(ledger=rows))
+    yield opened
+    opened.close()
+
+
+def symbols(store: Store, **window: int) -> list[str]:
+    return [record.symbol for record in ledger_records(store, "trade", **window)]  # type: ignore[union-attr]
+
+
+def test_ledger_records_come_in_event_order_ties_in_file_order(store: Store) -> None:
+    """Event time first; at equal times source name, then byte offset (the order a reader met the lines)."""
+    assert symbols(store) == ["A", "B1", "B2", "B3", "C", "D"]
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        ({"since_us": parse_event_us(TIMES["b"])}, ["B1", "B2", "B3", "C", "D"]),
+        ({"until_us": parse_event_us(TIMES["c"])}, ["A", "B1", "B2", "B3"]),
+        ({"since_us": parse_event_us(TIMES["b"]), "until_us": parse_event_us(TIMES["d"])}, ["B1", "B2", "B3", "C"]),
+        ({"since_us": parse_event_us(TIMES["c"]), "until_us": parse_event_us(TIMES["c"])}, []),
+    ],
+)
+def test_ledger_records_within_since_inclusive_until_exclusive(
+    store: Store, window: dict[str, int], expected: list[str]
+) -> None:
+    """`since_us` keeps records at that time, `until_us` drops them: consecutive windows never share a record."""
+    assert symbols(store, **window) == expected
+
+
+def test_ledger_records_of_another_kind_are_apart(store: Store) -> None:
+    """Only the asked kind comes back: the store holds trades, so there are no exits."""
+    assert list(ledger_records(store, "exit")) == []

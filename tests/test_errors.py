@@ -1,0 +1,91 @@
+"""errors: learnd's small exception tree, and the exit status each kind gives `python -m learnd` (3 config,
+4 state, 1 any other LearndError), provoked in real subprocesses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from learnd.errors import ConfigError, LearndError, RecordError, StateError
+from tests.test_cli import learnd
+
+
+@pytest.mark.parametrize("kind", [ConfigError, RecordError, StateError])
+def test_each_kind_derives_from_learnd_error(kind: type[LearndError]) -> None:
+    """ConfigError, RecordError and StateError are LearndErrors (and so Exceptions), and none is another."""
+    assert issubclass(kind, LearndError)
+    assert issubclass(LearndError, Exception)
+    others = {ConfigError, RecordError, StateError} - {kind}
+    assert not any(issubclass(kind, other) for other in others)
+
+
+def test_record_error_carries_its_reason_and_detail() -> None:
+    """A RecordError keeps the quarantine reason and its detail apart, and says both."""
+    error = RecordError("bad_timestamp", "ts='yesterday'")
+    assert (error.reason, error.detail) == ("bad_timestamp", "ts='yesterday'")
+    assert str(error) == "bad_timestamp: ts='yesterday'"
+
+
+def test_record_error_without_detail_is_its_reason() -> None:
+    """Without a detail the message is the bare reason, with no dangling separator."""
+    error = RecordError("missing_timestamp")
+    assert (error.reason, error.detail, str(error)) == ("missing_timestamp", "", "missing_timestamp")
+
+
+def _nothing(home: Path) -> None:
+    (home / "logs").mkdir()
+
+
+def _garbage_store(home: Path) -> None:
+    (home / "logs").mkdir()
+    (home / "state").mkdir()
+    (home / "state" / "learnd.db").write_bytes(os.urandom(4096))
+
+
+@pytest.mark.parametrize(
+    ("prepare", "args", "status", "message"),
+    [
+        pytest.param(
+            _nothing,
+            ("--set", "commit_interval_ms=-5", "status"),
+            3,
+            "configuration error: commit_interval_ms",
+            id="config-invalid-setting",
+        ),
+        pytest.param(
+            _nothing,
+            ("schedule", "--from", "2026-11-25T21:30:00"),
+            3,
+            "configuration error: --from",
+            id="config-time-without-offset",
+        ),
+        pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
+        pytest.param(_nothing, ("signals",), 4, "state error: ", id="state-no-store-yet"),
+        pytest.param(
+            _nothing, ("report", "--day", "1999-01-04", "--no-chart"), 1, "1999-01-04", id="other-missing-report"
+        ),
+        pytest.param(
+            _nothing,
+            ("schedule", "--from", "2100-01-01T00:00:00+00:00"),
+            1,
+            "covered years 1990..2050",
+            id="other-calendar-error",
+        ),
+    ],
+)
+def test_each_error_kind_has_its_exit_status(
+    tmp_path: Path, prepare: Callable[[Path], None], args: tuple[str, ...], status: int, message: str
+) -> None:
+    """`python -m learnd` exits 3 on a ConfigError, 4 on a StateError, 1 on any other LearndError, and says what
+    went wrong on stderr in one line, without a traceback."""
+    prepare(tmp_path)
+    result = learnd(tmp_path, *args, check=False)
+    stderr = result.stderr.decode()
+    assert result.returncode == status, stderr
+    assert message in stderr
+    assert stderr.startswith("learnd: ")
+    assert "Traceback" not in stderr
+    assert result.stdout == b""
