@@ -67,24 +67,24 @@ class LearningParams:
     # deviations (the near edge of its credible interval): where the evidence is weak it holds still.
     interval_z: float = 1.0
     # A moved strategy-wide multiplier that the evidence holds inside its interval creeps toward its best estimate
-    # by at most this much a session (at a session close), never across 1.
+    # by at most this much a session (at the session's close), never across 1.
     creep_per_session: float = 0.003
     # The average component's effect (the reference of every multiplier, a weighted median) is smoothed over
     # sessions with this half-life.
     reference_half_life_sessions: float = 10.0
     # Change detection, per component: a two-sided CUSUM, in event order, of the trade's standardized residual
     # times the component's standardized contribution; allowance change_allowance per trade, alarm at
-    # change_threshold. An alarm forgets that component's old evidence (in every scope of the strategy) and
-    # keeps only the trades since the change began; for change_boost_sessions sessions its multipliers may move
-    # change_step_per_session a session (and as many times max_step_per_trade a trade as that is times
+    # change_threshold. An alarm forgets that component's old evidence (in every scope of the strategy), so its
+    # prior and the trades that follow decide its effect; for change_boost_sessions sessions its multipliers may
+    # move change_step_per_session a session (and as many times max_step_per_trade a trade as that is times
     # max_step_per_session).
     change_threshold: float = 20.0
     change_allowance: float = 0.15
     change_boost_sessions: int = 10
     change_step_per_session: float = 0.3
     # A component whose logged values (root mean square per unit of its base weight) are off_scale_ratio times
-    # above or below the median component's is off the contribution scale (the bot logged it raw): it is learned,
-    # scored and reported standardized to the median component's scale.
+    # above the median component's is off the contribution scale (the bot logged it raw): it is learned, scored and
+    # reported standardized to the median component's scale.
     off_scale_ratio: float = 5.0
     # Exit learning: a component's edge over the average exit is shrunk by this many pseudo-exits at zero,
     # and an edge of one standard deviation of exit P&L maps to a multiplier of 1 + exit_effect_scale.

@@ -529,9 +529,7 @@ def _true_multipliers(
                 for j, component in enumerate(ENTRY_COMPONENTS)
                 if component not in pinned
                 and not (
-                    regime_edge is not None
-                    and strategy == regime_edge.strategy
-                    and component == regime_edge.component
+                    regime_edge is not None and strategy == regime_edge.strategy and component == regime_edge.component
                 )
             ]
             multipliers[s][:, free] = rng.permutation(np.geomspace(_MULTIPLIER_LOW, _MULTIPLIER_HIGH, len(free)))

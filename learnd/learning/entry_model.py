@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, Final
 
 import numpy as np
@@ -43,8 +44,14 @@ _BASE_WEIGHTS: Final = np.array([abs(ENTRY_BASE_WEIGHTS[name]) for name in ENTRY
 _MIN_MEAN_SQUARE: Final = 1e-4
 # One trade moves a change statistic by at most this many standard deviations: a bad tick is one trade.
 _CHANGE_CLIP: Final = 4.0
+# The regimes' center is refitted at the close of every this many sessions (session index divisible by it).
+_CENTER_EVERY_SESSIONS: Final = 5
+_NORMAL: Final = NormalDist()
 # Off-scale detection needs this many components seen to know what the usual scale is.
 _MIN_SCALE_COMPONENTS: Final = 3
+# A component whose own estimate lies this many standard deviations from the reference is a clear edge: it is left
+# out of the median that makes the next reference.
+_REFERENCE_EDGE_Z: Final = 3.0
 # The coefficients fitted besides b: the intercept and the components (and their block of the matrices).
 _FREE_COEFFICIENTS: Final = np.array([_INTERCEPT, *range(_FIRST_COMPONENT, _DIM)])
 _FREE_BLOCK: Final = np.ix_(_FREE_COEFFICIENTS, _FREE_COEFFICIENTS)
@@ -110,14 +117,16 @@ class _Stats:
         if self.session is None or session > self.session:
             self.session = session
 
-    def add(self, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, g: float) -> None:
-        """Add one outcome of weight `weight` and score `g`; `present` marks (0/1) the components it carried."""
+    def add(
+        self, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
+    ) -> None:
+        """Add one outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
         self.xtx += weight * np.outer(features, features)
         self.xty += (weight * y) * features
         self.weight += weight
         self.y_sum += weight * y
         self.y2_sum += weight * y * y
-        self.gate += weight * np.array([g, g * g, g * y, y * y])
+        self.gate += weight * np.array([score, score * score, score * y, y * y])
         contributions = features[_COMPONENTS]
         self.sums += weight * contributions
         self.squares += weight * contributions * contributions
@@ -274,7 +283,9 @@ class _Posterior:
         return float(1.0 + self.mean[index] / self.mean[_SLOPE])
 
     def targets(self) -> FloatArray:
-        return 1.0 + self.mean[_COMPONENTS] / self.mean[_SLOPE]
+        """Every component's target (b > 0)."""
+        targets: FloatArray = 1.0 + self.mean[_COMPONENTS] / self.mean[_SLOPE]
+        return targets
 
     def target_variances(self) -> FloatArray:
         """Delta-method variance of each target 1 + d_j / b."""
@@ -282,7 +293,7 @@ class _Posterior:
         excess = self.targets() - 1.0
         diagonal = np.diagonal(self.cov)[_COMPONENTS]
         cross = self.cov[_COMPONENTS, _SLOPE]
-        variance = diagonal - 2.0 * excess * cross + excess * excess * self.cov[_SLOPE, _SLOPE]
+        variance: FloatArray = diagonal - 2.0 * excess * cross + excess * excess * self.cov[_SLOPE, _SLOPE]
         return np.maximum(variance, 1e-300) / (b * b)
 
 
@@ -295,6 +306,9 @@ class _Gate:
     joint_z: float
     is_open: bool
     is_reweighting: bool
+    # The z a component's own evidence needs without the joint test's license: z_threshold, Bonferroni-corrected
+    # across the components seen (each is looked at every trade; 21 at z 2 would move one on noise alone).
+    own_z: float = 2.0
 
     @classmethod
     def of(cls, stats: _Stats, posterior: _Posterior, params: LearningParams) -> _Gate:
@@ -303,19 +317,31 @@ class _Gate:
         edge_z = _score_z(stats, params)
         if edge_z < params.z_threshold:
             return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
-        joint_z = posterior.joint_z(stats.present >= params.min_component_samples)
-        return cls(edge_z, joint_z, is_open=True, is_reweighting=joint_z >= params.z_threshold)
+        seen = stats.present >= params.min_component_samples
+        joint_z = posterior.joint_z(seen)
+        tail = (1.0 - _NORMAL.cdf(params.z_threshold)) / max(1, int(seen.sum()))
+        return cls(
+            edge_z,
+            joint_z,
+            is_open=True,
+            is_reweighting=joint_z >= params.z_threshold,
+            own_z=_NORMAL.inv_cdf(1.0 - tail),
+        )
 
 
 class _Changes:
     """Per-component change detection of one strategy: the two one-sided CUSUM statistics, the alarms raised
     (their count and the last one's session) and until which session each component's moves are boosted."""
 
-    __slots__ = ("alarms", "boost_until", "down", "last_alarm", "up")
+    __slots__ = ("alarms", "boost_until", "down", "last_alarm", "mean", "scale", "up")
 
     def __init__(self) -> None:
         self.up: FloatArray = np.zeros(_K)
         self.down: FloatArray = np.zeros(_K)
+        # Per component, as of the last session close: its mean contribution and 1 / its standard deviation (0 for
+        # a component not watched yet), which standardize the trades of the next session.
+        self.mean: FloatArray = np.zeros(_K)
+        self.scale: FloatArray = np.zeros(_K)
         self.alarms: list[int] = [0] * _K
         self.last_alarm: list[int] = [-1] * _K
         self.boost_until: list[int] = [-1] * _K
@@ -324,6 +350,8 @@ class _Changes:
         return {
             "up": self.up.tolist(),
             "down": self.down.tolist(),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
             "alarms": self.alarms,
             "last_alarm": self.last_alarm,
             "boost_until": self.boost_until,
@@ -335,6 +363,8 @@ class _Changes:
         try:
             changes.up = _array(state["up"], (_K,))
             changes.down = _array(state["down"], (_K,))
+            changes.mean = _array(state["mean"], (_K,))
+            changes.scale = _array(state["scale"], (_K,))
             changes.alarms = [int(value) for value in state["alarms"]]
             changes.last_alarm = [int(value) for value in state["last_alarm"]]
             changes.boost_until = [int(value) for value in state["boost_until"]]
@@ -343,6 +373,17 @@ class _Changes:
         if not len(changes.alarms) == len(changes.last_alarm) == len(changes.boost_until) == _K:
             raise StateError("bad entry change-detection state: wrong number of components")
         return changes
+
+    def standardize(self, stats: _Stats, params: LearningParams) -> None:
+        """Take the contributions' means and spreads for the next session from the strategy-wide moments; only a
+        component seen in `min_component_samples` trades is watched."""
+        if not stats.weight > 0.0:
+            return
+        mean = stats.sums / stats.weight
+        variance = stats.squares / stats.weight - mean * mean
+        watched = (stats.present >= params.min_component_samples) & (variance > _MIN_MEAN_SQUARE * _MIN_MEAN_SQUARE)
+        self.mean = mean
+        self.scale = np.where(watched, 1.0 / np.sqrt(np.where(watched, variance, 1.0)), 0.0)
 
 
 class _StrategyState:
@@ -427,9 +468,9 @@ class EntryModel:
         y = clip(trade.pnl_pct, -params.pnl_clip_pct, params.pnl_clip_pct)
         strategy = self._strategies.setdefault(trade.strategy, _StrategyState())
         # The score the gate tests: the bot's own where the row carries it, else the learned-scale sum.
-        g = trade.entry_score
-        if g is None:
-            g = float(features[_SLOPE] if strategy.scale is None else strategy.scale @ features[_COMPONENTS])
+        score = trade.entry_score
+        if score is None:
+            score = float(features[_SLOPE] if strategy.scale is None else strategy.scale @ features[_COMPONENTS])
         scopes = [GLOBAL_SCOPE, regime_scope(trade.regime)]
         if params.per_ticker:
             scopes.append(ticker_scope(trade.symbol))
@@ -438,7 +479,7 @@ class EntryModel:
             if stats is None:
                 stats = strategy.scopes[scope] = _Stats()
             stats.advance(session, params.half_life_sessions)
-            stats.add(features, y, trade.pnl_pct, trade.weight, present, g)
+            stats.add(features, y, trade.pnl_pct, trade.weight, present, score=score)
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
         global_frame = _Frame.of(global_stats, strategy.scale)
@@ -471,17 +512,17 @@ class EntryModel:
                     gate=global_gate,
                     components=moved,
                 )
-        self._watch_changes(strategy, global_stats, global_posterior, features, y, trade.weight, session)
+        if global_stats.weight >= params.min_effective_samples:
+            self._watch_changes(strategy, global_posterior, features, y, weight=trade.weight, session=session)
         return changes
 
     def settle_session(self, session: int, event_us: int) -> list[MultiplierChange]:
         """The daily (medium-term) update, once per session, at its close. First what the session closes keep up
         to date, from the evidence at the day's end: each strategy's off-scale factors, its reference effect and
         its regimes' center. Then every strategy-wide multiplier whose evidence passes the same gates moves toward
-        its target by what the day's trades left of the session's budget (rare components that the per-trade cap
-        held back catch up here), and a moved multiplier that its evidence holds still creeps toward its best
-        estimate by at most `creep_per_session`, never across 1. Nothing moves further than the session cap within
-        the session. A function of the ledger and the session boundary only."""
+        its target by what the day's trades left of the session's budget: rare components that the per-trade cap
+        held back catch up here; nothing moves further than the session cap within the session. A function of the
+        ledger and the session boundary only."""
         params = self.params
         changes: list[MultiplierChange] = []
         for name in sorted(self._strategies):
@@ -489,13 +530,9 @@ class EntryModel:
             stats = strategy.scopes.get(GLOBAL_SCOPE)
             if stats is None:
                 continue
-            self._refresh(strategy)
-            frame = _Frame.of(stats, strategy.scale)
-            posterior = _global_posterior(stats, frame, strategy.reference, params)
+            _, posterior = self._refresh(strategy, session)
             gate = _Gate.of(stats, posterior, params)
-            origin = _Origin(
-                event_us, name, params.max_step_per_session, _boosted_session_cap(params), "daily_settle "
-            )
+            origin = _Origin(event_us, name, params.max_step_per_session, _boosted_session_cap(params), "daily_settle ")
             changes += self._move(
                 origin,
                 session,
@@ -513,8 +550,9 @@ class EntryModel:
     def _creep(
         self, origin: _Origin, session: int, strategy: _StrategyState, stats: _Stats, posterior: _Posterior
     ) -> list[MultiplierChange]:
-        """Moved strategy-wide multipliers that the evidence holds inside their interval creep toward the point
-        estimate: the edge where a move stopped is where the evidence was at the time, not where it is now."""
+        """Moved strategy-wide multipliers that the evidence holds inside their interval creep toward the best
+        estimate, by at most `creep_per_session` a session and never across 1: where a move stopped is where the
+        evidence stood then, and a move later evidence does not bear out is undone, slowly."""
         params = self.params
         changes: list[MultiplierChange] = []
         multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
@@ -523,8 +561,12 @@ class EntryModel:
             index = _COMPONENT_INDEX[name]
             if multiplier.value == 1.0 or stats.present[index - _FIRST_COMPONENT] < params.min_component_samples:
                 continue
+            interval = posterior.interval(index, params.interval_z)
+            if interval is None:
+                continue
             if abs(posterior.z_against(index, multiplier.value)) > params.interval_z:
                 continue
+            # Toward the best estimate, never across 1 (a crossing is the interval rule's to make).
             target = posterior.target(index)
             if (target - 1.0) * (multiplier.value - 1.0) <= 0.0:
                 target = 1.0
@@ -540,7 +582,10 @@ class EntryModel:
                         regime=GLOBAL_SCOPE,
                         old=old,
                         new=new,
-                        reason=f"creep component_z={posterior.z(index):+.2f} target={posterior.target(index):.3f}",
+                        reason=(
+                            f"creep component_z={posterior.z(index):+.2f} "
+                            f"interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
+                        ),
                         samples=float(stats.present[index - _FIRST_COMPONENT]),
                     )
                 )
@@ -606,13 +651,25 @@ class EntryModel:
         regime = regime_scope(trade.regime)
         return math.fsum(
             self.multiplier(trade.strategy, name, regime)
-            * (contribution if scale is None else contribution * float(scale[_COMPONENT_INDEX[name] - _FIRST_COMPONENT]))
+            * (
+                contribution
+                if scale is None
+                else contribution * float(scale[_COMPONENT_INDEX[name] - _FIRST_COMPONENT])
+            )
             for name, contribution in trade.components
         )
 
     def strategies(self) -> list[str]:
         """Strategies seen, sorted."""
         return sorted(self._strategies)
+
+    def scale_factors(self, strategy: str) -> dict[str, float]:
+        """The components of `strategy` learned on a standardized scale (logged off the contribution scale), with
+        the factor their logged values are learned at; empty when every component is on scale."""
+        state = self._strategies.get(strategy)
+        if state is None or state.scale is None:
+            return {}
+        return {name: float(state.scale[i]) for i, name in enumerate(ENTRY_COMPONENTS) if state.scale[i] != 1.0}
 
     def scopes(self, strategy: str) -> list[str]:
         """The scopes a strategy has learned in besides strategy-wide: its regimes, and `ticker:SYM` scopes."""
@@ -716,7 +773,7 @@ class EntryModel:
                 strategy.scale = None if raw["scale"] is None else _array(raw["scale"], (_K,))
                 reference = raw["reference"]
                 strategy.reference = None if reference is None else (float(reference[0]), float(reference[1]))
-                strategy.center = None if raw["center"] is None else _array(raw["center"], (2, _K))
+                strategy.center = None if raw["center"] is None else _array(raw["center"], (3, _K))
             except (KeyError, TypeError, ValueError) as error:
                 raise StateError(f"entry model state for strategy {name!r} is malformed: {error!r}") from error
             strategy.changes = _Changes.from_state(raw.get("changes", {}))
@@ -737,33 +794,43 @@ class EntryModel:
         else:
             prior_trades, center = self.params.regime_prior_trades, strategy.center
         return _pooled_posterior(
-            _Frame.of(stats, strategy.scale), stats, global_frame, global_posterior, prior_trades, center, self.params
+            _Frame.of(stats, strategy.scale),
+            stats,
+            global_frame,
+            global_posterior,
+            prior_trades=prior_trades,
+            center=center,
+            params=self.params,
         )
 
-    def _refresh(self, strategy: _StrategyState) -> None:
+    def _refresh(self, strategy: _StrategyState, session: int) -> tuple[_Frame, _Posterior]:
         """What a session close keeps up to date for one strategy, from its evidence at the close: the off-scale
-        factors, the reference effect (the average component's) and the regimes' center."""
+        factors, the reference effect (the average component's), the regimes' center (every
+        `_CENTER_EVERY_SESSIONS` sessions: it moves slowly and costs a fit per regime) and the change detector's
+        standardization. The strategy-wide frame and posterior after it."""
         params = self.params
         stats = strategy.scopes[GLOBAL_SCOPE]
         strategy.scale = _off_scale_factors(stats, params)
         frame = _Frame.of(stats, strategy.scale)
-        free = _global_posterior(stats, frame, None, params)
-        reference = _reference(stats, frame, free.noise_var, params)
+        reference = _reference(stats, frame, strategy.reference, params)
         if reference is not None and strategy.reference is not None:
             # Smoothed over sessions: the median steps when components trade places around it.
             kept = decay_factor(params.reference_half_life_sessions, 1)
             reference = (kept * strategy.reference[0] + (1.0 - kept) * reference[0], reference[1])
         strategy.reference = reference
         posterior = _global_posterior(stats, frame, strategy.reference, params)
-        strategy.center = _regime_center(strategy, posterior, params)
+        if strategy.center is None or session % _CENTER_EVERY_SESSIONS == 0:
+            strategy.center = _regime_center(strategy, posterior, params)
+        strategy.changes.standardize(stats, params)
+        return frame, posterior
 
     def _watch_changes(
         self,
         strategy: _StrategyState,
-        stats: _Stats,
         posterior: _Posterior,
         features: FloatArray,
         y: float,
+        *,
         weight: float,
         session: int,
     ) -> None:
@@ -771,20 +838,16 @@ class EntryModel:
         of the strategy (its prior and the trades to come decide its effect from then on) and its moves are
         boosted for `change_boost_sessions` sessions."""
         params = self.params
-        if stats.weight < params.min_effective_samples:
-            return
+        changes = strategy.changes
         learned = features if strategy.scale is None else _transform(strategy.scale) @ features
         residual = (y - float(posterior.mean @ learned)) / math.sqrt(posterior.noise_var)
-        mean = stats.sums / stats.weight
-        variance = stats.squares / stats.weight - mean * mean
-        seen = (stats.present >= params.min_component_samples) & (variance > _MIN_MEAN_SQUARE * _MIN_MEAN_SQUARE)
-        spread = np.sqrt(np.where(seen, variance, 1.0))
         # The score of each component's coefficient: the residual times its contribution, both standardized.
-        score = np.clip(residual * (features[_COMPONENTS] - mean) / spread, -_CHANGE_CLIP, _CHANGE_CLIP)
-        changes = strategy.changes
-        allowance = params.change_allowance
-        changes.up = np.where(seen, np.maximum(0.0, changes.up + weight * (score - allowance)), 0.0)
-        changes.down = np.where(seen, np.maximum(0.0, changes.down - weight * (score + allowance)), 0.0)
+        score = np.clip(
+            (residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP, _CHANGE_CLIP
+        )
+        allowance = params.change_allowance * changes.scale.astype(bool)
+        changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
+        changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
         for component in np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist():
             for scope_stats in strategy.scopes.values():
@@ -825,10 +888,10 @@ class EntryModel:
             z_current = posterior.z_against(index, current)
             if abs(z_current) <= params.interval_z:
                 continue
-            # Strategy-wide, the joint test licenses weaker individual evidence; a regime or ticker cell, one of
-            # many, needs its own.
-            licensed = gate.is_reweighting and scope == GLOBAL_SCOPE
-            if abs(z_current) < params.z_threshold and not (licensed and abs(z_current) >= params.joint_component_z):
+            licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
+            if abs(z_current) < gate.own_z and not (
+                _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
+            ):
                 continue
             interval = posterior.interval(index, params.interval_z)
             if interval is None:
@@ -883,6 +946,20 @@ def regime_scope(regime: str) -> str:
     if regime == GLOBAL_SCOPE or regime.startswith(TICKER_SCOPE_PREFIX):
         return f"regime:{regime}"
     return regime
+
+
+def _is_licensed(strategy: _StrategyState, scope: str, name: str, gate: _Gate, params: LearningParams) -> bool:
+    """Whether a multiplier may move on modest evidence of its own (joint_component_z) rather than on the gate's
+    corrected own_z: strategy-wide, when the joint test says the components' weighting is wrong; in a regime (or
+    ticker), when the strategy-wide multiplier of that component has moved (the regime refines an edge the
+    strategy has) or its regimes' own data differ (the center's spread z at z_threshold)."""
+    if scope == GLOBAL_SCOPE:
+        return gate.is_reweighting
+    component = _COMPONENT_INDEX[name] - _FIRST_COMPONENT
+    if strategy.center is not None and strategy.center[2, component] >= params.z_threshold:
+        return True
+    wide = strategy.multipliers.get(GLOBAL_SCOPE, {}).get(name)
+    return wide is not None and wide.value != 1.0
 
 
 def _boosted_session_cap(params: LearningParams) -> float:
@@ -965,24 +1042,26 @@ def _noise_var(residual: float, degrees: float, params: LearningParams) -> float
     return (residual + params.noise_prior_trades * params.noise_prior_var) / (degrees + params.noise_prior_trades)
 
 
-def _reference(stats: _Stats, frame: _Frame, noise_var: float, params: LearningParams) -> tuple[float, float] | None:
+def _reference(
+    stats: _Stats, frame: _Frame, previous: tuple[float, float] | None, params: LearningParams
+) -> tuple[float, float] | None:
     """The average component's effect per unit contribution, and its variance: the weighted median of the seen
     components' own estimates (the data alone, each component's weight 1 / (its variance + the prior's), so none
-    counts for more than one). A median: one component that drifts, or a few strong edges, do not move it, so
-    every other multiplier stays where its own evidence puts it. None without three components seen or when the
-    median effect is not positive."""
+    counts for more than one), leaving out the components whose estimates lie _REFERENCE_EDGE_Z standard
+    deviations from the `previous` reference (or a first median): a clear edge is no average component. So one
+    component that turns, a strong edge before and after, never moves it, and every other multiplier stays where
+    its own evidence puts it. None without three components seen or when the median effect is not positive."""
     seen = stats.present >= params.min_component_samples
     if int(seen.sum()) < _MIN_SCALE_COMPONENTS:
         return None
-    free = _FREE_COEFFICIENTS
-    # A whisper of ridge keeps a forgotten or unseen component's column from making the system singular.
-    information = frame.xtx[_FREE_BLOCK]
-    information[_FREE_DIAGONAL, _FREE_DIAGONAL] += _DATA_RIDGE * frame.mean_squares[free]
-    inverse = _symmetric_inverse(information)
-    estimates = (inverse @ frame.xty[free])[1:]
-    variances = np.diagonal(inverse)[1:] * noise_var
+    estimates, variances, noise_var = _own_effects(stats, frame, params)
     prior_var = noise_var / (params.ridge_prior_trades * _common_mean_square(frame.mean_squares))
     weights = np.where(seen, 1.0 / (variances + prior_var), 0.0)
+    center = previous[0] if previous is not None else _weighted_median(estimates[seen], weights[seen])
+    average = seen & (np.abs(estimates - center) <= _REFERENCE_EDGE_Z * np.sqrt(variances))
+    if int(average.sum()) >= _MIN_SCALE_COMPONENTS:
+        weights = np.where(average, weights, 0.0)
+        seen = average
     effect = _weighted_median(estimates[seen], weights[seen])
     if not effect > 0.0:
         return None
@@ -990,6 +1069,20 @@ def _reference(stats: _Stats, frame: _Frame, noise_var: float, params: LearningP
     # estimates' noise alone (the median of these components, not of a population of components).
     total = float(weights.sum())
     return effect, 0.5 * math.pi * float((weights * weights * variances).sum()) / (total * total)
+
+
+def _own_effects(stats: _Stats, frame: _Frame, params: LearningParams) -> tuple[FloatArray, FloatArray, float]:
+    """Each component's effect per unit contribution as the scope's data alone say it (no prior but a whisper of
+    ridge, which keeps a forgotten or unseen component's column from making the system singular), its variance,
+    and the noise variance."""
+    free = _FREE_COEFFICIENTS
+    information = frame.xtx[_FREE_BLOCK]
+    information[_FREE_DIAGONAL, _FREE_DIAGONAL] += _DATA_RIDGE * frame.mean_squares[free]
+    inverse = _symmetric_inverse(information)
+    fitted = inverse @ frame.xty[free]
+    residual = max(0.0, stats.y2_sum - float(fitted @ frame.xty[free]))
+    noise_var = _noise_var(residual, max(0.0, stats.weight - _DIM + 1), params)
+    return fitted[1:], np.diagonal(inverse)[1:] * noise_var, noise_var
 
 
 def _score_z(stats: _Stats, params: LearningParams) -> float:
@@ -1023,6 +1116,7 @@ def _pooled_posterior(
     stats: _Stats,
     global_frame: _Frame,
     global_posterior: _Posterior,
+    *,
     prior_trades: float,
     center: FloatArray | None,
     params: LearningParams,
@@ -1057,58 +1151,89 @@ def _pooled_posterior(
 
 def _off_scale_factors(stats: _Stats, params: LearningParams) -> FloatArray | None:
     """Per component, the factor its logged values are learned at: 1 on the contribution scale; for a component
-    whose root mean square per unit of base weight lies off_scale_ratio times above (or below) the median
-    component's, the factor that brings it to the median. None when every component is on scale."""
+    whose root mean square per unit of base weight lies off_scale_ratio times above the median component's (logged
+    raw: it would dominate the score), the factor that brings it to the median. None when every component is on
+    scale. A component logged smaller than its weight implies is left as it is: it cannot dominate the score, and
+    the bot caps some (etf_flow, squeeze_score), so its multiplier must keep meaning what the bot applies it to."""
     present = stats.present
     seen = present >= max(params.min_component_samples, _MIN_MEAN_SQUARE)
     if int(seen.sum()) < _MIN_SCALE_COMPONENTS:
         return None
     ratios = np.sqrt(np.where(seen, stats.squares, 0.0) / np.where(seen, present, 1.0)) / _BASE_WEIGHTS
-    usual = float(np.median(ratios[seen]))
+    usual = float(np.sort(ratios[seen])[int(seen.sum()) // 2])
     if not usual > 0.0:
         return None
-    off = seen & ((ratios > usual * params.off_scale_ratio) | (ratios * params.off_scale_ratio < usual))
+    off = seen & (ratios > usual * params.off_scale_ratio)
     if not off.any():
         return None
     return np.where(off, usual / np.where(off, ratios, 1.0), 1.0)
 
 
 def _regime_center(strategy: _StrategyState, posterior: _Posterior, params: LearningParams) -> FloatArray | None:
-    """Per component, the precision-weighted median of the regimes' own targets (each regime fitted on its own
-    trades): what a regime is pooled toward, so one regime's edge does not pull the others. None until
-    three regimes with an edge of their own exist; a component too rare for that takes the strategy-wide target."""
+    """Per component (rows): the precision-weighted median of the regimes' own targets (each regime fitted on its
+    own trades), what a regime is pooled toward, so one regime's edge does not pull the others; its variance; and
+    how far the regimes' own data spread about their weighted mean (a chi-square on regimes - 1 degrees of freedom,
+    as a normal z): whether the component's effect differs between regimes at all. None without a reference or
+    three regimes fed; a component that too few regimes carry takes the strategy-wide target and no spread."""
+    if strategy.reference is None or not posterior.has_reference():
+        return None
+    effect = strategy.reference[0]
     targets: list[FloatArray] = []
     precisions: list[FloatArray] = []
+    data_targets: list[FloatArray] = []
+    data_precisions: list[FloatArray] = []
     for scope, stats in strategy.scopes.items():
-        if scope == GLOBAL_SCOPE or scope.startswith(TICKER_SCOPE_PREFIX):
+        if (
+            scope == GLOBAL_SCOPE
+            or scope.startswith(TICKER_SCOPE_PREFIX)
+            or stats.weight < params.min_effective_samples
+        ):
             continue
-        if stats.weight < params.min_effective_samples:
-            continue
-        own = _global_posterior(stats, _Frame.of(stats, strategy.scale), None, params)
+        frame = _Frame.of(stats, strategy.scale)
+        own = _global_posterior(stats, frame, None, params)
         if not own.has_reference():
             continue
         seen = stats.present >= params.min_component_samples
         targets.append(own.targets())
         precisions.append(np.where(seen, 1.0 / own.target_variances(), 0.0))
-    if len(targets) < _MIN_SCALE_COMPONENTS or not posterior.has_reference():
+        estimates, variances, _ = _own_effects(stats, frame, params)
+        data_targets.append(estimates / effect)
+        data_precisions.append(np.where(seen, effect * effect / variances, 0.0))
+    if len(targets) < _MIN_SCALE_COMPONENTS:
         return None
-    values = np.array(targets)
     weights = np.array(precisions)
-    center = np.array([posterior.targets(), posterior.target_variances()])
-    for component in range(_K):
-        column = weights[:, component]
-        if np.count_nonzero(column) < _MIN_SCALE_COMPONENTS:
-            continue
-        center[0, component] = _weighted_median(values[:, component], column)
-        # The median's sampling variance is about pi / 2 times the weighted mean's.
-        center[1, component] = 0.5 * math.pi / float(column.sum())
-    return center
+    counts = np.count_nonzero(weights, axis=0)
+    enough = counts >= _MIN_SCALE_COMPONENTS
+    medians = _column_weighted_medians(np.array(targets), weights)
+    # The median's sampling variance is about pi / 2 times the weighted mean's.
+    variances = 0.5 * math.pi / np.where(enough, weights.sum(axis=0), 1.0)
+    values, weights = np.array(data_targets), np.array(data_precisions)
+    means = (weights * values).sum(axis=0) / np.where(enough, weights.sum(axis=0), 1.0)
+    chi2 = (weights * (values - means) ** 2).sum(axis=0)
+    degrees = np.maximum(counts - 1, 1)
+    spread = 2.0 / (9.0 * degrees)
+    split = np.where(enough, (np.cbrt(chi2 / degrees) - (1.0 - spread)) / np.sqrt(spread), 0.0)
+    return np.array(
+        [
+            np.where(enough, medians, posterior.targets()),
+            np.where(enough, variances, posterior.target_variances()),
+            split,
+        ]
+    )
 
 
 def _weighted_median(values: FloatArray, weights: FloatArray) -> float:
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))])
+    """The value at which the weights, taken in the values' order, reach half their total (the lower one on a tie)."""
+    return float(_column_weighted_medians(values[:, np.newaxis], weights[:, np.newaxis])[0])
+
+
+def _column_weighted_medians(values: FloatArray, weights: FloatArray) -> FloatArray:
+    """`_weighted_median` of each column."""
+    order = np.argsort(values, axis=0, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(weights, order, axis=0), axis=0)
+    first = np.argmax(cumulative >= 0.5 * cumulative[-1], axis=0)
+    medians: FloatArray = np.take_along_axis(np.take_along_axis(values, order, axis=0), first[np.newaxis, :], axis=0)[0]
+    return medians
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:

@@ -216,6 +216,7 @@ class TradeLearner(Learner):
             regimes = [scope for scope in scopes if not scope.startswith(TICKER_SCOPE_PREFIX)]
             tickers = [scope for scope in scopes if scope.startswith(TICKER_SCOPE_PREFIX)]
             components: dict[str, Any] = {}
+            scale = self.entry.scale_factors(strategy)
             for name in ENTRY_COMPONENTS:
                 view: dict[str, Any] = {
                     "multiplier": self.entry.multiplier(strategy, name),
@@ -223,6 +224,10 @@ class TradeLearner(Learner):
                         scope: {"multiplier": self.entry.multiplier(strategy, name, scope)} for scope in regimes
                     },
                 }
+                if name in scale:
+                    # Learned on a standardized scale: the reports say so.
+                    view["standardized"] = True
+                    view["scale_factor"] = scale[name]
                 if self.params.per_ticker:
                     view["by_ticker"] = {
                         scope.removeprefix(TICKER_SCOPE_PREFIX): {

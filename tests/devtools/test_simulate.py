@@ -282,6 +282,7 @@ def test_planted_multipliers_are_recoverable_by_least_squares(large: tuple[Path,
 def test_regime_edge_shows_in_its_regime_only(large: tuple[Path, SimulationTruth]) -> None:
     home, truth = large
     edge = truth.regime_edge
+    assert edge is not None
     outcomes = closes(home, edge.strategy)
     inside = least_squares_multipliers([o for o in outcomes if o.regime == edge.regime.casefold()], truth.pnl_scale)
     outside = least_squares_multipliers([o for o in outcomes if o.regime != edge.regime.casefold()], truth.pnl_scale)

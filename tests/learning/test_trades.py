@@ -112,6 +112,7 @@ def test_regime_only_edge_shows_in_its_regime_only(
 ) -> None:
     """dark_pool's edge planted in one regime lifts that regime's multiplier only."""
     edge = recovery[1].regime_edge
+    assert edge is not None
     view = recovery_weights["strategies"][edge.strategy]["entry"][edge.component]
     by_regime = view["by_regime"]
     assert by_regime[edge.regime.casefold()]["multiplier"] > 1.1
@@ -195,6 +196,7 @@ def test_components_do_not_move_in_lock_step(recovery_weights: dict[str, Any]) -
 def test_regimes_do_not_collapse(recovery: tuple[Path, SimulationTruth], recovery_weights: dict[str, Any]) -> None:
     """Each regime keeps its own entry (labels case-folded, never merged); the edge regime's values differ."""
     edge = recovery[1].regime_edge
+    assert edge is not None
     entry = recovery_weights["strategies"][edge.strategy]["entry"]
     regimes = set(entry[edge.component]["by_regime"])
     assert {"low_vol_uptrend", "high_vol_neg_gamma", "mixed", "downtrend_flow_heavy", "risk_on"} <= regimes
