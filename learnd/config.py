@@ -39,7 +39,7 @@ class LearningParams:
     z_threshold: float = 2.0
     # Once the components' effects as a whole differ by z_threshold, a strategy-wide multiplier may move on its own
     # evidence lying this many standard deviations from where it stands (below: noise, held).
-    joint_component_z: float = 1.25
+    joint_component_z: float = 1.15
     max_step_per_trade: float = 0.02
     max_step_per_session: float = 0.1
     min_multiplier: float = 0.25

@@ -566,10 +566,16 @@ class EntryModel:
                 continue
             if abs(posterior.z_against(index, multiplier.value)) > params.interval_z:
                 continue
-            # Toward the best estimate, never across 1 (a crossing is the interval rule's to make).
-            target = posterior.target(index)
-            if (target - 1.0) * (multiplier.value - 1.0) <= 0.0:
+            if interval[0] <= 1.0 <= interval[1]:
+                # The evidence no longer bears the move out: back toward 1.
                 target = 1.0
+            elif abs(posterior.z_against(index, 1.0)) >= params.z_threshold:
+                # A clear edge: toward its best estimate, never across 1.
+                target = posterior.target(index)
+                if (target - 1.0) * (multiplier.value - 1.0) <= 0.0:
+                    continue
+            else:
+                continue
             old = multiplier.value
             new = multiplier.step_toward(target, session, params.creep_per_session, params, params.creep_per_session)
             if new != old:
@@ -1182,7 +1188,8 @@ def _regime_center(strategy: _StrategyState, posterior: _Posterior, params: Lear
     precisions: list[FloatArray] = []
     data_targets: list[FloatArray] = []
     data_precisions: list[FloatArray] = []
-    for scope, stats in strategy.scopes.items():
+    # In name order: sums over regimes must not depend on the order their scopes were first seen or restored in.
+    for scope, stats in sorted(strategy.scopes.items()):
         if (
             scope == GLOBAL_SCOPE
             or scope.startswith(TICKER_SCOPE_PREFIX)
