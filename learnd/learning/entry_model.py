@@ -47,7 +47,8 @@ _CHANGE_CLIP: Final = 4.0
 # The regimes' center is refitted at the close of every this many sessions (session index divisible by it).
 _CENTER_EVERY_SESSIONS: Final = 5
 _NORMAL: Final = NormalDist()
-# Off-scale detection needs this many components seen to know what the usual scale is.
+# Off-scale detection needs this many components seen, each in this many trades, to know what the usual scale is.
+_MIN_SCALE_SAMPLES: Final = 10.0
 _MIN_SCALE_COMPONENTS: Final = 3
 # A component whose own estimate lies this many standard deviations from the reference is a clear edge: it is left
 # out of the median that makes the next reference.
@@ -525,12 +526,15 @@ class EntryModel:
         ledger and the session boundary only."""
         params = self.params
         changes: list[MultiplierChange] = []
+        # How the bot logs a component is the bot's, not a strategy's: every strategy's trades tell the scale.
+        wide = [state.scopes[GLOBAL_SCOPE] for _, state in sorted(self._strategies.items())]
+        scale = _off_scale_factors(
+            np.sum([stats.squares for stats in wide], axis=0), np.sum([stats.present for stats in wide], axis=0), params
+        )
         for name in sorted(self._strategies):
             strategy = self._strategies[name]
-            stats = strategy.scopes.get(GLOBAL_SCOPE)
-            if stats is None:
-                continue
-            _, posterior = self._refresh(strategy, session)
+            stats = strategy.scopes[GLOBAL_SCOPE]
+            _, posterior = self._refresh(strategy, session, scale)
             gate = _Gate.of(stats, posterior, params)
             origin = _Origin(event_us, name, params.max_step_per_session, _boosted_session_cap(params), "daily_settle ")
             changes += self._move(
@@ -809,14 +813,14 @@ class EntryModel:
             params=self.params,
         )
 
-    def _refresh(self, strategy: _StrategyState, session: int) -> tuple[_Frame, _Posterior]:
+    def _refresh(self, strategy: _StrategyState, session: int, scale: FloatArray | None) -> tuple[_Frame, _Posterior]:
         """What a session close keeps up to date for one strategy, from its evidence at the close: the off-scale
         factors, the reference effect (the average component's), the regimes' center (every
         `_CENTER_EVERY_SESSIONS` sessions: it moves slowly and costs a fit per regime) and the change detector's
         standardization. The strategy-wide frame and posterior after it."""
         params = self.params
         stats = strategy.scopes[GLOBAL_SCOPE]
-        strategy.scale = _off_scale_factors(stats, params)
+        strategy.scale = scale
         frame = _Frame.of(stats, strategy.scale)
         reference = _reference(stats, frame, strategy.reference, params)
         if reference is not None and strategy.reference is not None:
@@ -1155,17 +1159,18 @@ def _pooled_posterior(
     return _Posterior(mean, cov, noise_var)
 
 
-def _off_scale_factors(stats: _Stats, params: LearningParams) -> FloatArray | None:
-    """Per component, the factor its logged values are learned at: 1 on the contribution scale; for a component
-    whose root mean square per unit of base weight lies off_scale_ratio times above the median component's (logged
-    raw: it would dominate the score), the factor that brings it to the median. None when every component is on
-    scale. A component logged smaller than its weight implies is left as it is: it cannot dominate the score, and
-    the bot caps some (etf_flow, squeeze_score), so its multiplier must keep meaning what the bot applies it to."""
-    present = stats.present
-    seen = present >= max(params.min_component_samples, _MIN_MEAN_SQUARE)
+def _off_scale_factors(squares: FloatArray, present: FloatArray, params: LearningParams) -> FloatArray | None:
+    """Per component, the factor its logged values are learned at, from the sums of their squares and the number
+    of trades that carried them: 1 on the contribution scale; for a component whose root mean square per unit of
+    base weight lies off_scale_ratio times above the median component's (logged raw: it would dominate the score),
+    the factor that brings it to the median. None when every component is on scale. A component logged smaller
+    than its weight implies is left as it is: it cannot dominate the score, and the bot caps some (etf_flow,
+    squeeze_score), so its multiplier must keep meaning what the bot applies it to."""
+    # A raw component is tens of times off scale: a few trades tell, long before its effect can be learned.
+    seen = present >= _MIN_SCALE_SAMPLES
     if int(seen.sum()) < _MIN_SCALE_COMPONENTS:
         return None
-    ratios = np.sqrt(np.where(seen, stats.squares, 0.0) / np.where(seen, present, 1.0)) / _BASE_WEIGHTS
+    ratios = np.sqrt(np.where(seen, squares, 0.0) / np.where(seen, present, 1.0)) / _BASE_WEIGHTS
     usual = float(np.sort(ratios[seen])[int(seen.sum()) // 2])
     if not usual > 0.0:
         return None
