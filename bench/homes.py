@@ -163,7 +163,10 @@ class BaseHome:
         first = self.calendar.session_index(min(moments))
         last = self.calendar.session_index(max(moments))
         self.session_count = last - first + 1
-        self._base_bounds = (self.calendar.opens_us[first : last + 1], self.calendar.closes_us[first : last + 1])
+        self._base_bounds = (
+            tuple(self.calendar.opens_us[first : last + 1]),
+            tuple(self.calendar.closes_us[first : last + 1]),
+        )
         self.last_index = bisect_left(self.calendar.sessions, today) - 1
         self.end_day = self.calendar.sessions[self.last_index]
 
@@ -174,7 +177,12 @@ class BaseHome:
             raise ValueError(f"no home of {base_sessions} base sessions over {sessions} sessions")
         opens, closes = self._base_bounds
         return SessionMap(
-            opens, closes, self.calendar.opens_us[first:], self.calendar.closes_us[first:], base_sessions, sessions
+            opens,
+            closes,
+            tuple(self.calendar.opens_us[first:]),
+            tuple(self.calendar.closes_us[first:]),
+            base_sessions,
+            sessions,
         )
 
     @cached_property

@@ -75,6 +75,17 @@ class Tally:
             self.losses += 1
         self.total.add(attributed)
 
+    @classmethod
+    def of(cls, outcomes: Sequence[tuple[float, float]]) -> Tally:
+        """The tally of (pnl_pct, attributed) outcomes, taken in one go."""
+        pnls = [pnl for pnl, _ in outcomes]
+        return cls(
+            len(outcomes),
+            sum(1 for pnl in pnls if pnl > 0.0),
+            sum(1 for pnl in pnls if pnl < 0.0),
+            ExactSum([attributed for _, attributed in outcomes]),
+        )
+
     def merged(self, other: Tally) -> Tally:
         total = self.total.copy()
         total.merge(other.total)

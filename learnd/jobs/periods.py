@@ -51,7 +51,7 @@ from learnd.learning.signals import (
 from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome
 from learnd.sessions.exchange import ExchangeCalendar, from_epoch_us
 from learnd.store.database import LedgerRow, Store
-from learnd.store.ledger import ledger_records, record_of
+from learnd.store.ledger import RecordCache, ledger_records, record_of
 
 # Long steps look at the stop request this often (ledger rows taken in between two looks).
 _STOP_CHECK_ROWS: Final = 512
@@ -80,6 +80,7 @@ def run_period(
     period: Period,
     longrun: LongRun,
     *,
+    records: RecordCache | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> JobOutput:
     """The report of one period (its sessions already closed in the learners and committed), for a week the
@@ -87,8 +88,9 @@ def run_period(
     (`longrun`, updated in place; its rows are in the output, to commit with the run).
 
     Raises StopRequested as soon as `should_stop()` says so between steps; `longrun` may then hold part of the
-    period and must be read again from the store.
+    period and must be read again from the store. `records` keeps decoded ledger records from period to period.
     """
+    records = records if records is not None else RecordCache()
     session = last_session(calendar, settings, period)
     in_order = session >= longrun.through
     if in_order:
@@ -96,12 +98,12 @@ def run_period(
     _check(should_stop)
     if period.job == DAILY:
         outcomes = _closed_outcomes(store, calendar, session, longrun if in_order else None)
-        report = daily_report_document(store, settings, calendar, period.label, outcomes)
+        report = daily_report_document(store, settings, calendar, period.label, outcomes, records=records)
         state, values = longrun.rows()
         output = _output(settings, "daily", period.label, report, state=state, values=values)
         return replace(output, reported_until_us=calendar.session_bounds_us(session)[1])
     report = weekly_report_document(
-        store, settings, calendar, period.label, session, longrun=longrun if in_order else None
+        store, settings, calendar, period.label, session, longrun=longrun if in_order else None, records=records
     )
     # Logged like any learning update, at the week's close in event time; applied to nothing unless
     # signals.suggestions_enabled (each one says so in `applies_to_weights`).
@@ -227,6 +229,8 @@ def daily_report_document(
     calendar: ExchangeCalendar,
     label: str,
     outcomes: Mapping[tuple[str, str], SymbolOutcomes],
+    *,
+    records: RecordCache,
 ) -> dict[str, Any]:
     """data/reports/daily/D.json's content, from the committed ledger, changes and end-of-session snapshot;
     `outcomes` are every closed trade up to the day, per (strategy, symbol), for the execution section."""
@@ -235,12 +239,12 @@ def daily_report_document(
     start_us, end_us = calendar.session_bounds_us(index)
     trades = [
         record
-        for record in ledger_records(store, "trade", since_us=start_us, until_us=end_us)
+        for record in records.records(store, "trade", since_us=start_us, until_us=end_us)
         if isinstance(record, TradeOutcome)
     ]
     exits = [
         record
-        for record in ledger_records(store, "exit", since_us=start_us, until_us=end_us)
+        for record in records.records(store, "exit", since_us=start_us, until_us=end_us)
         if isinstance(record, ExitOutcome)
     ]
     # Multiplier moves only: a weekly signal suggestion logged at this close (old/new None) is no move, and a daily
@@ -252,14 +256,16 @@ def daily_report_document(
     snapshot = _snapshot(store, calendar.closes_us[index])
     report = daily_report(day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot)
     next_day = calendar.sessions[index + 1]
-    report["signals"] = _signals_section(store, settings, start_us, end_us)
+    report["signals"] = _signals_section(store, settings, start_us, end_us, records)
     report["execution_quality"] = _execution_section(store, settings, calendar, (day, next_day), outcomes)
     # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
     report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
 
 
-def _signals_section(store: Store, settings: Settings, start_us: int, end_us: int) -> dict[str, Any]:
+def _signals_section(
+    store: Store, settings: Settings, start_us: int, end_us: int, records: RecordCache
+) -> dict[str, Any]:
     """Signal episodes that began in [start, end), joined to entries and outcomes known by `end`: the same set
     whether the report is written right after the close (some episodes still open) or by a later backfill."""
     params = SignalParams.from_settings(settings.signals)
@@ -271,10 +277,10 @@ def _signals_section(store: Store, settings: Settings, start_us: int, end_us: in
         if start_us <= episode.first_us < end_us
     ]
     entries = [
-        r for r in ledger_records(store, "entry", since_us=start_us, until_us=end_us) if isinstance(r, TradeEntry)
+        r for r in records.records(store, "entry", since_us=start_us, until_us=end_us) if isinstance(r, TradeEntry)
     ]
     outcomes = [
-        r for r in ledger_records(store, "trade", since_us=start_us, until_us=end_us) if isinstance(r, TradeOutcome)
+        r for r in records.records(store, "trade", since_us=start_us, until_us=end_us) if isinstance(r, TradeOutcome)
     ]
     return signal_summary(episodes, entries, outcomes, params)
 
@@ -306,12 +312,20 @@ def _sections_markdown(report: dict[str, Any]) -> str:
 
 
 def weekly_report_document(
-    store: Store, settings: Settings, calendar: ExchangeCalendar, week: str, index: int, *, longrun: LongRun | None
+    store: Store,
+    settings: Settings,
+    calendar: ExchangeCalendar,
+    week: str,
+    index: int,
+    *,
+    longrun: LongRun | None,
+    records: RecordCache | None = None,
 ) -> dict[str, Any]:
     """data/reports/weekly/YYYY-Www.json's content, over the ledger up to the week's last session `index`: all of
     it from the long-run figures (kept through `index`), or the last schedule.weekly_window_sessions sessions (or
     a week older than the figures) read from the ledger."""
     _, end_us = calendar.session_bounds_us(index)
+    records = records if records is not None else RecordCache()
     window = settings.schedule.weekly_window_sessions
     if longrun is None or window:
         since_us = calendar.session_bounds_us(max(0, index - window))[0] if window else None
@@ -329,7 +343,7 @@ def weekly_report_document(
         half_life_sessions=settings.learning.half_life_sessions,
     )
     window_start_us = end_us - _WEEKLY_SIGNAL_WINDOW_DAYS * 86_400_000_000
-    report["signals"] = _signals_section(store, settings, window_start_us, end_us)
+    report["signals"] = _signals_section(store, settings, window_start_us, end_us, records)
     first_day = from_epoch_us(window_start_us).date()
     report["execution_quality"] = _execution_section(
         store,

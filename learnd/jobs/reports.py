@@ -805,9 +805,7 @@ def _trade_row(trade: TradeOutcome) -> dict[str, Any]:
 
 def _group_view(recent: Sequence[tuple[float, float]], earlier: EarlierCell | None) -> dict[str, Any]:
     """long_run / recent / earlier tallies of a cell: recent (pnl_pct, attributed) outcomes, earlier kept."""
-    recent_tally = Tally()
-    for pnl_pct, attributed in recent:
-        recent_tally.add(pnl_pct, attributed)
+    recent_tally = Tally.of(recent)
     earlier_tally = earlier.tally if earlier is not None else Tally()
     return {
         "long_run": earlier_tally.merged(recent_tally).view(),

@@ -57,15 +57,22 @@ def decode_record(data: bytes, key: str, strategy: str, symbol: str) -> KeptReco
     names = _KEPT_FIELDS[kind]
     if len(items) - 1 != len(names):
         raise ValueError(f"a {kind.__name__} keeps {len(names)} fields, the bytes hold {len(items) - 1}")
-    values: dict[str, Any] = {"key": key, "strategy": strategy, "symbol": symbol}
-    values.update(zip(names, items[1:], strict=True))
-    # JSON arrays back into the tuples the records hold.
-    if "components" in values:
-        values["components"] = tuple(
-            (ENTRY_COMPONENTS[index], contribution) for index, contribution in values["components"]
-        )
-    for name in ("unknown_components", "exit_components"):
-        if name in values:
-            values[name] = tuple(values[name])
-    record: KeptRecord = kind(**values)
+    # JSON arrays back into the tuples the records hold (positions of the kept fields, after the tag).
+    for position in _PAIR_POSITIONS[kind]:
+        items[position] = tuple([(ENTRY_COMPONENTS[index], value) for index, value in items[position]])
+    for position in _NAME_POSITIONS[kind]:
+        items[position] = tuple(items[position])
+    record: KeptRecord = kind(key, strategy, symbol, *items[1:])
     return record
+
+
+def _positions(kind: type, names: tuple[str, ...]) -> tuple[int, ...]:
+    return tuple(1 + index for index, name in enumerate(_KEPT_FIELDS[kind]) if name in names)
+
+
+# Every kept type starts with the row's own fields, in the row's order: the record is built positionally.
+assert all(names[: len(_ROW_FIELDS)] == _ROW_FIELDS for names in _FIELDS.values())
+_PAIR_POSITIONS: Final[dict[type, tuple[int, ...]]] = {kind: _positions(kind, ("components",)) for kind in _TAGS}
+_NAME_POSITIONS: Final[dict[type, tuple[int, ...]]] = {
+    kind: _positions(kind, ("unknown_components", "exit_components")) for kind in _TAGS
+}

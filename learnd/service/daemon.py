@@ -24,6 +24,7 @@ from learnd.errors import LearndError
 from learnd.service.backfill import BackfillProgress, read_history
 from learnd.service.engine import Engine, LearnerFactory
 from learnd.service.logs import uses_console
+from learnd.service.memory import release_free_memory
 from learnd.service.metrics import Metrics
 from learnd.service.notify import notify_ready, watchdog_service
 from learnd.service.scheduler import JobRunner
@@ -37,6 +38,8 @@ _WATCH_DEBOUNCE_MS = 20
 _EXPORT_STATE_EVERY_S = 1.0
 _RETRY_FIRST_S = 0.5
 _RETRY_MAX_S = 30.0
+# Lines read between two hand-backs of freed memory to the system (done when the reading goes idle).
+_RELEASE_AFTER_LINES = 50_000
 # The weights file's watch: a stat every interval, the content hashed every few (a same-size rewrite within the
 # file system's timestamp granularity leaves the stat alike), and a short wait for a writer still at it.
 _GUARD_INTERVAL_S = 0.25
@@ -145,6 +148,7 @@ class _IngestLoop:
     reload_settings: Callable[[], Settings] | None
     caught_up: asyncio.Event
     failure_count: int = 0
+    lines_at_release: int = 0
 
     async def run(self) -> None:
         engine = self.engine
@@ -191,6 +195,10 @@ class _IngestLoop:
             if not engine.ingestor.pending_lines and not self.caught_up.is_set():
                 self.caught_up.set()  # jobs start only once what was already in the files is learned
                 log.info("caught_up", **engine.totals.log_fields())
+            if engine.totals.lines_count - self.lines_at_release >= _RELEASE_AFTER_LINES:
+                # Idle after a burst (a backlog, a flood): the heap it grew is handed back, not kept at its peak.
+                self.lines_at_release = engine.totals.lines_count
+                release_free_memory()
             if state_stale:
                 due_in_s = _EXPORT_STATE_EVERY_S - (time.monotonic() - last_state_export)
                 if due_in_s > 0:

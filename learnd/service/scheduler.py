@@ -21,8 +21,10 @@ from learnd.jobs.longrun import LongRun
 from learnd.jobs.periods import JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
+from learnd.service.memory import release_free_memory
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
 from learnd.store.database import JobRun, Store
+from learnd.store.ledger import RecordCache
 
 log = structlog.get_logger("learnd.jobs")
 
@@ -39,12 +41,19 @@ def replay_history(
 
 
 def execute_period(
-    engine: Engine, calendar: ExchangeCalendar, period: Period, longrun: LongRun, *, export: bool = True
+    engine: Engine,
+    calendar: ExchangeCalendar,
+    period: Period,
+    longrun: LongRun,
+    *,
+    records: RecordCache | None = None,
+    export: bool = True,
 ) -> str:
     """Run one period now, in one go (backfill): close the sessions it covers in the learners (committed), build
     its documents, then write them and commit its changes with the record of the run. Returns the report's path."""
     engine.close_sessions(last_session(calendar, engine.settings, period), export=export)
-    return _commit(engine, period, run_period(engine.store, engine.settings, calendar, period, longrun), export=export)
+    output = run_period(engine.store, engine.settings, calendar, period, longrun, records=records)
+    return _commit(engine, period, output, export=export)
 
 
 def _commit(engine: Engine, period: Period, output: JobOutput, *, export: bool) -> str:
@@ -76,6 +85,7 @@ class JobRunner:
         self.failure_count = 0
         # The jobs' long-run figures as committed, loaded at the first period and kept up to date by each one.
         self._longrun: LongRun | None = None
+        self._records = RecordCache()  # ledger records decoded by earlier periods (their windows overlap)
         self._reader: Store | None = None
 
     def run_due(self, job: str) -> int:
@@ -161,7 +171,9 @@ class JobRunner:
         try:
             if self._longrun is None:
                 self._longrun = load_longrun(self.engine.store, self.calendar)
-            target = execute_period(self.engine, self.calendar, period, self._longrun, export=export)
+            target = execute_period(
+                self.engine, self.calendar, period, self._longrun, records=self._records, export=export
+            )
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return
@@ -208,6 +220,10 @@ class JobRunner:
             if stop.is_set():
                 return
         count = await self.run_all_due_yielding(stop, self._on_progress)
+        # What the catch-up decoded serves no later period (they are a day apart): the memory goes back.
+        self._records.clear()
+        self.close()  # its page cache too: the next period, a day away, opens it again
+        release_free_memory()
         if count:
             log.info("jobs_caught_up", periods=count)
         scheduler = AsyncIOScheduler(timezone=UTC)

@@ -27,3 +27,29 @@ def ledger_records(
     """The records of one ledger kind in event order, optionally within [since, until) (see Store.ledger)."""
     for row in store.ledger(kind, since_us=since_us, until_us=until_us):
         yield record_of(row)
+
+
+class RecordCache:
+    """Records of recently read ledger rows, by kind and key: consecutive job periods read overlapping windows of
+    the ledger (a week's report reads four weeks the daily reports read already). Rows never change once written,
+    so a cached record is always the row's; the oldest entries go beyond `limit`."""
+
+    def __init__(self, limit: int = 20_000) -> None:
+        self._limit = limit
+        self._records: dict[tuple[str, str], Record] = {}
+
+    def record_of(self, row: LedgerRow) -> Record:
+        found = self._records.get((row.kind, row.key))
+        if found is None:
+            found = self._records[row.kind, row.key] = record_of(row)
+            if len(self._records) > self._limit:
+                del self._records[next(iter(self._records))]
+        return found
+
+    def records(self, store: Store, kind: str, *, since_us: int | None, until_us: int | None) -> Iterator[Record]:
+        """ledger_records, through the cache."""
+        for row in store.ledger(kind, since_us=since_us, until_us=until_us):
+            yield self.record_of(row)
+
+    def clear(self) -> None:
+        self._records.clear()

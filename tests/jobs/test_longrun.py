@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from learnd.errors import StateError
-from learnd.jobs.longrun import RECENT_SESSIONS, LongRun, attribute_pnl
+from learnd.jobs.longrun import RECENT_SESSIONS, LongRun, Tally, attribute_pnl
 from learnd.jobs.reports import longrun_of
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
@@ -205,3 +205,11 @@ def test_partial_closes_count_in_the_profile_but_not_as_closed_trades() -> None:
     assert (amd.closed, amd.closed_pnl_pct.value) == (1, 2.0)
     assert amd.profile.view()["trades"] == 2
     assert amd.profile.view()["attributed_pnl_pct"] == 4.0
+
+
+@given(st.lists(st.tuples(st.floats(-50, 50), st.floats(-50, 50)), max_size=300))
+def test_a_tally_taken_in_one_go_reads_as_one_added_to_outcome_by_outcome(outcomes: list[tuple[float, float]]) -> None:
+    one_by_one = Tally()
+    for pnl_pct, attributed in outcomes:
+        one_by_one.add(pnl_pct, attributed)
+    assert Tally.of(outcomes).view() == one_by_one.view()

@@ -24,7 +24,7 @@ from learnd.service.engine import Engine
 from learnd.service.scheduler import JobRunner
 from learnd.sessions.exchange import from_epoch_us, to_epoch_us
 from learnd.store.database import Store
-from learnd.store.ledger import ledger_records
+from learnd.store.ledger import RecordCache, ledger_records
 from learnd.views.weights import weights_document
 from tests.bot_rows import TRADING_DAY, append, close_row, line, write_trading_day
 from tests.conftest import build_settings
@@ -76,7 +76,9 @@ def test_daily_documents_are_the_report_as_json_and_markdown(engine: Engine) -> 
         for record in ledger_records(engine.store, "trade", until_us=day_end_us)
         if isinstance(record, TradeOutcome)
     )
-    report = daily_report_document(engine.store, engine.settings, engine.calendar, TRADING_DAY, closed)
+    report = daily_report_document(
+        engine.store, engine.settings, engine.calendar, TRADING_DAY, closed, records=RecordCache()
+    )
     (_, json_document), (_, markdown) = output.documents
     assert json_document == json_bytes(report)
     text = markdown.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from learnd.errors import RecordError
 from learnd.learning.execution import (
+    Counters,
     ExecutionLearner,
     ExecutionParams,
     aggregate_orders,
@@ -233,3 +235,14 @@ def test_times_beyond_the_clock_are_refused_before_anything_changes(ts: object) 
         learner.apply("orders", order(ts, symbol="AAPL", side="buy", order_type="limit", status="submitted"))
     assert learner.state() == before
     assert learner.dump() is None
+
+
+def test_merge_adds_every_counter_and_keeps_the_earliest_time() -> None:
+    """Counters.merge spells out its fields: every field but first_us is summed, first_us takes the minimum, and a
+    field added to Counters later must be added there too (this test fails until it is)."""
+    one = Counters(**{item.name: index + 1 for index, item in enumerate(fields(Counters))})
+    other = Counters(**{item.name: (index + 1) * 10 for index, item in enumerate(fields(Counters))})
+    one.merge(other)
+    for index, item in enumerate(fields(Counters)):
+        expected = index + 1 if item.name == "first_us" else (index + 1) * 11
+        assert getattr(one, item.name) == expected, item.name
