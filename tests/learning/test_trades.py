@@ -32,7 +32,7 @@ from learnd.records.components import ENTRY_COMPONENTS
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.sessions.tables import calendar_for
-from learnd.store.database import Store, reading
+from learnd.store.database import Batch, Store, reading
 from learnd.views.audit import collect_audit
 from learnd.views.evaluation import attribution_outcomes, run_evaluation
 from learnd.views.weights import load_model, render_weights, weights_document, weights_view
@@ -689,3 +689,24 @@ def test_an_off_scale_component_never_dominates_the_score(raw_tide: tuple[Path, 
     tide = np.array([factor * dict(trade.components).get("market_tide", 0.0) for trade in trades])
     scores = np.array([learner.entry.score(trade) for trade in trades])
     assert float(np.var(tide * learner.entry.multiplier("equity", "market_tide"))) <= 0.2 * float(np.var(scores))
+
+
+def test_an_older_entry_state_is_relearned_from_the_ledger(tmp_path: Path) -> None:
+    """A store whose entry model an older learnd wrote (entry state version 1): `weights` refuses it with a clear
+    StateError, and the next commit (a backfill here, the daemon's first) relearns it from the ledger into exactly
+    what the backfill had learned."""
+    simulate(tmp_path, 300, seed=5, garbage=False)
+    settings = settings_for(tmp_path)
+    run_backfill(settings)
+    learned = weights(tmp_path)
+    store = Store.open(settings.db_path)
+    try:
+        state = orjson.loads(store.learner_state("trades") or b"{}")
+        state["entry"] = {"model": "entry", "version": 1, "strategies": {}}
+        store.commit(Batch(learner_states={"trades": orjson.dumps(state)}))
+    finally:
+        store.close()
+    with pytest.raises(StateError, match="older learnd"):
+        load_model(settings)
+    run_backfill(settings)
+    assert weights(tmp_path) == learned
