@@ -742,10 +742,12 @@ class EntryModel:
                         scope: {component: multiplier.to_state() for component, multiplier in by_component.items()}
                         for scope, by_component in state.multipliers.items()
                     },
-                    "scale": state.scale.tolist() if state.scale is not None else None,
-                    "reference": list(state.reference) if state.reference is not None else None,
-                    "center": state.center.tolist() if state.center is not None else None,
                     "changes": state.changes.to_state(),
+                    # What the session closes keep, once they have it (absent, not null: null in a state means a
+                    # number that was not finite).
+                    **({"scale": state.scale.tolist()} if state.scale is not None else {}),
+                    **({"reference": list(state.reference)} if state.reference is not None else {}),
+                    **({"center": state.center.tolist()} if state.center is not None else {}),
                 }
                 for name, state in self._strategies.items()
             },
@@ -780,11 +782,11 @@ class EntryModel:
                 for scope, by_component in multipliers.items()
             }
             try:
-                strategy.scale = None if raw["scale"] is None else _array(raw["scale"], (_K,))
-                reference = raw["reference"]
+                strategy.scale = _array(raw["scale"], (_K,)) if "scale" in raw else None
+                reference = raw.get("reference")
                 strategy.reference = None if reference is None else (float(reference[0]), float(reference[1]))
-                strategy.center = None if raw["center"] is None else _array(raw["center"], (3, _K))
-            except (KeyError, TypeError, ValueError) as error:
+                strategy.center = _array(raw["center"], (3, _K)) if "center" in raw else None
+            except (IndexError, TypeError, ValueError) as error:
                 raise StateError(f"entry model state for strategy {name!r} is malformed: {error!r}") from error
             strategy.changes = _Changes.from_state(raw.get("changes", {}))
             model._strategies[name] = strategy
