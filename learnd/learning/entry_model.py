@@ -583,22 +583,9 @@ class EntryModel:
             old = multiplier.value
             new = multiplier.step_toward(target, session, params.creep_per_session, params, params.creep_per_session)
             if new != old:
-                changes.append(
-                    MultiplierChange(
-                        event_us=origin.event_us,
-                        strategy=origin.strategy,
-                        model=MODEL,
-                        component=name,
-                        regime=GLOBAL_SCOPE,
-                        old=old,
-                        new=new,
-                        reason=(
-                            f"creep component_z={posterior.z(index):+.2f} "
-                            f"interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
-                        ),
-                        samples=float(stats.present[index - _FIRST_COMPONENT]),
-                    )
-                )
+                reason = f"creep component_z={posterior.z(index):+.2f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
+                samples = float(stats.present[index - _FIRST_COMPONENT])
+                changes.append(origin.change(name, GLOBAL_SCOPE, old=old, new=new, reason=reason, samples=samples))
         return changes
 
     def decay_stale(
@@ -920,24 +907,13 @@ class EntryModel:
             else:
                 new = multiplier.step_toward(target, session, origin.step_cap, params)
             if new != old:
-                changes.append(
-                    MultiplierChange(
-                        event_us=origin.event_us,
-                        strategy=origin.strategy,
-                        model=MODEL,
-                        component=name,
-                        regime=scope,
-                        old=old,
-                        new=new,
-                        reason=(
-                            f"{origin.reason}{'change_boost ' if boosted else ''}"
-                            f"component_z={posterior.z(index):+.2f} z_vs_current={z_current:+.2f} "
-                            f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
-                            f"target={posterior.target(index):.3f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
-                        ),
-                        samples=samples,
-                    )
+                reason = (
+                    f"{origin.reason}{'change_boost ' if boosted else ''}"
+                    f"component_z={posterior.z(index):+.2f} z_vs_current={z_current:+.2f} "
+                    f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
+                    f"target={posterior.target(index):.3f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
                 )
+                changes.append(origin.change(name, scope, old=old, new=new, reason=reason, samples=samples))
         return changes
 
 
@@ -951,6 +927,22 @@ class _Origin:
     step_cap: float
     boosted_step_cap: float
     reason: str
+
+    def change(
+        self, component: str, scope: str, *, old: float, new: float, reason: str, samples: float
+    ) -> MultiplierChange:
+        """The record of one multiplier's move that this prompted."""
+        return MultiplierChange(
+            event_us=self.event_us,
+            strategy=self.strategy,
+            model=MODEL,
+            component=component,
+            regime=scope,
+            old=old,
+            new=new,
+            reason=reason,
+            samples=samples,
+        )
 
 
 def regime_scope(regime: str) -> str:
