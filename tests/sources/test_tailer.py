@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.sources.copies import CopyReader
 from learnd.sources.files import KnownFiles
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer
@@ -988,12 +987,19 @@ def test_a_rotated_in_file_that_repeats_the_first_line_is_not_taken_for_a_rewrit
     assert not any(line.duplicate for line in out)
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
-def test_a_copy_made_before_any_line_was_read_is_read_whole(
-    home: Path, new_tailer: TailerFactory, compressed: bool
+@pytest.mark.parametrize(
+    ("compressed", "polled_between"),
+    [(False, False), (True, False), (True, True)],
+    ids=["plain", "gzip", "gzip, polled between"],
+)
+def test_a_copytruncated_copy_gives_every_line_not_read_before_the_truncation(
+    home: Path, new_tailer: TailerFactory, compressed: bool, polled_between: bool
 ) -> None:
     """Written and copytruncated within one poll (copied aside plain, or compressed at once): the copy's identity was
-    never seen, so it holds lines never read; they come first, then the truncated file's new lines."""
+    never seen, so it holds lines never read; they come first, then the truncated file's new lines. Or a poll comes
+    between the copy and the truncation, its budget ending before the file does: the copy is a copy of the current
+    file then, its lines that file's; once the file is truncated they are the copy's, and those not read yet come
+    from it, once."""
     path = home / "logs" / "orders.jsonl"
     path.touch()
     tailer = new_tailer(path)
@@ -1001,63 +1007,10 @@ def test_a_copy_made_before_any_line_was_read_is_read_whole(
     with BotProcess(path) as bot:
         bot.write(numbered(1, 30))
         copy_aside(path, compressed=compressed)
-        os.truncate(path, 0)
-        bot.write(numbered(31, 32))
-    assert raws(drain(tailer)) == names(1, 32)
-
-
-def test_a_copy_seen_while_it_was_the_current_files_start_is_read_once_that_file_is_truncated(
-    home: Path, new_tailer: TailerFactory
-) -> None:
-    """copytruncate compressing at once: a poll comes between the copy and the truncation, so the copy is a copy of
-    the current file then and its lines are the current file's. Once the file is truncated they are the copy's: the
-    lines the tailer had not read yet come from it, once."""
-    path = home / "logs" / "orders.jsonl"
-    path.touch()
-    tailer = new_tailer(path)
-    assert tailer.poll(100) == []
-    with BotProcess(path) as bot:
-        bot.write(numbered(1, 30))
-        copy_aside(path, compressed=True)
-        first = tailer.poll(10)  # the daemon's budget per poll ends before the file does
+        first = tailer.poll(10) if polled_between else []
         os.truncate(path, 0)
         bot.write(numbered(31, 32))
     assert raws(first + drain(tailer)) == names(1, 32)
-
-
-def test_a_copy_never_read_that_was_the_current_files_start_when_seen_is_read_once_that_file_is_truncated(
-    home: Path,
-) -> None:
-    """The same race with nothing read yet: the CopyReader looks at the siblings after the tailer took the file's
-    size (empty) and before the truncation, and finds a copy of the current file. After the truncation that copy is
-    the only place its lines are: it is read whole. (The CopyReader is driven alone here: a tailer reads the current
-    file in the same poll, so the race cannot be laid out in one thread.)"""
-    path = home / "logs" / "orders.jsonl"
-    path.touch()
-    clock = FakeClock()
-    copies = CopyReader(
-        path,
-        KnownFiles(),
-        source="orders",
-        max_line_bytes=1 << 20,
-        keep_bytes=4096,
-        grace_s=GRACE_S,
-        rescan_s=1.0,
-        clock=clock,
-        event=lambda *_, **__: None,
-    )
-    out: list[Line] = []
-    with BotProcess(path) as bot:
-        bot.write(numbered(1, 30))
-        copy_aside(path, compressed=False)
-        copies.read(out, 100, held=set(), window=[], late_lines=0)
-        assert out == []  # a copy of the current file: whoever reads that file reads these lines
-        os.truncate(path, 0)
-        bot.write(numbered(31, 32))
-    clock.now += GRACE_S + 1  # the next look at the siblings, the copy quiet for the grace
-    copies.read(out, 100, held=set(), window=[], late_lines=0)
-    copies.close()
-    assert raws(out) == names(1, 30)
 
 
 def test_a_compressed_copy_still_being_written_is_read_as_far_as_it_goes_then_finished(
