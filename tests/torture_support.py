@@ -4,6 +4,7 @@ the rotations of FORMATS.md, and the independent accounting (lost / duplicated) 
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import shutil
@@ -22,9 +23,10 @@ from typing import BinaryIO
 
 import orjson
 
-from learnd.sources.files import FINGERPRINT_MAX_BYTES, Identity, fingerprint
+from learnd.sources.files import starts_with
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store
+from learnd.views.audit import collect_audit
 from tests.service.test_daemon import SOURCES, daemon_env, settings_for
 
 # Monday 2026-03-02, one minute after the NYSE open: every event time the writer uses is inside the session.
@@ -99,6 +101,27 @@ class LogWriter:
         with self.lock:
             self._handles[source].close()
             self._open(source)
+
+    def let_go(self, source: str) -> None:
+        """The bot closes its log (it stops, say); `reopen` opens it again."""
+        with self.lock:
+            self._handles[source].close()
+
+    def take_line(self, source: str) -> bytes:
+        """The next line for `source`, counted as written, for another writer (a process of its own) to write."""
+        with self.lock:
+            raw, outcome = make_line(source, self._seq, self.rng)
+            self._seq += 1
+            self.written.append(WrittenLine(source, raw, outcome))
+            return raw + b"\n"
+
+    def write_line(self, source: str, raw: bytes, outcome: str) -> None:
+        """Append one given line (a start-up banner, say) through the writer's own descriptor."""
+        with self.lock:
+            self.written.append(WrittenLine(source, raw, outcome))
+            handle = self._handles[source]
+            handle.write(raw + b"\n")
+            handle.flush()
 
     def write_batch(self, count: int) -> None:
         with self.lock:
@@ -280,24 +303,21 @@ def committed_checkpoints(home: Path) -> dict[str, Checkpoint]:
 
 
 def has_read_through(home: Path, source: str, boundary: int) -> bool:
-    """learnd committed a position at or past `boundary` in the file the path names now (same inode and first
-    line): every line before `boundary` was read and committed."""
+    """learnd committed a position at or past `boundary` in the file the path names now (same inode and identity):
+    every line before `boundary` was read and committed."""
     path = home / SOURCES[source]
     checkpoint = committed_checkpoints(home).get(source)
     if checkpoint is None:
         return boundary == 0
     try:
         stat = path.stat()
-        with open(path, "rb") as handle:
-            head = handle.read(FINGERPRINT_MAX_BYTES)
     except FileNotFoundError:
         return False
     if (checkpoint.dev, checkpoint.ino) != (stat.st_dev, stat.st_ino):
         return False
-    found = fingerprint(head)
     if boundary == 0:
         return True
-    return found == Identity(checkpoint.fp_hash, checkpoint.fp_len) and checkpoint.offset >= boundary
+    return starts_with(path, checkpoint.fp_hash, checkpoint.fp_len) and checkpoint.offset >= boundary
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -309,17 +329,38 @@ def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0
     raise AssertionError(f"timed out after {timeout_s}s waiting until {what}")
 
 
+def wait_all_read(home: Path, timeout_s: float = 60.0) -> None:
+    """Until `audit` finds no line pending in any file, rotated copies included (wait_caught_up looks at the current
+    files only, and a daemon stopped before it reached a copy reads it at its next start, not in this run)."""
+    settings = settings_for(home)
+
+    def all_read() -> bool:
+        return all(entry["pending"] == 0 for entry in collect_audit(settings)["sources"].values())
+
+    wait_until(all_read, "learnd read every line of every file", timeout_s)
+
+
 # Rotations (each called with the writer's lock held, so between complete lines) -------------------------------
 
 
 def shift_numbered(path: Path) -> None:
-    """logrotate's numbered scheme: name.N -> name.N+1, oldest first."""
-    numbers = sorted(
-        (int(sibling.name[len(path.name) + 1 :]) for sibling in path.parent.glob(path.name + ".*")),
-        reverse=True,
-    )
-    for number in numbers:
-        os.rename(path.with_name(f"{path.name}.{number}"), path.with_name(f"{path.name}.{number + 1}"))
+    """logrotate's numbered scheme: name.N[.gz] -> name.N+1[.gz], oldest first."""
+    numbered: list[tuple[int, str]] = []
+    for sibling in path.parent.glob(path.name + ".*"):
+        digits, _, suffix = sibling.name[len(path.name) + 1 :].partition(".")
+        if digits.isdigit():
+            numbered.append((int(digits), f".{suffix}" if suffix else ""))
+    for number, suffix in sorted(numbered, reverse=True):
+        os.rename(path.with_name(f"{path.name}.{number}{suffix}"), path.with_name(f"{path.name}.{number + 1}{suffix}"))
+
+
+def compress(path: Path) -> Path:
+    """logrotate's `compress`: name.N -> name.N.gz (the plain copy removed)."""
+    packed = path.with_name(path.name + ".gz")
+    with open(path, "rb") as plain, gzip.open(packed, "wb", compresslevel=6) as handle:  # gzip's own default
+        shutil.copyfileobj(plain, handle)
+    path.unlink()
+    return packed
 
 
 def rotate_rename_create(writer: LogWriter, source: str) -> None:
@@ -430,14 +471,27 @@ def account(scenario: str, home: Path, writer: LogWriter) -> Tally:
     return tally
 
 
-def learned_state(home: Path) -> dict[str, object]:
-    """The store's fingerprint without offsets and counts: what was learned, comparable across different files."""
+def learned_state(home: Path, *, replay_count: bool = True) -> dict[str, object]:
+    """The store's fingerprint without offsets and counts: what was learned, comparable across different files.
+
+    Without `replay_count`, the trade learner's count of batches it relearned in event order is left out: when two
+    writers interleave event times across two files, trades come out of event order in any reading of them, and how
+    many batches that touches depends on where batches end (the model relearned is the same)."""
     store = Store.open(settings_for(home).db_path, readonly=True)
     try:
         document = store.fingerprint()
     finally:
         store.close()
-    return {key: value for key, value in document.items() if key not in ("checkpoints", "counts")}
+    learned = {key: value for key, value in document.items() if key not in ("checkpoints", "counts")}
+    if not replay_count:
+        learners = []
+        for name, state in learned["learners"]:  # type: ignore[attr-defined]
+            figures = orjson.loads(state)
+            if name == "trades":
+                figures["counts"].pop("replays")
+            learners.append((name, orjson.dumps(figures)))
+        learned["learners"] = learners
+    return learned
 
 
 def render_table(tallies: list[Tally]) -> list[str]:

@@ -1,5 +1,6 @@
 """One-shot backfill: apply everything present and not yet applied, then exit. Rotated copies first (oldest first,
 each resumed where its file identity was last read), then the current files through the tailers. Reuses the engine.
+The daemon reads rotated copies the same way at start-up, except history (copies there before learnd followed).
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ import structlog
 from learnd.config import Settings, SourceSettings
 from learnd.service.engine import Engine, LearnerFactory
 from learnd.service.scheduler import replay_history
-from learnd.sources.files import DecompressedFile, HistoryFile, LineReader, source_files
-from learnd.sources.framing import Line
+from learnd.sources.copies import SKIP_STEP_BYTES
+from learnd.sources.files import (
+    UNREADABLE,
+    DecompressedFile,
+    HistoryFile,
+    Identity,
+    LineReader,
+    identity_through,
+    source_files,
+    unread_start,
+)
+from learnd.sources.framing import KeptTail, Line, as_duplicate
 from learnd.sources.tailer import Checkpoint
 
 log = structlog.get_logger("learnd.backfill")
@@ -86,12 +97,18 @@ def run_backfill(
 
 
 def read_history(
-    engine: Engine, meter: BackfillProgress, should_stop: Callable[[], bool] = lambda: False
+    engine: Engine,
+    meter: BackfillProgress,
+    should_stop: Callable[[], bool] = lambda: False,
+    *,
+    history: bool = True,
 ) -> tuple[int, int]:
     """Apply each source's rotated copies not applied yet (oldest first), then hand the current file to the
-    tailer; returns (files read, lines read). Stops between files when `should_stop()` says so: what was read is
-    committed, the rest is read next time."""
-    plans = [_plan(engine, source) for source in engine.settings.sources]
+    tailer; returns (files read, lines read). Without `history` (the daemon's start), copies that were there when
+    learnd began to follow the source are left to a backfill; every other copy with unread lines is read: the rest
+    of a file rotated (and compressed) while learnd was stopped, a copy never seen. Stops between batches when
+    `should_stop()` says so: what was read is committed, the rest is read next time."""
+    plans = [_plan(engine, source, history=history) for source in engine.settings.sources]
     meter.add_total(sum(_history_bytes(plan) for plan in plans))
     history_files = history_lines = 0
     for plan in plans:
@@ -100,12 +117,16 @@ def read_history(
                 return history_files, history_lines
             history_files += 1
             history_lines += _read_history_file(engine, plan.source, item, meter, should_stop)
-        _hand_over(engine, plan)
+        if should_stop():
+            return history_files, history_lines  # the checkpoint stays where the copies still unread are found
+        if history or plan.reads:
+            _hand_over(engine, plan)
     return history_files, history_lines
 
 
 def drain(engine: Engine, batch_lines: int, meter: BackfillProgress | None = None) -> None:
-    """Poll and commit until a poll reads nothing: everything complete at this moment is applied."""
+    """Poll and commit until a poll reads nothing and no copy is left half read: everything complete at this moment
+    is applied."""
     if meter is not None:
         meter.add_total(sum(position.pending_bytes_estimate for position in _live_positions(engine)))
     positions = {position.name: position for position in _live_positions(engine)}
@@ -120,7 +141,7 @@ def drain(engine: Engine, batch_lines: int, meter: BackfillProgress | None = Non
                     advanced += max(0, position.offset - before.offset)
                 positions[position.name] = position
             meter.advance(advanced, read)
-        if read == 0:
+        if read == 0 and not engine.ingestor.has_backlog:  # a copy still moving towards its unread lines: go on
             break
 
 
@@ -143,14 +164,12 @@ class _Plan:
     reads: list[_Read]
 
 
-def _plan(engine: Engine, source: SourceSettings) -> _Plan:
-    """Which rotated copies hold lines not read yet, and from where: the store's files table decides, not names."""
-    store = engine.store
-    known = store.file_offsets(source.name)
-    checkpoint = store.checkpoint(source.name)
+def _plan(engine: Engine, source: SourceSettings, *, history: bool) -> _Plan:
+    """Which rotated copies hold lines not read yet, and from where: what the store knows of the source's files
+    decides (see unread_start), not names."""
+    known = engine.ingestor.known[source.name]
     files = source_files(source.path)
     current = next((found for found in files if found.is_current), None)
-    current_fp = current.identity.fp_hash if current is not None and current.identity is not None else None
     grace_ns = engine.settings.rotation_grace_ms * 1_000_000
     reads: list[_Read] = []
     for found in files:
@@ -159,33 +178,13 @@ def _plan(engine: Engine, source: SourceSettings) -> _Plan:
         if found.error:
             log.warning("history_file_unreadable", source=source.name, file=str(found.path), error=found.error)
             continue
-        identity = found.identity
-        if identity is None:
-            continue  # empty
-        if identity.fp_hash == current_fp:
-            # A copy of the current file (copytruncate's copy before the truncate): the tailer reads this content
-            # from the current file itself, so reading it here too would apply it twice.
-            continue
-        start = known.get(identity.fp_hash, (0, 0))[1]
-        if checkpoint is not None and checkpoint.fp_hash == identity.fp_hash:
-            start = max(start, checkpoint.offset)
-        if _fully_read(found, start):
+        start = unread_start(found, known, current, history=history)
+        if start is None:
             continue
         # A plain copy written within the rotation grace may still get the end of its last line from the writer.
         recent = time.time_ns() - found.mtime_ns < grace_ns
         reads.append(_Read(found, start, final=found.is_compressed or not recent))
     return _Plan(source, files, reads)
-
-
-def _fully_read(found: HistoryFile, start: int) -> bool:
-    if not found.is_compressed:
-        return start >= found.disk_bytes
-    # gzip's trailer holds the content size modulo 2**32: enough to skip a file read to its end without inflating
-    # it on every backfill (a multi-member file only says its last member's size, so it is inflated to check).
-    with open(found.path, "rb") as handle:
-        handle.seek(max(0, found.disk_bytes - 4))
-        trailer = handle.read(4)
-    return start > 0 and len(trailer) == 4 and int.from_bytes(trailer, "little") == start % (1 << 32)
 
 
 def _history_bytes(plan: _Plan) -> int:
@@ -200,29 +199,48 @@ def _read_history_file(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> int:
     """Apply the lines of one rotated file after `item.start`, committing every backfill_batch_lines lines together
-    with how far the file's identity has been read; returns how many lines it read."""
-    identity = item.file.identity
-    assert identity is not None
+    with how far the file's identity has been read; returns how many lines it read.
+
+    A copy never seen may still begin with lines read from another file (a trimmed copy renamed over the path, then
+    rotated): those count as duplicates (see KeptTail)."""
+    found = item.file
     settings = engine.settings
     ingestor = engine.ingestor
+    position = ingestor.known[source.name].position(found.ladder)
+    known_as: Identity | None = position[0] if position is not None else None
+    kept: KeptTail | None = ingestor.tailers[source.name].copy_alignment() if position is None else None
     batch: list[Line] = []
     total = 0
-    with DecompressedFile(item.file.path) as handle:
+    with DecompressedFile(found.path) as handle:
+        disk_done = handle.disk_position()
+        try:
+            while not handle.skip_towards(item.start, max_bytes=SKIP_STEP_BYTES):
+                if should_stop():
+                    return 0  # nothing read yet: the next start moves there again
+        except UNREADABLE as problem:
+            log.warning("history_file_unreadable", source=source.name, file=str(found.path), error=str(problem))
+            return 0
         reader = LineReader(
             handle,
             source=source.name,
-            file_key=identity.fp_hash.hex(),
+            file_key=found.ladder[0].fp_hash.hex(),
             start=item.start,
             max_line_bytes=settings.max_line_bytes,
             keep_bytes=settings.quarantine_keep_bytes,
         )
-        disk_done = handle.disk_position()
 
         def commit() -> None:
-            nonlocal disk_done, total
-            ingestor.apply_history(
-                source.name, batch, fp_hash=identity.fp_hash, fp_len=identity.fp_len, offset=reader.offset
-            )
+            nonlocal disk_done, total, known_as, kept
+            if kept is not None:
+                marks = kept.marks([line.hash for line in batch])
+                batch[:] = [
+                    as_duplicate(line) if repeated else line for line, repeated in zip(batch, marks, strict=True)
+                ]
+                kept = None if kept.finished else kept
+            identity = identity_through(found.ladder, reader.offset)
+            if identity is not None:
+                ingestor.apply_history(source.name, batch, identity=identity, offset=reader.offset, replaces=known_as)
+                known_as = identity
             engine.commit(export=False)
             position = handle.disk_position()
             meter.advance(position - disk_done, len(batch))
@@ -230,7 +248,7 @@ def _read_history_file(
             total += len(batch)
             batch.clear()
 
-        log.debug("history_file_reading", source=source.name, file=str(item.file.path), offset=item.start)
+        log.debug("history_file_reading", source=source.name, file=str(found.path), offset=item.start)
         for line in reader.lines(final=item.final):
             batch.append(line)
             if len(batch) >= settings.backfill_batch_lines:
@@ -240,8 +258,8 @@ def _read_history_file(
         if batch:
             commit()
         if reader.error:
-            log.warning("history_file_unreadable", source=source.name, file=str(item.file.path), error=reader.error)
-    log.debug("history_file_read", source=source.name, file=str(item.file.path), offset=reader.offset, lines=total)
+            log.warning("history_file_unreadable", source=source.name, file=str(found.path), error=reader.error)
+    log.debug("history_file_read", source=source.name, file=str(found.path), offset=reader.offset, lines=total)
     return total
 
 
@@ -264,37 +282,32 @@ def _handover_checkpoint(engine: Engine, plan: _Plan) -> Checkpoint | None:
     rotated = [found for found in plan.files if not found.is_current and found.identity is not None]
     if not rotated:
         return None
-    store = engine.store
-    old = store.checkpoint(plan.source.name)
-    known = store.file_offsets(plan.source.name)
-    window_seq = old.window_seq if old is not None else 0
+    old = engine.store.checkpoint(plan.source.name)
+    known = engine.ingestor.known[plan.source.name]
     current = next((found for found in plan.files if found.is_current), None)
-    if current is None:
-        if old is None:
-            return None
-        # No current file: the newest rotated copy is where reading stands; the tailer then finds nothing younger.
-        target = rotated[-1]
-        offset = known.get(target.identity.fp_hash, (0, 0))[1] if target.identity is not None else 0
-    else:
-        target = current
-        offset = 0
-        if current.identity is not None:
-            offset = known.get(current.identity.fp_hash, (0, 0))[1]
-            if old is not None and old.fp_hash == current.identity.fp_hash:
-                offset = max(offset, old.offset)
-            if not _ends_a_line(current, offset):
-                offset = 0  # the content diverged after its first line: the tailer reads it as a replaced file
-    identity = target.identity
-    fp_hash, fp_len = (identity.fp_hash, identity.fp_len) if identity is not None else (b"", 0)
+    if current is None and old is None:
+        return None
+    # No current file: the newest rotated copy is where reading stands; the tailer then finds nothing younger.
+    target = current if current is not None else rotated[-1]
+    position = known.position(target.ladder)
+    if position is not None and target.is_current and not _ends_a_line(target, position[1]):
+        position = None  # the content diverged after what was read: the tailer reads it as a replaced file
+    # A file read from its start after the one the checkpoint named is compared with the lines read (a trimmed copy
+    # renamed over the path) only if that one is gone: renamed, it is still there and this one is a new file.
+    renamed = old is not None and any((found.dev, found.ino) == (old.dev, old.ino) for found in rotated)
+    replaced_at_seq = -1
+    if old is not None and not renamed:
+        replaced_at_seq = old.replaced_at_seq if old.replaced_at_seq >= 0 else old.window_seq
     checkpoint = Checkpoint(
         path=str(plan.source.path),
         dev=target.dev,
         ino=target.ino,
-        fp_hash=fp_hash,
-        fp_len=fp_len,
-        offset=offset,
+        fp_hash=position[0].fp_hash if position is not None else b"",
+        fp_len=position[0].fp_len if position is not None else 0,
+        offset=position[1] if position is not None else 0,
         size=target.disk_bytes,
-        window_seq=window_seq,
+        window_seq=old.window_seq if old is not None else 0,
+        replaced_at_seq=replaced_at_seq,
     )
     if old is not None and (old.dev, old.ino, old.fp_hash, old.offset) == (
         checkpoint.dev,

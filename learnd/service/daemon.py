@@ -83,12 +83,13 @@ async def serve(
         # A change another writer made to the weights file while learnd was stopped (the record says what learnd
         # wrote last); the first export puts learnd's file back.
         engine.keep_export()
-        if backfill:
-            # Rotated history first (the tailer follows current files only), in a worker thread so that signals
-            # are handled meanwhile; nothing else touches the engine until it returns.
-            files, lines = await asyncio.to_thread(read_history, engine, progress, stop.is_set)
-            progress.close()
-            log.info("history_read", files_count=files, lines_count=lines)
+        # Rotated copies first, in a worker thread so that signals are handled meanwhile; nothing else touches the
+        # engine until it returns. With --backfill all of them; otherwise every copy holding lines never applied
+        # but history (there when learnd began to follow the source): the rest of a file rotated, and maybe
+        # compressed, while learnd was stopped, or a copy it never saw.
+        files, lines = await asyncio.to_thread(read_history, engine, progress, stop.is_set, history=backfill)
+        progress.close()
+        log.info("history_read", files_count=files, lines_count=lines, history=backfill)
         notify_ready(engine)
         caught_up = asyncio.Event()
 
@@ -168,7 +169,8 @@ class _IngestLoop:
             pending = engine.ingestor.pending_lines
             if pending and not first_pending:
                 first_pending = now
-            caught_up = read < budget
+            # A rotated copy still being inflated towards its unread lines reads nothing yet: go on at once.
+            caught_up = read < budget and not engine.ingestor.has_backlog
             interval_s = settings.commit_interval_ms / 1000
             if caught_up or pending >= batch_lines or (pending and now - first_pending >= interval_s):
                 state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S

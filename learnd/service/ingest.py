@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import heapq
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from learnd.records.parse import (
     parse_record,
 )
 from learnd.records.typed import signal_record
+from learnd.sources.files import Identity, KnownFiles, history_identities
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
 from learnd.store.database import Batch, JobRun, LedgerRow, Store
@@ -80,6 +82,9 @@ class Ingestor:
         }
         self.tailers: dict[str, SourceTailer] = {}
         self._sources: dict[str, SourceSettings] = {}
+        # What the store knows of each source's files, shared by its tailer and by history reads (apply_history):
+        # changed as lines are read, committed with them.
+        self.known: dict[str, KnownFiles] = {}
         self._start_at_end = start_at_end
         self._clock = clock
         self._batch = Batch()
@@ -92,10 +97,20 @@ class Ingestor:
             self.add_source(source)
 
     def add_source(self, source: SourceSettings, *, start_at_end: bool | None = None) -> None:
-        """Start tailing a source (at start-up, or when a reload adds one: then from its start, losing nothing)."""
+        """Start tailing a source (at start-up, or when a reload adds one: then from its start, losing nothing).
+
+        The first time learnd follows a source (at this path), the rotated copies already beside it are recorded as
+        its history: only a backfill reads them. Any other copy holds lines learnd must read.
+        """
+        following = self.store.following(source.name)
+        if following is None or following[0] != str(source.path):
+            self.store.begin_following(
+                source.name, str(source.path), time.time_ns() // 1000, history_identities(source.path)
+            )
         checkpoint = self.store.checkpoint(source.name)
         skip_existing = self._start_at_end if start_at_end is None else start_at_end
         extra = {"clock": self._clock} if self._clock is not None else {}
+        known = self.known[source.name] = self.store.known_files(source.name)
         self.tailers[source.name] = SourceTailer(
             source.name,
             source.path,
@@ -106,6 +121,8 @@ class Ingestor:
             keep_bytes=self.settings.quarantine_keep_bytes,
             rotation_grace_s=self.settings.rotation_grace_ms / 1000,
             start_at_end=skip_existing and checkpoint is None,
+            known=known,
+            rescan_s=self.settings.poll_interval_ms / 1000,
             **extra,
         )
         self._sources[source.name] = source
@@ -115,6 +132,7 @@ class Ingestor:
         tailer = self.tailers.pop(name)
         tailer.close()
         del self._sources[name]
+        del self.known[name]
 
     def close(self) -> None:
         for tailer in self.tailers.values():
@@ -123,6 +141,11 @@ class Ingestor:
     @property
     def pending_lines(self) -> int:
         return self._batch.line_count
+
+    @property
+    def has_backlog(self) -> bool:
+        """Some source has rotated copies with lines still to read: poll again without waiting for news."""
+        return any(tailer.has_backlog for tailer in self.tailers.values())
 
     def take_events(self) -> list[TailEvent]:
         events: list[TailEvent] = []
@@ -142,6 +165,7 @@ class Ingestor:
             if total >= budget:
                 break
             lines = tailer.poll(budget - total)
+            self._take_known_changes(name)
             if not lines and tailer.checkpoint() == self._batch.checkpoints.get(name, self._committed.get(name)):
                 continue
             source = self._sources[name]
@@ -152,22 +176,36 @@ class Ingestor:
             checkpoint = tailer.checkpoint()
             if checkpoint is not None:
                 self._batch.checkpoints[name] = checkpoint
-            for fp_hash, position in tailer.take_seen_files().items():
-                self._batch.files[(name, fp_hash)] = position
             total += len(lines)
         self._batch.line_count += total
         return total
 
     def apply_history(
-        self, source_name: str, lines: Sequence[Line], *, fp_hash: bytes, fp_len: int, offset: int
+        self,
+        source_name: str,
+        lines: Sequence[Line],
+        *,
+        identity: Identity,
+        offset: int,
+        replaces: Identity | None = None,
     ) -> None:
         """Apply lines of a rotated copy (backfill of history) through the same path as tailed lines, and record in
-        the same batch how far that file identity (first-line fingerprint) has now been read."""
+        the same batch how far that file identity has now been read (see KnownFiles.record for `replaces`)."""
         source = self._sources[source_name]
         for line in lines:
             self._process(source, line)
-        self._batch.files[(source_name, fp_hash)] = (fp_len, offset)
+        self.known[source_name].record(identity, offset, replaces=replaces)
+        self._take_known_changes(source_name)
         self._batch.line_count += len(lines)
+
+    def _take_known_changes(self, name: str) -> None:
+        changed, dropped = self.known[name].take_changes()
+        for identity in dropped:
+            self._batch.files.pop((name, identity.fp_hash), None)
+            self._batch.files_dropped.add((name, identity.fp_hash))
+        for identity, offset in changed.items():
+            self._batch.files[(name, identity.fp_hash)] = (identity.fp_len, offset)
+            self._batch.files_dropped.discard((name, identity.fp_hash))
 
     def set_checkpoint(self, source_name: str, checkpoint: Checkpoint) -> None:
         """Put `checkpoint` in the batch as the source's position (backfill hands the current file to the tailer

@@ -1,6 +1,7 @@
-"""The file layer under the sources: a file's content (plain or gzip), its identity (first-line fingerprint), its
-rotated siblings, and whole-file reads framed as the tailer frames the live file. The tailer follows the live file
-with it; backfill, audit and evaluate read current files and rotated copies through it.
+"""The file layer under the sources: a file's content (plain or gzip), its identity (its first whole lines, up to
+4 KiB), what the store knows of a source's files, its rotated siblings, and whole-file reads framed as the tailer
+frames the live file. The tailer follows the live file with it; backfill, audit and evaluate read current files and
+rotated copies through it.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 from pathlib import Path
@@ -25,7 +26,7 @@ READ_CHUNK_BYTES: Final = 1 << 20
 # Lines at once made reading about a tenth slower).
 _LINES_PER_SPLIT: Final = 64
 # What a gzip file still being written (or damaged) raises part-way through.
-_UNREADABLE: Final = (EOFError, gzip.BadGzipFile, zlib.error)
+UNREADABLE: Final = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 # Identity ------------------------------------------------------------------------------------------------------
@@ -33,7 +34,8 @@ _UNREADABLE: Final = (EOFError, gzip.BadGzipFile, zlib.error)
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """What a file is, whatever its name: the hash of its first line (or first 4 KiB) and that length in bytes."""
+    """What a file is, whatever its name: the hash of its first `fp_len` bytes (a run of whole lines within its first
+    4 KiB) and that length."""
 
     fp_hash: bytes
     fp_len: int
@@ -44,32 +46,46 @@ def identity_hash(data: bytes) -> bytes:
     return blake2b(data, digest_size=16).digest()
 
 
-def fingerprint(data: bytes) -> Identity | None:
-    """Fingerprint of a file from its first bytes: the first line (or its first 4 KiB); None until it is complete."""
-    newline = data.find(b"\n", 0, FINGERPRINT_MAX_BYTES)
-    if newline >= 0:
-        length = newline + 1
-    elif len(data) >= FINGERPRINT_MAX_BYTES:
-        length = FINGERPRINT_MAX_BYTES
-    else:
-        return None
-    return Identity(identity_hash(data[:length]), length)
+def prefix_identities(head: bytes, *, final: bool) -> tuple[Identity, ...]:
+    """Every identity a file starting with `head` (its first FINGERPRINT_MAX_BYTES, or all of it) can be known by,
+    shortest first: its start through each line end within the first 4 KiB.
 
-
-def identify(first_bytes: bytes) -> Identity | None:
-    """The identity of content starting with `first_bytes` (at least FINGERPRINT_MAX_BYTES of it, or all of it).
-
-    Same as the fingerprint; a file that is one short unterminated fragment (no fingerprint yet) is known by the
-    hash of all of it, so a finished rotated fragment is read once.
+    A first line longer than 4 KiB is known by its first 4 KiB; with `final` (a rotated copy, which gets no more
+    bytes), content that is one short unterminated fragment is known by all of it, so that it is read once.
     """
-    found = fingerprint(first_bytes)
-    if found is not None or not first_bytes:
-        return found
-    return Identity(identity_hash(first_bytes), len(first_bytes))
+    window = head[:FINGERPRINT_MAX_BYTES]
+    found: list[Identity] = []
+    hasher = blake2b(digest_size=16)
+    start = 0
+    while (newline := window.find(b"\n", start)) >= 0:
+        hasher.update(window[start : newline + 1])
+        start = newline + 1
+        found.append(Identity(hasher.copy().digest(), start))
+    if not found and window and (final or len(window) == FINGERPRINT_MAX_BYTES):
+        found.append(Identity(identity_hash(window), len(window)))
+    return tuple(found)
+
+
+def identify(head: bytes) -> Identity | None:
+    """The identity of a finished file (a rotated copy) starting with `head`: the longest of its prefix identities."""
+    found = prefix_identities(head, final=True)
+    return found[-1] if found else None
+
+
+def identity_through(ladder: Sequence[Identity], offset: int) -> Identity | None:
+    """The identity of a file with prefix identities `ladder` (taken as final), read through `offset`: its start up
+    to the last line end within what was read and within 4 KiB. A copy of the file made after the read holds those
+    bytes too and is known by it; a file that only begins the same way is not."""
+    found = None
+    for identity in ladder:
+        if identity.fp_len > offset:
+            break
+        found = identity
+    return found
 
 
 def starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
-    """Whether the plain file at `path` has the fingerprint (fp_hash, fp_len); False when it is gone."""
+    """Whether the plain file at `path` has the identity (fp_hash, fp_len); False when it is gone."""
     if not fp_len:
         return False
     try:
@@ -77,6 +93,54 @@ def starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
             return identity_hash(handle.read(fp_len)) == fp_hash
     except FileNotFoundError:
         return False
+
+
+class KnownFiles:
+    """What the store knows of one source's files: how far each file identity was read, and the identities of the
+    rotated copies that were already there when learnd began to follow the source (its history, which only a
+    backfill reads). Changes since the last `take_changes()` are what the next commit writes."""
+
+    def __init__(
+        self, read: dict[Identity, int] | None = None, history: Iterable[Identity] = (), *, following: bool = True
+    ) -> None:
+        self.read: dict[Identity, int] = dict(read or {})
+        self.history = frozenset(history)
+        # False for a home no learnd of this version has followed yet: every copy it did not read is history.
+        self.following = following
+        self._changed: dict[Identity, int] = {}
+        self._dropped: set[Identity] = set()
+
+    def position(self, ladder: Sequence[Identity]) -> tuple[Identity, int] | None:
+        """The most specific known identity among a file's prefix identities, and how far it was read."""
+        for identity in reversed(ladder):
+            offset = self.read.get(identity)
+            if offset is not None:
+                return identity, offset
+        return None
+
+    def offset(self, identity: Identity) -> int:
+        return self.read.get(identity, 0)
+
+    def is_history(self, ladder: Sequence[Identity]) -> bool:
+        """A copy that was there when learnd began to follow the source (it may have grown or been compressed since)."""
+        return not self.following or any(identity in self.history for identity in ladder)
+
+    def record(self, identity: Identity, offset: int, *, replaces: Identity | None = None) -> None:
+        """The file known by `identity` has been read through `offset`. When reading further made its identity longer,
+        the shorter one it `replaces` is forgotten: another file beginning the same way must not inherit its offset."""
+        if replaces is not None and replaces != identity and replaces in self.read:
+            del self.read[replaces]
+            self._changed.pop(replaces, None)
+            self._dropped.add(replaces)
+        self.read[identity] = offset
+        self._changed[identity] = offset
+        self._dropped.discard(identity)
+
+    def take_changes(self) -> tuple[dict[Identity, int], set[Identity]]:
+        """Identities read (with their offsets) and identities forgotten since the last call."""
+        changed, dropped = self._changed, self._dropped
+        self._changed, self._dropped = {}, set()
+        return changed, dropped
 
 
 # Rotated siblings ----------------------------------------------------------------------------------------------
@@ -154,7 +218,7 @@ class DecompressedFile:
         while wanted > 0:
             try:
                 piece = self._gzip.read1(wanted)
-            except _UNREADABLE as failure:
+            except UNREADABLE as failure:
                 if not pieces:
                     raise
                 self._failure = failure
@@ -172,6 +236,18 @@ class DecompressedFile:
         else:
             self._raw.seek(offset)
 
+    def skip_towards(self, offset: int, *, max_bytes: int) -> bool:
+        """Move towards a content offset inflating at most `max_bytes` (a gzip file), so that a caller can stop or
+        serve others in between; True once there (or at the end of the content). Raises like read()."""
+        if self._gzip is None:
+            self._raw.seek(offset)
+            return True
+        position = self._gzip.tell()
+        if position >= offset:
+            return True
+        skipped = self._gzip.read(min(max_bytes, offset - position))
+        return not skipped or position + len(skipped) >= offset
+
     def stat(self) -> os.stat_result:
         return os.fstat(self._raw.fileno())
 
@@ -188,7 +264,7 @@ class HistoryFile:
     """One file of a source as found on disk: a rotated copy or the current file."""
 
     path: Path
-    identity: Identity | None  # None: empty, or a current file whose first line is not complete yet
+    ladder: tuple[Identity, ...]  # its prefix identities (empty: empty, or a current file with no complete line yet)
     is_current: bool
     is_compressed: bool
     disk_bytes: int
@@ -197,37 +273,91 @@ class HistoryFile:
     mtime_ns: int
     error: str = ""  # why its content cannot be read (a damaged or half-written gzip file)
 
+    @property
+    def identity(self) -> Identity | None:
+        """The longest of its prefix identities: what it is known by once read (or copied) whole."""
+        return self.ladder[-1] if self.ladder else None
+
+    def is_copy_of(self, other: HistoryFile) -> bool:
+        """Whether this file's content, as far as its identity reaches, is the start of `other`'s (a copy of it, or
+        the same file compressed); two files that only begin with the same line are not copies."""
+        return self.identity is not None and self.identity in other.ladder
+
+
+def inspect_file(path: Path, *, is_current: bool) -> HistoryFile | None:
+    """`path` as a file of its source (its prefix identities from its decompressed start); None when it is gone."""
+    error = ""
+    try:
+        with DecompressedFile(path) as handle:
+            stat = handle.stat()
+            try:
+                head = handle.read(FINGERPRINT_MAX_BYTES)
+            except UNREADABLE as problem:
+                head, error = b"", f"unreadable: {problem}"
+    except FileNotFoundError:
+        return None
+    return HistoryFile(
+        path=path,
+        # The current file is still written: a last fragment is no part of what it is known by.
+        ladder=prefix_identities(head, final=not is_current),
+        is_current=is_current,
+        is_compressed=is_compressed(path),
+        disk_bytes=stat.st_size,
+        dev=stat.st_dev,
+        ino=stat.st_ino,
+        mtime_ns=stat.st_mtime_ns,
+        error=error,
+    )
+
 
 def source_files(path: Path) -> list[HistoryFile]:
     """The rotated copies of `path`, oldest first, then `path` itself; files that vanish meanwhile are left out."""
     found: list[HistoryFile] = []
     for candidate in [*rotated_siblings(path), path]:
-        is_current = candidate == path
-        error = ""
-        try:
-            with DecompressedFile(candidate) as handle:
-                stat = handle.stat()
-                try:
-                    head = handle.read(FINGERPRINT_MAX_BYTES)
-                except _UNREADABLE as problem:
-                    head, error = b"", f"unreadable: {problem}"
-        except FileNotFoundError:
-            continue
-        found.append(
-            HistoryFile(
-                path=candidate,
-                # The current file is the tailer's: known only once its first line is complete, as the tailer knows it.
-                identity=fingerprint(head) if is_current else identify(head),
-                is_current=is_current,
-                is_compressed=is_compressed(candidate),
-                disk_bytes=stat.st_size,
-                dev=stat.st_dev,
-                ino=stat.st_ino,
-                mtime_ns=stat.st_mtime_ns,
-                error=error,
-            )
-        )
+        inspected = inspect_file(candidate, is_current=candidate == path)
+        if inspected is not None:
+            found.append(inspected)
     return found
+
+
+def history_identities(path: Path) -> list[Identity]:
+    """The identities of the rotated copies beside `path` now: its history, when learnd begins to follow it."""
+    return [found.identity for found in source_files(path) if not found.is_current and found.identity is not None]
+
+
+def unread_start(found: HistoryFile, known: KnownFiles, current: HistoryFile | None, *, history: bool) -> int | None:
+    """Where the lines of rotated copy `found` that were never read begin, or None when it holds none to read here.
+
+    A copy of the current file is left to whoever reads the current file (its content is read there). A copy of a
+    file read before starts where that reading stopped, whoever read it and whatever the copy is called now. A copy
+    never seen starts at 0, unless it is history (there when learnd began to follow the source): only a backfill
+    (`history`) reads those.
+    """
+    if found.error or found.identity is None or (current is not None and found.is_copy_of(current)):
+        return None
+    position = known.position(found.ladder)
+    if position is not None:
+        start = position[1]
+    elif history or not known.is_history(found.ladder):
+        start = 0
+    else:
+        return None
+    return None if is_read_to_its_end(found, start) else start
+
+
+def is_read_to_its_end(found: HistoryFile, start: int) -> bool:
+    """Whether reading `found` from content offset `start` would find nothing."""
+    if not found.is_compressed:
+        return start >= found.disk_bytes
+    # gzip's trailer holds the content size modulo 2**32: enough to skip a file read to its end without inflating
+    # it on every look (a multi-member file only says its last member's size, so it is inflated to check).
+    try:
+        with open(found.path, "rb") as handle:
+            handle.seek(max(0, found.disk_bytes - 4))
+            trailer = handle.read(4)
+    except FileNotFoundError:
+        return True
+    return start > 0 and len(trailer) == 4 and int.from_bytes(trailer, "little") == start % (1 << 32)
 
 
 class LineReader:
@@ -256,7 +386,7 @@ class LineReader:
         self.error = ""
         handle.seek(start)
 
-    def lines(self, *, final: bool) -> Iterator[Line]:
+    def lines(self, *, final: bool) -> Generator[Line, None, None]:
         """Every complete line to the end; with `final`, a last unterminated fragment too (it can never end now)."""
         framing = self._framing
         file_key = self._file_key
@@ -266,7 +396,7 @@ class LineReader:
         while True:
             try:
                 chunk = self._handle.read(self._chunk)
-            except _UNREADABLE as problem:
+            except UNREADABLE as problem:
                 # Lines before the damage are handed out; the rest waits (a gzip file being written is finished later).
                 self.error = f"unreadable after content offset {self.offset + len(buffer)}: {problem}"
                 return
@@ -356,7 +486,7 @@ def census(path: Path, offset: int) -> LineCensus:
         while True:
             try:
                 chunk = handle.read(READ_CHUNK_BYTES)
-            except _UNREADABLE as problem:
+            except UNREADABLE as problem:
                 raise HistoryError(f"{path}: unreadable after content offset {position}: {problem}") from None
             if not chunk:
                 break

@@ -83,7 +83,7 @@ class LineFraming:
         return Line(self.source, file_key, offset, raw[: self.keep_bytes], line_hash(raw), unterminated=True)
 
 
-def rewrite_alignments(window: Sequence[int], fresh: Sequence[int]) -> list[int]:
+def rewrite_alignments(window: Sequence[int], fresh: Sequence[int], *, late_lines: int | None = None) -> list[int]:
     """Every place in `window` where a rewritten file's first lines may sit, earliest first; empty when none.
 
     `window` holds the hashes of the last lines read from the source, oldest first; `fresh` the hashes of the
@@ -91,21 +91,79 @@ def rewrite_alignments(window: Sequence[int], fresh: Sequence[int]) -> list[int]
     run of the window's tail, so each answer is a start index whose run matches `fresh` up to the end of the window
     (or of `fresh`). More than one start matches when the window holds a run twice (a rewrite's kept tail is read
     again, so a later rewrite finds it in both places) or when lines repeat; the caller follows every candidate
-    until the file tells them apart. With none, the caller falls back to per-line membership.
+    until the file tells them apart. With none, the file is no rewrite of what was read.
+
+    With `late_lines`, when no run reaches that far, a run that stops matching `fresh` before the window's end is
+    an answer too if the lines after it in the window are fewer than it matched, or no more than `late_lines`: lines
+    the writer added to the old file after the copy was taken (the bot appending while `sed -i` or the supervisor
+    worked, or through its old descriptor after a rename-over). A new file that merely begins with a line the window
+    holds further back (a start-up banner) matches a short run followed by many lines, and is not taken for a copy.
     """
     if not fresh:
         return []
     first = fresh[0]
     size = len(window)
     starts: list[int] = []
+    diverged: list[int] = []
     for start in range(size):
         if window[start] != first:
             continue
         overlap = min(size - start, len(fresh))
-        if all(window[start + index] == fresh[index] for index in range(overlap)):
+        matched = 1
+        while matched < overlap and window[start + matched] == fresh[matched]:
+            matched += 1
+        if matched == overlap:
             starts.append(start)
+        elif late_lines is not None and size - start - matched <= max(late_lines, matched - 1):
+            diverged.append(start)
+    if not starts:
+        starts = diverged
     if len(starts) > 2 * MAX_ALIGNMENTS_KEPT:
         # A flood of identical lines (blank ones, say) would make following every candidate quadratic. The earliest
         # decide ties among repeats; the latest are where a kept tail read twice sits.
         starts = starts[:MAX_ALIGNMENTS_KEPT] + starts[-MAX_ALIGNMENTS_KEPT:]
     return starts
+
+
+class KeptTail:
+    """Which lines of a file, read after a reset or a replacement, repeat lines read before it: the kept tail of an
+    in-place rewrite, a trimmed copy renamed over the path, a copy of either found later.
+
+    Every candidate alignment in `window` (see rewrite_alignments) is followed line by line; one whose run stops
+    matching is dropped. The earliest surviving candidate decides (the longest overlap: where repeated lines leave
+    it open, a repeat is likelier than a new line). A line no candidate matches is new, and so is everything after
+    it; a file whose first lines align nowhere is new whole, whatever lines it shares with the window (a start-up
+    banner the bot writes at the top of every file, say).
+    """
+
+    def __init__(self, window: Sequence[int], *, late_lines: int = 0, positions: list[int] | None = None) -> None:
+        self.window = list(window)
+        self.late_lines = late_lines
+        # Where in the window each candidate expects the next line, earliest candidate first; None before the first
+        # lines were compared. `positions` resumes a comparison already under way (after a restart).
+        self.positions = positions
+        self.aligned_at: list[int] = []  # where the earliest candidate began, once the first lines were compared
+        self.finished = False
+
+    def marks(self, hashes: Sequence[int]) -> list[bool]:
+        """For each of the next lines, whether it was read before."""
+        if self.finished:
+            return [False] * len(hashes)
+        window = self.window
+        if self.positions is None:
+            self.positions = rewrite_alignments(window, hashes, late_lines=self.late_lines)
+            self.aligned_at = self.positions[:1]
+        positions = self.positions
+        size = len(window)
+        marks: list[bool] = []
+        for value in hashes:
+            positions = [position + 1 for position in positions if position < size and window[position] == value]
+            marks.append(bool(positions))
+        self.positions = positions
+        self.finished = not positions or positions[0] >= size
+        return marks
+
+
+def as_duplicate(line: Line) -> Line:
+    """The same line, marked as read before (a rewrite or a copy put it back)."""
+    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, True, line.unterminated)

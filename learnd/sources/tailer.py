@@ -1,7 +1,9 @@
 """Sources are tailed: one SourceTailer per configured log turns appended bytes into complete lines, exactly once.
 
-It knows a file by device + inode and a fingerprint of its first line, and survives rename rotation,
-copytruncate, truncation, the bot supervisor's in-place rewrite, deletion and re-creation, and symlinks.
+It knows a file by device + inode and by its identity (its first whole lines, up to 4 KiB, as far as they were read),
+and survives rename rotation (with writers still on the old file), rename-over, copytruncate, truncation, the bot
+supervisor's in-place rewrite, deletion and re-creation, inode reuse and symlinks; rotated copies it did not follow
+are read through the CopyReader.
 """
 
 from __future__ import annotations
@@ -13,25 +15,28 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
+from learnd.sources.copies import CopyReader
 from learnd.sources.files import (
     FINGERPRINT_MAX_BYTES,
     READ_CHUNK_BYTES,
-    fingerprint,
+    Identity,
+    KnownFiles,
+    history_identities,
     identity_hash,
+    identity_through,
     is_compressed,
+    prefix_identities,
     rotated_siblings,
     starts_with,
 )
-from learnd.sources.framing import Line, LineFraming, rewrite_alignments
-
-_FINISHED_KEPT: Final = 64
+from learnd.sources.framing import KeptTail, Line, LineFraming, as_duplicate, rewrite_alignments
 
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """Where a source's reading stands: the file (device, inode, fingerprint of its first line) and the offset."""
+    """Where a source's reading stands: the file (device, inode, identity) and the offset."""
 
     path: str
     dev: int
@@ -41,6 +46,10 @@ class Checkpoint:
     offset: int
     size: int = field(compare=False)  # informative only: a growing partial line is no reason to commit
     window_seq: int = 0
+    # When the file named here was replaced at the path (rotated, renamed over), or is the replacement and has not
+    # been compared with the lines read yet: the window seq at which the replacement was seen, so that a restart
+    # knows how many of the window's last lines the old file gave after it (see KeptTail); -1 otherwise.
+    replaced_at_seq: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +66,30 @@ class _OpenFile:
     handle: BinaryIO
     dev: int
     ino: int
-    fp_hash: bytes = b""
+    fp_hash: bytes = b""  # identity (fp_hash, fp_len): its start through what was read, up to 4 KiB
     fp_len: int = 0
     offset: int = 0
     overlong_from: int = -1  # start of a line known to exceed max_line_bytes, still waiting for its newline
     overlong_scanned: int = 0
     drain_deadline: float | None = None
+    identity_complete: bool = False  # taken from its full first 4 KiB: reading further changes it no more
+    first_line: bytes = b""  # the hash its lines carry as their file key (the shortest identity, stable)
+    # The rotated copies beside it when it was opened: older than it, whatever becomes of its name.
+    copies_before: frozenset[tuple[int, int]] = frozenset()
 
     @property
     def key(self) -> str:
-        return self.fp_hash.hex() if self.fp_len else f"ino:{self.dev}:{self.ino}"
+        return self.first_line.hex() if self.first_line else f"ino:{self.dev}:{self.ino}"
+
+    @property
+    def identity(self) -> Identity | None:
+        return Identity(self.fp_hash, self.fp_len) if self.fp_len else None
+
+    def forget_identity(self) -> None:
+        """Its content changed under the same inode (truncated or rewritten): known afresh from what is read next."""
+        self.fp_hash, self.fp_len = b"", 0
+        self.identity_complete = False
+        self.first_line = b""
 
 
 @dataclass(slots=True)
@@ -91,10 +114,22 @@ class SourceTailer:
         keep_bytes: int,
         rotation_grace_s: float,
         start_at_end: bool,
+        known: KnownFiles | None = None,
+        rescan_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`known` is what the store knows of the source's files (shared with whoever else reads them and commits
+        their changes); without it the tailer begins to follow the source now: the rotated copies beside it are
+        history."""
         self.name = name
         self.path = path
+        self.events: list[TailEvent] = []
+        if known is None:
+            read: dict[Identity, int] = {}
+            if checkpoint is not None and checkpoint.fp_len:
+                read[Identity(checkpoint.fp_hash, checkpoint.fp_len)] = checkpoint.offset
+            known = KnownFiles(read, history_identities(path))
+        self.known = known
         self._committed = checkpoint
         self._window: deque[int] = deque(window, maxlen=window_lines)
         self._window_seq = checkpoint.window_seq if checkpoint else 0
@@ -109,20 +144,29 @@ class SourceTailer:
         # Held open from the moment they are found: a further rotation renames them, and a name would then point
         # at another file.
         self._younger: deque[_OpenFile] = deque()
-        # Rotated files drained to their end (identity -> first-line fingerprint), so that a later look for younger
-        # copies does not queue one again; the fingerprint tells a reused inode from the file itself.
-        self._finished: dict[tuple[int, int], bytes] = {}
+        # The file the path named before the last rotation, and how many lines it gave after that: a trimmed copy
+        # renamed over the path is aligned allowing for them (the bot wrote them after the copy was taken).
+        self._retired: _OpenFile | None = None
+        self._retired_lines = 0
+        # Whether that file had no name left when it was replaced (renamed over, deleted): only then may the file
+        # at the path be a trimmed copy of it. After a rename it is a new file, whatever lines it repeats.
+        self._retired_unnamed = False
+        self._copies = CopyReader(
+            path,
+            self.known,
+            source=name,
+            max_line_bytes=max_line_bytes,
+            keep_bytes=keep_bytes,
+            grace_s=rotation_grace_s,
+            rescan_s=rescan_s,
+            clock=clock,
+            event=self._event,
+        )
         self._last_position: Checkpoint | None = checkpoint
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
-        self._align_window: list[int] | None = None
+        self._alignment: KeptTail | None = None
         self._align_file: _OpenFile | None = None
-        # Where in the snapshot each candidate alignment expects the next line, earliest candidate first.
-        self._align_positions: list[int] | None = None
-        self._align_known: set[int] | None = None
-        self._align_left = 0
         self.status = TailerStatus()
-        self.events: list[TailEvent] = []
-        self.seen_files: dict[bytes, tuple[int, int]] = {}
         # Hold the file from the start, not from the first poll: a rotation in between (a backfill's history read
         # can take minutes) is then seen as one and the renamed file drained, instead of never known at all.
         with contextlib.suppress(FileNotFoundError):
@@ -134,8 +178,9 @@ class SourceTailer:
         for opened in (self._current, self._rotated, *self._younger):
             if opened is not None:
                 opened.handle.close()
-        self._current = self._rotated = None
+        self._current = self._rotated = self._retired = None
         self._younger.clear()
+        self._copies.close()
 
     def checkpoint(self) -> Checkpoint | None:
         """The position after the last line handed out, or None before any file was seen."""
@@ -151,13 +196,26 @@ class SourceTailer:
             offset=opened.offset,
             size=self.status.size,
             window_seq=self._window_seq,
+            replaced_at_seq=self._replaced_at_seq(opened),
         )
         return self._last_position
 
-    def take_seen_files(self) -> dict[bytes, tuple[int, int]]:
-        """File identities read since the last call, with how far each was read (for sibling backfill)."""
-        seen, self.seen_files = self.seen_files, {}
-        return seen
+    def _replaced_at_seq(self, opened: _OpenFile) -> int:
+        if opened is self._retired:
+            return self._window_seq - self._retired_lines
+        alignment = self._alignment
+        if alignment is not None and alignment.positions is None and self._align_file is opened:
+            return self._window_seq - alignment.late_lines  # to be compared with the lines read, at the restart too
+        return -1
+
+    def copy_alignment(self) -> KeptTail:
+        """A comparison of a copy never seen with the lines last read: a trimmed copy of them may turn up later."""
+        return KeptTail(self._window, late_lines=self._retired_lines)
+
+    @property
+    def has_backlog(self) -> bool:
+        """Rotated copies with lines still to read: poll again at once rather than waiting for news."""
+        return self._copies.has_backlog
 
     def pending_bytes(self) -> int:
         opened = self._current
@@ -182,6 +240,8 @@ class SourceTailer:
             self.status.state = "waiting_for_file"
             # A file that appears later is new content: read it whole.
             self._start_at_end = False
+            if self._rotated is None:
+                self._read_copies(lines, max_lines)
             return lines
         if self._current is None:
             self._open(stat)
@@ -205,10 +265,6 @@ class SourceTailer:
         self.status.state = "following"
         self.status.size = stat.st_size
         size = stat.st_size
-        if not current.fp_len:
-            # Known by its first line as soon as it has one, read or not: a copytruncate before we read that far
-            # then still finds the copy (a file never seen with a complete line has nothing to find it by).
-            self._establish_fingerprint(current)
         for _attempt in range(2):
             if size < current.offset or not self._same_start(current) or not self._on_boundary(current):
                 self._reset(current, size)
@@ -216,6 +272,8 @@ class SourceTailer:
                     self._drain_rotated(lines, max_lines)
                     if self._rotated is not None:
                         return lines
+            if self._read_copies(lines, max_lines):
+                return lines  # a copy's lines are older than the current file's: they go first
             if not self._read(current, lines, max_lines - len(lines), size, final=False):
                 break
             # The file changed between the checks above and the read: check again against what it is now.
@@ -228,38 +286,49 @@ class SourceTailer:
         handle = open(self.path, "rb")  # noqa: SIM115 - held open across polls, closed in close()/_retire_current
         opened_stat = os.fstat(handle.fileno())
         current = _OpenFile(handle=handle, dev=opened_stat.st_dev, ino=opened_stat.st_ino)
+        current.copies_before = frozenset(self._sibling_keys())
         self._current = current
         self.status.size = opened_stat.st_size
         committed = self._committed
         self._committed = None  # only the first open resumes from the store's checkpoint
+        if committed is not None and committed.replaced_at_seq >= 0:
+            # Stopped while finishing a replaced file, or before comparing its replacement with the lines read: the
+            # window's last lines include what the old file gave after the replacement.
+            self._retired_lines = committed.window_seq - committed.replaced_at_seq
         if committed is not None and (committed.dev, committed.ino) == (current.dev, current.ino):
-            current.fp_hash, current.fp_len, current.offset = committed.fp_hash, committed.fp_len, committed.offset
+            # The same inode; whether it still holds the same file (an inode is reused by the next file created)
+            # is checked against its identity at the first poll.
+            self._take_identity(current, committed)
             self._event("resumed", offset=committed.offset)
-            self._resume_alignment(current)
+            self._resume_alignment(current, compare=committed.replaced_at_seq >= 0)
             return
         if committed is not None:
             self._event("identity_changed_while_stopped", old_ino=committed.ino, new_ino=current.ino)
-            self._recover_previous(committed)
+            renamed = self._recover_previous(committed)
             if committed.fp_len and self._first_bytes_hash(current, committed.fp_len) == committed.fp_hash:
                 # Same content under a new inode (copied or moved back): continue where we were.
-                current.fp_hash, current.fp_len, current.offset = committed.fp_hash, committed.fp_len, committed.offset
+                self._take_identity(current, committed)
                 if opened_stat.st_size >= committed.offset:
                     return
                 current.offset = 0
-                current.fp_hash, current.fp_len = b"", 0
-            self._begin_alignment(current)
+                current.forget_identity()
+            if not renamed:
+                # The old file is gone: this one may be a trimmed copy of it renamed over the path.
+                self._begin_alignment(current, late_lines=self._retired_lines)
             return
         if self._start_at_end:
             current.offset = self._last_line_end(current, opened_stat.st_size)
-            self._establish_fingerprint(current)
+            # What is skipped counts as read: a copy of this file made later is read on from here, not whole.
+            self._extend_identity(current, b"", current.offset)
             self._event("started_at_end", offset=current.offset, size=opened_stat.st_size)
-        else:
-            # A replacement file may be a rewrite done by rename: lines already read are recognised, not re-applied.
-            self._begin_alignment(current)
+        elif self._retired is not None and self._retired_unnamed:
+            # A rewrite done by rename (sed -i, a trimming script): lines already read are recognised, not re-applied.
+            self._begin_alignment(current, late_lines=self._retired_lines)
         self._start_at_end = False
 
-    def _recover_previous(self, committed: Checkpoint) -> None:
-        """After a restart that finds another file at the path, finish the file we were reading if it is nearby."""
+    def _recover_previous(self, committed: Checkpoint) -> bool:
+        """After a restart that finds another file at the path, finish the file we were reading if it is nearby;
+        whether it was found under another name (renamed, not copied)."""
         for sibling in rotated_siblings(self.path):
             if is_compressed(sibling):
                 continue
@@ -277,14 +346,19 @@ class SourceTailer:
                 # as after a rotation seen live, so the same grace applies from the moment we found it.
                 assert self._rotated is not None
                 self._rotated.drain_deadline = self._clock() + self._grace
+                self._retired = self._rotated
+                self._retired_unnamed = not same_inode
                 self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
-                return
+                return same_inode
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
+        return False
 
     def _retire_current(self) -> None:
         """The path no longer names the file we read: finish it (drain) before reading whatever replaces it."""
         assert self._current is not None
-        self._rotated = self._current
+        self._rotated = self._retired = self._current
+        self._retired_lines = 0
+        self._retired_unnamed = os.fstat(self._current.handle.fileno()).st_nlink == 0
         self._rotated.drain_deadline = self._clock() + self._grace
         self._current = None
         self.status.state = "draining_rotated"
@@ -315,12 +389,15 @@ class SourceTailer:
         except FileNotFoundError:
             live_identity = None
         # The file we hold open as current is drained through its own descriptor once it is retired; copies younger
-        # than it come after it, queued when it finishes.
-        held = (self._current.dev, self._current.ino) if self._current is not None else None
+        # than it (after it in rotation order, or not there yet when it was opened) come after it.
+        current = self._current
+        held = (current.dev, current.ino) if current is not None else None
         queued = {(younger.dev, younger.ino) for younger in self._younger}
         for (sibling, sibling_stat), identity in zip(stats[position + 1 :], identities[position + 1 :], strict=True):
             if identity == held:
                 break
+            if current is not None and identity not in current.copies_before:
+                continue
             if identity in queued or identity in ((dev, ino), live_identity):
                 continue
             if sibling_stat.st_mtime_ns < written_ns:
@@ -334,14 +411,18 @@ class SourceTailer:
             if (opened_stat.st_dev, opened_stat.st_ino) != identity:
                 handle.close()  # renamed again between the listing and the open: the next look finds it
                 continue
-            finished = self._finished.get(identity)
-            if finished is not None:
-                head = fingerprint(os.pread(handle.fileno(), FINGERPRINT_MAX_BYTES, 0))
-                if head is not None and head.fp_hash == finished:
-                    handle.close()  # drained to its end already (it came before a copy we drained after it)
+            younger = _OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0)
+            ladder = prefix_identities(os.pread(handle.fileno(), FINGERPRINT_MAX_BYTES, 0), final=True)
+            known = self.known.position(ladder)
+            if known is not None:
+                # Read before (drained ahead of a copy of it, or found by the CopyReader): on from there, if at all.
+                if known[1] >= opened_stat.st_size:
+                    handle.close()
                     continue
-            self._younger.append(_OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0))
-            self._event("rotated_file_queued", file=str(sibling))
+                younger.fp_hash, younger.fp_len, younger.offset = known[0].fp_hash, known[0].fp_len, known[1]
+                younger.first_line = ladder[0].fp_hash
+            self._younger.append(younger)
+            self._event("rotated_file_queued", file=str(sibling), offset=younger.offset)
         # Keep the queue in rotation order: a file already queued to be read again (after its copy, see
         # _drain_copy_first) may sit later in that order than the copies found now. Files gone from the listing
         # keep their place at the end.
@@ -350,6 +431,8 @@ class SourceTailer:
 
     def _drain_rotated(self, lines: list[Line], max_lines: int) -> None:
         while (rotated := self._rotated) is not None:
+            if self._read_copies(lines, max_lines, before=rotated):
+                return  # copies older than this file hold older lines: they come first
             size = os.fstat(rotated.handle.fileno()).st_size
             if rotated.fp_len and (size < rotated.offset or not self._same_start(rotated)):
                 self._drain_copy_first(rotated)
@@ -366,16 +449,20 @@ class SourceTailer:
             # Rotated again while this one drained (or waited out its grace): those copies come next, in order.
             self._queue_younger(rotated.dev, rotated.ino)
             self._event("rotated_file_drained", offset=rotated.offset)
-            if rotated.fp_len:
-                self._finished[(rotated.dev, rotated.ino)] = rotated.fp_hash
-                if len(self._finished) > _FINISHED_KEPT:
-                    del self._finished[next(iter(self._finished))]
             rotated.handle.close()
             self._rotated = self._younger.popleft() if self._younger else None
-            if self._rotated is not None and not self._younger and self._holds_the_path():
-                # The newest rotated copy (nothing rotated after it but the file still at the path) is the one the
-                # writer may still hold open: it gets the grace too.
+            if self._rotated is not None and not self._younger and (self._current is None or self._holds_the_path()):
+                # The newest rotated copy (nothing rotated after it but the file at the path, which we either hold
+                # or have not opened yet) is the one the writer may still hold open: it gets the grace too.
                 self._rotated.drain_deadline = self._clock() + self._grace
+
+    def _sibling_keys(self) -> list[tuple[int, int]]:
+        keys = []
+        for sibling in rotated_siblings(self.path):
+            with contextlib.suppress(FileNotFoundError):
+                stat = os.stat(sibling)
+                keys.append((stat.st_dev, stat.st_ino))
+        return keys
 
     def _holds_the_path(self) -> bool:
         """Whether the file held as current is still the one the path names (not rotated away meanwhile)."""
@@ -388,23 +475,15 @@ class SourceTailer:
         return (stat.st_dev, stat.st_ino) == (self._current.dev, self._current.ino)
 
     def _writer_may_still_append(self, rotated: _OpenFile) -> bool:
-        """Within the grace period after a rename or deletion, the writer may still append through its old
-        descriptor until it reopens (logrotate `create` with a postrotate signal). Once the path names a file
-        with content, or a younger rotated copy exists, the writer has moved on."""
+        """Within the grace period after a rename, a rename-over or a deletion, a writer may still append through its
+        old descriptor until it reopens (logrotate `create` with a postrotate signal), and another writer may fill
+        the new file meanwhile: the new file having data ends nothing. Only a younger rotated copy does (the
+        writers moved on, twice)."""
         if self._younger or self._clock() >= (rotated.drain_deadline or 0.0):
             return False
         # Another rotation while we waited moved a file we never opened aside: queue it, and stop waiting.
         self._queue_younger(rotated.dev, rotated.ino)
-        if self._younger:
-            return False
-        try:
-            moved_on = os.stat(self.path).st_size > 0
-        except FileNotFoundError:
-            moved_on = False
-        if not moved_on and self._current is not None:
-            # A younger file we already hold (opened at start, renamed since) has content: the writer moved on.
-            moved_on = os.fstat(self._current.handle.fileno()).st_size > 0
-        return not moved_on or os.fstat(rotated.handle.fileno()).st_size > rotated.offset
+        return not self._younger
 
     def _drain_copy_first(self, rotated: _OpenFile) -> None:
         """The file was truncated or rewritten in place before it was renamed away: finish it from the copy
@@ -412,7 +491,7 @@ class SourceTailer:
         self._event("rotated_file_truncated", offset=rotated.offset)
         fp_hash, fp_len, offset = rotated.fp_hash, rotated.fp_len, rotated.offset
         rotated.offset = 0
-        rotated.fp_hash, rotated.fp_len = b"", 0
+        rotated.forget_identity()
         rotated.overlong_from = -1
         self._begin_alignment(rotated)  # a rewrite in place keeps lines already read
         for sibling in rotated_siblings(self.path):
@@ -448,12 +527,36 @@ class SourceTailer:
         data = os.pread(opened.handle.fileno(), length, 0)
         return identity_hash(data) if len(data) == length else b""
 
-    def _establish_fingerprint(self, opened: _OpenFile) -> None:
-        if opened.fp_len:
-            return
-        found = fingerprint(os.pread(opened.handle.fileno(), FINGERPRINT_MAX_BYTES, 0))
-        if found is not None:
-            opened.fp_hash, opened.fp_len = found.fp_hash, found.fp_len
+    def _take_identity(self, opened: _OpenFile, committed: Checkpoint) -> None:
+        """Resume `opened` where the checkpoint says, known by the checkpoint's identity."""
+        opened.fp_hash, opened.fp_len, opened.offset = committed.fp_hash, committed.fp_len, committed.offset
+        if committed.fp_len:
+            ladder = prefix_identities(os.pread(opened.handle.fileno(), committed.fp_len, 0), final=True)
+            opened.first_line = ladder[0].fp_hash if ladder else b""
+
+    def _extend_identity(self, opened: _OpenFile, chunk: bytes, start: int) -> None:
+        """Make the identity of `opened` cover what has now been read of its first 4 KiB (see identity_through), and
+        record how far it is read. `chunk` holds the bytes just read from content offset `start`: the identity is
+        taken only from bytes that are still the ones read, so a rewrite racing the read is found at the next poll
+        (the old identity no longer matches) instead of being taken for the file."""
+        identity = opened.identity
+        if not opened.identity_complete and opened.offset > opened.fp_len:
+            limit = min(opened.offset, FINGERPRINT_MAX_BYTES)
+            head = os.pread(opened.handle.fileno(), limit, 0)
+            intact = len(head) == limit and (
+                identity is None or identity_hash(head[: identity.fp_len]) == identity.fp_hash
+            )
+            if intact and (start >= limit or head[start:limit] == chunk[: limit - start]):
+                ladder = prefix_identities(head, final=True)
+                found = identity_through(ladder, opened.offset)
+                if found is not None and (identity is None or found.fp_len > identity.fp_len):
+                    opened.fp_hash, opened.fp_len = found.fp_hash, found.fp_len
+                    opened.first_line = ladder[0].fp_hash
+                    self.known.record(found, opened.offset, replaces=identity)
+                    identity = found
+                opened.identity_complete = limit == FINGERPRINT_MAX_BYTES
+        if identity is not None:
+            self.known.record(identity, opened.offset)
 
     @staticmethod
     def _last_line_end(opened: _OpenFile, size: int) -> int:
@@ -472,8 +575,9 @@ class SourceTailer:
         kind = "truncated" if size < opened.offset else "rewritten"
         self._event(kind, offset=opened.offset, size=size)
         self._recover_copy(opened)
+        self._copies.rescan()  # a copy this did not find (compressed at once, say) is the CopyReader's
         opened.offset = 0
-        opened.fp_hash, opened.fp_len = b"", 0
+        opened.forget_identity()
         opened.overlong_from = -1
         self._begin_alignment(opened)
 
@@ -494,6 +598,11 @@ class SourceTailer:
     def _drain_sibling(self, sibling: Path, fp_hash: bytes, fp_len: int, offset: int) -> None:
         handle = open(sibling, "rb")  # noqa: SIM115 - closed when the drain finishes
         sibling_stat = os.fstat(handle.fileno())
+        ladder = prefix_identities(os.pread(handle.fileno(), FINGERPRINT_MAX_BYTES, 0), final=True)
+        known = self.known.position(ladder)
+        if known is not None and known[1] > offset:
+            # The CopyReader read on in this copy (it found it before a poll showed why): go on from there.
+            (fp_hash, fp_len), offset = (known[0].fp_hash, known[0].fp_len), known[1]
         self._rotated = _OpenFile(
             handle=handle,
             dev=sibling_stat.st_dev,
@@ -502,20 +611,19 @@ class SourceTailer:
             fp_len=fp_len,
             offset=offset,
             drain_deadline=self._clock(),
+            first_line=ladder[0].fp_hash if ladder else b"",
         )
         self._event("draining_rotated", file=str(sibling), offset=offset, size=sibling_stat.st_size)
 
-    def _begin_alignment(self, opened: _OpenFile) -> None:
-        """Lines of `opened` from here on may repeat lines already read: compare them with the window first."""
+    def _begin_alignment(self, opened: _OpenFile, *, late_lines: int = 0) -> None:
+        """Lines of `opened` from here on may repeat lines already read: compare them with the window first.
+        `late_lines`: how many of the window's last lines the file it replaces gave after it was replaced."""
         if not self._window:
             return
         self._align_file = opened
-        self._align_window = list(self._window)
-        self._align_positions = None
-        self._align_known = None
-        self._align_left = len(self._align_window)
+        self._alignment = KeptTail(self._window, late_lines=late_lines)
 
-    def _resume_alignment(self, opened: _OpenFile) -> None:
+    def _resume_alignment(self, opened: _OpenFile, *, compare: bool) -> None:
         """After a restart inside the kept tail of a rewrite, go on marking the lines the window already holds.
 
         The alignment is not in the checkpoint; it is found again from the file: when every line before the
@@ -523,8 +631,10 @@ class SourceTailer:
         rewrite's kept tail is not finished yet. Only a file with at most half the window's lines is read.
         """
         if opened.offset == 0:
-            # Committed right after a reset (a rewrite seen half done): whatever the file holds now may repeat.
-            self._begin_alignment(opened)
+            if compare:
+                # Committed right after a reset (a rewrite seen half done) or a rename-over: what the file holds now
+                # may repeat lines read.
+                self._begin_alignment(opened, late_lines=self._retired_lines)
             return
         window = list(self._window)
         limit = len(window) // 2
@@ -556,10 +666,7 @@ class SourceTailer:
         if not starts or starts[0] + count >= len(older):
             return
         self._align_file = opened
-        self._align_window = older
-        self._align_positions = [start + count for start in starts if start + count < len(older)]
-        self._align_known = None
-        self._align_left = len(older)
+        self._alignment = KeptTail(older, positions=[start + count for start in starts if start + count < len(older)])
         self._event("rewrite_alignment_resumed", start=starts[0], candidates=len(starts), read=count, window=len(older))
 
     # Reading -----------------------------------------------------------------------------------------------
@@ -604,8 +711,8 @@ class SourceTailer:
             cursor = 0
             while budget > 0:
                 count = len(lines)
-                # A file without its fingerprint yet gets it from its first line, which is framed alone: the lines
-                # after it carry the fingerprint as their file key.
+                # A file without an identity yet gets it from its first line, which is framed alone: the lines after
+                # it carry that line's hash as their file key.
                 cursor = framing.split(
                     chunk, cursor, lines, chunk_offset=start, file_key=opened.key, budget=budget if opened.fp_len else 1
                 )
@@ -613,7 +720,7 @@ class SourceTailer:
                     break
                 budget -= len(lines) - count
                 opened.offset = start + cursor
-                self._establish_fingerprint(opened)
+                self._extend_identity(opened, chunk, start)
             if budget <= 0:
                 break
             tail = len(chunk) - cursor
@@ -646,8 +753,7 @@ class SourceTailer:
                 lines.append(self._framing.overlong(opened.key, opened.overlong_from, head, length))
                 opened.offset = end + 1
                 opened.overlong_from = -1
-                if opened.fp_len == 0:
-                    self._establish_fingerprint(opened)
+                self._extend_identity(opened, b"", opened.offset)
                 return True
             opened.overlong_scanned += len(block)
         return False
@@ -657,58 +763,50 @@ class SourceTailer:
         fresh = lines[first_new:]
         if not fresh:
             return
-        if self._align_window is not None and opened is self._align_file:
+        if self._alignment is not None and opened is self._align_file:
             for index, is_duplicate in enumerate(self._duplicate_marks([line.hash for line in fresh])):
                 if is_duplicate:
-                    lines[first_new + index] = _as_duplicate(fresh[index])
-        for line in fresh:
+                    lines[first_new + index] = as_duplicate(fresh[index])
+        self._remember(fresh)
+        if opened is self._retired:
+            self._retired_lines += len(fresh)
+        self._extend_identity(opened, b"", opened.offset)  # after a last fragment or over-long line too
+
+    def _remember(self, lines: list[Line]) -> None:
+        for line in lines:
             self._window.append(line.hash)
-        self._window_seq += len(fresh)
-        if opened.fp_len:
-            self.seen_files[opened.fp_hash] = (opened.fp_len, opened.offset)
+        self._window_seq += len(lines)
+
+    def _read_copies(self, lines: list[Line], max_lines: int, *, before: _OpenFile | None = None) -> bool:
+        """Read rotated copies that hold lines never read (older than `before`, or than the current file); True while
+        some are left."""
+        first_new = len(lines)
+        held = {(opened.dev, opened.ino) for opened in (self._current, self._rotated, *self._younger) if opened}
+        self._copies.read(
+            lines,
+            max_lines - first_new,
+            held=held,
+            window=self._window,
+            late_lines=self._retired_lines,
+            before=(before.dev, before.ino) if before is not None else None,
+            there_before=before.copies_before if before is not None else frozenset(),
+        )
+        self._remember(lines[first_new:])
+        return self._copies.has_backlog
 
     def _duplicate_marks(self, hashes: list[int]) -> list[bool]:
-        """Which of these lines (the next ones read after a reset) were read before it.
-
-        Every candidate alignment is followed line by line; one whose run stops matching before the window's end
-        is dropped, since a kept tail runs to the end of what was read. The earliest surviving candidate decides
-        (the longest overlap: where repeated lines leave it open, a repeat is likelier than a new line). A line
-        no candidate matches is new, and so is everything after it.
-        """
-        snapshot = self._align_window
-        assert snapshot is not None
-        if self._align_positions is None and self._align_known is None:
-            starts = rewrite_alignments(snapshot, hashes)
-            if not starts:
-                self._align_known = set(snapshot)
-                self._event("rewrite_unaligned", window=len(snapshot))
-            else:
-                self._align_positions = starts
-                self._event("rewrite_aligned", start=starts[0], candidates=len(starts), window=len(snapshot))
-        marks: list[bool] = []
-        if self._align_known is not None:
-            for value in hashes:
-                marks.append(self._align_left > 0 and value in self._align_known)
-                self._align_left -= 1
-            if self._align_left <= 0:
-                self._align_window = self._align_known = None
-            return marks
-        positions = self._align_positions
-        assert positions is not None
-        size = len(snapshot)
-        for value in hashes:
-            positions = [position + 1 for position in positions if position < size and snapshot[position] == value]
-            marks.append(bool(positions))
-        if not positions or positions[0] >= size:
-            self._align_window = None
-            self._align_positions = None
-        else:
-            self._align_positions = positions
+        """Which of these lines (the next ones read after a reset or a replacement) were read before it."""
+        alignment = self._alignment
+        assert alignment is not None
+        was_open = alignment.positions is None
+        marks = alignment.marks(hashes)
+        if was_open and alignment.aligned_at:
+            self._event("rewrite_aligned", start=alignment.aligned_at[0], window=len(alignment.window))
+        elif was_open:
+            self._event("rewrite_unaligned", window=len(alignment.window))
+        if alignment.finished:
+            self._alignment = None
         return marks
 
     def _event(self, event: str, **detail: object) -> None:
         self.events.append(TailEvent(self.name, event, detail))
-
-
-def _as_duplicate(line: Line) -> Line:
-    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, True, line.unterminated)

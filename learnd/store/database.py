@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +19,11 @@ from learnd.errors import RecordError, StateError
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.encoding import encode_record
 from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome, parse_record
+from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.tailer import Checkpoint
 
 APPLICATION: Final = "learnd"
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 _SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -97,8 +98,23 @@ def _to_version_2(db: sqlite3.Connection) -> None:
         db.execute("UPDATE ledger SET record = ? WHERE kind = ? AND key = ?", (encode_record(record), kind, key))
 
 
+# Version 3: when learnd began to follow each source (and at which path), and the rotated copies that were there
+# then: history only a backfill reads; any other copy never read holds lines never applied, and the daemon reads it.
+# A checkpoint naming a file that was replaced at the path says when (Checkpoint.replaced_at_seq).
+_SCHEMA_V3: Final = """
+CREATE TABLE following (source TEXT PRIMARY KEY, path TEXT NOT NULL, since_us INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE history_files (source TEXT NOT NULL, fp_hash BLOB NOT NULL, fp_len INTEGER NOT NULL,
+    PRIMARY KEY (source, fp_hash)) WITHOUT ROWID;
+ALTER TABLE checkpoints ADD COLUMN replaced_at_seq INTEGER NOT NULL DEFAULT -1;
+"""
+
+
+def _to_version_3(db: sqlite3.Connection) -> None:
+    _execute_script(db, _SCHEMA_V3)
+
+
 # Migrations from version N to N+1, applied in order inside one transaction (a new store is V1 plus all of them).
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_version_2}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_version_2, 2: _to_version_3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +150,8 @@ class Batch:
     checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
     window: dict[str, list[int]] = field(default_factory=dict)
     files: dict[tuple[str, bytes], tuple[int, int]] = field(default_factory=dict)
+    # Identities forgotten because reading further gave their file a longer one (see KnownFiles.record).
+    files_dropped: set[tuple[str, bytes]] = field(default_factory=set)
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     ledger: list[LedgerRow] = field(default_factory=list)
     learner_states: dict[str, bytes] = field(default_factory=dict)
@@ -150,6 +168,8 @@ class Batch:
     def is_empty(self) -> bool:
         return not (
             self.checkpoints
+            or self.files
+            or self.files_dropped
             or self.counts
             or self.learner_states
             or self.quarantine
@@ -170,6 +190,7 @@ class Store:
         self.path = path
         self._window_lines = window_lines
         self._readonly = readonly
+        self._version = SCHEMA_VERSION  # of the file: a reader leaves an older store as it is (see _check)
         self._ledger_seq = 0  # the insertion number of the newest ledger row (set once the schema is known)
 
     @classmethod
@@ -264,8 +285,10 @@ class Store:
                 )
         else:
             self._check_size()
+        self._version = version
         if version < SCHEMA_VERSION and not self._readonly:
             self._migrate(version)
+            self._version = SCHEMA_VERSION
 
     def _check_size(self) -> None:
         """A store cut short (truncated by a copy or a full disk) is smaller than its pages say."""
@@ -302,17 +325,18 @@ class Store:
     # Reading -----------------------------------------------------------------------------------------------
 
     def checkpoint(self, source: str) -> Checkpoint | None:
-        row = self._db.execute(
-            "SELECT path, dev, ino, fp_hash, fp_len, offset, size, window_seq FROM checkpoints WHERE source = ?",
-            (source,),
-        ).fetchone()
-        return Checkpoint(*row) if row else None
+        row = self._db.execute(f"SELECT {self._checkpoint_columns()} FROM checkpoints WHERE source = ?", (source,))
+        found = row.fetchone()
+        return Checkpoint(*found) if found else None
 
     def checkpoints(self) -> dict[str, Checkpoint]:
-        rows = self._db.execute(
-            "SELECT source, path, dev, ino, fp_hash, fp_len, offset, size, window_seq FROM checkpoints"
-        ).fetchall()
+        rows = self._db.execute(f"SELECT source, {self._checkpoint_columns()} FROM checkpoints").fetchall()
         return {row[0]: Checkpoint(*row[1:]) for row in rows}
+
+    def _checkpoint_columns(self) -> str:
+        # A reader leaves an older store as it is: its checkpoints have no replaced_at_seq yet.
+        replaced = "replaced_at_seq" if self._version >= 3 else "-1"
+        return f"path, dev, ino, fp_hash, fp_len, offset, size, window_seq, {replaced}"
 
     def window(self, source: str) -> list[int]:
         """The hashes of the source's most recently read lines (window_lines of them at most), oldest first."""
@@ -327,6 +351,38 @@ class Store:
         """Every file identity (first-line fingerprint) read from a source, with fingerprint length and offset."""
         rows = self._db.execute("SELECT fp_hash, fp_len, offset FROM files WHERE source = ?", (source,)).fetchall()
         return {row[0]: (row[1], row[2]) for row in rows}
+
+    def known_files(self, source: str) -> KnownFiles:
+        """What the store knows of a source's files: every identity read (the checkpoint's included) with its offset,
+        and the rotated copies that were there when learnd began to follow the source."""
+        read = {Identity(fp_hash, fp_len): offset for fp_hash, (fp_len, offset) in self.file_offsets(source).items()}
+        checkpoint = self.checkpoint(source)
+        if checkpoint is not None and checkpoint.fp_len:
+            identity = Identity(checkpoint.fp_hash, checkpoint.fp_len)
+            read[identity] = max(read.get(identity, 0), checkpoint.offset)
+        following = self.following(source)
+        history: list[Identity] = []
+        if following is not None:
+            rows = self._db.execute("SELECT fp_hash, fp_len FROM history_files WHERE source = ?", (source,))
+            history = [Identity(fp_hash, fp_len) for fp_hash, fp_len in rows]
+        return KnownFiles(read, history, following=following is not None)
+
+    def following(self, source: str) -> tuple[str, int] | None:
+        """The path learnd follows the source at and since when (µs since the epoch); None before it began."""
+        if self._version < 3:
+            return None
+        row = self._db.execute("SELECT path, since_us FROM following WHERE source = ?", (source,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def begin_following(self, source: str, path: str, since_us: int, history: Iterable[Identity]) -> None:
+        """Record that learnd follows `source` at `path` from now on, and the rotated copies already there."""
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO following VALUES (?, ?, ?)", (source, path, since_us))
+            self._db.execute("DELETE FROM history_files WHERE source = ?", (source,))
+            self._db.executemany(
+                "INSERT OR REPLACE INTO history_files VALUES (?, ?, ?)",
+                [(source, identity.fp_hash, identity.fp_len) for identity in history],
+            )
 
     def line_counts(self) -> dict[tuple[str, str, str], int]:
         rows = self._db.execute("SELECT source, outcome, kind, count FROM line_counts").fetchall()
@@ -506,11 +562,25 @@ class Store:
                     (source, checkpoint.window_seq - self._window_lines),
                 )
             db.executemany(
-                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (name, cp.path, cp.dev, cp.ino, cp.fp_hash, cp.fp_len, cp.offset, cp.size, cp.window_seq)
+                    (
+                        name,
+                        cp.path,
+                        cp.dev,
+                        cp.ino,
+                        cp.fp_hash,
+                        cp.fp_len,
+                        cp.offset,
+                        cp.size,
+                        cp.window_seq,
+                        cp.replaced_at_seq,
+                    )
                     for name, cp in batch.checkpoints.items()
                 ],
+            )
+            db.executemany(
+                "DELETE FROM files WHERE source = ? AND fp_hash = ?", sorted(batch.files_dropped - batch.files.keys())
             )
             db.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",

@@ -12,26 +12,36 @@ from learnd.config import Settings, SourceSettings
 from learnd.learning.trades import NAME as TRADE_LEARNER
 from learnd.learning.trades import TradeLearner
 from learnd.sessions.tables import calendar_for
-from learnd.sources.files import HistoryFile, census, source_files
+from learnd.sources.files import HistoryFile, KnownFiles, census, source_files, unread_start
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store, reading
 from learnd.store.lock import HomeLock
 
 OUTCOMES: Final = ("applied", "duplicate", "ignored", "quarantined")
+REREAD: Final = "line_reread_after_rewrite"
 _SNAPSHOT_ATTEMPTS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     counts: dict[tuple[str, str, str], int]
-    files: dict[str, dict[bytes, tuple[int, int]]]
+    known: dict[str, KnownFiles]
     checkpoints: dict[str, Checkpoint]
+    following: dict[str, tuple[str, int] | None]
+
+    def same_as(self, other: _Snapshot) -> bool:
+        return (self.counts, self.checkpoints, self.following) == (
+            other.counts,
+            other.checkpoints,
+            other.following,
+        ) and {name: known.read for name, known in self.known.items()} == {
+            name: known.read for name, known in other.known.items()
+        }
 
 
 @dataclass(slots=True)
 class _FileRow:
     file: HistoryFile
-    identity_key: bytes | str
     read_offset: int
     lines: int = 0
     lines_read: int = 0
@@ -113,12 +123,12 @@ def _standardized_components(settings: Settings) -> dict[str, dict[str, float]]:
 def _snapshot(settings: Settings) -> _Snapshot:
     with reading(settings.db_path) as store:
         if store is None:
-            return _Snapshot({}, {}, {})
+            return _Snapshot({}, {}, {}, {})
         # Counts only grow: two equal reads around the offsets mean no commit happened in between.
         snapshot = _read_store(store, settings)
         for _ in range(_SNAPSHOT_ATTEMPTS):
             again = _read_store(store, settings)
-            if again == snapshot:
+            if again.same_as(snapshot):
                 break
             snapshot = again
         return snapshot
@@ -127,55 +137,60 @@ def _snapshot(settings: Settings) -> _Snapshot:
 def _read_store(store: Store, settings: Settings) -> _Snapshot:
     return _Snapshot(
         counts=store.line_counts(),
-        files={source.name: store.file_offsets(source.name) for source in settings.sources},
+        known={source.name: store.known_files(source.name) for source in settings.sources},
         checkpoints=store.checkpoints(),
+        following={source.name: store.following(source.name) for source in settings.sources},
     )
 
 
 def _audit_source(source: SourceSettings, snapshot: _Snapshot) -> dict[str, Any]:
-    known = snapshot.files.get(source.name, {})
+    known = snapshot.known.get(source.name) or KnownFiles(following=False)
     checkpoint = snapshot.checkpoints.get(source.name)
     rows = [_count_file(found, known, checkpoint) for found in source_files(source.path)]
-    groups: dict[bytes | str, list[_FileRow]] = {}
-    for row in rows:
-        groups.setdefault(row.identity_key, []).append(row)
     not_visible = _NotVisible()
     read_visible = pending = 0
-    for key, members in groups.items():
-        # The copy holding the most lines stands for the identity; the others repeat a prefix of it.
+    for members in _copies_of_one_another(rows):
+        # The copy holding the most lines stands for the file; the others repeat a prefix of it.
         keeper = max(members, key=lambda row: (row.lines, row.file.is_current))
         for row in members:
             if row is not keeper:
                 row.duplicate_on_disk, row.lines_read, row.pending = row.lines, 0, 0
         read_visible += keeper.lines_read
         pending += keeper.pending
-        if isinstance(key, bytes) and keeper.read_offset > keeper.content_bytes:
+        if keeper.file.identity is not None and keeper.read_offset > keeper.content_bytes:
             not_visible.lines_max += keeper.read_offset - keeper.content_bytes  # read further than what is left
-    visible = {key for key in groups if isinstance(key, bytes)}
-    vanished = dict(known)
-    if checkpoint is not None and checkpoint.fp_len and checkpoint.fp_hash not in vanished:
-        vanished[checkpoint.fp_hash] = (checkpoint.fp_len, checkpoint.offset)
-    for fp_hash, (_, offset) in sorted(vanished.items()):
-        if fp_hash in visible or offset <= 0:
+    visible = {identity for row in rows for identity in row.file.ladder}
+    for identity, offset in sorted(known.read.items(), key=lambda item: item[0].fp_hash):
+        if identity in visible or offset <= 0:
             continue
         not_visible.files_count += 1
         not_visible.lines_min += 1
         not_visible.lines_max += offset
-        not_visible.identities.append(fp_hash.hex())
+        not_visible.identities.append(identity.fp_hash.hex())
     by_outcome: dict[str, dict[str, int]] = {outcome: {} for outcome in OUTCOMES}
     for (name, outcome, kind), count in snapshot.counts.items():
         if name == source.name:
             by_outcome.setdefault(outcome, {})[kind] = count
     totals = {outcome: sum(by_outcome[outcome].values()) for outcome in OUTCOMES}
     counted = sum(totals.values())
+    # Each line re-read after a rewrite stands for a first reading of it, from a file that may be gone since (rewritten
+    # in place, or renamed over by a trimmed copy that is the whole of it).
+    not_visible.lines_max += by_outcome["duplicate"].get(REREAD, 0)
     inferred = counted - read_visible
     not_visible_lines = min(max(inferred, not_visible.lines_min), not_visible.lines_max)
     lines_on_disk = sum(row.lines for row in rows)
     duplicate_on_disk = sum(row.duplicate_on_disk for row in rows)
-    needs_backfill = sum(row.pending for row in _beyond_the_daemon(rows, checkpoint))
+    current = next((row.file for row in rows if row.file.is_current), None)
+    needs_backfill = sum(
+        row.pending
+        for row in rows
+        if not row.file.is_current and unread_start(row.file, known, current, history=False) is None
+    )
     lines_total = lines_on_disk - duplicate_on_disk + not_visible_lines
+    following = snapshot.following.get(source.name)
     return {
         "path": str(source.path),
+        "following_since_us": following[1] if following is not None else None,
         "lines_total": lines_total,
         **totals,
         "pending": pending,
@@ -195,32 +210,28 @@ def _audit_source(source: SourceSettings, snapshot: _Snapshot) -> dict[str, Any]
     }
 
 
-def _beyond_the_daemon(rows: list[_FileRow], checkpoint: Checkpoint | None) -> list[_FileRow]:
-    """Rotated copies older than the file the checkpoint names (all of them when there is none): the daemon reads
-    a rotated copy only while draining the file it was reading and the copies rotated after it, so lines pending in
-    these are read by `learnd backfill` alone (history from before learnd started, or a copy it had no way to
-    know, see the README's known limits)."""
-    for index, row in enumerate(rows):
-        file = row.file
-        if checkpoint is not None and (
-            (file.dev, file.ino) == (checkpoint.dev, checkpoint.ino)
-            or (checkpoint.fp_len and file.identity is not None and file.identity.fp_hash == checkpoint.fp_hash)
-        ):
-            return [row for row in rows[:index] if not row.file.is_current]
-    return [row for row in rows if not row.file.is_current]
+def _copies_of_one_another(rows: list[_FileRow]) -> list[list[_FileRow]]:
+    """The files grouped by content: a copy of a file (copytruncate's copy, the same file compressed) joins it."""
+    groups: list[list[_FileRow]] = []
+    for row in rows:
+        joined = [group for group in groups if any(_are_copies(row.file, other.file) for other in group)]
+        groups = [group for group in groups if all(group is not other for other in joined)]
+        groups.append([row, *(member for group in joined for member in group)])
+    return groups
 
 
-def _count_file(found: HistoryFile, known: dict[bytes, tuple[int, int]], checkpoint: Checkpoint | None) -> _FileRow:
-    identity = found.identity
-    if identity is None:
+def _are_copies(first: HistoryFile, second: HistoryFile) -> bool:
+    return first.is_copy_of(second) or second.is_copy_of(first)
+
+
+def _count_file(found: HistoryFile, known: KnownFiles, checkpoint: Checkpoint | None) -> _FileRow:
+    position = known.position(found.ladder)
+    if position is not None:
+        read_offset = position[1]
+    else:
         same_file = checkpoint is not None and (checkpoint.dev, checkpoint.ino) == (found.dev, found.ino)
         read_offset = checkpoint.offset if same_file and checkpoint is not None and not checkpoint.fp_len else 0
-        row = _FileRow(found, str(found.path), read_offset)
-    else:
-        read_offset = known.get(identity.fp_hash, (0, 0))[1]
-        if checkpoint is not None and checkpoint.fp_hash == identity.fp_hash:
-            read_offset = max(read_offset, checkpoint.offset)
-        row = _FileRow(found, identity.fp_hash, read_offset)
+    row = _FileRow(found, read_offset)
     if found.error:
         return row  # counted as nothing; the row carries the error
     lines = census(found.path, read_offset)

@@ -17,14 +17,17 @@ from learnd.sources.files import (
     DecompressedFile,
     HistoryError,
     Identity,
+    KnownFiles,
     LineReader,
     census,
     complete_lines,
-    fingerprint,
     identify,
     identity_hash,
+    identity_through,
+    prefix_identities,
     rotated_siblings,
     source_files,
+    unread_start,
 )
 from learnd.sources.framing import Line
 from tests.sources.test_tailer import GRACE_S, FakeClock, make_tailer
@@ -88,7 +91,7 @@ def tail_whole(
 
 
 def test_plain_and_gzip_copies_of_the_same_content_have_the_same_identity(tmp_path: Path) -> None:
-    """A copy is known by the fingerprint of its decompressed first line, whatever its name or compression."""
+    """A copy is known by its decompressed first lines, whatever its name or compression."""
     path = tmp_path / "orders.jsonl"
     content = b'{"a": 1}\n{"b": 2}\n'
     path.write_bytes(b'{"other": 0}\n')
@@ -96,24 +99,75 @@ def test_plain_and_gzip_copies_of_the_same_content_have_the_same_identity(tmp_pa
     with gzip.open(tmp_path / "orders.jsonl.2.gz", "wb") as handle:
         handle.write(content)
     found = {item.path.name: item for item in source_files(path)}
-    assert found["orders.jsonl.1"].identity == found["orders.jsonl.2.gz"].identity == fingerprint(content)
+    assert found["orders.jsonl.1"].identity == found["orders.jsonl.2.gz"].identity == identify(content)
     assert found["orders.jsonl.2.gz"].is_compressed and not found["orders.jsonl.1"].is_compressed
     assert found["orders.jsonl"].identity != found["orders.jsonl.1"].identity
 
 
-def test_fingerprint_is_the_first_line_or_the_first_4_kib() -> None:
-    """The first line with its newline; a longer first line is known by its first 4 KiB; none before either."""
-    assert fingerprint(b"ab\ncd\n") == Identity(identity_hash(b"ab\n"), 3)
+def test_a_file_is_known_by_its_whole_lines_within_the_first_4_kib() -> None:
+    """Every run of whole lines from the start within 4 KiB is a prefix identity; a file is known by the longest.
+    A first line longer than 4 KiB is known by its first 4 KiB; a current file with no complete line by nothing."""
+    assert prefix_identities(b"ab\ncd\nef", final=False) == (
+        Identity(identity_hash(b"ab\n"), 3),
+        Identity(identity_hash(b"ab\ncd\n"), 6),
+    )
+    assert identify(b"ab\ncd\n") == Identity(identity_hash(b"ab\ncd\n"), 6)
+    lines = b"".join(b"line %04d\n" % index for index in range(1000))
+    last_end = lines.rfind(b"\n", 0, FINGERPRINT_MAX_BYTES) + 1
+    assert identify(lines) == Identity(identity_hash(lines[:last_end]), last_end)
     long_line = b"x" * (FINGERPRINT_MAX_BYTES + 10)
-    assert fingerprint(long_line) == Identity(identity_hash(long_line[:FINGERPRINT_MAX_BYTES]), FINGERPRINT_MAX_BYTES)
-    assert fingerprint(b"no newline yet") is None
+    assert identify(long_line) == Identity(identity_hash(long_line[:FINGERPRINT_MAX_BYTES]), FINGERPRINT_MAX_BYTES)
+    assert prefix_identities(b"no newline yet", final=False) == ()
+
+
+def test_two_files_that_begin_with_the_same_line_are_not_one() -> None:
+    """A start-up banner at the top of every file: the files are told apart by the lines after it, and a copy of one
+    (made after it was read that far) is known as that one only."""
+    banner = b"=== bot started ===\n"
+    first = banner + b"".join(b"a %d\n" % index for index in range(50))
+    second = banner + b"".join(b"b %d\n" % index for index in range(50))
+    assert identify(first) != identify(second)
+    read = identity_through(prefix_identities(first, final=True), 40)
+    assert read is not None and read in prefix_identities(first, final=True)
+    assert read not in prefix_identities(second, final=True)
+    known = KnownFiles({read: 40})
+    assert known.position(prefix_identities(first, final=True)) == (read, 40)
+    assert known.position(prefix_identities(second, final=True)) is None
 
 
 def test_a_copy_that_is_one_short_fragment_is_known_by_all_of_it() -> None:
     """A rotated copy without a complete first line still has an identity (so it is read once); an empty one not."""
     assert identify(b"cut") == Identity(identity_hash(b"cut"), 3)
-    assert identify(b"ab\ncd") == fingerprint(b"ab\ncd")
+    assert identify(b"ab\ncd") == Identity(identity_hash(b"ab\n"), 3)
     assert identify(b"") is None
+
+
+def test_where_a_copy_is_read_from(tmp_path: Path) -> None:
+    """A copy of a file read before: on from where it was read. A copy never seen: whole, unless it is history (there
+    when learnd began to follow the source), which only a backfill reads. A copy of the current file: not at all."""
+    path = tmp_path / "orders.jsonl"
+    read_before = b"".join(b"read %d\n" % index for index in range(10))
+    (tmp_path / "orders.jsonl.3").write_bytes(b"old history\n")
+    (tmp_path / "orders.jsonl.2").write_bytes(read_before)
+    (tmp_path / "orders.jsonl.1").write_bytes(b"never seen\n")
+    path.write_bytes(b"current\nmore\n")
+    (tmp_path / "orders.jsonl-20260301").write_bytes(b"current\n")
+    files = {found.path.name: found for found in source_files(path)}
+    read = identity_through(files["orders.jsonl.2"].ladder, 24)
+    assert read is not None
+    history = files["orders.jsonl.3"].identity
+    assert history is not None
+    known = KnownFiles({read: 24}, [history])
+    current = files["orders.jsonl"]
+    starts = {name: unread_start(found, known, current, history=False) for name, found in files.items()}
+    assert starts == {
+        "orders.jsonl-20260301": None,
+        "orders.jsonl.3": None,
+        "orders.jsonl.2": 24,
+        "orders.jsonl.1": 0,
+        "orders.jsonl": None,
+    }
+    assert unread_start(files["orders.jsonl.3"], known, current, history=True) == 0
 
 
 def test_the_current_file_has_no_identity_before_its_first_line_is_complete(tmp_path: Path) -> None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from learnd.sources.files import KnownFiles
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer
+from tests.bot_process import BotProcess, create_on_freed_inode
 
 
 class FakeClock:
@@ -38,6 +42,7 @@ def make_tailer(
     clock: FakeClock | None = None,
     max_line_bytes: int = 1 << 20,
     keep_bytes: int = 4096,
+    known: KnownFiles | None = None,
 ) -> SourceTailer:
     return SourceTailer(
         "orders",
@@ -49,6 +54,7 @@ def make_tailer(
         keep_bytes=keep_bytes,
         rotation_grace_s=GRACE_S,
         start_at_end=start_at_end,
+        known=known,
         clock=clock or FakeClock(),
     )
 
@@ -68,6 +74,7 @@ class TailerFactory:
         start_at_end: bool = False,
         clock: FakeClock | None = None,
         max_line_bytes: int = 1 << 20,
+        known: KnownFiles | None = None,
     ) -> SourceTailer:
         tailer = make_tailer(
             path,
@@ -76,6 +83,7 @@ class TailerFactory:
             start_at_end=start_at_end,
             clock=clock,
             max_line_bytes=max_line_bytes,
+            known=known,
         )
         self.made.append(tailer)
         return tailer
@@ -113,6 +121,18 @@ def drain(tailer: SourceTailer, max_lines: int = 1000) -> list[Line]:
     while batch := tailer.poll(max_lines):
         out.extend(batch)
     return out
+
+
+def drain_past_grace(tailer: SourceTailer, clock: FakeClock, max_lines: int = 1000) -> list[Line]:
+    """Poll until nothing comes, then let the rotation grace pass and poll on, until a grace passes with nothing new:
+    each rotated file is finished and whatever replaced it read."""
+    out = drain(tailer, max_lines)
+    while True:
+        clock.now += GRACE_S + 1
+        more = drain(tailer, max_lines)
+        if not more:
+            return out
+        out += more
 
 
 # Appends and partial lines ---------------------------------------------------------------------------------
@@ -182,16 +202,21 @@ def test_line_split_at_any_byte_comes_out_whole(lines: list[bytes], data: st.Dat
 
 
 def test_rename_rotation_drains_the_old_file_then_reads_the_new_one(home: Path, new_tailer: TailerFactory) -> None:
-    """After rename + create, lines the writer still appended to the old inode come first, then the new file."""
+    """After rename + create, lines the writer still appended to the old inode come first, then, once the grace for
+    late appends has passed, the new file."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 2))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     assert raws(tailer.poll(100)) == names(1, 2)
     with open(path, "ab") as old_writer:
         os.rename(path, path.with_name("orders.jsonl.1"))
         old_writer.write(numbered(3, 4))  # the writer's descriptor still points at the renamed file
     append(path, numbered(5, 6))
     out = tailer.poll(100)
+    assert raws(out) == names(3, 4)
+    clock.now = GRACE_S + 1
+    out += tailer.poll(100)
     assert raws(out) == names(3, 6)
     assert [line.offset for line in out] == [14, 21, 0, 7]
     assert out[0].file_key != out[2].file_key
@@ -204,12 +229,13 @@ def test_rename_rotation_drains_across_several_polls(home: Path, new_tailer: Tai
     """A small poll budget drains the rotated file completely before the first line of the new one."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 1))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     tailer.poll(100)
     append(path, numbered(2, 6))
     os.rename(path, path.with_name("orders.jsonl.1"))
     append(path, numbered(7, 8))
-    assert raws(drain(tailer, max_lines=2)) == names(2, 8)
+    assert raws(drain_past_grace(tailer, clock, max_lines=2)) == names(2, 8)
 
 
 def test_unterminated_last_line_of_rotated_file_waits_for_the_grace_period(
@@ -249,6 +275,9 @@ def test_rotated_line_finished_within_the_grace_period_is_whole(home: Path, new_
     assert tailer.poll(100) == []
     append(rotated, b"2\n")
     out = tailer.poll(100)
+    assert raws(out) == [b"line-2"]
+    clock.now = GRACE_S + 1
+    out += tailer.poll(100)
     assert raws(out) == [b"line-2", b"line-3"]
     assert not any(line.unterminated for line in out)
 
@@ -403,10 +432,12 @@ def test_restart_inside_a_second_rewrite_keeps_marking_duplicates(home: Path, ne
 
 
 def test_deleted_and_recreated_path_is_read_from_its_start(home: Path, new_tailer: TailerFactory) -> None:
-    """After unlink, what was still appended to the old file is drained; the re-created file is read from 0."""
+    """After unlink, what was still appended to the old file is drained; the re-created file is read from 0 once the
+    grace has passed."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 2))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     tailer.poll(100)
     with open(path, "ab") as old_writer:
         path.unlink()
@@ -414,6 +445,8 @@ def test_deleted_and_recreated_path_is_read_from_its_start(home: Path, new_taile
     assert raws(tailer.poll(100)) == names(3, 3)
     assert tailer.poll(100) == []
     append(path, numbered(4, 5))
+    assert tailer.poll(100) == []
+    clock.now = GRACE_S + 1
     out = tailer.poll(100)
     assert raws(out) == names(4, 5)
     assert out[0].offset == 0
@@ -452,7 +485,8 @@ def test_symlinked_path_follows_its_target_and_repointing_acts_as_rotation(
     path = home / "logs" / "orders.jsonl"
     append(first, numbered(1, 2))
     path.symlink_to(first.name)
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     assert raws(tailer.poll(100)) == names(1, 2)
     append(first, numbered(3, 3))
     assert raws(tailer.poll(100)) == names(3, 3)
@@ -461,7 +495,7 @@ def test_symlinked_path_follows_its_target_and_repointing_acts_as_rotation(
     staging = home / "logs" / "orders.jsonl.tmp-link"
     staging.symlink_to(second.name)
     os.replace(staging, path)
-    assert raws(drain(tailer)) == names(4, 6)
+    assert raws(drain_past_grace(tailer, clock)) == names(4, 6)
     append(second, numbered(7, 7))
     assert raws(tailer.poll(100)) == names(7, 7)
 
@@ -499,8 +533,9 @@ def test_restart_after_rotation_while_stopped_drains_the_old_file_first(home: Pa
     os.rename(path, rotated)
     append(rotated, numbered(6, 6))
     append(path, numbered(7, 8))
-    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
-    out = drain(second)
+    clock = FakeClock()
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+    out = drain_past_grace(second, clock)
     assert raws(out) == names(4, 8)
     assert not any(line.duplicate for line in out)
 
@@ -646,7 +681,7 @@ def test_second_rotation_while_waiting_out_the_grace_is_drained_in_order(home: P
     rotate(path, 5)
     append(path, numbered(5, 5))
     clock.now = GRACE_S + 1
-    assert raws(drain(tailer)) == names(3, 5)
+    assert raws(drain_past_grace(tailer, clock)) == names(3, 5)
 
 
 def test_two_copytruncates_then_a_rename_read_every_copy_once_in_order(home: Path, new_tailer: TailerFactory) -> None:
@@ -674,18 +709,19 @@ def test_rotation_before_the_first_poll_drains_the_renamed_file(home: Path, new_
     rename in between is a rotation like any other, even with no checkpoint."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 3))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     rotate(path, 5)
     append(path, numbered(4, 5))
-    out = drain(tailer)
+    out = drain_past_grace(tailer, clock)
     assert raws(out) == names(1, 5)
 
 
 def test_copytruncate_before_the_first_line_was_read_recovers_from_the_copy(
     home: Path, new_tailer: TailerFactory
 ) -> None:
-    """A file is known by its first line once it has one, read or not: a copytruncate that comes before learnd read
-    that far (busy with other sources, say) still finds the copy."""
+    """A copytruncate that comes before learnd read the file's first line (busy with other sources, say) leaves a copy
+    whose identity was never read: the copy is read whole."""
     path = home / "logs" / "orders.jsonl"
     path.touch()
     tailer = new_tailer(path)
@@ -699,11 +735,12 @@ def test_copytruncate_before_the_first_line_was_read_recovers_from_the_copy(
 
 
 def shift_rotated(path: Path, keep: int) -> None:
-    """logrotate's numbering: name.(n) -> name.(n+1) for n = keep-1 .. 1, making room for a new name.1."""
+    """logrotate's numbering: name.(n)[.gz] -> name.(n+1)[.gz] for n = keep-1 .. 1, making room for a new name.1."""
     for number in range(keep - 1, 0, -1):
-        older = path.with_name(f"{path.name}.{number}")
-        if older.exists():
-            os.rename(older, path.with_name(f"{path.name}.{number + 1}"))
+        for suffix in ("", ".gz"):
+            older = path.with_name(f"{path.name}.{number}{suffix}")
+            if older.exists():
+                os.rename(older, path.with_name(f"{path.name}.{number + 1}{suffix}"))
 
 
 def rotate(path: Path, keep: int) -> None:
@@ -727,22 +764,27 @@ def test_restart_after_two_rotations_while_stopped_reads_every_file_in_order(
     append(path, numbered(5, 6))
     rotate(path, 3)
     append(path, numbered(7, 8))
-    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
-    assert raws(drain(second, max_lines=3)) == names(3, 8)
+    clock = FakeClock()
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+    assert raws(drain_past_grace(second, clock, max_lines=3)) == names(3, 8)
 
 
 def test_two_rotations_between_polls_lose_no_file(home: Path, new_tailer: TailerFactory) -> None:
-    """Two rename rotations between two polls: the old file's rest, the middle file, then the new file."""
+    """Two rename rotations between two polls: the old file's rest, the middle file (followed through the grace, as
+    the writer may still hold it), then the new file."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 2))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     assert raws(tailer.poll(100)) == names(1, 2)
     append(path, numbered(3, 3))
     rotate(path, 3)
     append(path, numbered(4, 5))
     rotate(path, 3)
     append(path, numbered(6, 6))
-    assert raws(drain(tailer)) == names(3, 6)
+    assert raws(drain(tailer)) == names(3, 5)
+    clock.now = GRACE_S + 1
+    assert raws(drain(tailer)) == names(6, 6)
 
 
 def test_stale_copies_of_another_naming_scheme_are_not_read_again(home: Path, new_tailer: TailerFactory) -> None:
@@ -752,12 +794,13 @@ def test_stale_copies_of_another_naming_scheme_are_not_read_again(home: Path, ne
     stale.write_bytes(numbered(100, 101))
     os.utime(stale, (1_000_000_000, 1_000_000_000))
     append(path, numbered(1, 1))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     assert raws(tailer.poll(100)) == names(1, 1)
     append(path, numbered(2, 2))
     os.rename(path, path.with_name("orders.jsonl-20260301"))
     append(path, numbered(3, 3))
-    assert raws(drain(tailer)) == names(2, 3)
+    assert raws(drain_past_grace(tailer, clock)) == names(2, 3)
 
 
 def test_rewrite_between_checks_and_read_hands_out_no_line_from_a_stale_offset(
@@ -811,7 +854,8 @@ def test_copytruncate_then_rename_before_a_poll_recovers_from_the_copy(home: Pat
     """copytruncate, then a rename rotation, both before the next poll: the unread tail still comes from the copy."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 1))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     assert raws(tailer.poll(100)) == names(1, 1)
     append(path, numbered(2, 3))
     shutil.copyfile(path, path.with_name("orders.jsonl.1"))
@@ -819,7 +863,7 @@ def test_copytruncate_then_rename_before_a_poll_recovers_from_the_copy(home: Pat
     append(path, numbered(4, 4))
     rotate(path, 5)
     append(path, numbered(5, 5))
-    out = drain(tailer)
+    out = drain_past_grace(tailer, clock)
     assert raws(out) == names(2, 5)
     assert not any(line.duplicate for line in out)
 
@@ -828,21 +872,202 @@ def test_rewrite_then_rename_before_a_poll_applies_nothing_twice(home: Path, new
     """A file rewritten in place and then renamed away before the next poll: its kept lines are duplicates."""
     path = home / "logs" / "orders.jsonl"
     append(path, numbered(1, 6))
-    tailer = new_tailer(path)
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
     assert len(drain(tailer)) == 6
     rewrite_in_place(path, 2)
     append(path, numbered(7, 7))
     rotate(path, 5)
     append(path, numbered(8, 8))
-    out = drain(tailer)
+    out = drain_past_grace(tailer, clock)
     assert raws(out) == names(5, 8)
     assert [line.duplicate for line in out] == [True, True, False, False]
+
+
+# A second writer, rename-over, inode reuse, copies never seen ----------------------------------------------
+
+
+def test_the_old_file_is_followed_through_the_grace_while_a_second_writer_fills_the_new_one(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """`mv name name.1` and a new `name`: one process writes the new file at once while another goes on appending to
+    name.1 through its old descriptor. The new file having data does not end the grace: name.1 is read to its end
+    (its last, cut line handed out once the grace is over), then the new file."""
+    path = home / "logs" / "orders.jsonl"
+    clock = FakeClock()
+    with BotProcess(path) as old_writer:
+        old_writer.write(numbered(1, 2))
+        tailer = new_tailer(path, clock=clock)
+        assert raws(drain(tailer)) == names(1, 2)
+        os.rename(path, path.with_name("orders.jsonl.1"))
+        with BotProcess(path) as new_writer:
+            new_writer.write(numbered(100, 101))
+            out = drain(tailer)
+            old_writer.write(numbered(3, 4))
+            clock.now = GRACE_S / 2
+            out += drain(tailer)
+            old_writer.write(numbered(5, 5) + b"cut")
+            new_writer.write(numbered(102, 102))
+            out += drain(tailer)
+            clock.now = GRACE_S + 1
+            out += drain(tailer)
+    assert raws(out) == [*names(3, 5), b"cut", *names(100, 102)]
+    assert [line.unterminated for line in out] == [False] * 3 + [True] + [False] * 3
+
+
+def test_a_trimmed_copy_renamed_over_the_path_leaves_the_old_file_drained_through_the_grace(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """`sed -i` or a logrotate script writes the last lines to a temp file and renames it over the path while the bot
+    goes on writing through its old descriptor, to a file no name points at. The tailer holds that file: what the
+    bot adds during the grace is read, the kept lines are duplicates, the bot's lines after it reopens are new."""
+    path = home / "logs" / "orders.jsonl"
+    clock = FakeClock()
+    with BotProcess(path) as bot:
+        bot.write(numbered(1, 10))
+        tailer = new_tailer(path, clock=clock)
+        assert raws(drain(tailer)) == names(1, 10)
+        bot.write(numbered(11, 12))
+        temp = path.with_name("orders.jsonl.tmp")
+        temp.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[-5:]))
+        os.replace(temp, path)
+        bot.write(numbered(13, 14))
+        out = drain(tailer)
+        clock.now = GRACE_S / 2
+        bot.write(numbered(15, 15))
+        out += drain(tailer)
+        clock.now = GRACE_S + 1
+        bot.reopen()
+        bot.write(numbered(16, 16))
+        out += drain(tailer)
+    assert raws(out) == names(11, 15) + names(8, 12) + names(16, 16)
+    assert [line.duplicate for line in out] == [False] * 5 + [True] * 5 + [False]
+
+
+BANNER = b"=== bot started ==="
+
+
+def test_a_new_file_on_the_old_inode_with_the_same_first_line_is_read_from_its_start(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Stopped, the file is deleted and a new one takes its inode and begins with the same start-up banner (and is
+    longer than where reading stopped): the restarted tailer reads the new file whole, banner included, not on
+    from the old offset."""
+    path = home / "logs" / "orders.jsonl"
+    with BotProcess(path) as bot:
+        bot.write(BANNER + b"\n" + numbered(10, 39))
+    committed, window = read_then_stop(path, new_tailer, FakeClock())
+    assert committed is not None
+    path.unlink()
+    if not create_on_freed_inode(path, committed.ino):
+        pytest.skip("this file system did not give a new file the freed inode")
+    with BotProcess(path) as bot:
+        bot.write(BANNER + b"\n" + numbered(50, 99))
+    out = drain(new_tailer(path, checkpoint=committed, window=window))
+    assert raws(out) == [BANNER, *names(50, 99)]
+    assert not any(line.duplicate for line in out)
+
+
+def test_a_rotated_in_file_that_repeats_the_first_line_is_not_taken_for_a_rewrite(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """The bot writes the same banner at the top of every file: after a rotation the new file's banner is a new line
+    (quarantined downstream like the first), not a line the window already holds."""
+    path = home / "logs" / "orders.jsonl"
+    clock = FakeClock()
+    with BotProcess(path) as bot:
+        bot.write(BANNER + b"\n" + numbered(1, 30))
+        tailer = new_tailer(path, clock=clock)
+        assert raws(drain(tailer)) == [BANNER, *names(1, 30)]
+        os.rename(path, path.with_name("orders.jsonl.1"))
+        bot.reopen()
+        bot.write(BANNER + b"\n" + numbered(31, 32))
+    out = drain_past_grace(tailer, clock)
+    assert raws(out) == [BANNER, *names(31, 32)]
+    assert not any(line.duplicate for line in out)
+
+
+@pytest.mark.parametrize(
+    ("compressed", "polled_between"),
+    [(False, False), (True, False), (True, True)],
+    ids=["plain", "gzip", "gzip, polled between"],
+)
+def test_a_copytruncated_copy_gives_every_line_not_read_before_the_truncation(
+    home: Path, new_tailer: TailerFactory, compressed: bool, polled_between: bool
+) -> None:
+    """Written and copytruncated within one poll (copied aside plain, or compressed at once): the copy's identity was
+    never seen, so it holds lines never read; they come first, then the truncated file's new lines. Or a poll comes
+    between the copy and the truncation, its budget ending before the file does: the copy is a copy of the current
+    file then, its lines that file's; once the file is truncated they are the copy's, and those not read yet come
+    from it, once."""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    tailer = new_tailer(path)
+    assert tailer.poll(100) == []
+    with BotProcess(path) as bot:
+        bot.write(numbered(1, 30))
+        copy_aside(path, compressed=compressed)
+        first = tailer.poll(10) if polled_between else []
+        os.truncate(path, 0)
+        bot.write(numbered(31, 32))
+    assert raws(first + drain(tailer)) == names(1, 32)
+
+
+def test_a_compressed_copy_still_being_written_is_read_as_far_as_it_goes_then_finished(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A copy never seen, compressed by a gzip still writing it: the lines before where it stops now are read, the
+    rest once it is finished (the next look after it grew), each once; unchanged, it is not inflated again."""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
+    assert tailer.poll(100) == []
+    packed = gzip.compress(numbered(1, 3000))
+    copy = path.with_name("orders.jsonl.1.gz")
+    copy.write_bytes(packed[: len(packed) // 2])
+    first = drain(tailer)
+    assert 0 < len(first) < 3000
+    assert raws(first) == names(1, len(first))
+    tailer.events.clear()
+    clock.now += 10  # past the rescan interval: the copy has not changed, so it is not inflated again
+    assert drain(tailer) == []
+    assert [event.event for event in tailer.events if event.event.startswith("copy_")] == []
+    with open(copy, "ab") as handle:
+        handle.write(packed[len(packed) // 2 :])
+    clock.now += 10
+    assert raws(first + drain(tailer)) == names(1, 3000)
+
+
+def copy_aside(path: Path, *, compressed: bool) -> Path:
+    """logrotate's copy step: name.1, or name.1.gz when it compresses at once."""
+    if compressed:
+        target = path.with_name(path.name + ".1.gz")
+        with gzip.open(target, "wb") as handle:
+            handle.write(path.read_bytes())
+    else:
+        target = path.with_name(path.name + ".1")
+        shutil.copyfile(path, target)
+    return target
 
 
 OPERATIONS = st.lists(
     st.tuples(
         st.sampled_from(
-            ["append", "append_partial", "poll", "rename", "copytruncate", "rewrite", "truncate", "restart"]
+            [
+                "append",
+                "append_partial",
+                "poll",
+                "rename",
+                "old_append",
+                "rename_over",
+                "copytruncate",
+                "rewrite",
+                "truncate",
+                "reuse",
+                "restart",
+                "stop_rotate_gzip",
+            ]
         ),
         st.integers(min_value=1, max_value=6),
     ),
@@ -853,16 +1078,23 @@ OPERATIONS = st.lists(
 @settings(max_examples=400, deadline=None)
 @given(operations=OPERATIONS)
 def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operations: list[tuple[str, int]]) -> None:
-    """Appends, rotations, copytruncates, rewrites, truncations and restarts: no line twice, none lost unless gone.
+    """Appends, rename rotations with a second writer going on through the old descriptor, a trimmed copy renamed
+    over the path, copytruncates, rewrites, truncations, a new file on the same inode beginning with the same line,
+    restarts, and rotation plus gzip while stopped: no line twice, none lost unless its bytes are gone.
 
-    A line may be lost only when a truncation or rewrite removed it before it was read and no copy kept it, or
-    when two of truncation, copytruncate and rewrite happen between two polls (the second hides the first).
+    Lines are lost only when a truncation or rewrite removed them before they were read and no copy kept them, when
+    two of truncation, copytruncate, rewrite, reuse and rename-over happen between two polls (the second hides the
+    first), or when they are in a file no name points at any more and the tailer let go of it (it restarted, or
+    another rotation came first). Each writer's lines come out in the order it wrote them, except that lines
+    written before two such operations between two polls may come late (from a copy found afterwards).
     """
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "orders.jsonl"
         path.touch()
         written: list[bytes] = []
         lossable: set[bytes] = set()
+        repeated: set[bytes] = set()  # a first line written again at the top of a new file: new or duplicate
+        late: set[bytes] = set()
         emitted: list[bytes] = []
         partial = b""
         changed_since_poll = False
@@ -870,24 +1102,49 @@ def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operati
         tailer = make_tailer(path, clock=clock)
         assert tailer.poll(10) == []  # the daemon is following the file before the bot touches it
         window: list[int] = []
+        # The bot's descriptor on the file the path named before the last rename or rename-over; after a rename-over
+        # that file has no name: the lines in it are read only if the tailer held it, and the bot adds fewer lines
+        # to it than the trimmed copy kept (so that the copy's kept lines are told from new ones, see KeptTail).
+        old_writer: BinaryIO | None = None
+        unnamed: list[bytes] | None = None
+        unnamed_held = False
+        unnamed_room = 0
 
         def poll(budget: int) -> None:
             for line in drain(tailer, budget):
                 if line.duplicate:
                     assert line.raw in emitted, line.raw
                 else:
-                    assert line.raw not in emitted, line.raw
+                    assert line.raw not in emitted or line.raw in repeated, line.raw
                     emitted.append(line.raw)
                 window.append(line.hash)
 
         def file_lines() -> list[bytes]:
             return path.read_bytes().splitlines()
 
+        def new_lines(count: int, stream: bytes = b"L") -> list[bytes]:
+            new = [b"%s%04d-%s" % (stream, len(written) + index, b"x" * (index * 3)) for index in range(count)]
+            written.extend(new)
+            return new
+
+        def let_go_of_the_unnamed_file() -> None:
+            nonlocal unnamed_held
+            if unnamed is not None:
+                lossable.update(line for line in unnamed if line not in emitted)
+            unnamed_held = False
+
+        def hold_old_file() -> None:
+            nonlocal old_writer, unnamed
+            let_go_of_the_unnamed_file()
+            unnamed = None
+            if old_writer is not None:
+                old_writer.close()
+            old_writer = open(path, "ab", buffering=0)  # noqa: SIM115 - closed at the next rotation or at the end
+
         try:
             for operation, count in operations:
                 if operation in ("append", "append_partial"):
-                    new = [b"L%04d-%s" % (len(written) + index, b"x" * (index * 3)) for index in range(count)]
-                    written.extend(new)
+                    new = new_lines(count)
                     data = partial + b"".join(line + b"\n" for line in new)
                     partial = b""
                     if operation == "append_partial":
@@ -898,21 +1155,49 @@ def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operati
                 if partial:
                     append(path, partial)
                     partial = b""
-                if operation in ("copytruncate", "rewrite", "truncate"):
+                if operation in ("copytruncate", "rewrite", "truncate", "reuse", "rename_over"):
                     if changed_since_poll:
                         lossable.update(file_lines())
+                        late.update(line for line in written if line not in emitted)
                     changed_since_poll = True
                 if operation == "poll":
                     poll(count)
                     changed_since_poll = False
                 elif operation == "rename":
+                    hold_old_file()
                     rotate(path, 50)
                     path.touch()
-                elif operation == "copytruncate":
+                elif operation == "old_append":
+                    added = count if unnamed is None else min(count, unnamed_room)
+                    if unnamed is not None:
+                        unnamed_room -= added
+                    if old_writer is not None and added > 0:
+                        new = new_lines(added, b"W")
+                        old_writer.write(b"".join(line + b"\n" for line in new))
+                        if unnamed is not None:
+                            unnamed.extend(new)
+                            if not unnamed_held:
+                                lossable.update(new)
+                elif operation == "rename_over":
+                    # sed -i, or a script keeping the last lines: a trimmed copy renamed over the path.
+                    hold_old_file()
+                    unnamed = file_lines()
+                    kept = unnamed[-count:]
+                    unnamed_room = len(kept) - 1 if kept else 1 << 30
+                    replaced = path.stat()
                     position = tailer.checkpoint()
-                    if position is None or position.fp_len == 0:
-                        # Known limit: a file with no complete line read yet has no fingerprint to find its copy by.
-                        lossable.update(file_lines())
+                    trimmed = path.with_name(path.name + ".tmp")
+                    trimmed.write_bytes(b"".join(line + b"\n" for line in kept))
+                    os.replace(trimmed, path)
+                    # The tailer may still be finishing an older file and not have opened this one: once it has no
+                    # name, nothing reaches its bytes but the bot.
+                    unnamed_held = position is not None and (position.dev, position.ino) == (
+                        replaced.st_dev,
+                        replaced.st_ino,
+                    )
+                    if not unnamed_held:
+                        lossable.update(line for line in unnamed if line not in emitted)
+                elif operation == "copytruncate":
                     shift_rotated(path, 50)
                     shutil.copyfile(path, path.with_name(path.name + ".1"))
                     os.truncate(path, 0)
@@ -923,16 +1208,44 @@ def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operati
                 elif operation == "truncate":
                     lossable.update(file_lines())
                     os.truncate(path, 0)
-                elif operation == "restart":
+                elif operation == "reuse":
+                    # A new file on the same inode, beginning with the old one's first line (a start-up banner).
+                    before = file_lines()
+                    lossable.update(before[1:])
+                    with open(path, "r+b") as handle:
+                        handle.truncate(0)
+                        handle.write(b"".join(line + b"\n" for line in [*before[:1], *new_lines(count)]))
+                    repeated.update(before[:1])
+                elif operation in ("restart", "stop_rotate_gzip"):
                     checkpoint = tailer.checkpoint()
+                    # What the store holds after the last commit: every identity read and the history.
+                    known = KnownFiles(tailer.known.read, tailer.known.history)
                     tailer.close()
-                    tailer = make_tailer(path, checkpoint=checkpoint, window=window[-1000:], clock=clock)
+                    let_go_of_the_unnamed_file()
+                    if operation == "stop_rotate_gzip":
+                        if old_writer is not None:
+                            old_writer.close()  # the bot reopened before logrotate compressed the file
+                            old_writer = None
+                            unnamed = None
+                        rotate(path, 50)
+                        rotated = path.with_name(path.name + ".1")
+                        with gzip.open(path.with_name(path.name + ".1.gz"), "wb") as packed:
+                            packed.write(rotated.read_bytes())
+                        rotated.unlink()
+                        path.touch()
+                    tailer = make_tailer(path, checkpoint=checkpoint, window=window[-1000:], clock=clock, known=known)
             if partial:
                 append(path, partial)
-            clock.now += GRACE_S + 1  # time enough for any rotated file's writer to have moved on
-            poll(1000)
+            # Time enough for every rotated file's writer to have moved on, for each rotation still to be seen.
+            for _ in range(3):
+                clock.now += GRACE_S + 1
+                poll(1000)
         finally:
             tailer.close()
+            if old_writer is not None:
+                old_writer.close()
     missing = [line for line in written if line not in emitted and line not in lossable]
     assert missing == []
-    assert sorted(emitted) == emitted
+    for stream in (b"L", b"W"):
+        in_stream = [line for line in emitted if line.startswith(stream) and line not in repeated | late]
+        assert sorted(in_stream) == in_stream

@@ -10,6 +10,7 @@ import pytest
 from learnd.errors import StateError
 from learnd.records.decode import decode_line
 from learnd.records.parse import parse_record
+from learnd.sources.files import Identity
 from learnd.sources.tailer import Checkpoint
 from learnd.store import database
 from learnd.store.database import SCHEMA_VERSION, Batch, LedgerRow, Store
@@ -265,6 +266,43 @@ def test_only_reported_changes_already_journaled_are_dropped(tmp_path: Path) -> 
         store.commit(Batch(changes=[(100, b"{}"), (200, b"{}"), (150, b"{}")]))
         store.commit(Batch(changes_done=(180, 2)))
         assert [seq for seq, _ in store.changes()] == [2, 3]
+    finally:
+        store.close()
+
+
+def test_a_version_2_store_learns_which_sources_it_follows_and_when_a_file_was_replaced(tmp_path: Path) -> None:
+    """Schema 3 adds when learnd began to follow each source (with the rotated copies there then) and, to each
+    checkpoint, when its file was replaced. A store of schema 2 opens as the current one with its checkpoints kept
+    (replaced_at_seq -1: nothing replaced) and no source followed yet; read-only, it is read as it is."""
+    path = tmp_path / "learnd.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in database._SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    database._to_version_2(db)
+    db.execute("INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', '2'), ('clean_shutdown', '1')")
+    db.execute("INSERT INTO checkpoints VALUES ('orders', '/x', 1, 2, x'66', 1, 100, 100, 5)")
+    db.execute("INSERT INTO files VALUES ('orders', x'66', 1, 100)")
+    db.close()
+    reader = Store.open(path, readonly=True)
+    try:
+        assert reader.checkpoint("orders") == checkpoint(100, 5)
+        assert reader.following("orders") is None
+        assert not reader.known_files("orders").following
+    finally:
+        reader.close()
+    store = Store.open(path)
+    try:
+        migrated = store.checkpoint("orders")
+        assert migrated == checkpoint(100, 5)
+        assert migrated is not None and migrated.replaced_at_seq == -1
+        assert store.following("orders") is None
+        store.begin_following("orders", "/x", 1_000, [Identity(b"h", 3)])
+        known = store.known_files("orders")
+        assert known.following and known.history == {Identity(b"h", 3)}
+        assert known.read == {Identity(b"f", 1): 100}
+        version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        assert int(version) == SCHEMA_VERSION == 3
     finally:
         store.close()
 
