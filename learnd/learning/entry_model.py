@@ -118,25 +118,22 @@ class _Stats:
         if self.session is None or session > self.session:
             self.session = session
 
-    def add(
-        self, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
-    ) -> None:
-        """Add one outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
-        self.xtx += weight * np.outer(features, features)
-        self.xty += (weight * y) * features
-        self.weight += weight
-        self.y_sum += weight * y
-        self.y2_sum += weight * y * y
-        self.gate += weight * np.array([score, score * score, score * y, y * y])
-        contributions = features[_COMPONENTS]
-        self.sums += weight * contributions
-        self.squares += weight * contributions * contributions
-        self.present += weight * present
-        if pnl_pct > 0.0:
-            self.wins += weight * present
-        elif pnl_pct < 0.0:
-            self.losses += weight * present
-        self.pnl_sum += (weight * pnl_pct) * present
+    def add(self, row: _Row) -> None:
+        """Add one outcome's weighted terms."""
+        self.xtx += row.xtx
+        self.xty += row.xty
+        self.weight += row.weight
+        self.y_sum += row.y
+        self.y2_sum += row.y2
+        self.gate += row.gate
+        self.sums += row.sums
+        self.squares += row.squares
+        self.present += row.present
+        if row.pnl_pct > 0.0:
+            self.wins += row.present
+        elif row.pnl_pct < 0.0:
+            self.losses += row.present
+        self.pnl_sum += row.pnl_sum
 
     def forget(self, index: int) -> None:
         """Forget the evidence on how outcomes follow component `index` about its mean, the rest of what the data
@@ -197,6 +194,43 @@ class _Stats:
             raise StateError(f"bad entry statistics session: {session!r}")
         stats.session = session
         return stats
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds."""
+
+    xtx: FloatArray
+    xty: FloatArray
+    weight: float
+    y: float
+    y2: float
+    gate: FloatArray
+    sums: FloatArray
+    squares: FloatArray
+    present: FloatArray
+    pnl_pct: float
+    pnl_sum: FloatArray
+
+    @classmethod
+    def of(
+        cls, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
+    ) -> _Row:
+        """An outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
+        contributions = features[_COMPONENTS]
+        return cls(
+            xtx=weight * np.outer(features, features),
+            xty=(weight * y) * features,
+            weight=weight,
+            y=weight * y,
+            y2=weight * y * y,
+            gate=weight * np.array([score, score * score, score * y, y * y]),
+            sums=weight * contributions,
+            squares=weight * contributions * contributions,
+            present=weight * present,
+            pnl_pct=pnl_pct,
+            pnl_sum=(weight * pnl_pct) * present,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,12 +509,13 @@ class EntryModel:
         scopes = [GLOBAL_SCOPE, regime_scope(trade.regime)]
         if params.per_ticker:
             scopes.append(ticker_scope(trade.symbol))
+        row = _Row.of(features, y, trade.pnl_pct, trade.weight, present, score=score)
         for scope in scopes:
             stats = strategy.scopes.get(scope)
             if stats is None:
                 stats = strategy.scopes[scope] = _Stats()
             stats.advance(session, params.half_life_sessions)
-            stats.add(features, y, trade.pnl_pct, trade.weight, present, score=score)
+            stats.add(row)
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
         global_frame = _Frame.of(global_stats, strategy.scale)
