@@ -5,6 +5,7 @@ Pure and deterministic: no IO, no clock; time is the session index the shell der
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -282,6 +283,18 @@ class _Posterior:
         )
         return float(contrast / math.sqrt(max(variance, 1e-300)))
 
+    def z_against_each(self, multipliers: FloatArray) -> FloatArray:
+        """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""
+        excess = multipliers - 1.0
+        contrast = self.mean[_COMPONENTS] - excess * self.mean[_SLOPE]
+        variance = (
+            np.diagonal(self.cov)[_COMPONENTS]
+            - 2.0 * excess * self.cov[_COMPONENTS, _SLOPE]
+            + excess * excess * self.cov[_SLOPE, _SLOPE]
+        )
+        z: FloatArray = contrast / np.sqrt(np.maximum(variance, 1e-300))
+        return z
+
     def interval(self, index: int, z: float) -> tuple[float, float] | None:
         """The multipliers the evidence does not reject at `z` (|z_against| <= z): an interval around the target
         (Fieller's, so the reference's uncertainty widens it); None while b itself is not `z` from 0."""
@@ -304,7 +317,7 @@ class _Posterior:
         if degrees < 1:
             return 0.0
         d = self.mean[indices]
-        wald = float(d @ np.linalg.solve(self.cov[np.ix_(indices, indices)], d))
+        wald = float(d @ np.linalg.solve(self.cov[indices[:, np.newaxis], indices], d))
         # Wilson-Hilferty: the cube root of chi-square / k is close to normal.
         spread = 2.0 / (9.0 * degrees)
         return float(((wald / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
@@ -354,14 +367,21 @@ class _Gate:
             return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
         seen = stats.present >= params.min_component_samples
         joint_z = posterior.joint_z(seen)
-        tail = (1.0 - _NORMAL.cdf(params.z_threshold)) / max(1, int(seen.sum()))
         return cls(
             edge_z,
             joint_z,
             is_open=True,
             is_reweighting=joint_z >= params.z_threshold,
-            own_z=_NORMAL.inv_cdf(1.0 - tail),
+            own_z=_own_z(params.z_threshold, int(seen.sum())),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _own_z(z_threshold: float, seen_count: int) -> float:
+    """_Gate.own_z: `z_threshold` Bonferroni-corrected across `seen_count` components (a function of the two only,
+    so kept rather than recomputed every trade)."""
+    tail = (1.0 - _NORMAL.cdf(z_threshold)) / max(1, seen_count)
+    return _NORMAL.inv_cdf(1.0 - tail)
 
 
 class _Changes:
@@ -921,16 +941,22 @@ class EntryModel:
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
         changes: list[MultiplierChange] = []
+        currents = np.ones(_K)
+        for name, multiplier in multipliers.items():
+            currents[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = multiplier.value
+        # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
+        # stands, so a move that later evidence no longer supports is undone. One component's move leaves the
+        # others' unchanged.
+        z_currents = posterior.z_against_each(currents).tolist()
+        present = stats.present.tolist()
         for name in components:
             index = _COMPONENT_INDEX[name]
-            samples = float(stats.present[index - _FIRST_COMPONENT])
+            samples = present[index - _FIRST_COMPONENT]
             if samples < params.min_component_samples:
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-            # stands, so a move that later evidence no longer supports is undone.
-            z_current = posterior.z_against(index, current)
+            z_current = z_currents[index - _FIRST_COMPONENT]
             if abs(z_current) <= params.interval_z:
                 continue
             licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
@@ -1153,7 +1179,8 @@ def _common_mean_square(mean_squares: FloatArray) -> float:
     """The average component's mean squared contribution, over the components seen."""
     components = mean_squares[_COMPONENTS]
     seen = components[components > _MIN_MEAN_SQUARE]
-    return float(seen.mean()) if seen.size else _MIN_MEAN_SQUARE
+    # The sum over the count is the float ndarray.mean() returns, without its dispatch.
+    return float(seen.sum() / seen.size) if seen.size else _MIN_MEAN_SQUARE
 
 
 def _pooled_posterior(
