@@ -58,6 +58,7 @@ _REFERENCE_EDGE_Z: Final = 3.0
 _FREE_COEFFICIENTS: Final = np.array([_INTERCEPT, *range(_FIRST_COMPONENT, _DIM)])
 _FREE_BLOCK: Final = np.ix_(_FREE_COEFFICIENTS, _FREE_COEFFICIENTS)
 _FREE_DIAGONAL: Final = np.arange(_DIM - 1)
+_DIAGONAL: Final = np.arange(_DIM)
 _COMPONENT_DIAGONAL: Final = np.arange(_FIRST_COMPONENT, _DIM)
 # The data-only fit of the reference regularizes each coefficient by this many trades of its mean square.
 _DATA_RIDGE: Final = 1e-3
@@ -1215,10 +1216,17 @@ def _pooled_posterior(
     # A component's deviation is worth `prior_trades` trades carrying it (its own mean square): a component with
     # a small base weight can show a regime's edge as readily as a large one, on as many trades.
     deviation_var = noise_var / (prior_trades * global_frame.mean_squares)
-    prior_precision = _symmetric_inverse(prior_cov + np.diag(deviation_var))
-    cov = _symmetric_inverse(frame.xtx / noise_var + prior_precision)
-    mean = cov @ (frame.xty / noise_var + prior_precision @ prior_mean)
-    return _Posterior(mean, cov, noise_var)
+    widened = prior_cov + np.diag(deviation_var)
+    # With the prior's covariance C and the data's information X: cov = (X + C^-1)^-1 = (I + C X)^-1 C and
+    # mean = (I + C X)^-1 (C X'y + prior mean), one solve for both, no inverse of C.
+    system = widened @ (frame.xtx / noise_var)
+    system[_DIAGONAL, _DIAGONAL] += 1.0
+    right = np.empty((_DIM, _DIM + 1))
+    right[:, :_DIM] = widened
+    right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
+    solved = np.linalg.solve(system, right)
+    cov = solved[:, :_DIM]
+    return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)
 
 
 def _off_scale_factors(squares: FloatArray, present: FloatArray, params: LearningParams) -> FloatArray | None:
