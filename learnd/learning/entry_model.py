@@ -9,7 +9,7 @@ import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -270,6 +270,9 @@ class _Posterior:
     mean: FloatArray
     cov: FloatArray
     noise_var: float
+    # With b fixed at the reference: the information of (a, d_1..d_K) that cov's block of them inverts (times the
+    # noise variance); None for the other posteriors.
+    free_information: FloatArray | None = None
 
     def z(self, index: int) -> float:
         return float(self.mean[index] / math.sqrt(self.cov[index, index]))
@@ -318,7 +321,15 @@ class _Posterior:
         if degrees < 1:
             return 0.0
         d = self.mean[indices]
-        wald = float(d @ np.linalg.solve(self.cov[indices[:, np.newaxis], indices], d))
+        if self.free_information is not None and indices.size == _K:
+            # Every component seen: the inverse of cov's block of them is the Schur complement of the intercept in
+            # the information, A_dd - A_da A_ad / A_aa (over the noise variance), with no solve.
+            information = self.free_information
+            cross = float(information[_INTERCEPT, 1:] @ d)
+            quadratic = float(d @ (information[1:, 1:] @ d))
+            wald = (quadratic - cross * cross / float(information[_INTERCEPT, _INTERCEPT])) / self.noise_var
+        else:
+            wald = float(d @ np.linalg.solve(self.cov[indices[:, np.newaxis], indices], d))
         # Wilson-Hilferty: the cube root of chi-square / k is close to normal.
         spread = 2.0 / (9.0 * degrees)
         return float(((wald / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
@@ -943,8 +954,8 @@ class EntryModel:
         multipliers = strategy.multipliers.setdefault(scope, {})
         changes: list[MultiplierChange] = []
         currents = np.ones(_K)
-        for name, multiplier in multipliers.items():
-            currents[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = multiplier.value
+        for name, held in multipliers.items():
+            currents[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = held.value
         # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
         # stands, so a move that later evidence no longer supports is undone. One component's move leaves the
         # others' unchanged.
@@ -1107,7 +1118,7 @@ def _global_posterior(
     cov = np.zeros((_DIM, _DIM))
     cov[_FREE_BLOCK] = unscaled_inverse * noise_var
     cov[_SLOPE, _SLOPE] = effect_var
-    return _Posterior(mean, cov, noise_var)
+    return _Posterior(mean, cov, noise_var, free_information=information)
 
 
 def _noise_var(residual: float, degrees: float, params: LearningParams) -> float:
@@ -1224,7 +1235,7 @@ def _pooled_posterior(
     right = np.empty((_DIM, _DIM + 1))
     right[:, :_DIM] = widened
     right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
-    solved = np.linalg.solve(system, right)
+    solved = cast(FloatArray, np.linalg.solve(system, right))
     cov = solved[:, :_DIM]
     return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)
 
