@@ -57,9 +57,9 @@ _REFERENCE_EDGE_Z: Final = 3.0
 # The coefficients fitted besides b: the intercept and the components (and their block of the matrices).
 _FREE_COEFFICIENTS: Final = np.array([_INTERCEPT, *range(_FIRST_COMPONENT, _DIM)])
 _FREE_BLOCK: Final = np.ix_(_FREE_COEFFICIENTS, _FREE_COEFFICIENTS)
+# The same block's cells as positions in a flattened matrix: take and put move it without np.ix_'s indexing.
+_FREE_CELLS: Final = (_FREE_COEFFICIENTS[:, np.newaxis] * _DIM + _FREE_COEFFICIENTS).ravel()
 _FREE_DIAGONAL: Final = np.arange(_DIM - 1)
-_DIAGONAL: Final = np.arange(_DIM)
-_COMPONENT_DIAGONAL: Final = np.arange(_FIRST_COMPONENT, _DIM)
 # The data-only fit of the reference regularizes each coefficient by this many trades of its mean square.
 _DATA_RIDGE: Final = 1e-3
 
@@ -1105,8 +1105,8 @@ def _global_posterior(
     moment = frame.xty - effect * frame.xtx[:, _SLOPE]
     y2_sum = stats.y2_sum - 2.0 * effect * float(frame.xty[_SLOPE]) + effect * effect * float(frame.xtx[_SLOPE, _SLOPE])
     free = _FREE_COEFFICIENTS
-    information = frame.xtx[_FREE_BLOCK]
-    information[_FREE_DIAGONAL, _FREE_DIAGONAL] += prior[free]
+    information = frame.xtx.take(_FREE_CELLS).reshape(_DIM - 1, _DIM - 1)
+    _add_to_diagonal(information, prior[free])
     unscaled_inverse = _symmetric_inverse(information)
     free_moment = moment[free]
     fitted = unscaled_inverse @ free_moment
@@ -1116,7 +1116,7 @@ def _global_posterior(
     mean[free] = fitted
     mean[_SLOPE] = effect
     cov = np.zeros((_DIM, _DIM))
-    cov[_FREE_BLOCK] = unscaled_inverse * noise_var
+    cov.put(_FREE_CELLS, unscaled_inverse * noise_var)
     cov[_SLOPE, _SLOPE] = effect_var
     return _Posterior(mean, cov, noise_var, free_information=information)
 
@@ -1215,7 +1215,7 @@ def _pooled_posterior(
         prior_mean[_COMPONENTS] = (center[0] - 1.0) * prior_mean[_SLOPE]
         # The center is known less well than the strategy-wide fit: its variance widens the prior.
         prior_cov = prior_cov.copy()
-        prior_cov[_COMPONENT_DIAGONAL, _COMPONENT_DIAGONAL] += center[1] * prior_mean[_SLOPE] ** 2
+        _add_to_diagonal(prior_cov, center[1] * prior_mean[_SLOPE] ** 2, _FIRST_COMPONENT)
     # Residuals about the prior: no circularity, and a regime that differs looks noisier (cautious).
     residual = max(
         0.0,
@@ -1227,11 +1227,12 @@ def _pooled_posterior(
     # A component's deviation is worth `prior_trades` trades carrying it (its own mean square): a component with
     # a small base weight can show a regime's edge as readily as a large one, on as many trades.
     deviation_var = noise_var / (prior_trades * global_frame.mean_squares)
-    widened = prior_cov + np.diag(deviation_var)
+    widened = prior_cov.copy() if center is None else prior_cov
+    _add_to_diagonal(widened, deviation_var)
     # With the prior's covariance C and the data's information X: cov = (X + C^-1)^-1 = (I + C X)^-1 C and
     # mean = (I + C X)^-1 (C X'y + prior mean), one solve for both, no inverse of C.
     system = widened @ (frame.xtx / noise_var)
-    system[_DIAGONAL, _DIAGONAL] += 1.0
+    _add_to_diagonal(system, 1.0)
     right = np.empty((_DIM, _DIM + 1))
     right[:, :_DIM] = widened
     right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
@@ -1327,6 +1328,13 @@ def _column_weighted_medians(values: FloatArray, weights: FloatArray) -> FloatAr
     first = np.argmax(cumulative >= 0.5 * cumulative[-1], axis=0)
     medians: FloatArray = np.take_along_axis(np.take_along_axis(values, order, axis=0), first[np.newaxis, :], axis=0)[0]
     return medians
+
+
+def _add_to_diagonal(matrix: FloatArray, values: FloatArray | float, start: int = 0) -> None:
+    """matrix[i, i] += values[i - start] for i from `start`, in place: through the flat iterator, a strided step
+    where fancy indexing builds index arrays."""
+    size = matrix.shape[0]
+    matrix.flat[start * (size + 1) :: size + 1] += values
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:
