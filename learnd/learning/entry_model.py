@@ -5,10 +5,11 @@ Pure and deterministic: no IO, no clock; time is the session index the shell der
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,8 +57,9 @@ _REFERENCE_EDGE_Z: Final = 3.0
 # The coefficients fitted besides b: the intercept and the components (and their block of the matrices).
 _FREE_COEFFICIENTS: Final = np.array([_INTERCEPT, *range(_FIRST_COMPONENT, _DIM)])
 _FREE_BLOCK: Final = np.ix_(_FREE_COEFFICIENTS, _FREE_COEFFICIENTS)
+# The same block's cells as positions in a flattened matrix: take and put move it without np.ix_'s indexing.
+_FREE_CELLS: Final = (_FREE_COEFFICIENTS[:, np.newaxis] * _DIM + _FREE_COEFFICIENTS).ravel()
 _FREE_DIAGONAL: Final = np.arange(_DIM - 1)
-_COMPONENT_DIAGONAL: Final = np.arange(_FIRST_COMPONENT, _DIM)
 # The data-only fit of the reference regularizes each coefficient by this many trades of its mean square.
 _DATA_RIDGE: Final = 1e-3
 
@@ -118,25 +120,22 @@ class _Stats:
         if self.session is None or session > self.session:
             self.session = session
 
-    def add(
-        self, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
-    ) -> None:
-        """Add one outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
-        self.xtx += weight * np.outer(features, features)
-        self.xty += (weight * y) * features
-        self.weight += weight
-        self.y_sum += weight * y
-        self.y2_sum += weight * y * y
-        self.gate += weight * np.array([score, score * score, score * y, y * y])
-        contributions = features[_COMPONENTS]
-        self.sums += weight * contributions
-        self.squares += weight * contributions * contributions
-        self.present += weight * present
-        if pnl_pct > 0.0:
-            self.wins += weight * present
-        elif pnl_pct < 0.0:
-            self.losses += weight * present
-        self.pnl_sum += (weight * pnl_pct) * present
+    def add(self, row: _Row) -> None:
+        """Add one outcome's weighted terms."""
+        self.xtx += row.xtx
+        self.xty += row.xty
+        self.weight += row.weight
+        self.y_sum += row.y
+        self.y2_sum += row.y2
+        self.gate += row.gate
+        self.sums += row.sums
+        self.squares += row.squares
+        self.present += row.present
+        if row.pnl_pct > 0.0:
+            self.wins += row.present
+        elif row.pnl_pct < 0.0:
+            self.losses += row.present
+        self.pnl_sum += row.pnl_sum
 
     def forget(self, index: int) -> None:
         """Forget the evidence on how outcomes follow component `index` about its mean, the rest of what the data
@@ -200,6 +199,43 @@ class _Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class _Row:
+    """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds."""
+
+    xtx: FloatArray
+    xty: FloatArray
+    weight: float
+    y: float
+    y2: float
+    gate: FloatArray
+    sums: FloatArray
+    squares: FloatArray
+    present: FloatArray
+    pnl_pct: float
+    pnl_sum: FloatArray
+
+    @classmethod
+    def of(
+        cls, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
+    ) -> _Row:
+        """An outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
+        contributions = features[_COMPONENTS]
+        return cls(
+            xtx=weight * np.outer(features, features),
+            xty=(weight * y) * features,
+            weight=weight,
+            y=weight * y,
+            y2=weight * y * y,
+            gate=weight * np.array([score, score * score, score * y, y * y]),
+            sums=weight * contributions,
+            squares=weight * contributions * contributions,
+            present=weight * present,
+            pnl_pct=pnl_pct,
+            pnl_sum=(weight * pnl_pct) * present,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Frame:
     """A scope's regression statistics on the learned scale: off-scale components divided down to the usual scale,
     the score column their sum. Per-coefficient mean squares come from the never-forgotten moments."""
@@ -234,6 +270,9 @@ class _Posterior:
     mean: FloatArray
     cov: FloatArray
     noise_var: float
+    # With b fixed at the reference: the information of (a, d_1..d_K) that cov's block of them inverts (times the
+    # noise variance); None for the other posteriors.
+    free_information: FloatArray | None = None
 
     def z(self, index: int) -> float:
         return float(self.mean[index] / math.sqrt(self.cov[index, index]))
@@ -247,6 +286,18 @@ class _Posterior:
             self.cov[index, index] - 2.0 * excess * self.cov[index, _SLOPE] + excess * excess * self.cov[_SLOPE, _SLOPE]
         )
         return float(contrast / math.sqrt(max(variance, 1e-300)))
+
+    def z_against_each(self, multipliers: FloatArray) -> FloatArray:
+        """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""
+        excess = multipliers - 1.0
+        contrast = self.mean[_COMPONENTS] - excess * self.mean[_SLOPE]
+        variance = (
+            np.diagonal(self.cov)[_COMPONENTS]
+            - 2.0 * excess * self.cov[_COMPONENTS, _SLOPE]
+            + excess * excess * self.cov[_SLOPE, _SLOPE]
+        )
+        z: FloatArray = contrast / np.sqrt(np.maximum(variance, 1e-300))
+        return z
 
     def interval(self, index: int, z: float) -> tuple[float, float] | None:
         """The multipliers the evidence does not reject at `z` (|z_against| <= z): an interval around the target
@@ -270,7 +321,15 @@ class _Posterior:
         if degrees < 1:
             return 0.0
         d = self.mean[indices]
-        wald = float(d @ np.linalg.solve(self.cov[np.ix_(indices, indices)], d))
+        if self.free_information is not None and indices.size == _K:
+            # Every component seen: the inverse of cov's block of them is the Schur complement of the intercept in
+            # the information, A_dd - A_da A_ad / A_aa (over the noise variance), with no solve.
+            information = self.free_information
+            cross = float(information[_INTERCEPT, 1:] @ d)
+            quadratic = float(d @ (information[1:, 1:] @ d))
+            wald = (quadratic - cross * cross / float(information[_INTERCEPT, _INTERCEPT])) / self.noise_var
+        else:
+            wald = float(d @ np.linalg.solve(self.cov[indices[:, np.newaxis], indices], d))
         # Wilson-Hilferty: the cube root of chi-square / k is close to normal.
         spread = 2.0 / (9.0 * degrees)
         return float(((wald / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
@@ -320,14 +379,21 @@ class _Gate:
             return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
         seen = stats.present >= params.min_component_samples
         joint_z = posterior.joint_z(seen)
-        tail = (1.0 - _NORMAL.cdf(params.z_threshold)) / max(1, int(seen.sum()))
         return cls(
             edge_z,
             joint_z,
             is_open=True,
             is_reweighting=joint_z >= params.z_threshold,
-            own_z=_NORMAL.inv_cdf(1.0 - tail),
+            own_z=_own_z(params.z_threshold, int(seen.sum())),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _own_z(z_threshold: float, seen_count: int) -> float:
+    """_Gate.own_z: `z_threshold` Bonferroni-corrected across `seen_count` components (a function of the two only,
+    so kept rather than recomputed every trade)."""
+    tail = (1.0 - _NORMAL.cdf(z_threshold)) / max(1, seen_count)
+    return _NORMAL.inv_cdf(1.0 - tail)
 
 
 class _Changes:
@@ -475,12 +541,13 @@ class EntryModel:
         scopes = [GLOBAL_SCOPE, regime_scope(trade.regime)]
         if params.per_ticker:
             scopes.append(ticker_scope(trade.symbol))
+        row = _Row.of(features, y, trade.pnl_pct, trade.weight, present, score=score)
         for scope in scopes:
             stats = strategy.scopes.get(scope)
             if stats is None:
                 stats = strategy.scopes[scope] = _Stats()
             stats.advance(session, params.half_life_sessions)
-            stats.add(features, y, trade.pnl_pct, trade.weight, present, score=score)
+            stats.add(row)
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
         global_frame = _Frame.of(global_stats, strategy.scale)
@@ -875,16 +942,22 @@ class EntryModel:
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
         changes: list[MultiplierChange] = []
+        currents = np.ones(_K)
+        for name, held in multipliers.items():
+            currents[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = held.value
+        # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
+        # stands, so a move that later evidence no longer supports is undone. One component's move leaves the
+        # others' unchanged.
+        z_currents = posterior.z_against_each(currents).tolist()
+        present = stats.present.tolist()
         for name in components:
             index = _COMPONENT_INDEX[name]
-            samples = float(stats.present[index - _FIRST_COMPONENT])
+            samples = present[index - _FIRST_COMPONENT]
             if samples < params.min_component_samples:
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-            # stands, so a move that later evidence no longer supports is undone.
-            z_current = posterior.z_against(index, current)
+            z_current = z_currents[index - _FIRST_COMPONENT]
             if abs(z_current) <= params.interval_z:
                 continue
             licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
@@ -1026,8 +1099,8 @@ def _global_posterior(
     moment = frame.xty - effect * frame.xtx[:, _SLOPE]
     y2_sum = stats.y2_sum - 2.0 * effect * float(frame.xty[_SLOPE]) + effect * effect * float(frame.xtx[_SLOPE, _SLOPE])
     free = _FREE_COEFFICIENTS
-    information = frame.xtx[_FREE_BLOCK]
-    information[_FREE_DIAGONAL, _FREE_DIAGONAL] += prior[free]
+    information = frame.xtx.take(_FREE_CELLS).reshape(_DIM - 1, _DIM - 1)
+    _add_to_diagonal(information, prior[free])
     unscaled_inverse = _symmetric_inverse(information)
     free_moment = moment[free]
     fitted = unscaled_inverse @ free_moment
@@ -1037,9 +1110,9 @@ def _global_posterior(
     mean[free] = fitted
     mean[_SLOPE] = effect
     cov = np.zeros((_DIM, _DIM))
-    cov[_FREE_BLOCK] = unscaled_inverse * noise_var
+    cov.put(_FREE_CELLS, unscaled_inverse * noise_var)
     cov[_SLOPE, _SLOPE] = effect_var
-    return _Posterior(mean, cov, noise_var)
+    return _Posterior(mean, cov, noise_var, free_information=information)
 
 
 def _noise_var(residual: float, degrees: float, params: LearningParams) -> float:
@@ -1112,7 +1185,8 @@ def _common_mean_square(mean_squares: FloatArray) -> float:
     """The average component's mean squared contribution, over the components seen."""
     components = mean_squares[_COMPONENTS]
     seen = components[components > _MIN_MEAN_SQUARE]
-    return float(seen.mean()) if seen.size else _MIN_MEAN_SQUARE
+    # The sum over the count is the float ndarray.mean() returns, without its dispatch.
+    return float(seen.sum() / seen.size) if seen.size else _MIN_MEAN_SQUARE
 
 
 def _pooled_posterior(
@@ -1135,7 +1209,7 @@ def _pooled_posterior(
         prior_mean[_COMPONENTS] = (center[0] - 1.0) * prior_mean[_SLOPE]
         # The center is known less well than the strategy-wide fit: its variance widens the prior.
         prior_cov = prior_cov.copy()
-        prior_cov[_COMPONENT_DIAGONAL, _COMPONENT_DIAGONAL] += center[1] * prior_mean[_SLOPE] ** 2
+        _add_to_diagonal(prior_cov, center[1] * prior_mean[_SLOPE] ** 2, _FIRST_COMPONENT)
     # Residuals about the prior: no circularity, and a regime that differs looks noisier (cautious).
     residual = max(
         0.0,
@@ -1147,10 +1221,18 @@ def _pooled_posterior(
     # A component's deviation is worth `prior_trades` trades carrying it (its own mean square): a component with
     # a small base weight can show a regime's edge as readily as a large one, on as many trades.
     deviation_var = noise_var / (prior_trades * global_frame.mean_squares)
-    prior_precision = _symmetric_inverse(prior_cov + np.diag(deviation_var))
-    cov = _symmetric_inverse(frame.xtx / noise_var + prior_precision)
-    mean = cov @ (frame.xty / noise_var + prior_precision @ prior_mean)
-    return _Posterior(mean, cov, noise_var)
+    widened = prior_cov.copy() if center is None else prior_cov
+    _add_to_diagonal(widened, deviation_var)
+    # With the prior's covariance C and the data's information X: cov = (X + C^-1)^-1 = (I + C X)^-1 C and
+    # mean = (I + C X)^-1 (C X'y + prior mean), one solve for both, no inverse of C.
+    system = widened @ (frame.xtx / noise_var)
+    _add_to_diagonal(system, 1.0)
+    right = np.empty((_DIM, _DIM + 1))
+    right[:, :_DIM] = widened
+    right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
+    solved = cast(FloatArray, np.linalg.solve(system, right))
+    cov = solved[:, :_DIM]
+    return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)
 
 
 def _off_scale_factors(squares: FloatArray, present: FloatArray, params: LearningParams) -> FloatArray | None:
@@ -1240,6 +1322,13 @@ def _column_weighted_medians(values: FloatArray, weights: FloatArray) -> FloatAr
     first = np.argmax(cumulative >= 0.5 * cumulative[-1], axis=0)
     medians: FloatArray = np.take_along_axis(np.take_along_axis(values, order, axis=0), first[np.newaxis, :], axis=0)[0]
     return medians
+
+
+def _add_to_diagonal(matrix: FloatArray, values: FloatArray | float, start: int = 0) -> None:
+    """matrix[i, i] += values[i - start] for i from `start`, in place: through the flat iterator, a strided step
+    where fancy indexing builds index arrays."""
+    size = matrix.shape[0]
+    matrix.flat[start * (size + 1) :: size + 1] += values
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:

@@ -147,10 +147,11 @@ class TradeLearner(Learner):
         if session > self.closed_through and session > self.current_session:
             rows, changes = self.close_through(session - 1)
             self.current_session = session
+        regime = regime_scope(record.regime)
         for name, contribution in record.components:
             if contribution != 0.0:
                 self.last_evidence[(record.strategy, name, GLOBAL_SCOPE)] = session
-                self.last_evidence[(record.strategy, name, regime_scope(record.regime))] = session
+                self.last_evidence[(record.strategy, name, regime)] = session
         changes += self.entry.learn(record, session)
         self.last_trade = (record.event_us, record.key)
         return rows, changes

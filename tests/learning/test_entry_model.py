@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from learnd.config import LearningParams
 from learnd.errors import ConfigError, StateError
+from learnd.learning import entry_model
 from learnd.learning.entry_model import EntryModel
 from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
 from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
@@ -569,3 +570,85 @@ def test_the_average_component_is_the_bulk_not_the_mean() -> None:
     ]
     assert float(np.median(average)) == pytest.approx(1.0, abs=0.05)
     assert all(snapshot[name]["target"] > 2.0 for name in ("options_flow", "dark_pool", "insider"))
+
+
+def _fitted_strategy() -> tuple[EntryModel, Any]:
+    """A model that has learned 900 trades over 30 sessions (so its reference and regime center exist), and its
+    strategy's state."""
+    model = EntryModel(LearningParams(min_effective_samples=50.0, min_component_samples=20.0))
+    learn_all(model, synthetic_trades(31, 900, _unit(options_flow=2.0, dark_pool=0.5)))
+    strategy = model._strategies["equity"]
+    assert strategy.reference is not None and strategy.center is not None
+    return model, strategy
+
+
+def _strategy_posterior(model: EntryModel, strategy: Any) -> Any:
+    stats = strategy.scopes[GLOBAL_SCOPE]
+    frame = entry_model._Frame.of(stats, strategy.scale)
+    return frame, entry_model._global_posterior(stats, frame, strategy.reference, model.params)
+
+
+def test_z_against_each_is_z_against_of_every_component_to_the_bit() -> None:
+    """The vectorized z of every component against its multiplier is the per-component z_against, float for float,
+    on a strategy-wide and a pooled (regime) posterior."""
+    model, strategy = _fitted_strategy()
+    frame, posterior = _strategy_posterior(model, strategy)
+    pooled = model._scope_posterior(strategy, "mixed", frame, posterior)
+    multipliers = np.random.default_rng(5).uniform(0.3, 3.0, K)
+    for candidate in (posterior, pooled):
+        each = candidate.z_against_each(multipliers).tolist()
+        one_by_one = [candidate.z_against(2 + j, float(multipliers[j])) for j in range(K)]
+        assert each == one_by_one
+
+
+def test_joint_z_from_the_information_agrees_with_the_solve_on_the_covariance() -> None:
+    """With every component seen, joint_z read off the information (Schur complement of the intercept) is the
+    Wald test solved on the covariance's block, up to rounding; with some unseen the solve is used."""
+    model, strategy = _fitted_strategy()
+    _, posterior = _strategy_posterior(model, strategy)
+    assert posterior.free_information is not None
+    by_solve = replace(posterior, free_information=None)
+    every = np.ones(K, dtype=bool)
+    assert posterior.joint_z(every) == pytest.approx(by_solve.joint_z(every), rel=1e-9, abs=1e-12)
+    assert abs(posterior.joint_z(every)) > 1.0
+    some = every.copy()
+    some[[0, 5]] = False
+    assert posterior.joint_z(some) == by_solve.joint_z(some)
+
+
+@pytest.mark.parametrize("centered", [True, False])
+def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(centered: bool) -> None:
+    """A regime's pooled posterior, solved as (I + C X)^-1 [C | C X'y + prior mean], is the textbook
+    (X / s2 + C^-1)^-1 with its mean, up to rounding, and leaves the strategy-wide posterior untouched."""
+    model, strategy = _fitted_strategy()
+    global_frame, posterior = _strategy_posterior(model, strategy)
+    prior_cov_before = posterior.cov.copy()
+    stats = strategy.scopes["mixed"]
+    frame = entry_model._Frame.of(stats, strategy.scale)
+    center = strategy.center if centered else None
+    pooled = entry_model._pooled_posterior(
+        frame, stats, global_frame, posterior, prior_trades=40.0, center=center, params=model.params
+    )
+    assert np.array_equal(posterior.cov, prior_cov_before)
+    prior_mean, prior_cov = posterior.mean.copy(), posterior.cov.copy()
+    if center is not None:
+        prior_mean[2:] = (center[0] - 1.0) * prior_mean[1]
+        prior_cov[range(2, 2 + K), range(2, 2 + K)] += center[1] * prior_mean[1] ** 2
+    deviation_var = pooled.noise_var / (40.0 * global_frame.mean_squares)
+    precision = np.linalg.inv(prior_cov + np.diag(deviation_var))
+    cov = np.linalg.inv(frame.xtx / pooled.noise_var + precision)
+    mean = cov @ (frame.xty / pooled.noise_var + precision @ prior_mean)
+    assert np.allclose(pooled.cov, cov, rtol=1e-9, atol=1e-12 * float(np.abs(cov).max()))
+    assert np.allclose(pooled.mean, mean, rtol=1e-9, atol=1e-12 * float(np.abs(mean).max()))
+    assert np.array_equal(pooled.cov, pooled.cov.T)
+
+
+def test_add_to_diagonal_adds_from_the_start_index_only() -> None:
+    matrix = np.arange(16.0).reshape(4, 4)
+    expected = matrix.copy()
+    expected[[1, 2, 3], [1, 2, 3]] += [10.0, 20.0, 30.0]
+    entry_model._add_to_diagonal(matrix, np.array([10.0, 20.0, 30.0]), 1)
+    assert np.array_equal(matrix, expected)
+    entry_model._add_to_diagonal(matrix, 1.0)
+    expected[range(4), range(4)] += 1.0
+    assert np.array_equal(matrix, expected)
