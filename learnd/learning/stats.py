@@ -167,7 +167,7 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
     return _mann_whitney_result(rank_sum_a - n_a * (n_a + 1) / 2.0, tie_term, n_a, n_b)
 
 
-def mann_whitney_sorted(a: Sequence[float], b: SortedSample) -> MannWhitneyResult:
+def mann_whitney_sorted(a: ArrayLike, b: SortedSample) -> MannWhitneyResult:
     """mann_whitney(a, b's values), the same floats, in O(len(a) log len(b)): U counts, for each value of `a`, the
     values of `b` below it plus half those equal to it; the tie term is b's, corrected for the values `a` adds to
     its tie groups."""
@@ -241,6 +241,17 @@ class ExactSum:
         self._parts.append(value)
         if len(self._parts) > _MAX_PARTS:
             self._fold()
+
+    def add_all(self, values: list[float]) -> None:
+        """add() each of `values` in turn, in one go: the parts kept (what to_floats writes) are the same floats in
+        the same order, since the folds fall where one-at-a-time adds would have made them."""
+        start = 0
+        while len(self._parts) + len(values) - start > _MAX_PARTS:
+            stop = start + _MAX_PARTS + 1 - len(self._parts)
+            self._parts.extend(values[start:stop])
+            self._fold()
+            start = stop
+        self._parts.extend(values[start:] if start else values)
 
     def merge(self, other: ExactSum) -> None:
         self._parts.extend(other._parts)
