@@ -152,15 +152,26 @@ class OutcomeRun:
     """Outcomes taken in one after another (a cell's in one session, a symbol's in one run of trades): their
     attributed values in that order, and how many were wins, losses and neither (by each outcome's P&L)."""
 
-    __slots__ = ("counts", "values")
+    __slots__ = ("_sum", "counts", "values")
 
     def __init__(self) -> None:
         self.values: list[float] = []
         self.counts = [0, 0, 0]
+        # The exact sum of the first this many values, as a few floats (values are only ever appended).
+        self._sum: tuple[int, list[float]] = (0, [])
+
+    def exact_sum(self) -> list[float]:
+        """The values' exact sum as a few floats (ExactSum.to_floats), kept until more values come: a session's
+        cell is summed once for its daily report and the weekly reports whose recent window holds it."""
+        summed, parts = self._sum
+        if summed != len(self.values):
+            parts = ExactSum(self.values).to_floats()
+            self._sum = (len(self.values), parts)
+        return parts
 
     def tally(self) -> Tally:
         """The outcomes as a tally."""
-        return Tally(len(self.values), self.counts[0], self.counts[1], ExactSum(self.values))
+        return Tally(len(self.values), self.counts[0], self.counts[1], ExactSum(self.exact_sum()))
 
     def extend(self, later: OutcomeRun) -> None:
         """Take in outcomes that came after these."""
@@ -176,18 +187,27 @@ def outcome_index(pnl_pct: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class CellOutcomes:
-    """A cell's outcomes over several sessions: their tally, and their attributed values (as an array)."""
+    """A cell's outcomes over several sessions (`runs`, one per session in session order) and their tally."""
 
     tally: Tally
-    values: FloatArray
+    runs: tuple[OutcomeRun, ...]
 
     @classmethod
     def of(cls, runs: Sequence[OutcomeRun]) -> CellOutcomes:
-        values = [value for run in runs for value in run.values] if len(runs) > 1 else runs[0].values
+        total = ExactSum()
+        for run in runs:
+            total.add_all(run.exact_sum())
         tally = Tally(
-            len(values), sum(run.counts[0] for run in runs), sum(run.counts[1] for run in runs), ExactSum(values)
+            sum(len(run.values) for run in runs),
+            sum(run.counts[0] for run in runs),
+            sum(run.counts[1] for run in runs),
+            total,
         )
-        return cls(tally, np.array(values, dtype=np.float64))
+        return cls(tally, tuple(runs))
+
+    def values(self) -> FloatArray:
+        """The attributed values, as an array."""
+        return np.array([value for run in self.runs for value in run.values], dtype=np.float64)
 
 
 class SessionOutcomes:

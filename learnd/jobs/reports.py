@@ -825,7 +825,7 @@ def _tested(
             and recent.tally.trades >= min_group_trades
             and earlier.tally.trades >= min_group_trades
         ):
-            tests[name] = mann_whitney_sorted(recent.values, earlier.sample)
+            tests[name] = mann_whitney_sorted(recent.values(), earlier.sample)
     family = len(tests)
     views: dict[_Cell, dict[str, Any]] = {}
     for name in sorted(cells):

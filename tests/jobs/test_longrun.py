@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from learnd.errors import StateError
-from learnd.jobs.longrun import RECENT_SESSIONS, LongRun, SessionOutcomes, Tally, attribute_pnl, is_attributed
+from learnd.jobs.longrun import (
+    RECENT_SESSIONS,
+    CellOutcomes,
+    LongRun,
+    OutcomeRun,
+    SessionOutcomes,
+    Tally,
+    attribute_pnl,
+    is_attributed,
+)
 from learnd.jobs.reports import daily_report, longrun_of
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
@@ -263,3 +272,26 @@ def test_a_session_taken_in_twice_holds_the_outcomes_the_daily_report_reads() ->
 def test_is_attributed_says_whether_attribution_splits_anything(pnl: float, components: dict[str, float]) -> None:
     trade = make_trade("close_x", pnl, components)
     assert is_attributed(trade) == bool(attribute_pnl(trade))
+
+
+@given(st.lists(st.lists(st.tuples(pnl_values, pnl_values), max_size=300), min_size=1, max_size=4))
+def test_a_cell_over_sessions_reads_as_its_outcomes_tallied_at_once(sessions: list[list[tuple[float, float]]]) -> None:
+    """Each session's run is summed once and kept; a run that grows after it was summed (a late trade) is summed
+    again; the cell's tally and values over the sessions are those of all its outcomes taken in one go."""
+    runs: list[OutcomeRun] = []
+    for outcomes in sessions:
+        run = OutcomeRun()
+        for pnl, attributed in outcomes[: len(outcomes) // 2]:
+            run.values.append(attributed)
+            run.counts[0 if pnl > 0.0 else 1 if pnl < 0.0 else 2] += 1
+        run.exact_sum()
+        for pnl, attributed in outcomes[len(outcomes) // 2 :]:
+            run.values.append(attributed)
+            run.counts[0 if pnl > 0.0 else 1 if pnl < 0.0 else 2] += 1
+        runs.append(run)
+    everything = [outcome for outcomes in sessions for outcome in outcomes]
+    cell = CellOutcomes.of(runs)
+    once = Tally.of([pnl for pnl, _ in everything], [attributed for _, attributed in everything])
+    assert cell.tally.view() == once.view()
+    assert cell.tally.total.value == math.fsum(attributed for _, attributed in everything)
+    assert cell.values().tolist() == [attributed for _, attributed in everything]
