@@ -459,3 +459,23 @@ def test_an_exact_sum_added_in_runs_keeps_the_parts_of_one_value_at_a_time(
         assert in_runs._parts == one_by_one._parts  # what to_floats writes, before it folds them
         assert in_runs.to_floats() == one_by_one.to_floats()
     assert in_runs.value == math.fsum(values)
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from([-0.0, 0.0, 1.0, -1.0, 2.5]) | st.floats(-1e6, 1e6, allow_nan=False), max_size=30),
+        max_size=6,
+    )
+)
+def test_a_sorted_sample_merged_in_chunks_is_one_stable_sort_of_them(chunks: list[list[float]]) -> None:
+    """Each chunk merged in gives the array a stable sort of everything so far gives, bit for bit (a -0.0 stays
+    where it was among the zeros), and the tie term of its values."""
+    kept = SortedSample()
+    everything: list[float] = []
+    for chunk in chunks:
+        kept.add(chunk)
+        everything += chunk
+        expected = np.sort(np.asarray(everything, dtype=np.float64), kind="stable")
+        assert kept.values.tobytes() == expected.tobytes()
+        _, counts = np.unique(expected, return_counts=True)
+        assert kept.tie_term == sum(int(count) ** 3 - int(count) for count in counts)
