@@ -34,8 +34,9 @@ CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 
 def source_overrides(logs: Mapping[str, Path]) -> dict[str, str]:
-    """Settings overrides that point each default source at `logs` and disable the sources not given."""
-    overrides = {"metrics_enabled": "false"}
+    """Settings overrides that point each default source at `logs` and disable the sources not given. Metrics stay
+    on, as shipped, on a port the system picks (daemons measured side by side would fight over the default one)."""
+    overrides = {"metrics_port": "0"}
     for name in ("attribution", "exit", "signals", "orders"):
         if name in logs:
             overrides[f"sources.{name}.path"] = str(logs[name])
@@ -62,7 +63,7 @@ def child_env() -> dict[str, str]:
     from source, which no installed learnd does: pip compiles it at install)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update(LEARND_METRICS_ENABLED="false", LEARND_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
+    env.update(LEARND_METRICS_PORT="0", LEARND_LOG_FORMAT="json", PYTHONUNBUFFERED="1")
     return env
 
 

@@ -37,9 +37,9 @@ class LearningParams:
 
     half_life_sessions: float = 60.0
     z_threshold: float = 2.0
-    # Once the components' effects as a whole differ by z_threshold, a component follows its own estimate while
-    # that lies this many standard deviations from where its multiplier stands (below: noise, held).
-    joint_component_z: float = 0.5
+    # Once the components' effects as a whole differ by z_threshold, a strategy-wide multiplier may move on its own
+    # evidence lying this many standard deviations from where it stands (below: noise, held).
+    joint_component_z: float = 1.15
     max_step_per_trade: float = 0.02
     max_step_per_session: float = 0.1
     min_multiplier: float = 0.25
@@ -59,9 +59,33 @@ class LearningParams:
     noise_prior_var: float = 1.0
     noise_prior_trades: float = 10.0
     # Evidence needed before anything moves: effective (decayed, weighted) outcomes of the strategy, and of the
-    # scope that carried the component. Early estimates are the noisiest, and a held multiplier keeps its moves.
-    min_effective_samples: float = 200.0
+    # scope that carried the component. The score gate and the interval rule hold noise; this only keeps the
+    # first handful of trades (and their noise estimate) from moving anything.
+    min_effective_samples: float = 50.0
     min_component_samples: float = 50.0
+    # A multiplier moves only as far as the nearest value its evidence does not reject at interval_z standard
+    # deviations (the near edge of its credible interval): where the evidence is weak it holds still.
+    interval_z: float = 1.0
+    # A moved strategy-wide multiplier that the evidence holds inside its interval creeps toward its best estimate
+    # by at most this much a session (at the session's close), never across 1.
+    creep_per_session: float = 0.003
+    # The average component's effect (the reference of every multiplier, a weighted median) is smoothed over
+    # sessions with this half-life.
+    reference_half_life_sessions: float = 10.0
+    # Change detection, per component: a two-sided CUSUM, in event order, of the trade's standardized residual
+    # times the component's standardized contribution; allowance change_allowance per trade, alarm at
+    # change_threshold. An alarm forgets that component's old evidence (in every scope of the strategy), so its
+    # prior and the trades that follow decide its effect; for change_boost_sessions sessions its multipliers may
+    # move change_step_per_session a session (and as many times max_step_per_trade a trade as that is times
+    # max_step_per_session).
+    change_threshold: float = 20.0
+    change_allowance: float = 0.15
+    change_boost_sessions: int = 10
+    change_step_per_session: float = 0.3
+    # A component whose logged values (root mean square per unit of its base weight) are off_scale_ratio times
+    # above the median component's is off the contribution scale (the bot logged it raw): it is learned, scored and
+    # reported standardized to the median component's scale.
+    off_scale_ratio: float = 5.0
     # Exit learning: a component's edge over the average exit is shrunk by this many pseudo-exits at zero,
     # and an edge of one standard deviation of exit P&L maps to a multiplier of 1 + exit_effect_scale.
     exit_prior_samples: float = 20.0
@@ -85,6 +109,9 @@ class LearningParams:
             "noise_prior_var",
             "noise_prior_trades",
             "exit_effect_scale",
+            "change_threshold",
+            "change_step_per_session",
+            "reference_half_life_sessions",
         )
         for name in positive:
             if getattr(self, name) <= 0.0:
@@ -94,9 +121,21 @@ class LearningParams:
                 f"learning.min_multiplier/max_multiplier must bracket 1 (got {self.min_multiplier}, "
                 f"{self.max_multiplier})"
             )
-        for name in ("joint_component_z", "min_effective_samples", "min_component_samples", "exit_prior_samples"):
+        non_negative = (
+            "joint_component_z",
+            "min_effective_samples",
+            "min_component_samples",
+            "exit_prior_samples",
+            "interval_z",
+            "change_allowance",
+            "change_boost_sessions",
+            "creep_per_session",
+        )
+        for name in non_negative:
             if getattr(self, name) < 0.0:
                 raise ConfigError(f"learning.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.off_scale_ratio > 1.0:
+            raise ConfigError(f"learning.off_scale_ratio must be > 1, got {self.off_scale_ratio!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -131,3 +131,19 @@ def test_no_module_shadows_the_standard_library() -> None:
 
     names = {path.stem for path in modules()} - {"__init__", "__main__"}
     assert not names & set(sys.stdlib_module_names)
+
+
+# `python -m learnd` is run as a whole process by tests/test_cli.py; it has no code of its own to test.
+_TESTED_ELSEWHERE: Final = {"__main__.py"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for path in modules() if path.name != "__init__.py" and path.name not in _TESTED_ELSEWHERE],
+    ids=lambda path: str(path.relative_to(PACKAGE)),
+)
+def test_every_module_has_a_test_file_of_its_own(path: Path) -> None:
+    """The tests mirror the package: learnd/a/b.py is tested in tests/a/test_b.py."""
+    relative = path.relative_to(PACKAGE)
+    expected = PACKAGE.parent / "tests" / relative.parent / f"test_{relative.name}"
+    assert expected.is_file(), f"{relative} has no {expected.relative_to(PACKAGE.parent)}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from learnd.config import load_settings
+from learnd.config import LearningParams, load_settings
 from learnd.errors import ConfigError
 
 
@@ -139,3 +141,27 @@ def test_the_bots_pins_and_caps_default_to_the_bots_own(tmp_path: Path) -> None:
 def test_a_bad_bot_or_export_setting_names_its_key(tmp_path: Path, key: str, value: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_settings(home=tmp_path, environ={}, overrides={key: value})
+
+
+def test_every_learning_parameter_is_in_the_shipped_config_with_its_default() -> None:
+    """config/learnd.toml lists each LearningParams field under [learning], at its built-in default."""
+    shipped = Path(__file__).resolve().parent.parent / "config" / "learnd.toml"
+    listed = tomllib.loads(shipped.read_text())["learning"]
+    defaults = LearningParams()
+    assert set(listed) == {field.name for field in dataclasses.fields(defaults)}
+    assert all(listed[name] == getattr(defaults, name) for name in listed)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"interval_z": -1.0}, "interval_z"),
+        ({"change_threshold": 0.0}, "change_threshold"),
+        ({"off_scale_ratio": 1.0}, "off_scale_ratio"),
+        ({"reference_half_life_sessions": 0.0}, "reference_half_life_sessions"),
+        ({"creep_per_session": -0.1}, "creep_per_session"),
+    ],
+)
+def test_new_learning_parameters_are_checked_naming_the_key(override: dict[str, float], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        LearningParams(**override)  # type: ignore[arg-type]

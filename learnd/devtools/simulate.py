@@ -171,13 +171,39 @@ _DAY_NAMES: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Sa
 
 @dataclass(frozen=True, slots=True)
 class RegimeEdge:
-    """The one planted edge that exists in a single regime: `multiplier` there, `elsewhere` in every other."""
+    """The one planted edge that exists in a single regime: `multiplier` there, `elsewhere` in every other. From
+    trade `from_trade` on (entry order); before it the regime too has `elsewhere`."""
 
     strategy: str
     component: str
     regime: str
     multiplier: float
     elsewhere: float
+    from_trade: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able plain data (`from_trade` only when the edge starts late, so older truth files read the same)."""
+        document: dict[str, Any] = {
+            "strategy": self.strategy,
+            "component": self.component,
+            "regime": self.regime,
+            "multiplier": self.multiplier,
+            "elsewhere": self.elsewhere,
+        }
+        if self.from_trade:
+            document["from_trade"] = self.from_trade
+        return document
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A change of one component's edge: from trade `at_trade` on (entry order), `component`'s true multiplier is
+    `multiplier` in every regime of `strategy` (a negative one flips the sign of its edge)."""
+
+    component: str
+    at_trade: int
+    multiplier: float
+    strategy: str = "equity"
 
 
 REGIME_EDGE: Final = RegimeEdge(
@@ -206,7 +232,7 @@ class SimulationTruth:
     strategy_trades: Mapping[str, int]
     regime_trades: Mapping[str, int]
     multipliers: Mapping[str, Mapping[str, Mapping[str, float]]]
-    regime_edge: RegimeEdge
+    regime_edge: RegimeEdge | None
     exit_effects_pct: Mapping[str, float]
     pnl_scale: float
     signal_std_pct: float
@@ -220,11 +246,14 @@ class SimulationTruth:
     duplicate_rows: int
     legacy_key_trades: int
     unknown_key_trades: int
+    edges: Mapping[str, float] | None = None
+    drift: Mapping[str, Any] | None = None
+    raw_scale: Mapping[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The truth as JSON-able plain data (the shape of truth.json)."""
-        edge = self.regime_edge
-        return {
+        """The truth as JSON-able plain data (the shape of truth.json). The keys of the scenario options (edges,
+        drift, raw_scale) appear only when the option was used, so a default home's truth.json keeps its bytes."""
+        document = {
             "seed": self.seed,
             "trades": self.trades,
             "sessions": self.sessions,
@@ -238,13 +267,7 @@ class SimulationTruth:
                 strategy: {regime: dict(values) for regime, values in by_regime.items()}
                 for strategy, by_regime in self.multipliers.items()
             },
-            "regime_edge": {
-                "strategy": edge.strategy,
-                "component": edge.component,
-                "regime": edge.regime,
-                "multiplier": edge.multiplier,
-                "elsewhere": edge.elsewhere,
-            },
+            "regime_edge": self.regime_edge.to_dict() if self.regime_edge is not None else None,
             "exit_effects": {
                 token: {"exit_component": exit_component(token), "pnl_pct": effect}
                 for token, effect in self.exit_effects_pct.items()
@@ -267,6 +290,13 @@ class SimulationTruth:
             "legacy_key_trades": self.legacy_key_trades,
             "unknown_key_trades": self.unknown_key_trades,
         }
+        if self.edges is not None:
+            document["edges"] = dict(self.edges)
+        if self.drift is not None:
+            document["drift"] = dict(self.drift)
+        if self.raw_scale is not None:
+            document["raw_scale"] = dict(self.raw_scale)
+        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +321,8 @@ class _Draws:
     symbol: IntArray
     present: npt.NDArray[np.bool_]
     contributions: FloatArray
+    # What the bot logs per component: the contribution, or for a raw-scale component its raw signal.
+    logged: FloatArray
     entry_score: FloatArray
     exit_family: IntArray
     is_scaled: npt.NDArray[np.bool_]
@@ -309,20 +341,58 @@ def simulate(
     shuffle_outcomes: bool = False,
     garbage: bool = True,
     start: date = date(2026, 1, 5),
+    edges: Mapping[str, float] | None = None,
+    drift: Drift | None = None,
+    regime_edge: RegimeEdge | None = REGIME_EDGE,
+    raw_scale: Mapping[str, float] | None = None,
 ) -> SimulationTruth:
     """Write a simulated bot home under `out` (logs/*.jsonl and truth.json) and return the planted truth.
 
     `trades` closed trades over NYSE sessions from `start` (about 20 a session). `shuffle_outcomes` permutes pnl
     across trades (null data: nothing to learn). `garbage` adds unparseable lines and duplicate close rows.
+
+    Scenario options (the defaults write the same bytes as before they existed):
+    - `edges`: the planted multipliers, {component: multiplier} for every strategy, every other component at 1
+      (average), instead of the seeded spread over [0.4, 2.0];
+    - `drift`: one component's edge changes at a given trade (a sign flip with a negative multiplier);
+    - `regime_edge`: the edge planted in one regime only (None: none), from its `from_trade` on;
+    - `raw_scale`: {component: factor}: the bot logs these components raw, as their signal times `factor`, not as
+      their weighted contribution; `entry_score` (the bot's own score) still sums the true contributions, and the
+      outcomes depend on the contributions.
     """
     if trades < 0:
         raise ValueError(f"trades must be >= 0, got {trades}")
+    _check_scenario(trades, edges, drift, regime_edge, raw_scale)
     rng = np.random.default_rng(seed)
     py_random = random.Random(seed)
     sessions = _sessions(start, trades, rng)
-    multipliers = _true_multipliers(rng)
-    draws, stats = _draw_trades(trades, sessions, multipliers, rng, shuffle_outcomes=shuffle_outcomes)
-    home = _Home(py_random, legacy_cutoff=_legacy_cutoff_us(draws))
+    multipliers = _true_multipliers(rng, edges, regime_edge)
+    draws, stats = _draw_trades(
+        trades,
+        sessions,
+        multipliers,
+        rng,
+        shuffle_outcomes=shuffle_outcomes,
+        drift=drift,
+        regime_edge=regime_edge,
+        raw_scale=raw_scale or {},
+    )
+    drift_truth = None
+    if drift is not None:
+        s, j = STRATEGIES.index(drift.strategy), ENTRY_COMPONENTS.index(drift.component)
+        at_session = int(draws.session[drift.at_trade]) if drift.at_trade < trades else len(sessions.days)
+        drift_truth = {
+            "strategy": drift.strategy,
+            "component": drift.component,
+            "at_trade": drift.at_trade,
+            "at_session": at_session,
+            "at_day": sessions.days[at_session].isoformat() if at_session < len(sessions.days) else None,
+            "before": round(float(multipliers[s, 0, j]), 4),
+            "after": drift.multiplier,
+        }
+        # `multipliers` is the truth at the end of the history.
+        multipliers[s, :, j] = drift.multiplier
+    home = _Home(py_random, legacy_cutoff=_legacy_cutoff_us(draws), raw_scale=raw_scale or {})
     for index in range(trades):
         home.add_trade(draws, index, sessions)
     for open_us, close_us in zip(sessions.opens_us.tolist(), sessions.closes_us.tolist(), strict=True):
@@ -352,7 +422,7 @@ def simulate(
             }
             for s, strategy in enumerate(STRATEGIES)
         },
-        regime_edge=REGIME_EDGE,
+        regime_edge=regime_edge,
         exit_effects_pct=dict(EXIT_EFFECTS_PCT),
         pnl_scale=stats["pnl_scale"],
         signal_std_pct=stats["signal_std_pct"],
@@ -366,6 +436,9 @@ def simulate(
         duplicate_rows=duplicates,
         legacy_key_trades=home.legacy_trade_count,
         unknown_key_trades=home.unknown_key_trade_count,
+        edges=dict(edges) if edges is not None else None,
+        drift=drift_truth,
+        raw_scale=dict(raw_scale) if raw_scale is not None else None,
     )
     (out / "truth.json").write_bytes(
         orjson.dumps(truth.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
@@ -406,29 +479,78 @@ def _sessions(start: date, trades: int, rng: np.random.Generator) -> _Sessions:
     return _Sessions(tuple(calendar.sessions[first : first + used]), opens[:used], closes[:used], counts)
 
 
-def _true_multipliers(rng: np.random.Generator) -> FloatArray:
-    """True multipliers [strategy, regime, component]: a spread over [0.4, 2.0] per strategy, plus the regime edge."""
+def _check_scenario(
+    trades: int,
+    edges: Mapping[str, float] | None,
+    drift: Drift | None,
+    regime_edge: RegimeEdge | None,
+    raw_scale: Mapping[str, float] | None,
+) -> None:
+    named = [*(edges or {}), *(raw_scale or {})]
+    if drift is not None:
+        named.append(drift.component)
+        if not 0 <= drift.at_trade <= trades:
+            raise ValueError(f"drift.at_trade must be within 0..{trades}, got {drift.at_trade}")
+        if drift.strategy not in STRATEGIES:
+            raise ValueError(f"drift.strategy must be one of {STRATEGIES}, got {drift.strategy!r}")
+        if regime_edge is not None and (regime_edge.strategy, regime_edge.component) == (
+            drift.strategy,
+            drift.component,
+        ):
+            raise ValueError(f"{drift.component!r} carries the regime edge; drift another component")
+    if regime_edge is not None:
+        named.append(regime_edge.component)
+        if regime_edge.regime not in REGIMES or regime_edge.strategy not in STRATEGIES:
+            raise ValueError(f"regime edge {regime_edge!r} names an unknown regime or strategy")
+    unknown = sorted(set(named) - set(ENTRY_COMPONENTS))
+    if unknown:
+        raise ValueError(f"not canonical entry components: {unknown}")
+    if any(not factor > 0.0 for factor in (raw_scale or {}).values()):
+        raise ValueError(f"raw_scale factors must be > 0, got {dict(raw_scale or {})}")
+
+
+def _true_multipliers(
+    rng: np.random.Generator, edges: Mapping[str, float] | None, regime_edge: RegimeEdge | None
+) -> FloatArray:
+    """True multipliers [strategy, regime, component]: a spread over [0.4, 2.0] per strategy (or `edges` with the
+    rest at 1), plus the regime edge."""
     components = len(ENTRY_COMPONENTS)
     multipliers = np.ones((len(STRATEGIES), len(REGIMES), components))
-    edge_strategy = STRATEGIES.index(REGIME_EDGE.strategy)
-    edge_component = ENTRY_COMPONENTS.index(REGIME_EDGE.component)
-    for s, strategy in enumerate(STRATEGIES):
-        pinned = _PINNED_MULTIPLIERS[strategy]
-        for component, value in pinned.items():
-            multipliers[s, :, ENTRY_COMPONENTS.index(component)] = value
-        free = [
-            j
-            for j, component in enumerate(ENTRY_COMPONENTS)
-            if component not in pinned and not (s == edge_strategy and j == edge_component)
-        ]
-        multipliers[s][:, free] = rng.permutation(np.geomspace(_MULTIPLIER_LOW, _MULTIPLIER_HIGH, len(free)))
-    multipliers[edge_strategy, :, edge_component] = REGIME_EDGE.elsewhere
-    multipliers[edge_strategy, REGIMES.index(REGIME_EDGE.regime), edge_component] = REGIME_EDGE.multiplier
+    if edges is not None:
+        for component, value in edges.items():
+            multipliers[:, :, ENTRY_COMPONENTS.index(component)] = value
+    else:
+        for s, strategy in enumerate(STRATEGIES):
+            pinned = _PINNED_MULTIPLIERS[strategy]
+            for component, value in pinned.items():
+                multipliers[s, :, ENTRY_COMPONENTS.index(component)] = value
+            free = [
+                j
+                for j, component in enumerate(ENTRY_COMPONENTS)
+                if component not in pinned
+                and not (
+                    regime_edge is not None and strategy == regime_edge.strategy and component == regime_edge.component
+                )
+            ]
+            multipliers[s][:, free] = rng.permutation(np.geomspace(_MULTIPLIER_LOW, _MULTIPLIER_HIGH, len(free)))
+    if regime_edge is not None:
+        edge_strategy = STRATEGIES.index(regime_edge.strategy)
+        edge_component = ENTRY_COMPONENTS.index(regime_edge.component)
+        multipliers[edge_strategy, :, edge_component] = regime_edge.elsewhere
+        multipliers[edge_strategy, REGIMES.index(regime_edge.regime), edge_component] = regime_edge.multiplier
     return multipliers
 
 
 def _draw_trades(
-    n: int, sessions: _Sessions, multipliers: FloatArray, rng: np.random.Generator, *, shuffle_outcomes: bool
+    n: int,
+    sessions: _Sessions,
+    multipliers: FloatArray,
+    rng: np.random.Generator,
+    *,
+    shuffle_outcomes: bool,
+    drift: Drift | None,
+    regime_edge: RegimeEdge | None,
+    raw_scale: Mapping[str, float],
 ) -> tuple[_Draws, dict[str, float]]:
     session = np.repeat(np.arange(sessions.trade_counts.size, dtype=np.int64), sessions.trade_counts)
     opens = sessions.opens_us[session]
@@ -457,6 +579,13 @@ def _draw_trades(
     strength = rng.gamma(_STRENGTH_SHAPE, _STRENGTH_SCALE, (n, base.size))
     contributions = np.where(present, np.round(base * strength, 4), 0.0)
     entry_score = np.round(contributions.sum(axis=1), 4)
+    logged = contributions
+    if raw_scale:
+        logged = contributions.copy()
+        for component, factor in raw_scale.items():
+            j = ENTRY_COMPONENTS.index(component)
+            raw_signal = np.round(math.copysign(factor, base[j]) * strength[:, j], 4)
+            logged[:, j] = np.where(present[:, j], raw_signal, 0.0)
 
     # Centred per strategy so the planted edge is about ranking trades, not about the average trade.
     means = np.zeros((len(STRATEGIES), base.size))
@@ -464,9 +593,27 @@ def _draw_trades(
         mine = strategy == s
         if mine.any():
             means[s] = contributions[mine].mean(axis=0)
-    raw = (multipliers[strategy, regime] * (contributions - means[strategy])).sum(axis=1)
+    centered = contributions - means[strategy]
+    planted = multipliers[strategy, regime]
+    late_edge = regime_edge is not None and regime_edge.from_trade > 0
+    if regime_edge is not None and late_edge:
+        in_edge_regime = (strategy == STRATEGIES.index(regime_edge.strategy)) & (
+            regime == REGIMES.index(regime_edge.regime)
+        )
+        planted[in_edge_regime, ENTRY_COMPONENTS.index(regime_edge.component)] = regime_edge.elsewhere
+    # The P&L scale comes from the edges as planted at the start, so a later change of one edge (a drift, a regime
+    # edge that starts late) changes that component's effect alone, never the others'.
+    raw = (planted * centered).sum(axis=1)
     raw_std = float(raw.std()) if n else 0.0
     pnl_scale = _SIGNAL_STD_PCT / raw_std if raw_std > 0 else 0.0
+    if regime_edge is not None and late_edge:
+        later = in_edge_regime & (np.arange(n) >= regime_edge.from_trade)
+        planted[later, ENTRY_COMPONENTS.index(regime_edge.component)] = regime_edge.multiplier
+    if drift is not None:
+        after = (strategy == STRATEGIES.index(drift.strategy)) & (np.arange(n) >= drift.at_trade)
+        planted[after, ENTRY_COMPONENTS.index(drift.component)] = drift.multiplier
+    if drift is not None or late_edge:
+        raw = (planted * centered).sum(axis=1)
     signal = pnl_scale * raw
 
     exit_family = rng.choice(len(_EXIT_FAMILIES), size=n, p=_EXIT_FAMILY_SHARES).astype(np.int64)
@@ -505,6 +652,7 @@ def _draw_trades(
         symbol=symbol,
         present=present,
         contributions=contributions,
+        logged=logged,
         entry_score=entry_score,
         exit_family=exit_family,
         is_scaled=is_scaled,
@@ -560,9 +708,10 @@ class _Position:
 class _Home:
     """Accumulates the rows of the four logs as (event_us, line) and lays them out at the end."""
 
-    def __init__(self, py_random: random.Random, legacy_cutoff: int) -> None:
+    def __init__(self, py_random: random.Random, legacy_cutoff: int, raw_scale: Mapping[str, float]) -> None:
         self._random = py_random
         self._legacy_cutoff = legacy_cutoff
+        self._raw_scale = raw_scale
         self._rows: dict[str, list[tuple[int, bytes]]] = {name: [] for name in LOG_FILES}
         self._counts: dict[str, dict[str, int]] = {
             "attribution": {"open": 0, "close": 0, "scale": 0},
@@ -748,7 +897,7 @@ class _Home:
         self._add("exit", "outcome", exit_row_us, self._strategy_field(exit_row, strategy))
 
     def _components(self, draws: _Draws, i: int, *, legacy: bool) -> dict[str, float]:
-        contributions = draws.contributions[i].tolist()
+        contributions = draws.logged[i].tolist()
         present = draws.present[i].tolist()
         components = {
             _log_key(name, legacy=legacy): contributions[j] for j, name in enumerate(ENTRY_COMPONENTS) if present[j]
@@ -898,11 +1047,16 @@ class _Home:
         start_us = rnd.randrange(open_us, close_us - 30 * _MINUTE_US)
         legacy = start_us < self._legacy_cutoff
         components: dict[str, float] = {}
+        score = 0.0
         for name in ENTRY_COMPONENTS:
             if rnd.random() < _PRESENCE[name]:
                 strength = 0.6 * rnd.gammavariate(_STRENGTH_SHAPE, _STRENGTH_SCALE)
-                components[_log_key(name, legacy=legacy)] = round(ENTRY_BASE_WEIGHTS[name] * strength, 4)
-        score = round(sum(components.values()), 4)
+                contribution = round(ENTRY_BASE_WEIGHTS[name] * strength, 4)
+                score += contribution
+                factor = self._raw_scale.get(name)
+                logged = contribution if factor is None else round(math.copysign(factor, contribution) * strength, 4)
+                components[_log_key(name, legacy=legacy)] = logged
+        score = round(score, 4)
         count = rnd.randint(3, 25)
         end_us = start_us + sum(rnd.randrange(10 * _SECOND_US, 60 * _SECOND_US) for _ in range(count))
         self._add_episode(strategy, symbol, direction, components, score, open_us=open_us, end_us=end_us, legacy=legacy)

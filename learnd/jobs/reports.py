@@ -271,6 +271,7 @@ def weekly_report_kept(
             "drift": _drift(recent, earlier, snapshot, alpha, min_group_trades),
             "regimes": _regime_analysis(recent, earlier, snapshot, alpha, min_group_trades),
             "tickers": _ticker_profiles(longrun, strategy),
+            "standardized": standardized_components(snapshot),
         }
     return {
         "report": "weekly",
@@ -307,6 +308,16 @@ def weekly_report_kept(
                 for proposal in proposals
             ],
         },
+    }
+
+
+def standardized_components(snapshot: Mapping[str, Any] | None) -> dict[str, float]:
+    """The components of one strategy's snapshot that the learner takes on a standardized scale (logged off the
+    contribution scale, raw), with the factor their logged values are learned at."""
+    return {
+        name: float(view["scale_factor"])
+        for name, view in sorted((snapshot or {}).items())
+        if isinstance(view, Mapping) and view.get("standardized")
     }
 
 
@@ -545,6 +556,15 @@ def render_weekly_markdown(report: Mapping[str, Any]) -> str:
                 for name, row in body["drift"]["components"].items()
             ],
         )
+        standardized = body.get("standardized") or {}
+        if standardized:
+            lines += [
+                "Learned on a standardized scale (logged off the contribution scale, e.g. raw; attributed P&L "
+                "above uses the logged values): "
+                + ", ".join(f"`{name}` x {factor:.4g}" for name, factor in standardized.items())
+                + ".",
+                "",
+            ]
         lines += ["### Regime analysis", ""]
         lines += _table(
             ["component", "works in (long-run)", "works in (recent)", "shifting in"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any, Final
 
 import numpy as np
@@ -23,26 +24,64 @@ from learnd.learning.multipliers import (
     decay_factor,
     ticker_scope,
 )
-from learnd.records.components import ENTRY_COMPONENTS
+from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
 from learnd.records.parse import TradeOutcome
 
 FloatArray = npt.NDArray[np.float64]
 
 MODEL: Final = "entry"
-STATE_VERSION: Final = 1
+# 2: robust reference, interval moves, change detection, standardized off-scale components, the bot's score gate.
+STATE_VERSION: Final = 2
 _INTERCEPT: Final = 0
 _SLOPE: Final = 1
 _FIRST_COMPONENT: Final = 2
 _COMPONENT_INDEX: Final[dict[str, int]] = {name: _FIRST_COMPONENT + i for i, name in enumerate(ENTRY_COMPONENTS)}
-_DIM: Final = _FIRST_COMPONENT + len(ENTRY_COMPONENTS)
+_K: Final = len(ENTRY_COMPONENTS)
+_DIM: Final = _FIRST_COMPONENT + _K
+_COMPONENTS: Final = slice(_FIRST_COMPONENT, _DIM)
+_BASE_WEIGHTS: Final = np.array([abs(ENTRY_BASE_WEIGHTS[name]) for name in ENTRY_COMPONENTS])
 # A component never seen still needs a finite prior variance; this is its stand-in mean squared contribution.
 _MIN_MEAN_SQUARE: Final = 1e-4
+# One trade moves a change statistic by at most this many standard deviations: a bad tick is one trade.
+_CHANGE_CLIP: Final = 4.0
+# The regimes' center is refitted at the close of every this many sessions (session index divisible by it).
+_CENTER_EVERY_SESSIONS: Final = 5
+_NORMAL: Final = NormalDist()
+# Off-scale detection needs this many components seen, each in this many trades, to know what the usual scale is.
+_MIN_SCALE_SAMPLES: Final = 10.0
+_MIN_SCALE_COMPONENTS: Final = 3
+# A component whose own estimate lies this many standard deviations from the reference is a clear edge: it is left
+# out of the median that makes the next reference.
+_REFERENCE_EDGE_Z: Final = 3.0
+# The coefficients fitted besides b: the intercept and the components (and their block of the matrices).
+_FREE_COEFFICIENTS: Final = np.array([_INTERCEPT, *range(_FIRST_COMPONENT, _DIM)])
+_FREE_BLOCK: Final = np.ix_(_FREE_COEFFICIENTS, _FREE_COEFFICIENTS)
+_FREE_DIAGONAL: Final = np.arange(_DIM - 1)
+_COMPONENT_DIAGONAL: Final = np.arange(_FIRST_COMPONENT, _DIM)
+# The data-only fit of the reference regularizes each coefficient by this many trades of its mean square.
+_DATA_RIDGE: Final = 1e-3
 
 
 class _Stats:
-    """Decayed weighted sufficient statistics of one scope: the regression's and per-component tallies."""
+    """Decayed weighted sufficient statistics of one scope: the regression's (in logged units), the score gate's,
+    each component's own moments (never forgotten: its scale and its change statistic are read from them), and
+    per-component tallies."""
 
-    __slots__ = ("losses", "pnl_sum", "present", "session", "weight", "wins", "xtx", "xty", "y2_sum", "y_sum")
+    __slots__ = (
+        "gate",
+        "losses",
+        "pnl_sum",
+        "present",
+        "session",
+        "squares",
+        "sums",
+        "weight",
+        "wins",
+        "xtx",
+        "xty",
+        "y2_sum",
+        "y_sum",
+    )
 
     def __init__(self) -> None:
         self.xtx: FloatArray = np.zeros((_DIM, _DIM))
@@ -50,10 +89,14 @@ class _Stats:
         self.weight = 0.0
         self.y_sum = 0.0
         self.y2_sum = 0.0
-        self.present: FloatArray = np.zeros(len(ENTRY_COMPONENTS))
-        self.wins: FloatArray = np.zeros(len(ENTRY_COMPONENTS))
-        self.losses: FloatArray = np.zeros(len(ENTRY_COMPONENTS))
-        self.pnl_sum: FloatArray = np.zeros(len(ENTRY_COMPONENTS))
+        # The score gate's regression of y on the trade's score g: sums of w g, w g^2, w g y and w y^2.
+        self.gate: FloatArray = np.zeros(4)
+        self.sums: FloatArray = np.zeros(_K)
+        self.squares: FloatArray = np.zeros(_K)
+        self.present: FloatArray = np.zeros(_K)
+        self.wins: FloatArray = np.zeros(_K)
+        self.losses: FloatArray = np.zeros(_K)
+        self.pnl_sum: FloatArray = np.zeros(_K)
         self.session: int | None = None
 
     def advance(self, session: int, half_life_sessions: float) -> None:
@@ -65,6 +108,9 @@ class _Stats:
             self.weight *= factor
             self.y_sum *= factor
             self.y2_sum *= factor
+            self.gate *= factor
+            self.sums *= factor
+            self.squares *= factor
             self.present *= factor
             self.wins *= factor
             self.losses *= factor
@@ -72,13 +118,19 @@ class _Stats:
         if self.session is None or session > self.session:
             self.session = session
 
-    def add(self, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray) -> None:
-        """Add one outcome of weight `weight`; `present` marks (0/1) the components it carried."""
+    def add(
+        self, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
+    ) -> None:
+        """Add one outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
         self.xtx += weight * np.outer(features, features)
         self.xty += (weight * y) * features
         self.weight += weight
         self.y_sum += weight * y
         self.y2_sum += weight * y * y
+        self.gate += weight * np.array([score, score * score, score * y, y * y])
+        contributions = features[_COMPONENTS]
+        self.sums += weight * contributions
+        self.squares += weight * contributions * contributions
         self.present += weight * present
         if pnl_pct > 0.0:
             self.wins += weight * present
@@ -86,11 +138,24 @@ class _Stats:
             self.losses += weight * present
         self.pnl_sum += (weight * pnl_pct) * present
 
-    def mean_squares(self) -> FloatArray:
-        """Per-coefficient mean squared feature, floored so an unseen component keeps a finite prior."""
-        if self.weight <= 0.0:
-            return np.full(_DIM, _MIN_MEAN_SQUARE)
-        return np.maximum(np.diagonal(self.xtx) / self.weight, _MIN_MEAN_SQUARE)
+    def forget(self, index: int) -> None:
+        """Forget the evidence on how outcomes follow component `index` about its mean, the rest of what the data
+        say untouched: the intercept moves with it, so the fit at the mean contribution stays (an edge that turns
+        changes the slope, not the average trade). A rank-one update of the information matrix, P - (Pu)(Pu)' /
+        u'Pu for u = e_j - mean e_0 (the Kalman step of an unbounded random walk in that one direction); it leaves
+        the data's estimate where it was, and the component's effect to its prior and to later trades."""
+        intercept = float(self.xtx[_INTERCEPT, _INTERCEPT])
+        if intercept <= 0.0:
+            return
+        mean = float(self.xtx[_INTERCEPT, index]) / intercept
+        direction = self.xtx[:, index] - mean * self.xtx[:, _INTERCEPT]
+        about_mean = float(direction[index]) - mean * float(direction[_INTERCEPT])
+        if about_mean <= _MIN_MEAN_SQUARE * _MIN_MEAN_SQUARE:
+            return
+        moment = float(self.xty[index]) - mean * float(self.xty[_INTERCEPT])
+        self.xtx -= np.outer(direction, direction) / about_mean
+        self.xty -= (moment / about_mean) * direction
+        self.y2_sum = max(0.0, self.y2_sum - moment * moment / about_mean)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -99,6 +164,9 @@ class _Stats:
             "weight": self.weight,
             "y_sum": self.y_sum,
             "y2_sum": self.y2_sum,
+            "gate": self.gate.tolist(),
+            "sums": self.sums.tolist(),
+            "squares": self.squares.tolist(),
             "present": self.present.tolist(),
             "wins": self.wins.tolist(),
             "losses": self.losses.tolist(),
@@ -115,10 +183,13 @@ class _Stats:
             stats.weight = float(state["weight"])
             stats.y_sum = float(state["y_sum"])
             stats.y2_sum = float(state["y2_sum"])
-            stats.present = _array(state["present"], (len(ENTRY_COMPONENTS),))
-            stats.wins = _array(state["wins"], (len(ENTRY_COMPONENTS),))
-            stats.losses = _array(state["losses"], (len(ENTRY_COMPONENTS),))
-            stats.pnl_sum = _array(state["pnl_sum"], (len(ENTRY_COMPONENTS),))
+            stats.gate = _array(state["gate"], (4,))
+            stats.sums = _array(state["sums"], (_K,))
+            stats.squares = _array(state["squares"], (_K,))
+            stats.present = _array(state["present"], (_K,))
+            stats.wins = _array(state["wins"], (_K,))
+            stats.losses = _array(state["losses"], (_K,))
+            stats.pnl_sum = _array(state["pnl_sum"], (_K,))
             session = state["session"]
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"bad entry statistics state: {error!r}") from error
@@ -126,6 +197,34 @@ class _Stats:
             raise StateError(f"bad entry statistics session: {session!r}")
         stats.session = session
         return stats
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """A scope's regression statistics on the learned scale: off-scale components divided down to the usual scale,
+    the score column their sum. Per-coefficient mean squares come from the never-forgotten moments."""
+
+    xtx: FloatArray
+    xty: FloatArray
+    mean_squares: FloatArray
+
+    @classmethod
+    def of(cls, stats: _Stats, scale: FloatArray | None) -> _Frame:
+        xtx, xty = stats.xtx, stats.xty
+        squares = stats.squares
+        if scale is not None:
+            transform = _transform(scale)
+            xtx = transform @ xtx @ transform.T
+            xty = transform @ xty
+            squares = squares * scale * scale
+        if not stats.weight > 0.0:
+            return cls(xtx, xty, np.full(_DIM, _MIN_MEAN_SQUARE))
+        mean_squares = np.empty(_DIM)
+        mean_squares[_INTERCEPT] = xtx[_INTERCEPT, _INTERCEPT]
+        mean_squares[_SLOPE] = xtx[_SLOPE, _SLOPE]
+        mean_squares[_COMPONENTS] = squares
+        mean_squares /= stats.weight
+        return cls(xtx, xty, np.maximum(mean_squares, _MIN_MEAN_SQUARE, out=mean_squares))
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +248,20 @@ class _Posterior:
         )
         return float(contrast / math.sqrt(max(variance, 1e-300)))
 
+    def interval(self, index: int, z: float) -> tuple[float, float] | None:
+        """The multipliers the evidence does not reject at `z` (|z_against| <= z): an interval around the target
+        (Fieller's, so the reference's uncertainty widens it); None while b itself is not `z` from 0."""
+        b = float(self.mean[_SLOPE])
+        d = float(self.mean[index])
+        z2 = z * z
+        quadratic = b * b - z2 * float(self.cov[_SLOPE, _SLOPE])
+        if quadratic <= 0.0:
+            return None
+        half_linear = d * b - z2 * float(self.cov[index, _SLOPE])
+        constant = d * d - z2 * float(self.cov[index, index])
+        root = math.sqrt(max(0.0, half_linear * half_linear - quadratic * constant))
+        return 1.0 + (half_linear - root) / quadratic, 1.0 + (half_linear + root) / quadratic
+
     def joint_z(self, seen: npt.NDArray[np.bool_]) -> float:
         """Evidence that the seen components' effects are not all equal (the base weights' proportions are wrong):
         the Wald statistic of their d_j, a chi-square on (seen - 1) degrees of freedom, as a normal z."""
@@ -170,16 +283,33 @@ class _Posterior:
         """Component's fitted effect per unit contribution relative to the average component's: 1 + d_j / b (b > 0)."""
         return float(1.0 + self.mean[index] / self.mean[_SLOPE])
 
+    def targets(self) -> FloatArray:
+        """Every component's target (b > 0)."""
+        targets: FloatArray = 1.0 + self.mean[_COMPONENTS] / self.mean[_SLOPE]
+        return targets
+
+    def target_variances(self) -> FloatArray:
+        """Delta-method variance of each target 1 + d_j / b."""
+        b = float(self.mean[_SLOPE])
+        excess = self.targets() - 1.0
+        diagonal = np.diagonal(self.cov)[_COMPONENTS]
+        cross = self.cov[_COMPONENTS, _SLOPE]
+        variance: FloatArray = diagonal - 2.0 * excess * cross + excess * excess * self.cov[_SLOPE, _SLOPE]
+        return np.maximum(variance, 1e-300) / (b * b)
+
 
 @dataclass(frozen=True, slots=True)
 class _Gate:
-    """Whether a scope may learn: enough trades and a static score with an edge; and whether its components'
-    effects as a whole differ (`is_reweighting`)."""
+    """Whether a scope may learn: enough trades and a score with an edge; and whether its components' effects as a
+    whole differ (`is_reweighting`)."""
 
     score_z: float
     joint_z: float
     is_open: bool
     is_reweighting: bool
+    # The z a component's own evidence needs without the joint test's license: z_threshold, Bonferroni-corrected
+    # across the components seen (each is looked at every trade; 21 at z 2 would move one on noise alone).
+    own_z: float = 2.0
 
     @classmethod
     def of(cls, stats: _Stats, posterior: _Posterior, params: LearningParams) -> _Gate:
@@ -188,16 +318,95 @@ class _Gate:
         edge_z = _score_z(stats, params)
         if edge_z < params.z_threshold:
             return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
-        joint_z = posterior.joint_z(stats.present >= params.min_component_samples)
-        return cls(edge_z, joint_z, is_open=True, is_reweighting=joint_z >= params.z_threshold)
+        seen = stats.present >= params.min_component_samples
+        joint_z = posterior.joint_z(seen)
+        tail = (1.0 - _NORMAL.cdf(params.z_threshold)) / max(1, int(seen.sum()))
+        return cls(
+            edge_z,
+            joint_z,
+            is_open=True,
+            is_reweighting=joint_z >= params.z_threshold,
+            own_z=_NORMAL.inv_cdf(1.0 - tail),
+        )
+
+
+class _Changes:
+    """Per-component change detection of one strategy: the two one-sided CUSUM statistics, the alarms raised
+    (their count and the last one's session) and until which session each component's moves are boosted."""
+
+    __slots__ = ("alarms", "boost_until", "down", "last_alarm", "mean", "scale", "up")
+
+    def __init__(self) -> None:
+        self.up: FloatArray = np.zeros(_K)
+        self.down: FloatArray = np.zeros(_K)
+        # Per component, as of the last session close: its mean contribution and 1 / its standard deviation (0 for
+        # a component not watched yet), which standardize the trades of the next session.
+        self.mean: FloatArray = np.zeros(_K)
+        self.scale: FloatArray = np.zeros(_K)
+        self.alarms: list[int] = [0] * _K
+        self.last_alarm: list[int] = [-1] * _K
+        self.boost_until: list[int] = [-1] * _K
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "up": self.up.tolist(),
+            "down": self.down.tolist(),
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+            "alarms": self.alarms,
+            "last_alarm": self.last_alarm,
+            "boost_until": self.boost_until,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Changes:
+        changes = cls()
+        try:
+            changes.up = _array(state["up"], (_K,))
+            changes.down = _array(state["down"], (_K,))
+            changes.mean = _array(state["mean"], (_K,))
+            changes.scale = _array(state["scale"], (_K,))
+            changes.alarms = [int(value) for value in state["alarms"]]
+            changes.last_alarm = [int(value) for value in state["last_alarm"]]
+            changes.boost_until = [int(value) for value in state["boost_until"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise StateError(f"bad entry change-detection state: {error!r}") from error
+        if not len(changes.alarms) == len(changes.last_alarm) == len(changes.boost_until) == _K:
+            raise StateError("bad entry change-detection state: wrong number of components")
+        return changes
+
+    def standardize(self, stats: _Stats, params: LearningParams) -> None:
+        """Take the contributions' means and spreads for the next session from the strategy-wide moments; only a
+        component seen in `min_component_samples` trades is watched."""
+        if not stats.weight > 0.0:
+            return
+        mean = stats.sums / stats.weight
+        variance = stats.squares / stats.weight - mean * mean
+        watched = (stats.present >= params.min_component_samples) & (variance > _MIN_MEAN_SQUARE * _MIN_MEAN_SQUARE)
+        self.mean = mean
+        self.scale = np.where(watched, 1.0 / np.sqrt(np.where(watched, variance, 1.0)), 0.0)
 
 
 class _StrategyState:
-    __slots__ = ("multipliers", "scopes")
+    """One strategy: its scopes' statistics and multipliers, and what the session closes keep up to date (the
+    components' scale factors, the reference effect and the cross-regime centers) and the change detector."""
+
+    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes")
 
     def __init__(self) -> None:
         self.scopes: dict[str, _Stats] = {}
         self.multipliers: dict[str, dict[str, BoundedMultiplier]] = {}
+        # Per component: the factor its logged values are learned at (None: every component on scale).
+        self.scale: FloatArray | None = None
+        # The average component's effect and its variance: the weighted median of the components' own estimates
+        # (None until the first session close, when b is fitted with the rest).
+        self.reference: tuple[float, float] | None = None
+        # Per component: the robust center of the regimes' own targets, which regime scopes are pooled toward.
+        self.center: FloatArray | None = None
+        self.changes = _Changes()
+
+    def scale_factors(self) -> FloatArray:
+        return np.ones(_K) if self.scale is None else self.scale
 
 
 class EntryModel:
@@ -206,36 +415,40 @@ class EntryModel:
     Credit is a regression: y = a + b * score + sum_j d_j * x_j, where x_j is component j's logged contribution
     (base weight x signal, so toxicity_penalty's is <= 0), score = sum_j x_j and y the P&L percent clipped to
     +-pnl_clip_pct, each trade weighted by its closed fraction. Component j's effect per unit contribution is
-    b + d_j. The d_j share one ridge prior at 0 ("the base weights are right"), `ridge_prior_trades` trades of the
-    average component each, and a and b are nearly free: so b is the average component's effect (each component
-    counting at most once, a noisy one less), not the score's slope, which the dominant component would set. The
-    target multiplier of j is 1 + d_j / b, its effect relative to the average component's: options_flow, most of
-    the score, can be told apart from the rest, and above 1 for toxicity_penalty means toxic trades do worse than
-    the -0.9 weight already implies (a harsher penalty). A component that always fires with a strong one gets no
-    share of its credit unless its own contribution tracks the outcome.
+    b + d_j. The d_j share one prior at 0 ("the base weights are right"), `ridge_prior_trades` trades of the
+    average component each, and a and b are nearly free: so b is the average component's effect, not the score's
+    slope, which the dominant component would set. The prior is a Student-t (`robust_prior_dof`), fitted by
+    expectation-maximisation at each session close: a component far from the rest (a strong edge, or one that has
+    just turned) gets a looser prior and stops pulling b, so "the average component" is the bulk of them and one
+    component's drift does not move every other multiplier. The target multiplier of j is 1 + d_j / b.
 
-    The sums (X'WX, X'Wy, ...) decay by half every `half_life_sessions` sessions of event time, strategy-wide,
-    per regime and per ticker. A regime's (ticker's) prior is the strategy-wide posterior widened by a deviation
-    variance worth `regime_prior_trades` (`ticker_prior_trades`) trades: a thin regime reads like the strategy,
-    a well-fed one like itself, and regimes are never merged. The noise variance comes from the fit's residuals.
+    A component logged off the contribution scale (its root mean square per unit of base weight `off_scale_ratio`
+    times the median component's, or less by as much: the bot logged it raw) is learned, scored and reported
+    standardized: its values divided down to the median component's scale.
+
+    The sums decay by half every `half_life_sessions` sessions of event time, strategy-wide, per regime and per
+    ticker. A change detector watches each component strategy-wide: a two-sided CUSUM of the trade's standardized
+    residual times the component's standardized contribution (the score of its coefficient), in event order. At
+    an alarm the component keeps only `change_keep` of its old evidence in every scope of the strategy, the rest
+    of the regression untouched, and may move faster for a while; the others keep all theirs.
 
     Gates, each at z_threshold: nothing moves until the strategy has `min_effective_samples` effective trades and
-    the static score shows an edge there (the slope of P&L on the score), nor in a regime (ticker) until it has
-    as many trades and an edge of its own; a component must be in the trade and in `min_component_samples` of
-    the scope's. Then a multiplier moves when the evidence on its own effect lies z_threshold standard deviations
-    from what the multiplier stands for (from 1: the component's own z), or when the components' effects as a
+    its score shows an edge there (the slope of P&L on the trade's score: the bot's `entry_score` where the row
+    carries it, else the sum of the learned-scale contributions); a component must be in the trade and in
+    `min_component_samples` of the scope's. Then a multiplier moves when the evidence on its own effect lies
+    z_threshold standard deviations from what the multiplier stands for, or when the components' effects as a
     whole are z_threshold from equal (a Wald test: the base weights' proportions are wrong) and its own evidence
-    is still `joint_component_z` from where it stands. Most components are too rare or too small for their own z
-    to clear 2 in a few thousand noisy trades; the joint test lets them follow their shrunk estimates once the
-    weighting as a whole is shown wrong. A moved multiplier that later evidence no longer supports is pulled
-    back. Moves go toward the target, capped per trade (times the trade's weight) and per session, bounded to
-    [min_multiplier, max_multiplier].
+    is still `joint_component_z` from where it stands. It moves toward the nearest multiplier the evidence does
+    not reject at `interval_z` (the near edge of its credible interval), never further: a component whose
+    evidence is consistent with where its multiplier stands stays there. Moves are capped per trade (times the
+    trade's weight) and per session (`change_step_per_session` for `change_boost_sessions` after a change alarm),
+    bounded to [min_multiplier, max_multiplier].
 
-    A regime's (ticker's) multipliers start at 1 and follow the strategy-wide ones, on that scope's trades, unless
-    the scope's pooled evidence departs from the strategy-wide multiplier by z_threshold (then they move toward
-    the scope's own target, and stay apart while that evidence holds at `joint_component_z`). A thin regime's
-    noise thus never reaches its multipliers, while an edge of its own does. `score` uses the trade's regime;
-    ticker multipliers are reported for the shell to use as it sees fit.
+    A regime (ticker) is pooled: its prior is the strategy-wide posterior widened by a deviation variance worth
+    `regime_prior_trades` (`ticker_prior_trades`) trades, centered for a regime on the robust center of the
+    regimes' own targets (a weighted median, refreshed at session closes), so an edge of one regime does not
+    reach the others through the strategy-wide figure. Its multipliers move toward their own pooled target by the
+    same rules, under the strategy's gate. `score` uses the trade's regime.
     """
 
     def __init__(self, params: LearningParams) -> None:
@@ -255,6 +468,10 @@ class EntryModel:
         features, present = _features(trade.components)
         y = clip(trade.pnl_pct, -params.pnl_clip_pct, params.pnl_clip_pct)
         strategy = self._strategies.setdefault(trade.strategy, _StrategyState())
+        # The score the gate tests: the bot's own where the row carries it, else the learned-scale sum.
+        score = trade.entry_score
+        if score is None:
+            score = float(features[_SLOPE] if strategy.scale is None else strategy.scale @ features[_COMPONENTS])
         scopes = [GLOBAL_SCOPE, regime_scope(trade.regime)]
         if params.per_ticker:
             scopes.append(ticker_scope(trade.symbol))
@@ -263,13 +480,15 @@ class EntryModel:
             if stats is None:
                 stats = strategy.scopes[scope] = _Stats()
             stats.advance(session, params.half_life_sessions)
-            stats.add(features, y, trade.pnl_pct, trade.weight, present)
+            stats.add(features, y, trade.pnl_pct, trade.weight, present, score=score)
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
-        global_posterior = _global_posterior(global_stats, params)
+        global_frame = _Frame.of(global_stats, strategy.scale)
+        global_posterior = _global_posterior(global_stats, global_frame, strategy.reference, params)
         global_gate = _Gate.of(global_stats, global_posterior, params)
         moved = [name for name, contribution in trade.components if contribution != 0.0]
-        origin = _Origin(trade.event_us, trade.strategy, params.max_step_per_trade * trade.weight, "")
+        step_cap = params.max_step_per_trade * trade.weight
+        origin = _Origin(trade.event_us, trade.strategy, step_cap, step_cap * _boost_ratio(params), "")
         changes = self._move(
             origin,
             session,
@@ -280,41 +499,44 @@ class EntryModel:
             gate=global_gate,
             components=moved,
         )
-        for scope in scopes[1:]:
-            if not global_gate.is_open:
-                break
-            stats = strategy.scopes[scope]
-            posterior = _pooled_posterior(stats, global_stats, global_posterior, self._prior_trades(scope), params)
-            gate = _Gate.of(stats, posterior, params)
-            changes += self._move(
-                origin,
-                session,
-                strategy=strategy,
-                scope=scope,
-                stats=stats,
-                posterior=posterior,
-                gate=gate,
-                components=moved,
-                followed=strategy.multipliers.get(GLOBAL_SCOPE, {}),
-            )
+        if global_gate.is_open:
+            for scope in scopes[1:]:
+                stats = strategy.scopes[scope]
+                posterior = self._scope_posterior(strategy, scope, global_frame, global_posterior)
+                changes += self._move(
+                    origin,
+                    session,
+                    strategy=strategy,
+                    scope=scope,
+                    stats=stats,
+                    posterior=posterior,
+                    gate=global_gate,
+                    components=moved,
+                )
+        if global_stats.weight >= params.min_effective_samples:
+            self._watch_changes(strategy, global_posterior, features, y, weight=trade.weight, session=session)
         return changes
 
     def settle_session(self, session: int, event_us: int) -> list[MultiplierChange]:
-        """The daily (medium-term) update, once per session, at its close: every strategy-wide multiplier whose
-        evidence at the day's end passes the same gates moves toward its target by what the day's trades left of
-        the session's budget. Rare components that the per-trade cap held back catch up here; nothing moves
-        further than max_step_per_session within the session. A function of the ledger and the session
-        boundary only."""
+        """The daily (medium-term) update, once per session, at its close. First what the session closes keep up
+        to date, from the evidence at the day's end: each strategy's off-scale factors, its reference effect and
+        its regimes' center. Then every strategy-wide multiplier whose evidence passes the same gates moves toward
+        its target by what the day's trades left of the session's budget: rare components that the per-trade cap
+        held back catch up here; nothing moves further than the session cap within the session. A function of the
+        ledger and the session boundary only."""
         params = self.params
         changes: list[MultiplierChange] = []
+        # How the bot logs a component is the bot's, not a strategy's: every strategy's trades tell the scale.
+        wide = [state.scopes[GLOBAL_SCOPE] for _, state in sorted(self._strategies.items())]
+        scale = _off_scale_factors(
+            np.sum([stats.squares for stats in wide], axis=0), np.sum([stats.present for stats in wide], axis=0), params
+        )
         for name in sorted(self._strategies):
             strategy = self._strategies[name]
-            stats = strategy.scopes.get(GLOBAL_SCOPE)
-            if stats is None:
-                continue
-            posterior = _global_posterior(stats, params)
+            stats = strategy.scopes[GLOBAL_SCOPE]
+            _, posterior = self._refresh(strategy, session, scale)
             gate = _Gate.of(stats, posterior, params)
-            origin = _Origin(event_us, name, params.max_step_per_session, "daily_settle ")
+            origin = _Origin(event_us, name, params.max_step_per_session, _boosted_session_cap(params), "daily_settle ")
             changes += self._move(
                 origin,
                 session,
@@ -325,6 +547,45 @@ class EntryModel:
                 gate=gate,
                 components=list(ENTRY_COMPONENTS),
             )
+            if gate.is_open:
+                changes += self._creep(origin, session, strategy, stats, posterior)
+        return changes
+
+    def _creep(
+        self, origin: _Origin, session: int, strategy: _StrategyState, stats: _Stats, posterior: _Posterior
+    ) -> list[MultiplierChange]:
+        """Moved strategy-wide multipliers that the evidence holds inside their interval creep toward the best
+        estimate, by at most `creep_per_session` a session and never across 1: where a move stopped is where the
+        evidence stood then, and a move later evidence does not bear out is undone, slowly."""
+        params = self.params
+        changes: list[MultiplierChange] = []
+        multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
+        for name in sorted(multipliers):
+            multiplier = multipliers[name]
+            index = _COMPONENT_INDEX[name]
+            if multiplier.value == 1.0 or stats.present[index - _FIRST_COMPONENT] < params.min_component_samples:
+                continue
+            interval = posterior.interval(index, params.interval_z)
+            if interval is None:
+                continue
+            if abs(posterior.z_against(index, multiplier.value)) > params.interval_z:
+                continue
+            if interval[0] <= 1.0 <= interval[1]:
+                # The evidence no longer bears the move out: back toward 1.
+                target = 1.0
+            elif abs(posterior.z_against(index, 1.0)) >= params.z_threshold:
+                # A clear edge: toward its best estimate, never across 1.
+                target = posterior.target(index)
+                if (target - 1.0) * (multiplier.value - 1.0) <= 0.0:
+                    continue
+            else:
+                continue
+            old = multiplier.value
+            new = multiplier.step_toward(target, session, params.creep_per_session, params, params.creep_per_session)
+            if new != old:
+                reason = f"creep component_z={posterior.z(index):+.2f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
+                samples = float(stats.present[index - _FIRST_COMPONENT])
+                changes.append(origin.change(name, GLOBAL_SCOPE, old=old, new=new, reason=reason, samples=samples))
         return changes
 
     def decay_stale(
@@ -369,7 +630,7 @@ class EntryModel:
 
     def multiplier(self, strategy: str, component: str, regime: str | None = None) -> float:
         """The current multiplier, strategy-wide or of a regime (`ticker:SYM` for a ticker); a regime never seen
-        falls back to the strategy-wide multiplier, a seen one has its own (1.0 until it follows or departs)."""
+        falls back to the strategy-wide multiplier, a seen one has its own (1.0 until its evidence moves it)."""
         state = self._strategies.get(strategy)
         if state is None:
             return 1.0
@@ -380,9 +641,18 @@ class EntryModel:
         return 1.0 if found is None else found.value
 
     def score(self, trade: TradeOutcome) -> float:
-        """The trade's entry score re-weighted by the multipliers of its strategy and regime."""
+        """The trade's entry score re-weighted by the multipliers of its strategy and regime, each contribution on
+        the learned scale (an off-scale component standardized)."""
+        state = self._strategies.get(trade.strategy)
+        scale = state.scale if state is not None else None
+        regime = regime_scope(trade.regime)
         return math.fsum(
-            self.multiplier(trade.strategy, name, regime_scope(trade.regime)) * contribution
+            self.multiplier(trade.strategy, name, regime)
+            * (
+                contribution
+                if scale is None
+                else contribution * float(scale[_COMPONENT_INDEX[name] - _FIRST_COMPONENT])
+            )
             for name, contribution in trade.components
         )
 
@@ -390,32 +660,48 @@ class EntryModel:
         """Strategies seen, sorted."""
         return sorted(self._strategies)
 
+    def scale_factors(self, strategy: str) -> dict[str, float]:
+        """The components of `strategy` learned on a standardized scale (logged off the contribution scale), with
+        the factor their logged values are learned at; empty when every component is on scale."""
+        state = self._strategies.get(strategy)
+        if state is None or state.scale is None:
+            return {}
+        return {name: float(state.scale[i]) for i, name in enumerate(ENTRY_COMPONENTS) if state.scale[i] != 1.0}
+
     def scopes(self, strategy: str) -> list[str]:
         """The scopes a strategy has learned in besides strategy-wide: its regimes, and `ticker:SYM` scopes."""
         state = self._strategies.get(strategy)
         return sorted(scope for scope in state.scopes if scope != GLOBAL_SCOPE) if state is not None else []
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-able view: {strategy: {component: {multiplier, samples, z, target, effect, score_z, joint_z, wins,
-        losses, total_pnl, by_regime: {regime: {...same...}}, by_ticker: {symbol: {...}}}}}."""
+        """JSON-able view: {strategy: {component: {multiplier, samples, z, target, interval, effect, score_z,
+        joint_z, wins, losses, total_pnl, scale_factor, standardized, change_alarms, last_change_session,
+        by_regime: {regime: {...the scope's keys...}}, by_ticker: {symbol: {...}}}}}."""
         params = self.params
         result: dict[str, Any] = {}
         for strategy_name in sorted(self._strategies):
             state = self._strategies[strategy_name]
             global_stats = state.scopes[GLOBAL_SCOPE]
-            global_posterior = _global_posterior(global_stats, params)
+            global_frame = _Frame.of(global_stats, state.scale)
+            global_posterior = _global_posterior(global_stats, global_frame, state.reference, params)
             views: dict[str, dict[str, dict[str, Any]]] = {
                 GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior, params)
             }
             for scope in sorted(state.scopes):
                 if scope == GLOBAL_SCOPE:
                     continue
-                stats = state.scopes[scope]
-                posterior = _pooled_posterior(stats, global_stats, global_posterior, self._prior_trades(scope), params)
-                views[scope] = _scope_view(state, scope, stats, posterior, params)
+                posterior = self._scope_posterior(state, scope, global_frame, global_posterior)
+                views[scope] = _scope_view(state, scope, state.scopes[scope], posterior, params)
+            scale = state.scale_factors()
             components: dict[str, Any] = {}
-            for name in ENTRY_COMPONENTS:
+            for name, index in _COMPONENT_INDEX.items():
+                component = index - _FIRST_COMPONENT
                 entry = dict(views[GLOBAL_SCOPE][name])
+                entry["scale_factor"] = float(scale[component])
+                entry["standardized"] = bool(scale[component] != 1.0)
+                entry["change_alarms"] = state.changes.alarms[component]
+                last = state.changes.last_alarm[component]
+                entry["last_change_session"] = last if last >= 0 else None
                 entry["by_regime"] = {
                     scope: view[name]
                     for scope, view in views.items()
@@ -443,6 +729,12 @@ class EntryModel:
                         scope: {component: multiplier.to_state() for component, multiplier in by_component.items()}
                         for scope, by_component in state.multipliers.items()
                     },
+                    "changes": state.changes.to_state(),
+                    # What the session closes keep, once they have it (absent, not null: null in a state means a
+                    # number that was not finite).
+                    **({"scale": state.scale.tolist()} if state.scale is not None else {}),
+                    **({"reference": list(state.reference)} if state.reference is not None else {}),
+                    **({"center": state.center.tolist()} if state.center is not None else {}),
                 }
                 for name, state in self._strategies.items()
             },
@@ -451,7 +743,8 @@ class EntryModel:
 
     @classmethod
     def from_state(cls, params: LearningParams, state: dict[str, Any]) -> EntryModel:
-        """A model that continues exactly where the one that wrote `state` stopped; StateError when unusable."""
+        """A model that continues exactly where the one that wrote `state` stopped; StateError when unusable (a
+        state of another model or version included: the shell relearns those from the ledger)."""
         if state.get("model") != MODEL or state.get("version") != STATE_VERSION:
             raise StateError(
                 f"entry model state is {state.get('model')!r} version {state.get('version')!r}, "
@@ -475,6 +768,14 @@ class EntryModel:
                 scope: {component: BoundedMultiplier.from_state(value) for component, value in by_component.items()}
                 for scope, by_component in multipliers.items()
             }
+            try:
+                strategy.scale = _array(raw["scale"], (_K,)) if "scale" in raw else None
+                reference = raw.get("reference")
+                strategy.reference = None if reference is None else (float(reference[0]), float(reference[1]))
+                strategy.center = _array(raw["center"], (3, _K)) if "center" in raw else None
+            except (IndexError, TypeError, ValueError) as error:
+                raise StateError(f"entry model state for strategy {name!r} is malformed: {error!r}") from error
+            strategy.changes = _Changes.from_state(raw.get("changes", {}))
             model._strategies[name] = strategy
         model._decayed_at = {
             (str(strategy), str(scope), str(component)): int(session)
@@ -482,10 +783,78 @@ class EntryModel:
         }
         return model
 
-    def _prior_trades(self, scope: str) -> float:
+    def _scope_posterior(
+        self, strategy: _StrategyState, scope: str, global_frame: _Frame, global_posterior: _Posterior
+    ) -> _Posterior:
+        """A regime's (ticker's) pooled posterior; a regime is pooled toward the regimes' robust center."""
+        stats = strategy.scopes[scope]
         if scope.startswith(TICKER_SCOPE_PREFIX):
-            return self.params.ticker_prior_trades
-        return self.params.regime_prior_trades
+            prior_trades, center = self.params.ticker_prior_trades, None
+        else:
+            prior_trades, center = self.params.regime_prior_trades, strategy.center
+        return _pooled_posterior(
+            _Frame.of(stats, strategy.scale),
+            stats,
+            global_frame,
+            global_posterior,
+            prior_trades=prior_trades,
+            center=center,
+            params=self.params,
+        )
+
+    def _refresh(self, strategy: _StrategyState, session: int, scale: FloatArray | None) -> tuple[_Frame, _Posterior]:
+        """What a session close keeps up to date for one strategy, from its evidence at the close: the off-scale
+        factors, the reference effect (the average component's), the regimes' center (every
+        `_CENTER_EVERY_SESSIONS` sessions: it moves slowly and costs a fit per regime) and the change detector's
+        standardization. The strategy-wide frame and posterior after it."""
+        params = self.params
+        stats = strategy.scopes[GLOBAL_SCOPE]
+        strategy.scale = scale
+        frame = _Frame.of(stats, strategy.scale)
+        reference = _reference(stats, frame, strategy.reference, params)
+        if reference is not None and strategy.reference is not None:
+            # Smoothed over sessions: the median steps when components trade places around it.
+            kept = decay_factor(params.reference_half_life_sessions, 1)
+            reference = (kept * strategy.reference[0] + (1.0 - kept) * reference[0], reference[1])
+        strategy.reference = reference
+        posterior = _global_posterior(stats, frame, strategy.reference, params)
+        if strategy.center is None or session % _CENTER_EVERY_SESSIONS == 0:
+            strategy.center = _regime_center(strategy, posterior, params)
+        strategy.changes.standardize(stats, params)
+        return frame, posterior
+
+    def _watch_changes(
+        self,
+        strategy: _StrategyState,
+        posterior: _Posterior,
+        features: FloatArray,
+        y: float,
+        *,
+        weight: float,
+        session: int,
+    ) -> None:
+        """Feed the change detector one trade. At an alarm the component's old evidence is forgotten in every scope
+        of the strategy (its prior and the trades to come decide its effect from then on) and its moves are
+        boosted for `change_boost_sessions` sessions."""
+        params = self.params
+        changes = strategy.changes
+        learned = features if strategy.scale is None else _transform(strategy.scale) @ features
+        residual = (y - float(posterior.mean @ learned)) / math.sqrt(posterior.noise_var)
+        # The score of each component's coefficient: the residual times its contribution, both standardized.
+        score = np.clip(
+            (residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP, _CHANGE_CLIP
+        )
+        allowance = params.change_allowance * changes.scale.astype(bool)
+        changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
+        changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
+        threshold = params.change_threshold
+        for component in np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist():
+            for scope_stats in strategy.scopes.values():
+                scope_stats.forget(_FIRST_COMPONENT + component)
+            changes.up[component] = changes.down[component] = 0.0
+            changes.alarms[component] += 1
+            changes.last_alarm[component] = session
+            changes.boost_until[component] = session + params.change_boost_sessions
 
     def _move(
         self,
@@ -498,11 +867,10 @@ class EntryModel:
         posterior: _Posterior,
         gate: _Gate,
         components: list[str],
-        followed: dict[str, BoundedMultiplier] | None = None,
     ) -> list[MultiplierChange]:
-        """Step the multipliers of `scope`; `followed` (for a regime or ticker) are the strategy-wide ones, which
-        the scope follows unless its own evidence departs from them by z_threshold."""
-        if followed is None and not gate.is_open:
+        """Step the multipliers of `scope` (a regime or ticker under its strategy's gate) toward the near edge of
+        their credible intervals, where the evidence rejects where they stand."""
+        if not gate.is_open or not posterior.has_reference():
             return []
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
@@ -515,65 +883,66 @@ class EntryModel:
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
             # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-            # stands, so a move that later evidence no longer supports can be undone.
+            # stands, so a move that later evidence no longer supports is undone.
             z_current = posterior.z_against(index, current)
-            basis = ""
-            if followed is None:
-                if abs(z_current) < params.z_threshold and not (
-                    gate.is_reweighting and abs(z_current) >= params.joint_component_z
-                ):
-                    continue
-                # b > 0 here (the gate checked), so the target lies on the side z_current points to.
-                target = posterior.target(index)
-            else:
-                strategy_wide = followed.get(name)
-                target = 1.0 if strategy_wide is None else strategy_wide.value
-                z_departure = abs(posterior.z_against(index, target))
-                # Once a scope stands apart by more than a session's move, it stays apart on weaker evidence, so
-                # a departure does not flicker around the threshold.
-                apart = abs(current - target) > params.max_step_per_session
-                departs = gate.is_open and (
-                    z_departure >= params.z_threshold or (apart and z_departure >= params.joint_component_z)
-                )
-                if departs and abs(z_current) >= params.joint_component_z:
-                    target = posterior.target(index)
-                elif departs or current == target:
-                    continue
-                else:
-                    basis = "follows_strategy "
+            if abs(z_current) <= params.interval_z:
+                continue
+            licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
+            if abs(z_current) < gate.own_z and not (
+                _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
+            ):
+                continue
+            interval = posterior.interval(index, params.interval_z)
+            if interval is None:
+                continue
+            target = interval[1] if current > interval[1] else interval[0]
+            boosted = session <= strategy.changes.boost_until[index - _FIRST_COMPONENT]
             if multiplier is None:
                 multiplier = multipliers[name] = BoundedMultiplier()
             old = multiplier.value
-            new = multiplier.step_toward(target, session, origin.step_cap, params)
-            if new != old:
-                changes.append(
-                    MultiplierChange(
-                        event_us=origin.event_us,
-                        strategy=origin.strategy,
-                        model=MODEL,
-                        component=name,
-                        regime=scope,
-                        old=old,
-                        new=new,
-                        reason=(
-                            f"{origin.reason}{basis}component_z={posterior.z(index):+.2f} "
-                            f"z_vs_current={z_current:+.2f} joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
-                            f"target={target:.3f}"
-                        ),
-                        samples=samples,
-                    )
+            if boosted:
+                new = multiplier.step_toward(
+                    target, session, origin.boosted_step_cap, params, _boosted_session_cap(params)
                 )
+            else:
+                new = multiplier.step_toward(target, session, origin.step_cap, params)
+            if new != old:
+                reason = (
+                    f"{origin.reason}{'change_boost ' if boosted else ''}"
+                    f"component_z={posterior.z(index):+.2f} z_vs_current={z_current:+.2f} "
+                    f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
+                    f"target={posterior.target(index):.3f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
+                )
+                changes.append(origin.change(name, scope, old=old, new=new, reason=reason, samples=samples))
         return changes
 
 
 @dataclass(frozen=True, slots=True)
 class _Origin:
-    """What prompts a move: its event time, strategy, step cap and a reason prefix (a trade, a session close)."""
+    """What prompts a move: its event time, strategy, step caps (usual, and after a change alarm) and a reason
+    prefix (a trade, a session close)."""
 
     event_us: int
     strategy: str
     step_cap: float
+    boosted_step_cap: float
     reason: str
+
+    def change(
+        self, component: str, scope: str, *, old: float, new: float, reason: str, samples: float
+    ) -> MultiplierChange:
+        """The record of one multiplier's move that this prompted."""
+        return MultiplierChange(
+            event_us=self.event_us,
+            strategy=self.strategy,
+            model=MODEL,
+            component=component,
+            regime=scope,
+            old=old,
+            new=new,
+            reason=reason,
+            samples=samples,
+        )
 
 
 def regime_scope(regime: str) -> str:
@@ -583,10 +952,32 @@ def regime_scope(regime: str) -> str:
     return regime
 
 
+def _is_licensed(strategy: _StrategyState, scope: str, name: str, gate: _Gate, params: LearningParams) -> bool:
+    """Whether a multiplier may move on modest evidence of its own (joint_component_z) rather than on the gate's
+    corrected own_z: strategy-wide, when the joint test says the components' weighting is wrong; in a regime (or
+    ticker), when the strategy-wide multiplier of that component has moved (the regime refines an edge the
+    strategy has) or its regimes' own data differ (the center's spread z at z_threshold)."""
+    if scope == GLOBAL_SCOPE:
+        return gate.is_reweighting
+    component = _COMPONENT_INDEX[name] - _FIRST_COMPONENT
+    if strategy.center is not None and strategy.center[2, component] >= params.z_threshold:
+        return True
+    wide = strategy.multipliers.get(GLOBAL_SCOPE, {}).get(name)
+    return wide is not None and wide.value != 1.0
+
+
+def _boosted_session_cap(params: LearningParams) -> float:
+    return max(params.change_step_per_session, params.max_step_per_session)
+
+
+def _boost_ratio(params: LearningParams) -> float:
+    return _boosted_session_cap(params) / params.max_step_per_session
+
+
 def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, FloatArray]:
-    """Regression row (1, score, x_1..x_K) and the 0/1 presence of each component."""
+    """Regression row (1, score, x_1..x_K) in logged units and the 0/1 presence of each component."""
     features = np.zeros(_DIM)
-    present = np.zeros(len(ENTRY_COMPONENTS))
+    present = np.zeros(_K)
     features[_INTERCEPT] = 1.0
     for name, contribution in components:
         index = _COMPONENT_INDEX.get(name)
@@ -599,70 +990,256 @@ def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, Fl
     return features, present
 
 
-def _global_posterior(stats: _Stats, params: LearningParams) -> _Posterior:
-    """Strategy-wide posterior (normal / inverse-gamma): ridge at 0 on each d_j worth `ridge_prior_trades` trades
-    of the average component (one strength for all, so b is an average over components, not over score variance),
-    `coefficient_prior_trades` on a and b; the noise variance comes from the ridge fit's residuals."""
-    mean_squares = stats.mean_squares()
+def _transform(scale: FloatArray) -> FloatArray:
+    """The linear map from a logged regression row (1, score, x) to the learned one (1, sum_j s_j x_j, s * x)."""
+    transform = np.eye(_DIM)
+    transform[_SLOPE, _SLOPE] = 0.0
+    transform[_SLOPE, _COMPONENTS] = scale
+    transform[_COMPONENTS, _COMPONENTS] = np.diag(scale)
+    return transform
+
+
+def _global_posterior(
+    stats: _Stats, frame: _Frame, reference: tuple[float, float] | None, params: LearningParams
+) -> _Posterior:
+    """Strategy-wide posterior (normal / inverse-gamma): a prior at 0 on each d_j worth `ridge_prior_trades` trades
+    of the average component (one strength for all), `coefficient_prior_trades` on a; the noise variance comes from
+    the fit's residuals. b, the average component's effect, is the `reference` (its value and variance) once there
+    is one, so the d_j are each component's distance from the median component and shrink toward it; before
+    that, b is fitted with the rest, nearly free."""
+    mean_squares = frame.mean_squares
     prior = np.empty(_DIM)
     prior[_INTERCEPT] = params.coefficient_prior_trades * mean_squares[_INTERCEPT]
     prior[_SLOPE] = params.coefficient_prior_trades * mean_squares[_SLOPE]
-    prior[_FIRST_COMPONENT:] = params.ridge_prior_trades * _common_mean_square(mean_squares)
-    # Prior precisions in units of 1 / noise variance make the posterior mean independent of the noise level.
-    unscaled_inverse = _symmetric_inverse(stats.xtx + np.diag(prior))
-    mean = unscaled_inverse @ stats.xty
-    # y'Wy - mean'X'Wy is the residual plus the prior penalty at the posterior mean.
-    residual = max(0.0, stats.y2_sum - float(mean @ stats.xty))
-    degrees = max(0.0, stats.weight - _DIM)
-    noise_var = (residual + params.noise_prior_trades * params.noise_prior_var) / (degrees + params.noise_prior_trades)
-    return _Posterior(mean, unscaled_inverse * noise_var, noise_var)
+    prior[_COMPONENTS] = params.ridge_prior_trades * _common_mean_square(mean_squares)
+    if reference is None:
+        # Prior precisions in units of 1 / noise variance make the posterior mean independent of the noise level.
+        unscaled_inverse = _symmetric_inverse(frame.xtx + np.diag(prior))
+        mean = unscaled_inverse @ frame.xty
+        # y'Wy - mean'X'Wy is the residual plus the prior penalty at the posterior mean.
+        residual = max(0.0, stats.y2_sum - float(mean @ frame.xty))
+        degrees = max(0.0, stats.weight - _DIM)
+        noise_var = _noise_var(residual, degrees, params)
+        return _Posterior(mean, unscaled_inverse * noise_var, noise_var)
+    # b fixed at the reference: regress y - b * score on the intercept and the components.
+    effect, effect_var = reference
+    moment = frame.xty - effect * frame.xtx[:, _SLOPE]
+    y2_sum = stats.y2_sum - 2.0 * effect * float(frame.xty[_SLOPE]) + effect * effect * float(frame.xtx[_SLOPE, _SLOPE])
+    free = _FREE_COEFFICIENTS
+    information = frame.xtx[_FREE_BLOCK]
+    information[_FREE_DIAGONAL, _FREE_DIAGONAL] += prior[free]
+    unscaled_inverse = _symmetric_inverse(information)
+    free_moment = moment[free]
+    fitted = unscaled_inverse @ free_moment
+    residual = max(0.0, y2_sum - float(fitted @ free_moment))
+    noise_var = _noise_var(residual, max(0.0, stats.weight - _DIM + 1), params)
+    mean = np.empty(_DIM)
+    mean[free] = fitted
+    mean[_SLOPE] = effect
+    cov = np.zeros((_DIM, _DIM))
+    cov[_FREE_BLOCK] = unscaled_inverse * noise_var
+    cov[_SLOPE, _SLOPE] = effect_var
+    return _Posterior(mean, cov, noise_var)
+
+
+def _noise_var(residual: float, degrees: float, params: LearningParams) -> float:
+    return (residual + params.noise_prior_trades * params.noise_prior_var) / (degrees + params.noise_prior_trades)
+
+
+def _reference(
+    stats: _Stats, frame: _Frame, previous: tuple[float, float] | None, params: LearningParams
+) -> tuple[float, float] | None:
+    """The average component's effect per unit contribution, and its variance: the weighted median of the seen
+    components' own estimates (the data alone, each component's weight 1 / (its variance + the prior's), so none
+    counts for more than one), leaving out the components whose estimates lie _REFERENCE_EDGE_Z standard
+    deviations from the `previous` reference (or a first median): a clear edge is no average component. So one
+    component that turns, a strong edge before and after, never moves it, and every other multiplier stays where
+    its own evidence puts it. None without three components seen or when the median effect is not positive."""
+    seen = stats.present >= params.min_component_samples
+    if int(seen.sum()) < _MIN_SCALE_COMPONENTS:
+        return None
+    estimates, variances, noise_var = _own_effects(stats, frame, params)
+    prior_var = noise_var / (params.ridge_prior_trades * _common_mean_square(frame.mean_squares))
+    weights = np.where(seen, 1.0 / (variances + prior_var), 0.0)
+    center = previous[0] if previous is not None else _weighted_median(estimates[seen], weights[seen])
+    average = seen & (np.abs(estimates - center) <= _REFERENCE_EDGE_Z * np.sqrt(variances))
+    if int(average.sum()) >= _MIN_SCALE_COMPONENTS:
+        weights = np.where(average, weights, 0.0)
+        seen = average
+    effect = _weighted_median(estimates[seen], weights[seen])
+    if not effect > 0.0:
+        return None
+    # The median's sampling variance is about pi / 2 times the weighted mean's, whose variance comes from the
+    # estimates' noise alone (the median of these components, not of a population of components).
+    total = float(weights.sum())
+    return effect, 0.5 * math.pi * float((weights * weights * variances).sum()) / (total * total)
+
+
+def _own_effects(stats: _Stats, frame: _Frame, params: LearningParams) -> tuple[FloatArray, FloatArray, float]:
+    """Each component's effect per unit contribution as the scope's data alone say it (no prior but a whisper of
+    ridge, which keeps a forgotten or unseen component's column from making the system singular), its variance,
+    and the noise variance."""
+    free = _FREE_COEFFICIENTS
+    information = frame.xtx[_FREE_BLOCK]
+    information[_FREE_DIAGONAL, _FREE_DIAGONAL] += _DATA_RIDGE * frame.mean_squares[free]
+    inverse = _symmetric_inverse(information)
+    fitted = inverse @ frame.xty[free]
+    residual = max(0.0, stats.y2_sum - float(fitted @ frame.xty[free]))
+    noise_var = _noise_var(residual, max(0.0, stats.weight - _DIM + 1), params)
+    return fitted[1:], np.diagonal(inverse)[1:] * noise_var, noise_var
 
 
 def _score_z(stats: _Stats, params: LearningParams) -> float:
-    """How many standard errors the slope of P&L on the static score lies above 0 in this scope's own trades."""
+    """How many standard errors the slope of P&L on the trade's score (the bot's entry_score where rows carry it)
+    lies above 0 in this scope's own trades."""
     if stats.weight <= 0.0:
         return 0.0
-    gram = stats.xtx[:_FIRST_COMPONENT, :_FIRST_COMPONENT]
-    moment = stats.xty[:_FIRST_COMPONENT]
+    g_sum, g2_sum, gy_sum, y2_sum = stats.gate.tolist()
     # A tiny ridge keeps a scope whose scores never varied invertible; it reads as no edge.
-    inverse = _symmetric_inverse(gram + np.diag(np.full(_FIRST_COMPONENT, _MIN_MEAN_SQUARE)))
-    coefficients = inverse @ moment
-    residual = max(0.0, stats.y2_sum - float(coefficients @ moment))
-    degrees = max(0.0, stats.weight - _FIRST_COMPONENT)
-    noise_var = (residual + params.noise_prior_trades * params.noise_prior_var) / (degrees + params.noise_prior_trades)
-    return float(coefficients[_SLOPE] / math.sqrt(inverse[_SLOPE, _SLOPE] * noise_var))
+    weight = stats.weight + _MIN_MEAN_SQUARE
+    g2_sum += _MIN_MEAN_SQUARE
+    determinant = weight * g2_sum - g_sum * g_sum
+    if not determinant > 0.0:
+        return 0.0
+    slope = (weight * gy_sum - g_sum * stats.y_sum) / determinant
+    intercept = (g2_sum * stats.y_sum - g_sum * gy_sum) / determinant
+    residual = max(0.0, y2_sum - intercept * stats.y_sum - slope * gy_sum)
+    noise_var = _noise_var(residual, max(0.0, stats.weight - _FIRST_COMPONENT), params)
+    return float(slope / math.sqrt(weight / determinant * noise_var))
 
 
 def _common_mean_square(mean_squares: FloatArray) -> float:
     """The average component's mean squared contribution, over the components seen."""
-    components = mean_squares[_FIRST_COMPONENT:]
+    components = mean_squares[_COMPONENTS]
     seen = components[components > _MIN_MEAN_SQUARE]
     return float(seen.mean()) if seen.size else _MIN_MEAN_SQUARE
 
 
 def _pooled_posterior(
-    stats: _Stats, global_stats: _Stats, global_posterior: _Posterior, prior_trades: float, params: LearningParams
+    frame: _Frame,
+    stats: _Stats,
+    global_frame: _Frame,
+    global_posterior: _Posterior,
+    *,
+    prior_trades: float,
+    center: FloatArray | None,
+    params: LearningParams,
 ) -> _Posterior:
     """A regime's (ticker's) posterior: its prior is the strategy-wide posterior widened by a deviation variance
-    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that."""
+    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. With a
+    `center` (target multipliers), the prior's component effects are moved there."""
     prior_mean = global_posterior.mean
-    # Residuals about the strategy-wide fit: no circularity, and a regime that differs looks noisier (cautious).
+    prior_cov = global_posterior.cov
+    if center is not None:
+        prior_mean = prior_mean.copy()
+        prior_mean[_COMPONENTS] = (center[0] - 1.0) * prior_mean[_SLOPE]
+        # The center is known less well than the strategy-wide fit: its variance widens the prior.
+        prior_cov = prior_cov.copy()
+        prior_cov[_COMPONENT_DIAGONAL, _COMPONENT_DIAGONAL] += center[1] * prior_mean[_SLOPE] ** 2
+    # Residuals about the prior: no circularity, and a regime that differs looks noisier (cautious).
     residual = max(
         0.0,
-        stats.y2_sum - 2.0 * float(prior_mean @ stats.xty) + float(prior_mean @ (stats.xtx @ prior_mean)),
+        stats.y2_sum - 2.0 * float(prior_mean @ frame.xty) + float(prior_mean @ (frame.xtx @ prior_mean)),
     )
     noise_var = (residual + params.noise_prior_trades * global_posterior.noise_var) / (
         stats.weight + params.noise_prior_trades
     )
-    # Like the ridge, a component's deviation is worth `prior_trades` trades of the average component, so a
-    # rarely seen or weakly weighted component follows the strategy unless its regime is much better fed.
-    mean_squares = global_stats.mean_squares()
-    mean_squares[_FIRST_COMPONENT:] = _common_mean_square(mean_squares)
-    deviation_var = noise_var / (prior_trades * mean_squares)
-    prior_precision = _symmetric_inverse(global_posterior.cov + np.diag(deviation_var))
-    cov = _symmetric_inverse(stats.xtx / noise_var + prior_precision)
-    mean = cov @ (stats.xty / noise_var + prior_precision @ prior_mean)
+    # A component's deviation is worth `prior_trades` trades carrying it (its own mean square): a component with
+    # a small base weight can show a regime's edge as readily as a large one, on as many trades.
+    deviation_var = noise_var / (prior_trades * global_frame.mean_squares)
+    prior_precision = _symmetric_inverse(prior_cov + np.diag(deviation_var))
+    cov = _symmetric_inverse(frame.xtx / noise_var + prior_precision)
+    mean = cov @ (frame.xty / noise_var + prior_precision @ prior_mean)
     return _Posterior(mean, cov, noise_var)
+
+
+def _off_scale_factors(squares: FloatArray, present: FloatArray, params: LearningParams) -> FloatArray | None:
+    """Per component, the factor its logged values are learned at, from the sums of their squares and the number
+    of trades that carried them: 1 on the contribution scale; for a component whose root mean square per unit of
+    base weight lies off_scale_ratio times above the median component's (logged raw: it would dominate the score),
+    the factor that brings it to the median. None when every component is on scale. A component logged smaller
+    than its weight implies is left as it is: it cannot dominate the score, and the bot caps some (etf_flow,
+    squeeze_score), so its multiplier must keep meaning what the bot applies it to."""
+    # A raw component is tens of times off scale: a few trades tell, long before its effect can be learned.
+    seen = present >= _MIN_SCALE_SAMPLES
+    if int(seen.sum()) < _MIN_SCALE_COMPONENTS:
+        return None
+    ratios = np.sqrt(np.where(seen, squares, 0.0) / np.where(seen, present, 1.0)) / _BASE_WEIGHTS
+    usual = float(np.sort(ratios[seen])[int(seen.sum()) // 2])
+    if not usual > 0.0:
+        return None
+    off = seen & (ratios > usual * params.off_scale_ratio)
+    if not off.any():
+        return None
+    return np.where(off, usual / np.where(off, ratios, 1.0), 1.0)
+
+
+def _regime_center(strategy: _StrategyState, posterior: _Posterior, params: LearningParams) -> FloatArray | None:
+    """Per component (rows): the precision-weighted median of the regimes' own targets (each regime fitted on its
+    own trades), what a regime is pooled toward, so one regime's edge does not pull the others; its variance; and
+    how far the regimes' own data spread about their weighted mean (a chi-square on regimes - 1 degrees of freedom,
+    as a normal z): whether the component's effect differs between regimes at all. None without a reference or
+    three regimes fed; a component that too few regimes carry takes the strategy-wide target and no spread."""
+    if strategy.reference is None or not posterior.has_reference():
+        return None
+    effect = strategy.reference[0]
+    targets: list[FloatArray] = []
+    precisions: list[FloatArray] = []
+    data_targets: list[FloatArray] = []
+    data_precisions: list[FloatArray] = []
+    # In name order: sums over regimes must not depend on the order their scopes were first seen or restored in.
+    for scope, stats in sorted(strategy.scopes.items()):
+        if (
+            scope == GLOBAL_SCOPE
+            or scope.startswith(TICKER_SCOPE_PREFIX)
+            or stats.weight < params.min_effective_samples
+        ):
+            continue
+        frame = _Frame.of(stats, strategy.scale)
+        own = _global_posterior(stats, frame, None, params)
+        if not own.has_reference():
+            continue
+        seen = stats.present >= params.min_component_samples
+        targets.append(own.targets())
+        precisions.append(np.where(seen, 1.0 / own.target_variances(), 0.0))
+        estimates, variances, _ = _own_effects(stats, frame, params)
+        data_targets.append(estimates / effect)
+        data_precisions.append(np.where(seen, effect * effect / variances, 0.0))
+    if len(targets) < _MIN_SCALE_COMPONENTS:
+        return None
+    weights = np.array(precisions)
+    counts = np.count_nonzero(weights, axis=0)
+    enough = counts >= _MIN_SCALE_COMPONENTS
+    medians = _column_weighted_medians(np.array(targets), weights)
+    # The median's sampling variance is about pi / 2 times the weighted mean's.
+    variances = 0.5 * math.pi / np.where(enough, weights.sum(axis=0), 1.0)
+    values, weights = np.array(data_targets), np.array(data_precisions)
+    means = (weights * values).sum(axis=0) / np.where(enough, weights.sum(axis=0), 1.0)
+    chi2 = (weights * (values - means) ** 2).sum(axis=0)
+    degrees = np.maximum(counts - 1, 1)
+    spread = 2.0 / (9.0 * degrees)
+    split = np.where(enough, (np.cbrt(chi2 / degrees) - (1.0 - spread)) / np.sqrt(spread), 0.0)
+    return np.array(
+        [
+            np.where(enough, medians, posterior.targets()),
+            np.where(enough, variances, posterior.target_variances()),
+            split,
+        ]
+    )
+
+
+def _weighted_median(values: FloatArray, weights: FloatArray) -> float:
+    """The value at which the weights, taken in the values' order, reach half their total (the lower one on a tie)."""
+    return float(_column_weighted_medians(values[:, np.newaxis], weights[:, np.newaxis])[0])
+
+
+def _column_weighted_medians(values: FloatArray, weights: FloatArray) -> FloatArray:
+    """`_weighted_median` of each column."""
+    order = np.argsort(values, axis=0, kind="stable")
+    cumulative = np.cumsum(np.take_along_axis(weights, order, axis=0), axis=0)
+    first = np.argmax(cumulative >= 0.5 * cumulative[-1], axis=0)
+    medians: FloatArray = np.take_along_axis(np.take_along_axis(values, order, axis=0), first[np.newaxis, :], axis=0)[0]
+    return medians
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:
@@ -681,11 +1258,13 @@ def _scope_view(
     for name, index in _COMPONENT_INDEX.items():
         component = index - _FIRST_COMPONENT
         found = multipliers.get(name)
+        interval = posterior.interval(index, params.interval_z) if has_slope else None
         view[name] = {
             "multiplier": 1.0 if found is None else found.value,
             "samples": float(stats.present[component]),
             "z": posterior.z(index),
             "target": posterior.target(index) if has_slope else None,
+            "interval": list(interval) if interval is not None else None,
             "effect": float(posterior.mean[index]),
             "score_z": edge_z,
             "joint_z": joint_z,

@@ -30,6 +30,10 @@ class ScoringModel(Protocol):
         """Fold one outcome in; the multiplier changes it caused."""
         ...
 
+    def settle_session(self, session: int, event_us: int) -> Sequence[MultiplierChange]:
+        """Close trading session `session` (its daily update); the multiplier changes it caused."""
+        ...
+
     def score(self, trade: TradeOutcome) -> float:
         """The trade's score under the multipliers learned so far."""
         ...
@@ -39,8 +43,11 @@ class ScoringModel(Protocol):
 class GroupEvaluation:
     """Learned against static scores on one slice of the scored trades (all, one regime, month or strategy).
 
-    `interval` is the 95 % day-block bootstrap interval of `ic_difference` (learned minus static Spearman IC),
-    None when the slice spans fewer than two trading days.
+    The static score is the bot's own `entry_score` where the row carries it (the score the bot ranks by), else the
+    sum of the logged contributions; `ic_sum` is the sum's IC on every trade, the other static baseline (they
+    differ where the bot logs a component raw, off the contribution scale). `interval` is the 95 % day-block
+    bootstrap interval of `ic_difference` (learned minus static Spearman IC), None when the slice spans fewer than
+    two trading days.
     """
 
     label: str
@@ -48,6 +55,7 @@ class GroupEvaluation:
     days: int
     ic_learned: float
     ic_static: float
+    ic_sum: float
     ic_difference: float
     interval: tuple[float, float] | None
     hit_rate_learned: float
@@ -63,6 +71,7 @@ class GroupEvaluation:
             "ic_difference": self.ic_difference,
             "ic_learned": self.ic_learned,
             "ic_static": self.ic_static,
+            "ic_sum": self.ic_sum,
             "interval": list(self.interval) if self.interval is not None else None,
             "trades": self.trades,
             "win_rate": self.win_rate,
@@ -78,6 +87,7 @@ class Evaluation:
     by_month: tuple[GroupEvaluation, ...]
     by_strategy: tuple[GroupEvaluation, ...]
     scored_trades: int
+    entry_score_trades: int
     learned_outcomes: int
     partial_outcomes: int
     duplicate_outcomes: int
@@ -98,6 +108,7 @@ class Evaluation:
             "change_count": self.change_count,
             "confidence_level": CONFIDENCE,
             "duplicate_outcomes": self.duplicate_outcomes,
+            "entry_score_trades": self.entry_score_trades,
             "learned_outcomes": self.learned_outcomes,
             "overall": self.overall.to_dict(),
             "partial_outcomes": self.partial_outcomes,
@@ -117,11 +128,15 @@ class Evaluation:
             f"{self.bootstrap_samples} day-block bootstrap "
             f"samples (seed {self.seed})"
         )
-        columns = (
-            f"{'slice':<32} {'trades':>6} {'days':>5} {'IC learned':>10} {'IC static':>9} {'diff':>8}  "
-            f"{'95% interval':<19} {'top20% win learned/static':>25}"
+        baseline = (
+            f"static = the bot's entry_score on {self.entry_score_trades} of {self.scored_trades} trades, the sum of "
+            "the logged components on the rest; IC sum = the sum of the components on every trade"
         )
-        lines = [header, "", columns, "-" * len(columns)]
+        columns = (
+            f"{'slice':<32} {'trades':>6} {'days':>5} {'IC learned':>10} {'IC static':>9} {'IC sum':>7} "
+            f"{'diff':>8}  {'95% interval':<19} {'top20% win learned/static':>25}"
+        )
+        lines = [header, baseline, "", columns, "-" * len(columns)]
         sections = (
             ("", (self.overall,)),
             ("strategy ", self.by_strategy),
@@ -148,9 +163,11 @@ def evaluate(
 ) -> Evaluation:
     """Test-then-train over `trades` in event order: each closed trade is scored, then learned from.
 
-    The learned score is the model's before it has seen the trade; the static score is the base-weight entry
-    score (the sum of the logged contributions). Partial closes are learned from but not scored; an outcome whose
-    key was already seen (the bot repeating a row) is skipped. `session_of` maps event microseconds to a
+    The learned score is the model's before it has seen the trade; the static score is the bot's `entry_score`
+    where the row carries it, else the base-weight score (the sum of the logged contributions), which is also
+    reported on its own (`ic_sum`). Partial closes are learned from but not scored; an outcome whose key was
+    already seen (the bot repeating a row) is skipped. A session closes in the model (its daily update) when the
+    first trade of a later one comes, as in the trade learner. `session_of` maps event microseconds to a
     trading-session index (the day blocks of the bootstrap).
     """
     if bootstrap_samples < 1:
@@ -159,20 +176,31 @@ def evaluate(
     ordered = sorted(trades, key=lambda trade: (trade.event_us, trade.key))
     learned: list[float] = []
     static: list[float] = []
+    summed: list[float] = []
     pnl: list[float] = []
     days: list[int] = []
     scored: list[TradeOutcome] = []
     turnover: dict[int, float] = {}
     change_count = 0
     seen: set[str] = set()
+    open_session: int | None = None
+    entry_scores = 0
     for trade in ordered:
         if trade.key in seen:
             continue
         seen.add(trade.key)
         session = session_of(trade.event_us)
+        if open_session is not None and session > open_session:
+            settled = model.settle_session(open_session, trade.event_us)
+            change_count += len(settled)
+            turnover[open_session] = turnover.get(open_session, 0.0) + math.fsum(abs(c.new - c.old) for c in settled)
+        open_session = session if open_session is None else max(open_session, session)
         if not trade.is_partial:
             learned.append(model.score(trade))
-            static.append(math.fsum(contribution for _, contribution in trade.components))
+            total = math.fsum(contribution for _, contribution in trade.components)
+            summed.append(total)
+            static.append(total if trade.entry_score is None else trade.entry_score)
+            entry_scores += trade.entry_score is not None
             pnl.append(trade.pnl_pct)
             days.append(session)
             scored.append(trade)
@@ -183,6 +211,7 @@ def evaluate(
     columns = _Columns(
         learned=np.asarray(learned, dtype=np.float64),
         static=np.asarray(static, dtype=np.float64),
+        summed=np.asarray(summed, dtype=np.float64),
         pnl=np.asarray(pnl, dtype=np.float64),
         days=np.asarray(days, dtype=np.int64),
     )
@@ -208,6 +237,7 @@ def evaluate(
         by_month=by("month"),
         by_strategy=by("strategy"),
         scored_trades=len(scored),
+        entry_score_trades=entry_scores,
         learned_outcomes=len(seen),
         partial_outcomes=len(seen) - len(scored),
         duplicate_outcomes=len(ordered) - len(seen),
@@ -234,6 +264,7 @@ def top_hit_rate(scores: ArrayLike, pnl: ArrayLike, share: float = TOP_SHARE) ->
 class _Columns:
     learned: FloatArray
     static: FloatArray
+    summed: FloatArray
     pnl: FloatArray
     days: npt.NDArray[np.int64]
 
@@ -241,9 +272,10 @@ class _Columns:
 def _evaluate_group(
     label: str, columns: _Columns, mask: npt.NDArray[np.bool_] | None, *, samples: int, seed: int
 ) -> GroupEvaluation:
-    learned, static, pnl, days = columns.learned, columns.static, columns.pnl, columns.days
+    learned, static, summed = columns.learned, columns.static, columns.summed
+    pnl, days = columns.pnl, columns.days
     if mask is not None:
-        learned, static, pnl, days = learned[mask], static[mask], pnl[mask], days[mask]
+        learned, static, summed, pnl, days = learned[mask], static[mask], summed[mask], pnl[mask], days[mask]
     ic_learned = spearman(learned, pnl)
     ic_static = spearman(static, pnl)
     return GroupEvaluation(
@@ -252,6 +284,7 @@ def _evaluate_group(
         days=int(np.unique(days).size),
         ic_learned=ic_learned,
         ic_static=ic_static,
+        ic_sum=spearman(summed, pnl),
         ic_difference=ic_learned - ic_static,
         interval=spearman_difference_interval(learned, static, pnl, days, samples=samples, seed=seed),
         hit_rate_learned=top_hit_rate(learned, pnl),
@@ -275,5 +308,5 @@ def _render_row(label: str, group: GroupEvaluation) -> str:
     hits = f"{group.hit_rate_learned:.3f} / {group.hit_rate_static:.3f}"
     return (
         f"{label:<32} {group.trades:>6} {group.days:>5} {group.ic_learned:>10.4f} {group.ic_static:>9.4f} "
-        f"{group.ic_difference:>+8.4f}  {interval:<19} {hits:>25}"
+        f"{group.ic_sum:>7.4f} {group.ic_difference:>+8.4f}  {interval:<19} {hits:>25}"
     )

@@ -58,12 +58,16 @@ class BoundedMultiplier:
         self.session = session
         self.moved_in_session = moved_in_session
 
-    def step_toward(self, target: float, session: int, step_cap: float, params: LearningParams) -> float:
-        """Move toward `target` by at most `step_cap` and what is left of this session's budget; the new value."""
+    def step_toward(
+        self, target: float, session: int, step_cap: float, params: LearningParams, session_cap: float | None = None
+    ) -> float:
+        """Move toward `target` by at most `step_cap` and what is left of this session's budget (`session_cap`,
+        max_step_per_session unless given); the new value."""
         if self.session != session:
             self.session = session
             self.moved_in_session = 0.0
-        budget = max(0.0, params.max_step_per_session - self.moved_in_session)
+        cap = params.max_step_per_session if session_cap is None else session_cap
+        budget = max(0.0, cap - self.moved_in_session)
         bounded_target = clip(target, params.min_multiplier, params.max_multiplier)
         gap = bounded_target - self.value
         step = min(abs(gap), step_cap, budget)

@@ -14,6 +14,8 @@ import orjson
 
 from learnd.config import LearningParams
 from learnd.errors import RecordError
+from learnd.learning.entry_model import MODEL as ENTRY_MODEL
+from learnd.learning.entry_model import STATE_VERSION as ENTRY_STATE_VERSION
 from learnd.learning.entry_model import EntryModel, regime_scope
 from learnd.learning.exit_model import ExitModel
 from learnd.learning.learner import NOTHING, Applied, History, LearnedModel, Learner
@@ -67,6 +69,9 @@ class TradeLearner(Learner):
         self._replay_pending = False
         self._dirty = False
         self._model: LearnedModel | None = None
+        # The entry state was written by an older learnd: the entry side is relearned from the ledger before the
+        # next commit (finish_batch); until then the model is empty.
+        self.is_relearning = False
         if state is None:
             self.entry = EntryModel(params)
             self.exit = ExitModel(params)
@@ -80,7 +85,12 @@ class TradeLearner(Learner):
             self.last_evidence: dict[tuple[str, str, str], int] = {}
         else:
             document = orjson.loads(state)
-            self.entry = EntryModel.from_state(params, document["entry"])
+            entry_state = document["entry"]
+            if _is_older_entry_state(entry_state):
+                self.entry = EntryModel(params)
+                self.is_relearning = self._replay_pending = True
+            else:
+                self.entry = EntryModel.from_state(params, entry_state)
             self.exit = ExitModel.from_state(params, document["exit"])
             self.last_trade = (document["last_trade"][0], document["last_trade"][1])
             self.last_exit = (document["last_exit"][0], document["last_exit"][1])
@@ -206,6 +216,7 @@ class TradeLearner(Learner):
             regimes = [scope for scope in scopes if not scope.startswith(TICKER_SCOPE_PREFIX)]
             tickers = [scope for scope in scopes if scope.startswith(TICKER_SCOPE_PREFIX)]
             components: dict[str, Any] = {}
+            scale = self.entry.scale_factors(strategy)
             for name in ENTRY_COMPONENTS:
                 view: dict[str, Any] = {
                     "multiplier": self.entry.multiplier(strategy, name),
@@ -213,6 +224,10 @@ class TradeLearner(Learner):
                         scope: {"multiplier": self.entry.multiplier(strategy, name, scope)} for scope in regimes
                     },
                 }
+                if name in scale:
+                    # Learned on a standardized scale: the reports say so.
+                    view["standardized"] = True
+                    view["scale_factor"] = scale[name]
                 if self.params.per_ticker:
                     view["by_ticker"] = {
                         scope.removeprefix(TICKER_SCOPE_PREFIX): {
@@ -268,6 +283,7 @@ class TradeLearner(Learner):
         self.last_evidence = fresh.last_evidence
         self.current_session = max(self.current_session, fresh.current_session)
         self.counts["replays"] += 1
+        self.is_relearning = False
         self._dirty = True
         self._model = None
         return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
@@ -336,6 +352,14 @@ class TradeLearner(Learner):
                 last_trade_us=self.last_trade[0],
             )
         return self._model
+
+
+def _is_older_entry_state(state: object) -> bool:
+    """An entry model state an older learnd wrote (a version this one relearns rather than reads)."""
+    if not isinstance(state, dict) or state.get("model") != ENTRY_MODEL:
+        return False
+    version = state.get("version")
+    return isinstance(version, int) and 1 <= version < ENTRY_STATE_VERSION
 
 
 def _differences(before: dict[str, Any], after: dict[str, Any], model: str, event_us: int) -> list[MultiplierChange]:

@@ -11,10 +11,9 @@ import sqlite3
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.date import DateTrigger
 
 from learnd.errors import StopRequested
 from learnd.jobs.longrun import LongRun
@@ -25,6 +24,9 @@ from learnd.service.memory import release_free_memory
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
 from learnd.store.database import JobRun, Store
 from learnd.store.ledger import RecordCache
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger("learnd.jobs")
 
@@ -220,12 +222,19 @@ class JobRunner:
             if stop.is_set():
                 return
         count = await self.run_all_due_yielding(stop, self._on_progress)
-        # What the catch-up decoded serves no later period (they are a day apart): the memory goes back.
+        # What the catch-up decoded and summed serves no later period (they are a day apart; the next one reloads
+        # the long-run figures from the store): the memory goes back.
         self._records.clear()
+        self._longrun = None
+        self.engine.store.shrink_memory()
         self.close()  # its page cache too: the next period, a day away, opens it again
         release_free_memory()
         if count:
             log.info("jobs_caught_up", periods=count)
+        # Imported here: only the daemon schedules, and a one-shot backfill or a quick command should not pay the
+        # import (about 45 ms of CPU, entry points included).
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.start()
         try:
@@ -239,6 +248,8 @@ class JobRunner:
             self.close()
 
     def _schedule_next(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
+        from apscheduler.triggers.date import DateTrigger  # with AsyncIOScheduler in `service`
+
         (period,) = next_periods(self.calendar, self.engine.settings, job, self._clock(), 1)
         scheduler.add_job(
             self._fire,

@@ -1,5 +1,6 @@
 """`learnd audit`: every line of every file learnd can see (current and rotated, plain and gzip) set against what
-the store counted. Read-only, like status; reuses the store and the file layer.
+the store counted, and the components whose logged values are off the contribution scale. Read-only, like status;
+reuses the store and the file layer.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from learnd.config import Settings, SourceSettings
+from learnd.learning.trades import NAME as TRADE_LEARNER
+from learnd.learning.trades import TradeLearner
+from learnd.sessions.tables import calendar_for
 from learnd.sources.files import HistoryFile, census, source_files
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Store, reading
@@ -87,11 +91,23 @@ def collect_audit(settings: Settings) -> dict[str, Any]:
     sources = {source.name: _audit_source(source, snapshot) for source in settings.sources}
     return {
         "home": str(settings.home),
+        "standardized_components": _standardized_components(settings),
         "daemon_running": holder is not None,
         "daemon": holder,
         "healthy": all(entry["unaccounted"] == 0 for entry in sources.values()),
         "sources": sources,
     }
+
+
+def _standardized_components(settings: Settings) -> dict[str, dict[str, float]]:
+    """Per strategy, the attribution components the trade learner takes on a standardized scale: the bot logs them
+    off the contribution scale (raw), and their values are learned times the factor given."""
+    with reading(settings.db_path) as store:
+        state = store.learner_state(TRADE_LEARNER) if store is not None else None
+    if state is None:
+        return {}
+    entry = TradeLearner(settings.learning, calendar_for(settings), state).entry
+    return {strategy: factors for strategy in entry.strategies() if (factors := entry.scale_factors(strategy))}
 
 
 def _snapshot(settings: Settings) -> _Snapshot:
@@ -266,6 +282,9 @@ def render_audit(report: dict[str, Any]) -> str:
                 f"  {entry['needs_backfill']} pending lines are in rotated copies the daemon does not read: "
                 "`learnd backfill` applies them"
             )
+    for strategy, factors in report.get("standardized_components", {}).items():
+        listed = ", ".join(f"{name} x {factor:.4g}" for name, factor in factors.items())
+        out += ["", f"off the contribution scale (strategy {strategy}), learned standardized: {listed}"]
     out.append("")
     wrong = {name: entry["unaccounted"] for name, entry in report["sources"].items() if entry["unaccounted"]}
     if not wrong:

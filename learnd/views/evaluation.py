@@ -77,10 +77,15 @@ class RegimeBlindScoring:
         self._multipliers = None
         return self.model.learn(trade, session)
 
+    def settle_session(self, session: int, event_us: int) -> Sequence[MultiplierChange]:
+        self._multipliers = None
+        return self.model.settle_session(session, event_us)
+
     def score(self, trade: TradeOutcome) -> float:
         if self._multipliers is None:
+            # A component learned on a standardized scale contributes at that scale (its factor times its value).
             self._multipliers = {
-                strategy: {name: self.figure(view) for name, view in components.items()}
+                strategy: {name: self.figure(view) * view.get("scale_factor", 1.0) for name, view in components.items()}
                 for strategy, components in self.model.snapshot().items()
             }
         own = self._multipliers.get(trade.strategy, {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from learnd.config import Settings
+from learnd.errors import StateError
 from learnd.exports.bot import BotRules, bot_application, render_bot_application
 from learnd.learning.learner import LearnedModel
 from learnd.learning.trades import NAME, TradeLearner, iso_from_us
@@ -17,10 +18,17 @@ from learnd.store.database import reading
 
 
 def load_model(settings: Settings) -> LearnedModel:
-    """The model the trade learner last committed (an empty one when nothing was learned yet)."""
+    """The model the trade learner last committed (an empty one when nothing was learned yet); StateError when an
+    older learnd wrote it and it has not been relearned yet."""
     with reading(settings.db_path) as store:
         state = store.learner_state(NAME) if store is not None else None
-    return TradeLearner(settings.learning, calendar_for(settings), state).model()
+    learner = TradeLearner(settings.learning, calendar_for(settings), state)
+    if learner.is_relearning:
+        raise StateError(
+            "the entry model was written by an older learnd; it is relearned from the ledger at the next commit "
+            "(start the daemon or run `learnd backfill`)"
+        )
+    return learner.model()
 
 
 def weights_document(settings: Settings, strategy: str | None, regime: str | None) -> dict[str, Any]:
@@ -78,7 +86,14 @@ def render_weights(document: dict[str, Any]) -> str:
             )
             z = data.get("z")
             z_text = f"{z:>6.2f}" if isinstance(z, float) else f"{'-':>6}"
-            lines.append(f"  {component:<20} {data['multiplier']:>6.3f} {z_text} {data['samples']:>8.1f}  {cells}")
+            label = f"{component}*" if data.get("standardized") else component
+            lines.append(f"  {label:<20} {data['multiplier']:>6.3f} {z_text} {data['samples']:>8.1f}  {cells}")
+        standardized = [(name, data["scale_factor"]) for name, data in entry.items() if data.get("standardized")]
+        if standardized:
+            lines.append(
+                "  * learned on a standardized scale (logged off the contribution scale): "
+                + ", ".join(f"{name} x {factor:.4g}" for name, factor in standardized)
+            )
         lines += ["", f"strategy {strategy}: exit multipliers"]
         lines.append(f"  {'exit component':<20} {'mult':>6} {'count':>6} {'win rate':>9} {'mean pnl %':>10}")
         for component, data in view["exit"].items():

@@ -13,7 +13,15 @@ import orjson
 import pytest
 
 from learnd.config import SourceKind
-from learnd.devtools.simulate import LOG_FILES, REGIMES, UNKNOWN_COMPONENT_KEY, SimulationTruth, simulate
+from learnd.devtools.simulate import (
+    LOG_FILES,
+    REGIMES,
+    UNKNOWN_COMPONENT_KEY,
+    Drift,
+    RegimeEdge,
+    SimulationTruth,
+    simulate,
+)
 from learnd.errors import RecordError
 from learnd.learning.stats import spearman
 from learnd.records.components import ENTRY_COMPONENTS
@@ -282,6 +290,7 @@ def test_planted_multipliers_are_recoverable_by_least_squares(large: tuple[Path,
 def test_regime_edge_shows_in_its_regime_only(large: tuple[Path, SimulationTruth]) -> None:
     home, truth = large
     edge = truth.regime_edge
+    assert edge is not None
     outcomes = closes(home, edge.strategy)
     inside = least_squares_multipliers([o for o in outcomes if o.regime == edge.regime.casefold()], truth.pnl_scale)
     outside = least_squares_multipliers([o for o in outcomes if o.regime != edge.regime.casefold()], truth.pnl_scale)
@@ -321,3 +330,103 @@ def test_shuffled_outcomes_carry_no_edge(
     assert abs(truth.best_ic) < 0.05 and abs(truth.static_ic) < 0.05
     original = sorted(o.pnl_pct for o in closes(large[0], "equity") + closes(large[0], "momentum"))
     assert sorted(o.pnl_pct for o in outcomes + closes(home, "momentum")) == original
+
+
+EDGES = {"dark_pool": 1.9, "insider": 0.5}
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimulationTruth, Path, SimulationTruth]:
+    """The same 3000 trades twice: planted `edges` with dark_pool's flipping at trade 1500, and without the flip."""
+    flip = tmp_path_factory.mktemp("flip")
+    stay = tmp_path_factory.mktemp("stay")
+    drift = Drift(component="dark_pool", at_trade=1500, multiplier=-1.9)
+    return (
+        flip,
+        simulate(flip, 3000, 7, edges=EDGES, drift=drift, regime_edge=None),
+        stay,
+        simulate(stay, 3000, 7, edges=EDGES, regime_edge=None),
+    )
+
+
+def test_edges_plant_their_multipliers_and_leave_the_rest_average(
+    scenario: tuple[Path, SimulationTruth, Path, SimulationTruth],
+) -> None:
+    """With `edges`, every other component's truth is 1 in every regime and strategy; least squares agrees."""
+    _, _, home, truth = scenario
+    for strategy in truth.multipliers.values():
+        for regime in strategy.values():
+            assert regime == {name: EDGES.get(name, 1.0) for name in ENTRY_COMPONENTS}
+    estimated = least_squares_multipliers(closes(home, "equity"), truth.pnl_scale)
+    assert estimated[ENTRY_COMPONENTS.index("dark_pool")] == pytest.approx(1.9, abs=0.4)
+    average = [estimated[j] for j, name in enumerate(ENTRY_COMPONENTS) if name not in EDGES and name != "options_flow"]
+    assert float(np.median(average)) == pytest.approx(1.0, abs=0.25)
+
+
+def test_a_drift_changes_one_components_edge_from_its_trade_on(
+    scenario: tuple[Path, SimulationTruth, Path, SimulationTruth],
+) -> None:
+    """After the drift's trade, dark_pool's edge is flipped and the others are as planted: the outcomes are those of
+    the home without the drift, except for dark_pool's term; truth.json says when and what."""
+    flip, truth, stay, _ = scenario
+    assert truth.drift is not None
+    assert truth.drift["after"] == -1.9 and truth.drift["before"] == 1.9 and truth.drift["at_trade"] == 1500
+    assert truth.multipliers["equity"]["mixed"]["dark_pool"] == -1.9
+    flipped, steady = closes(flip, "equity"), closes(stay, "equity")
+    assert [trade.components for trade in flipped] == [trade.components for trade in steady]
+    # Equity holds about 90 % of the trades: the first 1300 of its closes all come before trade 1500.
+    assert [trade.pnl_pct for trade in flipped[:1300]] == [trade.pnl_pct for trade in steady[:1300]]
+    j = ENTRY_COMPONENTS.index("dark_pool")
+    early = least_squares_multipliers(flipped[:1200], truth.pnl_scale)
+    late = least_squares_multipliers(flipped[1500:], truth.pnl_scale)
+    assert early[j] == pytest.approx(1.9, abs=0.5) and late[j] == pytest.approx(-1.9, abs=0.5)
+    assert (flip / "truth.json").read_bytes() != (stay / "truth.json").read_bytes()
+
+
+def test_a_regime_edge_can_start_late(tmp_path: Path) -> None:
+    """A RegimeEdge with from_trade plants its multiplier in its regime from that trade on only."""
+    edge = RegimeEdge("equity", "greeks_gamma", "high_vol_neg_gamma", multiplier=8.0, elsewhere=1.0, from_trade=1500)
+    truth = simulate(tmp_path, 3000, 3, edges=EDGES, regime_edge=edge)
+    assert truth.to_dict()["regime_edge"]["from_trade"] == 1500
+    inside = [trade for trade in closes(tmp_path, "equity") if trade.regime == "high_vol_neg_gamma"]
+    j = ENTRY_COMPONENTS.index("greeks_gamma")
+    half = len(inside) // 2
+    before = least_squares_multipliers(inside[:half], truth.pnl_scale)[j]
+    after = least_squares_multipliers(inside[half:], truth.pnl_scale)[j]
+    assert after > before + 1.5 and after > 3.0
+
+
+def test_raw_scale_logs_a_component_raw_while_entry_score_sums_contributions(tmp_path: Path) -> None:
+    """raw_scale: market_tide is logged as its signal times the factor (mean about 11 for 15), far off the others'
+    scale; entry_score still sums the true contributions, so it no longer equals the sum of the logged values."""
+    truth = simulate(tmp_path, 400, 5, raw_scale={"market_tide": 15.0})
+    assert truth.to_dict()["raw_scale"] == {"market_tide": 15.0}
+    rows = read_log(tmp_path / "logs" / "attribution.jsonl", "attribution").records
+    outcomes = [row for row in rows if isinstance(row, TradeOutcome) and not row.is_partial]
+    tide = [
+        dict(outcome.components)["market_tide"] for outcome in outcomes if "market_tide" in dict(outcome.components)
+    ]
+    others = [value for outcome in outcomes for name, value in outcome.components if name != "market_tide"]
+    assert 8.0 <= float(np.mean(tide)) <= 15.0 and float(np.mean(np.abs(others))) < 1.0
+    for outcome in outcomes:
+        contributions = dict(outcome.components)
+        assert outcome.entry_score is not None
+        if "market_tide" in contributions:
+            true_tide = contributions["market_tide"] * 0.4 / 15.0
+            expected = sum(value for name, value in contributions.items() if name != "market_tide") + true_tide
+            assert outcome.entry_score == pytest.approx(expected, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"edges": {"no_such_component": 2.0}},
+        {"drift": Drift("dark_pool", 5000, -1.0)},
+        {"drift": Drift("dark_pool", 10, -1.0)},  # dark_pool carries the default regime edge
+        {"raw_scale": {"market_tide": 0.0}},
+        {"regime_edge": RegimeEdge("equity", "dark_pool", "nowhere", 2.0, 1.0)},
+    ],
+)
+def test_scenario_options_are_checked(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        simulate(tmp_path, 100, 1, **options)

@@ -15,6 +15,7 @@ from learnd.devtools.simulate import simulate
 from learnd.learning.entry_model import EntryModel
 from learnd.learning.evaluate import Evaluation, evaluate, top_hit_rate
 from learnd.learning.multipliers import MultiplierChange
+from learnd.learning.stats import spearman
 from learnd.records.parse import TradeOutcome, parse_record
 from learnd.sessions.exchange import ExchangeCalendar
 
@@ -90,6 +91,9 @@ class OracleModel:
     def learn(self, trade: TradeOutcome, session: int) -> list[MultiplierChange]:
         return []
 
+    def settle_session(self, session: int, event_us: int) -> list[MultiplierChange]:
+        return []
+
     def score(self, trade: TradeOutcome) -> float:
         return math.fsum(TRUE_MULTIPLIERS[name] * value for name, value in trade.components)
 
@@ -109,6 +113,10 @@ class RecordingModel:
             trade.event_us, trade.strategy, "entry", "options_flow", "*", 1.0, 1.0 - self.step, "", 1
         )
         return [change]
+
+    def settle_session(self, session: int, event_us: int) -> list[MultiplierChange]:
+        self.calls.append(("settle", str(session)))
+        return []
 
     def score(self, trade: TradeOutcome) -> float:
         self.calls.append(("score", trade.key))
@@ -160,6 +168,62 @@ def test_partial_outcomes_are_learned_but_not_scored_and_scoring_precedes_learni
         ("learn", "close_A"),
     ]
     assert (result.scored_trades, result.learned_outcomes, result.partial_outcomes) == (2, 3, 1)
+
+
+def test_a_session_closes_in_the_model_before_a_later_session_is_scored() -> None:
+    """Each session that had trades is settled once, when the first trade of a later session comes, before that
+    trade is scored (as the trade learner closes sessions along the stream)."""
+    trades = [
+        outcome("close_A", START_US + 1_000, 1.0),
+        outcome("close_B", START_US + 2_000, -1.0),
+        outcome("close_C", START_US + 3 * DAY_US, 0.5),
+        outcome("close_D", START_US + 5 * DAY_US, 0.2),
+    ]
+    models: list[RecordingModel] = []
+
+    def factory() -> RecordingModel:
+        models.append(RecordingModel())
+        return models[-1]
+
+    evaluate(trades, session_of, factory, bootstrap_samples=10)
+    first = session_of(START_US)
+    assert models[0].calls == [
+        ("score", "close_A"),
+        ("learn", "close_A"),
+        ("score", "close_B"),
+        ("learn", "close_B"),
+        ("settle", str(first)),
+        ("score", "close_C"),
+        ("learn", "close_C"),
+        ("settle", str(first + 3)),
+        ("score", "close_D"),
+        ("learn", "close_D"),
+    ]
+
+
+def test_the_static_baseline_is_the_bots_entry_score_where_rows_carry_it() -> None:
+    """Where the bot logs a component raw, its entry_score ranks trades and the sum of components does not: the
+    static IC is entry_score's (the sum's where a row has none), and the sum's IC is reported beside it."""
+    rng = np.random.default_rng(4)
+    trades = []
+    for i in range(400):
+        flow, tide = float(rng.gamma(1.5, 0.6)), float(rng.gamma(1.5, 0.6))
+        pnl = 0.5 * (flow + 0.4 * tide) + float(rng.normal(0.0, 0.5))
+        raw_tide = 40.0 * tide * float(rng.uniform(0.2, 1.8))  # logged raw, on no contribution scale
+        event_us = START_US + (i // 20) * DAY_US + i
+        trade = outcome(f"close_{i}", event_us, pnl, (("dark_pool", raw_tide), ("options_flow", flow)))
+        trades.append(replace(trade, entry_score=flow + 0.4 * tide if i % 10 else None))
+    result = evaluate(trades, session_of, OracleModel, bootstrap_samples=50)
+    overall = result.overall
+    assert result.entry_score_trades == 360
+    static = [t.entry_score if t.entry_score is not None else math.fsum(v for _, v in t.components) for t in trades]
+    outcomes = [t.pnl_pct for t in trades]
+    assert overall.ic_static == pytest.approx(float(spearman(static, outcomes)))
+    assert overall.ic_sum == pytest.approx(
+        float(spearman([math.fsum(v for _, v in t.components) for t in trades], outcomes))
+    )
+    assert overall.ic_static > overall.ic_sum + 0.1
+    assert "IC sum" in result.render_text() and "entry_score on 360 of 400" in result.render_text()
 
 
 def test_repeated_outcomes_are_skipped() -> None:

@@ -18,10 +18,13 @@ import numpy as np
 import orjson
 import pytest
 
-from learnd.config import Settings, load_settings
-from learnd.devtools.simulate import SimulationTruth, simulate
+from learnd.config import LearningParams, Settings, load_settings
+from learnd.devtools.simulate import REGIMES, Drift, RegimeEdge, SimulationTruth, simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
+from learnd.jobs.periods import weekly_report_document
+from learnd.jobs.reports import render_weekly_markdown
+from learnd.learning.entry_model import EntryModel
 from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.learning.stats import spearman
 from learnd.learning.trades import TradeLearner
@@ -29,9 +32,10 @@ from learnd.records.components import ENTRY_COMPONENTS
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.sessions.tables import calendar_for
-from learnd.store.database import Store
-from learnd.views.evaluation import run_evaluation
-from learnd.views.weights import load_model, weights_view
+from learnd.store.database import Batch, Store, reading
+from learnd.views.audit import collect_audit
+from learnd.views.evaluation import attribution_outcomes, run_evaluation
+from learnd.views.weights import load_model, render_weights, weights_document, weights_view
 from tests.conftest import build_settings
 
 # What the simulator plants (truth.json, seeds 1-7): signal std 0.8 % of P&L against noise std 1.21-1.27 %
@@ -110,16 +114,17 @@ def test_recovery_ranks_planted_multipliers_through_the_pipeline(recovery: tuple
 def test_regime_only_edge_shows_in_its_regime_only(
     recovery: tuple[Path, SimulationTruth], recovery_weights: dict[str, Any]
 ) -> None:
-    """dark_pool's edge planted in one regime lifts that regime's multiplier only."""
+    """dark_pool's edge planted in one regime (2.0 in high_vol_neg_gamma, 15 % of the trades, 1.0 elsewhere) never
+    lifts another regime: each other regime stays within 0.1 of its truth, 1, and the edge regime stands highest."""
     edge = recovery[1].regime_edge
+    assert edge is not None
     view = recovery_weights["strategies"][edge.strategy]["entry"][edge.component]
     by_regime = view["by_regime"]
-    assert by_regime[edge.regime.casefold()]["multiplier"] > 1.1
     others = {regime: entry["multiplier"] for regime, entry in by_regime.items() if regime != edge.regime.casefold()}
     assert others
     for regime, multiplier in others.items():
-        near = min(abs(multiplier - view["multiplier"]), abs(multiplier - 1.0))
-        assert near <= MOVE_TOLERANCE, (regime, multiplier, view["multiplier"])
+        assert abs(multiplier - edge.elsewhere) <= MOVE_TOLERANCE, (regime, multiplier)
+    assert by_regime[edge.regime.casefold()]["multiplier"] >= max(others.values())
 
 
 def test_shuffled_outcomes_move_almost_no_multiplier(null_home: Path) -> None:
@@ -131,11 +136,13 @@ def test_shuffled_outcomes_move_almost_no_multiplier(null_home: Path) -> None:
 
 
 def test_no_multiplier_moves_more_than_the_session_cap(recovery: tuple[Path, SimulationTruth]) -> None:
-    """data/weight_learning.jsonl: no multiplier's summed moves within one trading session exceed 0.1."""
+    """data/weight_learning.jsonl: no multiplier's summed moves within one trading session exceed 0.1, or
+    change_step_per_session (0.3) in a session its change detector boosted (reason `change_boost`)."""
     home, _ = recovery
     settings = settings_for(home)
     calendar = calendar_for(settings)
     moves: dict[tuple[str, str, str, str, int], float] = defaultdict(float)
+    boosted: set[tuple[str, str, str, str, int]] = set()
     lines = (home / "data" / "weight_learning.jsonl").read_bytes().splitlines()
     assert lines
     for line in lines:
@@ -144,8 +151,11 @@ def test_no_multiplier_moves_more_than_the_session_cap(recovery: tuple[Path, Sim
         session = calendar.session_index(round(moment.timestamp() * 1_000_000))
         key = (change["strategy"], change["model"], change["component"], change["regime"], session)
         moves[key] += abs(change["new"] - change["old"])
-    worst = max(moves.values())
-    assert worst <= 0.1 + ROUNDING
+        if "change_boost" in change["reason"]:
+            boosted.add(key)
+    for key, moved in moves.items():
+        cap = settings.learning.change_step_per_session if key in boosted else settings.learning.max_step_per_session
+        assert moved <= cap + ROUNDING, key
 
 
 def test_learned_weights_beat_static_weights_out_of_sample(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -184,17 +194,21 @@ def test_open_rows_alone_teach_nothing(tmp_path: Path) -> None:
 
 
 def test_components_do_not_move_in_lock_step(recovery_weights: dict[str, Any]) -> None:
-    """Learned strategy-wide multipliers differ by component: some up, some down, nearly all distinct."""
+    """Learned strategy-wide multipliers differ by component: some up, some down, the moved ones nearly all
+    distinct (a component whose evidence does not reject 1 stays at 1)."""
     entry = recovery_weights["strategies"]["equity"]["entry"]
     values = [view["multiplier"] for view in entry.values()]
     assert any(value > 1.1 for value in values)
     assert any(value < 0.9 for value in values)
-    assert len({round(value, 3) for value in values}) >= len(values) - 3
+    moved = [value for value in values if value != 1.0]
+    assert len(moved) >= len(values) // 2
+    assert len({round(value, 3) for value in moved}) >= len(moved) - 2
 
 
 def test_regimes_do_not_collapse(recovery: tuple[Path, SimulationTruth], recovery_weights: dict[str, Any]) -> None:
     """Each regime keeps its own entry (labels case-folded, never merged); the edge regime's values differ."""
     edge = recovery[1].regime_edge
+    assert edge is not None
     entry = recovery_weights["strategies"][edge.strategy]["entry"]
     regimes = set(entry[edge.component]["by_regime"])
     assert {"low_vol_uptrend", "high_vol_neg_gamma", "mixed", "downtrend_flow_heavy", "risk_on"} <= regimes
@@ -445,3 +459,254 @@ def test_a_burst_of_old_trades_costs_one_replay_per_batch(attribution_lines: lis
     shuffled += [attribution_lines[index] for index in sorted(moved)]
     _, counts = learn(tmp_path / "burst", shuffled, 20000)
     assert counts["replays"] == 1
+
+
+# Issue 15's goals, each on simulate's output. Seven planted edges, the other fourteen components average; seeds
+# fixed. The flip, isolation and scale homes go through the pipeline (simulate, backfill, the store's views); the
+# many-seed checks feed the trade learner the attribution rows directly, as the ingest does.
+
+EDGES: Final[dict[str, float]] = {
+    "options_flow": 0.5,
+    "dark_pool": 1.9,
+    "toxicity_penalty": 2.0,
+    "insider": 1.8,
+    "whale_persistence": 0.5,
+    "congress": 1.6,
+    "iv_term_skew": 0.5,
+}
+DRIFT_TRADES: Final = 4000
+FLIP: Final = Drift(component="dark_pool", at_trade=2000, multiplier=-1.9)
+
+
+@pytest.fixture(scope="module")
+def flipped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, SimulationTruth]:
+    """dark_pool's strong edge flips sign half-way (1.9 -> -1.9 at trade 2000 of 4000, session ~100 of ~200), and
+    beside it the same home (same trades, same noise) where nothing flips; both learned by one backfill."""
+    flip = tmp_path_factory.mktemp("flip")
+    stay = tmp_path_factory.mktemp("stay")
+    truth = simulate(flip, DRIFT_TRADES, 1, edges=EDGES, drift=FLIP, regime_edge=None)
+    simulate(stay, DRIFT_TRADES, 1, edges=EDGES, regime_edge=None)
+    run_backfill(settings_for(flip))
+    run_backfill(settings_for(stay))
+    return flip, stay, truth
+
+
+def flip_session(home: Path, truth: SimulationTruth) -> int:
+    """The calendar session index of the first trade with the flipped edge."""
+    assert truth.drift is not None
+    return calendar_for(settings_for(home)).session_of_day(date.fromisoformat(truth.drift["at_day"]))
+
+
+def test_after_a_sign_flip_the_multiplier_crosses_one_within_12_sessions(
+    flipped: tuple[Path, Path, SimulationTruth],
+) -> None:
+    """dark_pool's strategy-wide multiplier, above 1 before the flip, is below 1 within 12 sessions of it
+    (data/weight_learning.jsonl, in event time); the change detector raised the alarm that let it move."""
+    home, _, truth = flipped
+    calendar = calendar_for(settings_for(home))
+    flipped_at = flip_session(home, truth)
+    before: float | None = None
+    crossed: int | None = None
+    for line in (home / "data" / "weight_learning.jsonl").read_bytes().splitlines():
+        change = orjson.loads(line)
+        if change["component"] != "dark_pool" or change["regime"] != GLOBAL_SCOPE or change["model"] != "entry":
+            continue
+        session = calendar.session_index(change["event_us"])
+        if session < flipped_at:
+            before = change["new"]
+        elif change["new"] < 1.0:
+            crossed = session
+            break
+    assert before is not None and before > 1.2
+    assert crossed is not None and crossed - flipped_at <= 12
+    view = weights(home)["strategies"]["equity"]["entry"]["dark_pool"]
+    assert view["change_alarms"] >= 1 and view["multiplier"] < 1.0
+
+
+def prequential_window(home: Path, first: int) -> tuple[float, float]:
+    """Spearman IC of the learned score (the model before each trade, sessions closed as the trade learner closes
+    them) and of the static one (the bot's entry_score) on the closed trades of sessions `first` and later."""
+    settings = settings_for(home)
+    calendar = calendar_for(settings)
+    model = EntryModel(settings.learning)
+    learned: list[float] = []
+    static: list[float] = []
+    pnl: list[float] = []
+    open_session: int | None = None
+    for trade in attribution_outcomes(settings):
+        session = calendar.session_index(trade.event_us)
+        if open_session is not None and session > open_session:
+            model.settle_session(open_session, trade.event_us)
+        open_session = session
+        if not trade.is_partial and session >= first and trade.entry_score is not None:
+            learned.append(model.score(trade))
+            static.append(trade.entry_score)
+            pnl.append(trade.pnl_pct)
+        model.learn(trade, session)
+    return spearman(learned, pnl), spearman(static, pnl)
+
+
+def test_after_a_sign_flip_the_learned_ic_is_back_above_the_static_within_20_sessions(
+    flipped: tuple[Path, Path, SimulationTruth],
+) -> None:
+    """Scored prequentially, the learned weights rank the trades from 20 sessions after the flip on at least as
+    well as the bot's static score does."""
+    home, _, truth = flipped
+    learned, static = prequential_window(home, flip_session(home, truth) + 20)
+    assert learned >= static
+
+
+def test_one_drifting_component_moves_no_other(flipped: tuple[Path, Path, SimulationTruth]) -> None:
+    """With dark_pool flipped, every other strategy-wide multiplier ends within 0.1 of where it ends on the same
+    trades without the flip: the average component is the median of the components, clear edges left out, so one
+    component turning does not move the yardstick of the others."""
+    flip, stay, _ = flipped
+    turned = weights(flip)["strategies"]["equity"]["entry"]
+    steady = weights(stay)["strategies"]["equity"]["entry"]
+    for name in ENTRY_COMPONENTS:
+        if name != "dark_pool":
+            assert abs(turned[name]["multiplier"] - steady[name]["multiplier"]) <= MOVE_TOLERANCE, name
+
+
+def test_stable_edges_raise_almost_no_change_alarm(flipped: tuple[Path, Path, SimulationTruth]) -> None:
+    """On the home where nothing changes, the 21 components' change detectors raise at most two alarms over 4000
+    trades (false alarms forget one component's evidence; the interval rule keeps it from moving on what follows)."""
+    _, stay, _ = flipped
+    entry = weights(stay)["strategies"]["equity"]["entry"]
+    assert sum(view["change_alarms"] for view in entry.values()) <= 2
+
+
+def learned_outcomes(home: Path, params: LearningParams | None = None) -> TradeLearner:
+    """The trade learner fed a home's attribution rows in file order, as the ingest feeds it."""
+    settings = settings_for(home)
+    learner = TradeLearner(params or settings.learning, calendar_for(settings))
+    for trade in attribution_outcomes(settings):
+        learner.apply("attribution", trade)
+    return learner
+
+
+def test_a_regime_only_edge_shows_in_its_regime_and_nowhere_else(tmp_path: Path) -> None:
+    """greeks_gamma pays in high_vol_neg_gamma only, from trade 2000 of 4000 (ten times the average component's
+    effect there; the old learner's strategy-wide figure rose 0.3-0.7 and took every regime with it): on at least
+    4 of 5 seeds its multiplier there ends at least 0.3 above 1 and every other regime's within 0.1 of 1."""
+    edge = RegimeEdge("equity", "greeks_gamma", "high_vol_neg_gamma", multiplier=10.0, elsewhere=1.0, from_trade=2000)
+    shown = 0
+    for seed in range(1, 6):
+        home = tmp_path / f"seed{seed}"
+        simulate(home, DRIFT_TRADES, seed, edges=EDGES, regime_edge=edge, garbage=False)
+        entry = learned_outcomes(home).entry
+        # Regime labels are learned case-folded.
+        inside = entry.multiplier("equity", edge.component, edge.regime.casefold())
+        others = [
+            entry.multiplier("equity", edge.component, regime.casefold()) for regime in REGIMES if regime != edge.regime
+        ]
+        shown += inside >= 1.3 and all(abs(value - 1.0) <= MOVE_TOLERANCE for value in others)
+        shutil.rmtree(home)
+    assert shown >= 4
+
+
+def test_average_components_stay_average_while_planted_edges_move(tmp_path: Path) -> None:
+    """At 500 trades, on eight seeds: at most 3 of the 14 average components move by more than 0.1 (one seed
+    may reach 4: the rule is statistical), no planted edge moves the wrong way, and planted edges do move."""
+    counts = []
+    right = 0
+    for seed in range(1, 9):
+        home = tmp_path / f"seed{seed}"
+        simulate(home, 500, seed, edges=EDGES, regime_edge=None, garbage=False)
+        entry = learned_outcomes(home).entry
+        values = {name: entry.multiplier("equity", name) for name in ENTRY_COMPONENTS}
+        counts.append(sum(abs(values[name] - 1.0) > MOVE_TOLERANCE for name in ENTRY_COMPONENTS if name not in EDGES))
+        assert all((values[name] - 1.0) * (planted - 1.0) >= 0.0 for name, planted in EDGES.items()), seed
+        right += sum((values[name] - 1.0) * (planted - 1.0) > 0.0 for name, planted in EDGES.items())
+        shutil.rmtree(home)
+    assert sum(count > 3 for count in counts) <= 1 and max(counts) <= 4, counts
+    assert right >= 4 * 8, right
+
+
+def test_at_200_trades_clear_edges_already_move(tmp_path: Path) -> None:
+    """min_effective_samples no longer holds everything still at 200 trades when the score shows its edge: the
+    clearest planted edges move their way, and no average component moves by more than 0.1."""
+    moved = 0
+    for seed in (1, 2, 3):
+        home = tmp_path / f"seed{seed}"
+        simulate(home, 200, seed, edges=EDGES, regime_edge=None, garbage=False)
+        entry = learned_outcomes(home).entry
+        values = {name: entry.multiplier("equity", name) for name in ENTRY_COMPONENTS}
+        moved += sum((values[name] - 1.0) * (planted - 1.0) > 0.0 for name, planted in EDGES.items())
+        assert all(abs(values[name] - 1.0) <= MOVE_TOLERANCE for name in ENTRY_COMPONENTS if name not in EDGES)
+        shutil.rmtree(home)
+    assert moved >= 3
+
+
+@pytest.fixture(scope="module")
+def raw_tide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimulationTruth]:
+    """3000 trades whose market_tide the bot logs raw (its signal times 15, mean about 11, as in the bot's real
+    rows), not as its weighted contribution; entry_score still sums the true contributions."""
+    home = tmp_path_factory.mktemp("raw")
+    truth = simulate(home, RECOVERY_TRADES, 7, raw_scale={"market_tide": 15.0})
+    run_backfill(settings_for(home))
+    return home, truth
+
+
+def test_an_off_scale_component_is_learned_standardized_and_said_so(raw_tide: tuple[Path, SimulationTruth]) -> None:
+    """market_tide alone is found off the contribution scale and learned standardized, by a factor near 0.4 / 15
+    (its base weight over the raw scale); `weights` (JSON and text), the weekly report and `audit` say so."""
+    home, _ = raw_tide
+    settings = settings_for(home)
+    entry = weights(home)["strategies"]["equity"]["entry"]
+    assert [name for name, view in entry.items() if view["standardized"]] == ["market_tide"]
+    assert 0.5 * 0.4 / 15.0 <= entry["market_tide"]["scale_factor"] <= 2.0 * 0.4 / 15.0
+    assert "market_tide*" in render_weights(weights_document(settings, None, None))
+    audited = collect_audit(settings)["standardized_components"]
+    assert set(audited) == {"equity", "momentum"}
+    assert audited["equity"] == {"market_tide": entry["market_tide"]["scale_factor"]}
+    calendar = calendar_for(settings)
+    with reading(settings.db_path) as store:
+        assert store is not None
+        # The weekly report of the week of the last session the trade learner closed.
+        last_row = store.latest_learner_row("trades", "session|", calendar.closes_us[-1])
+        assert last_row is not None
+        last = int(orjson.loads(last_row)["session"])
+        week = calendar.week_label(calendar.sessions[last])
+        report = weekly_report_document(store, settings, calendar, week, last, longrun=None)
+    factor = entry["market_tide"]["scale_factor"]
+    assert report["strategies"]["equity"]["standardized"] == {"market_tide": pytest.approx(factor)}
+    assert "`market_tide` x" in render_weekly_markdown(report)
+
+
+def test_an_off_scale_component_never_dominates_the_score(raw_tide: tuple[Path, SimulationTruth]) -> None:
+    """On the raw-tide home the sum of the logged components barely ranks trades, the bot's entry_score does, and
+    the learned score (market_tide standardized) ranks them at least as well as entry_score; market_tide carries
+    a small share of the learned score's variance."""
+    home, _ = raw_tide
+    settings = settings_for(home)
+    overall = run_evaluation(settings, bootstrap_samples=50, seed=1).overall
+    assert overall.ic_sum < overall.ic_static - 0.1
+    assert overall.ic_learned >= overall.ic_static - 0.005
+    learner = learned_outcomes(home)
+    factor = learner.entry.scale_factors("equity")["market_tide"]
+    trades = [trade for trade in attribution_outcomes(settings) if trade.strategy == "equity"]
+    tide = np.array([factor * dict(trade.components).get("market_tide", 0.0) for trade in trades])
+    scores = np.array([learner.entry.score(trade) for trade in trades])
+    assert float(np.var(tide * learner.entry.multiplier("equity", "market_tide"))) <= 0.2 * float(np.var(scores))
+
+
+def test_an_older_entry_state_is_relearned_from_the_ledger(tmp_path: Path) -> None:
+    """A store whose entry model an older learnd wrote (entry state version 1): `weights` refuses it with a clear
+    StateError, and the next commit (a backfill here, the daemon's first) relearns it from the ledger into exactly
+    what the backfill had learned."""
+    simulate(tmp_path, 300, seed=5, garbage=False)
+    settings = settings_for(tmp_path)
+    run_backfill(settings)
+    learned = weights(tmp_path)
+    store = Store.open(settings.db_path)
+    try:
+        state = orjson.loads(store.learner_state("trades") or b"{}")
+        state["entry"] = {"model": "entry", "version": 1, "strategies": {}}
+        store.commit(Batch(learner_states={"trades": orjson.dumps(state)}))
+    finally:
+        store.close()
+    with pytest.raises(StateError, match="older learnd"):
+        load_model(settings)
+    run_backfill(settings)
+    assert weights(tmp_path) == learned

@@ -363,3 +363,20 @@ def test_sigterm_in_the_middle_of_a_catch_up_stops_within_five_seconds_and_no_pe
     for path in (reference / "data" / "reports").rglob("*"):
         if path.is_file():
             assert (home / path.relative_to(reference)).read_bytes() == path.read_bytes(), path.name
+
+
+@pytest.mark.parametrize("command", ["backfill", "status"])
+def test_only_the_daemon_imports_the_scheduler_library(tmp_path: Path, command: str) -> None:
+    """APScheduler schedules the daemon's next periods; a one-shot backfill (which runs its periods itself) and
+    the quick commands do without its import."""
+    probe = (
+        "import sys, runpy; sys.argv = ['learnd', '--home', sys.argv[1], sys.argv[2]]\n"
+        "try:\n    runpy.run_module('learnd', run_name='__main__')\n"
+        "except SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "sys.stderr.write('APSCHEDULER' if 'apscheduler' in sys.modules else 'CLEAN')\n"
+    )
+    simulate(tmp_path, trades=20, seed=3)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path), command], capture_output=True, text=True, check=False
+    )
+    assert result.stderr.endswith("CLEAN"), result.stderr[-2000:]

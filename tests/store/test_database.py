@@ -267,3 +267,42 @@ def test_only_reported_changes_already_journaled_are_dropped(tmp_path: Path) -> 
         assert [seq for seq, _ in store.changes()] == [2, 3]
     finally:
         store.close()
+
+
+def test_shrinking_the_page_cache_keeps_every_row_readable_and_the_store_writable(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        rows = [LedgerRow("trade", f"t{index:04d}", "equity", "X", index, "a", index, b"{}") for index in range(501)]
+        store.commit(Batch(ledger=rows[:500]))
+        assert len(list(store.ledger("trade"))) == 500
+        store.shrink_memory()
+        assert [row.key for row in store.ledger("trade")] == [f"t{index:04d}" for index in range(500)]
+        store.commit(Batch(ledger=rows[500:]))
+        assert store.has_ledger_key("trade", "t0500")
+    finally:
+        store.close()
+
+
+def test_lookups_between_commits_share_one_read_and_never_hold_back_a_commit(tmp_path: Path) -> None:
+    """has_ledger_key opens a read transaction for the lookups of a batch; the next commit ends it, commits whole
+    and is visible to another connection at once, and closing the store after a lookup leaves nothing open."""
+    path = tmp_path / "learnd.db"
+    store = Store.open(path)
+    try:
+        assert not store.has_ledger_key("trade", "close_X")
+        store.commit(Batch(ledger=[LedgerRow("trade", "close_X", "equity", "X", 10, "a", 0, b"{}")]))
+        assert store.has_ledger_key("trade", "close_X")
+        store.commit(Batch(ledger=[LedgerRow("trade", "close_Y", "equity", "Y", 20, "a", 9, b"{}")]))
+        other = sqlite3.connect(path)
+        try:
+            assert other.execute("SELECT key FROM ledger ORDER BY key").fetchall() == [("close_X",), ("close_Y",)]
+        finally:
+            other.close()
+        assert store.has_ledger_key("trade", "close_Y")
+    finally:
+        store.close()
+    reopened = Store.open(path)
+    try:
+        assert reopened.has_ledger_key("trade", "close_Y")
+    finally:
+        reopened.close()
