@@ -2,17 +2,18 @@
 
 `LongRun` holds, through the last session a job covered: per strategy and per symbol what the weekly report and
 the execution section need of all history (counts, exact sums, the last evidence of each component), the recent
-window's attributed outcomes per session, and, for the weekly drift test, every component's earlier outcomes as a
-sorted sample with exact tallies. Pure: trades in, figures and rows out; the shell reads the ledger and persists
-the rows.
+window's attributed outcomes per session and cell (`SessionOutcomes`, which the daily report of the session reads
+too), and, for the weekly drift test, every component's earlier outcomes as a sorted sample with exact tallies.
+Pure: trades in, figures and rows out; the shell reads the ledger and persists the rows.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any, Final
 
 import numpy as np
@@ -21,7 +22,7 @@ import orjson
 from learnd.errors import StateError
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
-from learnd.learning.stats import ExactSum, SortedSample
+from learnd.learning.stats import ExactSum, FloatArray, SortedSample
 from learnd.records.parse import TradeOutcome
 
 STATE_VERSION: Final = 1
@@ -29,32 +30,54 @@ STATE_VERSION: Final = 1
 RECENT_SESSIONS: Final = 20
 _SEPARATOR: Final = "\x1f"
 _ROUND_DIGITS: Final = 6
+_SMALLEST_NORMAL: Final = sys.float_info.min
 
 # A drift-test cell: a component strategy-wide, or (component, regime).
 Cell = str | tuple[str, str]
+# A trade's attributed P&L: (component, share), sorted by component.
+Shares = tuple[tuple[str, float], ...]
 
 
-def attribute_pnl(trade: TradeOutcome) -> tuple[tuple[str, float], ...]:
+def attribute_pnl(trade: TradeOutcome) -> Shares:
     """The trade's weighted P&L (pnl_pct x weight) split across its components in proportion to |contribution|.
 
     Sorted by component; empty when no component contributed (the P&L is then unattributed). The shares sum to
     the weighted P&L up to float rounding.
     """
-    present = [(name, abs(contribution)) for name, contribution in trade.components if contribution != 0.0]
-    total = math.fsum(size for _, size in present)
+    components = trade.components
+    sizes = [abs(contribution) for _, contribution in components]
+    if 0.0 in sizes:
+        components = tuple((name, size) for (name, _), size in zip(components, sizes, strict=True) if size != 0.0)
+        sizes = [size for _, size in components]
+    total = math.fsum(sizes)
     if total <= 0.0:
         return ()
     weighted = trade.pnl_pct * trade.weight
-    return tuple(sorted((name, _share(weighted, size, total)) for name, size in present))
+    # weighted * size / total; a product too small for a normal float (a subnormal contribution) would lose all
+    # precision before the division, so it is taken as weighted * (size / total) instead. The product grows with
+    # the size, so when the smallest one's is normal, all are.
+    if weighted == 0.0 or abs(weighted * min(sizes)) >= _SMALLEST_NORMAL:
+        shares = [(name, weighted * size / total) for (name, _), size in zip(components, sizes, strict=True)]
+    else:
+        shares = [
+            (name, weighted * size / total if abs(weighted * size) >= _SMALLEST_NORMAL else weighted * (size / total))
+            for (name, _), size in zip(components, sizes, strict=True)
+        ]
+    shares.sort()
+    return tuple(shares)
 
 
-def _share(weighted: float, size: float, total: float) -> float:
-    """weighted * size / total; a product too small for a normal float (a subnormal contribution) would lose
-    all precision before the division, so it is taken as weighted * (size / total) instead."""
-    product = weighted * size
-    if abs(product) >= sys.float_info.min or weighted == 0.0:
-        return product / total
-    return weighted * (size / total)
+def session_runs(
+    trades: Iterable[TradeOutcome], session_of: Callable[[int], int]
+) -> Iterator[tuple[int, list[TradeOutcome]]]:
+    """The trades in runs of one session each (session, trades), in the order given: what LongRun.absorb takes."""
+    for session, run in groupby(trades, key=lambda trade: session_of(trade.event_us)):
+        yield session, list(run)
+
+
+def is_attributed(trade: TradeOutcome) -> bool:
+    """Whether attribute_pnl(trade) splits anything (some component contributed), without splitting it."""
+    return any(contribution != 0.0 for _, contribution in trade.components)
 
 
 @dataclass(slots=True)
@@ -75,15 +98,21 @@ class Tally:
             self.losses += 1
         self.total.add(attributed)
 
+    def add_run(self, run: OutcomeRun) -> None:
+        """add() each outcome of `run` in turn, in one go."""
+        self.trades += len(run.values)
+        self.wins += run.counts[0]
+        self.losses += run.counts[1]
+        self.total.add_all(run.values)
+
     @classmethod
-    def of(cls, outcomes: Sequence[tuple[float, float]]) -> Tally:
-        """The tally of (pnl_pct, attributed) outcomes, taken in one go."""
-        pnls = [pnl for pnl, _ in outcomes]
+    def of(cls, pnls: Sequence[float], attributed: list[float]) -> Tally:
+        """The tally of outcomes (pnls[i], attributed[i]), taken in one go."""
         return cls(
-            len(outcomes),
-            sum(1 for pnl in pnls if pnl > 0.0),
-            sum(1 for pnl in pnls if pnl < 0.0),
-            ExactSum([attributed for _, attributed in outcomes]),
+            len(attributed),
+            len([pnl for pnl in pnls if pnl > 0.0]),
+            len([pnl for pnl in pnls if pnl < 0.0]),
+            ExactSum(attributed),
         )
 
     def merged(self, other: Tally) -> Tally:
@@ -92,6 +121,7 @@ class Tally:
         return Tally(self.trades + other.trades, self.wins + other.wins, self.losses + other.losses, total)
 
     def view(self, pnl_key: str = "attributed_pnl_pct") -> dict[str, Any]:
+        """Counts, win rate, the sum (as `pnl_key`) and the mean, rounded for a report."""
         total = self.total.value
         return {
             "trades": self.trades,
@@ -118,14 +148,149 @@ class EarlierCell:
     sample: SortedSample = field(default_factory=SortedSample)
 
 
-@dataclass(frozen=True, slots=True)
-class RecentTrade:
-    """What the weekly report needs of one trade in the recent window."""
+class OutcomeRun:
+    """Outcomes taken in one after another (a cell's in one session, a symbol's in one run of trades): their
+    attributed values in that order, and how many were wins, losses and neither (by each outcome's P&L)."""
 
-    strategy: str
-    regime: str
-    pnl_pct: float
-    shares: tuple[tuple[str, float], ...]
+    __slots__ = ("_sum", "counts", "values")
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.counts = [0, 0, 0]
+        # The exact sum of the first this many values, as a few floats (values are only ever appended).
+        self._sum: tuple[int, list[float]] = (0, [])
+
+    def exact_sum(self) -> list[float]:
+        """The values' exact sum as a few floats (ExactSum.to_floats), kept until more values come: a session's
+        cell is summed once for its daily report and the weekly reports whose recent window holds it."""
+        summed, parts = self._sum
+        if summed != len(self.values):
+            parts = ExactSum(self.values).to_floats()
+            self._sum = (len(self.values), parts)
+        return parts
+
+    def tally(self) -> Tally:
+        """The outcomes as a tally."""
+        return Tally(len(self.values), self.counts[0], self.counts[1], ExactSum(self.exact_sum()))
+
+    def extend(self, later: OutcomeRun) -> None:
+        """Take in outcomes that came after these."""
+        self.values.extend(later.values)
+        for index, count in enumerate(later.counts):
+            self.counts[index] += count
+
+
+def outcome_index(pnl_pct: float) -> int:
+    """Where an outcome counts in OutcomeRun.counts: 0 a win (pnl_pct > 0), 1 a loss (< 0), 2 neither."""
+    return 0 if pnl_pct > 0.0 else 1 if pnl_pct < 0.0 else 2
+
+
+@dataclass(frozen=True, slots=True)
+class CellOutcomes:
+    """A cell's outcomes over several sessions (`runs`, one per session in session order) and their tally."""
+
+    tally: Tally
+    runs: tuple[OutcomeRun, ...]
+
+    @classmethod
+    def of(cls, runs: Sequence[OutcomeRun]) -> CellOutcomes:
+        total = ExactSum()
+        for run in runs:
+            total.add_all(run.exact_sum())
+        tally = Tally(
+            sum(len(run.values) for run in runs),
+            sum(run.counts[0] for run in runs),
+            sum(run.counts[1] for run in runs),
+            total,
+        )
+        return cls(tally, tuple(runs))
+
+    def values(self) -> FloatArray:
+        """The attributed values, as an array."""
+        return np.array([value for run in self.runs for value in run.values], dtype=np.float64)
+
+
+class SessionOutcomes:
+    """One session's attributed trades as the reports read them: per strategy, how many there were, and the
+    outcomes of each cell they carried (a component's, strategy-wide and in the trade's regime)."""
+
+    __slots__ = ("cells", "trades")
+
+    def __init__(self) -> None:
+        self.trades: dict[str, int] = {}
+        self.cells: dict[str, dict[Cell, OutcomeRun]] = {}
+
+    @classmethod
+    def of(cls, trades: Iterable[TradeOutcome]) -> SessionOutcomes:
+        """The outcomes of `trades` (attributed here)."""
+        outcomes = cls()
+        for trade in trades:
+            outcomes.add(trade, attribute_pnl(trade))
+        return outcomes
+
+    def add(self, trade: TradeOutcome, shares: Shares) -> None:
+        """Take in one trade, its P&L split as `shares`."""
+        strategy = trade.strategy
+        self.trades[strategy] = self.trades.get(strategy, 0) + 1
+        cells = self.cells.get(strategy)
+        if cells is None:
+            cells = self.cells[strategy] = {}
+        kind = outcome_index(trade.pnl_pct)
+        regime = trade.regime
+        for name, share in shares:
+            cell = cells.get(name)
+            if cell is None:
+                cell = cells[name] = OutcomeRun()
+            cell.values.append(share)
+            cell.counts[kind] += 1
+            by_regime = (name, regime)
+            cell = cells.get(by_regime)
+            if cell is None:
+                cell = cells[by_regime] = OutcomeRun()
+            cell.values.append(share)
+            cell.counts[kind] += 1
+
+    def extend(self, later: SessionOutcomes) -> None:
+        """Take in the outcomes of trades that came after these."""
+        for strategy, count in later.trades.items():
+            self.trades[strategy] = self.trades.get(strategy, 0) + count
+        for strategy, later_cells in later.cells.items():
+            cells = self.cells.setdefault(strategy, {})
+            for name, later_cell in later_cells.items():
+                cell = cells.get(name)
+                if cell is None:
+                    cells[name] = later_cell
+                else:
+                    cell.extend(later_cell)
+
+
+class _SymbolRun:
+    """What a run of trades adds to one symbol's figures, collected to be added in one go (in the same order)."""
+
+    __slots__ = ("closed_pnl_pct", "closed_pnl_usd", "last_event_us", "profile", "shares")
+
+    def __init__(self) -> None:
+        self.closed_pnl_pct: list[float] = []
+        self.closed_pnl_usd: list[float] = []
+        self.profile = OutcomeRun()
+        self.last_event_us = -1
+        self.shares: dict[str, OutcomeRun] = {}
+
+    def add(self, trade: TradeOutcome, shares: Shares) -> None:
+        pnl = trade.pnl_pct
+        kind = outcome_index(pnl)
+        if not trade.is_partial:
+            self.closed_pnl_pct.append(pnl)
+            self.closed_pnl_usd.append(trade.pnl_usd)
+        self.profile.values.append(pnl * trade.weight)
+        self.profile.counts[kind] += 1
+        self.last_event_us = max(self.last_event_us, trade.event_us)
+        for name, share in shares:
+            found = self.shares.get(name)
+            if found is None:
+                found = self.shares[name] = OutcomeRun()
+            found.values.append(share)
+            found.counts[kind] += 1
 
 
 @dataclass(slots=True)
@@ -164,7 +329,7 @@ class LongRun:
         self.earlier_through = -1
         self.strategies: dict[str, StrategyFigures] = {}
         self.symbols: dict[tuple[str, str], SymbolFigures] = {}
-        self.recent: dict[int, list[RecentTrade]] = {}
+        self.recent: dict[int, SessionOutcomes] = {}
         self.earlier: dict[str, dict[Cell, EarlierCell]] = {}
         self._next_chunk: dict[str, int] = {}
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
@@ -176,71 +341,87 @@ class LongRun:
 
     # Absorbing -----------------------------------------------------------------------------------------------
 
-    def absorb(self, trade: TradeOutcome, session: int) -> None:
-        """Count one trade of session `session` (at or below `through`, or about to be)."""
-        shares = attribute_pnl(trade)
-        strategy = self.strategies.get(trade.strategy)
-        if strategy is None:
-            strategy = self.strategies[trade.strategy] = StrategyFigures()
-        strategy.trades += 1
-        strategy.first_session = session if strategy.first_session < 0 else min(strategy.first_session, session)
-        strategy.last_session = max(strategy.last_session, session)
-        regime = regime_scope(trade.regime)
-        symbol = self.symbols.get((trade.strategy, trade.symbol))
-        if symbol is None:
-            symbol = self.symbols[trade.strategy, trade.symbol] = SymbolFigures()
-        for name, contribution in trade.components:
-            if contribution == 0.0:
-                continue
-            for scope in (GLOBAL_SCOPE, regime):
-                strategy.evidence[name, scope] = max(session, strategy.evidence.get((name, scope), session))
-            symbol.evidence[name] = max(session, symbol.evidence.get(name, session))
-        if not trade.is_partial:
-            symbol.closed += 1
-            symbol.closed_pnl_pct.add(trade.pnl_pct)
-            symbol.closed_pnl_usd.add(trade.pnl_usd)
-        symbol.profile.add(trade.pnl_pct, trade.pnl_pct * trade.weight)
-        symbol.last_event_us = max(symbol.last_event_us, trade.event_us)
-        for name, share in shares:
-            tally = symbol.shares.get(name)
-            if tally is None:
-                tally = symbol.shares[name] = Tally()
-            tally.add(trade.pnl_pct, share)
-        self._touched_strategies.add(trade.strategy)
-        self._touched_symbols.add((trade.strategy, trade.symbol))
-        recent = RecentTrade(trade.strategy, trade.regime, trade.pnl_pct, shares)
+    def absorb(self, trades: Sequence[TradeOutcome], session: int) -> None:
+        """Count trades of session `session` (at or below `through`, or about to be), in the order given. A run of a
+        session's trades is taken in at once: each exact sum gets the same values in the same order as if the
+        trades came one by one."""
+        outcomes = SessionOutcomes()
+        runs: dict[tuple[str, str], _SymbolRun] = {}
+        for trade in trades:
+            shares = attribute_pnl(trade)
+            outcomes.add(trade, shares)
+            key = (trade.strategy, trade.symbol)
+            run = runs.get(key)
+            if run is None:
+                run = runs[key] = _SymbolRun()
+                if key not in self.symbols:
+                    self.symbols[key] = SymbolFigures()
+            run.add(trade, shares)
+        for name, count in outcomes.trades.items():
+            strategy = self.strategies.get(name)
+            if strategy is None:
+                strategy = self.strategies[name] = StrategyFigures()
+            strategy.trades += count
+            strategy.first_session = session if strategy.first_session < 0 else min(strategy.first_session, session)
+            strategy.last_session = max(strategy.last_session, session)
+            # A trade carries a cell exactly when a component contributed to it: the cells are the evidence.
+            for cell in outcomes.cells.get(name, {}):
+                scope = (cell, GLOBAL_SCOPE) if isinstance(cell, str) else (cell[0], regime_scope(cell[1]))
+                strategy.evidence[scope] = max(session, strategy.evidence.get(scope, session))
+            self._touched_strategies.add(name)
+        for key, run in runs.items():
+            symbol = self.symbols[key]
+            symbol.closed += len(run.closed_pnl_pct)
+            symbol.closed_pnl_pct.add_all(run.closed_pnl_pct)
+            symbol.closed_pnl_usd.add_all(run.closed_pnl_usd)
+            symbol.profile.add_run(run.profile)
+            symbol.last_event_us = max(symbol.last_event_us, run.last_event_us)
+            for name, shared in run.shares.items():
+                tally = symbol.shares.get(name)
+                if tally is None:
+                    tally = symbol.shares[name] = Tally()
+                tally.add_run(shared)
+                symbol.evidence[name] = max(session, symbol.evidence.get(name, session))
+            self._touched_symbols.add(key)
+        if not outcomes.trades:
+            return
         if session > self.earlier_through:
-            self.recent.setdefault(session, []).append(recent)
+            kept = self.recent.get(session)
+            if kept is None:
+                self.recent[session] = outcomes
+            else:
+                kept.extend(outcomes)
         else:
-            self._to_earlier(recent)
+            self._to_earlier(outcomes)
 
-    def restore_recent(self, trade: TradeOutcome, session: int) -> None:
-        """Put back one trade of the recent window (taken in before, not kept: see from_rows); nothing else moves."""
-        self.recent.setdefault(session, []).append(
-            RecentTrade(trade.strategy, trade.regime, trade.pnl_pct, attribute_pnl(trade))
-        )
+    def restore_recent(self, trades: Iterable[TradeOutcome], session: int) -> None:
+        """Put back trades of the recent window (taken in before, not kept: see from_rows); nothing else moves."""
+        for trade in trades:
+            kept = self.recent.get(session)
+            if kept is None:
+                kept = self.recent[session] = SessionOutcomes()
+            kept.add(trade, attribute_pnl(trade))
 
     def settle_earlier(self, cutoff: int) -> None:
         """Move the recent window's sessions at or below `cutoff` into the earlier samples."""
         if cutoff <= self.earlier_through:
             return
         for session in sorted(session for session in self.recent if session <= cutoff):
-            for trade in self.recent.pop(session):
-                self._to_earlier(trade)
+            self._to_earlier(self.recent.pop(session))
         self.earlier_through = cutoff
         self._earlier_touched = True
 
-    def _to_earlier(self, trade: RecentTrade) -> None:
-        cells = self.earlier.setdefault(trade.strategy, {})
-        for name, share in trade.shares:
-            for cell in (name, (name, trade.regime)):
+    def _to_earlier(self, outcomes: SessionOutcomes) -> None:
+        for strategy, session_cells in outcomes.cells.items():
+            cells = self.earlier.setdefault(strategy, {})
+            for cell, outcome in session_cells.items():
                 kept = cells.get(cell)
                 if kept is None:
                     kept = cells[cell] = EarlierCell()
-                kept.tally.add(trade.pnl_pct, share)
-                cell_id = _cell_id(trade.strategy, cell)
-                self._fresh_values.setdefault(cell_id, []).append(share)
-                self._unsorted.setdefault(cell_id, []).append(share)
+                kept.tally.add_run(outcome)
+                cell_id = _cell_id(strategy, cell)
+                self._fresh_values.setdefault(cell_id, []).extend(outcome.values)
+                self._unsorted.setdefault(cell_id, []).extend(outcome.values)
         self._earlier_touched = True
 
     def earlier_cells(self, strategy: str) -> dict[Cell, EarlierCell]:
@@ -252,12 +433,17 @@ class LongRun:
                 kept.sample.add(unsorted)
         return cells
 
-    def recent_trades(self, strategy: str) -> Iterator[RecentTrade]:
-        """The recent window's trades of a strategy (sessions above `earlier_through`), in session order."""
+    def recent_count(self, strategy: str) -> int:
+        """How many trades of a strategy the recent window (sessions above `earlier_through`) holds."""
+        return sum(outcomes.trades.get(strategy, 0) for outcomes in self.recent.values())
+
+    def recent_cells(self, strategy: str) -> dict[Cell, CellOutcomes]:
+        """A strategy's outcomes per cell over the recent window."""
+        runs: dict[Cell, list[OutcomeRun]] = {}
         for session in sorted(self.recent):
-            for trade in self.recent[session]:
-                if trade.strategy == strategy:
-                    yield trade
+            for cell, run in self.recent[session].cells.get(strategy, {}).items():
+                runs.setdefault(cell, []).append(run)
+        return {cell: CellOutcomes.of(found) for cell, found in runs.items()}
 
     def evidence(self) -> dict[tuple[str, str, str], int]:
         """Last session each (strategy, component, scope) saw a trade carrying the component: strategy-wide (`*`),

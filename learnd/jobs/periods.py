@@ -21,7 +21,7 @@ from learnd.config import Settings
 from learnd.errors import StopRequested
 from learnd.exports.bot import BotRules, bot_application
 from learnd.exports.files import json_bytes
-from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
+from learnd.jobs.longrun import RECENT_SESSIONS, LongRun, SessionOutcomes, session_runs
 from learnd.jobs.reports import (
     daily_report,
     longrun_of,
@@ -93,12 +93,17 @@ def run_period(
     records = records if records is not None else RecordCache()
     session = last_session(calendar, settings, period)
     in_order = session >= longrun.through
+    # The session's trades as the figures took them in, when they took in all of them now (in order, the day
+    # after the last period): the daily report reads those instead of the ledger.
+    day: tuple[list[TradeOutcome], SessionOutcomes] | None = None
     if in_order:
-        advance(longrun, store, calendar, session, should_stop)
+        taken = advance(longrun, store, calendar, session, should_stop)
+        if taken is not None:
+            day = (taken, longrun.recent.get(session) or SessionOutcomes())
     _check(should_stop)
     if period.job == DAILY:
         outcomes = _closed_outcomes(store, calendar, session, longrun if in_order else None)
-        report = daily_report_document(store, settings, calendar, period.label, outcomes, records=records)
+        report = daily_report_document(store, settings, calendar, period.label, outcomes, records=records, day=day)
         state, values = longrun.rows()
         output = _output(settings, "daily", period.label, report, state=state, values=values)
         return replace(output, reported_until_us=calendar.session_bounds_us(session)[1])
@@ -120,10 +125,13 @@ def load_longrun(store: Store, calendar: ExchangeCalendar) -> LongRun:
     if longrun.through > longrun.earlier_through:
         since_us = calendar.session_bounds_us(longrun.earlier_through)[1] if longrun.earlier_through >= 0 else None
         until_us = calendar.session_bounds_us(longrun.through)[1]
-        for row in store.ledger_up_to("trade", since_us, until_us, longrun.seq):
-            record = record_of(row)
-            if isinstance(record, TradeOutcome):
-                longrun.restore_recent(record, calendar.session_index(record.event_us))
+        trades = (
+            record
+            for row in store.ledger_up_to("trade", since_us, until_us, longrun.seq)
+            if isinstance(record := record_of(row), TradeOutcome)
+        )
+        for session, run in session_runs(trades, calendar.session_index):
+            longrun.restore_recent(run, session)
     return longrun
 
 
@@ -133,37 +141,50 @@ def advance(
     calendar: ExchangeCalendar,
     through: int,
     should_stop: Callable[[], bool] = lambda: False,
-) -> None:
+) -> list[TradeOutcome] | None:
     """Take in every committed trade up to session `through`: those that arrived since the figures last looked for
     sessions they had already passed (late ones), then the sessions after; move the sessions that left the recent
     window into the earlier samples. The ledger number is read first, so a row committed meanwhile is taken in
-    next time, never twice."""
+    next time, never twice. Returns session `through`'s trades (ledger order) when this call took in all of them
+    (the figures had not reached it), else None. Each trade is decoded and attributed once."""
     seq = store.ledger_seq
     boundary_us: int | None = None
     rows: list[Iterable[LedgerRow]] = []
     if longrun.through >= 0:
         boundary_us = calendar.session_bounds_us(longrun.through)[1]
         rows.append(store.ledger_since("trade", longrun.seq, boundary_us))
-    if through > longrun.through:
+    whole = through > longrun.through
+    if whole:
         rows.append(store.ledger("trade", since_us=boundary_us, until_us=calendar.session_bounds_us(through)[1]))
+    run: list[TradeOutcome] = []
+    session = -1
+    start_us = end_us = 0
     for count, row in enumerate(chain.from_iterable(rows)):
         if count % _STOP_CHECK_ROWS == 0:
             _check(should_stop)
-        _absorb(longrun, row, calendar)
+        record = record_of(row)
+        if not isinstance(record, TradeOutcome):
+            continue
+        if not start_us <= record.event_us < end_us:
+            if run:
+                longrun.absorb(run, session)
+                run = []
+            session = calendar.session_index(record.event_us)
+            start_us, end_us = calendar.session_bounds_us(session)
+        run.append(record)
+    if run:
+        longrun.absorb(run, session)
     longrun.through = max(longrun.through, through)
     longrun.seq = seq
     longrun.settle_earlier(longrun.through - RECENT_SESSIONS)
+    if not whole:
+        return None
+    return run if session == through else []
 
 
 def _check(should_stop: Callable[[], bool]) -> None:
     if should_stop():
         raise StopRequested("the job was stopped before it finished; it runs again at the next start")
-
-
-def _absorb(longrun: LongRun, row: LedgerRow, calendar: ExchangeCalendar) -> None:
-    record = record_of(row)
-    if isinstance(record, TradeOutcome):
-        longrun.absorb(record, calendar.session_index(record.event_us))
 
 
 def _closed_outcomes(
@@ -231,20 +252,25 @@ def daily_report_document(
     outcomes: Mapping[tuple[str, str], SymbolOutcomes],
     *,
     records: RecordCache,
+    day: tuple[list[TradeOutcome], SessionOutcomes] | None = None,
 ) -> dict[str, Any]:
     """data/reports/daily/D.json's content, from the committed ledger, changes and end-of-session snapshot;
-    `outcomes` are every closed trade up to the day, per (strategy, symbol), for the execution section."""
-    day = date.fromisoformat(label)
-    index = calendar.session_of_day(day)
+    `outcomes` are every closed trade up to the day, per (strategy, symbol), for the execution section. `day` is
+    the day's trades in ledger order with their outcomes by cell, when the caller has them (else read here)."""
+    session_day = date.fromisoformat(label)
+    index = calendar.session_of_day(session_day)
     start_us, end_us = calendar.session_bounds_us(index)
-    trades = [
-        record
-        for record in records.records(store, "trade", since_us=start_us, until_us=end_us)
-        if isinstance(record, TradeOutcome)
-    ]
+    if day is None:
+        trades = [
+            record
+            for record in ledger_records(store, "trade", since_us=start_us, until_us=end_us)
+            if isinstance(record, TradeOutcome)
+        ]
+        day = (trades, SessionOutcomes.of(trades))
+    trades, day_outcomes = day
     exits = [
         record
-        for record in records.records(store, "exit", since_us=start_us, until_us=end_us)
+        for record in ledger_records(store, "exit", since_us=start_us, until_us=end_us)
         if isinstance(record, ExitOutcome)
     ]
     # Multiplier moves only: a weekly signal suggestion logged at this close (old/new None) is no move, and a daily
@@ -254,20 +280,29 @@ def daily_report_document(
     ]
     late = _late_trades(store, calendar.closes_us[index])
     snapshot = _snapshot(store, calendar.closes_us[index])
-    report = daily_report(day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot)
+    report = daily_report(
+        session_day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot, outcomes=day_outcomes
+    )
     next_day = calendar.sessions[index + 1]
-    report["signals"] = _signals_section(store, settings, start_us, end_us, records)
-    report["execution_quality"] = _execution_section(store, settings, calendar, (day, next_day), outcomes)
+    report["signals"] = _signals_section(store, settings, start_us, end_us, records, trades=trades)
+    report["execution_quality"] = _execution_section(store, settings, calendar, (session_day, next_day), outcomes)
     # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
     report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
 
 
 def _signals_section(
-    store: Store, settings: Settings, start_us: int, end_us: int, records: RecordCache
+    store: Store,
+    settings: Settings,
+    start_us: int,
+    end_us: int,
+    records: RecordCache,
+    *,
+    trades: list[TradeOutcome] | None = None,
 ) -> dict[str, Any]:
     """Signal episodes that began in [start, end), joined to entries and outcomes known by `end`: the same set
-    whether the report is written right after the close (some episodes still open) or by a later backfill."""
+    whether the report is written right after the close (some episodes still open) or by a later backfill.
+    `trades` are the outcomes of [start, end) when the caller has them; without an episode nothing is joined."""
     params = SignalParams.from_settings(settings.signals)
     episodes = episodes_from_rows(store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us))
     # As of the report: an episode the close left open counts as it stood, like the closed one a backfill sees.
@@ -276,13 +311,18 @@ def _signals_section(
         for episode in open_episodes_from_state(store.learner_state(SIGNAL_LEARNER), params)
         if start_us <= episode.first_us < end_us
     ]
+    if not episodes:
+        return signal_summary((), (), (), params)
     entries = [
         r for r in records.records(store, "entry", since_us=start_us, until_us=end_us) if isinstance(r, TradeEntry)
     ]
-    outcomes = [
-        r for r in records.records(store, "trade", since_us=start_us, until_us=end_us) if isinstance(r, TradeOutcome)
-    ]
-    return signal_summary(episodes, entries, outcomes, params)
+    if trades is None:
+        trades = [
+            r
+            for r in records.records(store, "trade", since_us=start_us, until_us=end_us)
+            if isinstance(r, TradeOutcome)
+        ]
+    return signal_summary(episodes, entries, trades, params)
 
 
 def _execution_section(

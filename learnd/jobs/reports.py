@@ -11,7 +11,18 @@ from datetime import UTC, date, datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
 from learnd.exports.bot import where_it_differs
-from learnd.jobs.longrun import RECENT_SESSIONS, Cell, EarlierCell, LongRun, RecentTrade, Tally, attribute_pnl
+from learnd.jobs.longrun import (
+    RECENT_SESSIONS,
+    Cell,
+    CellOutcomes,
+    EarlierCell,
+    LongRun,
+    OutcomeRun,
+    SessionOutcomes,
+    Tally,
+    is_attributed,
+    session_runs,
+)
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import MannWhitneyResult, mann_whitney_sorted
@@ -105,6 +116,7 @@ def daily_report(
     *,
     late_trades: Sequence[TradeOutcome] = (),
     model_snapshot: Mapping[str, Any] | None = None,
+    outcomes: SessionOutcomes | None = None,
 ) -> dict[str, Any]:
     """The daily report of trading day `day`: JSON-able, deterministic, no wall-clock field.
 
@@ -114,8 +126,12 @@ def daily_report(
     ({event_us, strategy, model, component, regime, old, new, ...}); a scope's change over the day runs from the
     `old` of its first change to the `new` of its last (event order, input order on ties). `model_snapshot`
     (EntryModel.snapshot()) adds the current multipliers. Per strategy: summary, components (and by regime),
-    regimes, multiplier changes, exit reasons by outcome, execution (None without orders).
+    regimes, multiplier changes, exit reasons by outcome, execution (None without orders). `outcomes` are `trades`
+    attributed and grouped by cell (SessionOutcomes.of(trades) when not given; the long-run figures hold them for
+    a session they took in whole).
     """
+    if outcomes is None:
+        outcomes = SessionOutcomes.of(trades)
     strategies = sorted(
         {trade.strategy for trade in trades}
         | {exit_.strategy for exit_ in exits}
@@ -130,7 +146,7 @@ def daily_report(
         snapshot = (model_snapshot or {}).get(strategy)
         per_strategy[strategy] = {
             "summary": _trade_summary(own_trades),
-            "components": _daily_components(own_trades, moves.get("entry", {}), snapshot),
+            "components": _daily_components(outcomes.cells.get(strategy, {}), moves.get("entry", {}), snapshot),
             "regimes": _regime_totals(own_trades),
             "multiplier_changes": moves,
             "exit_reasons": _exit_reasons([exit_ for exit_ in exits if exit_.strategy == strategy]),
@@ -209,8 +225,8 @@ def longrun_of(
     """The long-run figures of `trades` (all of them) as a weekly report at `current_session` reads them."""
     longrun = LongRun()
     longrun.earlier_through = current_session - recent_sessions
-    for trade in trades:
-        longrun.absorb(trade, session_of(trade.event_us))
+    for session, run in session_runs(trades, session_of):
+        longrun.absorb(run, session)
     longrun.through = current_session
     return longrun
 
@@ -242,13 +258,13 @@ def weekly_report_kept(
     per_strategy: dict[str, Any] = {}
     for strategy in sorted(longrun.strategies):
         figures = longrun.strategies[strategy]
-        recent = list(longrun.recent_trades(strategy))
+        recent = longrun.recent_cells(strategy)
         earlier = longrun.earlier_cells(strategy)
         snapshot = (model_snapshot or {}).get(strategy)
         per_strategy[strategy] = {
             "summary": {
                 "trades": figures.trades,
-                "recent_trades": len(recent),
+                "recent_trades": longrun.recent_count(strategy),
                 "first_session": figures.first_session,
                 "last_session": figures.last_session,
             },
@@ -635,44 +651,44 @@ def render_weekly_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _trade_summary(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
-    tally = Tally()
-    unattributed: list[float] = []
+    weighted = [trade.pnl_pct * trade.weight for trade in trades]
     unknown: dict[str, int] = {}
     for trade in trades:
-        tally.add(trade.pnl_pct, trade.pnl_pct * trade.weight)
-        if not attribute_pnl(trade):
-            unattributed.append(trade.pnl_pct * trade.weight)
         for key in trade.unknown_components:
             unknown[key] = unknown.get(key, 0) + 1
-    view = tally.view("pnl_pct")
+    view = Tally.of([trade.pnl_pct for trade in trades], weighted).view("pnl_pct")
     view["partials"] = sum(1 for trade in trades if trade.is_partial)
-    view["pnl_usd"] = _round(math.fsum(trade.pnl_usd for trade in trades))
-    view["unattributed_pnl_pct"] = _round(math.fsum(unattributed))
+    view["pnl_usd"] = _round(math.fsum([trade.pnl_usd for trade in trades]))
+    view["unattributed_pnl_pct"] = _round(
+        math.fsum([value for trade, value in zip(trades, weighted, strict=True) if not is_attributed(trade)])
+    )
     view["unknown_components"] = dict(sorted(unknown.items()))
     return view
 
 
 def _daily_components(
-    trades: Sequence[TradeOutcome],
+    cells: Mapping[Cell, OutcomeRun],
     entry_moves: Mapping[str, Mapping[str, dict[str, Any]]],
     snapshot: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    overall: dict[str, Tally] = {}
-    by_regime: dict[str, dict[str, Tally]] = {}
-    for trade in trades:
-        for name, share in attribute_pnl(trade):
-            overall.setdefault(name, Tally()).add(trade.pnl_pct, share)
-            by_regime.setdefault(name, {}).setdefault(trade.regime, Tally()).add(trade.pnl_pct, share)
+    overall: dict[str, OutcomeRun] = {}
+    by_regime: dict[str, dict[str, OutcomeRun]] = {}
+    for cell, outcomes in cells.items():
+        if isinstance(cell, str):
+            overall[cell] = outcomes
+        else:
+            by_regime.setdefault(cell[0], {})[cell[1]] = outcomes
     result: dict[str, Any] = {}
     for name in sorted(set(overall) | set(entry_moves)):
         moves = entry_moves.get(name, {})
-        view = overall.get(name, Tally()).view()
+        found = overall.get(name)
+        view = (found.tally() if found is not None else Tally()).view()
         view["multiplier_change"] = moves.get(GLOBAL_SCOPE)
         regimes: dict[str, Any] = {}
-        for regime, tally in sorted(by_regime.get(name, {}).items()):
-            cell = tally.view()
-            cell["multiplier_change"] = moves.get(regime_scope(regime))
-            regimes[regime] = cell
+        for regime, outcomes in sorted(by_regime.get(name, {}).items()):
+            cell_view = outcomes.tally().view()
+            cell_view["multiplier_change"] = moves.get(regime_scope(regime))
+            regimes[regime] = cell_view
         view["by_regime"] = regimes
         if snapshot is not None:
             _add_multipliers(view, snapshot.get(name))
@@ -694,10 +710,12 @@ def _add_multipliers(view: dict[str, Any], entry: Mapping[str, Any] | None) -> N
 
 
 def _regime_totals(trades: Sequence[TradeOutcome]) -> dict[str, Any]:
-    tallies: dict[str, Tally] = {}
+    outcomes: dict[str, tuple[list[float], list[float]]] = {}
     for trade in trades:
-        tallies.setdefault(trade.regime, Tally()).add(trade.pnl_pct, trade.pnl_pct * trade.weight)
-    return {regime: tally.view("pnl_pct") for regime, tally in sorted(tallies.items())}
+        pnls, weighted = outcomes.setdefault(trade.regime, ([], []))
+        pnls.append(trade.pnl_pct)
+        weighted.append(trade.pnl_pct * trade.weight)
+    return {regime: Tally.of(pnls, weighted).view("pnl_pct") for regime, (pnls, weighted) in sorted(outcomes.items())}
 
 
 def _multiplier_moves(changes: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
@@ -724,12 +742,13 @@ def _multiplier_moves(changes: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
 
 
 def _exit_reasons(exits: Sequence[ExitOutcome]) -> dict[str, Any]:
-    tallies: dict[str, Tally] = {}
+    pnls: dict[str, list[float]] = {}
     for exit_ in exits:
         for name in exit_.exit_components or (NO_EXIT_COMPONENT,):
-            tallies.setdefault(name, Tally()).add(exit_.pnl_pct, exit_.pnl_pct)
+            pnls.setdefault(name, []).append(exit_.pnl_pct)
     result: dict[str, Any] = {}
-    for name, tally in sorted(tallies.items()):
+    for name, values in sorted(pnls.items()):
+        tally = Tally.of(values, values)
         total = tally.total.value
         result[name] = {
             "exits": tally.trades,
@@ -803,9 +822,9 @@ def _trade_row(trade: TradeOutcome) -> dict[str, Any]:
     }
 
 
-def _group_view(recent: Sequence[tuple[float, float]], earlier: EarlierCell | None) -> dict[str, Any]:
-    """long_run / recent / earlier tallies of a cell: recent (pnl_pct, attributed) outcomes, earlier kept."""
-    recent_tally = Tally.of(recent)
+def _group_view(recent: CellOutcomes | None, earlier: EarlierCell | None) -> dict[str, Any]:
+    """long_run / recent / earlier tallies of a cell."""
+    recent_tally = recent.tally if recent is not None else Tally()
     earlier_tally = earlier.tally if earlier is not None else Tally()
     return {
         "long_run": earlier_tally.merged(recent_tally).view(),
@@ -815,13 +834,18 @@ def _group_view(recent: Sequence[tuple[float, float]], earlier: EarlierCell | No
 
 
 def _tested(
-    cells: Mapping[_Cell, tuple[list[tuple[float, float]], EarlierCell | None]], alpha: float, min_group_trades: int
+    cells: Mapping[_Cell, tuple[CellOutcomes | None, EarlierCell | None]], alpha: float, min_group_trades: int
 ) -> dict[_Cell, dict[str, Any]]:
     """Views of each cell with its Mann-Whitney test (recent vs earlier), Bonferroni over the cells tested."""
     tests: dict[_Cell, MannWhitneyResult] = {}
     for name, (recent, earlier) in cells.items():
-        if earlier is not None and len(recent) >= min_group_trades and earlier.tally.trades >= min_group_trades:
-            tests[name] = mann_whitney_sorted([attributed for _, attributed in recent], earlier.sample)
+        if (
+            recent is not None
+            and earlier is not None
+            and recent.tally.trades >= min_group_trades
+            and earlier.tally.trades >= min_group_trades
+        ):
+            tests[name] = mann_whitney_sorted(recent.values(), earlier.sample)
     family = len(tests)
     views: dict[_Cell, dict[str, Any]] = {}
     for name in sorted(cells):
@@ -850,20 +874,15 @@ def _tested(
 
 
 def _cells(
-    recent: Sequence[RecentTrade], earlier: Mapping[Cell, EarlierCell], *, by_regime: bool
-) -> dict[Any, tuple[list[tuple[float, float]], EarlierCell | None]]:
+    recent: Mapping[Cell, CellOutcomes], earlier: Mapping[Cell, EarlierCell], *, by_regime: bool
+) -> dict[Any, tuple[CellOutcomes | None, EarlierCell | None]]:
     """Each cell (component, or (component, regime)) with its recent outcomes and its earlier ones."""
-    outcomes: dict[Cell, list[tuple[float, float]]] = {}
-    for trade in recent:
-        for name, share in trade.shares:
-            cell: Cell = (name, trade.regime) if by_regime else name
-            outcomes.setdefault(cell, []).append((trade.pnl_pct, share))
-    names = {cell for cell in earlier if isinstance(cell, tuple) == by_regime} | set(outcomes)
-    return {cell: (outcomes.get(cell, []), earlier.get(cell)) for cell in names}
+    names = {cell for cell in (*earlier, *recent) if isinstance(cell, tuple) == by_regime}
+    return {cell: (recent.get(cell), earlier.get(cell)) for cell in names}
 
 
 def _drift(
-    recent: Sequence[RecentTrade],
+    recent: Mapping[Cell, CellOutcomes],
     earlier: Mapping[Cell, EarlierCell],
     snapshot: Mapping[str, Any] | None,
     alpha: float,
@@ -881,7 +900,7 @@ def _drift(
 
 
 def _regime_analysis(
-    recent: Sequence[RecentTrade],
+    recent: Mapping[Cell, CellOutcomes],
     earlier: Mapping[Cell, EarlierCell],
     snapshot: Mapping[str, Any] | None,
     alpha: float,

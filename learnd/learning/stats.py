@@ -167,7 +167,7 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> MannWhitneyResult:
     return _mann_whitney_result(rank_sum_a - n_a * (n_a + 1) / 2.0, tie_term, n_a, n_b)
 
 
-def mann_whitney_sorted(a: Sequence[float], b: SortedSample) -> MannWhitneyResult:
+def mann_whitney_sorted(a: ArrayLike, b: SortedSample) -> MannWhitneyResult:
     """mann_whitney(a, b's values), the same floats, in O(len(a) log len(b)): U counts, for each value of `a`, the
     values of `b` below it plus half those equal to it; the tie term is b's, corrected for the values `a` adds to
     its tie groups."""
@@ -224,7 +224,10 @@ class SortedSample:
         for old, added in zip(before.tolist(), counts.tolist(), strict=True):
             size = old + added
             self.tie_term += size**3 - size - (old**3 - old)
-        self.values = np.sort(np.concatenate((self.values, fresh)), kind="stable")
+        # Merged in, not sorted again: each fresh value goes after the kept values equal to it, the fresh ones in
+        # their own stable order, the array a stable sort of (kept, fresh) gives, in O(kept + fresh log fresh).
+        fresh = np.sort(fresh, kind="stable")
+        self.values = np.insert(self.values, np.searchsorted(self.values, fresh, side="right"), fresh)
 
 
 class ExactSum:
@@ -241,6 +244,17 @@ class ExactSum:
         self._parts.append(value)
         if len(self._parts) > _MAX_PARTS:
             self._fold()
+
+    def add_all(self, values: list[float]) -> None:
+        """add() each of `values` in turn, in one go: the parts kept (what to_floats writes) are the same floats in
+        the same order, since the folds fall where one-at-a-time adds would have made them."""
+        start = 0
+        while len(self._parts) + len(values) - start > _MAX_PARTS:
+            stop = start + _MAX_PARTS + 1 - len(self._parts)
+            self._parts.extend(values[start:stop])
+            self._fold()
+            start = stop
+        self._parts.extend(values[start:] if start else values)
 
     def merge(self, other: ExactSum) -> None:
         self._parts.extend(other._parts)

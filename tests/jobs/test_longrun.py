@@ -12,12 +12,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from learnd.errors import StateError
-from learnd.jobs.longrun import RECENT_SESSIONS, LongRun, Tally, attribute_pnl
-from learnd.jobs.reports import longrun_of
+from learnd.jobs.longrun import (
+    RECENT_SESSIONS,
+    CellOutcomes,
+    LongRun,
+    OutcomeRun,
+    SessionOutcomes,
+    Tally,
+    attribute_pnl,
+    is_attributed,
+)
+from learnd.jobs.reports import daily_report, longrun_of
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.records.parse import TradeOutcome
-from tests.jobs.test_reports import DAY_TRADES, component_sets, ledger, make_trade, pnl_values, session_of
+from tests.jobs.test_reports import DAY, DAY_TRADES, component_sets, ledger, make_trade, pnl_values, session_of
 
 
 def test_attribution_splits_weighted_pnl_by_absolute_contribution() -> None:
@@ -49,8 +58,8 @@ TRADES = ledger(3, sessions=LAST_SESSION + 1)
 
 
 def figures(longrun: LongRun) -> dict[str, Any]:
-    """Everything the reports read of the figures, as plain comparable data (recent trades as a set per session:
-    their order within a session is not part of the figures)."""
+    """Everything the reports read of the figures, as plain comparable data (recent outcomes sorted per session and
+    cell: their order within a session is not part of the figures)."""
     return {
         "through": longrun.through,
         "earlier_through": longrun.earlier_through,
@@ -77,7 +86,17 @@ def figures(longrun: LongRun) -> dict[str, Any]:
             }
             for strategy in sorted(longrun.earlier)
         },
-        "recent": {session: sorted(map(repr, trades)) for session, trades in longrun.recent.items() if trades},
+        "recent": {
+            session: (
+                outcomes.trades,
+                {
+                    (strategy, cell): (kept.counts, sorted(kept.values))
+                    for strategy, cells in outcomes.cells.items()
+                    for cell, kept in cells.items()
+                },
+            )
+            for session, outcomes in longrun.recent.items()
+        },
         "evidence": longrun.evidence(),
     }
 
@@ -97,8 +116,7 @@ def period_by_period(
     longrun = LongRun()
     grouped = by_session(trades)
     for session in range(LAST_SESSION + 1):
-        for trade in grouped.get(session, []):
-            longrun.absorb(trade, session)
+        longrun.absorb(grouped.get(session, []), session)
         longrun.through = session
         longrun.settle_earlier(session - RECENT_SESSIONS)
         if keep is not None:
@@ -138,16 +156,16 @@ def test_rows_committed_each_period_restore_the_figures() -> None:
     for trade in TRADES:
         session = session_of(trade.event_us)
         if session > restored.earlier_through:
-            restored.restore_recent(trade, session)
+            restored.restore_recent([trade], session)
     assert figures(restored) == figures(live)
 
 
 def test_rows_hold_only_what_changed_since_the_last_call() -> None:
     """After a period that saw only NVDA, the rows rewrite NVDA's figures and the head, not AMD's."""
     longrun = LongRun()
-    longrun.absorb(make_trade("close_a", 1.0, {"options_flow": 1.0}, symbol="AMD"), 0)
+    longrun.absorb([make_trade("close_a", 1.0, {"options_flow": 1.0}, symbol="AMD")], 0)
     first, _ = longrun.rows()
-    longrun.absorb(make_trade("close_n", -1.0, {"options_flow": 1.0}, symbol="NVDA"), 1)
+    longrun.absorb([make_trade("close_n", -1.0, {"options_flow": 1.0}, symbol="NVDA")], 1)
     second, chunks = longrun.rows()
     assert any(name.endswith("AMD") for name in first)
     assert not any(name.endswith("AMD") for name in second)
@@ -184,9 +202,9 @@ def test_damaged_rows_are_a_state_error(state: dict[str, bytes], chunks: list[An
 def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() -> None:
     """Strategy-wide, per regime and per ticker; a zero contribution is no evidence."""
     longrun = LongRun()
-    longrun.absorb(make_trade("close_a", 1.0, {"options_flow": 1.0}, symbol="AMD", regime="mixed"), 3)
-    longrun.absorb(make_trade("close_b", 1.0, {"options_flow": 2.0, "dark_pool": 0.0}, symbol="NVDA"), 5)
-    longrun.absorb(make_trade("close_c", 1.0, {"options_flow": 1.0}, symbol="AMD", regime="risk_on"), 4)
+    longrun.absorb([make_trade("close_a", 1.0, {"options_flow": 1.0}, symbol="AMD", regime="mixed")], 3)
+    longrun.absorb([make_trade("close_b", 1.0, {"options_flow": 2.0, "dark_pool": 0.0}, symbol="NVDA")], 5)
+    longrun.absorb([make_trade("close_c", 1.0, {"options_flow": 1.0}, symbol="AMD", regime="risk_on")], 4)
     assert longrun.evidence() == {
         ("equity", "options_flow", GLOBAL_SCOPE): 5,
         ("equity", "options_flow", regime_scope("mixed")): 5,
@@ -199,8 +217,8 @@ def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() ->
 def test_partial_closes_count_in_the_profile_but_not_as_closed_trades() -> None:
     """A symbol's closed trades (the execution section's) leave partial closes out; its profile weighs them."""
     longrun = LongRun()
-    longrun.absorb(make_trade("close_a", 2.0, {"options_flow": 1.0}), 0)
-    longrun.absorb(make_trade("scale_a", 4.0, {"options_flow": 1.0}, weight=0.5), 0)
+    longrun.absorb([make_trade("close_a", 2.0, {"options_flow": 1.0})], 0)
+    longrun.absorb([make_trade("scale_a", 4.0, {"options_flow": 1.0}, weight=0.5)], 0)
     amd = longrun.symbols["equity", "AMD"]
     assert (amd.closed, amd.closed_pnl_pct.value) == (1, 2.0)
     assert amd.profile.view()["trades"] == 2
@@ -212,4 +230,68 @@ def test_a_tally_taken_in_one_go_reads_as_one_added_to_outcome_by_outcome(outcom
     one_by_one = Tally()
     for pnl_pct, attributed in outcomes:
         one_by_one.add(pnl_pct, attributed)
-    assert Tally.of(outcomes).view() == one_by_one.view()
+    taken = Tally.of([pnl_pct for pnl_pct, _ in outcomes], [attributed for _, attributed in outcomes])
+    assert taken.view() == one_by_one.view()
+
+
+def test_a_session_taken_in_one_run_writes_the_rows_of_its_trades_taken_one_by_one() -> None:
+    """absorb() adds a session's trades per symbol and cell in one go: every period's rows (the exact sums' parts
+    included, as the store keeps them) are those of taking each trade in alone."""
+    in_runs: list[tuple[dict[str, bytes], list[Any]]] = []
+    period_by_period(TRADES, in_runs)
+    one_by_one = LongRun()
+    grouped = by_session(TRADES)
+    for session in range(LAST_SESSION + 1):
+        for trade in grouped.get(session, []):
+            one_by_one.absorb([trade], session)
+        one_by_one.through = session
+        one_by_one.settle_earlier(session - RECENT_SESSIONS)
+        assert one_by_one.rows() == in_runs[session]
+
+
+def test_a_session_taken_in_twice_holds_the_outcomes_the_daily_report_reads() -> None:
+    """A session's outcomes kept by the figures (its trades taken in, then a late one) are those the daily report
+    computes from the trades themselves, and the report reads the same with either."""
+    trades = [*DAY_TRADES, *TRADES[:5]]
+    longrun = LongRun()
+    longrun.absorb(trades[:4], 7)
+    longrun.absorb(trades[4:], 7)
+    kept, computed = longrun.recent[7], SessionOutcomes.of(trades)
+    assert kept.trades == computed.trades
+    assert {
+        strategy: {cell: (run.values, run.counts) for cell, run in cells.items()}
+        for strategy, cells in kept.cells.items()
+    } == {
+        strategy: {cell: (run.values, run.counts) for cell, run in cells.items()}
+        for strategy, cells in computed.cells.items()
+    }
+    assert daily_report(DAY, trades, (), (), (), outcomes=kept) == daily_report(DAY, trades, (), (), ())
+
+
+@given(pnl_values, component_sets)
+def test_is_attributed_says_whether_attribution_splits_anything(pnl: float, components: dict[str, float]) -> None:
+    trade = make_trade("close_x", pnl, components)
+    assert is_attributed(trade) == bool(attribute_pnl(trade))
+
+
+@given(st.lists(st.lists(st.tuples(pnl_values, pnl_values), max_size=300), min_size=1, max_size=4))
+def test_a_cell_over_sessions_reads_as_its_outcomes_tallied_at_once(sessions: list[list[tuple[float, float]]]) -> None:
+    """Each session's run is summed once and kept; a run that grows after it was summed (a late trade) is summed
+    again; the cell's tally and values over the sessions are those of all its outcomes taken in one go."""
+    runs: list[OutcomeRun] = []
+    for outcomes in sessions:
+        run = OutcomeRun()
+        for pnl, attributed in outcomes[: len(outcomes) // 2]:
+            run.values.append(attributed)
+            run.counts[0 if pnl > 0.0 else 1 if pnl < 0.0 else 2] += 1
+        run.exact_sum()
+        for pnl, attributed in outcomes[len(outcomes) // 2 :]:
+            run.values.append(attributed)
+            run.counts[0 if pnl > 0.0 else 1 if pnl < 0.0 else 2] += 1
+        runs.append(run)
+    everything = [outcome for outcomes in sessions for outcome in outcomes]
+    cell = CellOutcomes.of(runs)
+    once = Tally.of([pnl for pnl, _ in everything], [attributed for _, attributed in everything])
+    assert cell.tally.view() == once.view()
+    assert cell.tally.total.value == math.fsum(attributed for _, attributed in everything)
+    assert cell.values().tolist() == [attributed for _, attributed in everything]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -438,3 +439,43 @@ def test_an_exact_sum_reads_as_fsum_whatever_the_order(values: list[float], spli
     assert kept.value == whole.value
     assert math.fsum([*whole.to_floats(), *(-value for value in values)]) == 0.0
     assert len(whole.to_floats()) <= 40
+
+
+@given(st.integers(0, 40), st.lists(st.integers(0, 700), max_size=5), st.integers(0, 2**32))
+def test_an_exact_sum_added_in_runs_keeps_the_parts_of_one_value_at_a_time(
+    first: int, run_lengths: list[int], seed: int
+) -> None:
+    """add_all folds where one-at-a-time adds would: the parts it keeps (the floats a store writes) are the same,
+    in the same order, before and after folding, whatever the runs' lengths against the fold threshold."""
+    rng = random.Random(seed)
+    values = [rng.choice([0.1, -2.5, 1e-300]) if rng.random() < 0.2 else rng.uniform(-1e6, 1e6) for _ in range(first)]
+    one_by_one, in_runs = ExactSum(values), ExactSum(values)
+    for length in run_lengths:
+        run = [rng.uniform(-1e6, 1e6) * 10.0 ** rng.randint(-20, 20) for _ in range(length)]
+        values += run
+        for value in run:
+            one_by_one.add(value)
+        in_runs.add_all(run)
+        assert in_runs._parts == one_by_one._parts  # what to_floats writes, before it folds them
+        assert in_runs.to_floats() == one_by_one.to_floats()
+    assert in_runs.value == math.fsum(values)
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from([-0.0, 0.0, 1.0, -1.0, 2.5]) | st.floats(-1e6, 1e6, allow_nan=False), max_size=30),
+        max_size=6,
+    )
+)
+def test_a_sorted_sample_merged_in_chunks_is_one_stable_sort_of_them(chunks: list[list[float]]) -> None:
+    """Each chunk merged in gives the array a stable sort of everything so far gives, bit for bit (a -0.0 stays
+    where it was among the zeros), and the tie term of its values."""
+    kept = SortedSample()
+    everything: list[float] = []
+    for chunk in chunks:
+        kept.add(chunk)
+        everything += chunk
+        expected = np.sort(np.asarray(everything, dtype=np.float64), kind="stable")
+        assert kept.values.tobytes() == expected.tobytes()
+        _, counts = np.unique(expected, return_counts=True)
+        assert kept.tie_term == sum(int(count) ** 3 - int(count) for count in counts)
