@@ -988,8 +988,9 @@ class EntryModel:
         session: int,
     ) -> None:
         """Feed the change detector one trade. At an alarm the component's old evidence is forgotten in every scope
-        of the strategy (its prior and the trades to come decide its effect from then on) and its moves are
-        boosted for `change_boost_sessions` sessions."""
+        of the strategy (its prior and the trades to come decide its effect from then on; strategy-wide, for an
+        edge that fades or turns, only the evidence from before the alarming statistic's run, so the trades since
+        the change stay) and its moves are boosted for `change_boost_sessions` sessions."""
         params = self.params
         changes = strategy.changes
         learned = features if strategy.scale is None else _transform(strategy.scale) @ features
