@@ -503,19 +503,23 @@ class _Changes:
             raise StateError("bad entry change-detection state: wrong number of components")
         return changes
 
-    def mark(self, stats: _Stats, *, restart: bool) -> None:
+    def mark(self, stats: _Stats, edges: FloatArray, *, restart: bool) -> None:
         """After a watched trade: each statistic at 0 (every one, with `restart`: after an alarm, whose forgetting
-        the older marks do not hold) starts its run here, at `stats` as they stand; marks no run starts at go."""
+        the older marks do not hold) starts its run here, at `stats` as they stand. Only the statistics an alarm
+        of which would keep its run are marked: the one toward 1 of a component whose multiplier stands `edges`
+        (multiplier - 1) away from it; the others start unmarked. Marks no run starts at go."""
         mark = self.watched
         self.watched += 1
         starts_up = np.ones(_K, dtype=bool) if restart else self.up == 0.0
         starts_down = np.ones(_K, dtype=bool) if restart else self.down == 0.0
-        if starts_up.any() or starts_down.any():
+        marked_up = starts_up & (edges < 0.0)
+        marked_down = starts_down & (edges > 0.0)
+        if marked_up.any() or marked_down.any():
             self.marks[mark] = stats.evidence()
-            for component in np.flatnonzero(starts_up).tolist():
-                self.up_from[component] = mark
-            for component in np.flatnonzero(starts_down).tolist():
-                self.down_from[component] = mark
+        for component in np.flatnonzero(starts_up).tolist():
+            self.up_from[component] = mark if marked_up[component] else -1
+        for component in np.flatnonzero(starts_down).tolist():
+            self.down_from[component] = mark if marked_down[component] else -1
         live = set(self.up_from) | set(self.down_from)
         for stale in [known for known in self.marks if known not in live]:
             del self.marks[stale]
@@ -1006,17 +1010,19 @@ class EntryModel:
         wide = strategy.scopes[GLOBAL_SCOPE]
         alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
         wide_multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
+        edges = np.array(
+            [wide_multipliers[name].value if name in wide_multipliers else 1.0 for name in ENTRY_COMPONENTS]
+        )
+        edges -= 1.0
         for order, component in enumerate(alarmed):
             # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
             # trade forgets all its evidence.
             start = changes.run_start(component) if order == 0 else None
             rising = changes.up[component] >= changes.down[component]
-            found = wide_multipliers.get(ENTRY_COMPONENTS[component])
-            edge = 0.0 if found is None else found.value - 1.0
             # Only an edge that fades or turns keeps its run's trades: they are what the alarm selected, so on a
             # false alarm they look like a change; toward the average that costs a little of an edge, where away
             # from it, it would make one.
-            fading = edge * (1.0 if rising else -1.0) < 0.0
+            fading = edges[component] * (1.0 if rising else -1.0) < 0.0
             for scope, scope_stats in strategy.scopes.items():
                 if scope == GLOBAL_SCOPE and start is not None and fading:
                     scope_stats.forget(
@@ -1028,7 +1034,7 @@ class EntryModel:
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
-        changes.mark(wide, restart=bool(alarmed))
+        changes.mark(wide, edges, restart=bool(alarmed))
 
     def _move(
         self,
