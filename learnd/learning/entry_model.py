@@ -1010,10 +1010,17 @@ class EntryModel:
         wide = strategy.scopes[GLOBAL_SCOPE]
         alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
         wide_multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
+        # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
+        # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
+        # evidence is no clear edge, and a false alarm's run could carry it past 1.
         edges = np.array(
             [wide_multipliers[name].value if name in wide_multipliers else 1.0 for name in ENTRY_COMPONENTS]
         )
         edges -= 1.0
+        if posterior.has_reference():
+            clear = np.abs(posterior.z_against_each(np.ones(_K))) >= params.z_threshold
+        else:
+            clear = np.zeros(_K, dtype=bool)
         for order, component in enumerate(alarmed):
             # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
             # trade forgets all its evidence.
@@ -1034,7 +1041,7 @@ class EntryModel:
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
-        changes.mark(wide, edges, restart=bool(alarmed))
+        changes.mark(wide, np.where(clear, edges, 0.0), restart=bool(alarmed))
 
     def _move(
         self,

@@ -526,7 +526,7 @@ def test_after_a_sign_flip_the_multiplier_crosses_one_within_12_sessions(
 def test_an_edge_that_turns_below_average_crosses_one_within_12_sessions_on_five_seeds(tmp_path: Path) -> None:
     """dark_pool's edge turns from 1.9 to 0.1 times the average component's at trade 2000 of 4000 (the issue's
     +0.9 -> -0.9 about the average), seeds 1-5: its strategy-wide multiplier, above 1.2 before, is below 1 within
-    12 sessions of the turn. The change detector's alarm comes 2-10 sessions after it; the alarm forgets only the
+    12 sessions of the turn. The change detector's alarm comes 2-9 sessions after it; the alarm forgets only the
     evidence from before the run that raised it, so the trades since the turn move the multiplier at once (with
     every old trade forgotten, seed 2 took 19 sessions)."""
     turn = Drift(component="dark_pool", at_trade=2000, multiplier=0.1)
