@@ -77,7 +77,9 @@ class LearningParams:
     # change_threshold. An alarm forgets that component's old evidence (in every scope of the strategy), so its
     # prior and the trades that follow decide its effect; for change_boost_sessions sessions its multipliers may
     # move change_step_per_session a session (and as many times max_step_per_trade a trade as that is times
-    # max_step_per_session).
+    # max_step_per_session). Strategy-wide, an alarm on a clear edge (z_threshold) that fades or turns (toward
+    # the average or past it) dates the change at the start of the alarming statistic's run and forgets only
+    # the evidence before it.
     change_threshold: float = 20.0
     change_allowance: float = 0.15
     change_boost_sessions: int = 10

@@ -32,7 +32,8 @@ FloatArray = npt.NDArray[np.float64]
 
 MODEL: Final = "entry"
 # 2: robust reference, interval moves, change detection, standardized off-scale components, the bot's score gate.
-STATE_VERSION: Final = 2
+# 3: a change alarm forgets only the evidence from before the run of the statistic that raised it (the marks).
+STATE_VERSION: Final = 3
 _INTERCEPT: Final = 0
 _SLOPE: Final = 1
 _FIRST_COMPONENT: Final = 2
@@ -137,24 +138,31 @@ class _Stats:
             self.losses += row.present
         self.pnl_sum += row.pnl_sum
 
-    def forget(self, index: int) -> None:
+    def forget(self, index: int, before: _Evidence | None = None) -> None:
         """Forget the evidence on how outcomes follow component `index` about its mean, the rest of what the data
         say untouched: the intercept moves with it, so the fit at the mean contribution stays (an edge that turns
         changes the slope, not the average trade). A rank-one update of the information matrix, P - (Pu)(Pu)' /
         u'Pu for u = e_j - mean e_0 (the Kalman step of an unbounded random walk in that one direction); it leaves
-        the data's estimate where it was, and the component's effect to its prior and to later trades."""
-        intercept = float(self.xtx[_INTERCEPT, _INTERCEPT])
+        the data's estimate where it was, and the component's effect to its prior and to later trades. With
+        `before` (these statistics as they stood at an earlier trade, decayed to now), only that part of the
+        evidence is forgotten: the trades since keep all they say."""
+        evidence = self if before is None else before
+        intercept = float(evidence.xtx[_INTERCEPT, _INTERCEPT])
         if intercept <= 0.0:
             return
-        mean = float(self.xtx[_INTERCEPT, index]) / intercept
-        direction = self.xtx[:, index] - mean * self.xtx[:, _INTERCEPT]
+        mean = float(evidence.xtx[_INTERCEPT, index]) / intercept
+        direction = evidence.xtx[:, index] - mean * evidence.xtx[:, _INTERCEPT]
         about_mean = float(direction[index]) - mean * float(direction[_INTERCEPT])
         if about_mean <= _MIN_MEAN_SQUARE * _MIN_MEAN_SQUARE:
             return
-        moment = float(self.xty[index]) - mean * float(self.xty[_INTERCEPT])
+        moment = float(evidence.xty[index]) - mean * float(evidence.xty[_INTERCEPT])
         self.xtx -= np.outer(direction, direction) / about_mean
         self.xty -= (moment / about_mean) * direction
         self.y2_sum = max(0.0, self.y2_sum - moment * moment / about_mean)
+
+    def evidence(self) -> _Evidence:
+        """What `forget` reads, as it stands now."""
+        return _Evidence(self.session, self.xtx.copy(), self.xty.copy())
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -233,6 +241,33 @@ class _Row:
             pnl_pct=pnl_pct,
             pnl_sum=(weight * pnl_pct) * present,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Evidence:
+    """A scope's regression moments as they stood after one trade (at session `session`): where a change the
+    detector dates began."""
+
+    session: int | None
+    xtx: FloatArray
+    xty: FloatArray
+
+    def decayed_to(self, session: int | None, half_life_sessions: float) -> _Evidence:
+        """These moments as the decay has left them by `session`, as the statistics that hold them decay."""
+        if self.session is None or session is None or session <= self.session:
+            return self
+        factor = decay_factor(half_life_sessions, session - self.session)
+        return _Evidence(session, self.xtx * factor, self.xty * factor)
+
+    def to_state(self) -> list[Any]:
+        return [self.session, self.xtx.tolist(), self.xty.tolist()]
+
+    @classmethod
+    def from_state(cls, state: Any) -> _Evidence:
+        session, xtx, xty = state
+        if session is not None and not isinstance(session, int):
+            raise ValueError(f"bad evidence session {session!r}")
+        return cls(session, _array(xtx, (_DIM, _DIM)), _array(xty, (_DIM,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,9 +433,23 @@ def _own_z(z_threshold: float, seen_count: int) -> float:
 
 class _Changes:
     """Per-component change detection of one strategy: the two one-sided CUSUM statistics, the alarms raised
-    (their count and the last one's session) and until which session each component's moves are boosted."""
+    (their count and the last one's session) and until which session each component's moves are boosted; and
+    where each statistic's current run began (the change it would alarm on is dated there): the strategy-wide
+    moments as they stood then, `marks` by the count of trades watched, `up_from` and `down_from` per component."""
 
-    __slots__ = ("alarms", "boost_until", "down", "last_alarm", "mean", "scale", "up")
+    __slots__ = (
+        "alarms",
+        "boost_until",
+        "down",
+        "down_from",
+        "last_alarm",
+        "marks",
+        "mean",
+        "scale",
+        "up",
+        "up_from",
+        "watched",
+    )
 
     def __init__(self) -> None:
         self.up: FloatArray = np.zeros(_K)
@@ -412,6 +461,10 @@ class _Changes:
         self.alarms: list[int] = [0] * _K
         self.last_alarm: list[int] = [-1] * _K
         self.boost_until: list[int] = [-1] * _K
+        self.watched = 0
+        self.marks: dict[int, _Evidence] = {}
+        self.up_from: list[int] = [-1] * _K
+        self.down_from: list[int] = [-1] * _K
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -422,6 +475,10 @@ class _Changes:
             "alarms": self.alarms,
             "last_alarm": self.last_alarm,
             "boost_until": self.boost_until,
+            "watched": self.watched,
+            "marks": [[mark, evidence.to_state()] for mark, evidence in sorted(self.marks.items())],
+            "up_from": self.up_from,
+            "down_from": self.down_from,
         }
 
     @classmethod
@@ -435,11 +492,43 @@ class _Changes:
             changes.alarms = [int(value) for value in state["alarms"]]
             changes.last_alarm = [int(value) for value in state["last_alarm"]]
             changes.boost_until = [int(value) for value in state["boost_until"]]
+            changes.watched = int(state["watched"])
+            changes.marks = {int(mark): _Evidence.from_state(evidence) for mark, evidence in state["marks"]}
+            changes.up_from = [int(value) for value in state["up_from"]]
+            changes.down_from = [int(value) for value in state["down_from"]]
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"bad entry change-detection state: {error!r}") from error
-        if not len(changes.alarms) == len(changes.last_alarm) == len(changes.boost_until) == _K:
+        counts = {len(changes.alarms), len(changes.last_alarm), len(changes.boost_until)}
+        if counts | {len(changes.up_from), len(changes.down_from)} != {_K}:
             raise StateError("bad entry change-detection state: wrong number of components")
         return changes
+
+    def mark(self, stats: _Stats, edges: FloatArray, *, restart: bool) -> None:
+        """After a watched trade: each statistic at 0 (every one, with `restart`: after an alarm, whose forgetting
+        the older marks do not hold) starts its run here, at `stats` as they stand. Only the statistics an alarm
+        of which would keep its run are marked: the one toward 1 of a component whose multiplier stands `edges`
+        (multiplier - 1) away from it; the others start unmarked. Marks no run starts at go."""
+        mark = self.watched
+        self.watched += 1
+        starts_up = np.ones(_K, dtype=bool) if restart else self.up == 0.0
+        starts_down = np.ones(_K, dtype=bool) if restart else self.down == 0.0
+        marked_up = starts_up & (edges < 0.0)
+        marked_down = starts_down & (edges > 0.0)
+        if marked_up.any() or marked_down.any():
+            self.marks[mark] = stats.evidence()
+        for component in np.flatnonzero(starts_up).tolist():
+            self.up_from[component] = mark if marked_up[component] else -1
+        for component in np.flatnonzero(starts_down).tolist():
+            self.down_from[component] = mark if marked_down[component] else -1
+        live = set(self.up_from) | set(self.down_from)
+        for stale in [known for known in self.marks if known not in live]:
+            del self.marks[stale]
+
+    def run_start(self, component: int) -> _Evidence | None:
+        """The strategy-wide moments where the alarming statistic's run began (the larger one's); None when the
+        run began before the detector watched."""
+        mark = self.up_from[component] if self.up[component] >= self.down[component] else self.down_from[component]
+        return self.marks.get(mark)
 
     def standardize(self, stats: _Stats, params: LearningParams) -> None:
         """Take the contributions' means and spreads for the next session from the strategy-wide moments; only a
@@ -495,8 +584,10 @@ class EntryModel:
     The sums decay by half every `half_life_sessions` sessions of event time, strategy-wide, per regime and per
     ticker. A change detector watches each component strategy-wide: a two-sided CUSUM of the trade's standardized
     residual times the component's standardized contribution (the score of its coefficient), in event order. At
-    an alarm the component keeps only `change_keep` of its old evidence in every scope of the strategy, the rest
-    of the regression untouched, and may move faster for a while; the others keep all theirs.
+    an alarm the component forgets its old evidence in every scope of the strategy, the rest of the regression
+    untouched, and may move faster for a while; the others keep all theirs. Strategy-wide, an edge that fades or
+    turns forgets only what came before the run of the statistic that raised the alarm (where the detector dates
+    the change) and keeps the trades since.
 
     Gates, each at z_threshold: nothing moves until the strategy has `min_effective_samples` effective trades and
     its score shows an edge there (the slope of P&L on the trade's score: the bot's `entry_score` where the row
@@ -901,8 +992,9 @@ class EntryModel:
         session: int,
     ) -> None:
         """Feed the change detector one trade. At an alarm the component's old evidence is forgotten in every scope
-        of the strategy (its prior and the trades to come decide its effect from then on) and its moves are
-        boosted for `change_boost_sessions` sessions."""
+        of the strategy (its prior and the trades to come decide its effect from then on; strategy-wide, for an
+        edge that fades or turns, only the evidence from before the alarming statistic's run, so the trades since
+        the change stay) and its moves are boosted for `change_boost_sessions` sessions."""
         params = self.params
         changes = strategy.changes
         learned = features if strategy.scale is None else _transform(strategy.scale) @ features
@@ -915,13 +1007,41 @@ class EntryModel:
         changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
-        for component in np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist():
-            for scope_stats in strategy.scopes.values():
-                scope_stats.forget(_FIRST_COMPONENT + component)
+        wide = strategy.scopes[GLOBAL_SCOPE]
+        alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
+        wide_multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
+        # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
+        # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
+        # evidence is no clear edge, and a false alarm's run could carry it past 1.
+        edges = np.array(
+            [wide_multipliers[name].value if name in wide_multipliers else 1.0 for name in ENTRY_COMPONENTS]
+        )
+        edges -= 1.0
+        if posterior.has_reference():
+            clear = np.abs(posterior.z_against_each(np.ones(_K))) >= params.z_threshold
+        else:
+            clear = np.zeros(_K, dtype=bool)
+        for order, component in enumerate(alarmed):
+            # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
+            # trade forgets all its evidence.
+            start = changes.run_start(component) if order == 0 else None
+            rising = changes.up[component] >= changes.down[component]
+            # Only an edge that fades or turns keeps its run's trades: they are what the alarm selected, so on a
+            # false alarm they look like a change; toward the average that costs a little of an edge, where away
+            # from it, it would make one.
+            fading = edges[component] * (1.0 if rising else -1.0) < 0.0
+            for scope, scope_stats in strategy.scopes.items():
+                if scope == GLOBAL_SCOPE and start is not None and fading:
+                    scope_stats.forget(
+                        _FIRST_COMPONENT + component, start.decayed_to(wide.session, params.half_life_sessions)
+                    )
+                else:
+                    scope_stats.forget(_FIRST_COMPONENT + component)
             changes.up[component] = changes.down[component] = 0.0
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
+        changes.mark(wide, np.where(clear, edges, 0.0), restart=bool(alarmed))
 
     def _move(
         self,

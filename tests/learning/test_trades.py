@@ -523,6 +523,36 @@ def test_after_a_sign_flip_the_multiplier_crosses_one_within_12_sessions(
     assert view["change_alarms"] >= 1 and view["multiplier"] < 1.0
 
 
+def test_an_edge_that_turns_below_average_crosses_one_within_12_sessions_on_five_seeds(tmp_path: Path) -> None:
+    """dark_pool's edge turns from 1.9 to 0.1 times the average component's at trade 2000 of 4000 (the issue's
+    +0.9 -> -0.9 about the average), seeds 1-5: its strategy-wide multiplier, above 1.2 before, is below 1 within
+    12 sessions of the turn. The change detector's alarm comes 2-9 sessions after it; the alarm forgets only the
+    evidence from before the run that raised it, so the trades since the turn move the multiplier at once (with
+    every old trade forgotten, seed 2 took 19 sessions)."""
+    turn = Drift(component="dark_pool", at_trade=2000, multiplier=0.1)
+    for seed in range(1, 6):
+        home = tmp_path / f"seed{seed}"
+        truth = simulate(home, DRIFT_TRADES, seed, edges=EDGES, drift=turn, regime_edge=None, garbage=False)
+        settings = settings_for(home)
+        calendar = calendar_for(settings)
+        turned_at = flip_session(home, truth)
+        learner = TradeLearner(settings.learning, calendar)
+        before: float | None = None
+        crossed: int | None = None
+        for trade in attribution_outcomes(settings):
+            learner.apply("attribution", trade)
+            session = calendar.session_index(trade.event_us)
+            value = learner.entry.multiplier("equity", "dark_pool")
+            if session < turned_at:
+                before = value
+            elif value < 1.0:
+                crossed = session - turned_at
+                break
+        assert before is not None and before > 1.2, (seed, before)
+        assert crossed is not None and crossed <= 12, (seed, crossed)
+        shutil.rmtree(home)
+
+
 def prequential_window(home: Path, first: int) -> tuple[float, float]:
     """Spearman IC of the learned score (the model before each trade, sessions closed as the trade learner closes
     them) and of the static one (the bot's entry_score) on the closed trades of sessions `first` and later."""
