@@ -142,10 +142,22 @@ class Tally:
 
 @dataclass(slots=True)
 class EarlierCell:
-    """A drift-test cell's outcomes before the recent window: tallies and the sorted attributed values."""
+    """A drift-test cell's outcomes before the recent window: tallies and the attributed values, sorted (`sample`)
+    but for those taken in since a test last needed them (`pending`): most cells are never tested, or seldom."""
 
     tally: Tally = field(default_factory=Tally)
     sample: SortedSample = field(default_factory=SortedSample)
+    pending: list[float] = field(default_factory=list)
+    # The weekly report's view of the cell when the recent window holds none of it, made once per tally (reports
+    # share it and never change it); dropped when outcomes move in.
+    view_alone: dict[str, Any] | None = None
+
+    def sorted_sample(self) -> SortedSample:
+        """Every attributed value, sorted (the pending ones merged in now)."""
+        if self.pending:
+            self.sample.add(self.pending)
+            self.pending = []
+        return self.sample
 
 
 class OutcomeRun:
@@ -331,13 +343,21 @@ class LongRun:
         self.symbols: dict[tuple[str, str], SymbolFigures] = {}
         self.recent: dict[int, SessionOutcomes] = {}
         self.earlier: dict[str, dict[Cell, EarlierCell]] = {}
+        # The weekly report's view of each (strategy, symbol)'s figures, made once until the symbol takes in trades
+        # (reports share them and never change them).
+        self.ticker_views: dict[tuple[str, str], dict[str, Any]] = {}
         self._next_chunk: dict[str, int] = {}
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
         self._touched_strategies: set[str] = set()
         self._touched_symbols: set[tuple[str, str]] = set()
+        # The earlier tallies' row: each cell's part as last written (a cell's part changes only when outcomes
+        # move into it), the cells whose part must be made again, and whether the row must be written at all
+        # (it changed, or it was never written).
+        self._earlier_parts: dict[str, list[Any]] = {}
+        self._earlier_stale: set[str] = set()
         self._earlier_touched = False
+        self._earlier_written = False
         self._fresh_values: dict[str, list[float]] = {}  # earlier values not written yet
-        self._unsorted: dict[str, list[float]] = {}  # earlier values not in their cell's sample yet
 
     # Absorbing -----------------------------------------------------------------------------------------------
 
@@ -376,6 +396,7 @@ class LongRun:
             symbol.closed_pnl_usd.add_all(run.closed_pnl_usd)
             symbol.profile.add_run(run.profile)
             symbol.last_event_us = max(symbol.last_event_us, run.last_event_us)
+            self.ticker_views.pop(key, None)
             for name, shared in run.shares.items():
                 tally = symbol.shares.get(name)
                 if tally is None:
@@ -409,7 +430,8 @@ class LongRun:
         for session in sorted(session for session in self.recent if session <= cutoff):
             self._to_earlier(self.recent.pop(session))
         self.earlier_through = cutoff
-        self._earlier_touched = True
+        # With no session moved the tallies stand as written: the row is written only the first time.
+        self._earlier_touched = self._earlier_touched or not self._earlier_written
 
     def _to_earlier(self, outcomes: SessionOutcomes) -> None:
         for strategy, session_cells in outcomes.cells.items():
@@ -419,19 +441,16 @@ class LongRun:
                 if kept is None:
                     kept = cells[cell] = EarlierCell()
                 kept.tally.add_run(outcome)
+                kept.view_alone = None
                 cell_id = _cell_id(strategy, cell)
+                self._earlier_stale.add(cell_id)
                 self._fresh_values.setdefault(cell_id, []).extend(outcome.values)
-                self._unsorted.setdefault(cell_id, []).extend(outcome.values)
+                kept.pending.extend(outcome.values)
         self._earlier_touched = True
 
     def earlier_cells(self, strategy: str) -> dict[Cell, EarlierCell]:
-        """A strategy's earlier cells, every sample up to date."""
-        cells = self.earlier.get(strategy, {})
-        for cell, kept in cells.items():
-            unsorted = self._unsorted.pop(_cell_id(strategy, cell), None)
-            if unsorted:
-                kept.sample.add(unsorted)
-        return cells
+        """A strategy's earlier cells (their samples sorted when asked: EarlierCell.sorted_sample)."""
+        return self.earlier.get(strategy, {})
 
     def recent_count(self, strategy: str) -> int:
         """How many trades of a strategy the recent window (sessions above `earlier_through`) holds."""
@@ -489,13 +508,12 @@ class LongRun:
                 }
             )
         if self._earlier_touched:
-            state[f"longrun{_SEPARATOR}earlier"] = _dumps(
-                {
-                    _cell_id(strategy, cell): kept.tally.to_json()
-                    for strategy, cells in sorted(self.earlier.items())
-                    for cell, kept in cells.items()
-                }
-            )
+            for cell_id in self._earlier_stale:
+                strategy, cell = _parse_cell_id(cell_id)
+                self._earlier_parts[cell_id] = self.earlier[strategy][cell].tally.to_json()
+            self._earlier_stale.clear()
+            state[f"longrun{_SEPARATOR}earlier"] = _dumps(self._earlier_parts)
+            self._earlier_written = True
         chunks: list[tuple[str, int, bytes]] = []
         for cell_id, values in sorted(self._fresh_values.items()):
             chunk = self._next_chunk.get(cell_id, 0)
@@ -559,6 +577,8 @@ class LongRun:
                     for cell_id, tally in data.items():
                         strategy, cell = _parse_cell_id(cell_id)
                         longrun.earlier.setdefault(strategy, {})[cell] = EarlierCell(tally=Tally.from_json(tally))
+                        longrun._earlier_stale.add(cell_id)
+                    longrun._earlier_written = True
         except (KeyError, TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
             raise StateError(f"long-run job state is damaged: {error!r}") from error
         values: dict[str, list[bytes]] = {}
