@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
@@ -21,6 +22,7 @@ import orjson
 
 from learnd.errors import StateError
 from learnd.learning.entry_model import regime_scope
+from learnd.learning.execution import SymbolOutcomes
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import ExactSum, FloatArray, SortedSample
 from learnd.records.parse import TradeOutcome
@@ -346,6 +348,10 @@ class LongRun:
         # The weekly report's view of each (strategy, symbol)'s figures, made once until the symbol takes in trades
         # (reports share them and never change them).
         self.ticker_views: dict[tuple[str, str], dict[str, Any]] = {}
+        # What the execution section reads of each symbol with closed trades, brought up to date when next asked
+        # for the symbols whose closed trades changed since.
+        self._closed: dict[tuple[str, str], SymbolOutcomes] = {}
+        self._closed_stale: set[tuple[str, str]] = set()
         self._next_chunk: dict[str, int] = {}
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
         self._touched_strategies: set[str] = set()
@@ -392,6 +398,8 @@ class LongRun:
         for key, run in runs.items():
             symbol = self.symbols[key]
             symbol.closed += len(run.closed_pnl_pct)
+            if run.closed_pnl_pct:
+                self._closed_stale.add(key)
             symbol.closed_pnl_pct.add_all(run.closed_pnl_pct)
             symbol.closed_pnl_usd.add_all(run.closed_pnl_usd)
             symbol.profile.add_run(run.profile)
@@ -463,6 +471,16 @@ class LongRun:
             for cell, run in self.recent[session].cells.get(strategy, {}).items():
                 runs.setdefault(cell, []).append(run)
         return {cell: CellOutcomes.of(found) for cell, found in runs.items()}
+
+    def closed_outcomes(self) -> Mapping[tuple[str, str], SymbolOutcomes]:
+        """Per (strategy, symbol) with closed trades (partial closes left out), how many and their P&L sums."""
+        for key in self._closed_stale:
+            figures = self.symbols[key]
+            self._closed[key] = SymbolOutcomes(
+                figures.closed, figures.closed_pnl_pct.value, figures.closed_pnl_usd.value
+            )
+        self._closed_stale.clear()
+        return MappingProxyType(self._closed)
 
     def evidence(self) -> dict[tuple[str, str, str], int]:
         """Last session each (strategy, component, scope) saw a trade carrying the component: strategy-wide (`*`),
@@ -564,6 +582,8 @@ class LongRun:
                         evidence={(str(c), str(s)): int(session) for c, s, session in data["evidence"]},
                     )
                 elif parts[1] == "symbol":
+                    if data["closed"]:
+                        longrun._closed_stale.add((parts[2], parts[3]))
                     longrun.symbols[parts[2], parts[3]] = SymbolFigures(
                         closed=int(data["closed"]),
                         closed_pnl_pct=ExactSum(data["closed_pnl_pct"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ from learnd.jobs.longrun import (
 )
 from learnd.jobs.reports import daily_report, longrun_of
 from learnd.learning.entry_model import regime_scope
+from learnd.learning.execution import symbol_outcomes
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.records.parse import TradeOutcome
 from tests.jobs.test_reports import DAY, DAY_TRADES, component_sets, ledger, make_trade, pnl_values, session_of
@@ -244,6 +246,25 @@ def test_an_earlier_sample_is_sorted_when_a_test_asks_for_it() -> None:
     assert sample.values.tolist() == sorted(values)
     assert sample.tie_term == 2**3 - 2
     assert cell.pending == []
+
+
+def test_closed_outcomes_kept_as_symbols_trade_are_those_of_all_closed_trades() -> None:
+    """What the execution section reads per symbol, brought up to date for the symbols that traded, is at every
+    period (and after a restore from the rows) symbol_outcomes of every trade so far; partial closes stay out."""
+    trades = [*TRADES[:40], replace(TRADES[40], key="close_partial", symbol="PART", is_partial=True), *TRADES[40:]]
+    grouped = by_session(trades)
+    longrun = LongRun()
+    state: dict[str, bytes] = {}
+    for session in range(LAST_SESSION + 1):
+        longrun.absorb(grouped.get(session, []), session)
+        longrun.through = session
+        longrun.settle_earlier(session - RECENT_SESSIONS)
+        state.update(longrun.rows()[0])
+        so_far = [trade for trade in trades if session_of(trade.event_us) <= session]
+        assert dict(longrun.closed_outcomes()) == symbol_outcomes(so_far)
+    assert ("equity", "PART") in longrun.symbols
+    assert ("equity", "PART") not in longrun.closed_outcomes()
+    assert dict(LongRun.from_rows(state, []).closed_outcomes()) == symbol_outcomes(trades)
 
 
 def test_no_committed_rows_is_a_fresh_start() -> None:
