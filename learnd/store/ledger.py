@@ -36,10 +36,13 @@ class RecordCache:
     """Records of recently read ledger rows, by kind and key: consecutive job periods read overlapping windows of
     the ledger (a week's report reads four weeks the daily reports read already). Rows never change once written,
     so a cached record is always the row's; the oldest entries go beyond `limit`. Other rows the jobs read in
-    overlapping windows (a learner's) are kept decoded too, by their bytes (`decoded`)."""
+    overlapping windows (a learner's) are kept decoded too, by their bytes (`decoded`), the oldest going beyond
+    `decoded_limit`: a weekly report's four weeks of signal episodes at the bench homes' density, about 2.5 KB of
+    memory each."""
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 20_000, decoded_limit: int = 1_024) -> None:
         self._limit = limit
+        self._decoded_limit = decoded_limit
         self._records: dict[tuple[str, str], Record] = {}
         self._decoded: dict[tuple[str, bytes], object] = {}
 
@@ -62,7 +65,7 @@ class RecordCache:
         found = self._decoded.get((kind, body))
         if found is None:
             found = self._decoded[kind, body] = decode(body)
-            if len(self._decoded) > self._limit:
+            if len(self._decoded) > self._decoded_limit:
                 del self._decoded[next(iter(self._decoded))]
         return cast(_Decoded, found)
 

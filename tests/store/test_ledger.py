@@ -178,7 +178,7 @@ def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> 
         calls.append(body)
         return body, len(calls)
 
-    cache = RecordCache(limit=2)
+    cache = RecordCache(decoded_limit=2)
     first = cache.decoded("episode", b"a", decode)
     assert cache.decoded("episode", b"a", decode) is first
     assert cache.decoded("other", b"a", decode) == (b"a", 2)
