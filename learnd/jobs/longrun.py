@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
+from types import MappingProxyType
 from typing import Any, Final
 
 import numpy as np
@@ -21,6 +22,7 @@ import orjson
 
 from learnd.errors import StateError
 from learnd.learning.entry_model import regime_scope
+from learnd.learning.execution import SymbolOutcomes
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import ExactSum, FloatArray, SortedSample
 from learnd.records.parse import TradeOutcome
@@ -142,10 +144,22 @@ class Tally:
 
 @dataclass(slots=True)
 class EarlierCell:
-    """A drift-test cell's outcomes before the recent window: tallies and the sorted attributed values."""
+    """A drift-test cell's outcomes before the recent window: tallies and the attributed values, sorted (`sample`)
+    but for those taken in since a test last needed them (`pending`): most cells are never tested, or seldom."""
 
     tally: Tally = field(default_factory=Tally)
     sample: SortedSample = field(default_factory=SortedSample)
+    pending: list[float] = field(default_factory=list)
+    # The weekly report's view of the cell when the recent window holds none of it, made once per tally (reports
+    # share it and never change it); dropped when outcomes move in.
+    view_alone: dict[str, Any] | None = None
+
+    def sorted_sample(self) -> SortedSample:
+        """Every attributed value, sorted (the pending ones merged in now)."""
+        if self.pending:
+            self.sample.add(self.pending)
+            self.pending = []
+        return self.sample
 
 
 class OutcomeRun:
@@ -331,13 +345,25 @@ class LongRun:
         self.symbols: dict[tuple[str, str], SymbolFigures] = {}
         self.recent: dict[int, SessionOutcomes] = {}
         self.earlier: dict[str, dict[Cell, EarlierCell]] = {}
+        # The weekly report's view of each (strategy, symbol)'s figures, made once until the symbol takes in trades
+        # (reports share them and never change them).
+        self.ticker_views: dict[tuple[str, str], dict[str, Any]] = {}
+        # What the execution section reads of each symbol with closed trades, brought up to date when next asked
+        # for the symbols whose closed trades changed since.
+        self._closed: dict[tuple[str, str], SymbolOutcomes] = {}
+        self._closed_stale: set[tuple[str, str]] = set()
         self._next_chunk: dict[str, int] = {}
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
         self._touched_strategies: set[str] = set()
         self._touched_symbols: set[tuple[str, str]] = set()
+        # The earlier tallies' row: each cell's part as last written (a cell's part changes only when outcomes
+        # move into it), the cells whose part must be made again, and whether the row must be written at all
+        # (it changed, or it was never written).
+        self._earlier_parts: dict[str, list[Any]] = {}
+        self._earlier_stale: set[str] = set()
         self._earlier_touched = False
+        self._earlier_written = False
         self._fresh_values: dict[str, list[float]] = {}  # earlier values not written yet
-        self._unsorted: dict[str, list[float]] = {}  # earlier values not in their cell's sample yet
 
     # Absorbing -----------------------------------------------------------------------------------------------
 
@@ -372,10 +398,13 @@ class LongRun:
         for key, run in runs.items():
             symbol = self.symbols[key]
             symbol.closed += len(run.closed_pnl_pct)
+            if run.closed_pnl_pct:
+                self._closed_stale.add(key)
             symbol.closed_pnl_pct.add_all(run.closed_pnl_pct)
             symbol.closed_pnl_usd.add_all(run.closed_pnl_usd)
             symbol.profile.add_run(run.profile)
             symbol.last_event_us = max(symbol.last_event_us, run.last_event_us)
+            self.ticker_views.pop(key, None)
             for name, shared in run.shares.items():
                 tally = symbol.shares.get(name)
                 if tally is None:
@@ -409,7 +438,8 @@ class LongRun:
         for session in sorted(session for session in self.recent if session <= cutoff):
             self._to_earlier(self.recent.pop(session))
         self.earlier_through = cutoff
-        self._earlier_touched = True
+        # With no session moved the tallies stand as written: the row is written only the first time.
+        self._earlier_touched = self._earlier_touched or not self._earlier_written
 
     def _to_earlier(self, outcomes: SessionOutcomes) -> None:
         for strategy, session_cells in outcomes.cells.items():
@@ -419,19 +449,16 @@ class LongRun:
                 if kept is None:
                     kept = cells[cell] = EarlierCell()
                 kept.tally.add_run(outcome)
+                kept.view_alone = None
                 cell_id = _cell_id(strategy, cell)
+                self._earlier_stale.add(cell_id)
                 self._fresh_values.setdefault(cell_id, []).extend(outcome.values)
-                self._unsorted.setdefault(cell_id, []).extend(outcome.values)
+                kept.pending.extend(outcome.values)
         self._earlier_touched = True
 
     def earlier_cells(self, strategy: str) -> dict[Cell, EarlierCell]:
-        """A strategy's earlier cells, every sample up to date."""
-        cells = self.earlier.get(strategy, {})
-        for cell, kept in cells.items():
-            unsorted = self._unsorted.pop(_cell_id(strategy, cell), None)
-            if unsorted:
-                kept.sample.add(unsorted)
-        return cells
+        """A strategy's earlier cells (their samples sorted when asked: EarlierCell.sorted_sample)."""
+        return self.earlier.get(strategy, {})
 
     def recent_count(self, strategy: str) -> int:
         """How many trades of a strategy the recent window (sessions above `earlier_through`) holds."""
@@ -444,6 +471,16 @@ class LongRun:
             for cell, run in self.recent[session].cells.get(strategy, {}).items():
                 runs.setdefault(cell, []).append(run)
         return {cell: CellOutcomes.of(found) for cell, found in runs.items()}
+
+    def closed_outcomes(self) -> Mapping[tuple[str, str], SymbolOutcomes]:
+        """Per (strategy, symbol) with closed trades (partial closes left out), how many and their P&L sums."""
+        for key in self._closed_stale:
+            figures = self.symbols[key]
+            self._closed[key] = SymbolOutcomes(
+                figures.closed, figures.closed_pnl_pct.value, figures.closed_pnl_usd.value
+            )
+        self._closed_stale.clear()
+        return MappingProxyType(self._closed)
 
     def evidence(self) -> dict[tuple[str, str, str], int]:
         """Last session each (strategy, component, scope) saw a trade carrying the component: strategy-wide (`*`),
@@ -489,13 +526,12 @@ class LongRun:
                 }
             )
         if self._earlier_touched:
-            state[f"longrun{_SEPARATOR}earlier"] = _dumps(
-                {
-                    _cell_id(strategy, cell): kept.tally.to_json()
-                    for strategy, cells in sorted(self.earlier.items())
-                    for cell, kept in cells.items()
-                }
-            )
+            for cell_id in self._earlier_stale:
+                strategy, cell = _parse_cell_id(cell_id)
+                self._earlier_parts[cell_id] = self.earlier[strategy][cell].tally.to_json()
+            self._earlier_stale.clear()
+            state[f"longrun{_SEPARATOR}earlier"] = _dumps(self._earlier_parts)
+            self._earlier_written = True
         chunks: list[tuple[str, int, bytes]] = []
         for cell_id, values in sorted(self._fresh_values.items()):
             chunk = self._next_chunk.get(cell_id, 0)
@@ -546,6 +582,8 @@ class LongRun:
                         evidence={(str(c), str(s)): int(session) for c, s, session in data["evidence"]},
                     )
                 elif parts[1] == "symbol":
+                    if data["closed"]:
+                        longrun._closed_stale.add((parts[2], parts[3]))
                     longrun.symbols[parts[2], parts[3]] = SymbolFigures(
                         closed=int(data["closed"]),
                         closed_pnl_pct=ExactSum(data["closed_pnl_pct"]),
@@ -559,6 +597,8 @@ class LongRun:
                     for cell_id, tally in data.items():
                         strategy, cell = _parse_cell_id(cell_id)
                         longrun.earlier.setdefault(strategy, {})[cell] = EarlierCell(tally=Tally.from_json(tally))
+                        longrun._earlier_stale.add(cell_id)
+                    longrun._earlier_written = True
         except (KeyError, TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
             raise StateError(f"long-run job state is damaged: {error!r}") from error
         values: dict[str, list[bytes]] = {}

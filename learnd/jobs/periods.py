@@ -42,6 +42,7 @@ from learnd.learning.execution import (
 )
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.learning.signals import (
+    Episode,
     SignalParams,
     episodes_from_rows,
     open_episodes_from_state,
@@ -189,7 +190,7 @@ def _check(should_stop: Callable[[], bool]) -> None:
 
 def _closed_outcomes(
     store: Store, calendar: ExchangeCalendar, session: int, longrun: LongRun | None
-) -> dict[tuple[str, str], SymbolOutcomes]:
+) -> Mapping[tuple[str, str], SymbolOutcomes]:
     """Per (strategy, symbol), the closed trades of every session up to `session`: from the long-run figures, or
     for a period older than them (a job turned on later) from the ledger."""
     if longrun is None:
@@ -199,11 +200,7 @@ def _closed_outcomes(
             for record in ledger_records(store, "trade", since_us=None, until_us=end_us)
             if isinstance(record, TradeOutcome)
         )
-    return {
-        key: SymbolOutcomes(figures.closed, figures.closed_pnl_pct.value, figures.closed_pnl_usd.value)
-        for key, figures in longrun.symbols.items()
-        if figures.closed
-    }
+    return longrun.closed_outcomes()
 
 
 def _output(
@@ -304,7 +301,11 @@ def _signals_section(
     whether the report is written right after the close (some episodes still open) or by a later backfill.
     `trades` are the outcomes of [start, end) when the caller has them; without an episode nothing is joined."""
     params = SignalParams.from_settings(settings.signals)
-    episodes = episodes_from_rows(store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us))
+    # Decoded once: a week's report reads four weeks of episodes the daily reports read already.
+    episodes = [
+        records.decoded(SIGNAL_LEARNER, body, _episode)
+        for _, _, body in store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us)
+    ]
     # As of the report: an episode the close left open counts as it stood, like the closed one a backfill sees.
     episodes += [
         replace(episode, is_open=False)
@@ -323,6 +324,11 @@ def _signals_section(
             if isinstance(r, TradeOutcome)
         ]
     return signal_summary(episodes, entries, trades, params)
+
+
+def _episode(body: bytes) -> Episode:
+    (episode,) = episodes_from_rows((("", 0, body),))
+    return episode
 
 
 def _execution_section(

@@ -845,12 +845,17 @@ def _tested(
             and recent.tally.trades >= min_group_trades
             and earlier.tally.trades >= min_group_trades
         ):
-            tests[name] = mann_whitney_sorted(recent.values(), earlier.sample)
+            tests[name] = mann_whitney_sorted(recent.values(), earlier.sorted_sample())
     family = len(tests)
     views: dict[_Cell, dict[str, Any]] = {}
     for name in sorted(cells):
         recent, earlier = cells[name]
-        view = _group_view(recent, earlier)
+        if recent is None and earlier is not None:
+            if earlier.view_alone is None:
+                earlier.view_alone = _group_view(None, earlier)
+            view = dict(earlier.view_alone)
+        else:
+            view = _group_view(recent, earlier)
         result = tests.get(name)
         if result is None:
             view["test"] = None
@@ -946,6 +951,10 @@ def _works_in(by_regime: Mapping[str, Mapping[str, Any]], group: str, min_trades
 def _ticker_profiles(longrun: LongRun, strategy: str) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for symbol in sorted(symbol for owner, symbol in longrun.symbols if owner == strategy):
+        kept = longrun.ticker_views.get((strategy, symbol))
+        if kept is not None:
+            result[symbol] = kept
+            continue
         figures = longrun.symbols[strategy, symbol]
         view = figures.profile.view("pnl_pct")
         ranked = sorted(
@@ -955,7 +964,7 @@ def _ticker_profiles(longrun: LongRun, strategy: str) -> dict[str, Any]:
         view["best_components"] = [_ranked(row) for row in ranked if row[0] > 0.0][:_PROFILE_COMPONENTS]
         view["worst_components"] = [_ranked(row) for row in reversed(ranked) if row[0] < 0.0][:_PROFILE_COMPONENTS]
         view["last_event_us"] = figures.last_event_us
-        result[symbol] = view
+        result[symbol] = longrun.ticker_views[strategy, symbol] = view
     return result
 
 

@@ -15,12 +15,15 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 ArrayLike = Sequence[float] | FloatArray
 
 # The default two-sided level of every interval here.
 CONFIDENCE: Final = 0.95
 # Bootstrap work is done in blocks of resamples so memory stays near this many matrix cells whatever the size.
 _BLOCK_CELLS: Final = 2_000_000
+# Below this many values, every tie group's t^3 (and their sum, at most n^3 < 2^60) fits an int64.
+_INT64_TIE_VALUES: Final = 2**20
 
 
 # Ranks and rank correlation ---------------------------------------------------------------------------------------
@@ -179,11 +182,22 @@ def mann_whitney_sorted(a: ArrayLike, b: SortedSample) -> MannWhitneyResult:
     equal = np.searchsorted(b.values, values, side="right") - below
     # Twice U is an integer: summing it in integers keeps U exact at any sample size.
     twice_u = int(((2 * below + equal) * counts).sum())
-    tie_term = b.tie_term
-    for in_b, in_a in zip(equal.tolist(), counts.tolist(), strict=True):
-        size = in_b + in_a
-        tie_term += size**3 - size - (in_b**3 - in_b)
+    tie_term = b.tie_term + tie_growth(equal, counts, n_a + n_b)
     return _mann_whitney_result(twice_u / 2.0, float(tie_term), n_a, n_b)
+
+
+def tie_growth(before: IntArray, added: IntArray, total: int) -> int:
+    """How much the tie term (sum of t^3 - t over groups of t equal values) grows when groups of `before[i]` equal
+    values take in `added[i]` more, `total` values in all: exact, in int64 arrays while no sum can overflow them,
+    else in Python integers."""
+    if total < _INT64_TIE_VALUES:
+        after = before + added
+        return int((after**3 - after - (before**3 - before)).sum())
+    growth = 0
+    for old, new in zip(before.tolist(), added.tolist(), strict=True):
+        size = old + new
+        growth += size**3 - size - (old**3 - old)
+    return growth
 
 
 def _mann_whitney_result(u: float, tie_term: float, n_a: int, n_b: int) -> MannWhitneyResult:
@@ -221,9 +235,7 @@ class SortedSample:
         before = np.searchsorted(self.values, distinct, side="right") - np.searchsorted(
             self.values, distinct, side="left"
         )
-        for old, added in zip(before.tolist(), counts.tolist(), strict=True):
-            size = old + added
-            self.tie_term += size**3 - size - (old**3 - old)
+        self.tie_term += tie_growth(before, counts, self.count + fresh.size)
         # Merged in, not sorted again: each fresh value goes after the kept values equal to it, the fresh ones in
         # their own stable order, the array a stable sort of (kept, fresh) gives, in O(kept + fresh log fresh).
         fresh = np.sort(fresh, kind="stable")

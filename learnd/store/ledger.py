@@ -5,12 +5,15 @@ Used by replays, the batch jobs and the read-only views; a row that no longer de
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar, cast
 
 from learnd.errors import StateError
 from learnd.records.encoding import decode_record
 from learnd.records.parse import Record
 from learnd.store.database import LedgerRow, Store
+
+_Decoded = TypeVar("_Decoded")
 
 
 def record_of(row: LedgerRow) -> Record:
@@ -32,11 +35,16 @@ def ledger_records(
 class RecordCache:
     """Records of recently read ledger rows, by kind and key: consecutive job periods read overlapping windows of
     the ledger (a week's report reads four weeks the daily reports read already). Rows never change once written,
-    so a cached record is always the row's; the oldest entries go beyond `limit`."""
+    so a cached record is always the row's; the oldest entries go beyond `limit`. Other rows the jobs read in
+    overlapping windows (a learner's) are kept decoded too, by their bytes (`decoded`), the oldest going beyond
+    `decoded_limit`: a weekly report's four weeks of signal episodes at the bench homes' density, about 2.5 KB of
+    memory each."""
 
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 20_000, decoded_limit: int = 1_024) -> None:
         self._limit = limit
+        self._decoded_limit = decoded_limit
         self._records: dict[tuple[str, str], Record] = {}
+        self._decoded: dict[tuple[str, bytes], object] = {}
 
     def record_of(self, row: LedgerRow) -> Record:
         found = self._records.get((row.kind, row.key))
@@ -51,5 +59,16 @@ class RecordCache:
         for row in store.ledger(kind, since_us=since_us, until_us=until_us):
             yield self.record_of(row)
 
+    def decoded(self, kind: str, body: bytes, decode: Callable[[bytes], _Decoded]) -> _Decoded:
+        """decode(body), kept under (kind, body): the same bytes decode to the same value, so any row holding them
+        is served. One `decode` per kind, returning values nobody changes."""
+        found = self._decoded.get((kind, body))
+        if found is None:
+            found = self._decoded[kind, body] = decode(body)
+            if len(self._decoded) > self._decoded_limit:
+                del self._decoded[next(iter(self._decoded))]
+        return cast(_Decoded, found)
+
     def clear(self) -> None:
         self._records.clear()
+        self._decoded.clear()

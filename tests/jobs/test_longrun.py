@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,6 +26,7 @@ from learnd.jobs.longrun import (
 )
 from learnd.jobs.reports import daily_report, longrun_of
 from learnd.learning.entry_model import regime_scope
+from learnd.learning.execution import symbol_outcomes
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.records.parse import TradeOutcome
 from tests.jobs.test_reports import DAY, DAY_TRADES, component_sets, ledger, make_trade, pnl_values, session_of
@@ -81,7 +84,7 @@ def figures(longrun: LongRun) -> dict[str, Any]:
         },
         "earlier": {
             strategy: {
-                cell: (kept.tally.view(), kept.sample.values.tolist(), kept.sample.tie_term)
+                cell: (kept.tally.view(), kept.sorted_sample().values.tolist(), kept.sorted_sample().tie_term)
                 for cell, kept in longrun.earlier_cells(strategy).items()
             }
             for strategy in sorted(longrun.earlier)
@@ -172,6 +175,96 @@ def test_rows_hold_only_what_changed_since_the_last_call() -> None:
     assert any(name.endswith("NVDA") for name in second)
     assert "longrun" in second
     assert chunks == []  # nothing settled into the earlier samples yet
+
+
+EARLIER_ROW = "longrun\x1fearlier"
+
+
+def test_the_earlier_row_is_rewritten_only_when_outcomes_move_into_it() -> None:
+    """The earlier tallies' row is written at the first settling (even empty), then only by a period that moved a
+    session's outcomes out of the recent window; a settling that moved nothing leaves the stored row as it is."""
+    longrun = LongRun()
+    longrun.settle_earlier(0)
+    first, _ = longrun.rows()
+    assert first[EARLIER_ROW] == b"{}"
+    longrun.absorb([make_trade("close_a", 1.0, {"options_flow": 1.0})], 2)
+    longrun.settle_earlier(1)
+    assert EARLIER_ROW not in longrun.rows()[0]
+    longrun.settle_earlier(2)
+    moved, chunks = longrun.rows()
+    assert EARLIER_ROW in moved
+    assert [cell for cell, _, _ in chunks] == ["equity\x1foptions_flow", "equity\x1foptions_flow\x1fmixed"]
+    longrun.settle_earlier(3)
+    assert EARLIER_ROW not in longrun.rows()[0]
+
+
+def test_the_earlier_row_written_cell_by_cell_is_the_row_of_one_pass() -> None:
+    """Period by period, only the cells that took in outcomes are serialized again: the last row written, also by
+    figures restored from the store halfway, is byte for byte every cell's tally serialized afresh."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    once = orjson.dumps(
+        {
+            "\x1f".join((strategy, *((cell,) if isinstance(cell, str) else cell))): kept.tally.to_json()
+            for strategy, cells in live.earlier.items()
+            for cell, kept in cells.items()
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    assert [state[EARLIER_ROW] for state, _ in periods if EARLIER_ROW in state][-1] == once
+    halfway = LAST_SESSION // 2
+    state: dict[str, bytes] = {}
+    chunks: list[tuple[str, int, bytes]] = []
+    for period_state, period_chunks in periods[: halfway + 1]:
+        state.update(period_state)
+        chunks.extend(period_chunks)
+    restored = LongRun.from_rows(state, chunks)
+    grouped = by_session(TRADES)
+    for session in range(restored.earlier_through + 1, halfway + 1):
+        restored.restore_recent(grouped.get(session, []), session)
+    last = b""
+    for session in range(halfway + 1, LAST_SESSION + 1):
+        restored.absorb(grouped.get(session, []), session)
+        restored.through = session
+        restored.settle_earlier(session - RECENT_SESSIONS)
+        last = restored.rows()[0].get(EARLIER_ROW, last)
+    assert last == once
+
+
+def test_an_earlier_sample_is_sorted_when_a_test_asks_for_it() -> None:
+    """Outcomes settled into a cell wait unsorted until a drift test needs the cell's sample; the sample then holds
+    every one of them, sorted, with the tie term of the whole sample."""
+    longrun = LongRun()
+    values = [0.5, -1.0, 0.5, 2.0]
+    for session, pnl in enumerate(values):
+        longrun.absorb([make_trade(f"close_{session}", pnl, {"options_flow": 1.0})], session)
+    longrun.settle_earlier(len(values))
+    cell = longrun.earlier_cells("equity")["options_flow"]
+    assert cell.sample.count == 0
+    assert sorted(cell.pending) == sorted(values)
+    sample = cell.sorted_sample()
+    assert sample.values.tolist() == sorted(values)
+    assert sample.tie_term == 2**3 - 2
+    assert cell.pending == []
+
+
+def test_closed_outcomes_kept_as_symbols_trade_are_those_of_all_closed_trades() -> None:
+    """What the execution section reads per symbol, brought up to date for the symbols that traded, is at every
+    period (and after a restore from the rows) symbol_outcomes of every trade so far; partial closes stay out."""
+    trades = [*TRADES[:40], replace(TRADES[40], key="close_partial", symbol="PART", is_partial=True), *TRADES[40:]]
+    grouped = by_session(trades)
+    longrun = LongRun()
+    state: dict[str, bytes] = {}
+    for session in range(LAST_SESSION + 1):
+        longrun.absorb(grouped.get(session, []), session)
+        longrun.through = session
+        longrun.settle_earlier(session - RECENT_SESSIONS)
+        state.update(longrun.rows()[0])
+        so_far = [trade for trade in trades if session_of(trade.event_us) <= session]
+        assert dict(longrun.closed_outcomes()) == symbol_outcomes(so_far)
+    assert ("equity", "PART") in longrun.symbols
+    assert ("equity", "PART") not in longrun.closed_outcomes()
+    assert dict(LongRun.from_rows(state, []).closed_outcomes()) == symbol_outcomes(trades)
 
 
 def test_no_committed_rows_is_a_fresh_start() -> None:

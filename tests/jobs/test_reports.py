@@ -13,14 +13,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
 from learnd.jobs.reports import (
     DecayProposal,
     daily_report,
     evidence_sessions,
+    longrun_of,
     render_daily_markdown,
     render_weekly_markdown,
     stale_multiplier_decay,
     weekly_report,
+    weekly_report_kept,
 )
 from learnd.records.components import exit_components
 from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
@@ -453,3 +456,31 @@ def test_reports_import_no_shell_package() -> None:
     )
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_weekly_reports_of_figures_kept_across_weeks_read_as_of_figures_built_afresh() -> None:
+    """Views a weekly report keeps on the figures for the next (a symbol's profile until it trades again, a cell's
+    view while the recent window holds none of it) leave every report as that of figures built for it alone; the
+    quiet sessions make cells the recent window does not hold."""
+    trades = [trade for trade in ledger(5, sessions=80) if not 30 <= session_of(trade.event_us) < 58]
+    by_session: dict[int, list[TradeOutcome]] = {}
+    for trade in trades:
+        by_session.setdefault(session_of(trade.event_us), []).append(trade)
+    kept = LongRun()
+    reports = kept_views = 0
+    for session in range(80):
+        kept.absorb(by_session.get(session, []), session)
+        kept.through = session
+        kept.settle_earlier(session - RECENT_SESSIONS)
+        if session % 5 != 4 or session < RECENT_SESSIONS:
+            continue
+        afresh = longrun_of(
+            [trade for trade in trades if session_of(trade.event_us) <= session], session_of, session, RECENT_SESSIONS
+        )
+        report = weekly_report_kept(f"W{session}", kept, current_session=session, model_snapshot=None)
+        assert report == weekly_report_kept(f"W{session}", afresh, current_session=session, model_snapshot=None)
+        reports += 1
+        kept_views += sum(cell.view_alone is not None for cells in kept.earlier.values() for cell in cells.values())
+    assert kept.ticker_views
+    assert kept_views > 0
+    assert reports == 12

@@ -29,6 +29,7 @@ from learnd.learning.stats import (
     spearman,
     spearman_difference_interval,
     t_quantile,
+    tie_growth,
     weighted_spearman,
     wilson_interval,
 )
@@ -479,3 +480,15 @@ def test_a_sorted_sample_merged_in_chunks_is_one_stable_sort_of_them(chunks: lis
         assert kept.values.tobytes() == expected.tobytes()
         _, counts = np.unique(expected, return_counts=True)
         assert kept.tie_term == sum(int(count) ** 3 - int(count) for count in counts)
+
+
+@given(st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 5000)), max_size=50))
+def test_tie_growth_is_exact_in_arrays_and_in_python_integers(groups: list[tuple[int, int]]) -> None:
+    """The tie term's growth is the same integer whether summed in int64 arrays (small samples) or in Python
+    integers (a total past the int64-safe bound), and is the difference of the sums of t^3 - t."""
+    before = np.array([old for old, _ in groups], dtype=np.int64)
+    added = np.array([new for _, new in groups], dtype=np.int64)
+    expected = sum((old + new) ** 3 - (old + new) - (old**3 - old) for old, new in groups)
+    total = int(before.sum() + added.sum())
+    assert tie_growth(before, added, total) == expected
+    assert tie_growth(before, added, 2**40) == expected

@@ -17,7 +17,7 @@ from learnd.service.backfill import drain
 from learnd.service.engine import Engine, counting_learners
 from learnd.service.ingest import LEDGER_KINDS
 from learnd.store.database import Batch, LedgerRow, Store
-from learnd.store.ledger import ledger_records, record_of
+from learnd.store.ledger import RecordCache, ledger_records, record_of
 from tests.bot_rows import Row, append, close_row, exit_row, open_row
 from tests.conftest import build_settings
 
@@ -166,3 +166,24 @@ def test_ledger_records_within_since_inclusive_until_exclusive(
 def test_ledger_records_of_another_kind_are_apart(store: Store) -> None:
     """Only the asked kind comes back: the store holds trades, so there are no exits."""
     assert list(ledger_records(store, "exit")) == []
+
+
+def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> None:
+    """RecordCache.decoded serves the value decoded before for the same kind and bytes, decodes other bytes (or
+    the same bytes of another kind) afresh, lets the oldest go beyond its limit, and forgets everything on
+    clear()."""
+    calls: list[bytes] = []
+
+    def decode(body: bytes) -> tuple[bytes, int]:
+        calls.append(body)
+        return body, len(calls)
+
+    cache = RecordCache(decoded_limit=2)
+    first = cache.decoded("episode", b"a", decode)
+    assert cache.decoded("episode", b"a", decode) is first
+    assert cache.decoded("other", b"a", decode) == (b"a", 2)
+    assert cache.decoded("episode", b"b", decode) == (b"b", 3)
+    assert calls == [b"a", b"a", b"b"]
+    assert cache.decoded("episode", b"a", decode) == (b"a", 4)  # the oldest went at the limit
+    cache.clear()
+    assert cache.decoded("episode", b"b", decode) == (b"b", 5)
