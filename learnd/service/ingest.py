@@ -11,7 +11,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -38,6 +38,8 @@ from learnd.store.database import Batch, JobRun, LedgerRow, Store
 from learnd.store.ledger import record_of
 
 LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
+# The source kinds whose records may enter the ledger (their keys are looked up a poll at a time).
+_LEDGER_SOURCE_KINDS: Final = frozenset({"attribution", "exit"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +237,16 @@ class Ingestor:
         return report
 
     def _process(self, source: SourceSettings, lines: Sequence[Line]) -> None:
-        """Apply lines in order. Their records are read first, so that one query finds which of their ledger keys
-        the store already holds, instead of one query a record."""
+        """Apply lines in order. From a source whose records enter the ledger, the records are read first, so that one
+        query finds which of their keys the store already holds, instead of one query a record; any other source's
+        lines are applied as they are read (holding a poll's records costs more than it saves there)."""
+        if source.kind not in _LEDGER_SOURCE_KINDS:
+            for line in lines:
+                record = self._record_of(source, line)
+                if type(record) in LEDGER_KINDS:  # not from these kinds today; looked up alone if ever
+                    self._stored_keys = self._keys_in_store([record])
+                self._apply(source, line, record)
+            return
         records = [self._record_of(source, line) for line in lines]
         self._stored_keys = self._keys_in_store(records)
         for line, record in zip(lines, records, strict=True):
