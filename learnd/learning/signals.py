@@ -122,28 +122,35 @@ class _OpenEpisode:
     scored_count: int = 0
     score_sum: float = 0.0
     peak_score: float | None = None
-    sums: dict[str, float] = field(default_factory=dict)
-    abs_sums: dict[str, float] = field(default_factory=dict)
+    # Per component, [sum of contributions, sum of their absolute values]: one lookup a component per candidate.
+    totals: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, record: SignalRecord) -> None:
-        self.first_us = min(self.first_us, record.event_us)
-        self.last_us = max(self.last_us, record.event_us)
+        event_us = record.event_us
+        self.first_us = min(self.first_us, event_us)
+        self.last_us = max(self.last_us, event_us)
         self.count += 1
         score = record.composite_score
         if score is not None:
             self.scored_count += 1
             self.score_sum += score
+            # max keeps the first of equal values (0.0 before -0.0), as before.
             self.peak_score = score if self.peak_score is None else max(self.peak_score, score)
-        sums = self.sums
-        abs_sums = self.abs_sums
+        totals = self.totals
         for name, value in record.components:
-            sums[name] = sums.get(name, 0.0) + value
-            abs_sums[name] = abs_sums.get(name, 0.0) + abs(value)
+            pair = totals.get(name)
+            if pair is None:
+                # 0.0 + value, as a sum starting from zero would be (-0.0 becomes 0.0).
+                totals[name] = [0.0 + value, abs(value)]
+            else:
+                pair[0] += value
+                pair[1] += abs(value)
 
     def freeze(self, pattern_size: int, *, is_open: bool) -> Episode:
         # A candidate without a component contributed nothing to it: means are over every candidate.
-        means = tuple(sorted((name, total / self.count) for name, total in self.sums.items()))
-        ranked = sorted(self.abs_sums.items(), key=lambda item: (-item[1], item[0]))
+        totals = self.totals
+        means = tuple(sorted((name, pair[0] / self.count) for name, pair in totals.items()))
+        ranked = sorted(((name, pair[1]) for name, pair in totals.items()), key=lambda item: (-item[1], item[0]))
         pattern = tuple(sorted(name for name, total in ranked[:pattern_size] if total > 0.0))
         return Episode(
             strategy=self.strategy,
@@ -161,6 +168,7 @@ class _OpenEpisode:
         )
 
     def to_state(self) -> list[Any]:
+        names = sorted(self.totals)
         return [
             self.strategy,
             self.symbol,
@@ -171,14 +179,15 @@ class _OpenEpisode:
             self.scored_count,
             self.score_sum,
             self.peak_score,
-            dict(sorted(self.sums.items())),
-            dict(sorted(self.abs_sums.items())),
+            {name: self.totals[name][0] for name in names},
+            {name: self.totals[name][1] for name in names},
         ]
 
     @classmethod
     def from_state(cls, data: list[Any]) -> _OpenEpisode:
         strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums = data
-        return cls(strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums)
+        totals = {name: [total, abs_sums[name]] for name, total in sums.items()}
+        return cls(strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, totals)
 
 
 class SignalLearner(Learner):
@@ -225,26 +234,28 @@ class SignalLearner(Learner):
             # The bot logs gate passes only; a failed one is not a candidate it could have traded.
             self.counts["gate_failed"] += 1
             return Applied(learned=False)
-        self.watermark_us = max(self.watermark_us, record.event_us)
+        event_us = record.event_us
+        self.watermark_us = max(self.watermark_us, event_us)
+        gap_us = self.params.gap_us
         closed = self._sweep() if self.watermark_us >= self._next_sweep_us else []
         key = (record.strategy, record.symbol, record.direction or UNKNOWN_DIRECTION)
         episode = self._open.get(key)
-        if episode is not None and record.event_us - episode.last_us >= self.params.gap_us:
+        if episode is not None and event_us - episode.last_us >= gap_us:
             closed.append(self._close(key))
             episode = None
-        if episode is not None and episode.first_us - record.event_us >= self.params.gap_us:
+        if episode is not None and episode.first_us - event_us >= gap_us:
             # A line far older than the open episode (a late writer): an episode of its own, closed at once.
-            stray = _OpenEpisode(key[0], key[1], key[2], record.event_us, record.event_us)
+            stray = _OpenEpisode(key[0], key[1], key[2], event_us, event_us)
             stray.add(record)
             self.counts["episodes_closed"] += 1
             closed.append(stray.freeze(self.params.pattern_size, is_open=False))
             return _learned(closed)
         if episode is None:
-            episode = _OpenEpisode(key[0], key[1], key[2], record.event_us, record.event_us)
-            self._open[key] = episode
+            episode = self._open[key] = _OpenEpisode(key[0], key[1], key[2], event_us, event_us)
         episode.add(record)
-        self._next_sweep_us = min(self._next_sweep_us, episode.last_us + self.params.gap_us)
-        return _learned(closed)
+        close_us = episode.last_us + gap_us
+        self._next_sweep_us = min(self._next_sweep_us, close_us)
+        return _learned(closed) if closed else LEARNED
 
     def _sweep(self) -> list[Episode]:
         due = sorted(key for key, ep in self._open.items() if self.watermark_us - ep.last_us >= self.params.gap_us)

@@ -6,7 +6,9 @@ A tagged JSON array of the record's fields, floats exact, without what the ledge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
+from operator import attrgetter
 from typing import Any, Final
 
 import orjson
@@ -33,12 +35,9 @@ def encode_record(record: KeptRecord) -> bytes:
     """The record as bytes that `decode_record` (given the ledger row's key, strategy and symbol) turns back into
     an equal record."""
     kind = type(record)
-    values: list[Any] = [_TAGS[kind]]
-    for name in _KEPT_FIELDS[kind]:
-        value = getattr(record, name)
-        if name == "components":
-            value = [(_COMPONENT_INDEX[component], contribution) for component, contribution in value]
-        values.append(value)
+    values: list[Any] = [_TAGS[kind], *_KEPT_VALUES[kind](record)]
+    for position in _PAIR_POSITIONS[kind]:
+        values[position] = [(_COMPONENT_INDEX[component], contribution) for component, contribution in values[position]]
     return orjson.dumps(values)
 
 
@@ -73,6 +72,10 @@ def _positions(kind: type, names: tuple[str, ...]) -> tuple[int, ...]:
 # Every kept type starts with the row's own fields, in the row's order: the record is built positionally.
 assert all(names[: len(_ROW_FIELDS)] == _ROW_FIELDS for names in _FIELDS.values())
 _PAIR_POSITIONS: Final[dict[type, tuple[int, ...]]] = {kind: _positions(kind, ("components",)) for kind in _TAGS}
+# The kept fields of each type, read in one call.
+_KEPT_VALUES: Final[dict[type, Callable[[Any], tuple[Any, ...]]]] = {
+    kind: attrgetter(*names) for kind, names in _KEPT_FIELDS.items()
+}
 _NAME_POSITIONS: Final[dict[type, tuple[int, ...]]] = {
     kind: _positions(kind, ("unknown_components", "exit_components")) for kind in _TAGS
 }

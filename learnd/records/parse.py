@@ -366,6 +366,18 @@ def components_of(raw: object) -> tuple[tuple[tuple[str, float], ...], tuple[str
     return _components_in_general(raw)
 
 
+def checked_components_of(raw: dict[str, float]) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
+    """What `components_of` returns for a components object whose values are all floats already known to be within
+    MAX_FIELD_MAGNITUDE (a typed decoder checked them): the same pairs and unknown keys, without checking again."""
+    plan = _component_plan(tuple(raw))
+    if plan is None:
+        return _components_in_general(raw)
+    names, pick, unknown = plan
+    if not names:
+        return (), unknown
+    return tuple(zip(names, pick(tuple(raw.values())), strict=True)), unknown
+
+
 def _components_in_general(raw: dict[str, Any]) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
     totals: dict[str, float] = {}
     unknown: list[str] = []

@@ -11,7 +11,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -38,6 +38,8 @@ from learnd.store.database import Batch, JobRun, LedgerRow, Store
 from learnd.store.ledger import record_of
 
 LEDGER_KINDS: dict[type, str] = {TradeOutcome: "trade", TradeEntry: "entry", ExitOutcome: "exit"}
+# The source kinds whose records may enter the ledger (their keys are looked up a poll at a time).
+_LEDGER_SOURCE_KINDS: Final = frozenset({"attribution", "exit"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class Ingestor:
         self._first_source = 0
         self._committed = store.checkpoints()
         self._pending_keys: set[tuple[str, str]] = set()
+        self._stored_keys: set[tuple[str, str]] = set()  # of the lines being applied, those the store holds
         self._changes: list[dict[str, Any]] = []
         self._quarantined: list[Quarantined] = []
         for source in settings.sources:
@@ -169,10 +172,8 @@ class Ingestor:
             if not lines and tailer.checkpoint() == self._batch.checkpoints.get(name, self._committed.get(name)):
                 continue
             source = self._sources[name]
-            hashes = self._batch.window.setdefault(name, [])
-            for line in lines:
-                self._process(source, line)
-                hashes.append(line.hash)
+            self._process(source, lines)
+            self._batch.window.setdefault(name, []).extend(line.hash for line in lines)
             checkpoint = tailer.checkpoint()
             if checkpoint is not None:
                 self._batch.checkpoints[name] = checkpoint
@@ -191,9 +192,7 @@ class Ingestor:
     ) -> None:
         """Apply lines of a rotated copy (backfill of history) through the same path as tailed lines, and record in
         the same batch how far that file identity has now been read (see KnownFiles.record for `replaces`)."""
-        source = self._sources[source_name]
-        for line in lines:
-            self._process(source, line)
+        self._process(self._sources[source_name], lines)
         self.known[source_name].record(identity, offset, replaces=replaces)
         self._take_known_changes(source_name)
         self._batch.line_count += len(lines)
@@ -237,28 +236,58 @@ class Ingestor:
         self._quarantined = []
         return report
 
-    def _process(self, source: SourceSettings, line: Line) -> None:
-        counts = self._batch.counts
+    def _process(self, source: SourceSettings, lines: Sequence[Line]) -> None:
+        """Apply lines in order. From a source whose records enter the ledger, the records are read first, so that one
+        query finds which of their keys the store already holds, instead of one query a record; any other source's
+        lines are applied as they are read (holding a poll's records costs more than it saves there)."""
+        if source.kind not in _LEDGER_SOURCE_KINDS:
+            for line in lines:
+                record = self._record_of(source, line)
+                if type(record) in LEDGER_KINDS:  # not from these kinds today; looked up alone if ever
+                    self._stored_keys = self._keys_in_store([record])
+                self._apply(source, line, record)
+            return
+        records = [self._record_of(source, line) for line in lines]
+        self._stored_keys = self._keys_in_store(records)
+        for line, record in zip(lines, records, strict=True):
+            self._apply(source, line, record)
+
+    def _record_of(self, source: SourceSettings, line: Line) -> Record | BadLine | None:
+        """The line's record, why it cannot be used, or None for a line read before a rewrite put it back. Pure:
+        what happens to it is _apply's, in line order."""
         if line.duplicate:
-            counts[(source.name, "duplicate", "line_reread_after_rewrite")] += 1
-            return
+            return None
         if line.too_long:
-            self._quarantine(source, line, "line_too_long", f"{line.too_long} bytes > {self.settings.max_line_bytes}")
-            return
+            return BadLine("line_too_long", f"{line.too_long} bytes > {self.settings.max_line_bytes}")
         if line.unterminated:
-            self._quarantine(source, line, "unterminated_line", "file rotated or deleted before its newline")
-            return
+            return BadLine("unterminated_line", "file rotated or deleted before its newline")
         try:
             # Signal candidates, most of the lines, decode straight into their record when plain (records.typed).
             record: Record | None = signal_record(line.raw) if source.kind == "signals" else None
             if record is None:
                 decoded = decode_line(line.raw)
                 if isinstance(decoded, BadLine):
-                    self._quarantine(source, line, decoded.reason, decoded.detail)
-                    return
+                    return decoded
                 record = parse_record(source.kind, decoded)
         except RecordError as error:
-            self._quarantine(source, line, error.reason, error.detail)
+            return BadLine(error.reason, error.detail)
+        return record
+
+    def _keys_in_store(self, records: Sequence[Record | BadLine | None]) -> set[tuple[str, str]]:
+        wanted: dict[str, list[str]] = {}
+        for record in records:
+            kind = LEDGER_KINDS.get(type(record))
+            if kind is not None:
+                wanted.setdefault(kind, []).append(record.key)  # type: ignore[union-attr]
+        return {(kind, key) for kind, keys in wanted.items() for key in self.store.ledger_keys_in(kind, keys)}
+
+    def _apply(self, source: SourceSettings, line: Line, record: Record | BadLine | None) -> None:
+        counts = self._batch.counts
+        if record is None:
+            counts[(source.name, "duplicate", "line_reread_after_rewrite")] += 1
+            return
+        if isinstance(record, BadLine):
+            self._quarantine(source, line, record.reason, record.detail)
             return
         if isinstance(record, Ignored):
             counts[(source.name, "ignored", record.kind)] += 1
@@ -290,7 +319,7 @@ class Ingestor:
         if kind is None:
             return True
         key: str = record.key  # type: ignore[union-attr]
-        if (kind, key) in self._pending_keys or self.store.has_ledger_key(kind, key):
+        if (kind, key) in self._pending_keys or (kind, key) in self._stored_keys:
             return False
         self._pending_keys.add((kind, key))
         self._batch.ledger.append(

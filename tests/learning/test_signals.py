@@ -142,6 +142,36 @@ def stream(count: int, symbols: int = 20) -> list[SignalRecord]:
     return records[:count]
 
 
+def test_episode_sums_are_left_folds_in_file_order() -> None:
+    """An open episode's sums add each candidate's contributions in file order (floats do not reassociate), start
+    from zero (a first -0.0 is kept as 0.0), and survive a dump and load exactly."""
+    values = (1e16, 1.0, -1e16, 1.0, -0.0)
+    records = [
+        signal("AMD", T0 + index * SECOND, score=value, components=(("dark_pool", value), ("options_flow", -value)))
+        for index, value in enumerate(values)
+    ]
+    learner = SignalLearner(SignalParams())
+    assert feed(learner, records[:1]) == []
+    learner = SignalLearner(SignalParams(), learner.dump())
+    assert feed(learner, records[1:]) == []
+    sums = abs_sums = score_sum = 0.0
+    for value in values:
+        sums, abs_sums, score_sum = sums + value, abs_sums + abs(value), score_sum + value
+    state = orjson.loads(learner.state())
+    assert state["open"][0][7:] == [
+        score_sum,
+        1e16,
+        {"dark_pool": sums, "options_flow": 0.0 - sums},
+        {"dark_pool": abs_sums, "options_flow": abs_sums},
+    ]
+    first = SignalLearner(SignalParams())
+    feed(first, [signal("AMD", T0, components=(("dark_pool", -0.0),))])
+    assert str(orjson.loads(first.state())["open"][0][9]["dark_pool"]) == "0.0"
+    (episode,) = learner.open_episodes()
+    assert episode.components == (("dark_pool", sums / 5), ("options_flow", (0.0 - sums) / 5))
+    assert episode.mean_score == score_sum / 5
+
+
 def test_memory_stays_flat_as_the_stream_grows() -> None:
     """Open episodes and the dumped state do not grow with the stream: 100k candidates cost what 10k do."""
     records = stream(100_000)

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from learnd.errors import RecordError
 from learnd.records.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS
-from learnd.records.parse import MAX_FIELD_MAGNITUDE, SignalRecord, TradeEntry, parse_record
+from learnd.records.parse import (
+    MAX_FIELD_MAGNITUDE,
+    SignalRecord,
+    TradeEntry,
+    checked_components_of,
+    parse_record,
+)
 
 Components = tuple[tuple[tuple[str, float], ...], tuple[str, ...]]
 
@@ -76,6 +82,17 @@ def test_the_usual_layout_repeated_gives_each_row_its_own_values(values: list[fl
         (("greeks_gamma", values[2]), ("iv_rank", values[1]), ("options_flow", values[0])),
         (),
     )
+
+
+_IN_RANGE = st.floats(min_value=-MAX_FIELD_MAGNITUDE, max_value=MAX_FIELD_MAGNITUDE)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_KEYS, _IN_RANGE, max_size=12))
+def test_checked_components_are_the_contracts_for_numbers_in_range(raw: dict[str, float]) -> None:
+    """For the numbers a typed decoder already checked, the unchecked path gives the contract's components too:
+    aliases summed in key order, metadata dropped, unknown keys listed (and -0.0 kept as the contract keeps it)."""
+    assert repr(checked_components_of(raw)) == repr(_expected(raw))
 
 
 @pytest.mark.parametrize("position", [0, 1, 2])

@@ -178,6 +178,24 @@ def test_it_takes_the_lines_the_bot_writes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "components",
+    [b'"flow":1.5,"whale":null', b'"flow":1000000001.0,"whale":0.5,"flow":2', b'"flow":1,"smile":-0.0'],
+    ids=["null", "out-of-range-then-repeated", "int-and-negative-zero"],
+)
+def test_contributions_it_cannot_take_unchecked_are_checked_as_the_general_path_checks_them(components: bytes) -> None:
+    """A null, or an out-of-range number a repeated key then replaces, fails the range-checked decoding; the line
+    is still taken, with the general path's components."""
+    raw = (
+        b'{"ts":"2026-03-02T14:32:30+00:00","cluster":{"ticker":"AMD","composite_meta":{"components":{'
+        + components
+        + b"}}}}"
+    )
+    expected = general(raw)
+    assert isinstance(expected, SignalRecord)
+    assert same_record(typed(raw), expected)
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b"",

@@ -116,6 +116,32 @@ def test_bad_lines_are_quarantined_with_reason_and_the_pipeline_goes_on(home: Pa
     assert bodies[0]["truncated"] is True
 
 
+def test_a_ledger_record_read_again_is_a_duplicate_in_its_poll_its_batch_and_after_its_commit(home: Path) -> None:
+    """The same exit outcome read again is counted a duplicate and kept once, whether the repeat comes in the same
+    poll, in a later poll of the same batch, or after the batch committed (found in the store, one query a poll);
+    a bad line between them is still quarantined in its place."""
+    pipeline = Pipeline(build_settings(home, sources=("exit",)))
+    try:
+        path = home / "logs" / "exit.jsonl"
+        append(path, exit_row(1, "AMD") + exit_row(2, "NVDA") + exit_row(1, "AMD") + b"{oops\n")
+        assert pipeline.ingestor.poll(1000) == 4
+        append(path, exit_row(2, "NVDA") + exit_row(3, "TSLA"))
+        assert pipeline.ingestor.poll(1000) == 2
+        pipeline.ingestor.commit()
+        append(path, exit_row(3, "TSLA") + exit_row(1, "AMD") + exit_row(4, "AMD"))
+        pipeline.run()
+        assert pipeline.counts("duplicate") == {"repeated_exit": 4}
+        assert pipeline.counts("applied") == {"exit_outcome": 4}
+        assert pipeline.counts("quarantined") == {"invalid_json": 1}
+        keys = [row.key for row in pipeline.store.ledger("exit")]
+        assert keys == [
+            f"attribution_logged|{symbol}|2026-03-02T15:00:0{second}.000001+00:00"
+            for symbol, second in [("AMD", 1), ("NVDA", 2), ("TSLA", 3), ("AMD", 4)]
+        ]
+    finally:
+        pipeline.close()
+
+
 def test_ten_megabyte_line_arriving_in_pieces_is_quarantined_once(home: Path, pipeline: Pipeline) -> None:
     """A 10 MB line written in pieces (with polls and commits between) is one quarantined line; the next applies."""
     path = home / "logs" / "orders.jsonl"

@@ -43,7 +43,7 @@ def test_batch_commits_offsets_window_and_state_together(tmp_path: Path) -> None
     assert store.checkpoint("a") == checkpoint(100, 5)
     assert store.window("a") == [3, 4, 5]
     assert store.line_counts() == {("a", "applied", "close"): 5}
-    assert store.has_ledger_key("trade", "close_X")
+    assert store.ledger_keys_in("trade", ["close_X"]) == {"close_X"}
     assert store.learner_state("counting") == b"{}"
     store.close()
 
@@ -316,31 +316,33 @@ def test_shrinking_the_page_cache_keeps_every_row_readable_and_the_store_writabl
         store.shrink_memory()
         assert [row.key for row in store.ledger("trade")] == [f"t{index:04d}" for index in range(500)]
         store.commit(Batch(ledger=rows[500:]))
-        assert store.has_ledger_key("trade", "t0500")
+        assert store.ledger_keys_in("trade", ["t0499", "t0500", "t0501"]) == {"t0499", "t0500"}
     finally:
         store.close()
 
 
-def test_lookups_between_commits_share_one_read_and_never_hold_back_a_commit(tmp_path: Path) -> None:
-    """has_ledger_key opens a read transaction for the lookups of a batch; the next commit ends it, commits whole
-    and is visible to another connection at once, and closing the store after a lookup leaves nothing open."""
+def test_ledger_keys_in_finds_the_keys_held_under_their_kind_and_holds_back_no_commit(tmp_path: Path) -> None:
+    """One query finds which keys the ledger holds under a kind (not under another kind, not uncommitted ones,
+    quotes and non-ASCII keys as they are); the next commit is visible to another connection at once."""
     path = tmp_path / "learnd.db"
+    odd = 'close_"É"|x'
     store = Store.open(path)
     try:
-        assert not store.has_ledger_key("trade", "close_X")
+        assert store.ledger_keys_in("trade", []) == set()
+        assert store.ledger_keys_in("trade", ["close_X"]) == set()
         store.commit(Batch(ledger=[LedgerRow("trade", "close_X", "equity", "X", 10, "a", 0, b"{}")]))
-        assert store.has_ledger_key("trade", "close_X")
-        store.commit(Batch(ledger=[LedgerRow("trade", "close_Y", "equity", "Y", 20, "a", 9, b"{}")]))
+        store.commit(Batch(ledger=[LedgerRow("exit", odd, "equity", "Y", 20, "a", 9, b"{}")]))
         other = sqlite3.connect(path)
         try:
-            assert other.execute("SELECT key FROM ledger ORDER BY key").fetchall() == [("close_X",), ("close_Y",)]
+            assert other.execute("SELECT key FROM ledger ORDER BY seq").fetchall() == [("close_X",), (odd,)]
         finally:
             other.close()
-        assert store.has_ledger_key("trade", "close_Y")
+        assert store.ledger_keys_in("trade", ["close_Y", "close_X", "close_X", odd]) == {"close_X"}
+        assert store.ledger_keys_in("exit", ["close_X", odd]) == {odd}
     finally:
         store.close()
     reopened = Store.open(path)
     try:
-        assert reopened.has_ledger_key("trade", "close_Y")
+        assert reopened.ledger_keys_in("exit", [odd]) == {odd}
     finally:
         reopened.close()
