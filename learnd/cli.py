@@ -223,6 +223,9 @@ def _run(args: argparse.Namespace) -> int:
 
     Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home.
     """
+    from learnd.service.memory import keep_large_blocks_apart
+
+    keep_large_blocks_apart()  # before the daemon's imports and its bursts, whose large blocks would hole the heap
     settings = _settings(args)
     import asyncio
 
