@@ -108,6 +108,29 @@ class LineWindow(Sequence[int]):
             hashes[self._start] = value
             self._start = (self._start + 1) % self._size
 
+    def extend(self, values: Iterable[int]) -> None:
+        """Add the newest lines' hashes, oldest of them first: the same as appending each, in one go."""
+        size = self._size
+        fresh = array("q", values)
+        if not size or not fresh:
+            return
+        hashes = self._hashes
+        room = size - len(hashes)
+        if room > 0:
+            hashes.extend(fresh[:room])
+            del fresh[:room]
+        count = len(fresh)
+        if not count:
+            return
+        if count >= size:
+            self._hashes, self._start = fresh[-size:], 0
+            return
+        start = self._start
+        head = min(count, size - start)
+        hashes[start : start + head] = fresh[:head]
+        hashes[: count - head] = fresh[head:]
+        self._start = (start + count) % size
+
     def __len__(self) -> int:
         return len(self._hashes)
 

@@ -773,9 +773,7 @@ class SourceTailer:
         self._extend_identity(opened, b"", opened.offset)  # after a last fragment or over-long line too
 
     def _remember(self, lines: list[Line]) -> None:
-        append = self._window.append
-        for line in lines:
-            append(line.hash)
+        self._window.extend([line.hash for line in lines])
         self._window_seq += len(lines)
 
     def _read_copies(self, lines: list[Line], max_lines: int, *, before: _OpenFile | None = None) -> bool:

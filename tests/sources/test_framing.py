@@ -95,3 +95,23 @@ def test_a_wrapped_line_window_aligns_a_kept_tail_like_a_list() -> None:
         window.append(value)
     assert rewrite_alignments(window, [101, 102, 103, 104, 7]) == [6]
     assert KeptTail(window).marks([102, 103, 104, 9]) == [True, True, True, False]
+
+
+@given(
+    st.lists(st.integers(-(1 << 63), (1 << 63) - 1), max_size=30),
+    st.lists(st.lists(st.integers(-(1 << 63), (1 << 63) - 1), max_size=25), max_size=6),
+    st.integers(0, 12),
+)
+def test_line_window_extended_holds_what_appending_each_would(
+    first: list[int], batches: list[list[int]], size: int
+) -> None:
+    """Extending by a batch (empty, short, past the end of the ring, longer than the whole window) keeps the same
+    lines in the same order as appending them one by one."""
+    extended = LineWindow(first, size)
+    appended = LineWindow(first, size)
+    for batch in batches:
+        extended.extend(batch)
+        for value in batch:
+            appended.append(value)
+        assert list(extended) == list(appended)
+    assert list(extended) == list(deque([*first, *(value for batch in batches for value in batch)], maxlen=size))
