@@ -5,7 +5,6 @@ module that does the work (daemon, backfill, status, ...). Exit status: 0 ok, 2 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import signal
 import sqlite3
@@ -22,7 +21,6 @@ from learnd import __version__
 from learnd.config import Settings, load_settings
 from learnd.errors import ConfigError, LearndError, StateError
 from learnd.exports.bot import MIXED_FIGURES
-from learnd.service.logs import configure_logging
 
 EXIT_CONFIG = 3
 EXIT_STATE = 4
@@ -202,7 +200,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+def _settings(args: argparse.Namespace, *, logs: bool = True, **overrides: Any) -> Settings:
+    """The settings the command line asks for; with `logs`, structured logging set up for them. The quick commands
+    (status, weights, schedule) log nothing, and structlog with the asyncio it imports is a third of their start."""
     for item in args.set:
         key, separator, value = item.partition("=")
         if not separator:
@@ -211,7 +211,10 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     if args.log_format:
         overrides["log_format"] = args.log_format
     settings = load_settings(home=args.home, config_file=args.config, overrides=overrides)
-    configure_logging(settings.log_format)
+    if logs:
+        from learnd.service.logs import configure_logging
+
+        configure_logging(settings.log_format)
     return settings
 
 
@@ -220,7 +223,12 @@ def _run(args: argparse.Namespace) -> int:
 
     Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home.
     """
+    from learnd.service.memory import keep_large_blocks_apart
+
+    keep_large_blocks_apart()  # before the daemon's imports and its bursts, whose large blocks would hole the heap
     settings = _settings(args)
+    import asyncio
+
     from learnd.service.daemon import serve
 
     return asyncio.run(serve(settings, backfill=args.backfill, reload_settings=lambda: _settings(args)))
@@ -280,7 +288,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     """Show, per source: path, committed offset, file size, lag, lines applied/quarantined/duplicate, and
     whether a daemon is running on this home."""
-    settings = _settings(args)
+    settings = _settings(args, logs=False)
     from learnd.views.status import collect_status, render_status
 
     report = collect_status(settings)
@@ -294,7 +302,7 @@ def _status(args: argparse.Namespace) -> int:
 def _weights(args: argparse.Namespace) -> int:
     """Show the learned model: per strategy, each entry component's multiplier (strategy-wide and per regime),
     its evidence and samples, and each exit component's multiplier, win rate and mean P&L."""
-    settings = _settings(args)
+    settings = _settings(args, logs=False)
     from learnd.views.weights import render_weights, weights_document
 
     document = weights_document(settings, args.strategy, args.regime)
@@ -326,7 +334,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _schedule(args: argparse.Namespace) -> int:
     """Show the next runs of each job (UTC and exchange time) on the exchange calendar, and the last runs with
     their outcome. Times come from the calendar: holidays and early closes included."""
-    settings = _settings(args)
+    settings = _settings(args, logs=False)
     from learnd.views.schedule import render_schedule, schedule_document
 
     start = _parse_moment(args.start) if args.start else None
@@ -387,8 +395,10 @@ def _verify(args: argparse.Namespace) -> int:
     appending (lines split anywhere), SIGKILL and restart it, stop it with SIGTERM, compare with a one-shot
     backfill, and check trade counts, quarantine and that planted edges moved the right way. Prints a pass/fail
     list; exits 0 only when every check passed. Does not touch --home."""
-    configure_logging("console" if sys.stdout.isatty() else "json")
     from learnd.devtools.verify import render_checks, run_verify
+    from learnd.service.logs import configure_logging
+
+    configure_logging("console" if sys.stdout.isatty() else "json")
 
     if args.keep is not None and args.keep.exists():
         raise ConfigError(f"--keep {args.keep}: already exists; name a new directory")

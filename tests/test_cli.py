@@ -146,3 +146,39 @@ def test_an_unknown_error_inside_the_task_group_is_not_swallowed(
     (tmp_path / "logs").mkdir()
     with pytest.raises(ExceptionGroup):
         cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])
+
+
+_IMPORTED_BY = """
+import sys
+from learnd.cli import main
+status = main(sys.argv[1:])
+sys.stderr.write(" ".join(sorted(sys.modules)))
+sys.exit(status)
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "not_imported"),
+    [
+        ("status", {"structlog", "asyncio", "numpy"}),
+        ("weights", {"structlog", "asyncio"}),
+        ("schedule", {"structlog", "asyncio", "numpy"}),
+    ],
+)
+def test_a_quick_command_imports_only_what_it_reads_with(
+    learned_home: Path, command: str, not_imported: set[str]
+) -> None:
+    """status, weights and schedule log nothing and never start a loop: structlog and asyncio stay out of them, and
+    numpy (the learner's) out of status and schedule; none of them loads pandas for the calendar."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_BY, "--home", str(learned_home), command, "--json"],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    modules = set(result.stderr.decode().split())
+    assert "learnd.cli" in modules
+    assert orjson.loads(result.stdout)
+    assert not modules & (not_imported | {"pandas", "exchange_calendars"})

@@ -18,6 +18,8 @@ import orjson
 from learnd.exports.bot import bot_multiplier
 from learnd.exports.files import json_bytes, write_bytes_atomic
 
+# The guard record of the bot's weights file, in learnd's state directory.
+GUARD_RECORD: Final = "signal_weights.guard.json"
 # How many dropped or added keys, and moved multipliers, a description names (the counts are always whole).
 SHOWN: Final = 8
 # Keys are compared down to this depth: entry_weights.regime_beta_distributions.<component>.<BUCKET>.

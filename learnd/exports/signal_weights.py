@@ -26,9 +26,6 @@ from learnd.learning.trades import iso_from_us
 from learnd.records.components import COMPONENT_ALIASES, ENTRY_BASE_WEIGHTS, EXIT_BASE_WEIGHTS
 from learnd.records.parse import DEFAULT_STRATEGY
 
-# The guard record of the weights file, in learnd's state directory (see exports.guard).
-GUARD_RECORD = "signal_weights.guard.json"
-
 
 class SignalWeightsFile:
     """Writes the model to `path` whenever it is not the model written last (the first call always writes), and

@@ -15,8 +15,8 @@ import structlog
 from learnd.config import Settings
 from learnd.exports.bot import BotRules
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
-from learnd.exports.guard import ForeignWrite
-from learnd.exports.signal_weights import GUARD_RECORD, SignalWeightsFile
+from learnd.exports.guard import GUARD_RECORD, ForeignWrite
+from learnd.exports.signal_weights import SignalWeightsFile
 from learnd.jobs.periods import JobOutput
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import ExecutionLearner, ExecutionParams

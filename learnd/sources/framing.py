@@ -5,11 +5,13 @@ Pure: bytes and hashes in, Lines and positions out.
 
 from __future__ import annotations
 
+import itertools
 import struct
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Final
+from typing import Final, overload
 
 from learnd.values import value_class
 
@@ -81,6 +83,74 @@ class LineFraming:
     def fragment(self, file_key: str, offset: int, raw: bytes) -> Line:
         """The last bytes of a file that can never get their newline now (rotated away, deleted, read to its end)."""
         return Line(self.source, file_key, offset, raw[: self.keep_bytes], line_hash(raw), unterminated=True)
+
+
+class LineWindow(Sequence[int]):
+    """The hashes of a source's last `size` lines read, oldest first: what a rewrite's kept tail is recognised by.
+
+    One flat ring of 64-bit integers, 8 bytes a line, where a deque of Python ints costs about 40 and leaves each
+    int wherever the allocator put it among the lines' short-lived objects, holding those pages for good.
+    """
+
+    __slots__ = ("_hashes", "_size", "_start")
+
+    def __init__(self, hashes: Iterable[int], size: int) -> None:
+        self._hashes = array("q", list(hashes)[-size:] if size > 0 else ())
+        self._size = max(size, 0)
+        self._start = 0  # where the oldest hash sits once the ring is full and wraps around
+
+    def append(self, value: int) -> None:
+        """Add the newest line's hash, dropping the oldest when the window is full."""
+        hashes = self._hashes
+        if len(hashes) < self._size:
+            hashes.append(value)
+        elif self._size:
+            hashes[self._start] = value
+            self._start = (self._start + 1) % self._size
+
+    def extend(self, values: Iterable[int]) -> None:
+        """Add the newest lines' hashes, oldest of them first: the same as appending each, in one go."""
+        size = self._size
+        fresh = array("q", values)
+        if not size or not fresh:
+            return
+        hashes = self._hashes
+        room = size - len(hashes)
+        if room > 0:
+            hashes.extend(fresh[:room])
+            del fresh[:room]
+        count = len(fresh)
+        if not count:
+            return
+        if count >= size:
+            self._hashes, self._start = fresh[-size:], 0
+            return
+        start = self._start
+        head = min(count, size - start)
+        hashes[start : start + head] = fresh[:head]
+        hashes[: count - head] = fresh[head:]
+        self._start = (start + count) % size
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def __iter__(self) -> Iterator[int]:
+        start = self._start
+        return itertools.chain(self._hashes[start:], self._hashes[:start])
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | list[int]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        count = len(self._hashes)
+        if not -count <= index < count:
+            raise IndexError("line window index out of range")
+        return self._hashes[(self._start + index) % count]
 
 
 def rewrite_alignments(window: Sequence[int], fresh: Sequence[int], *, late_lines: int | None = None) -> list[int]:

@@ -31,7 +31,7 @@ from learnd.sources.files import (
     rotated_siblings,
     starts_with,
 )
-from learnd.sources.framing import KeptTail, Line, LineFraming, as_duplicate, rewrite_alignments
+from learnd.sources.framing import KeptTail, Line, LineFraming, LineWindow, as_duplicate, rewrite_alignments
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,7 @@ class SourceTailer:
             known = KnownFiles(read, history_identities(path))
         self.known = known
         self._committed = checkpoint
-        self._window: deque[int] = deque(window, maxlen=window_lines)
+        self._window = LineWindow(window, window_lines)
         self._window_seq = checkpoint.window_seq if checkpoint else 0
         self._framing = LineFraming(name, max_line_bytes, keep_bytes)
         self._grace = rotation_grace_s
@@ -773,8 +773,7 @@ class SourceTailer:
         self._extend_identity(opened, b"", opened.offset)  # after a last fragment or over-long line too
 
     def _remember(self, lines: list[Line]) -> None:
-        for line in lines:
-            self._window.append(line.hash)
+        self._window.extend([line.hash for line in lines])
         self._window_seq += len(lines)
 
     def _read_copies(self, lines: list[Line], max_lines: int, *, before: _OpenFile | None = None) -> bool:

@@ -6,8 +6,7 @@ import os
 from typing import Any
 
 from learnd.config import Settings
-from learnd.exports.guard import file_sha256, read_record
-from learnd.exports.signal_weights import GUARD_RECORD
+from learnd.exports.guard import GUARD_RECORD, file_sha256, read_record
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import reading
 from learnd.store.lock import HomeLock

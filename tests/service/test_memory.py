@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from learnd.service.memory import release_free_memory
+from learnd.service.memory import MMAP_THRESHOLD_BYTES, release_free_memory
 
 
 def resident_bytes() -> int:
@@ -27,3 +28,41 @@ def test_freed_heap_goes_back_to_the_system() -> None:
     after = resident_bytes()
     assert before - after > 40_000_000, (before, after)
     assert kept_after.endswith(b"kept")
+
+
+_LARGE_BLOCK_PROGRAM = """
+import ctypes, sys
+from learnd.service.memory import keep_large_blocks_apart
+
+class MallInfo2(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    _fields_ = [(name, ctypes.c_size_t) for name in names]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "fixed":
+    assert keep_large_blocks_apart() is True
+freed = bytearray(16 << 20)
+del freed
+before = libc.mallinfo2().hblkhd
+block = bytearray(8 << 20)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and mallinfo2 are Linux's")
+@pytest.mark.parametrize(("threshold", "mapped_apart"), [("fixed", True), ("glibc's own", False)])
+def test_a_large_block_keeps_its_own_mapping_after_a_larger_one_was_freed(threshold: str, mapped_apart: bool) -> None:
+    """In a fresh process (a small heap, as the daemon's at start): freeing a 16 MiB block raises glibc's own
+    threshold past it, so the next 8 MiB block comes from the heap; with the threshold kept, that block gets a
+    mapping of its own (mallinfo2's mapped bytes grow by it), which goes back whole when freed."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LARGE_BLOCK_PROGRAM, "fixed" if threshold == "fixed" else "dynamic"],
+        capture_output=True,
+        check=True,
+        text=True,
+        timeout=60,
+    )
+    grown = int(result.stdout)
+    assert (grown >= 8 << 20) is mapped_apart, grown
+    assert MMAP_THRESHOLD_BYTES < 8 << 20

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.sources.framing import MAX_ALIGNMENTS_KEPT, line_hash, rewrite_alignments
+from learnd.sources.framing import MAX_ALIGNMENTS_KEPT, KeptTail, LineWindow, line_hash, rewrite_alignments
 
 
 def test_line_hash_is_a_signed_64_bit_integer() -> None:
@@ -53,3 +56,62 @@ def test_rewrite_alignment_of_any_kept_tail_is_its_start(read: list[int], kept: 
     kept = min(kept, len(read))
     start = len(read) - kept
     assert rewrite_alignments(read, read[start:] + appended) == [start]
+
+
+@given(
+    st.lists(st.integers(-(1 << 63), (1 << 63) - 1), max_size=30),
+    st.lists(st.integers(-(1 << 63), (1 << 63) - 1), max_size=60),
+    st.integers(0, 12),
+)
+def test_line_window_keeps_the_last_lines_oldest_first(first: list[int], appended: list[int], size: int) -> None:
+    """The window holds what a deque bounded to its size would, in the same order, read any way a Sequence is."""
+    window = LineWindow(first, size)
+    expected = deque(first, maxlen=size)
+    for value in appended:
+        window.append(value)
+        expected.append(value)
+    assert list(window) == list(expected)
+    assert len(window) == len(expected)
+    assert bool(window) == bool(expected)
+    assert [window[index] for index in range(-len(window), len(window))] == list(expected) * 2
+    assert window[1:-1] == list(expected)[1:-1]
+
+
+def test_line_window_refuses_an_index_outside_it() -> None:
+    """Past either end of a wrapped window is an IndexError, as for any sequence."""
+    window = LineWindow([1, 2, 3], 3)
+    window.append(4)
+    assert list(window) == [2, 3, 4]
+    assert window.index(4) == 2
+    for index in (3, -4):
+        with pytest.raises(IndexError):
+            window[index]
+
+
+def test_a_wrapped_line_window_aligns_a_kept_tail_like_a_list() -> None:
+    """A rewrite's kept tail is found in a window that has wrapped around as in the same lines as a list."""
+    window = LineWindow(range(100), 10)
+    for value in range(100, 105):
+        window.append(value)
+    assert rewrite_alignments(window, [101, 102, 103, 104, 7]) == [6]
+    assert KeptTail(window).marks([102, 103, 104, 9]) == [True, True, True, False]
+
+
+@given(
+    st.lists(st.integers(-(1 << 63), (1 << 63) - 1), max_size=30),
+    st.lists(st.lists(st.integers(-(1 << 63), (1 << 63) - 1), max_size=25), max_size=6),
+    st.integers(0, 12),
+)
+def test_line_window_extended_holds_what_appending_each_would(
+    first: list[int], batches: list[list[int]], size: int
+) -> None:
+    """Extending by a batch (empty, short, past the end of the ring, longer than the whole window) keeps the same
+    lines in the same order as appending them one by one."""
+    extended = LineWindow(first, size)
+    appended = LineWindow(first, size)
+    for batch in batches:
+        extended.extend(batch)
+        for value in batch:
+            appended.append(value)
+        assert list(extended) == list(appended)
+    assert list(extended) == list(deque([*first, *(value for batch in batches for value in batch)], maxlen=size))
