@@ -28,7 +28,7 @@ from learnd.jobs.reports import (
     render_bot_markdown,
     render_daily_markdown,
     render_weekly_markdown,
-    weekly_report_kept,
+    weekly_report,
 )
 from learnd.jobs.schedule import DAILY, Period, last_session
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
@@ -381,7 +381,7 @@ def weekly_report_document(
             if isinstance(record, TradeOutcome)
         )
         longrun = longrun_of(trades, calendar.session_index, index, RECENT_SESSIONS)
-    report = weekly_report_kept(
+    report = weekly_report(
         week,
         longrun,
         current_session=index,

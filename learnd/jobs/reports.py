@@ -89,24 +89,6 @@ def stale_multiplier_decay(
     return sorted(proposals)
 
 
-def evidence_sessions(
-    trades: Iterable[TradeOutcome], session_of: Callable[[int], int]
-) -> dict[tuple[str, str, str], int]:
-    """Last session each (strategy, component, scope) saw a trade carrying the component: strategy-wide (`*`),
-    in the trade's regime scope and in its `ticker:SYM` scope."""
-    last: dict[tuple[str, str, str], int] = {}
-    for trade in trades:
-        session = session_of(trade.event_us)
-        scopes = (GLOBAL_SCOPE, regime_scope(trade.regime), f"{TICKER_SCOPE_PREFIX}{trade.symbol}")
-        for name, contribution in trade.components:
-            if contribution == 0.0:
-                continue
-            for scope in scopes:
-                key = (trade.strategy, name, scope)
-                last[key] = max(session, last.get(key, session))
-    return last
-
-
 def daily_report(
     day: date,
     trades: Sequence[TradeOutcome],
@@ -170,12 +152,23 @@ def daily_report(
     }
 
 
+def longrun_of(
+    trades: Iterable[TradeOutcome], session_of: Callable[[int], int], current_session: int, recent_sessions: int
+) -> LongRun:
+    """The long-run figures of `trades` (all of them) as a weekly report at `current_session` reads them."""
+    longrun = LongRun()
+    longrun.earlier_through = current_session - recent_sessions
+    for session, run in session_runs(trades, session_of):
+        longrun.absorb(run, session)
+    longrun.through = current_session
+    return longrun
+
+
 def weekly_report(
     week: str,
-    trades: Sequence[TradeOutcome],
+    longrun: LongRun,
     *,
     recent_sessions: int = DEFAULT_RECENT_SESSIONS,
-    session_of: Callable[[int], int],
     current_session: int,
     model_snapshot: Mapping[str, Any] | None,
     last_evidence_session: Mapping[tuple[str, str, str], int] | None = None,
@@ -184,7 +177,8 @@ def weekly_report(
     idle_sessions: int = DEFAULT_IDLE_SESSIONS,
     half_life_sessions: float = DEFAULT_DECAY_HALF_LIFE_SESSIONS,
 ) -> dict[str, Any]:
-    """The weekly long-term report over the whole ledger (`trades`): JSON-able, deterministic, no wall clock.
+    """The weekly long-term report from the long-run figures of the whole ledger (`longrun_of`, or kept up to
+    date by the job runner): JSON-able, deterministic, no wall clock; it costs the recent window, not all history.
 
     Recent means the last `recent_sessions` sessions up to `current_session` (session_of(event_us) >
     current_session - recent_sessions); earlier is everything before; long-run is both.
@@ -201,51 +195,10 @@ def weekly_report(
     (component, regime) cell, Bonferroni-corrected across the cells tested.
 
     Stability decay candidates come from `stale_multiplier_decay` over `model_snapshot`; `last_evidence_session`
-    defaults to `evidence_sessions(trades, session_of)`. Ticker profiles: outcomes, win rate, mean P&L and the
-    components with the best and worst attributed P&L per symbol.
+    defaults to the sessions of each cell's last evidence in `longrun`. Ticker profiles: outcomes, win rate, mean
+    P&L and the components with the best and worst attributed P&L per symbol. `longrun` must be kept through
+    `current_session`, its earlier samples through current_session - recent_sessions (ValueError otherwise).
     """
-    longrun = longrun_of(trades, session_of, current_session, recent_sessions)
-    return weekly_report_kept(
-        week,
-        longrun,
-        recent_sessions=recent_sessions,
-        current_session=current_session,
-        model_snapshot=model_snapshot,
-        last_evidence_session=last_evidence_session,
-        alpha=alpha,
-        min_group_trades=min_group_trades,
-        idle_sessions=idle_sessions,
-        half_life_sessions=half_life_sessions,
-    )
-
-
-def longrun_of(
-    trades: Iterable[TradeOutcome], session_of: Callable[[int], int], current_session: int, recent_sessions: int
-) -> LongRun:
-    """The long-run figures of `trades` (all of them) as a weekly report at `current_session` reads them."""
-    longrun = LongRun()
-    longrun.earlier_through = current_session - recent_sessions
-    for session, run in session_runs(trades, session_of):
-        longrun.absorb(run, session)
-    longrun.through = current_session
-    return longrun
-
-
-def weekly_report_kept(
-    week: str,
-    longrun: LongRun,
-    *,
-    recent_sessions: int = DEFAULT_RECENT_SESSIONS,
-    current_session: int,
-    model_snapshot: Mapping[str, Any] | None,
-    last_evidence_session: Mapping[tuple[str, str, str], int] | None = None,
-    alpha: float = DEFAULT_ALPHA,
-    min_group_trades: int = DEFAULT_MIN_GROUP_TRADES,
-    idle_sessions: int = DEFAULT_IDLE_SESSIONS,
-    half_life_sessions: float = DEFAULT_DECAY_HALF_LIFE_SESSIONS,
-) -> dict[str, Any]:
-    """`weekly_report` from long-run figures kept through `current_session`, their earlier samples through
-    current_session - recent_sessions: the same report, at a cost of the recent window, not of all history."""
     if longrun.earlier_through != current_session - recent_sessions:
         raise ValueError(
             f"long-run figures split at session {longrun.earlier_through}, the report at "

@@ -17,13 +17,11 @@ from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
 from learnd.jobs.reports import (
     DecayProposal,
     daily_report,
-    evidence_sessions,
     longrun_of,
     render_daily_markdown,
     render_weekly_markdown,
     stale_multiplier_decay,
     weekly_report,
-    weekly_report_kept,
 )
 from learnd.records.components import exit_components
 from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
@@ -292,13 +290,8 @@ def ledger(seed: int, *, sessions: int = 100, per_session: int = 2) -> list[Trad
 
 
 def build_weekly(trades: list[TradeOutcome], snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
-    return weekly_report(
-        "2026-W10",
-        trades,
-        session_of=session_of,
-        current_session=99,
-        model_snapshot=snapshot,
-    )
+    longrun = longrun_of(trades, session_of, 99, RECENT_SESSIONS)
+    return weekly_report("2026-W10", longrun, current_session=99, model_snapshot=snapshot)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -390,7 +383,7 @@ def test_stale_decay_moves_toward_one_without_crossing(multiplier: float, idle: 
 def test_weekly_lists_stale_candidates_from_evidence_in_the_ledger() -> None:
     """Without a given evidence map, evidence comes from the trades; an idle moved multiplier is a candidate."""
     trades = [make_trade("c1", 1.0, {"insider": 1.0}, event_us=BASE_US + 10 * SESSION_US)]
-    assert evidence_sessions(trades, session_of)[("equity", "insider", "*")] == 10
+    assert longrun_of(trades, session_of, 99, RECENT_SESSIONS).evidence()[("equity", "insider", "*")] == 10
     snapshot = {"equity": {"insider": {"multiplier": 2.0, "by_regime": {"mixed": {"multiplier": 1.0}}}}}
     candidates = build_weekly(trades, snapshot)["stale_multipliers"]["candidates"]
     assert candidates == [
@@ -477,8 +470,8 @@ def test_weekly_reports_of_figures_kept_across_weeks_read_as_of_figures_built_af
         afresh = longrun_of(
             [trade for trade in trades if session_of(trade.event_us) <= session], session_of, session, RECENT_SESSIONS
         )
-        report = weekly_report_kept(f"W{session}", kept, current_session=session, model_snapshot=None)
-        assert report == weekly_report_kept(f"W{session}", afresh, current_session=session, model_snapshot=None)
+        report = weekly_report(f"W{session}", kept, current_session=session, model_snapshot=None)
+        assert report == weekly_report(f"W{session}", afresh, current_session=session, model_snapshot=None)
         reports += 1
         kept_views += sum(cell.view_alone is not None for cells in kept.earlier.values() for cell in cells.values())
     assert kept.ticker_views
