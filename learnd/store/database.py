@@ -249,7 +249,6 @@ class Store:
         """Close; a writer records a clean shutdown, so the next open can skip the full check."""
         if not self._readonly:
             self._set_meta("clean_shutdown", "1")
-        self._end_reading()
         self._db.close()
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -316,13 +315,7 @@ class Store:
             self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
 
     def _transaction(self) -> _Transaction:
-        self._end_reading()
         return _Transaction(self._db)
-
-    def _end_reading(self) -> None:
-        """End a read transaction a reader left open (every write begins its own)."""
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
 
     # Reading -----------------------------------------------------------------------------------------------
 
