@@ -5,6 +5,7 @@ module that does the work (daemon, backfill, status, ...). Exit status: 0 ok, 2 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sqlite3
@@ -13,14 +14,17 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
 from learnd import __version__
-from learnd.config import Settings, load_settings
+from learnd.config import RESPAWN_VARIABLE, Settings, load_settings
 from learnd.errors import ConfigError, LearndError, StateError
 from learnd.exports.bot import MIXED_FIGURES
+
+if TYPE_CHECKING:
+    from learnd.service.daemon import Respawn
 
 EXIT_CONFIG = 3
 EXIT_STATE = 4
@@ -229,9 +233,27 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     import asyncio
 
-    from learnd.service.daemon import serve
+    from learnd.service.daemon import Respawn, serve
 
-    return asyncio.run(serve(settings, backfill=args.backfill, reload_settings=lambda: _settings(args)))
+    handed_over = os.environ.pop(RESPAWN_VARIABLE, None)
+    return asyncio.run(
+        serve(
+            settings,
+            backfill=args.backfill,
+            reload_settings=lambda: _settings(args),
+            respawn=_respawn,
+            respawned=Respawn.from_environ_value(handed_over) if handed_over is not None else None,
+        )
+    )
+
+
+def _respawn(respawn: Respawn) -> NoReturn:
+    """Execute this daemon afresh, as it was started (same pid, arguments and environment), handing it the home
+    lock and the signals kept meanwhile: it resumes from the checkpoints the burst left, with nothing to catch up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    environ = {**os.environ, RESPAWN_VARIABLE: respawn.environ_value()}
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
 
 
 def _backfill(args: argparse.Namespace) -> int:

@@ -229,6 +229,10 @@ class Settings:
     dedupe_window_lines: int = 20000
     rotation_grace_ms: int = 5000
     shutdown_timeout_s: float = 4.0
+    # Once the start-up's burst (history, a backlog, the job catch-up) is done, a daemon that grew by more than this
+    # many MiB since it opened its home executes itself afresh (same pid, the home lock handed over) and idles at
+    # its starting size; 0 never does.
+    respawn_after_growth_mib: float = 8.0
     metrics_enabled: bool = True
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
@@ -264,6 +268,9 @@ _SCALARS: Final[frozenset[str]] = frozenset(
     if f.name not in {"home", "sources", "state_dir", "data_dir", "signal_weights_path", "learning", "schedule", "bot"}
 )
 _LOG_FORMATS: Final = ("auto", "json", "console")
+# The environment variable a respawning daemon hands over to its next image in (no setting: never read as one).
+# See service.daemon.Respawn.
+RESPAWN_VARIABLE: Final = "LEARND_RESPAWNED"
 _COMPONENT_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 _T = TypeVar("_T")
 
@@ -310,7 +317,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _merge_environment(table: dict[str, Any], env: Mapping[str, str]) -> None:
     """LEARND_COMMIT_INTERVAL_MS=20 sets commit_interval_ms; LEARND_LEARNING__PER_TICKER sets learning.per_ticker."""
     for name, value in env.items():
-        if not name.startswith("LEARND_") or name in ("LEARND_HOME", "LEARND_CONFIG"):
+        if not name.startswith("LEARND_") or name in ("LEARND_HOME", "LEARND_CONFIG", RESPAWN_VARIABLE):
             continue
         dotted = name.removeprefix("LEARND_").lower().replace("__", ".")
         _set_dotted(table, dotted, value)
@@ -488,6 +495,9 @@ def _validate(settings: Settings) -> None:
     for key in positive:
         if getattr(settings, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(settings, key)!r}")
+    growth = settings.respawn_after_growth_mib
+    if not (math.isfinite(growth) and growth >= 0.0):
+        raise ConfigError(f"respawn_after_growth_mib: must be a finite number >= 0 (0: never), got {growth!r}")
     if settings.rotation_grace_ms < 0:
         raise ConfigError(f"rotation_grace_ms: must be >= 0, got {settings.rotation_grace_ms}")
     if not 0 <= settings.metrics_port < 65536:

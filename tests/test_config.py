@@ -76,6 +76,8 @@ def test_per_ticker_switch_from_the_bot_environment(tmp_path: Path) -> None:
         ("", {"LEARND_MAX_LINE_BYTES": "lots"}, "max_line_bytes"),
         ("", {"LEARND_METRICS_ENABLED": "maybe"}, "metrics_enabled"),
         ("metrics_port = 70000\n", {}, "metrics_port"),
+        ("respawn_after_growth_mib = -1\n", {}, "respawn_after_growth_mib"),
+        ("", {"LEARND_RESPAWN_AFTER_GROWTH_MIB": "nan"}, "respawn_after_growth_mib"),
         ("this is not toml", {}, "learnd.toml"),
     ],
 )
@@ -165,3 +167,10 @@ def test_every_learning_parameter_is_in_the_shipped_config_with_its_default() ->
 def test_new_learning_parameters_are_checked_naming_the_key(override: dict[str, float], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         LearningParams(**override)  # type: ignore[arg-type]
+
+
+def test_the_respawn_hand_over_variable_is_no_setting(tmp_path: Path) -> None:
+    """LEARND_RESPAWNED carries a daemon's hand-over to its next image (service.daemon.Respawn): the settings
+    ignore it rather than refusing it as an unknown key."""
+    settings = load_settings(home=tmp_path, environ={"LEARND_RESPAWNED": "7:8", "LEARND_RESPAWN_AFTER_GROWTH_MIB": "0"})
+    assert settings.respawn_after_growth_mib == 0.0

@@ -6,6 +6,7 @@ scheduled jobs, and stops on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -14,17 +15,17 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import structlog
 import watchfiles
 
-from learnd.config import Settings
-from learnd.errors import LearndError
+from learnd.config import RESPAWN_VARIABLE, Settings
+from learnd.errors import LearndError, StateError
 from learnd.service.backfill import BackfillProgress, read_history
 from learnd.service.engine import Engine, LearnerFactory
 from learnd.service.logs import uses_console
-from learnd.service.memory import release_free_memory
+from learnd.service.memory import release_free_memory, resident_mib
 from learnd.service.metrics import Metrics
 from learnd.service.notify import notify_ready, watchdog_service
 from learnd.service.scheduler import JobRunner
@@ -48,6 +49,36 @@ _GUARD_SETTLE_S = 0.1
 _GUARD_SETTLE_TRIES = 3
 
 ServiceHook = Callable[[Engine, asyncio.Event], Coroutine[Any, Any, None]]
+# The signals that stop the daemon (and SIGHUP, which reloads it): on the way to a respawn, each is kept for the
+# new image (see Respawn).
+_HANDLED_SIGNALS: Final = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+
+@dataclass(frozen=True, slots=True)
+class Respawn:
+    """A daemon image handing over to the next (serve's `respawn`, which executes it): when the start-up burst
+    (history, a backlog, the job catch-up) left the process more than respawn_after_growth_mib above its size once
+    the home was open, it commits, exports and closes the store, and the next image, the same process afresh,
+    starts from the checkpoints with nothing left to catch up and idles at its starting size.
+
+    Both descriptors are inheritable: `lock_fd` holds the home lock, `signals_fd` reads a pipe holding the number
+    of every signal that came once the old image stopped listening (whichever thread the kernel gave it to). The
+    thread that executes the next image blocks the signals, so one that comes later waits for it, pending; the
+    next image reads the pipe and unblocks them once it handles them. No SIGTERM is lost on the way."""
+
+    lock_fd: int
+    signals_fd: int
+
+    def environ_value(self) -> str:
+        return f"{self.lock_fd}:{self.signals_fd}"
+
+    @classmethod
+    def from_environ_value(cls, value: str) -> Respawn:
+        """The hand-over as the previous image passed it (RESPAWN_VARIABLE); StateError if it is not one."""
+        lock, _, signals = value.partition(":")
+        if not (lock.isdigit() and signals.isdigit()):
+            raise StateError(f"{RESPAWN_VARIABLE}={value!r} is not a daemon's hand-over (LOCK_FD:SIGNALS_FD)")
+        return cls(int(lock), int(signals))
 
 
 async def serve(
@@ -57,27 +88,54 @@ async def serve(
     reload_settings: Callable[[], Settings] | None = None,
     learner_factory: LearnerFactory | None = None,
     services: tuple[ServiceHook, ...] = (),
+    respawn: Callable[[Respawn], NoReturn] | None = None,
+    respawned: Respawn | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit status (0 after a clean shutdown).
+
+    With `respawn` (the command line's exec), a start-up burst that left the process grown ends this image by
+    calling it (see Respawn); `respawned` is what the image before handed over, and such an image never respawns.
 
     SIGHUP calls `reload_settings` and applies the result (sources, learning parameters) without losing a line;
     a reload that fails validation is logged and the running settings stay.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    # A signal's stop is for good: it cancels a respawn not yet under way.
+    signalled = asyncio.Event()
+
+    def stop_for_good() -> None:
+        signalled.set()
+        stop.set()
+
     reload_requested = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stop_for_good)
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    if respawned is not None:
+        # What came while the image before stopped, then what waited blocked: handled now, in that order.
+        for kept in _signals_kept(respawned.signals_fd):
+            (reload_requested.set if kept == signal.SIGHUP else stop_for_good)()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED_SIGNALS)
     started = time.monotonic()
-    engine = Engine(settings, start_at_end=not backfill, purpose="daemon", learner_factory=learner_factory)
+    engine = Engine(
+        settings,
+        start_at_end=not backfill,
+        purpose="daemon",
+        learner_factory=learner_factory,
+        inherited_lock_fd=respawned.lock_fd if respawned is not None else None,
+    )
+    size_at_start = resident_mib()
     metrics = Metrics()
     log.info(
         "daemon_started",
         home=str(settings.home),
         sources={source.name: str(source.path) for source in settings.sources},
         backfill=backfill,
+        respawned=respawned is not None,
     )
+    respawn_limit = settings.respawn_after_growth_mib if respawn is not None and respawned is None else 0.0
+    grown: list[float] = []  # set (one figure) once the daemon has decided to respawn
     progress = BackfillProgress("auto")
     try:
         # A change another writer made to the weights file while learnd was stopped (the record says what learnd
@@ -92,12 +150,16 @@ async def serve(
         log.info("history_read", files_count=files, lines_count=lines, history=backfill)
         notify_ready(engine)
         caught_up = asyncio.Event()
+        warm = asyncio.Event()  # the start-up burst is over: history and backlog learned, the job catch-up run
 
         def jobs_progress(done: int, total: int) -> None:
             progress.jobs(done, total)
             if done == total:
-                # Once the runner has said it caught up and yields to the loop: the summary comes last.
-                asyncio.get_running_loop().call_soon(_report_learned, engine)
+                if respawned is None:
+                    # Once the runner has said it caught up and yields to the loop: the summary comes last. (A
+                    # respawned image learned nothing new: the image before it said what was learned.)
+                    asyncio.get_running_loop().call_soon(_report_learned, engine)
+                warm.set()
 
         jobs = JobRunner(
             engine, engine.calendar, on_result=metrics.record_job, ready=caught_up, on_progress=jobs_progress
@@ -120,20 +182,98 @@ async def serve(
                 tasks.create_task(ingest.run(), name="ingest"),
                 tasks.create_task(_guard_export(engine, stop), name="guard_export"),
             ]
-            for service in (metrics.service, watchdog_service, jobs.service, *services):
+            watchdog = watchdog_service(engine, stop, respawning=lambda: bool(grown))
+            running.append(tasks.create_task(watchdog, name="watchdog_service"))
+            for service in (metrics.service, jobs.service, *services):
                 running.append(tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service")))
+            if respawn_limit > 0.0 and size_at_start is not None:
+                tasks.create_task(
+                    _respawn_if_grown(warm, stop, size_at_start, respawn_limit, grown), name="respawn_check"
+                )
             tasks.create_task(_bound_shutdown(stop, settings.shutdown_timeout_s, running), name="shutdown_bound")
         # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
         # and the store's last commit is the state to restart from. The exports then show that last commit,
         # learning_processing_state.json included (the daemon throttles it while running).
         engine.commit(export=False)
         engine.write_exports()
+        signals_fd = await _keep_signals(signalled) if grown else None
     finally:
         progress.close()
         totals = engine.totals
+        lock_fd = engine.hand_over_lock() if signals_fd is not None else None
         engine.close()
-        log.info("daemon_stopped", uptime_s=round(time.monotonic() - started, 3), **totals.log_fields())
+        log.info(
+            "daemon_stopped",
+            uptime_s=round(time.monotonic() - started, 3),
+            respawning=lock_fd is not None,
+            **totals.log_fields(),
+        )
+    if respawn is not None and lock_fd is not None and signals_fd is not None:
+        respawn(Respawn(lock_fd, signals_fd))
     return 0
+
+
+async def _keep_signals(signalled: asyncio.Event) -> int | None:
+    """On the way to a respawn: from here on every signal's number goes to a pipe whose read end the next image
+    inherits (the C-level handler writes it, in whichever thread takes the signal), and this thread, the one that
+    executes the next image, blocks them (the next image gets a later one pending). None, with signals handled as
+    before, when one already came for the loop: the stop is for good."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end)
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HANDLED_SIGNALS)
+    # A signal the loop heard before the switch, whose handler has not run yet, runs now.
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    if signalled.is_set():
+        signal.set_wakeup_fd(previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED_SIGNALS)
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    os.set_inheritable(read_end, True)
+    return read_end
+
+
+def _signals_kept(fd: int) -> list[int]:
+    """The signal numbers the image before this one kept in its pipe (Respawn.signals_fd), which is closed."""
+    try:
+        os.set_blocking(fd, False)
+        kept = bytearray()
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            kept += chunk
+    except OSError as error:
+        raise StateError(f"the signals the previous image kept (descriptor {fd}) cannot be read: {error}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return [signum for signum in kept if signum in _HANDLED_SIGNALS]
+
+
+async def _respawn_if_grown(
+    warm: asyncio.Event, stop: asyncio.Event, size_at_start: float, limit_mib: float, grown: list[float]
+) -> None:
+    """Once the start-up burst is over (after the job catch-up handed its memory back), stop the daemon for a
+    respawn if it grew by more than `limit_mib` since the home was opened: what a burst leaves scattered over the
+    heap (Python's arenas, the allocator's holes) no release gives back, and a fresh image idles at its starting
+    size. `grown` receives the growth."""
+    await _wait_any(warm, stop)
+    size = resident_mib()
+    if stop.is_set() or size is None:
+        return
+    growth = size - size_at_start
+    if growth <= limit_mib:
+        log.info("start_up_burst_kept", grown_mib=round(growth, 1), limit_mib=limit_mib)
+        return
+    log.info("respawning", grown_mib=round(growth, 1), limit_mib=limit_mib, resident_mib=round(size, 1))
+    grown.append(growth)
+    stop.set()
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ import orjson
 import structlog
 
 from learnd.config import Settings
+from learnd.errors import StateError
 from learnd.exports.bot import BotRules
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 from learnd.exports.guard import GUARD_RECORD, ForeignWrite
@@ -85,20 +86,29 @@ class Engine:
         purpose: str,
         learner_factory: LearnerFactory | None = None,
         lock: bool = True,
+        inherited_lock_fd: int | None = None,
     ) -> None:
+        """`inherited_lock_fd`: the home lock as an earlier image of this daemon handed it over across exec (the
+        store was committed and closed cleanly then, so its pages are not checked again)."""
         self.settings = settings
         self._start_at_end = start_at_end
         self._factory = learner_factory or default_learners
         # The bot's pins and caps are only reported, but a name that is no component is refused at start.
         BotRules.from_settings(settings.bot)
-        self._lock = HomeLock(settings.lock_path).acquire(purpose) if lock else None
+        home_lock = HomeLock(settings.lock_path)
+        if inherited_lock_fd is not None:
+            self._lock: HomeLock | None = home_lock.adopt(inherited_lock_fd, purpose)
+        else:
+            self._lock = home_lock.acquire(purpose) if lock else None
         self.weights_file = SignalWeightsFile(settings.signal_weights_path, settings.state_dir / GUARD_RECORD)
         try:
             self.calendar = calendar_for(settings, cache=self._lock is not None)
             swapped = self._lock is not None and install_ready_generation(settings)
             # The long-lived daemon checks every page at start; one-shot commands only after an unclean stop.
             self.store = Store.open(
-                settings.db_path, window_lines=settings.dedupe_window_lines, full_check=purpose == "daemon"
+                settings.db_path,
+                window_lines=settings.dedupe_window_lines,
+                full_check=purpose == "daemon" and inherited_lock_fd is None,
             )
             self._build_pipeline()
         except BaseException:
@@ -159,6 +169,15 @@ class Engine:
                     changed["retrained"].append(learner.name)
             self.commit()
         return changed
+
+    def hand_over_lock(self) -> int:
+        """The home lock's descriptor, left open across exec for the next image of this daemon (Respawn); close()
+        then leaves it held."""
+        if self._lock is None:
+            raise StateError("this engine holds no home lock to hand over")
+        fd = self._lock.hand_over()
+        self._lock = None
+        return fd
 
     def close(self) -> None:
         self.ingestor.close()

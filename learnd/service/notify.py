@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final
 
@@ -147,8 +147,10 @@ async def watchdog_service(
     notifier: Notifier | None = None,
     environ: Mapping[str, str] | None = None,
     status_interval_s: float = STATUS_INTERVAL_S,
+    respawning: Callable[[], bool] | None = None,
 ) -> None:
-    """A ServiceHook: WATCHDOG=1 every half $WATCHDOG_USEC and STATUS= every few seconds, STOPPING=1 on stop.
+    """A ServiceHook: WATCHDOG=1 every half $WATCHDOG_USEC and STATUS= every few seconds, STOPPING=1 on stop
+    (unless `respawning` says the stop is for a respawn: the service goes on, in the process's next image).
 
     Beats are sent from the event loop on purpose: a loop blocked for longer than WatchdogSec= gets restarted.
     """
@@ -172,7 +174,10 @@ async def watchdog_service(
             # Timing out is the normal way round the loop; only `stop` ends it early.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, due - loop.time()))
-        active.stopping()
+        if respawning is not None and respawning():
+            active.status("respawning to return the start-up's memory")
+        else:
+            active.stopping()
     finally:
         if own:
             active.close()

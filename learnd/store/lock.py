@@ -42,6 +42,36 @@ class HomeLock:
         self._fd = fd
         return self
 
+    def adopt(self, fd: int, purpose: str) -> HomeLock:
+        """Take over the lock an earlier image of this process held and handed over across exec (`hand_over`):
+        `fd` must be an open descriptor of this home's lock file, and the lock is still held through it (taking it
+        again on the same open file cannot wait). StateError otherwise: nothing else may claim a home this way."""
+        try:
+            held, named = os.fstat(fd), os.stat(self.path)
+        except OSError as error:
+            raise StateError(f"the home lock handed over (descriptor {fd}) is not usable: {error}") from None
+        if (held.st_dev, held.st_ino) != (named.st_dev, named.st_ino):
+            raise StateError(f"descriptor {fd} handed over as the home lock is not {self.path}")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(f"descriptor {fd} handed over as the home lock does not hold it") from None
+        os.set_inheritable(fd, False)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({purpose})\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def hand_over(self) -> int:
+        """Give the held lock to the next image of this process: its descriptor, kept open across exec (the lock
+        goes with the open file); this object no longer holds it."""
+        fd = self._fd
+        if fd is None:
+            raise StateError("the home lock is not held; there is nothing to hand over")
+        os.set_inheritable(fd, True)
+        self._fd = None
+        return fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)

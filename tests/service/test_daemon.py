@@ -32,7 +32,8 @@ from learnd.devtools.simulate import simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.service.backfill import run_backfill
-from learnd.service.daemon import serve
+from learnd.service.daemon import Respawn, serve
+from learnd.service.daemon import _signals_kept as signals_kept
 from learnd.store.database import Store
 
 SOURCES = {
@@ -460,6 +461,7 @@ class EventLog:
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.events: list[str] = []
+        self.entries: list[dict[str, object]] = []
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
         self._thread.start()
@@ -468,18 +470,27 @@ class EventLog:
         assert process.stdout is not None
         for line in process.stdout:
             with self._changed:
-                self.events.append(str(orjson.loads(line).get("event")))
+                entry = orjson.loads(line)
+                self.entries.append(entry)
+                self.events.append(str(entry.get("event")))
                 self._changed.notify_all()
         with self._changed:
             self.events.append("<end of output>")
             self._changed.notify_all()
 
-    def wait(self, event: str, timeout_s: float = 60.0) -> None:
+    def wait(self, event: str, timeout_s: float = 60.0, *, count: int = 1) -> dict[str, object]:
+        """Until the `count`th `event`; returns it."""
+
+        def seen() -> bool:
+            return self.events.count(event) >= count or "<end of output>" in self.events
+
         with self._changed:
-            if not self._changed.wait_for(lambda: event in self.events or "<end of output>" in self.events, timeout_s):
-                raise AssertionError(f"no {event} within {timeout_s} s")
-            if event not in self.events:
-                raise AssertionError(f"the daemon's output ended before {event}")
+            if not self._changed.wait_for(seen, timeout_s):
+                raise AssertionError(f"no {event} (x{count}) within {timeout_s} s")
+            found = [entry for entry in self.entries if entry.get("event") == event]
+            if len(found) < count:
+                raise AssertionError(f"the daemon's output ended before {event} (x{count})")
+            return found[count - 1]
 
     def finished(self) -> list[str]:
         self._thread.join(timeout=10)
@@ -685,3 +696,132 @@ def test_on_a_terminal_the_catch_up_shows_bars_then_one_summary_each_and_what_wa
     assert text.count("history_read") == 1 and text.count("jobs_caught_up") == 1
     assert "job_ran" not in text and "history_file_read" not in text
     assert "learned from 300 closed trades" in text
+
+
+def write_backlog(home: Path, lines: int) -> None:
+    """`lines` records, in event order, already in the current files when the daemon starts."""
+    per_source: dict[str, list[bytes]] = {}
+    for source, line in record_lines(31, lines, in_event_order=True):
+        per_source.setdefault(source, []).append(line + b"\n")
+    for source, source_lines in per_source.items():
+        (home / SOURCES[source]).write_bytes(b"".join(source_lines))
+
+
+def test_a_daemon_grown_by_its_start_up_respawns_in_place_smaller_and_learns_on(home: Path, tmp_path: Path) -> None:
+    """A start-up burst (here 40,000 lines of backlog) that leaves the daemon more than respawn_after_growth_mib
+    above its size at open: once caught up it executes itself afresh. Same pid, the home lock handed over (nobody
+    else could take the home meanwhile), nothing read twice; the new image tails on, and it never respawns again.
+    The state equals one backfill of the bytes. (How much smaller the new image idles is a figure: bench idle.)"""
+    write_backlog(home, 40_000)
+    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        log = EventLog(process)
+        respawning = log.wait("respawning")
+        first_stop = log.wait("daemon_stopped")
+        second = log.wait("daemon_started", count=2)
+        log.wait("caught_up", count=2)
+        assert first_stop["respawning"] is True and first_stop["lines_count"] == 40_000
+        assert second["respawned"] is True
+        assert process.poll() is None  # the same process: exec, not a child
+        assert (home / "state" / "learnd.lock").read_text() == f"pid {process.pid} (daemon)\n"
+        grown = respawning["grown_mib"]
+        assert isinstance(grown, float) and grown > 1.0
+        append_chunks(home, list(record_lines(32, 300, in_event_order=True)), random.Random(32))
+        wait_caught_up(home)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5.0
+        events = log.finished()
+    finally:
+        reap(process)
+    assert events.count("respawning") == 1 and events.count("daemon_started") == 2
+    last_stop = [entry for entry in log.entries if entry.get("event") == "daemon_stopped"][-1]
+    assert last_stop["respawning"] is False and last_stop["lines_count"] == 300
+    assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
+
+
+@pytest.mark.parametrize("limit_mib", ["0", "100000"])
+def test_a_daemon_within_its_respawn_limit_or_with_respawn_off_keeps_running_as_it_is(
+    home: Path, limit_mib: str
+) -> None:
+    write_backlog(home, 5_000)
+    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": limit_mib}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        log = EventLog(process)
+        log.wait("caught_up")
+        if limit_mib != "0":
+            kept = log.wait("start_up_burst_kept")
+            assert kept["limit_mib"] == 100000.0
+        else:
+            time.sleep(0.5)  # long enough for a respawn check to have run, were there one
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        events = log.finished()
+    finally:
+        reap(process)
+    assert "respawning" not in events and events.count("daemon_started") == 1
+    assert ("start_up_burst_kept" in events) == (limit_mib != "0")
+
+
+@pytest.mark.parametrize("moment", ["respawning", "daemon_stopped"])
+def test_sigterm_as_the_daemon_respawns_exits_zero_within_five_seconds_and_loses_nothing(
+    home: Path, tmp_path: Path, moment: str
+) -> None:
+    """SIGTERM the moment the daemon says it respawns (the old image then stops for good), or once the old image
+    has stopped for the respawn (the signal waits, blocked, for the new image, which stops as soon as it handles
+    it): the process exits 0 well within 5 s, never respawns twice, and the state equals one backfill."""
+    write_backlog(home, 20_000)
+    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        log = EventLog(process)
+        log.wait(moment)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5.0
+        events = log.finished()
+    finally:
+        reap(process)
+    assert events.count("respawning") == 1
+    if moment == "daemon_stopped":
+        assert events.count("daemon_started") == 2, "the new image was to get the signal"
+    assert events[-1] == "<end of output>" and events[-2] == "daemon_stopped"
+    assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
+
+
+def test_the_signals_an_image_kept_are_read_once_and_their_pipe_closed() -> None:
+    """The pipe a respawning image leaves (Respawn.signals_fd): the stop and reload signals in it, in order; other
+    bytes are no signal of the daemon's; the pipe is closed after."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, bytes([signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGINT]))
+    os.close(write_end)
+    assert signals_kept(read_end) == [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
+    with pytest.raises(OSError):
+        os.fstat(read_end)
+
+
+def test_a_hand_over_that_is_none_is_refused() -> None:
+    assert Respawn.from_environ_value("5:6") == Respawn(5, 6)
+    for value in ("", "5", "five:6", "5:-6"):
+        with pytest.raises(StateError, match="LEARND_RESPAWNED"):
+            Respawn.from_environ_value(value)
+
+
+def test_a_daemon_handed_descriptors_it_does_not_have_exits_4(home: Path) -> None:
+    """LEARND_RESPAWNED naming descriptors the process does not have: a state error (exit 4), the home untouched."""
+    env = {**daemon_env(home), "LEARND_RESPAWNED": "97:98"}
+    result = subprocess.run(
+        [sys.executable, "-m", "learnd", "run"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 4
+    assert result.stderr.startswith(b"learnd: state error: the signals the previous image kept (descriptor 98)")

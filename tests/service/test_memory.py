@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from learnd.service.memory import MMAP_THRESHOLD_BYTES, release_free_memory
+from learnd.service.memory import MMAP_THRESHOLD_BYTES, release_free_memory, resident_mib
 
 
 def resident_bytes() -> int:
@@ -66,3 +66,15 @@ def test_a_large_block_keeps_its_own_mapping_after_a_larger_one_was_freed(thresh
     grown = int(result.stdout)
     assert (grown >= 8 << 20) is mapped_apart, grown
     assert MMAP_THRESHOLD_BYTES < 8 << 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_resident_mib_is_this_process_resident_set() -> None:
+    """resident_mib reads VmRSS: it follows what this process holds (statm's resident pages say the same)."""
+    before = resident_mib()
+    assert before is not None and abs(before - resident_bytes() / 2**20) < 2.0
+    held = bytearray(64 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])  # touch every page
+    grown = resident_mib()
+    assert grown is not None and grown - before > 60.0
+    del held

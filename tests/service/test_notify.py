@@ -139,6 +139,22 @@ async def test_ready_status_watchdog_stopping_in_order(
     assert messages[-1] == "STOPPING=1\nSTATUS=stopping"
 
 
+async def test_a_stop_for_a_respawn_sends_no_stopping(
+    notify_socket: socket.socket, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon stopping only to execute its next image (service.daemon.Respawn) is no stop of the service:
+    systemd hears a status, not STOPPING=1."""
+    monkeypatch.setenv("WATCHDOG_USEC", "40000")
+    stop = asyncio.Event()
+    service = asyncio.create_task(watchdog_service(engine, stop, respawning=lambda: True))
+    await asyncio.sleep(0.05)
+    stop.set()
+    await service
+    messages = received(notify_socket)
+    assert not any("STOPPING=1" in message for message in messages)
+    assert messages[-1] == "STATUS=respawning to return the start-up's memory"
+
+
 async def test_watchdog_keeps_beating_while_a_long_job_awaits_in_steps(
     notify_socket: socket.socket, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

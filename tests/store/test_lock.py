@@ -194,3 +194,75 @@ def test_holder_only_looks(lock_path: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nothing left held behind
     finally:
         os.close(fd)
+
+
+# A process that adopts the lock handed over to it as descriptor argv[2] (as a respawned daemon does), says what
+# the lock file records, and holds the lock until told to go.
+_ADOPTER = """
+import sys
+from pathlib import Path
+from learnd.store.lock import HomeLock
+
+lock = HomeLock(Path(sys.argv[1])).adopt(int(sys.argv[2]), "daemon")
+print(Path(sys.argv[1]).read_text().strip(), flush=True)
+sys.stdin.readline()
+lock.release()
+"""
+
+
+def test_a_lock_handed_over_is_held_through_the_next_process_and_adopted_there(lock_path: Path) -> None:
+    """hand_over leaves the held lock's descriptor open for the next image; a process that inherits it adopts the
+    lock (and records itself): nobody can take the home in between or while it runs, and it is free once released."""
+    fd = HomeLock(lock_path).acquire("daemon").hand_over()
+    adopter = subprocess.Popen(
+        [sys.executable, "-c", _ADOPTER, str(lock_path), str(fd)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        pass_fds=(fd,),
+    )
+    os.close(fd)  # this process's copy: the lock lives on in the adopter's
+    try:
+        assert adopter.stdout is not None and adopter.stdin is not None
+        assert adopter.stdout.readline().strip() == f"pid {adopter.pid} (daemon)"
+        with pytest.raises(StateError, match=rf"in use by another learnd \(pid {adopter.pid} \(daemon\)\)"):
+            HomeLock(lock_path).acquire("backfill")
+        adopter.stdin.write("\n")
+        adopter.stdin.flush()
+        assert adopter.wait(timeout=10) == 0
+    finally:
+        if adopter.poll() is None:
+            adopter.kill()
+        adopter.wait(timeout=10)
+        for stream in (adopter.stdin, adopter.stdout):
+            if stream is not None:
+                stream.close()
+    HomeLock(lock_path).acquire("backfill").release()
+
+
+def test_adopt_refuses_a_descriptor_of_another_file(lock_path: Path, tmp_path: Path) -> None:
+    HomeLock(lock_path).acquire("daemon").release()
+    other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(StateError, match=r"is not .*learnd\.lock"):
+            HomeLock(lock_path).adopt(other, "daemon")
+    finally:
+        os.close(other)
+
+
+def test_adopt_refuses_a_descriptor_that_does_not_hold_the_lock(lock_path: Path, holders: list[Holder]) -> None:
+    """The home's lock file, but opened apart from the owner's: it is no handed-over lock, and the owner keeps it."""
+    holders.append(owner := Holder(lock_path, "daemon"))
+    fd = os.open(lock_path, os.O_RDWR)
+    try:
+        with pytest.raises(StateError, match="does not hold it"):
+            HomeLock(lock_path).adopt(fd, "daemon")
+    finally:
+        os.close(fd)
+    assert lock_path.read_text() == f"pid {owner.process.pid} (daemon)\n"
+
+
+def test_hand_over_needs_a_held_lock(lock_path: Path) -> None:
+    with pytest.raises(StateError, match="not held"):
+        HomeLock(lock_path).hand_over()
