@@ -640,8 +640,10 @@ class SourceTailer:
         limit = len(window) // 2
         if not limit:
             return
-        read: list[Line] = []
         fd = opened.handle.fileno()
+        if _lines_exceed(fd, opened.offset, limit):
+            return  # counted, not framed and hashed: a long file is the common case at every start
+        read: list[Line] = []
         position = 0
         while position < opened.offset:
             block = os.pread(fd, min(READ_CHUNK_BYTES, opened.offset - position), position)
@@ -809,3 +811,18 @@ class SourceTailer:
 
     def _event(self, event: str, **detail: object) -> None:
         self.events.append(TailEvent(self.name, event, detail))
+
+
+def _lines_exceed(fd: int, end: int, limit: int) -> bool:
+    """Whether the bytes before `end` (a line boundary) hold more than `limit` lines: their newlines counted."""
+    count = 0
+    position = 0
+    while position < end:
+        block = os.pread(fd, min(READ_CHUNK_BYTES, end - position), position)
+        if not block:
+            return False
+        count += block.count(b"\n")
+        if count > limit:
+            return True
+        position += len(block)
+    return False

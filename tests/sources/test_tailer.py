@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from learnd.sources.files import KnownFiles
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer
+from learnd.sources.tailer import _lines_exceed as lines_exceed
 from tests.bot_process import BotProcess, create_on_freed_inode
 
 
@@ -1249,3 +1250,18 @@ def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operati
     for stream in (b"L", b"W"):
         in_stream = [line for line in emitted if line.startswith(stream) and line not in repeated | late]
         assert sorted(in_stream) == in_stream
+
+
+@pytest.mark.parametrize(
+    ("lines", "limit", "exceeds"), [(0, 3, False), (3, 3, False), (4, 3, True), (90_000, 10, True)]
+)
+def test_a_resume_counts_lines_before_framing_them(tmp_path: Path, lines: int, limit: int, exceeds: bool) -> None:
+    """The check a restart makes before it frames and hashes a file's start (to find a rewrite's kept tail again):
+    more than `limit` lines before the offset, counted by their newlines across read blocks, means not to."""
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b"".join(b'{"n":%d,"pad":"%s"}\n' % (n, b"x" * 20) for n in range(lines)))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert lines_exceed(fd, path.stat().st_size, limit) is exceeds
+    finally:
+        os.close(fd)
