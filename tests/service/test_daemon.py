@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import fcntl
 import gzip
+import itertools
 import os
 import pty
 import random
@@ -32,8 +33,10 @@ from learnd.devtools.simulate import simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.service.backfill import run_backfill
+from learnd.service.daemon import _STEP_LINES as STEP_LINES
 from learnd.service.daemon import Respawn, serve
 from learnd.service.daemon import _signals_kept as signals_kept
+from learnd.service.engine import Engine
 from learnd.store.database import Store
 
 SOURCES = {
@@ -453,6 +456,31 @@ async def test_a_task_that_outlives_shutdown_timeout_is_cancelled_and_the_daemon
     counts = store_fingerprint(home)["counts"]
     assert isinstance(counts, list)
     assert sum(count for _, count in counts) == 50
+
+
+async def test_a_backlog_is_learned_in_steps_that_leave_the_loop_free_between_them(home: Path) -> None:
+    """However large the backlog and commit_batch_lines, the ingest hands the event loop back every _STEP_LINES
+    lines or sooner (signals, the watchdog's beats and the jobs run between two steps). Counted, not timed: a
+    service (the seam) that takes a turn whenever the loop is free records the lines learned at each turn."""
+    write_backlog(home, 6_000)
+    settings = dataclasses.replace(settings_for(home), commit_batch_lines=5_000)
+    seen: list[int] = []
+
+    async def turns(engine: Engine, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            # Lines read so far: those committed and those still pending.
+            seen.append(engine.totals.lines_count + engine.ingestor.pending_lines)
+            if engine.totals.lines_count >= 6_000:
+                os.kill(os.getpid(), signal.SIGTERM)
+                await stop.wait()
+            await asyncio.sleep(0)
+
+    assert await serve(settings, backfill=True, services=(turns,)) == 0
+    assert seen[-1] == 6_000
+    steps = [later - earlier for earlier, later in itertools.pairwise(seen)]
+    assert max(steps) <= STEP_LINES, max(steps)
+    # The first step may come before the service's first turn.
+    assert sum(step > 0 for step in steps) >= 6_000 // STEP_LINES - 1
 
 
 class EventLog:
