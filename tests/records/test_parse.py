@@ -70,6 +70,32 @@ def test_components_follow_the_contract_on_any_layout_and_values(raw: dict[str, 
     assert repr(_signal_components(raw)) == repr(_expected(raw))
 
 
+def _trade_components(raw: dict[str, Any]) -> Components | str:
+    row = {
+        "ts": "2026-03-02T15:00:00+00:00",
+        "trade_id": "open_AAPL_1",
+        "symbol": "AAPL",
+        "context": {"components": raw},
+    }
+    try:
+        record = parse_record("attribution", row)
+    except RecordError as error:
+        return error.reason
+    assert isinstance(record, TradeEntry)
+    return record.components, record.unknown_components
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=12))
+def test_trade_components_follow_the_contract_on_any_layout_and_values(raw: dict[str, Any]) -> None:
+    """A trade row's components, taken key by key, are the contract's as a signal's are."""
+    assert repr(_trade_components(raw)) == repr(_expected(raw))
+
+
+def test_trade_components_that_are_not_an_object_make_the_row_bad() -> None:
+    assert _trade_components([1.0]) == "bad_field"  # type: ignore[arg-type]
+
+
 _FINITE = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
 
 
