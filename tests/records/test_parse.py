@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from learnd.config import SourceKind
 from learnd.errors import RecordError
 from learnd.records.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS
 from learnd.records.parse import (
@@ -43,14 +44,19 @@ def _expected(raw: dict[str, Any]) -> Components | str:
     return tuple(sorted(totals.items())), tuple(sorted(unknown))
 
 
-def _signal_components(raw: dict[str, Any]) -> Components | str:
-    row = {"ts": "2026-03-02T15:00:00+00:00", "cluster": {"ticker": "AAPL", "composite_meta": {"components": raw}}}
+def _components_parsed(kind: SourceKind, row: dict[str, Any]) -> Components | str:
+    """The components of the record parse_record makes of `row`, or the reason it refuses the row."""
     try:
-        record = parse_record("signals", row)
+        record = parse_record(kind, row)
     except RecordError as error:
         return error.reason
-    assert isinstance(record, SignalRecord)
+    assert isinstance(record, SignalRecord | TradeEntry)
     return record.components, record.unknown_components
+
+
+def _signal_components(raw: dict[str, Any]) -> Components | str:
+    row = {"ts": "2026-03-02T15:00:00+00:00", "cluster": {"ticker": "AAPL", "composite_meta": {"components": raw}}}
+    return _components_parsed("signals", row)
 
 
 _KEYS = st.sampled_from(sorted(COMPONENT_ALIASES) + sorted(COMPONENT_METADATA_KEYS) + ["made_up", "x" * 80])
@@ -77,12 +83,7 @@ def _trade_components(raw: dict[str, Any]) -> Components | str:
         "symbol": "AAPL",
         "context": {"components": raw},
     }
-    try:
-        record = parse_record("attribution", row)
-    except RecordError as error:
-        return error.reason
-    assert isinstance(record, TradeEntry)
-    return record.components, record.unknown_components
+    return _components_parsed("attribution", row)
 
 
 @settings(max_examples=400, deadline=None)
