@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -305,6 +304,8 @@ def load_settings(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # only a home with a config file reads one: the parser stays out of every other start
+
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)

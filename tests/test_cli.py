@@ -181,4 +181,28 @@ def test_a_quick_command_imports_only_what_it_reads_with(
     modules = set(result.stderr.decode().split())
     assert "learnd.cli" in modules
     assert orjson.loads(result.stdout)
-    assert not modules & (not_imported | {"pandas", "exchange_calendars"})
+    assert not modules & (not_imported | _NEVER_AT_START)
+
+
+# Nothing a start needs without a config file: the calendar's library (its table is shipped), importlib.metadata
+# (the table's library version is read beside the package) and the TOML parser.
+_NEVER_AT_START = {"pandas", "exchange_calendars", "importlib.metadata", "tomllib"}
+
+
+def test_a_backfill_imports_neither_the_calendar_library_nor_package_metadata(tmp_path: Path) -> None:
+    """A backfill of a home without a config file starts with the shipped session table and nothing it does not
+    use: pandas, exchange_calendars, importlib.metadata and tomllib stay out."""
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "attribution.jsonl").write_bytes(b'{"ts": "2026-11-06T14:30:00+00:00"}\n')
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    env["LEARND_METRICS_ENABLED"] = "false"
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTED_BY, "--home", str(tmp_path), "--log-format", "json", "backfill"],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    modules = set(result.stderr.decode().split())
+    assert {"learnd.service.backfill", "learnd.sessions.tables"} <= modules
+    assert not modules & _NEVER_AT_START

@@ -6,6 +6,7 @@ Pure tables and lookups used by record parsing and the learners (FORMATS.md is t
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final
 
 ENTRY_BASE_WEIGHTS: Final[dict[str, float]] = {
@@ -121,6 +122,23 @@ def exit_components(reason: str) -> list[str]:
     for token in exit_reason_tokens(reason):
         seen.setdefault(exit_component(token), None)
     return list(seen)
+
+
+def exit_components_of(reason: str) -> tuple[str, ...]:
+    """`exit_components(reason)` as a tuple, remembered for the reasons of usual length: an exit source repeats a few
+    hundred reasons, and splitting one costs more than the rest of its line's record."""
+    if len(reason) > _REMEMBERED_REASON_CHARS:
+        return tuple(exit_components(reason))
+    return _remembered_exit_components(reason)
+
+
+# Reasons beyond this are computed each time, so that what is remembered stays small whatever a log holds.
+_REMEMBERED_REASON_CHARS: Final = 200
+
+
+@lru_cache(maxsize=4096)
+def _remembered_exit_components(reason: str) -> tuple[str, ...]:
+    return tuple(exit_components(reason))
 
 
 def _split_outside_parens(reason: str) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from learnd.config import SourceKind
 from learnd.errors import RecordError
-from learnd.records.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS, exit_components
+from learnd.records.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS, exit_components_of
 from learnd.values import value_class
 
 DEFAULT_STRATEGY: Final = "equity"
@@ -193,7 +193,7 @@ def _parse_attribution(row: dict[str, Any]) -> Record:
     symbol = _required_str(row, "symbol")
     event_us = parse_event_us(row.get("ts"))
     regime = fold_regime(row.get("market_regime", context.get("market_regime")))
-    components, unknown = components_of(context.get("components"))
+    components, unknown = trade_components_of(context.get("components"))
     if prefix == "open":
         return TradeEntry(
             key=trade_id,
@@ -269,7 +269,7 @@ def _parse_exit(row: dict[str, Any]) -> Record:
         weight=weight,
         hold_minutes=_optional_float(row, "hold_min"),
         reason=reason,
-        exit_components=tuple(exit_components(reason)),
+        exit_components=exit_components_of(reason),
     )
 
 
@@ -288,7 +288,7 @@ def _parse_rich_exit(row: dict[str, Any]) -> Record:
         weight=1.0,
         hold_minutes=_optional_float(row, "time_in_trade_minutes"),
         reason=reason,
-        exit_components=tuple(exit_components(reason)),
+        exit_components=exit_components_of(reason),
     )
 
 
@@ -363,6 +363,17 @@ def components_of(raw: object) -> tuple[tuple[tuple[str, float], ...], tuple[str
             and not math.isnan(sum(values))
         ):
             return tuple(zip(names, values, strict=True)), unknown
+    return _components_in_general(raw)
+
+
+def trade_components_of(raw: object) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
+    """`components_of` for an attribution row. A trade's key layout is its own (the bot logs the components that
+    fired for it, in its order) and recurs only at the trade's close, so planning for the layout costs more than
+    it saves: the values are taken key by key."""
+    if raw is None:
+        return (), ()
+    if type(raw) is not dict:
+        raise RecordError("bad_field", "components is not an object")
     return _components_in_general(raw)
 
 

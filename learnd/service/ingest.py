@@ -292,10 +292,12 @@ class Ingestor:
         if isinstance(record, Ignored):
             counts[(source.name, "ignored", record.kind)] += 1
             return
-        if not self._admit(source, line, record):
-            counts[(source.name, "duplicate", f"repeated_{LEDGER_KINDS[type(record)]}")] += 1
+        record_type = type(record)
+        ledger_kind = LEDGER_KINDS.get(record_type)
+        if ledger_kind is not None and not self._admit(source, line, record, ledger_kind):
+            counts[(source.name, "duplicate", f"repeated_{ledger_kind}")] += 1
             return
-        learners = self._routes[type(record)]
+        learners = self._routes[record_type]
         try:
             applied = [learner.apply(source.name, record) for learner in learners]
         except RecordError as error:
@@ -308,16 +310,14 @@ class Ingestor:
             # Most results carry neither rows nor changes, and adding an empty one would add nothing to the batch.
             if result.rows or result.changes:
                 self.add_applied(learner.name, result)
-        if isinstance(record, TradeEntry):
-            counts[(source.name, "ignored", "open_row")] += 1
+        if isinstance(record, TradeOutcome):
+            counts[(source.name, "applied", "scale" if record.is_partial else "close")] += 1
         else:
-            counts[(source.name, "applied", _kind_of(record))] += 1
+            counts[(source.name, *_COUNTED_AS[record_type])] += 1
 
-    def _admit(self, source: SourceSettings, line: Line, record: Record) -> bool:
-        """Records with a natural key enter the ledger once; a repeat (even from a rotated copy) is a duplicate."""
-        kind = LEDGER_KINDS.get(type(record))
-        if kind is None:
-            return True
+    def _admit(self, source: SourceSettings, line: Line, record: Record, kind: str) -> bool:
+        """A record with a natural key (entering the ledger as `kind`) enters it once; a repeat (even from a rotated
+        copy) is a duplicate."""
         key: str = record.key  # type: ignore[union-attr]
         if (kind, key) in self._pending_keys or (kind, key) in self._stored_keys:
             return False
@@ -395,11 +395,11 @@ def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
     return row.event_us, row.source, row.file_offset, row.key
 
 
-def _kind_of(record: Record) -> str:
-    if type(record) is TradeOutcome:
-        return "scale" if record.is_partial else "close"
-    return _APPLIED_KINDS[type(record)]
-
-
-# How applied lines are counted, per record type (trade outcomes split into close and scale above).
-_APPLIED_KINDS: dict[type, str] = {ExitOutcome: "exit_outcome", SignalRecord: "signal", OrderRecord: "order"}
+# How an applied line is counted, per record type: (outcome, kind). Trade outcomes are counted as `close` or
+# `scale` (_apply); a trade entry is learned from but counted as an ignored open row.
+_COUNTED_AS: Final[dict[type, tuple[str, str]]] = {
+    TradeEntry: ("ignored", "open_row"),
+    ExitOutcome: ("applied", "exit_outcome"),
+    SignalRecord: ("applied", "signal"),
+    OrderRecord: ("applied", "order"),
+}

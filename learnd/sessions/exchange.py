@@ -12,6 +12,8 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
+from operator import lt
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -22,6 +24,8 @@ DEFAULT_FIRST_YEAR: Final = 2000
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
+_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
+_DAY_US: Final = 86_400_000_000
 # Sessions are loaded a month beyond the covered years on each side so that a moment early in the first year has
 # a previous session and an ISO week straddling the last new year is known in full.
 PADDING_DAYS: Final = 31
@@ -73,11 +77,10 @@ class ExchangeCalendar:
     def __post_init__(self) -> None:
         if not self.sessions or not len(self.sessions) == len(self.opens_us) == len(self.closes_us):
             raise CalendarError(f"{self.code}: sessions, opens and closes must be non-empty and of equal length")
-        if any(a >= b for a, b in zip(self.sessions, self.sessions[1:], strict=False)):
+        # map(lt, ...) walks each sequence in C: some 15,000 sessions are checked at every start.
+        if not all(map(lt, self.sessions, self.sessions[1:])):
             raise CalendarError(f"{self.code}: session dates must be strictly increasing")
-        if any(o >= c for o, c in zip(self.opens_us, self.closes_us, strict=True)) or any(
-            a >= b for a, b in zip(self.closes_us, self.closes_us[1:], strict=False)
-        ):
+        if not (all(map(lt, self.opens_us, self.closes_us)) and all(map(lt, self.closes_us, self.closes_us[1:]))):
             raise CalendarError(f"{self.code}: each session must close after it opens and after the previous close")
         if self.first_year > self.last_year:
             raise ConfigError(f"first_year {self.first_year} is after last_year {self.last_year}")
@@ -85,19 +88,19 @@ class ExchangeCalendar:
         first_covered, last_covered = date(self.first_year, 1, 1), date(self.last_year, 12, 31)
         if not (self.sessions[0] < first_covered and self.sessions[-1] > last_covered):
             raise CalendarError(f"{self.code}: sessions must extend beyond {self.first_year}..{self.last_year}")
-        week_last = tuple(
-            i
-            for i, (day, following) in enumerate(zip(self.sessions, self.sessions[1:], strict=False))
-            if day.isocalendar()[:2] != following.isocalendar()[:2]
-        )
+        # ISO weeks run Monday to Sunday, and ordinal 1 (0001-01-01) is a Monday: two dates share an ISO week exactly
+        # when (ordinal - 1) // 7 is the same.
+        weeks = [(day.toordinal() - 1) // 7 for day in self.sessions]
+        week_last = tuple(i for i, (week, following) in enumerate(pairwise(weeks)) if week != following)
         object.__setattr__(self, "opens_us", array("q", self.opens_us))
         object.__setattr__(self, "closes_us", array("q", self.closes_us))
         object.__setattr__(self, "_zone", zone)
-        object.__setattr__(self, "_day_starts_us", array("q", (_local_midnight_us(day, zone) for day in self.sessions)))
+        object.__setattr__(self, "_day_starts_us", local_midnights_us(self.sessions, zone))
         object.__setattr__(self, "_week_last_indexes", week_last)
         object.__setattr__(self, "_week_last_closes_us", array("q", (self.closes_us[i] for i in week_last)))
-        object.__setattr__(self, "_covered_start_us", _local_midnight_us(first_covered, zone))
-        object.__setattr__(self, "_covered_end_us", _local_midnight_us(date(self.last_year + 1, 1, 1), zone))
+        covered_start_us, covered_end_us = local_midnights_us((first_covered, date(self.last_year + 1, 1, 1)), zone)
+        object.__setattr__(self, "_covered_start_us", covered_start_us)
+        object.__setattr__(self, "_covered_end_us", covered_end_us)
         object.__setattr__(self, "_first_day", self.sessions[bisect_right(self.sessions, first_covered) - 1])
 
     @classmethod
@@ -291,5 +294,17 @@ def _grace_us(grace: timedelta) -> int:
     return grace // _ONE_US
 
 
-def _local_midnight_us(day: date, zone: ZoneInfo) -> int:
-    return to_epoch_us(datetime.combine(day, time(0), tzinfo=zone))
+def local_midnights_us(days: Sequence[date], zone: ZoneInfo) -> array[int]:
+    """The UTC microsecond of each day's midnight in `zone`: its wall time's, less the zone's offset at that wall
+    time (the integers `to_epoch_us(datetime.combine(day, time(0), tzinfo=zone))` gives, at a fifth of the cost:
+    every start takes some 15,000)."""
+    utcoffset, combine, midnight = zone.utcoffset, datetime.combine, time(0)
+    starts: list[int] = []
+    for day in days:
+        offset = utcoffset(combine(day, midnight))
+        assert offset is not None  # a ZoneInfo always has one
+        starts.append(
+            (day.toordinal() - _EPOCH_ORDINAL) * _DAY_US
+            - ((offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds)
+        )
+    return array("q", starts)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import gzip
 import os
+from bisect import bisect_left, bisect_right
 from datetime import date, timedelta
-from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Final
 
@@ -73,16 +74,18 @@ def from_table(table: dict[str, Any], first_year: int, last_year: int) -> Exchan
     """The calendar of `first_year..last_year` from a table covering at least those years (padding included)."""
     low = date(first_year, 1, 1) - timedelta(days=PADDING_DAYS)
     high = date(last_year, 12, 31) + timedelta(days=PADDING_DAYS)
-    low_day, high_day = low.toordinal() - _EPOCH_ORDINAL, high.toordinal() - _EPOCH_ORDINAL
-    keep = [index for index, day in enumerate(table["days"]) if low_day <= day <= high_day]
+    days: list[int] = table["days"]
+    # The days are in order (the calendar refuses them otherwise): the years wanted are one slice.
+    start = bisect_left(days, low.toordinal() - _EPOCH_ORDINAL)
+    stop = bisect_right(days, high.toordinal() - _EPOCH_ORDINAL)
     return ExchangeCalendar(
         code=table["code"],
         tz=table["tz"],
         first_year=first_year,
         last_year=last_year,
-        sessions=tuple(date.fromordinal(table["days"][index] + _EPOCH_ORDINAL) for index in keep),
-        opens_us=tuple(table["opens_us"][index] for index in keep),
-        closes_us=tuple(table["closes_us"][index] for index in keep),
+        sessions=tuple(map(date.fromordinal, [day + _EPOCH_ORDINAL for day in days[start:stop]])),
+        opens_us=table["opens_us"][start:stop],
+        closes_us=table["closes_us"][start:stop],
     )
 
 
@@ -120,10 +123,40 @@ def _covers(table: dict[str, Any], code: str, first_year: int, last_year: int) -
 
 
 def _library_version() -> str:
+    """The installed exchange-calendars version, as importlib.metadata gives it: read from the wheel's dist-info
+    beside the package when there is exactly one (importing importlib.metadata costs more than the rest of a quick
+    command's calendar), else asked of importlib.metadata."""
+    version = _version_beside_package()
+    if version is not None:
+        return version
+    from importlib import metadata
+
     try:
         return metadata.version("exchange-calendars")
     except metadata.PackageNotFoundError as error:
         raise CalendarError("exchange-calendars is not installed") from error
+
+
+def _version_beside_package() -> str | None:
+    """The `Version` of the one `exchange_calendars-*.dist-info` in the folder the package imports from; None when
+    the package cannot be found, there is no such folder or more than one, or its METADATA names no version."""
+    spec = find_spec("exchange_calendars")
+    if spec is None or spec.origin is None:
+        return None
+    infos = list(Path(spec.origin).parent.parent.glob("exchange_calendars-*.dist-info"))
+    if len(infos) != 1:
+        return None
+    try:
+        with (infos[0] / "METADATA").open(encoding="utf-8") as headers:
+            for header in headers:
+                if not header.strip():
+                    break  # the headers end at the first blank line; the description follows
+                name, _, value = header.partition(":")
+                if name == "Version":
+                    return value.strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _aliases(code: str) -> list[str]:

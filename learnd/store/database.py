@@ -23,6 +23,7 @@ from learnd.records.encoding import encode_record
 from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome, parse_record
 from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.tailer import Checkpoint
+from learnd.values import value_class
 
 APPLICATION: Final = "learnd"
 SCHEMA_VERSION: Final = 3
@@ -119,9 +120,10 @@ def _to_version_3(db: sqlite3.Connection) -> None:
 _MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_version_2, 2: _to_version_3}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LedgerRow:
-    """One outcome or entry record kept for dedupe, replay in event order and the batch jobs."""
+    """One outcome or entry record kept for dedupe, replay in event order and the batch jobs (a value class: one is
+    built for each trade line ingested and each ledger row read back)."""
 
     kind: str
     key: str

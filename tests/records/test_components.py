@@ -14,6 +14,7 @@ from learnd.records.components import (
     canonical_component,
     exit_component,
     exit_components,
+    exit_components_of,
     exit_reason_tokens,
 )
 
@@ -215,6 +216,16 @@ def test_exit_component_follows_the_contract_s_table(token: str, component: str)
 def test_exit_components_are_distinct_in_first_seen_order(reason: str, components: list[str]) -> None:
     """A composite reason names each exit component once, in the order its first token appears."""
     assert exit_components(reason) == components
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["trail_stop+signal_decay(0.41)", "drawdown(3.2%)+flow_reversal", "", "x" * 199 + "+stop", "stop+" + "y" * 400],
+)
+def test_remembered_exit_components_are_the_computed_ones(reason: str) -> None:
+    """Asked twice (the second answer remembered, for a reason of usual length) or once for a long reason, the
+    components are exit_components' as a tuple."""
+    assert exit_components_of(reason) == exit_components_of(reason) == tuple(exit_components(reason))
 
 
 def test_default_exit_weights_are_the_contract_s() -> None:

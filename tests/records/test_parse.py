@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from learnd.config import SourceKind
 from learnd.errors import RecordError
 from learnd.records.components import COMPONENT_ALIASES, COMPONENT_METADATA_KEYS
 from learnd.records.parse import (
@@ -43,14 +44,19 @@ def _expected(raw: dict[str, Any]) -> Components | str:
     return tuple(sorted(totals.items())), tuple(sorted(unknown))
 
 
-def _signal_components(raw: dict[str, Any]) -> Components | str:
-    row = {"ts": "2026-03-02T15:00:00+00:00", "cluster": {"ticker": "AAPL", "composite_meta": {"components": raw}}}
+def _components_parsed(kind: SourceKind, row: dict[str, Any]) -> Components | str:
+    """The components of the record parse_record makes of `row`, or the reason it refuses the row."""
     try:
-        record = parse_record("signals", row)
+        record = parse_record(kind, row)
     except RecordError as error:
         return error.reason
-    assert isinstance(record, SignalRecord)
+    assert isinstance(record, SignalRecord | TradeEntry)
     return record.components, record.unknown_components
+
+
+def _signal_components(raw: dict[str, Any]) -> Components | str:
+    row = {"ts": "2026-03-02T15:00:00+00:00", "cluster": {"ticker": "AAPL", "composite_meta": {"components": raw}}}
+    return _components_parsed("signals", row)
 
 
 _KEYS = st.sampled_from(sorted(COMPONENT_ALIASES) + sorted(COMPONENT_METADATA_KEYS) + ["made_up", "x" * 80])
@@ -68,6 +74,27 @@ _VALUES = st.one_of(
 @given(st.dictionaries(_KEYS, _VALUES, max_size=12))
 def test_components_follow_the_contract_on_any_layout_and_values(raw: dict[str, Any]) -> None:
     assert repr(_signal_components(raw)) == repr(_expected(raw))
+
+
+def _trade_components(raw: dict[str, Any]) -> Components | str:
+    row = {
+        "ts": "2026-03-02T15:00:00+00:00",
+        "trade_id": "open_AAPL_1",
+        "symbol": "AAPL",
+        "context": {"components": raw},
+    }
+    return _components_parsed("attribution", row)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=12))
+def test_trade_components_follow_the_contract_on_any_layout_and_values(raw: dict[str, Any]) -> None:
+    """A trade row's components, taken key by key, are the contract's as a signal's are."""
+    assert repr(_trade_components(raw)) == repr(_expected(raw))
+
+
+def test_trade_components_that_are_not_an_object_make_the_row_bad() -> None:
+    assert _trade_components([1.0]) == "bad_field"  # type: ignore[arg-type]
 
 
 _FINITE = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from learnd.errors import ConfigError, LearndError
-from learnd.sessions.exchange import CalendarError, ExchangeCalendar, to_epoch_us
+from learnd.sessions.exchange import CalendarError, ExchangeCalendar, local_midnights_us, to_epoch_us
 
 NEW_YORK = ZoneInfo("America/New_York")
 GRACE = timedelta(minutes=15)
@@ -324,3 +325,26 @@ def test_calendar_is_immutable(nyse: ExchangeCalendar) -> None:
 def test_importing_the_module_does_not_import_pandas() -> None:
     probe = "import sys, learnd.sessions.exchange; sys.exit('pandas' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"])
+def test_local_midnights_are_the_aware_midnights(zone: str) -> None:
+    """The fast midnights equal to_epoch_us of the aware local midnight on every day of years with DST changes
+    (Lord Howe shifts by half an hour, Kolkata sits at +05:30)."""
+    tz = ZoneInfo(zone)
+    days = [date(1990, 1, 1) + timedelta(days=offset) for offset in range(0, 365 * 40, 1)]
+    expected = [to_epoch_us(datetime.combine(day, time(0), tzinfo=tz)) for day in days]
+    assert list(local_midnights_us(days, tz)) == expected
+
+
+def test_each_weekly_run_follows_the_last_session_of_its_iso_week(nyse: ExchangeCalendar) -> None:
+    """Over all covered years, the weekly runs are one a week, after the session whose ISO week the next one leaves."""
+    start, end = new_york(FIRST_YEAR, 1, 3), new_york(LAST_YEAR, 12, 1)
+    runs = nyse.weekly_runs_between(start, end, GRACE)
+    sessions = [day for day in nyse.sessions if start.date() <= day <= date(LAST_YEAR, 12, 31)]
+    last_of_week = [
+        day for day, following in pairwise(sessions) if day.isocalendar()[:2] != following.isocalendar()[:2]
+    ]
+    expected = [(nyse.week_label(day), nyse.session_close_utc(day) + GRACE) for day in last_of_week]
+    assert runs == [run for run in expected if start < run[1] <= end]
+    assert len(runs) > 1500

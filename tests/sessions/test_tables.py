@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import metadata
+from importlib.machinery import ModuleSpec
+from importlib.util import spec_from_file_location
 from pathlib import Path
 
 import pytest
 
 from learnd.config import ScheduleSettings, load_settings
+from learnd.sessions import tables
 from learnd.sessions.exchange import ExchangeCalendar
 from learnd.sessions.tables import SHIPPED_DIR, calendar_for, calendar_of
 
@@ -88,3 +92,41 @@ def test_quick_commands_do_not_import_pandas(tmp_path: Path, command: str) -> No
         [sys.executable, "-c", probe, str(tmp_path), command], capture_output=True, text=True, check=False
     )
     assert result.stderr.endswith("CLEAN"), result.stderr[-2000:]
+
+
+def test_the_library_version_is_the_one_importlib_metadata_gives() -> None:
+    assert tables._library_version() == metadata.version("exchange-calendars")
+
+
+def fake_site(root: Path, versions: list[str]) -> ModuleSpec:
+    """A folder holding an exchange_calendars package and a dist-info per version; the spec the package has there."""
+    (root / "exchange_calendars").mkdir()
+    (root / "exchange_calendars" / "__init__.py").write_text("")
+    for version in versions:
+        info = root / f"exchange_calendars-{version}.dist-info"
+        info.mkdir()
+        # A header after the blank line is the description's, not the version.
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: exchange_calendars\nVersion: {version}\n\nVersion: 0\n"
+        )
+    spec = spec_from_file_location("exchange_calendars", root / "exchange_calendars" / "__init__.py")
+    assert spec is not None
+    return spec
+
+
+def test_the_library_version_is_read_from_the_dist_info_beside_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Faked at the seam: the package's spec points into a folder of this test's making."""
+    spec = fake_site(tmp_path, ["9.9.9"])
+    monkeypatch.setattr(tables, "find_spec", lambda name: spec)
+    assert tables._library_version() == "9.9.9"
+
+
+def test_two_dist_infos_beside_the_package_leave_the_version_to_importlib_metadata(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which of two is installed is importlib.metadata's call (faked at the seam, as above)."""
+    spec = fake_site(tmp_path, ["9.9.9", "9.9.8"])
+    monkeypatch.setattr(tables, "find_spec", lambda name: spec)
+    assert tables._library_version() == metadata.version("exchange-calendars")
