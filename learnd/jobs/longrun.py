@@ -244,13 +244,14 @@ class SessionOutcomes:
 
     def add(self, trade: TradeOutcome, shares: Shares) -> None:
         """Take in one trade, its P&L split as `shares`."""
-        strategy = trade.strategy
+        self.add_shares(trade.strategy, trade.regime, outcome_index(trade.pnl_pct), shares)
+
+    def add_shares(self, strategy: str, regime: str, kind: int, shares: Shares) -> None:
+        """add() of a trade of `strategy` in `regime` whose outcome counts at `kind` (outcome_index)."""
         self.trades[strategy] = self.trades.get(strategy, 0) + 1
         cells = self.cells.get(strategy)
         if cells is None:
             cells = self.cells[strategy] = {}
-        kind = outcome_index(trade.pnl_pct)
-        regime = trade.regime
         for name, share in shares:
             cell = cells.get(name)
             if cell is None:
@@ -290,9 +291,9 @@ class _SymbolRun:
         self.last_event_us = -1
         self.shares: dict[str, OutcomeRun] = {}
 
-    def add(self, trade: TradeOutcome, shares: Shares) -> None:
+    def add(self, trade: TradeOutcome, shares: Shares, kind: int) -> None:
+        """Take in one trade, its P&L split as `shares`, its outcome counting at `kind` (outcome_index)."""
         pnl = trade.pnl_pct
-        kind = outcome_index(pnl)
         if not trade.is_partial:
             self.closed_pnl_pct.append(pnl)
             self.closed_pnl_usd.append(trade.pnl_usd)
@@ -375,14 +376,17 @@ class LongRun:
         runs: dict[tuple[str, str], _SymbolRun] = {}
         for trade in trades:
             shares = attribute_pnl(trade)
-            outcomes.add(trade, shares)
-            key = (trade.strategy, trade.symbol)
+            pnl = trade.pnl_pct
+            kind = 0 if pnl > 0.0 else 1 if pnl < 0.0 else 2  # outcome_index(pnl), inline: once per trade
+            owner = trade.strategy
+            outcomes.add_shares(owner, trade.regime, kind, shares)
+            key = (owner, trade.symbol)
             run = runs.get(key)
             if run is None:
                 run = runs[key] = _SymbolRun()
                 if key not in self.symbols:
                     self.symbols[key] = SymbolFigures()
-            run.add(trade, shares)
+            run.add(trade, shares, kind)
         for name, count in outcomes.trades.items():
             strategy = self.strategies.get(name)
             if strategy is None:
