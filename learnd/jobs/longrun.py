@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -208,20 +208,17 @@ class CellOutcomes:
 
     @classmethod
     def of(cls, runs: Sequence[OutcomeRun]) -> CellOutcomes:
-        total = ExactSum()
+        tally = Tally()
         for run in runs:
-            total.add_all(run.exact_sum())
-        tally = Tally(
-            sum(len(run.values) for run in runs),
-            sum(run.counts[0] for run in runs),
-            sum(run.counts[1] for run in runs),
-            total,
-        )
+            tally.trades += len(run.values)
+            tally.wins += run.counts[0]
+            tally.losses += run.counts[1]
+            tally.total.add_all(run.exact_sum())
         return cls(tally, tuple(runs))
 
     def values(self) -> FloatArray:
         """The attributed values, as an array."""
-        return np.array([value for run in self.runs for value in run.values], dtype=np.float64)
+        return np.array(list(chain.from_iterable(run.values for run in self.runs)), dtype=np.float64)
 
 
 class SessionOutcomes:
