@@ -294,13 +294,15 @@ class _SymbolRun:
         if not trade.is_partial:
             self.closed_pnl_pct.append(pnl)
             self.closed_pnl_usd.append(trade.pnl_usd)
-        self.profile.values.append(pnl * trade.weight)
-        self.profile.counts[kind] += 1
+        profile = self.profile
+        profile.values.append(pnl * trade.weight)
+        profile.counts[kind] += 1
         self.last_event_us = max(self.last_event_us, trade.event_us)
+        runs = self.shares
         for name, share in shares:
-            found = self.shares.get(name)
+            found = runs.get(name)
             if found is None:
-                found = self.shares[name] = OutcomeRun()
+                found = runs[name] = OutcomeRun()
             found.values.append(share)
             found.counts[kind] += 1
 
