@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -208,20 +208,17 @@ class CellOutcomes:
 
     @classmethod
     def of(cls, runs: Sequence[OutcomeRun]) -> CellOutcomes:
-        total = ExactSum()
+        tally = Tally()
         for run in runs:
-            total.add_all(run.exact_sum())
-        tally = Tally(
-            sum(len(run.values) for run in runs),
-            sum(run.counts[0] for run in runs),
-            sum(run.counts[1] for run in runs),
-            total,
-        )
+            tally.trades += len(run.values)
+            tally.wins += run.counts[0]
+            tally.losses += run.counts[1]
+            tally.total.add_all(run.exact_sum())
         return cls(tally, tuple(runs))
 
     def values(self) -> FloatArray:
         """The attributed values, as an array."""
-        return np.array([value for run in self.runs for value in run.values], dtype=np.float64)
+        return np.array(list(chain.from_iterable(run.values for run in self.runs)), dtype=np.float64)
 
 
 class SessionOutcomes:
@@ -244,13 +241,14 @@ class SessionOutcomes:
 
     def add(self, trade: TradeOutcome, shares: Shares) -> None:
         """Take in one trade, its P&L split as `shares`."""
-        strategy = trade.strategy
+        self.add_shares(trade.strategy, trade.regime, outcome_index(trade.pnl_pct), shares)
+
+    def add_shares(self, strategy: str, regime: str, kind: int, shares: Shares) -> None:
+        """add() of a trade of `strategy` in `regime` whose outcome counts at `kind` (outcome_index)."""
         self.trades[strategy] = self.trades.get(strategy, 0) + 1
         cells = self.cells.get(strategy)
         if cells is None:
             cells = self.cells[strategy] = {}
-        kind = outcome_index(trade.pnl_pct)
-        regime = trade.regime
         for name, share in shares:
             cell = cells.get(name)
             if cell is None:
@@ -290,19 +288,21 @@ class _SymbolRun:
         self.last_event_us = -1
         self.shares: dict[str, OutcomeRun] = {}
 
-    def add(self, trade: TradeOutcome, shares: Shares) -> None:
+    def add(self, trade: TradeOutcome, shares: Shares, kind: int) -> None:
+        """Take in one trade, its P&L split as `shares`, its outcome counting at `kind` (outcome_index)."""
         pnl = trade.pnl_pct
-        kind = outcome_index(pnl)
         if not trade.is_partial:
             self.closed_pnl_pct.append(pnl)
             self.closed_pnl_usd.append(trade.pnl_usd)
-        self.profile.values.append(pnl * trade.weight)
-        self.profile.counts[kind] += 1
+        profile = self.profile
+        profile.values.append(pnl * trade.weight)
+        profile.counts[kind] += 1
         self.last_event_us = max(self.last_event_us, trade.event_us)
+        runs = self.shares
         for name, share in shares:
-            found = self.shares.get(name)
+            found = runs.get(name)
             if found is None:
-                found = self.shares[name] = OutcomeRun()
+                found = runs[name] = OutcomeRun()
             found.values.append(share)
             found.counts[kind] += 1
 
@@ -375,14 +375,17 @@ class LongRun:
         runs: dict[tuple[str, str], _SymbolRun] = {}
         for trade in trades:
             shares = attribute_pnl(trade)
-            outcomes.add(trade, shares)
-            key = (trade.strategy, trade.symbol)
+            pnl = trade.pnl_pct
+            kind = 0 if pnl > 0.0 else 1 if pnl < 0.0 else 2  # outcome_index(pnl), inline: once per trade
+            owner = trade.strategy
+            outcomes.add_shares(owner, trade.regime, kind, shares)
+            key = (owner, trade.symbol)
             run = runs.get(key)
             if run is None:
                 run = runs[key] = _SymbolRun()
                 if key not in self.symbols:
                     self.symbols[key] = SymbolFigures()
-            run.add(trade, shares)
+            run.add(trade, shares, kind)
         for name, count in outcomes.trades.items():
             strategy = self.strategies.get(name)
             if strategy is None:

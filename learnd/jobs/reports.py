@@ -966,13 +966,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str
     if not rows:
         return ["(none)", ""]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    for row in rows:
+        cells = ["-" if value is None else str(value) for value in row]
+        line = " | ".join(cells)
+        # Joined as they are unless a cell holds a `|` or a newline (rare: most rows are numbers and names).
+        if "\n" in line or line.count("|") != len(cells) - 1:
+            line = " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells)
+        lines.append(f"| {line} |")
     return [*lines, ""]
-
-
-def _cell(value: object) -> str:
-    text = "-" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _num(value: object) -> str:

@@ -425,6 +425,21 @@ def test_daily_markdown_renders_every_section() -> None:
     assert "close_late_a" in text
 
 
+def test_markdown_table_cells_escape_pipes_and_newlines() -> None:
+    """A cell holding `|` or a newline keeps the table's shape (`\\|`, a space); the other cells of its row and the
+    other rows read as they are."""
+    report = build_daily()
+    reasons = report["strategies"]["equity"]["exit_reasons"]
+    (row, *_) = reasons.values()
+    reasons["stop|trail\nlate"] = row
+    text = render_daily_markdown(report)
+    assert "| `stop\\|trail late` | " in text
+    header = next(line for line in text.splitlines() if line.startswith("| exit component |"))
+    escaped = next(line for line in text.splitlines() if line.startswith("| `stop"))
+    assert escaped.replace("\\|", "").count("|") == header.count("|")
+    assert "| `options_flow` | 2 | 50.0% | 1 | 1 -> 1.04 (+0.0400) | 1.04 |" in text
+
+
 def test_weekly_markdown_renders_every_section() -> None:
     """Drift, regime analysis, ticker profiles and stability decay candidates all appear."""
     snapshot = {"equity": {"insider": {"multiplier": 1.4}}}
