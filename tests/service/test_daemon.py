@@ -735,16 +735,21 @@ def write_backlog(home: Path, lines: int) -> None:
         (home / SOURCES[source]).write_bytes(b"".join(source_lines))
 
 
+def start_on_backlog(home: Path, lines: int, respawn_after_growth_mib: str) -> subprocess.Popen[bytes]:
+    """`run --backfill` on a home whose current files hold `lines` records (write_backlog)."""
+    write_backlog(home, lines)
+    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": respawn_after_growth_mib}
+    return subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
 def test_a_daemon_grown_by_its_start_up_respawns_in_place_smaller_and_learns_on(home: Path, tmp_path: Path) -> None:
     """A start-up burst (here 40,000 lines of backlog) that leaves the daemon more than respawn_after_growth_mib
     above its size at open: once caught up it executes itself afresh. Same pid, the home lock handed over (nobody
     else could take the home meanwhile), nothing read twice; the new image tails on, and it never respawns again.
     The state equals one backfill of the bytes. (How much smaller the new image idles is a figure: bench idle.)"""
-    write_backlog(home, 40_000)
-    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = start_on_backlog(home, 40_000, "1")
     try:
         log = EventLog(process)
         respawning = log.wait("respawning")
@@ -776,11 +781,7 @@ def test_a_daemon_grown_by_its_start_up_respawns_in_place_smaller_and_learns_on(
 def test_a_daemon_within_its_respawn_limit_or_with_respawn_off_keeps_running_as_it_is(
     home: Path, limit_mib: str
 ) -> None:
-    write_backlog(home, 5_000)
-    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": limit_mib}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = start_on_backlog(home, 5_000, limit_mib)
     try:
         log = EventLog(process)
         log.wait("caught_up")
@@ -805,11 +806,7 @@ def test_sigterm_as_the_daemon_respawns_exits_zero_within_five_seconds_and_loses
     """SIGTERM the moment the daemon says it respawns (the old image then stops for good), or once the old image
     has stopped for the respawn (the signal waits, blocked, for the new image, which stops as soon as it handles
     it): the process exits 0 well within 5 s, never respawns twice, and the state equals one backfill."""
-    write_backlog(home, 20_000)
-    env = {**daemon_env(home), "LEARND_RESPAWN_AFTER_GROWTH_MIB": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    process = start_on_backlog(home, 20_000, "1")
     try:
         log = EventLog(process)
         log.wait(moment)
