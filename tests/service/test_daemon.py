@@ -735,6 +735,14 @@ def write_backlog(home: Path, lines: int) -> None:
         (home / SOURCES[source]).write_bytes(b"".join(source_lines))
 
 
+def stop_within_five_seconds(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM: the daemon exits 0 well within 5 s."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5.0
+
+
 def start_on_backlog(home: Path, lines: int, respawn_after_growth_mib: str) -> subprocess.Popen[bytes]:
     """`run --backfill` on a home whose current files hold `lines` records (write_backlog)."""
     write_backlog(home, lines)
@@ -764,10 +772,7 @@ def test_a_daemon_grown_by_its_start_up_respawns_in_place_smaller_and_learns_on(
         assert isinstance(grown, float) and grown > 1.0
         append_chunks(home, list(record_lines(32, 300, in_event_order=True)), random.Random(32))
         wait_caught_up(home)
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        assert time.monotonic() - started < 5.0
+        stop_within_five_seconds(process)
         events = log.finished()
     finally:
         reap(process)
@@ -810,10 +815,7 @@ def test_sigterm_as_the_daemon_respawns_exits_zero_within_five_seconds_and_loses
     try:
         log = EventLog(process)
         log.wait(moment)
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        assert time.monotonic() - started < 5.0
+        stop_within_five_seconds(process)
         events = log.finished()
     finally:
         reap(process)
