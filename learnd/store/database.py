@@ -432,14 +432,23 @@ class Store:
             self._db.execute("ROLLBACK")
 
     def _max_ledger_seq(self) -> int:
-        kinds = [row[0] for row in self._db.execute("SELECT DISTINCT kind FROM ledger")]
         return max(
             (
                 self._db.execute("SELECT max(seq) FROM ledger WHERE kind = ?", (kind,)).fetchone()[0] or 0
-                for kind in kinds
+                for kind in self._ledger_kinds()
             ),
             default=0,
         )
+
+    def _ledger_kinds(self) -> list[str]:
+        """The kinds the ledger holds, each found by one seek of its key index past the one before (a DISTINCT would
+        read every row: 10 ms at each open of a five-year store)."""
+        kinds: list[str] = []
+        row = self._db.execute("SELECT min(kind) FROM ledger").fetchone()
+        while row is not None and row[0] is not None:
+            kinds.append(row[0])
+            row = self._db.execute("SELECT kind FROM ledger WHERE kind > ? ORDER BY kind LIMIT 1", (row[0],)).fetchone()
+        return kinds
 
     def ledger_count(self, kind: str) -> int:
         row = self._db.execute("SELECT count(*) FROM ledger WHERE kind = ?", (kind,)).fetchone()

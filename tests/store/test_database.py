@@ -199,6 +199,31 @@ def test_a_version_1_store_migrates_its_ledger_lines_to_kept_records(tmp_path: P
         store.close()
 
 
+def test_a_reopened_store_numbers_on_from_the_newest_row_of_any_kind(tmp_path: Path) -> None:
+    """The numbering is one across kinds: reopened, a store goes on from the highest number any kind holds (each
+    kind found by a seek, the newest of the last kind included)."""
+    path = tmp_path / "learnd.db"
+    store = Store.open(path)
+    rows = [
+        LedgerRow(kind, f"{kind}-{n}", "equity", "AMD", n, "attribution", 0, b"[]")
+        for n, kind in enumerate(["exit", "trade", "entry", "trade", "exit", "entry", "exit"])
+    ]
+    store.commit(Batch(ledger=rows))
+    store.close()
+    store = Store.open(path)
+    try:
+        assert store.ledger_seq == 7
+        store.commit(Batch(ledger=[LedgerRow("entry", "late", "equity", "AMD", 9, "attribution", 0, b"[]")]))
+        assert store.ledger_seq == 8
+    finally:
+        store.close()
+    store = Store.open(path)
+    try:
+        assert store.ledger_seq == 8
+    finally:
+        store.close()
+
+
 def test_ledger_rows_are_numbered_in_insertion_order_and_found_when_late(tmp_path: Path) -> None:
     """Each committed ledger row gets the next number, across reopenings; ledger_since finds the rows inserted after
     a number for a span of event time already covered (the jobs' late trades)."""
