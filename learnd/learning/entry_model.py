@@ -64,6 +64,15 @@ _FREE_DIAGONAL: Final = np.arange(_DIM - 1)
 # The data-only fit of the reference regularizes each coefficient by this many trades of its mean square.
 _DATA_RIDGE: Final = 1e-3
 
+# A _Stats's (and a _Row's) sums in one float buffer, in this order: xtx (flattened), xty, the score gate's four
+# sums, then per component its sum, sum of squares, presence, wins, losses and P&L sum.
+_PART_SIZES: Final = (_DIM * _DIM, _DIM, 4, _K, _K, _K, _K, _K, _K)
+_PART_STARTS: Final = tuple(sum(_PART_SIZES[:part]) for part in range(len(_PART_SIZES) + 1))
+_XTX, _XTY, _GATE, _SUMS, _SQUARES, _PRESENT, _WINS, _LOSSES, _PNL_SUM = (
+    slice(_PART_STARTS[part], _PART_STARTS[part + 1]) for part in range(len(_PART_SIZES))
+)
+_SIZE: Final = _PART_STARTS[-1]
+
 
 class _Stats:
     """Decayed weighted sufficient statistics of one scope: the regression's (in logged units), the score gate's,
@@ -71,6 +80,7 @@ class _Stats:
     per-component tallies."""
 
     __slots__ = (
+        "buffer",
         "gate",
         "losses",
         "pnl_sum",
@@ -87,56 +97,42 @@ class _Stats:
     )
 
     def __init__(self) -> None:
-        self.xtx: FloatArray = np.zeros((_DIM, _DIM))
-        self.xty: FloatArray = np.zeros(_DIM)
+        # Every sum but the three scalars lives in one buffer (see _PARTS), so adding a row or decaying to a later
+        # session is one operation; the named attributes are views of it.
+        self.buffer: FloatArray = np.zeros(_SIZE)
+        self.xtx: FloatArray = self.buffer[_XTX].reshape(_DIM, _DIM)
+        self.xty: FloatArray = self.buffer[_XTY]
         self.weight = 0.0
         self.y_sum = 0.0
         self.y2_sum = 0.0
         # The score gate's regression of y on the trade's score g: sums of w g, w g^2, w g y and w y^2.
-        self.gate: FloatArray = np.zeros(4)
-        self.sums: FloatArray = np.zeros(_K)
-        self.squares: FloatArray = np.zeros(_K)
-        self.present: FloatArray = np.zeros(_K)
-        self.wins: FloatArray = np.zeros(_K)
-        self.losses: FloatArray = np.zeros(_K)
-        self.pnl_sum: FloatArray = np.zeros(_K)
+        self.gate: FloatArray = self.buffer[_GATE]
+        self.sums: FloatArray = self.buffer[_SUMS]
+        self.squares: FloatArray = self.buffer[_SQUARES]
+        self.present: FloatArray = self.buffer[_PRESENT]
+        self.wins: FloatArray = self.buffer[_WINS]
+        self.losses: FloatArray = self.buffer[_LOSSES]
+        self.pnl_sum: FloatArray = self.buffer[_PNL_SUM]
         self.session: int | None = None
 
     def advance(self, session: int, half_life_sessions: float) -> None:
         """Decay everything to `session`; the session index never moves backwards here."""
         if self.session is not None and session > self.session:
             factor = decay_factor(half_life_sessions, session - self.session)
-            self.xtx *= factor
-            self.xty *= factor
+            self.buffer *= factor
             self.weight *= factor
             self.y_sum *= factor
             self.y2_sum *= factor
-            self.gate *= factor
-            self.sums *= factor
-            self.squares *= factor
-            self.present *= factor
-            self.wins *= factor
-            self.losses *= factor
-            self.pnl_sum *= factor
         if self.session is None or session > self.session:
             self.session = session
 
     def add(self, row: _Row) -> None:
-        """Add one outcome's weighted terms."""
-        self.xtx += row.xtx
-        self.xty += row.xty
+        """Add one outcome's weighted terms (a row's wins or losses are zeros where the outcome is not one: adding
+        +0.0 leaves a sum of non-negative terms as it was)."""
+        self.buffer += row.terms
         self.weight += row.weight
         self.y_sum += row.y
         self.y2_sum += row.y2
-        self.gate += row.gate
-        self.sums += row.sums
-        self.squares += row.squares
-        self.present += row.present
-        if row.pnl_pct > 0.0:
-            self.wins += row.present
-        elif row.pnl_pct < 0.0:
-            self.losses += row.present
-        self.pnl_sum += row.pnl_sum
 
     def forget(self, index: int, before: _Evidence | None = None) -> None:
         """Forget the evidence on how outcomes follow component `index` about its mean, the rest of what the data
@@ -185,18 +181,18 @@ class _Stats:
     def from_state(cls, state: dict[str, Any]) -> _Stats:
         stats = cls()
         try:
-            stats.xtx = _array(state["xtx"], (_DIM, _DIM))
-            stats.xty = _array(state["xty"], (_DIM,))
+            stats.xtx[...] = _array(state["xtx"], (_DIM, _DIM))
+            stats.xty[...] = _array(state["xty"], (_DIM,))
             stats.weight = float(state["weight"])
             stats.y_sum = float(state["y_sum"])
             stats.y2_sum = float(state["y2_sum"])
-            stats.gate = _array(state["gate"], (4,))
-            stats.sums = _array(state["sums"], (_K,))
-            stats.squares = _array(state["squares"], (_K,))
-            stats.present = _array(state["present"], (_K,))
-            stats.wins = _array(state["wins"], (_K,))
-            stats.losses = _array(state["losses"], (_K,))
-            stats.pnl_sum = _array(state["pnl_sum"], (_K,))
+            stats.gate[...] = _array(state["gate"], (4,))
+            stats.sums[...] = _array(state["sums"], (_K,))
+            stats.squares[...] = _array(state["squares"], (_K,))
+            stats.present[...] = _array(state["present"], (_K,))
+            stats.wins[...] = _array(state["wins"], (_K,))
+            stats.losses[...] = _array(state["losses"], (_K,))
+            stats.pnl_sum[...] = _array(state["pnl_sum"], (_K,))
             session = state["session"]
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"bad entry statistics state: {error!r}") from error
@@ -208,39 +204,51 @@ class _Stats:
 
 @dataclass(frozen=True, slots=True)
 class _Row:
-    """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds."""
+    """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds.
+    `terms` is laid out as a _Stats buffer (_PARTS)."""
 
-    xtx: FloatArray
-    xty: FloatArray
+    terms: FloatArray
     weight: float
     y: float
     y2: float
-    gate: FloatArray
-    sums: FloatArray
-    squares: FloatArray
-    present: FloatArray
-    pnl_pct: float
-    pnl_sum: FloatArray
 
     @classmethod
     def of(
         cls, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
     ) -> _Row:
-        """An outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
+        """An outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried.
+
+        Each part is its factor times its values, the products the sums are defined by: weight * x x',
+        (weight * y) * x, weight * (g, g^2, g y, y^2), weight * x_j and then (weight * x_j) * x_j, weight times
+        the presence (a win's or a loss's tally, 0 times it for the other), (weight * pnl) times the presence."""
         contributions = features[_COMPONENTS]
-        return cls(
-            xtx=weight * np.outer(features, features),
-            xty=(weight * y) * features,
-            weight=weight,
-            y=weight * y,
-            y2=weight * y * y,
-            gate=weight * np.array([score, score * score, score * y, y * y]),
-            sums=weight * contributions,
-            squares=weight * contributions * contributions,
-            present=weight * present,
-            pnl_pct=pnl_pct,
-            pnl_sum=(weight * pnl_pct) * present,
+        values = np.concatenate(
+            (
+                np.multiply.outer(features, features).ravel(),
+                features,
+                (score, score * score, score * y, y * y),
+                contributions,
+                contributions,
+                present,
+                present,
+                present,
+                present,
+            )
         )
+        factors = (
+            weight,
+            weight * y,
+            weight,
+            weight,
+            weight,
+            weight,
+            weight if pnl_pct > 0.0 else 0.0,
+            weight if pnl_pct < 0.0 else 0.0,
+            weight * pnl_pct,
+        )
+        terms = values * np.repeat(factors, _PART_SIZES)
+        terms[_SQUARES] *= contributions
+        return cls(terms, weight, weight * y, weight * y * y)
 
 
 @dataclass(frozen=True, slots=True)

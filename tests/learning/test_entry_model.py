@@ -19,7 +19,7 @@ from learnd.config import LearningParams
 from learnd.errors import ConfigError, StateError
 from learnd.learning import entry_model
 from learnd.learning.entry_model import EntryModel
-from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
+from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange, decay_factor
 from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
 from learnd.records.parse import TradeOutcome
 
@@ -652,3 +652,51 @@ def test_add_to_diagonal_adds_from_the_start_index_only() -> None:
     entry_model._add_to_diagonal(matrix, 1.0)
     expected[range(4), range(4)] += 1.0
     assert np.array_equal(matrix, expected)
+
+
+@pytest.mark.parametrize("pnl_pct", [1.25, -0.75, 0.0])
+def test_a_row_in_one_buffer_adds_and_decays_each_sum_as_its_own_products_to_the_bit(pnl_pct: float) -> None:
+    """_Stats keeps its sums in one buffer and a _Row its terms laid out the same way: adding two rows, decaying
+    and adding again gives every sum the floats of its own definition (weight * x x', (weight * y) * x, ...,
+    wins only for a win, losses only for a loss), and a restored _Stats's named sums are views of its buffer."""
+    rng = np.random.default_rng(11)
+    stats = entry_model._Stats()
+    expected: dict[str, Any] = {
+        name: np.zeros(shape)
+        for name, shape in [("xtx", (K + 2, K + 2)), ("xty", K + 2), ("gate", 4)]
+        + [(name, K) for name in ("sums", "squares", "present", "wins", "losses", "pnl_sum")]
+    }
+    expected_scalars = {"weight": 0.0, "y_sum": 0.0, "y2_sum": 0.0}
+    for session in (0, 0, 3):
+        present = (rng.random(K) < 0.6).astype(np.float64)
+        contributions = rng.normal(size=K) * present
+        features = np.concatenate(([1.0, math.fsum(contributions)], contributions))
+        y, weight, score = float(rng.normal()), float(rng.uniform(0.1, 1.0)), float(rng.normal())
+        if stats.session is not None and session > stats.session:
+            factor = decay_factor(60.0, session - stats.session)
+            expected = {name: value * factor for name, value in expected.items()}
+            expected_scalars = {name: value * factor for name, value in expected_scalars.items()}
+        stats.advance(session, 60.0)
+        stats.add(entry_model._Row.of(features, y, pnl_pct, weight, present, score=score))
+        expected["xtx"] += weight * np.outer(features, features)
+        expected["xty"] += (weight * y) * features
+        expected["gate"] += weight * np.array([score, score * score, score * y, y * y])
+        expected["sums"] += weight * contributions
+        expected["squares"] += weight * contributions * contributions
+        expected["present"] += weight * present
+        if pnl_pct > 0.0:
+            expected["wins"] += weight * present
+        if pnl_pct < 0.0:
+            expected["losses"] += weight * present
+        expected["pnl_sum"] += (weight * pnl_pct) * present
+        expected_scalars["weight"] += weight
+        expected_scalars["y_sum"] += weight * y
+        expected_scalars["y2_sum"] += weight * y * y
+    for name, value in expected.items():
+        assert np.array_equal(getattr(stats, name), value), name
+    assert {name: getattr(stats, name) for name in expected_scalars} == expected_scalars
+    restored = entry_model._Stats.from_state(orjson.loads(orjson.dumps(stats.to_state())))
+    assert np.array_equal(restored.buffer, stats.buffer)
+    restored.advance(9, 60.0)
+    assert np.array_equal(restored.xtx, restored.buffer[: (K + 2) ** 2].reshape(K + 2, K + 2))
+    assert np.array_equal(restored.pnl_sum, restored.buffer[-K:])
