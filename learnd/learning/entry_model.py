@@ -554,11 +554,14 @@ class _StrategyState:
     """One strategy: its scopes' statistics and multipliers, and what the session closes keep up to date (the
     components' scale factors, the reference effect and the cross-regime centers) and the change detector."""
 
-    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes")
+    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes", "values")
 
     def __init__(self) -> None:
         self.scopes: dict[str, _Stats] = {}
         self.multipliers: dict[str, dict[str, BoundedMultiplier]] = {}
+        # Per scope: its multipliers' values in component order (1 where it has none), kept in step with
+        # `multipliers` by `step` and built from them on first use (after a restore).
+        self.values: dict[str, FloatArray] = {}
         # Per component: the factor its logged values are learned at (None: every component on scale).
         self.scale: FloatArray | None = None
         # The average component's effect and its variance: the weighted median of the components' own estimates
@@ -570,6 +573,37 @@ class _StrategyState:
 
     def scale_factors(self) -> FloatArray:
         return np.ones(_K) if self.scale is None else self.scale
+
+    def values_of(self, scope: str) -> FloatArray:
+        """The multipliers of `scope` as an array in component order (1 where it has none); not to be written."""
+        values = self.values.get(scope)
+        if values is None:
+            values = self.values[scope] = np.ones(_K)
+            for name, held in self.multipliers.get(scope, {}).items():
+                values[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = held.value
+        return values
+
+    def step(
+        self,
+        scope: str,
+        name: str,
+        target: float,
+        session: int,
+        *,
+        step_cap: float,
+        params: LearningParams,
+        session_cap: float | None = None,
+    ) -> tuple[float, float]:
+        """BoundedMultiplier.step_toward on `name`'s multiplier in `scope` (made at 1 if it has none), its value
+        in `values_of` moved with it; the value before and after."""
+        by_component = self.multipliers.setdefault(scope, {})
+        multiplier = by_component.get(name)
+        if multiplier is None:
+            multiplier = by_component[name] = BoundedMultiplier()
+        old = multiplier.value
+        new = multiplier.step_toward(target, session, step_cap, params, session_cap)
+        self.values_of(scope)[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = new
+        return old, new
 
 
 class EntryModel:
@@ -746,8 +780,15 @@ class EntryModel:
                     continue
             else:
                 continue
-            old = multiplier.value
-            new = multiplier.step_toward(target, session, params.creep_per_session, params, params.creep_per_session)
+            old, new = strategy.step(
+                GLOBAL_SCOPE,
+                name,
+                target,
+                session,
+                step_cap=params.creep_per_session,
+                params=params,
+                session_cap=params.creep_per_session,
+            )
             if new != old:
                 reason = f"creep component_z={posterior.z(index):+.2f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
                 samples = float(stats.present[index - _FIRST_COMPONENT])
@@ -776,8 +817,9 @@ class EntryModel:
                     kept = decay_factor(params.half_life_sessions, session - max(last, self._decayed_at.get(key, -1)))
                     target = 1.0 + (multiplier.value - 1.0) * kept
                     self._decayed_at[key] = session
-                    old = multiplier.value
-                    new = multiplier.step_toward(target, session, params.max_step_per_session, params)
+                    old, new = strategy.step(
+                        scope, component, target, session, step_cap=params.max_step_per_session, params=params
+                    )
                     if new != old:
                         changes.append(
                             MultiplierChange(
@@ -1017,14 +1059,10 @@ class EntryModel:
         threshold = params.change_threshold
         wide = strategy.scopes[GLOBAL_SCOPE]
         alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
-        wide_multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
-        edges = np.array(
-            [wide_multipliers[name].value if name in wide_multipliers else 1.0 for name in ENTRY_COMPONENTS]
-        )
-        edges -= 1.0
+        edges = strategy.values_of(GLOBAL_SCOPE) - 1.0
         if posterior.has_reference():
             clear = np.abs(posterior.z_against_each(np.ones(_K))) >= params.z_threshold
         else:
@@ -1070,43 +1108,44 @@ class EntryModel:
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
         changes: list[MultiplierChange] = []
-        currents = np.ones(_K)
-        for name, held in multipliers.items():
-            currents[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = held.value
         # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
         # stands, so a move that later evidence no longer supports is undone. One component's move leaves the
         # others' unchanged.
-        z_currents = posterior.z_against_each(currents).tolist()
-        present = stats.present.tolist()
+        z_currents = posterior.z_against_each(strategy.values_of(scope))
+        # A component moves when it is in enough of the scope's trades and its evidence rejects where it stands,
+        # at the gate's own_z or, licensed (_licensed), at licensed_z.
+        magnitude = np.abs(z_currents)
+        movable = ~(stats.present < params.min_component_samples) & ~(magnitude <= params.interval_z)
+        licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
+        movable &= ~(magnitude < gate.own_z) | (_licensed(strategy, scope, gate, params) & (magnitude >= licensed_z))
+        if not movable.any():
+            return changes
+        moving = movable.tolist()
         for name in components:
             index = _COMPONENT_INDEX[name]
-            samples = present[index - _FIRST_COMPONENT]
-            if samples < params.min_component_samples:
+            component = index - _FIRST_COMPONENT
+            if not moving[component]:
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            z_current = z_currents[index - _FIRST_COMPONENT]
-            if abs(z_current) <= params.interval_z:
-                continue
-            licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
-            if abs(z_current) < gate.own_z and not (
-                _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
-            ):
-                continue
+            z_current = float(z_currents[component])
             interval = posterior.interval(index, params.interval_z)
             if interval is None:
                 continue
             target = interval[1] if current > interval[1] else interval[0]
-            boosted = session <= strategy.changes.boost_until[index - _FIRST_COMPONENT]
-            if multiplier is None:
-                multiplier = multipliers[name] = BoundedMultiplier()
-            old = multiplier.value
+            boosted = session <= strategy.changes.boost_until[component]
             if boosted:
-                new = multiplier.step_toward(
-                    target, session, origin.boosted_step_cap, params, _boosted_session_cap(params)
+                old, new = strategy.step(
+                    scope,
+                    name,
+                    target,
+                    session,
+                    step_cap=origin.boosted_step_cap,
+                    params=params,
+                    session_cap=_boosted_session_cap(params),
                 )
             else:
-                new = multiplier.step_toward(target, session, origin.step_cap, params)
+                old, new = strategy.step(scope, name, target, session, step_cap=origin.step_cap, params=params)
             if new != old:
                 reason = (
                     f"{origin.reason}{'change_boost ' if boosted else ''}"
@@ -1114,6 +1153,7 @@ class EntryModel:
                     f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
                     f"target={posterior.target(index):.3f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
                 )
+                samples = float(stats.present[component])
                 changes.append(origin.change(name, scope, old=old, new=new, reason=reason, samples=samples))
         return changes
 
@@ -1153,18 +1193,17 @@ def regime_scope(regime: str) -> str:
     return regime
 
 
-def _is_licensed(strategy: _StrategyState, scope: str, name: str, gate: _Gate, params: LearningParams) -> bool:
-    """Whether a multiplier may move on modest evidence of its own (joint_component_z) rather than on the gate's
-    corrected own_z: strategy-wide, when the joint test says the components' weighting is wrong; in a regime (or
-    ticker), when the strategy-wide multiplier of that component has moved (the regime refines an edge the
-    strategy has) or its regimes' own data differ (the center's spread z at z_threshold)."""
+def _licensed(strategy: _StrategyState, scope: str, gate: _Gate, params: LearningParams) -> npt.NDArray[np.bool_]:
+    """Per component, whether its multiplier may move on modest evidence of its own (joint_component_z) rather
+    than on the gate's corrected own_z: strategy-wide, when the joint test says the components' weighting is wrong;
+    in a regime (or ticker), when the strategy-wide multiplier of that component has moved (the regime refines an
+    edge the strategy has) or its regimes' own data differ (the center's spread z at z_threshold)."""
     if scope == GLOBAL_SCOPE:
-        return gate.is_reweighting
-    component = _COMPONENT_INDEX[name] - _FIRST_COMPONENT
-    if strategy.center is not None and strategy.center[2, component] >= params.z_threshold:
-        return True
-    wide = strategy.multipliers.get(GLOBAL_SCOPE, {}).get(name)
-    return wide is not None and wide.value != 1.0
+        return np.full(_K, gate.is_reweighting)
+    licensed: npt.NDArray[np.bool_] = strategy.values_of(GLOBAL_SCOPE) != 1.0
+    if strategy.center is not None:
+        licensed |= strategy.center[2] >= params.z_threshold
+    return licensed
 
 
 def _boosted_session_cap(params: LearningParams) -> float:

@@ -700,3 +700,33 @@ def test_a_row_in_one_buffer_adds_and_decays_each_sum_as_its_own_products_to_the
     restored.advance(9, 60.0)
     assert np.array_equal(restored.xtx, restored.buffer[: (K + 2) ** 2].reshape(K + 2, K + 2))
     assert np.array_equal(restored.pnl_sum, restored.buffer[-K:])
+
+
+def test_each_scopes_multiplier_values_move_in_step_with_its_multipliers() -> None:
+    """The per-scope array of multiplier values that the moves read is, after trades, session closes (creep), a
+    restore and a stale decay, exactly each scope's multipliers in component order, 1 where it has none."""
+    params = LearningParams(per_ticker=True, min_effective_samples=50.0, min_component_samples=20.0)
+    stream = synthetic_trades(21, 900, _unit(options_flow=2.0, dark_pool=0.5), trades_per_session=15)
+    stream = [(replace(trade, symbol=("AMD", "NVDA")[i % 2]), s) for i, (trade, s) in enumerate(stream)]
+    model = EntryModel(params)
+
+    def assert_in_step(model: EntryModel) -> None:
+        strategy = model._strategies["equity"]
+        for scope in strategy.scopes:
+            expected = np.ones(K)
+            for name, multiplier in strategy.multipliers.get(scope, {}).items():
+                expected[INDEX[name]] = multiplier.value
+            assert np.array_equal(strategy.values_of(scope), expected), scope
+
+    changes = learn_all(model, stream[:450])
+    assert_in_step(model)
+    model = EntryModel.from_state(params, orjson.loads(orjson.dumps(model.to_state())))
+    changes += learn_all(model, stream[450:], open_session=stream[449][1])
+    assert_in_step(model)
+    scopes = {change.regime for change in changes}
+    assert "*" in scopes and any(scope.startswith("ticker:") for scope in scopes) and len(scopes) >= 4
+    assert any(change.reason.startswith("daily_settle") for change in changes)
+    last = stream[-1][1]
+    evidence = {("equity", change.component, change.regime): last for change in changes}
+    assert model.decay_stale(last + 100, 1, evidence, idle_sessions=20)
+    assert_in_step(model)
