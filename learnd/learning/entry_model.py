@@ -288,11 +288,13 @@ class _Frame:
     mean_squares: FloatArray
 
     @classmethod
-    def of(cls, stats: _Stats, scale: FloatArray | None) -> _Frame:
+    def of(cls, stats: _Stats, scale: FloatArray | None, transform: FloatArray | None = None) -> _Frame:
+        """`stats` on the learned scale; `transform` is _transform(scale) where the caller keeps it."""
         xtx, xty = stats.xtx, stats.xty
         squares = stats.squares
         if scale is not None:
-            transform = _transform(scale)
+            if transform is None:
+                transform = _transform(scale)
             xtx = transform @ xtx @ transform.T
             xty = transform @ xty
             squares = squares * scale * scale
@@ -323,12 +325,12 @@ class _Posterior:
     def z_against(self, index: int, multiplier: float) -> float:
         """How many standard deviations the evidence on d_j lies from the effect `multiplier` stands for:
         d_j - (multiplier - 1) b, with the reference b's own uncertainty counted."""
-        excess = multiplier - 1.0
-        contrast = self.mean[index] - excess * self.mean[_SLOPE]
-        variance = (
-            self.cov[index, index] - 2.0 * excess * self.cov[index, _SLOPE] + excess * excess * self.cov[_SLOPE, _SLOPE]
-        )
-        return float(contrast / math.sqrt(max(variance, 1e-300)))
+        return _z_against(self.columns(), index, multiplier)
+
+    def columns(self) -> _Columns:
+        """The mean, the covariance's diagonal and its column of b, as lists of Python floats (what `z_against`
+        reads)."""
+        return self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()
 
     def z_against_each(self, multipliers: FloatArray) -> FloatArray:
         """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""
@@ -398,6 +400,19 @@ class _Posterior:
         cross = self.cov[_COMPONENTS, _SLOPE]
         variance: FloatArray = diagonal - 2.0 * excess * cross + excess * excess * self.cov[_SLOPE, _SLOPE]
         return np.maximum(variance, 1e-300) / (b * b)
+
+
+# A posterior's mean, its covariance's diagonal and its covariance with b, as lists (_Posterior.columns).
+_Columns = tuple[list[float], list[float], list[float]]
+
+
+def _z_against(columns: _Columns, index: int, multiplier: float) -> float:
+    """_Posterior.z_against on its `columns`: the floats of z_against_each's array operations, one by one."""
+    mean, variances, slope_covariances = columns
+    excess = multiplier - 1.0
+    contrast = mean[index] - excess * mean[_SLOPE]
+    variance = variances[index] - 2.0 * excess * slope_covariances[index] + excess * excess * variances[_SLOPE]
+    return contrast / math.sqrt(max(variance, 1e-300))
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,23 +526,24 @@ class _Changes:
             raise StateError("bad entry change-detection state: wrong number of components")
         return changes
 
-    def mark(self, stats: _Stats, edges: FloatArray, *, restart: bool) -> None:
+    def mark(self, stats: _Stats, edges: list[float], *, restart: bool) -> None:
         """After a watched trade: each statistic at 0 (every one, with `restart`: after an alarm, whose forgetting
         the older marks do not hold) starts its run here, at `stats` as they stand. Only the statistics an alarm
         of which would keep its run are marked: the one toward 1 of a component whose multiplier stands `edges`
         (multiplier - 1) away from it; the others start unmarked. Marks no run starts at go."""
         mark = self.watched
         self.watched += 1
-        starts_up = np.ones(_K, dtype=bool) if restart else self.up == 0.0
-        starts_down = np.ones(_K, dtype=bool) if restart else self.down == 0.0
-        marked_up = starts_up & (edges < 0.0)
-        marked_down = starts_down & (edges > 0.0)
-        if marked_up.any() or marked_down.any():
+        up, down = self.up.tolist(), self.down.tolist()
+        is_marked = False
+        for component, edge in enumerate(edges):
+            if restart or up[component] == 0.0:
+                self.up_from[component] = mark if edge < 0.0 else -1
+                is_marked = is_marked or edge < 0.0
+            if restart or down[component] == 0.0:
+                self.down_from[component] = mark if edge > 0.0 else -1
+                is_marked = is_marked or edge > 0.0
+        if is_marked:
             self.marks[mark] = stats.evidence()
-        for component in np.flatnonzero(starts_up).tolist():
-            self.up_from[component] = mark if marked_up[component] else -1
-        for component in np.flatnonzero(starts_down).tolist():
-            self.down_from[component] = mark if marked_down[component] else -1
         live = set(self.up_from) | set(self.down_from)
         for stale in [known for known in self.marks if known not in live]:
             del self.marks[stale]
@@ -554,7 +570,7 @@ class _StrategyState:
     """One strategy: its scopes' statistics and multipliers, and what the session closes keep up to date (the
     components' scale factors, the reference effect and the cross-regime centers) and the change detector."""
 
-    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes", "values")
+    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes", "transform", "values")
 
     def __init__(self) -> None:
         self.scopes: dict[str, _Stats] = {}
@@ -562,8 +578,10 @@ class _StrategyState:
         # Per scope: its multipliers' values in component order (1 where it has none), kept in step with
         # `multipliers` by `step` and built from them on first use (after a restore).
         self.values: dict[str, FloatArray] = {}
-        # Per component: the factor its logged values are learned at (None: every component on scale).
+        # Per component: the factor its logged values are learned at (None: every component on scale), and the
+        # map of a logged regression row to the learned one (_transform(scale)); both set by `rescale` only.
         self.scale: FloatArray | None = None
+        self.transform: FloatArray | None = None
         # The average component's effect and its variance: the weighted median of the components' own estimates
         # (None until the first session close, when b is fitted with the rest).
         self.reference: tuple[float, float] | None = None
@@ -573,6 +591,15 @@ class _StrategyState:
 
     def scale_factors(self) -> FloatArray:
         return np.ones(_K) if self.scale is None else self.scale
+
+    def rescale(self, scale: FloatArray | None) -> None:
+        """Learn at `scale` from now on."""
+        self.scale = scale
+        self.transform = None if scale is None else _transform(scale)
+
+    def frame(self, stats: _Stats) -> _Frame:
+        """One of this strategy's scopes' statistics on its learned scale."""
+        return _Frame.of(stats, self.scale, self.transform)
 
     def values_of(self, scope: str) -> FloatArray:
         """The multipliers of `scope` as an array in component order (1 where it has none); not to be written."""
@@ -683,7 +710,7 @@ class EntryModel:
             stats.add(row)
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
-        global_frame = _Frame.of(global_stats, strategy.scale)
+        global_frame = strategy.frame(global_stats)
         global_posterior = _global_posterior(global_stats, global_frame, strategy.reference, params)
         global_gate = _Gate.of(global_stats, global_posterior, params)
         moved = [name for name, contribution in trade.components if contribution != 0.0]
@@ -890,7 +917,7 @@ class EntryModel:
         for strategy_name in sorted(self._strategies):
             state = self._strategies[strategy_name]
             global_stats = state.scopes[GLOBAL_SCOPE]
-            global_frame = _Frame.of(global_stats, state.scale)
+            global_frame = state.frame(global_stats)
             global_posterior = _global_posterior(global_stats, global_frame, state.reference, params)
             views: dict[str, dict[str, dict[str, Any]]] = {
                 GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior, params)
@@ -977,7 +1004,7 @@ class EntryModel:
                 for scope, by_component in multipliers.items()
             }
             try:
-                strategy.scale = _array(raw["scale"], (_K,)) if "scale" in raw else None
+                strategy.rescale(_array(raw["scale"], (_K,)) if "scale" in raw else None)
                 reference = raw.get("reference")
                 strategy.reference = None if reference is None else (float(reference[0]), float(reference[1]))
                 strategy.center = _array(raw["center"], (3, _K)) if "center" in raw else None
@@ -1001,7 +1028,7 @@ class EntryModel:
         else:
             prior_trades, center = self.params.regime_prior_trades, strategy.center
         return _pooled_posterior(
-            _Frame.of(stats, strategy.scale),
+            strategy.frame(stats),
             stats,
             global_frame,
             global_posterior,
@@ -1017,8 +1044,8 @@ class EntryModel:
         standardization. The strategy-wide frame and posterior after it."""
         params = self.params
         stats = strategy.scopes[GLOBAL_SCOPE]
-        strategy.scale = scale
-        frame = _Frame.of(stats, strategy.scale)
+        strategy.rescale(scale)
+        frame = strategy.frame(stats)
         reference = _reference(stats, frame, strategy.reference, params)
         if reference is not None and strategy.reference is not None:
             # Smoothed over sessions: the median steps when components trade places around it.
@@ -1047,11 +1074,13 @@ class EntryModel:
         the change stay) and its moves are boosted for `change_boost_sessions` sessions."""
         params = self.params
         changes = strategy.changes
-        learned = features if strategy.scale is None else _transform(strategy.scale) @ features
+        learned = features if strategy.transform is None else strategy.transform @ features
         residual = (y - float(posterior.mean @ learned)) / math.sqrt(posterior.noise_var)
         # The score of each component's coefficient: the residual times its contribution, both standardized.
-        score = np.clip(
-            (residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP, _CHANGE_CLIP
+        # np.clip's floats through two ufuncs, without its dispatch.
+        score = np.minimum(
+            np.maximum((residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP),
+            _CHANGE_CLIP,
         )
         allowance = params.change_allowance * changes.scale.astype(bool)
         changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
@@ -1062,11 +1091,7 @@ class EntryModel:
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
-        edges = strategy.values_of(GLOBAL_SCOPE) - 1.0
-        if posterior.has_reference():
-            clear = np.abs(posterior.z_against_each(np.ones(_K))) >= params.z_threshold
-        else:
-            clear = np.zeros(_K, dtype=bool)
+        edges = (strategy.values_of(GLOBAL_SCOPE) - 1.0).tolist()
         for order, component in enumerate(alarmed):
             # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
             # trade forgets all its evidence.
@@ -1087,7 +1112,17 @@ class EntryModel:
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
-        changes.mark(wide, np.where(clear, edges, 0.0), restart=bool(alarmed))
+        if posterior.has_reference() and any(edges):
+            columns = posterior.columns()
+            clear = [
+                edge
+                if edge != 0.0 and abs(_z_against(columns, _FIRST_COMPONENT + component, 1.0)) >= params.z_threshold
+                else 0.0
+                for component, edge in enumerate(edges)
+            ]
+        else:
+            clear = [0.0] * _K
+        changes.mark(wide, clear, restart=bool(alarmed))
 
     def _move(
         self,
@@ -1108,27 +1143,30 @@ class EntryModel:
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
         changes: list[MultiplierChange] = []
-        # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-        # stands, so a move that later evidence no longer supports is undone. One component's move leaves the
-        # others' unchanged.
-        z_currents = posterior.z_against_each(strategy.values_of(scope))
-        # A component moves when it is in enough of the scope's trades and its evidence rejects where it stands,
-        # at the gate's own_z or, licensed (_licensed), at licensed_z.
-        magnitude = np.abs(z_currents)
-        movable = ~(stats.present < params.min_component_samples) & ~(magnitude <= params.interval_z)
+        # Where every multiplier stood before this move (one component's move leaves the others' unchanged), and the
+        # posterior's columns that z_against reads, as Python floats: a few components of a trade are tested, each
+        # in a few float operations, cheaper than the array of all of them.
+        currents = strategy.values_of(scope).tolist()
+        columns = posterior.columns()
+        present = stats.present.tolist()
         licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
-        movable &= ~(magnitude < gate.own_z) | (_licensed(strategy, scope, gate, params) & (magnitude >= licensed_z))
-        if not movable.any():
-            return changes
-        moving = movable.tolist()
         for name in components:
             index = _COMPONENT_INDEX[name]
             component = index - _FIRST_COMPONENT
-            if not moving[component]:
+            samples = present[component]
+            if samples < params.min_component_samples:
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            z_current = float(z_currents[component])
+            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
+            # stands, so a move that later evidence no longer supports is undone.
+            z_current = _z_against(columns, index, currents[component])
+            if abs(z_current) <= params.interval_z:
+                continue
+            if abs(z_current) < gate.own_z and not (
+                _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
+            ):
+                continue
             interval = posterior.interval(index, params.interval_z)
             if interval is None:
                 continue
@@ -1153,7 +1191,6 @@ class EntryModel:
                     f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
                     f"target={posterior.target(index):.3f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
                 )
-                samples = float(stats.present[component])
                 changes.append(origin.change(name, scope, old=old, new=new, reason=reason, samples=samples))
         return changes
 
@@ -1193,17 +1230,18 @@ def regime_scope(regime: str) -> str:
     return regime
 
 
-def _licensed(strategy: _StrategyState, scope: str, gate: _Gate, params: LearningParams) -> npt.NDArray[np.bool_]:
-    """Per component, whether its multiplier may move on modest evidence of its own (joint_component_z) rather
-    than on the gate's corrected own_z: strategy-wide, when the joint test says the components' weighting is wrong;
-    in a regime (or ticker), when the strategy-wide multiplier of that component has moved (the regime refines an
-    edge the strategy has) or its regimes' own data differ (the center's spread z at z_threshold)."""
+def _is_licensed(strategy: _StrategyState, scope: str, name: str, gate: _Gate, params: LearningParams) -> bool:
+    """Whether a multiplier may move on modest evidence of its own (joint_component_z) rather than on the gate's
+    corrected own_z: strategy-wide, when the joint test says the components' weighting is wrong; in a regime (or
+    ticker), when the strategy-wide multiplier of that component has moved (the regime refines an edge the
+    strategy has) or its regimes' own data differ (the center's spread z at z_threshold)."""
     if scope == GLOBAL_SCOPE:
-        return np.full(_K, gate.is_reweighting)
-    licensed: npt.NDArray[np.bool_] = strategy.values_of(GLOBAL_SCOPE) != 1.0
-    if strategy.center is not None:
-        licensed |= strategy.center[2] >= params.z_threshold
-    return licensed
+        return gate.is_reweighting
+    component = _COMPONENT_INDEX[name] - _FIRST_COMPONENT
+    if strategy.center is not None and strategy.center[2, component] >= params.z_threshold:
+        return True
+    wide = strategy.multipliers.get(GLOBAL_SCOPE, {}).get(name)
+    return wide is not None and wide.value != 1.0
 
 
 def _boosted_session_cap(params: LearningParams) -> float:
@@ -1444,7 +1482,7 @@ def _regime_center(strategy: _StrategyState, posterior: _Posterior, params: Lear
             or stats.weight < params.min_effective_samples
         ):
             continue
-        frame = _Frame.of(stats, strategy.scale)
+        frame = strategy.frame(stats)
         own = _global_posterior(stats, frame, None, params)
         if not own.has_reference():
             continue
