@@ -730,3 +730,17 @@ def test_each_scopes_multiplier_values_move_in_step_with_its_multipliers() -> No
     evidence = {("equity", change.component, change.regime): last for change in changes}
     assert model.decay_stale(last + 100, 1, evidence, idle_sessions=20)
     assert_in_step(model)
+
+
+def test_the_off_scale_transform_kept_per_strategy_is_the_one_its_scale_makes() -> None:
+    """The map from logged to learned rows that a strategy keeps (set with its scale at each session close and on
+    restore) is _transform of its scale: None while every component is on scale, then that matrix to the bit."""
+    stream = weighted_trades(5, 600, _unit(market_tide=2.5), raw=("market_tide", 30.0))
+    model = EntryModel(LearningParams())
+    learn_all(model, stream[:50])
+    assert model._strategies["equity"].transform is None
+    learn_all(model, stream[50:], open_session=stream[49][1])
+    restored = EntryModel.from_state(model.params, orjson.loads(orjson.dumps(model.to_state())))
+    for strategy in (model._strategies["equity"], restored._strategies["equity"]):
+        assert strategy.scale is not None and strategy.transform is not None
+        assert np.array_equal(strategy.transform, entry_model._transform(strategy.scale))
