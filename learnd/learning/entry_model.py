@@ -729,6 +729,10 @@ class EntryModel:
         if global_gate.is_open:
             for scope in scopes[1:]:
                 stats = strategy.scopes[scope]
+                if scope in strategy.multipliers and not _may_move(stats, moved, params):
+                    # _move would change nothing (its multipliers exist, none of the trade's components has the
+                    # samples to move): the pooled posterior, a 23x23 solve, would go unread.
+                    continue
                 posterior = self._scope_posterior(strategy, scope, global_frame, global_posterior)
                 changes += self._move(
                     origin,
@@ -1242,6 +1246,15 @@ def _is_licensed(strategy: _StrategyState, scope: str, name: str, gate: _Gate, p
         return True
     wide = strategy.multipliers.get(GLOBAL_SCOPE, {}).get(name)
     return wide is not None and wide.value != 1.0
+
+
+def _may_move(stats: _Stats, components: list[str], params: LearningParams) -> bool:
+    """Whether any of `components` has the samples in `stats` that _move needs to consider moving it (exactly
+    the negation of its test, so a NaN count counts as it does there)."""
+    present = stats.present.tolist()
+    return any(
+        not present[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] < params.min_component_samples for name in components
+    )
 
 
 def _boosted_session_cap(params: LearningParams) -> float:

@@ -744,3 +744,34 @@ def test_the_off_scale_transform_kept_per_strategy_is_the_one_its_scale_makes() 
     for strategy in (model._strategies["equity"], restored._strategies["equity"]):
         assert strategy.scale is not None and strategy.transform is not None
         assert np.array_equal(strategy.transform, entry_model._transform(strategy.scale))
+
+
+def test_a_scope_whose_multipliers_cannot_move_skips_its_posterior_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A regime or ticker none of whose components in the trade has the samples to move is not fitted: on a
+    per-ticker stream (many thin scopes) that happens often, and the changes, the state and the snapshot are those
+    of a model that fits every scope every trade (the skip disabled at its seam, _may_move)."""
+    params = LearningParams(per_ticker=True, min_effective_samples=50.0, min_component_samples=20.0)
+    stream = synthetic_trades(21, 900, _unit(options_flow=2.0, dark_pool=0.5), trades_per_session=15)
+    symbols = ("AMD", "NVDA", "TSLA", "AAPL", "MSFT", "META")
+    stream = [(replace(trade, symbol=symbols[i % 6]), s) for i, (trade, s) in enumerate(stream)]
+    may_move = entry_model._may_move
+    skipped: list[bool] = []
+
+    def counting(*args: Any) -> bool:
+        result = may_move(*args)
+        skipped.append(not result)
+        return result
+
+    monkeypatch.setattr(entry_model, "_may_move", counting)
+    skipping = EntryModel(params)
+    skipping_changes = learn_all(skipping, stream)
+    monkeypatch.setattr(entry_model, "_may_move", lambda *args: True)
+    fitting = EntryModel(params)
+    fitting_changes = learn_all(fitting, stream)
+    assert sum(skipped) >= 100
+    assert any(change.regime.startswith("ticker:") for change in skipping_changes)
+    assert skipping_changes == fitting_changes
+    assert orjson.dumps(skipping.to_state()) == orjson.dumps(fitting.to_state())
+    assert orjson.dumps(skipping.snapshot()) == orjson.dumps(fitting.snapshot())
