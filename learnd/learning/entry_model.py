@@ -64,6 +64,15 @@ _FREE_DIAGONAL: Final = np.arange(_DIM - 1)
 # The data-only fit of the reference regularizes each coefficient by this many trades of its mean square.
 _DATA_RIDGE: Final = 1e-3
 
+# A _Stats's (and a _Row's) sums in one float buffer, in this order: xtx (flattened), xty, the score gate's four
+# sums, then per component its sum, sum of squares, presence, wins, losses and P&L sum.
+_PART_SIZES: Final = (_DIM * _DIM, _DIM, 4, _K, _K, _K, _K, _K, _K)
+_PART_STARTS: Final = tuple(sum(_PART_SIZES[:part]) for part in range(len(_PART_SIZES) + 1))
+_XTX, _XTY, _GATE, _SUMS, _SQUARES, _PRESENT, _WINS, _LOSSES, _PNL_SUM = (
+    slice(_PART_STARTS[part], _PART_STARTS[part + 1]) for part in range(len(_PART_SIZES))
+)
+_SIZE: Final = _PART_STARTS[-1]
+
 
 class _Stats:
     """Decayed weighted sufficient statistics of one scope: the regression's (in logged units), the score gate's,
@@ -71,6 +80,7 @@ class _Stats:
     per-component tallies."""
 
     __slots__ = (
+        "buffer",
         "gate",
         "losses",
         "pnl_sum",
@@ -87,56 +97,42 @@ class _Stats:
     )
 
     def __init__(self) -> None:
-        self.xtx: FloatArray = np.zeros((_DIM, _DIM))
-        self.xty: FloatArray = np.zeros(_DIM)
+        # Every sum but the three scalars lives in one buffer (see _PARTS), so adding a row or decaying to a later
+        # session is one operation; the named attributes are views of it.
+        self.buffer: FloatArray = np.zeros(_SIZE)
+        self.xtx: FloatArray = self.buffer[_XTX].reshape(_DIM, _DIM)
+        self.xty: FloatArray = self.buffer[_XTY]
         self.weight = 0.0
         self.y_sum = 0.0
         self.y2_sum = 0.0
         # The score gate's regression of y on the trade's score g: sums of w g, w g^2, w g y and w y^2.
-        self.gate: FloatArray = np.zeros(4)
-        self.sums: FloatArray = np.zeros(_K)
-        self.squares: FloatArray = np.zeros(_K)
-        self.present: FloatArray = np.zeros(_K)
-        self.wins: FloatArray = np.zeros(_K)
-        self.losses: FloatArray = np.zeros(_K)
-        self.pnl_sum: FloatArray = np.zeros(_K)
+        self.gate: FloatArray = self.buffer[_GATE]
+        self.sums: FloatArray = self.buffer[_SUMS]
+        self.squares: FloatArray = self.buffer[_SQUARES]
+        self.present: FloatArray = self.buffer[_PRESENT]
+        self.wins: FloatArray = self.buffer[_WINS]
+        self.losses: FloatArray = self.buffer[_LOSSES]
+        self.pnl_sum: FloatArray = self.buffer[_PNL_SUM]
         self.session: int | None = None
 
     def advance(self, session: int, half_life_sessions: float) -> None:
         """Decay everything to `session`; the session index never moves backwards here."""
         if self.session is not None and session > self.session:
             factor = decay_factor(half_life_sessions, session - self.session)
-            self.xtx *= factor
-            self.xty *= factor
+            self.buffer *= factor
             self.weight *= factor
             self.y_sum *= factor
             self.y2_sum *= factor
-            self.gate *= factor
-            self.sums *= factor
-            self.squares *= factor
-            self.present *= factor
-            self.wins *= factor
-            self.losses *= factor
-            self.pnl_sum *= factor
         if self.session is None or session > self.session:
             self.session = session
 
     def add(self, row: _Row) -> None:
-        """Add one outcome's weighted terms."""
-        self.xtx += row.xtx
-        self.xty += row.xty
+        """Add one outcome's weighted terms (a row's wins or losses are zeros where the outcome is not one: adding
+        +0.0 leaves a sum of non-negative terms as it was)."""
+        self.buffer += row.terms
         self.weight += row.weight
         self.y_sum += row.y
         self.y2_sum += row.y2
-        self.gate += row.gate
-        self.sums += row.sums
-        self.squares += row.squares
-        self.present += row.present
-        if row.pnl_pct > 0.0:
-            self.wins += row.present
-        elif row.pnl_pct < 0.0:
-            self.losses += row.present
-        self.pnl_sum += row.pnl_sum
 
     def forget(self, index: int, before: _Evidence | None = None) -> None:
         """Forget the evidence on how outcomes follow component `index` about its mean, the rest of what the data
@@ -185,18 +181,18 @@ class _Stats:
     def from_state(cls, state: dict[str, Any]) -> _Stats:
         stats = cls()
         try:
-            stats.xtx = _array(state["xtx"], (_DIM, _DIM))
-            stats.xty = _array(state["xty"], (_DIM,))
+            stats.xtx[...] = _array(state["xtx"], (_DIM, _DIM))
+            stats.xty[...] = _array(state["xty"], (_DIM,))
             stats.weight = float(state["weight"])
             stats.y_sum = float(state["y_sum"])
             stats.y2_sum = float(state["y2_sum"])
-            stats.gate = _array(state["gate"], (4,))
-            stats.sums = _array(state["sums"], (_K,))
-            stats.squares = _array(state["squares"], (_K,))
-            stats.present = _array(state["present"], (_K,))
-            stats.wins = _array(state["wins"], (_K,))
-            stats.losses = _array(state["losses"], (_K,))
-            stats.pnl_sum = _array(state["pnl_sum"], (_K,))
+            stats.gate[...] = _array(state["gate"], (4,))
+            stats.sums[...] = _array(state["sums"], (_K,))
+            stats.squares[...] = _array(state["squares"], (_K,))
+            stats.present[...] = _array(state["present"], (_K,))
+            stats.wins[...] = _array(state["wins"], (_K,))
+            stats.losses[...] = _array(state["losses"], (_K,))
+            stats.pnl_sum[...] = _array(state["pnl_sum"], (_K,))
             session = state["session"]
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"bad entry statistics state: {error!r}") from error
@@ -208,39 +204,51 @@ class _Stats:
 
 @dataclass(frozen=True, slots=True)
 class _Row:
-    """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds."""
+    """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds.
+    `terms` is laid out as a _Stats buffer (_PARTS)."""
 
-    xtx: FloatArray
-    xty: FloatArray
+    terms: FloatArray
     weight: float
     y: float
     y2: float
-    gate: FloatArray
-    sums: FloatArray
-    squares: FloatArray
-    present: FloatArray
-    pnl_pct: float
-    pnl_sum: FloatArray
 
     @classmethod
     def of(
         cls, features: FloatArray, y: float, pnl_pct: float, weight: float, present: FloatArray, *, score: float
     ) -> _Row:
-        """An outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried."""
+        """An outcome of weight `weight` and score `score`; `present` marks (0/1) the components it carried.
+
+        Each part is its factor times its values, the products the sums are defined by: weight * x x',
+        (weight * y) * x, weight * (g, g^2, g y, y^2), weight * x_j and then (weight * x_j) * x_j, weight times
+        the presence (a win's or a loss's tally, 0 times it for the other), (weight * pnl) times the presence."""
         contributions = features[_COMPONENTS]
-        return cls(
-            xtx=weight * np.outer(features, features),
-            xty=(weight * y) * features,
-            weight=weight,
-            y=weight * y,
-            y2=weight * y * y,
-            gate=weight * np.array([score, score * score, score * y, y * y]),
-            sums=weight * contributions,
-            squares=weight * contributions * contributions,
-            present=weight * present,
-            pnl_pct=pnl_pct,
-            pnl_sum=(weight * pnl_pct) * present,
+        values = np.concatenate(
+            (
+                np.multiply.outer(features, features).ravel(),
+                features,
+                (score, score * score, score * y, y * y),
+                contributions,
+                contributions,
+                present,
+                present,
+                present,
+                present,
+            )
         )
+        factors = (
+            weight,
+            weight * y,
+            weight,
+            weight,
+            weight,
+            weight,
+            weight if pnl_pct > 0.0 else 0.0,
+            weight if pnl_pct < 0.0 else 0.0,
+            weight * pnl_pct,
+        )
+        terms = values * np.repeat(factors, _PART_SIZES)
+        terms[_SQUARES] *= contributions
+        return cls(terms, weight, weight * y, weight * y * y)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,11 +288,13 @@ class _Frame:
     mean_squares: FloatArray
 
     @classmethod
-    def of(cls, stats: _Stats, scale: FloatArray | None) -> _Frame:
+    def of(cls, stats: _Stats, scale: FloatArray | None, transform: FloatArray | None = None) -> _Frame:
+        """`stats` on the learned scale; `transform` is _transform(scale) where the caller keeps it."""
         xtx, xty = stats.xtx, stats.xty
         squares = stats.squares
         if scale is not None:
-            transform = _transform(scale)
+            if transform is None:
+                transform = _transform(scale)
             xtx = transform @ xtx @ transform.T
             xty = transform @ xty
             squares = squares * scale * scale
@@ -315,12 +325,12 @@ class _Posterior:
     def z_against(self, index: int, multiplier: float) -> float:
         """How many standard deviations the evidence on d_j lies from the effect `multiplier` stands for:
         d_j - (multiplier - 1) b, with the reference b's own uncertainty counted."""
-        excess = multiplier - 1.0
-        contrast = self.mean[index] - excess * self.mean[_SLOPE]
-        variance = (
-            self.cov[index, index] - 2.0 * excess * self.cov[index, _SLOPE] + excess * excess * self.cov[_SLOPE, _SLOPE]
-        )
-        return float(contrast / math.sqrt(max(variance, 1e-300)))
+        return _z_against(self.columns(), index, multiplier)
+
+    def columns(self) -> _Columns:
+        """The mean, the covariance's diagonal and its column of b, as lists of Python floats (what `z_against`
+        reads)."""
+        return self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()
 
     def z_against_each(self, multipliers: FloatArray) -> FloatArray:
         """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""
@@ -390,6 +400,19 @@ class _Posterior:
         cross = self.cov[_COMPONENTS, _SLOPE]
         variance: FloatArray = diagonal - 2.0 * excess * cross + excess * excess * self.cov[_SLOPE, _SLOPE]
         return np.maximum(variance, 1e-300) / (b * b)
+
+
+# A posterior's mean, its covariance's diagonal and its covariance with b, as lists (_Posterior.columns).
+_Columns = tuple[list[float], list[float], list[float]]
+
+
+def _z_against(columns: _Columns, index: int, multiplier: float) -> float:
+    """_Posterior.z_against on its `columns`: the floats of z_against_each's array operations, one by one."""
+    mean, variances, slope_covariances = columns
+    excess = multiplier - 1.0
+    contrast = mean[index] - excess * mean[_SLOPE]
+    variance = variances[index] - 2.0 * excess * slope_covariances[index] + excess * excess * variances[_SLOPE]
+    return contrast / math.sqrt(max(variance, 1e-300))
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,23 +526,24 @@ class _Changes:
             raise StateError("bad entry change-detection state: wrong number of components")
         return changes
 
-    def mark(self, stats: _Stats, edges: FloatArray, *, restart: bool) -> None:
+    def mark(self, stats: _Stats, edges: list[float], *, restart: bool) -> None:
         """After a watched trade: each statistic at 0 (every one, with `restart`: after an alarm, whose forgetting
         the older marks do not hold) starts its run here, at `stats` as they stand. Only the statistics an alarm
         of which would keep its run are marked: the one toward 1 of a component whose multiplier stands `edges`
         (multiplier - 1) away from it; the others start unmarked. Marks no run starts at go."""
         mark = self.watched
         self.watched += 1
-        starts_up = np.ones(_K, dtype=bool) if restart else self.up == 0.0
-        starts_down = np.ones(_K, dtype=bool) if restart else self.down == 0.0
-        marked_up = starts_up & (edges < 0.0)
-        marked_down = starts_down & (edges > 0.0)
-        if marked_up.any() or marked_down.any():
+        up, down = self.up.tolist(), self.down.tolist()
+        is_marked = False
+        for component, edge in enumerate(edges):
+            if restart or up[component] == 0.0:
+                self.up_from[component] = mark if edge < 0.0 else -1
+                is_marked = is_marked or edge < 0.0
+            if restart or down[component] == 0.0:
+                self.down_from[component] = mark if edge > 0.0 else -1
+                is_marked = is_marked or edge > 0.0
+        if is_marked:
             self.marks[mark] = stats.evidence()
-        for component in np.flatnonzero(starts_up).tolist():
-            self.up_from[component] = mark if marked_up[component] else -1
-        for component in np.flatnonzero(starts_down).tolist():
-            self.down_from[component] = mark if marked_down[component] else -1
         live = set(self.up_from) | set(self.down_from)
         for stale in [known for known in self.marks if known not in live]:
             del self.marks[stale]
@@ -546,13 +570,18 @@ class _StrategyState:
     """One strategy: its scopes' statistics and multipliers, and what the session closes keep up to date (the
     components' scale factors, the reference effect and the cross-regime centers) and the change detector."""
 
-    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes")
+    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes", "transform", "values")
 
     def __init__(self) -> None:
         self.scopes: dict[str, _Stats] = {}
         self.multipliers: dict[str, dict[str, BoundedMultiplier]] = {}
-        # Per component: the factor its logged values are learned at (None: every component on scale).
+        # Per scope: its multipliers' values in component order (1 where it has none), kept in step with
+        # `multipliers` by `step` and built from them on first use (after a restore).
+        self.values: dict[str, FloatArray] = {}
+        # Per component: the factor its logged values are learned at (None: every component on scale), and the
+        # map of a logged regression row to the learned one (_transform(scale)); both set by `rescale` only.
         self.scale: FloatArray | None = None
+        self.transform: FloatArray | None = None
         # The average component's effect and its variance: the weighted median of the components' own estimates
         # (None until the first session close, when b is fitted with the rest).
         self.reference: tuple[float, float] | None = None
@@ -562,6 +591,46 @@ class _StrategyState:
 
     def scale_factors(self) -> FloatArray:
         return np.ones(_K) if self.scale is None else self.scale
+
+    def rescale(self, scale: FloatArray | None) -> None:
+        """Learn at `scale` from now on."""
+        self.scale = scale
+        self.transform = None if scale is None else _transform(scale)
+
+    def frame(self, stats: _Stats) -> _Frame:
+        """One of this strategy's scopes' statistics on its learned scale."""
+        return _Frame.of(stats, self.scale, self.transform)
+
+    def values_of(self, scope: str) -> FloatArray:
+        """The multipliers of `scope` as an array in component order (1 where it has none); not to be written."""
+        values = self.values.get(scope)
+        if values is None:
+            values = self.values[scope] = np.ones(_K)
+            for name, held in self.multipliers.get(scope, {}).items():
+                values[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = held.value
+        return values
+
+    def step(
+        self,
+        scope: str,
+        name: str,
+        target: float,
+        session: int,
+        *,
+        step_cap: float,
+        params: LearningParams,
+        session_cap: float | None = None,
+    ) -> tuple[float, float]:
+        """BoundedMultiplier.step_toward on `name`'s multiplier in `scope` (made at 1 if it has none), its value
+        in `values_of` moved with it; the value before and after."""
+        by_component = self.multipliers.setdefault(scope, {})
+        multiplier = by_component.get(name)
+        if multiplier is None:
+            multiplier = by_component[name] = BoundedMultiplier()
+        old = multiplier.value
+        new = multiplier.step_toward(target, session, step_cap, params, session_cap)
+        self.values_of(scope)[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = new
+        return old, new
 
 
 class EntryModel:
@@ -641,7 +710,7 @@ class EntryModel:
             stats.add(row)
 
         global_stats = strategy.scopes[GLOBAL_SCOPE]
-        global_frame = _Frame.of(global_stats, strategy.scale)
+        global_frame = strategy.frame(global_stats)
         global_posterior = _global_posterior(global_stats, global_frame, strategy.reference, params)
         global_gate = _Gate.of(global_stats, global_posterior, params)
         moved = [name for name, contribution in trade.components if contribution != 0.0]
@@ -660,6 +729,10 @@ class EntryModel:
         if global_gate.is_open:
             for scope in scopes[1:]:
                 stats = strategy.scopes[scope]
+                if scope in strategy.multipliers and not _may_move(stats, moved, params):
+                    # _move would change nothing (its multipliers exist, none of the trade's components has the
+                    # samples to move): the pooled posterior, a 23x23 solve, would go unread.
+                    continue
                 posterior = self._scope_posterior(strategy, scope, global_frame, global_posterior)
                 changes += self._move(
                     origin,
@@ -738,8 +811,15 @@ class EntryModel:
                     continue
             else:
                 continue
-            old = multiplier.value
-            new = multiplier.step_toward(target, session, params.creep_per_session, params, params.creep_per_session)
+            old, new = strategy.step(
+                GLOBAL_SCOPE,
+                name,
+                target,
+                session,
+                step_cap=params.creep_per_session,
+                params=params,
+                session_cap=params.creep_per_session,
+            )
             if new != old:
                 reason = f"creep component_z={posterior.z(index):+.2f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
                 samples = float(stats.present[index - _FIRST_COMPONENT])
@@ -768,8 +848,9 @@ class EntryModel:
                     kept = decay_factor(params.half_life_sessions, session - max(last, self._decayed_at.get(key, -1)))
                     target = 1.0 + (multiplier.value - 1.0) * kept
                     self._decayed_at[key] = session
-                    old = multiplier.value
-                    new = multiplier.step_toward(target, session, params.max_step_per_session, params)
+                    old, new = strategy.step(
+                        scope, component, target, session, step_cap=params.max_step_per_session, params=params
+                    )
                     if new != old:
                         changes.append(
                             MultiplierChange(
@@ -840,7 +921,7 @@ class EntryModel:
         for strategy_name in sorted(self._strategies):
             state = self._strategies[strategy_name]
             global_stats = state.scopes[GLOBAL_SCOPE]
-            global_frame = _Frame.of(global_stats, state.scale)
+            global_frame = state.frame(global_stats)
             global_posterior = _global_posterior(global_stats, global_frame, state.reference, params)
             views: dict[str, dict[str, dict[str, Any]]] = {
                 GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior, params)
@@ -927,7 +1008,7 @@ class EntryModel:
                 for scope, by_component in multipliers.items()
             }
             try:
-                strategy.scale = _array(raw["scale"], (_K,)) if "scale" in raw else None
+                strategy.rescale(_array(raw["scale"], (_K,)) if "scale" in raw else None)
                 reference = raw.get("reference")
                 strategy.reference = None if reference is None else (float(reference[0]), float(reference[1]))
                 strategy.center = _array(raw["center"], (3, _K)) if "center" in raw else None
@@ -951,7 +1032,7 @@ class EntryModel:
         else:
             prior_trades, center = self.params.regime_prior_trades, strategy.center
         return _pooled_posterior(
-            _Frame.of(stats, strategy.scale),
+            strategy.frame(stats),
             stats,
             global_frame,
             global_posterior,
@@ -967,8 +1048,8 @@ class EntryModel:
         standardization. The strategy-wide frame and posterior after it."""
         params = self.params
         stats = strategy.scopes[GLOBAL_SCOPE]
-        strategy.scale = scale
-        frame = _Frame.of(stats, strategy.scale)
+        strategy.rescale(scale)
+        frame = strategy.frame(stats)
         reference = _reference(stats, frame, strategy.reference, params)
         if reference is not None and strategy.reference is not None:
             # Smoothed over sessions: the median steps when components trade places around it.
@@ -997,11 +1078,13 @@ class EntryModel:
         the change stay) and its moves are boosted for `change_boost_sessions` sessions."""
         params = self.params
         changes = strategy.changes
-        learned = features if strategy.scale is None else _transform(strategy.scale) @ features
+        learned = features if strategy.transform is None else strategy.transform @ features
         residual = (y - float(posterior.mean @ learned)) / math.sqrt(posterior.noise_var)
         # The score of each component's coefficient: the residual times its contribution, both standardized.
-        score = np.clip(
-            (residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP, _CHANGE_CLIP
+        # np.clip's floats through two ufuncs, without its dispatch.
+        score = np.minimum(
+            np.maximum((residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP),
+            _CHANGE_CLIP,
         )
         allowance = params.change_allowance * changes.scale.astype(bool)
         changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
@@ -1009,18 +1092,10 @@ class EntryModel:
         threshold = params.change_threshold
         wide = strategy.scopes[GLOBAL_SCOPE]
         alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
-        wide_multipliers = strategy.multipliers.get(GLOBAL_SCOPE, {})
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
-        edges = np.array(
-            [wide_multipliers[name].value if name in wide_multipliers else 1.0 for name in ENTRY_COMPONENTS]
-        )
-        edges -= 1.0
-        if posterior.has_reference():
-            clear = np.abs(posterior.z_against_each(np.ones(_K))) >= params.z_threshold
-        else:
-            clear = np.zeros(_K, dtype=bool)
+        edges = (strategy.values_of(GLOBAL_SCOPE) - 1.0).tolist()
         for order, component in enumerate(alarmed):
             # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
             # trade forgets all its evidence.
@@ -1041,7 +1116,17 @@ class EntryModel:
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
-        changes.mark(wide, np.where(clear, edges, 0.0), restart=bool(alarmed))
+        if posterior.has_reference() and any(edges):
+            columns = posterior.columns()
+            clear = [
+                edge
+                if edge != 0.0 and abs(_z_against(columns, _FIRST_COMPONENT + component, 1.0)) >= params.z_threshold
+                else 0.0
+                for component, edge in enumerate(edges)
+            ]
+        else:
+            clear = [0.0] * _K
+        changes.mark(wide, clear, restart=bool(alarmed))
 
     def _move(
         self,
@@ -1062,25 +1147,26 @@ class EntryModel:
         params = self.params
         multipliers = strategy.multipliers.setdefault(scope, {})
         changes: list[MultiplierChange] = []
-        currents = np.ones(_K)
-        for name, held in multipliers.items():
-            currents[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] = held.value
-        # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-        # stands, so a move that later evidence no longer supports is undone. One component's move leaves the
-        # others' unchanged.
-        z_currents = posterior.z_against_each(currents).tolist()
+        # Where every multiplier stood before this move (one component's move leaves the others' unchanged), and the
+        # posterior's columns that z_against reads, as Python floats: a few components of a trade are tested, each
+        # in a few float operations, cheaper than the array of all of them.
+        currents = strategy.values_of(scope).tolist()
+        columns = posterior.columns()
         present = stats.present.tolist()
+        licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
         for name in components:
             index = _COMPONENT_INDEX[name]
-            samples = present[index - _FIRST_COMPONENT]
+            component = index - _FIRST_COMPONENT
+            samples = present[component]
             if samples < params.min_component_samples:
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            z_current = z_currents[index - _FIRST_COMPONENT]
+            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
+            # stands, so a move that later evidence no longer supports is undone.
+            z_current = _z_against(columns, index, currents[component])
             if abs(z_current) <= params.interval_z:
                 continue
-            licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
             if abs(z_current) < gate.own_z and not (
                 _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
             ):
@@ -1089,16 +1175,19 @@ class EntryModel:
             if interval is None:
                 continue
             target = interval[1] if current > interval[1] else interval[0]
-            boosted = session <= strategy.changes.boost_until[index - _FIRST_COMPONENT]
-            if multiplier is None:
-                multiplier = multipliers[name] = BoundedMultiplier()
-            old = multiplier.value
+            boosted = session <= strategy.changes.boost_until[component]
             if boosted:
-                new = multiplier.step_toward(
-                    target, session, origin.boosted_step_cap, params, _boosted_session_cap(params)
+                old, new = strategy.step(
+                    scope,
+                    name,
+                    target,
+                    session,
+                    step_cap=origin.boosted_step_cap,
+                    params=params,
+                    session_cap=_boosted_session_cap(params),
                 )
             else:
-                new = multiplier.step_toward(target, session, origin.step_cap, params)
+                old, new = strategy.step(scope, name, target, session, step_cap=origin.step_cap, params=params)
             if new != old:
                 reason = (
                     f"{origin.reason}{'change_boost ' if boosted else ''}"
@@ -1157,6 +1246,15 @@ def _is_licensed(strategy: _StrategyState, scope: str, name: str, gate: _Gate, p
         return True
     wide = strategy.multipliers.get(GLOBAL_SCOPE, {}).get(name)
     return wide is not None and wide.value != 1.0
+
+
+def _may_move(stats: _Stats, components: list[str], params: LearningParams) -> bool:
+    """Whether any of `components` has the samples in `stats` that _move needs to consider moving it (exactly
+    the negation of its test, so a NaN count counts as it does there)."""
+    present = stats.present.tolist()
+    return any(
+        not present[_COMPONENT_INDEX[name] - _FIRST_COMPONENT] < params.min_component_samples for name in components
+    )
 
 
 def _boosted_session_cap(params: LearningParams) -> float:
@@ -1397,7 +1495,7 @@ def _regime_center(strategy: _StrategyState, posterior: _Posterior, params: Lear
             or stats.weight < params.min_effective_samples
         ):
             continue
-        frame = _Frame.of(stats, strategy.scale)
+        frame = strategy.frame(stats)
         own = _global_posterior(stats, frame, None, params)
         if not own.has_reference():
             continue

@@ -19,7 +19,7 @@ from learnd.config import LearningParams
 from learnd.errors import ConfigError, StateError
 from learnd.learning import entry_model
 from learnd.learning.entry_model import EntryModel
-from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange
+from learnd.learning.multipliers import GLOBAL_SCOPE, MultiplierChange, decay_factor
 from learnd.records.components import ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
 from learnd.records.parse import TradeOutcome
 
@@ -652,3 +652,126 @@ def test_add_to_diagonal_adds_from_the_start_index_only() -> None:
     entry_model._add_to_diagonal(matrix, 1.0)
     expected[range(4), range(4)] += 1.0
     assert np.array_equal(matrix, expected)
+
+
+@pytest.mark.parametrize("pnl_pct", [1.25, -0.75, 0.0])
+def test_a_row_in_one_buffer_adds_and_decays_each_sum_as_its_own_products_to_the_bit(pnl_pct: float) -> None:
+    """_Stats keeps its sums in one buffer and a _Row its terms laid out the same way: adding two rows, decaying
+    and adding again gives every sum the floats of its own definition (weight * x x', (weight * y) * x, ...,
+    wins only for a win, losses only for a loss), and a restored _Stats's named sums are views of its buffer."""
+    rng = np.random.default_rng(11)
+    stats = entry_model._Stats()
+    expected: dict[str, Any] = {
+        name: np.zeros(shape)
+        for name, shape in [("xtx", (K + 2, K + 2)), ("xty", K + 2), ("gate", 4)]
+        + [(name, K) for name in ("sums", "squares", "present", "wins", "losses", "pnl_sum")]
+    }
+    expected_scalars = {"weight": 0.0, "y_sum": 0.0, "y2_sum": 0.0}
+    for session in (0, 0, 3):
+        present = (rng.random(K) < 0.6).astype(np.float64)
+        contributions = rng.normal(size=K) * present
+        features = np.concatenate(([1.0, math.fsum(contributions)], contributions))
+        y, weight, score = float(rng.normal()), float(rng.uniform(0.1, 1.0)), float(rng.normal())
+        if stats.session is not None and session > stats.session:
+            factor = decay_factor(60.0, session - stats.session)
+            expected = {name: value * factor for name, value in expected.items()}
+            expected_scalars = {name: value * factor for name, value in expected_scalars.items()}
+        stats.advance(session, 60.0)
+        stats.add(entry_model._Row.of(features, y, pnl_pct, weight, present, score=score))
+        expected["xtx"] += weight * np.outer(features, features)
+        expected["xty"] += (weight * y) * features
+        expected["gate"] += weight * np.array([score, score * score, score * y, y * y])
+        expected["sums"] += weight * contributions
+        expected["squares"] += weight * contributions * contributions
+        expected["present"] += weight * present
+        if pnl_pct > 0.0:
+            expected["wins"] += weight * present
+        if pnl_pct < 0.0:
+            expected["losses"] += weight * present
+        expected["pnl_sum"] += (weight * pnl_pct) * present
+        expected_scalars["weight"] += weight
+        expected_scalars["y_sum"] += weight * y
+        expected_scalars["y2_sum"] += weight * y * y
+    for name, value in expected.items():
+        assert np.array_equal(getattr(stats, name), value), name
+    assert {name: getattr(stats, name) for name in expected_scalars} == expected_scalars
+    restored = entry_model._Stats.from_state(orjson.loads(orjson.dumps(stats.to_state())))
+    assert np.array_equal(restored.buffer, stats.buffer)
+    restored.advance(9, 60.0)
+    assert np.array_equal(restored.xtx, restored.buffer[: (K + 2) ** 2].reshape(K + 2, K + 2))
+    assert np.array_equal(restored.pnl_sum, restored.buffer[-K:])
+
+
+def test_each_scopes_multiplier_values_move_in_step_with_its_multipliers() -> None:
+    """The per-scope array of multiplier values that the moves read is, after trades, session closes (creep), a
+    restore and a stale decay, exactly each scope's multipliers in component order, 1 where it has none."""
+    params = LearningParams(per_ticker=True, min_effective_samples=50.0, min_component_samples=20.0)
+    stream = synthetic_trades(21, 900, _unit(options_flow=2.0, dark_pool=0.5), trades_per_session=15)
+    stream = [(replace(trade, symbol=("AMD", "NVDA")[i % 2]), s) for i, (trade, s) in enumerate(stream)]
+    model = EntryModel(params)
+
+    def assert_in_step(model: EntryModel) -> None:
+        strategy = model._strategies["equity"]
+        for scope in strategy.scopes:
+            expected = np.ones(K)
+            for name, multiplier in strategy.multipliers.get(scope, {}).items():
+                expected[INDEX[name]] = multiplier.value
+            assert np.array_equal(strategy.values_of(scope), expected), scope
+
+    changes = learn_all(model, stream[:450])
+    assert_in_step(model)
+    model = EntryModel.from_state(params, orjson.loads(orjson.dumps(model.to_state())))
+    changes += learn_all(model, stream[450:], open_session=stream[449][1])
+    assert_in_step(model)
+    scopes = {change.regime for change in changes}
+    assert "*" in scopes and any(scope.startswith("ticker:") for scope in scopes) and len(scopes) >= 4
+    assert any(change.reason.startswith("daily_settle") for change in changes)
+    last = stream[-1][1]
+    evidence = {("equity", change.component, change.regime): last for change in changes}
+    assert model.decay_stale(last + 100, 1, evidence, idle_sessions=20)
+    assert_in_step(model)
+
+
+def test_the_off_scale_transform_kept_per_strategy_is_the_one_its_scale_makes() -> None:
+    """The map from logged to learned rows that a strategy keeps (set with its scale at each session close and on
+    restore) is _transform of its scale: None while every component is on scale, then that matrix to the bit."""
+    stream = weighted_trades(5, 600, _unit(market_tide=2.5), raw=("market_tide", 30.0))
+    model = EntryModel(LearningParams())
+    learn_all(model, stream[:50])
+    assert model._strategies["equity"].transform is None
+    learn_all(model, stream[50:], open_session=stream[49][1])
+    restored = EntryModel.from_state(model.params, orjson.loads(orjson.dumps(model.to_state())))
+    for strategy in (model._strategies["equity"], restored._strategies["equity"]):
+        assert strategy.scale is not None and strategy.transform is not None
+        assert np.array_equal(strategy.transform, entry_model._transform(strategy.scale))
+
+
+def test_a_scope_whose_multipliers_cannot_move_skips_its_posterior_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A regime or ticker none of whose components in the trade has the samples to move is not fitted: on a
+    per-ticker stream (many thin scopes) that happens often, and the changes, the state and the snapshot are those
+    of a model that fits every scope every trade (the skip disabled at its seam, _may_move)."""
+    params = LearningParams(per_ticker=True, min_effective_samples=50.0, min_component_samples=20.0)
+    stream = synthetic_trades(21, 900, _unit(options_flow=2.0, dark_pool=0.5), trades_per_session=15)
+    symbols = ("AMD", "NVDA", "TSLA", "AAPL", "MSFT", "META")
+    stream = [(replace(trade, symbol=symbols[i % 6]), s) for i, (trade, s) in enumerate(stream)]
+    may_move = entry_model._may_move
+    skipped: list[bool] = []
+
+    def counting(*args: Any) -> bool:
+        result = may_move(*args)
+        skipped.append(not result)
+        return result
+
+    monkeypatch.setattr(entry_model, "_may_move", counting)
+    skipping = EntryModel(params)
+    skipping_changes = learn_all(skipping, stream)
+    monkeypatch.setattr(entry_model, "_may_move", lambda *args: True)
+    fitting = EntryModel(params)
+    fitting_changes = learn_all(fitting, stream)
+    assert sum(skipped) >= 100
+    assert any(change.regime.startswith("ticker:") for change in skipping_changes)
+    assert skipping_changes == fitting_changes
+    assert orjson.dumps(skipping.to_state()) == orjson.dumps(fitting.to_state())
+    assert orjson.dumps(skipping.snapshot()) == orjson.dumps(fitting.snapshot())
