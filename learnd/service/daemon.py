@@ -6,7 +6,6 @@ scheduled jobs, and stops on SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
@@ -139,6 +138,7 @@ async def serve(
     )
     respawn_limit = settings.respawn_after_growth_mib if respawn is not None and respawned is None else 0.0
     grown: list[float] = []  # set (one figure) once the daemon has decided to respawn
+    signals_fd: int | None = None  # set once everything is ready for the respawn
     progress = BackfillProgress("auto")
     try:
         # A change another writer made to the weights file while learnd was stopped (the record says what learnd
@@ -242,21 +242,23 @@ def _signals_kept(fd: int) -> list[int]:
     """The signal numbers the image before this one kept in its pipe (Respawn.signals_fd), which is closed."""
     try:
         os.set_blocking(fd, False)
-        kept = bytearray()
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            kept += chunk
     except OSError as error:
         raise StateError(f"the signals the previous image kept (descriptor {fd}) cannot be read: {error}") from None
+    kept = bytearray()
+    try:
+        while chunk := _read_ready(fd):
+            kept += chunk
     finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        os.close(fd)
     return [signum for signum in kept if signum in _HANDLED_SIGNALS]
+
+
+def _read_ready(fd: int) -> bytes:
+    """What a non-blocking descriptor holds now, up to 4 KiB (b"" when nothing is there or at its end)."""
+    try:
+        return os.read(fd, 4096)
+    except BlockingIOError:
+        return b""
 
 
 async def _respawn_if_grown(

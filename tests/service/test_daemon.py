@@ -38,6 +38,7 @@ from learnd.service.daemon import Respawn, serve
 from learnd.service.daemon import _signals_kept as signals_kept
 from learnd.service.engine import Engine
 from learnd.store.database import Store
+from learnd.store.lock import HomeLock
 
 SOURCES = {
     "attribution": "logs/attribution.jsonl",
@@ -481,6 +482,20 @@ async def test_a_backlog_is_learned_in_steps_that_leave_the_loop_free_between_th
     assert max(steps) <= STEP_LINES, max(steps)
     # The first step may come before the service's first turn.
     assert sum(step > 0 for step in steps) >= 6_000 // STEP_LINES - 1
+
+
+async def test_a_state_error_inside_the_daemon_leaves_serve_as_itself(home: Path) -> None:
+    """An error raised in one of the daemon's tasks (here a service, the seam) leaves serve as that error, in the
+    TaskGroup's ExceptionGroup, after the home is closed: the command line turns it into its exit status (4)."""
+    append_chunks(home, list(record_lines(6, 50)), random.Random(6))
+
+    async def failing(engine: Engine, stop: asyncio.Event) -> None:
+        raise StateError("the store says no")
+
+    with pytest.raises(ExceptionGroup) as raised:
+        await serve(settings_for(home), backfill=True, services=(failing,))
+    assert raised.group_contains(StateError, match="the store says no")
+    assert not (home / "state" / "learnd.lock").exists() or HomeLock(home / "state" / "learnd.lock").holder() is None
 
 
 class EventLog:
