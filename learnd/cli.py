@@ -225,7 +225,9 @@ def _settings(args: argparse.Namespace, *, logs: bool = True, **overrides: Any) 
 def _run(args: argparse.Namespace) -> int:
     """Run the daemon on the home: tail every source, learn, commit, export, run the scheduled jobs.
 
-    Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home.
+    Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home. Once
+    the start-up is caught up, a daemon that history, a backlog or the job catch-up grew by more than
+    respawn_after_growth_mib executes itself afresh (same pid and home lock) to idle at its starting size.
     """
     from learnd.service.memory import keep_large_blocks_apart
 
