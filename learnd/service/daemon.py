@@ -137,7 +137,7 @@ async def serve(
         respawned=respawned is not None,
     )
     respawn_limit = settings.respawn_after_growth_mib if respawn is not None and respawned is None else 0.0
-    grown: list[float] = []  # set (one figure) once the daemon has decided to respawn
+    respawn_due = asyncio.Event()  # set once the daemon has decided to respawn
     signals_fd: int | None = None  # set once everything is ready for the respawn
     progress = BackfillProgress("auto")
     try:
@@ -185,13 +185,13 @@ async def serve(
                 tasks.create_task(ingest.run(), name="ingest"),
                 tasks.create_task(_guard_export(engine, stop), name="guard_export"),
             ]
-            watchdog = watchdog_service(engine, stop, respawning=lambda: bool(grown))
+            watchdog = watchdog_service(engine, stop, respawning=respawn_due.is_set)
             running.append(tasks.create_task(watchdog, name="watchdog_service"))
             for service in (metrics.service, jobs.service, *services):
                 running.append(tasks.create_task(service(engine, stop), name=getattr(service, "__name__", "service")))
             if respawn_limit > 0.0 and size_at_start is not None:
                 tasks.create_task(
-                    _respawn_if_grown(warm, stop, size_at_start, respawn_limit, grown), name="respawn_check"
+                    _respawn_if_grown(warm, stop, size_at_start, respawn_limit, respawn_due), name="respawn_check"
                 )
             tasks.create_task(_bound_shutdown(stop, settings.shutdown_timeout_s, running), name="shutdown_bound")
         # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
@@ -199,7 +199,7 @@ async def serve(
         # learning_processing_state.json included (the daemon throttles it while running).
         engine.commit(export=False)
         engine.write_exports()
-        signals_fd = await _keep_signals(signalled) if grown else None
+        signals_fd = await _keep_signals(signalled) if respawn_due.is_set() else None
     finally:
         progress.close()
         totals = engine.totals
@@ -262,12 +262,12 @@ def _read_ready(fd: int) -> bytes:
 
 
 async def _respawn_if_grown(
-    warm: asyncio.Event, stop: asyncio.Event, size_at_start: float, limit_mib: float, grown: list[float]
+    warm: asyncio.Event, stop: asyncio.Event, size_at_start: float, limit_mib: float, due: asyncio.Event
 ) -> None:
     """Once the start-up burst is over (after the job catch-up handed its memory back), stop the daemon for a
     respawn if it grew by more than `limit_mib` since the home was opened: what a burst leaves scattered over the
     heap (Python's arenas, the allocator's holes) no release gives back, and a fresh image idles at its starting
-    size. `grown` receives the growth."""
+    size. `due` is set when it does."""
     await _wait_any(warm, stop)
     size = resident_mib()
     if stop.is_set() or size is None:
@@ -277,7 +277,7 @@ async def _respawn_if_grown(
         log.info("start_up_burst_kept", grown_mib=round(growth, 1), limit_mib=limit_mib)
         return
     log.info("respawning", grown_mib=round(growth, 1), limit_mib=limit_mib, resident_mib=round(size, 1))
-    grown.append(growth)
+    due.set()
     stop.set()
 
 
