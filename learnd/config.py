@@ -37,7 +37,9 @@ class LearningParams:
     half_life_sessions: float = 60.0
     z_threshold: float = 2.0
     # Once the components' effects as a whole differ by z_threshold, a strategy-wide multiplier may move on its own
-    # evidence lying this many standard deviations from where it stands (below: noise, held).
+    # evidence lying this many standard deviations from where it stands (below: noise, held); such a move stops at
+    # the near edge of its credible interval at this z (interval_z for a move on stronger evidence or after a change
+    # alarm).
     joint_component_z: float = 1.15
     max_step_per_trade: float = 0.02
     max_step_per_session: float = 0.1

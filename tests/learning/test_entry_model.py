@@ -494,6 +494,29 @@ def weighted_trades(
     return stream
 
 
+@pytest.mark.parametrize(
+    ("scope", "z_current", "is_boosted", "expected"),
+    [
+        (GLOBAL_SCOPE, 1.5, False, 1.15),  # licensed by the joint test alone: stops at joint_component_z
+        (GLOBAL_SCOPE, -2.9, False, 1.15),
+        (GLOBAL_SCOPE, 3.5, False, 1.0),  # its own evidence clears own_z: the interval_z edge
+        (GLOBAL_SCOPE, 1.5, True, 1.0),  # its own change alarm licenses it
+        ("mixed", 1.5, False, 1.0),  # regimes move on z_threshold and stop at interval_z
+    ],
+)
+def test_a_move_only_the_joint_test_licenses_stops_at_the_level_that_licensed_it(
+    scope: str, z_current: float, is_boosted: bool, expected: float
+) -> None:
+    """The near edge a move stops at is the interval at joint_component_z for a strategy-wide move on evidence
+    short of own_z without an alarm, and at interval_z otherwise."""
+    params = LearningParams(interval_z=1.0, joint_component_z=1.15)
+    gate = entry_model._Gate(2.5, 3.0, is_open=True, is_reweighting=True, own_z=3.07)
+    assert entry_model._stop_z(scope, z_current, gate, params, is_boosted=is_boosted) == expected
+    # Never tighter than interval_z: a joint_component_z below it leaves the usual edge.
+    lenient = replace(params, joint_component_z=0.8)
+    assert entry_model._stop_z(scope, z_current, gate, lenient, is_boosted=is_boosted) == 1.0
+
+
 def test_a_change_alarm_comes_for_the_component_that_changed() -> None:
     """dark_pool's edge flips half-way through 6000 trades (others unchanged): its change detector raises an
     alarm within 3 sessions, its multiplier crosses 1 within 5, and no other component raises as many alarms after

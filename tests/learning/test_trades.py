@@ -636,8 +636,8 @@ def test_a_regime_only_edge_shows_in_its_regime_and_nowhere_else(tmp_path: Path)
 
 
 def test_average_components_stay_average_while_planted_edges_move(tmp_path: Path) -> None:
-    """At 500 trades, on eight seeds: at most 3 of the 14 average components move by more than 0.1 (one seed
-    may reach 4: the rule is statistical), no planted edge moves the wrong way, and planted edges do move."""
+    """At 500 trades, on eight seeds: at most 3 of the 14 average components move by more than 0.1, no planted edge
+    moves the wrong way, and planted edges do move."""
     counts = []
     right = 0
     for seed in range(1, 9):
@@ -649,7 +649,7 @@ def test_average_components_stay_average_while_planted_edges_move(tmp_path: Path
         assert all((values[name] - 1.0) * (planted - 1.0) >= 0.0 for name, planted in EDGES.items()), seed
         right += sum((values[name] - 1.0) * (planted - 1.0) > 0.0 for name, planted in EDGES.items())
         shutil.rmtree(home)
-    assert sum(count > 3 for count in counts) <= 1 and max(counts) <= 4, counts
+    assert max(counts) <= 3, counts
     assert right >= 4 * 8, right
 
 
