@@ -141,7 +141,13 @@ class JobRunner:
             if self._longrun is None:
                 self._longrun = load_longrun(store, self.calendar)
             return run_period(
-                store, self.engine.settings, self.calendar, period, self._longrun, should_stop=should_stop
+                store,
+                self.engine.settings,
+                self.calendar,
+                period,
+                self._longrun,
+                records=self._records,
+                should_stop=should_stop,
             )
 
     def close(self) -> None:
@@ -266,6 +272,7 @@ class JobRunner:
     async def _fire(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         try:
             await self.run_all_due_yielding(stop)
+            self._records.clear()  # kept for the periods of one run; the next one is a day away
         finally:
             # Whatever happened, the job stays on the schedule (APScheduler would otherwise drop it silently).
             self._schedule_next(scheduler, job, stop)

@@ -187,3 +187,20 @@ def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> 
     assert cache.decoded("episode", b"a", decode) == (b"a", 4)  # the oldest went at the limit
     cache.clear()
     assert cache.decoded("episode", b"b", decode) == (b"b", 5)
+
+
+def test_the_default_decoded_limit_holds_a_weekly_reports_four_weeks_of_episodes() -> None:
+    """A weekly report reads four weeks of signal episodes again (up to 1,265 on the bench homes): with the default
+    limit, reading them a second time decodes none of them."""
+    calls: list[bytes] = []
+
+    def decode(body: bytes) -> bytes:
+        calls.append(body)
+        return body
+
+    cache = RecordCache()
+    bodies = [str(number).encode() for number in range(1_300)]
+    for _ in range(2):
+        for body in bodies:
+            cache.decoded("episode", body, decode)
+    assert calls == bodies
