@@ -8,9 +8,11 @@ the rest (see service.scheduler).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any, Final
@@ -37,7 +39,9 @@ from learnd.learning.execution import (
     SymbolOutcomes,
     aggregates_from_rows,
     execution_summary,
+    group_counters,
     render_execution,
+    single_row_group_view,
     symbol_outcomes,
 )
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
@@ -58,6 +62,8 @@ from learnd.store.ledger import RecordCache, ledger_records, record_of
 _STOP_CHECK_ROWS: Final = 512
 # Signal patterns need history: the weekly report looks at the last four weeks of episodes and orders.
 _WEEKLY_SIGNAL_WINDOW_DAYS: Final = 28
+# The decoded-row cache's kind for the views of execution groups (EXECUTION_LEARNER's is the rows' counters).
+_EXECUTION_VIEW: Final = "execution_view"
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +288,9 @@ def daily_report_document(
     )
     next_day = calendar.sessions[index + 1]
     report["signals"] = _signals_section(store, settings, start_us, end_us, records, trades=trades)
-    report["execution_quality"] = _execution_section(store, settings, calendar, (session_day, next_day), outcomes)
+    report["execution_quality"] = _execution_section(
+        store, settings, calendar, (session_day, next_day), outcomes, records=records
+    )
     # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
     report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
@@ -337,12 +345,23 @@ def _execution_section(
     calendar: ExchangeCalendar,
     days: tuple[date, date],
     outcomes: Mapping[tuple[str, str], SymbolOutcomes],
+    *,
+    records: RecordCache,
 ) -> dict[str, Any]:
     """Execution quality of the orders dated (exchange time) in [days[0], days[1]): their rows' keys start with the
     day, so the range is read through the primary key."""
-    rows = store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat())
+    rows = list(store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat()))
+    decode = partial(records.decoded, EXECUTION_LEARNER, decode=group_counters)
+    aggregates = aggregates_from_rows(rows, decode)
+    # A day's groups are read again by the weekly reports of four weeks: a group one row holds keeps its view.
+    generations = Counter(decode(body)[0] for _, _, body in rows)
+    views = {
+        group: records.decoded(_EXECUTION_VIEW, body, single_row_group_view)
+        for _, _, body in rows
+        if generations[group := decode(body)[0]] == 1
+    }
     return execution_summary(
-        aggregates_from_rows(rows), outcomes, ExecutionParams.from_settings(settings.execution, calendar.tz)
+        aggregates, outcomes, ExecutionParams.from_settings(settings.execution, calendar.tz), views=views
     )
 
 
@@ -397,6 +416,7 @@ def weekly_report_document(
         calendar,
         (first_day, calendar.sessions[index + 1]),
         _closed_outcomes(store, calendar, index, longrun),
+        records=records,
     )
     return report
 

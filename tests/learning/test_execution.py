@@ -21,7 +21,9 @@ from learnd.learning.execution import (
     aggregates_from_rows,
     exchange_clock,
     execution_summary,
+    group_counters,
     render_execution,
+    single_row_group_view,
     symbol_outcomes,
     time_bucket,
 )
@@ -179,6 +181,45 @@ def test_days_roll_out_of_memory_and_late_orders_start_a_generation() -> None:
     assert learner.open_group_count == 3 * 2 + 1
     assert "2026-03-02|equity|AAPL|close|sell|midday#1" in table
     assert aggregates_from_rows(table.values()) == aggregate_orders([*orders, late], params)
+
+
+def test_kept_group_views_and_decoded_rows_give_the_summary_made_from_the_rows() -> None:
+    """A summary that takes a group one row holds as single_row_group_view of its bytes (kept from an earlier
+    report), and its rows decoded through a cache, is the summary made from the rows alone; a group of two
+    generations is left to the summary; the view is taken as given, not made again."""
+    params = ExecutionParams(retain_days=1)
+    days = ["2026-03-02", "2026-03-03", "2026-03-04"]
+    orders = [
+        order(f"{day}T15:00:00+00:00", action="close_position", symbol=symbol, side="sell", filled_qty=1,
+              filled_avg_price=10.0, slippage_bps=-0.0 if symbol == "MSFT" else 1.5)
+        for day in days
+        for symbol in ("AAPL", "MSFT")
+    ]  # fmt: skip
+    late = order("2026-03-02T15:30:00+00:00", action="close_position", symbol="AAPL", side="sell", filled_qty=1)
+    learner = ExecutionLearner(params)
+    table: dict[str, tuple[str, int, bytes]] = {}
+    for record in [*orders, late]:
+        for row in learner.apply("orders", record).rows:
+            table[row[0]] = row
+    rows = sorted(table.values())
+    outcomes = symbol_outcomes(OUTCOMES)
+    whole = execution_summary(aggregates_from_rows(rows), outcomes, params)
+
+    decoded: dict[bytes, tuple[Any, Counters]] = {}
+
+    def cached(body: bytes) -> tuple[Any, Counters]:
+        return decoded.setdefault(body, group_counters(body))
+
+    groups = [cached(body)[0] for _, _, body in rows]
+    views = {
+        group: single_row_group_view(body) for group, (_, _, body) in zip(groups, rows, strict=True)
+        if groups.count(group) == 1
+    }  # fmt: skip
+    assert len(views) == len(groups) - 2  # the late order's day: two rows of one group
+    kept = execution_summary(aggregates_from_rows(rows, cached), outcomes, params, views=views)
+    assert orjson.dumps(kept) == orjson.dumps(whole)
+    assert all(any(view is row for row in kept["groups"]) for view in views.values())
+    assert aggregates_from_rows(rows, cached) == aggregates_from_rows(rows)
 
 
 order_specs = st.lists(

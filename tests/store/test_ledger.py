@@ -170,8 +170,8 @@ def test_ledger_records_of_another_kind_are_apart(store: Store) -> None:
 
 def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> None:
     """RecordCache.decoded serves the value decoded before for the same kind and bytes, decodes other bytes (or
-    the same bytes of another kind) afresh, lets the oldest go beyond its limit, and forgets everything on
-    clear()."""
+    the same bytes of another kind) afresh, lets the oldest of a kind go beyond the limit (each kind has its own),
+    and forgets everything on clear()."""
     calls: list[bytes] = []
 
     def decode(body: bytes) -> tuple[bytes, int]:
@@ -184,9 +184,12 @@ def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> 
     assert cache.decoded("other", b"a", decode) == (b"a", 2)
     assert cache.decoded("episode", b"b", decode) == (b"b", 3)
     assert calls == [b"a", b"a", b"b"]
-    assert cache.decoded("episode", b"a", decode) == (b"a", 4)  # the oldest went at the limit
+    assert cache.decoded("episode", b"a", decode) is first  # two episodes: within the limit, whatever "other" holds
+    assert cache.decoded("episode", b"c", decode) == (b"c", 4)
+    assert cache.decoded("episode", b"a", decode) == (b"a", 5)  # the oldest episode went at the limit
+    assert cache.decoded("other", b"a", decode) == (b"a", 2)
     cache.clear()
-    assert cache.decoded("episode", b"b", decode) == (b"b", 5)
+    assert cache.decoded("episode", b"b", decode) == (b"b", 6)
 
 
 def test_the_default_decoded_limit_holds_a_weekly_reports_four_weeks_of_episodes() -> None:
