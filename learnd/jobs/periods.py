@@ -8,11 +8,9 @@ the rest (see service.scheduler).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any, Final
@@ -36,12 +34,11 @@ from learnd.jobs.schedule import DAILY, Period, last_session
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import (
     ExecutionParams,
+    GroupRow,
     SymbolOutcomes,
-    aggregates_from_rows,
+    aggregates_of,
     execution_summary,
-    group_counters,
     render_execution,
-    single_row_group_view,
     symbol_outcomes,
 )
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
@@ -62,8 +59,6 @@ from learnd.store.ledger import RecordCache, ledger_records, record_of
 _STOP_CHECK_ROWS: Final = 512
 # Signal patterns need history: the weekly report looks at the last four weeks of episodes and orders.
 _WEEKLY_SIGNAL_WINDOW_DAYS: Final = 28
-# The decoded-row cache's kind for the views of execution groups (EXECUTION_LEARNER's is the rows' counters).
-_EXECUTION_VIEW: Final = "execution_view"
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,16 +345,12 @@ def _execution_section(
 ) -> dict[str, Any]:
     """Execution quality of the orders dated (exchange time) in [days[0], days[1]): their rows' keys start with the
     day, so the range is read through the primary key."""
-    rows = list(store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat()))
-    decode = partial(records.decoded, EXECUTION_LEARNER, decode=group_counters)
-    aggregates = aggregates_from_rows(rows, decode)
-    # A day's groups are read again by the weekly reports of four weeks: a group one row holds keeps its view.
-    generations = Counter(decode(body)[0] for _, _, body in rows)
-    views = {
-        group: records.decoded(_EXECUTION_VIEW, body, single_row_group_view)
-        for _, _, body in rows
-        if generations[group := decode(body)[0]] == 1
-    }
+    # A day's groups are read again by the weekly reports of four weeks: each row is read (and a group one row holds
+    # viewed) once.
+    aggregates, views = aggregates_of(
+        records.decoded(EXECUTION_LEARNER, body, GroupRow)
+        for _, _, body in store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat())
+    )
     return execution_summary(
         aggregates, outcomes, ExecutionParams.from_settings(settings.execution, calendar.tz), views=views
     )

@@ -323,27 +323,59 @@ def _group_key(items: list[str]) -> GroupKey:
     return (items[0], items[1], items[2], items[3], items[4], items[5])
 
 
-# A row's group and what its events added up to (one generation of the group).
-GroupCounters = tuple[GroupKey, Counters]
+def aggregates_from_rows(rows: Iterable[tuple[str, int, bytes]]) -> dict[GroupKey, Counters]:
+    """The store's learner_rows of this learner (key, event_us, body), generations added up per group."""
+    aggregates, _ = aggregates_of(GroupRow(body) for _, _, body in rows)
+    return aggregates
 
 
-def aggregates_from_rows(
-    rows: Iterable[tuple[str, int, bytes]], decode: Callable[[bytes], GroupCounters] | None = None
-) -> dict[GroupKey, Counters]:
-    """The store's learner_rows of this learner (key, event_us, body), generations added up per group. `decode`
-    reads a row's body (group_counters, or a cache of it)."""
-    decode = decode or group_counters
-    totals: dict[GroupKey, Counters] = {}
-    for _, _, body in rows:
-        group, counters = decode(body)
-        totals.setdefault(group, Counters()).merge(counters)
-    return totals
+class GroupRow:
+    """A learner row read for the summaries: its group and counters (one generation of the group), and, made when
+    first asked, those counters added up as a summary adds a group's generations (from zero) with the group's
+    view: what a group one row holds comes to. A function of the row's bytes, so a report job can keep it for
+    the other reports that read the same day; nobody changes it."""
+
+    __slots__ = ("_view", "_whole", "counters", "group")
+
+    def __init__(self, body: bytes) -> None:
+        document = orjson.loads(body)
+        self.group = _group_key(document["group"])
+        self.counters = Counters.from_json(document["counters"])
+        self._whole: Counters | None = None
+        self._view: dict[str, Any] | None = None
+
+    def whole(self) -> Counters:
+        """The group's counters when this row holds all of it."""
+        if self._whole is None:
+            self._whole = Counters()
+            self._whole.merge(self.counters)
+        return self._whole
+
+    def view(self) -> dict[str, Any]:
+        """group_view of the group when this row holds all of it."""
+        if self._view is None:
+            self._view = group_view(self.group, self.whole())
+        return self._view
 
 
-def group_counters(body: bytes) -> GroupCounters:
-    """A learner row's group and counters (never changed by the summaries: they merge into counters of their own)."""
-    document = orjson.loads(body)
-    return _group_key(document["group"]), Counters.from_json(document["counters"])
+def aggregates_of(rows: Iterable[GroupRow]) -> tuple[dict[GroupKey, Counters], dict[GroupKey, dict[str, Any]]]:
+    """Generations added up per group, and the views of the groups one row holds (what execution_summary takes)."""
+    rows = list(rows)
+    generations: dict[GroupKey, int] = {}
+    for row in rows:
+        generations[row.group] = generations.get(row.group, 0) + 1
+    aggregates: dict[GroupKey, Counters] = {}
+    views: dict[GroupKey, dict[str, Any]] = {}
+    for row in rows:
+        if generations[row.group] == 1:
+            aggregates[row.group] = row.whole()
+            views[row.group] = row.view()
+        else:
+            found = aggregates.get(row.group)
+            if found is None:
+                found = aggregates[row.group] = Counters()
+            found.merge(row.counters)
+    return aggregates, views
 
 
 def group_view(group: GroupKey, counters: Counters) -> dict[str, Any]:
@@ -357,15 +389,6 @@ def group_view(group: GroupKey, counters: Counters) -> dict[str, Any]:
         "bucket": group[5],
         **_rates(counters, effective_fills(counters)),
     }
-
-
-def single_row_group_view(body: bytes) -> dict[str, Any]:
-    """group_view of a group that one row holds whole (one generation): a function of the row's bytes, so a report
-    job can keep it for the other reports that read the same day."""
-    group, counters = group_counters(body)
-    whole = Counters()
-    whole.merge(counters)
-    return group_view(group, whole)
 
 
 def aggregate_orders(

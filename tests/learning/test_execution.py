@@ -17,13 +17,13 @@ from learnd.learning.execution import (
     Counters,
     ExecutionLearner,
     ExecutionParams,
+    GroupRow,
     aggregate_orders,
     aggregates_from_rows,
+    aggregates_of,
     exchange_clock,
     execution_summary,
-    group_counters,
     render_execution,
-    single_row_group_view,
     symbol_outcomes,
     time_bucket,
 )
@@ -183,10 +183,10 @@ def test_days_roll_out_of_memory_and_late_orders_start_a_generation() -> None:
     assert aggregates_from_rows(table.values()) == aggregate_orders([*orders, late], params)
 
 
-def test_kept_group_views_and_decoded_rows_give_the_summary_made_from_the_rows() -> None:
-    """A summary that takes a group one row holds as single_row_group_view of its bytes (kept from an earlier
-    report), and its rows decoded through a cache, is the summary made from the rows alone; a group of two
-    generations is left to the summary; the view is taken as given, not made again."""
+def test_kept_group_rows_give_the_summary_made_from_the_rows() -> None:
+    """A summary made from GroupRows kept from an earlier report (each group one row holds taken whole, with its
+    view, made once) is the summary made from the rows alone; a group of two generations is added up afresh; the
+    rows' views are taken as made, not made again."""
     params = ExecutionParams(retain_days=1)
     days = ["2026-03-02", "2026-03-03", "2026-03-04"]
     orders = [
@@ -205,21 +205,16 @@ def test_kept_group_views_and_decoded_rows_give_the_summary_made_from_the_rows()
     outcomes = symbol_outcomes(OUTCOMES)
     whole = execution_summary(aggregates_from_rows(rows), outcomes, params)
 
-    decoded: dict[bytes, tuple[Any, Counters]] = {}
-
-    def cached(body: bytes) -> tuple[Any, Counters]:
-        return decoded.setdefault(body, group_counters(body))
-
-    groups = [cached(body)[0] for _, _, body in rows]
-    views = {
-        group: single_row_group_view(body) for group, (_, _, body) in zip(groups, rows, strict=True)
-        if groups.count(group) == 1
-    }  # fmt: skip
-    assert len(views) == len(groups) - 2  # the late order's day: two rows of one group
-    kept = execution_summary(aggregates_from_rows(rows, cached), outcomes, params, views=views)
-    assert orjson.dumps(kept) == orjson.dumps(whole)
-    assert all(any(view is row for row in kept["groups"]) for view in views.values())
-    assert aggregates_from_rows(rows, cached) == aggregates_from_rows(rows)
+    kept = [GroupRow(body) for _, _, body in rows]
+    aggregates, views = aggregates_of(kept)
+    assert len(views) == len(kept) - 2  # the late order's day: two rows of one group
+    assert aggregates == aggregates_from_rows(rows)
+    first = execution_summary(aggregates, outcomes, params, views=views)
+    aggregates, views = aggregates_of(kept)  # a later report over the same rows
+    again = execution_summary(aggregates, outcomes, params, views=views)
+    assert orjson.dumps(first) == orjson.dumps(again) == orjson.dumps(whole)
+    assert all(any(row.view() is view for view in again["groups"]) for row in kept if row.group in views)
+    assert [row.counters for row in kept] == [GroupRow(body).counters for _, _, body in rows]  # none changed
 
 
 order_specs = st.lists(
