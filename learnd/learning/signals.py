@@ -498,16 +498,19 @@ class _Group:
 
     def view(self) -> dict[str, Any]:
         low, high = wilson_interval(self.trades, self.episodes)
-        stats = mean_interval(self.pnls)
-        wins = sum(1 for pnl in self.pnls if pnl > 0)
+        pnls = self.pnls
+        count = len(pnls)
+        stats = mean_interval(pnls)
+        # mean_interval's mean is this very quotient: taken from it when it has one (two outcomes or more).
+        mean = stats[0] if stats else math.fsum(pnls) / count if count else None
         return {
             "episodes": self.episodes,
             "trades": self.trades,
             "conversion": _round(self.trades / self.episodes) if self.episodes else None,
             "conversion_ci": [_round(low), _round(high)],
-            "outcomes": len(self.pnls),
-            "win_rate": _round(wins / len(self.pnls)) if self.pnls else None,
-            "mean_pnl_pct": _round(math.fsum(self.pnls) / len(self.pnls)) if self.pnls else None,
+            "outcomes": count,
+            "win_rate": _round(len([pnl for pnl in pnls if pnl > 0]) / count) if count else None,
+            "mean_pnl_pct": _round(mean) if mean is not None else None,
             "mean_pnl_pct_ci": [_round(stats[1]), _round(stats[2])] if stats else None,
         }
 
@@ -527,9 +530,16 @@ def signal_summary(
     groups: dict[tuple[str, tuple[str, ...], str], _Group] = {}
     for item in joined:
         episode = item.episode
-        strategies.setdefault(episode.strategy, _Group()).add(item)
+        group = strategies.get(episode.strategy)
+        if group is None:
+            group = strategies[episode.strategy] = _Group()
+        group.add(item)
         for regime in (item.regime, ALL_REGIMES):
-            groups.setdefault((episode.strategy, episode.pattern, regime), _Group()).add(item)
+            key = (episode.strategy, episode.pattern, regime)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group()
+            group.add(item)
 
     baselines = {name: group.view() for name, group in sorted(strategies.items())}
     rows: list[dict[str, Any]] = []
