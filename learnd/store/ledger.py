@@ -37,11 +37,11 @@ class RecordCache:
     the ledger (a week's report reads four weeks the daily reports read already). Rows never change once written,
     so a cached record is always the row's; the oldest entries go beyond `limit`. Other rows the jobs read in
     overlapping windows (a learner's) are kept decoded too, by kind and bytes (`decoded`), the oldest of a kind
-    going beyond `decoded_limit`: a weekly report's four weeks of signal episodes or execution groups, three times
+    going beyond `decoded_limit`: a weekly report's four weeks of signal episodes or execution groups, half again
     over at the bench homes' density (up to 1,265 episodes and 1,400 groups in four weeks; a limit below that serves
     a weekly report none of them), about 2.5 KB of memory an episode and 1.5 KB a group's counters and view."""
 
-    def __init__(self, limit: int = 20_000, decoded_limit: int = 4_096) -> None:
+    def __init__(self, limit: int = 20_000, decoded_limit: int = 2_048) -> None:
         self._limit = limit
         self._decoded_limit = decoded_limit
         self._records: dict[tuple[str, str], Record] = {}
