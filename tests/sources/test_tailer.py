@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.sources.files import KnownFiles
+from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer
 from learnd.sources.tailer import _lines_exceed as lines_exceed
@@ -967,6 +967,157 @@ def test_a_new_file_on_the_old_inode_with_the_same_first_line_is_read_from_its_s
     out = drain(new_tailer(path, checkpoint=committed, window=window))
     assert raws(out) == [BANNER, *names(50, 99)]
     assert not any(line.duplicate for line in out)
+
+
+def write_over(path: Path, data: bytes) -> None:
+    """Truncate the file in place (same inode) and write `data`: the start of a new file on the old inode."""
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data)
+
+
+def banner_file_read_then_stopped(
+    path: Path, new_tailer: TailerFactory, *, reuse_inode: bool
+) -> tuple[Checkpoint, list[int]]:
+    """The torture interleaving: a file that began with the banner is read to its end and the tailer stopped; a new
+    file on the same inode, holding only the banner, is what the restarted tailer first reads."""
+    with BotProcess(path) as bot:
+        bot.write(BANNER + b"\n" + numbered(10, 39))
+    committed, window = read_then_stop(path, new_tailer, FakeClock())
+    assert committed is not None
+    if reuse_inode:
+        path.unlink()
+        if not create_on_freed_inode(path, committed.ino):
+            pytest.skip("this file system did not give a new file the freed inode")
+        append(path, BANNER + b"\n")
+    else:
+        write_over(path, BANNER + b"\n")
+    return committed, window
+
+
+@pytest.mark.parametrize("reuse_inode", [True, False], ids=["freed-inode", "same-inode"])
+def test_a_new_file_on_the_old_inode_first_read_at_its_banner_alone_has_the_banner_held_then_read_as_new(
+    home: Path, new_tailer: TailerFactory, reuse_inode: bool
+) -> None:
+    """The first read of the new file finds only the banner, which the window holds at the old file's start: the run
+    it begins there stops short of the end of what was read, so the banner is held (not handed out, the checkpoint
+    before it) until the next line shows the file is new. Then both come out as new lines."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=reuse_inode)
+    tailer = new_tailer(path, checkpoint=committed, window=window)
+    assert tailer.poll(100) == []
+    held = tailer.checkpoint()
+    assert held is not None and held.offset == 0 and held.window_seq == committed.window_seq
+    assert "rewrite_alignment_held" in [event.event for event in tailer.events]
+    assert Identity(held.fp_hash, held.fp_len) not in tailer.known.read  # a copy of it would be read whole
+    assert tailer.poll(100) == []  # held again, not handed out by a poll that finds nothing new
+    append(path, numbered(50, 52))
+    out = drain(tailer)
+    assert raws(out) == [BANNER, *names(50, 52)]
+    assert not any(line.duplicate for line in out)
+    after = tailer.checkpoint()
+    assert after is not None and after.offset == path.stat().st_size and after.replaced_at_seq == -1
+
+
+def test_a_restart_while_the_banner_is_held_compares_it_again_from_the_same_place(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Stopped while the banner is held: the checkpoint is at 0 and the window lacks the banner, so the restarted
+    tailer compares the file again as it would have, and gives what an uninterrupted tailer gives."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    first = new_tailer(path, checkpoint=committed, window=window)
+    assert first.poll(100) == []
+    held = first.checkpoint()
+    assert held is not None and held.offset == 0 and held.replaced_at_seq >= 0
+    first.close()
+    second = new_tailer(path, checkpoint=held, window=window)
+    assert second.poll(100) == []
+    assert second.checkpoint() == held
+    append(path, numbered(50, 50))
+    out = drain(second)
+    assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-50", False)]
+
+
+def test_a_banner_held_for_good_blocks_nothing_and_is_new_once_its_file_is_rotated_away(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A file that stays at its banner keeps it held (status: the checkpoint at 0, the banner's bytes pending); the
+    next file after a rotation is read as usual, and the drained file's banner, whose run can never reach the end
+    of what was read now, comes out as new before it."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    clock = FakeClock()
+    tailer = new_tailer(path, checkpoint=committed, window=window, clock=clock)
+    assert drain(tailer) == []
+    assert tailer.pending_bytes() == 0
+    os.rename(path, path.with_name(path.name + ".1"))
+    append(path, numbered(60, 61))
+    assert drain(tailer) == []  # the old file's writer may still append: the grace
+    clock.now += GRACE_S + 1
+    out = drain(tailer)
+    assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-60", False), (b"line-61", False)]
+
+
+def test_a_held_banner_whose_file_is_rewritten_again_is_new_and_read_before_the_new_content(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Held, then the file is truncated and rewritten under the tailer: the held run ended where it was read, so the
+    banner is judged as it stands (new) and handed out before what the file holds now."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    tailer = new_tailer(path, checkpoint=committed, window=window)
+    assert tailer.poll(100) == []
+    write_over(path, numbered(70, 71))
+    out = drain(tailer)
+    assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-70", False), (b"line-71", False)]
+
+
+def test_a_held_banner_waits_for_its_next_line_to_be_whole(home: Path, new_tailer: TailerFactory) -> None:
+    """The line after the banner arrives in pieces: the banner stays held until that line has its newline."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    tailer = new_tailer(path, checkpoint=committed, window=window)
+    append(path, b"line-8")
+    assert tailer.poll(100) == []
+    append(path, b"0\n")
+    assert [(line.raw, line.duplicate) for line in tailer.poll(100)] == [(BANNER, False), (b"line-80", False)]
+
+
+def test_an_in_place_rewrite_first_read_mid_run_is_still_a_kept_tail(home: Path, new_tailer: TailerFactory) -> None:
+    """The supervisor keeps the last 6 lines; the first read finds only 3 of them written back: they are held (their
+    run has not reached the end of what was read), then, once the rest is there, all 6 are duplicates and the lines
+    after them new."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 20))
+    tailer = new_tailer(path)
+    assert raws(drain(tailer)) == names(1, 20)
+    write_over(path, numbered(15, 17))
+    assert tailer.poll(100) == []
+    append(path, numbered(18, 22))
+    out = drain(tailer)
+    assert raws(out) == names(15, 22)
+    assert [line.duplicate for line in out] == [True] * 6 + [False] * 2
+
+
+def test_a_kept_tail_told_beyond_the_budget_is_handed_out_within_it(home: Path, new_tailer: TailerFactory) -> None:
+    """The held lines are told only by lines past the poll's budget: a poll hands out no more than its budget, and a
+    restart after it still marks the rest of the kept tail."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 20))
+    first = new_tailer(path)
+    read = drain(first)
+    rewrite_in_place(path, 6)
+    append(path, numbered(21, 21))
+    out = first.poll(2)
+    assert [(line.raw, line.duplicate) for line in out] == [(b"line-15", True), (b"line-16", True)]
+    read += out
+    committed = first.checkpoint()
+    first.close()
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
+    rest = drain(second, max_lines=2)
+    assert raws(rest) == names(17, 21)
+    assert [line.duplicate for line in rest] == [True] * 4 + [False]
 
 
 def test_a_rotated_in_file_that_repeats_the_first_line_is_not_taken_for_a_rewrite(
