@@ -313,6 +313,8 @@ class SourceTailer:
                 # Same content under a new inode (copied or moved back): continue where we were.
                 self._take_identity(current, committed)
                 if opened_stat.st_size >= committed.offset:
+                    if self._rotated is None and _held_when_stopped(committed):
+                        self._begin_alignment(current, late_lines=self._retired_lines)
                     return
                 current.offset = 0
                 current.forget_identity()
@@ -352,6 +354,9 @@ class SourceTailer:
                 self._rotated.drain_deadline = self._clock() + self._grace
                 self._retired = self._rotated
                 self._retired_unnamed = not same_inode
+                if same_inode and _held_when_stopped(committed):
+                    # Stopped while its first lines were held back: they are compared again, in the renamed file.
+                    self._begin_alignment(self._rotated, late_lines=self._retired_lines)
                 self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
                 return same_inode
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
@@ -866,6 +871,12 @@ class SourceTailer:
 
     def _event(self, event: str, **detail: object) -> None:
         self.events.append(TailEvent(self.name, event, detail))
+
+
+def _held_when_stopped(committed: Checkpoint) -> bool:
+    """Whether the checkpoint was taken while its file's first lines were held back (see SourceTailer._after_read):
+    at offset 0 with the identity of what was read, the file still to be compared with the lines read."""
+    return committed.offset == 0 and committed.fp_len > 0 and committed.replaced_at_seq >= 0
 
 
 def _lines_exceed(fd: int, end: int, limit: int) -> bool:

@@ -1039,6 +1039,86 @@ def test_a_restart_while_the_banner_is_held_compares_it_again_from_the_same_plac
     assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-50", False)]
 
 
+def held_then_stopped(path: Path, new_tailer: TailerFactory, *, rewrite: bytes) -> tuple[Checkpoint, list[int]]:
+    """A file read to its end, then rewritten in place to `rewrite`, whose lines the restarted tailer holds back;
+    then stopped again: the checkpoint (held) and the window."""
+    append(path, numbered(1, 20))
+    committed, window = read_then_stop(path, new_tailer, FakeClock())
+    assert committed is not None
+    write_over(path, rewrite)
+    first = new_tailer(path, checkpoint=committed, window=window)
+    assert first.poll(100) == []
+    held = first.checkpoint()
+    assert held is not None and held.offset == 0
+    first.close()
+    return held, window
+
+
+@pytest.mark.parametrize(
+    ("then", "expected"),
+    [(numbered(17, 22), [True] * 4 + [False] * 2), (numbered(17, 17) + b"new\n", [False] * 2)],
+    ids=["kept-tail", "new-file"],
+)
+def test_stopped_while_holding_then_the_file_renamed_its_lines_are_compared_in_the_renamed_file(
+    home: Path, new_tailer: TailerFactory, then: bytes, expected: list[bool]
+) -> None:
+    """A file that begins with a line read 4 lines before the end (a rewrite's kept tail caught half written, or a
+    new file repeating it) is held, then stopped; the file is written on and rotated by rename while stopped: the
+    restarted tailer drains the renamed file comparing it from its start, as an uninterrupted tailer would have."""
+    path = home / "logs" / "orders.jsonl"
+    held, window = held_then_stopped(path, new_tailer, rewrite=numbered(17, 17))
+    write_over(path, then)
+    os.rename(path, path.with_name(path.name + ".1"))
+    append(path, numbered(90, 90))
+    clock = FakeClock()
+    out = drain_past_grace(new_tailer(path, checkpoint=held, window=window, clock=clock), clock)
+    assert raws(out) == [*(then.splitlines()), b"line-90"]
+    assert [line.duplicate for line in out] == [*expected, False]
+
+
+def test_stopped_while_holding_then_the_file_copied_back_under_a_new_inode_is_compared_again(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """The held file copied to a new inode and moved back over the path while stopped: the same content, compared
+    again from its start."""
+    path = home / "logs" / "orders.jsonl"
+    held, window = held_then_stopped(path, new_tailer, rewrite=numbered(18, 19))
+    append(path, numbered(20, 21))
+    copy = path.with_name("copy")
+    shutil.copyfile(path, copy)
+    path.unlink()
+    os.rename(copy, path)
+    out = drain(new_tailer(path, checkpoint=held, window=window))
+    assert raws(out) == names(18, 21)
+    assert [line.duplicate for line in out] == [True] * 3 + [False]
+
+
+def test_stopped_while_holding_then_the_file_rotated_and_compressed_the_copy_is_compared_whole(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Held, stopped; the file is written on, rotated and compressed at once: the copy was never read as far as the
+    store knows (the held file's identity was forgotten), so it is read whole and compared with the lines read."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 20))
+    first = new_tailer(path, known=KnownFiles())
+    window = [line.hash for line in drain(first)]
+    write_over(path, numbered(17, 17))
+    assert first.poll(100) == []
+    held = first.checkpoint()
+    assert held is not None and held.offset == 0
+    read = dict(first.known.read)
+    first.close()
+    append(path, numbered(18, 22))
+    copy_aside(path, compressed=True)
+    path.unlink()
+    append(path, numbered(90, 90))
+    clock = FakeClock()
+    tailer = new_tailer(path, checkpoint=held, window=window, clock=clock, known=KnownFiles(read))
+    out = drain_past_grace(tailer, clock)
+    assert raws(out) == [*names(17, 22), b"line-90"]
+    assert [line.duplicate for line in out] == [True] * 4 + [False] * 3
+
+
 def test_a_banner_held_for_good_blocks_nothing_and_is_new_once_its_file_is_rotated_away(
     home: Path, new_tailer: TailerFactory
 ) -> None:
