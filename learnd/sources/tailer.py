@@ -692,18 +692,21 @@ class SourceTailer:
         True when it stopped because the current file was truncated or rewritten under it (nothing of that read
         is handed out); the caller checks the file again.
         """
+        step = budget
         while True:
             offset = opened.offset
-            changed = self._read_some(opened, lines, budget, size, final=final)
+            changed = self._read_some(opened, lines, step, size, final=final, hand_out=budget)
             if changed or not self._held or opened is not self._align_file or opened.offset == offset:
                 return changed
+            step = max(budget, len(self._held))  # in steps as long as what is held: a few comparisons, whatever budget
 
-    def _read_some(self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool) -> bool:
-        """One read of _read's: up to `budget` lines, some perhaps held back."""
+    def _read_some(
+        self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool, hand_out: int
+    ) -> bool:
+        """One read of _read's: up to `budget` lines, some perhaps held back, `hand_out` at most handed out."""
         changed = False
         if budget <= 0:
             return changed
-        wanted_lines = budget
         fd = opened.handle.fileno()
         first_new = len(lines)
         framing = self._framing
@@ -758,7 +761,7 @@ class SourceTailer:
                         lines.append(framing.fragment(opened.key, start + cursor, chunk[cursor:]))
                         opened.offset = size
                     break
-        self._after_read(opened, lines, first_new, wanted_lines)
+        self._after_read(opened, lines, first_new, hand_out)
         return changed
 
     def _finish_overlong(self, opened: _OpenFile, lines: list[Line], size: int) -> bool:

@@ -1180,6 +1180,27 @@ def test_an_in_place_rewrite_first_read_mid_run_is_still_a_kept_tail(home: Path,
     assert [line.duplicate for line in out] == [True] * 6 + [False] * 2
 
 
+def test_a_long_held_run_read_one_line_a_poll_is_told_in_a_few_comparisons(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A kept tail of 900 lines (of a 1000-line window) found half written, then finished, read with a budget of one
+    line: the tailer reads on in steps as long as what it holds (not a line at a time, a comparison each), and
+    hands out one line a poll, every kept line a duplicate."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 1000))
+    tailer = new_tailer(path)
+    assert len(drain(tailer)) == 1000
+    write_over(path, numbered(101, 550))
+    assert tailer.poll(1) == []
+    append(path, numbered(551, 1000) + numbered(1001, 1002))
+    out: list[Line] = []
+    while batch := tailer.poll(1):
+        assert len(batch) == 1
+        out += batch
+    assert raws(out) == names(101, 1002)
+    assert [line.duplicate for line in out] == [True] * 900 + [False] * 2
+
+
 def test_a_kept_tail_told_beyond_the_budget_is_handed_out_within_it(home: Path, new_tailer: TailerFactory) -> None:
     """The held lines are told only by lines past the poll's budget: a poll hands out no more than its budget, and a
     restart after it still marks the rest of the kept tail."""
