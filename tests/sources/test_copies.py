@@ -13,17 +13,9 @@ from tests.bot_process import BotProcess
 from tests.sources.test_tailer import GRACE_S, FakeClock, copy_aside, names, numbered, raws
 
 
-def test_a_copy_never_read_that_was_the_current_files_start_when_seen_is_read_once_that_file_is_truncated(
-    home: Path,
-) -> None:
-    """copytruncate with nothing read yet: the CopyReader looks at the siblings after the tailer took the file's size
-    (empty) and before the truncation, and finds a copy of the current file, whose lines are that file's. After the
-    truncation the copy is the only place they are: it is read whole. (The CopyReader is driven alone here: a tailer
-    reads the current file in the same poll, so this race cannot be laid out in one thread.)"""
-    path = home / "logs" / "orders.jsonl"
-    path.touch()
-    clock = FakeClock()
-    copies = CopyReader(
+def copy_reader(path: Path, clock: FakeClock) -> CopyReader:
+    """A CopyReader of the orders source at `path` that knows no file."""
+    return CopyReader(
         path,
         KnownFiles(),
         source="orders",
@@ -34,6 +26,19 @@ def test_a_copy_never_read_that_was_the_current_files_start_when_seen_is_read_on
         clock=clock,
         event=lambda *_, **__: None,
     )
+
+
+def test_a_copy_never_read_that_was_the_current_files_start_when_seen_is_read_once_that_file_is_truncated(
+    home: Path,
+) -> None:
+    """copytruncate with nothing read yet: the CopyReader looks at the siblings after the tailer took the file's size
+    (empty) and before the truncation, and finds a copy of the current file, whose lines are that file's. After the
+    truncation the copy is the only place they are: it is read whole. (The CopyReader is driven alone here: a tailer
+    reads the current file in the same poll, so this race cannot be laid out in one thread.)"""
+    path = home / "logs" / "orders.jsonl"
+    path.touch()
+    clock = FakeClock()
+    copies = copy_reader(path, clock)
     out: list[Line] = []
     with BotProcess(path) as bot:
         bot.write(numbered(1, 30))
@@ -59,17 +64,7 @@ def read_copy_aside(home: Path, content: bytes, window: list[int], budget: int) 
     path.with_name("orders.jsonl.1").write_bytes(content)
     clock = FakeClock()
     clock.now += GRACE_S + 1
-    copies = CopyReader(
-        path,
-        KnownFiles(),
-        source="orders",
-        max_line_bytes=1 << 20,
-        keep_bytes=4096,
-        grace_s=GRACE_S,
-        rescan_s=1.0,
-        clock=clock,
-        event=lambda *_, **__: None,
-    )
+    copies = copy_reader(path, clock)
     out: list[Line] = []
     try:
         while True:
