@@ -189,7 +189,7 @@ def rewrite_alignments(
             matched += 1
         if matched == overlap and not (ended and start + matched < size):
             starts.append(start)
-        elif late_lines is not None and size - start - matched <= max(late_lines, matched - 1):
+        elif late_lines is not None and _kept_short_of_the_end(size - start - matched, matched, late_lines):
             diverged.append(start)
     if not starts:
         starts = diverged
@@ -198,6 +198,12 @@ def rewrite_alignments(
         # decide ties among repeats; the latest are where a kept tail read twice sits.
         starts = starts[:MAX_ALIGNMENTS_KEPT] + starts[-MAX_ALIGNMENTS_KEPT:]
     return starts
+
+
+def _kept_short_of_the_end(after: int, matched: int, late_lines: int) -> bool:
+    """Whether a run of `matched` lines that stops before the window's end, `after` lines before it, is a kept tail:
+    fewer lines after it than it matched, or no more than the replaced file gave after it was replaced."""
+    return after <= max(late_lines, matched - 1)
 
 
 class KeptTail:
@@ -222,17 +228,23 @@ class KeptTail:
 
     def undecided(self, hashes: Sequence[int]) -> bool:
         """Whether the file's first lines, `hashes`, cannot be told yet: the earliest candidate run matches every one of
-        them but stops short of the window's end. Only the lines after them say whether the run reaches the end (a
-        kept tail: they were read before) or leaves it (a new file that merely begins with lines the window holds,
-        the bot's start-up banner say). The caller holds them back and asks again with the lines after them, or
-        calls marks(..., ended=True) when none will come. Asked only before the first marks."""
+        them but stops short of the window's end, too short to be a kept tail if the file left it there (see
+        rewrite_alignments, `late_lines`). Only the lines after them say whether the run reaches the end (a kept
+        tail: they were read before) or leaves it (a new file that merely begins with lines the window holds, the
+        bot's start-up banner say). The caller holds them back and asks again with the lines after them, or calls
+        marks(..., ended=True) when none will come. Asked only before the first marks."""
         if self.positions is not None or not hashes:
             return False
         starts = rewrite_alignments(self.window, hashes, late_lines=self.late_lines)
         if not starts:
             return False
         start, count = starts[0], len(hashes)
-        return start + count < len(self.window) and self.window[start : start + count] == list(hashes)
+        after = len(self.window) - start - count
+        return (
+            after > 0
+            and not _kept_short_of_the_end(after, count, self.late_lines)
+            and self.window[start : start + count] == list(hashes)
+        )
 
     def begin(self, hashes: Sequence[int], *, ended: bool = False) -> None:
         """Compare the file's first lines, `hashes` (all read so far: the marks may be asked for fewer of them), with
