@@ -196,7 +196,7 @@ class SourceTailer:
             ino=opened.ino,
             fp_hash=opened.fp_hash,
             fp_len=opened.fp_len,
-            offset=self._held[0].offset if self._held and opened is self._align_file else opened.offset,
+            offset=self._handed_out_through(opened),
             size=self.status.size,
             window_seq=self._window_seq,
             replaced_at_seq=self._replaced_at_seq(opened),
@@ -221,8 +221,13 @@ class SourceTailer:
         return self._copies.has_backlog
 
     def pending_bytes(self) -> int:
+        """Bytes of the current file not handed out yet (lines held back included)."""
         opened = self._current
-        return max(0, self.status.size - opened.offset) if opened else 0
+        return max(0, self.status.size - self._handed_out_through(opened)) if opened else 0
+
+    def _handed_out_through(self, opened: _OpenFile) -> int:
+        """The offset after the last line of `opened` handed out: before the lines held back, if any."""
+        return self._held[0].offset if self._held and opened is self._align_file else opened.offset
 
     def poll(self, max_lines: int) -> list[Line]:
         """Up to `max_lines` new complete lines, in file order; an incomplete last line waits for its newline. Lines
