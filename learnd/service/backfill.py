@@ -229,10 +229,15 @@ def _read_history_file(
             keep_bytes=settings.quarantine_keep_bytes,
         )
 
-        def commit() -> None:
+        def commit(*, ended: bool) -> bool:
+            """Apply and commit the batch; False, with nothing done, while the copy's first lines cannot be told yet
+            (see KeptTail.undecided): the lines after them, in a longer batch, tell them. `ended`: the copy's last."""
             nonlocal disk_done, total, known_as, kept
             if kept is not None:
-                marks = kept.marks([line.hash for line in batch])
+                hashes = [line.hash for line in batch]
+                if not ended and kept.undecided(hashes):
+                    return False
+                marks = kept.marks(hashes, ended=ended)
                 batch[:] = [
                     as_duplicate(line) if repeated else line for line, repeated in zip(batch, marks, strict=True)
                 ]
@@ -247,16 +252,22 @@ def _read_history_file(
             disk_done = position
             total += len(batch)
             batch.clear()
+            return True
 
         log.debug("history_file_reading", source=source.name, file=str(found.path), offset=item.start)
+        due = settings.backfill_batch_lines
         for line in reader.lines(final=item.final):
             batch.append(line)
-            if len(batch) >= settings.backfill_batch_lines:
-                commit()
-                if should_stop():
-                    return total  # committed with the file's position: the next backfill resumes there
+            if len(batch) < due:
+                continue
+            if not commit(ended=False):
+                due = 2 * len(batch)  # a window's worth at most, in a few comparisons
+                continue
+            due = settings.backfill_batch_lines
+            if should_stop():
+                return total  # committed with the file's position: the next backfill resumes there
         if batch:
-            commit()
+            commit(ended=True)
         if reader.error:
             log.warning("history_file_unreadable", source=source.name, file=str(found.path), error=reader.error)
     log.debug("history_file_read", source=source.name, file=str(found.path), offset=reader.offset, lines=total)

@@ -268,7 +268,17 @@ class CopyReader:
             pulled.append(line)
         kept = reading.kept
         if kept is not None and pulled:
-            marks = kept.marks([line.hash for line in pulled])
+            hashes = [line.hash for line in pulled]
+            # First lines only a run short of the window's end matches are told by the lines after them: read on
+            # (past the budget, a window's worth at most) until they are, or the copy ends there.
+            while not finished and kept.undecided(hashes):
+                line = next(reading.lines, None)
+                if line is None:
+                    finished = True
+                    break
+                pulled.append(line)
+                hashes.append(line.hash)
+            marks = kept.marks(hashes, ended=finished)
             pulled = [as_duplicate(line) if repeated else line for line, repeated in zip(pulled, marks, strict=True)]
             if kept.finished:
                 reading.kept = None

@@ -136,6 +136,13 @@ class KnownFiles:
         self._changed[identity] = offset
         self._dropped.discard(identity)
 
+    def forget(self, identity: Identity) -> None:
+        """The file known by `identity` counts as not read at all (its first lines were read but held back)."""
+        if identity in self.read:
+            del self.read[identity]
+            self._changed.pop(identity, None)
+            self._dropped.add(identity)
+
     def take_changes(self) -> tuple[dict[Identity, int], set[Identity]]:
         """Identities read (with their offsets) and identities forgotten since the last call."""
         changed, dropped = self._changed, self._dropped

@@ -153,7 +153,9 @@ class LineWindow(Sequence[int]):
         return self._hashes[(self._start + index) % count]
 
 
-def rewrite_alignments(window: Sequence[int], fresh: Sequence[int], *, late_lines: int | None = None) -> list[int]:
+def rewrite_alignments(
+    window: Sequence[int], fresh: Sequence[int], *, late_lines: int | None = None, ended: bool = False
+) -> list[int]:
     """Every place in `window` where a rewritten file's first lines may sit, earliest first; empty when none.
 
     `window` holds the hashes of the last lines read from the source, oldest first; `fresh` the hashes of the
@@ -168,6 +170,9 @@ def rewrite_alignments(window: Sequence[int], fresh: Sequence[int], *, late_line
     the writer added to the old file after the copy was taken (the bot appending while `sed -i` or the supervisor
     worked, or through its old descriptor after a rename-over). A new file that merely begins with a line the window
     holds further back (a start-up banner) matches a short run followed by many lines, and is not taken for a copy.
+
+    With `ended`, `fresh` is all the file will ever give (it was drained, or rewritten under the reader): a run that
+    matches all of it but stops short of the window's end is judged like one that stops matching there.
     """
     if not fresh:
         return []
@@ -182,9 +187,9 @@ def rewrite_alignments(window: Sequence[int], fresh: Sequence[int], *, late_line
         matched = 1
         while matched < overlap and window[start + matched] == fresh[matched]:
             matched += 1
-        if matched == overlap:
+        if matched == overlap and not (ended and start + matched < size):
             starts.append(start)
-        elif late_lines is not None and size - start - matched <= max(late_lines, matched - 1):
+        elif late_lines is not None and _kept_short_of_the_end(size - start - matched, matched, late_lines):
             diverged.append(start)
     if not starts:
         starts = diverged
@@ -193,6 +198,12 @@ def rewrite_alignments(window: Sequence[int], fresh: Sequence[int], *, late_line
         # decide ties among repeats; the latest are where a kept tail read twice sits.
         starts = starts[:MAX_ALIGNMENTS_KEPT] + starts[-MAX_ALIGNMENTS_KEPT:]
     return starts
+
+
+def _kept_short_of_the_end(after: int, matched: int, late_lines: int) -> bool:
+    """Whether a run of `matched` lines that stops before the window's end, `after` lines before it, is a kept tail:
+    fewer lines after it than it matched, or no more than the replaced file gave after it was replaced."""
+    return after <= max(late_lines, matched - 1)
 
 
 class KeptTail:
@@ -215,15 +226,41 @@ class KeptTail:
         self.aligned_at: list[int] = []  # where the earliest candidate began, once the first lines were compared
         self.finished = False
 
-    def marks(self, hashes: Sequence[int]) -> list[bool]:
-        """For each of the next lines, whether it was read before."""
+    def undecided(self, hashes: Sequence[int]) -> bool:
+        """Whether the file's first lines, `hashes`, cannot be told yet: the earliest candidate run matches every one of
+        them but stops short of the window's end, too short to be a kept tail if the file left it there (see
+        rewrite_alignments, `late_lines`). Only the lines after them say whether the run reaches the end (a kept
+        tail: they were read before) or leaves it (a new file that merely begins with lines the window holds, the
+        bot's start-up banner say). The caller holds them back and asks again with the lines after them, or calls
+        marks(..., ended=True) when none will come. Asked only before the first marks."""
+        if self.positions is not None or not hashes:
+            return False
+        starts = rewrite_alignments(self.window, hashes, late_lines=self.late_lines)
+        if not starts:
+            return False
+        start, count = starts[0], len(hashes)
+        after = len(self.window) - start - count
+        return (
+            after > 0
+            and not _kept_short_of_the_end(after, count, self.late_lines)
+            and self.window[start : start + count] == list(hashes)
+        )
+
+    def begin(self, hashes: Sequence[int], *, ended: bool = False) -> None:
+        """Compare the file's first lines, `hashes` (all read so far: the marks may be asked for fewer of them), with
+        the window: where they may sit; `ended` when the file gives no line after them (see rewrite_alignments)."""
+        if self.positions is None:
+            self.positions = rewrite_alignments(self.window, hashes, late_lines=self.late_lines, ended=ended)
+            self.aligned_at = self.positions[:1]
+
+    def marks(self, hashes: Sequence[int], *, ended: bool = False) -> list[bool]:
+        """For each of the next lines, whether it was read before; `ended` when the file gives no line after them."""
         if self.finished:
             return [False] * len(hashes)
         window = self.window
-        if self.positions is None:
-            self.positions = rewrite_alignments(window, hashes, late_lines=self.late_lines)
-            self.aligned_at = self.positions[:1]
+        self.begin(hashes, ended=ended)
         positions = self.positions
+        assert positions is not None
         size = len(window)
         marks: list[bool] = []
         for value in hashes:

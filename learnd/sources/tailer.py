@@ -166,6 +166,9 @@ class SourceTailer:
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
         self._alignment: KeptTail | None = None
         self._align_file: _OpenFile | None = None
+        # Lines of that file read but not handed out: they match the earliest candidate run, which has not reached
+        # the end of the window yet (see KeptTail.undecided). The checkpoint stays before them.
+        self._held: list[Line] = []
         self.status = TailerStatus()
         # Hold the file from the start, not from the first poll: a rotation in between (a backfill's history read
         # can take minutes) is then seen as one and the renamed file drained, instead of never known at all.
@@ -193,7 +196,7 @@ class SourceTailer:
             ino=opened.ino,
             fp_hash=opened.fp_hash,
             fp_len=opened.fp_len,
-            offset=opened.offset,
+            offset=self._handed_out_through(opened),
             size=self.status.size,
             window_seq=self._window_seq,
             replaced_at_seq=self._replaced_at_seq(opened),
@@ -218,11 +221,17 @@ class SourceTailer:
         return self._copies.has_backlog
 
     def pending_bytes(self) -> int:
+        """Bytes of the current file not handed out yet (lines held back included)."""
         opened = self._current
-        return max(0, self.status.size - opened.offset) if opened else 0
+        return max(0, self.status.size - self._handed_out_through(opened)) if opened else 0
+
+    def _handed_out_through(self, opened: _OpenFile) -> int:
+        """The offset after the last line of `opened` handed out: before the lines held back, if any."""
+        return self._held[0].offset if self._held and opened is self._align_file else opened.offset
 
     def poll(self, max_lines: int) -> list[Line]:
-        """Up to `max_lines` new complete lines, in file order; an incomplete last line waits for its newline."""
+        """Up to `max_lines` new complete lines, in file order; an incomplete last line waits for its newline. Lines
+        held back (see _after_read) come out with the read that tells them, beyond `max_lines`."""
         lines: list[Line] = []
         if self._rotated is not None:
             self._drain_rotated(lines, max_lines)
@@ -267,7 +276,7 @@ class SourceTailer:
         size = stat.st_size
         for _attempt in range(2):
             if size < current.offset or not self._same_start(current) or not self._on_boundary(current):
-                self._reset(current, size)
+                self._reset(current, size, lines)
                 if self._rotated is not None:
                     self._drain_rotated(lines, max_lines)
                     if self._rotated is not None:
@@ -309,6 +318,8 @@ class SourceTailer:
                 # Same content under a new inode (copied or moved back): continue where we were.
                 self._take_identity(current, committed)
                 if opened_stat.st_size >= committed.offset:
+                    if self._rotated is None and _held_when_stopped(committed):
+                        self._begin_alignment(current, late_lines=self._retired_lines)
                     return
                 current.offset = 0
                 current.forget_identity()
@@ -348,6 +359,9 @@ class SourceTailer:
                 self._rotated.drain_deadline = self._clock() + self._grace
                 self._retired = self._rotated
                 self._retired_unnamed = not same_inode
+                if same_inode and _held_when_stopped(committed):
+                    # Stopped while its first lines were held back: they are compared again, in the renamed file.
+                    self._begin_alignment(self._rotated, late_lines=self._retired_lines)
                 self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
                 return same_inode
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
@@ -435,6 +449,7 @@ class SourceTailer:
                 return  # copies older than this file hold older lines: they come first
             size = os.fstat(rotated.handle.fileno()).st_size
             if rotated.fp_len and (size < rotated.offset or not self._same_start(rotated)):
+                self._settle_held(rotated, lines)
                 self._drain_copy_first(rotated)
                 continue
             self._read(rotated, lines, max_lines - len(lines), size, final=False)
@@ -446,6 +461,7 @@ class SourceTailer:
                 self._read(rotated, lines, max_lines - len(lines), size, final=True)
             if rotated.offset < size or self._writer_may_still_append(rotated):
                 return
+            self._settle_held(rotated, lines)  # nothing comes after its last line now
             # Rotated again while this one drained (or waited out its grace): those copies come next, in order.
             self._queue_younger(rotated.dev, rotated.ino)
             self._event("rotated_file_drained", offset=rotated.offset)
@@ -570,10 +586,11 @@ class SourceTailer:
             position = start
         return 0
 
-    def _reset(self, opened: _OpenFile, size: int) -> None:
+    def _reset(self, opened: _OpenFile, size: int, lines: list[Line]) -> None:
         """The file shrank or its start changed under the same inode: truncation, copytruncate or in-place rewrite."""
         kind = "truncated" if size < opened.offset else "rewritten"
         self._event(kind, offset=opened.offset, size=size)
+        self._settle_held(opened, lines)  # what it held ended where it was read
         self._recover_copy(opened)
         self._copies.rescan()  # a copy this did not find (compressed at once, say) is the CopyReader's
         opened.offset = 0
@@ -674,11 +691,24 @@ class SourceTailer:
     # Reading -----------------------------------------------------------------------------------------------
 
     def _read(self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool) -> bool:
-        """Append up to `budget` complete lines from `opened` (between its offset and `size`) to `lines`.
+        """Append up to `budget` complete lines from `opened` (between its offset and `size`) to `lines`; while its
+        first lines are held back (see _after_read), read on: the lines after them tell them.
 
         True when it stopped because the current file was truncated or rewritten under it (nothing of that read
         is handed out); the caller checks the file again.
         """
+        step = budget
+        while True:
+            offset = opened.offset
+            changed = self._read_some(opened, lines, step, size, final=final, hand_out=budget)
+            if changed or not self._held or opened is not self._align_file or opened.offset == offset:
+                return changed
+            step = max(budget, len(self._held))  # in steps as long as what is held: a few comparisons, whatever budget
+
+    def _read_some(
+        self, opened: _OpenFile, lines: list[Line], budget: int, size: int, *, final: bool, hand_out: int
+    ) -> bool:
+        """One read of _read's: up to `budget` lines, some perhaps held back, `hand_out` at most handed out."""
         changed = False
         if budget <= 0:
             return changed
@@ -736,7 +766,7 @@ class SourceTailer:
                         lines.append(framing.fragment(opened.key, start + cursor, chunk[cursor:]))
                         opened.offset = size
                     break
-        self._after_read(opened, lines, first_new)
+        self._after_read(opened, lines, first_new, hand_out)
         return changed
 
     def _finish_overlong(self, opened: _OpenFile, lines: list[Line], size: int) -> bool:
@@ -760,18 +790,51 @@ class SourceTailer:
             opened.overlong_scanned += len(block)
         return False
 
-    def _after_read(self, opened: _OpenFile, lines: list[Line], first_new: int) -> None:
-        """Mark lines a rewrite put back as duplicates, then remember the new lines' hashes."""
-        fresh = lines[first_new:]
-        if not fresh:
+    def _after_read(self, opened: _OpenFile, lines: list[Line], first_new: int, budget: int) -> None:
+        """Mark lines a rewrite put back as duplicates, hold back those that cannot be told yet (after the ones held
+        before; once told, up to `budget` of them are handed out and the rest read again), then remember the hashes
+        of the lines handed out."""
+        if len(lines) == first_new:
             return
         if self._alignment is not None and opened is self._align_file:
-            for index, is_duplicate in enumerate(self._duplicate_marks([line.hash for line in fresh])):
-                if is_duplicate:
-                    lines[first_new + index] = as_duplicate(fresh[index])
-        self._remember(fresh)
+            fresh = self._held + lines[first_new:]
+            hashes = [line.hash for line in fresh]
+            if self._alignment.undecided(hashes):
+                if not self._held:
+                    self._event("rewrite_alignment_held", lines=len(fresh), window=len(self._alignment.window))
+                self._held = fresh
+                del lines[first_new:]
+                if opened.identity is not None:
+                    # Nothing of the file is handed out yet: a copy of it found later is read whole and compared.
+                    self.known.forget(opened.identity)
+                return
+            self._held = []
+            compared = hashes
+            if len(fresh) > budget:
+                # Told by lines beyond the budget: those are read again, and marked then as the comparison says.
+                opened.offset = fresh[budget].offset
+                opened.overlong_from = -1
+                fresh, hashes = fresh[:budget], hashes[:budget]
+            marks = self._duplicate_marks(hashes, compared=compared)
+            lines[first_new:] = [as_duplicate(line) if seen else line for line, seen in zip(fresh, marks, strict=True)]
+        self._hand_out(opened, lines[first_new:])
+
+    def _settle_held(self, opened: _OpenFile, lines: list[Line]) -> None:
+        """`opened` ends where it was read (drained, or truncated or rewritten under us): if it holds lines back, its
+        run is judged as it stands (see rewrite_alignments, `ended`), and they are appended to `lines`."""
+        if not self._held or opened is not self._align_file:
+            return
+        held, self._held = self._held, []
+        marks = self._duplicate_marks([line.hash for line in held], ended=True)
+        settled = [as_duplicate(line) if seen else line for line, seen in zip(held, marks, strict=True)]
+        lines.extend(settled)
+        self._hand_out(opened, settled)
+
+    def _hand_out(self, opened: _OpenFile, lines: list[Line]) -> None:
+        """Remember the hashes of lines of `opened` handed out, and how far the file is read."""
+        self._remember(lines)
         if opened is self._retired:
-            self._retired_lines += len(fresh)
+            self._retired_lines += len(lines)
         self._extend_identity(opened, b"", opened.offset)  # after a last fragment or over-long line too
 
     def _remember(self, lines: list[Line]) -> None:
@@ -795,11 +858,16 @@ class SourceTailer:
         self._remember(lines[first_new:])
         return self._copies.has_backlog
 
-    def _duplicate_marks(self, hashes: list[int]) -> list[bool]:
-        """Which of these lines (the next ones read after a reset or a replacement) were read before it."""
+    def _duplicate_marks(
+        self, hashes: list[int], *, ended: bool = False, compared: list[int] | None = None
+    ) -> list[bool]:
+        """Which of these lines (the next ones read after a reset or a replacement) were read before it; `ended`
+        when the file gives no line after them; `compared`, the lines the first comparison looks at (these and
+        those read after them)."""
         alignment = self._alignment
         assert alignment is not None
         was_open = alignment.positions is None
+        alignment.begin(hashes if compared is None else compared, ended=ended)
         marks = alignment.marks(hashes)
         if was_open and alignment.aligned_at:
             self._event("rewrite_aligned", start=alignment.aligned_at[0], window=len(alignment.window))
@@ -811,6 +879,12 @@ class SourceTailer:
 
     def _event(self, event: str, **detail: object) -> None:
         self.events.append(TailEvent(self.name, event, detail))
+
+
+def _held_when_stopped(committed: Checkpoint) -> bool:
+    """Whether the checkpoint was taken while its file's first lines were held back (see SourceTailer._after_read):
+    at offset 0 with the identity of what was read, the file still to be compared with the lines read."""
+    return committed.offset == 0 and committed.fp_len > 0 and committed.replaced_at_seq >= 0
 
 
 def _lines_exceed(fd: int, end: int, limit: int) -> bool:

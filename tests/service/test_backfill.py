@@ -293,3 +293,38 @@ def test_a_gzip_copy_still_being_written_is_read_up_to_its_end_then_finished_lat
     second = run_backfill(settings, progress="none")
     assert first.history_lines_count + second.history_lines_count == 3000
     assert first.lines_count + second.lines_count == 3001
+
+
+def outcome_counts(settings: Settings, source: str) -> dict[str, int]:
+    store = Store.open(settings.db_path, readonly=True)
+    try:
+        counts: dict[str, int] = {}
+        for (name, outcome, _kind), count in store.line_counts().items():
+            if name == source:
+                counts[outcome] = counts.get(outcome, 0) + count
+        return counts
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("batch_lines", [1, 2000])
+def test_a_copy_never_read_that_begins_with_the_banner_is_read_as_new_whatever_the_batch(
+    tmp_path: Path, template: Path, batch_lines: int
+) -> None:
+    """A bot restarted while learnd was stopped wrote a file that begins with its banner (which the lines read hold
+    at the old file's start) and was rotated away: a backfill reads that copy whole. Its banner is told by the line
+    after it, in the same batch or the next (new: quarantined), never counted as a duplicate."""
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    banner = b"=== bot started ===\n"
+    orders = lines_of(template, "orders")
+    (home / "logs" / "orders.jsonl").write_bytes(banner + b"".join(orders[:-1]))
+    settings = settings_for(home, backfill_batch_lines=batch_lines)
+    run_backfill(settings)
+    before = outcome_counts(settings, "orders")
+    (home / "logs" / "orders.jsonl.1").write_bytes(banner + orders[-1])
+    run_backfill(settings)
+    after = outcome_counts(settings, "orders")
+    assert after.get("duplicate", 0) == before.get("duplicate", 0)
+    assert after["quarantined"] == before["quarantined"] + 1
+    assert sum(after.values()) == sum(before.values()) + 2

@@ -135,6 +135,20 @@ def test_two_files_that_begin_with_the_same_line_are_not_one() -> None:
     assert known.position(prefix_identities(second, final=True)) is None
 
 
+def test_a_file_forgotten_is_not_known_and_the_next_commit_drops_it() -> None:
+    """forget(): the identity is no longer known (a copy of the file is read whole), and the change says so; an
+    identity never known is no change."""
+    first, second = Identity(b"a" * 16, 10), Identity(b"b" * 16, 20)
+    known = KnownFiles({first: 10})
+    known.record(second, 20)
+    known.forget(second)
+    known.forget(first)
+    assert known.read == {}
+    assert known.take_changes() == ({}, {first, second})
+    known.forget(first)
+    assert known.take_changes() == ({}, set())
+
+
 def test_a_copy_that_is_one_short_fragment_is_known_by_all_of_it() -> None:
     """A rotated copy without a complete first line still has an identity (so it is read once); an empty one not."""
     assert identify(b"cut") == Identity(identity_hash(b"cut"), 3)

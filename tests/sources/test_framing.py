@@ -115,3 +115,103 @@ def test_line_window_extended_holds_what_appending_each_would(
             appended.append(value)
         assert list(extended) == list(appended)
     assert list(extended) == list(deque([*first, *(value for batch in batches for value in batch)], maxlen=size))
+
+
+def test_a_run_that_is_all_of_an_ended_file_but_stops_short_of_the_window_end_is_judged_as_diverged() -> None:
+    """With `ended`, the file's lines are all there is: a run matching all of them short of the window's end is a
+    kept tail only as a diverged one would be (fewer lines after it than it matched, or no more than late_lines)."""
+    window = [1, 2, 3, 4, 5, 6]
+    assert rewrite_alignments(window, [1], late_lines=0) == [0]
+    assert rewrite_alignments(window, [1], late_lines=0, ended=True) == []
+    assert rewrite_alignments(window, [1], late_lines=5, ended=True) == [0]
+    assert rewrite_alignments(window, [2, 3, 4], late_lines=0, ended=True) == [1]  # 2 lines after it, 3 matched
+    assert rewrite_alignments(window, [5, 6], ended=True) == [4]  # reaches the end
+
+
+def test_first_lines_are_undecided_while_the_earliest_run_matches_them_all_short_of_the_window_end() -> None:
+    """The banner alone, at the start of the window: undecided. The banner and a new line, lines reaching the end,
+    lines matching nowhere: decided. Once compared, nothing is undecided any more."""
+    window = [9, 1, 2, 3, 4]
+    assert KeptTail(window).undecided([9])
+    assert KeptTail(window).undecided([1, 2])
+    assert not KeptTail(window).undecided([9, 7])
+    assert not KeptTail(window).undecided([3, 4])
+    assert not KeptTail(window).undecided([7])
+    assert not KeptTail(window).undecided([])
+    assert not KeptTail(window, late_lines=3).undecided([9, 7])  # a diverged run: decided, a kept tail of 1
+    kept = KeptTail(window)
+    assert kept.marks([1]) == [True]
+    assert not kept.undecided([1, 2])
+
+
+def test_a_run_long_enough_to_be_a_kept_tail_wherever_it_stops_is_not_undecided() -> None:
+    """Short of the window's end, but with fewer lines after it than it matched, or no more than the replaced file
+    gave after it was replaced: a kept tail whatever comes next, so told at once."""
+    window = [1, 2, 3, 4, 5, 6]
+    assert KeptTail(window).undecided([3, 4])  # 2 lines after it, 2 matched
+    assert not KeptTail(window).undecided([2, 3, 4])  # 2 lines after it, 3 matched
+    assert not KeptTail(window, late_lines=2).undecided([3, 4])  # the 2 lines after it came after the copy
+    assert KeptTail(window, late_lines=2).undecided([2])
+
+
+def test_the_first_comparison_may_look_past_the_lines_marked() -> None:
+    """begin() compares all the lines read; marks() then follows only those handed out, the rest at the next call."""
+    window = [9, 1, 2, 3, 4]
+    kept = KeptTail(window)
+    kept.begin([1, 2, 3, 4, 8])
+    assert kept.marks([1, 2]) == [True, True]
+    assert kept.marks([3, 4, 8]) == [True, True, False]
+    assert kept.finished
+
+
+def marks_read_in_pieces(
+    window: list[int], lines: list[int], cuts: list[int], *, late_lines: int, budget: int
+) -> tuple[list[bool], list[int]]:
+    """What the tailer does: lines read in pieces (at `cuts`), held while undecided, told with what follows, handed
+    out `budget` at most at a time (the rest read again), settled as ended if still held at the file's end. The
+    marks, and the lines in the order handed out."""
+    kept = KeptTail(window, late_lines=late_lines)
+    held: list[int] = []
+    marks: list[bool] = []
+    out: list[int] = []
+    position = 0
+    ends = sorted({*(cut for cut in cuts if 0 < cut < len(lines)), len(lines)})
+    while position < len(lines):
+        end = min(next(cut for cut in ends if cut > position), position + budget)
+        fresh = held + lines[position:end]
+        position = end
+        if kept.undecided(fresh):
+            held = fresh
+            continue
+        held = []
+        kept.begin(fresh)
+        if len(fresh) > budget:
+            position -= len(fresh) - budget
+            fresh = fresh[:budget]
+        marks += kept.marks(fresh)
+        out += fresh
+    if held:
+        marks += kept.marks(held, ended=True)
+        out += held
+    return marks, out
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.integers(0, 12), max_size=10, unique=True),
+    st.lists(st.integers(0, 12), min_size=1, max_size=14),
+    st.lists(st.integers(0, 14), max_size=5),
+    st.integers(0, 3),
+    st.integers(1, 6),
+)
+def test_marks_do_not_depend_on_how_the_file_was_read(
+    window: list[int], lines: list[int], cuts: list[int], late_lines: int, budget: int
+) -> None:
+    """However a file's lines arrive (pieces, budgets), holding the undecided ones gives the marks of one read of
+    the whole file: of it as it ends there when its first lines are still undecided then, else of it read whole.
+    (In a window without repeated lines, where a run can sit in one place only: where it can sit in several, which
+    of them decides may still depend on how far the file was read when its first lines were told.)"""
+    marks, out = marks_read_in_pieces(window, lines, cuts, late_lines=late_lines, budget=budget)
+    assert out == lines
+    ended = KeptTail(window, late_lines=late_lines).undecided(lines)
+    assert marks == KeptTail(window, late_lines=late_lines).marks(lines, ended=ended)

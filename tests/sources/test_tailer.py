@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from learnd.sources.files import KnownFiles
+from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer
 from learnd.sources.tailer import _lines_exceed as lines_exceed
@@ -602,8 +602,9 @@ def test_restart_in_the_middle_of_a_rewritten_tail_keeps_marking_duplicates(
     read = drain(first)
     rewrite_in_place(path, 4)
     append(path, numbered(11, 11))
-    read += first.poll(2)
-    assert [(line.raw, line.duplicate) for line in read[-2:]] == [(b"line-7", True), (b"line-8", True)]
+    out = first.poll(2)  # within the budget, though only the lines past it tell the kept tail
+    assert [(line.raw, line.duplicate) for line in out] == [(b"line-7", True), (b"line-8", True)]
+    read += out
     committed = first.checkpoint()
     first.close()
     second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
@@ -916,6 +917,13 @@ def test_the_old_file_is_followed_through_the_grace_while_a_second_writer_fills_
     assert [line.unterminated for line in out] == [False] * 3 + [True] + [False] * 3
 
 
+def rename_over_a_trimmed_copy(path: Path, keep_last: int) -> None:
+    """`sed -i` or a logrotate script: the last `keep_last` lines written to a temp file renamed over the path."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[-keep_last:]))
+    os.replace(temp, path)
+
+
 def test_a_trimmed_copy_renamed_over_the_path_leaves_the_old_file_drained_through_the_grace(
     home: Path, new_tailer: TailerFactory
 ) -> None:
@@ -929,9 +937,7 @@ def test_a_trimmed_copy_renamed_over_the_path_leaves_the_old_file_drained_throug
         tailer = new_tailer(path, clock=clock)
         assert raws(drain(tailer)) == names(1, 10)
         bot.write(numbered(11, 12))
-        temp = path.with_name("orders.jsonl.tmp")
-        temp.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[-5:]))
-        os.replace(temp, path)
+        rename_over_a_trimmed_copy(path, 5)
         bot.write(numbered(13, 14))
         out = drain(tailer)
         clock.now = GRACE_S / 2
@@ -943,6 +949,27 @@ def test_a_trimmed_copy_renamed_over_the_path_leaves_the_old_file_drained_throug
         out += drain(tailer)
     assert raws(out) == names(11, 15) + names(8, 12) + names(16, 16)
     assert [line.duplicate for line in out] == [False] * 5 + [True] * 5 + [False]
+
+
+def test_a_trimmed_copy_renamed_over_the_path_that_gets_no_line_is_told_without_one(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """The torture's rename-over, the bot writing nothing after it reopens: the copy's run stops short of the end of
+    what was read by the lines the bot gave the old file after the copy, yet is long enough to be a kept tail
+    whatever comes next. Its lines are told at once (duplicates), not held waiting for a line that never comes."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 10))
+    clock = FakeClock()
+    tailer = new_tailer(path, clock=clock)
+    assert len(drain(tailer)) == 10
+    with open(path, "ab") as old_descriptor:
+        rename_over_a_trimmed_copy(path, 5)
+        old_descriptor.write(numbered(11, 12))
+    out = drain_past_grace(tailer, clock)
+    assert raws(out) == names(11, 12) + names(6, 10)
+    assert [line.duplicate for line in out] == [False] * 2 + [True] * 5
+    committed = tailer.checkpoint()
+    assert committed is not None and committed.offset == path.stat().st_size
 
 
 BANNER = b"=== bot started ==="
@@ -967,6 +994,238 @@ def test_a_new_file_on_the_old_inode_with_the_same_first_line_is_read_from_its_s
     out = drain(new_tailer(path, checkpoint=committed, window=window))
     assert raws(out) == [BANNER, *names(50, 99)]
     assert not any(line.duplicate for line in out)
+
+
+def write_over(path: Path, data: bytes) -> None:
+    """Truncate the file in place (same inode) and write `data`: the start of a new file on the old inode."""
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+        handle.write(data)
+
+
+def banner_file_read_then_stopped(
+    path: Path, new_tailer: TailerFactory, *, reuse_inode: bool
+) -> tuple[Checkpoint, list[int]]:
+    """The torture interleaving: a file that began with the banner is read to its end and the tailer stopped; a new
+    file on the same inode, holding only the banner, is what the restarted tailer first reads."""
+    with BotProcess(path) as bot:
+        bot.write(BANNER + b"\n" + numbered(10, 39))
+    committed, window = read_then_stop(path, new_tailer, FakeClock())
+    assert committed is not None
+    if reuse_inode:
+        path.unlink()
+        if not create_on_freed_inode(path, committed.ino):
+            pytest.skip("this file system did not give a new file the freed inode")
+        append(path, BANNER + b"\n")
+    else:
+        write_over(path, BANNER + b"\n")
+    return committed, window
+
+
+@pytest.mark.parametrize("reuse_inode", [True, False], ids=["freed-inode", "same-inode"])
+def test_a_new_file_on_the_old_inode_first_read_at_its_banner_alone_has_the_banner_held_then_read_as_new(
+    home: Path, new_tailer: TailerFactory, reuse_inode: bool
+) -> None:
+    """The first read of the new file finds only the banner, which the window holds at the old file's start: the run
+    it begins there stops short of the end of what was read, so the banner is held (not handed out, the checkpoint
+    before it) until the next line shows the file is new. Then both come out as new lines."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=reuse_inode)
+    tailer = new_tailer(path, checkpoint=committed, window=window)
+    assert tailer.poll(100) == []
+    held = tailer.checkpoint()
+    assert held is not None and held.offset == 0 and held.window_seq == committed.window_seq
+    assert "rewrite_alignment_held" in [event.event for event in tailer.events]
+    assert Identity(held.fp_hash, held.fp_len) not in tailer.known.read  # a copy of it would be read whole
+    assert tailer.poll(100) == []  # held again, not handed out by a poll that finds nothing new
+    append(path, numbered(50, 52))
+    out = drain(tailer)
+    assert raws(out) == [BANNER, *names(50, 52)]
+    assert not any(line.duplicate for line in out)
+    after = tailer.checkpoint()
+    assert after is not None and after.offset == path.stat().st_size and after.replaced_at_seq == -1
+
+
+def test_a_restart_while_the_banner_is_held_compares_it_again_from_the_same_place(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Stopped while the banner is held: the checkpoint is at 0 and the window lacks the banner, so the restarted
+    tailer compares the file again as it would have, and gives what an uninterrupted tailer gives."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    first = new_tailer(path, checkpoint=committed, window=window)
+    assert first.poll(100) == []
+    held = first.checkpoint()
+    assert held is not None and held.offset == 0 and held.replaced_at_seq >= 0
+    first.close()
+    second = new_tailer(path, checkpoint=held, window=window)
+    assert second.poll(100) == []
+    assert second.checkpoint() == held
+    append(path, numbered(50, 50))
+    out = drain(second)
+    assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-50", False)]
+
+
+def held_then_stopped(path: Path, new_tailer: TailerFactory, *, rewrite: bytes) -> tuple[Checkpoint, list[int]]:
+    """A file read to its end, then rewritten in place to `rewrite`, whose lines the restarted tailer holds back;
+    then stopped again: the checkpoint (held) and the window."""
+    append(path, numbered(1, 20))
+    committed, window = read_then_stop(path, new_tailer, FakeClock())
+    assert committed is not None
+    write_over(path, rewrite)
+    first = new_tailer(path, checkpoint=committed, window=window)
+    assert first.poll(100) == []
+    held = first.checkpoint()
+    assert held is not None and held.offset == 0
+    first.close()
+    return held, window
+
+
+@pytest.mark.parametrize(
+    ("then", "expected"),
+    [(numbered(17, 22), [True] * 4 + [False] * 2), (numbered(17, 17) + b"new\n", [False] * 2)],
+    ids=["kept-tail", "new-file"],
+)
+def test_stopped_while_holding_then_the_file_renamed_its_lines_are_compared_in_the_renamed_file(
+    home: Path, new_tailer: TailerFactory, then: bytes, expected: list[bool]
+) -> None:
+    """A file that begins with a line read 4 lines before the end (a rewrite's kept tail caught half written, or a
+    new file repeating it) is held, then stopped; the file is written on and rotated by rename while stopped: the
+    restarted tailer drains the renamed file comparing it from its start, as an uninterrupted tailer would have."""
+    path = home / "logs" / "orders.jsonl"
+    held, window = held_then_stopped(path, new_tailer, rewrite=numbered(17, 17))
+    write_over(path, then)
+    os.rename(path, path.with_name(path.name + ".1"))
+    append(path, numbered(90, 90))
+    clock = FakeClock()
+    out = drain_past_grace(new_tailer(path, checkpoint=held, window=window, clock=clock), clock)
+    assert raws(out) == [*(then.splitlines()), b"line-90"]
+    assert [line.duplicate for line in out] == [*expected, False]
+
+
+def test_stopped_while_holding_then_the_file_copied_back_under_a_new_inode_is_compared_again(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """The held file copied to a new inode and moved back over the path while stopped: the same content, compared
+    again from its start."""
+    path = home / "logs" / "orders.jsonl"
+    held, window = held_then_stopped(path, new_tailer, rewrite=numbered(17, 17))
+    append(path, numbered(18, 21))
+    copy = path.with_name("copy")
+    shutil.copyfile(path, copy)
+    path.unlink()
+    os.rename(copy, path)
+    out = drain(new_tailer(path, checkpoint=held, window=window))
+    assert raws(out) == names(17, 21)
+    assert [line.duplicate for line in out] == [True] * 4 + [False]
+
+
+def test_stopped_while_holding_then_the_file_rotated_and_compressed_the_copy_is_compared_whole(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Held, stopped; the file is written on, rotated and compressed at once: the copy was never read as far as the
+    store knows (the held file's identity was forgotten), so it is read whole and compared with the lines read."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 20))
+    first = new_tailer(path, known=KnownFiles())
+    window = [line.hash for line in drain(first)]
+    write_over(path, numbered(17, 17))
+    assert first.poll(100) == []
+    held = first.checkpoint()
+    assert held is not None and held.offset == 0
+    read = dict(first.known.read)
+    first.close()
+    append(path, numbered(18, 22))
+    copy_aside(path, compressed=True)
+    path.unlink()
+    append(path, numbered(90, 90))
+    clock = FakeClock()
+    tailer = new_tailer(path, checkpoint=held, window=window, clock=clock, known=KnownFiles(read))
+    out = drain_past_grace(tailer, clock)
+    assert raws(out) == [*names(17, 22), b"line-90"]
+    assert [line.duplicate for line in out] == [True] * 4 + [False] * 3
+
+
+def test_a_banner_held_for_good_blocks_nothing_and_is_new_once_its_file_is_rotated_away(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A file that stays at its banner keeps it held (status: the checkpoint at 0, the banner's bytes pending); the
+    next file after a rotation is read as usual, and the drained file's banner, whose run can never reach the end
+    of what was read now, comes out as new before it."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    clock = FakeClock()
+    tailer = new_tailer(path, checkpoint=committed, window=window, clock=clock)
+    assert drain(tailer) == []
+    assert tailer.pending_bytes() == len(BANNER) + 1  # held, not handed out
+    os.rename(path, path.with_name(path.name + ".1"))
+    append(path, numbered(60, 61))
+    assert drain(tailer) == []  # the old file's writer may still append: the grace
+    clock.now += GRACE_S + 1
+    out = drain(tailer)
+    assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-60", False), (b"line-61", False)]
+
+
+def test_a_held_banner_whose_file_is_rewritten_again_is_new_and_read_before_the_new_content(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """Held, then the file is truncated and rewritten under the tailer: the held run ended where it was read, so the
+    banner is judged as it stands (new) and handed out before what the file holds now."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    tailer = new_tailer(path, checkpoint=committed, window=window)
+    assert tailer.poll(100) == []
+    write_over(path, numbered(70, 71))
+    out = drain(tailer)
+    assert [(line.raw, line.duplicate) for line in out] == [(BANNER, False), (b"line-70", False), (b"line-71", False)]
+
+
+def test_a_held_banner_waits_for_its_next_line_to_be_whole(home: Path, new_tailer: TailerFactory) -> None:
+    """The line after the banner arrives in pieces: the banner stays held until that line has its newline."""
+    path = home / "logs" / "orders.jsonl"
+    committed, window = banner_file_read_then_stopped(path, new_tailer, reuse_inode=False)
+    tailer = new_tailer(path, checkpoint=committed, window=window)
+    append(path, b"line-8")
+    assert tailer.poll(100) == []
+    append(path, b"0\n")
+    assert [(line.raw, line.duplicate) for line in tailer.poll(100)] == [(BANNER, False), (b"line-80", False)]
+
+
+def test_an_in_place_rewrite_first_read_mid_run_is_still_a_kept_tail(home: Path, new_tailer: TailerFactory) -> None:
+    """The supervisor keeps the last 6 lines; the first read finds only 3 of them written back: they are held (their
+    run has not reached the end of what was read), then, once the rest is there, all 6 are duplicates and the lines
+    after them new."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 20))
+    tailer = new_tailer(path)
+    assert raws(drain(tailer)) == names(1, 20)
+    write_over(path, numbered(15, 17))
+    assert tailer.poll(100) == []
+    append(path, numbered(18, 22))
+    out = drain(tailer)
+    assert raws(out) == names(15, 22)
+    assert [line.duplicate for line in out] == [True] * 6 + [False] * 2
+
+
+def test_a_long_held_run_read_one_line_a_poll_is_told_in_a_few_comparisons(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """A kept tail of 900 lines (of a 1000-line window) found half written, then finished, read with a budget of one
+    line: the tailer reads on in steps as long as what it holds (not a line at a time, a comparison each), and
+    hands out one line a poll, every kept line a duplicate."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 1000))
+    tailer = new_tailer(path)
+    assert len(drain(tailer)) == 1000
+    write_over(path, numbered(101, 550))
+    assert tailer.poll(1) == []
+    append(path, numbered(551, 1000) + numbered(1001, 1002))
+    out: list[Line] = []
+    while batch := tailer.poll(1):
+        assert len(batch) == 1
+        out += batch
+    assert raws(out) == names(101, 1002)
+    assert [line.duplicate for line in out] == [True] * 900 + [False] * 2
 
 
 def test_a_rotated_in_file_that_repeats_the_first_line_is_not_taken_for_a_rewrite(
