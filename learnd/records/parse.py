@@ -350,7 +350,7 @@ def components_of(raw: object) -> tuple[tuple[tuple[str, float], ...], tuple[str
     # C-level calls when they are the usual in-range floats. Anything else takes the general path below.
     plan = _component_plan(tuple(raw))
     if plan is not None:
-        names, pick, unknown, _ = plan
+        names, pick, unknown = plan
         if not names:
             return (), unknown
         values = pick(tuple(raw.values()))
@@ -383,17 +383,10 @@ def checked_components_of(raw: dict[str, float]) -> tuple[tuple[tuple[str, float
     plan = _component_plan(tuple(raw))
     if plan is None:
         return _components_in_general(raw)
-    names, pick, unknown, last = plan
+    names, pick, unknown = plan
     if not names:
         return (), unknown
-    # The bot repeats a cluster's components candidate after candidate: the pairs of the layout's last values are
-    # reused when the values are equal and none is a zero (0.0 == -0.0, and the sign must stay the line's own).
-    values = tuple(raw.values())
-    if values == last[0] and 0.0 not in values:
-        return last[1], unknown
-    pairs = tuple(zip(names, pick(values), strict=True))
-    last[:] = (values, pairs)
-    return pairs, unknown
+    return tuple(zip(names, pick(tuple(raw.values())), strict=True)), unknown
 
 
 def _components_in_general(raw: dict[str, Any]) -> tuple[tuple[tuple[str, float], ...], tuple[str, ...]]:
@@ -422,8 +415,7 @@ def _components_in_general(raw: dict[str, Any]) -> tuple[tuple[tuple[str, float]
     return tuple(sorted(totals.items())), tuple(sorted(unknown)) if unknown else ()
 
 
-# names, pick, unknown keys, and [values, pairs] of the layout's last line (checked_components_of's reuse).
-_ComponentPlan = tuple[tuple[str, ...], Callable[[tuple[Any, ...]], tuple[Any, ...]], tuple[str, ...], list[Any]]
+_ComponentPlan = tuple[tuple[str, ...], Callable[[tuple[Any, ...]], tuple[Any, ...]], tuple[str, ...]]
 
 
 @lru_cache(maxsize=512)
@@ -451,7 +443,7 @@ def _component_plan(keys: tuple[str, ...]) -> _ComponentPlan | None:
 
     # itemgetter of two or more indices returns a tuple from C; of one, the bare value.
     picker = itemgetter(*indices) if len(indices) > 1 else pick
-    return names, picker, tuple(sorted(unknown)), [None, ()]
+    return names, picker, tuple(sorted(unknown))
 
 
 def _strategy(row: dict[str, Any]) -> str:
