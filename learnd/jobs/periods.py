@@ -34,8 +34,9 @@ from learnd.jobs.schedule import DAILY, Period, last_session
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import (
     ExecutionParams,
+    GroupRow,
     SymbolOutcomes,
-    aggregates_from_rows,
+    aggregates_of,
     execution_summary,
     render_execution,
     symbol_outcomes,
@@ -282,7 +283,9 @@ def daily_report_document(
     )
     next_day = calendar.sessions[index + 1]
     report["signals"] = _signals_section(store, settings, start_us, end_us, records, trades=trades)
-    report["execution_quality"] = _execution_section(store, settings, calendar, (session_day, next_day), outcomes)
+    report["execution_quality"] = _execution_section(
+        store, settings, calendar, (session_day, next_day), outcomes, records=records
+    )
     # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
     report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
@@ -337,12 +340,19 @@ def _execution_section(
     calendar: ExchangeCalendar,
     days: tuple[date, date],
     outcomes: Mapping[tuple[str, str], SymbolOutcomes],
+    *,
+    records: RecordCache,
 ) -> dict[str, Any]:
     """Execution quality of the orders dated (exchange time) in [days[0], days[1]): their rows' keys start with the
     day, so the range is read through the primary key."""
-    rows = store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat())
+    # A day's groups are read again by the weekly reports of four weeks: each row is read (and a group one row holds
+    # viewed) once.
+    aggregates, views = aggregates_of(
+        records.decoded(EXECUTION_LEARNER, body, GroupRow)
+        for _, _, body in store.learner_rows_in_keys(EXECUTION_LEARNER, days[0].isoformat(), days[1].isoformat())
+    )
     return execution_summary(
-        aggregates_from_rows(rows), outcomes, ExecutionParams.from_settings(settings.execution, calendar.tz)
+        aggregates, outcomes, ExecutionParams.from_settings(settings.execution, calendar.tz), views=views
     )
 
 
@@ -397,6 +407,7 @@ def weekly_report_document(
         calendar,
         (first_day, calendar.sessions[index + 1]),
         _closed_outcomes(store, calendar, index, longrun),
+        records=records,
     )
     return report
 

@@ -325,11 +325,70 @@ def _group_key(items: list[str]) -> GroupKey:
 
 def aggregates_from_rows(rows: Iterable[tuple[str, int, bytes]]) -> dict[GroupKey, Counters]:
     """The store's learner_rows of this learner (key, event_us, body), generations added up per group."""
-    totals: dict[GroupKey, Counters] = {}
-    for _, _, body in rows:
+    aggregates, _ = aggregates_of(GroupRow(body) for _, _, body in rows)
+    return aggregates
+
+
+class GroupRow:
+    """A learner row read for the summaries: its group and counters (one generation of the group), and, made when
+    first asked, those counters added up as a summary adds a group's generations (from zero) with the group's
+    view: what a group one row holds comes to. A function of the row's bytes, so a report job can keep it for
+    the other reports that read the same day; nobody changes it."""
+
+    __slots__ = ("_view", "_whole", "counters", "group")
+
+    def __init__(self, body: bytes) -> None:
         document = orjson.loads(body)
-        totals.setdefault(_group_key(document["group"]), Counters()).merge(Counters.from_json(document["counters"]))
-    return totals
+        self.group = _group_key(document["group"])
+        self.counters = Counters.from_json(document["counters"])
+        self._whole: Counters | None = None
+        self._view: dict[str, Any] | None = None
+
+    def whole(self) -> Counters:
+        """The group's counters when this row holds all of it."""
+        if self._whole is None:
+            self._whole = Counters()
+            self._whole.merge(self.counters)
+        return self._whole
+
+    def view(self) -> dict[str, Any]:
+        """group_view of the group when this row holds all of it."""
+        if self._view is None:
+            self._view = group_view(self.group, self.whole())
+        return self._view
+
+
+def aggregates_of(rows: Iterable[GroupRow]) -> tuple[dict[GroupKey, Counters], dict[GroupKey, dict[str, Any]]]:
+    """Generations added up per group, and the views of the groups one row holds (what execution_summary takes)."""
+    rows = list(rows)
+    generations: dict[GroupKey, int] = {}
+    for row in rows:
+        generations[row.group] = generations.get(row.group, 0) + 1
+    aggregates: dict[GroupKey, Counters] = {}
+    views: dict[GroupKey, dict[str, Any]] = {}
+    for row in rows:
+        if generations[row.group] == 1:
+            aggregates[row.group] = row.whole()
+            views[row.group] = row.view()
+        else:
+            found = aggregates.get(row.group)
+            if found is None:
+                found = aggregates[row.group] = Counters()
+            found.merge(row.counters)
+    return aggregates, views
+
+
+def group_view(group: GroupKey, counters: Counters) -> dict[str, Any]:
+    """A group's entry in the summary's `groups`: its key and rates."""
+    return {
+        "day": group[0],
+        "strategy": group[1],
+        "symbol": group[2],
+        "order_type": group[3],
+        "side": group[4],
+        "bucket": group[5],
+        **_rates(counters, effective_fills(counters)),
+    }
 
 
 def aggregate_orders(
@@ -424,33 +483,39 @@ def execution_summary(
     aggregates: Mapping[GroupKey, Counters],
     outcomes: Mapping[tuple[str, str], SymbolOutcomes],
     params: ExecutionParams | None = None,
+    *,
+    views: Mapping[GroupKey, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Rates and slippage per group and per symbol, and the symbols whose execution cost eats a material share
     of their mean trade P&L. Cost per trade is a round trip: twice the mean slippage (bps -> percent of price),
     against the mean pnl_pct of the symbol's closed trades (already net of that cost). A symbol is flagged when
     the share reaches `cost_share_threshold`, or when its trades lose only because of the cost. JSON-able and
-    deterministic."""
+    deterministic. `views` are group_view's of some groups, made before (shared, never changed here)."""
     params = params or ExecutionParams()
-    groups = [
-        {
-            "day": key[0],
-            "strategy": key[1],
-            "symbol": key[2],
-            "order_type": key[3],
-            "side": key[4],
-            "bucket": key[5],
-            **_rates(counters, effective_fills(counters)),
-        }
-        for key, counters in sorted(aggregates.items())
-    ]
+    views = views or {}
+    ordered = sorted(aggregates.items())
+    groups: list[dict[str, Any]] = []
     per_symbol: dict[tuple[str, str], Counters] = {}
     per_bucket: dict[tuple[str, str], Counters] = {}
     fills: dict[tuple[str, str, str], int] = {}
-    for key, counters in sorted(aggregates.items()):
-        per_symbol.setdefault((key[1], key[2]), Counters()).merge(counters)
-        per_bucket.setdefault((key[3], key[5]), Counters()).merge(counters)
-        for scope in (("symbol", key[1], key[2]), ("bucket", key[3], key[5])):
-            fills[scope] = fills.get(scope, 0) + effective_fills(counters)
+    for key, counters in ordered:
+        view = views.get(key)
+        groups.append(view if view is not None else group_view(key, counters))
+        symbol_key = (key[1], key[2])
+        bucket_key = (key[3], key[5])
+        found = per_symbol.get(symbol_key)
+        if found is None:
+            found = per_symbol[symbol_key] = Counters()
+        found.merge(counters)
+        found = per_bucket.get(bucket_key)
+        if found is None:
+            found = per_bucket[bucket_key] = Counters()
+        found.merge(counters)
+        filled = effective_fills(counters)
+        symbol_scope = ("symbol", *symbol_key)
+        bucket_scope = ("bucket", *bucket_key)
+        fills[symbol_scope] = fills.get(symbol_scope, 0) + filled
+        fills[bucket_scope] = fills.get(bucket_scope, 0) + filled
     symbols: list[dict[str, Any]] = []
     for (strategy, symbol), counters in sorted(per_symbol.items()):
         view = {"strategy": strategy, "symbol": symbol, **_rates(counters, fills["symbol", strategy, symbol])}

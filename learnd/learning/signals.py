@@ -396,22 +396,19 @@ def join_episodes(
         if not row.is_partial and row.entry_us is not None:
             closes.setdefault((row.symbol, row.entry_us), row)
 
-    by_symbol: dict[tuple[str, str], list[int]] = {}
+    by_symbol: dict[tuple[str, str], _SymbolEpisodes] = {}
     for index, episode in enumerate(ordered):
-        by_symbol.setdefault((episode.strategy, episode.symbol), []).append(index)
+        found = by_symbol.get((episode.strategy, episode.symbol))
+        if found is None:
+            found = by_symbol[episode.strategy, episode.symbol] = _SymbolEpisodes()
+        found.add(index, episode)
     taken: dict[int, tuple[int, TradeEntry]] = {}
     for at_us, _, entry in timed:
-        best: int | None = None
-        for index in by_symbol.get((entry.strategy, entry.symbol), ()):
-            episode = ordered[index]
-            if index in taken or not episode.first_us <= at_us <= episode.last_us + params.join_window_us:
-                continue
-            if not _directions_agree(episode.direction, entry.direction):
-                continue
-            if best is None or episode.last_us >= ordered[best].last_us:
-                best = index
-        if best is not None:
-            taken[best] = (at_us, entry)
+        symbol_episodes = by_symbol.get((entry.strategy, entry.symbol))
+        if symbol_episodes is not None:
+            best = symbol_episodes.converted_by(ordered, at_us, entry.direction, taken, params.join_window_us)
+            if best is not None:
+                taken[best] = (at_us, entry)
 
     entry_times = [item[0] for item in timed]
     joined: list[JoinedEpisode] = []
@@ -434,6 +431,46 @@ def join_episodes(
             )
         )
     return joined
+
+
+class _SymbolEpisodes:
+    """One (strategy, symbol)'s episodes in join order (by last candidate): an entry looks only at those that can
+    hold its time, found by bisection instead of a walk over all of them."""
+
+    __slots__ = ("indices", "lasts", "span_us")
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+        self.lasts: list[int] = []
+        self.span_us = 0  # the longest last - first of any of them (an episode's first is within it of its last)
+
+    def add(self, index: int, episode: Episode) -> None:
+        self.indices.append(index)
+        self.lasts.append(episode.last_us)
+        self.span_us = max(self.span_us, episode.last_us - episode.first_us)
+
+    def converted_by(
+        self,
+        ordered: list[Episode],
+        at_us: int,
+        direction: str | None,
+        taken: Mapping[int, object],
+        window_us: int,
+    ) -> int | None:
+        """The episode an entry at `at_us` converts: of those not taken whose [first, last + window] holds it and
+        whose direction agrees, the latest-ending (the last in join order)."""
+        # Later in join order than `end`, an episode's first candidate comes after at_us (its last does).
+        end = bisect_right(self.lasts, at_us + self.span_us)
+        for position in range(end - 1, -1, -1):
+            episode = ordered[self.indices[position]]
+            if episode.last_us + window_us < at_us:
+                return None  # and so does every one before it
+            index = self.indices[position]
+            if index in taken or episode.first_us > at_us:
+                continue
+            if _directions_agree(episode.direction, direction):
+                return index
+        return None
 
 
 def _directions_agree(episode_direction: str, entry_direction: str | None) -> bool:
@@ -467,16 +504,19 @@ class _Group:
 
     def view(self) -> dict[str, Any]:
         low, high = wilson_interval(self.trades, self.episodes)
-        stats = mean_interval(self.pnls)
-        wins = sum(1 for pnl in self.pnls if pnl > 0)
+        pnls = self.pnls
+        count = len(pnls)
+        stats = mean_interval(pnls)
+        # mean_interval's mean is this very quotient: taken from it when it has one (two outcomes or more).
+        mean = stats[0] if stats else math.fsum(pnls) / count if count else None
         return {
             "episodes": self.episodes,
             "trades": self.trades,
             "conversion": _round(self.trades / self.episodes) if self.episodes else None,
             "conversion_ci": [_round(low), _round(high)],
-            "outcomes": len(self.pnls),
-            "win_rate": _round(wins / len(self.pnls)) if self.pnls else None,
-            "mean_pnl_pct": _round(math.fsum(self.pnls) / len(self.pnls)) if self.pnls else None,
+            "outcomes": count,
+            "win_rate": _round(len([pnl for pnl in pnls if pnl > 0]) / count) if count else None,
+            "mean_pnl_pct": _round(mean) if mean is not None else None,
             "mean_pnl_pct_ci": [_round(stats[1]), _round(stats[2])] if stats else None,
         }
 
@@ -496,9 +536,16 @@ def signal_summary(
     groups: dict[tuple[str, tuple[str, ...], str], _Group] = {}
     for item in joined:
         episode = item.episode
-        strategies.setdefault(episode.strategy, _Group()).add(item)
+        group = strategies.get(episode.strategy)
+        if group is None:
+            group = strategies[episode.strategy] = _Group()
+        group.add(item)
         for regime in (item.regime, ALL_REGIMES):
-            groups.setdefault((episode.strategy, episode.pattern, regime), _Group()).add(item)
+            key = (episode.strategy, episode.pattern, regime)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Group()
+            group.add(item)
 
     baselines = {name: group.view() for name, group in sorted(strategies.items())}
     rows: list[dict[str, Any]] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache, lru_cache
 from statistics import NormalDist
 from typing import Final
 
@@ -311,7 +312,7 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
     """Wilson score interval of a binomial proportion; (0, 1) when there are no trials."""
     if trials <= 0:
         return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    z = _normal_quantile(confidence)
     p = successes / trials
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
@@ -323,6 +324,14 @@ def wilson_interval(successes: int, trials: int, confidence: float = CONFIDENCE)
     return low, high
 
 
+@cache
+def _normal_quantile(confidence: float) -> float:
+    """The two-sided normal critical value of `confidence` (a report asks for one confidence thousands of times)."""
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+# A report's groups ask for a few hundred distinct degrees of freedom; each is worked out once.
+@lru_cache(maxsize=4_096)
 def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     """Two-sided Student t critical value: Cornish-Fisher expansion of the normal quantile (within 0.5 % for
     df >= 3 at 95 %; df 1 and 2 use their exact 95 % values)."""
@@ -330,7 +339,7 @@ def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
         raise ValueError("t_quantile needs df >= 1")
     if confidence == CONFIDENCE and df <= 2:
         return (12.706204736, 4.302652730)[df - 1]
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    z = _normal_quantile(confidence)
     g1 = (z**3 + z) / 4
     g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
     g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384

@@ -117,6 +117,9 @@ class Engine:
             raise
         self.totals = Totals()
         self._quarantine_journals: dict[str, Journal] = {}
+        # Every quarantine row up to this seq is in its journal (None: not known yet, ask the journals). Rows are only
+        # ever added, with growing seqs, so each sync reads only what came since the last one.
+        self._quarantine_synced_seq: int | None = None
         self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
         self.last_commit_s = 0.0
         self.sync_journals()
@@ -156,6 +159,7 @@ class Engine:
             changed["export_moved"] = [str(settings.signal_weights_path)]
         self.settings = settings
         self.ingestor.settings = settings
+        self._quarantine_synced_seq = None  # the sources' journals may have changed
         for name, source in new_sources.items():
             if name not in self.ingestor.tailers:
                 self.ingestor.add_source(source, start_at_end=False)
@@ -237,12 +241,16 @@ class Engine:
 
     def sync_journals(self) -> None:
         """Append committed quarantine rows and weight changes the journals do not have yet."""
-        rows = self.store.quarantine_rows(self._min_quarantine_seq())
+        synced = self._quarantine_synced_seq
+        if synced is None:
+            synced = self._min_quarantine_seq()
+        rows = self.store.quarantine_rows(synced)
         by_source: dict[str, list[tuple[int, bytes]]] = {}
         for seq, source, body in rows:
             by_source.setdefault(source, []).append((seq, body))
         for source, source_rows in by_source.items():
             self._quarantine_journal(source).append(source_rows)
+        self._quarantine_synced_seq = rows[-1][0] if rows else synced
         self._changes_journal.append(self.store.changes(self._changes_journal.last_seq))
 
     def _quarantine_journal(self, source: str) -> Journal:

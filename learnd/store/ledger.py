@@ -36,15 +36,16 @@ class RecordCache:
     """Records of recently read ledger rows, by kind and key: consecutive job periods read overlapping windows of
     the ledger (a week's report reads four weeks the daily reports read already). Rows never change once written,
     so a cached record is always the row's; the oldest entries go beyond `limit`. Other rows the jobs read in
-    overlapping windows (a learner's) are kept decoded too, by their bytes (`decoded`), the oldest going beyond
-    `decoded_limit`: a weekly report's four weeks of signal episodes at the bench homes' density, about 2.5 KB of
-    memory each."""
+    overlapping windows (a learner's) are kept decoded too, by kind and bytes (`decoded`), the oldest of a kind
+    going beyond `decoded_limit`: a weekly report's four weeks of signal episodes or execution groups, half again
+    over at the bench homes' density (up to 1,265 episodes and 1,400 groups in four weeks; a limit below that serves
+    a weekly report none of them), about 2.5 KB of memory an episode and 1.5 KB a group's counters and view."""
 
-    def __init__(self, limit: int = 20_000, decoded_limit: int = 1_024) -> None:
+    def __init__(self, limit: int = 20_000, decoded_limit: int = 2_048) -> None:
         self._limit = limit
         self._decoded_limit = decoded_limit
         self._records: dict[tuple[str, str], Record] = {}
-        self._decoded: dict[tuple[str, bytes], object] = {}
+        self._decoded: dict[str, dict[bytes, object]] = {}
 
     def record_of(self, row: LedgerRow) -> Record:
         found = self._records.get((row.kind, row.key))
@@ -62,11 +63,14 @@ class RecordCache:
     def decoded(self, kind: str, body: bytes, decode: Callable[[bytes], _Decoded]) -> _Decoded:
         """decode(body), kept under (kind, body): the same bytes decode to the same value, so any row holding them
         is served. One `decode` per kind, returning values nobody changes."""
-        found = self._decoded.get((kind, body))
+        kept = self._decoded.get(kind)
+        if kept is None:
+            kept = self._decoded[kind] = {}
+        found = kept.get(body)
         if found is None:
-            found = self._decoded[kind, body] = decode(body)
-            if len(self._decoded) > self._decoded_limit:
-                del self._decoded[next(iter(self._decoded))]
+            found = kept[body] = decode(body)
+            if len(kept) > self._decoded_limit:
+                del kept[next(iter(kept))]
         return cast(_Decoded, found)
 
     def clear(self) -> None:

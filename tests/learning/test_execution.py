@@ -17,8 +17,10 @@ from learnd.learning.execution import (
     Counters,
     ExecutionLearner,
     ExecutionParams,
+    GroupRow,
     aggregate_orders,
     aggregates_from_rows,
+    aggregates_of,
     exchange_clock,
     execution_summary,
     render_execution,
@@ -160,25 +162,60 @@ def test_learner_rows_upsert_to_the_direct_aggregate() -> None:
     assert aggregates_from_rows(table.values()) == aggregate_orders(hand_log(), LOOSE)
 
 
+def closes_with_a_late_one(days: list[str], slippage_bps: dict[str, float]) -> list[OrderRecord]:
+    """A close per day and symbol (of `slippage_bps`, with its slippage), then a late one for the first day's AAPL."""
+    orders = [
+        order(f"{day}T15:00:00+00:00", action="close_position", symbol=symbol, side="sell", filled_qty=1,
+              filled_avg_price=10.0, slippage_bps=slippage)
+        for day in days
+        for symbol, slippage in slippage_bps.items()
+    ]  # fmt: skip
+    late = order(f"{days[0]}T15:30:00+00:00", action="close_position", symbol="AAPL", side="sell", filled_qty=1)
+    return [*orders, late]
+
+
+def learner_table(learner: ExecutionLearner, orders: list[OrderRecord]) -> dict[str, tuple[str, int, bytes]]:
+    """The learner's rows after `orders`, upserted by key as the store keeps them."""
+    table: dict[str, tuple[str, int, bytes]] = {}
+    for record in orders:
+        for row in learner.apply("orders", record).rows:
+            table[row[0]] = row
+    return table
+
+
 def test_days_roll_out_of_memory_and_late_orders_start_a_generation() -> None:
     """Only the latest days stay in memory; a late order for a day let go counts in a new row, never overwriting."""
     params = ExecutionParams(retain_days=1)
-    days = ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
-    orders = [
-        order(f"{day}T15:00:00+00:00", action="close_position", symbol=symbol, side="sell", filled_qty=1,
-              filled_avg_price=10.0, slippage_bps=1.0)
-        for day in days
-        for symbol in ("AAPL", "MSFT", "AMD")
-    ]  # fmt: skip
-    late = order("2026-03-02T15:30:00+00:00", action="close_position", symbol="AAPL", side="sell", filled_qty=1)
+    orders = closes_with_a_late_one(
+        ["2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"], {"AAPL": 1.0, "MSFT": 1.0, "AMD": 1.0}
+    )
     learner = ExecutionLearner(params)
-    table: dict[str, tuple[str, int, bytes]] = {}
-    for record in [*orders, late]:
-        for row in learner.apply("orders", record).rows:
-            table[row[0]] = row
+    table = learner_table(learner, orders)
     assert learner.open_group_count == 3 * 2 + 1
     assert "2026-03-02|equity|AAPL|close|sell|midday#1" in table
-    assert aggregates_from_rows(table.values()) == aggregate_orders([*orders, late], params)
+    assert aggregates_from_rows(table.values()) == aggregate_orders(orders, params)
+
+
+def test_kept_group_rows_give_the_summary_made_from_the_rows() -> None:
+    """A summary made from GroupRows kept from an earlier report (each group one row holds taken whole, with its
+    view, made once) is the summary made from the rows alone; a group of two generations is added up afresh; the
+    rows' views are taken as made, not made again."""
+    params = ExecutionParams(retain_days=1)
+    orders = closes_with_a_late_one(["2026-03-02", "2026-03-03", "2026-03-04"], {"AAPL": 1.5, "MSFT": -0.0})
+    rows = sorted(learner_table(ExecutionLearner(params), orders).values())
+    outcomes = symbol_outcomes(OUTCOMES)
+    whole = execution_summary(aggregates_from_rows(rows), outcomes, params)
+
+    kept = [GroupRow(body) for _, _, body in rows]
+    aggregates, views = aggregates_of(kept)
+    assert len(views) == len(kept) - 2  # the late order's day: two rows of one group
+    assert aggregates == aggregates_from_rows(rows)
+    first = execution_summary(aggregates, outcomes, params, views=views)
+    aggregates, views = aggregates_of(kept)  # a later report over the same rows
+    again = execution_summary(aggregates, outcomes, params, views=views)
+    assert orjson.dumps(first) == orjson.dumps(again) == orjson.dumps(whole)
+    assert all(any(row.view() is view for view in again["groups"]) for row in kept if row.group in views)
+    assert [row.counters for row in kept] == [GroupRow(body).counters for _, _, body in rows]  # none changed
 
 
 order_specs = st.lists(

@@ -335,6 +335,75 @@ def test_join_attributes_an_entry_to_one_episode_and_respects_direction() -> Non
     assert [item.episode.first_us for item in joined if item.converted] == [T0 + 8 * MINUTE]
 
 
+def _converted_by_every_episode(
+    episodes: list[Episode], entries: list[TradeEntry], params: SignalParams
+) -> list[str | None]:
+    """The join's rule walked over every episode of the symbol for each entry (what join_episodes must equal): per
+    episode in join order, the key of the entry that converts it."""
+    ordered = sorted(episodes, key=lambda item: (item.last_us, item.key))
+    taken: dict[int, TradeEntry] = {}
+    for item in sorted(entries, key=lambda found: (signal_learner.entry_time_us(found), found.key)):
+        at_us = signal_learner.entry_time_us(item)
+        best: int | None = None
+        for index, candidate in enumerate(ordered):
+            if (candidate.strategy, candidate.symbol) != (item.strategy, item.symbol) or index in taken:
+                continue
+            if not candidate.first_us <= at_us <= candidate.last_us + params.join_window_us:
+                continue
+            agree = item.direction is None or candidate.direction == signal_learner.UNKNOWN_DIRECTION
+            if not agree and candidate.direction.casefold() != (item.direction or "").casefold():
+                continue
+            if best is None or candidate.last_us >= ordered[best].last_us:
+                best = index
+        if best is not None:
+            taken[best] = item
+    return [taken[index].key if index in taken else None for index in range(len(ordered))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["AMD", "NVDA"]),
+            st.sampled_from(["bullish", "bearish", signal_learner.UNKNOWN_DIRECTION]),
+            st.integers(0, 60),
+            st.integers(0, 30),
+        ),
+        max_size=25,
+    ),
+    st.lists(
+        st.tuples(st.sampled_from(["AMD", "NVDA"]), st.sampled_from(["bullish", "BEARISH"]), st.integers(0, 100)),
+        max_size=12,
+    ),
+    st.integers(0, 15),
+)
+def test_join_converts_what_a_walk_over_every_episode_converts(
+    shapes: list[tuple[str, str, int, int]], entered: list[tuple[str, str, int]], window_minutes: int
+) -> None:
+    """Each entry looks only at the episodes that can hold its time (by bisection), and converts the same one a
+    walk over all of its symbol's episodes would: the latest-ending free one whose span and direction fit."""
+    params = SignalParams(join_window_us=window_minutes * MINUTE)
+    episodes = [
+        Episode(
+            "equity",
+            symbol,
+            direction,
+            T0 + start * MINUTE,
+            T0 + (start + length) * MINUTE,
+            1,
+            1,
+            1.0,
+            1.0,
+            (),
+            (f"p{number}",),
+        )
+        for number, (symbol, direction, start, length) in enumerate(shapes)
+    ]
+    entries = [entry(symbol, T0 + at * MINUTE, direction=direction) for symbol, direction, at in entered]
+    joined = join_episodes(episodes, entries, [], params)
+    assert [item.entry_key for item in joined] == _converted_by_every_episode(episodes, entries, params)
+
+
 def test_summary_is_deterministic_and_suggests_only_beyond_the_bound() -> None:
     """Input order does not matter; a pattern is suggested only when its interval excludes the strategy average."""
     params = SignalParams(min_episodes=20, min_outcomes=10)

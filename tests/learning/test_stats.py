@@ -10,6 +10,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -347,6 +348,27 @@ def test_t_quantile_is_within_its_documented_accuracy_of_scipy() -> None:
         assert t_quantile(df) == pytest.approx(float(scipy.stats.t.ppf(0.975, df)), rel=T_QUANTILE_REL, abs=0.0)
 
 
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_quantiles_asked_again_are_the_values_worked_out_from_the_normal_quantile(confidence: float) -> None:
+    """t_quantile and wilson_interval keep what they worked out (a report asks for the same ones thousands of
+    times): asked again, or at another confidence between, they give the very floats the formulas give."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    for df in (3, 7, 40):
+        expansion = (
+            z
+            + (z**3 + z) / 4 / df
+            + (5 * z**5 + 16 * z**3 + 3 * z) / 96 / df**2
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384 / df**3
+            + (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160 / df**4
+        )
+        assert t_quantile(df, confidence) == t_quantile(df, confidence) == pytest.approx(expansion, rel=1e-15)
+    centre = (0.3 + z * z / 20) / (1 + z * z / 10)
+    half = z * math.sqrt(0.3 * 0.7 / 10 + z * z / 400) / (1 + z * z / 10)
+    assert wilson_interval(3, 10, confidence) == (centre - half, centre + half)
+    t_quantile(5, 0.8)
+    assert wilson_interval(3, 10, confidence) == (centre - half, centre + half)
+
+
 def test_t_quantile_refuses_no_degrees_of_freedom() -> None:
     with pytest.raises(ValueError, match="df >= 1"):
         t_quantile(0)
@@ -387,7 +409,17 @@ def test_stats_imports_only_the_standard_library_and_numpy() -> None:
     tree = ast.parse(Path(stats.__file__).read_text())
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    allowed = {"__future__", "math", "statistics", "collections.abc", "dataclasses", "typing", "numpy", "numpy.typing"}
+    allowed = {
+        "__future__",
+        "math",
+        "statistics",
+        "collections.abc",
+        "dataclasses",
+        "functools",
+        "typing",
+        "numpy",
+        "numpy.typing",
+    }
     assert imported <= allowed
 
 

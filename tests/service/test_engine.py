@@ -382,3 +382,38 @@ def test_a_reload_that_moves_the_export_leaves_the_old_file_alone(home: Path) ->
         assert after.signal_weights_path.read_bytes() != b"{}"
     finally:
         engine.close()
+
+
+def test_quarantine_journals_read_only_the_rows_committed_since_the_last_sync(
+    home: Path, open_engine: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source with no quarantined line keeps its journal at seq 0, yet a commit after the first reads the store's
+    quarantine from the last row synced, not from the start; each bad line reaches its journal once."""
+    log = home / "logs" / "attribution.jsonl"
+    append(log, trades(0, 2))
+    with open(log, "ab") as handle:
+        handle.write(b"not json\n")
+    settings = build_settings(home, sources=(ATTRIBUTION, EXIT))
+    engine = open_engine(settings)
+    engine.poll(100)
+    engine.commit()
+    asked: list[int] = []
+    read = engine.store.quarantine_rows
+
+    def quarantine_rows(after_seq: int) -> list[tuple[int, str, bytes]]:
+        asked.append(after_seq)
+        return read(after_seq)
+
+    monkeypatch.setattr(engine.store, "quarantine_rows", quarantine_rows)
+    with open(log, "ab") as handle:
+        handle.write(b"still not json\n")
+    engine.poll(100)
+    engine.commit()
+    append(log, trades(2, 1))
+    engine.poll(100)
+    engine.commit()
+
+    quarantine = settings.quarantine_dir / "attribution.jsonl"
+    assert [orjson.loads(line)["seq"] for line in quarantine.read_bytes().splitlines()] == [1, 2]
+    assert asked == [1, 2]
+    assert not (settings.quarantine_dir / "exit.jsonl").exists()

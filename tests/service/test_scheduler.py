@@ -5,6 +5,7 @@ The wall clock is the one seam faked here (JobRunner's `clock`): everything else
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -23,6 +25,7 @@ from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
 from learnd.jobs.schedule import DAILY, WEEKLY
 from learnd.records.parse import parse_event_us
+from learnd.service import scheduler
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
 from learnd.service.scheduler import JobRunner, replay_history
@@ -214,6 +217,37 @@ def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_pat
     assert heard == [(done, ran) for done in range(ran + 1)]
     levels = [entry["log_level"] for entry in logs if entry["event"] == "job_ran"]
     assert levels == ["debug"] * ran + ["info"]
+
+
+def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up's periods run with the cyclic collector's first threshold raised (their reports' many short-lived
+    containers form no cycles); the thresholds in force before are back after it, and after a failure inside."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(trade_row("2026-11-16T15:00:00+00:00", "a"))
+    settings = settings_for(home)
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    period_of = scheduler.execute_period
+
+    def execute_period(*args: Any, **options: Any) -> str:
+        seen.append(gc.get_threshold())
+        return period_of(*args, **options)
+
+    monkeypatch.setattr(scheduler, "execute_period", execute_period)
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        assert replay_history(engine, calendar_for(settings), datetime(2026, 11, 18, 22, 0, tzinfo=UTC)) == 3
+    finally:
+        engine.close()
+    assert seen == [(10_000, *before[1:])] * 3
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), scheduler.collecting_garbage_less_often():
+        raise RuntimeError
+    assert gc.get_threshold() == before
 
 
 def test_a_failing_job_is_counted_and_the_daemon_keeps_learning(tmp_path: Path) -> None:

@@ -170,8 +170,8 @@ def test_ledger_records_of_another_kind_are_apart(store: Store) -> None:
 
 def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> None:
     """RecordCache.decoded serves the value decoded before for the same kind and bytes, decodes other bytes (or
-    the same bytes of another kind) afresh, lets the oldest go beyond its limit, and forgets everything on
-    clear()."""
+    the same bytes of another kind) afresh, lets the oldest of a kind go beyond the limit (each kind has its own),
+    and forgets everything on clear()."""
     calls: list[bytes] = []
 
     def decode(body: bytes) -> tuple[bytes, int]:
@@ -184,6 +184,26 @@ def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> 
     assert cache.decoded("other", b"a", decode) == (b"a", 2)
     assert cache.decoded("episode", b"b", decode) == (b"b", 3)
     assert calls == [b"a", b"a", b"b"]
-    assert cache.decoded("episode", b"a", decode) == (b"a", 4)  # the oldest went at the limit
+    assert cache.decoded("episode", b"a", decode) is first  # two episodes: within the limit, whatever "other" holds
+    assert cache.decoded("episode", b"c", decode) == (b"c", 4)
+    assert cache.decoded("episode", b"a", decode) == (b"a", 5)  # the oldest episode went at the limit
+    assert cache.decoded("other", b"a", decode) == (b"a", 2)
     cache.clear()
-    assert cache.decoded("episode", b"b", decode) == (b"b", 5)
+    assert cache.decoded("episode", b"b", decode) == (b"b", 6)
+
+
+def test_the_default_decoded_limit_holds_a_weekly_reports_four_weeks_of_episodes() -> None:
+    """A weekly report reads four weeks of signal episodes again (up to 1,265 on the bench homes): with the default
+    limit, reading them a second time decodes none of them."""
+    calls: list[bytes] = []
+
+    def decode(body: bytes) -> bytes:
+        calls.append(body)
+        return body
+
+    cache = RecordCache()
+    bodies = [str(number).encode() for number in range(1_300)]
+    for _ in range(2):
+        for body in bodies:
+            cache.decoded("episode", body, decode)
+    assert calls == bodies
