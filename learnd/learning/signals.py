@@ -127,24 +127,30 @@ class _OpenEpisode:
 
     def add(self, record: SignalRecord) -> None:
         event_us = record.event_us
-        self.first_us = min(self.first_us, event_us)
-        self.last_us = max(self.last_us, event_us)
+        # Comparisons rather than min and max calls (this runs for every candidate); first_us <= last_us.
+        if event_us > self.last_us:
+            self.last_us = event_us
+        elif event_us < self.first_us:
+            self.first_us = event_us
         self.count += 1
         score = record.composite_score
         if score is not None:
             self.scored_count += 1
             self.score_sum += score
-            # max keeps the first of equal values (0.0 before -0.0), as before.
-            self.peak_score = score if self.peak_score is None else max(self.peak_score, score)
+            # The first of equal values stays (0.0 before -0.0), as max would keep it; a score is never NaN.
+            if self.peak_score is None or score > self.peak_score:
+                self.peak_score = score
         totals = self.totals
         for name, value in record.components:
-            pair = totals.get(name)
-            if pair is None:
+            try:
+                pair = totals[name]
+            except KeyError:
                 # 0.0 + value, as a sum starting from zero would be (-0.0 becomes 0.0).
                 totals[name] = [0.0 + value, abs(value)]
-            else:
-                pair[0] += value
-                pair[1] += abs(value)
+                continue
+            pair[0] += value
+            # abs(value) but for -0.0 as 0.0 (its negation): adding either to a sum that is not -0.0 gives the same.
+            pair[1] += value if value > 0.0 else -value
 
     def freeze(self, pattern_size: int, *, is_open: bool) -> Episode:
         # A candidate without a component contributed nothing to it: means are over every candidate.

@@ -241,15 +241,27 @@ class Ingestor:
         query finds which of their keys the store already holds, instead of one query a record; any other source's
         lines are applied as they are read (holding a poll's records costs more than it saves there)."""
         if source.kind not in _LEDGER_SOURCE_KINDS:
-            for line in lines:
-                record = self._record_of(source, line)
-                if type(record) in LEDGER_KINDS:  # not from these kinds today; looked up alone if ever
-                    self._stored_keys = self._keys_in_store([record])
-                self._apply(source, line, record)
+            self._process_as_read(source, lines)
             return
         records = [self._record_of(source, line) for line in lines]
         self._stored_keys = self._keys_in_store(records)
         for line, record in zip(lines, records, strict=True):
+            self._apply(source, line, record)
+
+    def _process_as_read(self, source: SourceSettings, lines: Sequence[Line]) -> None:
+        """Lines of a source whose records never enter the ledger, each applied as it is read. A signal candidate
+        (most of all lines) goes straight to its learners and its count: made, it is never bad, ignored or keyed."""
+        signal_learners = self._routes[SignalRecord]
+        counts = self._batch.counts
+        signals_applied = (source.name, *_COUNTED_AS[SignalRecord])
+        for line in lines:
+            record = self._record_of(source, line)
+            if type(record) is SignalRecord:
+                if self._learn(source, line, record, signal_learners):
+                    counts[signals_applied] += 1
+                continue
+            if type(record) in LEDGER_KINDS:  # not from these kinds today; looked up alone if ever
+                self._stored_keys = self._keys_in_store([record])
             self._apply(source, line, record)
 
     def _record_of(self, source: SourceSettings, line: Line) -> Record | BadLine | None:
@@ -297,7 +309,16 @@ class Ingestor:
         if ledger_kind is not None and not self._admit(source, line, record, ledger_kind):
             counts[(source.name, "duplicate", f"repeated_{ledger_kind}")] += 1
             return
-        learners = self._routes[record_type]
+        if not self._learn(source, line, record, self._routes[record_type]):
+            return
+        if isinstance(record, TradeOutcome):
+            counts[(source.name, "applied", "scale" if record.is_partial else "close")] += 1
+        else:
+            counts[(source.name, *_COUNTED_AS[record_type])] += 1
+
+    def _learn(self, source: SourceSettings, line: Line, record: Record, learners: Sequence[Learner]) -> bool:
+        """Feeds the record to its learners and their results to the batch; False when a learner refused it (the
+        line is then quarantined)."""
         try:
             applied = [learner.apply(source.name, record) for learner in learners]
         except RecordError as error:
@@ -305,15 +326,12 @@ class Ingestor:
             # the record back out of the ledger leaves the batch as if the line had been garbage.
             self._withdraw(record)
             self._quarantine(source, line, error.reason, error.detail)
-            return
+            return False
         for learner, result in zip(learners, applied, strict=True):
             # Most results carry neither rows nor changes, and adding an empty one would add nothing to the batch.
             if result.rows or result.changes:
                 self.add_applied(learner.name, result)
-        if isinstance(record, TradeOutcome):
-            counts[(source.name, "applied", "scale" if record.is_partial else "close")] += 1
-        else:
-            counts[(source.name, *_COUNTED_AS[record_type])] += 1
+        return True
 
     def _admit(self, source: SourceSettings, line: Line, record: Record, kind: str) -> bool:
         """A record with a natural key (entering the ledger as `kind`) enters it once; a repeat (even from a rotated

@@ -172,6 +172,20 @@ def test_episode_sums_are_left_folds_in_file_order() -> None:
     assert episode.mean_score == score_sum / 5
 
 
+def test_episode_keeps_the_first_of_equal_peaks_and_zero_abs_sums() -> None:
+    """The peak score is the first of equal values (as max keeps it), so 0.0 then -0.0 peaks at 0.0 and -0.0 then
+    0.0 at -0.0; a component whose contributions are all zeros of either sign has an absolute sum of 0.0."""
+    peaks = []
+    for scores in ((0.0, -0.0), (-0.0, 0.0)):
+        learner = SignalLearner(SignalParams())
+        zeros = (("dark_pool", -0.0),)
+        feed(learner, [signal("AMD", T0 + index * SECOND, score=s, components=zeros) for index, s in enumerate(scores)])
+        state = orjson.loads(learner.state())["open"][0]
+        assert (str(state[9]["dark_pool"]), str(state[10]["dark_pool"])) == ("0.0", "0.0")
+        peaks.append(str(state[8]))
+    assert peaks == ["0.0", "-0.0"]
+
+
 def test_memory_stays_flat_as_the_stream_grows() -> None:
     """Open episodes and the dumped state do not grow with the stream: 100k candidates cost what 10k do."""
     records = stream(100_000)

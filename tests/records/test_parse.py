@@ -122,6 +122,16 @@ def test_checked_components_are_the_contracts_for_numbers_in_range(raw: dict[str
     assert repr(checked_components_of(raw)) == repr(_expected(raw))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.sampled_from((0.0, -0.0, 1.5, -2.25)), min_size=3, max_size=3), min_size=2, max_size=6))
+def test_checked_rows_repeating_a_layout_each_get_their_own_components(rows: list[list[float]]) -> None:
+    """The pairs of a layout's last row are reused for a row of equal values, but never across zeros of either
+    sign (0.0 == -0.0): each row's components are the contract's, signs included."""
+    for values in rows:
+        raw = {"whale": values[0], "flow": values[1], "smile": values[2]}
+        assert repr(checked_components_of(raw)) == repr(_expected(raw))
+
+
 @pytest.mark.parametrize("position", [0, 1, 2])
 def test_a_nan_anywhere_in_a_known_layout_is_refused(position: int) -> None:
     """JSON has no NaN, but a row that holds one (from any decoder) must not reach the models."""

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from learnd.devtools.simulate import simulate
 from learnd.errors import RecordError
+from learnd.records import typed as typed_module
 from learnd.records.decode import BadLine, decode_line
 from learnd.records.parse import SignalRecord, parse_record
 from learnd.records.typed import signal_record
@@ -211,3 +212,40 @@ def test_contributions_it_cannot_take_unchecked_are_checked_as_the_general_path_
 )
 def test_lines_it_does_not_take_are_left_to_the_general_path(raw: bytes) -> None:
     assert typed(raw) is None
+
+
+def _line(components: bytes) -> bytes:
+    return (
+        b'{"ts":"2026-03-02T15:10:04.090+00:00","type":"signal","cluster":{"ticker":"AMD","composite_score":2.5,'
+        b'"composite_meta":{"components":%s},"gate_passed":true},"strategy_id":"equity"}' % components
+    )
+
+
+def test_a_repeated_components_text_gives_each_line_its_own_record() -> None:
+    """Lines repeating a components text (remembered by their exact bytes) still get the general path's record:
+    a zero keeps its sign, an equal number spelled otherwise is its own text, a refused text is refused again."""
+    texts = [
+        b'{"flow": 1.5, "whale": -0.0}',
+        b'{"flow": 1.5, "whale": 0.0}',
+        b'{"flow": 1.50, "whale": -0}',
+        b'{"flow": 1e10}',
+        b'{"flow": null, "whale": 2}',
+        b"null",
+        b'{"flow": "x"}',
+    ]
+    for text in texts * 3:
+        raw = _line(text)
+        result = typed(raw)
+        if text == b'{"flow": "x"}':
+            assert result is None  # left to the general path, which names it
+        else:
+            assert same_record(result, general(raw))
+
+
+def test_the_remembered_components_texts_stay_bounded() -> None:
+    """More distinct components texts than are remembered: the memory empties and starts again, and every line
+    still gets the general path's record."""
+    for index in range(typed_module._RECENT_COMPONENTS_MAX + 10):
+        raw = _line(b'{"flow": %d.5, "gamma": 0.25}' % index)
+        assert same_record(signal_record(raw), general(raw))
+        assert len(typed_module._RECENT_COMPONENTS) <= typed_module._RECENT_COMPONENTS_MAX

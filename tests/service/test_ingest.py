@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnd.config import Settings
-from learnd.learning.learner import CountingLearner
+from learnd.errors import RecordError
+from learnd.learning.learner import Applied, CountingLearner
+from learnd.records.parse import Record, SignalRecord
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.service.ingest import Ingestor
@@ -267,3 +270,50 @@ def test_chunked_appends_with_restarts_end_like_one_backfill(
         finally:
             batch_store.close()
     assert live_print == batch_print
+
+
+@dataclass(slots=True)
+class _RefusingLearner(CountingLearner):
+    """A counting learner that refuses the signal candidates of one symbol, as a learner checking a record would."""
+
+    name: str = "refusing"
+
+    def apply(self, source: str, record: Record) -> Applied:
+        if isinstance(record, SignalRecord) and record.symbol == "TSLA":
+            raise RecordError("refused", record.symbol)
+        return CountingLearner.apply(self, source, record)
+
+
+def signal_line(symbol: str, *, components: bytes = b'{"flow": 1.5, "whale": -0.25}') -> bytes:
+    return (
+        b'{"ts":"2026-03-02T15:10:04.090+00:00","type":"signal","cluster":{"ticker":"%s","direction":"bullish",'
+        b'"composite_score":3.5,"composite_meta":{"components":%s},"gate_passed":true}}\n'
+        % (symbol.encode(), components)
+    )
+
+
+def test_signal_lines_are_applied_counted_or_quarantined_in_line_order(home: Path) -> None:
+    """Signal candidates (typed or decoded the general way) reach their learners in line order and are counted as
+    applied; a bad line, and a candidate a learner refuses, are quarantined with their reasons."""
+    settings = build_settings(home, sources=("signals",))
+    store = Store.open(settings.db_path, window_lines=settings.dedupe_window_lines)
+    counting = CountingLearner()
+    refusing = _RefusingLearner()
+    ingestor = Ingestor(settings, store, [counting, refusing], start_at_end=False)
+    append(
+        home / "logs" / "signals.jsonl",
+        signal_line("AMD")
+        + b"{not json\n"
+        + signal_line("TSLA")
+        + signal_line("NVDA", components=b'{"flow": null, "whale": 2}')
+        + signal_line("AMD"),
+    )
+    while ingestor.poll(1000):
+        ingestor.commit()
+    ingestor.commit()
+    outcomes = {(outcome, kind): n for (_, outcome, kind), n in store.line_counts().items()}
+    assert outcomes == {("applied", "signal"): 3, ("quarantined", "invalid_json"): 1, ("quarantined", "refused"): 1}
+    assert counting.counts == {"signals": {"SignalRecord": 4}}
+    assert refusing.counts == {"signals": {"SignalRecord": 3}}
+    ingestor.close()
+    store.close()
