@@ -462,10 +462,10 @@ class _SymbolEpisodes:
         # Later in join order than `end`, an episode's first candidate comes after at_us (its last does).
         end = bisect_right(self.lasts, at_us + self.span_us)
         for position in range(end - 1, -1, -1):
-            episode = ordered[self.indices[position]]
+            index = self.indices[position]
+            episode = ordered[index]
             if episode.last_us + window_us < at_us:
                 return None  # and so does every one before it
-            index = self.indices[position]
             if index in taken or episode.first_us > at_us:
                 continue
             if _directions_agree(episode.direction, direction):
