@@ -1151,26 +1151,31 @@ class EntryModel:
         # posterior's columns that z_against reads, as Python floats: a few components of a trade are tested, each
         # in a few float operations, cheaper than the array of all of them.
         currents = strategy.values_of(scope).tolist()
-        columns = posterior.columns()
+        mean, variances, slope_covariances = posterior.columns()
+        slope_mean, slope_variance = mean[_SLOPE], variances[_SLOPE]
         present = stats.present.tolist()
+        min_samples, interval_z, own_z = params.min_component_samples, params.interval_z, gate.own_z
         licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
         for name in components:
             index = _COMPONENT_INDEX[name]
             component = index - _FIRST_COMPONENT
             samples = present[component]
-            if samples < params.min_component_samples:
+            if samples < min_samples:
+                continue
+            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
+            # stands, so a move that later evidence no longer supports is undone. _z_against's floats, inline: this
+            # loop tests about ten components a trade in each scope.
+            excess = currents[component] - 1.0
+            variance = variances[index] - 2.0 * excess * slope_covariances[index] + excess * excess * slope_variance
+            z_current = (mean[index] - excess * slope_mean) / math.sqrt(max(variance, 1e-300))
+            size = abs(z_current)
+            if size <= interval_z:
+                continue
+            # The comparison before the license, which reads the strategy's multipliers and center.
+            if size < own_z and not (size >= licensed_z and _is_licensed(strategy, scope, name, gate, params)):
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-            # stands, so a move that later evidence no longer supports is undone.
-            z_current = _z_against(columns, index, currents[component])
-            if abs(z_current) <= params.interval_z:
-                continue
-            if abs(z_current) < gate.own_z and not (
-                _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
-            ):
-                continue
             boosted = session <= strategy.changes.boost_until[component]
             interval = posterior.interval(index, _stop_z(scope, z_current, gate, params, is_boosted=boosted))
             if interval is None:
