@@ -72,6 +72,8 @@ _XTX, _XTY, _GATE, _SUMS, _SQUARES, _PRESENT, _WINS, _LOSSES, _PNL_SUM = (
     slice(_PART_STARTS[part], _PART_STARTS[part + 1]) for part in range(len(_PART_SIZES))
 )
 _SIZE: Final = _PART_STARTS[-1]
+# Each buffer position's part, so a factor per part spreads over the buffer with one take.
+_PART_OF: Final = np.repeat(np.arange(len(_PART_SIZES)), _PART_SIZES)
 
 
 class _Stats:
@@ -246,7 +248,7 @@ class _Row:
             weight if pnl_pct < 0.0 else 0.0,
             weight * pnl_pct,
         )
-        terms = values * np.repeat(factors, _PART_SIZES)
+        terms = values * np.array(factors).take(_PART_OF)
         terms[_SQUARES] *= contributions
         return cls(terms, weight, weight * y, weight * y * y)
 
@@ -1283,8 +1285,9 @@ def _boost_ratio(params: LearningParams) -> float:
 
 def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, FloatArray]:
     """Regression row (1, score, x_1..x_K) in logged units and the 0/1 presence of each component."""
-    features = np.zeros(_DIM)
-    present = np.zeros(_K)
+    # Built as Python floats (the same additions an array's elements would take), made arrays once.
+    features = [0.0] * _DIM
+    present = [0.0] * _K
     features[_INTERCEPT] = 1.0
     for name, contribution in components:
         index = _COMPONENT_INDEX.get(name)
@@ -1294,7 +1297,7 @@ def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, Fl
         if contribution != 0.0:
             present[index - _FIRST_COMPONENT] = 1.0
     features[_SLOPE] = math.fsum(contribution for _, contribution in components)
-    return features, present
+    return np.array(features), np.array(present)
 
 
 def _transform(scale: FloatArray) -> FloatArray:
