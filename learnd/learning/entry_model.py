@@ -363,7 +363,7 @@ class _Posterior:
     def joint_z(self, seen: npt.NDArray[np.bool_]) -> float:
         """Evidence that the seen components' effects are not all equal (the base weights' proportions are wrong):
         the Wald statistic of their d_j, a chi-square on (seen - 1) degrees of freedom, as a normal z."""
-        indices = np.flatnonzero(seen) + _FIRST_COMPONENT
+        indices = seen.nonzero()[0] + _FIRST_COMPONENT
         degrees = indices.size - 1
         if degrees < 1:
             return 0.0
@@ -444,7 +444,7 @@ class _Gate:
             joint_z,
             is_open=True,
             is_reweighting=joint_z >= params.z_threshold,
-            own_z=_own_z(params.z_threshold, int(seen.sum())),
+            own_z=_own_z(params.z_threshold, np.count_nonzero(seen)),
         )
 
 
@@ -1093,7 +1093,7 @@ class EntryModel:
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
         wide = strategy.scopes[GLOBAL_SCOPE]
-        alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
+        alarmed = ((changes.up > threshold) | (changes.down > threshold)).nonzero()[0].tolist()
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
