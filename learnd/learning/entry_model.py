@@ -1562,10 +1562,14 @@ def _column_weighted_medians(values: FloatArray, weights: FloatArray) -> FloatAr
 
 
 def _add_to_diagonal(matrix: FloatArray, values: FloatArray | float, start: int = 0) -> None:
-    """matrix[i, i] += values[i - start] for i from `start`, in place: through the flat iterator, a strided step
-    where fancy indexing builds index arrays."""
+    """matrix[i, i] += values[i - start] for i from `start`, in place, `matrix` C-contiguous (every caller's is made
+    so): through a strided view of it flattened, where fancy indexing builds index arrays and the flat iterator
+    copies."""
+    if not matrix.flags.c_contiguous:
+        raise ValueError("_add_to_diagonal needs a C-contiguous matrix")
     size = matrix.shape[0]
-    matrix.flat[start * (size + 1) :: size + 1] += values
+    diagonal = matrix.reshape(-1)[start * (size + 1) :: size + 1]
+    diagonal += values
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:
