@@ -72,6 +72,8 @@ _XTX, _XTY, _GATE, _SUMS, _SQUARES, _PRESENT, _WINS, _LOSSES, _PNL_SUM = (
     slice(_PART_STARTS[part], _PART_STARTS[part + 1]) for part in range(len(_PART_SIZES))
 )
 _SIZE: Final = _PART_STARTS[-1]
+# Each buffer position's part, so a factor per part spreads over the buffer with one take.
+_PART_OF: Final = np.repeat(np.arange(len(_PART_SIZES)), _PART_SIZES)
 
 
 class _Stats:
@@ -246,7 +248,7 @@ class _Row:
             weight if pnl_pct < 0.0 else 0.0,
             weight * pnl_pct,
         )
-        terms = values * np.repeat(factors, _PART_SIZES)
+        terms = values * np.array(factors).take(_PART_OF)
         terms[_SQUARES] *= contributions
         return cls(terms, weight, weight * y, weight * y * y)
 
@@ -361,7 +363,7 @@ class _Posterior:
     def joint_z(self, seen: npt.NDArray[np.bool_]) -> float:
         """Evidence that the seen components' effects are not all equal (the base weights' proportions are wrong):
         the Wald statistic of their d_j, a chi-square on (seen - 1) degrees of freedom, as a normal z."""
-        indices = np.flatnonzero(seen) + _FIRST_COMPONENT
+        indices = seen.nonzero()[0] + _FIRST_COMPONENT
         degrees = indices.size - 1
         if degrees < 1:
             return 0.0
@@ -442,7 +444,7 @@ class _Gate:
             joint_z,
             is_open=True,
             is_reweighting=joint_z >= params.z_threshold,
-            own_z=_own_z(params.z_threshold, int(seen.sum())),
+            own_z=_own_z(params.z_threshold, np.count_nonzero(seen)),
         )
 
 
@@ -1091,7 +1093,7 @@ class EntryModel:
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
         wide = strategy.scopes[GLOBAL_SCOPE]
-        alarmed = np.flatnonzero((changes.up > threshold) | (changes.down > threshold)).tolist()
+        alarmed = ((changes.up > threshold) | (changes.down > threshold)).nonzero()[0].tolist()
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
@@ -1151,26 +1153,31 @@ class EntryModel:
         # posterior's columns that z_against reads, as Python floats: a few components of a trade are tested, each
         # in a few float operations, cheaper than the array of all of them.
         currents = strategy.values_of(scope).tolist()
-        columns = posterior.columns()
+        mean, variances, slope_covariances = posterior.columns()
+        slope_mean, slope_variance = mean[_SLOPE], variances[_SLOPE]
         present = stats.present.tolist()
+        min_samples, interval_z, own_z = params.min_component_samples, params.interval_z, gate.own_z
         licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
         for name in components:
             index = _COMPONENT_INDEX[name]
             component = index - _FIRST_COMPONENT
             samples = present[component]
-            if samples < params.min_component_samples:
+            if samples < min_samples:
+                continue
+            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
+            # stands, so a move that later evidence no longer supports is undone. _z_against's floats, inline: this
+            # loop tests about ten components a trade in each scope.
+            excess = currents[component] - 1.0
+            variance = variances[index] - 2.0 * excess * slope_covariances[index] + excess * excess * slope_variance
+            z_current = (mean[index] - excess * slope_mean) / math.sqrt(max(variance, 1e-300))
+            size = abs(z_current)
+            if size <= interval_z:
+                continue
+            # The comparison before the license, which reads the strategy's multipliers and center.
+            if size < own_z and not (size >= licensed_z and _is_licensed(strategy, scope, name, gate, params)):
                 continue
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
-            # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-            # stands, so a move that later evidence no longer supports is undone.
-            z_current = _z_against(columns, index, currents[component])
-            if abs(z_current) <= params.interval_z:
-                continue
-            if abs(z_current) < gate.own_z and not (
-                _is_licensed(strategy, scope, name, gate, params) and abs(z_current) >= licensed_z
-            ):
-                continue
             boosted = session <= strategy.changes.boost_until[component]
             interval = posterior.interval(index, _stop_z(scope, z_current, gate, params, is_boosted=boosted))
             if interval is None:
@@ -1278,8 +1285,9 @@ def _boost_ratio(params: LearningParams) -> float:
 
 def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, FloatArray]:
     """Regression row (1, score, x_1..x_K) in logged units and the 0/1 presence of each component."""
-    features = np.zeros(_DIM)
-    present = np.zeros(_K)
+    # Built as Python floats (the same additions an array's elements would take), made arrays once.
+    features = [0.0] * _DIM
+    present = [0.0] * _K
     features[_INTERCEPT] = 1.0
     for name, contribution in components:
         index = _COMPONENT_INDEX.get(name)
@@ -1289,7 +1297,7 @@ def _features(components: tuple[tuple[str, float], ...]) -> tuple[FloatArray, Fl
         if contribution != 0.0:
             present[index - _FIRST_COMPONENT] = 1.0
     features[_SLOPE] = math.fsum(contribution for _, contribution in components)
-    return features, present
+    return np.array(features), np.array(present)
 
 
 def _transform(scale: FloatArray) -> FloatArray:
@@ -1554,10 +1562,14 @@ def _column_weighted_medians(values: FloatArray, weights: FloatArray) -> FloatAr
 
 
 def _add_to_diagonal(matrix: FloatArray, values: FloatArray | float, start: int = 0) -> None:
-    """matrix[i, i] += values[i - start] for i from `start`, in place: through the flat iterator, a strided step
-    where fancy indexing builds index arrays."""
+    """matrix[i, i] += values[i - start] for i from `start`, in place, `matrix` C-contiguous (every caller's is made
+    so): through a strided view of it flattened, where fancy indexing builds index arrays and the flat iterator
+    copies."""
+    if not matrix.flags.c_contiguous:
+        raise ValueError("_add_to_diagonal needs a C-contiguous matrix")
     size = matrix.shape[0]
-    matrix.flat[start * (size + 1) :: size + 1] += values
+    diagonal = matrix.reshape(-1)[start * (size + 1) :: size + 1]
+    diagonal += values
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:

@@ -677,6 +677,14 @@ def test_add_to_diagonal_adds_from_the_start_index_only() -> None:
     assert np.array_equal(matrix, expected)
 
 
+def test_add_to_diagonal_refuses_a_matrix_it_could_not_change_in_place() -> None:
+    """A view that is not C-contiguous would be added to through a copy: refused rather than left unchanged."""
+    matrix = np.arange(16.0).reshape(4, 4)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        entry_model._add_to_diagonal(matrix.T, 1.0)
+    assert np.array_equal(matrix, np.arange(16.0).reshape(4, 4))
+
+
 @pytest.mark.parametrize("pnl_pct", [1.25, -0.75, 0.0])
 def test_a_row_in_one_buffer_adds_and_decays_each_sum_as_its_own_products_to_the_bit(pnl_pct: float) -> None:
     """_Stats keeps its sums in one buffer and a _Row its terms laid out the same way: adding two rows, decaying
