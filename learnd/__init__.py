@@ -17,4 +17,11 @@ The packages follow the data path, and imports run one way, down it (tests/test_
     client                   the reader a bot imports or copies: the standard library only, nothing of learnd
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# numpy's BLAS (OpenBLAS) starts a thread per core when it loads. learnd's matrices are 23x23 at most, too small
+# for OpenBLAS to split across threads, so the threads only cost start-up: about a third of `import numpy`'s CPU on
+# two cores, more on bigger hosts. It must be set before numpy loads; an operator's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
