@@ -585,6 +585,28 @@ def test_the_trades_after_an_alarm_confirm_a_change_and_not_a_false_alarm(flip: 
     assert sum(changes.alarms) == 0
 
 
+def test_a_change_being_confirmed_resumes_exactly_from_its_state() -> None:
+    """Saved while the trades after dark_pool's alarm are being scored (its flip at trade 3000, saved at 3250),
+    reloaded through JSON and continued: the same moves and the same state as an uninterrupted run."""
+    params = LearningParams()
+    stream = weighted_trades(
+        3, 3600, _unit(dark_pool=2.0, options_flow=0.5, insider=2.0), flip=("dark_pool", 3000, -1.0)
+    )
+    straight = EntryModel(params)
+    straight_changes = learn_all(straight, stream)
+    first = EntryModel(params)
+    resumed_changes = learn_all(first, stream[:3250])
+    changes = first._strategies["equity"].changes
+    assert changes.direction[INDEX["dark_pool"]] != 0.0 and changes.confirmation_weight[INDEX["dark_pool"]] > 0.0
+    saved = orjson.dumps(first.to_state())
+    resumed = EntryModel.from_state(params, orjson.loads(saved))
+    resumed_changes += learn_all(resumed, stream[3250:], open_session=stream[3249][1])
+    resumed_at = stream[3250][0].event_us
+    assert any("change_confirmed" in change.reason for change in straight_changes if change.event_us >= resumed_at)
+    assert resumed_changes == straight_changes
+    assert orjson.dumps(resumed.to_state()) == orjson.dumps(straight.to_state())
+
+
 def test_an_off_scale_component_is_standardized_and_scored_on_the_usual_scale() -> None:
     """market_tide logged 30 times its contribution: after a session close it is learned at a factor near 1/30,
     scored at that scale, and its planted edge shows as on the usual scale."""
