@@ -80,11 +80,15 @@ class LearningParams:
     # move change_step_per_session a session (and as many times max_step_per_trade a trade as that is times
     # max_step_per_session). Strategy-wide, an alarm on a clear edge (z_threshold) that fades or turns (toward
     # the average or past it) dates the change at the start of the alarming statistic's run and forgets only
-    # the evidence before it.
+    # the evidence before it. While the trades since the alarm, scored against the component's effect as it stood
+    # before it, lie change_confirm_z standard deviations the alarm's way (confirmed: no selection made them), its
+    # strategy-wide multiplier may move change_confirmed_step_per_session a session instead.
     change_threshold: float = 20.0
     change_allowance: float = 0.15
     change_boost_sessions: int = 10
     change_step_per_session: float = 0.3
+    change_confirm_z: float = 1.0
+    change_confirmed_step_per_session: float = 1.0
     # A component whose logged values (root mean square per unit of its base weight) are off_scale_ratio times
     # above the median component's is off the contribution scale (the bot logged it raw): it is learned, scored and
     # reported standardized to the median component's scale.
@@ -114,6 +118,7 @@ class LearningParams:
             "exit_effect_scale",
             "change_threshold",
             "change_step_per_session",
+            "change_confirmed_step_per_session",
             "reference_half_life_sessions",
         )
         for name in positive:
@@ -132,6 +137,7 @@ class LearningParams:
             "interval_z",
             "change_allowance",
             "change_boost_sessions",
+            "change_confirm_z",
             "creep_per_session",
         )
         for name in non_negative:

@@ -33,7 +33,8 @@ FloatArray = npt.NDArray[np.float64]
 MODEL: Final = "entry"
 # 2: robust reference, interval moves, change detection, standardized off-scale components, the bot's score gate.
 # 3: a change alarm forgets only the evidence from before the run of the statistic that raised it (the marks).
-STATE_VERSION: Final = 3
+# 4: the trades after an alarm confirm it or not (the effect before it, the alarm's direction, the evidence since).
+STATE_VERSION: Final = 4
 _INTERCEPT: Final = 0
 _SLOPE: Final = 1
 _FIRST_COMPONENT: Final = 2
@@ -460,11 +461,18 @@ class _Changes:
     """Per-component change detection of one strategy: the two one-sided CUSUM statistics, the alarms raised
     (their count and the last one's session) and until which session each component's moves are boosted; and
     where each statistic's current run began (the change it would alarm on is dated there): the strategy-wide
-    moments as they stood then, `marks` by the count of trades watched, `up_from` and `down_from` per component."""
+    moments as they stood then, `marks` by the count of trades watched, `up_from` and `down_from` per component.
+    After an alarm, what the trades that follow say of it: the component's effect as the fit stood before the
+    alarm (`before`), the alarm's direction (+1 up, -1 down, 0 none yet) and the sum and weight of those trades'
+    scores against that effect (`confirmation`, `confirmation_weight`)."""
 
     __slots__ = (
         "alarms",
+        "before",
         "boost_until",
+        "confirmation",
+        "confirmation_weight",
+        "direction",
         "down",
         "down_from",
         "last_alarm",
@@ -490,6 +498,10 @@ class _Changes:
         self.marks: dict[int, _Evidence] = {}
         self.up_from: list[int] = [-1] * _K
         self.down_from: list[int] = [-1] * _K
+        self.before: FloatArray = np.zeros(_K)
+        self.direction: FloatArray = np.zeros(_K)
+        self.confirmation: FloatArray = np.zeros(_K)
+        self.confirmation_weight: FloatArray = np.zeros(_K)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -504,6 +516,10 @@ class _Changes:
             "marks": [[mark, evidence.to_state()] for mark, evidence in sorted(self.marks.items())],
             "up_from": self.up_from,
             "down_from": self.down_from,
+            "before": self.before.tolist(),
+            "direction": self.direction.tolist(),
+            "confirmation": self.confirmation.tolist(),
+            "confirmation_weight": self.confirmation_weight.tolist(),
         }
 
     @classmethod
@@ -521,6 +537,10 @@ class _Changes:
             changes.marks = {int(mark): _Evidence.from_state(evidence) for mark, evidence in state["marks"]}
             changes.up_from = [int(value) for value in state["up_from"]]
             changes.down_from = [int(value) for value in state["down_from"]]
+            changes.before = _array(state["before"], (_K,))
+            changes.direction = _array(state["direction"], (_K,))
+            changes.confirmation = _array(state["confirmation"], (_K,))
+            changes.confirmation_weight = _array(state["confirmation_weight"], (_K,))
         except (KeyError, TypeError, ValueError) as error:
             raise StateError(f"bad entry change-detection state: {error!r}") from error
         counts = {len(changes.alarms), len(changes.last_alarm), len(changes.boost_until)}
@@ -549,6 +569,14 @@ class _Changes:
         live = set(self.up_from) | set(self.down_from)
         for stale in [known for known in self.marks if known not in live]:
             del self.marks[stale]
+
+    def is_confirmed(self, component: int, params: LearningParams) -> bool:
+        """Whether the trades since the component's last alarm, scored against its effect as the fit stood before
+        it, lie `change_confirm_z` standard deviations the alarm's way (each score has about unit variance: a
+        standardized residual times a standardized contribution). Unlike the run that raised the alarm, which the
+        threshold selected, these trades are no selection: after a false alarm they score about 0."""
+        weight = float(self.confirmation_weight[component])
+        return weight > 0.0 and float(self.confirmation[component]) >= params.change_confirm_z * math.sqrt(weight)
 
     def run_start(self, component: int) -> _Evidence | None:
         """The strategy-wide moments where the alarming statistic's run began (the larger one's); None when the
@@ -669,8 +697,9 @@ class EntryModel:
     is still `joint_component_z` from where it stands. It moves toward the nearest multiplier the evidence does
     not reject at `interval_z` (the near edge of its credible interval), never further: a component whose
     evidence is consistent with where its multiplier stands stays there. Moves are capped per trade (times the
-    trade's weight) and per session (`change_step_per_session` for `change_boost_sessions` after a change alarm),
-    bounded to [min_multiplier, max_multiplier].
+    trade's weight) and per session (`change_step_per_session` for `change_boost_sessions` after a change alarm;
+    strategy-wide `change_confirmed_step_per_session` while the trades since the alarm, scored against the effect
+    before it, confirm the change at `change_confirm_z`), bounded to [min_multiplier, max_multiplier].
 
     A regime (ticker) is pooled: its prior is the strategy-wide posterior widened by a deviation variance worth
     `regime_prior_trades` (`ticker_prior_trades`) trades, centered for a regime on the robust center of the
@@ -1077,7 +1106,8 @@ class EntryModel:
         """Feed the change detector one trade. At an alarm the component's old evidence is forgotten in every scope
         of the strategy (its prior and the trades to come decide its effect from then on; strategy-wide, for an
         edge that fades or turns, only the evidence from before the alarming statistic's run, so the trades since
-        the change stay) and its moves are boosted for `change_boost_sessions` sessions."""
+        the change stay) and its moves are boosted for `change_boost_sessions` sessions, while the trades that
+        follow put the alarm to the test (_confirm_changes)."""
         params = self.params
         changes = strategy.changes
         learned = features if strategy.transform is None else strategy.transform @ features
@@ -1088,6 +1118,8 @@ class EntryModel:
             np.maximum((residual * changes.scale) * (features[_COMPONENTS] - changes.mean), -_CHANGE_CLIP),
             _CHANGE_CLIP,
         )
+        if max(changes.boost_until) >= session:
+            self._confirm_changes(strategy, posterior, residual, features, weight=weight, session=session)
         allowance = params.change_allowance * changes.scale.astype(bool)
         changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
@@ -1114,6 +1146,9 @@ class EntryModel:
                     )
                 else:
                     scope_stats.forget(_FIRST_COMPONENT + component)
+            changes.before[component] = posterior.mean[_SLOPE] + posterior.mean[_FIRST_COMPONENT + component]
+            changes.direction[component] = 1.0 if rising else -1.0
+            changes.confirmation[component] = changes.confirmation_weight[component] = 0.0
             changes.up[component] = changes.down[component] = 0.0
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
@@ -1129,6 +1164,30 @@ class EntryModel:
         else:
             clear = [0.0] * _K
         changes.mark(wide, clear, restart=bool(alarmed))
+
+    def _confirm_changes(
+        self,
+        strategy: _StrategyState,
+        posterior: _Posterior,
+        residual: float,
+        features: FloatArray,
+        *,
+        weight: float,
+        session: int,
+    ) -> None:
+        """Score one trade against each boosted component's effect as it stood before its alarm (the detector's
+        score, with the residual the old effect would have left, the rest of the fit as it is now) and add it, the
+        alarm's way, to the component's confirmation."""
+        changes = strategy.changes
+        active = (changes.direction != 0.0) & (np.array(changes.boost_until) >= session)
+        # The fit's intercept moves with a component's effect (forget keeps the fit at the mean contribution), so
+        # the old effect changes the prediction by its difference times the contribution about its mean.
+        centered = features[_COMPONENTS] - changes.mean
+        shift = (changes.before - posterior.mean[_SLOPE] - posterior.mean[_COMPONENTS]) * strategy.scale_factors()
+        old_residual = residual - shift * centered / math.sqrt(posterior.noise_var)
+        score = np.clip(old_residual * changes.scale * centered, -_CHANGE_CLIP, _CHANGE_CLIP) * changes.direction
+        changes.confirmation += np.where(active, weight * score, 0.0)
+        changes.confirmation_weight += np.where(active, weight, 0.0)
 
     def _move(
         self,
@@ -1179,25 +1238,30 @@ class EntryModel:
             multiplier = multipliers.get(name)
             current = 1.0 if multiplier is None else multiplier.value
             boosted = session <= strategy.changes.boost_until[component]
+            confirmed = False
             interval = posterior.interval(index, _stop_z(scope, z_current, gate, params, is_boosted=boosted))
             if interval is None:
                 continue
             target = interval[1] if current > interval[1] else interval[0]
             if boosted:
+                # Strategy-wide, while the trades since the alarm confirm it: the confirmed caps, as many times the
+                # boosted ones as the session caps are.
+                confirmed = scope == GLOBAL_SCOPE and strategy.changes.is_confirmed(component, params)
+                cap = _confirmed_session_cap(params) if confirmed else _boosted_session_cap(params)
                 old, new = strategy.step(
                     scope,
                     name,
                     target,
                     session,
-                    step_cap=origin.boosted_step_cap,
+                    step_cap=origin.boosted_step_cap * (cap / _boosted_session_cap(params)),
                     params=params,
-                    session_cap=_boosted_session_cap(params),
+                    session_cap=cap,
                 )
             else:
                 old, new = strategy.step(scope, name, target, session, step_cap=origin.step_cap, params=params)
             if new != old:
                 reason = (
-                    f"{origin.reason}{'change_boost ' if boosted else ''}"
+                    f"{origin.reason}{'change_confirmed ' if confirmed else 'change_boost ' if boosted else ''}"
                     f"component_z={posterior.z(index):+.2f} z_vs_current={z_current:+.2f} "
                     f"joint_z={gate.joint_z:+.2f} score_z={gate.score_z:+.2f} "
                     f"target={posterior.target(index):.3f} interval=[{interval[0]:.3f}, {interval[1]:.3f}]"
@@ -1277,6 +1341,10 @@ def _may_move(stats: _Stats, components: list[str], params: LearningParams) -> b
 
 def _boosted_session_cap(params: LearningParams) -> float:
     return max(params.change_step_per_session, params.max_step_per_session)
+
+
+def _confirmed_session_cap(params: LearningParams) -> float:
+    return max(params.change_confirmed_step_per_session, _boosted_session_cap(params))
 
 
 def _boost_ratio(params: LearningParams) -> float:
