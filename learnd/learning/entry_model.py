@@ -1155,9 +1155,14 @@ class EntryModel:
             changes.boost_until[component] = session + params.change_boost_sessions
         if posterior.has_reference() and any(edges):
             columns = posterior.columns()
+            # mark reads a component's edge only where one of its statistics starts a run (at 0, or every one after
+            # an alarm): the z is computed there alone.
+            up, down = changes.up.tolist(), changes.down.tolist()
             clear = [
                 edge
-                if edge != 0.0 and abs(_z_against(columns, _FIRST_COMPONENT + component, 1.0)) >= params.z_threshold
+                if edge != 0.0
+                and (alarmed or up[component] == 0.0 or down[component] == 0.0)
+                and abs(_z_against(columns, _FIRST_COMPONENT + component, 1.0)) >= params.z_threshold
                 else 0.0
                 for component, edge in enumerate(edges)
             ]
