@@ -27,7 +27,13 @@ from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import ExactSum, FloatArray, SortedSample
 from learnd.records.parse import TradeOutcome
 
-STATE_VERSION: Final = 1
+# Version 2: the earlier values a period moved are one value row for all their cells (version 1 wrote a row per
+# cell and numbered each cell's rows in the head); a version 1 store's rows are read as they are.
+STATE_VERSION: Final = 2
+_READABLE_VERSIONS: Final = frozenset({1, STATE_VERSION})
+# The cell name of the value rows that hold a period's values of many cells (numbered in period order); a version 1
+# store also holds rows of one cell each, under the cell's name (never empty: it starts with the strategy).
+PERIOD_VALUES: Final = ""
 # The weekly report's recent window: the last this many sessions; earlier is everything before.
 RECENT_SESSIONS: Final = 20
 _SEPARATOR: Final = "\x1f"
@@ -352,7 +358,7 @@ class LongRun:
         # for the symbols whose closed trades changed since.
         self._closed: dict[tuple[str, str], SymbolOutcomes] = {}
         self._closed_stale: set[tuple[str, str]] = set()
-        self._next_chunk: dict[str, int] = {}
+        self._next_run = 0  # the number of the next value row
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
         self._touched_strategies: set[str] = set()
         self._touched_symbols: set[tuple[str, str]] = set()
@@ -500,8 +506,10 @@ class LongRun:
     # Persisting ----------------------------------------------------------------------------------------------
 
     def rows(self) -> tuple[dict[str, bytes], list[tuple[str, int, bytes]]]:
-        """The state rows (job_state: name -> body) and value chunks (job_values: cell, chunk, body) that changed
-        since the last call; written with the job run they belong to."""
+        """The state rows (job_state: name -> body) and value rows (job_values: cell, chunk, body) that changed
+        since the last call; written with the job run they belong to. The earlier values moved since then are one
+        value row (PERIOD_VALUES, numbered in order): a row per cell put ~110 rows a period into as many pages of
+        the table, each a page written to the WAL, and more of them the longer the history."""
         state: dict[str, bytes] = {}
         for name in sorted(self._touched_strategies):
             kept = self.strategies[name]
@@ -536,17 +544,16 @@ class LongRun:
             state[f"longrun{_SEPARATOR}earlier"] = _dumps(self._earlier_parts)
             self._earlier_written = True
         chunks: list[tuple[str, int, bytes]] = []
-        for cell_id, values in sorted(self._fresh_values.items()):
-            chunk = self._next_chunk.get(cell_id, 0)
-            self._next_chunk[cell_id] = chunk + 1
-            chunks.append((cell_id, chunk, np.asarray(values, dtype="<f8").tobytes()))
+        if self._fresh_values:
+            chunks.append((PERIOD_VALUES, self._next_run, pack_values(self._fresh_values)))
+            self._next_run += 1
         state["longrun"] = _dumps(
             {
                 "version": STATE_VERSION,
                 "through": self.through,
                 "seq": self.seq,
                 "earlier_through": self.earlier_through,
-                "next_chunk": self._next_chunk,
+                "next_run": self._next_run,
             }
         )
         self._touched_strategies.clear()
@@ -557,21 +564,23 @@ class LongRun:
 
     @classmethod
     def from_rows(cls, state: Mapping[str, bytes], chunks: Iterable[tuple[str, int, bytes]]) -> LongRun:
-        """The figures as committed: the state rows by name and every value chunk (in chunk order per cell). The
-        recent window is not kept: the caller absorbs it again from the ledger (sessions above
-        earlier_through, rows up to seq)."""
+        """The figures as committed: the state rows by name and every value row (in number order per cell name;
+        a version 1 store's rows of one cell come before the period rows). The recent window is not kept: the
+        caller absorbs it again from the ledger (sessions above earlier_through, rows up to seq)."""
         longrun = cls()
         head = state.get("longrun")
         if head is None:
             return longrun
         try:
             document = orjson.loads(head)
-            if document.get("version") != STATE_VERSION:
-                raise StateError(f"long-run job state version {document.get('version')!r} is not {STATE_VERSION}")
+            if document.get("version") not in _READABLE_VERSIONS:
+                raise StateError(
+                    f"long-run job state version {document.get('version')!r} is not one of {sorted(_READABLE_VERSIONS)}"
+                )
             longrun.through = int(document["through"])
             longrun.seq = int(document["seq"])
             longrun.earlier_through = int(document["earlier_through"])
-            longrun._next_chunk = {str(key): int(value) for key, value in document["next_chunk"].items()}
+            longrun._next_run = int(document.get("next_run", 0))
             for name, body in state.items():
                 parts = name.split(_SEPARATOR)
                 if parts[0] != "longrun" or len(parts) == 1:
@@ -604,16 +613,51 @@ class LongRun:
                     longrun._earlier_written = True
         except (KeyError, TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
             raise StateError(f"long-run job state is damaged: {error!r}") from error
-        values: dict[str, list[bytes]] = {}
+        # Per cell, its values in the order they moved: a version 1 store's rows of the cell, then the period rows.
+        values: dict[str, list[FloatArray]] = {}
+        periods: list[bytes] = []
         for cell_id, _, body in chunks:
-            values.setdefault(cell_id, []).append(body)
-        for cell_id, bodies in values.items():
+            if cell_id == PERIOD_VALUES:
+                periods.append(body)
+            else:
+                values.setdefault(cell_id, []).append(np.frombuffer(body, dtype="<f8"))
+        for body in periods:
+            for cell_id, part in unpack_values(body):
+                values.setdefault(cell_id, []).append(part)
+        for cell_id, pieces in values.items():
             strategy, cell = _parse_cell_id(cell_id)
             kept = longrun.earlier.get(strategy, {}).get(cell)
             if kept is None:
                 raise StateError(f"long-run job values for {cell_id!r} have no tally")
-            kept.sample.add(np.frombuffer(b"".join(bodies), dtype="<f8"))
+            kept.sample.add(np.concatenate(pieces))
         return longrun
+
+
+def pack_values(values: Mapping[str, Sequence[float]]) -> bytes:
+    """One value row of many cells' values: the header's length (8 bytes), the header ([[cell, count], ...] in
+    cell order, as JSON padded to 8 bytes) and every cell's values in turn (little-endian float64)."""
+    cells = sorted(values)
+    header = orjson.dumps([[cell_id, len(values[cell_id])] for cell_id in cells])
+    header += b" " * (-len(header) % 8)
+    floats = np.asarray(list(chain.from_iterable(values[cell_id] for cell_id in cells)), dtype="<f8")
+    return len(header).to_bytes(8, "little") + header + floats.tobytes()
+
+
+def unpack_values(body: bytes) -> Iterator[tuple[str, FloatArray]]:
+    """The (cell, values) of a pack_values row; StateError when the row does not hold what its header says."""
+    try:
+        size = int.from_bytes(body[:8], "little")
+        header = orjson.loads(body[8 : 8 + size])
+        floats = np.frombuffer(body, dtype="<f8", offset=8 + size)
+        cells = [(str(cell_id), int(count)) for cell_id, count in header]
+    except (TypeError, ValueError, orjson.JSONDecodeError) as error:
+        raise StateError(f"a long-run job value row is damaged: {error!r}") from error
+    if sum(count for _, count in cells) != floats.size:
+        raise StateError(f"a long-run job value row holds {floats.size} values, not what its header says")
+    start = 0
+    for cell_id, count in cells:
+        yield cell_id, floats[start : start + count]
+        start += count
 
 
 def _cell_id(strategy: str, cell: Cell) -> str:
