@@ -362,6 +362,10 @@ class LongRun:
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
         self._touched_strategies: set[str] = set()
         self._touched_symbols: set[tuple[str, str]] = set()
+        # Each symbol's share tallies as last serialized (a symbol's row is written again when it trades, yet most of
+        # its components' tallies did not change), and those that changed since.
+        self._share_parts: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        self._stale_shares: dict[tuple[str, str], set[str]] = {}
         # The earlier tallies' row: each cell's part as last written (a cell's part changes only when outcomes
         # move into it), the cells whose part must be made again, and whether the row must be written at all
         # (it changed, or it was never written).
@@ -414,6 +418,10 @@ class LongRun:
             symbol.profile.add_run(run.profile)
             symbol.last_event_us = max(symbol.last_event_us, run.last_event_us)
             self.ticker_views.pop(key, None)
+            stale = self._stale_shares.get(key)
+            if stale is None:
+                stale = self._stale_shares[key] = set()
+            stale.update(run.shares)
             for name, shared in run.shares.items():
                 tally = symbol.shares.get(name)
                 if tally is None:
@@ -503,6 +511,11 @@ class LongRun:
                 last[strategy, component, f"{TICKER_SCOPE_PREFIX}{symbol}"] = session
         return last
 
+    def last_evidence(self) -> LastEvidence:
+        """evidence() as a mapping that looks each key up in the figures instead of building the whole dict (a
+        weekly report asks for the few scopes its snapshot has multipliers of)."""
+        return LastEvidence(self)
+
     # Persisting ----------------------------------------------------------------------------------------------
 
     def rows(self) -> tuple[dict[str, bytes], list[tuple[str, int, bytes]]]:
@@ -525,6 +538,7 @@ class LongRun:
             )
         for strategy, symbol in sorted(self._touched_symbols):
             figures = self.symbols[strategy, symbol]
+            shares = self._shares_json(strategy, symbol)
             state[f"longrun{_SEPARATOR}symbol{_SEPARATOR}{strategy}{_SEPARATOR}{symbol}"] = _dumps(
                 {
                     "closed": figures.closed,
@@ -532,7 +546,7 @@ class LongRun:
                     "closed_pnl_usd": figures.closed_pnl_usd.to_floats(),
                     "profile": figures.profile.to_json(),
                     "last_event_us": figures.last_event_us,
-                    "shares": {name: tally.to_json() for name, tally in sorted(figures.shares.items())},
+                    "shares": shares,
                     "evidence": dict(sorted(figures.evidence.items())),
                 }
             )
@@ -561,6 +575,19 @@ class LongRun:
         self._earlier_touched = False
         self._fresh_values.clear()
         return state, chunks
+
+    def _shares_json(self, strategy: str, symbol: str) -> dict[str, list[Any]]:
+        """A symbol's share tallies as its row holds them, each serialized again only when it changed."""
+        key = (strategy, symbol)
+        parts = self._share_parts.get(key)
+        if parts is None:
+            parts = self._share_parts[key] = {}
+        stale = self._stale_shares.pop(key, set())
+        tallies = self.symbols[key].shares
+        for name, tally in tallies.items():
+            if name in stale or name not in parts:
+                parts[name] = tally.to_json()
+        return {name: parts[name] for name in sorted(tallies)}
 
     @classmethod
     def from_rows(cls, state: Mapping[str, bytes], chunks: Iterable[tuple[str, int, bytes]]) -> LongRun:
@@ -658,6 +685,37 @@ def unpack_values(body: bytes) -> Iterator[tuple[str, FloatArray]]:
     for cell_id, count in cells:
         yield cell_id, floats[start : start + count]
         start += count
+
+
+class LastEvidence(Mapping[tuple[str, str, str], int]):
+    """LongRun.evidence() read through: (strategy, component, scope) -> the last session with evidence, looked up
+    in the figures as they stand (a `ticker:SYM` scope in the symbol's, any other in the strategy's)."""
+
+    __slots__ = ("_longrun",)
+
+    def __init__(self, longrun: LongRun) -> None:
+        self._longrun = longrun
+
+    def __getitem__(self, key: tuple[str, str, str]) -> int:
+        strategy, component, scope = key
+        found: int | None = None
+        if scope.startswith(TICKER_SCOPE_PREFIX):
+            symbol = self._longrun.symbols.get((strategy, scope.removeprefix(TICKER_SCOPE_PREFIX)))
+            if symbol is not None:
+                found = symbol.evidence.get(component)
+        else:
+            figures = self._longrun.strategies.get(strategy)
+            if figures is not None:
+                found = figures.evidence.get((component, scope))
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return iter(self._longrun.evidence())
+
+    def __len__(self) -> int:
+        return len(self._longrun.evidence())
 
 
 def _cell_id(strategy: str, cell: Cell) -> str:

@@ -158,12 +158,17 @@ def test_rows_committed_each_period_restore_the_figures() -> None:
     for period_state, period_chunks in periods:
         state.update(period_state)
         chunks.extend(period_chunks)
+    assert figures(restored_from(state, chunks)) == figures(live)
+
+
+def restored_from(state: dict[str, bytes], chunks: list[tuple[str, int, bytes]]) -> LongRun:
+    """The figures the rows of every period of TRADES restore, their recent window taken in again."""
     restored = LongRun.from_rows(state, chunks)
     for trade in TRADES:
         session = session_of(trade.event_us)
         if session > restored.earlier_through:
             restored.restore_recent([trade], session)
-    assert figures(restored) == figures(live)
+    return restored
 
 
 def test_a_version_1_store_is_read_and_kept_as_period_rows() -> None:
@@ -198,12 +203,8 @@ def test_a_version_1_store_is_read_and_kept_as_period_rows() -> None:
         state.update(period_state)
         chunks.extend(period_chunks)
     assert orjson.loads(state["longrun"])["version"] == 2
-    again = LongRun.from_rows(state, sorted(chunks))  # as the store reads them: by cell name, then number
-    for trade in TRADES:
-        session = session_of(trade.event_us)
-        if session > again.earlier_through:
-            again.restore_recent([trade], session)
-    assert figures(again) == figures(live)
+    # Read as the store reads them: by cell name, then number.
+    assert figures(restored_from(state, sorted(chunks))) == figures(live)
 
 
 def test_packed_values_come_back_per_cell_in_order() -> None:
@@ -285,6 +286,20 @@ def test_the_earlier_row_written_cell_by_cell_is_the_row_of_one_pass() -> None:
         restored.settle_earlier(session - RECENT_SESSIONS)
         last = restored.rows()[0].get(EARLIER_ROW, last)
     assert last == once
+
+
+def test_a_symbol_row_holds_every_share_tally_as_serialized_afresh() -> None:
+    """A symbol's row is written again when it trades, its share tallies serialized again only when they changed:
+    the last row written of each symbol holds every tally as serializing it now gives."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    written: dict[str, bytes] = {}
+    for state, _ in periods:
+        written.update(state)
+    for (strategy, symbol), kept in live.symbols.items():
+        row = orjson.loads(written[f"longrun\x1fsymbol\x1f{strategy}\x1f{symbol}"])
+        assert row["shares"] == {name: tally.to_json() for name, tally in sorted(kept.shares.items())}
+        assert list(row["shares"]) == sorted(kept.shares)
 
 
 def test_an_earlier_sample_is_sorted_when_a_test_asks_for_it() -> None:
@@ -379,6 +394,28 @@ def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() ->
         ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}AMD"): 4,
         ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}NVDA"): 5,
     }
+
+
+def test_last_evidence_looks_up_what_evidence_holds() -> None:
+    """The looked-up mapping holds the keys and sessions of evidence(), and nothing else: no session for a scope,
+    component, symbol or strategy never seen, nor for a regime named like a ticker scope."""
+    longrun = period_by_period(TRADES)
+    longrun.absorb([make_trade("close_t", 1.0, {"options_flow": 1.0}, symbol="ZZ", regime="ticker:AMD")], 60)
+    whole = longrun.evidence()
+    looked_up = longrun.last_evidence()
+    assert dict(looked_up) == whole
+    assert len(looked_up) == len(whole)
+    assert all(looked_up[key] == session for key, session in whole.items())
+    assert regime_scope("ticker:AMD") != f"{TICKER_SCOPE_PREFIX}AMD"
+    for missing in [
+        ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}NOPE"),
+        ("equity", "nothing", GLOBAL_SCOPE),
+        ("nobody", "options_flow", GLOBAL_SCOPE),
+        ("equity", "options_flow", "no_regime"),
+        ("equity", "options_flow", "ticker:AMD:x"),
+    ]:
+        assert missing not in whole
+        assert looked_up.get(missing) is None
 
 
 def test_partial_closes_count_in_the_profile_but_not_as_closed_trades() -> None:
