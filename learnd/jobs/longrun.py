@@ -27,7 +27,13 @@ from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import ExactSum, FloatArray, SortedSample
 from learnd.records.parse import TradeOutcome
 
-STATE_VERSION: Final = 1
+# Version 2: the earlier values a period moved are one value row for all their cells (version 1 wrote a row per
+# cell and numbered each cell's rows in the head); a version 1 store's rows are read as they are.
+STATE_VERSION: Final = 2
+_READABLE_VERSIONS: Final = frozenset({1, STATE_VERSION})
+# The cell name of the value rows that hold a period's values of many cells (numbered in period order); a version 1
+# store also holds rows of one cell each, under the cell's name (never empty: it starts with the strategy).
+PERIOD_VALUES: Final = ""
 # The weekly report's recent window: the last this many sessions; earlier is everything before.
 RECENT_SESSIONS: Final = 20
 _SEPARATOR: Final = "\x1f"
@@ -352,10 +358,14 @@ class LongRun:
         # for the symbols whose closed trades changed since.
         self._closed: dict[tuple[str, str], SymbolOutcomes] = {}
         self._closed_stale: set[tuple[str, str]] = set()
-        self._next_chunk: dict[str, int] = {}
+        self._next_run = 0  # the number of the next value row
         # What changed since `rows()` last ran: those rows, and the new earlier values, are what must be written.
         self._touched_strategies: set[str] = set()
         self._touched_symbols: set[tuple[str, str]] = set()
+        # Each symbol's share tallies as last serialized (a symbol's row is written again when it trades, yet most of
+        # its components' tallies did not change), and those that changed since.
+        self._share_parts: dict[tuple[str, str], dict[str, list[Any]]] = {}
+        self._stale_shares: dict[tuple[str, str], set[str]] = {}
         # The earlier tallies' row: each cell's part as last written (a cell's part changes only when outcomes
         # move into it), the cells whose part must be made again, and whether the row must be written at all
         # (it changed, or it was never written).
@@ -408,6 +418,10 @@ class LongRun:
             symbol.profile.add_run(run.profile)
             symbol.last_event_us = max(symbol.last_event_us, run.last_event_us)
             self.ticker_views.pop(key, None)
+            stale = self._stale_shares.get(key)
+            if stale is None:
+                stale = self._stale_shares[key] = set()
+            stale.update(run.shares)
             for name, shared in run.shares.items():
                 tally = symbol.shares.get(name)
                 if tally is None:
@@ -497,11 +511,18 @@ class LongRun:
                 last[strategy, component, f"{TICKER_SCOPE_PREFIX}{symbol}"] = session
         return last
 
+    def last_evidence(self) -> LastEvidence:
+        """evidence() as a mapping that looks each key up in the figures instead of building the whole dict (a
+        weekly report asks for the few scopes its snapshot has multipliers of)."""
+        return LastEvidence(self)
+
     # Persisting ----------------------------------------------------------------------------------------------
 
     def rows(self) -> tuple[dict[str, bytes], list[tuple[str, int, bytes]]]:
-        """The state rows (job_state: name -> body) and value chunks (job_values: cell, chunk, body) that changed
-        since the last call; written with the job run they belong to."""
+        """The state rows (job_state: name -> body) and value rows (job_values: cell, chunk, body) that changed
+        since the last call; written with the job run they belong to. The earlier values moved since then are one
+        value row (PERIOD_VALUES, numbered in order): a row per cell put ~110 rows a period into as many pages of
+        the table, each a page written to the WAL, and more of them the longer the history."""
         state: dict[str, bytes] = {}
         for name in sorted(self._touched_strategies):
             kept = self.strategies[name]
@@ -517,6 +538,7 @@ class LongRun:
             )
         for strategy, symbol in sorted(self._touched_symbols):
             figures = self.symbols[strategy, symbol]
+            shares = self._shares_json(strategy, symbol)
             state[f"longrun{_SEPARATOR}symbol{_SEPARATOR}{strategy}{_SEPARATOR}{symbol}"] = _dumps(
                 {
                     "closed": figures.closed,
@@ -524,7 +546,7 @@ class LongRun:
                     "closed_pnl_usd": figures.closed_pnl_usd.to_floats(),
                     "profile": figures.profile.to_json(),
                     "last_event_us": figures.last_event_us,
-                    "shares": {name: tally.to_json() for name, tally in sorted(figures.shares.items())},
+                    "shares": shares,
                     "evidence": dict(sorted(figures.evidence.items())),
                 }
             )
@@ -536,17 +558,16 @@ class LongRun:
             state[f"longrun{_SEPARATOR}earlier"] = _dumps(self._earlier_parts)
             self._earlier_written = True
         chunks: list[tuple[str, int, bytes]] = []
-        for cell_id, values in sorted(self._fresh_values.items()):
-            chunk = self._next_chunk.get(cell_id, 0)
-            self._next_chunk[cell_id] = chunk + 1
-            chunks.append((cell_id, chunk, np.asarray(values, dtype="<f8").tobytes()))
+        if self._fresh_values:
+            chunks.append((PERIOD_VALUES, self._next_run, pack_values(self._fresh_values)))
+            self._next_run += 1
         state["longrun"] = _dumps(
             {
                 "version": STATE_VERSION,
                 "through": self.through,
                 "seq": self.seq,
                 "earlier_through": self.earlier_through,
-                "next_chunk": self._next_chunk,
+                "next_run": self._next_run,
             }
         )
         self._touched_strategies.clear()
@@ -555,23 +576,38 @@ class LongRun:
         self._fresh_values.clear()
         return state, chunks
 
+    def _shares_json(self, strategy: str, symbol: str) -> dict[str, list[Any]]:
+        """A symbol's share tallies as its row holds them, each serialized again only when it changed."""
+        key = (strategy, symbol)
+        parts = self._share_parts.get(key)
+        if parts is None:
+            parts = self._share_parts[key] = {}
+        stale = self._stale_shares.pop(key, set())
+        tallies = self.symbols[key].shares
+        for name, tally in tallies.items():
+            if name in stale or name not in parts:
+                parts[name] = tally.to_json()
+        return {name: parts[name] for name in sorted(tallies)}
+
     @classmethod
     def from_rows(cls, state: Mapping[str, bytes], chunks: Iterable[tuple[str, int, bytes]]) -> LongRun:
-        """The figures as committed: the state rows by name and every value chunk (in chunk order per cell). The
-        recent window is not kept: the caller absorbs it again from the ledger (sessions above
-        earlier_through, rows up to seq)."""
+        """The figures as committed: the state rows by name and every value row (in number order per cell name;
+        a version 1 store's rows of one cell come before the period rows). The recent window is not kept: the
+        caller absorbs it again from the ledger (sessions above earlier_through, rows up to seq)."""
         longrun = cls()
         head = state.get("longrun")
         if head is None:
             return longrun
         try:
             document = orjson.loads(head)
-            if document.get("version") != STATE_VERSION:
-                raise StateError(f"long-run job state version {document.get('version')!r} is not {STATE_VERSION}")
+            if document.get("version") not in _READABLE_VERSIONS:
+                raise StateError(
+                    f"long-run job state version {document.get('version')!r} is not one of {sorted(_READABLE_VERSIONS)}"
+                )
             longrun.through = int(document["through"])
             longrun.seq = int(document["seq"])
             longrun.earlier_through = int(document["earlier_through"])
-            longrun._next_chunk = {str(key): int(value) for key, value in document["next_chunk"].items()}
+            longrun._next_run = int(document.get("next_run", 0))
             for name, body in state.items():
                 parts = name.split(_SEPARATOR)
                 if parts[0] != "longrun" or len(parts) == 1:
@@ -604,16 +640,82 @@ class LongRun:
                     longrun._earlier_written = True
         except (KeyError, TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
             raise StateError(f"long-run job state is damaged: {error!r}") from error
-        values: dict[str, list[bytes]] = {}
+        # Per cell, its values in the order they moved: a version 1 store's rows of the cell, then the period rows.
+        values: dict[str, list[FloatArray]] = {}
+        periods: list[bytes] = []
         for cell_id, _, body in chunks:
-            values.setdefault(cell_id, []).append(body)
-        for cell_id, bodies in values.items():
+            if cell_id == PERIOD_VALUES:
+                periods.append(body)
+            else:
+                values.setdefault(cell_id, []).append(np.frombuffer(body, dtype="<f8"))
+        for body in periods:
+            for cell_id, part in unpack_values(body):
+                values.setdefault(cell_id, []).append(part)
+        for cell_id, pieces in values.items():
             strategy, cell = _parse_cell_id(cell_id)
             kept = longrun.earlier.get(strategy, {}).get(cell)
             if kept is None:
                 raise StateError(f"long-run job values for {cell_id!r} have no tally")
-            kept.sample.add(np.frombuffer(b"".join(bodies), dtype="<f8"))
+            kept.sample.add(np.concatenate(pieces))
         return longrun
+
+
+def pack_values(values: Mapping[str, Sequence[float]]) -> bytes:
+    """One value row of many cells' values: the header's length (8 bytes), the header ([[cell, count], ...] in
+    cell order, as JSON padded to 8 bytes) and every cell's values in turn (little-endian float64)."""
+    cells = sorted(values)
+    header = orjson.dumps([[cell_id, len(values[cell_id])] for cell_id in cells])
+    header += b" " * (-len(header) % 8)
+    floats = np.asarray(list(chain.from_iterable(values[cell_id] for cell_id in cells)), dtype="<f8")
+    return len(header).to_bytes(8, "little") + header + floats.tobytes()
+
+
+def unpack_values(body: bytes) -> Iterator[tuple[str, FloatArray]]:
+    """The (cell, values) of a pack_values row; StateError when the row does not hold what its header says."""
+    try:
+        size = int.from_bytes(body[:8], "little")
+        header = orjson.loads(body[8 : 8 + size])
+        floats = np.frombuffer(body, dtype="<f8", offset=8 + size)
+        cells = [(str(cell_id), int(count)) for cell_id, count in header]
+    except (TypeError, ValueError, orjson.JSONDecodeError) as error:
+        raise StateError(f"a long-run job value row is damaged: {error!r}") from error
+    if sum(count for _, count in cells) != floats.size:
+        raise StateError(f"a long-run job value row holds {floats.size} values, not what its header says")
+    start = 0
+    for cell_id, count in cells:
+        yield cell_id, floats[start : start + count]
+        start += count
+
+
+class LastEvidence(Mapping[tuple[str, str, str], int]):
+    """LongRun.evidence() read through: (strategy, component, scope) -> the last session with evidence, looked up
+    in the figures as they stand (a `ticker:SYM` scope in the symbol's, any other in the strategy's)."""
+
+    __slots__ = ("_longrun",)
+
+    def __init__(self, longrun: LongRun) -> None:
+        self._longrun = longrun
+
+    def __getitem__(self, key: tuple[str, str, str]) -> int:
+        strategy, component, scope = key
+        found: int | None = None
+        if scope.startswith(TICKER_SCOPE_PREFIX):
+            symbol = self._longrun.symbols.get((strategy, scope.removeprefix(TICKER_SCOPE_PREFIX)))
+            if symbol is not None:
+                found = symbol.evidence.get(component)
+        else:
+            figures = self._longrun.strategies.get(strategy)
+            if figures is not None:
+                found = figures.evidence.get((component, scope))
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+        return iter(self._longrun.evidence())
+
+    def __len__(self) -> int:
+        return len(self._longrun.evidence())
 
 
 def _cell_id(strategy: str, cell: Cell) -> str:

@@ -204,7 +204,7 @@ def weekly_report(
             f"long-run figures split at session {longrun.earlier_through}, the report at "
             f"{current_session - recent_sessions}"
         )
-    evidence = dict(last_evidence_session) if last_evidence_session is not None else longrun.evidence()
+    evidence = dict(last_evidence_session) if last_evidence_session is not None else longrun.last_evidence()
     proposals = stale_multiplier_decay(
         model_snapshot, evidence, current_session, idle_sessions=idle_sessions, half_life_sessions=half_life_sessions
     )

@@ -179,8 +179,7 @@ def mann_whitney_sorted(a: ArrayLike, b: SortedSample) -> MannWhitneyResult:
     if n_a == 0 or n_b == 0:
         return MannWhitneyResult(u=0.0, z=0.0, p_value=1.0, superiority=0.5)
     values, counts = np.unique(np.asarray(a, dtype=np.float64), return_counts=True)
-    below = np.searchsorted(b.values, values, side="left")
-    equal = np.searchsorted(b.values, values, side="right") - below
+    below, equal = b.below_and_equal(values)
     # Twice U is an integer: summing it in integers keeps U exact at any sample size.
     twice_u = int(((2 * below + equal) * counts).sum())
     tie_term = b.tie_term + tie_growth(equal, counts, n_a + n_b)
@@ -215,17 +214,40 @@ def _mann_whitney_result(u: float, tie_term: float, n_a: int, n_b: int) -> MannW
 
 class SortedSample:
     """A sample that only grows, kept sorted with its tie term (the sum of t^3 - t over its groups of t equal
-    values), so `mann_whitney_sorted` tests a small sample against it without sorting it again."""
+    values), so `mann_whitney_sorted` tests a small sample against it without sorting it again.
 
-    __slots__ = ("tie_term", "values")
+    Kept as two sorted runs: the bulk, and the values added since it last took them in, merged into the bulk once
+    they are an eighth of it. A weekly drift test takes in a few sessions' outcomes of a cell whose sample may hold
+    years of them: merging each batch into the whole sample copied all of it, a cost that grew with history."""
+
+    __slots__ = ("_bulk", "_recent", "tie_term")
 
     def __init__(self) -> None:
-        self.values: FloatArray = np.empty(0, dtype=np.float64)
+        self._bulk: FloatArray = np.empty(0, dtype=np.float64)
+        self._recent: FloatArray = self._bulk
         self.tie_term = 0
 
     @property
     def count(self) -> int:
-        return int(self.values.size)
+        return int(self._bulk.size + self._recent.size)
+
+    @property
+    def values(self) -> FloatArray:
+        """Every value, sorted: the array a stable sort of all of them, in the order added, gives."""
+        if self._recent.size:
+            self._bulk = _merged(self._bulk, self._recent)
+            self._recent = np.empty(0, dtype=np.float64)
+        return self._bulk
+
+    def below_and_equal(self, points: FloatArray) -> tuple[IntArray, IntArray]:
+        """For each of `points`, how many values lie below it and how many equal it."""
+        below = np.searchsorted(self._bulk, points, side="left")
+        equal = np.searchsorted(self._bulk, points, side="right") - below
+        if self._recent.size:
+            recent_below = np.searchsorted(self._recent, points, side="left")
+            below = below + recent_below
+            equal = equal + (np.searchsorted(self._recent, points, side="right") - recent_below)
+        return below, equal
 
     def add(self, values: ArrayLike) -> None:
         """Add `values` (any order)."""
@@ -233,14 +255,25 @@ class SortedSample:
         if not fresh.size:
             return
         distinct, counts = np.unique(fresh, return_counts=True)
-        before = np.searchsorted(self.values, distinct, side="right") - np.searchsorted(
-            self.values, distinct, side="left"
-        )
+        _, before = self.below_and_equal(distinct)
         self.tie_term += tie_growth(before, counts, self.count + fresh.size)
         # Merged in, not sorted again: each fresh value goes after the kept values equal to it, the fresh ones in
-        # their own stable order, the array a stable sort of (kept, fresh) gives, in O(kept + fresh log fresh).
-        fresh = np.sort(fresh, kind="stable")
-        self.values = np.insert(self.values, np.searchsorted(self.values, fresh, side="right"), fresh)
+        # their own stable order, the array a stable sort of (kept, fresh) gives.
+        self._recent = _merged(self._recent, np.sort(fresh, kind="stable"))
+        if self._recent.size * _BULK_SHARE > self._bulk.size:
+            self._bulk = _merged(self._bulk, self._recent)
+            self._recent = np.empty(0, dtype=np.float64)
+
+
+# The values added since the bulk took them in are merged into it once they are this share of it or more.
+_BULK_SHARE: Final = 8
+
+
+def _merged(kept: FloatArray, fresh: FloatArray) -> FloatArray:
+    """Sorted `fresh` merged into sorted `kept`, each after the kept values equal to it (a stable merge)."""
+    if not kept.size:
+        return fresh
+    return np.insert(kept, np.searchsorted(kept, fresh, side="right"), fresh)
 
 
 class ExactSum:

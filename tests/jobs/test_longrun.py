@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from learnd.errors import StateError
 from learnd.jobs.longrun import (
+    PERIOD_VALUES,
     RECENT_SESSIONS,
     CellOutcomes,
     LongRun,
@@ -23,6 +24,8 @@ from learnd.jobs.longrun import (
     Tally,
     attribute_pnl,
     is_attributed,
+    pack_values,
+    unpack_values,
 )
 from learnd.jobs.reports import daily_report, longrun_of
 from learnd.learning.entry_model import regime_scope
@@ -155,12 +158,61 @@ def test_rows_committed_each_period_restore_the_figures() -> None:
     for period_state, period_chunks in periods:
         state.update(period_state)
         chunks.extend(period_chunks)
+    assert figures(restored_from(state, chunks)) == figures(live)
+
+
+def restored_from(state: dict[str, bytes], chunks: list[tuple[str, int, bytes]]) -> LongRun:
+    """The figures the rows of every period of TRADES restore, their recent window taken in again."""
     restored = LongRun.from_rows(state, chunks)
     for trade in TRADES:
         session = session_of(trade.event_us)
         if session > restored.earlier_through:
             restored.restore_recent([trade], session)
-    assert figures(restored) == figures(live)
+    return restored
+
+
+def test_a_version_1_store_is_read_and_kept_as_period_rows() -> None:
+    """A store written by version 1 (a value row per cell, the head numbering each cell's rows) restores the figures
+    it held; what later periods move goes into period rows, read after the cells' own rows, and the figures at the
+    end are those kept all along."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    halfway = LAST_SESSION // 2
+    state: dict[str, bytes] = {}
+    chunks: list[tuple[str, int, bytes]] = []
+    numbers: dict[str, int] = {}
+    for period_state, period_chunks in periods[: halfway + 1]:
+        state.update(period_state)
+        for _, _, body in period_chunks:
+            for cell_id, part in unpack_values(body):
+                chunks.append((cell_id, numbers.get(cell_id, 0), part.tobytes()))
+                numbers[cell_id] = numbers.get(cell_id, 0) + 1
+    head = {**orjson.loads(state["longrun"]), "version": 1, "next_chunk": numbers}
+    del head["next_run"]
+    state["longrun"] = orjson.dumps(head)
+    restored = LongRun.from_rows(state, sorted(chunks))
+    grouped = by_session(TRADES)
+    for session in range(restored.earlier_through + 1, halfway + 1):
+        restored.restore_recent(grouped.get(session, []), session)
+    for session in range(halfway + 1, LAST_SESSION + 1):
+        restored.absorb(grouped.get(session, []), session)
+        restored.through = session
+        restored.settle_earlier(session - RECENT_SESSIONS)
+        period_state, period_chunks = restored.rows()
+        assert [name for name, _, _ in period_chunks] in ([], [PERIOD_VALUES])
+        state.update(period_state)
+        chunks.extend(period_chunks)
+    assert orjson.loads(state["longrun"])["version"] == 2
+    # Read as the store reads them: by cell name, then number.
+    assert figures(restored_from(state, sorted(chunks))) == figures(live)
+
+
+def test_packed_values_come_back_per_cell_in_order() -> None:
+    """A period row holds each cell's values, in the order given, bit for bit (a negative zero stays one)."""
+    values = {"b\x1fx": [0.5, -0.0, 3.25], "a\x1fy\x1fmixed": [], "a\x1fy": [1e-300, -2.0]}
+    body = pack_values(values)
+    assert [(cell, part.tolist()) for cell, part in unpack_values(body)] == sorted(values.items())
+    assert math.copysign(1.0, dict(unpack_values(body))["b\x1fx"][1]) == -1.0
 
 
 def test_rows_hold_only_what_changed_since_the_last_call() -> None:
@@ -193,7 +245,12 @@ def test_the_earlier_row_is_rewritten_only_when_outcomes_move_into_it() -> None:
     longrun.settle_earlier(2)
     moved, chunks = longrun.rows()
     assert EARLIER_ROW in moved
-    assert [cell for cell, _, _ in chunks] == ["equity\x1foptions_flow", "equity\x1foptions_flow\x1fmixed"]
+    ((name, number, body),) = chunks
+    assert (name, number) == (PERIOD_VALUES, 0)
+    assert [(cell, part.tolist()) for cell, part in unpack_values(body)] == [
+        ("equity\x1foptions_flow", [1.0]),
+        ("equity\x1foptions_flow\x1fmixed", [1.0]),
+    ]
     longrun.settle_earlier(3)
     assert EARLIER_ROW not in longrun.rows()[0]
 
@@ -229,6 +286,20 @@ def test_the_earlier_row_written_cell_by_cell_is_the_row_of_one_pass() -> None:
         restored.settle_earlier(session - RECENT_SESSIONS)
         last = restored.rows()[0].get(EARLIER_ROW, last)
     assert last == once
+
+
+def test_a_symbol_row_holds_every_share_tally_as_serialized_afresh() -> None:
+    """A symbol's row is written again when it trades, its share tallies serialized again only when they changed:
+    the last row written of each symbol holds every tally as serializing it now gives."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    written: dict[str, bytes] = {}
+    for state, _ in periods:
+        written.update(state)
+    for (strategy, symbol), kept in live.symbols.items():
+        row = orjson.loads(written[f"longrun\x1fsymbol\x1f{strategy}\x1f{symbol}"])
+        assert row["shares"] == {name: tally.to_json() for name, tally in sorted(kept.shares.items())}
+        assert list(row["shares"]) == sorted(kept.shares)
 
 
 def test_an_earlier_sample_is_sorted_when_a_test_asks_for_it() -> None:
@@ -276,13 +347,31 @@ def test_no_committed_rows_is_a_fresh_start() -> None:
 @pytest.mark.parametrize(
     ("state", "chunks", "message"),
     [
-        pytest.param({"longrun": b'{"version": 99}'}, [], "version 99 is not 1", id="newer-version"),
+        pytest.param({"longrun": b'{"version": 99}'}, [], r"version 99 is not one of \[1, 2\]", id="newer-version"),
         pytest.param({"longrun": b"{not json"}, [], "damaged", id="not-json"),
         pytest.param(
             {"longrun": b'{"version": 1, "through": 3, "seq": 0, "earlier_through": 1, "next_chunk": {}}'},
             [("equity\x1foptions_flow", 0, b"\x00" * 8)],
             "have no tally",
             id="values-without-tally",
+        ),
+        pytest.param(
+            {"longrun": b'{"version": 2, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'},
+            [(PERIOD_VALUES, 0, pack_values({"equity\x1foptions_flow": [1.0]}))],
+            "have no tally",
+            id="period-values-without-tally",
+        ),
+        pytest.param(
+            {"longrun": b'{"version": 2, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'},
+            [(PERIOD_VALUES, 0, pack_values({"equity\x1foptions_flow": [1.0]})[:-8])],
+            "holds 0 values",
+            id="period-values-cut-short",
+        ),
+        pytest.param(
+            {"longrun": b'{"version": 2, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'},
+            [(PERIOD_VALUES, 0, b"\x05" + b"\x00" * 7 + b"{not")],
+            "value row is damaged",
+            id="period-values-not-json",
         ),
     ],
 )
@@ -305,6 +394,28 @@ def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() ->
         ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}AMD"): 4,
         ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}NVDA"): 5,
     }
+
+
+def test_last_evidence_looks_up_what_evidence_holds() -> None:
+    """The looked-up mapping holds the keys and sessions of evidence(), and nothing else: no session for a scope,
+    component, symbol or strategy never seen, nor for a regime named like a ticker scope."""
+    longrun = period_by_period(TRADES)
+    longrun.absorb([make_trade("close_t", 1.0, {"options_flow": 1.0}, symbol="ZZ", regime="ticker:AMD")], 60)
+    whole = longrun.evidence()
+    looked_up = longrun.last_evidence()
+    assert dict(looked_up) == whole
+    assert len(looked_up) == len(whole)
+    assert all(looked_up[key] == session for key, session in whole.items())
+    assert regime_scope("ticker:AMD") != f"{TICKER_SCOPE_PREFIX}AMD"
+    for missing in [
+        ("equity", "options_flow", f"{TICKER_SCOPE_PREFIX}NOPE"),
+        ("equity", "nothing", GLOBAL_SCOPE),
+        ("nobody", "options_flow", GLOBAL_SCOPE),
+        ("equity", "options_flow", "no_regime"),
+        ("equity", "options_flow", "ticker:AMD:x"),
+    ]:
+        assert missing not in whole
+        assert looked_up.get(missing) is None
 
 
 def test_partial_closes_count_in_the_profile_but_not_as_closed_trades() -> None:

@@ -514,6 +514,32 @@ def test_a_sorted_sample_merged_in_chunks_is_one_stable_sort_of_them(chunks: lis
         assert kept.tie_term == sum(int(count) ** 3 - int(count) for count in counts)
 
 
+def test_a_large_sample_takes_small_batches_in_beside_it_and_tests_the_same() -> None:
+    """Batches an eighth of the sample or smaller wait beside it, sorted, until they add up to that share: the
+    counts below and equal, the tie term, the test and the values read are those of one sorted array all along."""
+    rng = random.Random(5)
+    kept = SortedSample()
+    everything = [*(round(rng.gauss(0.0, 1.0), 2) for _ in range(800)), 0.0, -0.0]
+    kept.add(everything)
+    for batches in range(1, 41):
+        batch = [*(round(rng.gauss(0.0, 1.0), 2) for _ in range(rng.randrange(1, 12))), -0.0]
+        kept.add(batch)
+        everything += batch
+        recent = [round(rng.gauss(0.0, 1.0), 2) for _ in range(15)]
+        assert kept.count == len(everything)
+        assert mann_whitney_sorted(recent, kept) == mann_whitney(recent, everything)
+        points = np.unique(np.asarray([*recent, 0.0]))
+        below, equal = kept.below_and_equal(points)
+        ordered = np.sort(np.asarray(everything, dtype=np.float64), kind="stable")
+        assert below.tolist() == np.searchsorted(ordered, points, side="left").tolist()
+        assert equal.tolist() == (np.searchsorted(ordered, points, side="right") - below).tolist()
+        if batches % 10 == 0:
+            assert kept.values.tobytes() == ordered.tobytes()
+    _, counts = np.unique(ordered, return_counts=True)
+    assert kept.tie_term == sum(int(count) ** 3 - int(count) for count in counts)
+    assert kept.values.tobytes() == ordered.tobytes()
+
+
 @given(st.lists(st.tuples(st.integers(0, 5000), st.integers(1, 5000)), max_size=50))
 def test_tie_growth_is_exact_in_arrays_and_in_python_integers(groups: list[tuple[int, int]]) -> None:
     """The tie term's growth is the same integer whether summed in int64 arrays (small samples) or in Python
