@@ -369,6 +369,8 @@ class LongRun:
         # its components' tallies did not change), and those that changed since.
         self._share_parts: dict[tuple[str, str], dict[str, list[Any]]] = {}
         self._stale_shares: dict[tuple[str, str], set[str]] = {}
+        # Each strategy's evidence scopes, sorted as its row lists them.
+        self._evidence_order: dict[str, list[tuple[str, str]]] = {}
         # The outcomes moved into the earlier samples since rows() last ran, per cell id in the order they moved
         # (runs no longer kept anywhere else, so never changed again): the next value row's values and tallies.
         self._fresh: dict[str, list[OutcomeRun]] = {}
@@ -520,16 +522,20 @@ class LongRun:
         state: dict[str, bytes] = {}
         for name in sorted(self._touched_strategies):
             kept = self.strategies[name]
+            evidence = kept.evidence
+            # The scopes in order, sorted again only when one was added (none is ever taken away).
+            order = self._evidence_order.get(name)
+            if order is None or len(order) != len(evidence):
+                order = self._evidence_order[name] = sorted(evidence)
             state[f"longrun{_SEPARATOR}strategy{_SEPARATOR}{name}"] = _dumps(
                 {
                     "trades": kept.trades,
                     "first_session": kept.first_session,
                     "last_session": kept.last_session,
-                    "evidence": sorted(
-                        [component, scope, session] for (component, scope), session in kept.evidence.items()
-                    ),
+                    "evidence": [[component, scope, evidence[component, scope]] for component, scope in order],
                 }
             )
+        # Dicts are written with their keys sorted (_dumps): a symbol's shares and evidence are handed over as kept.
         for strategy, symbol in sorted(self._touched_symbols):
             figures = self.symbols[strategy, symbol]
             shares = self._shares_json(strategy, symbol)
@@ -541,7 +547,7 @@ class LongRun:
                     "profile": figures.profile.to_json(),
                     "last_event_us": figures.last_event_us,
                     "shares": shares,
-                    "evidence": dict(sorted(figures.evidence.items())),
+                    "evidence": figures.evidence,
                 }
             )
         chunks: list[tuple[str, int, bytes]] = []
@@ -549,14 +555,15 @@ class LongRun:
             values: dict[str, list[float]] = {}
             tallies: dict[str, Tally] = {}
             for cell_id, runs in self._fresh.items():
-                moved = Tally()
+                if len(runs) == 1:  # one session moved, as a daily period moves it
+                    (run,) = runs
+                    values[cell_id] = run.values
+                    tallies[cell_id] = Tally(len(run.values), run.counts[0], run.counts[1], ExactSum(run.exact_sum()))
+                    continue
+                moved = tallies[cell_id] = Tally()
                 values[cell_id] = list(chain.from_iterable(run.values for run in runs))
                 for run in runs:
-                    moved.trades += len(run.values)
-                    moved.wins += run.counts[0]
-                    moved.losses += run.counts[1]
-                    moved.total.add_all(run.exact_sum())
-                tallies[cell_id] = moved
+                    moved.add_run(run)
             chunks.append((PERIOD_VALUES, self._next_run, pack_values(values, tallies)))
             self._next_run += 1
         state["longrun"] = _dumps(
@@ -574,17 +581,18 @@ class LongRun:
         return state, chunks
 
     def _shares_json(self, strategy: str, symbol: str) -> dict[str, list[Any]]:
-        """A symbol's share tallies as its row holds them, each serialized again only when it changed."""
+        """A symbol's share tallies as its row holds them (in no order), each serialized again only when it
+        changed: every share a run adds to is marked stale, a new one too."""
         key = (strategy, symbol)
         parts = self._share_parts.get(key)
-        if parts is None:
-            parts = self._share_parts[key] = {}
         stale = self._stale_shares.pop(key, set())
         tallies = self.symbols[key].shares
-        for name, tally in tallies.items():
-            if name in stale or name not in parts:
-                parts[name] = tally.to_json()
-        return {name: parts[name] for name in sorted(tallies)}
+        if parts is None:
+            parts = self._share_parts[key] = {name: tally.to_json() for name, tally in tallies.items()}
+        else:
+            for name in stale:
+                parts[name] = tallies[name].to_json()
+        return parts
 
     @classmethod
     def from_rows(cls, state: Mapping[str, bytes], chunks: Iterable[tuple[str, int, bytes]]) -> LongRun:
@@ -674,9 +682,15 @@ def pack_values(values: Mapping[str, Sequence[float]], tallies: Mapping[str, Tal
     cells = sorted(values)
     header = orjson.dumps(
         [
-            [cell_id, len(values[cell_id]), *tallies[cell_id].to_json()[1:]]
-            if tallies is not None and cell_id in tallies
-            else [cell_id, len(values[cell_id])]
+            [cell_id, len(values[cell_id])]
+            if tallies is None or cell_id not in tallies
+            else [
+                cell_id,
+                len(values[cell_id]),
+                tallies[cell_id].wins,
+                tallies[cell_id].losses,
+                tallies[cell_id].total.to_floats(),
+            ]
             for cell_id in cells
         ]
     )

@@ -316,6 +316,27 @@ def test_a_symbol_row_holds_every_share_tally_as_serialized_afresh() -> None:
         row = orjson.loads(written[f"longrun\x1fsymbol\x1f{strategy}\x1f{symbol}"])
         assert row["shares"] == {name: tally.to_json() for name, tally in sorted(kept.shares.items())}
         assert list(row["shares"]) == sorted(kept.shares)
+        assert list(row["evidence"].items()) == sorted(kept.evidence.items())
+
+
+def test_a_strategy_row_lists_its_evidence_sorted_as_kept() -> None:
+    """A strategy's row lists every (component, scope, session) of its evidence in order, scopes added since the
+    last row included."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    written: dict[str, bytes] = {}
+    for state, _ in periods:
+        written.update(state)
+    for name, kept in live.strategies.items():
+        row = orjson.loads(written[f"longrun\x1fstrategy\x1f{name}"])
+        assert row["evidence"] == sorted(
+            [component, scope, session] for (component, scope), session in kept.evidence.items()
+        )
+        assert (row["trades"], row["first_session"], row["last_session"]) == (
+            kept.trades,
+            kept.first_session,
+            kept.last_session,
+        )
 
 
 def test_an_earlier_sample_is_sorted_when_a_test_asks_for_it() -> None:
