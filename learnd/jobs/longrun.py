@@ -653,18 +653,20 @@ class LongRun:
                 periods.append(body)
             else:
                 values.setdefault(cell_id, []).append(np.frombuffer(body, dtype="<f8"))
+        tallied: dict[str, Tally] = {}  # by cell id, those version 3 rows add to
         for body in periods:
             for cell_id, part, moved in unpack_period(body):
                 if moved is not None:
-                    strategy, cell = _parse_cell_id(cell_id)
-                    cells = longrun.earlier.setdefault(strategy, {})
-                    kept = cells.get(cell)
-                    if kept is None:
-                        kept = cells[cell] = EarlierCell()
-                    kept.tally.trades += moved.trades
-                    kept.tally.wins += moved.wins
-                    kept.tally.losses += moved.losses
-                    kept.tally.total.merge(moved.total)
+                    tally = tallied.get(cell_id)
+                    if tally is None:
+                        strategy, cell = _parse_cell_id(cell_id)
+                        earlier = longrun.earlier.setdefault(strategy, {}).setdefault(cell, EarlierCell())
+                        tally = tallied[cell_id] = earlier.tally
+                    wins, losses, total = moved
+                    tally.trades += part.size
+                    tally.wins += wins
+                    tally.losses += losses
+                    tally.total.add_all(total)
                 values.setdefault(cell_id, []).append(part)
         for cell_id, pieces in values.items():
             strategy, cell = _parse_cell_id(cell_id)
@@ -705,16 +707,15 @@ def unpack_values(body: bytes) -> Iterator[tuple[str, FloatArray]]:
         yield cell_id, part
 
 
-def unpack_period(body: bytes) -> Iterator[tuple[str, FloatArray, Tally | None]]:
-    """The (cell, values, tally of the values or None when the row does not carry it) of a pack_values row;
-    StateError when the row does not hold what its header says."""
+def unpack_period(body: bytes) -> Iterator[tuple[str, FloatArray, tuple[int, int, list[float]] | None]]:
+    """The (cell, values, what the row says of their tally besides its count: wins, losses and the exact sum's
+    parts, or None when the row does not carry it) of a pack_values row; StateError when the row does not hold what
+    its header says."""
     try:
         size = int.from_bytes(body[:8], "little")
         header = orjson.loads(body[8 : 8 + size])
         floats = np.frombuffer(body, dtype="<f8", offset=8 + size)
-        cells = [
-            (str(entry[0]), int(entry[1]), Tally.from_json(entry[1:]) if len(entry) > 2 else None) for entry in header
-        ]
+        cells = [(str(entry[0]), int(entry[1]), _moved_tally(entry)) for entry in header]
     except (TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
         raise StateError(f"a long-run job value row is damaged: {error!r}") from error
     if sum(count for _, count, _ in cells) != floats.size:
@@ -723,6 +724,18 @@ def unpack_period(body: bytes) -> Iterator[tuple[str, FloatArray, Tally | None]]
     for cell_id, count, tally in cells:
         yield cell_id, floats[start : start + count], tally
         start += count
+
+
+def _moved_tally(entry: Sequence[Any]) -> tuple[int, int, list[float]] | None:
+    """The wins, losses and exact sum's parts a value row's header entry carries (None when it has only the cell
+    and count); ValueError when it is neither."""
+    if len(entry) == 2:
+        return None
+    if len(entry) != 5 or not isinstance(entry[4], list):
+        raise ValueError(
+            f"a value row's header entry {entry!r} is neither [cell, count] nor [cell, count, wins, losses, [parts]]"
+        )
+    return int(entry[2]), int(entry[3]), [float(part) for part in entry[4]]
 
 
 class LastEvidence(Mapping[tuple[str, str, str], int]):
