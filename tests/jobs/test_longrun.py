@@ -410,24 +410,30 @@ def test_no_committed_rows_is_a_fresh_start() -> None:
             "value row is damaged",
             id="period-values-not-json",
         ),
-        pytest.param(
-            {"longrun": b'{"version": 3, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'},
-            [(PERIOD_VALUES, 0, b"\x10" + b"\x00" * 7 + b'[["e",0,0]]     ')],
-            "value row is damaged",
-            id="period-tally-cut-short",
-        ),
-        pytest.param(
-            {"longrun": b'{"version": 3, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'},
-            [(PERIOD_VALUES, 0, b"\x20" + b"\x00" * 7 + b'[["e",0,0,0,"not parts"]]       ')],
-            "value row is damaged",
-            id="period-tally-without-parts",
-        ),
     ],
 )
 def test_damaged_rows_are_a_state_error(state: dict[str, bytes], chunks: list[Any], message: str) -> None:
     """Rows that do not make figures again stop the job with StateError instead of starting over silently."""
     with pytest.raises(StateError, match=message):
         LongRun.from_rows(state, chunks)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(b'["e",0,0]', id="tally-cut-short"),
+        pytest.param(b'["e",0,0,0,"not parts"]', id="tally-without-parts"),
+        pytest.param(b'["e",0,0,0,[],1]', id="tally-too-long"),
+    ],
+)
+def test_a_damaged_header_entry_is_a_state_error(entry: bytes) -> None:
+    """A value row's header entry is [cell, count] or [cell, count, wins, losses, [parts]]; anything else is a
+    damaged row."""
+    header = b"[" + entry + b"]"
+    header += b" " * (-len(header) % 8)
+    head = b'{"version": 3, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'
+    with pytest.raises(StateError, match="value row is damaged"):
+        LongRun.from_rows({"longrun": head}, [(PERIOD_VALUES, 0, len(header).to_bytes(8, "little") + header)])
 
 
 def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() -> None:
