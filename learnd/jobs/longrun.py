@@ -27,10 +27,13 @@ from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import ExactSum, FloatArray, SortedSample
 from learnd.records.parse import TradeOutcome
 
-# Version 2: the earlier values a period moved are one value row for all their cells (version 1 wrote a row per
-# cell and numbered each cell's rows in the head); a version 1 store's rows are read as they are.
-STATE_VERSION: Final = 2
-_READABLE_VERSIONS: Final = frozenset({1, STATE_VERSION})
+# Version 3: a period's value row carries, beside each cell's values, the tally they add (counts and exact sum), and
+# no row holds the earlier tallies (version 2 rewrote them all, one row, every period that moved a session: 37 KB at
+# the end of a year). Version 2: the earlier values a period moved are one value row for all their cells (version 1
+# wrote a row per cell and numbered each cell's rows in the head). An older store's rows are read as they are: its
+# earlier tallies' row holds the tallies of every value row it wrote.
+STATE_VERSION: Final = 3
+_READABLE_VERSIONS: Final = frozenset({1, 2, STATE_VERSION})
 # The cell name of the value rows that hold a period's values of many cells (numbered in period order); a version 1
 # store also holds rows of one cell each, under the cell's name (never empty: it starts with the strategy).
 PERIOD_VALUES: Final = ""
@@ -366,14 +369,11 @@ class LongRun:
         # its components' tallies did not change), and those that changed since.
         self._share_parts: dict[tuple[str, str], dict[str, list[Any]]] = {}
         self._stale_shares: dict[tuple[str, str], set[str]] = {}
-        # The earlier tallies' row: each cell's part as last written (a cell's part changes only when outcomes
-        # move into it), the cells whose part must be made again, and whether the row must be written at all
-        # (it changed, or it was never written).
-        self._earlier_parts: dict[str, list[Any]] = {}
-        self._earlier_stale: set[str] = set()
-        self._earlier_touched = False
-        self._earlier_written = False
-        self._fresh_values: dict[str, list[float]] = {}  # earlier values not written yet
+        # Each strategy's evidence scopes, sorted as its row lists them.
+        self._evidence_order: dict[str, list[tuple[str, str]]] = {}
+        # The outcomes moved into the earlier samples since rows() last ran, per cell id in the order they moved
+        # (runs no longer kept anywhere else, so never changed again): the next value row's values and tallies.
+        self._fresh: dict[str, list[OutcomeRun]] = {}
 
     # Absorbing -----------------------------------------------------------------------------------------------
 
@@ -455,8 +455,6 @@ class LongRun:
         for session in sorted(session for session in self.recent if session <= cutoff):
             self._to_earlier(self.recent.pop(session))
         self.earlier_through = cutoff
-        # With no session moved the tallies stand as written: the row is written only the first time.
-        self._earlier_touched = self._earlier_touched or not self._earlier_written
 
     def _to_earlier(self, outcomes: SessionOutcomes) -> None:
         for strategy, session_cells in outcomes.cells.items():
@@ -467,11 +465,8 @@ class LongRun:
                     kept = cells[cell] = EarlierCell()
                 kept.tally.add_run(outcome)
                 kept.view_alone = None
-                cell_id = _cell_id(strategy, cell)
-                self._earlier_stale.add(cell_id)
-                self._fresh_values.setdefault(cell_id, []).extend(outcome.values)
+                self._fresh.setdefault(_cell_id(strategy, cell), []).append(outcome)
                 kept.pending.extend(outcome.values)
-        self._earlier_touched = True
 
     def earlier_cells(self, strategy: str) -> dict[Cell, EarlierCell]:
         """A strategy's earlier cells (their samples sorted when asked: EarlierCell.sorted_sample)."""
@@ -520,22 +515,27 @@ class LongRun:
 
     def rows(self) -> tuple[dict[str, bytes], list[tuple[str, int, bytes]]]:
         """The state rows (job_state: name -> body) and value rows (job_values: cell, chunk, body) that changed
-        since the last call; written with the job run they belong to. The earlier values moved since then are one
-        value row (PERIOD_VALUES, numbered in order): a row per cell put ~110 rows a period into as many pages of
-        the table, each a page written to the WAL, and more of them the longer the history."""
+        since the last call; written with the job run they belong to. The earlier values moved since then, with the
+        tallies they add, are one value row (PERIOD_VALUES, numbered in order): a row per cell put ~110 rows a
+        period into as many pages of the table, each a page written to the WAL, and more of them the longer the
+        history."""
         state: dict[str, bytes] = {}
         for name in sorted(self._touched_strategies):
             kept = self.strategies[name]
+            evidence = kept.evidence
+            # The scopes in order, sorted again only when one was added (none is ever taken away).
+            order = self._evidence_order.get(name)
+            if order is None or len(order) != len(evidence):
+                order = self._evidence_order[name] = sorted(evidence)
             state[f"longrun{_SEPARATOR}strategy{_SEPARATOR}{name}"] = _dumps(
                 {
                     "trades": kept.trades,
                     "first_session": kept.first_session,
                     "last_session": kept.last_session,
-                    "evidence": sorted(
-                        [component, scope, session] for (component, scope), session in kept.evidence.items()
-                    ),
+                    "evidence": [[component, scope, evidence[component, scope]] for component, scope in order],
                 }
             )
+        # Dicts are written with their keys sorted (_dumps): a symbol's shares and evidence are handed over as kept.
         for strategy, symbol in sorted(self._touched_symbols):
             figures = self.symbols[strategy, symbol]
             shares = self._shares_json(strategy, symbol)
@@ -547,19 +547,24 @@ class LongRun:
                     "profile": figures.profile.to_json(),
                     "last_event_us": figures.last_event_us,
                     "shares": shares,
-                    "evidence": dict(sorted(figures.evidence.items())),
+                    "evidence": figures.evidence,
                 }
             )
-        if self._earlier_touched:
-            for cell_id in self._earlier_stale:
-                strategy, cell = _parse_cell_id(cell_id)
-                self._earlier_parts[cell_id] = self.earlier[strategy][cell].tally.to_json()
-            self._earlier_stale.clear()
-            state[f"longrun{_SEPARATOR}earlier"] = _dumps(self._earlier_parts)
-            self._earlier_written = True
         chunks: list[tuple[str, int, bytes]] = []
-        if self._fresh_values:
-            chunks.append((PERIOD_VALUES, self._next_run, pack_values(self._fresh_values)))
+        if self._fresh:
+            values: dict[str, list[float]] = {}
+            tallies: dict[str, Tally] = {}
+            for cell_id, runs in self._fresh.items():
+                if len(runs) == 1:  # one session moved, as a daily period moves it
+                    (run,) = runs
+                    values[cell_id] = run.values
+                    tallies[cell_id] = Tally(len(run.values), run.counts[0], run.counts[1], ExactSum(run.exact_sum()))
+                    continue
+                moved = tallies[cell_id] = Tally()
+                values[cell_id] = list(chain.from_iterable(run.values for run in runs))
+                for run in runs:
+                    moved.add_run(run)
+            chunks.append((PERIOD_VALUES, self._next_run, pack_values(values, tallies)))
             self._next_run += 1
         state["longrun"] = _dumps(
             {
@@ -572,28 +577,29 @@ class LongRun:
         )
         self._touched_strategies.clear()
         self._touched_symbols.clear()
-        self._earlier_touched = False
-        self._fresh_values.clear()
+        self._fresh.clear()
         return state, chunks
 
     def _shares_json(self, strategy: str, symbol: str) -> dict[str, list[Any]]:
-        """A symbol's share tallies as its row holds them, each serialized again only when it changed."""
+        """A symbol's share tallies as its row holds them (in no order), each serialized again only when it
+        changed: every share a run adds to is marked stale, a new one too."""
         key = (strategy, symbol)
         parts = self._share_parts.get(key)
-        if parts is None:
-            parts = self._share_parts[key] = {}
         stale = self._stale_shares.pop(key, set())
         tallies = self.symbols[key].shares
-        for name, tally in tallies.items():
-            if name in stale or name not in parts:
-                parts[name] = tally.to_json()
-        return {name: parts[name] for name in sorted(tallies)}
+        if parts is None:
+            parts = self._share_parts[key] = {name: tally.to_json() for name, tally in tallies.items()}
+        else:
+            for name in stale:
+                parts[name] = tallies[name].to_json()
+        return parts
 
     @classmethod
     def from_rows(cls, state: Mapping[str, bytes], chunks: Iterable[tuple[str, int, bytes]]) -> LongRun:
         """The figures as committed: the state rows by name and every value row (in number order per cell name;
-        a version 1 store's rows of one cell come before the period rows). The recent window is not kept: the
-        caller absorbs it again from the ledger (sessions above earlier_through, rows up to seq)."""
+        a version 1 store's rows of one cell come before the period rows). The earlier tallies are an older
+        store's earlier row, with what each version 3 period row adds. The recent window is not kept: the caller
+        absorbs it again from the ledger (sessions above earlier_through, rows up to seq)."""
         longrun = cls()
         head = state.get("longrun")
         if head is None:
@@ -636,11 +642,10 @@ class LongRun:
                     for cell_id, tally in data.items():
                         strategy, cell = _parse_cell_id(cell_id)
                         longrun.earlier.setdefault(strategy, {})[cell] = EarlierCell(tally=Tally.from_json(tally))
-                        longrun._earlier_stale.add(cell_id)
-                    longrun._earlier_written = True
         except (KeyError, TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
             raise StateError(f"long-run job state is damaged: {error!r}") from error
         # Per cell, its values in the order they moved: a version 1 store's rows of the cell, then the period rows.
+        # An older store's cells all have their tallies by now; a version 3 row's cells get theirs from the row.
         values: dict[str, list[FloatArray]] = {}
         periods: list[bytes] = []
         for cell_id, _, body in chunks:
@@ -648,8 +653,20 @@ class LongRun:
                 periods.append(body)
             else:
                 values.setdefault(cell_id, []).append(np.frombuffer(body, dtype="<f8"))
+        tallied: dict[str, Tally] = {}  # by cell id, those version 3 rows add to
         for body in periods:
-            for cell_id, part in unpack_values(body):
+            for cell_id, part, moved in unpack_period(body):
+                if moved is not None:
+                    tally = tallied.get(cell_id)
+                    if tally is None:
+                        strategy, cell = _parse_cell_id(cell_id)
+                        earlier = longrun.earlier.setdefault(strategy, {}).setdefault(cell, EarlierCell())
+                        tally = tallied[cell_id] = earlier.tally
+                    wins, losses, total = moved
+                    tally.trades += part.size
+                    tally.wins += wins
+                    tally.losses += losses
+                    tally.total.add_all(total)
                 values.setdefault(cell_id, []).append(part)
         for cell_id, pieces in values.items():
             strategy, cell = _parse_cell_id(cell_id)
@@ -660,11 +677,25 @@ class LongRun:
         return longrun
 
 
-def pack_values(values: Mapping[str, Sequence[float]]) -> bytes:
+def pack_values(values: Mapping[str, Sequence[float]], tallies: Mapping[str, Tally] | None = None) -> bytes:
     """One value row of many cells' values: the header's length (8 bytes), the header ([[cell, count], ...] in
-    cell order, as JSON padded to 8 bytes) and every cell's values in turn (little-endian float64)."""
+    cell order, each entry followed by the cell's wins, losses and exact sum (Tally.to_json) when `tallies` has
+    it; JSON padded to 8 bytes) and every cell's values in turn (little-endian float64)."""
     cells = sorted(values)
-    header = orjson.dumps([[cell_id, len(values[cell_id])] for cell_id in cells])
+    header = orjson.dumps(
+        [
+            [cell_id, len(values[cell_id])]
+            if tallies is None or cell_id not in tallies
+            else [
+                cell_id,
+                len(values[cell_id]),
+                tallies[cell_id].wins,
+                tallies[cell_id].losses,
+                tallies[cell_id].total.to_floats(),
+            ]
+            for cell_id in cells
+        ]
+    )
     header += b" " * (-len(header) % 8)
     floats = np.asarray(list(chain.from_iterable(values[cell_id] for cell_id in cells)), dtype="<f8")
     return len(header).to_bytes(8, "little") + header + floats.tobytes()
@@ -672,19 +703,39 @@ def pack_values(values: Mapping[str, Sequence[float]]) -> bytes:
 
 def unpack_values(body: bytes) -> Iterator[tuple[str, FloatArray]]:
     """The (cell, values) of a pack_values row; StateError when the row does not hold what its header says."""
+    for cell_id, part, _ in unpack_period(body):
+        yield cell_id, part
+
+
+def unpack_period(body: bytes) -> Iterator[tuple[str, FloatArray, tuple[int, int, list[float]] | None]]:
+    """The (cell, values, what the row says of their tally besides its count: wins, losses and the exact sum's
+    parts, or None when the row does not carry it) of a pack_values row; StateError when the row does not hold what
+    its header says."""
     try:
         size = int.from_bytes(body[:8], "little")
         header = orjson.loads(body[8 : 8 + size])
         floats = np.frombuffer(body, dtype="<f8", offset=8 + size)
-        cells = [(str(cell_id), int(count)) for cell_id, count in header]
-    except (TypeError, ValueError, orjson.JSONDecodeError) as error:
+        cells = [(str(entry[0]), int(entry[1]), _moved_tally(entry)) for entry in header]
+    except (TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
         raise StateError(f"a long-run job value row is damaged: {error!r}") from error
-    if sum(count for _, count in cells) != floats.size:
+    if sum(count for _, count, _ in cells) != floats.size:
         raise StateError(f"a long-run job value row holds {floats.size} values, not what its header says")
     start = 0
-    for cell_id, count in cells:
-        yield cell_id, floats[start : start + count]
+    for cell_id, count, tally in cells:
+        yield cell_id, floats[start : start + count], tally
         start += count
+
+
+def _moved_tally(entry: Sequence[Any]) -> tuple[int, int, list[float]] | None:
+    """The wins, losses and exact sum's parts a value row's header entry carries (None when it has only the cell
+    and count); ValueError when it is neither."""
+    if len(entry) == 2:
+        return None
+    if len(entry) != 5 or not isinstance(entry[4], list):
+        raise ValueError(
+            f"a value row's header entry {entry!r} is neither [cell, count] nor [cell, count, wins, losses, [parts]]"
+        )
+    return int(entry[2]), int(entry[3]), [float(part) for part in entry[4]]
 
 
 class LastEvidence(Mapping[tuple[str, str, str], int]):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections import ChainMap
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given
@@ -17,6 +19,7 @@ from learnd.errors import StateError
 from learnd.jobs.longrun import (
     PERIOD_VALUES,
     RECENT_SESSIONS,
+    STATE_VERSION,
     CellOutcomes,
     LongRun,
     OutcomeRun,
@@ -25,6 +28,7 @@ from learnd.jobs.longrun import (
     attribute_pnl,
     is_attributed,
     pack_values,
+    unpack_period,
     unpack_values,
 )
 from learnd.jobs.reports import daily_report, longrun_of
@@ -60,6 +64,7 @@ def test_a_subnormal_contribution_still_carries_the_whole_pnl() -> None:
 
 
 LAST_SESSION = 59
+EARLIER_ROW = "longrun\x1fearlier"  # an older store's earlier tallies
 TRADES = ledger(3, sessions=LAST_SESSION + 1)
 
 
@@ -171,26 +176,53 @@ def restored_from(state: dict[str, bytes], chunks: list[tuple[str, int, bytes]])
     return restored
 
 
-def test_a_version_1_store_is_read_and_kept_as_period_rows() -> None:
-    """A store written by version 1 (a value row per cell, the head numbering each cell's rows) restores the figures
-    it held; what later periods move goes into period rows, read after the cells' own rows, and the figures at the
-    end are those kept all along."""
+def older_store(
+    periods: list[tuple[dict[str, bytes], list[Any]]], version: int
+) -> tuple[dict[str, bytes], list[tuple[str, int, bytes]]]:
+    """The rows a version 1 or 2 store would hold after `periods`: the earlier tallies as one row, and the values as
+    period rows without tallies (version 2) or as rows of one cell each, numbered per cell in the head (version 1)."""
+    state: dict[str, bytes] = {}
+    chunks: list[tuple[str, int, bytes]] = []
+    for period_state, period_chunks in periods:
+        state.update(period_state)
+        chunks.extend(period_chunks)
+    figures_then = LongRun.from_rows(state, chunks)
+    state[EARLIER_ROW] = orjson.dumps(
+        {
+            "\x1f".join((strategy, *((cell,) if isinstance(cell, str) else cell))): kept.tally.to_json()
+            for strategy, cells in figures_then.earlier.items()
+            for cell, kept in cells.items()
+        }
+    )
+    head = {**orjson.loads(state["longrun"]), "version": version}
+    older: list[tuple[str, int, bytes]] = []
+    numbers: dict[str, int] = {}
+    for _, number, body in chunks:
+        moved = {cell_id: part.tolist() for cell_id, part in unpack_values(body)}
+        if version == 2:
+            older.append((PERIOD_VALUES, number, pack_values(moved)))
+            continue
+        for cell_id, part in moved.items():
+            older.append((cell_id, numbers.get(cell_id, 0), np.asarray(part, dtype="<f8").tobytes()))
+            numbers[cell_id] = numbers.get(cell_id, 0) + 1
+    if version == 1:
+        head["next_chunk"] = numbers
+        del head["next_run"]
+    state["longrun"] = orjson.dumps(head)
+    return state, sorted(older)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_store_is_read_and_kept_as_version_3_rows(version: int) -> None:
+    """A store written by version 1 (a value row per cell, the head numbering each cell's rows) or 2 (period rows
+    without tallies), its earlier tallies in one row, restores the figures it held; what later periods move goes
+    into period rows carrying their tallies, read after the older rows, and the figures at the end are those kept
+    all along."""
     periods: list[tuple[dict[str, bytes], list[Any]]] = []
     live = period_by_period(TRADES, periods)
     halfway = LAST_SESSION // 2
-    state: dict[str, bytes] = {}
-    chunks: list[tuple[str, int, bytes]] = []
-    numbers: dict[str, int] = {}
-    for period_state, period_chunks in periods[: halfway + 1]:
-        state.update(period_state)
-        for _, _, body in period_chunks:
-            for cell_id, part in unpack_values(body):
-                chunks.append((cell_id, numbers.get(cell_id, 0), part.tobytes()))
-                numbers[cell_id] = numbers.get(cell_id, 0) + 1
-    head = {**orjson.loads(state["longrun"]), "version": 1, "next_chunk": numbers}
-    del head["next_run"]
-    state["longrun"] = orjson.dumps(head)
-    restored = LongRun.from_rows(state, sorted(chunks))
+    state, chunks = older_store(periods[: halfway + 1], version)
+    restored = LongRun.from_rows(state, chunks)
     grouped = by_session(TRADES)
     for session in range(restored.earlier_through + 1, halfway + 1):
         restored.restore_recent(grouped.get(session, []), session)
@@ -200,9 +232,10 @@ def test_a_version_1_store_is_read_and_kept_as_period_rows() -> None:
         restored.settle_earlier(session - RECENT_SESSIONS)
         period_state, period_chunks = restored.rows()
         assert [name for name, _, _ in period_chunks] in ([], [PERIOD_VALUES])
+        assert EARLIER_ROW not in period_state
         state.update(period_state)
         chunks.extend(period_chunks)
-    assert orjson.loads(state["longrun"])["version"] == 2
+    assert orjson.loads(state["longrun"])["version"] == STATE_VERSION == 3
     # Read as the store reads them: by cell name, then number.
     assert figures(restored_from(state, sorted(chunks))) == figures(live)
 
@@ -229,63 +262,46 @@ def test_rows_hold_only_what_changed_since_the_last_call() -> None:
     assert chunks == []  # nothing settled into the earlier samples yet
 
 
-EARLIER_ROW = "longrun\x1fearlier"
-
-
-def test_the_earlier_row_is_rewritten_only_when_outcomes_move_into_it() -> None:
-    """The earlier tallies' row is written at the first settling (even empty), then only by a period that moved a
-    session's outcomes out of the recent window; a settling that moved nothing leaves the stored row as it is."""
+def test_a_period_row_carries_the_tallies_of_the_values_it_moved() -> None:
+    """No row holds the earlier tallies: a period that moved outcomes writes them in its value row, each cell's
+    values with their count, wins, losses and exact sum; a period that moved nothing writes no value row."""
     longrun = LongRun()
     longrun.settle_earlier(0)
-    first, _ = longrun.rows()
-    assert first[EARLIER_ROW] == b"{}"
-    longrun.absorb([make_trade("close_a", 1.0, {"options_flow": 1.0})], 2)
+    assert longrun.rows() == ({"longrun": longrun.rows()[0]["longrun"]}, [])
+    longrun.absorb([make_trade("close_a", 1.0, {"options_flow": 1.0}), make_trade("close_b", -0.5, {"gex": 1.0})], 2)
+    longrun.absorb([make_trade("close_c", 0.25, {"options_flow": 1.0})], 3)
     longrun.settle_earlier(1)
-    assert EARLIER_ROW not in longrun.rows()[0]
-    longrun.settle_earlier(2)
+    assert longrun.rows()[1] == []
+    longrun.settle_earlier(3)
     moved, chunks = longrun.rows()
-    assert EARLIER_ROW in moved
+    assert EARLIER_ROW not in moved
     ((name, number, body),) = chunks
     assert (name, number) == (PERIOD_VALUES, 0)
-    assert [(cell, part.tolist()) for cell, part in unpack_values(body)] == [
-        ("equity\x1foptions_flow", [1.0]),
-        ("equity\x1foptions_flow\x1fmixed", [1.0]),
+    assert [(cell, part.tolist(), moved_tally) for cell, part, moved_tally in unpack_period(body)] == [
+        ("equity\x1fgex", [-0.5], (0, 1, [-0.5])),
+        ("equity\x1fgex\x1fmixed", [-0.5], (0, 1, [-0.5])),
+        ("equity\x1foptions_flow", [1.0, 0.25], (2, 0, [1.0, 0.25])),
+        ("equity\x1foptions_flow\x1fmixed", [1.0, 0.25], (2, 0, [1.0, 0.25])),
     ]
-    longrun.settle_earlier(3)
-    assert EARLIER_ROW not in longrun.rows()[0]
+    longrun.settle_earlier(4)
+    assert longrun.rows()[1] == []
 
 
-def test_the_earlier_row_written_cell_by_cell_is_the_row_of_one_pass() -> None:
-    """Period by period, only the cells that took in outcomes are serialized again: the last row written, also by
-    figures restored from the store halfway, is byte for byte every cell's tally serialized afresh."""
+def test_the_earlier_tallies_restored_from_period_rows_are_those_kept() -> None:
+    """The tallies summed from every period row read the same as those kept all along, and as one pass."""
     periods: list[tuple[dict[str, bytes], list[Any]]] = []
     live = period_by_period(TRADES, periods)
-    once = orjson.dumps(
-        {
-            "\x1f".join((strategy, *((cell,) if isinstance(cell, str) else cell))): kept.tally.to_json()
-            for strategy, cells in live.earlier.items()
-            for cell, kept in cells.items()
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-    assert [state[EARLIER_ROW] for state, _ in periods if EARLIER_ROW in state][-1] == once
-    halfway = LAST_SESSION // 2
-    state: dict[str, bytes] = {}
-    chunks: list[tuple[str, int, bytes]] = []
-    for period_state, period_chunks in periods[: halfway + 1]:
-        state.update(period_state)
-        chunks.extend(period_chunks)
-    restored = LongRun.from_rows(state, chunks)
-    grouped = by_session(TRADES)
-    for session in range(restored.earlier_through + 1, halfway + 1):
-        restored.restore_recent(grouped.get(session, []), session)
-    last = b""
-    for session in range(halfway + 1, LAST_SESSION + 1):
-        restored.absorb(grouped.get(session, []), session)
-        restored.through = session
-        restored.settle_earlier(session - RECENT_SESSIONS)
-        last = restored.rows()[0].get(EARLIER_ROW, last)
-    assert last == once
+    once = longrun_of(TRADES, session_of, LAST_SESSION, RECENT_SESSIONS)
+    chunks = [chunk for _, period_chunks in periods for chunk in period_chunks]
+    restored = LongRun.from_rows(dict(ChainMap(*(state for state, _ in reversed(periods)))), chunks)
+    for kept in (live, once):
+        assert {
+            strategy: {cell: cell_figures.tally.view() for cell, cell_figures in cells.items()}
+            for strategy, cells in restored.earlier.items()
+        } == {
+            strategy: {cell: cell_figures.tally.view() for cell, cell_figures in cells.items()}
+            for strategy, cells in kept.earlier.items()
+        }
 
 
 def test_a_symbol_row_holds_every_share_tally_as_serialized_afresh() -> None:
@@ -300,6 +316,27 @@ def test_a_symbol_row_holds_every_share_tally_as_serialized_afresh() -> None:
         row = orjson.loads(written[f"longrun\x1fsymbol\x1f{strategy}\x1f{symbol}"])
         assert row["shares"] == {name: tally.to_json() for name, tally in sorted(kept.shares.items())}
         assert list(row["shares"]) == sorted(kept.shares)
+        assert list(row["evidence"].items()) == sorted(kept.evidence.items())
+
+
+def test_a_strategy_row_lists_its_evidence_sorted_as_kept() -> None:
+    """A strategy's row lists every (component, scope, session) of its evidence in order, scopes added since the
+    last row included."""
+    periods: list[tuple[dict[str, bytes], list[Any]]] = []
+    live = period_by_period(TRADES, periods)
+    written: dict[str, bytes] = {}
+    for state, _ in periods:
+        written.update(state)
+    for name, kept in live.strategies.items():
+        row = orjson.loads(written[f"longrun\x1fstrategy\x1f{name}"])
+        assert row["evidence"] == sorted(
+            [component, scope, session] for (component, scope), session in kept.evidence.items()
+        )
+        assert (row["trades"], row["first_session"], row["last_session"]) == (
+            kept.trades,
+            kept.first_session,
+            kept.last_session,
+        )
 
 
 def test_an_earlier_sample_is_sorted_when_a_test_asks_for_it() -> None:
@@ -347,7 +384,7 @@ def test_no_committed_rows_is_a_fresh_start() -> None:
 @pytest.mark.parametrize(
     ("state", "chunks", "message"),
     [
-        pytest.param({"longrun": b'{"version": 99}'}, [], r"version 99 is not one of \[1, 2\]", id="newer-version"),
+        pytest.param({"longrun": b'{"version": 99}'}, [], r"version 99 is not one of \[1, 2, 3\]", id="newer-version"),
         pytest.param({"longrun": b"{not json"}, [], "damaged", id="not-json"),
         pytest.param(
             {"longrun": b'{"version": 1, "through": 3, "seq": 0, "earlier_through": 1, "next_chunk": {}}'},
@@ -379,6 +416,24 @@ def test_damaged_rows_are_a_state_error(state: dict[str, bytes], chunks: list[An
     """Rows that do not make figures again stop the job with StateError instead of starting over silently."""
     with pytest.raises(StateError, match=message):
         LongRun.from_rows(state, chunks)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(b'["e",0,0]', id="tally-cut-short"),
+        pytest.param(b'["e",0,0,0,"not parts"]', id="tally-without-parts"),
+        pytest.param(b'["e",0,0,0,[],1]', id="tally-too-long"),
+    ],
+)
+def test_a_damaged_header_entry_is_a_state_error(entry: bytes) -> None:
+    """A value row's header entry is [cell, count] or [cell, count, wins, losses, [parts]]; anything else is a
+    damaged row."""
+    header = b"[" + entry + b"]"
+    header += b" " * (-len(header) % 8)
+    head = b'{"version": 3, "through": 3, "seq": 0, "earlier_through": 1, "next_run": 1}'
+    with pytest.raises(StateError, match="value row is damaged"):
+        LongRun.from_rows({"longrun": head}, [(PERIOD_VALUES, 0, len(header).to_bytes(8, "little") + header)])
 
 
 def test_evidence_is_the_last_session_a_component_carried_a_trade_per_scope() -> None:
