@@ -59,6 +59,9 @@ from learnd.store.ledger import RecordCache, ledger_records, record_of
 _STOP_CHECK_ROWS: Final = 512
 # Signal patterns need history: the weekly report looks at the last four weeks of episodes and orders.
 _WEEKLY_SIGNAL_WINDOW_DAYS: Final = 28
+# The furthest back in event time from its end that a period reads ledger records through a RecordCache: periods
+# run in event order, so a catch-up's cache may forget records older than this behind the newest it read.
+RECORD_SPAN_US: Final = _WEEKLY_SIGNAL_WINDOW_DAYS * 86_400_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +401,7 @@ def weekly_report_document(
         model_snapshot=_snapshot(store, calendar.closes_us[index]),
         half_life_sessions=settings.learning.half_life_sessions,
     )
-    window_start_us = end_us - _WEEKLY_SIGNAL_WINDOW_DAYS * 86_400_000_000
+    window_start_us = end_us - RECORD_SPAN_US
     report["signals"] = _signals_section(store, settings, window_start_us, end_us, records)
     first_day = from_epoch_us(window_start_us).date()
     report["execution_quality"] = _execution_section(

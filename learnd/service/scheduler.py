@@ -19,7 +19,7 @@ import structlog
 
 from learnd.errors import StopRequested
 from learnd.jobs.longrun import LongRun
-from learnd.jobs.periods import JobOutput, load_longrun, run_period
+from learnd.jobs.periods import RECORD_SPAN_US, JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
 from learnd.service.memory import release_free_memory
@@ -107,7 +107,8 @@ class JobRunner:
         self.failure_count = 0
         # The jobs' long-run figures as committed, loaded at the first period and kept up to date by each one.
         self._longrun: LongRun | None = None
-        self._records = RecordCache()  # ledger records decoded by earlier periods (their windows overlap)
+        # Ledger records decoded by earlier periods (their windows overlap), as far back as a period reads.
+        self._records = RecordCache(span_us=RECORD_SPAN_US)
         self._reader: Store | None = None
 
     def run_due(self, job: str) -> int:

@@ -35,25 +35,46 @@ def ledger_records(
 class RecordCache:
     """Records of recently read ledger rows, by kind and key: consecutive job periods read overlapping windows of
     the ledger (a week's report reads four weeks the daily reports read already). Rows never change once written,
-    so a cached record is always the row's; the oldest entries go beyond `limit`. Other rows the jobs read in
+    so a cached record is always the row's; the oldest entries go beyond `limit`, and with `span_us` a record more
+    than that much event time older than the newest one read goes too: jobs run in event order and read no further
+    back than their window (four weeks), so the cache holds what that window holds, not `limit` records of a long
+    history (about 1.6 KB each: 30 MiB at the limit, once a history has that many). Other rows the jobs read in
     overlapping windows (a learner's) are kept decoded too, by kind and bytes (`decoded`), the oldest of a kind
     going beyond `decoded_limit`: a weekly report's four weeks of signal episodes or execution groups, half again
     over at the bench homes' density (up to 1,265 episodes and 1,400 groups in four weeks; a limit below that serves
     a weekly report none of them), about 2.5 KB of memory an episode and 1.5 KB a group's counters and view."""
 
-    def __init__(self, limit: int = 20_000, decoded_limit: int = 2_048) -> None:
+    def __init__(self, limit: int = 20_000, decoded_limit: int = 2_048, *, span_us: int | None = None) -> None:
         self._limit = limit
+        self._span_us = span_us
         self._decoded_limit = decoded_limit
-        self._records: dict[tuple[str, str], Record] = {}
+        # Each record with its row's event time; read in event order, so the oldest are (nearly all) first.
+        self._records: dict[tuple[str, str], tuple[int, Record]] = {}
+        self._newest_us = 0
         self._decoded: dict[str, dict[bytes, object]] = {}
 
     def record_of(self, row: LedgerRow) -> Record:
         found = self._records.get((row.kind, row.key))
-        if found is None:
-            found = self._records[row.kind, row.key] = record_of(row)
-            if len(self._records) > self._limit:
-                del self._records[next(iter(self._records))]
-        return found
+        if found is not None:
+            return found[1]
+        record = record_of(row)
+        self._records[row.kind, row.key] = (row.event_us, record)
+        if len(self._records) > self._limit:
+            del self._records[next(iter(self._records))]
+        if self._span_us is not None and row.event_us > self._newest_us:
+            self._newest_us = row.event_us
+            self._forget_before(row.event_us - self._span_us)
+        return record
+
+    def _forget_before(self, event_us: int) -> None:
+        """Let the records first in line go while they are older than `event_us` (one out of order stays until
+        those before it have gone, or the limit takes it)."""
+        records = self._records
+        while records:
+            key = next(iter(records))
+            if records[key][0] >= event_us:
+                return
+            del records[key]
 
     def records(self, store: Store, kind: str, *, since_us: int | None, until_us: int | None) -> Iterator[Record]:
         """ledger_records, through the cache."""
@@ -75,4 +96,5 @@ class RecordCache:
 
     def clear(self) -> None:
         self._records.clear()
+        self._newest_us = 0
         self._decoded.clear()

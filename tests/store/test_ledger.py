@@ -207,3 +207,30 @@ def test_the_default_decoded_limit_holds_a_weekly_reports_four_weeks_of_episodes
         for body in bodies:
             cache.decoded("episode", body, decode)
     assert calls == bodies
+
+
+def test_a_cached_record_goes_once_it_is_older_than_the_span_behind_the_newest_read(learned: Store) -> None:
+    """With `span_us`, a record whose event time falls more than the span behind the newest record read is
+    decoded afresh the next time (the jobs read no further back); those within it, and every record without a
+    span (below the limit), are served as decoded the first time."""
+    (trade,) = learned.ledger("trade")
+
+    def row(key: str, event_us: int) -> LedgerRow:
+        return trade._replace(key=key, event_us=event_us)
+
+    spanned = RecordCache(span_us=10)
+    unbounded = RecordCache()
+    first = {
+        key: (spanned.record_of(row(key, at)), unbounded.record_of(row(key, at)))
+        for key, at in (("a", 100), ("b", 105), ("late", 95), ("c", 111))
+    }
+    # c is 11 past a: a goes; "late" (older still) was read after b, so it stays until b has gone.
+    assert spanned.record_of(row("a", 100)) is not first["a"][0]
+    assert spanned.record_of(row("b", 105)) is first["b"][0]
+    assert spanned.record_of(row("late", 95)) is first["late"][0]
+    assert spanned.record_of(row("c", 111)) is first["c"][0]
+    spanned.record_of(row("d", 116))  # 11 past b: b goes, then "late" behind it
+    assert spanned.record_of(row("b", 105)) is not first["b"][0]
+    assert spanned.record_of(row("late", 95)) is not first["late"][0]
+    assert spanned.record_of(row("c", 111)) is first["c"][0]
+    assert all(unbounded.record_of(row(key, 0)) is kept for key, (_, kept) in first.items())
