@@ -1217,8 +1217,7 @@ class EntryModel:
         # posterior's columns that z_against reads, as Python floats: a few components of a trade are tested, each
         # in a few float operations, cheaper than the array of all of them.
         currents = strategy.values_of(scope).tolist()
-        mean, variances, slope_covariances = posterior.columns()
-        slope_mean, slope_variance = mean[_SLOPE], variances[_SLOPE]
+        columns = posterior.columns()
         present = stats.present.tolist()
         min_samples, interval_z, own_z = params.min_component_samples, params.interval_z, gate.own_z
         licensed_z = params.joint_component_z if scope == GLOBAL_SCOPE else params.z_threshold
@@ -1229,11 +1228,8 @@ class EntryModel:
             if samples < min_samples:
                 continue
             # At 1 this is the component's own z; for a moved multiplier, whether the evidence rejects where it
-            # stands, so a move that later evidence no longer supports is undone. _z_against's floats, inline: this
-            # loop tests about ten components a trade in each scope.
-            excess = currents[component] - 1.0
-            variance = variances[index] - 2.0 * excess * slope_covariances[index] + excess * excess * slope_variance
-            z_current = (mean[index] - excess * slope_mean) / math.sqrt(max(variance, 1e-300))
+            # stands, so a move that later evidence no longer supports is undone.
+            z_current = _z_against(columns, index, currents[component])
             size = abs(z_current)
             if size <= interval_z:
                 continue
