@@ -701,12 +701,6 @@ def pack_values(values: Mapping[str, Sequence[float]], tallies: Mapping[str, Tal
     return len(header).to_bytes(8, "little") + header + floats.tobytes()
 
 
-def unpack_values(body: bytes) -> Iterator[tuple[str, FloatArray]]:
-    """The (cell, values) of a pack_values row; StateError when the row does not hold what its header says."""
-    for cell_id, part, _ in unpack_period(body):
-        yield cell_id, part
-
-
 def unpack_period(body: bytes) -> Iterator[tuple[str, FloatArray, tuple[int, int, list[float]] | None]]:
     """The (cell, values, what the row says of their tally besides its count: wins, losses and the exact sum's
     parts, or None when the row does not carry it) of a pack_values row; StateError when the row does not hold what

@@ -29,7 +29,6 @@ from learnd.jobs.longrun import (
     is_attributed,
     pack_values,
     unpack_period,
-    unpack_values,
 )
 from learnd.jobs.reports import daily_report, longrun_of
 from learnd.learning.entry_model import regime_scope
@@ -198,7 +197,7 @@ def older_store(
     older: list[tuple[str, int, bytes]] = []
     numbers: dict[str, int] = {}
     for _, number, body in chunks:
-        moved = {cell_id: part.tolist() for cell_id, part in unpack_values(body)}
+        moved = {cell_id: part.tolist() for cell_id, part, _ in unpack_period(body)}
         if version == 2:
             older.append((PERIOD_VALUES, number, pack_values(moved)))
             continue
@@ -244,8 +243,9 @@ def test_packed_values_come_back_per_cell_in_order() -> None:
     """A period row holds each cell's values, in the order given, bit for bit (a negative zero stays one)."""
     values = {"b\x1fx": [0.5, -0.0, 3.25], "a\x1fy\x1fmixed": [], "a\x1fy": [1e-300, -2.0]}
     body = pack_values(values)
-    assert [(cell, part.tolist()) for cell, part in unpack_values(body)] == sorted(values.items())
-    assert math.copysign(1.0, dict(unpack_values(body))["b\x1fx"][1]) == -1.0
+    unpacked = [(cell, part) for cell, part, _ in unpack_period(body)]
+    assert [(cell, part.tolist()) for cell, part in unpacked] == sorted(values.items())
+    assert math.copysign(1.0, dict(unpacked)["b\x1fx"][1]) == -1.0
 
 
 def test_rows_hold_only_what_changed_since_the_last_call() -> None:
