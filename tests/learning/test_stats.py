@@ -494,6 +494,18 @@ def test_an_exact_sum_added_in_runs_keeps_the_parts_of_one_value_at_a_time(
     assert in_runs.value == math.fsum(values)
 
 
+@given(st.lists(st.lists(st.floats(-1e300, 1e300, allow_nan=False), max_size=300), max_size=6))
+def test_runs_added_as_one_keep_the_parts_of_each_added_in_turn(runs: list[list[float]]) -> None:
+    """add_all of runs joined end to end keeps the same parts, in the same order, as add_all of each run in turn
+    (so a reader may sum many rows' parts of a cell in one go)."""
+    in_turn, joined = ExactSum(), ExactSum()
+    for run in runs:
+        in_turn.add_all(run)
+    joined.add_all([value for run in runs for value in run])
+    assert joined._parts == in_turn._parts
+    assert joined.to_floats() == in_turn.to_floats()
+
+
 @given(
     st.lists(
         st.lists(st.sampled_from([-0.0, 0.0, 1.0, -1.0, 2.5]) | st.floats(-1e6, 1e6, allow_nan=False), max_size=30),
