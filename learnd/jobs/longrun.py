@@ -217,13 +217,16 @@ class CellOutcomes:
 
     @classmethod
     def of(cls, runs: Sequence[OutcomeRun]) -> CellOutcomes:
-        tally = Tally()
+        """The runs' outcomes; the tally's exact sum holds each run's exact sum as it is (any floats whose exact sum
+        is the total will do: this tally is read, never kept)."""
+        trades = wins = losses = 0
+        parts: list[float] = []
         for run in runs:
-            tally.trades += len(run.values)
-            tally.wins += run.counts[0]
-            tally.losses += run.counts[1]
-            tally.total.add_all(run.exact_sum())
-        return cls(tally, tuple(runs))
+            trades += len(run.values)
+            wins += run.counts[0]
+            losses += run.counts[1]
+            parts += run.exact_sum()
+        return cls(Tally(trades, wins, losses, ExactSum(parts)), tuple(runs))
 
     def values(self) -> FloatArray:
         """The attributed values, as an array."""
