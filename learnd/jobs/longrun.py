@@ -127,8 +127,10 @@ class Tally:
         )
 
     def merged(self, other: Tally) -> Tally:
-        total = self.total.copy()
-        total.merge(other.total)
+        """Both tallies as one, to read: its exact sum holds the two's as a few floats each (to_floats, which
+        folds each in place: a long-run cell's sum holds up to 256 parts, and copying and folding them with the
+        recent ones cost more than the view made of them)."""
+        total = ExactSum([*self.total.to_floats(), *other.total.to_floats()])
         return Tally(self.trades + other.trades, self.wins + other.wins, self.losses + other.losses, total)
 
     def view(self, pnl_key: str = "attributed_pnl_pct") -> dict[str, Any]:

@@ -575,6 +575,24 @@ def test_is_attributed_says_whether_attribution_splits_anything(pnl: float, comp
     assert is_attributed(trade) == bool(attribute_pnl(trade))
 
 
+@given(st.lists(st.tuples(pnl_values, pnl_values), max_size=600), st.integers(0, 600))
+def test_two_tallies_merged_read_as_their_outcomes_tallied_at_once(
+    outcomes: list[tuple[float, float]], split: int
+) -> None:
+    """A long-run cell's tally merged with a recent one (each folded to a few floats on the way) reads as all their
+    outcomes tallied in one go, and each reads as before."""
+    pnls = [pnl for pnl, _ in outcomes]
+    values = [value for _, value in outcomes]
+    earlier, recent = Tally(), Tally()
+    for pnl, value in outcomes[:split]:
+        earlier.add(pnl, value)
+    for pnl, value in outcomes[split:]:
+        recent.add(pnl, value)
+    views = (earlier.view(), recent.view())
+    assert earlier.merged(recent).view() == Tally.of(pnls, values).view()
+    assert (earlier.view(), recent.view()) == views
+
+
 @given(st.lists(st.lists(st.tuples(pnl_values, pnl_values), max_size=300), min_size=1, max_size=4))
 def test_a_cell_over_sessions_reads_as_its_outcomes_tallied_at_once(sessions: list[list[tuple[float, float]]]) -> None:
     """Each session's run is summed once and kept; a run that grows after it was summed (a late trade) is summed
