@@ -127,8 +127,10 @@ class Tally:
         )
 
     def merged(self, other: Tally) -> Tally:
-        total = self.total.copy()
-        total.merge(other.total)
+        """Both tallies as one, to read: its exact sum holds the two's as a few floats each (to_floats, which
+        folds each in place: a long-run cell's sum holds up to 256 parts, and copying and folding them with the
+        recent ones cost more than the view made of them)."""
+        total = ExactSum([*self.total.to_floats(), *other.total.to_floats()])
         return Tally(self.trades + other.trades, self.wins + other.wins, self.losses + other.losses, total)
 
     def view(self, pnl_key: str = "attributed_pnl_pct") -> dict[str, Any]:
@@ -217,13 +219,16 @@ class CellOutcomes:
 
     @classmethod
     def of(cls, runs: Sequence[OutcomeRun]) -> CellOutcomes:
-        tally = Tally()
+        """The runs' outcomes; the tally's exact sum holds each run's exact sum as it is (any floats whose exact sum
+        is the total will do: this tally is read, never kept)."""
+        trades = wins = losses = 0
+        parts: list[float] = []
         for run in runs:
-            tally.trades += len(run.values)
-            tally.wins += run.counts[0]
-            tally.losses += run.counts[1]
-            tally.total.add_all(run.exact_sum())
-        return cls(tally, tuple(runs))
+            trades += len(run.values)
+            wins += run.counts[0]
+            losses += run.counts[1]
+            parts += run.exact_sum()
+        return cls(Tally(trades, wins, losses, ExactSum(parts)), tuple(runs))
 
     def values(self) -> FloatArray:
         """The attributed values, as an array."""
@@ -653,27 +658,22 @@ class LongRun:
                 periods.append(body)
             else:
                 values.setdefault(cell_id, []).append(np.frombuffer(body, dtype="<f8"))
-        tallied: dict[str, Tally] = {}  # by cell id, those version 3 rows add to
-        for body in periods:
-            for cell_id, part, moved in unpack_period(body):
-                if moved is not None:
-                    tally = tallied.get(cell_id)
-                    if tally is None:
-                        strategy, cell = _parse_cell_id(cell_id)
-                        earlier = longrun.earlier.setdefault(strategy, {}).setdefault(cell, EarlierCell())
-                        tally = tallied[cell_id] = earlier.tally
-                    wins, losses, total = moved
-                    tally.trades += part.size
-                    tally.wins += wins
-                    tally.losses += losses
-                    tally.total.add_all(total)
-                values.setdefault(cell_id, []).append(part)
+        period_values, moved = gather_periods(periods)
+        for cell_id, (trades, wins, losses, total) in moved.items():
+            strategy, cell = _parse_cell_id(cell_id)
+            tally = longrun.earlier.setdefault(strategy, {}).setdefault(cell, EarlierCell()).tally
+            tally.trades += trades
+            tally.wins += wins
+            tally.losses += losses
+            tally.total.add_all(total)
+        for cell_id, part in period_values.items():
+            values.setdefault(cell_id, []).append(part)
         for cell_id, pieces in values.items():
             strategy, cell = _parse_cell_id(cell_id)
             kept = longrun.earlier.get(strategy, {}).get(cell)
             if kept is None:
                 raise StateError(f"long-run job values for {cell_id!r} have no tally")
-            kept.sample.add(np.concatenate(pieces))
+            kept.sample.add(pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
         return longrun
 
 
@@ -705,19 +705,86 @@ def unpack_period(body: bytes) -> Iterator[tuple[str, FloatArray, tuple[int, int
     """The (cell, values, what the row says of their tally besides its count: wins, losses and the exact sum's
     parts, or None when the row does not carry it) of a pack_values row; StateError when the row does not hold what
     its header says."""
+    header, floats = _period_row(body)
     try:
-        size = int.from_bytes(body[:8], "little")
-        header = orjson.loads(body[8 : 8 + size])
-        floats = np.frombuffer(body, dtype="<f8", offset=8 + size)
         cells = [(str(entry[0]), int(entry[1]), _moved_tally(entry)) for entry in header]
-    except (TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
+    except (TypeError, ValueError, IndexError) as error:
         raise StateError(f"a long-run job value row is damaged: {error!r}") from error
-    if sum(count for _, count, _ in cells) != floats.size:
-        raise StateError(f"a long-run job value row holds {floats.size} values, not what its header says")
+    _check_count(sum(count for _, count, _ in cells), floats)
     start = 0
     for cell_id, count, tally in cells:
         yield cell_id, floats[start : start + count], tally
         start += count
+
+
+# What period rows add to a cell's tally: trades, wins, losses and the exact sum's parts (one row's after another's).
+MovedTally = tuple[int, int, int, list[float]]
+
+
+def gather_periods(bodies: Iterable[bytes]) -> tuple[dict[str, FloatArray], dict[str, MovedTally]]:
+    """unpack_period of each row in turn, gathered per cell: its values, row after row, and what the rows that
+    carry tallies add to it; StateError as unpack_period's. One pass over the headers and a stable sort of the
+    values by cell, not an array and a tally per entry: a five-year store's period rows hold 167,000 entries."""
+    numbers: dict[str, int] = {}  # each cell's number, in the order first met
+    owners: list[int] = []  # per header entry, its cell's number
+    counts: list[int] = []
+    arrays: list[FloatArray] = []
+    moved: dict[str, list[Any]] = {}
+    try:
+        for body in bodies:
+            header, floats = _period_row(body)
+            first = len(counts)
+            for cell_id, count, *tally in header:
+                number = numbers.get(cell_id)
+                if number is None:
+                    number = numbers[cell_id] = len(numbers)
+                owners.append(number)
+                counts.append(count)
+                if not tally:
+                    continue
+                if len(tally) != 3 or not isinstance(tally[2], list):
+                    _moved_tally([cell_id, count, *tally])  # raises, saying what the entry should be
+                found = moved.get(cell_id)
+                if found is None:
+                    found = moved[cell_id] = [0, 0, 0, []]
+                found[0] += count
+                found[1] += tally[0]
+                found[2] += tally[1]
+                found[3] += tally[2]
+            _check_count(sum(counts[first:]), floats)
+            arrays.append(floats)
+        # Checked and converted once per cell (a damaged row's entries fail here as they would one by one).
+        tallies = {
+            str(cell_id): (int(trades), int(wins), int(losses), [float(part) for part in parts])
+            for cell_id, (trades, wins, losses, parts) in moved.items()
+        }
+        if not arrays:
+            return {}, tallies
+        owner = np.repeat(np.asarray(owners, dtype=np.int64), np.asarray(counts, dtype=np.int64))
+    except (TypeError, ValueError, IndexError) as error:
+        raise StateError(f"a long-run job value row is damaged: {error!r}") from error
+    # A stable sort keeps each cell's values in row order.
+    grouped = np.concatenate(arrays)[np.argsort(owner, kind="stable")]
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(owner, minlength=len(numbers))))).tolist()
+    return {str(cell_id): grouped[bounds[number] : bounds[number + 1]] for cell_id, number in numbers.items()}, tallies
+
+
+def _period_row(body: bytes) -> tuple[list[Any], FloatArray]:
+    """A pack_values row's header entries (as stored) and values; StateError when it does not read as one."""
+    try:
+        size = int.from_bytes(body[:8], "little")
+        header = orjson.loads(body[8 : 8 + size])
+        floats = np.frombuffer(body, dtype="<f8", offset=8 + size)
+    except (TypeError, ValueError, IndexError, orjson.JSONDecodeError) as error:
+        raise StateError(f"a long-run job value row is damaged: {error!r}") from error
+    if not isinstance(header, list):
+        raise StateError(f"a long-run job value row is damaged: its header {header!r} is no list")
+    return header, floats
+
+
+def _check_count(count: int, floats: FloatArray) -> None:
+    if count != floats.size:
+        raise StateError(f"a long-run job value row holds {floats.size} values, not what its header says")
 
 
 def _moved_tally(entry: Sequence[Any]) -> tuple[int, int, list[float]] | None:

@@ -178,7 +178,7 @@ def mann_whitney_sorted(a: ArrayLike, b: SortedSample) -> MannWhitneyResult:
     n_a, n_b = len(a), b.count
     if n_a == 0 or n_b == 0:
         return MannWhitneyResult(u=0.0, z=0.0, p_value=1.0, superiority=0.5)
-    values, counts = np.unique(np.asarray(a, dtype=np.float64), return_counts=True)
+    values, counts = distinct_sorted(np.sort(np.asarray(a, dtype=np.float64)))
     below, equal = b.below_and_equal(values)
     # Twice U is an integer: summing it in integers keeps U exact at any sample size.
     twice_u = int(((2 * below + equal) * counts).sum())
@@ -192,7 +192,8 @@ def tie_growth(before: IntArray, added: IntArray, total: int) -> int:
     else in Python integers."""
     if total < _INT64_TIE_VALUES:
         after = before + added
-        return int((after**3 - after - (before**3 - before)).sum())
+        # t^3 - t of each group after, less before, as products (an integer power is a slower ufunc).
+        return int((after * after * after - after - (before * before * before - before)).sum())
     growth = 0
     for old, new in zip(before.tolist(), added.tolist(), strict=True):
         size = old + new
@@ -241,25 +242,25 @@ class SortedSample:
 
     def below_and_equal(self, points: FloatArray) -> tuple[IntArray, IntArray]:
         """For each of `points`, how many values lie below it and how many equal it."""
-        below = np.searchsorted(self._bulk, points, side="left")
-        equal = np.searchsorted(self._bulk, points, side="right") - below
+        below = self._bulk.searchsorted(points, side="left")
+        equal = self._bulk.searchsorted(points, side="right") - below
         if self._recent.size:
-            recent_below = np.searchsorted(self._recent, points, side="left")
-            below = below + recent_below
-            equal = equal + (np.searchsorted(self._recent, points, side="right") - recent_below)
+            recent_below = self._recent.searchsorted(points, side="left")
+            below += recent_below
+            equal += self._recent.searchsorted(points, side="right") - recent_below
         return below, equal
 
     def add(self, values: ArrayLike) -> None:
         """Add `values` (any order)."""
-        fresh = np.asarray(values, dtype=np.float64)
+        fresh = np.sort(np.asarray(values, dtype=np.float64), kind="stable")
         if not fresh.size:
             return
-        distinct, counts = np.unique(fresh, return_counts=True)
+        distinct, counts = distinct_sorted(fresh)
         _, before = self.below_and_equal(distinct)
         self.tie_term += tie_growth(before, counts, self.count + fresh.size)
-        # Merged in, not sorted again: each fresh value goes after the kept values equal to it, the fresh ones in
-        # their own stable order, the array a stable sort of (kept, fresh) gives.
-        self._recent = _merged(self._recent, np.sort(fresh, kind="stable"))
+        # Merged in: each fresh value goes after the kept values equal to it, the fresh ones in their own stable
+        # order, the array a stable sort of (kept, fresh) gives.
+        self._recent = _merged(self._recent, fresh)
         if self._recent.size * _BULK_SHARE > self._bulk.size:
             self._bulk = _merged(self._bulk, self._recent)
             self._recent = np.empty(0, dtype=np.float64)
@@ -270,10 +271,27 @@ _BULK_SHARE: Final = 8
 
 
 def _merged(kept: FloatArray, fresh: FloatArray) -> FloatArray:
-    """Sorted `fresh` merged into sorted `kept`, each after the kept values equal to it (a stable merge)."""
+    """Sorted `fresh` merged into sorted `kept`, each after the kept values equal to it (a stable merge): a stable
+    sort of the two joined, which finds the two sorted runs and merges them (np.insert at the places searchsorted
+    finds cost five times more for a few hundred values)."""
     if not kept.size:
         return fresh
-    return np.insert(kept, np.searchsorted(kept, fresh, side="right"), fresh)
+    merged = np.concatenate((kept, fresh))
+    merged.sort(kind="stable")
+    return merged
+
+
+def distinct_sorted(ordered: FloatArray) -> tuple[FloatArray, IntArray]:
+    """The distinct values of sorted `ordered` (equal ones, such as -0.0 and 0.0, as one) and how many of each:
+    np.unique's, for an array sorted already."""
+    starts = np.empty(ordered.size, dtype=bool)
+    starts[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=starts[1:])
+    (first,) = starts.nonzero()
+    counts = np.empty(first.size, dtype=np.int64)
+    counts[:-1] = first[1:] - first[:-1]
+    counts[-1:] = ordered.size - first[-1:]
+    return ordered[first], counts
 
 
 class ExactSum:

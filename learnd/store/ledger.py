@@ -5,6 +5,7 @@ Used by replays, the batch jobs and the read-only views; a row that no longer de
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TypeVar, cast
 
@@ -48,8 +49,10 @@ class RecordCache:
         self._limit = limit
         self._span_us = span_us
         self._decoded_limit = decoded_limit
-        # Each record with its row's event time; read in event order, so the oldest are (nearly all) first.
-        self._records: dict[tuple[str, str], tuple[int, Record]] = {}
+        # Each record with its row's event time; read in event order, so the oldest are (nearly all) first. An
+        # OrderedDict, since the oldest go first: a dict's first entry is found by walking the slots of those deleted
+        # before it (about 2 us at 2,000 entries, 13 us at 20,000), an OrderedDict's at once.
+        self._records: OrderedDict[tuple[str, str], tuple[int, Record]] = OrderedDict()
         self._newest_us = 0
         self._decoded: dict[str, dict[bytes, object]] = {}
 
@@ -60,7 +63,7 @@ class RecordCache:
         record = record_of(row)
         self._records[row.kind, row.key] = (row.event_us, record)
         if len(self._records) > self._limit:
-            del self._records[next(iter(self._records))]
+            self._records.popitem(last=False)
         if self._span_us is not None and row.event_us > self._newest_us:
             self._newest_us = row.event_us
             self._forget_before(row.event_us - self._span_us)
@@ -71,8 +74,8 @@ class RecordCache:
         those before it have gone, or the limit takes it)."""
         records = self._records
         while records:
-            key = next(iter(records))
-            if records[key][0] >= event_us:
+            key, (oldest_us, _) = next(iter(records.items()))
+            if oldest_us >= event_us:
                 return
             del records[key]
 

@@ -26,6 +26,7 @@ from learnd.jobs.longrun import (
     SessionOutcomes,
     Tally,
     attribute_pnl,
+    gather_periods,
     is_attributed,
     pack_values,
     unpack_period,
@@ -246,6 +247,47 @@ def test_packed_values_come_back_per_cell_in_order() -> None:
     unpacked = [(cell, part) for cell, part, _ in unpack_period(body)]
     assert [(cell, part.tolist()) for cell, part in unpacked] == sorted(values.items())
     assert math.copysign(1.0, dict(unpacked)["b\x1fx"][1]) == -1.0
+
+
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["a\x1fx", "a\x1fx\x1fmixed", "b\x1fy"]),
+            st.lists(st.sampled_from([-0.0, 0.0, 1.0, -2.5]) | st.floats(-1e6, 1e6, allow_nan=False), max_size=12),
+        ),
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_period_rows_gathered_per_cell_are_each_row_unpacked_in_turn(
+    periods: list[dict[str, list[float]]], with_tallies: bool
+) -> None:
+    """gather_periods reads what unpack_period reads of each row, per cell: the values row after row, bit for bit
+    (a -0.0 stays where it was), and the counts and exact-sum parts the rows carry, one row's after another's."""
+    bodies = [
+        pack_values(period, {cell: _tally_of(values) for cell, values in period.items()} if with_tallies else None)
+        for period in periods
+    ]
+    values: dict[str, list[float]] = {}
+    moved: dict[str, list[Any]] = {}
+    for body in bodies:
+        for cell_id, part, tally in unpack_period(body):
+            values.setdefault(cell_id, []).extend(part.tolist())
+            if tally is not None:
+                found = moved.setdefault(cell_id, [0, 0, 0, []])
+                found[0] += part.size
+                found[1] += tally[0]
+                found[2] += tally[1]
+                found[3] += tally[2]
+    gathered, tallies = gather_periods(bodies)
+    assert {cell: part.tobytes() for cell, part in gathered.items()} == {
+        cell: np.asarray(found, dtype="<f8").tobytes() for cell, found in values.items()
+    }
+    assert tallies == {cell: tuple(found) for cell, found in moved.items()}
+
+
+def _tally_of(values: list[float]) -> Tally:
+    return Tally.of(values, values)
 
 
 def test_rows_hold_only_what_changed_since_the_last_call() -> None:
@@ -531,6 +573,24 @@ def test_a_session_taken_in_twice_holds_the_outcomes_the_daily_report_reads() ->
 def test_is_attributed_says_whether_attribution_splits_anything(pnl: float, components: dict[str, float]) -> None:
     trade = make_trade("close_x", pnl, components)
     assert is_attributed(trade) == bool(attribute_pnl(trade))
+
+
+@given(st.lists(st.tuples(pnl_values, pnl_values), max_size=600), st.integers(0, 600))
+def test_two_tallies_merged_read_as_their_outcomes_tallied_at_once(
+    outcomes: list[tuple[float, float]], split: int
+) -> None:
+    """A long-run cell's tally merged with a recent one (each folded to a few floats on the way) reads as all their
+    outcomes tallied in one go, and each reads as before."""
+    pnls = [pnl for pnl, _ in outcomes]
+    values = [value for _, value in outcomes]
+    earlier, recent = Tally(), Tally()
+    for pnl, value in outcomes[:split]:
+        earlier.add(pnl, value)
+    for pnl, value in outcomes[split:]:
+        recent.add(pnl, value)
+    views = (earlier.view(), recent.view())
+    assert earlier.merged(recent).view() == Tally.of(pnls, values).view()
+    assert (earlier.view(), recent.view()) == views
 
 
 @given(st.lists(st.lists(st.tuples(pnl_values, pnl_values), max_size=300), min_size=1, max_size=4))

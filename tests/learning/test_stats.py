@@ -24,6 +24,7 @@ from learnd.learning.stats import (
     FloatArray,
     SortedSample,
     average_ranks,
+    distinct_sorted,
     mann_whitney,
     mann_whitney_sorted,
     mean_interval,
@@ -492,6 +493,28 @@ def test_an_exact_sum_added_in_runs_keeps_the_parts_of_one_value_at_a_time(
         assert in_runs._parts == one_by_one._parts  # what to_floats writes, before it folds them
         assert in_runs.to_floats() == one_by_one.to_floats()
     assert in_runs.value == math.fsum(values)
+
+
+@given(st.lists(st.sampled_from([-0.0, 0.0, 1.0, -2.5]) | sample_values, max_size=60))
+def test_the_distinct_values_of_a_sorted_array_are_np_unique_s(values: list[float]) -> None:
+    """distinct_sorted of a sorted array: np.unique's distinct values (a -0.0 and a 0.0 are one) and counts."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64), kind="stable")
+    distinct, counts = distinct_sorted(ordered)
+    expected, expected_counts = np.unique(ordered, return_counts=True)
+    assert distinct.tolist() == expected.tolist()
+    assert counts.tolist() == expected_counts.tolist()
+
+
+@given(st.lists(st.lists(st.floats(-1e300, 1e300, allow_nan=False), max_size=300), max_size=6))
+def test_runs_added_as_one_keep_the_parts_of_each_added_in_turn(runs: list[list[float]]) -> None:
+    """add_all of runs joined end to end keeps the same parts, in the same order, as add_all of each run in turn
+    (so a reader may sum many rows' parts of a cell in one go)."""
+    in_turn, joined = ExactSum(), ExactSum()
+    for run in runs:
+        in_turn.add_all(run)
+    joined.add_all([value for run in runs for value in run])
+    assert joined._parts == in_turn._parts
+    assert joined.to_floats() == in_turn.to_floats()
 
 
 @given(

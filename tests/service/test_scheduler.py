@@ -243,7 +243,7 @@ def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_co
         assert replay_history(engine, calendar_for(settings), datetime(2026, 11, 18, 22, 0, tzinfo=UTC)) == 3
     finally:
         engine.close()
-    assert seen == [(10_000, *before[1:])] * 3
+    assert seen == [(100_000, *before[1:])] * 3
     assert gc.get_threshold() == before
     with pytest.raises(RuntimeError), scheduler.collecting_garbage_less_often():
         raise RuntimeError
