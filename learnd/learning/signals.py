@@ -8,6 +8,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -539,7 +540,7 @@ class _Group:
             self.pnls.append(item.pnl_pct)
 
     def view(self) -> dict[str, Any]:
-        low, high = wilson_interval(self.trades, self.episodes)
+        conversion, low, high = _conversion(self.trades, self.episodes)
         pnls = self.pnls
         count = len(pnls)
         stats = mean_interval(pnls)
@@ -548,13 +549,21 @@ class _Group:
         return {
             "episodes": self.episodes,
             "trades": self.trades,
-            "conversion": _round(self.trades / self.episodes) if self.episodes else None,
-            "conversion_ci": [_round(low), _round(high)],
+            "conversion": conversion,
+            "conversion_ci": [low, high],
             "outcomes": count,
             "win_rate": _round(len([pnl for pnl in pnls if pnl > 0]) / count) if count else None,
             "mean_pnl_pct": _round(mean) if mean is not None else None,
             "mean_pnl_pct_ci": [_round(stats[1]), _round(stats[2])] if stats else None,
         }
+
+
+# A report's groups hold a few hundred distinct (trades, episodes) pairs, most of them small: each pair's conversion
+# and Wilson interval (rounded as reported) worked out once.
+@lru_cache(maxsize=4_096)
+def _conversion(trades: int, episodes: int) -> tuple[float | None, float, float]:
+    low, high = wilson_interval(trades, episodes)
+    return _round(trades / episodes) if episodes else None, _round(low), _round(high)
 
 
 def signal_summary(
