@@ -31,6 +31,7 @@ from learnd.jobs.reports import (
     weekly_report,
 )
 from learnd.jobs.schedule import DAILY, Period, last_session
+from learnd.jobs.signalwindow import window_signals
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import (
     ExecutionParams,
@@ -402,7 +403,9 @@ def weekly_report_document(
         half_life_sessions=settings.learning.half_life_sessions,
     )
     window_start_us = end_us - RECORD_SPAN_US
-    report["signals"] = _signals_section(store, settings, window_start_us, end_us, records)
+    report["signals"] = window_signals(
+        store, SignalParams.from_settings(settings.signals), window_start_us, end_us, records
+    )
     first_day = from_epoch_us(window_start_us).date()
     report["execution_quality"] = _execution_section(
         store,

@@ -8,6 +8,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 import orjson
@@ -389,11 +390,47 @@ def join_episodes(
     join on symbol + entry time. An unconverted episode takes the regime of the latest entry (any symbol) within
     `regime_lookback_us` before its last candidate: the regime is the market's, and signals do not carry it.
     """
-    ordered = sorted(episodes, key=lambda ep: (ep.last_us, ep.key))
-    timed = sorted(((entry_time_us(entry), entry.key, entry) for entry in entries), key=lambda item: item[:2])
+    return join_ordered(join_order(episodes), timed_entries(entries), closing_trades(outcomes), params)
+
+
+def join_order(episodes: Iterable[Episode]) -> list[Episode]:
+    """Episodes in the order the join takes them: by last candidate, then key (a tie keeps the given order)."""
+    return sorted(episodes, key=_join_position)
+
+
+def _join_position(episode: Episode) -> tuple[int, str]:
+    return episode.last_us, episode.key
+
+
+def timed_entries(entries: Iterable[TradeEntry]) -> list[tuple[int, str, TradeEntry]]:
+    """Entries with their entry time (`entry_time_us`), by that time, then key (a tie keeps the given order)."""
+    return sorted(((entry_time_us(entry), entry.key, entry) for entry in entries), key=_timed_position)
+
+
+def _timed_position(item: tuple[int, str, TradeEntry]) -> tuple[int, str]:
+    return item[0], item[1]
+
+
+def closing_trades(outcomes: Iterable[TradeOutcome]) -> list[TradeOutcome]:
+    """The outcomes that can close an entry (whole, with an entry time), by event time, then key."""
+    return [
+        row
+        for row in sorted(outcomes, key=lambda item: (item.event_us, item.key))
+        if not row.is_partial and row.entry_us is not None
+    ]
+
+
+def join_ordered(
+    ordered: list[Episode],
+    timed: list[tuple[int, str, TradeEntry]],
+    closing: Iterable[TradeOutcome],
+    params: SignalParams,
+) -> list[JoinedEpisode]:
+    """`join_episodes` of inputs already in its order: `join_order`, `timed_entries` and `closing_trades` of them,
+    or those of disjoint parts put together in the same order (the first close of an entry wins)."""
     closes: dict[tuple[str, int], TradeOutcome] = {}
-    for row in sorted(outcomes, key=lambda item: (item.event_us, item.key)):
-        if not row.is_partial and row.entry_us is not None:
+    for row in closing:
+        if row.entry_us is not None:
             closes.setdefault((row.symbol, row.entry_us), row)
 
     by_symbol: dict[tuple[str, str], _SymbolEpisodes] = {}
@@ -503,7 +540,7 @@ class _Group:
             self.pnls.append(item.pnl_pct)
 
     def view(self) -> dict[str, Any]:
-        low, high = wilson_interval(self.trades, self.episodes)
+        conversion, low, high = _conversion(self.trades, self.episodes)
         pnls = self.pnls
         count = len(pnls)
         stats = mean_interval(pnls)
@@ -512,13 +549,21 @@ class _Group:
         return {
             "episodes": self.episodes,
             "trades": self.trades,
-            "conversion": _round(self.trades / self.episodes) if self.episodes else None,
-            "conversion_ci": [_round(low), _round(high)],
+            "conversion": conversion,
+            "conversion_ci": [low, high],
             "outcomes": count,
             "win_rate": _round(len([pnl for pnl in pnls if pnl > 0]) / count) if count else None,
             "mean_pnl_pct": _round(mean) if mean is not None else None,
             "mean_pnl_pct_ci": [_round(stats[1]), _round(stats[2])] if stats else None,
         }
+
+
+# A report's groups hold a few hundred distinct (trades, episodes) pairs, most of them small: each pair's conversion
+# and Wilson interval (rounded as reported) worked out once.
+@lru_cache(maxsize=4_096)
+def _conversion(trades: int, episodes: int) -> tuple[float | None, float, float]:
+    low, high = wilson_interval(trades, episodes)
+    return _round(trades / episodes) if episodes else None, _round(low), _round(high)
 
 
 def signal_summary(
@@ -531,7 +576,11 @@ def signal_summary(
     episodes' outcomes (win rate, mean pnl_pct with a t-interval), plus suggestions where an interval excludes the
     strategy's average. JSON-able and deterministic; suggestions never change weights by themselves."""
     params = params or SignalParams()
-    joined = join_episodes(episodes, entries, outcomes, params)
+    return summary_of(join_episodes(episodes, entries, outcomes, params), params)
+
+
+def summary_of(joined: list[JoinedEpisode], params: SignalParams) -> dict[str, Any]:
+    """`signal_summary` of episodes already joined (`join_episodes` or `join_ordered`)."""
     strategies: dict[str, _Group] = {}
     groups: dict[tuple[str, tuple[str, ...], str], _Group] = {}
     for item in joined:

@@ -97,6 +97,19 @@ class RecordCache:
                 del kept[next(iter(kept))]
         return cast(_Decoded, found)
 
+    def kept(self, kind: str, key: bytes, make: Callable[[], _Decoded], limit: int) -> _Decoded:
+        """make(), kept under (kind, key), at most `limit` of a kind (the oldest go): for a value that `key` names
+        completely, as the bytes of a row name what they decode to."""
+        kept = self._decoded.get(kind)
+        if kept is None:
+            kept = self._decoded[kind] = {}
+        found = kept.get(key)
+        if found is None:
+            found = kept[key] = make()
+            if len(kept) > limit:
+                del kept[next(iter(kept))]
+        return cast(_Decoded, found)
+
     def clear(self) -> None:
         self._records.clear()
         self._newest_us = 0

@@ -28,11 +28,16 @@ from learnd.learning.signals import (
     Episode,
     SignalLearner,
     SignalParams,
+    closing_trades,
     episodes_from_rows,
     join_episodes,
+    join_order,
+    join_ordered,
     open_episodes_from_state,
     render_signals,
     signal_summary,
+    summary_of,
+    timed_entries,
 )
 from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome, parse_record
 from learnd.service.backfill import drain, run_backfill
@@ -402,6 +407,33 @@ def test_join_converts_what_a_walk_over_every_episode_converts(
     entries = [entry(symbol, T0 + at * MINUTE, direction=direction) for symbol, direction, at in entered]
     joined = join_episodes(episodes, entries, [], params)
     assert [item.entry_key for item in joined] == _converted_by_every_episode(episodes, entries, params)
+
+
+def test_inputs_put_in_join_order_in_parts_join_as_the_whole() -> None:
+    """join_ordered of two halves' inputs, each put in join order and put together in order, joins as join_episodes
+    of all of them; closing_trades keeps the whole closes that name an entry time, by event time then key."""
+    params = SignalParams()
+    episodes = [
+        episode(symbol, T0 + at * MINUTE, T0 + (at + 3) * MINUTE) for symbol in ("AMD", "NVDA") for at in (0, 30)
+    ]
+    entries = [entry(symbol, T0 + at * MINUTE) for symbol in ("AMD", "NVDA") for at in (4, 20, 34)]
+    outcomes = [outcome(symbol, T0 + 34 * MINUTE, 1.5) for symbol in ("NVDA", "AMD")]
+    outcomes += [outcome("AMD", T0 + 4 * MINUTE, 0.5, partial=True), outcome("AMD", T0 + 4 * MINUTE, -1.0)]
+    closing = closing_trades(outcomes)
+    assert [(row.symbol, row.entry_us, row.is_partial) for row in closing] == [
+        ("AMD", T0 + 4 * MINUTE, False),
+        ("AMD", T0 + 34 * MINUTE, False),
+        ("NVDA", T0 + 34 * MINUTE, False),
+    ]
+    halves = (slice(0, 2), slice(2, None))
+    ordered = join_order([item for half in halves for item in join_order(episodes[half])])
+    timed = sorted(
+        (item for half in halves for item in timed_entries(entries[half])), key=lambda item: (item[0], item[1])
+    )
+    joined = join_ordered(ordered, timed, closing, params)
+    assert joined == join_episodes(episodes, entries, outcomes, params)
+    assert summary_of(joined, params) == signal_summary(episodes, entries, outcomes, params)
+    assert [item.pnl_pct for item in joined if item.episode.symbol == "AMD"] == [-1.0, 1.5]
 
 
 def test_summary_is_deterministic_and_suggests_only_beyond_the_bound() -> None:

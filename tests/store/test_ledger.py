@@ -192,6 +192,27 @@ def test_a_decoded_row_is_decoded_once_per_bytes_and_kind_within_the_limit() -> 
     assert cache.decoded("episode", b"b", decode) == (b"b", 6)
 
 
+def test_a_kept_value_is_made_once_per_key_and_kind_within_its_limit() -> None:
+    """RecordCache.kept serves the value made before for the same kind and key, makes one for another key, lets the
+    oldest of a kind go beyond the limit given for it, and forgets everything on clear()."""
+    made: list[int] = []
+
+    def make() -> int:
+        made.append(len(made))
+        return made[-1]
+
+    cache = RecordCache()
+    assert cache.kept("part", b"a", make, 2) == 0
+    assert cache.kept("part", b"a", make, 2) == 0
+    assert cache.kept("other", b"a", make, 2) == 1
+    assert cache.kept("part", b"b", make, 2) == 2
+    assert cache.kept("part", b"a", make, 2) == 0
+    assert cache.kept("part", b"c", make, 2) == 3
+    assert cache.kept("part", b"a", make, 2) == 4  # the oldest went at the limit
+    cache.clear()
+    assert cache.kept("part", b"c", make, 2) == 5
+
+
 def test_the_default_decoded_limit_holds_a_weekly_reports_four_weeks_of_episodes() -> None:
     """A weekly report reads four weeks of signal episodes again (up to 1,265 on the bench homes): with the default
     limit, reading them a second time decodes none of them."""

@@ -1,0 +1,194 @@
+"""jobs.signalwindow: a weekly report's signals section read in week-long parts, kept from one report to the next,
+gives the bytes of the summary of the whole window read at once, whatever the history (episodes and entries across
+part boundaries, entries logged after their entry time, late and partial outcomes, equal times, open episodes,
+rows that arrive between two reports)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from learnd.exports.files import json_bytes
+from learnd.jobs.signalwindow import PART_US, open_episodes_in, part_bounds, window_signals
+from learnd.learning.signals import NAME as SIGNAL_LEARNER
+from learnd.learning.signals import Episode, SignalLearner, SignalParams, signal_summary
+from learnd.records.encoding import encode_record
+from learnd.records.parse import SignalRecord, TradeEntry, TradeOutcome
+from learnd.store.database import Batch, LedgerRow, Store
+from learnd.store.ledger import RecordCache
+
+SECOND = 1_000_000
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+T0 = 1_772_409_600 * SECOND  # 2026-03-02 00:00 UTC
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SYMBOLS = ("AMD", "NVDA")
+WINDOW_US = 28 * DAY
+
+
+def test_a_window_is_cut_a_week_at_a_time_back_from_its_end() -> None:
+    end = T0 + WINDOW_US
+    assert part_bounds(T0, end) == [(T0 + k * PART_US, T0 + (k + 1) * PART_US) for k in range(4)]
+    # A window that is no whole number of weeks keeps the odd part first: the next window shares the others.
+    assert part_bounds(T0 - HOUR, end)[0] == (T0 - HOUR, T0)
+    assert part_bounds(T0, T0 + HOUR) == [(T0, T0 + HOUR)]
+
+
+def test_open_episodes_count_as_they_stand_when_they_began_in_the_window() -> None:
+    learner = SignalLearner(SignalParams())
+    for symbol, at_us in (("AMD", T0 + HOUR), ("NVDA", T0 + 3 * HOUR)):
+        learner.apply("signals", SignalRecord("equity", symbol, "bullish", at_us, 1.0, (("x", 1.0),), (), True, None))
+    found = open_episodes_in(learner.state(), SignalParams(), T0 + 2 * HOUR, T0 + DAY)
+    assert [(item.symbol, item.is_open) for item in found] == [("NVDA", False)]
+    assert open_episodes_in(None, SignalParams(), T0, T0 + DAY) == []
+
+
+def _iso(event_us: int) -> str:
+    return (EPOCH + timedelta(microseconds=event_us)).isoformat(timespec="microseconds")
+
+
+def _episode(symbol: str, direction: str, first_us: int, last_us: int, pattern: int) -> Episode:
+    return Episode("equity", symbol, direction, first_us, last_us, 3, 3, 1.0, 1.0, (("x", 1.0),), (f"p{pattern}",))
+
+
+def _row(kind: str, record: TradeEntry | TradeOutcome, offset: int) -> LedgerRow:
+    return LedgerRow(
+        kind, record.key, record.strategy, record.symbol, record.event_us, "attribution", offset, encode_record(record)
+    )
+
+
+# Times over five weeks, five minutes apart in the first and last hour of a day: equal times are common, entries
+# fall within an episode's join window, and both cross the ends of days and weeks.
+_TIMES = st.builds(
+    lambda day, hour, slot: T0 + day * DAY + hour * HOUR + slot * 5 * MINUTE,
+    st.integers(0, 34),
+    st.sampled_from([0, 23]),
+    st.integers(0, 11),
+)
+_EPISODES = st.lists(
+    st.tuples(
+        st.sampled_from(SYMBOLS),
+        st.sampled_from(["bullish", "bearish", "unknown"]),
+        _TIMES,
+        st.sampled_from([0, 5 * MINUTE, 2 * HOUR, 3 * DAY]),  # some cross a day's or a week's end
+        st.integers(0, 3),
+    ),
+    max_size=40,
+)
+# An entry: its time, how much later its row was logged (a late writer), its direction, regime, and an outcome
+# (pnl, how long after the entry it closed: some next week, some before the row of the entry was logged, some
+# partial first).
+_ENTRIES = st.lists(
+    st.tuples(
+        st.sampled_from(SYMBOLS),
+        _TIMES,
+        st.sampled_from([0, 0, MINUTE, 2 * DAY]),
+        st.sampled_from(["bullish", "BEARISH"]),
+        st.sampled_from(["mixed", "trend"]),
+        st.one_of(st.none(), st.tuples(st.floats(-5, 5), st.sampled_from([0, HOUR, 6 * DAY]), st.booleans())),
+    ),
+    max_size=40,
+)
+
+
+_Entered = tuple[str, int, int, str, str, tuple[float, int, bool] | None]
+
+
+def _history(
+    episodes: list[tuple[str, str, int, int, int]], entries: list[_Entered]
+) -> tuple[list[tuple[str, str, int, bytes]], list[LedgerRow]]:
+    rows = []
+    for symbol, direction, first_us, length_us, pattern in episodes:
+        found = _episode(symbol, direction, first_us, first_us + length_us, pattern)
+        rows.append((SIGNAL_LEARNER, found.key, found.first_us, orjson.dumps(found.to_json())))
+    ledger: list[LedgerRow] = []
+    for number, (symbol, at_us, delay_us, direction, regime, closed) in enumerate(entries):
+        key = f"open_{symbol}_{_iso(at_us)}"
+        opened = TradeEntry(key, "equity", symbol, regime, at_us + delay_us, direction, 1.0, (), ())
+        ledger.append(_row("entry", opened, number))
+        if closed is not None:
+            pnl, after_us, partial_first = closed
+            for kind, pnl_pct, is_partial in (("scale", pnl / 2, True), ("close", pnl, False))[not partial_first :]:
+                close = TradeOutcome(
+                    f"{kind}_{symbol}_{_iso(at_us)}", "equity", symbol, regime, at_us + after_us, at_us, pnl_pct,
+                    pnl_pct, 1.0, (), (), None, None, None, None, is_partial,
+                )  # fmt: skip
+                ledger.append(_row("trade", close, number))
+    # One row per key, as the ledger and the learner keep them.
+    return list({row[1]: row for row in rows}.values()), list({(row.kind, row.key): row for row in ledger}.values())
+
+
+def _whole_window(store: Store, params: SignalParams, start_us: int, end_us: int) -> bytes:
+    """The summary of the window read at once: what the weekly report wrote before it was read in parts."""
+    episodes = [
+        Episode.from_json(orjson.loads(body))
+        for _, _, body in store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us)
+    ]
+    episodes += open_episodes_in(store.learner_state(SIGNAL_LEARNER), params, start_us, end_us)
+    cache = RecordCache()
+    entries = [r for r in cache.records(store, "entry", since_us=start_us, until_us=end_us)]
+    trades = [r for r in cache.records(store, "trade", since_us=start_us, until_us=end_us)]
+    return json_bytes(
+        signal_summary(
+            episodes,
+            [r for r in entries if isinstance(r, TradeEntry)],
+            [r for r in trades if isinstance(r, TradeOutcome)],
+            params,
+        )
+    )
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    history=st.tuples(_EPISODES, _ENTRIES),
+    late=st.tuples(_EPISODES, _ENTRIES),
+    open_at=st.lists(_TIMES, max_size=3),
+    shift_us=st.sampled_from([0, HOUR, 2 * DAY]),
+)
+def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
+    tmp_path: Path,
+    *,
+    history: tuple[list[tuple[str, str, int, int, int]], list[_Entered]],
+    late: tuple[list[tuple[str, str, int, int, int]], list[_Entered]],
+    open_at: list[int],
+    shift_us: int,
+) -> None:
+    """Windows ending a week apart (one of them shifted, as a holiday or a clock change moves a week's end) share
+    one cache; rows that arrive after some reports, for any time (late lines), are read by the next report."""
+    params = SignalParams(join_window_us=10 * MINUTE, regime_lookback_us=6 * HOUR)
+    path = tmp_path / f"store-{len(list(tmp_path.iterdir()))}.db"
+    store = Store.open(path)
+    try:
+        rows, ledger = _history(*history)
+        learner = SignalLearner(params)
+        for number, at_us in enumerate(open_at):
+            symbol = SYMBOLS[number % 2]
+            learner.apply("signals", SignalRecord("equity", symbol, None, at_us, 1.0, (("x", 1.0),), (), True, None))
+        store.commit(Batch(ledger=ledger, learner_rows=rows, learner_states={SIGNAL_LEARNER: learner.state()}))
+        records = RecordCache(span_us=WINDOW_US)
+        ends = [T0 + k * PART_US for k in range(1, 7)]
+        ends[3] += shift_us
+        for number, end_us in enumerate(ends):
+            more_rows, more_ledger = _history(*late)
+            if number == 2:  # ledger rows only: the ledger number moves
+                kept = {(row.kind, row.key) for kind in ("entry", "trade") for row in store.ledger(kind)}
+                store.commit(Batch(ledger=[row for row in more_ledger if (row.kind, row.key) not in kept]))
+            if number == 4:  # episode rows, committed with the learner state they changed
+                known = {key for key, _, _ in store.learner_rows(SIGNAL_LEARNER)}
+                store.commit(
+                    Batch(
+                        learner_rows=[row for row in more_rows if row[1] not in known],
+                        learner_states={SIGNAL_LEARNER: learner.state() + b" "},
+                    )
+                )
+            start_us = end_us - WINDOW_US
+            assert json_bytes(window_signals(store, params, start_us, end_us, records)) == _whole_window(
+                store, params, start_us, end_us
+            )
+    finally:
+        store.close()
