@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import TypeVar, cast
 
 from learnd.errors import StateError
@@ -87,15 +88,7 @@ class RecordCache:
     def decoded(self, kind: str, body: bytes, decode: Callable[[bytes], _Decoded]) -> _Decoded:
         """decode(body), kept under (kind, body): the same bytes decode to the same value, so any row holding them
         is served. One `decode` per kind, returning values nobody changes."""
-        kept = self._decoded.get(kind)
-        if kept is None:
-            kept = self._decoded[kind] = {}
-        found = kept.get(body)
-        if found is None:
-            found = kept[body] = decode(body)
-            if len(kept) > self._decoded_limit:
-                del kept[next(iter(kept))]
-        return cast(_Decoded, found)
+        return self.kept(kind, body, partial(decode, body), self._decoded_limit)
 
     def kept(self, kind: str, key: bytes, make: Callable[[], _Decoded], limit: int) -> _Decoded:
         """make(), kept under (kind, key), at most `limit` of a kind (the oldest go): for a value that `key` names
