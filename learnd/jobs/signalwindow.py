@@ -19,6 +19,7 @@ from learnd.learning.signals import (
     episodes_from_rows,
     join_ordered,
     open_episodes_from_state,
+    signal_summary,
     summary_of,
     timed_entries,
 )
@@ -52,12 +53,16 @@ def window_signals(
     part was read: the same ledger number and the same signals learner state (a line that added an episode row
     changed the state it was committed with)."""
     state = store.learner_state(SIGNAL_LEARNER)
+    opened = [(episode.last_us, episode.key, episode) for episode in open_episodes_in(state, params, start_us, end_us)]
+    if not opened and next(store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us), None) is None:
+        # Without an episode nothing is joined: the window's entries and trades go unread (a bot that logs no
+        # signals would otherwise have four weeks of its ledger decoded for every weekly report).
+        return signal_summary((), (), (), params)
     stamp = b"%d|" % store.ledger_seq + (state or b"")
     parts = [
         records.kept(_KIND, b"%d|%d|" % (low, high) + stamp, partial(read_part, store, records, low, high), _KEPT_PARTS)
         for low, high in part_bounds(start_us, end_us)
     ]
-    opened = [(episode.last_us, episode.key, episode) for episode in open_episodes_in(state, params, start_us, end_us)]
     # Runs in order, put together in the order their rows are read at once (the open episodes last): a stable sort
     # of them keeps every tie as the sort of all the rows would.
     ordered = sorted(chain(chain.from_iterable(part.episodes for part in parts), opened), key=_POSITION)

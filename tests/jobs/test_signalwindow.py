@@ -5,6 +5,7 @@ rows that arrive between two reports)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from learnd.jobs.signalwindow import PART_US, open_episodes_in, part_bounds, win
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.learning.signals import Episode, SignalLearner, SignalParams, signal_summary
 from learnd.records.encoding import encode_record
-from learnd.records.parse import SignalRecord, TradeEntry, TradeOutcome
+from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome
 from learnd.store.database import Batch, LedgerRow, Store
 from learnd.store.ledger import RecordCache
 
@@ -190,5 +191,43 @@ def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
             assert json_bytes(window_signals(store, params, start_us, end_us, records)) == _whole_window(
                 store, params, start_us, end_us
             )
+    finally:
+        store.close()
+
+
+class _CountingCache(RecordCache):
+    """A RecordCache that counts the ledger reads asked of it (a seam: the reads themselves are the real ones)."""
+
+    def __init__(self) -> None:
+        super().__init__(span_us=WINDOW_US)
+        self.reads: list[str] = []
+
+    def records(self, store: Store, kind: str, *, since_us: int | None, until_us: int | None) -> Iterator[Record]:
+        self.reads.append(kind)
+        return super().records(store, kind, since_us=since_us, until_us=until_us)
+
+
+def test_a_window_without_episodes_reads_no_entries_or_trades(tmp_path: Path) -> None:
+    """A bot that logs no signals: the section is the empty summary, and the window's ledger goes unread."""
+    params = SignalParams()
+    store = Store.open(tmp_path / "store.db")
+    try:
+        entered: list[_Entered] = [("AMD", T0 + k * DAY, 0, "bullish", "trend", (1.0, HOUR, False)) for k in range(20)]
+        _, ledger = _history([], entered)
+        store.commit(Batch(ledger=ledger))
+        records = _CountingCache()
+        end_us = T0 + WINDOW_US
+        found = window_signals(store, params, T0, end_us, records)
+        assert json_bytes(found) == _whole_window(store, params, T0, end_us)
+        assert found == signal_summary((), (), (), params)
+        assert records.reads == []
+        # One episode in the window, and the entries and trades of each part are read.
+        episode = _episode("AMD", "bullish", T0 + DAY, T0 + DAY + MINUTE, 0)
+        store.commit(
+            Batch(learner_rows=[(SIGNAL_LEARNER, episode.key, episode.first_us, orjson.dumps(episode.to_json()))])
+        )
+        found = window_signals(store, params, T0, end_us, records)
+        assert json_bytes(found) == _whole_window(store, params, T0, end_us)
+        assert sorted(set(records.reads)) == ["entry", "trade"]
     finally:
         store.close()
