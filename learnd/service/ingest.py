@@ -30,7 +30,7 @@ from learnd.records.parse import (
     TradeOutcome,
     parse_record,
 )
-from learnd.records.typed import signal_record
+from learnd.records.typed import attribution_record, exit_record, signal_record
 from learnd.sources.files import Identity, KnownFiles, history_identities
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
@@ -274,8 +274,10 @@ class Ingestor:
         if line.unterminated:
             return BadLine("unterminated_line", "file rotated or deleted before its newline")
         try:
-            # Signal candidates, most of the lines, decode straight into their record when plain (records.typed).
-            record: Record | None = signal_record(line.raw) if source.kind == "signals" else None
+            # The usual lines of signal, attribution and exit sources decode straight into their record when plain
+            # (records.typed).
+            typed = _TYPED.get(source.kind)
+            record: Record | None = typed(line.raw) if typed is not None else None
             if record is None:
                 decoded = decode_line(line.raw)
                 if isinstance(decoded, BadLine):
@@ -412,6 +414,13 @@ class Ingestor:
 def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
     return row.event_us, row.source, row.file_offset, row.key
 
+
+# The sources whose plain lines decode straight into their record.
+_TYPED: Final[dict[str, Callable[[bytes], Record | None]]] = {
+    "signals": signal_record,
+    "attribution": attribution_record,
+    "exit": exit_record,
+}
 
 # How an applied line is counted, per record type: (outcome, kind). Trade outcomes are counted as `close` or
 # `scale` (_apply); a trade entry is learned from but counted as an ignored open row.
