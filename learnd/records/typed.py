@@ -107,10 +107,8 @@ def signal_record(raw: bytes) -> SignalRecord | None:
             _RECENT_COMPONENTS.clear()
         _RECENT_COMPONENTS[text] = known
     components, unknown = known
-    strategy_id = row.strategy_id
-    strategy = strategy_id.strip() if strategy_id is not None else ""
     return SignalRecord(
-        strategy or DEFAULT_STRATEGY,
+        _strategy(row.strategy_id),
         cluster.ticker,
         cluster.direction,
         parse_event_us(row.ts),
@@ -120,6 +118,11 @@ def signal_record(raw: bytes) -> SignalRecord | None:
         cluster.gate_passed,
         cluster.source,
     )
+
+
+def _strategy(strategy_id: str | None) -> str:
+    """parse_record's strategy of a row whose `strategy_id` is text or null."""
+    return (strategy_id.strip() if strategy_id is not None else "") or DEFAULT_STRATEGY
 
 
 def _components_of_text(text: bytes) -> _Components | None:
@@ -235,8 +238,7 @@ def _trade_record(row: _TradeRow, context: _TradeContext, components: _Component
     the row or unscale its P&L."""
     trade_id = row.trade_id
     prefix = trade_id.split("_", 1)[0]
-    strategy_id = row.strategy_id
-    strategy = (strategy_id.strip() if strategy_id is not None else "") or DEFAULT_STRATEGY
+    strategy = _strategy(row.strategy_id)
     event_us = parse_event_us(row.ts)
     regime = row.market_regime if row.market_regime is not msgspec.UNSET else context.market_regime
     folded = fold_regime(regime if regime is not msgspec.UNSET else None)
@@ -316,7 +318,6 @@ def exit_record(raw: bytes) -> Record | None:
         if row.fraction is None or not 0.0 < row.fraction <= 1.0:
             return None
         weight = row.fraction
-    strategy_id = row.strategy_id
     reason = row.reason or "unknown"
     try:
         event_us = parse_event_us(ts)
@@ -324,7 +325,7 @@ def exit_record(raw: bytes) -> Record | None:
         return None
     return ExitOutcome(
         f"{message}|{symbol}|{ts}",
-        (strategy_id.strip() if strategy_id is not None else "") or DEFAULT_STRATEGY,
+        _strategy(row.strategy_id),
         symbol,
         fold_regime(row.market_regime),
         event_us,
