@@ -18,7 +18,7 @@ from learnd.learning.entry_model import MODEL as ENTRY_MODEL
 from learnd.learning.entry_model import STATE_VERSION as ENTRY_STATE_VERSION
 from learnd.learning.entry_model import EntryModel, regime_scope
 from learnd.learning.exit_model import ExitModel
-from learnd.learning.learner import NOTHING, Applied, History, LearnedModel, Learner
+from learnd.learning.learner import LEARNED, NOTHING, Applied, History, LearnedModel, Learner
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX, MultiplierChange
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import ExitOutcome, Record, TradeOutcome
@@ -136,6 +136,8 @@ class TradeLearner(Learner):
             return NOTHING
         self._dirty = True
         self._model = None
+        if not changes and not rows:
+            return LEARNED  # most records: nothing moved, nothing to keep
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def _learn_in_order(

@@ -136,7 +136,7 @@ class Ignored:
 
 Record = TradeOutcome | TradeEntry | ExitOutcome | SignalRecord | OrderRecord | Ignored
 
-_EXIT_OUTCOME_MESSAGES: Final = frozenset({"attribution_logged", "scale_out_attribution_logged"})
+EXIT_OUTCOME_MESSAGES: Final = frozenset({"attribution_logged", "scale_out_attribution_logged"})
 
 
 def parse_record(kind: SourceKind, row: dict[str, Any]) -> Record:
@@ -247,7 +247,7 @@ def _parse_exit(row: dict[str, Any]) -> Record:
     message = row.get("msg")
     if not isinstance(message, str):
         raise RecordError("missing_field", "msg")
-    if message not in _EXIT_OUTCOME_MESSAGES:
+    if message not in EXIT_OUTCOME_MESSAGES:
         return Ignored(f"exit_event:{message[:64]}")
     symbol = _required_str(row, "symbol")
     ts = _required_str(row, "ts")

@@ -1,5 +1,6 @@
-"""Typed decoding of the most common line, a signal candidate (three quarters of all lines): its bytes decoded
-straight into structs by msgspec and made into the record parse_record would make, at a third of the cost.
+"""Typed decoding of the usual lines: a line's bytes decoded straight into structs by msgspec and made into the
+record parse_record would make. Signal candidates (three quarters of all lines) at a third of the cost; attribution
+and exit rows, the trade learner's lines, at about half.
 
 Only a plain line takes this path: ASCII (msgspec does not check the encoding of what it skips), every field of
 the type the contract gives. Anything else returns None, and the caller decodes the line the general way, which
@@ -7,21 +8,37 @@ names the reason to quarantine it. Component contributions are range-checked by 
 usual line's components are built without a second look, and once per distinct text of them (the bot repeats
 it). Timestamps stay text and go through parse_event_us (msgspec rounds fractions of seven digits and more).
 Pure: the remembered components are a function of their text.
+
+Attribution and exit rows take it only when every field they carry is one the bot writes (forbid_unknown_fields): a
+field msgspec skipped could hold a number orjson refuses (one beyond a double's range), and the general path would
+quarantine the line. Fields the record does not use are decoded as anything, which refuses such a number too. These
+rows return None for anything the general path might refuse or read otherwise, never a refusal of their own.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+import orjson
 
+from learnd.errors import RecordError
+from learnd.records.components import exit_components_of
 from learnd.records.parse import (
     DEFAULT_STRATEGY,
+    EXIT_OUTCOME_MESSAGES,
     MAX_FIELD_MAGNITUDE,
+    ExitOutcome,
+    Ignored,
+    Record,
     SignalRecord,
+    TradeEntry,
+    TradeOutcome,
     checked_components_of,
     components_of,
+    fold_regime,
     parse_event_us,
+    trade_components_of,
 )
 
 # A contribution taken without a second look: a number in range (JSON has no NaN; an integer becomes the float
@@ -90,10 +107,8 @@ def signal_record(raw: bytes) -> SignalRecord | None:
             _RECENT_COMPONENTS.clear()
         _RECENT_COMPONENTS[text] = known
     components, unknown = known
-    strategy_id = row.strategy_id
-    strategy = strategy_id.strip() if strategy_id is not None else ""
     return SignalRecord(
-        strategy or DEFAULT_STRATEGY,
+        _strategy(row.strategy_id),
         cluster.ticker,
         cluster.direction,
         parse_event_us(row.ts),
@@ -103,6 +118,11 @@ def signal_record(raw: bytes) -> SignalRecord | None:
         cluster.gate_passed,
         cluster.source,
     )
+
+
+def _strategy(strategy_id: str | None) -> str:
+    """parse_record's strategy of a row whose `strategy_id` is text or null."""
+    return (strategy_id.strip() if strategy_id is not None else "") or DEFAULT_STRATEGY
 
 
 def _components_of_text(text: bytes) -> _Components | None:
@@ -121,3 +141,198 @@ def _components_of_text(text: bytes) -> _Components | None:
     if contributions:
         return checked_components_of(contributions)
     return components_of(contributions)
+
+
+# A number parse_record takes as it is: in range (an integer becomes the float parse_record makes of it, exactly).
+_Number = Annotated[float, msgspec.Meta(ge=-MAX_FIELD_MAGNITUDE, le=MAX_FIELD_MAGNITUDE)]
+
+
+class _TradeContext(msgspec.Struct, forbid_unknown_fields=True):
+    components: msgspec.Raw = msgspec.Raw(b"null")
+    # UNSET when absent: the row's own regime wins even when null, the context's only when the row has none.
+    market_regime: str | msgspec.UnsetType | None = msgspec.UNSET
+    direction: str | None = None
+    entry_score: _Number | None = None
+    fraction: _Number | None = None
+    pnl_pct: _Number | None = None
+    entry_ts: str | None = None
+    close_reason: str | None = None
+    position_side: str | None = None
+    # Written by the bot, read by nobody here.
+    entry_price: Any = None
+    exit_price: Any = None
+    qty: Any = None
+    notional_usd: Any = None
+    size_multiplier: Any = None
+    time_of_day: Any = None
+    day_of_week: Any = None
+
+
+class _TradeRow(msgspec.Struct, forbid_unknown_fields=True):
+    ts: str
+    trade_id: str
+    symbol: str
+    context: _TradeContext | None = None
+    strategy_id: str | None = None
+    market_regime: str | msgspec.UnsetType | None = msgspec.UNSET
+    pnl_pct: _Number | None = None
+    pnl_usd: _Number | None = None
+    entry_score: _Number | None = None
+    hold_minutes: _Number | None = None
+    type: Any = None
+
+
+class _ExitRow(msgspec.Struct, forbid_unknown_fields=True):
+    msg: str
+    ts: str | None = None
+    symbol: str | None = None
+    strategy_id: str | None = None
+    market_regime: str | None = None
+    reason: str | None = None
+    pnl_pct: _Number | None = None
+    pnl_usd: _Number | None = None
+    hold_min: _Number | None = None
+    fraction: _Number | None = None
+    # Written by the bot in the events that are not outcomes, read by nobody here.
+    positions: Any = None
+    ms: Any = None
+    stop_price: Any = None
+    unrealized_pnl_pct: Any = None
+    exit_score: Any = None
+    threshold: Any = None
+    decision: Any = None
+
+
+_TRADE: Final = msgspec.json.Decoder(_TradeRow)
+_EXIT: Final = msgspec.json.Decoder(_ExitRow)
+_NO_CONTEXT: Final = _TradeContext()
+# A trade's components by their text: its close (and any scale-out) repeats the text of its open. The oldest goes
+# beyond the bound; about 2 kB a text.
+_TRADE_COMPONENTS: Final[dict[bytes, _Components]] = {}
+_TRADE_COMPONENTS_MAX: Final = 1024
+
+
+def attribution_record(raw: bytes) -> Record | None:
+    """The record of a plain attribution row, exactly as decode_line + parse_record("attribution") make it; None for
+    any other line (the general path then decides, and names what is wrong)."""
+    if not raw.isascii():
+        return None
+    try:
+        row = _TRADE.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    if not row.trade_id or not row.symbol:
+        return None
+    context = row.context if row.context is not None else _NO_CONTEXT
+    components = _trade_components_of_text(bytes(context.components))
+    if components is None:
+        return None
+    try:
+        return _trade_record(row, context, components)
+    except RecordError:
+        return None
+
+
+def _trade_record(row: _TradeRow, context: _TradeContext, components: _Components) -> Record | None:
+    """_parse_attribution's record for a row of the expected types; None (or RecordError) where it might refuse
+    the row or unscale its P&L."""
+    trade_id = row.trade_id
+    prefix = trade_id.split("_", 1)[0]
+    strategy = _strategy(row.strategy_id)
+    event_us = parse_event_us(row.ts)
+    regime = row.market_regime if row.market_regime is not msgspec.UNSET else context.market_regime
+    folded = fold_regime(regime if regime is not msgspec.UNSET else None)
+    pairs, unknown = components
+    if prefix == "open":
+        return TradeEntry(
+            trade_id, strategy, row.symbol, folded, event_us, context.direction, context.entry_score, pairs, unknown
+        )
+    if prefix not in ("close", "scale"):
+        return Ignored(f"attribution_{prefix}_row")
+    is_partial = prefix == "scale"
+    if is_partial:
+        fraction = context.fraction
+        pnl_pct = context.pnl_pct  # without it, unscaled from the row's figure (and checked again): not here
+        if fraction is None or not 0.0 < fraction <= 1.0 or pnl_pct is None:
+            return None
+    else:
+        fraction = 1.0
+        pnl_pct = row.pnl_pct
+        if pnl_pct is None:
+            return None
+    entry_ts = context.entry_ts
+    return TradeOutcome(
+        trade_id,
+        strategy,
+        row.symbol,
+        folded,
+        event_us,
+        parse_event_us(entry_ts, "context.entry_ts") if entry_ts is not None else None,
+        pnl_pct,
+        row.pnl_usd or 0.0,
+        fraction,
+        pairs,
+        unknown,
+        row.entry_score,
+        row.hold_minutes,
+        context.close_reason,
+        context.position_side,
+        is_partial,
+    )
+
+
+def _trade_components_of_text(text: bytes) -> _Components | None:
+    """trade_components_of for a `components` value's JSON text, remembered by text; None when the general path
+    would refuse it."""
+    known = _TRADE_COMPONENTS.get(text)
+    if known is None:
+        try:
+            known = trade_components_of(orjson.loads(text))
+        except (orjson.JSONDecodeError, RecordError):
+            return None
+        if len(_TRADE_COMPONENTS) >= _TRADE_COMPONENTS_MAX:
+            del _TRADE_COMPONENTS[next(iter(_TRADE_COMPONENTS))]
+        _TRADE_COMPONENTS[text] = known
+    return known
+
+
+def exit_record(raw: bytes) -> Record | None:
+    """The record of a plain exit row (an outcome, or an event that is not one), exactly as decode_line +
+    parse_record("exit") make it; None for any other line (the general path then decides)."""
+    if not raw.isascii():
+        return None
+    try:
+        row = _EXIT.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    message = row.msg
+    if message not in EXIT_OUTCOME_MESSAGES:
+        return Ignored(f"exit_event:{message[:64]}")
+    symbol = row.symbol
+    ts = row.ts
+    pnl_pct = row.pnl_pct
+    if not symbol or not ts or pnl_pct is None:
+        return None
+    weight = 1.0
+    if message == "scale_out_attribution_logged":
+        if row.fraction is None or not 0.0 < row.fraction <= 1.0:
+            return None
+        weight = row.fraction
+    reason = row.reason or "unknown"
+    try:
+        event_us = parse_event_us(ts)
+    except RecordError:
+        return None
+    return ExitOutcome(
+        f"{message}|{symbol}|{ts}",
+        _strategy(row.strategy_id),
+        symbol,
+        fold_regime(row.market_regime),
+        event_us,
+        pnl_pct,
+        row.pnl_usd,
+        weight,
+        row.hold_min,
+        reason,
+        exit_components_of(reason),
+    )

@@ -19,7 +19,7 @@ from learnd.config import Settings, SourceSettings
 from learnd.errors import RecordError
 from learnd.learning.learner import LEARNABLE_TYPES, Applied, Learner
 from learnd.records.decode import BadLine, decode_line
-from learnd.records.encoding import encode_record
+from learnd.records.encoding import KeptRecord, encode_record
 from learnd.records.parse import (
     ExitOutcome,
     Ignored,
@@ -30,7 +30,7 @@ from learnd.records.parse import (
     TradeOutcome,
     parse_record,
 )
-from learnd.records.typed import signal_record
+from learnd.records.typed import attribution_record, exit_record, signal_record
 from learnd.sources.files import Identity, KnownFiles, history_identities
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
@@ -274,8 +274,10 @@ class Ingestor:
         if line.unterminated:
             return BadLine("unterminated_line", "file rotated or deleted before its newline")
         try:
-            # Signal candidates, most of the lines, decode straight into their record when plain (records.typed).
-            record: Record | None = signal_record(line.raw) if source.kind == "signals" else None
+            # The usual lines of signal, attribution and exit sources decode straight into their record when plain
+            # (records.typed).
+            typed = _TYPED.get(source.kind)
+            record: Record | None = typed(line.raw) if typed is not None else None
             if record is None:
                 decoded = decode_line(line.raw)
                 if isinstance(decoded, BadLine):
@@ -336,20 +338,15 @@ class Ingestor:
     def _admit(self, source: SourceSettings, line: Line, record: Record, kind: str) -> bool:
         """A record with a natural key (entering the ledger as `kind`) enters it once; a repeat (even from a rotated
         copy) is a duplicate."""
-        key: str = record.key  # type: ignore[union-attr]
-        if (kind, key) in self._pending_keys or (kind, key) in self._stored_keys:
+        kept: KeptRecord = record  # type: ignore[assignment]
+        ledger_key = (kind, kept.key)
+        if ledger_key in self._pending_keys or ledger_key in self._stored_keys:
             return False
-        self._pending_keys.add((kind, key))
+        self._pending_keys.add(ledger_key)
+        # Positional, in LedgerRow's field order: a named tuple built from keywords costs twice as much.
         self._batch.ledger.append(
             LedgerRow(
-                kind=kind,
-                key=key,
-                strategy=record.strategy,  # type: ignore[union-attr]
-                symbol=record.symbol,  # type: ignore[union-attr]
-                event_us=record.event_us,  # type: ignore[union-attr]
-                source=source.name,
-                file_offset=line.offset,
-                record=encode_record(record),  # type: ignore[arg-type]
+                kind, kept.key, kept.strategy, kept.symbol, kept.event_us, source.name, line.offset, encode_record(kept)
             )
         )
         return True
@@ -412,6 +409,13 @@ class Ingestor:
 def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
     return row.event_us, row.source, row.file_offset, row.key
 
+
+# The sources whose plain lines decode straight into their record.
+_TYPED: Final[dict[str, Callable[[bytes], Record | None]]] = {
+    "signals": signal_record,
+    "attribution": attribution_record,
+    "exit": exit_record,
+}
 
 # How an applied line is counted, per record type: (outcome, kind). Trade outcomes are counted as `close` or
 # `scale` (_apply); a trade entry is learned from but counted as an ignored open row.

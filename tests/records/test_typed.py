@@ -1,8 +1,9 @@
-"""records.typed: a plain signal line decoded straight into its record gives exactly what decode_line +
-parse_record give; anything the typed path does not take, the general path still decides."""
+"""records.typed: a plain signal, attribution or exit line decoded straight into its record gives exactly what
+decode_line + parse_record give; anything the typed path does not take, the general path still decides."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from learnd.config import SourceKind
 from learnd.devtools.simulate import simulate
 from learnd.errors import RecordError
 from learnd.records import typed as typed_module
 from learnd.records.decode import BadLine, decode_line
-from learnd.records.parse import SignalRecord, parse_record
-from learnd.records.typed import signal_record
+from learnd.records.parse import ExitOutcome, Ignored, SignalRecord, TradeEntry, TradeOutcome, parse_record
+from learnd.records.typed import attribution_record, exit_record, signal_record
 
 COMPONENT_KEYS = [
     "flow",
@@ -249,3 +251,207 @@ def test_the_remembered_components_texts_stay_bounded() -> None:
         raw = _line(b'{"flow": %d.5, "gamma": 0.25}' % index)
         assert same_record(signal_record(raw), general(raw))
         assert len(typed_module._RECENT_COMPONENTS) <= typed_module._RECENT_COMPONENTS_MAX
+
+
+# Attribution and exit rows ---------------------------------------------------------------------------------------
+
+
+def general_of(kind: SourceKind, raw: bytes) -> object:
+    """What the general path makes of a line of a source of `kind`: a record, or the reason it is refused."""
+    decoded = decode_line(raw)
+    if isinstance(decoded, BadLine):
+        return ("bad", decoded.reason)
+    try:
+        return parse_record(kind, decoded)
+    except RecordError as error:
+        return ("refused", error.reason)
+
+
+TRADE_IDS = ["open_AMD_2026-03-02T14:30:00+00:00", "close_AMD_1", "scale_AMD_1", "note_AMD_1", "close", ""]
+TIMESTAMPS = ["2026-03-02T14:32:30.551+00:00", "2026-03-02T14:32:30.1234567+00:00", "2026-03-02T14:32:30", "x"]
+in_range = st.one_of(
+    st.floats(min_value=-1e9, max_value=1e9), st.integers(-(10**9), 10**9), st.sampled_from([0.0, -0.0, 1e9, -1e9])
+)
+
+
+@st.composite
+def near_plain(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]], more: dict[str, Any]) -> dict[str, Any]:
+    """An object of the fields the bot writes, a few of them odd or left out, with `more` fields as they are."""
+    row = {name: draw(strategy) for name, strategy in fields.items()} | more
+    for name in draw(st.sets(st.sampled_from(sorted(row)), max_size=2)):
+        row[name] = draw(odd_values)
+    for name in draw(st.sets(st.sampled_from(sorted(row)), max_size=3)):
+        del row[name]
+    return row
+
+
+@st.composite
+def attribution_lines(draw: st.DrawFn) -> bytes:
+    """Attribution rows (open, close, scale and others), mostly well formed, with odd values, number spellings,
+    fields the bot does not write, repeated keys and broken bytes mixed in."""
+    components = draw(
+        st.dictionaries(st.sampled_from(COMPONENT_KEYS), st.one_of(in_range, in_range, odd_values), max_size=6)
+    )
+    fields = {
+        "direction": st.sampled_from(["bullish", "bearish"]),
+        "market_regime": st.sampled_from(["RISK_ON", " Bull ", ""]),
+        "entry_score": in_range,
+        "entry_ts": st.sampled_from(TIMESTAMPS),
+        "close_reason": st.just("drawdown(1.7%)+stop"),
+        "position_side": st.just("short"),
+        "fraction": st.sampled_from([0.5, 1.0, 0.0, 1.5, -0.5]),
+        "pnl_pct": in_range,
+    }
+    context = draw(near_plain(fields, {"components": components, "entry_price": 81.5, "qty": 3, "time_of_day": "x"}))
+    fields = {
+        "ts": st.sampled_from(TIMESTAMPS),
+        "trade_id": st.sampled_from(TRADE_IDS),
+        "symbol": st.sampled_from(["AMD", ""]),
+        "entry_score": in_range,
+        "pnl_usd": in_range,
+        "pnl_pct": in_range,
+        "hold_minutes": in_range,
+        "market_regime": st.sampled_from(["RISK_ON", ""]),
+        "strategy_id": st.sampled_from(["equity", " momentum ", ""]),
+    }
+    row = draw(near_plain(fields, {"type": "attribution", "context": context}))
+    return draw(broken(orjson.dumps(row), b'"pnl_pct":', b'"symbol"', draw(number_texts)))
+
+
+@st.composite
+def exit_lines(draw: st.DrawFn) -> bytes:
+    """Exit rows: the two outcome messages and other events, with the same mix of odd values as above."""
+    fields = {
+        "ts": st.sampled_from(TIMESTAMPS),
+        "msg": st.sampled_from(["attribution_logged", "scale_out_attribution_logged", "exit_cycle"]),
+        "symbol": st.sampled_from(["AMD", ""]),
+        "pnl_usd": in_range,
+        "pnl_pct": in_range,
+        "hold_min": in_range,
+        "reason": st.sampled_from(["signal_decay(0.37)", "trail_stop+risk", ""]),
+        "fraction": st.sampled_from([0.5, 1.0, 0.0, 1.5]),
+        "market_regime": st.sampled_from(["BULL", ""]),
+        "strategy_id": st.sampled_from(["equity", " momentum ", ""]),
+    }
+    more = {"positions": 3} | ({"exit_reason": "stop"} if draw(st.integers(0, 9)) == 0 else {})
+    return draw(broken(orjson.dumps(draw(near_plain(fields, more))), b'"pnl_pct":', b'"symbol"', draw(number_texts)))
+
+
+@st.composite
+def broken(draw: st.DrawFn, raw: bytes, number_field: bytes, string_field: bytes, number: str) -> bytes:
+    """The row as written, or with a number spelled otherwise, a field repeated or added, or its bytes damaged."""
+    if number_field in raw and draw(st.booleans()):
+        raw = raw.replace(number_field, number_field + number.encode() + b',"was":', 1)
+    return draw(
+        st.sampled_from(
+            [
+                raw,
+                raw,
+                raw,
+                raw + b"\r",
+                b"\xef\xbb\xbf" + raw,
+                raw.replace(b'"AMD"', b'"AM\xc3\xa9"'),
+                raw.replace(b'"ts"', b'"note":"\xff","ts"', 1),
+                raw.replace(string_field, string_field + b':"X",' + string_field, 1),
+                raw.replace(b'"ts"', b'"extra":1e400,"ts"', 1),
+                raw[: len(raw) // 2],
+            ]
+        )
+    )
+
+
+TYPED_ROWS: dict[SourceKind, Callable[[bytes], object]] = {"attribution": attribution_record, "exit": exit_record}
+
+
+@settings(max_examples=3000)
+@given(
+    st.one_of(attribution_lines().map(lambda raw: ("attribution", raw)), exit_lines().map(lambda raw: ("exit", raw)))
+)
+def test_a_typed_attribution_or_exit_row_is_exactly_the_general_paths_record(line: tuple[SourceKind, bytes]) -> None:
+    """Whenever the typed path takes an attribution or exit line, its record is the general path's, bit for bit;
+    anything the general path refuses it leaves to the general path."""
+    kind, raw = line
+    fast = TYPED_ROWS[kind](raw)
+    if fast is None:
+        return
+    assert same_record(fast, general_of(kind, raw)), (raw, fast, general_of(kind, raw))
+
+
+@pytest.mark.parametrize("kind", ["attribution", "exit"])
+def test_it_takes_the_attribution_and_exit_rows_the_bot_writes(tmp_path: Path, kind: SourceKind) -> None:
+    """Every well-formed attribution and exit line of a simulated home goes the typed way, with the general path's
+    record (its garbage lines are left to the general path)."""
+    simulate(tmp_path, trades=200, seed=5)
+    taken = 0
+    for raw in (tmp_path / "logs" / f"{kind}.jsonl").read_bytes().splitlines():
+        expected = general_of(kind, raw)
+        fast = TYPED_ROWS[kind](raw)
+        if isinstance(fast, tuple) or fast is None:
+            assert not isinstance(expected, (TradeEntry, TradeOutcome, ExitOutcome, Ignored)), raw
+        else:
+            assert same_record(fast, expected)
+            taken += 1
+    assert taken > 200
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw"),
+    [
+        (
+            "attribution",
+            b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"close_A_1","symbol":"A","pnl_pct":1,"x":1e400}',
+        ),
+        ("attribution", b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"close_A_1","symbol":"A","pnl_pct":1,"y":2}'),
+        ("attribution", b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"close_A_1","symbol":"A","pnl_pct":1e10}'),
+        (
+            "attribution",
+            b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"scale_A_1","symbol":"A","pnl_pct":1,'
+            b'"context":{"fraction":0.5}}',
+        ),
+        (
+            "attribution",
+            b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"open_A_1","symbol":"A",'
+            b'"context":{"components":{"flow":1e400}}}',
+        ),
+        (
+            "attribution",
+            b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"open_A_1","symbol":"A",'
+            b'"context":{"components":{"flow":true}}}',
+        ),
+        ("attribution", b'{"ts":5,"trade_id":"open_A_1","symbol":"A"}'),
+        ("exit", b'{"ts":"2026-03-02T14:32:30+00:00","msg":"attribution_logged","symbol":"A","pnl_pct":1,"q":1}'),
+        ("exit", b'{"ts":"2026-03-02T14:32:30+00:00","msg":"exit_cycle","ms":1e400}'),
+        ("exit", b'{"ts":"2026-03-02T14:32:30+00:00","exit_reason":"stop","symbol":"A","pnl_pct":1}'),
+        ("exit", b'{"ts":"bad","msg":"attribution_logged","symbol":"A","pnl_pct":1}'),
+    ],
+    ids=[
+        "overflowing-unread-field",
+        "field-the-bot-does-not-write",
+        "pnl-out-of-range",
+        "scale-without-its-own-pnl",
+        "overflowing-component",
+        "boolean-component",
+        "numeric-ts",
+        "exit-field-the-bot-does-not-write",
+        "exit-event-overflowing-field",
+        "rich-exit",
+        "exit-bad-ts",
+    ],
+)
+def test_attribution_and_exit_lines_it_does_not_take_are_left_to_the_general_path(kind: SourceKind, raw: bytes) -> None:
+    """Lines the general path refuses, unscales or reads in another shape: the typed path steps aside."""
+    assert TYPED_ROWS[kind](raw) is None
+
+
+def test_a_trades_repeated_components_text_gives_each_row_its_own_record() -> None:
+    """An open row and its close share a components text (remembered by its exact bytes): each row still gets
+    the general path's record, and the memory of texts stays bounded."""
+    for index in range(typed_module._TRADE_COMPONENTS_MAX + 10):
+        components = b'{"flow_premium": %d.5, "darkpool": -0.0, "flow": 1, "mystery": 2}' % index
+        for prefix in (b"open", b"close"):
+            raw = (
+                b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"%s_A_%d","symbol":"A","pnl_pct":0.5,'
+                b'"context":{"components":%s,"market_regime":"BULL"}}' % (prefix, index, components)
+            )
+            assert same_record(attribution_record(raw), general_of("attribution", raw))
+        assert len(typed_module._TRADE_COMPONENTS) <= typed_module._TRADE_COMPONENTS_MAX

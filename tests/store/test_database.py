@@ -247,6 +247,23 @@ def test_ledger_rows_are_numbered_in_insertion_order_and_found_when_late(tmp_pat
         store.close()
 
 
+def test_a_ledger_record_is_kept_as_the_blob_of_its_bytes(tmp_path: Path) -> None:
+    """The record of a ledger row is stored as a BLOB of exactly its bytes (however it is bound) and read back as
+    bytes."""
+    record = b'["t1",1,null,"\xc3\xa9",0.1]'
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        store.commit(Batch(ledger=[LedgerRow("trade", "close_X", "equity", "X", 10, "a", 0, record)]))
+        [row] = store.ledger("trade")
+        assert type(row.record) is bytes
+        assert row.record == record
+    finally:
+        store.close()
+    db = sqlite3.connect(tmp_path / "learnd.db")
+    assert db.execute("SELECT typeof(record), record FROM ledger").fetchone() == ("blob", record)
+    db.close()
+
+
 def test_a_read_only_store_numbers_the_ledger_as_the_writer_does(tmp_path: Path) -> None:
     """A reader's ledger_seq is the newest committed row's number, including rows committed after it opened (a job
     built from a read-only connection must take in what the writer's would)."""
