@@ -9,6 +9,10 @@ usual line's components are built without a second look, and once per distinct t
 it). Timestamps stay text and go through parse_event_us (msgspec rounds fractions of seven digits and more).
 Pure: the remembered components are a function of their text.
 
+Nor does a line with a number that may lie beyond a double's range take it, wherever the number is: orjson refuses
+such a number anywhere in the line (the general path quarantines it), while msgspec takes one in a field it skips
+and an integer in a field decoded as anything.
+
 Attribution and exit rows take it only when every field they carry is one the bot writes (forbid_unknown_fields): a
 field msgspec skipped could hold a number orjson refuses (one beyond a double's range), and the general path would
 quarantine the line. Fields the record does not use are decoded as anything, which refuses such a number too. These
@@ -17,6 +21,7 @@ rows return None for anything the general path might refuse or read otherwise, n
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -79,11 +84,30 @@ _RECENT_COMPONENTS: Final[dict[bytes, _Components]] = {}
 _RECENT_COMPONENTS_MAX: Final = 1024
 
 
+# What may spell a number beyond a double's range (orjson refuses one of 1.8e308 and more): a run of 200 digits, or
+# an exponent of 100 or more. Below both, a number stays under 1e299. The bot's lines seldom hold either.
+_MAYBE_BEYOND_A_DOUBLE: Final = re.compile(rb"[0-9]{200}|[eE]\+?0*[1-9][0-9]{2}")
+
+
+def _plain_bytes(raw: bytes) -> bool:
+    """True when msgspec reads the line's bytes as orjson does: ASCII, with no number beyond a double's range (a
+    line that may hold one is asked of orjson)."""
+    if not raw.isascii():
+        return False
+    if _MAYBE_BEYOND_A_DOUBLE.search(raw) is None:
+        return True
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def signal_record(raw: bytes) -> SignalRecord | None:
     """The record of a plain signal candidate line, exactly as decode_line + parse_record("signals") make it; None
     when the line is anything else (the general path then decides). Raises RecordError as parse_record would for a
     plain line whose values are out of range."""
-    if not raw.isascii():
+    if not _plain_bytes(raw):
         return None
     try:
         row = _SIGNAL.decode(raw)
@@ -215,7 +239,7 @@ _TRADE_COMPONENTS_MAX: Final = 1024
 def attribution_record(raw: bytes) -> Record | None:
     """The record of a plain attribution row, exactly as decode_line + parse_record("attribution") make it; None for
     any other line (the general path then decides, and names what is wrong)."""
-    if not raw.isascii():
+    if not _plain_bytes(raw):
         return None
     try:
         row = _TRADE.decode(raw)
@@ -299,7 +323,7 @@ def _trade_components_of_text(text: bytes) -> _Components | None:
 def exit_record(raw: bytes) -> Record | None:
     """The record of a plain exit row (an outcome, or an event that is not one), exactly as decode_line +
     parse_record("exit") make it; None for any other line (the general path then decides)."""
-    if not raw.isascii():
+    if not _plain_bytes(raw):
         return None
     try:
         row = _EXIT.decode(raw)

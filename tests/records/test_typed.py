@@ -119,6 +119,7 @@ def signal_lines(draw: st.DrawFn) -> bytes:
                 b"\xef\xbb\xbf" + raw,
                 raw.replace(b'"AMD"', b'"AM\xc3\xa9"'),
                 raw.replace(b'"count":1', b'"count":1,"note":"\xff"'),
+                raw.replace(b'"count":1', b'"count":1e400'),
                 raw.replace(b'"ticker"', b'"ticker":"X","ticker"', 1),
                 raw[: len(raw) // 2],
             ]
@@ -354,6 +355,9 @@ def broken(draw: st.DrawFn, raw: bytes, number_field: bytes, string_field: bytes
                 raw.replace(b'"ts"', b'"note":"\xff","ts"', 1),
                 raw.replace(string_field, string_field + b':"X",' + string_field, 1),
                 raw.replace(b'"ts"', b'"extra":1e400,"ts"', 1),
+                raw.replace(b'"qty":3', b'"qty":2' + b"0" * 308).replace(
+                    b'"positions":3', b'"positions":-2' + b"0" * 308
+                ),
                 raw[: len(raw) // 2],
             ]
         )
@@ -441,6 +445,89 @@ def test_it_takes_the_attribution_and_exit_rows_the_bot_writes(tmp_path: Path, k
 def test_attribution_and_exit_lines_it_does_not_take_are_left_to_the_general_path(kind: SourceKind, raw: bytes) -> None:
     """Lines the general path refuses, unscales or reads in another shape: the typed path steps aside."""
     assert TYPED_ROWS[kind](raw) is None
+
+
+BEYOND_A_DOUBLE = [b"1e400", b"-1.8e308", b"2" + b"0" * 308, b"[-2" + b"0" * 308 + b"]", b'{"a":1' + b"0" * 400 + b"}"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "line"),
+    [
+        ("signals", b'{"ts":"2026-03-02T14:32:30+00:00","cluster":{"ticker":"A","count":%s},"note":%s}'),
+        (
+            "attribution",
+            b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"close_A_1","symbol":"A","pnl_pct":1,"type":%s}',
+        ),
+        ("attribution", b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"open_A_1","symbol":"A","context":{"qty":%s}}'),
+        ("exit", b'{"ts":"2026-03-02T14:32:30+00:00","msg":"attribution_logged","symbol":"A","pnl_pct":1,"ms":%s}'),
+        ("exit", b'{"ts":"2026-03-02T14:32:30+00:00","msg":"exit_cycle","positions":%s}'),
+    ],
+    ids=["signal-skipped-fields", "attribution-type", "attribution-context-qty", "exit-outcome-ms", "exit-event"],
+)
+@pytest.mark.parametrize("number", BEYOND_A_DOUBLE, ids=["exponent", "mantissa", "integer", "in-array", "in-object"])
+def test_a_number_beyond_a_double_where_nothing_reads_it_leaves_the_line_to_the_general_path(
+    kind: SourceKind, line: bytes, number: bytes
+) -> None:
+    """orjson refuses a number beyond a double's range wherever it is, and the general path quarantines the line;
+    msgspec takes one in a field it skips, and an integer in a field decoded as anything (exactly, as an int)."""
+    raw = line.replace(b"%s", number)
+    assert general_of(kind, raw) == ("bad", "invalid_json")
+    assert {"signals": signal_record, **TYPED_ROWS}[kind](raw) is None
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"1e+100", b"-0e999", b"1" + b"0" * 199, b"0." + b"0" * 300 + b"1", b"1.5E-400"],
+    ids=["exponent", "zero-exponent", "long-integer", "long-fraction", "underflow"],
+)
+def test_a_number_that_only_looks_beyond_a_double_keeps_the_typed_path(number: bytes) -> None:
+    """A spelling that may lie beyond a double's range is asked of orjson: in range, the line is still taken."""
+    lines: list[tuple[SourceKind, bytes]] = [
+        ("signals", b'{"ts":"2026-03-02T14:32:30+00:00","cluster":{"ticker":"A","count":%s}}'),
+        (
+            "attribution",
+            b'{"ts":"2026-03-02T14:32:30+00:00","trade_id":"close_A_1","symbol":"A","pnl_pct":1,"type":%s}',
+        ),
+        ("exit", b'{"ts":"2026-03-02T14:32:30+00:00","msg":"attribution_logged","symbol":"A","pnl_pct":1,"ms":%s}'),
+    ]
+    for kind, line in lines:
+        raw = line.replace(b"%s", number)
+        fast = {"signals": signal_record, **TYPED_ROWS}[kind](raw)
+        assert fast is not None
+        assert same_record(fast, general_of(kind, raw))
+
+
+@st.composite
+def spelled_rows(draw: st.DrawFn) -> tuple[SourceKind, bytes]:
+    """Attribution and exit rows of the fields the bot writes, every number they read spelled some way JSON allows
+    (exponents, long fractions, huge and tiny values, ints, -0)."""
+
+    def number() -> str:
+        return draw(st.one_of(number_texts, st.sampled_from(["0.5", "1", "-0", "-0.0", "1e-400", "null"])))
+
+    if draw(st.booleans()):
+        prefix = draw(st.sampled_from(["open", "close", "scale"]))
+        return "attribution", (
+            f'{{"ts":"2026-03-02T14:32:30.5+00:00","type":"attribution","trade_id":"{prefix}_A_1","symbol":"A",'
+            f'"pnl_pct":{number()},"pnl_usd":{number()},"entry_score":{number()},"hold_minutes":{number()},'
+            f'"context":{{"fraction":{number()},"pnl_pct":{number()},"entry_score":{number()},'
+            f'"components":{{"flow":{number()},"darkpool":{number()}}},"qty":{number()}}}}}'
+        ).encode()
+    message = draw(st.sampled_from(["attribution_logged", "scale_out_attribution_logged"]))
+    return "exit", (
+        f'{{"ts":"2026-03-02T14:32:30.5+00:00","msg":"{message}","symbol":"A","pnl_pct":{number()},'
+        f'"pnl_usd":{number()},"hold_min":{number()},"fraction":{number()},"ms":{number()}}}'
+    ).encode()
+
+
+@settings(max_examples=2000)
+@given(spelled_rows())
+def test_numbers_spelled_every_way_read_exactly_as_the_general_path_reads_them(line: tuple[SourceKind, bytes]) -> None:
+    """A number the typed path reads is the general path's bit for bit (msgspec's float parsing against orjson's)."""
+    kind, raw = line
+    fast = TYPED_ROWS[kind](raw)
+    if fast is not None:
+        assert same_record(fast, general_of(kind, raw)), (raw, fast, general_of(kind, raw))
 
 
 def test_a_trades_repeated_components_text_gives_each_row_its_own_record() -> None:
