@@ -447,7 +447,14 @@ def test_attribution_and_exit_lines_it_does_not_take_are_left_to_the_general_pat
     assert TYPED_ROWS[kind](raw) is None
 
 
-BEYOND_A_DOUBLE = [b"1e400", b"-1.8e308", b"2" + b"0" * 308, b"[-2" + b"0" * 308 + b"]", b'{"a":1' + b"0" * 400 + b"}"]
+BEYOND_A_DOUBLE = [
+    b"1e400",
+    b"-1.8e308",
+    b"1E+0309",
+    b"2" + b"0" * 308,
+    b"[-2" + b"0" * 308 + b"]",
+    b'{"a":1' + b"0" * 400 + b"}",
+]
 
 
 @pytest.mark.parametrize(
@@ -464,7 +471,9 @@ BEYOND_A_DOUBLE = [b"1e400", b"-1.8e308", b"2" + b"0" * 308, b"[-2" + b"0" * 308
     ],
     ids=["signal-skipped-fields", "attribution-type", "attribution-context-qty", "exit-outcome-ms", "exit-event"],
 )
-@pytest.mark.parametrize("number", BEYOND_A_DOUBLE, ids=["exponent", "mantissa", "integer", "in-array", "in-object"])
+@pytest.mark.parametrize(
+    "number", BEYOND_A_DOUBLE, ids=["exponent", "mantissa", "signed-exponent", "integer", "in-array", "in-object"]
+)
 def test_a_number_beyond_a_double_where_nothing_reads_it_leaves_the_line_to_the_general_path(
     kind: SourceKind, line: bytes, number: bytes
 ) -> None:
