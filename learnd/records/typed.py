@@ -21,7 +21,7 @@ rows return None for anything the general path might refuse or read otherwise, n
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 import orjson
@@ -75,6 +75,8 @@ class _SignalRow(msgspec.Struct):
 
 
 _SIGNAL: Final = msgspec.json.Decoder(_SignalRow)
+# A row struct a decoder makes (_SignalRow, _TradeRow, _ExitRow).
+_Row = TypeVar("_Row", bound=msgspec.Struct)
 _CHECKED: Final = msgspec.json.Decoder(dict[str, _Contribution] | None)
 _UNCHECKED: Final = msgspec.json.Decoder(dict[str, float | None] | None)
 # The components of recent texts, by text (bytes compare exactly, so -0.0 stays apart from 0.0); emptied when full.
@@ -109,16 +111,24 @@ def _plain_bytes(raw: bytes) -> bool:
     return True
 
 
+def _decoded_plain(decoder: msgspec.json.Decoder[_Row], raw: bytes) -> _Row | None:
+    """The line decoded by `decoder` when it is plain and of the decoder's type; None otherwise (the general path
+    then decides, and names what is wrong)."""
+    if not _plain_bytes(raw):
+        return None
+    try:
+        return decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        # RecursionError: a line nested deeper than msgspec descends (the general path refuses it by name).
+        return None
+
+
 def signal_record(raw: bytes) -> SignalRecord | None:
     """The record of a plain signal candidate line, exactly as decode_line + parse_record("signals") make it; None
     when the line is anything else (the general path then decides). Raises RecordError as parse_record would for a
     plain line whose values are out of range."""
-    if not _plain_bytes(raw):
-        return None
-    try:
-        row = _SIGNAL.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        # RecursionError: a line nested deeper than msgspec descends (the general path refuses it by name).
+    row = _decoded_plain(_SIGNAL, raw)
+    if row is None:
         return None
     cluster = row.cluster
     if not cluster.ticker:
@@ -245,11 +255,8 @@ _TRADE_COMPONENTS_MAX: Final = 1024
 def attribution_record(raw: bytes) -> Record | None:
     """The record of a plain attribution row, exactly as decode_line + parse_record("attribution") make it; None for
     any other line (the general path then decides, and names what is wrong)."""
-    if not _plain_bytes(raw):
-        return None
-    try:
-        row = _TRADE.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    row = _decoded_plain(_TRADE, raw)
+    if row is None:
         return None
     if not row.trade_id or not row.symbol:
         return None
@@ -329,11 +336,8 @@ def _trade_components_of_text(text: bytes) -> _Components | None:
 def exit_record(raw: bytes) -> Record | None:
     """The record of a plain exit row (an outcome, or an event that is not one), exactly as decode_line +
     parse_record("exit") make it; None for any other line (the general path then decides)."""
-    if not _plain_bytes(raw):
-        return None
-    try:
-        row = _EXIT.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    row = _decoded_plain(_EXIT, raw)
+    if row is None:
         return None
     message = row.msg
     if message not in EXIT_OUTCOME_MESSAGES:
