@@ -86,8 +86,8 @@ def read_part(store: Store, records: RecordCache, start_us: int, end_us: int) ->
         records.decoded(SIGNAL_LEARNER, body, _episode)
         for _, _, body in store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us)
     ]
-    entries = (r for r in records.records(store, "entry", since_us=start_us, until_us=end_us))
-    trades = (r for r in records.records(store, "trade", since_us=start_us, until_us=end_us))
+    entries = records.records(store, "entry", since_us=start_us, until_us=end_us)
+    trades = records.records(store, "trade", since_us=start_us, until_us=end_us)
     return WindowPart(
         episodes=sorted(((episode.last_us, episode.key, episode) for episode in episodes), key=_POSITION),
         timed=timed_entries(entry for entry in entries if isinstance(entry, TradeEntry)),
