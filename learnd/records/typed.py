@@ -21,6 +21,7 @@ rows return None for anything the general path might refuse or read otherwise, n
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
@@ -248,7 +249,7 @@ _EXIT: Final = msgspec.json.Decoder(_ExitRow)
 _NO_CONTEXT: Final = _TradeContext()
 # A trade's components by their text: its close (and any scale-out) repeats the text of its open. The oldest goes
 # beyond the bound; about 2 kB a text.
-_TRADE_COMPONENTS: Final[dict[bytes, _Components]] = {}
+_TRADE_COMPONENTS: Final[OrderedDict[bytes, _Components]] = OrderedDict()
 _TRADE_COMPONENTS_MAX: Final = 1024
 
 
@@ -328,7 +329,7 @@ def _trade_components_of_text(text: bytes) -> _Components | None:
         except (orjson.JSONDecodeError, RecordError):
             return None
         if len(_TRADE_COMPONENTS) >= _TRADE_COMPONENTS_MAX:
-            del _TRADE_COMPONENTS[next(iter(_TRADE_COMPONENTS))]
+            _TRADE_COMPONENTS.popitem(last=False)
         _TRADE_COMPONENTS[text] = known
     return known
 

@@ -55,7 +55,8 @@ class RecordCache:
         # before it (about 2 us at 2,000 entries, 13 us at 20,000), an OrderedDict's at once.
         self._records: OrderedDict[tuple[str, str], tuple[int, Record]] = OrderedDict()
         self._newest_us = 0
-        self._decoded: dict[str, dict[bytes, object]] = {}
+        # Oldest first, as the records: OrderedDicts, so letting the oldest go finds it at once.
+        self._decoded: dict[str, OrderedDict[bytes, object]] = {}
 
     def record_of(self, row: LedgerRow) -> Record:
         found = self._records.get((row.kind, row.key))
@@ -95,12 +96,12 @@ class RecordCache:
         completely, as the bytes of a row name what they decode to."""
         kept = self._decoded.get(kind)
         if kept is None:
-            kept = self._decoded[kind] = {}
+            kept = self._decoded[kind] = OrderedDict()
         found = kept.get(key)
         if found is None:
             found = kept[key] = make()
             if len(kept) > limit:
-                del kept[next(iter(kept))]
+                kept.popitem(last=False)
         return cast(_Decoded, found)
 
     def clear(self) -> None:
