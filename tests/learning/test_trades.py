@@ -528,35 +528,68 @@ def test_after_a_sign_flip_the_multiplier_crosses_one_within_12_sessions(
     assert view["change_alarms"] >= 1 and view["multiplier"] < 1.0
 
 
+TURN: Final = Drift(component="dark_pool", at_trade=2000, multiplier=0.1)
+
+
+def turn_crossing(home: Path, seed: int) -> tuple[float | None, int | None, int | None]:
+    """dark_pool's edge turns from 1.9 to 0.1 times the average component's at trade 2000 of 4000 (the issue's +0.9
+    -> -0.9 about the average) on a home simulated with `seed`, its trades fed to the trade learner in file order:
+    dark_pool's strategy-wide multiplier on the last trade before the turn, the sessions from the turn until it is
+    below 1 (None: never), and the session of the last change alarm before that, counted from the turn."""
+    truth = simulate(home, DRIFT_TRADES, seed, edges=EDGES, drift=TURN, regime_edge=None, garbage=False)
+    settings = settings_for(home)
+    calendar = calendar_for(settings)
+    turned_at = flip_session(home, truth)
+    learner = TradeLearner(settings.learning, calendar)
+    before: float | None = None
+    for trade in attribution_outcomes(settings):
+        learner.apply("attribution", trade)
+        session = calendar.session_index(trade.event_us)
+        value = learner.entry.multiplier("equity", "dark_pool")
+        if session < turned_at:
+            before = value
+        elif value < 1.0:
+            alarm = learner.entry.snapshot()["equity"]["dark_pool"]["last_change_session"]
+            return before, session - turned_at, None if alarm is None else alarm - turned_at
+    return before, None, None
+
+
 def test_an_edge_that_turns_below_average_crosses_one_within_12_sessions_on_six_seeds(tmp_path: Path) -> None:
-    """dark_pool's edge turns from 1.9 to 0.1 times the average component's at trade 2000 of 4000 (the issue's
-    +0.9 -> -0.9 about the average), seeds 1-5 and 14: its strategy-wide multiplier, above 1.2 before, is below 1
-    within 12 sessions of the turn. The change detector's alarm comes 2-11 sessions after it; the alarm forgets
-    only the evidence from before the run that raised it, so the trades since the turn move the multiplier at once
-    (with every old trade forgotten, seed 2 took 19 sessions), and once the trades after the alarm confirm it, by
-    up to change_confirmed_step_per_session a session (seed 14, alarmed 11 sessions after the turn, took 14 at
-    change_step_per_session's 0.3)."""
-    turn = Drift(component="dark_pool", at_trade=2000, multiplier=0.1)
+    """dark_pool's edge turns below average (turn_crossing), seeds 1-5 and 14: its strategy-wide multiplier, above
+    1.2 before, is below 1 within 12 sessions of the turn. The change detector's alarm comes 2-11 sessions after it;
+    the alarm forgets only the evidence from before the run that raised it, so the trades since the turn move the
+    multiplier at once (with every old trade forgotten, seed 2 took 19 sessions), and once the trades after the
+    alarm confirm it, by up to change_confirmed_step_per_session a session (seed 14, alarmed 11 sessions after the
+    turn, took 14 at change_step_per_session's 0.3)."""
     for seed in (1, 2, 3, 4, 5, 14):
         home = tmp_path / f"seed{seed}"
-        truth = simulate(home, DRIFT_TRADES, seed, edges=EDGES, drift=turn, regime_edge=None, garbage=False)
-        settings = settings_for(home)
-        calendar = calendar_for(settings)
-        turned_at = flip_session(home, truth)
-        learner = TradeLearner(settings.learning, calendar)
-        before: float | None = None
-        crossed: int | None = None
-        for trade in attribution_outcomes(settings):
-            learner.apply("attribution", trade)
-            session = calendar.session_index(trade.event_us)
-            value = learner.entry.multiplier("equity", "dark_pool")
-            if session < turned_at:
-                before = value
-            elif value < 1.0:
-                crossed = session - turned_at
-                break
+        before, crossed, _ = turn_crossing(home, seed)
         assert before is not None and before > 1.2, (seed, before)
         assert crossed is not None and crossed <= 12, (seed, crossed)
+        shutil.rmtree(home)
+
+
+def test_the_late_seeds_of_the_turn_wait_for_the_alarm_not_for_the_steps(tmp_path: Path) -> None:
+    """The turn's known misses of 12 sessions, on seeds 31-50 (not tuned on): seeds 32, 42 and 49 cross 15, 13 and
+    14 sessions after it (the figures this pins; every other seed of 1-50 within 12). What is late is the change
+    detector's alarm (14, 13 and 13 sessions after the turn), not the moves after it: each crosses at most a session
+    after its alarm. The statistics of 32 and 49 came within 3 and 1 of the threshold 8 sessions after the turn and
+    fell back in sessions whose trades scored near 0; 42's stood near 13 from session 3 to 11, its trades scoring
+    -0.1 a trade where the turn's mean is -0.2. By session 11 the trades since the turn lie 2.6, 3.4 and 2.9
+    standard deviations the new way (the change score's sd is 0.90 on the stable runs). Measured on the recorded
+    scores of seeds 1-50 and of the stable runs of seeds 1-15 (18 false alarms today): a CUSUM of any allowance
+    (0.05-0.2) that alarms on all three by session 11 and on no seed later than today raises at least 88 (allowance
+    0.1, threshold 23); a second, slower CUSUM beside today's (0.075, 30) raises 46 and leaves 32 and 42 at 12; a
+    test of the z since every start 3-20 sessions back raises 80 and leaves 32 at 12. A Huber residual, a residual
+    net of its session's mean, an allowance in proportion to each trade's squared contribution (the likelihood
+    ratio's), or residuals against the effect as it stood where the run began, bring none of the three earlier
+    without more false alarms or later alarms on other seeds."""
+    for seed, latest in ((32, 15), (42, 13), (49, 14)):
+        home = tmp_path / f"seed{seed}"
+        before, crossed, alarm = turn_crossing(home, seed)
+        assert before is not None and before > 1.2, (seed, before)
+        assert crossed is not None and crossed <= latest, (seed, crossed)
+        assert alarm is not None and 0 <= alarm <= crossed <= alarm + 1, (seed, alarm, crossed)
         shutil.rmtree(home)
 
 
