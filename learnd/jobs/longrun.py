@@ -116,6 +116,14 @@ class Tally:
         self.losses += run.counts[1]
         self.total.add_all(run.values)
 
+    def add_summed(self, run: OutcomeRun) -> None:
+        """add_run(run) for a tally that is only read (its exact sum's value, never its parts): the run's exact sum
+        goes in as the few floats the run keeps it as (OutcomeRun.exact_sum), not value by value."""
+        self.trades += len(run.values)
+        self.wins += run.counts[0]
+        self.losses += run.counts[1]
+        self.total.add_all(run.exact_sum())
+
     @classmethod
     def of(cls, pnls: Sequence[float], attributed: list[float]) -> Tally:
         """The tally of outcomes (pnls[i], attributed[i]), taken in one go."""
@@ -468,7 +476,9 @@ class LongRun:
                 kept = cells.get(cell)
                 if kept is None:
                     kept = cells[cell] = EarlierCell()
-                kept.tally.add_run(outcome)
+                # The earlier tallies are read, never written (a period's value row carries what it moved), and the
+                # value row sums each run anyway.
+                kept.tally.add_summed(outcome)
                 kept.view_alone = None
                 self._fresh.setdefault(_cell_id(strategy, cell), []).append(outcome)
                 kept.pending.extend(outcome.values)

@@ -341,13 +341,14 @@ class ExactSum:
 
     def _fold(self) -> None:
         # Each fsum is the exact sum of its inputs, rounded: taking it out of the rest leaves an exact remainder
-        # (a sum of floats is a multiple of the smallest float step, so a nonzero one never rounds to 0).
+        # (a sum of floats is a multiple of the smallest float step, so a nonzero one never rounds to 0). The parts
+        # taken are appended, negated, to the one list summed (a long history's sum folds into about five parts,
+        # and rebuilding the list for each cost more than the sums).
+        remaining = self._parts
         parts: list[float] = []
-        while True:
-            part = math.fsum([*self._parts, *(-taken for taken in parts)])
-            if part == 0.0:
-                break
+        while (part := math.fsum(remaining)) != 0.0:
             parts.append(part)
+            remaining.append(-part)
         self._parts = parts
 
 

@@ -28,6 +28,7 @@ from learnd.jobs.longrun import (
     attribute_pnl,
     gather_periods,
     is_attributed,
+    outcome_index,
     pack_values,
     unpack_period,
 )
@@ -533,6 +534,22 @@ def test_a_tally_taken_in_one_go_reads_as_one_added_to_outcome_by_outcome(outcom
         one_by_one.add(pnl_pct, attributed)
     taken = Tally.of([pnl_pct for pnl_pct, _ in outcomes], [attributed for _, attributed in outcomes])
     assert taken.view() == one_by_one.view()
+
+
+@given(st.lists(st.lists(st.tuples(st.floats(-50, 50), st.floats(-1e-300, 1e6)), max_size=40), max_size=30))
+def test_a_tally_summed_run_by_run_reads_as_one_added_to_value_by_value(runs: list[list[tuple[float, float]]]) -> None:
+    """add_summed (a run's exact sum as its few floats) reads as add_run (each value in turn): counts and sum."""
+    by_value, summed = Tally(), Tally()
+    for outcomes in runs:
+        run = OutcomeRun()
+        for pnl_pct, attributed in outcomes:
+            run.values.append(attributed)
+            run.counts[outcome_index(pnl_pct)] += 1
+        by_value.add_run(run)
+        summed.add_summed(run)
+    assert (summed.trades, summed.wins, summed.losses) == (by_value.trades, by_value.wins, by_value.losses)
+    assert summed.total.value == by_value.total.value
+    assert summed.view() == by_value.view()
 
 
 def test_a_session_taken_in_one_run_writes_the_rows_of_its_trades_taken_one_by_one() -> None:

@@ -495,6 +495,17 @@ def test_an_exact_sum_added_in_runs_keeps_the_parts_of_one_value_at_a_time(
     assert in_runs.value == math.fsum(values)
 
 
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300), max_size=60))
+def test_a_fold_keeps_the_greedy_parts_of_the_exact_sum(values: list[float]) -> None:
+    """The parts a fold keeps (the floats a store writes) are the exact sum rounded, then what is left of it rounded,
+    and so on until nothing is left: each the fsum of the values and the parts before it, negated."""
+    expected: list[float] = []
+    while (part := math.fsum([*values, *(-taken for taken in expected)])) != 0.0:
+        expected.append(part)
+    folded = ExactSum([*values, *([0.0] * 9)])  # more than the parts kept as they are: to_floats folds them
+    assert folded.to_floats() == expected
+
+
 @given(st.lists(st.sampled_from([-0.0, 0.0, 1.0, -2.5]) | sample_values, max_size=60))
 def test_the_distinct_values_of_a_sorted_array_are_np_unique_s(values: list[float]) -> None:
     """distinct_sorted of a sorted array: np.unique's distinct values (a -0.0 and a 0.0 are one) and counts."""
