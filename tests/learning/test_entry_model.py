@@ -866,3 +866,34 @@ def test_a_scope_whose_multipliers_cannot_move_skips_its_posterior_and_changes_n
     assert skipping_changes == fitting_changes
     assert orjson.dumps(skipping.to_state()) == orjson.dumps(fitting.to_state())
     assert orjson.dumps(skipping.snapshot()) == orjson.dumps(fitting.snapshot())
+
+
+@pytest.mark.parametrize("size", [3, 22, 23])
+def test_inverse_and_solve_are_numpys_to_the_bit(size: int) -> None:
+    """_inverse and _solve call numpy.linalg's LAPACK gufuncs without its wrapper: the same floats as np.linalg.inv
+    and np.linalg.solve, for a vector and for a matrix of right-hand sides."""
+    rng = np.random.default_rng(size)
+    root = rng.normal(size=(size, size))
+    matrix = root @ root.T + np.eye(size)
+    assert np.array_equal(entry_model._inverse(matrix), np.linalg.inv(matrix))
+    vector, columns = rng.normal(size=size), rng.normal(size=(size, size + 1))
+    assert np.array_equal(entry_model._solve(matrix, vector), np.linalg.solve(matrix, vector))
+    assert np.array_equal(entry_model._solve(matrix, columns), np.linalg.solve(matrix, columns))
+
+
+def test_inverse_and_solve_raise_numpys_error_on_a_singular_matrix_and_restore_the_error_state() -> None:
+    """A singular matrix raises LinAlgError("Singular matrix") as np.linalg does, and the floating-point error
+    state is the caller's again afterwards."""
+    singular = np.ones((4, 4))
+    before = np.geterr()
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        np.linalg.inv(singular)
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        entry_model._inverse(singular)
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        entry_model._solve(singular, np.ones(4))
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        entry_model._solve(singular, np.ones((4, 2)))
+    assert np.geterr() == before
+    assert np.array_equal(entry_model._inverse(2.0 * np.eye(4)), 0.5 * np.eye(4))
+    assert np.geterr() == before
