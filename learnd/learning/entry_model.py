@@ -1185,15 +1185,31 @@ class EntryModel:
         score, with the residual the old effect would have left, the rest of the fit as it is now) and add it, the
         alarm's way, to the component's confirmation."""
         changes = strategy.changes
-        active = (changes.direction != 0.0) & (np.array(changes.boost_until) >= session)
-        # The fit's intercept moves with a component's effect (forget keeps the fit at the mean contribution), so
-        # the old effect changes the prediction by its difference times the contribution about its mean.
-        centered = features[_COMPONENTS] - changes.mean
-        shift = (changes.before - posterior.mean[_SLOPE] - posterior.mean[_COMPONENTS]) * strategy.scale_factors()
-        old_residual = residual - shift * centered / math.sqrt(posterior.noise_var)
-        score = np.clip(old_residual * changes.scale * centered, -_CHANGE_CLIP, _CHANGE_CLIP) * changes.direction
-        changes.confirmation += np.where(active, weight * score, 0.0)
-        changes.confirmation_weight += np.where(active, weight, 0.0)
+        directions = changes.direction.tolist()
+        active = [
+            component
+            for component, until in enumerate(changes.boost_until)
+            if until >= session and directions[component] != 0.0
+        ]
+        if not active:
+            return
+        # Component by component in Python floats, the operations of the same formula on arrays: a few components
+        # are boosted at a time, and a component that is not keeps its sums as they were.
+        deviation = math.sqrt(posterior.noise_var)
+        slope = float(posterior.mean[_SLOPE])
+        scale = None if strategy.scale is None else strategy.scale.tolist()
+        for component in active:
+            index = _FIRST_COMPONENT + component
+            # The fit's intercept moves with a component's effect (forget keeps the fit at the mean contribution),
+            # so the old effect changes the prediction by its difference times the contribution about its mean.
+            centered = float(features[index]) - float(changes.mean[component])
+            shift = float(changes.before[component]) - slope - float(posterior.mean[index])
+            if scale is not None:
+                shift *= scale[component]
+            old_residual = residual - shift * centered / deviation
+            score = min(max(old_residual * float(changes.scale[component]) * centered, -_CHANGE_CLIP), _CHANGE_CLIP)
+            changes.confirmation[component] += weight * (score * directions[component])
+            changes.confirmation_weight[component] += weight
 
     def _move(
         self,

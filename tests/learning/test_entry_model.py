@@ -897,3 +897,34 @@ def test_inverse_and_solve_raise_numpys_error_on_a_singular_matrix_and_restore_t
     assert np.geterr() == before
     assert np.array_equal(entry_model._inverse(2.0 * np.eye(4)), 0.5 * np.eye(4))
     assert np.geterr() == before
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_confirm_changes_over_the_boosted_components_is_the_array_formula_to_the_bit(scaled: bool) -> None:
+    """_confirm_changes scores only the components boosted now with an alarm's direction, in Python floats: every
+    component's confirmation and weight are the array formula's (the boosted ones' sums plus weight * score, the
+    others' as they were), float for float, with and without off-scale factors."""
+    model, strategy = _fitted_strategy()
+    rng = np.random.default_rng(17)
+    if scaled:
+        strategy.rescale(rng.uniform(0.05, 1.0, K))
+    _, posterior = _strategy_posterior(model, strategy)
+    changes = strategy.changes
+    changes.mean, changes.scale = rng.normal(size=K), rng.uniform(0.0, 3.0, K)
+    changes.before = rng.normal(size=K)
+    changes.direction = rng.choice([-1.0, 0.0, 1.0], K)
+    changes.boost_until = rng.choice([5, 9, 10], K).tolist()
+    changes.confirmation, changes.confirmation_weight = rng.normal(size=K), rng.uniform(0.0, 5.0, K)
+    features = np.concatenate(([1.0, 0.0], rng.normal(scale=3.0, size=K)))
+    features[1] = features[2:].sum()
+    confirmation, confirmation_weight = changes.confirmation.copy(), changes.confirmation_weight.copy()
+    model._confirm_changes(strategy, posterior, 0.7, features, weight=0.6, session=9)
+
+    active = (changes.direction != 0.0) & (np.array(changes.boost_until) >= 9)
+    assert 0 < int(active.sum()) < K
+    centered = features[2:] - changes.mean
+    shift = (changes.before - posterior.mean[1] - posterior.mean[2:]) * strategy.scale_factors()
+    old_residual = 0.7 - shift * centered / math.sqrt(posterior.noise_var)
+    score = np.clip(old_residual * changes.scale * centered, -4.0, 4.0) * changes.direction
+    assert changes.confirmation.tolist() == (confirmation + np.where(active, 0.6 * score, 0.0)).tolist()
+    assert changes.confirmation_weight.tolist() == (confirmation_weight + np.where(active, 0.6, 0.0)).tolist()
