@@ -725,7 +725,10 @@ class EntryModel:
         params = self.params
         features, present = _features(trade.components)
         y = clip(trade.pnl_pct, -params.pnl_clip_pct, params.pnl_clip_pct)
-        strategy = self._strategies.setdefault(trade.strategy, _StrategyState())
+        strategy = self._strategies.get(trade.strategy)
+        if strategy is None:
+            # Not setdefault: a _StrategyState built for every trade, to be dropped, costs a dozen arrays.
+            strategy = self._strategies[trade.strategy] = _StrategyState()
         # The score the gate tests: the bot's own where the row carries it, else the learned-scale sum.
         score = trade.entry_score
         if score is None:
