@@ -1511,8 +1511,9 @@ def _common_mean_square(mean_squares: FloatArray) -> float:
     """The average component's mean squared contribution, over the components seen."""
     components = mean_squares[_COMPONENTS]
     seen = components[components > _MIN_MEAN_SQUARE]
-    # The sum over the count is the float ndarray.mean() returns, without its dispatch.
-    return float(seen.sum() / seen.size) if seen.size else _MIN_MEAN_SQUARE
+    # The sum over the count is the float ndarray.mean() returns, without its dispatch (np.add.reduce is what
+    # ndarray.sum calls).
+    return float(np.add.reduce(seen) / seen.size) if seen.size else _MIN_MEAN_SQUARE
 
 
 def _pooled_posterior(
@@ -1673,23 +1674,25 @@ def _raise_singular(error: str, flag: int) -> None:
     raise LinAlgError("Singular matrix")
 
 
-def _linalg_errstate() -> np.errstate:
-    return np.errstate(call=_raise_singular, invalid="call", over="ignore", divide="ignore", under="ignore")
+# As a decorator, np.errstate sets its state around each call without building a context manager every time.
+_linalg_errstate: Final = np.errstate(
+    call=_raise_singular, invalid="call", over="ignore", divide="ignore", under="ignore"
+)
 
 
+@_linalg_errstate
 def _inverse(matrix: FloatArray) -> FloatArray:
     """np.linalg.inv of a float64 square `matrix`: the same floats, the same LinAlgError when it is singular."""
-    with _linalg_errstate():
-        inverse: FloatArray = _umath_linalg.inv(matrix, signature="d->d")
+    inverse: FloatArray = _umath_linalg.inv(matrix, signature="d->d")
     return inverse
 
 
+@_linalg_errstate
 def _solve(matrix: FloatArray, right: FloatArray) -> FloatArray:
     """np.linalg.solve of a float64 square `matrix` and float64 `right` (a vector or a matrix of columns): the same
     floats, the same LinAlgError when `matrix` is singular."""
     gufunc = _umath_linalg.solve1 if right.ndim == 1 else _umath_linalg.solve
-    with _linalg_errstate():
-        solved: FloatArray = gufunc(matrix, right, signature="dd->d")
+    solved: FloatArray = gufunc(matrix, right, signature="dd->d")
     return solved
 
 

@@ -928,3 +928,15 @@ def test_confirm_changes_over_the_boosted_components_is_the_array_formula_to_the
     score = np.clip(old_residual * changes.scale * centered, -4.0, 4.0) * changes.direction
     assert changes.confirmation.tolist() == (confirmation + np.where(active, 0.6 * score, 0.0)).tolist()
     assert changes.confirmation_weight.tolist() == (confirmation_weight + np.where(active, 0.6, 0.0)).tolist()
+
+
+def test_common_mean_square_is_the_mean_of_the_seen_components_to_the_bit() -> None:
+    """The sum over the count, without ndarray.mean's dispatch: the float mean() returns, and the stand-in when no
+    component is seen."""
+    rng = np.random.default_rng(23)
+    for _ in range(20):
+        mean_squares = rng.exponential(size=K + 2) * rng.choice([1e-5, 1.0], K + 2)
+        components = mean_squares[2:]
+        expected = float(components[components > 1e-4].mean())
+        assert entry_model._common_mean_square(mean_squares) == expected
+    assert entry_model._common_mean_square(np.full(K + 2, 1e-5)) == 1e-4
