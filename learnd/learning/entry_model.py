@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Final
 
@@ -322,6 +322,9 @@ class _Posterior:
     # With b fixed at the reference: the information of (a, d_1..d_K) that cov's block of them inverts (times the
     # noise variance); None for the other posteriors.
     free_information: FloatArray | None = None
+    # What `columns` returns, once it has been asked (the strategy-wide posterior's are read by the move and by the
+    # change detector); a posterior's arrays are never written after it is made.
+    column_cache: list[_Columns] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def z(self, index: int) -> float:
         return float(self.mean[index] / math.sqrt(self.cov[index, index]))
@@ -334,7 +337,9 @@ class _Posterior:
     def columns(self) -> _Columns:
         """The mean, the covariance's diagonal and its column of b, as lists of Python floats (what `z_against`
         reads)."""
-        return self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()
+        if not self.column_cache:
+            self.column_cache.append((self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()))
+        return self.column_cache[0]
 
     def z_against_each(self, multipliers: FloatArray) -> FloatArray:
         """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""

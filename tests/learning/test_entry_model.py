@@ -940,3 +940,15 @@ def test_common_mean_square_is_the_mean_of_the_seen_components_to_the_bit() -> N
         expected = float(components[components > 1e-4].mean())
         assert entry_model._common_mean_square(mean_squares) == expected
     assert entry_model._common_mean_square(np.full(K + 2, 1e-5)) == 1e-4
+
+
+def test_a_posteriors_columns_are_computed_once_and_not_carried_to_a_replaced_one() -> None:
+    """columns() keeps what it returned the first time (the same lists); a posterior made from it with replace()
+    computes its own."""
+    model, strategy = _fitted_strategy()
+    _, posterior = _strategy_posterior(model, strategy)
+    columns = posterior.columns()
+    assert posterior.columns() is columns
+    assert columns == (posterior.mean.tolist(), np.diagonal(posterior.cov).tolist(), posterior.cov[:, 1].tolist())
+    shifted = replace(posterior, mean=posterior.mean + 1.0)
+    assert shifted.columns()[0] == (posterior.mean + 1.0).tolist()
