@@ -474,6 +474,7 @@ class _Changes:
 
     __slots__ = (
         "alarms",
+        "allowance_cache",
         "before",
         "boost_until",
         "confirmation",
@@ -497,6 +498,8 @@ class _Changes:
         # a component not watched yet), which standardize the trades of the next session.
         self.mean: FloatArray = np.zeros(_K)
         self.scale: FloatArray = np.zeros(_K)
+        # What `allowance` returned, with the scale and the allowance it was computed from.
+        self.allowance_cache: tuple[FloatArray, float, FloatArray] | None = None
         self.alarms: list[int] = [0] * _K
         self.last_alarm: list[int] = [-1] * _K
         self.boost_until: list[int] = [-1] * _K
@@ -575,6 +578,14 @@ class _Changes:
         live = set(self.up_from) | set(self.down_from)
         for stale in [known for known in self.marks if known not in live]:
             del self.marks[stale]
+
+    def allowance(self, change_allowance: float) -> FloatArray:
+        """What each statistic gives back a trade: `change_allowance` for a watched component (scale not 0), 0 for
+        the others. The scale is replaced at session closes only, so this is kept until it is."""
+        cached = self.allowance_cache
+        if cached is None or cached[0] is not self.scale or cached[1] != change_allowance:
+            cached = self.allowance_cache = (self.scale, change_allowance, change_allowance * self.scale.astype(bool))
+        return cached[2]
 
     def is_confirmed(self, component: int, params: LearningParams) -> bool:
         """Whether the trades since the component's last alarm, scored against its effect as the fit stood before
@@ -1129,7 +1140,7 @@ class EntryModel:
         )
         if max(changes.boost_until) >= session:
             self._confirm_changes(strategy, posterior, residual, features, weight=weight, session=session)
-        allowance = params.change_allowance * changes.scale.astype(bool)
+        allowance = changes.allowance(params.change_allowance)
         changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold

@@ -952,3 +952,19 @@ def test_a_posteriors_columns_are_computed_once_and_not_carried_to_a_replaced_on
     assert columns == (posterior.mean.tolist(), np.diagonal(posterior.cov).tolist(), posterior.cov[:, 1].tolist())
     shifted = replace(posterior, mean=posterior.mean + 1.0)
     assert shifted.columns()[0] == (posterior.mean + 1.0).tolist()
+
+
+def test_the_change_allowance_is_kept_until_the_scale_is_replaced() -> None:
+    """_Changes.allowance is change_allowance where a component is watched and 0 elsewhere, the same array while
+    the scale stands, recomputed when a session close replaces the scale or the allowance asked for differs."""
+    changes = entry_model._Changes()
+    assert changes.allowance(0.5).tolist() == [0.0] * K
+    changes.scale = np.where(np.arange(K) % 3 == 0, 0.0, 2.0)
+    first = changes.allowance(0.5)
+    assert first.tolist() == (0.5 * changes.scale.astype(bool)).tolist()
+    assert changes.allowance(0.5) is first
+    assert changes.allowance(0.25).tolist() == (0.25 * changes.scale.astype(bool)).tolist()
+    stats = entry_model._Stats()
+    stats.weight, stats.present[:], stats.sums[:], stats.squares[:] = 100.0, 100.0, 10.0, np.arange(K) + 5.0
+    changes.standardize(stats, LearningParams())
+    assert changes.allowance(0.25).tolist() == (0.25 * changes.scale.astype(bool)).tolist() == [0.25] * K
