@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from numpy.linalg import LinAlgError, _umath_linalg
 
 from learnd.config import LearningParams
 from learnd.errors import StateError
@@ -321,6 +322,9 @@ class _Posterior:
     # With b fixed at the reference: the information of (a, d_1..d_K) that cov's block of them inverts (times the
     # noise variance); None for the other posteriors.
     free_information: FloatArray | None = None
+    # What `columns` returns, once it has been asked (the strategy-wide posterior's are read by the move and by the
+    # change detector); a posterior's arrays are never written after it is made.
+    column_cache: list[_Columns] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def z(self, index: int) -> float:
         return float(self.mean[index] / math.sqrt(self.cov[index, index]))
@@ -333,7 +337,9 @@ class _Posterior:
     def columns(self) -> _Columns:
         """The mean, the covariance's diagonal and its column of b, as lists of Python floats (what `z_against`
         reads)."""
-        return self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()
+        if not self.column_cache:
+            self.column_cache.append((self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()))
+        return self.column_cache[0]
 
     def z_against_each(self, multipliers: FloatArray) -> FloatArray:
         """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""
@@ -377,7 +383,7 @@ class _Posterior:
             quadratic = float(d @ (information[1:, 1:] @ d))
             wald = (quadratic - cross * cross / float(information[_INTERCEPT, _INTERCEPT])) / self.noise_var
         else:
-            wald = float(d @ np.linalg.solve(self.cov[indices[:, np.newaxis], indices], d))
+            wald = float(d @ _solve(self.cov[indices[:, np.newaxis], indices], d))
         # Wilson-Hilferty: the cube root of chi-square / k is close to normal.
         spread = 2.0 / (9.0 * degrees)
         return float(((wald / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
@@ -468,6 +474,7 @@ class _Changes:
 
     __slots__ = (
         "alarms",
+        "allowance_cache",
         "before",
         "boost_until",
         "confirmation",
@@ -491,6 +498,8 @@ class _Changes:
         # a component not watched yet), which standardize the trades of the next session.
         self.mean: FloatArray = np.zeros(_K)
         self.scale: FloatArray = np.zeros(_K)
+        # What `allowance` returned, with the scale and the allowance it was computed from.
+        self.allowance_cache: tuple[FloatArray, float, FloatArray] | None = None
         self.alarms: list[int] = [0] * _K
         self.last_alarm: list[int] = [-1] * _K
         self.boost_until: list[int] = [-1] * _K
@@ -569,6 +578,14 @@ class _Changes:
         live = set(self.up_from) | set(self.down_from)
         for stale in [known for known in self.marks if known not in live]:
             del self.marks[stale]
+
+    def allowance(self, change_allowance: float) -> FloatArray:
+        """What each statistic gives back a trade: `change_allowance` for a watched component (scale not 0), 0 for
+        the others. The scale is replaced at session closes only, so this is kept until it is."""
+        cached = self.allowance_cache
+        if cached is None or cached[0] is not self.scale or cached[1] != change_allowance:
+            cached = self.allowance_cache = (self.scale, change_allowance, change_allowance * self.scale.astype(bool))
+        return cached[2]
 
     def is_confirmed(self, component: int, params: LearningParams) -> bool:
         """Whether the trades since the component's last alarm, scored against its effect as the fit stood before
@@ -724,7 +741,10 @@ class EntryModel:
         params = self.params
         features, present = _features(trade.components)
         y = clip(trade.pnl_pct, -params.pnl_clip_pct, params.pnl_clip_pct)
-        strategy = self._strategies.setdefault(trade.strategy, _StrategyState())
+        strategy = self._strategies.get(trade.strategy)
+        if strategy is None:
+            # Not setdefault: a _StrategyState built for every trade, to be dropped, costs a dozen arrays.
+            strategy = self._strategies[trade.strategy] = _StrategyState()
         # The score the gate tests: the bot's own where the row carries it, else the learned-scale sum.
         score = trade.entry_score
         if score is None:
@@ -1120,7 +1140,7 @@ class EntryModel:
         )
         if max(changes.boost_until) >= session:
             self._confirm_changes(strategy, posterior, residual, features, weight=weight, session=session)
-        allowance = params.change_allowance * changes.scale.astype(bool)
+        allowance = changes.allowance(params.change_allowance)
         changes.up = np.maximum(0.0, changes.up + weight * (score - allowance))
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
@@ -1184,15 +1204,31 @@ class EntryModel:
         score, with the residual the old effect would have left, the rest of the fit as it is now) and add it, the
         alarm's way, to the component's confirmation."""
         changes = strategy.changes
-        active = (changes.direction != 0.0) & (np.array(changes.boost_until) >= session)
-        # The fit's intercept moves with a component's effect (forget keeps the fit at the mean contribution), so
-        # the old effect changes the prediction by its difference times the contribution about its mean.
-        centered = features[_COMPONENTS] - changes.mean
-        shift = (changes.before - posterior.mean[_SLOPE] - posterior.mean[_COMPONENTS]) * strategy.scale_factors()
-        old_residual = residual - shift * centered / math.sqrt(posterior.noise_var)
-        score = np.clip(old_residual * changes.scale * centered, -_CHANGE_CLIP, _CHANGE_CLIP) * changes.direction
-        changes.confirmation += np.where(active, weight * score, 0.0)
-        changes.confirmation_weight += np.where(active, weight, 0.0)
+        directions = changes.direction.tolist()
+        active = [
+            component
+            for component, until in enumerate(changes.boost_until)
+            if until >= session and directions[component] != 0.0
+        ]
+        if not active:
+            return
+        # Component by component in Python floats, the operations of the same formula on arrays: a few components
+        # are boosted at a time, and a component that is not keeps its sums as they were.
+        deviation = math.sqrt(posterior.noise_var)
+        slope = float(posterior.mean[_SLOPE])
+        scale = None if strategy.scale is None else strategy.scale.tolist()
+        for component in active:
+            index = _FIRST_COMPONENT + component
+            # The fit's intercept moves with a component's effect (forget keeps the fit at the mean contribution),
+            # so the old effect changes the prediction by its difference times the contribution about its mean.
+            centered = float(features[index]) - float(changes.mean[component])
+            shift = float(changes.before[component]) - slope - float(posterior.mean[index])
+            if scale is not None:
+                shift *= scale[component]
+            old_residual = residual - shift * centered / deviation
+            score = min(max(old_residual * float(changes.scale[component]) * centered, -_CHANGE_CLIP), _CHANGE_CLIP)
+            changes.confirmation[component] += weight * (score * directions[component])
+            changes.confirmation_weight[component] += weight
 
     def _move(
         self,
@@ -1491,8 +1527,9 @@ def _common_mean_square(mean_squares: FloatArray) -> float:
     """The average component's mean squared contribution, over the components seen."""
     components = mean_squares[_COMPONENTS]
     seen = components[components > _MIN_MEAN_SQUARE]
-    # The sum over the count is the float ndarray.mean() returns, without its dispatch.
-    return float(seen.sum() / seen.size) if seen.size else _MIN_MEAN_SQUARE
+    # The sum over the count is the float ndarray.mean() returns, without its dispatch (np.add.reduce is what
+    # ndarray.sum calls).
+    return float(np.add.reduce(seen) / seen.size) if seen.size else _MIN_MEAN_SQUARE
 
 
 def _pooled_posterior(
@@ -1536,7 +1573,7 @@ def _pooled_posterior(
     right = np.empty((_DIM, _DIM + 1))
     right[:, :_DIM] = widened
     right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
-    solved = cast(FloatArray, np.linalg.solve(system, right))
+    solved = _solve(system, right)
     cov = solved[:, :_DIM]
     return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)
 
@@ -1642,8 +1679,37 @@ def _add_to_diagonal(matrix: FloatArray, values: FloatArray | float, start: int 
 
 
 def _symmetric_inverse(matrix: FloatArray) -> FloatArray:
-    inverse = np.linalg.inv(matrix)
+    inverse = _inverse(matrix)
     return (inverse + inverse.T) * 0.5
+
+
+# numpy.linalg's inv and solve call a LAPACK gufunc under this error state (a singular matrix raises LinAlgError),
+# behind checks and conversions of their arguments that a float64 square matrix needs none of: _inverse and _solve
+# call the gufunc as they do (about 2% of the entry learner's instructions per trade on the bot's logs).
+def _raise_singular(error: str, flag: int) -> None:
+    raise LinAlgError("Singular matrix")
+
+
+# As a decorator, np.errstate sets its state around each call without building a context manager every time.
+_linalg_errstate: Final = np.errstate(
+    call=_raise_singular, invalid="call", over="ignore", divide="ignore", under="ignore"
+)
+
+
+@_linalg_errstate
+def _inverse(matrix: FloatArray) -> FloatArray:
+    """np.linalg.inv of a float64 square `matrix`: the same floats, the same LinAlgError when it is singular."""
+    inverse: FloatArray = _umath_linalg.inv(matrix, signature="d->d")
+    return inverse
+
+
+@_linalg_errstate
+def _solve(matrix: FloatArray, right: FloatArray) -> FloatArray:
+    """np.linalg.solve of a float64 square `matrix` and float64 `right` (a vector or a matrix of columns): the same
+    floats, the same LinAlgError when `matrix` is singular."""
+    gufunc = _umath_linalg.solve1 if right.ndim == 1 else _umath_linalg.solve
+    solved: FloatArray = gufunc(matrix, right, signature="dd->d")
+    return solved
 
 
 def _scope_view(

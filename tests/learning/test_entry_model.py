@@ -866,3 +866,105 @@ def test_a_scope_whose_multipliers_cannot_move_skips_its_posterior_and_changes_n
     assert skipping_changes == fitting_changes
     assert orjson.dumps(skipping.to_state()) == orjson.dumps(fitting.to_state())
     assert orjson.dumps(skipping.snapshot()) == orjson.dumps(fitting.snapshot())
+
+
+@pytest.mark.parametrize("size", [3, 22, 23])
+def test_inverse_and_solve_are_numpys_to_the_bit(size: int) -> None:
+    """_inverse and _solve call numpy.linalg's LAPACK gufuncs without its wrapper: the same floats as np.linalg.inv
+    and np.linalg.solve, for a vector and for a matrix of right-hand sides."""
+    rng = np.random.default_rng(size)
+    root = rng.normal(size=(size, size))
+    matrix = root @ root.T + np.eye(size)
+    assert np.array_equal(entry_model._inverse(matrix), np.linalg.inv(matrix))
+    vector, columns = rng.normal(size=size), rng.normal(size=(size, size + 1))
+    assert np.array_equal(entry_model._solve(matrix, vector), np.linalg.solve(matrix, vector))
+    assert np.array_equal(entry_model._solve(matrix, columns), np.linalg.solve(matrix, columns))
+
+
+def test_inverse_and_solve_raise_numpys_error_on_a_singular_matrix_and_restore_the_error_state() -> None:
+    """A singular matrix raises LinAlgError("Singular matrix") as np.linalg does, and the floating-point error
+    state is the caller's again afterwards."""
+    singular = np.ones((4, 4))
+    before = np.geterr()
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        np.linalg.inv(singular)
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        entry_model._inverse(singular)
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        entry_model._solve(singular, np.ones(4))
+    with pytest.raises(np.linalg.LinAlgError, match="Singular matrix"):
+        entry_model._solve(singular, np.ones((4, 2)))
+    assert np.geterr() == before
+    assert np.array_equal(entry_model._inverse(2.0 * np.eye(4)), 0.5 * np.eye(4))
+    assert np.geterr() == before
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_confirm_changes_over_the_boosted_components_is_the_array_formula_to_the_bit(scaled: bool) -> None:
+    """_confirm_changes scores only the components boosted now with an alarm's direction, in Python floats: every
+    component's confirmation and weight are the array formula's (the boosted ones' sums plus weight * score, the
+    others' as they were), float for float, with and without off-scale factors."""
+    model, strategy = _fitted_strategy()
+    rng = np.random.default_rng(17)
+    if scaled:
+        strategy.rescale(rng.uniform(0.05, 1.0, K))
+    _, posterior = _strategy_posterior(model, strategy)
+    changes = strategy.changes
+    changes.mean, changes.scale = rng.normal(size=K), rng.uniform(0.0, 3.0, K)
+    changes.before = rng.normal(size=K)
+    changes.direction = rng.choice([-1.0, 0.0, 1.0], K)
+    changes.boost_until = rng.choice([5, 9, 10], K).tolist()
+    changes.confirmation, changes.confirmation_weight = rng.normal(size=K), rng.uniform(0.0, 5.0, K)
+    features = np.concatenate(([1.0, 0.0], rng.normal(scale=3.0, size=K)))
+    features[1] = features[2:].sum()
+    confirmation, confirmation_weight = changes.confirmation.copy(), changes.confirmation_weight.copy()
+    model._confirm_changes(strategy, posterior, 0.7, features, weight=0.6, session=9)
+
+    active = (changes.direction != 0.0) & (np.array(changes.boost_until) >= 9)
+    assert 0 < int(active.sum()) < K
+    centered = features[2:] - changes.mean
+    shift = (changes.before - posterior.mean[1] - posterior.mean[2:]) * strategy.scale_factors()
+    old_residual = 0.7 - shift * centered / math.sqrt(posterior.noise_var)
+    score = np.clip(old_residual * changes.scale * centered, -4.0, 4.0) * changes.direction
+    assert changes.confirmation.tolist() == (confirmation + np.where(active, 0.6 * score, 0.0)).tolist()
+    assert changes.confirmation_weight.tolist() == (confirmation_weight + np.where(active, 0.6, 0.0)).tolist()
+
+
+def test_common_mean_square_is_the_mean_of_the_seen_components_to_the_bit() -> None:
+    """The sum over the count, without ndarray.mean's dispatch: the float mean() returns, and the stand-in when no
+    component is seen."""
+    rng = np.random.default_rng(23)
+    for _ in range(20):
+        mean_squares = rng.exponential(size=K + 2) * rng.choice([1e-5, 1.0], K + 2)
+        components = mean_squares[2:]
+        expected = float(components[components > 1e-4].mean())
+        assert entry_model._common_mean_square(mean_squares) == expected
+    assert entry_model._common_mean_square(np.full(K + 2, 1e-5)) == 1e-4
+
+
+def test_a_posteriors_columns_are_computed_once_and_not_carried_to_a_replaced_one() -> None:
+    """columns() keeps what it returned the first time (the same lists); a posterior made from it with replace()
+    computes its own."""
+    model, strategy = _fitted_strategy()
+    _, posterior = _strategy_posterior(model, strategy)
+    columns = posterior.columns()
+    assert posterior.columns() is columns
+    assert columns == (posterior.mean.tolist(), np.diagonal(posterior.cov).tolist(), posterior.cov[:, 1].tolist())
+    shifted = replace(posterior, mean=posterior.mean + 1.0)
+    assert shifted.columns()[0] == (posterior.mean + 1.0).tolist()
+
+
+def test_the_change_allowance_is_kept_until_the_scale_is_replaced() -> None:
+    """_Changes.allowance is change_allowance where a component is watched and 0 elsewhere, the same array while
+    the scale stands, recomputed when a session close replaces the scale or the allowance asked for differs."""
+    changes = entry_model._Changes()
+    assert changes.allowance(0.5).tolist() == [0.0] * K
+    changes.scale = np.where(np.arange(K) % 3 == 0, 0.0, 2.0)
+    first = changes.allowance(0.5)
+    assert first.tolist() == (0.5 * changes.scale.astype(bool)).tolist()
+    assert changes.allowance(0.5) is first
+    assert changes.allowance(0.25).tolist() == (0.25 * changes.scale.astype(bool)).tolist()
+    stats = entry_model._Stats()
+    stats.weight, stats.present[:], stats.sums[:], stats.squares[:] = 100.0, 100.0, 10.0, np.arange(K) + 5.0
+    changes.standardize(stats, LearningParams())
+    assert changes.allowance(0.25).tolist() == (0.25 * changes.scale.astype(bool)).tolist() == [0.25] * K
