@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -22,6 +23,7 @@ from learnd import __version__
 from learnd.config import RESPAWN_VARIABLE, Settings, load_settings
 from learnd.errors import ConfigError, LearndError, StateError
 from learnd.exports.bot import MIXED_FIGURES
+from learnd.service.memory import collecting_garbage_less_often
 
 if TYPE_CHECKING:
     from learnd.service.daemon import Respawn
@@ -43,11 +45,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    garbage: AbstractContextManager[None] = nullcontext()
     if handler is not _run:
         # `learnd status | head` should end quietly, like any Unix filter; the daemon keeps Python's handling.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        # A one-shot command is one burst: what it builds (modules, records, documents) lives until it exits or is
+        # freed by reference counting, so the collector's walks over it find nothing. The daemon keeps Python's.
+        garbage = collecting_garbage_less_often(survivors_to_oldest=True)
     try:
-        return handler(args)
+        with garbage:
+            return handler(args)
     except (LearndError, sqlite3.DatabaseError) as error:
         return _failed(error)
     except ExceptionGroup as group:

@@ -148,6 +148,39 @@ def test_an_unknown_error_inside_the_task_group_is_not_swallowed(
         cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])
 
 
+def test_a_one_shot_command_runs_with_the_collector_looking_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-shot command (here status) runs with the collector's first threshold raised, and the thresholds are
+    back after it; the daemon keeps Python's (its handler sees them unchanged)."""
+    import gc
+
+    from learnd import cli
+    from learnd.service import daemon
+    from learnd.service.memory import BURST_GC_THRESHOLD
+    from learnd.views import status
+
+    before = gc.get_threshold()
+    seen: dict[str, tuple[int, int, int]] = {}
+    collect = status.collect_status
+
+    def collect_status(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen["status"] = gc.get_threshold()
+        return collect(*args, **kwargs)
+
+    async def serve(*args: object, **kwargs: object) -> int:
+        seen["run"] = gc.get_threshold()
+        return 0
+
+    monkeypatch.setattr(status, "collect_status", collect_status)
+    monkeypatch.setattr(daemon, "serve", serve)
+    (tmp_path / "logs").mkdir()
+    assert cli.main(["--home", str(tmp_path), "status", "--json"]) == 0
+    assert gc.get_threshold() == before
+    assert cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"]) == 0
+    assert seen == {"status": (max(BURST_GC_THRESHOLD, before[0]), *before[1:]), "run": before}
+
+
 _IMPORTED_BY = """
 import sys
 from learnd.cli import main
