@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -463,6 +461,10 @@ def _report(args: argparse.Namespace) -> int:
         chart = draw_home_multipliers(settings, strategy=args.strategy)
         print(f"\nchart: {chart}")
         if args.open:
+            # Imported here: only opening a chart runs a program (status and schedule load no subprocess module).
+            import shutil
+            import subprocess
+
             opener = shutil.which("xdg-open") or shutil.which("open")
             if opener is None:
                 raise LearndError(f"nothing to open {chart} with (no xdg-open); open it yourself")

@@ -193,16 +193,17 @@ sys.exit(status)
 @pytest.mark.parametrize(
     ("command", "not_imported"),
     [
-        ("status", {"structlog", "asyncio", "numpy"}),
+        ("status", {"structlog", "asyncio", "numpy", "subprocess"}),
         ("weights", {"structlog", "asyncio"}),
-        ("schedule", {"structlog", "asyncio", "numpy"}),
+        ("schedule", {"structlog", "asyncio", "numpy", "subprocess"}),
     ],
 )
 def test_a_quick_command_imports_only_what_it_reads_with(
     learned_home: Path, command: str, not_imported: set[str]
 ) -> None:
     """status, weights and schedule log nothing and never start a loop: structlog and asyncio stay out of them, and
-    numpy (the learner's) out of status and schedule; none of them loads pandas for the calendar."""
+    numpy (the learner's) and subprocess (only `report --open` runs a program) out of status and schedule; none of
+    them loads pandas for the calendar."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
     result = subprocess.run(
         [sys.executable, "-c", _IMPORTED_BY, "--home", str(learned_home), command, "--json"],
