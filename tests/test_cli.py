@@ -181,6 +181,49 @@ def test_a_one_shot_command_runs_with_the_collector_looking_less_often(
     assert seen == {"status": (max(BURST_GC_THRESHOLD, before[0]), *before[1:]), "run": before}
 
 
+_WITH_AN_EXIT_HANDLER = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("teardown ran"))
+sys.argv[0] = "learnd"
+from learnd.cli import program
+program()
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "torn_down"),
+    [
+        (("backfill", "--progress", "none"), 0, False),
+        (("status", "--json"), 0, False),
+        (("--set", "no_such_key=1", "weights", "--json"), 3, False),  # a configuration error's status all the same
+        (("audit", "--json"), 0, True),
+    ],
+)
+def test_a_backfill_or_a_quick_command_leaves_without_the_interpreter_s_teardown(
+    tmp_path: Path, command: tuple[str, ...], status: int, torn_down: bool
+) -> None:
+    """As a program, a backfill and the quick commands exit at once with their status and all their output; the
+    other commands (here audit) exit as Python does, running what was registered for the exit."""
+    (tmp_path / "logs").mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    env["LEARND_METRICS_ENABLED"] = "false"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITH_AN_EXIT_HANDLER, "--home", str(tmp_path), "--log-format", "json", *command],
+        check=False,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == status
+    assert ("teardown ran" in result.stderr.decode()) == torn_down
+    if "backfill" in command:
+        assert result.stdout.decode().endswith(" job periods run\n")
+    elif status == 0:
+        assert orjson.loads(result.stdout)
+    else:
+        assert "learnd: configuration error: no_such_key" in result.stderr.decode()
+
+
 _IMPORTED_BY = """
 import sys
 from learnd.cli import main

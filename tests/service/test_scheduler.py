@@ -400,10 +400,9 @@ def test_sigterm_in_the_middle_of_a_catch_up_stops_within_five_seconds_and_no_pe
 def test_only_the_daemon_imports_the_scheduler_library(tmp_path: Path, command: str) -> None:
     """APScheduler schedules the daemon's next periods; a one-shot backfill (which runs its periods itself) and
     the quick commands do without its import."""
+    # main(), not `python -m learnd`: as a program these commands leave at once, before the probe could look.
     probe = (
-        "import sys, runpy; sys.argv = ['learnd', '--home', sys.argv[1], sys.argv[2]]\n"
-        "try:\n    runpy.run_module('learnd', run_name='__main__')\n"
-        "except SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "import sys\nfrom learnd.cli import main\nassert main(['--home', sys.argv[1], sys.argv[2]]) == 0\n"
         "sys.stderr.write('APSCHEDULER' if 'apscheduler' in sys.modules else 'CLEAN')\n"
     )
     simulate(tmp_path, trades=20, seed=3)
