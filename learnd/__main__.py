@@ -1,5 +1,5 @@
 """`python -m learnd`: the command line (see learnd/cli.py)."""
 
-from learnd.cli import main
+from learnd.cli import program
 
-raise SystemExit(main())
+program()

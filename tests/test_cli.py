@@ -148,6 +148,82 @@ def test_an_unknown_error_inside_the_task_group_is_not_swallowed(
         cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])
 
 
+def test_a_one_shot_command_runs_with_the_collector_looking_less_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-shot command (here status) runs with the collector's first threshold raised, and the thresholds are
+    back after it; the daemon keeps Python's (its handler sees them unchanged)."""
+    import gc
+
+    from learnd import cli
+    from learnd.service import daemon
+    from learnd.service.memory import BURST_GC_THRESHOLD
+    from learnd.views import status
+
+    before = gc.get_threshold()
+    seen: dict[str, tuple[int, int, int]] = {}
+    collect = status.collect_status
+
+    def collect_status(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen["status"] = gc.get_threshold()
+        return collect(*args, **kwargs)
+
+    async def serve(*args: object, **kwargs: object) -> int:
+        seen["run"] = gc.get_threshold()
+        return 0
+
+    monkeypatch.setattr(status, "collect_status", collect_status)
+    monkeypatch.setattr(daemon, "serve", serve)
+    (tmp_path / "logs").mkdir()
+    assert cli.main(["--home", str(tmp_path), "status", "--json"]) == 0
+    assert gc.get_threshold() == before
+    assert cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"]) == 0
+    assert seen == {"status": (max(BURST_GC_THRESHOLD, before[0]), *before[1:]), "run": before}
+
+
+_WITH_AN_EXIT_HANDLER = """
+import atexit, sys
+atexit.register(lambda: sys.stderr.write("teardown ran"))
+sys.argv[0] = "learnd"
+from learnd.cli import program
+program()
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "status", "torn_down"),
+    [
+        (("backfill", "--progress", "none"), 0, False),
+        (("status", "--json"), 0, False),
+        (("--set", "no_such_key=1", "weights", "--json"), 3, False),  # a configuration error's status all the same
+        (("audit", "--json"), 0, True),
+    ],
+)
+def test_a_backfill_or_a_quick_command_leaves_without_the_interpreter_s_teardown(
+    tmp_path: Path, command: tuple[str, ...], status: int, torn_down: bool
+) -> None:
+    """As a program, a backfill and the quick commands exit at once with their status and all their output; the
+    other commands (here audit) exit as Python does, running what was registered for the exit."""
+    (tmp_path / "logs").mkdir()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    env["LEARND_METRICS_ENABLED"] = "false"
+    result = subprocess.run(
+        [sys.executable, "-c", _WITH_AN_EXIT_HANDLER, "--home", str(tmp_path), "--log-format", "json", *command],
+        check=False,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == status
+    assert ("teardown ran" in result.stderr.decode()) == torn_down
+    if "backfill" in command:
+        assert result.stdout.decode().endswith(" job periods run\n")
+    elif status == 0:
+        assert orjson.loads(result.stdout)
+    else:
+        assert "learnd: configuration error: no_such_key" in result.stderr.decode()
+
+
 _IMPORTED_BY = """
 import sys
 from learnd.cli import main
@@ -160,16 +236,17 @@ sys.exit(status)
 @pytest.mark.parametrize(
     ("command", "not_imported"),
     [
-        ("status", {"structlog", "asyncio", "numpy"}),
+        ("status", {"structlog", "asyncio", "numpy", "subprocess"}),
         ("weights", {"structlog", "asyncio"}),
-        ("schedule", {"structlog", "asyncio", "numpy"}),
+        ("schedule", {"structlog", "asyncio", "numpy", "subprocess"}),
     ],
 )
 def test_a_quick_command_imports_only_what_it_reads_with(
     learned_home: Path, command: str, not_imported: set[str]
 ) -> None:
     """status, weights and schedule log nothing and never start a loop: structlog and asyncio stay out of them, and
-    numpy (the learner's) out of status and schedule; none of them loads pandas for the calendar."""
+    numpy (the learner's) and subprocess (only `report --open` runs a program) out of status and schedule; none of
+    them loads pandas for the calendar."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
     result = subprocess.run(
         [sys.executable, "-c", _IMPORTED_BY, "--home", str(learned_home), command, "--json"],

@@ -6,14 +6,12 @@ commits, the job builds its documents from the store, and the engine writes them
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sqlite3
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,7 +20,7 @@ from learnd.jobs.longrun import LongRun
 from learnd.jobs.periods import RECORD_SPAN_US, JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
-from learnd.service.memory import release_free_memory
+from learnd.service.memory import collecting_garbage_less_often, release_free_memory
 from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
 from learnd.store.database import JobRun, Store
 from learnd.store.ledger import RecordCache
@@ -34,25 +32,6 @@ log = structlog.get_logger("learnd.jobs")
 
 # A catch-up's progress: (periods run, periods due); called before the first period and after each.
 Progress = Callable[[int, int], None]
-
-# While periods run, the cyclic garbage collector looks at the youngest objects after this many allocations
-# instead of Python's 700: a report builds tens of thousands of dicts and lists that live until it is written, and
-# none of them form cycles (reference counting frees them), yet each look walked them (12 % of a catch-up's CPU on
-# the 100 MB bench home, 1,107 collections; 33 at 10,000). At 10,000 a weekly report of the five-year home still
-# outgrew it: 205 collections took 1.6-2.3 s of its catch-up; 4 at this threshold, 0.06 s, and the same peak RSS.
-_JOB_GC_THRESHOLD: Final = 100_000
-
-
-@contextmanager
-def collecting_garbage_less_often() -> Iterator[None]:
-    """Raise the collector's first threshold for the periods run inside; the thresholds in force before come back
-    after."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(_JOB_GC_THRESHOLD, thresholds[0]), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 def replay_history(

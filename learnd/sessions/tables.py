@@ -10,6 +10,8 @@ import os
 from bisect import bisect_left, bisect_right
 from datetime import date, timedelta
 from importlib.util import find_spec
+from itertools import repeat
+from operator import add
 from pathlib import Path
 from typing import Any, Final
 
@@ -83,7 +85,7 @@ def from_table(table: dict[str, Any], first_year: int, last_year: int) -> Exchan
         tz=table["tz"],
         first_year=first_year,
         last_year=last_year,
-        sessions=tuple(map(date.fromordinal, [day + _EPOCH_ORDINAL for day in days[start:stop]])),
+        sessions=tuple(map(date.fromordinal, map(add, days[start:stop], repeat(_EPOCH_ORDINAL)))),
         opens_us=table["opens_us"][start:stop],
         closes_us=table["closes_us"][start:stop],
     )

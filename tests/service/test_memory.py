@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from learnd.service.memory import MMAP_THRESHOLD_BYTES, release_free_memory, resident_mib
+from learnd.service.memory import (
+    BURST_GC_THRESHOLD,
+    MMAP_THRESHOLD_BYTES,
+    collecting_garbage_less_often,
+    release_free_memory,
+    resident_mib,
+)
 
 
 def resident_bytes() -> int:
@@ -78,3 +85,37 @@ def test_resident_mib_is_this_process_resident_set() -> None:
     grown = resident_mib()
     assert grown is not None and grown - before > 60.0
     del held
+
+
+def test_a_burst_runs_with_the_collector_looking_less_often_and_its_thresholds_come_back() -> None:
+    """Inside, the collector's first threshold is raised (the others kept); the thresholds in force before are back
+    after, and after a failure inside."""
+    before = gc.get_threshold()
+    with collecting_garbage_less_often():
+        assert gc.get_threshold() == (BURST_GC_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), collecting_garbage_less_often():
+        raise RuntimeError
+    assert gc.get_threshold() == before
+
+
+def test_a_higher_threshold_in_force_is_kept_inside() -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(BURST_GC_THRESHOLD * 2, *before[1:])
+    try:
+        with collecting_garbage_less_often():
+            assert gc.get_threshold()[0] == BURST_GC_THRESHOLD * 2
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_what_a_burst_left_alive_can_join_the_oldest_generation_without_a_collection() -> None:
+    """With survivors_to_oldest, an object made inside is in the oldest generation after, nothing stays frozen, and
+    the young count starts again from zero (the restored threshold sets off no collection over the burst)."""
+    collections = gc.get_stats()[0]["collections"]
+    with collecting_garbage_less_often(survivors_to_oldest=True):
+        survivor = [[index] for index in range(1000)]
+    assert gc.get_freeze_count() == 0
+    assert gc.get_count()[0] < 100
+    assert any(item is survivor for item in gc.get_objects(generation=2))
+    assert gc.get_stats()[0]["collections"] == collections
