@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import compress, count, repeat
-from operator import floordiv, getitem, lt, mul, ne, sub
+from operator import lt, mul, ne, sub
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -89,15 +89,15 @@ class ExchangeCalendar:
         if not (self.sessions[0] < first_covered and self.sessions[-1] > last_covered):
             raise CalendarError(f"{self.code}: sessions must extend beyond {self.first_year}..{self.last_year}")
         # ISO weeks run Monday to Sunday, and ordinal 1 (0001-01-01) is a Monday: two dates share an ISO week exactly
-        # when (ordinal - 1) // 7 is the same. (Every start walks the sessions here: in map() rather than in Python.)
-        weeks = list(map(floordiv, map(sub, map(date.toordinal, self.sessions), repeat(1)), repeat(7)))
+        # when (ordinal - 1) // 7 is the same. A week's last session is one whose next session's week differs.
+        weeks = [(ordinal - 1) // 7 for ordinal in map(date.toordinal, self.sessions)]
         week_last = tuple(compress(count(), map(ne, weeks, weeks[1:])))
         object.__setattr__(self, "opens_us", array("q", self.opens_us))
         object.__setattr__(self, "closes_us", array("q", self.closes_us))
         object.__setattr__(self, "_zone", zone)
         object.__setattr__(self, "_day_starts_us", local_midnights_us(self.sessions, zone))
         object.__setattr__(self, "_week_last_indexes", week_last)
-        object.__setattr__(self, "_week_last_closes_us", array("q", map(getitem, repeat(self.closes_us), week_last)))
+        object.__setattr__(self, "_week_last_closes_us", array("q", (self.closes_us[i] for i in week_last)))
         covered_start_us, covered_end_us = local_midnights_us((first_covered, date(self.last_year + 1, 1, 1)), zone)
         object.__setattr__(self, "_covered_start_us", covered_start_us)
         object.__setattr__(self, "_covered_end_us", covered_end_us)
