@@ -22,6 +22,7 @@ rows return None for anything the general path might refuse or read otherwise, n
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
@@ -80,9 +81,10 @@ _SIGNAL: Final = msgspec.json.Decoder(_SignalRow)
 _Row = TypeVar("_Row", bound=msgspec.Struct)
 _CHECKED: Final = msgspec.json.Decoder(dict[str, _Contribution] | None)
 _UNCHECKED: Final = msgspec.json.Decoder(dict[str, float | None] | None)
-# The components of recent texts, by text (bytes compare exactly, so -0.0 stays apart from 0.0); emptied when full.
-# About 1.2 kB a text: the 100 MB bench home has 862 distinct texts, and a cluster's run repeats one.
-_RECENT_COMPONENTS: Final[dict[bytes, _Components]] = {}
+# The components of recent texts, by text (bytes compare exactly, so -0.0 stays apart from 0.0); the oldest goes
+# beyond the bound. About 1.2 kB a text: the 100 MB bench home has 862 distinct texts, and a cluster's run repeats
+# one.
+_RECENT_COMPONENTS: Final[OrderedDict[bytes, _Components]] = OrderedDict()
 _RECENT_COMPONENTS_MAX: Final = 1024
 
 
@@ -139,14 +141,9 @@ def signal_record(raw: bytes) -> SignalRecord | None:
         return None  # NaN, infinities and out-of-range numbers: the general path names them
     meta = cluster.composite_meta
     text = bytes(meta.components) if meta is not None else b"null"
-    known = _RECENT_COMPONENTS.get(text)
+    known = _remembered(_RECENT_COMPONENTS, _RECENT_COMPONENTS_MAX, text, _components_of_text)
     if known is None:
-        known = _components_of_text(text)
-        if known is None:
-            return None
-        if len(_RECENT_COMPONENTS) >= _RECENT_COMPONENTS_MAX:
-            _RECENT_COMPONENTS.clear()
-        _RECENT_COMPONENTS[text] = known
+        return None
     components, unknown = known
     return SignalRecord(
         _strategy(row.strategy_id),
@@ -164,6 +161,22 @@ def signal_record(raw: bytes) -> SignalRecord | None:
 def _strategy(strategy_id: str | None) -> str:
     """parse_record's strategy of a row whose `strategy_id` is text or null."""
     return (strategy_id.strip() if strategy_id is not None else "") or DEFAULT_STRATEGY
+
+
+def _remembered(
+    cache: OrderedDict[bytes, _Components], limit: int, text: bytes, make: Callable[[bytes], _Components | None]
+) -> _Components | None:
+    """make(text), remembered in `cache` by its text (at most `limit` texts, the oldest going first); None, and
+    nothing remembered, when make gives None."""
+    known = cache.get(text)
+    if known is None:
+        known = make(text)
+        if known is None:
+            return None
+        if len(cache) >= limit:
+            cache.popitem(last=False)
+        cache[text] = known
+    return known
 
 
 def _components_of_text(text: bytes) -> _Components | None:
@@ -262,7 +275,7 @@ def attribution_record(raw: bytes) -> Record | None:
     if not row.trade_id or not row.symbol:
         return None
     context = row.context if row.context is not None else _NO_CONTEXT
-    components = _trade_components_of_text(bytes(context.components))
+    components = _remembered(_TRADE_COMPONENTS, _TRADE_COMPONENTS_MAX, bytes(context.components), _trade_components)
     if components is None:
         return None
     try:
@@ -319,19 +332,12 @@ def _trade_record(row: _TradeRow, context: _TradeContext, components: _Component
     )
 
 
-def _trade_components_of_text(text: bytes) -> _Components | None:
-    """trade_components_of for a `components` value's JSON text, remembered by text; None when the general path
-    would refuse it."""
-    known = _TRADE_COMPONENTS.get(text)
-    if known is None:
-        try:
-            known = trade_components_of(orjson.loads(text))
-        except (orjson.JSONDecodeError, RecordError):
-            return None
-        if len(_TRADE_COMPONENTS) >= _TRADE_COMPONENTS_MAX:
-            _TRADE_COMPONENTS.popitem(last=False)
-        _TRADE_COMPONENTS[text] = known
-    return known
+def _trade_components(text: bytes) -> _Components | None:
+    """trade_components_of for a `components` value's JSON text; None when the general path would refuse it."""
+    try:
+        return trade_components_of(orjson.loads(text))
+    except (orjson.JSONDecodeError, RecordError):
+        return None
 
 
 def exit_record(raw: bytes) -> Record | None:

@@ -246,12 +246,16 @@ def test_a_repeated_components_text_gives_each_line_its_own_record() -> None:
 
 
 def test_the_remembered_components_texts_stay_bounded() -> None:
-    """More distinct components texts than are remembered: the memory empties and starts again, and every line
-    still gets the general path's record."""
+    """More distinct components texts than are remembered: the oldest texts go (the newest are kept), and every
+    line still gets the general path's record."""
     for index in range(typed_module._RECENT_COMPONENTS_MAX + 10):
         raw = _line(b'{"flow": %d.5, "gamma": 0.25}' % index)
         assert same_record(signal_record(raw), general(raw))
         assert len(typed_module._RECENT_COMPONENTS) <= typed_module._RECENT_COMPONENTS_MAX
+    assert len(typed_module._RECENT_COMPONENTS) == typed_module._RECENT_COMPONENTS_MAX
+    assert b'{"flow": 0.5, "gamma": 0.25}' not in typed_module._RECENT_COMPONENTS
+    last = typed_module._RECENT_COMPONENTS_MAX + 9
+    assert b'{"flow": %d.5, "gamma": 0.25}' % last in typed_module._RECENT_COMPONENTS
 
 
 # Attribution and exit rows ---------------------------------------------------------------------------------------
