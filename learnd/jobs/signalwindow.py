@@ -1,6 +1,7 @@
 """The signals section of a weekly report: four weeks of signal episodes joined to the entries and closing trades of
-the same weeks. Each week of the window is read from the store and put in join order once, and kept while the
-store holds nothing new: consecutive weekly reports share three of their four weeks.
+the same weeks. The window is read in weeks of a fixed grid, each read from the store and put in join order once,
+and kept while the store holds nothing new: consecutive weekly reports share all their weeks but the newest, at
+whatever time each one ends.
 """
 
 from __future__ import annotations
@@ -27,9 +28,14 @@ from learnd.records.parse import TradeEntry, TradeOutcome
 from learnd.store.database import Store
 from learnd.store.ledger import RecordCache
 
-# A window is read in parts this long, cut back from its end: windows ending a week apart share all parts but one.
+# A window is read in the parts of a fixed grid, weeks from a Monday 12:00 UTC (1970-01-05): windows ending a week
+# apart share all parts but the newest even when their ends are not a week apart (a clock change moves the end by an
+# hour, a Monday holiday by a day). The two parts at a window's ends hold rows outside it, left out as the window is
+# put together. Any grid reads the same rows; this one has a week's end (Monday 00:00 in New York, 04:00 or 05:00
+# UTC) shortly before a grid point, so its newest part reads little beyond it (rows the next daily periods read).
 PART_US: Final = 7 * 86_400_000_000
-# The parts kept (by the RecordCache, as kind "signal-window"): a window's four and the four of the one before.
+_GRID_START_US: Final = 4 * 86_400_000_000 + 12 * 3_600_000_000
+# The parts kept (by the RecordCache, as kind "signal-window"): a window's five and three of the ones before.
 _KEPT_PARTS: Final = 8
 _KIND: Final = "signal-window"
 _POSITION: Final = itemgetter(0, 1)
@@ -43,6 +49,14 @@ class WindowPart:
     episodes: list[tuple[int, str, Episode]]
     timed: list[tuple[int, str, TradeEntry]]
     closing: list[TradeOutcome]
+
+    def within(self, start_us: int, end_us: int) -> WindowPart:
+        """The part's rows of event times in [start, end) (an episode's row is at its first candidate), in order."""
+        return WindowPart(
+            episodes=[item for item in self.episodes if start_us <= item[2].first_us < end_us],
+            timed=[item for item in self.timed if start_us <= item[2].event_us < end_us],
+            closing=[row for row in self.closing if start_us <= row.event_us < end_us],
+        )
 
 
 def window_signals(
@@ -59,10 +73,12 @@ def window_signals(
         # signals would otherwise have four weeks of its ledger decoded for every weekly report).
         return signal_summary((), (), (), params)
     stamp = b"%d|" % store.ledger_seq + (state or b"")
-    parts = [
-        records.kept(_KIND, b"%d|%d|" % (low, high) + stamp, partial(read_part, store, records, low, high), _KEPT_PARTS)
-        for low, high in part_bounds(start_us, end_us)
-    ]
+    parts: list[WindowPart] = []
+    for low, high in part_bounds(start_us, end_us):
+        part = records.kept(
+            _KIND, b"%d|%d|" % (low, high) + stamp, partial(read_part, store, records, low, high), _KEPT_PARTS
+        )
+        parts.append(part if start_us <= low and high <= end_us else part.within(start_us, end_us))
     # Runs in order, put together in the order their rows are read at once (the open episodes last): a stable sort
     # of them keeps every tie as the sort of all the rows would.
     ordered = sorted(chain(chain.from_iterable(part.episodes for part in parts), opened), key=_POSITION)
@@ -72,12 +88,13 @@ def window_signals(
 
 
 def part_bounds(start_us: int, end_us: int) -> list[tuple[int, int]]:
-    """[start, end) cut every PART_US back from its end, oldest part first."""
-    cuts = [end_us]
-    while cuts[-1] - PART_US > start_us:
-        cuts.append(cuts[-1] - PART_US)
-    cuts.append(start_us)
-    return list(zip(cuts[:0:-1], cuts[-2::-1], strict=True))
+    """The parts of the grid that [start, end) overlaps, oldest first (none when it is empty)."""
+    low = start_us - (start_us - _GRID_START_US) % PART_US
+    bounds: list[tuple[int, int]] = []
+    while low < end_us and start_us < end_us:
+        bounds.append((low, low + PART_US))
+        low += PART_US
+    return bounds
 
 
 def read_part(store: Store, records: RecordCache, start_us: int, end_us: int) -> WindowPart:

@@ -32,12 +32,25 @@ SYMBOLS = ("AMD", "NVDA")
 WINDOW_US = 28 * DAY
 
 
-def test_a_window_is_cut_a_week_at_a_time_back_from_its_end() -> None:
-    end = T0 + WINDOW_US
-    assert part_bounds(T0, end) == [(T0 + k * PART_US, T0 + (k + 1) * PART_US) for k in range(4)]
-    # A window that is no whole number of weeks keeps the odd part first: the next window shares the others.
-    assert part_bounds(T0 - HOUR, end)[0] == (T0 - HOUR, T0)
-    assert part_bounds(T0, T0 + HOUR) == [(T0, T0 + HOUR)]
+def test_a_window_is_read_in_the_weeks_of_a_fixed_grid() -> None:
+    """Weeks from a Monday 12:00 UTC: windows ending a week apart share all weeks but the newest, even when their
+    ends are not a week apart (a clock change, a holiday)."""
+    grid = T0 + 12 * HOUR  # T0 is a Monday
+    assert part_bounds(grid, grid + WINDOW_US) == [(grid + k * PART_US, grid + (k + 1) * PART_US) for k in range(4)]
+    assert part_bounds(grid - HOUR, grid + WINDOW_US)[0] == (grid - PART_US, grid)
+    assert part_bounds(grid + HOUR, grid + 2 * HOUR) == [(grid, grid + PART_US)]
+    assert part_bounds(grid + HOUR, grid + HOUR) == []
+    # Weeks ending at Monday 00:00 in New York (05:00 UTC), an hour earlier after a clock change, then a day later
+    # after a Monday holiday, then on the Monday after.
+    ends = [T0 + 5 * HOUR, T0 + 7 * DAY + 4 * HOUR, T0 + 15 * DAY + 4 * HOUR, T0 + 21 * DAY + 4 * HOUR]
+    cut = [part_bounds(end_us - WINDOW_US, end_us) for end_us in ends]
+    assert [len(bounds) for bounds in cut] == [5, 5, 5, 5]
+    read = set(cut[0])
+    fresh = []
+    for bounds in cut[1:]:
+        fresh.append(len(set(bounds) - read))
+        read |= set(bounds)
+    assert fresh == [1, 2, 0]
 
 
 def test_open_episodes_count_as_they_stand_when_they_began_in_the_window() -> None:
@@ -149,7 +162,7 @@ def _whole_window(store: Store, params: SignalParams, start_us: int, end_us: int
     history=st.tuples(_EPISODES, _ENTRIES),
     late=st.tuples(_EPISODES, _ENTRIES),
     open_at=st.lists(_TIMES, max_size=3),
-    shift_us=st.sampled_from([0, HOUR, 2 * DAY]),
+    shift_us=st.sampled_from([0, HOUR, 2 * DAY, -3 * DAY + 21 * HOUR]),
 )
 def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
     tmp_path: Path,
