@@ -617,7 +617,17 @@ class _StrategyState:
     """One strategy: its scopes' statistics and multipliers, and what the session closes keep up to date (the
     components' scale factors, the reference effect and the cross-regime centers) and the change detector."""
 
-    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes", "transform", "values")
+    __slots__ = (
+        "center",
+        "center_prior_cache",
+        "changes",
+        "multipliers",
+        "reference",
+        "scale",
+        "scopes",
+        "transform",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.scopes: dict[str, _Stats] = {}
@@ -634,6 +644,8 @@ class _StrategyState:
         self.reference: tuple[float, float] | None = None
         # Per component: the robust center of the regimes' own targets, which regime scopes are pooled toward.
         self.center: FloatArray | None = None
+        # What `center_prior` returned, with the center and the slope it was computed from.
+        self.center_prior_cache: tuple[FloatArray, float, _CenterPrior] | None = None
         self.changes = _Changes()
 
     def scale_factors(self) -> FloatArray:
@@ -647,6 +659,18 @@ class _StrategyState:
     def frame(self, stats: _Stats) -> _Frame:
         """One of this strategy's scopes' statistics on its learned scale."""
         return _Frame.of(stats, self.scale, self.transform)
+
+    def center_prior(self, slope: float) -> _CenterPrior | None:
+        """_center_prior of the regimes' center at `slope` (None without a center). The center is replaced at
+        session closes, and the slope is the reference effect, which moves only there too once there is one: so this
+        is kept until either changes (a zero slope is never reused: its sign shows in the products)."""
+        center = self.center
+        if center is None:
+            return None
+        cached = self.center_prior_cache
+        if cached is None or cached[0] is not center or not cached[1] == slope != 0.0:
+            cached = self.center_prior_cache = (center, slope, _center_prior(center, slope))
+        return cached[2]
 
     def values_of(self, scope: str) -> FloatArray:
         """The multipliers of `scope` as an array in component order (1 where it has none); not to be written."""
@@ -1079,16 +1103,17 @@ class EntryModel:
         """A regime's (ticker's) pooled posterior; a regime is pooled toward the regimes' robust center."""
         stats = strategy.scopes[scope]
         if scope.startswith(TICKER_SCOPE_PREFIX):
-            prior_trades, center = self.params.ticker_prior_trades, None
+            prior_trades, centered = self.params.ticker_prior_trades, None
         else:
-            prior_trades, center = self.params.regime_prior_trades, strategy.center
+            prior_trades = self.params.regime_prior_trades
+            centered = strategy.center_prior(global_posterior.mean[_SLOPE])
         return _pooled_posterior(
             strategy.frame(stats),
             stats,
             global_frame,
             global_posterior,
             prior_trades=prior_trades,
-            center=center,
+            centered=centered,
             params=self.params,
         )
 
@@ -1539,20 +1564,20 @@ def _pooled_posterior(
     global_posterior: _Posterior,
     *,
     prior_trades: float,
-    center: FloatArray | None,
+    centered: _CenterPrior | None,
     params: LearningParams,
 ) -> _Posterior:
     """A regime's (ticker's) posterior: its prior is the strategy-wide posterior widened by a deviation variance
-    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. With a
-    `center` (target multipliers), the prior's component effects are moved there."""
+    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. `centered`
+    (_center_prior of the regimes' center at the strategy-wide slope) moves the prior's component effects there."""
     prior_mean = global_posterior.mean
     prior_cov = global_posterior.cov
-    if center is not None:
+    if centered is not None:
+        effects, widening = centered
         prior_mean = prior_mean.copy()
-        prior_mean[_COMPONENTS] = (center[0] - 1.0) * prior_mean[_SLOPE]
-        # The center is known less well than the strategy-wide fit: its variance widens the prior.
+        prior_mean[_COMPONENTS] = effects
         prior_cov = prior_cov.copy()
-        _add_to_diagonal(prior_cov, center[1] * prior_mean[_SLOPE] ** 2, _FIRST_COMPONENT)
+        _add_to_diagonal(prior_cov, widening, _FIRST_COMPONENT)
     # Residuals about the prior: no circularity, and a regime that differs looks noisier (cautious).
     residual = max(
         0.0,
@@ -1564,7 +1589,7 @@ def _pooled_posterior(
     # A component's deviation is worth `prior_trades` trades carrying it (its own mean square): a component with
     # a small base weight can show a regime's edge as readily as a large one, on as many trades.
     deviation_var = noise_var / (prior_trades * global_frame.mean_squares)
-    widened = prior_cov.copy() if center is None else prior_cov
+    widened = prior_cov.copy() if centered is None else prior_cov
     _add_to_diagonal(widened, deviation_var)
     # With the prior's covariance C and the data's information X: cov = (X + C^-1)^-1 = (I + C X)^-1 C and
     # mean = (I + C X)^-1 (C X'y + prior mean), one solve for both, no inverse of C.
@@ -1576,6 +1601,17 @@ def _pooled_posterior(
     solved = _solve(system, right)
     cov = solved[:, :_DIM]
     return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)
+
+
+# A regime's prior moved to the regimes' center: its component effects, and the variance added to them.
+_CenterPrior = tuple[FloatArray, FloatArray]
+
+
+def _center_prior(center: FloatArray, slope: float) -> _CenterPrior:
+    """What a regime's prior takes from the regimes' `center` (target multipliers and their variances, _regime_center)
+    at the strategy-wide effect `slope`: the component effects the targets stand for and, since the center is known
+    less well than the strategy-wide fit, its variance on their scale, which widens the prior."""
+    return (center[0] - 1.0) * slope, center[1] * slope**2
 
 
 def _off_scale_factors(squares: FloatArray, present: FloatArray, params: LearningParams) -> FloatArray | None:

@@ -709,8 +709,9 @@ def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(cente
     stats = strategy.scopes["mixed"]
     frame = entry_model._Frame.of(stats, strategy.scale)
     center = strategy.center if centered else None
+    prior = None if center is None else entry_model._center_prior(center, posterior.mean[1])
     pooled = entry_model._pooled_posterior(
-        frame, stats, global_frame, posterior, prior_trades=40.0, center=center, params=model.params
+        frame, stats, global_frame, posterior, prior_trades=40.0, centered=prior, params=model.params
     )
     assert np.array_equal(posterior.cov, prior_cov_before)
     prior_mean, prior_cov = posterior.mean.copy(), posterior.cov.copy()
@@ -724,6 +725,26 @@ def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(cente
     assert np.allclose(pooled.cov, cov, rtol=1e-9, atol=1e-12 * float(np.abs(cov).max()))
     assert np.allclose(pooled.mean, mean, rtol=1e-9, atol=1e-12 * float(np.abs(mean).max()))
     assert np.array_equal(pooled.cov, pooled.cov.T)
+
+
+def test_center_prior_is_kept_while_its_center_and_slope_stay() -> None:
+    """A strategy's center prior is _center_prior's, to the bit; the same arrays while the center and the slope stay,
+    made again for a new center, another slope or a zero slope (whose sign the products carry)."""
+    _, strategy = _fitted_strategy()
+    slope = float(strategy.reference[0])
+    first = strategy.center_prior(slope)
+    expected = entry_model._center_prior(strategy.center, slope)
+    assert first is not None
+    assert all(np.array_equal(got, want) for got, want in zip(first, expected, strict=True))
+    assert strategy.center_prior(slope) is first
+    other = strategy.center_prior(slope * 2.0)
+    assert other is not first and np.array_equal(other[1], entry_model._center_prior(strategy.center, slope * 2.0)[1])
+    negative_zero = strategy.center_prior(-0.0)
+    assert negative_zero is not None and strategy.center_prior(0.0) is not negative_zero
+    strategy.center = strategy.center.copy()
+    assert strategy.center_prior(slope * 2.0) is not other
+    strategy.center = None
+    assert strategy.center_prior(slope) is None
 
 
 def test_add_to_diagonal_adds_from_the_start_index_only() -> None:
