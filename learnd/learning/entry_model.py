@@ -1170,7 +1170,14 @@ class EntryModel:
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
         wide = strategy.scopes[GLOBAL_SCOPE]
-        alarmed = ((changes.up > threshold) | (changes.down > threshold)).nonzero()[0].tolist()
+        # The statistics as Python floats, kept in step with the arrays below. Most trades raise no alarm, which
+        # the largest of each tells (max returns a NaN it starts from, never one after a number: no value above
+        # the threshold is missed, and a NaN is above none).
+        up, down = changes.up.tolist(), changes.down.tolist()
+        if max(up) <= threshold and max(down) <= threshold:
+            alarmed = []
+        else:
+            alarmed = [component for component in range(_K) if up[component] > threshold or down[component] > threshold]
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
@@ -1179,7 +1186,7 @@ class EntryModel:
             # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
             # trade forgets all its evidence.
             start = changes.run_start(component) if order == 0 else None
-            rising = changes.up[component] >= changes.down[component]
+            rising = up[component] >= down[component]
             # Only an edge that fades or turns keeps its run's trades: they are what the alarm selected, so on a
             # false alarm they look like a change; toward the average that costs a little of an edge, where away
             # from it, it would make one.
@@ -1194,19 +1201,18 @@ class EntryModel:
             changes.before[component] = posterior.mean[_SLOPE] + posterior.mean[_FIRST_COMPONENT + component]
             changes.direction[component] = 1.0 if rising else -1.0
             changes.confirmation[component] = changes.confirmation_weight[component] = 0.0
-            changes.up[component] = changes.down[component] = 0.0
+            changes.up[component] = changes.down[component] = up[component] = down[component] = 0.0
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
         if posterior.has_reference() and any(edges):
             columns = posterior.columns()
-            # mark reads a component's edge only where one of its statistics starts a run (at 0, or every one after
-            # an alarm): the z is computed there alone.
-            up, down = changes.up.tolist(), changes.down.tolist()
+            # mark reads a component's edge only where its statistic toward 1 (up for an edge below 1, down for one
+            # above) starts a run (at 0, or every one after an alarm): the z is computed there alone.
             clear = [
                 edge
                 if edge != 0.0
-                and (alarmed or up[component] == 0.0 or down[component] == 0.0)
+                and (alarmed or (up[component] if edge < 0.0 else down[component]) == 0.0)
                 and abs(_z_against(columns, _FIRST_COMPONENT + component, 1.0)) >= params.z_threshold
                 else 0.0
                 for component, edge in enumerate(edges)
