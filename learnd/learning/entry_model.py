@@ -294,14 +294,8 @@ class _Frame:
     @classmethod
     def of(cls, stats: _Stats, scale: FloatArray | None, transform: FloatArray | None = None) -> _Frame:
         """`stats` on the learned scale; `transform` is _transform(scale) where the caller keeps it."""
-        xtx, xty = stats.xtx, stats.xty
-        squares = stats.squares
-        if scale is not None:
-            if transform is None:
-                transform = _transform(scale)
-            xtx = transform @ xtx @ transform.T
-            xty = transform @ xty
-            squares = squares * scale * scale
+        xtx, xty = _learned_moments(stats, scale, transform)
+        squares = stats.squares if scale is None else stats.squares * scale * scale
         if not stats.weight > 0.0:
             return cls(xtx, xty, np.full(_DIM, _MIN_MEAN_SQUARE))
         mean_squares = np.empty(_DIM)
@@ -310,6 +304,17 @@ class _Frame:
         mean_squares[_COMPONENTS] = squares
         mean_squares /= stats.weight
         return cls(xtx, xty, np.maximum(mean_squares, _MIN_MEAN_SQUARE, out=mean_squares))
+
+
+def _learned_moments(
+    stats: _Stats, scale: FloatArray | None, transform: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """The regression moments of `stats` (X'WX and X'Wy) on the learned scale; `transform` as _Frame.of's."""
+    if scale is None:
+        return stats.xtx, stats.xty
+    if transform is None:
+        transform = _transform(scale)
+    return transform @ stats.xtx @ transform.T, transform @ stats.xty
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,6 +664,10 @@ class _StrategyState:
     def frame(self, stats: _Stats) -> _Frame:
         """One of this strategy's scopes' statistics on its learned scale."""
         return _Frame.of(stats, self.scale, self.transform)
+
+    def moments(self, stats: _Stats) -> tuple[FloatArray, FloatArray]:
+        """The regression moments of `frame`, without its mean squares (a pooled posterior reads the strategy's)."""
+        return _learned_moments(stats, self.scale, self.transform)
 
     def center_prior(self, slope: float) -> _CenterPrior | None:
         """_center_prior of the regimes' center at `slope` (None without a center). The center is replaced at
@@ -1108,7 +1117,7 @@ class EntryModel:
             prior_trades = self.params.regime_prior_trades
             centered = strategy.center_prior(global_posterior.mean[_SLOPE])
         return _pooled_posterior(
-            strategy.frame(stats),
+            strategy.moments(stats),
             stats,
             global_frame,
             global_posterior,
@@ -1564,7 +1573,7 @@ def _common_mean_square(mean_squares: FloatArray) -> float:
 
 
 def _pooled_posterior(
-    frame: _Frame,
+    moments: tuple[FloatArray, FloatArray],
     stats: _Stats,
     global_frame: _Frame,
     global_posterior: _Posterior,
@@ -1574,8 +1583,10 @@ def _pooled_posterior(
     params: LearningParams,
 ) -> _Posterior:
     """A regime's (ticker's) posterior: its prior is the strategy-wide posterior widened by a deviation variance
-    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. `centered`
-    (_center_prior of the regimes' center at the strategy-wide slope) moves the prior's component effects there."""
+    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. Its own
+    evidence is its learned-scale `moments` (X'WX, X'Wy). `centered` (_center_prior of the regimes' center at the
+    strategy-wide slope) moves the prior's component effects there."""
+    xtx, xty = moments
     prior_mean = global_posterior.mean
     prior_cov = global_posterior.cov
     if centered is not None:
@@ -1587,7 +1598,7 @@ def _pooled_posterior(
     # Residuals about the prior: no circularity, and a regime that differs looks noisier (cautious).
     residual = max(
         0.0,
-        stats.y2_sum - 2.0 * float(prior_mean @ frame.xty) + float(prior_mean @ (frame.xtx @ prior_mean)),
+        stats.y2_sum - 2.0 * float(prior_mean @ xty) + float(prior_mean @ (xtx @ prior_mean)),
     )
     noise_var = (residual + params.noise_prior_trades * global_posterior.noise_var) / (
         stats.weight + params.noise_prior_trades
@@ -1599,11 +1610,11 @@ def _pooled_posterior(
     _add_to_diagonal(widened, deviation_var)
     # With the prior's covariance C and the data's information X: cov = (X + C^-1)^-1 = (I + C X)^-1 C and
     # mean = (I + C X)^-1 (C X'y + prior mean), one solve for both, no inverse of C.
-    system = widened @ (frame.xtx / noise_var)
+    system = widened @ (xtx / noise_var)
     _add_to_diagonal(system, 1.0)
     right = np.empty((_DIM, _DIM + 1))
     right[:, :_DIM] = widened
-    right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
+    right[:, _DIM] = widened @ (xty / noise_var) + prior_mean
     solved = _solve(system, right)
     cov = solved[:, :_DIM]
     return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)

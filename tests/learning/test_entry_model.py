@@ -711,7 +711,7 @@ def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(cente
     center = strategy.center if centered else None
     prior = None if center is None else entry_model._center_prior(center, posterior.mean[1])
     pooled = entry_model._pooled_posterior(
-        frame, stats, global_frame, posterior, prior_trades=40.0, centered=prior, params=model.params
+        (frame.xtx, frame.xty), stats, global_frame, posterior, prior_trades=40.0, centered=prior, params=model.params
     )
     assert np.array_equal(posterior.cov, prior_cov_before)
     prior_mean, prior_cov = posterior.mean.copy(), posterior.cov.copy()
@@ -725,6 +725,21 @@ def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(cente
     assert np.allclose(pooled.cov, cov, rtol=1e-9, atol=1e-12 * float(np.abs(cov).max()))
     assert np.allclose(pooled.mean, mean, rtol=1e-9, atol=1e-12 * float(np.abs(mean).max()))
     assert np.array_equal(pooled.cov, pooled.cov.T)
+
+
+def test_moments_are_the_frames_to_the_bit_on_and_off_scale() -> None:
+    """A strategy's learned-scale moments, what a pooled posterior reads, are its frame's X'WX and X'Wy, float for
+    float, on the logged scale and with a component learned at another scale."""
+    _, strategy = _fitted_strategy()
+    stats = strategy.scopes["mixed"]
+    scale = np.ones(K)
+    scale[3] = 0.05
+    for factors in (None, scale):
+        strategy.rescale(factors)
+        frame = strategy.frame(stats)
+        xtx, xty = strategy.moments(stats)
+        assert np.array_equal(xtx, frame.xtx) and np.array_equal(xty, frame.xty)
+        assert np.array_equal(xtx, entry_model._Frame.of(stats, factors).xtx)
 
 
 def test_center_prior_is_kept_while_its_center_and_slope_stay() -> None:
