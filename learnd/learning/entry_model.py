@@ -429,34 +429,58 @@ def _z_against(columns: _Columns, index: int, multiplier: float) -> float:
     return contrast / math.sqrt(max(variance, 1e-300))
 
 
+class _JointTest:
+    """The joint test of a scope's components (_Posterior.joint_z of those seen), made the first time it is asked:
+    most trades move nothing it licenses or reports."""
+
+    __slots__ = ("posterior", "seen", "threshold", "value")
+
+    def __init__(self, posterior: _Posterior, seen: npt.NDArray[np.bool_], threshold: float) -> None:
+        self.posterior = posterior
+        self.seen = seen
+        # The z at which the components' weighting counts as wrong (_Gate.is_reweighting).
+        self.threshold = threshold
+        self.value: float | None = None
+
+    def z(self) -> float:
+        if self.value is None:
+            self.value = self.posterior.joint_z(self.seen)
+        return self.value
+
+
 @dataclass(frozen=True, slots=True)
 class _Gate:
     """Whether a scope may learn: enough trades and a score with an edge; and whether its components' effects as a
-    whole differ (`is_reweighting`)."""
+    whole differ (`is_reweighting`, from the `joint` test of an open gate)."""
 
     score_z: float
-    joint_z: float
     is_open: bool
-    is_reweighting: bool
     # The z a component's own evidence needs without the joint test's license: z_threshold, Bonferroni-corrected
     # across the components seen (each is looked at every trade; 21 at z 2 would move one on noise alone).
     own_z: float = 2.0
+    joint: _JointTest | None = None
+
+    @property
+    def joint_z(self) -> float:
+        return 0.0 if self.joint is None else self.joint.z()
+
+    @property
+    def is_reweighting(self) -> bool:
+        return self.joint is not None and self.joint.z() >= self.joint.threshold
 
     @classmethod
     def of(cls, stats: _Stats, posterior: _Posterior, params: LearningParams) -> _Gate:
         if stats.weight < params.min_effective_samples or not posterior.has_reference():
-            return cls(0.0, 0.0, is_open=False, is_reweighting=False)
+            return cls(0.0, is_open=False)
         edge_z = _score_z(stats, params)
         if edge_z < params.z_threshold:
-            return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
+            return cls(edge_z, is_open=False)
         seen = stats.present >= params.min_component_samples
-        joint_z = posterior.joint_z(seen)
         return cls(
             edge_z,
-            joint_z,
             is_open=True,
-            is_reweighting=joint_z >= params.z_threshold,
             own_z=_own_z(params.z_threshold, np.count_nonzero(seen)),
+            joint=_JointTest(posterior, seen, params.z_threshold),
         )
 
 

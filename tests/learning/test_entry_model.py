@@ -517,7 +517,7 @@ def test_a_move_only_the_joint_test_licenses_stops_at_the_level_that_licensed_it
     """The near edge a move stops at is the interval at joint_component_z for a strategy-wide move on evidence
     short of own_z without an alarm, and at interval_z otherwise."""
     params = LearningParams(interval_z=1.0, joint_component_z=1.15)
-    gate = entry_model._Gate(2.5, 3.0, is_open=True, is_reweighting=True, own_z=3.07)
+    gate = entry_model._Gate(2.5, is_open=True, own_z=3.07)
     assert entry_model._stop_z(scope, z_current, gate, params, is_boosted=is_boosted) == expected
     # Never tighter than interval_z: a joint_component_z below it leaves the usual edge.
     lenient = replace(params, joint_component_z=0.8)
@@ -740,6 +740,23 @@ def test_moments_are_the_frames_to_the_bit_on_and_off_scale() -> None:
         xtx, xty = strategy.moments(stats)
         assert np.array_equal(xtx, frame.xtx) and np.array_equal(xty, frame.xty)
         assert np.array_equal(xtx, entry_model._Frame.of(stats, factors).xtx)
+
+
+def test_a_gates_joint_test_is_made_when_first_asked_and_once() -> None:
+    """An open gate's joint z is the posterior's joint_z of the components seen, computed the first time it or
+    is_reweighting is read and kept; a closed gate reads 0 and is not reweighting."""
+    model, strategy = _fitted_strategy()
+    _, posterior = _strategy_posterior(model, strategy)
+    stats = strategy.scopes[GLOBAL_SCOPE]
+    gate = entry_model._Gate.of(stats, posterior, model.params)
+    assert gate.is_open and gate.joint is not None and gate.joint.value is None
+    expected = posterior.joint_z(stats.present >= model.params.min_component_samples)
+    assert gate.is_reweighting == (expected >= model.params.z_threshold)
+    assert gate.joint.value == expected == gate.joint_z
+    gate.joint.posterior = None  # asked again, it would fail: it is not
+    assert gate.joint_z == expected
+    closed = entry_model._Gate(0.5, is_open=False)
+    assert closed.joint_z == 0.0 and not closed.is_reweighting
 
 
 def test_center_prior_is_kept_while_its_center_and_slope_stay() -> None:
