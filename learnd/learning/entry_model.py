@@ -206,7 +206,12 @@ class _Stats:
         return stats
 
 
-@dataclass(frozen=True, slots=True)
+# The values a trade makes on its way (_Row, _Evidence, _Frame, _Posterior, _Gate, _Origin) are never written after
+# they are made, but are not frozen dataclasses: a frozen one's __init__ sets each field through
+# object.__setattr__, about 1 us an instance, and a trade makes half a dozen (2.5% of its instructions at rx10).
+
+
+@dataclass(slots=True)
 class _Row:
     """One outcome's terms of the sums, each times its weight: computed once, added to every scope it feeds.
     `terms` is laid out as a _Stats buffer (_PARTS)."""
@@ -255,7 +260,7 @@ class _Row:
         return cls(terms, weight, weight * y, weight * y * y)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Evidence:
     """A scope's regression moments as they stood after one trade (at session `session`): where a change the
     detector dates began."""
@@ -282,7 +287,7 @@ class _Evidence:
         return cls(session, _array(xtx, (_DIM, _DIM)), _array(xty, (_DIM,)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Frame:
     """A scope's regression statistics on the learned scale: off-scale components divided down to the usual scale,
     the score column their sum. Per-coefficient mean squares come from the never-forgotten moments."""
@@ -294,14 +299,8 @@ class _Frame:
     @classmethod
     def of(cls, stats: _Stats, scale: FloatArray | None, transform: FloatArray | None = None) -> _Frame:
         """`stats` on the learned scale; `transform` is _transform(scale) where the caller keeps it."""
-        xtx, xty = stats.xtx, stats.xty
-        squares = stats.squares
-        if scale is not None:
-            if transform is None:
-                transform = _transform(scale)
-            xtx = transform @ xtx @ transform.T
-            xty = transform @ xty
-            squares = squares * scale * scale
+        xtx, xty = _learned_moments(stats, scale, transform)
+        squares = stats.squares if scale is None else stats.squares * scale * scale
         if not stats.weight > 0.0:
             return cls(xtx, xty, np.full(_DIM, _MIN_MEAN_SQUARE))
         mean_squares = np.empty(_DIM)
@@ -312,7 +311,18 @@ class _Frame:
         return cls(xtx, xty, np.maximum(mean_squares, _MIN_MEAN_SQUARE, out=mean_squares))
 
 
-@dataclass(frozen=True, slots=True)
+def _learned_moments(
+    stats: _Stats, scale: FloatArray | None, transform: FloatArray | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """The regression moments of `stats` (X'WX and X'Wy) on the learned scale; `transform` as _Frame.of's."""
+    if scale is None:
+        return stats.xtx, stats.xty
+    if transform is None:
+        transform = _transform(scale)
+    return transform @ stats.xtx @ transform.T, transform @ stats.xty
+
+
+@dataclass(slots=True)
 class _Posterior:
     """Gaussian posterior of (a, b, d_1..d_K) for one scope, with the scope's evidence."""
 
@@ -424,34 +434,58 @@ def _z_against(columns: _Columns, index: int, multiplier: float) -> float:
     return contrast / math.sqrt(max(variance, 1e-300))
 
 
-@dataclass(frozen=True, slots=True)
+class _JointTest:
+    """The joint test of a scope's components (_Posterior.joint_z of those seen), made the first time it is asked:
+    most trades move nothing it licenses or reports."""
+
+    __slots__ = ("posterior", "seen", "threshold", "value")
+
+    def __init__(self, posterior: _Posterior, seen: npt.NDArray[np.bool_], threshold: float) -> None:
+        self.posterior = posterior
+        self.seen = seen
+        # The z at which the components' weighting counts as wrong (_Gate.is_reweighting).
+        self.threshold = threshold
+        self.value: float | None = None
+
+    def z(self) -> float:
+        if self.value is None:
+            self.value = self.posterior.joint_z(self.seen)
+        return self.value
+
+
+@dataclass(slots=True)
 class _Gate:
     """Whether a scope may learn: enough trades and a score with an edge; and whether its components' effects as a
-    whole differ (`is_reweighting`)."""
+    whole differ (`is_reweighting`, from the `joint` test of an open gate)."""
 
     score_z: float
-    joint_z: float
     is_open: bool
-    is_reweighting: bool
     # The z a component's own evidence needs without the joint test's license: z_threshold, Bonferroni-corrected
     # across the components seen (each is looked at every trade; 21 at z 2 would move one on noise alone).
     own_z: float = 2.0
+    joint: _JointTest | None = None
+
+    @property
+    def joint_z(self) -> float:
+        return 0.0 if self.joint is None else self.joint.z()
+
+    @property
+    def is_reweighting(self) -> bool:
+        return self.joint is not None and self.joint.z() >= self.joint.threshold
 
     @classmethod
     def of(cls, stats: _Stats, posterior: _Posterior, params: LearningParams) -> _Gate:
         if stats.weight < params.min_effective_samples or not posterior.has_reference():
-            return cls(0.0, 0.0, is_open=False, is_reweighting=False)
+            return cls(0.0, is_open=False)
         edge_z = _score_z(stats, params)
         if edge_z < params.z_threshold:
-            return cls(edge_z, 0.0, is_open=False, is_reweighting=False)
+            return cls(edge_z, is_open=False)
         seen = stats.present >= params.min_component_samples
-        joint_z = posterior.joint_z(seen)
         return cls(
             edge_z,
-            joint_z,
             is_open=True,
-            is_reweighting=joint_z >= params.z_threshold,
             own_z=_own_z(params.z_threshold, np.count_nonzero(seen)),
+            joint=_JointTest(posterior, seen, params.z_threshold),
         )
 
 
@@ -617,7 +651,17 @@ class _StrategyState:
     """One strategy: its scopes' statistics and multipliers, and what the session closes keep up to date (the
     components' scale factors, the reference effect and the cross-regime centers) and the change detector."""
 
-    __slots__ = ("center", "changes", "multipliers", "reference", "scale", "scopes", "transform", "values")
+    __slots__ = (
+        "center",
+        "center_prior_cache",
+        "changes",
+        "multipliers",
+        "reference",
+        "scale",
+        "scopes",
+        "transform",
+        "values",
+    )
 
     def __init__(self) -> None:
         self.scopes: dict[str, _Stats] = {}
@@ -634,6 +678,8 @@ class _StrategyState:
         self.reference: tuple[float, float] | None = None
         # Per component: the robust center of the regimes' own targets, which regime scopes are pooled toward.
         self.center: FloatArray | None = None
+        # What `center_prior` returned, with the center and the slope it was computed from.
+        self.center_prior_cache: tuple[FloatArray, float, _CenterPrior] | None = None
         self.changes = _Changes()
 
     def scale_factors(self) -> FloatArray:
@@ -647,6 +693,22 @@ class _StrategyState:
     def frame(self, stats: _Stats) -> _Frame:
         """One of this strategy's scopes' statistics on its learned scale."""
         return _Frame.of(stats, self.scale, self.transform)
+
+    def moments(self, stats: _Stats) -> tuple[FloatArray, FloatArray]:
+        """The regression moments of `frame`, without its mean squares (a pooled posterior reads the strategy's)."""
+        return _learned_moments(stats, self.scale, self.transform)
+
+    def center_prior(self, slope: float) -> _CenterPrior | None:
+        """_center_prior of the regimes' center at `slope` (None without a center). The center is replaced at
+        session closes, and the slope is the reference effect, which moves only there too once there is one: so this
+        is kept until either changes (a zero slope is never reused: its sign shows in the products)."""
+        center = self.center
+        if center is None:
+            return None
+        cached = self.center_prior_cache
+        if cached is None or cached[0] is not center or not cached[1] == slope != 0.0:
+            cached = self.center_prior_cache = (center, slope, _center_prior(center, slope))
+        return cached[2]
 
     def values_of(self, scope: str) -> FloatArray:
         """The multipliers of `scope` as an array in component order (1 where it has none); not to be written."""
@@ -1079,16 +1141,17 @@ class EntryModel:
         """A regime's (ticker's) pooled posterior; a regime is pooled toward the regimes' robust center."""
         stats = strategy.scopes[scope]
         if scope.startswith(TICKER_SCOPE_PREFIX):
-            prior_trades, center = self.params.ticker_prior_trades, None
+            prior_trades, centered = self.params.ticker_prior_trades, None
         else:
-            prior_trades, center = self.params.regime_prior_trades, strategy.center
+            prior_trades = self.params.regime_prior_trades
+            centered = strategy.center_prior(global_posterior.mean[_SLOPE])
         return _pooled_posterior(
-            strategy.frame(stats),
+            strategy.moments(stats),
             stats,
             global_frame,
             global_posterior,
             prior_trades=prior_trades,
-            center=center,
+            centered=centered,
             params=self.params,
         )
 
@@ -1145,7 +1208,14 @@ class EntryModel:
         changes.down = np.maximum(0.0, changes.down - weight * (score + allowance))
         threshold = params.change_threshold
         wide = strategy.scopes[GLOBAL_SCOPE]
-        alarmed = ((changes.up > threshold) | (changes.down > threshold)).nonzero()[0].tolist()
+        # The statistics as Python floats, kept in step with the arrays below. Most trades raise no alarm, which
+        # the largest of each tells (max returns a NaN it starts from, never one after a number: no value above
+        # the threshold is missed, and a NaN is above none).
+        up, down = changes.up.tolist(), changes.down.tolist()
+        if max(up) <= threshold and max(down) <= threshold:
+            alarmed = []
+        else:
+            alarmed = [component for component in range(_K) if up[component] > threshold or down[component] > threshold]
         # How far each multiplier stands from 1; a run is marked (its alarm may keep it) only where the evidence
         # puts the component z_threshold from the average as the run begins: a multiplier moved on modest
         # evidence is no clear edge, and a false alarm's run could carry it past 1.
@@ -1154,7 +1224,7 @@ class EntryModel:
             # The marks hold the sums before this trade's first alarm forgot anything: a second alarm on the same
             # trade forgets all its evidence.
             start = changes.run_start(component) if order == 0 else None
-            rising = changes.up[component] >= changes.down[component]
+            rising = up[component] >= down[component]
             # Only an edge that fades or turns keeps its run's trades: they are what the alarm selected, so on a
             # false alarm they look like a change; toward the average that costs a little of an edge, where away
             # from it, it would make one.
@@ -1169,19 +1239,18 @@ class EntryModel:
             changes.before[component] = posterior.mean[_SLOPE] + posterior.mean[_FIRST_COMPONENT + component]
             changes.direction[component] = 1.0 if rising else -1.0
             changes.confirmation[component] = changes.confirmation_weight[component] = 0.0
-            changes.up[component] = changes.down[component] = 0.0
+            changes.up[component] = changes.down[component] = up[component] = down[component] = 0.0
             changes.alarms[component] += 1
             changes.last_alarm[component] = session
             changes.boost_until[component] = session + params.change_boost_sessions
         if posterior.has_reference() and any(edges):
             columns = posterior.columns()
-            # mark reads a component's edge only where one of its statistics starts a run (at 0, or every one after
-            # an alarm): the z is computed there alone.
-            up, down = changes.up.tolist(), changes.down.tolist()
+            # mark reads a component's edge only where its statistic toward 1 (up for an edge below 1, down for one
+            # above) starts a run (at 0, or every one after an alarm): the z is computed there alone.
             clear = [
                 edge
                 if edge != 0.0
-                and (alarmed or up[component] == 0.0 or down[component] == 0.0)
+                and (alarmed or (up[component] if edge < 0.0 else down[component]) == 0.0)
                 and abs(_z_against(columns, _FIRST_COMPONENT + component, 1.0)) >= params.z_threshold
                 else 0.0
                 for component, edge in enumerate(edges)
@@ -1307,7 +1376,7 @@ class EntryModel:
         return changes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Origin:
     """What prompts a move: its event time, strategy, step caps (usual, and after a change alarm) and a reason
     prefix (a trade, a session close)."""
@@ -1533,30 +1602,32 @@ def _common_mean_square(mean_squares: FloatArray) -> float:
 
 
 def _pooled_posterior(
-    frame: _Frame,
+    moments: tuple[FloatArray, FloatArray],
     stats: _Stats,
     global_frame: _Frame,
     global_posterior: _Posterior,
     *,
     prior_trades: float,
-    center: FloatArray | None,
+    centered: _CenterPrior | None,
     params: LearningParams,
 ) -> _Posterior:
     """A regime's (ticker's) posterior: its prior is the strategy-wide posterior widened by a deviation variance
-    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. With a
-    `center` (target multipliers), the prior's component effects are moved there."""
+    worth `prior_trades` trades, so it follows the strategy until its own evidence outweighs that. Its own
+    evidence is its learned-scale `moments` (X'WX, X'Wy). `centered` (_center_prior of the regimes' center at the
+    strategy-wide slope) moves the prior's component effects there."""
+    xtx, xty = moments
     prior_mean = global_posterior.mean
     prior_cov = global_posterior.cov
-    if center is not None:
+    if centered is not None:
+        effects, widening = centered
         prior_mean = prior_mean.copy()
-        prior_mean[_COMPONENTS] = (center[0] - 1.0) * prior_mean[_SLOPE]
-        # The center is known less well than the strategy-wide fit: its variance widens the prior.
+        prior_mean[_COMPONENTS] = effects
         prior_cov = prior_cov.copy()
-        _add_to_diagonal(prior_cov, center[1] * prior_mean[_SLOPE] ** 2, _FIRST_COMPONENT)
+        _add_to_diagonal(prior_cov, widening, _FIRST_COMPONENT)
     # Residuals about the prior: no circularity, and a regime that differs looks noisier (cautious).
     residual = max(
         0.0,
-        stats.y2_sum - 2.0 * float(prior_mean @ frame.xty) + float(prior_mean @ (frame.xtx @ prior_mean)),
+        stats.y2_sum - 2.0 * float(prior_mean @ xty) + float(prior_mean @ (xtx @ prior_mean)),
     )
     noise_var = (residual + params.noise_prior_trades * global_posterior.noise_var) / (
         stats.weight + params.noise_prior_trades
@@ -1564,18 +1635,29 @@ def _pooled_posterior(
     # A component's deviation is worth `prior_trades` trades carrying it (its own mean square): a component with
     # a small base weight can show a regime's edge as readily as a large one, on as many trades.
     deviation_var = noise_var / (prior_trades * global_frame.mean_squares)
-    widened = prior_cov.copy() if center is None else prior_cov
+    widened = prior_cov.copy() if centered is None else prior_cov
     _add_to_diagonal(widened, deviation_var)
     # With the prior's covariance C and the data's information X: cov = (X + C^-1)^-1 = (I + C X)^-1 C and
     # mean = (I + C X)^-1 (C X'y + prior mean), one solve for both, no inverse of C.
-    system = widened @ (frame.xtx / noise_var)
+    system = widened @ (xtx / noise_var)
     _add_to_diagonal(system, 1.0)
     right = np.empty((_DIM, _DIM + 1))
     right[:, :_DIM] = widened
-    right[:, _DIM] = widened @ (frame.xty / noise_var) + prior_mean
+    right[:, _DIM] = widened @ (xty / noise_var) + prior_mean
     solved = _solve(system, right)
     cov = solved[:, :_DIM]
     return _Posterior(solved[:, _DIM], (cov + cov.T) * 0.5, noise_var)
+
+
+# A regime's prior moved to the regimes' center: its component effects, and the variance added to them.
+_CenterPrior = tuple[FloatArray, FloatArray]
+
+
+def _center_prior(center: FloatArray, slope: float) -> _CenterPrior:
+    """What a regime's prior takes from the regimes' `center` (target multipliers and their variances, _regime_center)
+    at the strategy-wide effect `slope`: the component effects the targets stand for and, since the center is known
+    less well than the strategy-wide fit, its variance on their scale, which widens the prior."""
+    return (center[0] - 1.0) * slope, center[1] * slope**2
 
 
 def _off_scale_factors(squares: FloatArray, present: FloatArray, params: LearningParams) -> FloatArray | None:

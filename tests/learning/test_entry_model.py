@@ -517,7 +517,7 @@ def test_a_move_only_the_joint_test_licenses_stops_at_the_level_that_licensed_it
     """The near edge a move stops at is the interval at joint_component_z for a strategy-wide move on evidence
     short of own_z without an alarm, and at interval_z otherwise."""
     params = LearningParams(interval_z=1.0, joint_component_z=1.15)
-    gate = entry_model._Gate(2.5, 3.0, is_open=True, is_reweighting=True, own_z=3.07)
+    gate = entry_model._Gate(2.5, is_open=True, own_z=3.07)
     assert entry_model._stop_z(scope, z_current, gate, params, is_boosted=is_boosted) == expected
     # Never tighter than interval_z: a joint_component_z below it leaves the usual edge.
     lenient = replace(params, joint_component_z=0.8)
@@ -709,8 +709,9 @@ def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(cente
     stats = strategy.scopes["mixed"]
     frame = entry_model._Frame.of(stats, strategy.scale)
     center = strategy.center if centered else None
+    prior = None if center is None else entry_model._center_prior(center, posterior.mean[1])
     pooled = entry_model._pooled_posterior(
-        frame, stats, global_frame, posterior, prior_trades=40.0, center=center, params=model.params
+        (frame.xtx, frame.xty), stats, global_frame, posterior, prior_trades=40.0, centered=prior, params=model.params
     )
     assert np.array_equal(posterior.cov, prior_cov_before)
     prior_mean, prior_cov = posterior.mean.copy(), posterior.cov.copy()
@@ -724,6 +725,58 @@ def test_pooled_posterior_in_one_solve_agrees_with_inverting_the_precision(cente
     assert np.allclose(pooled.cov, cov, rtol=1e-9, atol=1e-12 * float(np.abs(cov).max()))
     assert np.allclose(pooled.mean, mean, rtol=1e-9, atol=1e-12 * float(np.abs(mean).max()))
     assert np.array_equal(pooled.cov, pooled.cov.T)
+
+
+def test_moments_are_the_frames_to_the_bit_on_and_off_scale() -> None:
+    """A strategy's learned-scale moments, what a pooled posterior reads, are its frame's X'WX and X'Wy, float for
+    float, on the logged scale and with a component learned at another scale."""
+    _, strategy = _fitted_strategy()
+    stats = strategy.scopes["mixed"]
+    scale = np.ones(K)
+    scale[3] = 0.05
+    for factors in (None, scale):
+        strategy.rescale(factors)
+        frame = strategy.frame(stats)
+        xtx, xty = strategy.moments(stats)
+        assert np.array_equal(xtx, frame.xtx) and np.array_equal(xty, frame.xty)
+        assert np.array_equal(xtx, entry_model._Frame.of(stats, factors).xtx)
+
+
+def test_a_gates_joint_test_is_made_when_first_asked_and_once() -> None:
+    """An open gate's joint z is the posterior's joint_z of the components seen, computed the first time it or
+    is_reweighting is read and kept; a closed gate reads 0 and is not reweighting."""
+    model, strategy = _fitted_strategy()
+    _, posterior = _strategy_posterior(model, strategy)
+    stats = strategy.scopes[GLOBAL_SCOPE]
+    gate = entry_model._Gate.of(stats, posterior, model.params)
+    assert gate.is_open and gate.joint is not None and gate.joint.value is None
+    expected = posterior.joint_z(stats.present >= model.params.min_component_samples)
+    assert gate.is_reweighting == (expected >= model.params.z_threshold)
+    assert gate.joint.value == expected == gate.joint_z
+    gate.joint.posterior = None  # asked again, it would fail: it is not
+    assert gate.joint_z == expected
+    closed = entry_model._Gate(0.5, is_open=False)
+    assert closed.joint_z == 0.0 and not closed.is_reweighting
+
+
+def test_center_prior_is_kept_while_its_center_and_slope_stay() -> None:
+    """A strategy's center prior is _center_prior's, to the bit; the same arrays while the center and the slope stay,
+    made again for a new center, another slope or a zero slope (whose sign the products carry)."""
+    _, strategy = _fitted_strategy()
+    slope = float(strategy.reference[0])
+    first = strategy.center_prior(slope)
+    expected = entry_model._center_prior(strategy.center, slope)
+    assert first is not None
+    assert all(np.array_equal(got, want) for got, want in zip(first, expected, strict=True))
+    assert strategy.center_prior(slope) is first
+    other = strategy.center_prior(slope * 2.0)
+    assert other is not first and np.array_equal(other[1], entry_model._center_prior(strategy.center, slope * 2.0)[1])
+    negative_zero = strategy.center_prior(-0.0)
+    assert negative_zero is not None and strategy.center_prior(0.0) is not negative_zero
+    strategy.center = strategy.center.copy()
+    assert strategy.center_prior(slope * 2.0) is not other
+    strategy.center = None
+    assert strategy.center_prior(slope) is None
 
 
 def test_add_to_diagonal_adds_from_the_start_index_only() -> None:
