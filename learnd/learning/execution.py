@@ -411,8 +411,11 @@ def effective_fills(counters: Counters) -> int:
 
 
 def _rates(counters: Counters, fills: int) -> dict[str, Any]:
+    # Every figure of every group and scope of a report: each quotient rounded where it is written, spelled out
+    # (no helper call per figure).
     subs = counters.submissions
     logged, computed = counters.slippage_logged_count, counters.slippage_computed_count
+    logged_sum, computed_sum = counters.slippage_logged_bps_sum, counters.slippage_computed_bps_sum
     measured = logged + computed
     if logged and computed:
         source: str | None = "mixed"
@@ -422,38 +425,34 @@ def _rates(counters: Counters, fills: int) -> dict[str, Any]:
         source = "computed"
     else:
         source = None
+    limit_not_filled, market_fallback = counters.limit_not_filled, counters.market_fallback
     return {
         "submissions": subs,
         "fills": fills,
-        "fill_rate": _ratio(fills, subs),
-        "limit_not_filled": counters.limit_not_filled,
-        "limit_not_filled_rate": _ratio(counters.limit_not_filled, subs),
-        "market_fallback": counters.market_fallback,
-        "market_fallback_rate": _ratio(counters.market_fallback, subs),
+        "fill_rate": round(fills / subs, _DIGITS) if subs else None,
+        "limit_not_filled": limit_not_filled,
+        "limit_not_filled_rate": round(limit_not_filled / subs, _DIGITS) if subs else None,
+        "market_fallback": market_fallback,
+        "market_fallback_rate": round(market_fallback / subs, _DIGITS) if subs else None,
         "limit_retry_failed": counters.limit_retry_failed,
         "market_fail": counters.market_fail,
         "close_failures": counters.close_failures,
         "other_actions": counters.other_actions,
-        "slippage_bps": _ratio_value(counters.slippage_logged_bps_sum + counters.slippage_computed_bps_sum, measured),
-        "slippage_logged_bps": _ratio_value(counters.slippage_logged_bps_sum, logged),
-        "slippage_computed_bps": _ratio_value(counters.slippage_computed_bps_sum, computed),
+        "slippage_bps": round((logged_sum + computed_sum) / measured, _DIGITS) if measured else None,
+        "slippage_logged_bps": round(logged_sum / logged, _DIGITS) if logged else None,
+        "slippage_computed_bps": round(computed_sum / computed, _DIGITS) if computed else None,
         "slippage_count": measured,
         "slippage_source": source,
-        "cost_usd": _round(counters.cost_usd_sum),
-        "notional_usd": _round(counters.notional_usd_sum),
+        "cost_usd": round(counters.cost_usd_sum, _DIGITS),
+        "notional_usd": round(counters.notional_usd_sum, _DIGITS),
     }
 
 
-def _ratio(numerator: int, denominator: int) -> float | None:
-    return _round(numerator / denominator) if denominator else None
-
-
-def _ratio_value(total: float, count: int) -> float | None:
-    return _round(total / count) if count else None
+_DIGITS: Final = 6  # what the summaries round their figures to
 
 
 def _round(value: float) -> float:
-    return round(value, 6)
+    return round(value, _DIGITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,32 +492,28 @@ def execution_summary(
     deterministic. `views` are group_view's of some groups, made before (shared, never changed here)."""
     params = params or ExecutionParams()
     views = views or {}
-    ordered = sorted(aggregates.items())
     groups: list[dict[str, Any]] = []
-    per_symbol: dict[tuple[str, str], Counters] = {}
-    per_bucket: dict[tuple[str, str], Counters] = {}
-    fills: dict[tuple[str, str, str], int] = {}
-    for key, counters in ordered:
+    # Each symbol's and (order type, bucket)'s counters and fills, its groups merged in key order (the same floats
+    # whichever way the report is read).
+    per_symbol: dict[tuple[str, str], _Scope] = {}
+    per_bucket: dict[tuple[str, str], _Scope] = {}
+    for key, counters in sorted(aggregates.items()):
         view = views.get(key)
         groups.append(view if view is not None else group_view(key, counters))
-        symbol_key = (key[1], key[2])
-        bucket_key = (key[3], key[5])
-        found = per_symbol.get(symbol_key)
-        if found is None:
-            found = per_symbol[symbol_key] = Counters()
-        found.merge(counters)
-        found = per_bucket.get(bucket_key)
-        if found is None:
-            found = per_bucket[bucket_key] = Counters()
-        found.merge(counters)
-        filled = effective_fills(counters)
-        symbol_scope = ("symbol", *symbol_key)
-        bucket_scope = ("bucket", *bucket_key)
-        fills[symbol_scope] = fills.get(symbol_scope, 0) + filled
-        fills[bucket_scope] = fills.get(bucket_scope, 0) + filled
+        filled = max(counters.fills, counters.filled_on_submit)  # effective_fills, inline: once per group
+        scope = per_symbol.get((key[1], key[2]))
+        if scope is None:
+            scope = per_symbol[key[1], key[2]] = _Scope()
+        scope.counters.merge(counters)
+        scope.fills += filled
+        scope = per_bucket.get((key[3], key[5]))
+        if scope is None:
+            scope = per_bucket[key[3], key[5]] = _Scope()
+        scope.counters.merge(counters)
+        scope.fills += filled
     symbols: list[dict[str, Any]] = []
-    for (strategy, symbol), counters in sorted(per_symbol.items()):
-        view = {"strategy": strategy, "symbol": symbol, **_rates(counters, fills["symbol", strategy, symbol])}
+    for (strategy, symbol), scope in sorted(per_symbol.items()):
+        view = {"strategy": strategy, "symbol": symbol, **_rates(scope.counters, scope.fills)}
         view.update(_cost_share(view, outcomes.get((strategy, symbol)), params))
         symbols.append(view)
     return {
@@ -532,8 +527,8 @@ def execution_summary(
         "groups": groups,
         "symbols": symbols,
         "buckets": [
-            {"order_type": key[0], "bucket": key[1], **_rates(counters, fills["bucket", *key])}
-            for key, counters in sorted(per_bucket.items())
+            {"order_type": key[0], "bucket": key[1], **_rates(scope.counters, scope.fills)}
+            for key, scope in sorted(per_bucket.items())
         ],
         "flagged": [
             {"strategy": row["strategy"], "symbol": row["symbol"], "reason": row["flag_reason"]}
@@ -541,6 +536,16 @@ def execution_summary(
             if row["flagged"]
         ],
     }
+
+
+class _Scope:
+    """What a summary adds up of the groups in one of its scopes (a symbol, an order type's bucket)."""
+
+    __slots__ = ("counters", "fills")
+
+    def __init__(self) -> None:
+        self.counters = Counters()
+        self.fills = 0
 
 
 def _cost_share(view: Mapping[str, Any], outcomes: SymbolOutcomes | None, params: ExecutionParams) -> dict[str, Any]:

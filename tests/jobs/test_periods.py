@@ -5,7 +5,7 @@ suggestions as change documents; all of it read from the committed store only.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -14,8 +14,10 @@ import pytest
 from learnd.devtools.simulate import simulate
 from learnd.exports.files import json_bytes
 from learnd.jobs.periods import JobOutput, daily_report_document, load_longrun, run_period
+from learnd.jobs.periods import _execution_section as execution_section
 from learnd.jobs.reports import render_daily_markdown, render_weekly_markdown
 from learnd.jobs.schedule import DAILY, WEEKLY, Period, last_session, next_periods
+from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import render_execution, symbol_outcomes
 from learnd.learning.signals import render_signals
 from learnd.records.parse import TradeOutcome
@@ -23,7 +25,8 @@ from learnd.service.backfill import drain
 from learnd.service.engine import Engine
 from learnd.service.scheduler import JobRunner
 from learnd.sessions.exchange import from_epoch_us, to_epoch_us
-from learnd.store.database import Store
+from learnd.store import ledger
+from learnd.store.database import Batch, Store
 from learnd.store.ledger import RecordCache, ledger_records
 from learnd.views.weights import weights_document
 from tests.bot_rows import TRADING_DAY, append, close_row, line, write_trading_day
@@ -184,6 +187,54 @@ def test_documents_are_built_from_the_committed_store_only(engine: Engine) -> No
     after = orjson.loads(produce(engine, DAILY).documents[0][1])
     assert after != orjson.loads(before[DAILY].documents[0][1])
     assert after["signals"]["with_outcome"] == 4
+
+
+def test_a_period_s_trades_are_decoded_once_through_its_record_cache(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The long-run figures take the day's trades in through the period's RecordCache (the week's report reads
+    them again): read through it afterwards, none is decoded a second time; the output is a cacheless period's."""
+    records = RecordCache()
+    longrun = load_longrun(engine.store, engine.calendar)
+    daily = period(engine, DAILY)
+    output = run_period(engine.store, engine.settings, engine.calendar, daily, longrun, records=records)
+    assert output == produce(engine, DAILY)
+    start_us, end_us = engine.calendar.session_bounds_us(last_session(engine.calendar, engine.settings, daily))
+    decoded: list[str] = []
+    monkeypatch.setattr(ledger, "record_of", lambda row: decoded.append(row.key))
+    trades = list(records.records(engine.store, "trade", since_us=start_us, until_us=end_us))
+    assert trades and all(isinstance(trade, TradeOutcome) for trade in trades)
+    assert decoded == []
+
+
+def test_a_day_s_execution_groups_are_kept_while_the_learner_state_is_unchanged(engine: Engine) -> None:
+    """The execution section reads each day's groups once through the record cache and serves them again while
+    the execution learner's state is the one they were read under; a row that changes comes with a new state, and
+    the next section reads the day again: with a kept cache, the section is always a fresh cache's."""
+    store = engine.store
+    day = date.fromisoformat(TRADING_DAY)
+    days = (day - timedelta(days=3), day + timedelta(days=2))
+    records = RecordCache()
+
+    def section(cache: RecordCache) -> bytes:
+        return json_bytes(execution_section(store, engine.settings, engine.calendar, days, {}, records=cache))
+
+    first = section(records)
+    assert section(records) == first == section(RecordCache())
+    assert orjson.loads(first)["groups"]
+    # One group's row counts one more submission, committed with the learner state it came with.
+    key, event_us, body = next(store.learner_rows_in_keys(EXECUTION_LEARNER, TRADING_DAY, "9999"))
+    document = orjson.loads(body)
+    document["counters"]["submissions"] += 1
+    store.commit(
+        Batch(
+            learner_rows=[(EXECUTION_LEARNER, key, event_us, orjson.dumps(document, option=orjson.OPT_SORT_KEYS))],
+            learner_states={EXECUTION_LEARNER: (store.learner_state(EXECUTION_LEARNER) or b"") + b" "},
+        )
+    )
+    changed = section(records)
+    assert changed != first
+    assert changed == section(RecordCache())
 
 
 def test_the_daily_report_says_what_the_bot_applies_as_learnd_weights_does(tmp_path: Path) -> None:

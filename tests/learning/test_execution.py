@@ -283,3 +283,59 @@ def test_merge_adds_every_counter_and_keeps_the_earliest_time() -> None:
     for index, item in enumerate(fields(Counters)):
         expected = index + 1 if item.name == "first_us" else (index + 1) * 11
         assert getattr(one, item.name) == expected, item.name
+
+
+_GROUP_COUNTERS = st.builds(
+    Counters,
+    submissions=st.integers(0, 5),
+    fills=st.integers(0, 5),
+    filled_on_submit=st.integers(0, 5),
+    slippage_logged_count=st.integers(0, 3),
+    slippage_logged_bps_sum=st.floats(-50, 50),
+    slippage_computed_count=st.integers(0, 3),
+    slippage_computed_bps_sum=st.floats(-50, 50),
+    cost_usd_sum=st.floats(-1e4, 1e4),
+    notional_usd_sum=st.floats(0, 1e6),
+)
+_GROUPS = st.dictionaries(
+    st.tuples(
+        st.sampled_from([DAY, "2026-03-03"]),
+        st.just("equity"),
+        st.sampled_from(["AAPL", "MSFT"]),
+        st.sampled_from(["limit", "market"]),
+        st.sampled_from(["buy", "sell"]),
+        st.sampled_from(["open", "midday"]),
+    ),
+    _GROUP_COUNTERS,
+    max_size=12,
+)
+
+
+@given(_GROUPS)
+@settings(max_examples=60, deadline=None)
+def test_a_symbol_and_a_bucket_add_their_groups_in_key_order(aggregates: dict[Any, Counters]) -> None:
+    """A symbol's and an (order type, bucket)'s figures are their groups' counters merged one by one in key order
+    (the floats added in that order) and their fills summed, as the learner's rows have always been read."""
+    summary = execution_summary(aggregates, {})
+    for name, (first, second), rows in (
+        ("symbol", (1, 2), summary["symbols"]),
+        ("bucket", (3, 5), summary["buckets"]),
+    ):
+        merged: dict[tuple[str, str], tuple[Counters, int]] = {}
+        for key, counters in sorted(aggregates.items()):
+            scope = (key[first], key[second])
+            total, fills = merged.get(scope, (Counters(), 0))
+            total.merge(counters)
+            merged[scope] = (total, fills + max(counters.fills, counters.filled_on_submit))
+        assert len(rows) == len(merged), name
+        for row, (_, (total, fills)) in zip(rows, sorted(merged.items()), strict=True):
+            measured = total.slippage_logged_count + total.slippage_computed_count
+            slippage = (
+                (total.slippage_logged_bps_sum + total.slippage_computed_bps_sum) / measured if measured else None
+            )
+            assert (row["submissions"], row["fills"]) == (total.submissions, fills)
+            assert row["slippage_bps"] == (round(slippage, 6) if slippage is not None else None)
+            assert (row["cost_usd"], row["notional_usd"]) == (
+                round(total.cost_usd_sum, 6),
+                round(total.notional_usd_sum, 6),
+            )
