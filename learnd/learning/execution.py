@@ -500,7 +500,7 @@ def execution_summary(
     for key, counters in sorted(aggregates.items()):
         view = views.get(key)
         groups.append(view if view is not None else group_view(key, counters))
-        filled = max(counters.fills, counters.filled_on_submit)  # effective_fills, inline: once per group
+        filled = effective_fills(counters)
         scope = per_symbol.get((key[1], key[2]))
         if scope is None:
             scope = per_symbol[key[1], key[2]] = _Scope()
