@@ -24,6 +24,7 @@ from learnd.learning.stats import (
     FloatArray,
     SortedSample,
     average_ranks,
+    distinct_of,
     distinct_sorted,
     mann_whitney,
     mann_whitney_sorted,
@@ -442,7 +443,7 @@ _tied_floats = st.one_of(
 )
 
 
-@given(st.lists(_tied_floats, max_size=40), st.lists(st.lists(_tied_floats, max_size=30), max_size=5))
+@given(st.lists(_tied_floats, max_size=90), st.lists(st.lists(_tied_floats, max_size=60), max_size=5))
 def test_mann_whitney_against_a_kept_sorted_sample_is_the_same_test(a: list[float], chunks: list[list[float]]) -> None:
     """Adding b in chunks to a SortedSample and testing a against it gives mann_whitney(a, b)'s floats exactly."""
     kept = SortedSample()
@@ -514,6 +515,19 @@ def test_the_distinct_values_of_a_sorted_array_are_np_unique_s(values: list[floa
     expected, expected_counts = np.unique(ordered, return_counts=True)
     assert distinct.tolist() == expected.tolist()
     assert counts.tolist() == expected_counts.tolist()
+
+
+@given(st.lists(st.sampled_from([-0.0, 0.0, 1.0, -2.5]) | sample_values, max_size=90))
+def test_the_distinct_values_of_a_sample_are_those_of_it_sorted(values: list[float]) -> None:
+    """distinct_of (grouped in Python up to some 40 values, in numpy past them): distinct_sorted's values and counts
+    of the values sorted, as a list or an array."""
+    expected, expected_counts = distinct_sorted(np.sort(np.asarray(values, dtype=np.float64), kind="stable"))
+    for given_as in (values, np.asarray(values, dtype=np.float64)):
+        distinct, counts = distinct_of(given_as)
+        assert distinct.dtype == np.float64
+        assert counts.dtype == np.int64
+        assert distinct.tolist() == expected.tolist()
+        assert counts.tolist() == expected_counts.tolist()
 
 
 @given(st.lists(st.lists(st.floats(-1e300, 1e300, allow_nan=False), max_size=300), max_size=6))
