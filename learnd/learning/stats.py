@@ -266,6 +266,9 @@ class SortedSample:
         self.tie_term += tie_growth(before, counts, self.count + fresh.size)
         # Merged in: each fresh value goes after the kept values equal to it, the fresh ones in their own stable
         # order, the array a stable sort of (kept, fresh) gives.
+        if self._bulk.size < _SMALL_BULK and not self._recent.size:
+            self._bulk = _merged(self._bulk, fresh)
+            return
         self._recent = _merged(self._recent, fresh)
         if self._recent.size * _BULK_SHARE > self._bulk.size:
             self._bulk = _merged(self._bulk, self._recent)
@@ -274,6 +277,9 @@ class SortedSample:
 
 # The values added since the bulk took them in are merged into it once they are this share of it or more.
 _BULK_SHARE: Final = 8
+# A bulk smaller than this takes values in at once: copying it costs less than searching a second run (two more
+# searches and three array operations) for each test and each add until the run is merged.
+_SMALL_BULK: Final = 1_500
 
 
 def _merged(kept: FloatArray, fresh: FloatArray) -> FloatArray:

@@ -563,12 +563,19 @@ def test_a_sorted_sample_merged_in_chunks_is_one_stable_sort_of_them(chunks: lis
 
 
 def test_a_large_sample_takes_small_batches_in_beside_it_and_tests_the_same() -> None:
-    """Batches an eighth of the sample or smaller wait beside it, sorted, until they add up to that share: the
-    counts below and equal, the tie term, the test and the values read are those of one sorted array all along."""
+    """Batches an eighth of the sample or smaller wait beside it, sorted, until they add up to that share (a
+    sample of fewer than 1,500 values takes them in at once): the counts below and equal, the tie term, the test
+    and the values read are those of one sorted array all along."""
     rng = random.Random(5)
     kept = SortedSample()
     everything = [*(round(rng.gauss(0.0, 1.0), 2) for _ in range(800)), 0.0, -0.0]
     kept.add(everything)
+    kept.add([0.5, -0.0])
+    everything += [0.5, -0.0]
+    assert not kept._recent.size
+    grown = [round(rng.gauss(0.0, 1.0), 2) for _ in range(1_000)]
+    kept.add(grown)
+    everything += grown
     for batches in range(1, 41):
         batch = [*(round(rng.gauss(0.0, 1.0), 2) for _ in range(rng.randrange(1, 12))), -0.0]
         kept.add(batch)
@@ -581,6 +588,8 @@ def test_a_large_sample_takes_small_batches_in_beside_it_and_tests_the_same() ->
         ordered = np.sort(np.asarray(everything, dtype=np.float64), kind="stable")
         assert below.tolist() == np.searchsorted(ordered, points, side="left").tolist()
         assert equal.tolist() == (np.searchsorted(ordered, points, side="right") - below).tolist()
+        if batches == 1:
+            assert kept._recent.size
         if batches % 10 == 0:
             assert kept.values.tobytes() == ordered.tobytes()
     _, counts = np.unique(ordered, return_counts=True)
