@@ -238,9 +238,12 @@ class CellOutcomes:
             parts += run.exact_sum()
         return cls(Tally(trades, wins, losses, ExactSum(parts)), tuple(runs))
 
-    def values(self) -> FloatArray:
-        """The attributed values, as an array."""
-        return np.array(list(chain.from_iterable(run.values for run in self.runs)), dtype=np.float64)
+    def values(self) -> list[float]:
+        """The attributed values, in session order (a list: the drift test sorts a few dozen in Python)."""
+        values: list[float] = []
+        for run in self.runs:
+            values += run.values
+        return values
 
 
 class SessionOutcomes:

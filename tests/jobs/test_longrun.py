@@ -630,4 +630,4 @@ def test_a_cell_over_sessions_reads_as_its_outcomes_tallied_at_once(sessions: li
     once = Tally.of([pnl for pnl, _ in everything], [attributed for _, attributed in everything])
     assert cell.tally.view() == once.view()
     assert cell.tally.total.value == math.fsum(attributed for _, attributed in everything)
-    assert cell.values().tolist() == [attributed for _, attributed in everything]
+    assert cell.values() == [attributed for _, attributed in everything]

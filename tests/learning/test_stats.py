@@ -24,6 +24,7 @@ from learnd.learning.stats import (
     FloatArray,
     SortedSample,
     average_ranks,
+    distinct_of,
     distinct_sorted,
     mann_whitney,
     mann_whitney_sorted,
@@ -442,7 +443,7 @@ _tied_floats = st.one_of(
 )
 
 
-@given(st.lists(_tied_floats, max_size=40), st.lists(st.lists(_tied_floats, max_size=30), max_size=5))
+@given(st.lists(_tied_floats, max_size=90), st.lists(st.lists(_tied_floats, max_size=60), max_size=5))
 def test_mann_whitney_against_a_kept_sorted_sample_is_the_same_test(a: list[float], chunks: list[list[float]]) -> None:
     """Adding b in chunks to a SortedSample and testing a against it gives mann_whitney(a, b)'s floats exactly."""
     kept = SortedSample()
@@ -516,6 +517,19 @@ def test_the_distinct_values_of_a_sorted_array_are_np_unique_s(values: list[floa
     assert counts.tolist() == expected_counts.tolist()
 
 
+@given(st.lists(st.sampled_from([-0.0, 0.0, 1.0, -2.5]) | sample_values, max_size=90))
+def test_the_distinct_values_of_a_sample_are_those_of_it_sorted(values: list[float]) -> None:
+    """distinct_of (grouped in Python up to some 40 values, in numpy past them): distinct_sorted's values and counts
+    of the values sorted, as a list or an array."""
+    expected, expected_counts = distinct_sorted(np.sort(np.asarray(values, dtype=np.float64), kind="stable"))
+    for given_as in (values, np.asarray(values, dtype=np.float64)):
+        distinct, counts = distinct_of(given_as)
+        assert distinct.dtype == np.float64
+        assert counts.dtype == np.int64
+        assert distinct.tolist() == expected.tolist()
+        assert counts.tolist() == expected_counts.tolist()
+
+
 @given(st.lists(st.lists(st.floats(-1e300, 1e300, allow_nan=False), max_size=300), max_size=6))
 def test_runs_added_as_one_keep_the_parts_of_each_added_in_turn(runs: list[list[float]]) -> None:
     """add_all of runs joined end to end keeps the same parts, in the same order, as add_all of each run in turn
@@ -549,12 +563,19 @@ def test_a_sorted_sample_merged_in_chunks_is_one_stable_sort_of_them(chunks: lis
 
 
 def test_a_large_sample_takes_small_batches_in_beside_it_and_tests_the_same() -> None:
-    """Batches an eighth of the sample or smaller wait beside it, sorted, until they add up to that share: the
-    counts below and equal, the tie term, the test and the values read are those of one sorted array all along."""
+    """Batches an eighth of the sample or smaller wait beside it, sorted, until they add up to that share (a
+    sample of fewer than 1,500 values takes them in at once): the counts below and equal, the tie term, the test
+    and the values read are those of one sorted array all along."""
     rng = random.Random(5)
     kept = SortedSample()
     everything = [*(round(rng.gauss(0.0, 1.0), 2) for _ in range(800)), 0.0, -0.0]
     kept.add(everything)
+    kept.add([0.5, -0.0])
+    everything += [0.5, -0.0]
+    assert not kept._recent.size
+    grown = [round(rng.gauss(0.0, 1.0), 2) for _ in range(1_000)]
+    kept.add(grown)
+    everything += grown
     for batches in range(1, 41):
         batch = [*(round(rng.gauss(0.0, 1.0), 2) for _ in range(rng.randrange(1, 12))), -0.0]
         kept.add(batch)
@@ -567,6 +588,8 @@ def test_a_large_sample_takes_small_batches_in_beside_it_and_tests_the_same() ->
         ordered = np.sort(np.asarray(everything, dtype=np.float64), kind="stable")
         assert below.tolist() == np.searchsorted(ordered, points, side="left").tolist()
         assert equal.tolist() == (np.searchsorted(ordered, points, side="right") - below).tolist()
+        if batches == 1:
+            assert kept._recent.size
         if batches % 10 == 0:
             assert kept.values.tobytes() == ordered.tobytes()
     _, counts = np.unique(ordered, return_counts=True)
