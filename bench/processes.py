@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
@@ -231,11 +231,14 @@ class CatchUp:
     periods: int
     failed: int
     costs_s: dict[str, list[float]]
+    # Each period's CPU, per job, every period, as `job_ran` logs it (`cpu_ms`): the wall time between two periods
+    # also holds whatever else the machine ran meanwhile.
+    cpu_costs_s: dict[str, list[float]] = field(default_factory=dict)
 
-    def edge_s(self, job: str, *, end: bool) -> float:
-        """The median cost of the first (or last) periods of `job`: ten, or half of them when there are fewer
-        than twenty, so that start and end never share a period."""
-        costs = self.costs_s.get(job, [])
+    def edge_s(self, job: str, *, end: bool, cpu: bool = False) -> float:
+        """The median cost (wall, or with `cpu` CPU) of the first (or last) periods of `job`: ten, or half of them
+        when there are fewer than twenty, so that start and end never share a period."""
+        costs = (self.cpu_costs_s if cpu else self.costs_s).get(job, [])
         count = max(1, min(EDGE_PERIODS, len(costs) // 2))
         return median(costs[-count:] if end else costs[:count])
 
@@ -255,14 +258,18 @@ def job_catch_up(backfill: BackfillRun) -> CatchUp:
     costs: dict[str, list[float]] = {}
     for event, previous, moment in zip(jobs[1:], moments, moments[1:], strict=False):
         costs.setdefault(event["job"], []).append(moment - previous)
+    cpu_costs: dict[str, list[float]] = {}
+    for event in jobs:
+        if "cpu_ms" in event:
+            cpu_costs.setdefault(event["job"], []).append(float(event["cpu_ms"]) / 1e3)
     failed = sum(event["event"] == "job_failed" for event in jobs)
     if "jobs_s" in finished:
         # learnd times its two phases itself; start-up (before the ingest) counts with the ingest.
         jobs_s = float(finished["jobs_s"])
-        return CatchUp(finished_s - jobs_s, jobs_s, len(jobs), failed, costs)
+        return CatchUp(finished_s - jobs_s, jobs_s, len(jobs), failed, costs, cpu_costs)
     first_costs = costs.get(jobs[0]["job"], [])
     first_s = median(first_costs[:EDGE_PERIODS]) if first_costs else 0.0
-    return CatchUp(moments[0] - first_s, finished_s - moments[0] + first_s, len(jobs), failed, costs)
+    return CatchUp(moments[0] - first_s, finished_s - moments[0] + first_s, len(jobs), failed, costs, cpu_costs)
 
 
 def store_bytes(settings: Settings) -> int:

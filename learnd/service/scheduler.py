@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -121,28 +122,35 @@ class JobRunner:
 
     async def _run_one_off_loop(self, period: Period, stop: asyncio.Event, *, catching_up: bool = False) -> bool:
         """One period with its building off the loop; False when `stop` cut it short (nothing committed)."""
+        # The period's CPU is counted in each thread only while it works on the period: the loop runs other tasks
+        # while the worker builds.
         try:
+            started = time.thread_time()
             self.engine.close_sessions(last_session(self.calendar, self.engine.settings, period))
-            output = await asyncio.to_thread(self._build, period, stop.is_set)
+            cpu_s = time.thread_time() - started
+            output, build_cpu_s = await asyncio.to_thread(self._build, period, stop.is_set)
+            started = time.thread_time()
             target = _commit(self.engine, period, output, export=True)
+            cpu_s += build_cpu_s + time.thread_time() - started
         except StopRequested:
             self._longrun = None  # it may hold what the dropped period took in
             return False
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return True
-        self._ran(period, target, catching_up=catching_up)
+        self._ran(period, target, cpu_s, catching_up=catching_up)
         return True
 
-    def _build(self, period: Period, should_stop: Callable[[], bool]) -> JobOutput:
+    def _build(self, period: Period, should_stop: Callable[[], bool]) -> tuple[JobOutput, float]:
         """In a worker thread: the period's output from a snapshot of the store, read through a connection of
-        its own (the loop's connection keeps committing)."""
+        its own (the loop's connection keeps committing), and the CPU seconds this thread spent on it."""
+        started = time.thread_time()
         if self._reader is None:
             self._reader = Store.open(self.engine.settings.db_path, readonly=True)
         with self._reader.snapshot() as store:
             if self._longrun is None:
                 self._longrun = load_longrun(store, self.calendar)
-            return run_period(
+            output = run_period(
                 store,
                 self.engine.settings,
                 self.calendar,
@@ -151,6 +159,7 @@ class JobRunner:
                 records=self._records,
                 should_stop=should_stop,
             )
+        return output, time.thread_time() - started
 
     def close(self) -> None:
         """Close the reader's connection (the daemon's stop)."""
@@ -179,6 +188,7 @@ class JobRunner:
         return len(periods)
 
     def _run_one(self, period: Period, *, export: bool, catching_up: bool = False) -> None:
+        started = time.thread_time()
         try:
             if self._longrun is None:
                 self._longrun = load_longrun(self.engine.store, self.calendar)
@@ -188,13 +198,21 @@ class JobRunner:
         except Exception as error:  # noqa: BLE001 - a failing job is logged, counted and retried; it never stops the daemon
             self._failed(period, error)
             return
-        self._ran(period, target, catching_up=catching_up)
+        self._ran(period, target, time.thread_time() - started, catching_up=catching_up)
 
-    def _ran(self, period: Period, target: str, *, catching_up: bool = False) -> None:
+    def _ran(self, period: Period, target: str, cpu_s: float, *, catching_up: bool = False) -> None:
         self.run_count += 1
         # A catch-up logs one line per period at debug: JSON logs keep them, a console shows its progress bar.
         level = logging.DEBUG if catching_up else logging.INFO
-        log.log(level, "job_ran", job=period.job, period=period.label, due=period.due.isoformat(), report=target)
+        log.log(
+            level,
+            "job_ran",
+            job=period.job,
+            period=period.label,
+            due=period.due.isoformat(),
+            report=target,
+            cpu_ms=round(cpu_s * 1e3, 3),
+        )
         if self._on_result is not None:
             self._on_result(period.job, True)
 

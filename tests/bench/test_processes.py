@@ -71,3 +71,20 @@ def test_a_backfill_without_periods_is_all_ingest() -> None:
     catch_up = job_catch_up(backfill([event("backfill_finished", 7.0, job_periods_count=0)]))
     assert catch_up.ingest_s == pytest.approx(7.0)
     assert (catch_up.jobs_s, catch_up.periods) == (0.0, 0)
+
+
+def test_each_period_s_cpu_is_read_from_its_job_ran_and_a_failed_one_has_none() -> None:
+    """The CPU a period logs (`cpu_ms`) is its cost on the CPU clock, every period counted (the first too), apart
+    from the wall time between periods; a failed period logs none."""
+    events = [
+        event("job_ran", 5.0, job="daily", cpu_ms=120.0),
+        event("job_ran", 6.0, job="daily", cpu_ms=80.0),
+        event("job_failed", 6.5, job="daily", error="disk full"),
+        event("job_ran", 9.0, job="weekly", cpu_ms=1500.0),
+        event("backfill_finished", 9.5),
+    ]
+    catch_up = job_catch_up(backfill(events))
+    assert catch_up.cpu_costs_s == {"daily": pytest.approx([0.12, 0.08]), "weekly": pytest.approx([1.5])}
+    assert catch_up.costs_s["daily"] == pytest.approx([1.0, 0.5])
+    assert catch_up.edge_s("daily", end=False, cpu=True) == pytest.approx(0.12)
+    assert catch_up.edge_s("daily", end=True, cpu=True) == pytest.approx(0.08)

@@ -215,8 +215,10 @@ def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_pat
         engine.close()
     assert ran == 9  # 2026-11-16 to 11-25: 8 sessions and the week that ended on the 20th
     assert heard == [(done, ran) for done in range(ran + 1)]
-    levels = [entry["log_level"] for entry in logs if entry["event"] == "job_ran"]
-    assert levels == ["debug"] * ran + ["info"]
+    ran_events = [entry for entry in logs if entry["event"] == "job_ran"]
+    assert [entry["log_level"] for entry in ran_events] == ["debug"] * ran + ["info"]
+    # Each says what the period cost in CPU (the thread's own time: a period writes a report, never nothing).
+    assert all(isinstance(entry["cpu_ms"], float) and entry["cpu_ms"] > 0.0 for entry in ran_events)
 
 
 def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_come_back(
@@ -339,6 +341,8 @@ def job_events(process: subprocess.Popen[bytes], stop_after: int | None) -> list
             return ran
         entry = orjson.loads(line)
         if entry.get("event") == "job_ran":
+            # The daemon counts a period's CPU in the loop's thread and the worker's: some of each, never none.
+            assert entry["cpu_ms"] > 0.0
             ran.append((str(entry["job"]), str(entry["period"])))
             if stop_after is not None and len(ran) >= stop_after:
                 return ran
