@@ -334,7 +334,7 @@ class _Posterior:
     free_information: FloatArray | None = None
     # What `columns` returns, once it has been asked (the strategy-wide posterior's are read by the move and by the
     # change detector); a posterior's arrays are never written after it is made.
-    column_cache: list[_Columns] = field(default_factory=list, init=False, repr=False, compare=False)
+    column_cache: _Columns | None = field(default=None, init=False, repr=False, compare=False)
 
     def z(self, index: int) -> float:
         return float(self.mean[index] / math.sqrt(self.cov[index, index]))
@@ -347,9 +347,9 @@ class _Posterior:
     def columns(self) -> _Columns:
         """The mean, the covariance's diagonal and its column of b, as lists of Python floats (what `z_against`
         reads)."""
-        if not self.column_cache:
-            self.column_cache.append((self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist()))
-        return self.column_cache[0]
+        if self.column_cache is None:
+            self.column_cache = (self.mean.tolist(), self.cov.diagonal().tolist(), self.cov[:, _SLOPE].tolist())
+        return self.column_cache
 
     def z_against_each(self, multipliers: FloatArray) -> FloatArray:
         """`z_against` of every component at once, against its multiplier in `multipliers`: the same floats."""
