@@ -109,7 +109,7 @@ def run_period(
     # after the last period): the daily report reads those instead of the ledger.
     day: tuple[list[TradeOutcome], SessionOutcomes] | None = None
     if in_order:
-        taken = advance(longrun, store, calendar, session, should_stop, records=records)
+        taken = advance(longrun, store, calendar, session, should_stop)
         if taken is not None:
             day = (taken, longrun.recent.get(session) or SessionOutcomes())
     _check(should_stop)
@@ -153,16 +153,12 @@ def advance(
     calendar: ExchangeCalendar,
     through: int,
     should_stop: Callable[[], bool] = lambda: False,
-    *,
-    records: RecordCache | None = None,
 ) -> list[TradeOutcome] | None:
     """Take in every committed trade up to session `through`: those that arrived since the figures last looked for
     sessions they had already passed (late ones), then the sessions after; move the sessions that left the recent
     window into the earlier samples. The ledger number is read first, so a row committed meanwhile is taken in
     next time, never twice. Returns session `through`'s trades (ledger order) when this call took in all of them
-    (the figures had not reached it), else None. Each trade is decoded and attributed once; with `records`, decoded
-    through it (a week's report reads the week's trades again)."""
-    decode = records.record_of if records is not None else record_of
+    (the figures had not reached it), else None. Each trade is decoded and attributed once."""
     seq = store.ledger_seq
     boundary_us: int | None = None
     rows: list[Iterable[LedgerRow]] = []
@@ -178,7 +174,7 @@ def advance(
     for count, row in enumerate(chain.from_iterable(rows)):
         if count % _STOP_CHECK_ROWS == 0:
             _check(should_stop)
-        record = decode(row)
+        record = record_of(row)
         if not isinstance(record, TradeOutcome):
             continue
         if not start_us <= record.event_us < end_us:

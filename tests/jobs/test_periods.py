@@ -25,7 +25,6 @@ from learnd.service.backfill import drain
 from learnd.service.engine import Engine
 from learnd.service.scheduler import JobRunner
 from learnd.sessions.exchange import from_epoch_us, to_epoch_us
-from learnd.store import ledger
 from learnd.store.database import Batch, Store
 from learnd.store.ledger import RecordCache, ledger_records
 from learnd.views.weights import weights_document
@@ -187,24 +186,6 @@ def test_documents_are_built_from_the_committed_store_only(engine: Engine) -> No
     after = orjson.loads(produce(engine, DAILY).documents[0][1])
     assert after != orjson.loads(before[DAILY].documents[0][1])
     assert after["signals"]["with_outcome"] == 4
-
-
-def test_a_period_s_trades_are_decoded_once_through_its_record_cache(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The long-run figures take the day's trades in through the period's RecordCache (the week's report reads
-    them again): read through it afterwards, none is decoded a second time; the output is a cacheless period's."""
-    records = RecordCache()
-    longrun = load_longrun(engine.store, engine.calendar)
-    daily = period(engine, DAILY)
-    output = run_period(engine.store, engine.settings, engine.calendar, daily, longrun, records=records)
-    assert output == produce(engine, DAILY)
-    start_us, end_us = engine.calendar.session_bounds_us(last_session(engine.calendar, engine.settings, daily))
-    decoded: list[str] = []
-    monkeypatch.setattr(ledger, "record_of", lambda row: decoded.append(row.key))
-    trades = list(records.records(engine.store, "trade", since_us=start_us, until_us=end_us))
-    assert trades and all(isinstance(trade, TradeOutcome) for trade in trades)
-    assert decoded == []
 
 
 def test_a_day_s_execution_groups_are_kept_while_the_learner_state_is_unchanged(engine: Engine) -> None:
