@@ -12,7 +12,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -637,8 +637,15 @@ class SourceTailer:
         `late_lines`: how many of the window's last lines the file it replaces gave after it was replaced."""
         if not self._window:
             return
+        window: Sequence[int] = self._window
+        pending = self._alignment
+        if pending is not None and self._align_file is opened and pending.positions and not pending.finished:
+            # Reset again inside the kept tail of the last reset (a second rewrite before the tailer read the first
+            # one's tail again to its end): the lines that tail still holds, which its comparison still expects,
+            # were read before too. The window ends with the part read again; they follow it.
+            window = [*self._window, *pending.window[pending.positions[0] :]]
         self._align_file = opened
-        self._alignment = KeptTail(self._window, late_lines=late_lines)
+        self._alignment = KeptTail(window, late_lines=late_lines)
 
     def _resume_alignment(self, opened: _OpenFile, *, compare: bool) -> None:
         """After a restart inside the kept tail of a rewrite, go on marking the lines the window already holds.

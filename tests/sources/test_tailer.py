@@ -409,6 +409,29 @@ def test_second_rewrite_read_in_small_polls_applies_nothing_twice(home: Path, ne
     assert [line.duplicate for line in out] == [True] * 20 + [False]
 
 
+@pytest.mark.parametrize("budget", [1, 3, 7, 100])
+def test_a_rewrite_while_the_last_kept_tail_is_still_being_read_again_applies_nothing_twice(
+    home: Path, new_tailer: TailerFactory, budget: int
+) -> None:
+    """The supervisor rewrites again before the tailer has read the first rewrite's kept tail again to its end (a slow,
+    loaded reader): the lines of that tail not reached yet were read before the first rewrite, so the second kept
+    tail repeats them as duplicates, whatever steps it is read in. The window then ends with the part read again
+    (11..25), and a comparison that took it alone for what was read would take 26..40 for new lines."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 40))
+    tailer = new_tailer(path)
+    assert raws(drain(tailer)) == names(1, 40)
+    rewrite_in_place(path, 30)
+    again = tailer.poll(15)
+    assert raws(again) == names(11, 25)
+    assert all(line.duplicate for line in again)
+    append(path, numbered(41, 45))
+    rewrite_in_place(path, 30)
+    out = drain(tailer, max_lines=budget)
+    assert raws(out) == names(16, 45)
+    assert [line.duplicate for line in out] == [True] * 25 + [False] * 5
+
+
 def test_restart_inside_a_second_rewrite_keeps_marking_duplicates(home: Path, new_tailer: TailerFactory) -> None:
     """Killed a few lines into the second rewrite's kept tail: the restarted tailer finds the right copy of the run."""
     path = home / "logs" / "orders.jsonl"
