@@ -432,6 +432,37 @@ def test_a_rewrite_while_the_last_kept_tail_is_still_being_read_again_applies_no
     assert [line.duplicate for line in out] == [True] * 25 + [False] * 5
 
 
+@pytest.mark.parametrize("killed", ["before the second rewrite", "inside the second kept tail"])
+def test_restart_around_a_rewrite_during_the_last_kept_tail_applies_nothing_twice(
+    home: Path, new_tailer: TailerFactory, killed: str
+) -> None:
+    """The case above with a restart in it: killed part-way through the first kept tail (and the supervisor rewrites
+    again while learnd is down), or a few lines into the second. The restarted tailer has only its checkpoint and
+    the window; the lines of the first kept tail it had not read again are still duplicates, 41..45 new."""
+    path = home / "logs" / "orders.jsonl"
+    append(path, numbered(1, 40))
+    first = new_tailer(path)
+    read = drain(first)
+    rewrite_in_place(path, 30)
+    read += first.poll(15)
+    if killed == "inside the second kept tail":
+        append(path, numbered(41, 45))
+        rewrite_in_place(path, 30)
+        read += first.poll(4)
+        assert raws(read[-4:]) == names(16, 19)
+        assert all(line.duplicate for line in read[-4:])
+    committed = first.checkpoint()
+    first.close()
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
+    if killed == "before the second rewrite":
+        append(path, numbered(41, 45))
+        rewrite_in_place(path, 30)
+    out = drain(second, max_lines=3)
+    start = 16 if killed == "before the second rewrite" else 20
+    assert raws(out) == names(start, 45)
+    assert [line.duplicate for line in out] == [True] * (41 - start) + [False] * 5
+
+
 def test_restart_inside_a_second_rewrite_keeps_marking_duplicates(home: Path, new_tailer: TailerFactory) -> None:
     """Killed a few lines into the second rewrite's kept tail: the restarted tailer finds the right copy of the run."""
     path = home / "logs" / "orders.jsonl"
