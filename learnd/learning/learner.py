@@ -5,7 +5,7 @@ The counting learner here proves the pipeline's guarantees; the trade learner (l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
@@ -33,7 +33,11 @@ NOTHING = Applied(learned=False)
 LEARNED = Applied(learned=True)
 
 
-History = Callable[[str], Iterable[Record]]
+class History(Protocol):
+    """Where a learner reads every ledger record of a kind (committed and pending) in event order, for replays;
+    `after_us`: only those with a later event time."""
+
+    def __call__(self, kind: str, after_us: int | None = None) -> Iterable[Record]: ...
 
 
 @dataclass(frozen=True, slots=True)

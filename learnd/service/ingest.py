@@ -381,10 +381,15 @@ class Ingestor:
             row = self._batch.ledger.pop()
             self._pending_keys.discard((row.kind, row.key))
 
-    def ledger_records(self, kind: str) -> Iterator[Record]:
-        """Every ledger record of a kind, committed and pending, in event order (see Store.ledger)."""
-        pending = sorted((row for row in self._batch.ledger if row.kind == kind), key=_event_order)
-        for row in heapq.merge(self.store.ledger(kind), pending, key=_event_order):
+    def ledger_records(self, kind: str, after_us: int | None = None) -> Iterator[Record]:
+        """Every ledger record of a kind, committed and pending, in event order (see Store.ledger); `after_us`:
+        only those with a later event time."""
+        since_us = None if after_us is None else after_us + 1
+        pending = sorted(
+            (row for row in self._batch.ledger if row.kind == kind and (since_us is None or row.event_us >= since_us)),
+            key=_event_order,
+        )
+        for row in heapq.merge(self.store.ledger(kind, since_us=since_us), pending, key=_event_order):
             yield record_of(row)
 
     def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:

@@ -42,7 +42,7 @@ def test_protocol_defaults_do_nothing() -> None:
     """A learner that leaves the optional members out binds no history, defers nothing, closes and retrains
     nothing, has no model and feeds no gauge."""
     learner = Minimal()
-    learner.bind_history(lambda kind: iter(()))
+    learner.bind_history(lambda kind, after_us=None: iter(()))
     assert learner.finish_batch() is NOTHING
     assert learner.close_sessions(1234) is NOTHING
     assert learner.retrain(LearningParams(half_life_sessions=10.0)) is NOTHING

@@ -10,6 +10,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -24,11 +25,13 @@ from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.jobs.periods import weekly_report_document
 from learnd.jobs.reports import render_weekly_markdown
+from learnd.learning import trades as trades_module
 from learnd.learning.entry_model import EntryModel
 from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.learning.stats import spearman
 from learnd.learning.trades import TradeLearner
 from learnd.records.components import ENTRY_COMPONENTS
+from learnd.records.parse import TradeOutcome
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.sessions.tables import calendar_for
@@ -464,6 +467,123 @@ def test_a_burst_of_old_trades_costs_one_replay_per_batch(attribution_lines: lis
     shuffled += [attribution_lines[index] for index in sorted(moved)]
     _, counts = learn(tmp_path / "burst", shuffled, 20000)
     assert counts["replays"] == 1
+
+
+class _Ledger:
+    """The seam for a replay's reads: what the ingest's ledger holds, in its order (event time, then file order),
+    counting the records each replay reads."""
+
+    def __init__(self) -> None:
+        self.trades: list[tuple[int, int, TradeOutcome]] = []
+        self.reads: list[int] = []  # per replay, the trades it read
+
+    def add(self, trade: TradeOutcome) -> None:
+        self.trades.append((trade.event_us, len(self.trades), trade))
+
+    def __call__(self, kind: str, after_us: int | None = None) -> Iterator[TradeOutcome]:
+        self.reads.append(0)
+        for event_us, _, trade in sorted(self.trades, key=lambda entry: entry[:2]):
+            if kind == "trade" and (after_us is None or event_us > after_us):
+                self.reads[-1] += 1
+                yield trade
+
+
+def _feed(
+    trades: list[TradeOutcome], calendar_home: Path, order: list[int], closes: dict[int, int]
+) -> tuple[TradeLearner, _Ledger, list[tuple[str, int, bytes]]]:
+    """A trade learner fed `trades` in `order` (indexes), a batch ending after each trade, the daily job closing
+    session `closes[i]` after the i-th trade fed; its ledger, and every session row it handed out."""
+    settings = settings_for(calendar_home)
+    learner = TradeLearner(settings.learning, calendar_for(settings))
+    ledger = _Ledger()
+    learner.bind_history(ledger)
+    rows: list[tuple[str, int, bytes]] = []
+    for position, index in enumerate(order):
+        ledger.add(trades[index])
+        rows += learner.apply("attribution", trades[index]).rows
+        rows += learner.finish_batch().rows
+        if position in closes:
+            rows += learner.close_sessions(closes[position]).rows
+    return learner, ledger, rows
+
+
+def test_a_late_trade_is_replayed_from_the_newest_checkpoint_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Late trades 2, 30, 60 and 240 trades deep: the learner replays each from the newest checkpoint older than
+    it, reading the trades after it and at most two checkpoints' span more, and ends with the same entry state and
+    session rows as replays from nothing, and as learning in event order. Checkpoints every 25 trades here
+    (patched: the default's 2,000 would need a longer home), the newest four kept, so the deepest trade is older
+    than them all and is replayed from nothing."""
+    simulate(tmp_path, trades=400, seed=21, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    late = {60: 58, 200: 170, 300: 240, 390: 150}  # fed after the trade at the key's position: depth 2 to 240
+    order = [index for index in range(len(trades)) if index not in late.values()]
+    for after, index in late.items():
+        order.insert(order.index(after) + 1, index)
+    monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 4)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 25)
+    kept, kept_ledger, kept_rows = _feed(trades, tmp_path, order, {})
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
+    scratch, scratch_ledger, scratch_rows = _feed(trades, tmp_path, order, {})
+    assert kept.counts["replays"] == scratch.counts["replays"] == len(late)
+    assert scratch_ledger.reads == [61, 200, 300, 391]  # every trade fed so far (150 comes last)
+    depths = [2, 30, 60]
+    assert all(depth < reads <= depth + 2 * 25 for depth, reads in zip(depths, kept_ledger.reads, strict=False))
+    assert kept_ledger.reads[3] == 391
+    assert orjson.loads(kept.dump() or b"")["entry"] == orjson.loads(scratch.dump() or b"")["entry"]
+    assert dict((key, body) for key, _, body in kept_rows) == dict((key, body) for key, _, body in scratch_rows)
+    in_order, _, _ = _feed(trades, tmp_path, sorted(order), {})
+    assert kept.model().entry == in_order.model().entry
+
+
+def test_no_checkpoint_is_taken_while_the_daily_job_has_closed_the_newest_trades_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job closes the session of the newest trade; a later trade of that session arrives after thirty more. A
+    replay learns it before that session's close, as event order has it, so no state taken between the close and
+    the next trade may serve, though it holds no later trade: the replay ends where one from nothing ends, session
+    rows included. (A checkpoint before every trade, all kept.)"""
+    simulate(tmp_path, trades=300, seed=23, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    calendar = calendar_for(settings_for(tmp_path))
+    newest = next(
+        index
+        for index in range(150, 250)
+        if calendar.session_index(trades[index].event_us) == calendar.session_index(trades[index + 1].event_us)
+        and trades[index].event_us < trades[index + 1].event_us
+    )
+    order = [index for index in range(len(trades)) if index != newest + 1]
+    order.insert(order.index(newest + 31) + 1, newest + 1)
+    closes = {order.index(newest): calendar.session_index(trades[newest].event_us)}
+    monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 10**9)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 1)
+    kept, kept_ledger, kept_rows = _feed(trades, tmp_path, order, closes)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
+    scratch, _, scratch_rows = _feed(trades, tmp_path, order, closes)
+    assert kept.counts["replays"] == 1
+    assert kept_ledger.reads[0] < 200  # from a checkpoint before the closed session, not from nothing
+    assert orjson.loads(kept.dump() or b"")["entry"] == orjson.loads(scratch.dump() or b"")["entry"]
+    assert dict((key, body) for key, _, body in kept_rows) == dict((key, body) for key, _, body in scratch_rows)
+
+
+def test_a_trade_at_a_checkpoints_own_time_is_placed_by_a_replay_from_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trade with the same event time as the last one a checkpoint holds arrives later: that checkpoint cannot
+    place it (ties keep file order), so the replay starts from an older one and ends where event order ends."""
+    simulate(tmp_path, trades=200, seed=22, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    assert trades[119].event_us < trades[120].event_us < trades[121].event_us
+    monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 10**9)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 1)  # one at 120's time, before 121
+    twin = replace(trades[120], key=trades[120].key + "-twin")
+    learner, ledger, _ = _feed([*trades, twin], tmp_path, [*range(len(trades)), len(trades)], {})
+    assert learner.counts["replays"] == 1
+    assert ledger.reads[0] > len(trades) - 120
+    reference, _, _ = _feed([*trades, twin], tmp_path, [*range(121), len(trades), *range(121, len(trades))], {})
+    assert reference.counts["replays"] == 0
+    assert orjson.loads(learner.dump() or b"")["entry"] == orjson.loads(reference.dump() or b"")["entry"]
 
 
 # Issue 15's goals, each on simulate's output. Seven planted edges, the other fourteen components average; seeds
