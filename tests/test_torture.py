@@ -452,8 +452,11 @@ def test_a_new_file_on_the_old_inode_with_the_same_first_line(size: Size, tmp_pa
         writer.start(lines_per_s=size.lines_per_s, max_lines=10**7)
         for _ in range(size.file_cycles):
             time.sleep(rng.uniform(0.3, 1.0))
-            wait_caught_up(home, timeout_s=60)
-            assert daemon.terminate() == 0
+            # The writer paused between two batches (3,000 lines a second, a batch every 7 ms, each written in
+            # pieces): every file then ends with a whole line and the daemon can be seen with nothing left to read.
+            with writer.lock:
+                wait_caught_up(home, timeout_s=60)
+                assert daemon.terminate() == 0
             with writer.lock:
                 for source in SOURCES:
                     path = writer.path(source)
