@@ -83,6 +83,7 @@ class TradeLearner(Learner):
         self.calendar = calendar
         self._history: History | None = None
         self._replay_pending = False
+        self._exit_replay_pending = False
         self._checkpoints: list[_Checkpoint] = []  # oldest first
         self._since_checkpoint = 0  # trades learned in event order since the newest checkpoint
         self._dirty = False
@@ -147,11 +148,13 @@ class TradeLearner(Learner):
             self.counts["partials" if record.is_partial else "trades"] += 1
         elif isinstance(record, ExitOutcome):
             session = self._session(record.event_us)
-            if record.event_us >= self.last_exit[0]:
+            if record.event_us < self.last_exit[0]:
+                # Older than what was learned: the exits are relearned in event order once, at the end of the
+                # batch, as the trades are (a burst of late exits relearned every exit once each).
+                self._exit_replay_pending = True
+            if not self._exit_replay_pending:
                 changes = self.exit.learn(record, session)
                 self.last_exit = (record.event_us, record.key)
-            else:
-                changes = self._replay_exit()
             self.counts["exits"] += 1
         else:
             return NOTHING
@@ -189,11 +192,19 @@ class TradeLearner(Learner):
         return rows, changes
 
     def finish_batch(self) -> Applied:
-        """Called once before each commit: run a replay that out-of-order trades asked for."""
-        if not self._replay_pending:
+        """Called once before each commit: run the replays that out-of-order trades and exits asked for."""
+        if not self._replay_pending and not self._exit_replay_pending:
             return NOTHING
-        self._replay_pending = False
-        rows, changes = self._replay_entry()
+        rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
+        if self._replay_pending:
+            self._replay_pending = False
+            rows, changes = self._replay_entry()
+        if self._exit_replay_pending:
+            self._exit_replay_pending = False
+            changes += self._replay_exit()
+            self._dirty = True
+            self._model = None
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def close_through(self, session: int) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:

@@ -469,6 +469,45 @@ def test_a_burst_of_old_trades_costs_one_replay_per_batch(attribution_lines: lis
     assert counts["replays"] == 1
 
 
+@pytest.fixture(scope="module")
+def exit_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    home = tmp_path_factory.mktemp("sim-exits")
+    simulate(home, trades=400, seed=21, start=date(2026, 4, 6), garbage=False)
+    return (home / "logs" / "exit.jsonl").read_bytes().splitlines(keepends=True)
+
+
+def learn_exits(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict[str, int]]:
+    """The exit side learned from `lines` through the engine: its snapshot and the learner's counts."""
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "exit.jsonl").write_bytes(b"".join(lines))
+    engine = Engine(build_settings(home, sources=("exit",)), start_at_end=False, purpose="test")
+    try:
+        drain(engine, batch_lines)
+        (learner,) = [learner for learner in engine.learners if isinstance(learner, TradeLearner)]
+        return orjson.dumps(learner.model().exits, option=orjson.OPT_SORT_KEYS), dict(learner.counts)
+    finally:
+        engine.close()
+
+
+def test_a_burst_of_old_exits_costs_one_replay_per_batch_and_ends_in_event_order(
+    exit_lines: list[bytes], tmp_path: Path
+) -> None:
+    """Thirty exits arriving late together are relearned once for their batch (each relearned every exit before),
+    and the exit side ends as learning the same lines in event order does; in batches of 20 lines, once per batch
+    that holds one."""
+    moved = set(range(40, 70))
+    shuffled = [line for index, line in enumerate(exit_lines) if index not in moved]
+    shuffled += [exit_lines[index] for index in sorted(moved)]
+    in_order, ordered_counts = learn_exits(tmp_path / "ordered", exit_lines, 20000)
+    late, counts = learn_exits(tmp_path / "late", shuffled, 20000)
+    assert ordered_counts["replays"] == 0 and ordered_counts["exits"] == counts["exits"] > 100
+    assert counts["replays"] == 1
+    assert late == in_order
+    small, small_counts = learn_exits(tmp_path / "small", shuffled, 20)
+    assert 1 < small_counts["replays"] <= 2
+    assert small == in_order
+
+
 class _Ledger:
     """The seam for a replay's reads: what the ingest's ledger holds, in its order (event time, then file order),
     counting the records each replay reads."""
