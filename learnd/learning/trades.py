@@ -150,9 +150,13 @@ class TradeLearner(Learner):
             session = self._session(record.event_us)
             if record.event_us < self.last_exit[0]:
                 # Older than what was learned: the exits are relearned in event order once, at the end of the
-                # batch, as the trades are (a burst of late exits relearned every exit once each).
+                # batch, as the trades are (a burst of late exits relearned every exit once each). Counted per
+                # late exit, as when each was relearned at once, so the count does not depend on the batches.
                 self._exit_replay_pending = True
-            if not self._exit_replay_pending:
+                self.counts["replays"] += 1
+            elif self._exit_replay_pending:
+                self.last_exit = (record.event_us, record.key)  # the newest so far, as the relearn leaves it
+            else:
                 changes = self.exit.learn(record, session)
                 self.last_exit = (record.event_us, record.key)
             self.counts["exits"] += 1
@@ -382,7 +386,6 @@ class TradeLearner(Learner):
                 self.exit.learn(record, self.calendar.session_index(record.event_us))
                 last = (record.event_us, record.key)
         self.last_exit = last
-        self.counts["replays"] += 1
         return _differences(before.snapshot(), self.exit.snapshot(), "exit", last[0])
 
     def retrain(self, params: LearningParams) -> Applied:
@@ -394,6 +397,7 @@ class TradeLearner(Learner):
         self._dirty = True
         self._model = None
         changes = entry_changes + self._replay_exit()
+        self.counts["replays"] += 1
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def close_sessions(self, through_session: int) -> Applied:

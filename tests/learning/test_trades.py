@@ -31,7 +31,7 @@ from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.learning.stats import spearman
 from learnd.learning.trades import TradeLearner
 from learnd.records.components import ENTRY_COMPONENTS
-from learnd.records.parse import TradeOutcome
+from learnd.records.parse import Record, TradeOutcome
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.sessions.tables import calendar_for
@@ -476,15 +476,25 @@ def exit_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     return (home / "logs" / "exit.jsonl").read_bytes().splitlines(keepends=True)
 
 
-def learn_exits(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict[str, int]]:
-    """The exit side learned from `lines` through the engine: its snapshot and the learner's counts."""
+def learn_exits(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict[str, int], int]:
+    """The exit side learned from `lines` through the engine: its snapshot, the learner's counts, and how many
+    times the whole exit ledger was read (a relearn)."""
     (home / "logs").mkdir(parents=True)
     (home / "logs" / "exit.jsonl").write_bytes(b"".join(lines))
     engine = Engine(build_settings(home, sources=("exit",)), start_at_end=False, purpose="test")
     try:
-        drain(engine, batch_lines)
         (learner,) = [learner for learner in engine.learners if isinstance(learner, TradeLearner)]
-        return orjson.dumps(learner.model().exits, option=orjson.OPT_SORT_KEYS), dict(learner.counts)
+        reads = 0
+        ledger = engine.ingestor.ledger_records
+
+        def counted(kind: str, after_us: int | None = None) -> Iterator[Record]:
+            nonlocal reads
+            reads += kind == "exit"
+            return iter(ledger(kind, after_us))
+
+        learner.bind_history(counted)
+        drain(engine, batch_lines)
+        return orjson.dumps(learner.model().exits, option=orjson.OPT_SORT_KEYS), dict(learner.counts), reads
     finally:
         engine.close()
 
@@ -492,20 +502,21 @@ def learn_exits(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes
 def test_a_burst_of_old_exits_costs_one_replay_per_batch_and_ends_in_event_order(
     exit_lines: list[bytes], tmp_path: Path
 ) -> None:
-    """Thirty exits arriving late together are relearned once for their batch (each relearned every exit before),
-    and the exit side ends as learning the same lines in event order does; in batches of 20 lines, once per batch
-    that holds one."""
+    """Thirty exits arriving late together: the exit side is relearned once for their batch, not once for each (the
+    relearns are counted: the ledger's exits read), and ends as learning the same lines in event order does, in
+    one batch or in batches of 20 lines. The learner counts one replay per late exit, whatever the batches."""
     moved = set(range(40, 70))
     shuffled = [line for index, line in enumerate(exit_lines) if index not in moved]
     shuffled += [exit_lines[index] for index in sorted(moved)]
-    in_order, ordered_counts = learn_exits(tmp_path / "ordered", exit_lines, 20000)
-    late, counts = learn_exits(tmp_path / "late", shuffled, 20000)
+    in_order, ordered_counts, _ = learn_exits(tmp_path / "ordered", exit_lines, 20000)
+    late, counts, relearns = learn_exits(tmp_path / "late", shuffled, 20000)
     assert ordered_counts["replays"] == 0 and ordered_counts["exits"] == counts["exits"] > 100
-    assert counts["replays"] == 1
+    assert relearns == 1
     assert late == in_order
-    small, small_counts = learn_exits(tmp_path / "small", shuffled, 20)
-    assert 1 < small_counts["replays"] <= 2
+    small, small_counts, small_relearns = learn_exits(tmp_path / "small", shuffled, 20)
+    assert 1 < small_relearns <= 2
     assert small == in_order
+    assert small_counts["replays"] == counts["replays"] > 0
 
 
 class _Ledger:
