@@ -33,6 +33,16 @@ NOTHING = Applied(learned=False)
 LEARNED = Applied(learned=True)
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayPoints:
+    """A learner's replay points for the store (a cache: each is a state a replay from nothing would rebuild, kept so
+    that a replay after a restart need not start from nothing). `kept`: the numbers of every point it keeps, all
+    others are deleted; `new`: the points taken since its last commit, as (number, through_us, tag, body)."""
+
+    kept: tuple[int, ...]
+    new: tuple[tuple[int, int, str, bytes], ...]
+
+
 class History(Protocol):
     """Where a learner reads every ledger record of a kind (committed and pending) in event order, for replays;
     `after_us`: only those with a later event time."""
@@ -80,6 +90,10 @@ class Learner(Protocol):
     def bind_history(self, history: History) -> None:
         """Where to read every ledger record of a kind in event order (committed and pending), for replays."""
         return
+
+    def replay_points(self) -> ReplayPoints | None:
+        """The replay points to commit with the state, or None when they did not change since the last call."""
+        return None
 
     def finish_batch(self) -> Applied:
         """Called once before each commit: work deferred to the end of a batch (a replay, say)."""

@@ -7,6 +7,8 @@ model to the exports as a LearnedModel.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -19,7 +21,7 @@ from learnd.learning.entry_model import MODEL as ENTRY_MODEL
 from learnd.learning.entry_model import STATE_VERSION as ENTRY_STATE_VERSION
 from learnd.learning.entry_model import EntryModel, regime_scope
 from learnd.learning.exit_model import ExitModel
-from learnd.learning.learner import LEARNED, NOTHING, Applied, History, LearnedModel, Learner
+from learnd.learning.learner import LEARNED, NOTHING, Applied, History, LearnedModel, Learner, ReplayPoints
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX, MultiplierChange
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import ExitOutcome, Record, TradeOutcome
@@ -32,7 +34,8 @@ STALE_IDLE_SESSIONS: Final = 20
 # A replay starts from the newest checkpoint that holds none of the trades it must place: the entry side's state
 # as a replay has it, taken every CHECKPOINT_TRADES trades learned in event order; the newest KEPT_CHECKPOINTS are
 # kept in memory, each the learner's stored state (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to
-# take). A late trade then costs the trades after it and at most CHECKPOINT_TRADES more, not all of history.
+# take). A late trade then costs the trades after it and at most CHECKPOINT_TRADES more, not all of history. They
+# are committed with the state (replay_points) and read back at start, so a restart keeps them.
 CHECKPOINT_TRADES: Final = 2_000
 KEPT_CHECKPOINTS: Final = 4
 _STATE_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -45,6 +48,7 @@ class _Checkpoint:
 
     through_us: int
     state: bytes
+    number: int  # in the order this learner took them (the store's key)
 
 
 def iso_from_us(event_us: int) -> str:
@@ -87,6 +91,9 @@ class TradeLearner(Learner):
         self._exit_replay_pending = False
         self._checkpoints: list[_Checkpoint] = []  # oldest first
         self._since_checkpoint = 0  # trades learned in event order since the newest checkpoint
+        self._next_number = 0  # of the next checkpoint taken
+        self._committed_number = -1  # the newest checkpoint number handed to the store (replay_points)
+        self._checkpoints_changed = False
         self._dirty = False
         self._model: LearnedModel | None = None
         # The entry state was written by an older learnd: the entry side is relearned from the ledger before the
@@ -139,6 +146,7 @@ class TradeLearner(Learner):
             if self._checkpoints and self._checkpoints[-1].through_us >= record.event_us:
                 # Checkpoints that should have held this trade are no place to replay from.
                 self._checkpoints = [kept for kept in self._checkpoints if kept.through_us < record.event_us]
+                self._checkpoints_changed = True
             if record.event_us < self.last_trade[0]:
                 # Older than what was learned: the whole batch's trades are relearned in event order once, at the
                 # end of the batch (finish_batch), instead of once per such trade.
@@ -312,9 +320,47 @@ class TradeLearner(Learner):
             raise RecordError("timestamp_out_of_range", str(error)) from None
 
     def _keep_checkpoint(self) -> None:
-        self._checkpoints.append(_Checkpoint(self.last_trade[0], orjson.dumps(self._document(), option=_STATE_OPTIONS)))
+        state = orjson.dumps(self._document(), option=_STATE_OPTIONS)
+        self._checkpoints.append(_Checkpoint(self.last_trade[0], state, self._next_number))
         del self._checkpoints[:-KEPT_CHECKPOINTS]
+        self._next_number += 1
         self._since_checkpoint = 0
+        self._checkpoints_changed = True
+
+    def _checkpoint_tag(self) -> str:
+        """What a checkpoint was learned under: the state versions and the parameters. One read back under another
+        tag (an upgrade, parameters changed between two runs) is not replayed from."""
+        params = hashlib.sha256(repr(self.params).encode()).hexdigest()[:16]
+        return f"{STATE_VERSION}.{ENTRY_STATE_VERSION}.{params}"
+
+    def replay_points(self) -> ReplayPoints | None:
+        """The checkpoints to commit: every number kept, and those taken since the last call."""
+        if not self._checkpoints_changed:
+            return None
+        self._checkpoints_changed = False
+        tag = self._checkpoint_tag()
+        new = tuple(
+            (kept.number, kept.through_us, tag, kept.state)
+            for kept in self._checkpoints
+            if kept.number > self._committed_number
+        )
+        self._committed_number = self._next_number - 1
+        return ReplayPoints(kept=tuple(kept.number for kept in self._checkpoints), new=new)
+
+    def restore_replay_points(self, points: Iterable[tuple[int, int, str, bytes]]) -> None:
+        """The checkpoints the store kept with this state (oldest first), as replay_points committed them. Those
+        taken under another tag, or holding a trade this state has not learned, are dropped."""
+        tag = self._checkpoint_tag()
+        stored = list(points)
+        usable = [
+            _Checkpoint(through_us, body, number)
+            for number, through_us, point_tag, body in stored
+            if point_tag == tag and through_us <= self.last_trade[0] and not self.is_relearning
+        ][-KEPT_CHECKPOINTS:]
+        self._checkpoints = usable
+        self._next_number = max((point[0] for point in stored), default=-1) + 1
+        self._committed_number = self._next_number - 1
+        self._checkpoints_changed = len(usable) != len(stored)
 
     def _replaying_from(self, checkpoint: _Checkpoint | None) -> TradeLearner:
         """A learner for a replay: empty, or as it stood at `checkpoint`, with the counts a replay keeps for its
@@ -326,6 +372,7 @@ class TradeLearner(Learner):
             counts = fresh.counts
             fresh.counts = {**dict.fromkeys(counts, 0), "trades": counts["trades"], "partials": counts["partials"]}
         fresh._checkpoints = list(self._checkpoints)
+        fresh._next_number = self._next_number
         return fresh
 
     def _replay_entry(self) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
@@ -351,6 +398,8 @@ class TradeLearner(Learner):
         self.last_evidence = fresh.last_evidence
         self._checkpoints = fresh._checkpoints
         self._since_checkpoint = fresh._since_checkpoint
+        self._next_number = fresh._next_number
+        self._checkpoints_changed = True
         self.current_session = max(self.current_session, fresh.current_session)
         self.counts["replays"] += 1
         self.is_relearning = False
@@ -374,6 +423,7 @@ class TradeLearner(Learner):
         replay rebuilt and every multiplier that moved."""
         self.params = params
         self._checkpoints = []  # taken under the old parameters
+        self._checkpoints_changed = True
         rows, entry_changes = self._replay_entry()
         self._dirty = True
         self._model = None

@@ -335,6 +335,7 @@ def default_learners(settings: Settings, store: Store, calendar: ExchangeCalenda
     """Every learner learnd runs. The trade learner goes first: it rejects a record (out-of-calendar time)
     before any learner has changed anything."""
     trades = TradeLearner(settings.learning, calendar, store.learner_state(TRADE_LEARNER))
+    trades.restore_replay_points(store.replay_points(TRADE_LEARNER))
     orders = ExecutionLearner(
         ExecutionParams.from_settings(settings.execution, calendar.tz), store.learner_state(EXECUTION_LEARNER)
     )

@@ -220,6 +220,9 @@ class Ingestor:
             state = learner.dump()
             if state is not None:
                 batch.learner_states[learner.name] = state
+            points = learner.replay_points()
+            if points is not None:
+                batch.replay_points[learner.name] = (points.kept, points.new)
         if batch.is_empty():
             return None
         self.store.commit(batch)

@@ -25,7 +25,7 @@ from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.tailer import Checkpoint
 
 APPLICATION: Final = "learnd"
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 _SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -115,8 +115,25 @@ def _to_version_3(db: sqlite3.Connection) -> None:
     _execute_script(db, _SCHEMA_V3)
 
 
+# Version 4: a learner's replay points (see ReplayPoints), so that a replay after a restart starts from one too. A
+# cache, not learned state: each is what a replay from nothing would rebuild, so a store without them (an older one,
+# or one whose points were taken under other parameters) learns the same, only slower. Not in `fingerprint`.
+_SCHEMA_V4: Final = """
+CREATE TABLE replay_points (learner TEXT NOT NULL, number INTEGER NOT NULL, through_us INTEGER NOT NULL,
+    tag TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (learner, number));
+"""
+
+
+def _to_version_4(db: sqlite3.Connection) -> None:
+    _execute_script(db, _SCHEMA_V4)
+
+
 # Migrations from version N to N+1, applied in order inside one transaction (a new store is V1 plus all of them).
-_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {1: _to_version_2, 2: _to_version_3}
+_MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
+    1: _to_version_2,
+    2: _to_version_3,
+    3: _to_version_4,
+}
 
 
 class LedgerRow(NamedTuple):
@@ -132,6 +149,16 @@ class LedgerRow(NamedTuple):
     source: str
     file_offset: int
     record: bytes
+
+
+class ReplayPoint(NamedTuple):
+    """One state a learner can replay from: `number` in the order the learner took them, `through_us` the newest
+    event time it holds, `tag` what it was learned under (versions and parameters), `body` the learner's state."""
+
+    number: int
+    through_us: int
+    tag: str
+    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +191,11 @@ class Batch:
     job_runs: list[JobRun] = field(default_factory=list)
     job_state: dict[str, bytes] = field(default_factory=dict)
     job_values: list[tuple[str, int, bytes]] = field(default_factory=list)
+    # Per learner: the numbers of the replay points it keeps (every other is deleted) and the points taken since
+    # its last commit, as (number, through_us, tag, body); only kept ones are written.
+    replay_points: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, str, bytes], ...]]] = field(
+        default_factory=dict
+    )
     # Weight changes no report will read again: event time before this, already in the journal (seq up to this).
     changes_done: tuple[int, int] | None = None
     line_count: int = 0
@@ -181,6 +213,7 @@ class Batch:
             or self.job_runs
             or self.job_state
             or self.job_values
+            or self.replay_points
             or self.changes_done is not None
         )
 
@@ -483,6 +516,19 @@ class Store:
         ).fetchone()
         return bytes(row[0]) if row else None
 
+    def replay_points(self, learner: str) -> list[ReplayPoint]:
+        """A learner's kept replay points, in the order it took them (none on a store older than schema 4)."""
+        if self._version < 4:
+            return []
+        rows = self._db.execute(
+            "SELECT number, through_us, tag, body FROM replay_points WHERE learner = ? ORDER BY number", (learner,)
+        )
+        return [ReplayPoint(row[0], row[1], row[2], bytes(row[3])) for row in rows]
+
+    def _replay_numbers(self, learner: str) -> list[int]:
+        rows = self._db.execute("SELECT number FROM replay_points WHERE learner = ?", (learner,))
+        return [row[0] for row in rows]
+
     def changes_between(self, since_us: int, until_us: int) -> list[bytes]:
         """Weight-change documents with event time in [since, until), in commit order."""
         rows = self._db.execute(
@@ -538,7 +584,8 @@ class Store:
         return [(row[0], row[1], row[2], row[3]) for row in rows]
 
     def fingerprint(self) -> dict[str, object]:
-        """Everything learned and every offset, for comparing two stores (replay equivalence)."""
+        """Everything learned and every offset, for comparing two stores (replay equivalence). Not the learners'
+        replay points: a cache, whose spacing depends on restarts and on how the lines arrived."""
         return {
             "checkpoints": {name: (cp.offset, cp.fp_hash.hex()) for name, cp in sorted(self.checkpoints().items())},
             "counts": sorted(self.line_counts().items()),
@@ -631,6 +678,16 @@ class Store:
             db.executemany("INSERT OR REPLACE INTO job_values VALUES (?, ?, ?)", batch.job_values)
             if batch.changes_done is not None:
                 db.execute("DELETE FROM changes WHERE event_us < ? AND seq <= ?", batch.changes_done)
+            for learner, (kept_numbers, new_points) in batch.replay_points.items():
+                kept = set(kept_numbers)
+                db.executemany(
+                    "DELETE FROM replay_points WHERE learner = ? AND number = ?",
+                    [(learner, number) for number in self._replay_numbers(learner) if number not in kept],
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO replay_points VALUES (?, ?, ?, ?, ?)",
+                    [(learner, *point) for point in new_points if point[0] in kept],
+                )
         self._ledger_seq += len(batch.ledger)
 
     def record_job_run(self, run: JobRun) -> None:

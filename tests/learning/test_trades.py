@@ -34,6 +34,7 @@ from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import Record, TradeOutcome
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
+from learnd.service.ingest import Ingestor
 from learnd.sessions.tables import calendar_for
 from learnd.store.database import Batch, Store, reading
 from learnd.views.audit import collect_audit
@@ -634,6 +635,129 @@ def test_a_trade_at_a_checkpoints_own_time_is_placed_by_a_replay_from_before_it(
     reference, _, _ = _feed([*trades, twin], tmp_path, [*range(121), len(trades), *range(121, len(trades))], {})
     assert reference.counts["replays"] == 0
     assert orjson.loads(learner.dump() or b"")["entry"] == orjson.loads(reference.dump() or b"")["entry"]
+
+
+def _restarted(
+    home: Path, first: list[bytes], then: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> tuple[bytes, dict[str, int], list[int]]:
+    """Learn `first` with the engine (real files, real store), close it, append `then` and learn that with a new
+    engine on the same home: the model's weights, the learner's counts, and the trades each replay of the second
+    run read from the ledger (the ingest's ledger_records, counted at that seam)."""
+    (home / "logs").mkdir(parents=True)
+    log = home / "logs" / "attribution.jsonl"
+    log.write_bytes(b"".join(first))
+    settings = build_settings(home, sources=("attribution",))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 20000)
+    finally:
+        engine.close()
+    with log.open("ab") as handle:
+        handle.write(b"".join(then))
+    reads: list[int] = []
+    original = Ingestor.ledger_records
+
+    def counted(self: Ingestor, kind: str, after_us: int | None = None) -> Iterator[Record]:
+        reads.append(0)
+        for record in original(self, kind, after_us):
+            reads[-1] += kind == "trade"
+            yield record
+
+    monkeypatch.setattr(Ingestor, "ledger_records", counted)
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 20000)
+        (learner,) = [learner for learner in engine.learners if isinstance(learner, TradeLearner)]
+        model = orjson.dumps(weights_view(learner.model()), option=orjson.OPT_SORT_KEYS)
+        return model, dict(learner.counts), reads
+    finally:
+        monkeypatch.setattr(Ingestor, "ledger_records", original)
+        engine.close()
+
+
+def test_after_a_restart_a_late_trade_is_replayed_from_a_checkpoint_the_store_kept(
+    attribution_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoints commit with the learner's state and are read back at start: a trade 30 closes deep arriving
+    after a restart is replayed from the newest checkpoint before it (the trades after it and at most two
+    checkpoints' span), not from nothing, and the model ends where a replay from nothing ends. Checkpoints every
+    25 trades here (patched at the module constant, as above)."""
+    closes = [index for index, line in enumerate(attribution_lines) if b'"trade_id":"close_' in line]
+    late = closes[-31]
+    first = [line for index, line in enumerate(attribution_lines) if index != late]
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 25)
+    kept, kept_counts, kept_reads = _restarted(tmp_path / "kept", first, [attribution_lines[late]], monkeypatch)
+    with reading(build_settings(tmp_path / "kept", sources=("attribution",)).db_path) as store:
+        assert store is not None
+        points = store.replay_points("trades")
+    assert len(points) == trades_module.KEPT_CHECKPOINTS
+    assert [point.through_us for point in points] == sorted(point.through_us for point in points)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
+    scratch, scratch_counts, scratch_reads = _restarted(
+        tmp_path / "scratch", first, [attribution_lines[late]], monkeypatch
+    )
+    outcomes = attribution_outcomes(settings_for(tmp_path / "kept"))
+    late_us = next(o.event_us for o in outcomes if o.key == orjson.loads(attribution_lines[late])["trade_id"])
+    depth = sum(outcome.event_us > late_us for outcome in outcomes)
+    assert depth >= 30
+    assert kept_counts["replays"] == scratch_counts["replays"] == 1
+    assert scratch_reads == [len(outcomes)]  # every trade: from nothing
+    (kept_read,) = kept_reads
+    assert depth < kept_read <= depth + 2 * 25
+    assert kept == scratch
+
+
+def test_a_restart_restores_the_checkpoints_as_the_learner_held_them_and_none_of_other_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A late trade older than every kept checkpoint is replayed from nothing, which takes new ones; the learner's
+    state and checkpoints committed to a real store and read back make a learner that replays the next late trade
+    as the one that never stopped does (same reads, same entry state). Read back under other learning parameters,
+    no checkpoint is used and the next commit deletes them."""
+    simulate(tmp_path, trades=300, seed=24, start=date(2026, 4, 6), garbage=False)
+    settings = settings_for(tmp_path)
+    trades = attribution_outcomes(settings)
+    monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 4)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 25)
+    order = [index for index in range(len(trades)) if index != 100] + [100]
+    running, ledger, _ = _feed(trades, tmp_path, order, {})
+    assert ledger.reads == [len(trades)]  # older than every checkpoint: from nothing
+    points = running.replay_points()
+    assert points is not None and len(points.kept) == 4 and running.replay_points() is None
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        store.commit(
+            Batch(learner_states={"trades": running.dump() or b""}, replay_points={"trades": (points.kept, points.new)})
+        )
+        state, stored = store.learner_state("trades"), store.replay_points("trades")
+        other = replace(settings.learning, half_life_sessions=settings.learning.half_life_sessions + 1)
+        learners = [
+            TradeLearner(settings.learning, running.calendar, state),
+            TradeLearner(other, running.calendar, state),
+        ]
+        for learner in learners:
+            learner.restore_replay_points(stored)
+        stale = learners[1].replay_points()
+        assert stale is not None and stale.kept == ()
+        store.commit(Batch(replay_points={"trades": (stale.kept, stale.new)}))
+        assert store.replay_points("trades") == []
+    finally:
+        store.close()
+    late = replace(trades[250], key=trades[250].key + "-late", event_us=trades[250].event_us - 1)
+    reads: list[list[int]] = []
+    for learner in [running, *learners]:
+        learner_ledger = _Ledger()
+        for index in order:
+            learner_ledger.add(trades[index])
+        learner_ledger.add(late)
+        learner.bind_history(learner_ledger)
+        learner.apply("attribution", late)
+        learner.finish_batch()
+        reads.append(learner_ledger.reads)
+    depth = sum(trade.event_us > late.event_us for trade in trades)
+    assert reads[0] == reads[1] and depth < reads[0][0] <= depth + 2 * 25
+    assert reads[2] == [len(trades) + 1]
+    assert learners[0].entry.to_state() == running.entry.to_state()
 
 
 # Issue 15's goals, each on simulate's output. Seven planted edges, the other fourteen components average; seeds

@@ -344,7 +344,67 @@ def test_a_version_2_store_learns_which_sources_it_follows_and_when_a_file_was_r
         assert known.following and known.history == {Identity(b"h", 3)}
         assert known.read == {Identity(b"f", 1): 100}
         version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        assert int(version) == SCHEMA_VERSION == 3
+        assert int(version) == SCHEMA_VERSION
+    finally:
+        store.close()
+
+
+def test_replay_points_commit_with_the_batch_keep_what_the_learner_keeps_and_survive_a_reopen(tmp_path: Path) -> None:
+    """A commit writes the learner's new points and deletes every point it no longer keeps; a point taken again
+    under a number replaces it; what was read back is in the order the learner took them, per learner."""
+    path = tmp_path / "learnd.db"
+    store = Store.open(path)
+    try:
+        store.commit(Batch(replay_points={"trades": ((0, 1), ((0, 10, "t", b"a"), (1, 20, "t", b"b")))}))
+        store.commit(Batch(replay_points={"other": ((0,), ((0, 5, "t", b"x"),))}))
+        # 1 dropped (a late trade), 2 taken and dropped before the commit, 3 kept; 0 stays as it was.
+        store.commit(Batch(replay_points={"trades": ((0, 3), ((2, 30, "t", b"c"), (3, 15, "t", b"d")))}))
+    finally:
+        store.close()
+    reopened = Store.open(path, readonly=True)
+    try:
+        assert reopened.replay_points("trades") == [(0, 10, "t", b"a"), (3, 15, "t", b"d")]
+        assert reopened.replay_points("other") == [(0, 5, "t", b"x")]
+    finally:
+        reopened.close()
+    store = Store.open(path)
+    try:
+        store.commit(Batch(replay_points={"trades": ((3,), ((3, 16, "t", b"e"),))}))
+        assert store.replay_points("trades") == [(3, 16, "t", b"e")]
+        store.commit(Batch(replay_points={"trades": ((), ())}))
+        assert store.replay_points("trades") == []
+        assert store.replay_points("other") == [(0, 5, "t", b"x")]
+        assert "replay_points" not in store.fingerprint()  # a cache: a store without them learns the same
+    finally:
+        store.close()
+
+
+def test_a_version_3_store_gains_an_empty_table_of_replay_points(tmp_path: Path) -> None:
+    """Schema 4 adds the learners' replay points: a store of schema 3 opens as the current one with none kept,
+    and read-only it is read as it is (none)."""
+    path = tmp_path / "learnd.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in database._SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    database._to_version_2(db)
+    database._to_version_3(db)
+    db.execute("INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', '3'), ('clean_shutdown', '1')")
+    db.execute("INSERT INTO learner_state VALUES ('trades', x'7b7d')")
+    db.close()
+    reader = Store.open(path, readonly=True)
+    try:
+        assert reader.replay_points("trades") == []
+        assert reader.learner_state("trades") == b"{}"
+    finally:
+        reader.close()
+    store = Store.open(path)
+    try:
+        assert store.replay_points("trades") == []
+        store.commit(Batch(replay_points={"trades": ((4,), ((4, 1, "t", b"a"),))}))
+        assert store.replay_points("trades") == [(4, 1, "t", b"a")]
+        version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        assert int(version) == SCHEMA_VERSION == 4
     finally:
         store.close()
 
