@@ -37,10 +37,11 @@ LEARNED = Applied(learned=True)
 class ReplayPoints:
     """A learner's replay points for the store (a cache: each is a state a replay from nothing would rebuild, kept so
     that a replay after a restart need not start from nothing). `kept`: the numbers of every point it keeps, all
-    others are deleted; `new`: the points taken since its last commit, as (number, through_us, tag, body)."""
+    others are deleted; `new`: the points taken since its last commit, as (number, through_us, ordinal, tag,
+    body): `ordinal` is how many records it holds."""
 
     kept: tuple[int, ...]
-    new: tuple[tuple[int, int, str, bytes], ...]
+    new: tuple[tuple[int, int, int, str, bytes], ...]
 
 
 class History(Protocol):

@@ -32,12 +32,15 @@ STATE_VERSION: Final = 1
 # The weekly decay touches a multiplier whose component had no evidence in its scope for this many sessions.
 STALE_IDLE_SESSIONS: Final = 20
 # A replay starts from the newest checkpoint that holds none of the trades it must place: the entry side's state
-# as a replay has it, taken every CHECKPOINT_TRADES trades learned in event order; the newest KEPT_CHECKPOINTS are
-# kept in memory, each the learner's stored state (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to
-# take). A late trade then costs the trades after it and at most CHECKPOINT_TRADES more, not all of history. They
-# are committed with the state (replay_points) and read back at start, so a restart keeps them.
+# as a replay has it, taken every CHECKPOINT_TRADES trades learned in event order, each the learner's stored state
+# (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to take). The newest KEPT_CHECKPOINTS are kept as
+# taken; older ones are thinned (see _thinned) so that a late trade d trades deep costs at most about 2d plus
+# CHECKPOINT_TRADES trades, never all of history (11 checkpoints at 400,000 trades; at most THINNED_CHECKPOINTS
+# beyond the newest, the oldest go first). They are committed with the state (replay_points) and read back at
+# start, so a restart keeps them.
 CHECKPOINT_TRADES: Final = 2_000
 KEPT_CHECKPOINTS: Final = 4
+THINNED_CHECKPOINTS: Final = 12
 _STATE_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -47,6 +50,7 @@ class _Checkpoint:
     to `through_us`, and no other (serialized: the learner goes on changing its arrays in place)."""
 
     through_us: int
+    ordinal: int  # the trades it holds
     state: bytes
     number: int  # in the order this learner took them (the store's key)
 
@@ -321,8 +325,10 @@ class TradeLearner(Learner):
 
     def _keep_checkpoint(self) -> None:
         state = orjson.dumps(self._document(), option=_STATE_OPTIONS)
-        self._checkpoints.append(_Checkpoint(self.last_trade[0], state, self._next_number))
-        del self._checkpoints[:-KEPT_CHECKPOINTS]
+        # Every trade learned so far lies in event order up to the last one (a late one was relearned in place).
+        ordinal = self.counts["trades"] + self.counts["partials"]
+        self._checkpoints.append(_Checkpoint(self.last_trade[0], ordinal, state, self._next_number))
+        self._checkpoints = _thinned(self._checkpoints)
         self._next_number += 1
         self._since_checkpoint = 0
         self._checkpoints_changed = True
@@ -340,23 +346,23 @@ class TradeLearner(Learner):
         self._checkpoints_changed = False
         tag = self._checkpoint_tag()
         new = tuple(
-            (kept.number, kept.through_us, tag, kept.state)
+            (kept.number, kept.through_us, kept.ordinal, tag, kept.state)
             for kept in self._checkpoints
             if kept.number > self._committed_number
         )
         self._committed_number = self._next_number - 1
         return ReplayPoints(kept=tuple(kept.number for kept in self._checkpoints), new=new)
 
-    def restore_replay_points(self, points: Iterable[tuple[int, int, str, bytes]]) -> None:
+    def restore_replay_points(self, points: Iterable[tuple[int, int, int, str, bytes]]) -> None:
         """The checkpoints the store kept with this state (oldest first), as replay_points committed them. Those
         taken under another tag, or holding a trade this state has not learned, are dropped."""
         tag = self._checkpoint_tag()
         stored = list(points)
         usable = [
-            _Checkpoint(through_us, body, number)
-            for number, through_us, point_tag, body in stored
+            _Checkpoint(through_us, ordinal, body, number)
+            for number, through_us, ordinal, point_tag, body in stored
             if point_tag == tag and through_us <= self.last_trade[0] and not self.is_relearning
-        ][-KEPT_CHECKPOINTS:]
+        ]
         self._checkpoints = usable
         self._next_number = max((point[0] for point in stored), default=-1) + 1
         self._committed_number = self._next_number - 1
@@ -474,6 +480,24 @@ class TradeLearner(Learner):
                 last_trade_us=self.last_trade[0],
             )
         return self._model
+
+
+def _thinned(checkpoints: list[_Checkpoint]) -> list[_Checkpoint]:
+    """The checkpoints kept (oldest first) once the newest was added: the newest KEPT_CHECKPOINTS as they are, and
+    of the older ones each whose neighbours lie no further apart than the newer neighbour lies from the newest
+    (in trades) dropped, then all but THINNED_CHECKPOINTS of them. Ages only grow, so every gap left stays within
+    the age of the checkpoint after it: a trade d deep is replayed from one at most max(d, CHECKPOINT_TRADES)
+    older than itself."""
+    kept = list(checkpoints)
+    newest = kept[-1].ordinal
+    index = 1
+    while index < len(kept) - KEPT_CHECKPOINTS:
+        if kept[index + 1].ordinal - kept[index - 1].ordinal <= newest - kept[index + 1].ordinal:
+            del kept[index]
+        else:
+            index += 1
+    older = max(0, len(kept) - KEPT_CHECKPOINTS)
+    return kept[max(0, older - THINNED_CHECKPOINTS) :]
 
 
 def _is_older_entry_state(state: object) -> bool:

@@ -120,7 +120,7 @@ def _to_version_3(db: sqlite3.Connection) -> None:
 # or one whose points were taken under other parameters) learns the same, only slower. Not in `fingerprint`.
 _SCHEMA_V4: Final = """
 CREATE TABLE replay_points (learner TEXT NOT NULL, number INTEGER NOT NULL, through_us INTEGER NOT NULL,
-    tag TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (learner, number));
+    ordinal INTEGER NOT NULL, tag TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (learner, number));
 """
 
 
@@ -153,10 +153,12 @@ class LedgerRow(NamedTuple):
 
 class ReplayPoint(NamedTuple):
     """One state a learner can replay from: `number` in the order the learner took them, `through_us` the newest
-    event time it holds, `tag` what it was learned under (versions and parameters), `body` the learner's state."""
+    event time it holds, `ordinal` how many records it holds, `tag` what it was learned under (versions and
+    parameters), `body` the learner's state."""
 
     number: int
     through_us: int
+    ordinal: int
     tag: str
     body: bytes
 
@@ -192,8 +194,8 @@ class Batch:
     job_state: dict[str, bytes] = field(default_factory=dict)
     job_values: list[tuple[str, int, bytes]] = field(default_factory=list)
     # Per learner: the numbers of the replay points it keeps (every other is deleted) and the points taken since
-    # its last commit, as (number, through_us, tag, body); only kept ones are written.
-    replay_points: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, str, bytes], ...]]] = field(
+    # its last commit, as ReplayPoint fields; only kept ones are written.
+    replay_points: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int, str, bytes], ...]]] = field(
         default_factory=dict
     )
     # Weight changes no report will read again: event time before this, already in the journal (seq up to this).
@@ -521,9 +523,10 @@ class Store:
         if self._version < 4:
             return []
         rows = self._db.execute(
-            "SELECT number, through_us, tag, body FROM replay_points WHERE learner = ? ORDER BY number", (learner,)
+            "SELECT number, through_us, ordinal, tag, body FROM replay_points WHERE learner = ? ORDER BY number",
+            (learner,),
         )
-        return [ReplayPoint(row[0], row[1], row[2], bytes(row[3])) for row in rows]
+        return [ReplayPoint(row[0], row[1], row[2], row[3], bytes(row[4])) for row in rows]
 
     def _replay_numbers(self, learner: str) -> list[int]:
         rows = self._db.execute("SELECT number FROM replay_points WHERE learner = ?", (learner,))
@@ -685,7 +688,7 @@ class Store:
                     [(learner, number) for number in self._replay_numbers(learner) if number not in kept],
                 )
                 db.executemany(
-                    "INSERT OR REPLACE INTO replay_points VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO replay_points VALUES (?, ?, ?, ?, ?, ?)",
                     [(learner, *point) for point in new_points if point[0] in kept],
                 )
         self._ledger_seq += len(batch.ledger)

@@ -561,14 +561,14 @@ def _feed(
 def test_a_late_trade_is_replayed_from_the_newest_checkpoint_before_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Late trades 2, 30, 60 and 240 trades deep: the learner replays each from the newest checkpoint older than
-    it, reading the trades after it and at most two checkpoints' span more, and ends with the same entry state and
-    session rows as replays from nothing, and as learning in event order. Checkpoints every 25 trades here
-    (patched: the default's 2,000 would need a longer home), the newest four kept, so the deepest trade is older
-    than them all and is replayed from nothing."""
+    """Late trades 2, 30, 60 and 160 trades deep: the learner replays each from the newest checkpoint older than
+    it, reading the trades after it and at most two checkpoints' span more, or for the deepest, older than the
+    newest four checkpoints, at most its own depth more (a thinned older checkpoint, not from nothing); it ends
+    with the same entry state and session rows as replays from nothing, and as learning in event order.
+    Checkpoints every 25 trades here (patched: the default's 2,000 would need a longer home)."""
     simulate(tmp_path, trades=400, seed=21, start=date(2026, 4, 6), garbage=False)
     trades = attribution_outcomes(settings_for(tmp_path))
-    late = {60: 58, 200: 170, 300: 240, 390: 150}  # fed after the trade at the key's position: depth 2 to 240
+    late = {60: 58, 200: 170, 300: 240, 390: 230}  # fed after the trade at the key's position: depth 2 to 160
     order = [index for index in range(len(trades)) if index not in late.values()]
     for after, index in late.items():
         order.insert(order.index(after) + 1, index)
@@ -578,10 +578,11 @@ def test_a_late_trade_is_replayed_from_the_newest_checkpoint_before_it(
     monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
     scratch, scratch_ledger, scratch_rows = _feed(trades, tmp_path, order, {})
     assert kept.counts["replays"] == scratch.counts["replays"] == len(late)
-    assert scratch_ledger.reads == [61, 200, 300, 391]  # every trade fed so far (150 comes last)
-    depths = [2, 30, 60]
-    assert all(depth < reads <= depth + 2 * 25 for depth, reads in zip(depths, kept_ledger.reads, strict=False))
-    assert kept_ledger.reads[3] == 391
+    assert scratch_ledger.reads == [61, 201, 300, 391]  # every trade fed so far
+    depths = [2, 30, 60, 160]
+    assert all(
+        depth < reads <= depth + max(depth, 2 * 25) for depth, reads in zip(depths, kept_ledger.reads, strict=True)
+    )
     assert orjson.loads(kept.dump() or b"")["entry"] == orjson.loads(scratch.dump() or b"")["entry"]
     assert dict((key, body) for key, _, body in kept_rows) == dict((key, body) for key, _, body in scratch_rows)
     in_order, _, _ = _feed(trades, tmp_path, sorted(order), {})
@@ -637,6 +638,26 @@ def test_a_trade_at_a_checkpoints_own_time_is_placed_by_a_replay_from_before_it(
     assert orjson.loads(learner.dump() or b"")["entry"] == orjson.loads(reference.dump() or b"")["entry"]
 
 
+def test_thinned_checkpoints_keep_every_late_trade_within_twice_its_depth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints taken every 10 trades up to 4,000 (at the default spacing, 800,000 trades): after each, the
+    ones kept are few (the newest four and at most a dozen older) and, for a late trade at any depth d, the newest
+    kept checkpoint older than it leaves a replay of at most 2d + 10 trades (from nothing when it is older than
+    every checkpoint kept)."""
+    monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 4)
+    checkpoints: list[Any] = []
+    for number in range(1, 401):
+        ordinal = 10 * number
+        checkpoints = trades_module._thinned([*checkpoints, trades_module._Checkpoint(ordinal, ordinal, b"", number)])
+        assert len(checkpoints) <= 4 + trades_module.THINNED_CHECKPOINTS
+        ordinals = [kept.ordinal for kept in checkpoints]
+        assert ordinals == sorted(ordinals) and ordinals[-1] == ordinal
+        if number % 37 == 0 or number == 400:
+            for position in range(ordinal):
+                start = max((kept for kept in ordinals if kept <= position), default=0)
+                assert ordinal - start <= 2 * (ordinal - position) + 10
+    assert len(checkpoints) < 4 + trades_module.THINNED_CHECKPOINTS
+
+
 def _restarted(
     home: Path, first: list[bytes], then: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[bytes, dict[str, int], list[int]]:
@@ -690,7 +711,11 @@ def test_after_a_restart_a_late_trade_is_replayed_from_a_checkpoint_the_store_ke
     with reading(build_settings(tmp_path / "kept", sources=("attribution",)).db_path) as store:
         assert store is not None
         points = store.replay_points("trades")
-    assert len(points) == trades_module.KEPT_CHECKPOINTS
+    assert (
+        trades_module.KEPT_CHECKPOINTS
+        < len(points)
+        <= trades_module.KEPT_CHECKPOINTS + trades_module.THINNED_CHECKPOINTS
+    )
     assert [point.through_us for point in points] == sorted(point.through_us for point in points)
     monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
     scratch, scratch_counts, scratch_reads = _restarted(
@@ -710,7 +735,7 @@ def test_after_a_restart_a_late_trade_is_replayed_from_a_checkpoint_the_store_ke
 def test_a_restart_restores_the_checkpoints_as_the_learner_held_them_and_none_of_other_parameters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A late trade older than every kept checkpoint is replayed from nothing, which takes new ones; the learner's
+    """A late trade older than every checkpoint is replayed from nothing, which takes new ones; the learner's
     state and checkpoints committed to a real store and read back make a learner that replays the next late trade
     as the one that never stopped does (same reads, same entry state). Read back under other learning parameters,
     no checkpoint is used and the next commit deletes them."""
@@ -719,11 +744,11 @@ def test_a_restart_restores_the_checkpoints_as_the_learner_held_them_and_none_of
     trades = attribution_outcomes(settings)
     monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 4)
     monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 25)
-    order = [index for index in range(len(trades)) if index != 100] + [100]
+    order = [index for index in range(len(trades)) if index != 10] + [10]
     running, ledger, _ = _feed(trades, tmp_path, order, {})
     assert ledger.reads == [len(trades)]  # older than every checkpoint: from nothing
     points = running.replay_points()
-    assert points is not None and len(points.kept) == 4 and running.replay_points() is None
+    assert points is not None and len(points.kept) > 4 and running.replay_points() is None
     store = Store.open(tmp_path / "learnd.db")
     try:
         store.commit(

@@ -355,25 +355,25 @@ def test_replay_points_commit_with_the_batch_keep_what_the_learner_keeps_and_sur
     path = tmp_path / "learnd.db"
     store = Store.open(path)
     try:
-        store.commit(Batch(replay_points={"trades": ((0, 1), ((0, 10, "t", b"a"), (1, 20, "t", b"b")))}))
-        store.commit(Batch(replay_points={"other": ((0,), ((0, 5, "t", b"x"),))}))
+        store.commit(Batch(replay_points={"trades": ((0, 1), ((0, 10, 100, "t", b"a"), (1, 20, 200, "t", b"b")))}))
+        store.commit(Batch(replay_points={"other": ((0,), ((0, 5, 50, "t", b"x"),))}))
         # 1 dropped (a late trade), 2 taken and dropped before the commit, 3 kept; 0 stays as it was.
-        store.commit(Batch(replay_points={"trades": ((0, 3), ((2, 30, "t", b"c"), (3, 15, "t", b"d")))}))
+        store.commit(Batch(replay_points={"trades": ((0, 3), ((2, 30, 300, "t", b"c"), (3, 15, 150, "t", b"d")))}))
     finally:
         store.close()
     reopened = Store.open(path, readonly=True)
     try:
-        assert reopened.replay_points("trades") == [(0, 10, "t", b"a"), (3, 15, "t", b"d")]
-        assert reopened.replay_points("other") == [(0, 5, "t", b"x")]
+        assert reopened.replay_points("trades") == [(0, 10, 100, "t", b"a"), (3, 15, 150, "t", b"d")]
+        assert reopened.replay_points("other") == [(0, 5, 50, "t", b"x")]
     finally:
         reopened.close()
     store = Store.open(path)
     try:
-        store.commit(Batch(replay_points={"trades": ((3,), ((3, 16, "t", b"e"),))}))
-        assert store.replay_points("trades") == [(3, 16, "t", b"e")]
+        store.commit(Batch(replay_points={"trades": ((3,), ((3, 16, 160, "t", b"e"),))}))
+        assert store.replay_points("trades") == [(3, 16, 160, "t", b"e")]
         store.commit(Batch(replay_points={"trades": ((), ())}))
         assert store.replay_points("trades") == []
-        assert store.replay_points("other") == [(0, 5, "t", b"x")]
+        assert store.replay_points("other") == [(0, 5, 50, "t", b"x")]
         assert "replay_points" not in store.fingerprint()  # a cache: a store without them learns the same
     finally:
         store.close()
@@ -401,8 +401,8 @@ def test_a_version_3_store_gains_an_empty_table_of_replay_points(tmp_path: Path)
     store = Store.open(path)
     try:
         assert store.replay_points("trades") == []
-        store.commit(Batch(replay_points={"trades": ((4,), ((4, 1, "t", b"a"),))}))
-        assert store.replay_points("trades") == [(4, 1, "t", b"a")]
+        store.commit(Batch(replay_points={"trades": ((4,), ((4, 1, 10, "t", b"a"),))}))
+        assert store.replay_points("trades") == [(4, 1, 10, "t", b"a")]
         version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         assert int(version) == SCHEMA_VERSION == 4
     finally:
