@@ -159,16 +159,27 @@ _CLOSE_LINE = (
 )
 
 
+def older_store(path: Path, version: int) -> sqlite3.Connection:
+    """A store file as a learnd of schema `version` left it (closed cleanly), open for the test to add rows."""
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in database._SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    for older in range(1, version):
+        database._MIGRATIONS[older](db)
+    db.execute(
+        "INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', ?), ('clean_shutdown', '1')",
+        (str(version),),
+    )
+    return db
+
+
 def test_a_version_1_store_migrates_its_ledger_lines_to_kept_records(tmp_path: Path) -> None:
     """A store written by the first schema (the ledger held each row's line, the window a row per line) opens as the
     current one: the line is now its compact record, equal to what parsing the line gives, the row is numbered, and
     the window's hashes read back in order."""
     path = tmp_path / "learnd.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in database._SCHEMA_V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    db.execute("INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', '1'), ('clean_shutdown', '1')")
+    db = older_store(path, 1)
     db.execute(
         "INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -317,12 +328,7 @@ def test_a_version_2_store_learns_which_sources_it_follows_and_when_a_file_was_r
     checkpoint, when its file was replaced. A store of schema 2 opens as the current one with its checkpoints kept
     (replaced_at_seq -1: nothing replaced) and no source followed yet; read-only, it is read as it is."""
     path = tmp_path / "learnd.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in database._SCHEMA_V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    database._to_version_2(db)
-    db.execute("INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', '2'), ('clean_shutdown', '1')")
+    db = older_store(path, 2)
     db.execute("INSERT INTO checkpoints VALUES ('orders', '/x', 1, 2, x'66', 1, 100, 100, 5)")
     db.execute("INSERT INTO files VALUES ('orders', x'66', 1, 100)")
     db.close()
@@ -383,13 +389,7 @@ def test_a_version_3_store_gains_an_empty_table_of_replay_points(tmp_path: Path)
     """Schema 4 adds the learners' replay points: a store of schema 3 opens as the current one with none kept,
     and read-only it is read as it is (none)."""
     path = tmp_path / "learnd.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in database._SCHEMA_V1.split(";"):
-        if statement.strip():
-            db.execute(statement)
-    database._to_version_2(db)
-    database._to_version_3(db)
-    db.execute("INSERT INTO meta VALUES ('application', 'learnd'), ('schema_version', '3'), ('clean_shutdown', '1')")
+    db = older_store(path, 3)
     db.execute("INSERT INTO learner_state VALUES ('trades', x'7b7d')")
     db.close()
     reader = Store.open(path, readonly=True)
