@@ -44,6 +44,12 @@ class ReplayPoints:
     new: tuple[tuple[int, int, int, str, bytes], ...]
 
 
+class PointReader(Protocol):
+    """Where a learner reads back the body of a replay point it committed, by number (None: the store has none)."""
+
+    def __call__(self, number: int) -> bytes | None: ...
+
+
 class History(Protocol):
     """Where a learner reads every ledger record of a kind (committed and pending) in event order, for replays;
     `after_us`: only those with a later event time."""
@@ -95,6 +101,10 @@ class Learner(Protocol):
     def replay_points(self) -> ReplayPoints | None:
         """The replay points to commit with the state, or None when they did not change since the last call."""
         return None
+
+    def bind_replay_points(self, reader: PointReader) -> None:
+        """Where to read back the body of a replay point this learner committed."""
+        return
 
     def finish_batch(self) -> Applied:
         """Called once before each commit: work deferred to the end of a batch (a replay, say)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -21,7 +21,16 @@ from learnd.learning.entry_model import MODEL as ENTRY_MODEL
 from learnd.learning.entry_model import STATE_VERSION as ENTRY_STATE_VERSION
 from learnd.learning.entry_model import EntryModel, regime_scope
 from learnd.learning.exit_model import ExitModel
-from learnd.learning.learner import LEARNED, NOTHING, Applied, History, LearnedModel, Learner, ReplayPoints
+from learnd.learning.learner import (
+    LEARNED,
+    NOTHING,
+    Applied,
+    History,
+    LearnedModel,
+    Learner,
+    PointReader,
+    ReplayPoints,
+)
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX, MultiplierChange
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import ExitOutcome, Record, TradeOutcome
@@ -36,8 +45,9 @@ STALE_IDLE_SESSIONS: Final = 20
 # (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to take). The newest KEPT_CHECKPOINTS are kept as
 # taken; older ones are thinned (see _thinned) so that a late trade d trades deep costs at most about 2d plus
 # CHECKPOINT_TRADES trades, never all of history (11 checkpoints at 400,000 trades; at most THINNED_CHECKPOINTS
-# beyond the newest, the oldest go first). They are committed with the state (replay_points) and read back at
-# start, so a restart keeps them.
+# beyond the newest, the oldest go first). They are committed with the state (replay_points) and known again at
+# start, so a restart keeps them; once committed, a checkpoint's state is read back from the store when a replay
+# starts from it (bind_replay_points), not held in memory.
 CHECKPOINT_TRADES: Final = 2_000
 KEPT_CHECKPOINTS: Final = 4
 THINNED_CHECKPOINTS: Final = 12
@@ -47,11 +57,12 @@ _STATE_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 @dataclass(frozen=True, slots=True)
 class _Checkpoint:
     """The entry side as a replay in event order has it once it learned every ledger trade with an event time up
-    to `through_us`, and no other (serialized: the learner goes on changing its arrays in place)."""
+    to `through_us`, and no other (serialized: the learner goes on changing its arrays in place; None once
+    committed: the store holds it)."""
 
     through_us: int
     ordinal: int  # the trades it holds
-    state: bytes
+    state: bytes | None
     number: int  # in the order this learner took them (the store's key)
 
 
@@ -91,6 +102,7 @@ class TradeLearner(Learner):
         self.params = params
         self.calendar = calendar
         self._history: History | None = None
+        self._point_reader: PointReader | None = None
         self._replay_pending = False
         self._exit_replay_pending = False
         self._checkpoints: list[_Checkpoint] = []  # oldest first
@@ -137,6 +149,10 @@ class TradeLearner(Learner):
     def bind_history(self, history: History) -> None:
         """Where to read every record of a ledger kind in event order (for replays)."""
         self._history = history
+
+    def bind_replay_points(self, reader: PointReader) -> None:
+        """Where to read the state of a checkpoint this learner committed (replay_points), by its number."""
+        self._point_reader = reader
 
     def apply(self, source: str, record: Record) -> Applied:
         rows: list[tuple[str, int, bytes]] = []
@@ -348,19 +364,24 @@ class TradeLearner(Learner):
         new = tuple(
             (kept.number, kept.through_us, kept.ordinal, tag, kept.state)
             for kept in self._checkpoints
-            if kept.number > self._committed_number
+            if kept.number > self._committed_number and kept.state is not None  # not committed: held here
         )
         self._committed_number = self._next_number - 1
+        if self._point_reader is not None:
+            # Handed to the commit: read back from the store when a replay needs one (a commit that fails is followed
+            # by a learner rebuilt from the store).
+            self._checkpoints = [replace(kept, state=None) for kept in self._checkpoints]
         return ReplayPoints(kept=tuple(kept.number for kept in self._checkpoints), new=new)
 
-    def restore_replay_points(self, points: Iterable[tuple[int, int, int, str, bytes]]) -> None:
-        """The checkpoints the store kept with this state (oldest first), as replay_points committed them. Those
-        taken under another tag, or holding a trade this state has not learned, are dropped."""
+    def restore_replay_points(self, points: Iterable[tuple[int, int, int, str]]) -> None:
+        """The checkpoints the store kept with this state (oldest first), as replay_points committed them (number,
+        through_us, ordinal, tag; their states are read when needed, see bind_replay_points). Those taken under
+        another tag, or holding a trade this state has not learned, are dropped."""
         tag = self._checkpoint_tag()
         stored = list(points)
         usable = [
-            _Checkpoint(through_us, ordinal, body, number)
-            for number, through_us, ordinal, point_tag, body in stored
+            _Checkpoint(through_us, ordinal, None, number)
+            for number, through_us, ordinal, point_tag in stored
             if point_tag == tag and through_us <= self.last_trade[0] and not self.is_relearning
         ]
         self._checkpoints = usable
@@ -368,17 +389,32 @@ class TradeLearner(Learner):
         self._committed_number = self._next_number - 1
         self._checkpoints_changed = len(usable) != len(stored)
 
-    def _replaying_from(self, checkpoint: _Checkpoint | None) -> TradeLearner:
-        """A learner for a replay: empty, or as it stood at `checkpoint`, with the counts a replay keeps for its
-        session rows (trades and partials from the ledger, no late ones)."""
+    def _replay_start(self) -> tuple[_Checkpoint | None, bytes | None]:
+        """The newest checkpoint whose state can be had, and that state (None, None: from nothing). One the store no
+        longer holds (it cannot happen while the store is the one they were committed to) is dropped."""
+        while self._checkpoints:
+            newest = self._checkpoints[-1]
+            state = newest.state
+            if state is None and self._point_reader is not None:
+                state = self._point_reader(newest.number)
+            if state is not None:
+                return newest, state
+            self._checkpoints.pop()
+            self._checkpoints_changed = True
+        return None, None
+
+    def _replaying_from(self, checkpoint: _Checkpoint | None, state: bytes | None) -> TradeLearner:
+        """A learner for a replay: empty, or as it stood at `checkpoint` (its `state`), with the counts a replay
+        keeps for its session rows (trades and partials from the ledger, no late ones)."""
         if checkpoint is None:
             fresh = TradeLearner(self.params, self.calendar)
         else:
-            fresh = TradeLearner(self.params, self.calendar, checkpoint.state)
+            fresh = TradeLearner(self.params, self.calendar, state)
             counts = fresh.counts
             fresh.counts = {**dict.fromkeys(counts, 0), "trades": counts["trades"], "partials": counts["partials"]}
         fresh._checkpoints = list(self._checkpoints)
         fresh._next_number = self._next_number
+        fresh._point_reader = self._point_reader
         return fresh
 
     def _replay_entry(self) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
@@ -388,8 +424,8 @@ class TradeLearner(Learner):
         CHECKPOINT_TRADES), or from nothing. Returns the session rows (upserted) and the multipliers that
         changed."""
         before = self.entry.snapshot()
-        start = self._checkpoints[-1] if self._checkpoints else None
-        fresh = self._replaying_from(start)
+        start, state = self._replay_start()
+        fresh = self._replaying_from(start, state)
         rows: list[tuple[str, int, bytes]] = []
         for record in self._require_history()("trade", None if start is None else start.through_us):
             if isinstance(record, TradeOutcome):

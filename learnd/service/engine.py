@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -133,6 +134,7 @@ class Engine:
         self.ingestor = Ingestor(self.settings, self.store, self.learners, start_at_end=self._start_at_end)
         for learner in self.learners:
             learner.bind_history(self.ingestor.ledger_records)
+            learner.bind_replay_points(partial(self.store.replay_point_body, learner.name))
 
     def recover(self) -> None:
         """After a failed commit (disk full, I/O error): forget everything not committed and continue from the

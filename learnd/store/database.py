@@ -152,15 +152,14 @@ class LedgerRow(NamedTuple):
 
 
 class ReplayPoint(NamedTuple):
-    """One state a learner can replay from: `number` in the order the learner took them, `through_us` the newest
-    event time it holds, `ordinal` how many records it holds, `tag` what it was learned under (versions and
-    parameters), `body` the learner's state."""
+    """One state a learner can replay from (its body, the learner's state, read on its own: replay_point_body):
+    `number` in the order the learner took them, `through_us` the newest event time it holds, `ordinal` how many
+    records it holds, `tag` what it was learned under (versions and parameters)."""
 
     number: int
     through_us: int
     ordinal: int
     tag: str
-    body: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +193,7 @@ class Batch:
     job_state: dict[str, bytes] = field(default_factory=dict)
     job_values: list[tuple[str, int, bytes]] = field(default_factory=list)
     # Per learner: the numbers of the replay points it keeps (every other is deleted) and the points taken since
-    # its last commit, as ReplayPoint fields; only kept ones are written.
+    # its last commit, as ReplayPoint's fields and the body; only kept ones are written.
     replay_points: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int, int, str, bytes], ...]]] = field(
         default_factory=dict
     )
@@ -523,10 +522,18 @@ class Store:
         if self._version < 4:
             return []
         rows = self._db.execute(
-            "SELECT number, through_us, ordinal, tag, body FROM replay_points WHERE learner = ? ORDER BY number",
-            (learner,),
+            "SELECT number, through_us, ordinal, tag FROM replay_points WHERE learner = ? ORDER BY number", (learner,)
         )
-        return [ReplayPoint(row[0], row[1], row[2], row[3], bytes(row[4])) for row in rows]
+        return [ReplayPoint(*row) for row in rows]
+
+    def replay_point_body(self, learner: str, number: int) -> bytes | None:
+        """The body of one of a learner's kept replay points, None when there is none of that number."""
+        if self._version < 4:
+            return None
+        row = self._db.execute(
+            "SELECT body FROM replay_points WHERE learner = ? AND number = ?", (learner, number)
+        ).fetchone()
+        return bytes(row[0]) if row else None
 
     def _replay_numbers(self, learner: str) -> list[int]:
         rows = self._db.execute("SELECT number FROM replay_points WHERE learner = ?", (learner,))

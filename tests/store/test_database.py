@@ -355,6 +355,11 @@ def test_a_version_2_store_learns_which_sources_it_follows_and_when_a_file_was_r
         store.close()
 
 
+def stored_points(store: Store, learner: str) -> list[tuple[int, int, int, str, bytes | None]]:
+    """A learner's replay points as the store keeps them, each with its body."""
+    return [(*point, store.replay_point_body(learner, point.number)) for point in store.replay_points(learner)]
+
+
 def test_replay_points_commit_with_the_batch_keep_what_the_learner_keeps_and_survive_a_reopen(tmp_path: Path) -> None:
     """A commit writes the learner's new points and deletes every point it no longer keeps; a point taken again
     under a number replaces it; what was read back is in the order the learner took them, per learner."""
@@ -369,17 +374,18 @@ def test_replay_points_commit_with_the_batch_keep_what_the_learner_keeps_and_sur
         store.close()
     reopened = Store.open(path, readonly=True)
     try:
-        assert reopened.replay_points("trades") == [(0, 10, 100, "t", b"a"), (3, 15, 150, "t", b"d")]
-        assert reopened.replay_points("other") == [(0, 5, 50, "t", b"x")]
+        assert stored_points(reopened, "trades") == [(0, 10, 100, "t", b"a"), (3, 15, 150, "t", b"d")]
+        assert stored_points(reopened, "other") == [(0, 5, 50, "t", b"x")]
+        assert reopened.replay_point_body("trades", 1) is None
     finally:
         reopened.close()
     store = Store.open(path)
     try:
         store.commit(Batch(replay_points={"trades": ((3,), ((3, 16, 160, "t", b"e"),))}))
-        assert store.replay_points("trades") == [(3, 16, 160, "t", b"e")]
+        assert stored_points(store, "trades") == [(3, 16, 160, "t", b"e")]
         store.commit(Batch(replay_points={"trades": ((), ())}))
-        assert store.replay_points("trades") == []
-        assert store.replay_points("other") == [(0, 5, 50, "t", b"x")]
+        assert stored_points(store, "trades") == []
+        assert stored_points(store, "other") == [(0, 5, 50, "t", b"x")]
         assert "replay_points" not in store.fingerprint()  # a cache: a store without them learns the same
     finally:
         store.close()
@@ -395,6 +401,7 @@ def test_a_version_3_store_gains_an_empty_table_of_replay_points(tmp_path: Path)
     reader = Store.open(path, readonly=True)
     try:
         assert reader.replay_points("trades") == []
+        assert reader.replay_point_body("trades", 0) is None
         assert reader.learner_state("trades") == b"{}"
     finally:
         reader.close()
@@ -402,7 +409,7 @@ def test_a_version_3_store_gains_an_empty_table_of_replay_points(tmp_path: Path)
     try:
         assert store.replay_points("trades") == []
         store.commit(Batch(replay_points={"trades": ((4,), ((4, 1, 10, "t", b"a"),))}))
-        assert store.replay_points("trades") == [(4, 1, 10, "t", b"a")]
+        assert stored_points(store, "trades") == [(4, 1, 10, "t", b"a")]
         version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         assert int(version) == SCHEMA_VERSION == 4
     finally:
