@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +32,8 @@ from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.learning.stats import spearman
 from learnd.learning.trades import TradeLearner
 from learnd.records.components import ENTRY_COMPONENTS
-from learnd.records.parse import Record, TradeOutcome
+from learnd.records.decode import BadLine, decode_line
+from learnd.records.parse import ExitOutcome, Record, TradeOutcome, parse_record
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.service.ingest import Ingestor
@@ -521,22 +523,25 @@ def test_a_burst_of_old_exits_costs_one_replay_per_batch_and_ends_in_event_order
 
 
 class _Ledger:
-    """The seam for a replay's reads: what the ingest's ledger holds, in its order (event time, then file order),
-    counting the records each replay reads."""
+    """The seam for a replay's reads: what the ingest's ledger holds of one kind, in its order (event time, then
+    file order), counting the records each replay of that kind reads."""
 
-    def __init__(self) -> None:
-        self.trades: list[tuple[int, int, TradeOutcome]] = []
-        self.reads: list[int] = []  # per replay, the trades it read
+    def __init__(self, kind: str = "trade") -> None:
+        self.kind = kind
+        self.records: list[tuple[int, int, TradeOutcome | ExitOutcome]] = []
+        self.reads: list[int] = []  # per replay of this kind, the records it read
 
-    def add(self, trade: TradeOutcome) -> None:
-        self.trades.append((trade.event_us, len(self.trades), trade))
+    def add(self, record: TradeOutcome | ExitOutcome) -> None:
+        self.records.append((record.event_us, len(self.records), record))
 
-    def __call__(self, kind: str, after_us: int | None = None) -> Iterator[TradeOutcome]:
+    def __call__(self, kind: str, after_us: int | None = None) -> Iterator[TradeOutcome | ExitOutcome]:
+        if kind != self.kind:
+            return
         self.reads.append(0)
-        for event_us, _, trade in sorted(self.trades, key=lambda entry: entry[:2]):
-            if kind == "trade" and (after_us is None or event_us > after_us):
+        for event_us, _, record in sorted(self.records, key=lambda entry: entry[:2]):
+            if after_us is None or event_us > after_us:
                 self.reads[-1] += 1
-                yield trade
+                yield record
 
 
 def _feed(
@@ -656,6 +661,85 @@ def test_thinned_checkpoints_keep_every_late_trade_within_twice_its_depth(monkey
                 start = max((kept for kept in ordinals if kept <= position), default=0)
                 assert ordinal - start <= 2 * (ordinal - position) + 10
     assert len(checkpoints) < 4 + trades_module.THINNED_CHECKPOINTS
+
+
+def test_a_late_exit_is_replayed_from_the_exit_sides_checkpoint_before_it(
+    exit_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exits arrive late at several depths: the exit side is relearned from its own newest checkpoint older than
+    each (reading at most two spans, or the depth, more than the exits after it; the deepest, older than the newest
+    four checkpoints, not from nothing), and ends as relearning from nothing and as learning in event order do.
+    Checkpoints every 25 exits (patched). Committed to a real store and read back, they serve a restarted learner
+    as they serve the one that never stopped."""
+    exits = sorted(
+        (
+            record
+            for line in exit_lines
+            if not isinstance(decoded := decode_line(line.rstrip(b"\n")), BadLine)
+            and isinstance(record := parse_record("exit", decoded), ExitOutcome)
+        ),
+        key=lambda record: record.event_us,
+    )
+    assert len(exits) > 300
+    late = {60: 58, 200: 170, 300: 240, 290: 130}  # fed after the exit at the key's position
+    order = [index for index in range(len(exits)) if index not in late.values()]
+    for after, index in late.items():
+        order.insert(order.index(after) + 1, index)
+    settings = settings_for(tmp_path)
+    calendar = calendar_for(settings)
+
+    def fed(spacing: int, sequence: list[int]) -> tuple[TradeLearner, _Ledger]:
+        monkeypatch.setattr(trades_module, "CHECKPOINT_EXITS", spacing)
+        learner = TradeLearner(settings.learning, calendar)
+        ledger = _Ledger("exit")
+        learner.bind_history(ledger)
+        for index in sequence:
+            ledger.add(exits[index])
+            learner.apply("exit", exits[index])
+            learner.finish_batch()
+        return learner, ledger
+
+    def depth(late_exit: ExitOutcome, before: list[ExitOutcome]) -> int:
+        return sum(late_exit.event_us < other.event_us for other in before)
+
+    kept, kept_ledger = fed(25, order)
+    scratch, scratch_ledger = fed(10**9, order)
+    in_order, _ = fed(10**9, sorted(order))
+    fed_late = [index for index in order if index in late.values()]  # 58, 170, 130, 240
+    depths = [depth(exits[index], [exits[other] for other in order[: order.index(index)]]) for index in fed_late]
+    assert len(kept_ledger.reads) == len(scratch_ledger.reads) == len(late)
+    assert min(depths) >= 2 and max(depths) > 4 * 25
+    for late_depth, read in zip(depths, kept_ledger.reads, strict=True):
+        assert late_depth < read <= late_depth + max(late_depth, 2 * 25)
+    deepest = depths.index(max(depths))
+    assert kept_ledger.reads[deepest] < scratch_ledger.reads[deepest]  # not from nothing
+    assert kept.exit.to_state() == scratch.exit.to_state() == in_order.exit.to_state()
+    assert kept.last_exit == scratch.last_exit
+    points = kept.replay_points()
+    assert points is not None and points.kept
+    again = replace(exits[250], key=exits[250].key + "-again", event_us=exits[250].event_us - 1)
+    store = Store.open(tmp_path / "learnd.db")
+    try:
+        state = kept.dump() or b""
+        store.commit(Batch(learner_states={"trades": state}, replay_points={"trades": (points.kept, points.new)}))
+        restarted = TradeLearner(settings.learning, calendar, store.learner_state("trades"))
+        restarted.restore_replay_points(store.replay_points("trades"))
+        restarted.bind_replay_points(partial(store.replay_point_body, "trades"))
+        reads: list[list[int]] = []
+        for learner in (kept, restarted):
+            ledger = _Ledger("exit")
+            for index in order:
+                ledger.add(exits[index])
+            ledger.add(again)
+            learner.bind_history(ledger)
+            learner.apply("exit", again)
+            learner.finish_batch()
+            reads.append(ledger.reads)
+    finally:
+        store.close()
+    again_depth = depth(again, exits)
+    assert reads[0] == reads[1] and again_depth < reads[0][0] <= again_depth + max(again_depth, 2 * 25)
+    assert restarted.exit.to_state() == kept.exit.to_state()
 
 
 def _restarted(
