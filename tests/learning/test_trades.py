@@ -544,6 +544,20 @@ class _Ledger:
                 yield record
 
 
+def _one_late(
+    learner: TradeLearner, records: list[TradeOutcome] | list[ExitOutcome], late: TradeOutcome | ExitOutcome
+) -> list[int]:
+    """`late` given to `learner` in a batch of its own, its ledger `records` and then `late`: the records each
+    replay read."""
+    ledger = _Ledger("trade" if isinstance(late, TradeOutcome) else "exit")
+    for record in [*records, late]:
+        ledger.add(record)
+    learner.bind_history(ledger)
+    learner.apply("attribution" if isinstance(late, TradeOutcome) else "exit", late)
+    learner.finish_batch()
+    return ledger.reads
+
+
 def _feed(
     trades: list[TradeOutcome], calendar_home: Path, order: list[int], closes: dict[int, int]
 ) -> tuple[TradeLearner, _Ledger, list[tuple[str, int, bytes]]]:
@@ -725,16 +739,7 @@ def test_a_late_exit_is_replayed_from_the_exit_sides_checkpoint_before_it(
         restarted = TradeLearner(settings.learning, calendar, store.learner_state("trades"))
         restarted.restore_replay_points(store.replay_points("trades"))
         restarted.bind_replay_points(partial(store.replay_point_body, "trades"))
-        reads: list[list[int]] = []
-        for learner in (kept, restarted):
-            ledger = _Ledger("exit")
-            for index in order:
-                ledger.add(exits[index])
-            ledger.add(again)
-            learner.bind_history(ledger)
-            learner.apply("exit", again)
-            learner.finish_batch()
-            reads.append(ledger.reads)
+        reads = [_one_late(learner, [exits[index] for index in order], again) for learner in (kept, restarted)]
     finally:
         store.close()
     again_depth = depth(again, exits)
@@ -851,19 +856,10 @@ def test_a_restart_restores_the_checkpoints_as_the_learner_held_them_and_none_of
             bodies_read.append(number)
             return store.replay_point_body("trades", number)
 
-        reads: list[list[int]] = []
-        for learner in [running, *learners]:
-            if learner is not running:
-                learner.restore_replay_points(stored)
-                learner.bind_replay_points(body)
-            learner_ledger = _Ledger()
-            for index in order:
-                learner_ledger.add(trades[index])
-            learner_ledger.add(late)
-            learner.bind_history(learner_ledger)
-            learner.apply("attribution", late)
-            learner.finish_batch()
-            reads.append(learner_ledger.reads)
+        for learner in learners:
+            learner.restore_replay_points(stored)
+            learner.bind_replay_points(body)
+        reads = [_one_late(learner, [trades[index] for index in order], late) for learner in [running, *learners]]
         assert len(bodies_read) == 1  # the one checkpoint the restarted learner replayed from, read from the store
         stale = learners[1].replay_points()
         # None of those taken under the other parameters: only what its own replay (from nothing) took.
