@@ -168,10 +168,7 @@ class TradeLearner(Learner):
                 # Its session was closed (batch ran) before it arrived: learned like any other, reported as late.
                 self.counts["late"] += 1
                 rows.append(self._late_row(record, session))
-            if self._checkpoints and self._checkpoints[-1].through_us >= record.event_us:
-                # Checkpoints that should have held this trade are no place to replay from.
-                self._checkpoints = [kept for kept in self._checkpoints if kept.through_us < record.event_us]
-                self._checkpoints_changed = True
+            self._checkpoints = self._still_valid(self._checkpoints, record.event_us)
             if record.event_us < self.last_trade[0]:
                 # Older than what was learned: the whole batch's trades are relearned in event order once, at the
                 # end of the batch (finish_batch), instead of once per such trade.
@@ -182,9 +179,7 @@ class TradeLearner(Learner):
             self.counts["partials" if record.is_partial else "trades"] += 1
         elif isinstance(record, ExitOutcome):
             session = self._session(record.event_us)
-            if self._exit_checkpoints and self._exit_checkpoints[-1].through_us >= record.event_us:
-                self._exit_checkpoints = [kept for kept in self._exit_checkpoints if kept.through_us < record.event_us]
-                self._checkpoints_changed = True
+            self._exit_checkpoints = self._still_valid(self._exit_checkpoints, record.event_us)
             if record.event_us < self.last_exit[0]:
                 # Older than what was learned: the exits are relearned in event order once, at the end of the
                 # batch, as the trades are (a burst of late exits relearned every exit once each). Counted per
@@ -238,11 +233,8 @@ class TradeLearner(Learner):
             state = orjson.dumps(
                 {"exit": self.exit.to_state(), "last_exit": list(self.last_exit)}, option=_STATE_OPTIONS
             )
-            self._exit_checkpoints.append(_Checkpoint(self.last_exit[0], ordinal, state, self._next_number))
-            self._exit_checkpoints = _thinned(self._exit_checkpoints)
-            self._next_number += 1
+            self._exit_checkpoints = self._with_new(self._exit_checkpoints, self.last_exit[0], ordinal, state)
             self._since_exit_checkpoint = 0
-            self._checkpoints_changed = True
         self._since_exit_checkpoint += 1
         changes = self.exit.learn(record, session)
         self.last_exit = (record.event_us, record.key)
@@ -367,11 +359,24 @@ class TradeLearner(Learner):
         state = orjson.dumps(self._document(), option=_STATE_OPTIONS)
         # Every trade learned so far lies in event order up to the last one (a late one was relearned in place).
         ordinal = self.counts["trades"] + self.counts["partials"]
-        self._checkpoints.append(_Checkpoint(self.last_trade[0], ordinal, state, self._next_number))
-        self._checkpoints = _thinned(self._checkpoints)
-        self._next_number += 1
+        self._checkpoints = self._with_new(self._checkpoints, self.last_trade[0], ordinal, state)
         self._since_checkpoint = 0
+
+    def _with_new(
+        self, checkpoints: list[_Checkpoint], through_us: int, ordinal: int, state: bytes
+    ) -> list[_Checkpoint]:
+        """One side's `checkpoints` with a new one taken (numbered in the order taken, either side), thinned."""
+        self._next_number += 1
         self._checkpoints_changed = True
+        return _thinned([*checkpoints, _Checkpoint(through_us, ordinal, state, self._next_number - 1)])
+
+    def _still_valid(self, checkpoints: list[_Checkpoint], event_us: int) -> list[_Checkpoint]:
+        """One side's `checkpoints` once a record of that side at `event_us` arrived: those that should have held it
+        are no place to replay from."""
+        if not checkpoints or checkpoints[-1].through_us < event_us:
+            return checkpoints
+        self._checkpoints_changed = True
+        return [kept for kept in checkpoints if kept.through_us < event_us]
 
     def _checkpoint_tag(self, side: str) -> str:
         """What a checkpoint is and was learned under: its side (entry or exit), the state versions and the
