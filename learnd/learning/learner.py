@@ -5,7 +5,7 @@ The counting learner here proves the pipeline's guarantees; the trade learner (l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol
 
@@ -105,6 +105,16 @@ class Learner(Protocol):
     def bind_replay_points(self, reader: PointReader) -> None:
         """Where to read back the body of a replay point this learner committed."""
         return
+
+    def replay_steps(self) -> Iterator[None]:
+        """Part of finish_batch's work offered in steps (a replay): the caller may run other work between two, but
+        not with this learner; finish_batch then returns what it did (and does what is left)."""
+        return iter(())
+
+    @property
+    def replaying(self) -> bool:
+        """replay_steps was left between two steps."""
+        return False
 
     def finish_batch(self) -> Applied:
         """Called once before each commit: work deferred to the end of a batch (a replay, say)."""

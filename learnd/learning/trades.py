@@ -8,10 +8,11 @@ model to the exports as a LearnedModel.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import time
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import orjson
 
@@ -54,6 +55,8 @@ THINNED_CHECKPOINTS: Final = 12
 # The exit side has checkpoints of its own (its model and newest exit: about 6 KB, 0.04 ms to take), kept by the
 # same rules, every CHECKPOINT_EXITS exits learned in event order (an exit costs about 6 us to relearn).
 CHECKPOINT_EXITS: Final = 2_000
+# A replay offered in steps (replay_steps) hands back after about this long: some 200 trades relearned at a time.
+REPLAY_STEP_S: Final = 0.05
 _STATE_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -67,6 +70,10 @@ class _Checkpoint:
     ordinal: int  # the trades it holds
     state: bytes | None
     number: int  # in the order this learner took them (the store's key)
+
+
+# A replay's session rows (upserted) and the multipliers it changed.
+_Replayed: TypeAlias = tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]
 
 
 def iso_from_us(event_us: int) -> str:
@@ -108,6 +115,10 @@ class TradeLearner(Learner):
         self._point_reader: PointReader | None = None
         self._replay_pending = False
         self._exit_replay_pending = False
+        # The entry replay under way (replay_steps), and what the replays of this batch returned so far (rows and
+        # changes for finish_batch; None when none ran).
+        self._replay: Generator[None, None, _Replayed] | None = None
+        self._replayed: _Replayed | None = None
         self._checkpoints: list[_Checkpoint] = []  # oldest first
         self._since_checkpoint = 0  # trades learned in event order since the newest checkpoint
         self._exit_checkpoints: list[_Checkpoint] = []  # the exit side's, oldest first
@@ -162,6 +173,8 @@ class TradeLearner(Learner):
     def apply(self, source: str, record: Record) -> Applied:
         rows: list[tuple[str, int, bytes]] = []
         changes: list[MultiplierChange] = []
+        if self._replay is not None:
+            self._run_replay_to_end()  # it read the ledger as it was: every record after it waits for its end
         if isinstance(record, TradeOutcome):
             session = self._session(record.event_us)
             if session <= self.closed_through:
@@ -240,15 +253,50 @@ class TradeLearner(Learner):
         self.last_exit = (record.event_us, record.key)
         return changes
 
-    def finish_batch(self) -> Applied:
-        """Called once before each commit: run the replays that out-of-order trades and exits asked for."""
-        if not self._replay_pending and not self._exit_replay_pending:
-            return NOTHING
-        rows: list[tuple[str, int, bytes]] = []
-        changes: list[MultiplierChange] = []
-        if self._replay_pending:
+    def replay_steps(self) -> Iterator[None]:
+        """The entry replay finish_batch would run (begun now, when the batch asks for one), a step of about
+        REPLAY_STEP_S at a time: the caller may do other work between two steps, but not with this learner (apply,
+        close_sessions, retrain and finish_batch run what is left of it first). Its rows and changes come with
+        finish_batch."""
+        if self._replay_pending and self._replay is None:
             self._replay_pending = False
-            rows, changes = self._replay_entry()
+            self._replay = self._entry_replay()
+        return self._replay_turns()
+
+    @property
+    def replaying(self) -> bool:
+        """A replay is under way (replay_steps was left between two steps)."""
+        return self._replay is not None
+
+    def _replay_turns(self) -> Iterator[None]:
+        while self._replay is not None:
+            try:
+                next(self._replay)
+            except StopIteration as done:
+                self._replay = None
+                rows, changes = self._replayed or ([], [])
+                self._replayed = (rows + done.value[0], changes + done.value[1])
+                return
+            except Exception:
+                # It failed (the store could not be read): the learner is as before it began, the replay still due.
+                self._replay = None
+                self._replay_pending = True
+                raise
+            yield
+
+    def _run_replay_to_end(self) -> None:
+        for _ in self._replay_turns():
+            pass
+
+    def finish_batch(self) -> Applied:
+        """Called once before each commit: run the replays that out-of-order trades and exits asked for (what is
+        left of the entry replay when replay_steps ran part of it)."""
+        for _ in self.replay_steps():
+            pass
+        if self._replayed is None and not self._exit_replay_pending:
+            return NOTHING
+        rows, changes = self._replayed or ([], [])
+        self._replayed = None
         if self._exit_replay_pending:
             self._exit_replay_pending = False
             changes += self._replay_exit()
@@ -458,22 +506,27 @@ class TradeLearner(Learner):
         fresh._point_reader = self._point_reader
         return fresh
 
-    def _replay_entry(self) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
+    def _entry_replay(self) -> Generator[None, None, _Replayed]:
         """Rebuild the entry side from the ledger in event order through the same in-order path (session closes,
         daily settles and weekly decays included), then close what the daily jobs had closed: the state a
         backfill of these lines in event order would reach. It starts from the newest checkpoint still valid (see
         CHECKPOINT_TRADES), or from nothing. Returns the session rows (upserted) and the multipliers that
-        changed."""
+        changed. Hands back (yields) about every REPLAY_STEP_S; the learner it replaces stays as it was until the
+        end, when the rebuilt one takes its place at once."""
         before = self.entry.snapshot()
         start, state = self._replay_start(self._checkpoints)
         fresh = self._replaying_from(start, state)
         rows: list[tuple[str, int, bytes]] = []
+        step_ends = time.perf_counter() + REPLAY_STEP_S
         for record in self._require_history()("trade", None if start is None else start.through_us):
             if isinstance(record, TradeOutcome):
                 replayed_rows, _ = fresh._learn_in_order(record, self.calendar.session_index(record.event_us))
                 # Counted as apply() counts them, so each session row says what a backfill's says.
                 fresh.counts["partials" if record.is_partial else "trades"] += 1
                 rows += replayed_rows
+                if time.perf_counter() >= step_ends:
+                    yield
+                    step_ends = time.perf_counter() + REPLAY_STEP_S
         closed_rows, _ = fresh.close_through(self.closed_through)
         rows += closed_rows
         self.entry = fresh.entry
@@ -510,20 +563,25 @@ class TradeLearner(Learner):
         return _differences(before.snapshot(), self.exit.snapshot(), "exit", self.last_exit[0])
 
     def retrain(self, params: LearningParams) -> Applied:
-        """Relearn everything in the ledger with new parameters (a reload changed them): the session rows the
-        replay rebuilt and every multiplier that moved."""
+        """New learning parameters (a reload changed them): both sides are relearned from the whole ledger under
+        them at the end of the batch, as a replay from nothing (finish_batch, or in steps: replay_steps), which
+        brings the session rows it rebuilt and every multiplier that moved."""
+        if self._replay is not None:
+            self._replay.close()  # begun under the old parameters
+            self._replay = None
         self.params = params
         self._checkpoints = []  # taken under the old parameters
         self._exit_checkpoints = []
         self._checkpoints_changed = True
-        rows, entry_changes = self._replay_entry()
+        self._replay_pending = self._exit_replay_pending = True
+        self.counts["replays"] += 1
         self._dirty = True
         self._model = None
-        changes = entry_changes + self._replay_exit()
-        self.counts["replays"] += 1
-        return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+        return LEARNED
 
     def close_sessions(self, through_session: int) -> Applied:
+        if self._replay is not None:
+            self._run_replay_to_end()  # the sessions close on the state it rebuilds
         rows, changes = self.close_through(through_session)
         if not rows and not changes:
             return NOTHING

@@ -197,8 +197,13 @@ async def serve(
         # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
         # and the store's last commit is the state to restart from. The exports then show that last commit,
         # learning_processing_state.json included (the daemon throttles it while running).
-        engine.commit(export=False)
-        engine.write_exports()
+        if ingest.replay_cut:
+            # Stopped in the middle of a replay (its length grows with how late the record came): the lines read
+            # since the last commit are read again at the next start, and the exports stay those of that commit.
+            log.info("batch_dropped", lines_count=engine.ingestor.pending_lines, reason="stopped during a replay")
+        else:
+            engine.commit(export=False)
+            engine.write_exports()
         signals_fd = await _keep_signals(signalled) if respawn_due.is_set() else None
     finally:
         progress.close()
@@ -295,6 +300,9 @@ class _IngestLoop:
     caught_up: asyncio.Event
     failure_count: int = 0
     lines_at_release: int = 0
+    # The stop came while a replay ran in steps (or cut one short): the batch holds it unfinished and is not to be
+    # committed (serve).
+    replay_cut: bool = False
 
     async def run(self) -> None:
         engine = self.engine
@@ -324,6 +332,8 @@ class _IngestLoop:
                     await asyncio.sleep(0)  # the commit and its exports are a step of their own
                 state_due = now - last_state_export >= _EXPORT_STATE_EVERY_S
                 try:
+                    if not await self._replay_in_steps():
+                        return
                     report = engine.commit(processing_state=state_due)
                 except (sqlite3.OperationalError, OSError) as error:
                     await self._survive_write_failure(error)
@@ -364,6 +374,18 @@ class _IngestLoop:
                 state_stale = False
             await _wait_any(self.wake, self.stop, self.reload_requested)
 
+    async def _replay_in_steps(self) -> bool:
+        """The replays the batch asks for (a late trade relearns the trades after it, from a checkpoint), a step of
+        about 50 ms at a time, the loop free between two (signals, the watchdog, the metrics endpoint, the jobs);
+        False when the stop came first: the replay is left unfinished and the batch uncommitted."""
+        self.replay_cut = True
+        for _ in self.engine.ingestor.replay_steps():
+            await asyncio.sleep(0)
+            if self.stop.is_set():
+                return False
+        self.replay_cut = False
+        return True
+
     async def _survive_write_failure(self, error: Exception) -> None:
         """Disk full or an I/O error while committing or exporting: keep the last good state, say so, retry.
 
@@ -391,7 +413,7 @@ class _IngestLoop:
         except LearndError as error:
             log.error("reload_rejected", error=str(error))
             return
-        changed = self.engine.reload(settings)
+        changed = self.engine.reload(settings, relearn_in_steps=True)
         self.wake.set()
         log.info("reload_applied", **changed)
 

@@ -142,9 +142,10 @@ class Engine:
         self.ingestor.close()
         self._build_pipeline()
 
-    def reload(self, settings: Settings) -> dict[str, list[str]]:
+    def reload(self, settings: Settings, *, relearn_in_steps: bool = False) -> dict[str, list[str]]:
         """Apply new settings without losing a line: commit, then add, move or drop sources; new learning
-        parameters retrain the trade learner from the ledger (its state is a function of lines and parameters)."""
+        parameters retrain the trade learner from the ledger (its state is a function of lines and parameters),
+        committed at once or, with `relearn_in_steps`, by the next commit (which the daemon runs in steps)."""
         BotRules.from_settings(settings.bot)
         self.commit()
         old_sources = {source.name: source for source in self.settings.sources}
@@ -173,7 +174,8 @@ class Engine:
                 if result.learned:
                     self.ingestor.add_applied(learner.name, result)
                     changed["retrained"].append(learner.name)
-            self.commit()
+            if not relearn_in_steps:
+                self.commit()
         return changed
 
     def hand_over_lock(self) -> int:

@@ -211,6 +211,17 @@ class Ingestor:
         after reading history); once committed, reopen the source (remove_source, add_source) to resume from it."""
         self._batch.checkpoints[source_name] = checkpoint
 
+    def replay_steps(self) -> Iterator[None]:
+        """The learners' replays this batch asks for, a step at a time (see Learner.replay_steps); commit does
+        whatever is left."""
+        for learner in self.learners:
+            yield from learner.replay_steps()
+
+    @property
+    def replaying(self) -> bool:
+        """Some learner was left between two replay steps: nothing else may use the learners until they end."""
+        return any(learner.replaying for learner in self.learners)
+
     def commit(self) -> CommitReport | None:
         """Commit the batch built so far (offsets, window, counts, ledger, learner state) in one transaction."""
         batch = self._batch

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = structlog.get_logger("learnd.jobs")
+
+# How often a period waiting for a replay in steps to end looks again.
+_REPLAY_WAIT_S: Final = 0.01
 
 # A catch-up's progress: (periods run, periods due); called before the first period and after each.
 Progress = Callable[[int, int], None]
@@ -125,10 +128,12 @@ class JobRunner:
         # The period's CPU is counted in each thread only while it works on the period: the loop runs other tasks
         # while the worker builds.
         try:
+            await self._after_replays(stop)
             started = time.thread_time()
             self.engine.close_sessions(last_session(self.calendar, self.engine.settings, period))
             cpu_s = time.thread_time() - started
             output, build_cpu_s = await asyncio.to_thread(self._build, period, stop.is_set)
+            await self._after_replays(stop)
             started = time.thread_time()
             target = _commit(self.engine, period, output, export=True)
             cpu_s += build_cpu_s + time.thread_time() - started
@@ -140,6 +145,14 @@ class JobRunner:
             return True
         self._ran(period, target, cpu_s, catching_up=catching_up)
         return True
+
+    async def _after_replays(self, stop: asyncio.Event) -> None:
+        """Wait while the ingest runs a replay in steps (the learners are not to be used until it ends: a session
+        closed now would make the rest of it run at once); raises StopRequested when `stop` comes first."""
+        while self.engine.ingestor.replaying:
+            if stop.is_set():
+                raise StopRequested("stopped while a replay ran; the period runs at the next start")
+            await asyncio.sleep(_REPLAY_WAIT_S)
 
     def _build(self, period: Period, should_stop: Callable[[], bool]) -> tuple[JobOutput, float]:
         """In a worker thread: the period's output from a snapshot of the store, read through a connection of

@@ -608,6 +608,75 @@ def test_a_late_trade_is_replayed_from_the_newest_checkpoint_before_it(
     assert kept.model().entry == in_order.model().entry
 
 
+def test_a_replay_run_in_steps_leaves_the_model_as_it_was_until_it_ends_as_one_run_in_one_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replay_steps runs a late trade's replay a step at a time (a step per trade here: REPLAY_STEP_S patched to 0,
+    the seam). Between two steps the learner says it is replaying and its model is the one before the late trade;
+    finish_batch returns the rows and changes of the replay run in one go and leaves the same state. A trade
+    applied, or a session closed, between two steps first runs the rest of the replay: each ends as the replay run
+    in one go followed by that trade or close, and as learning the trades in event order."""
+    simulate(tmp_path, trades=300, seed=24, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    calendar = calendar_for(settings_for(tmp_path))
+    late, last = 150, len(trades) - 1
+    order = [index for index in range(last) if index != late]
+    monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
+    last_session = calendar.session_index(trades[last].event_us)
+
+    def with_late_trade() -> tuple[TradeLearner, _Ledger]:
+        learner, ledger, _ = _feed(trades, tmp_path, order, {})
+        ledger.add(trades[late])
+        learner.apply("attribution", trades[late])
+        return learner, ledger
+
+    def state(learner: TradeLearner) -> Any:
+        """The entry state it commits (once: a second dump has nothing new)."""
+        return orjson.loads(learner.dump() or b"")["entry"]
+
+    whole, _ = with_late_trade()
+    applied = whole.finish_batch()
+    assert whole.counts["replays"] == 1 and applied.rows
+
+    stepped, ledger = with_late_trade()
+    before = stepped.model()
+    assert before is not None
+    steps = stepped.replay_steps()
+    for _ in range(50):
+        next(steps)
+        assert stepped.replaying
+        assert stepped.model() is before
+    assert sum(1 for _ in steps) > 200  # the rest, a step per trade (from its checkpoint: none here, from nothing)
+    assert not stepped.replaying
+    assert stepped.finish_batch() == applied
+    assert state(stepped) == state(whole)
+
+    in_order, _, _ = _feed(trades, tmp_path, list(range(len(trades))), {})
+    for between in ("apply", "close"):
+        cut, ledger = with_late_trade()
+        steps = cut.replay_steps()
+        for _ in range(50):
+            next(steps)
+        reference, reference_ledger = with_late_trade()
+        if between == "apply":
+            ledger.add(trades[last])
+            cut.apply("attribution", trades[last])
+            assert not cut.replaying
+            reference.finish_batch()
+            reference_ledger.add(trades[last])
+            reference.apply("attribution", trades[last])
+            assert state(cut) == state(reference)
+            assert cut.model().entry == in_order.model().entry
+        else:
+            rows = cut.close_sessions(last_session).rows
+            assert not cut.replaying
+            expected = reference.finish_batch().rows
+            assert rows == reference.close_sessions(last_session).rows
+            assert cut.finish_batch().rows == expected
+            assert state(cut) == state(reference)
+        assert cut.counts == reference.counts
+
+
 def test_no_checkpoint_is_taken_while_the_daily_job_has_closed_the_newest_trades_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

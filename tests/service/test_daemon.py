@@ -32,9 +32,10 @@ from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
+from learnd.learning import trades as trades_module
 from learnd.service.backfill import run_backfill
 from learnd.service.daemon import _STEP_LINES as STEP_LINES
-from learnd.service.daemon import Respawn, serve
+from learnd.service.daemon import Respawn, ServiceHook, serve
 from learnd.service.daemon import _signals_kept as signals_kept
 from learnd.service.engine import Engine
 from learnd.store.database import Store
@@ -482,6 +483,130 @@ async def test_a_backlog_is_learned_in_steps_that_leave_the_loop_free_between_th
     assert max(steps) <= STEP_LINES, max(steps)
     # The first step may come before the service's first turn.
     assert sum(step > 0 for step in steps) >= 6_000 // STEP_LINES - 1
+
+
+def late_trade_home(home: Path) -> tuple[int, bytes]:
+    """A simulated home (300 trades) and a late trade for it: a copy of its 250th close row from the end under a
+    trade id of its own, as old as that trade. Returns the home's line count and the late line."""
+    simulate(home, trades=300, seed=41, garbage=False)
+    lines = sum(path.read_bytes().count(b"\n") for path in (home / "logs").iterdir())
+    closes = [line for line in (home / SOURCES["attribution"]).read_bytes().splitlines() if b'"close_' in line]
+    row = orjson.loads(closes[-250])
+    row["trade_id"] += "_late"
+    return lines, orjson.dumps(row) + b"\n"
+
+
+def replaying_turns(lines: int, late: bytes, home: Path, *, stop_at_first: bool) -> tuple[ServiceHook, list[int]]:
+    """A service (the seam) that takes a turn whenever the loop is free: once the daemon learned the home's `lines`,
+    it appends `late`, counts the turns at which a replay is under way, and sends SIGTERM once the late line is
+    committed, or with `stop_at_first` at the first such turn."""
+    counted = [0]
+
+    async def turns(engine: Engine, stop: asyncio.Event) -> None:
+        appended = False
+        while not stop.is_set():
+            if not appended and engine.totals.lines_count >= lines:
+                with open(home / SOURCES["attribution"], "ab") as handle:
+                    handle.write(late)
+                appended = True
+            if engine.ingestor.replaying:
+                counted[0] += 1
+                if stop_at_first:
+                    os.kill(os.getpid(), signal.SIGTERM)
+            if engine.totals.lines_count > lines:
+                os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(0)
+
+    return turns, counted
+
+
+async def test_a_late_trade_is_relearned_in_steps_with_the_loop_free_between_them(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trade older than 250 the daemon learned arrives: the trades after it are relearned a step at a time (a
+    step per trade here: REPLAY_STEP_S patched to 0, and no checkpoints, so all of them), and the loop takes other
+    turns between two steps (signals, the watchdog's beats, the jobs): counted, not timed. The store then holds
+    what one backfill of the same lines holds."""
+    lines, late = late_trade_home(home)
+    monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
+    turns, counted = replaying_turns(lines, late, home, stop_at_first=False)
+    assert await serve(settings_for(home), backfill=True, services=(turns,)) == 0
+    assert counted[0] >= 250
+    assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
+
+
+async def test_sigterm_in_the_middle_of_a_replay_stops_at_once_and_the_next_start_learns_its_lines(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while a late trade's replay runs in steps: the daemon stops after the step at hand, exits 0 and
+    commits nothing of that batch (half a replay is no state to keep); the exports stay those of the last commit.
+    The next start reads the late line again and ends as one backfill of the same lines."""
+    lines, late = late_trade_home(home)
+    monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
+    turns, counted = replaying_turns(lines, late, home, stop_at_first=True)
+    weights = settings_for(home).signal_weights_path
+    assert await serve(settings_for(home), backfill=True, services=(turns,)) == 0
+    # The signal is handled a turn or two after it was sent; the replay needed some 250 steps.
+    assert 1 <= counted[0] <= 10
+    attribution = home / SOURCES["attribution"]
+    store = Store.open(settings_for(home).db_path, readonly=True)
+    try:
+        assert store.checkpoints()["attribution"].offset == attribution.stat().st_size - len(late)
+    finally:
+        store.close()
+    exported = weights.read_bytes()
+    run_backfill(settings_for(home))
+    assert weights.read_bytes() != exported  # the late trade moved something once learned
+    assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
+
+
+async def test_a_reload_with_new_learning_parameters_relearns_in_steps_and_ends_as_a_backfill_with_them(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGHUP with new learning parameters: the trade learner relearns all of history under them a step at a time
+    (a step per trade: REPLAY_STEP_S patched to 0), the loop taking other turns between two (a service, the seam,
+    counts them); the store then holds what one backfill with those parameters holds."""
+    lines, _ = late_trade_home(home)
+    monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
+
+    def eager(path: Path) -> Settings:
+        extra = {"learning.min_effective_samples": "50", "learning.max_step_per_trade": "0.05"}
+        return dataclasses.replace(
+            settings_for(path), learning=load_settings(home=path, environ={}, overrides=extra).learning
+        )
+
+    counted = 0
+
+    async def turns(engine: Engine, stop: asyncio.Event) -> None:
+        nonlocal counted
+        sent_at = None
+        while not stop.is_set():
+            if sent_at is None and engine.totals.lines_count >= lines:
+                os.kill(os.getpid(), signal.SIGHUP)
+                sent_at = time.monotonic()
+            if engine.ingestor.replaying:
+                counted += 1
+            elif counted or (sent_at is not None and time.monotonic() - sent_at > 60.0):
+                os.kill(os.getpid(), signal.SIGTERM)  # relearned and committed (in the same step), or never
+                await stop.wait()
+            await asyncio.sleep(0)
+
+    assert await serve(settings_for(home), backfill=True, reload_settings=lambda: eager(home), services=(turns,)) == 0
+    assert counted >= 250
+    reference = tmp_path / "reference"
+    shutil.copytree(home / "logs", reference / "logs")
+    run_backfill(eager(reference))
+    relearned, expected = store_fingerprint(home), store_fingerprint(reference)
+    states = [
+        {name: orjson.loads(body) for name, body in fingerprint.pop("learners")}  # type: ignore[attr-defined]
+        for fingerprint in (relearned, expected)
+    ]
+    # The one difference: the relearn is counted (as two replays, as before it ran in steps).
+    assert [state["trades"]["counts"].pop("replays") for state in states] == [2, 0]
+    assert states[0] == states[1]
+    assert relearned == expected
 
 
 async def test_a_state_error_inside_the_daemon_leaves_serve_as_itself(home: Path) -> None:

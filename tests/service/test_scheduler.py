@@ -5,6 +5,7 @@ The wall clock is the one seam faked here (JobRunner's `clock`): everything else
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
@@ -24,6 +25,7 @@ from structlog.testing import capture_logs
 from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
 from learnd.jobs.schedule import DAILY, WEEKLY
+from learnd.learning import trades as trades_module
 from learnd.records.parse import parse_event_us
 from learnd.service import scheduler
 from learnd.service.backfill import drain
@@ -219,6 +221,53 @@ def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_pat
     assert [entry["log_level"] for entry in ran_events] == ["debug"] * ran + ["info"]
     # Each says what the period cost in CPU (the thread's own time: a period writes a report, never nothing).
     assert all(isinstance(entry["cpu_ms"], float) and entry["cpu_ms"] > 0.0 for entry in ran_events)
+
+
+async def test_a_period_waits_for_a_replay_run_in_steps_and_a_stop_meanwhile_leaves_it_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the ingest runs a late trade's replay in steps (a step per trade: REPLAY_STEP_S patched to 0), a due
+    period leaves the learners alone: it waits for the replay's end, then runs. A stop while it waits leaves the
+    period pending and the replay where it was."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    attribution = home / "logs" / "attribution.jsonl"
+    attribution.write_bytes(
+        b"".join(
+            trade_row(f"2026-11-{day}T15:{minute:02d}:00+00:00", f"{day}-{minute}")
+            for day in (16, 17, 18)
+            for minute in range(10)
+        )
+    )
+    monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
+    settings = settings_for(home)
+    clock = Clock(datetime(2026, 11, 18, 22, 0, tzinfo=UTC))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        runner = JobRunner(engine, calendar_for(settings), clock=clock)
+        for late, stopped in (("late-a", False), ("late-b", True)):
+            with open(attribution, "ab") as handle:
+                handle.write(trade_row("2026-11-16T15:00:30+00:00", late))
+            engine.poll(1000)
+            steps = engine.ingestor.replay_steps()
+            next(steps)
+            assert engine.ingestor.replaying
+            before = job_runs(home, DAILY)
+            stop = asyncio.Event()
+            running = asyncio.create_task(runner.run_all_due_yielding(stop))
+            await asyncio.sleep(0.1)
+            assert not running.done() and job_runs(home, DAILY) == before
+            if stopped:
+                stop.set()
+                assert await running == 0
+                assert engine.ingestor.replaying and job_runs(home, DAILY) == before
+            else:
+                assert sum(1 for _ in steps) > 20  # the rest of the replay
+                assert await running == 3  # 2026-11-16, 17 and 18
+            clock.moment += timedelta(days=1)
+    finally:
+        engine.close()
 
 
 def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_come_back(
