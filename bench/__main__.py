@@ -17,7 +17,7 @@ from typing import Final
 
 import structlog
 
-from bench import commands, history, idle, latency, memory, rescan, sustained, throughput
+from bench import commands, history, idle, latency, loop, memory, rescan, sustained, throughput
 from bench.homes import BaseHome, prune_stale
 from bench.plan import Plan
 from bench.report import Section, render, write_results
@@ -30,6 +30,7 @@ BENCHMARKS: Final[dict[str, Callable[[Plan, BaseHome], Section]]] = {
     "memory": memory.run,
     "rescan": rescan.run,
     "commands": commands.run,
+    "loop": loop.run,
     "latency": latency.run,
     "idle": idle.run,
     "sustained": sustained.run,

@@ -254,14 +254,24 @@ class TradeLearner(Learner):
         return changes
 
     def replay_steps(self) -> Iterator[None]:
-        """The entry replay finish_batch would run (begun now, when the batch asks for one), a step of about
-        REPLAY_STEP_S at a time: the caller may do other work between two steps, but not with this learner (apply,
-        close_sessions, retrain and finish_batch run what is left of it first). Its rows and changes come with
-        finish_batch."""
-        if self._replay_pending and self._replay is None:
-            self._replay_pending = False
-            self._replay = self._entry_replay()
+        """The replays finish_batch would run (begun now, when the batch asks for them: the entry side's, then the
+        exit side's), a step of about REPLAY_STEP_S at a time: the caller may do other work between two steps, but
+        not with this learner (apply, close_sessions, retrain and finish_batch run what is left first). Their rows
+        and changes come with finish_batch."""
+        if (self._replay_pending or self._exit_replay_pending) and self._replay is None:
+            self._replay = self._replays()
         return self._replay_turns()
+
+    def _replays(self) -> Generator[None, None, _Replayed]:
+        rows: list[tuple[str, int, bytes]] = []
+        changes: list[MultiplierChange] = []
+        if self._replay_pending:
+            self._replay_pending = False
+            rows, changes = yield from self._entry_replay()
+        if self._exit_replay_pending:
+            self._exit_replay_pending = False
+            changes += yield from self._exit_replay()
+        return rows, changes
 
     @property
     def replaying(self) -> bool:
@@ -278,9 +288,10 @@ class TradeLearner(Learner):
                 self._replayed = (rows + done.value[0], changes + done.value[1])
                 return
             except Exception:
-                # It failed (the store could not be read): the learner is as before it began, the replay still due.
+                # It failed (the store could not be read): each side is as before its replay began or as after it
+                # ended, and both are still due (a side replayed again ends the same).
                 self._replay = None
-                self._replay_pending = True
+                self._replay_pending = self._exit_replay_pending = True
                 raise
             yield
 
@@ -290,18 +301,13 @@ class TradeLearner(Learner):
 
     def finish_batch(self) -> Applied:
         """Called once before each commit: run the replays that out-of-order trades and exits asked for (what is
-        left of the entry replay when replay_steps ran part of it)."""
+        left of them when replay_steps ran part)."""
         for _ in self.replay_steps():
             pass
-        if self._replayed is None and not self._exit_replay_pending:
+        if self._replayed is None:
             return NOTHING
-        rows, changes = self._replayed or ([], [])
+        rows, changes = self._replayed
         self._replayed = None
-        if self._exit_replay_pending:
-            self._exit_replay_pending = False
-            changes += self._replay_exit()
-            self._dirty = True
-            self._model = None
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
     def close_through(self, session: int) -> tuple[list[tuple[str, int, bytes]], list[MultiplierChange]]:
@@ -543,23 +549,34 @@ class TradeLearner(Learner):
         self._model = None
         return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
 
-    def _replay_exit(self) -> list[MultiplierChange]:
+    def _exit_replay(self) -> Generator[None, None, list[MultiplierChange]]:
         """Rebuild the exit side from the ledger in event order, from its newest checkpoint still valid (see
-        CHECKPOINT_EXITS) or from nothing; returns the multipliers that changed."""
-        before = self.exit
+        CHECKPOINT_EXITS) or from nothing; returns the multipliers that changed. Hands back (yields) about every
+        REPLAY_STEP_S; the exit side it replaces stays as it was until the end."""
         start, state = self._replay_start(self._exit_checkpoints)
-        if start is None or state is None:
-            self.exit, self.last_exit, ordinal = ExitModel(self.params), (-1, ""), 0
-        else:
+        fresh = TradeLearner(self.params, self.calendar)
+        fresh._exit_checkpoints = list(self._exit_checkpoints)
+        fresh._next_number = self._next_number
+        ordinal = 0
+        if start is not None and state is not None:
             document = orjson.loads(state)
-            self.exit = ExitModel.from_state(self.params, document["exit"])
-            self.last_exit, ordinal = (document["last_exit"][0], document["last_exit"][1]), start.ordinal
-        self._since_exit_checkpoint = 0
+            fresh.exit = ExitModel.from_state(self.params, document["exit"])
+            fresh.last_exit, ordinal = (document["last_exit"][0], document["last_exit"][1]), start.ordinal
+        step_ends = time.perf_counter() + REPLAY_STEP_S
         for record in self._require_history()("exit", None if start is None else start.through_us):
             if isinstance(record, ExitOutcome):
-                self._learn_exit_in_order(record, self.calendar.session_index(record.event_us), ordinal)
+                fresh._learn_exit_in_order(record, self.calendar.session_index(record.event_us), ordinal)
                 ordinal += 1
+                if time.perf_counter() >= step_ends:
+                    yield
+                    step_ends = time.perf_counter() + REPLAY_STEP_S
+        before = self.exit
+        self.exit, self.last_exit = fresh.exit, fresh.last_exit
+        self._exit_checkpoints, self._since_exit_checkpoint = fresh._exit_checkpoints, fresh._since_exit_checkpoint
+        self._next_number = fresh._next_number
         self._checkpoints_changed = True
+        self._dirty = True
+        self._model = None
         return _differences(before.snapshot(), self.exit.snapshot(), "exit", self.last_exit[0])
 
     def retrain(self, params: LearningParams) -> Applied:

@@ -197,7 +197,7 @@ async def serve(
         # Only a clean stop commits what was read: after an unexpected error the batch may be half-built,
         # and the store's last commit is the state to restart from. The exports then show that last commit,
         # learning_processing_state.json included (the daemon throttles it while running).
-        if ingest.replay_cut:
+        if engine.ingestor.replaying:
             # Stopped in the middle of a replay (its length grows with how late the record came): the lines read
             # since the last commit are read again at the next start, and the exports stay those of that commit.
             log.info("batch_dropped", lines_count=engine.ingestor.pending_lines, reason="stopped during a replay")
@@ -300,9 +300,6 @@ class _IngestLoop:
     caught_up: asyncio.Event
     failure_count: int = 0
     lines_at_release: int = 0
-    # The stop came while a replay ran in steps (or cut one short): the batch holds it unfinished and is not to be
-    # committed (serve).
-    replay_cut: bool = False
 
     async def run(self) -> None:
         engine = self.engine
@@ -377,13 +374,11 @@ class _IngestLoop:
     async def _replay_in_steps(self) -> bool:
         """The replays the batch asks for (a late trade relearns the trades after it, from a checkpoint), a step of
         about 50 ms at a time, the loop free between two (signals, the watchdog, the metrics endpoint, the jobs);
-        False when the stop came first: the replay is left unfinished and the batch uncommitted."""
-        self.replay_cut = True
+        False when the stop came first: the replay is left unfinished and the batch uncommitted (see serve)."""
         for _ in self.engine.ingestor.replay_steps():
             await asyncio.sleep(0)
             if self.stop.is_set():
                 return False
-        self.replay_cut = False
         return True
 
     async def _survive_write_failure(self, error: Exception) -> None:

@@ -816,6 +816,52 @@ def test_a_late_exit_is_replayed_from_the_exit_sides_checkpoint_before_it(
     assert restarted.exit.to_state() == kept.exit.to_state()
 
 
+def test_a_late_exits_replay_in_steps_leaves_the_exit_side_as_it_was_until_it_ends_as_one_in_one_go(
+    exit_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exit side's replay runs in steps too (a step per exit: REPLAY_STEP_S patched to 0): between two the
+    learner says it is replaying and its exit model is the one before the late exit; it ends with the changes and
+    state of the replay run in one go, and as learning the exits in event order."""
+    exits = sorted(
+        (
+            record
+            for line in exit_lines
+            if not isinstance(decoded := decode_line(line.rstrip(b"\n")), BadLine)
+            and isinstance(record := parse_record("exit", decoded), ExitOutcome)
+        ),
+        key=lambda record: record.event_us,
+    )
+    settings = settings_for(tmp_path)
+    calendar = calendar_for(settings)
+    late = 100
+    monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
+
+    def fed(sequence: list[int]) -> TradeLearner:
+        learner = TradeLearner(settings.learning, calendar)
+        ledger = _Ledger("exit")
+        learner.bind_history(ledger)
+        for index in sequence:
+            ledger.add(exits[index])
+            learner.apply("exit", exits[index])
+            if index != late:
+                learner.finish_batch()
+        return learner
+
+    order = [index for index in range(len(exits)) if index != late] + [late]
+    whole = fed(order)
+    applied = whole.finish_batch()
+    stepped = fed(order)
+    before = stepped.exit.to_state()
+    steps = stepped.replay_steps()
+    for _ in range(20):
+        next(steps)
+        assert stepped.replaying and stepped.exit.to_state() == before
+    assert sum(1 for _ in steps) > len(exits) - late - 20
+    assert stepped.finish_batch() == applied and applied.learned
+    assert stepped.exit.to_state() == whole.exit.to_state() == fed(sorted(order)).exit.to_state()
+    assert stepped.last_exit == whole.last_exit
+
+
 def _restarted(
     home: Path, first: list[bytes], then: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[bytes, dict[str, int], list[int]]:
