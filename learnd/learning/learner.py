@@ -113,7 +113,7 @@ class Learner(Protocol):
 
     @property
     def replaying(self) -> bool:
-        """replay_steps was left between two steps."""
+        """replay_steps has work: left between two steps, or due before the next commit."""
         return False
 
     def finish_batch(self) -> Applied:

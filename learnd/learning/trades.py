@@ -115,7 +115,7 @@ class TradeLearner(Learner):
         self._point_reader: PointReader | None = None
         self._replay_pending = False
         self._exit_replay_pending = False
-        # The entry replay under way (replay_steps), and what the replays of this batch returned so far (rows and
+        # The replays under way (replay_steps), and what the replays of this batch returned so far (rows and
         # changes for finish_batch; None when none ran).
         self._replay: Generator[None, None, _Replayed] | None = None
         self._replayed: _Replayed | None = None
@@ -275,8 +275,8 @@ class TradeLearner(Learner):
 
     @property
     def replaying(self) -> bool:
-        """A replay is under way (replay_steps was left between two steps)."""
-        return self._replay is not None
+        """A replay is under way (replay_steps was left between two steps) or due before the next commit."""
+        return self._replay is not None or self._replay_pending or self._exit_replay_pending
 
     def _replay_turns(self) -> Iterator[None]:
         while self._replay is not None:

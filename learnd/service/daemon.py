@@ -198,8 +198,9 @@ async def serve(
         # and the store's last commit is the state to restart from. The exports then show that last commit,
         # learning_processing_state.json included (the daemon throttles it while running).
         if engine.ingestor.replaying:
-            # Stopped in the middle of a replay (its length grows with how late the record came): the lines read
-            # since the last commit are read again at the next start, and the exports stay those of that commit.
+            # Stopped in the middle of a replay, or before one the batch asks for (its length grows with how late
+            # the record came, to all of history after a reload): the lines read since the last commit are read
+            # again at the next start, and the exports stay those of that commit.
             log.info("batch_dropped", lines_count=engine.ingestor.pending_lines, reason="stopped during a replay")
         else:
             engine.commit(export=False)

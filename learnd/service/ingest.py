@@ -219,7 +219,8 @@ class Ingestor:
 
     @property
     def replaying(self) -> bool:
-        """Some learner was left between two replay steps: nothing else may use the learners until they end."""
+        """Some learner has a replay under way (left between two steps: nothing else may use the learners until
+        it ends) or due before the next commit."""
         return any(learner.replaying for learner in self.learners)
 
     def commit(self) -> CommitReport | None:

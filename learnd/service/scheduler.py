@@ -147,8 +147,8 @@ class JobRunner:
         return True
 
     async def _after_replays(self, stop: asyncio.Event) -> None:
-        """Wait while the ingest runs a replay in steps (the learners are not to be used until it ends: a session
-        closed now would make the rest of it run at once); raises StopRequested when `stop` comes first."""
+        """Wait while a replay is under way or due (the ingest runs it in steps before its next commit; a session
+        closed now would make it run at once, holding the loop); raises StopRequested when `stop` comes first."""
         while self.engine.ingestor.replaying:
             if stop.is_set():
                 raise StopRequested("stopped while a replay ran; the period runs at the next start")

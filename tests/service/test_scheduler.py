@@ -250,9 +250,10 @@ async def test_a_period_waits_for_a_replay_run_in_steps_and_a_stop_meanwhile_lea
             with open(attribution, "ab") as handle:
                 handle.write(trade_row("2026-11-16T15:00:30+00:00", late))
             engine.poll(1000)
+            assert engine.ingestor.replaying  # due before the next commit
             steps = engine.ingestor.replay_steps()
             next(steps)
-            assert engine.ingestor.replaying
+            assert engine.ingestor.replaying  # under way
             before = job_runs(home, DAILY)
             stop = asyncio.Event()
             running = asyncio.create_task(runner.run_all_due_yielding(stop))
