@@ -522,6 +522,17 @@ def test_a_burst_of_old_exits_costs_one_replay_per_batch_and_ends_in_event_order
     assert small_counts["replays"] == counts["replays"] > 0
 
 
+def exit_outcomes(lines: list[bytes]) -> list[ExitOutcome]:
+    """The exit outcomes of exit log lines, oldest first."""
+    exits = (
+        record
+        for line in lines
+        if not isinstance(decoded := decode_line(line.rstrip(b"\n")), BadLine)
+        and isinstance(record := parse_record("exit", decoded), ExitOutcome)
+    )
+    return sorted(exits, key=lambda record: record.event_us)
+
+
 class _Ledger:
     """The seam for a replay's reads: what the ingest's ledger holds of one kind, in its order (event time, then
     file order), counting the records each replay of that kind reads."""
@@ -754,15 +765,7 @@ def test_a_late_exit_is_replayed_from_the_exit_sides_checkpoint_before_it(
     four checkpoints, not from nothing), and ends as relearning from nothing and as learning in event order do.
     Checkpoints every 25 exits (patched). Committed to a real store and read back, they serve a restarted learner
     as they serve the one that never stopped."""
-    exits = sorted(
-        (
-            record
-            for line in exit_lines
-            if not isinstance(decoded := decode_line(line.rstrip(b"\n")), BadLine)
-            and isinstance(record := parse_record("exit", decoded), ExitOutcome)
-        ),
-        key=lambda record: record.event_us,
-    )
+    exits = exit_outcomes(exit_lines)
     assert len(exits) > 300
     late = {60: 58, 200: 170, 300: 240, 290: 130}  # fed after the exit at the key's position
     order = [index for index in range(len(exits)) if index not in late.values()]
@@ -773,14 +776,7 @@ def test_a_late_exit_is_replayed_from_the_exit_sides_checkpoint_before_it(
 
     def fed(spacing: int, sequence: list[int]) -> tuple[TradeLearner, _Ledger]:
         monkeypatch.setattr(trades_module, "CHECKPOINT_EXITS", spacing)
-        learner = TradeLearner(settings.learning, calendar)
-        ledger = _Ledger("exit")
-        learner.bind_history(ledger)
-        for index in sequence:
-            ledger.add(exits[index])
-            learner.apply("exit", exits[index])
-            learner.finish_batch()
-        return learner, ledger
+        return fed_exits(exits, sequence, settings)
 
     def depth(late_exit: ExitOutcome, before: list[ExitOutcome]) -> int:
         return sum(late_exit.event_us < other.event_us for other in before)
@@ -822,30 +818,13 @@ def test_a_late_exits_replay_in_steps_leaves_the_exit_side_as_it_was_until_it_en
     """The exit side's replay runs in steps too (a step per exit: REPLAY_STEP_S patched to 0): between two the
     learner says it is replaying and its exit model is the one before the late exit; it ends with the changes and
     state of the replay run in one go, and as learning the exits in event order."""
-    exits = sorted(
-        (
-            record
-            for line in exit_lines
-            if not isinstance(decoded := decode_line(line.rstrip(b"\n")), BadLine)
-            and isinstance(record := parse_record("exit", decoded), ExitOutcome)
-        ),
-        key=lambda record: record.event_us,
-    )
+    exits = exit_outcomes(exit_lines)
     settings = settings_for(tmp_path)
-    calendar = calendar_for(settings)
     late = 100
     monkeypatch.setattr(trades_module, "REPLAY_STEP_S", 0.0)
 
     def fed(sequence: list[int]) -> TradeLearner:
-        learner = TradeLearner(settings.learning, calendar)
-        ledger = _Ledger("exit")
-        learner.bind_history(ledger)
-        for index in sequence:
-            ledger.add(exits[index])
-            learner.apply("exit", exits[index])
-            if index != late:
-                learner.finish_batch()
-        return learner
+        return fed_exits(exits, sequence, settings, unfinished=late)[0]
 
     order = [index for index in range(len(exits)) if index != late] + [late]
     whole = fed(order)
@@ -860,6 +839,22 @@ def test_a_late_exits_replay_in_steps_leaves_the_exit_side_as_it_was_until_it_en
     assert stepped.finish_batch() == applied and applied.learned
     assert stepped.exit.to_state() == whole.exit.to_state() == fed(sorted(order)).exit.to_state()
     assert stepped.last_exit == whole.last_exit
+
+
+def fed_exits(
+    exits: list[ExitOutcome], sequence: list[int], settings: Settings, *, unfinished: int | None = None
+) -> tuple[TradeLearner, _Ledger]:
+    """A trade learner fed `exits` in `sequence` (indexes), a batch ending after each but `unfinished` (its replay
+    left to the caller), and its ledger."""
+    learner = TradeLearner(settings.learning, calendar_for(settings))
+    ledger = _Ledger("exit")
+    learner.bind_history(ledger)
+    for index in sequence:
+        ledger.add(exits[index])
+        learner.apply("exit", exits[index])
+        if index != unfinished:
+            learner.finish_batch()
+    return learner, ledger
 
 
 def _restarted(
