@@ -498,8 +498,8 @@ def late_trade_home(home: Path) -> tuple[int, bytes]:
 
 def replaying_turns(lines: int, late: bytes, home: Path, *, stop_at_first: bool) -> tuple[ServiceHook, list[int]]:
     """A service (the seam) that takes a turn whenever the loop is free: once the daemon learned the home's `lines`,
-    it appends `late`, counts the turns at which a replay is under way, and sends SIGTERM once the late line is
-    committed, or with `stop_at_first` at the first such turn."""
+    it appends `late`, counts the turns at which a replay is due or under way, and sends SIGTERM once the late line
+    is committed, or with `stop_at_first` at the first such turn."""
     counted = [0]
 
     async def turns(engine: Engine, stop: asyncio.Event) -> None:
