@@ -265,12 +265,13 @@ class TradeLearner(Learner):
     def _replays(self) -> Generator[None, None, _Replayed]:
         rows: list[tuple[str, int, bytes]] = []
         changes: list[MultiplierChange] = []
+        # Each side stays due until its replay ended: one that fails is due again, one that ended is not.
         if self._replay_pending:
-            self._replay_pending = False
             rows, changes = yield from self._entry_replay()
+            self._replay_pending = False
         if self._exit_replay_pending:
-            self._exit_replay_pending = False
             changes += yield from self._exit_replay()
+            self._exit_replay_pending = False
         return rows, changes
 
     @property
@@ -288,10 +289,8 @@ class TradeLearner(Learner):
                 self._replayed = (rows + done.value[0], changes + done.value[1])
                 return
             except Exception:
-                # It failed (the store could not be read): each side is as before its replay began or as after it
-                # ended, and both are still due (a side replayed again ends the same).
+                # It failed (the store could not be read): the side at hand is as before its replay began, and due.
                 self._replay = None
-                self._replay_pending = self._exit_replay_pending = True
                 raise
             yield
 

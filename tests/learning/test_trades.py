@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -686,6 +688,40 @@ def test_a_replay_run_in_steps_leaves_the_model_as_it_was_until_it_ends_as_one_r
             assert cut.finish_batch().rows == expected
             assert state(cut) == state(reference)
         assert cut.counts == reference.counts
+
+
+def test_a_replay_that_fails_leaves_the_learner_as_it_was_and_the_replay_due(tmp_path: Path) -> None:
+    """The ledger cannot be read in the middle of a replay (the history seam raises, as a store that cannot be read
+    would): the error comes out, the model is the one from before, and the replay is still due; once the ledger
+    reads again, finish_batch ends as if nothing had failed."""
+    simulate(tmp_path, trades=200, seed=25, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    late = 100
+    order = [index for index in range(len(trades)) if index != late]
+
+    def with_late_trade() -> tuple[TradeLearner, _Ledger]:
+        learner, ledger, _ = _feed(trades, tmp_path, order, {})
+        ledger.add(trades[late])
+        learner.apply("attribution", trades[late])
+        return learner, ledger
+
+    reference, _ = with_late_trade()
+    expected = reference.finish_batch()
+    failing, ledger = with_late_trade()
+    before = failing.model()
+
+    def unreadable(kind: str, after_us: int | None = None) -> Iterator[Record]:
+        yield from itertools.islice(ledger(kind, after_us), 50)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    failing.bind_history(unreadable)
+    with pytest.raises(sqlite3.OperationalError):
+        failing.finish_batch()
+    assert failing.replaying and failing.model() is before
+    failing.bind_history(ledger)
+    assert failing.finish_batch() == expected
+    assert not failing.replaying and failing.model().entry == reference.model().entry
+    assert failing.counts == reference.counts
 
 
 def test_no_checkpoint_is_taken_while_the_daily_job_has_closed_the_newest_trades_session(
