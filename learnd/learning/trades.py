@@ -281,17 +281,16 @@ class TradeLearner(Learner):
 
     def _replay_turns(self) -> Iterator[None]:
         while self._replay is not None:
+            # Out of reach during the step: one that fails (the store could not be read) leaves no replay under way,
+            # the side at hand as before its replay began and still due.
+            replay, self._replay = self._replay, None
             try:
-                next(self._replay)
+                next(replay)
             except StopIteration as done:
-                self._replay = None
                 rows, changes = self._replayed or ([], [])
                 self._replayed = (rows + done.value[0], changes + done.value[1])
                 return
-            except Exception:
-                # It failed (the store could not be read): the side at hand is as before its replay began, and due.
-                self._replay = None
-                raise
+            self._replay = replay
             yield
 
     def _run_replay_to_end(self) -> None:
