@@ -27,12 +27,14 @@ from pathlib import Path
 
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from learnd.config import Settings, load_settings
 from learnd.devtools.simulate import simulate
 from learnd.devtools.verify import daemon_environment
 from learnd.errors import StateError
 from learnd.learning import trades as trades_module
+from learnd.service import daemon as daemon_module
 from learnd.service.backfill import run_backfill
 from learnd.service.daemon import _STEP_LINES as STEP_LINES
 from learnd.service.daemon import Respawn, ServiceHook, serve
@@ -483,6 +485,39 @@ async def test_a_backlog_is_learned_in_steps_that_leave_the_loop_free_between_th
     assert max(steps) <= STEP_LINES, max(steps)
     # The first step may come before the service's first turn.
     assert sum(step > 0 for step in steps) >= 6_000 // STEP_LINES - 1
+
+
+async def test_the_watch_steps_longer_while_the_logs_are_quiet_and_a_change_still_wakes_the_ingest(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once no log changed for _WATCH_IDLE_AFTER_MS the watch takes the longer step (its loop wakes ten times less
+    often); a line appended then is learned all the same, with the poll timer an hour away, and the short step
+    comes back with it. The idle time is patched to 0.3 s (the seam: the module's constant)."""
+    lines = list(record_lines(4, 70))
+    append_chunks(home, lines[:50], random.Random(4))
+    monkeypatch.setattr(daemon_module, "_WATCH_IDLE_AFTER_MS", 300)
+    settings = dataclasses.replace(settings_for(home), poll_interval_ms=3_600_000)
+    steps: list[int] = []
+
+    async def quiet_then_append(engine: Engine, stop: asyncio.Event) -> None:
+        def step_events() -> list[int]:
+            return [int(entry["step_ms"]) for entry in logs if entry["event"] == "watch_step"]
+
+        deadline = time.monotonic() + 10.0
+        while engine.totals.lines_count < 50 or step_events() != [daemon_module._WATCH_IDLE_STEP_MS]:
+            assert time.monotonic() < deadline, (engine.totals.lines_count, step_events())
+            await asyncio.sleep(0.01)
+        append_chunks(home, lines[50:], random.Random(5))
+        while engine.totals.lines_count < 70 or len(step_events()) < 2:
+            assert time.monotonic() < deadline, (engine.totals.lines_count, step_events())
+            await asyncio.sleep(0.01)
+        steps.extend(step_events()[:2])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with capture_logs() as logs:
+        assert await serve(settings, backfill=True, services=(quiet_then_append,)) == 0
+    assert steps == [daemon_module._WATCH_IDLE_STEP_MS, daemon_module._WATCH_STEP_MS]
+    assert daemon_module._WATCH_IDLE_STEP_MS >= 10 * daemon_module._WATCH_STEP_MS
 
 
 def late_trade_home(home: Path) -> tuple[int, bytes]:
