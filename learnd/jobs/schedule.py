@@ -66,9 +66,9 @@ def pending_periods(
     """Runs of `job` due by `now` that have not succeeded, in order: those after the last success (failed runs
     are retried here); for a job that never ran, every one since the first trade in the ledger, or with an empty
     ledger only the latest due run."""
-    succeeded = [due_us for _, status, due_us, _ in store.job_runs(job) if status == "ok"]
-    if succeeded:
-        return due_periods(calendar, settings, job, from_epoch_us(max(succeeded)), now)
+    succeeded_us = store.last_success_us(job)
+    if succeeded_us is not None:
+        return due_periods(calendar, settings, job, from_epoch_us(succeeded_us), now)
     first = next(iter(store.ledger("trade")), None)
     if first is not None:
         # From the start of the first trade's session, so that session's own run is included.

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from learnd.sources.copies import CopyReader
 from learnd.sources.files import (
@@ -31,7 +31,15 @@ from learnd.sources.files import (
     rotated_siblings,
     starts_with,
 )
-from learnd.sources.framing import KeptTail, Line, LineFraming, LineWindow, as_duplicate, rewrite_alignments
+from learnd.sources.framing import (
+    KeptTail,
+    Line,
+    LineFraming,
+    LineWindow,
+    as_duplicate,
+    line_hash,
+    rewrite_alignments,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -652,7 +660,11 @@ class SourceTailer:
 
         The alignment is not in the checkpoint; it is found again from the file: when every line before the
         committed offset repeats a run of the older window and that run does not reach the window's end, the
-        rewrite's kept tail is not finished yet. Only a file with at most half the window's lines is read.
+        rewrite's kept tail is not finished yet. Such a file's first line is in the window twice: at the start of
+        the run it repeats and among the window's last lines, which it gave. A file whose first line the window
+        holds once or not at all (the common case at every start: a long file's first line left the window long
+        ago, a short one's was read once) is told from that line alone; otherwise only a file with at most half the
+        window's lines is read.
         """
         if opened.offset == 0:
             if compare:
@@ -660,13 +672,23 @@ class SourceTailer:
                 # may repeat lines read.
                 self._begin_alignment(opened, late_lines=self._retired_lines)
             return
-        window = list(self._window)
-        limit = len(window) // 2
+        limit = len(self._window) // 2
         if not limit:
             return
         fd = opened.handle.fileno()
+        head = os.pread(fd, min(_HEAD_BYTES, opened.offset), 0)
+        newline = head.find(b"\n")
+        if newline < 0 < opened.offset - len(head):
+            head = os.pread(fd, min(READ_CHUNK_BYTES, opened.offset), 0)  # a first line longer than most
+            newline = head.find(b"\n")
+        # No newline in the first read, or an over-long first line: never part of a kept tail we could align.
+        if newline < 0 or newline > self._framing.max_line_bytes:
+            return
+        if self._window.count(line_hash(head[:newline])) < 2:
+            return
         if _lines_exceed(fd, opened.offset, limit):
-            return  # counted, not framed and hashed: a long file is the common case at every start
+            return  # counted, not framed and hashed
+        window = list(self._window)
         read: list[Line] = []
         position = 0
         while position < opened.offset:
@@ -892,6 +914,11 @@ def _held_when_stopped(committed: Checkpoint) -> bool:
     """Whether the checkpoint was taken while its file's first lines were held back (see SourceTailer._after_read):
     at offset 0 with the identity of what was read, the file still to be compared with the lines read."""
     return committed.offset == 0 and committed.fp_len > 0 and committed.replaced_at_seq >= 0
+
+
+# What a restart reads of a file's start for its first line, most of the time (a line up to max_line_bytes may be
+# longer: a read then looks as far as a framing read would).
+_HEAD_BYTES: Final = 64 * 1024
 
 
 def _lines_exceed(fd: int, end: int, limit: int) -> bool:

@@ -368,14 +368,14 @@ class Store:
         replaced = "replaced_at_seq" if self._version >= 3 else "-1"
         return f"path, dev, ino, fp_hash, fp_len, offset, size, window_seq, {replaced}"
 
-    def window(self, source: str) -> list[int]:
+    def window(self, source: str) -> array[int]:
         """The hashes of the source's most recently read lines (window_lines of them at most), oldest first."""
         hashes = array("q")
         for (chunk,) in self._db.execute(
             "SELECT hashes FROM line_window_chunks WHERE source = ? ORDER BY last_seq", (source,)
         ):
             hashes.frombytes(chunk)
-        return hashes[-self._window_lines :].tolist()
+        return hashes[-self._window_lines :]
 
     def file_offsets(self, source: str) -> dict[bytes, tuple[int, int]]:
         """Every file identity (first-line fingerprint) read from a source, with fingerprint length and offset."""
@@ -592,6 +592,32 @@ class Store:
             "SELECT period, status, due_us, detail FROM job_runs WHERE job = ? ORDER BY due_us", (job,)
         ).fetchall()
         return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    # A job's runs are one row a period, years of them: every start and `learnd schedule` ask these of them in SQL
+    # instead of reading them all.
+
+    def last_success_us(self, job: str) -> int | None:
+        """The due time of `job`'s latest successful run (None before its first)."""
+        due_us: int | None = self._db.execute(
+            "SELECT max(due_us) FROM job_runs WHERE job = ? AND status = 'ok'", (job,)
+        ).fetchone()[0]
+        return due_us
+
+    def last_job_run(self, job: str) -> tuple[str, str, int, str] | None:
+        """`job`'s run due last (period, status, due_us, detail), None when it never ran: job_runs(job)[-1]."""
+        row = self._db.execute(
+            "SELECT period, status, due_us, detail FROM job_runs WHERE job = ? ORDER BY due_us DESC, period DESC "
+            "LIMIT 1",
+            (job,),
+        ).fetchone()
+        return (row[0], row[1], row[2], row[3]) if row is not None else None
+
+    def failed_job_runs(self, job: str) -> int:
+        """How many of `job`'s periods last ran and failed."""
+        count: int = self._db.execute(
+            "SELECT count(*) FROM job_runs WHERE job = ? AND status != 'ok'", (job,)
+        ).fetchone()[0]
+        return count
 
     def fingerprint(self) -> dict[str, object]:
         """Everything learned and every offset, for comparing two stores (replay equivalence). Not the learners'

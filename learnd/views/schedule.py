@@ -16,15 +16,18 @@ def schedule_document(settings: Settings, start: datetime | None, count: int) ->
     """{"jobs": {job: {"enabled", "next_runs": [UTC ISO...], "next_runs_exchange": [...], "last_run": {...}|None}}}"""
     calendar = calendar_for(settings)
     after = start.astimezone(UTC) if start is not None else datetime.now(UTC)
-    runs: dict[str, list[tuple[str, str, int, str]]] = {job: [] for job in JOBS}
+    last_runs: dict[str, tuple[str, str, int, str] | None] = dict.fromkeys(JOBS)
+    failed: dict[str, int] = dict.fromkeys(JOBS, 0)
     with reading(settings.db_path) as store:
         if store is not None:
-            runs = {job: store.job_runs(job) for job in JOBS}
+            for job in JOBS:
+                last_runs[job] = store.last_job_run(job)
+                failed[job] = store.failed_job_runs(job)
     enabled = enabled_jobs(settings)
     jobs: dict[str, Any] = {}
     for job in JOBS:
         periods = next_periods(calendar, settings, job, after, count)
-        last = runs[job][-1] if runs[job] else None
+        last = last_runs[job]
         jobs[job] = {
             "enabled": job in enabled,
             "next_runs": [period.due.isoformat() for period in periods],
@@ -38,7 +41,7 @@ def schedule_document(settings: Settings, start: datetime | None, count: int) ->
                 "due": from_epoch_us(last[2]).isoformat(),
                 "detail": last[3].splitlines()[-1] if last[3] else "",
             },
-            "failed_runs": sum(1 for run in runs[job] if run[1] != "ok"),
+            "failed_runs": failed[job],
         }
     return {"exchange": calendar.code, "timezone": calendar.tz, "from": after.isoformat(), "jobs": jobs}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 
 import pytest
@@ -75,6 +76,29 @@ def test_line_window_keeps_the_last_lines_oldest_first(first: list[int], appende
     assert bool(window) == bool(expected)
     assert [window[index] for index in range(-len(window), len(window))] == list(expected) * 2
     assert window[1:-1] == list(expected)[1:-1]
+
+
+@given(
+    st.lists(st.integers(-2, 5), max_size=30),
+    st.lists(st.integers(-2, 5), max_size=60),
+    st.integers(0, 12),
+    st.booleans(),
+)
+def test_line_window_counts_a_hash_as_the_list_of_its_lines_would(
+    first: list[int], appended: list[int], size: int, stored: bool
+) -> None:
+    """How often a hash occurs in the window (a restart's first test for a kept tail), wrapped around or not, made
+    from a list or from the store's array (which it copies). Small values share most of their bytes, so a pattern
+    that straddles two items is found often and must not count."""
+    given = array("q", first)
+    window = LineWindow(given if stored else first, size)
+    for value in appended:
+        window.append(value)
+    assert given.tolist() == first
+    lines = list(window)
+    assert lines == list(deque([*first, *appended], maxlen=size))
+    for value in range(-3, 7):
+        assert window.count(value) == lines.count(value)
 
 
 def test_line_window_refuses_an_index_outside_it() -> None:

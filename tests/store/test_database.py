@@ -13,7 +13,7 @@ from learnd.records.parse import parse_record
 from learnd.sources.files import Identity
 from learnd.sources.tailer import Checkpoint
 from learnd.store import database
-from learnd.store.database import SCHEMA_VERSION, Batch, LedgerRow, Store
+from learnd.store.database import SCHEMA_VERSION, Batch, JobRun, LedgerRow, Store
 from learnd.store.ledger import record_of
 
 
@@ -41,10 +41,32 @@ def test_batch_commits_offsets_window_and_state_together(tmp_path: Path) -> None
     batch.learner_states["counting"] = b"{}"
     store.commit(batch)
     assert store.checkpoint("a") == checkpoint(100, 5)
-    assert store.window("a") == [3, 4, 5]
+    assert store.window("a").tolist() == [3, 4, 5]
     assert store.line_counts() == {("a", "applied", "close"): 5}
     assert store.ledger_keys_in("trade", ["close_X"]) == {"close_X"}
     assert store.learner_state("counting") == b"{}"
+    store.close()
+
+
+def test_a_job_s_last_success_last_run_and_failures_are_what_its_runs_say(tmp_path: Path) -> None:
+    """What a start and `learnd schedule` ask of a job's runs, asked in SQL, agree with reading every run: the
+    latest success's due time, the run due last, the periods that failed (and nothing for a job that never ran)."""
+    store = Store.open(tmp_path / "learnd.db")
+    never = (store.last_success_us("daily"), store.last_job_run("daily"), store.failed_job_runs("daily"))
+    assert never == (None, None, 0)
+    runs = [
+        JobRun("daily", "2026-11-30", "ok", 300, "a"),
+        JobRun("daily", "2026-12-02", "failed", 500, "b"),
+        JobRun("daily", "2026-12-01", "ok", 400, "c"),
+        JobRun("daily", "2026-12-03", "failed", 600, "d"),
+        JobRun("weekly", "2026-W49", "ok", 700, "e"),
+    ]
+    store.commit(Batch(job_runs=runs))
+    succeeded = [due for _, status, due, _ in store.job_runs("daily") if status == "ok"]
+    assert store.last_success_us("daily") == 400 == max(succeeded)
+    assert store.last_job_run("daily") == ("2026-12-03", "failed", 600, "d") == store.job_runs("daily")[-1]
+    assert store.failed_job_runs("daily") == 2
+    assert (store.last_success_us("weekly"), store.failed_job_runs("weekly")) == (700, 0)
     store.close()
 
 
@@ -197,7 +219,7 @@ def test_a_version_1_store_migrates_its_ledger_lines_to_kept_records(tmp_path: P
     db.close()
     store = Store.open(path, window_lines=5)
     try:
-        assert store.window("signals") == [seq * 7 - 3 for seq in range(7, 12)]
+        assert store.window("signals").tolist() == [seq * 7 - 3 for seq in range(7, 12)]
         (row,) = list(store.ledger("trade"))
         decoded = decode_line(_CLOSE_LINE)
         assert isinstance(decoded, dict)
