@@ -246,15 +246,23 @@ class Engine:
     def sync_journals(self) -> None:
         """Append committed quarantine rows and weight changes the journals do not have yet."""
         synced = self._quarantine_synced_seq
+        after_by_source: dict[str, int] | None = None
         if synced is None:
-            synced = self._min_quarantine_seq()
-        rows = self.store.quarantine_rows(synced)
+            # The first sync: each journal from its own last row (the same rows, fewer of them read).
+            names = {source.name for source in self.settings.sources} | set(self._quarantine_journals)
+            after_by_source = {name: self._quarantine_journal(name).last_seq for name in sorted(names)}
+            synced = min(after_by_source.values(), default=0)
+        rows = self.store.quarantine_rows(synced, after_by_source=after_by_source)
         by_source: dict[str, list[tuple[int, bytes]]] = {}
         for seq, source, body in rows:
             by_source.setdefault(source, []).append((seq, body))
         for source, source_rows in by_source.items():
             self._quarantine_journal(source).append(source_rows)
-        self._quarantine_synced_seq = rows[-1][0] if rows else synced
+        last = rows[-1][0] if rows else synced
+        if after_by_source:
+            # Every listed source's rows up to its journal's last were there already: all up to the highest are in.
+            last = max(last, *after_by_source.values())
+        self._quarantine_synced_seq = last
         self._changes_journal.append(self.store.changes(self._changes_journal.last_seq))
 
     def _quarantine_journal(self, source: str) -> Journal:
@@ -263,10 +271,6 @@ class Engine:
             journal = Journal(self.settings.quarantine_dir / f"{source}.jsonl")
             self._quarantine_journals[source] = journal
         return journal
-
-    def _min_quarantine_seq(self) -> int:
-        names = {source.name for source in self.settings.sources} | set(self._quarantine_journals)
-        return min((self._quarantine_journal(name).last_seq for name in names), default=0)
 
     def write_exports(self, *, processing_state: bool = True) -> None:
         """Write the JSON exports from the committed state (atomic replace); learners skip theirs when unchanged."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 import sqlite3
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -488,9 +489,20 @@ class Store:
         row = self._db.execute("SELECT count(*) FROM ledger WHERE kind = ?", (kind,)).fetchone()
         return int(row[0])
 
-    def quarantine_rows(self, after_seq: int) -> list[tuple[int, str, bytes]]:
+    def quarantine_rows(
+        self, after_seq: int, *, after_by_source: Mapping[str, int] | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        """Quarantined lines (seq, source, body) after `after_seq`, in order; with `after_by_source`, a listed
+        source's only after its own number there (each journal's last row: a source whose journal stood still would
+        otherwise have every other source's rows since read again)."""
+        where = "seq > ?"
+        params: list[object] = [after_seq]
+        if after_by_source:
+            cases = " ".join("WHEN ? THEN ?" for _ in after_by_source)
+            where += f" AND seq > CASE source {cases} ELSE ? END"
+            params += [*chain.from_iterable(after_by_source.items()), after_seq]
         rows = self._db.execute(
-            "SELECT seq, source, body FROM quarantine WHERE seq > ? ORDER BY seq", (after_seq,)
+            f"SELECT seq, source, body FROM quarantine WHERE {where} ORDER BY seq", params
         ).fetchall()
         return [(row[0], row[1], bytes(row[2])) for row in rows]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -384,6 +384,55 @@ def test_a_reload_that_moves_the_export_leaves_the_old_file_alone(home: Path) ->
         engine.close()
 
 
+def test_a_start_gives_each_quarantine_journal_the_rows_it_lacks_once(
+    home: Path, open_engine: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journals left at different rows (one lost its last append to a crash): the next engine's first sync, which
+    reads each source's rows after its own journal's last, appends exactly what each lacks, and the syncs after it
+    read only rows committed since (not every row after the lowest journal's last)."""
+    attribution, exits = home / "logs" / "attribution.jsonl", home / "logs" / "exit.jsonl"
+    append(attribution, trades(0, 1))
+    for log, bad in ((attribution, b"not json 1\n"), (exits, b"not json 2\n"), (attribution, b"not json 3\n")):
+        with open(log, "ab") as handle:
+            handle.write(bad)
+    settings = build_settings(home, sources=(ATTRIBUTION, EXIT))
+    first = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        first.poll(100)
+        first.commit()
+    finally:
+        first.close()
+
+    def seqs(source: str) -> list[int]:
+        return [
+            orjson.loads(line)["seq"]
+            for line in (settings.quarantine_dir / f"{source}.jsonl").read_bytes().splitlines()
+        ]
+
+    synced = {source: seqs(source) for source in (ATTRIBUTION, EXIT)}
+    assert sorted(synced[ATTRIBUTION] + synced[EXIT]) == [1, 2, 3]
+    # The journal that holds the first row loses its last append; the other one's last row is then the highest.
+    (behind,) = [source for source, rows in synced.items() if 1 in rows]
+    journal = settings.quarantine_dir / f"{behind}.jsonl"
+    journal.write_bytes(b"".join(journal.read_bytes().splitlines(keepends=True)[:-1]))
+    engine = open_engine(settings)  # its first sync
+    assert {source: seqs(source) for source in (ATTRIBUTION, EXIT)} == synced
+    # Synced up to the highest journal's row: the next sync reads no row again (not every row past the lowest one).
+    read = engine.store.quarantine_rows
+    returned: list[int] = []
+
+    def quarantine_rows(
+        after_seq: int, *, after_by_source: Mapping[str, int] | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        rows = read(after_seq, after_by_source=after_by_source)
+        returned.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(engine.store, "quarantine_rows", quarantine_rows)
+    engine.sync_journals()
+    assert returned == [0]
+
+
 def test_quarantine_journals_read_only_the_rows_committed_since_the_last_sync(
     home: Path, open_engine: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -400,7 +449,10 @@ def test_quarantine_journals_read_only_the_rows_committed_since_the_last_sync(
     asked: list[int] = []
     read = engine.store.quarantine_rows
 
-    def quarantine_rows(after_seq: int) -> list[tuple[int, str, bytes]]:
+    def quarantine_rows(
+        after_seq: int, *, after_by_source: Mapping[str, int] | None = None
+    ) -> list[tuple[int, str, bytes]]:
+        assert after_by_source is None  # only the first sync reads per source
         asked.append(after_seq)
         return read(after_seq)
 

@@ -70,6 +70,21 @@ def test_a_job_s_last_success_last_run_and_failures_are_what_its_runs_say(tmp_pa
     store.close()
 
 
+def test_quarantined_rows_are_read_after_each_source_s_own_number(tmp_path: Path) -> None:
+    """What a first journal sync reads: a listed source's rows after its own number, any other source's after the
+    lowest, all in order."""
+    store = Store.open(tmp_path / "learnd.db")
+    sources = ["signals", "exit", "signals", "orders", "exit", "signals", "orders"]
+    store.commit(Batch(quarantine=[(source, b'{"n": %d}' % seq) for seq, source in enumerate(sources, start=1)]))
+    every = store.quarantine_rows(0)
+    assert [(seq, source) for seq, source, _ in every] == list(enumerate(sources, start=1))
+    read = store.quarantine_rows(2, after_by_source={"signals": 6, "exit": 2})
+    assert read == [row for row in every if row[0] > {"signals": 6, "exit": 2}.get(row[1], 2)]
+    assert [seq for seq, _, _ in read] == [4, 5, 7]
+    assert store.quarantine_rows(2, after_by_source={}) == store.quarantine_rows(2) == every[2:]
+    store.close()
+
+
 def test_failed_commit_leaves_nothing_behind(tmp_path: Path) -> None:
     """A batch that fails midway (a repeated ledger key) rolls back whole: offsets do not move without state."""
     store = Store.open(tmp_path / "learnd.db")
