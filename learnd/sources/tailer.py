@@ -41,6 +41,10 @@ from learnd.sources.framing import (
     rewrite_alignments,
 )
 
+# What a restart reads of a file's start for its first line, most of the time (a line up to max_line_bytes may be
+# longer: a read then looks as far as a framing read would).
+_HEAD_BYTES: Final = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
@@ -678,7 +682,7 @@ class SourceTailer:
         fd = opened.handle.fileno()
         head = os.pread(fd, min(_HEAD_BYTES, opened.offset), 0)
         newline = head.find(b"\n")
-        if newline < 0 < opened.offset - len(head):
+        if newline < 0 and len(head) < opened.offset:
             head = os.pread(fd, min(READ_CHUNK_BYTES, opened.offset), 0)  # a first line longer than most
             newline = head.find(b"\n")
         # No newline in the first read, or an over-long first line: never part of a kept tail we could align.
@@ -914,11 +918,6 @@ def _held_when_stopped(committed: Checkpoint) -> bool:
     """Whether the checkpoint was taken while its file's first lines were held back (see SourceTailer._after_read):
     at offset 0 with the identity of what was read, the file still to be compared with the lines read."""
     return committed.offset == 0 and committed.fp_len > 0 and committed.replaced_at_seq >= 0
-
-
-# What a restart reads of a file's start for its first line, most of the time (a line up to max_line_bytes may be
-# longer: a read then looks as far as a framing read would).
-_HEAD_BYTES: Final = 64 * 1024
 
 
 def _lines_exceed(fd: int, end: int, limit: int) -> bool:

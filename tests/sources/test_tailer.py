@@ -667,6 +667,29 @@ def test_restart_in_the_middle_of_a_rewritten_tail_keeps_marking_duplicates(
     assert [line.duplicate for line in out] == [True, True, False]
 
 
+def test_a_restart_finds_a_kept_tail_whose_first_line_is_longer_than_its_first_read(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """The same restart inside a rewrite's kept tail, the tail's first line 100 KB long (past the 64 KiB a restart
+    reads first for it, within max_line_bytes): still found, the rest still marked duplicate."""
+    path = home / "logs" / "orders.jsonl"
+    long_line = b"line-7-" + b"x" * 100_000
+    append(path, numbered(1, 6) + long_line + b"\n" + numbered(8, 10))
+    first = new_tailer(path)
+    read = drain(first)
+    rewrite_in_place(path, 4)
+    append(path, numbered(11, 11))
+    out = first.poll(2)
+    assert [(line.raw, line.duplicate) for line in out] == [(long_line, True), (b"line-8", True)]
+    read += out
+    committed = first.checkpoint()
+    first.close()
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read])
+    out = drain(second)
+    assert raws(out) == names(9, 11)
+    assert [line.duplicate for line in out] == [True, True, False]
+
+
 def read_then_stop(path: Path, new_tailer: TailerFactory, clock: FakeClock) -> tuple[Checkpoint | None, list[int]]:
     """Read the file to its end, then stop: the checkpoint and window a restart resumes from."""
     tailer = new_tailer(path, clock=clock)
