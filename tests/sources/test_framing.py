@@ -90,11 +90,11 @@ def test_line_window_counts_a_hash_as_the_list_of_its_lines_would(
     """How often a hash occurs in the window (a restart's first test for a kept tail), wrapped around or not, made
     from a list or from the store's array (which it copies). Small values share most of their bytes, so a pattern
     that straddles two items is found often and must not count."""
-    given = array("q", first)
-    window = LineWindow(given if stored else first, size)
+    hashes = array("q", first)
+    window = LineWindow(hashes if stored else first, size)
     for value in appended:
         window.append(value)
-    assert given.tolist() == first
+    assert hashes.tolist() == first
     lines = list(window)
     assert lines == list(deque([*first, *appended], maxlen=size))
     for value in range(-3, 7):
