@@ -600,10 +600,11 @@ class Store:
         return _ledger_row(row) if row else None
 
     def job_runs(self, job: str) -> list[tuple[str, str, int, str]]:
-        rows = self._db.execute(
-            "SELECT period, status, due_us, detail FROM job_runs WHERE job = ? ORDER BY due_us", (job,)
+        """`job`'s runs (period, status, due_us, detail), in due order."""
+        rows: list[tuple[str, str, int, str]] = self._db.execute(
+            f"SELECT {_JOB_RUN_COLUMNS} FROM job_runs WHERE job = ? ORDER BY due_us", (job,)
         ).fetchall()
-        return [(row[0], row[1], row[2], row[3]) for row in rows]
+        return rows
 
     # A job's runs are one row a period, years of them: every start and `learnd schedule` ask these of them in SQL
     # instead of reading them all.
@@ -617,12 +618,10 @@ class Store:
 
     def last_job_run(self, job: str) -> tuple[str, str, int, str] | None:
         """`job`'s run due last (period, status, due_us, detail), None when it never ran: job_runs(job)[-1]."""
-        row = self._db.execute(
-            "SELECT period, status, due_us, detail FROM job_runs WHERE job = ? ORDER BY due_us DESC, period DESC "
-            "LIMIT 1",
-            (job,),
+        row: tuple[str, str, int, str] | None = self._db.execute(
+            f"SELECT {_JOB_RUN_COLUMNS} FROM job_runs WHERE job = ? ORDER BY due_us DESC, period DESC LIMIT 1", (job,)
         ).fetchone()
-        return (row[0], row[1], row[2], row[3]) if row is not None else None
+        return row
 
     def failed_job_runs(self, job: str) -> int:
         """How many of `job`'s periods last ran and failed."""
@@ -771,6 +770,8 @@ def require(store: Store | None, path: Path) -> Store:
 
 
 _LEDGER_COLUMNS: Final = "kind, key, strategy, symbol, event_us, source, file_offset, record"
+# A job run as Store.job_runs and Store.last_job_run give it (sqlite3's rows are these tuples).
+_JOB_RUN_COLUMNS: Final = "period, status, due_us, detail"
 
 
 # A fetched row of _LEDGER_COLUMNS as a LedgerRow: the columns are its fields in order, and sqlite3 returns the
