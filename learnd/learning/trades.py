@@ -128,6 +128,10 @@ class TradeLearner(Learner):
         self._checkpoints_changed = False
         self._dirty = False
         self._model: LearnedModel | None = None
+        # The entry side's view and state as JSON, kept while only the exit side changes (an exit, most commits in a
+        # live run): the entry side is most of both and costs about 1.9 and 0.6 ms to make again.
+        self._entry_view: dict[str, Any] | None = None
+        self._entry_state: orjson.Fragment | None = None
         # The entry state was written by an older learnd: the entry side is relearned from the ledger before the
         # next commit (finish_batch); until then the model is empty.
         self.is_relearning = False
@@ -206,8 +210,7 @@ class TradeLearner(Learner):
             self.counts["exits"] += 1
         else:
             return NOTHING
-        self._dirty = True
-        self._model = None
+        self._changed(entry=isinstance(record, TradeOutcome))
         if not changes and not rows:
             return LEARNED  # most records: nothing moved, nothing to keep
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
@@ -237,6 +240,7 @@ class TradeLearner(Learner):
                 self.last_evidence[(record.strategy, name, regime)] = session
         changes += self.entry.learn(record, session)
         self.last_trade = (record.event_us, record.key)
+        self._changed()  # a replay's learner learns here, not through apply
         return rows, changes
 
     def _learn_exit_in_order(self, record: ExitOutcome, session: int, ordinal: int) -> list[MultiplierChange]:
@@ -328,8 +332,7 @@ class TradeLearner(Learner):
                 )
             rows.append(self._session_row(open_session))
         self.closed_through = session
-        self._dirty = True
-        self._model = None
+        self._changed()
         return rows, changes
 
     def _ends_week(self, session: int) -> bool:
@@ -543,8 +546,7 @@ class TradeLearner(Learner):
         self.current_session = max(self.current_session, fresh.current_session)
         self.counts["replays"] += 1
         self.is_relearning = False
-        self._dirty = True
-        self._model = None
+        self._changed()
         return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
 
     def _exit_replay(self) -> Generator[None, None, list[MultiplierChange]]:
@@ -573,8 +575,7 @@ class TradeLearner(Learner):
         self._exit_checkpoints, self._since_exit_checkpoint = fresh._exit_checkpoints, fresh._since_exit_checkpoint
         self._next_number = fresh._next_number
         self._checkpoints_changed = True
-        self._dirty = True
-        self._model = None
+        self._changed(entry=False)
         return _differences(before.snapshot(), self.exit.snapshot(), "exit", self.last_exit[0])
 
     def retrain(self, params: LearningParams) -> Applied:
@@ -590,8 +591,7 @@ class TradeLearner(Learner):
         self._checkpoints_changed = True
         self._replay_pending = self._exit_replay_pending = True
         self.counts["replays"] += 1
-        self._dirty = True
-        self._model = None
+        self._changed()
         return LEARNED
 
     def close_sessions(self, through_session: int) -> Applied:
@@ -613,11 +613,22 @@ class TradeLearner(Learner):
         self._dirty = False
         return orjson.dumps(self._document(), option=_STATE_OPTIONS)
 
+    def _changed(self, *, entry: bool = True) -> None:
+        """The state changed (to commit, and the model to make again); `entry` when the entry side may have."""
+        self._dirty = True
+        self._model = None
+        if entry:
+            self._entry_view = None
+            self._entry_state = None
+
     def _document(self) -> dict[str, Any]:
         """The state as the store keeps it (and a checkpoint, see CHECKPOINT_TRADES)."""
+        if self._entry_state is None:
+            # Encoded alone with the options the whole is, it is the same bytes the whole would hold.
+            self._entry_state = orjson.Fragment(orjson.dumps(self.entry.to_state(), option=_STATE_OPTIONS))
         return {
             "version": STATE_VERSION,
-            "entry": self.entry.to_state(),
+            "entry": self._entry_state,
             "exit": self.exit.to_state(),
             "last_trade": list(self.last_trade),
             "last_exit": list(self.last_exit),
@@ -630,8 +641,10 @@ class TradeLearner(Learner):
     def model(self) -> LearnedModel:
         """The multipliers as they stand (cached until the next record or session close changes them)."""
         if self._model is None:
+            if self._entry_view is None:
+                self._entry_view = self.entry.snapshot()
             self._model = LearnedModel(
-                entry=self.entry.snapshot(),
+                entry=self._entry_view,
                 exits=self.exit.snapshot(),
                 trades_learned=self.counts["trades"],
                 partials_learned=self.counts["partials"],

@@ -621,6 +621,70 @@ def test_a_late_trade_is_replayed_from_the_newest_checkpoint_before_it(
     assert kept.model().entry == in_order.model().entry
 
 
+def test_the_checkpoints_a_replay_takes_hold_the_trades_up_to_their_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trade 150 deep is replayed with a checkpoint every 7 trades (patched: several in one session); the
+    checkpoints the replay takes on its way, like those taken as the trades came, hold the entry side of a learner
+    that learned the trades up to their time in event order, and nothing else (a checkpoint holding the entry side
+    as it was at an earlier one would make a later replay start from the wrong place)."""
+    simulate(tmp_path, trades=300, seed=22, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    monkeypatch.setattr(trades_module, "KEPT_CHECKPOINTS", 60)
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 7)
+    order = [index for index in range(len(trades)) if index != 140]
+    order.insert(order.index(289) + 1, 140)
+    learner, _, _ = _feed(trades, tmp_path, order, {})
+    assert learner.counts["replays"] == 1
+    taken_in_replay = [point for point in learner._checkpoints if point.through_us >= trades[140].event_us]
+    assert len(taken_in_replay) >= 15
+    by_time = sorted(range(len(trades)), key=lambda index: (trades[index].event_us, index))
+    for point in learner._checkpoints:
+        assert point.state is not None
+        upto = [index for index in by_time if trades[index].event_us <= point.through_us]
+        reference, _, _ = _feed(trades, tmp_path, upto, {})
+        assert orjson.loads(point.state)["entry"] == orjson.loads(reference.dump() or b"")["entry"], point
+
+
+def test_the_entry_side_is_made_again_only_when_it_changed(
+    attribution_lines: list[bytes], exit_lines: list[bytes], tmp_path: Path
+) -> None:
+    """An exit leaves the entry side's view (the model the exports read) and its encoded state as they were; a
+    trade or a session close makes them again. The state committed is the whole encoded in one go."""
+    settings = settings_for(tmp_path)
+    learner = TradeLearner(settings.learning, calendar_for(settings))
+    trades = [
+        record
+        for line in attribution_lines
+        if not isinstance(decoded := decode_line(line.rstrip(b"\n")), BadLine)
+        and isinstance(record := parse_record("attribution", decoded), TradeOutcome)
+    ][:60]
+    exits = exit_outcomes(exit_lines)[:20]
+    for trade in trades:
+        learner.apply("attribution", trade)
+
+    def whole() -> bytes:
+        document = {**learner._document(), "entry": learner.entry.to_state()}
+        return orjson.dumps(document, option=trades_module._STATE_OPTIONS)
+
+    view = learner.model().entry
+    assert learner.dump() == whole()
+    for record in exits:
+        learner.apply("exit", record)
+        assert learner.model().entry is view
+        assert learner.dump() == whole()
+    assert learner.model().exits == learner.exit.snapshot()
+    learner.apply("attribution", trades[-1])
+    assert learner.model().entry is not view
+    assert learner.model().entry == learner.entry.snapshot()
+    assert learner.dump() == whole()
+    view = learner.model().entry
+    learner.close_sessions(learner.current_session)
+    assert learner.model().entry is not view
+    assert learner.model().entry == learner.entry.snapshot()
+    assert learner.dump() == whole()
+
+
 def test_a_replay_run_in_steps_leaves_the_model_as_it_was_until_it_ends_as_one_run_in_one_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
