@@ -33,10 +33,13 @@ from learnd.service.summary import learned_summary, render_learned_summary
 log = structlog.get_logger("learnd.daemon")
 
 # watchfiles groups events for `step` ms and at most `debounce` ms: small values keep append-to-learn latency low.
-# Its watch wakes, takes the GIL and asks its stop event every step: at 5 ms, some 0.3-0.5 % of a core more than at
-# 20 ms with nothing written. So once no log has changed for _WATCH_IDLE_AFTER_MS (the bot's quiet hours) the watch
-# takes the longer step, and the first change after that puts the short one back.
-_WATCH_STEP_MS = 5
+# Its watch hands on a change one to two steps after it (once a step adds no new file to what it holds), so the
+# step is most of the watch's share of the latency: on the latency benchmark's load, the median append -> export
+# took 20-21 ms at 5 ms, 16 at 3 and 15 at 2, the daemon using 60, 68 and 75 % of a core (a change handed on
+# sooner is a commit more). It also wakes, takes the GIL and asks its stop event every step: at 5 ms, some 0.3-0.5 %
+# of a core more than at 20 ms with nothing written. So once no log has changed for _WATCH_IDLE_AFTER_MS (the bot's
+# quiet hours) the watch takes the longer step, and the first change after that puts the short one back.
+_WATCH_STEP_MS = 3
 _WATCH_DEBOUNCE_MS = 20
 _WATCH_IDLE_AFTER_MS = 10_000
 _WATCH_IDLE_STEP_MS = 50
