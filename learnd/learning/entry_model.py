@@ -1029,45 +1029,46 @@ class EntryModel:
         """JSON-able view: {strategy: {component: {multiplier, samples, z, target, interval, effect, score_z,
         joint_z, wins, losses, total_pnl, scale_factor, standardized, change_alarms, last_change_session,
         by_regime: {regime: {...the scope's keys...}}, by_ticker: {symbol: {...}}}}}."""
+        return {name: self.strategy_snapshot(name) for name in sorted(self._strategies)}
+
+    def strategy_snapshot(self, strategy_name: str) -> dict[str, Any]:
+        """snapshot()'s view of one strategy: a function of that strategy's state (and the parameters) alone."""
         params = self.params
-        result: dict[str, Any] = {}
-        for strategy_name in sorted(self._strategies):
-            state = self._strategies[strategy_name]
-            global_stats = state.scopes[GLOBAL_SCOPE]
-            global_frame = state.frame(global_stats)
-            global_posterior = _global_posterior(global_stats, global_frame, state.reference, params)
-            views: dict[str, dict[str, dict[str, Any]]] = {
-                GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior, params)
+        state = self._strategies[strategy_name]
+        global_stats = state.scopes[GLOBAL_SCOPE]
+        global_frame = state.frame(global_stats)
+        global_posterior = _global_posterior(global_stats, global_frame, state.reference, params)
+        views: dict[str, dict[str, dict[str, Any]]] = {
+            GLOBAL_SCOPE: _scope_view(state, GLOBAL_SCOPE, global_stats, global_posterior, params)
+        }
+        for scope in sorted(state.scopes):
+            if scope == GLOBAL_SCOPE:
+                continue
+            posterior = self._scope_posterior(state, scope, global_frame, global_posterior)
+            views[scope] = _scope_view(state, scope, state.scopes[scope], posterior, params)
+        scale = state.scale_factors()
+        components: dict[str, Any] = {}
+        for name, index in _COMPONENT_INDEX.items():
+            component = index - _FIRST_COMPONENT
+            entry = dict(views[GLOBAL_SCOPE][name])
+            entry["scale_factor"] = float(scale[component])
+            entry["standardized"] = bool(scale[component] != 1.0)
+            entry["change_alarms"] = state.changes.alarms[component]
+            last = state.changes.last_alarm[component]
+            entry["last_change_session"] = last if last >= 0 else None
+            entry["by_regime"] = {
+                scope: view[name]
+                for scope, view in views.items()
+                if scope != GLOBAL_SCOPE and not scope.startswith(TICKER_SCOPE_PREFIX)
             }
-            for scope in sorted(state.scopes):
-                if scope == GLOBAL_SCOPE:
-                    continue
-                posterior = self._scope_posterior(state, scope, global_frame, global_posterior)
-                views[scope] = _scope_view(state, scope, state.scopes[scope], posterior, params)
-            scale = state.scale_factors()
-            components: dict[str, Any] = {}
-            for name, index in _COMPONENT_INDEX.items():
-                component = index - _FIRST_COMPONENT
-                entry = dict(views[GLOBAL_SCOPE][name])
-                entry["scale_factor"] = float(scale[component])
-                entry["standardized"] = bool(scale[component] != 1.0)
-                entry["change_alarms"] = state.changes.alarms[component]
-                last = state.changes.last_alarm[component]
-                entry["last_change_session"] = last if last >= 0 else None
-                entry["by_regime"] = {
-                    scope: view[name]
+            if params.per_ticker:
+                entry["by_ticker"] = {
+                    scope.removeprefix(TICKER_SCOPE_PREFIX): view[name]
                     for scope, view in views.items()
-                    if scope != GLOBAL_SCOPE and not scope.startswith(TICKER_SCOPE_PREFIX)
+                    if scope.startswith(TICKER_SCOPE_PREFIX)
                 }
-                if params.per_ticker:
-                    entry["by_ticker"] = {
-                        scope.removeprefix(TICKER_SCOPE_PREFIX): view[name]
-                        for scope, view in views.items()
-                        if scope.startswith(TICKER_SCOPE_PREFIX)
-                    }
-                components[name] = entry
-            result[strategy_name] = components
-        return result
+            components[name] = entry
+        return components
 
     def to_state(self) -> dict[str, Any]:
         """Everything the model knows, JSON-able with floats kept exact; `from_state` restores it bit for bit."""

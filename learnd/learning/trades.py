@@ -129,8 +129,10 @@ class TradeLearner(Learner):
         self._dirty = False
         self._model: LearnedModel | None = None
         # The entry side's view and state as JSON, kept while only the exit side changes (an exit, most commits in a
-        # live run): the entry side is most of both and costs about 1.9 and 0.6 ms to make again.
+        # live run): the entry side is most of both and costs about 1.9 and 0.6 ms to make again. The view is also
+        # kept per strategy: a trade changes its own strategy's alone.
         self._entry_view: dict[str, Any] | None = None
+        self._strategy_views: dict[str, dict[str, Any]] = {}
         self._entry_state: orjson.Fragment | None = None
         # The entry state was written by an older learnd: the entry side is relearned from the ledger before the
         # next commit (finish_batch); until then the model is empty.
@@ -210,7 +212,7 @@ class TradeLearner(Learner):
             self.counts["exits"] += 1
         else:
             return NOTHING
-        self._changed(entry=isinstance(record, TradeOutcome))
+        self._changed(entry=False)  # the entry side's were noted as they happened (or a replay's will be)
         if not changes and not rows:
             return LEARNED  # most records: nothing moved, nothing to keep
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
@@ -240,7 +242,7 @@ class TradeLearner(Learner):
                 self.last_evidence[(record.strategy, name, regime)] = session
         changes += self.entry.learn(record, session)
         self.last_trade = (record.event_us, record.key)
-        self._changed()  # a replay's learner learns here, not through apply
+        self._changed(strategy=record.strategy)  # here, not in apply: a replay's learner learns here too
         return rows, changes
 
     def _learn_exit_in_order(self, record: ExitOutcome, session: int, ordinal: int) -> list[MultiplierChange]:
@@ -613,11 +615,16 @@ class TradeLearner(Learner):
         self._dirty = False
         return orjson.dumps(self._document(), option=_STATE_OPTIONS)
 
-    def _changed(self, *, entry: bool = True) -> None:
-        """The state changed (to commit, and the model to make again); `entry` when the entry side may have."""
+    def _changed(self, *, entry: bool = True, strategy: str | None = None) -> None:
+        """The state changed (to commit, and the model to make again); `entry` when the entry side may have, all of
+        it, or with `strategy` that strategy's alone."""
         self._dirty = True
         self._model = None
-        if entry:
+        if strategy is not None:
+            self._strategy_views.pop(strategy, None)
+        elif entry:
+            self._strategy_views.clear()
+        if entry or strategy is not None:
             self._entry_view = None
             self._entry_state = None
 
@@ -642,7 +649,12 @@ class TradeLearner(Learner):
         """The multipliers as they stand (cached until the next record or session close changes them)."""
         if self._model is None:
             if self._entry_view is None:
-                self._entry_view = self.entry.snapshot()
+                views = self._strategy_views
+                for name in self.entry.strategies():
+                    if name not in views:
+                        views[name] = self.entry.strategy_snapshot(name)
+                # As EntryModel.snapshot() gives it (strategies in name order).
+                self._entry_view = {name: views[name] for name in self.entry.strategies()}
             self._model = LearnedModel(
                 entry=self._entry_view,
                 exits=self.exit.snapshot(),

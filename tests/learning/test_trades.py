@@ -650,7 +650,8 @@ def test_the_entry_side_is_made_again_only_when_it_changed(
     attribution_lines: list[bytes], exit_lines: list[bytes], tmp_path: Path
 ) -> None:
     """An exit leaves the entry side's view (the model the exports read) and its encoded state as they were; a
-    trade or a session close makes them again. The state committed is the whole encoded in one go."""
+    trade makes its own strategy's view again (and the state), a session close all of them. The state committed is
+    the whole encoded in one go."""
     settings = settings_for(tmp_path)
     learner = TradeLearner(settings.learning, calendar_for(settings))
     trades = [
@@ -674,9 +675,16 @@ def test_the_entry_side_is_made_again_only_when_it_changed(
         assert learner.model().entry is view
         assert learner.dump() == whole()
     assert learner.model().exits == learner.exit.snapshot()
+    # A trade makes its own strategy's view again; the other strategy's stays the object it was.
+    traded = trades[-1].strategy
+    others = [name for name in view if name != traded]
+    assert others
     learner.apply("attribution", trades[-1])
     assert learner.model().entry is not view
     assert learner.model().entry == learner.entry.snapshot()
+    assert list(learner.model().entry) == list(learner.entry.snapshot())
+    assert learner.model().entry[traded] is not view[traded]
+    assert all(learner.model().entry[name] is view[name] for name in others)
     assert learner.dump() == whole()
     view = learner.model().entry
     learner.close_sessions(learner.current_session)
