@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
@@ -522,7 +522,7 @@ class TradeLearner(Learner):
         CHECKPOINT_TRADES), or from nothing. Returns the session rows (upserted) and the multipliers that
         changed. Hands back (yields) about every REPLAY_STEP_S; the learner it replaces stays as it was until the
         end, when the rebuilt one takes its place at once."""
-        before = self.entry.snapshot()
+        before = self.model().entry  # the view the exports read, when it is made already
         start, state = self._replay_start(self._checkpoints)
         fresh = self._replaying_from(start, state)
         rows: list[tuple[str, int, bytes]] = []
@@ -549,7 +549,8 @@ class TradeLearner(Learner):
         self.counts["replays"] += 1
         self.is_relearning = False
         self._changed()
-        return rows, _differences(before, self.entry.snapshot(), "entry", self.last_trade[0])
+        # Made here through the model, it is the view the next export reads (not made a second time).
+        return rows, _differences(before, self.model().entry, "entry", self.last_trade[0])
 
     def _exit_replay(self) -> Generator[None, None, list[MultiplierChange]]:
         """Rebuild the exit side from the ledger in event order, from its newest checkpoint still valid (see
@@ -650,11 +651,11 @@ class TradeLearner(Learner):
         if self._model is None:
             if self._entry_view is None:
                 views = self._strategy_views
-                for name in self.entry.strategies():
+                names = self.entry.strategies()  # in name order, as EntryModel.snapshot() gives them
+                for name in names:
                     if name not in views:
                         views[name] = self.entry.strategy_snapshot(name)
-                # As EntryModel.snapshot() gives it (strategies in name order).
-                self._entry_view = {name: views[name] for name in self.entry.strategies()}
+                self._entry_view = {name: views[name] for name in names}
             self._model = LearnedModel(
                 entry=self._entry_view,
                 exits=self.exit.snapshot(),
@@ -692,7 +693,9 @@ def _is_older_entry_state(state: object) -> bool:
     return isinstance(version, int) and 1 <= version < ENTRY_STATE_VERSION
 
 
-def _differences(before: dict[str, Any], after: dict[str, Any], model: str, event_us: int) -> list[MultiplierChange]:
+def _differences(
+    before: Mapping[str, Any], after: Mapping[str, Any], model: str, event_us: int
+) -> list[MultiplierChange]:
     """Multipliers a replay changed, as change events (reason `replay_out_of_order`)."""
     changes: list[MultiplierChange] = []
     for strategy in sorted(set(before) | set(after)):
