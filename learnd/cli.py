@@ -19,13 +19,14 @@ import orjson
 
 from learnd import __version__
 from learnd.config import RESPAWN_VARIABLE, Settings, load_settings
-from learnd.errors import ConfigError, LearndError, StateError
+from learnd.errors import ConfigError, LearndError, StateError, UsageError
 from learnd.exports.bot import MIXED_FIGURES
 from learnd.service.memory import collecting_garbage_less_often
 
 if TYPE_CHECKING:
     from learnd.service.daemon import Respawn
 
+EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_STATE = 4
 
@@ -82,7 +83,11 @@ def _execute(args: argparse.Namespace) -> int:
 
 
 def _failed(error: BaseException) -> int:
-    """Say what went wrong on stderr; the exit status for it (3 configuration, 4 state, 1 anything else of ours)."""
+    """Say what went wrong on stderr; the exit status for it (2 usage, 3 configuration, 4 state, 1 anything else of
+    ours)."""
+    if isinstance(error, UsageError):
+        print(f"learnd: usage error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     if isinstance(error, ConfigError):
         print(f"learnd: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -123,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--backfill",
         action="store_true",
-        help="read sources without a checkpoint from their start (default: from their current end)",
+        help="also read history: rotated copies never applied, and sources without a checkpoint from their start "
+        "(default: those from their current end, the copies left to `backfill`)",
     )
     run.set_defaults(handler=_run)
 
@@ -232,7 +238,7 @@ def _settings(args: argparse.Namespace, *, logs: bool = True, **overrides: Any) 
     for item in args.set:
         key, separator, value = item.partition("=")
         if not separator:
-            raise ConfigError(f"--set {item}: expected KEY=VALUE")
+            raise UsageError(f"--set {item}: expected KEY=VALUE")
         overrides[key.strip()] = value
     if args.log_format:
         overrides["log_format"] = args.log_format
@@ -396,9 +402,9 @@ def _parse_moment(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ConfigError(f"--from {text!r}: not an ISO-8601 time") from None
+        raise UsageError(f"--from {text!r}: not an ISO-8601 time") from None
     if moment.tzinfo is None:
-        raise ConfigError(f"--from {text!r}: give an offset (Z or +00:00): exchange time and UTC must not be guessed")
+        raise UsageError(f"--from {text!r}: give an offset (Z or +00:00): exchange time and UTC must not be guessed")
     return moment
 
 
@@ -447,7 +453,7 @@ def _verify(args: argparse.Namespace) -> int:
     configure_logging("console" if sys.stdout.isatty() else "json")
 
     if args.keep is not None and args.keep.exists():
-        raise ConfigError(f"--keep {args.keep}: already exists; name a new directory")
+        raise UsageError(f"--keep {args.keep}: already exists; name a new directory")
     checks = run_verify(trades=args.trades, seed=args.seed, keep=args.keep)
     sys.stdout.write(render_checks(checks))
     return 0 if all(check.passed for check in checks) else 1
@@ -495,7 +501,7 @@ def _simulate(args: argparse.Namespace) -> int:
     from learnd.devtools.simulate import simulate
 
     if args.trades <= 0:
-        raise ConfigError("--trades: must be positive")
+        raise UsageError("--trades: must be positive")
     truth = simulate(args.out, trades=args.trades, seed=args.seed, shuffle_outcomes=args.shuffle_outcomes)
     print(f"simulate: wrote {args.out} ({truth.trades} trades, seed {args.seed}); truth in {args.out / 'truth.json'}")
     return 0

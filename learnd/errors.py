@@ -11,6 +11,10 @@ class ConfigError(LearndError):
     """Invalid configuration; the message names the offending key."""
 
 
+class UsageError(LearndError):
+    """A command-line argument argparse accepts but learnd cannot use (exit 2, as argparse's own usage errors)."""
+
+
 class RecordError(LearndError):
     """A line that is well-formed JSON but not a record learnd can use; it is quarantined."""
 

@@ -1,5 +1,5 @@
-"""errors: learnd's small exception tree, and the exit status each kind gives `python -m learnd` (3 config,
-4 state, 1 any other LearndError), provoked in real subprocesses."""
+"""errors: learnd's small exception tree, and the exit status each kind gives `python -m learnd` (2 usage,
+3 config, 4 state, 1 any other LearndError), provoked in real subprocesses."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from learnd.errors import ConfigError, LearndError, RecordError, StateError
+from learnd.errors import ConfigError, LearndError, RecordError, StateError, UsageError
 from tests.test_cli import learnd
 
 
-@pytest.mark.parametrize("kind", [ConfigError, RecordError, StateError])
+@pytest.mark.parametrize("kind", [ConfigError, UsageError, RecordError, StateError])
 def test_each_kind_derives_from_learnd_error(kind: type[LearndError]) -> None:
-    """ConfigError, RecordError and StateError are LearndErrors (and so Exceptions), and none is another."""
+    """ConfigError, UsageError, RecordError and StateError are LearndErrors (and so Exceptions), and none is
+    another."""
     assert issubclass(kind, LearndError)
     assert issubclass(LearndError, Exception)
-    others = {ConfigError, RecordError, StateError} - {kind}
+    others = {ConfigError, UsageError, RecordError, StateError} - {kind}
     assert not any(issubclass(kind, other) for other in others)
 
 
@@ -58,10 +59,22 @@ def _garbage_store(home: Path) -> None:
         pytest.param(
             _nothing,
             ("schedule", "--from", "2026-11-25T21:30:00"),
-            3,
-            "configuration error: --from",
-            id="config-time-without-offset",
+            2,
+            "usage error: --from",
+            id="usage-time-without-offset",
         ),
+        pytest.param(_nothing, ("schedule", "--from", "tomorrow"), 2, "usage error: --from", id="usage-time-not-iso"),
+        pytest.param(
+            _nothing, ("--set", "commit_interval_ms", "status"), 2, "usage error: --set", id="usage-set-without-value"
+        ),
+        pytest.param(
+            _nothing,
+            ("simulate", "--out", "sim", "--trades", "0"),
+            2,
+            "usage error: --trades",
+            id="usage-no-trades",
+        ),
+        pytest.param(_nothing, ("verify", "--keep", "."), 2, "usage error: --keep", id="usage-keep-existing-directory"),
         pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
         pytest.param(_nothing, ("signals",), 4, "state error: ", id="state-no-store-yet"),
         pytest.param(
@@ -79,8 +92,9 @@ def _garbage_store(home: Path) -> None:
 def test_each_error_kind_has_its_exit_status(
     tmp_path: Path, prepare: Callable[[Path], None], args: tuple[str, ...], status: int, message: str
 ) -> None:
-    """`python -m learnd` exits 3 on a ConfigError, 4 on a StateError, 1 on any other LearndError, and says what
-    went wrong on stderr in one line, without a traceback."""
+    """`python -m learnd` exits 2 on a UsageError (an argument argparse accepts but learnd cannot use, as argparse's
+    own usage errors exit), 3 on a ConfigError, 4 on a StateError, 1 on any other LearndError, and says what went
+    wrong on stderr in one line, without a traceback."""
     prepare(tmp_path)
     result = learnd(tmp_path, *args, check=False)
     stderr = result.stderr.decode()

@@ -1249,7 +1249,7 @@ def test_atheris_fuzzes_framing_and_parsing_when_installed(size: Size, tmp_path:
     than the parser's RecordError is a crash, and libFuzzer exits non-zero on it."""
     probe = subprocess.run([sys.executable, "-c", "import atheris"], check=False, capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("atheris is not installed (pip install atheris to run this scenario)")
+        pytest.skip("atheris is not installed (the test extra installs it: pip install -e '.[test]')")
     script = tmp_path / "fuzz_target.py"
     script.write_text(_ATHERIS_TARGET)
     runs = 20000 if size is QUICK else 500000
