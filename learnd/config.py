@@ -321,6 +321,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path}: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path}: not UTF-8 ({error})") from None
+    except OSError as error:  # a directory, no permission, an I/O error
+        raise ConfigError(f"config file {path}: cannot be read ({error.strerror or error})") from None
 
 
 def _merge_environment(table: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -94,6 +94,19 @@ def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
         load_settings(home=tmp_path, config_file=tmp_path / "nope.toml", environ={})
 
 
+def test_an_unreadable_config_file_is_a_configuration_error(tmp_path: Path) -> None:
+    """A config file that is not UTF-8, or a directory where the file should be, is a ConfigError naming the file
+    (exit 3 at start, a rejected reload in a running daemon), never a traceback."""
+    write_config(tmp_path, "")
+    (tmp_path / "config" / "learnd.toml").write_bytes(b"commit_interval_ms = 20\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"learnd\.toml: not UTF-8"):
+        load_settings(home=tmp_path, environ={})
+    directory = tmp_path / "elsewhere.toml"
+    directory.mkdir()
+    with pytest.raises(ConfigError, match=r"elsewhere\.toml: cannot be read"):
+        load_settings(home=tmp_path, config_file=directory, environ={})
+
+
 def test_shipped_default_config_loads_and_matches_the_builtin_defaults(tmp_path: Path) -> None:
     """config/learnd.toml documents the defaults: loading it changes nothing."""
     shipped = Path(__file__).resolve().parent.parent / "config" / "learnd.toml"

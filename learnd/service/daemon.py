@@ -318,7 +318,14 @@ class _IngestLoop:
         while not self.stop.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                self._reload()
+                try:
+                    self._reload()
+                except (sqlite3.OperationalError, OSError) as error:
+                    # The commit a reload begins with failed (disk full, I/O error): the settings stay as they
+                    # were, and the reload is tried again once the store takes writes.
+                    self.reload_requested.set()
+                    await self._survive_write_failure(error)
+                    continue
             settings = engine.settings
             batch_lines = settings.commit_batch_lines
             self.wake.clear()
@@ -414,10 +421,11 @@ class _IngestLoop:
             return
         try:
             settings = self.reload_settings()
+            # Engine.reload checks what only it can (the bot's component names) before it changes anything.
+            changed = self.engine.reload(settings, relearn_in_steps=True)
         except LearndError as error:
             log.error("reload_rejected", error=str(error))
             return
-        changed = self.engine.reload(settings, relearn_in_steps=True)
         self.wake.set()
         log.info("reload_applied", **changed)
 

@@ -350,6 +350,39 @@ def test_sighup_reload_adds_a_source_without_losing_a_line(home: Path) -> None:
     assert counts[("orders2", "applied", "order")] == 6
 
 
+def test_sighup_with_a_bad_config_is_rejected_and_the_daemon_goes_on(home: Path) -> None:
+    """A reload whose config names a component the bot does not have (which only the engine can check), or that
+    is not UTF-8, is rejected and logged; the daemon keeps its settings, goes on learning and stops cleanly."""
+    process = start_daemon(home, "--backfill")
+    try:
+        wait_for_log(process, "daemon_started")
+        (home / "config").mkdir()
+        config = home / "config" / "learnd.toml"
+        config.write_text('[bot]\npinned_components = ["flow"]\n')
+        process.send_signal(signal.SIGHUP)
+        rejected = [wait_for_log(process, "reload_rejected")]
+        config.write_bytes(b"commit_interval_ms = 20\n# caf\xe9\n")
+        process.send_signal(signal.SIGHUP)
+        rejected.append(wait_for_log(process, "reload_rejected"))
+        config.unlink()  # for this test's own reads of the home's settings
+        append_chunks(
+            home,
+            [("orders", orjson.dumps({"ts": "2026-03-02T15:00:00+00:00", "type": "order", "symbol": "X"}))],
+            random.Random(5),
+        )
+        wait_caught_up(home)
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert "bot.pinned_components: 'flow' is not an entry component" in str(rejected[0]["error"])
+    assert "not UTF-8" in str(rejected[1]["error"])
+    counts = store_fingerprint(home)["counts"]
+    assert isinstance(counts, list)
+    assert sum(count for (source, _, _), count in counts if source == "orders") == 1
+
+
 def test_sd_notify_ready_watchdog_and_stopping_in_order(home: Path, tmp_path: Path) -> None:
     """Under systemd: READY=1 once the store is open, WATCHDOG=1 beats from the loop, STOPPING=1 on SIGTERM."""
     address = tmp_path / "notify.sock"
