@@ -300,8 +300,7 @@ def _backfill(args: argparse.Namespace) -> int:
         from learnd.service.rebuild import rebuild_from_scratch
 
         result = rebuild_from_scratch(settings, progress=args.progress)
-        report = result.report
-        _print_backfill(report)
+        status = _print_backfill(result.report)
         if result.swapped:
             print("rebuild: the new store generation is live; the previous one is kept in state/learnd.previous/")
         else:
@@ -309,20 +308,23 @@ def _backfill(args: argparse.Namespace) -> int:
                 f"rebuild: the new generation is ready in {result.ready}; a daemon owns this home, so it replaces "
                 "the live state when learnd next starts here (systemctl restart learnd)"
             )
-        return 0
+        return status
     from learnd.service.backfill import run_backfill
 
-    _print_backfill(run_backfill(settings, progress=args.progress))
-    return 0
+    return _print_backfill(run_backfill(settings, progress=args.progress))
 
 
-def _print_backfill(report: Any) -> None:
+def _print_backfill(report: Any) -> int:
+    """Print a backfill's summary; its exit status (1 when a job period failed, 0 otherwise)."""
+    failed = report.job_failures_count
     print(
         f"backfill: {report.lines_count} lines read ({report.history_lines_count} from "
         f"{report.history_files_count} rotated files), {report.applied_count} applied, {report.duplicate_count} "
         f"duplicate, {report.ignored_count} ignored, {report.quarantined_count} quarantined; "
         f"{report.job_periods_count} job periods run"
+        + (f", {failed} of them failed (logged as job_failed; they run again at the next start)" if failed else "")
     )
+    return 1 if failed else 0
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from learnd.views.execution import execution_document
 from learnd.views.schedule import schedule_document
 from learnd.views.signals import signals_document
 from learnd.views.status import collect_status
+from tests.bot_rows import write_trading_day
 
 
 def learnd(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
@@ -74,7 +76,7 @@ def test_report_prints_markdown_and_draws_the_chart(learned_home: Path) -> None:
     settings = load_settings(home=learned_home, environ={})
     engine = Engine(settings, start_at_end=False, purpose="test")
     try:
-        replay_history(engine, engine.calendar, datetime.now(UTC))
+        assert replay_history(engine, engine.calendar, datetime.now(UTC)).failed == 0
     finally:
         engine.close()
     result = learnd(learned_home, "report")
@@ -264,6 +266,34 @@ def test_a_quick_command_imports_only_what_it_reads_with(
 # Nothing a start needs without a config file: the calendar's library (its table is shipped), importlib.metadata
 # (the table's library version is read beside the package) and the TOML parser.
 _NEVER_AT_START = {"pandas", "exchange_calendars", "importlib.metadata", "tomllib"}
+
+
+def test_a_backfill_whose_job_periods_fail_says_so_exits_1_and_the_next_one_runs_them(tmp_path: Path) -> None:
+    """Job periods that fail (their reports cannot be written: data/reports is a file) are logged as job_failed
+    and left pending: the backfill counts them in its summary and exits 1; once the cause is gone, the next
+    backfill runs every one of them and exits 0."""
+    write_trading_day(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "reports").write_bytes(b"not a directory\n")
+    first = learnd(tmp_path, "backfill", "--progress", "none", check=False)
+    assert first.returncode == 1, first.stderr
+    found = re.search(rb"; (\d+) job periods run, (\d+) of them failed \(logged as job_failed", first.stdout)
+    assert found is not None, first.stdout
+    periods = int(found.group(1))
+    assert periods > 1 and int(found.group(2)) == periods  # every session and week since 2026-03-02
+    failures = [entry for entry in _log_entries(first.stdout) if entry.get("event") == "job_failed"]
+    assert len(failures) == periods
+    (tmp_path / "data" / "reports").unlink()
+    second = learnd(tmp_path, "backfill", "--progress", "none", check=False)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.rstrip().endswith(b"; %d job periods run" % periods)
+    assert not [entry for entry in _log_entries(second.stdout) if entry.get("event") == "job_failed"]
+    assert (tmp_path / "data" / "reports" / "daily" / "2026-03-02.json").is_file()
+
+
+def _log_entries(output: bytes) -> list[dict[str, Any]]:
+    """The JSON log lines of a command's output (its last line is the plain summary)."""
+    return [orjson.loads(line) for line in output.splitlines() if line.startswith(b"{")]
 
 
 def test_a_backfill_imports_neither_the_calendar_library_nor_package_metadata(tmp_path: Path) -> None:

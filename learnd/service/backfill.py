@@ -51,6 +51,8 @@ class BackfillReport:
     history_files_count: int = 0
     history_lines_count: int = 0
     job_periods_count: int = 0
+    # Of them, those that failed (each logged as job_failed): they run again at the next start or backfill.
+    job_failures_count: int = 0
     # Wall time of reading and applying the lines, and of the job catch-up after them (seconds, for the log).
     ingest_s: float = 0.0
     jobs_s: float = 0.0
@@ -72,7 +74,7 @@ def run_backfill(
         drain(engine, settings.backfill_batch_lines, meter)
         ingested = time.monotonic()
         # The daily and weekly jobs of every historical day and week, in event order (as the daemon would have).
-        job_periods = replay_history(engine, engine.calendar, datetime.now(UTC), on_progress=meter.jobs)
+        jobs = replay_history(engine, engine.calendar, datetime.now(UTC), on_progress=meter.jobs)
         jobs_done = time.monotonic()
         engine.write_exports()
         totals = engine.totals
@@ -85,7 +87,8 @@ def run_backfill(
             commit_count=totals.commit_count,
             history_files_count=history_files,
             history_lines_count=history_lines,
-            job_periods_count=job_periods,
+            job_periods_count=jobs.periods,
+            job_failures_count=jobs.failed,
             ingest_s=round(ingested - started, 3),
             jobs_s=round(jobs_done - ingested, 3),
         )

@@ -11,6 +11,7 @@ import sqlite3
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
@@ -38,12 +39,23 @@ _REPLAY_WAIT_S: Final = 0.01
 Progress = Callable[[int, int], None]
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryJobs:
+    """What a backfill's job catch-up took up: every period pending, in event order (`periods`), and how many of
+    them failed (`failed`: logged as job_failed, recorded as nothing, so they run at the next start or backfill)."""
+
+    periods: int
+    failed: int
+
+
 def replay_history(
     engine: Engine, calendar: ExchangeCalendar, now: datetime, *, on_progress: Progress | None = None
-) -> int:
+) -> HistoryJobs:
     """Backfill's part: run the daily and weekly jobs for every trading day and week from the first trade to the
     last one due by `now`, in event order, recording each run so the daemon does not repeat it."""
-    return JobRunner(engine, calendar, clock=lambda: now, on_progress=on_progress).run_all_due(export=False)
+    runner = JobRunner(engine, calendar, clock=lambda: now, on_progress=on_progress)
+    periods = runner.run_all_due(export=False)
+    return HistoryJobs(periods=periods, failed=runner.failure_count)
 
 
 def execute_period(

@@ -171,7 +171,7 @@ def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simul
     engine = Engine(settings_for(replayed), start_at_end=False, purpose="backfill")
     try:
         drain(engine, 20000)
-        replay_history(engine, calendar, clock.moment)
+        assert replay_history(engine, calendar, clock.moment).failed == 0
     finally:
         engine.close()
 
@@ -205,7 +205,7 @@ def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_pat
     try:
         drain(engine, 1000)
         with capture_logs() as logs:
-            ran = replay_history(
+            jobs = replay_history(
                 engine,
                 calendar_for(settings),
                 datetime(2026, 11, 25, 22, 0, tzinfo=UTC),
@@ -215,6 +215,8 @@ def test_the_catch_up_reports_its_progress_and_logs_each_period_at_debug(tmp_pat
             assert live.run_due(DAILY) == 1
     finally:
         engine.close()
+    ran = jobs.periods
+    assert jobs.failed == 0
     assert ran == 9  # 2026-11-16 to 11-25: 8 sessions and the week that ended on the 20th
     assert heard == [(done, ran) for done in range(ran + 1)]
     ran_events = [entry for entry in logs if entry["event"] == "job_ran"]
@@ -292,7 +294,7 @@ def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_co
     engine = Engine(settings, start_at_end=False, purpose="test")
     try:
         drain(engine, 1000)
-        assert replay_history(engine, calendar_for(settings), datetime(2026, 11, 18, 22, 0, tzinfo=UTC)) == 3
+        assert replay_history(engine, calendar_for(settings), datetime(2026, 11, 18, 22, 0, tzinfo=UTC)).periods == 3
     finally:
         engine.close()
     assert seen == [(100_000, *before[1:])] * 3
