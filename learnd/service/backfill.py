@@ -112,17 +112,32 @@ def read_history(
     of a file rotated (and compressed) while learnd was stopped, a copy never seen. Stops between batches when
     `should_stop()` says so: what was read is committed, the rest is read next time."""
     plans = [_plan(engine, source, history=history) for source in engine.settings.sources]
-    meter.add_total(sum(_history_bytes(plan) for plan in plans))
+    meter.add_total(sum(_history_bytes(plan.reads) for plan in plans))
     history_files = history_lines = 0
-    for plan in plans:
-        for item in plan.reads:
+    for planned in plans:
+        plan = planned  # planned again if a copy moves on meanwhile
+        read_any = False
+        index = 0
+        while index < len(plan.reads):
             if should_stop():
                 return history_files, history_lines
+            item = plan.reads[index]
+            lines = _read_history_file(engine, plan.source, item, meter, should_stop)
+            if lines is None:
+                # The copy was rotated on since the plan (its name now holds another file, or none): plan the
+                # source again; what the store knows decides what is left to read, whatever the names now are.
+                log.info("history_file_moved", source=plan.source.name, file=str(item.file.path))
+                replanned = _plan(engine, plan.source, history=history)
+                meter.add_total(_history_bytes(replanned.reads) - _history_bytes(plan.reads[index:]))
+                plan, index = replanned, 0
+                continue
+            read_any = True
             history_files += 1
-            history_lines += _read_history_file(engine, plan.source, item, meter, should_stop)
+            history_lines += lines
+            index += 1
         if should_stop():
             return history_files, history_lines  # the checkpoint stays where the copies still unread are found
-        if history or plan.reads:
+        if history or read_any:
             _hand_over(engine, plan)
     return history_files, history_lines
 
@@ -190,8 +205,8 @@ def _plan(engine: Engine, source: SourceSettings, *, history: bool) -> _Plan:
     return _Plan(source, files, reads)
 
 
-def _history_bytes(plan: _Plan) -> int:
-    return sum(item.file.disk_bytes - (0 if item.file.is_compressed else item.start) for item in plan.reads)
+def _history_bytes(reads: list[_Read]) -> int:
+    return sum(item.file.disk_bytes - (0 if item.file.is_compressed else item.start) for item in reads)
 
 
 def _read_history_file(
@@ -200,9 +215,10 @@ def _read_history_file(
     item: _Read,
     meter: BackfillProgress,
     should_stop: Callable[[], bool] = lambda: False,
-) -> int:
+) -> int | None:
     """Apply the lines of one rotated file after `item.start`, committing every backfill_batch_lines lines together
-    with how far the file's identity has been read; returns how many lines it read.
+    with how far the file's identity has been read; returns how many lines it read, or None, with nothing read,
+    when the path no longer holds the file planned (a rotation since: the caller plans again).
 
     A copy never seen may still begin with lines read from another file (a trimmed copy renamed over the path, then
     rotated): those count as duplicates (see KeptTail)."""
@@ -214,7 +230,14 @@ def _read_history_file(
     kept: KeptTail | None = ingestor.tailers[source.name].copy_alignment() if position is None else None
     batch: list[Line] = []
     total = 0
-    with DecompressedFile(found.path) as handle:
+    try:
+        opened = DecompressedFile(found.path)
+    except FileNotFoundError:
+        return None
+    with opened as handle:
+        stat = handle.stat()
+        if (stat.st_dev, stat.st_ino) != (found.dev, found.ino):
+            return None
         disk_done = handle.disk_position()
         try:
             while not handle.skip_towards(item.start, max_bytes=SKIP_STEP_BYTES):

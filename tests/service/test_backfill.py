@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from learnd.config import Settings
 from learnd.devtools.simulate import simulate
-from learnd.service.backfill import BackfillProgress, drain, run_backfill
+from learnd.service.backfill import BackfillProgress, drain, read_history, run_backfill
 from learnd.service.engine import Engine
 from learnd.store.database import Store
 from tests.conftest import settings_for
@@ -180,6 +180,55 @@ def test_rename_rotations_while_stopped_are_read_once_and_the_tailer_takes_over(
     (whole.home / "logs" / "exit.jsonl").write_bytes(b"".join(lines))
     run_backfill(whole, progress="none")
     assert fingerprint(settings, checkpoints=False) == fingerprint(whole, checkpoints=False)
+
+
+@pytest.mark.parametrize("rotation", ["renamed", "compressed"])
+def test_a_copy_rotated_on_between_the_plan_and_its_read_is_planned_again(
+    tmp_path: Path, template: Path, rotation: str
+) -> None:
+    """logrotate runs after the history read planned exit.jsonl.1 and before it opened it (the history read's
+    stop check is the seam: it runs right before each copy is opened). Renamed (delaycompress: .1 -> .2, the
+    current file -> .1, a new current file) the name .1 holds another file; compressed (.1 -> .2.gz) it holds
+    none. Either way the source is planned again and every line is applied once: the store ends as a backfill of
+    the lines in one file makes it."""
+    lines = lines_of(template, "exit")
+    a, b, c = (len(lines) * quarters // 4 for quarters in (1, 2, 3))
+    only_exit = {f"sources.{n}.enabled": "false" for n in SOURCES if n != "exit"}
+    settings = settings_for(tmp_path, **only_exit)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live, copy = logs / "exit.jsonl", logs / "exit.jsonl.1"
+    copy.write_bytes(b"".join(lines[:a]))
+    live.write_bytes(b"".join(lines[a:b]))
+    rotated: list[str] = []
+
+    def rotate_once() -> bool:
+        if not rotated:
+            rotated.append(rotation)
+            if rotation == "renamed":
+                os.rename(copy, logs / "exit.jsonl.2")
+                os.rename(live, copy)
+                live.write_bytes(b"".join(lines[b:c]))
+            else:
+                with gzip.open(logs / "exit.jsonl.2.gz", "wb") as handle:
+                    handle.write(copy.read_bytes())
+                copy.unlink()
+        return False
+
+    engine = Engine(settings, start_at_end=False, purpose="backfill")
+    try:
+        with capture_logs() as logs_seen:
+            read_history(engine, BackfillProgress("none"), rotate_once)
+        drain(engine, 1000)
+    finally:
+        engine.close()
+    assert rotated == [rotation]
+    whole = settings_for(tmp_path / "whole", **only_exit)
+    (whole.home / "logs").mkdir(parents=True)
+    (whole.home / "logs" / "exit.jsonl").write_bytes(b"".join(lines[: c if rotation == "renamed" else b]))
+    run_backfill(whole, progress="none")
+    assert fingerprint(settings, checkpoints=False) == fingerprint(whole, checkpoints=False)
+    assert [entry["file"] for entry in logs_seen if entry["event"] == "history_file_moved"] == [str(copy)]
 
 
 def test_progress_logs_bytes_rate_and_eta_when_not_on_a_tty() -> None:
