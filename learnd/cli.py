@@ -95,8 +95,9 @@ def _failed(error: BaseException) -> int:
         print(f"learnd: state error: {error}", file=sys.stderr)
         return EXIT_STATE
     if isinstance(error, sqlite3.DatabaseError):
-        # Damage found while reading or writing (after the checks at open): the store is refused, never reset.
-        print(f"learnd: state error: the store cannot be read ({error}); nothing was reset", file=sys.stderr)
+        # Damage found while reading, or a write the disk refused (full, an I/O error), after the checks at open:
+        # the store is left as it is, never reset.
+        print(f"learnd: state error: the store failed ({error}); nothing was reset", file=sys.stderr)
         return EXIT_STATE
     print(f"learnd: {error}", file=sys.stderr)
     return 1

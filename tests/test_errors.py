@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from learnd.errors import ConfigError, LearndError, RecordError, StateError, UsageError
+from learnd.service.backfill import run_backfill
+from tests.bot_rows import append, close_row
+from tests.conftest import build_settings
 from tests.test_cli import learnd
 
 
@@ -46,6 +50,15 @@ def _garbage_store(home: Path) -> None:
     (home / "state" / "learnd.db").write_bytes(os.urandom(4096))
 
 
+def _damaged_learner_state(home: Path) -> None:
+    """A store whose trade learner state is no longer JSON (a bit flipped on disk, a bad restore)."""
+    append(home / "logs" / "attribution.jsonl", [close_row("2026-03-02T15:00:00+00:00", "AMD", 0.5)])
+    run_backfill(build_settings(home), progress="none")
+    with sqlite3.connect(home / "state" / "learnd.db") as db:
+        db.execute("UPDATE learner_state SET state = ? WHERE name = 'trades'", (b"{not json",))
+    db.close()
+
+
 @pytest.mark.parametrize(
     ("prepare", "args", "status", "message"),
     [
@@ -76,6 +89,13 @@ def _garbage_store(home: Path) -> None:
         ),
         pytest.param(_nothing, ("verify", "--keep", "."), 2, "usage error: --keep", id="usage-keep-existing-directory"),
         pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
+        pytest.param(
+            _damaged_learner_state,
+            ("backfill",),
+            4,
+            "state error: the trades learner's stored state cannot be read",
+            id="state-damaged-learner-state",
+        ),
         pytest.param(_nothing, ("signals",), 4, "state error: ", id="state-no-store-yet"),
         pytest.param(
             _nothing, ("report", "--day", "1999-01-04", "--no-chart"), 1, "1999-01-04", id="other-missing-report"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
@@ -102,6 +102,13 @@ class Engine:
         else:
             self._lock = home_lock.acquire(purpose) if lock else None
         self.weights_file = SignalWeightsFile(settings.signal_weights_path, settings.state_dir / GUARD_RECORD)
+        self.totals = Totals()
+        self._quarantine_journals: dict[str, Journal] = {}
+        # Every quarantine row up to this seq is in its journal (None: not known yet, ask the journals). Rows are only
+        # ever added, with growing seqs, so each sync reads only what came since the last one.
+        self._quarantine_synced_seq: int | None = None
+        self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
+        self.last_commit_s = 0.0
         try:
             self.calendar = calendar_for(settings, cache=self._lock is not None)
             swapped = self._lock is not None and install_ready_generation(settings)
@@ -112,21 +119,15 @@ class Engine:
                 full_check=purpose == "daemon" and inherited_lock_fd is None,
             )
             self._build_pipeline()
+            self.sync_journals()
+            if swapped:
+                log.info("store_generation_installed", db=str(settings.db_path))
+                self.write_exports()
         except BaseException:
-            if self._lock is not None:
-                self._lock.release()
+            # What was opened before the failure is closed (an in-process caller goes on), the store without a
+            # clean stop's record: the failure may be damage it found, which the next open must look for again.
+            self.close(clean=False)
             raise
-        self.totals = Totals()
-        self._quarantine_journals: dict[str, Journal] = {}
-        # Every quarantine row up to this seq is in its journal (None: not known yet, ask the journals). Rows are only
-        # ever added, with growing seqs, so each sync reads only what came since the last one.
-        self._quarantine_synced_seq: int | None = None
-        self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
-        self.last_commit_s = 0.0
-        self.sync_journals()
-        if swapped:
-            log.info("store_generation_installed", db=str(settings.db_path))
-            self.write_exports()
 
     def _build_pipeline(self) -> None:
         """Learners and tailers exactly as the store last committed them."""
@@ -187,12 +188,22 @@ class Engine:
         self._lock = None
         return fd
 
-    def close(self) -> None:
-        self.ingestor.close()
-        self.store.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+    def close(self, *, clean: bool = True) -> None:
+        """Close the tailers' files and the store (see Store.close for `clean`), and release the home lock, each
+        whatever the one before raised (and each only if it was opened: a failed __init__ closes what it had)."""
+        ingestor: Ingestor | None = getattr(self, "ingestor", None)
+        store: Store | None = getattr(self, "store", None)
+        try:
+            try:
+                if ingestor is not None:
+                    ingestor.close()
+            finally:
+                if store is not None:
+                    store.close(clean=clean)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def poll(self, budget: int) -> int:
         """Read and apply up to `budget` lines (not yet committed)."""
@@ -342,14 +353,37 @@ class Engine:
 def default_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:
     """Every learner learnd runs. The trade learner goes first: it rejects a record (out-of-calendar time)
     before any learner has changed anything."""
-    trades = TradeLearner(settings.learning, calendar, store.learner_state(TRADE_LEARNER))
-    trades.restore_replay_points(store.replay_points(TRADE_LEARNER))
-    orders = ExecutionLearner(
-        ExecutionParams.from_settings(settings.execution, calendar.tz), store.learner_state(EXECUTION_LEARNER)
+    trades = _restored(
+        TRADE_LEARNER, lambda: TradeLearner(settings.learning, calendar, store.learner_state(TRADE_LEARNER))
     )
-    signals = SignalLearner(SignalParams.from_settings(settings.signals), store.learner_state(SIGNAL_LEARNER))
+    trades.restore_replay_points(store.replay_points(TRADE_LEARNER))
+    orders = _restored(
+        EXECUTION_LEARNER,
+        lambda: ExecutionLearner(
+            ExecutionParams.from_settings(settings.execution, calendar.tz), store.learner_state(EXECUTION_LEARNER)
+        ),
+    )
+    signals = _restored(
+        SIGNAL_LEARNER,
+        lambda: SignalLearner(SignalParams.from_settings(settings.signals), store.learner_state(SIGNAL_LEARNER)),
+    )
     # Learners that may reject a record (RecordError) come before any that never do.
     return [trades, orders, signals, *counting_learners(settings, store, calendar)]
+
+
+_Learner = TypeVar("_Learner", bound=Learner)
+
+
+def _restored(name: str, make: Callable[[], _Learner]) -> _Learner:
+    """make(): a learner from its committed state; a state it cannot read (damaged, or of a layout this version
+    does not know) is a StateError naming the learner, not a traceback."""
+    try:
+        return make()
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise StateError(
+            f"the {name} learner's stored state cannot be read ({type(error).__name__}: {error}); nothing was "
+            "reset (`learnd backfill --from-scratch` rebuilds all state from the logs)"
+        ) from error
 
 
 def _loads(data: bytes | None) -> Any:

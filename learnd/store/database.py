@@ -281,11 +281,15 @@ class Store:
         catch-up, the pages it cached would otherwise stay resident while the daemon idles."""
         self._db.execute("PRAGMA shrink_memory")
 
-    def close(self) -> None:
-        """Close; a writer records a clean shutdown, so the next open can skip the full check."""
-        if not self._readonly:
-            self._set_meta("clean_shutdown", "1")
-        self._db.close()
+    def close(self, *, clean: bool = True) -> None:
+        """Close; a writer records a clean shutdown (unless not `clean`: a start that failed, maybe on damage it
+        found), so the next open can skip the full check. The connection is closed even when that record cannot be
+        written (a full disk); that error is then raised."""
+        try:
+            if clean and not self._readonly:
+                self._set_meta("clean_shutdown", "1")
+        finally:
+            self._db.close()
 
     def _set_meta(self, key: str, value: str) -> None:
         with self._transaction():

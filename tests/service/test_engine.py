@@ -352,6 +352,51 @@ def test_an_engine_that_cannot_open_its_store_releases_the_lock(home: Path) -> N
     assert HomeLock(settings.lock_path).holder() is None
 
 
+def test_a_start_that_fails_on_the_stored_state_closes_what_it_opened_and_leaves_the_store_suspect(
+    home: Path,
+) -> None:
+    """A store that opens but whose learner state cannot be read stops the start; what it had opened is closed (the
+    lock is free, the connection too: the store can be moved aside at once) and no clean stop is recorded, so the
+    next open checks every page again."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    append(settings.source(ATTRIBUTION).path, trades(0, 5))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 100)
+    finally:
+        engine.close()
+    with sqlite3.connect(settings.db_path) as db:
+        db.execute("UPDATE learner_state SET state = ? WHERE name = 'trades'", (b"{not json",))
+    db.close()
+    with pytest.raises(StateError):
+        Engine(settings, start_at_end=False, purpose="test")
+    assert HomeLock(settings.lock_path).holder() is None
+    with sqlite3.connect(settings.db_path) as db:
+        (clean,) = db.execute("SELECT value FROM meta WHERE key = 'clean_shutdown'").fetchone()
+        # No connection of the failed start is left: this one is the only one, so it may take the write lock.
+        db.execute("BEGIN EXCLUSIVE")
+        db.rollback()
+    db.close()
+    assert clean == "0"
+
+
+def test_a_store_closes_its_connection_even_when_its_clean_stop_cannot_be_recorded(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean stop's record is a write a full disk refuses (the seam: Store._set_meta made to fail as it would
+    then): close() raises that error, and the connection is closed all the same."""
+    store = Store.open(home / "learnd.db")
+
+    def full(key: str, value: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "_set_meta", full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        store.close()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        store.line_counts()
+
+
 def test_default_learners_put_the_trade_learner_first(home: Path, open_engine: Callable[..., Engine]) -> None:
     """The learner that may reject a record runs before any that would already have changed something."""
     engine = open_engine(build_settings(home, sources=(ATTRIBUTION,)))
