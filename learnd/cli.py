@@ -331,7 +331,7 @@ def _print_backfill(report: Any) -> int:
 def _audit(args: argparse.Namespace) -> int:
     """Account for every line of every file learnd can see (current and rotated, plain and gzip): applied,
     duplicate, ignored (by kind), quarantined (by reason), pending, and unaccounted. Exits 0 only when nothing
-    is unaccounted anywhere."""
+    is unaccounted anywhere and every file could be read."""
     settings = _settings(args)
     from learnd.views.audit import collect_audit, render_audit
 
