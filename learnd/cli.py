@@ -76,8 +76,9 @@ def _execute(args: argparse.Namespace) -> int:
     except ExceptionGroup as group:
         # The daemon's tasks run in a TaskGroup: a state error raised in one leaves wrapped in a group, and must
         # exit with its own status all the same.
-        known = group.subgroup(lambda error: isinstance(error, LearndError | sqlite3.DatabaseError))
-        if known is None:
+        # An unexpected error beside them is not dropped: the whole group propagates, its traceback shown.
+        known, unexpected = group.split(lambda error: isinstance(error, LearndError | sqlite3.DatabaseError))
+        if known is None or unexpected is not None:
             raise
         return _failed(_first_leaf(known))
 

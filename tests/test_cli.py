@@ -150,6 +150,24 @@ def test_an_unknown_error_inside_the_task_group_is_not_swallowed(
         cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])
 
 
+def test_an_unknown_error_beside_a_known_one_in_the_task_group_is_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tasks failed, one with a state error and one with a bug: the whole group propagates (the bug's traceback
+    is shown), rather than the state error's exit status alone. The seam is the daemon's entry, as above."""
+    from learnd import cli
+    from learnd.service import daemon
+
+    async def failing_serve(*args: object, **kwargs: object) -> int:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [StateError("store refused"), RuntimeError("bug")])
+
+    monkeypatch.setattr(daemon, "serve", failing_serve)
+    (tmp_path / "logs").mkdir()
+    with pytest.raises(ExceptionGroup) as raised:
+        cli.main(["--home", str(tmp_path), "--set", "metrics_enabled=false", "run"])
+    assert [type(error) for error in raised.value.exceptions] == [StateError, RuntimeError]
+
+
 def test_a_one_shot_command_runs_with_the_collector_looking_less_often(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
