@@ -364,9 +364,8 @@ class JoinedEpisode:
 def entry_time_us(entry: TradeEntry) -> int:
     """When a trade was entered: context.entry_ts when the record carries it (`entry_us`), else the time in the
     `open_<SYM>_<iso>` trade id, else the open row's own time."""
-    carried = getattr(entry, "entry_us", None)
-    if isinstance(carried, int):
-        return carried
+    if entry.entry_us is not None:
+        return entry.entry_us
     prefix = f"open_{entry.symbol}_"
     if entry.key.startswith(prefix):
         try:

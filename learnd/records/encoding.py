@@ -19,9 +19,12 @@ from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome
 KeptRecord = TradeOutcome | TradeEntry | ExitOutcome
 
 # The tag says the type; a change to a kept type's fields, or to the component table, needs a new tag and a store
-# migration.
-_TAGS: Final[dict[type, str]] = {TradeOutcome: "t1", TradeEntry: "e1", ExitOutcome: "x1"}
+# migration, or a way to read the old tag's bytes (_OLDER).
+_TAGS: Final[dict[type, str]] = {TradeOutcome: "t1", TradeEntry: "e2", ExitOutcome: "x1"}
 _TYPES: Final[dict[str, type]] = {tag: kind for kind, tag in _TAGS.items()}
+# Tags of earlier layouts still read: the type, and how many of its last fields the bytes do not hold (read as
+# None). "e1": an entry kept before its context.entry_ts was (TradeEntry.entry_us).
+_OLDER: Final[dict[str, tuple[type, int]]] = {"e1": (TradeEntry, 1)}
 # Fields every kept record has and the ledger row keeps in its own columns, first in each type's field order.
 _ROW_FIELDS: Final = ("key", "strategy", "symbol")
 _FIELDS: Final[dict[type, tuple[str, ...]]] = {kind: tuple(item.name for item in fields(kind)) for kind in _TAGS}
@@ -50,9 +53,15 @@ def decode_record(data: bytes, key: str, strategy: str, symbol: str) -> KeptReco
         raise ValueError(f"not an encoded record: {error}") from None
     if not isinstance(items, list) or not items:
         raise ValueError("not an encoded record: no tag")
+    if not isinstance(items[0], str):
+        raise ValueError("not an encoded record: no tag")
     kind = _TYPES.get(items[0])
     if kind is None:
-        raise ValueError(f"unknown record tag {items[0]!r}")
+        if items[0] not in _OLDER:
+            raise ValueError(f"unknown record tag {items[0]!r}")
+        kind, missing = _OLDER[items[0]]
+        if len(items) - 1 == len(_KEPT_FIELDS[kind]) - missing:
+            items.extend([None] * missing)
     names = _KEPT_FIELDS[kind]
     if len(items) - 1 != len(names):
         raise ValueError(f"a {kind.__name__} keeps {len(names)} fields, the bytes hold {len(items) - 1}")

@@ -73,6 +73,9 @@ class TradeEntry:
     entry_score: float | None
     components: tuple[tuple[str, float], ...]
     unknown_components: tuple[str, ...]
+    # context.entry_ts: what a close row names its entry by (FORMATS.md: join on symbol + context.entry_ts); None
+    # when the row does not carry it.
+    entry_us: int | None = None
 
 
 @value_class
@@ -195,6 +198,7 @@ def _parse_attribution(row: dict[str, Any]) -> Record:
     regime = fold_regime(row.get("market_regime", context.get("market_regime")))
     components, unknown = trade_components_of(context.get("components"))
     if prefix == "open":
+        entry_ts = context.get("entry_ts")
         return TradeEntry(
             key=trade_id,
             strategy=strategy,
@@ -205,6 +209,7 @@ def _parse_attribution(row: dict[str, Any]) -> Record:
             entry_score=_optional_float(context, "entry_score"),
             components=components,
             unknown_components=unknown,
+            entry_us=parse_event_us(entry_ts, "context.entry_ts") if entry_ts is not None else None,
         )
     if prefix not in ("close", "scale"):
         return Ignored(f"attribution_{prefix}_row")

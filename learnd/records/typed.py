@@ -295,8 +295,18 @@ def _trade_record(row: _TradeRow, context: _TradeContext, components: _Component
     folded = fold_regime(regime if regime is not msgspec.UNSET else None)
     pairs, unknown = components
     if prefix == "open":
+        entry_ts = context.entry_ts
         return TradeEntry(
-            trade_id, strategy, row.symbol, folded, event_us, context.direction, context.entry_score, pairs, unknown
+            trade_id,
+            strategy,
+            row.symbol,
+            folded,
+            event_us,
+            context.direction,
+            context.entry_score,
+            pairs,
+            unknown,
+            parse_event_us(entry_ts, "context.entry_ts") if entry_ts is not None else None,
         )
     if prefix not in ("close", "scale"):
         return Ignored(f"attribution_{prefix}_row")

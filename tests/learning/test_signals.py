@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -328,6 +329,21 @@ def test_join_converts_only_episodes_followed_by_an_entry_within_the_window() ->
     assert joined["MSFT"].pnl_pct is None  # still open: converted, no outcome yet
     # An unconverted episode takes the market regime of the latest entry before its last candidate.
     assert joined["NVDA"].regime == "mixed"
+
+
+def test_an_entry_is_joined_to_its_close_by_the_entry_time_both_rows_carry() -> None:
+    """FORMATS.md: join on symbol + context.entry_ts. The bot's trade_id spells a time a little off the entry_ts
+    both rows carry: the close is still found (by the open row's entry_ts), and the episode it converted gets the
+    outcome."""
+    at_us = 10 * MINUTE
+    spelled = entry("AMD", at_us - 164)  # trade_id 164 us before the entry_ts
+    opened = dataclasses.replace(spelled, entry_us=at_us)
+    closed = outcome("AMD", at_us, 1.25)
+    joined = join_episodes([episode("AMD", at_us - MINUTE, at_us - 30 * SECOND)], [opened], [closed], SignalParams())
+    assert [(item.entry_key, item.outcome_key, item.pnl_pct) for item in joined] == [(opened.key, closed.key, 1.25)]
+    # By the trade_id's time alone, as when the open row carries no entry_ts, the outcome is not found.
+    alone = join_episodes([episode("AMD", at_us - MINUTE, at_us - 30 * SECOND)], [spelled], [closed], SignalParams())
+    assert [(item.entry_key, item.pnl_pct) for item in alone] == [(spelled.key, None)]
 
 
 def test_join_attributes_an_entry_to_one_episode_and_respects_direction() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,35 @@ def test_every_kept_record_of_a_simulated_home_reads_back_equal(tmp_path: Path) 
     assert kept_bytes < line_bytes
 
 
-@pytest.mark.parametrize("data", [b"", b"{}", b"[]", b'["zz", 1]', b'["x1", "too", "few"]', b"not json"])
+def test_an_entry_kept_before_its_entry_time_was_reads_back_without_one() -> None:
+    """Entries kept under the tag "e1" (before TradeEntry.entry_us) read back with entry_us None; new ones are
+    kept under "e2", entry time included."""
+    entry = TradeEntry(
+        "open_AMD_2026-03-02T14:32:36.001950+00:00",
+        "equity",
+        "AMD",
+        "mixed",
+        1_772_461_956_010_000,
+        "bullish",
+        3.4,
+        (("options_flow", 1.8),),
+        ("mystery",),
+        1_772_461_956_002_114,
+    )
+    data = encode_record(entry)
+    assert data.startswith(b'["e2",')
+    assert decode_record(data, entry.key, entry.strategy, entry.symbol) == entry
+    older = b'["e1"' + data[len(b'["e2"') : data.rindex(b",")] + b"]"  # the same fields but the last
+    again = decode_record(older, entry.key, entry.strategy, entry.symbol)
+    assert isinstance(again, TradeEntry)
+    assert again.entry_us is None
+    assert dataclasses.replace(again, entry_us=entry.entry_us) == entry
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"{}", b"[]", b'["zz", 1]', b'["x1", "too", "few"]', b'["e1", "too", "few"]', b"[[1], 2]", b"not json"],
+)
 def test_bytes_that_are_no_record_are_refused(data: bytes) -> None:
     with pytest.raises(ValueError):
         decode_record(data, "k", "equity", "AMD")

@@ -158,3 +158,24 @@ def test_trade_entries_take_the_same_path() -> None:
         (("dark_pool", -0.25), ("whale_persistence", 0.5)),
         ("mystery",),
     )
+
+
+def test_an_entry_keeps_the_entry_time_its_close_rows_name_it_by() -> None:
+    """FORMATS.md: open and close rows share no key; join on symbol + context.entry_ts. An open row's entry_ts is
+    kept (TradeEntry.entry_us), whatever time its trade_id spells; a row without one keeps None, and one that is
+    no time makes the row bad, as on a close row."""
+    row: dict[str, Any] = {
+        "ts": "2026-03-02T14:32:36.010000+00:00",
+        "trade_id": "open_AMD_2026-03-02T14:32:36.001950+00:00",
+        "symbol": "AMD",
+        "context": {"entry_ts": "2026-03-02T14:32:36.002114+00:00", "components": {"flow": 1.0}},
+    }
+    record = parse_record("attribution", row)
+    assert isinstance(record, TradeEntry)
+    assert record.entry_us == 1_772_461_956_002_114  # 2026-03-02T14:32:36.002114Z, not the trade_id's .001950
+    del row["context"]["entry_ts"]
+    without = parse_record("attribution", row)
+    assert isinstance(without, TradeEntry) and without.entry_us is None
+    row["context"]["entry_ts"] = "yesterday"
+    with pytest.raises(RecordError, match=r"context\.entry_ts"):
+        parse_record("attribution", row)
