@@ -54,7 +54,7 @@ def decode_record(data: bytes, key: str, strategy: str, symbol: str) -> KeptReco
     if not isinstance(items, list) or not items:
         raise ValueError("not an encoded record: no tag")
     if not isinstance(items[0], str):
-        raise ValueError("not an encoded record: no tag")
+        raise ValueError(f"unknown record tag {items[0]!r}")
     kind = _TYPES.get(items[0])
     if kind is None:
         if items[0] not in _OLDER:

@@ -26,7 +26,7 @@ from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.tailer import Checkpoint
 
 APPLICATION: Final = "learnd"
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 _SCHEMA_V1: Final = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -129,11 +129,18 @@ def _to_version_4(db: sqlite3.Connection) -> None:
     _execute_script(db, _SCHEMA_V4)
 
 
+def _to_version_5(db: sqlite3.Connection) -> None:
+    """No table changes: from version 5 the ledger keeps entries with their entry time (records/encoding.py, tag
+    "e2"), which a learnd of version 4 cannot read; the version makes it refuse the store instead of failing on
+    the first such entry."""
+
+
 # Migrations from version N to N+1, applied in order inside one transaction (a new store is V1 plus all of them).
 _MIGRATIONS: Final[dict[int, Callable[[sqlite3.Connection], None]]] = {
     1: _to_version_2,
     2: _to_version_3,
     3: _to_version_4,
+    4: _to_version_5,
 }
 
 

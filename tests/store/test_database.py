@@ -448,7 +448,7 @@ def test_a_version_3_store_gains_an_empty_table_of_replay_points(tmp_path: Path)
         store.commit(Batch(replay_points={"trades": ((4,), ((4, 1, 10, "t", b"a"),))}))
         assert stored_points(store, "trades") == [(4, 1, 10, "t", b"a")]
         version = store._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        assert int(version) == SCHEMA_VERSION == 4
+        assert int(version) == SCHEMA_VERSION == 5
     finally:
         store.close()
 
