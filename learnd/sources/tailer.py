@@ -88,6 +88,9 @@ class _OpenFile:
     first_line: bytes = b""  # the hash its lines carry as their file key (the shortest identity, stable)
     # The rotated copies beside it when it was opened: older than it, whatever becomes of its name.
     copies_before: frozenset[tuple[int, int]] = frozenset()
+    # Where it is when the source's path is a symlink to it ("": the path itself): a restart after the link was
+    # pointed elsewhere finds it there, not among the link's rotated siblings.
+    target: str = ""
 
     @property
     def key(self) -> str:
@@ -203,7 +206,7 @@ class SourceTailer:
         if opened is None:
             return self._last_position
         self._last_position = Checkpoint(
-            path=str(self.path),
+            path=opened.target or str(self.path),
             dev=opened.dev,
             ino=opened.ino,
             fp_hash=opened.fp_hash,
@@ -308,6 +311,8 @@ class SourceTailer:
         opened_stat = os.fstat(handle.fileno())
         current = _OpenFile(handle=handle, dev=opened_stat.st_dev, ino=opened_stat.st_ino)
         current.copies_before = frozenset(self._sibling_keys())
+        if os.path.islink(self.path):
+            current.target = os.path.realpath(self.path)
         self._current = current
         self.status.size = opened_stat.st_size
         committed = self._committed
@@ -351,7 +356,22 @@ class SourceTailer:
 
     def _recover_previous(self, committed: Checkpoint) -> bool:
         """After a restart that finds another file at the path, finish the file we were reading if it is nearby;
-        whether it was found under another name (renamed, not copied)."""
+        whether it was found under another name (renamed, not copied). A symlinked path's last target is looked
+        for first where it was (the link was pointed elsewhere while learnd was stopped)."""
+        target = Path(committed.path)
+        if committed.path != str(self.path) and target.is_absolute() and os.path.islink(self.path):
+            try:
+                target_stat = os.stat(target)
+            except FileNotFoundError:
+                pass
+            else:
+                if (target_stat.st_dev, target_stat.st_ino) == (committed.dev, committed.ino):
+                    try:
+                        self._drain_previous(target, target_stat, committed, same_inode=True, target=committed.path)
+                    except FileNotFoundError:
+                        pass  # removed since: look among the siblings
+                    else:
+                        return True
         for sibling in rotated_siblings(self.path):
             if is_compressed(sibling):
                 continue
@@ -362,22 +382,30 @@ class SourceTailer:
             same_inode = (sibling_stat.st_dev, sibling_stat.st_ino) == (committed.dev, committed.ino)
             if same_inode or starts_with(sibling, committed.fp_hash, committed.fp_len):
                 try:
-                    self._drain_sibling(sibling, committed.fp_hash, committed.fp_len, committed.offset)
+                    self._drain_previous(sibling, sibling_stat, committed, same_inode=same_inode)
                 except FileNotFoundError:
                     continue  # compressed or removed since it was listed: look further
-                # Renamed while we were stopped: the writer may still be appending through its old descriptor,
-                # as after a rotation seen live, so the same grace applies from the moment we found it.
-                assert self._rotated is not None
-                self._rotated.drain_deadline = self._clock() + self._grace
-                self._retired = self._rotated
-                self._retired_unnamed = not same_inode
-                if same_inode and _held_when_stopped(committed):
-                    # Stopped while its first lines were held back: they are compared again, in the renamed file.
-                    self._begin_alignment(self._rotated, late_lines=self._retired_lines)
-                self._queue_younger(sibling_stat.st_dev, sibling_stat.st_ino)
                 return same_inode
         self._event("previous_file_not_found", ino=committed.ino, offset=committed.offset)
         return False
+
+    def _drain_previous(
+        self, found: Path, found_stat: os.stat_result, committed: Checkpoint, *, same_inode: bool, target: str = ""
+    ) -> None:
+        """Finish the file read before the restart, found at `found` (the same inode, or a copy of its start;
+        `target`: a symlink's last target, where a restart looks for it again)."""
+        self._drain_sibling(found, committed.fp_hash, committed.fp_len, committed.offset)
+        # Renamed while we were stopped: the writer may still be appending through its old descriptor, as after a
+        # rotation seen live, so the same grace applies from the moment we found it.
+        assert self._rotated is not None
+        self._rotated.target = target
+        self._rotated.drain_deadline = self._clock() + self._grace
+        self._retired = self._rotated
+        self._retired_unnamed = not same_inode
+        if same_inode and _held_when_stopped(committed):
+            # Stopped while its first lines were held back: they are compared again, in the renamed file.
+            self._begin_alignment(self._rotated, late_lines=self._retired_lines)
+        self._queue_younger(found_stat.st_dev, found_stat.st_ino)
 
     def _retire_current(self) -> None:
         """The path no longer names the file we read: finish it (drain) before reading whatever replaces it."""

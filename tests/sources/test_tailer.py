@@ -555,6 +555,38 @@ def test_symlinked_path_follows_its_target_and_repointing_acts_as_rotation(
     assert raws(tailer.poll(100)) == names(7, 7)
 
 
+def test_a_symlink_pointed_elsewhere_while_stopped_has_its_last_target_finished_first(
+    home: Path, new_tailer: TailerFactory
+) -> None:
+    """The link's target got more lines after the last commit, and the link was pointed at another file before the
+    restart: the restarted tailer finds the old target where it is (no rotated sibling of the link's name) and
+    finishes it, then reads the new target; the checkpoint names the target, not the link."""
+    logs = home / "logs"
+    old_target, new_target = logs / "archive" / "orders-0301.jsonl", logs / "archive" / "orders-0302.jsonl"
+    old_target.parent.mkdir(parents=True)
+    path = logs / "orders.jsonl"
+    append(old_target, numbered(1, 2))
+    path.symlink_to(old_target)
+    clock = FakeClock()
+    first = new_tailer(path, clock=clock)
+    read = first.poll(100)
+    assert raws(read) == names(1, 2)
+    committed = first.checkpoint()
+    assert committed is not None and committed.path == str(old_target)
+    append(old_target, numbered(3, 4))  # written after the commit (never read: stopped, or killed)
+    first.close()
+    append(new_target, numbered(5, 6))
+    staging = logs / "orders.jsonl.tmp-link"
+    staging.symlink_to(new_target)
+    os.replace(staging, path)
+    second = new_tailer(path, checkpoint=committed, window=[line.hash for line in read], clock=clock)
+    assert raws(drain_past_grace(second, clock)) == names(3, 6)
+    append(new_target, numbered(7, 7))
+    assert raws(second.poll(100)) == names(7, 7)
+    after = second.checkpoint()
+    assert after is not None and after.path == str(new_target)
+
+
 # Restart from a committed checkpoint -----------------------------------------------------------------------
 
 
