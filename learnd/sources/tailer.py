@@ -13,7 +13,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Final
 
@@ -201,9 +201,18 @@ class SourceTailer:
         self._copies.close()
 
     def checkpoint(self) -> Checkpoint | None:
-        """The position after the last line handed out, or None before any file was seen."""
+        """The position after the last line handed out, or None before any line was. With no file open (the path
+        missing), the last file's position, or, when only rotated copies were read (the file itself never seen),
+        a position at no file (device and inode 0), which a restart takes as waiting for the file; either way with
+        the line count the window has reached."""
         opened = self._rotated or self._current
         if opened is None:
+            if self._last_position is None and self._window_seq:
+                self._last_position = Checkpoint(
+                    path=str(self.path), dev=0, ino=0, fp_hash=b"", fp_len=0, offset=0, size=0
+                )
+            if self._last_position is not None and self._last_position.window_seq != self._window_seq:
+                self._last_position = replace(self._last_position, window_seq=self._window_seq)
             return self._last_position
         self._last_position = Checkpoint(
             path=opened.target or str(self.path),
@@ -317,6 +326,10 @@ class SourceTailer:
         self.status.size = opened_stat.st_size
         committed = self._committed
         self._committed = None  # only the first open resumes from the store's checkpoint
+        if committed is not None and (committed.dev, committed.ino) == (0, 0):
+            # Committed while waiting for the file, which had never been seen (only rotated copies were read): a
+            # file there now is new content, read whole.
+            committed = None
         if committed is not None and committed.replaced_at_seq >= 0:
             # Stopped while finishing a replaced file, or before comparing its replacement with the lines read: the
             # window's last lines include what the old file gave after the replacement.

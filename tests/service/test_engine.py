@@ -329,6 +329,37 @@ def test_a_job_whose_commit_fails_is_not_recorded_and_runs_again_once(
     assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
 
 
+def test_a_copy_of_a_file_never_seen_is_committed_and_the_file_read_whole_after_a_restart(home: Path) -> None:
+    """A daemon waits for a source's file (it never existed); a rotated copy of it turns up and is read (its lines
+    applied and committed: the commit once failed, the batch holding line hashes but no position); learnd
+    restarts; the file then appears and is read whole, as new content, and the copy is not read again."""
+    settings = build_settings(home, sources=(ORDERS,))
+    path = settings.source(ORDERS).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        assert engine.poll(100) == 0
+        engine.commit()
+        append(
+            path.with_name("orders.jsonl.1"),
+            [order_row(f"2026-03-02T15:0{index}:00+00:00", "AMD") for index in range(2)],
+        )
+        assert engine.poll(100) == 2
+        engine.commit()
+        assert applied(engine.store, ORDERS) == 2
+    finally:
+        engine.close()
+    append(path, [order_row(f"2026-03-02T16:0{index}:00+00:00", "AMD") for index in range(3)])
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        drain(engine, 100)
+        assert applied(engine.store, ORDERS) == 5
+        checkpoint = engine.store.checkpoint(ORDERS)
+        assert checkpoint is not None and checkpoint.offset == path.stat().st_size
+    finally:
+        engine.close()
+
+
 def test_the_engine_holds_the_home_lock_from_open_to_close(home: Path) -> None:
     """While an engine is open the home is owned (a second engine is refused); close() frees it."""
     settings = build_settings(home, sources=(ATTRIBUTION,))
