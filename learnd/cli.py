@@ -415,8 +415,8 @@ def _parse_moment(text: str) -> datetime:
 def _signals(args: argparse.Namespace) -> int:
     """Signal candidates collapsed into episodes (same strategy, symbol, direction; gaps under signals.gap_minutes),
     joined to the trades they became and those trades' outcomes: conversion rate and outcomes per component
-    pattern and regime, with confidence intervals. Suggestions appear only where a bound supports them and never
-    change weights unless signals.suggestions_enabled."""
+    pattern and regime, with confidence intervals. Suggestions appear only where a bound supports them; learnd
+    never applies them to weights (signals.suggestions_enabled only marks them as meant to apply)."""
     settings = _settings(args)
     from learnd.learning.signals import render_signals
     from learnd.views.signals import signals_document

@@ -122,8 +122,8 @@ def run_period(
     report = weekly_report_document(
         store, settings, calendar, period.label, session, longrun=longrun if in_order else None, records=records
     )
-    # Logged like any learning update, at the week's close in event time; applied to nothing unless
-    # signals.suggestions_enabled (each one says so in `applies_to_weights`).
+    # Logged at the week's close in event time, to their own journal (data/signal_suggestions.jsonl); applied to
+    # nothing (signals.suggestions_enabled only marks them `applies_to_weights`, for whoever reviews them).
     close_us = calendar.closes_us[session]
     changes = tuple(_suggestion_document(item, close_us, period.label) for item in report["signals"]["suggestions"])
     state, values = longrun.rows()
@@ -231,11 +231,20 @@ def _output(
     return JobOutput(report=target, documents=documents, changes=changes, state=state, values=tuple(values))
 
 
+# The model a weekly signal-pattern suggestion is logged under (it changes no multiplier: old and new are None).
+SUGGESTION_MODEL: Final = "signals"
+
+
+def is_suggestion(body: bytes) -> bool:
+    """Whether a committed change (its JSON body) is a signal-pattern suggestion, not a learning update."""
+    return bool(orjson.loads(body).get("model") == SUGGESTION_MODEL)
+
+
 def _suggestion_document(suggestion: dict[str, Any], event_us: int, week: str) -> dict[str, Any]:
     return {
         "event_us": event_us,
         "event_ts": from_epoch_us(event_us).isoformat(),
-        "model": "signals",
+        "model": SUGGESTION_MODEL,
         "strategy": suggestion["strategy"],
         "component": "+".join(suggestion["pattern"])
         if isinstance(suggestion["pattern"], list)

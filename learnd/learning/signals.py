@@ -690,7 +690,7 @@ def render_signals(summary: Mapping[str, Any], *, limit: int = 20) -> str:
             f"  {row['strategy']:<10} {'+'.join(row['pattern']) or '-':<52} {row['regime']:<22} "
             f"{row['episodes']:>6} {_pct(row['conversion']):>7} {row['outcomes']:>5} {_num(row['mean_pnl_pct']):>7}"
         )
-    state = "enabled" if summary["suggestions_enabled"] else "report only"
+    state = "marked to apply; learnd applies none" if summary["suggestions_enabled"] else "report only"
     lines.append(f"Suggested adjustments ({state}): {len(summary['suggestions'])}")
     for item in summary["suggestions"]:
         low, high = item["bound"]

@@ -19,7 +19,7 @@ from learnd.exports.bot import BotRules
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 from learnd.exports.guard import GUARD_RECORD, ForeignWrite
 from learnd.exports.signal_weights import SignalWeightsFile
-from learnd.jobs.periods import JobOutput
+from learnd.jobs.periods import JobOutput, is_suggestion
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import ExecutionLearner, ExecutionParams
 from learnd.learning.learner import CountingLearner, LearnedModel, Learner
@@ -108,6 +108,11 @@ class Engine:
         # ever added, with growing seqs, so each sync reads only what came since the last one.
         self._quarantine_synced_seq: int | None = None
         self._changes_journal = Journal(settings.data_dir / "weight_learning.jsonl")
+        # The weekly signal-pattern suggestions, journaled apart: they change no multiplier, and every line of
+        # weight_learning.jsonl is a learning update with its old and new multiplier (FORMATS.md).
+        self._suggestions_journal = Journal(settings.data_dir / "signal_suggestions.jsonl")
+        # Every committed change up to this seq is in its journal (None: not known yet, ask the journals).
+        self._changes_synced_seq: int | None = None
         self.last_commit_s = 0.0
         try:
             self.calendar = calendar_for(settings, cache=self._lock is not None)
@@ -250,8 +255,8 @@ class Engine:
         self.ingestor.add_changes(output.changes)
         self.ingestor.add_job_run(run, output.state, output.values)
         if output.reported_until_us is not None:
-            # The journal (data/weight_learning.jsonl) keeps every change; the store keeps those a report may read.
-            self.ingestor.changes_done(output.reported_until_us, self._changes_journal.last_seq)
+            # The journals keep every change; the store keeps those a report may read.
+            self.ingestor.changes_done(output.reported_until_us, self._journaled_changes_seq())
         self.commit(export=export)
 
     def sync_journals(self) -> None:
@@ -274,7 +279,18 @@ class Engine:
             # Every listed source's rows up to its journal's last were there already: all up to the highest are in.
             last = max(last, *after_by_source.values())
         self._quarantine_synced_seq = last
-        self._changes_journal.append(self.store.changes(self._changes_journal.last_seq))
+        synced = self._journaled_changes_seq()
+        changes = self.store.changes(synced)
+        self._changes_journal.append([row for row in changes if not is_suggestion(row[1])])
+        self._suggestions_journal.append([row for row in changes if is_suggestion(row[1])])
+        self._changes_synced_seq = changes[-1][0] if changes else synced
+
+    def _journaled_changes_seq(self) -> int:
+        """The seq through which every committed change is in its journal (the first time, as the two journals'
+        files say: each holds its rows up to its own last)."""
+        if self._changes_synced_seq is None:
+            return min(self._changes_journal.last_seq, self._suggestions_journal.last_seq)
+        return self._changes_synced_seq
 
     def _quarantine_journal(self, source: str) -> Journal:
         journal = self._quarantine_journals.get(source)

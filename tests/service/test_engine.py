@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,8 +244,8 @@ def recording_learners(settings: Settings, store: Store, calendar: ExchangeCalen
     return [Recording(), CountingLearner.load(store.learner_state("counting"))]
 
 
-def journal(settings: Settings) -> list[dict[str, Any]]:
-    path = settings.data_dir / "weight_learning.jsonl"
+def journal(settings: Settings, name: str = "weight_learning.jsonl") -> list[dict[str, Any]]:
+    path = settings.data_dir / name
     return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
 
 
@@ -264,7 +265,9 @@ def test_close_sessions_commits_what_the_learners_return(home: Path, open_engine
 
 
 RUN = JobRun("daily", "2026-03-02", "ok", 1_772_486_100_000_000, "data/reports/daily/2026-03-02.json")
-CHANGE = {"event_us": 1_772_485_200_000_000, "model": "signals", "component": "options_flow"}
+CHANGE_US = 1_772_485_200_000_000
+CHANGE = {"event_us": CHANGE_US, "model": "entry", "component": "options_flow", "old": 1.0, "new": 1.02}
+SUGGESTION = {"event_us": CHANGE_US, "model": "signals", "component": "options_flow", "old": None}
 
 
 def job_output(settings: Settings) -> JobOutput:
@@ -306,6 +309,33 @@ def test_commit_job_writes_its_documents_then_commits_everything_else_in_one_tra
     assert engine.store.job_state("longrun|meta") == b'{"through": 8470}'
     assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
     assert journal(settings) == [{**CHANGE, "seq": 1}]
+
+
+def test_suggestions_are_journaled_apart_and_journaled_changes_leave_the_store(home: Path) -> None:
+    """A weekly signal suggestion (model `signals`, no old or new multiplier) goes to data/signal_suggestions.jsonl,
+    a learning update to data/weight_learning.jsonl, each once, in one sequence; once a daily report has read
+    them, the store drops both, whichever journal holds the later one, and a restart appends nothing again."""
+    settings = build_settings(home, sources=(ATTRIBUTION,))
+    read_through = CHANGE_US + 1
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        weekly = replace(job_output(settings), changes=(SUGGESTION,), state={}, values=())
+        engine.commit_job(replace(RUN, job="weekly", period="2026-W10"), weekly)
+        engine.commit_job(RUN, replace(job_output(settings), reported_until_us=read_through))
+        assert journal(settings, "signal_suggestions.jsonl") == [{**SUGGESTION, "seq": 1}]
+        assert journal(settings) == [{**CHANGE, "seq": 2}]
+        later = replace(job_output(settings), changes=(), reported_until_us=read_through)
+        engine.commit_job(replace(RUN, period="2026-03-03"), later)
+        assert engine.store.changes() == []
+    finally:
+        engine.close()
+    again = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        again.commit()
+    finally:
+        again.close()
+    assert journal(settings, "signal_suggestions.jsonl") == [{**SUGGESTION, "seq": 1}]
+    assert journal(settings) == [{**CHANGE, "seq": 2}]
 
 
 def test_a_job_whose_commit_fails_is_not_recorded_and_runs_again_once(

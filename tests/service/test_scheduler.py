@@ -348,8 +348,9 @@ def test_a_failing_job_is_counted_and_the_daemon_keeps_learning(tmp_path: Path) 
 
 
 def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Path) -> None:
-    """Signal-pattern suggestions that a confidence bound supports go to data/weight_learning.jsonl (model
-    `signals`), exactly those listed in the weekly reports, and never change entry weights by default."""
+    """Signal-pattern suggestions that a confidence bound supports go to data/signal_suggestions.jsonl (model
+    `signals`), exactly those listed in the weekly reports, and change no weight; data/weight_learning.jsonl holds
+    learning updates only, each with its old and new multiplier (FORMATS.md)."""
     home = tmp_path / "home"
     simulate(home, trades=1200, seed=4)
     settings = settings_for(home)
@@ -364,14 +365,17 @@ def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Pa
         for path in sorted((home / "data" / "reports" / "weekly").glob("*.json"))
         for suggestion in orjson.loads(path.read_bytes())["signals"]["suggestions"]
     ]
-    logged = [
-        document
-        for line in (home / "data" / "weight_learning.jsonl").read_bytes().splitlines()
-        if (document := orjson.loads(line))["model"] == "signals"
-    ]
+    logged = [orjson.loads(line) for line in (home / "data" / "signal_suggestions.jsonl").read_bytes().splitlines()]
+    updates = [orjson.loads(line) for line in (home / "data" / "weight_learning.jsonl").read_bytes().splitlines()]
     assert listed, "the simulated patterns carry edges a bound can support"
     assert len(logged) == len(listed)
+    assert all(document["model"] == "signals" for document in logged)
     assert all("applies_to_weights=False" in document["reason"] for document in logged)
+    assert updates
+    assert all(isinstance(update["old"], float) and isinstance(update["new"], float) for update in updates)
+    # One sequence over both journals: each change is in one of them, once.
+    seqs = sorted(document["seq"] for document in logged + updates)
+    assert len(set(seqs)) == len(seqs)
 
 
 @pytest.fixture(scope="module")
