@@ -124,10 +124,12 @@ class LearningParams:
         for name in positive:
             if getattr(self, name) <= 0.0:
                 raise ConfigError(f"learning.{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 < self.min_multiplier <= 1.0 <= self.max_multiplier:
+        # Within the range the bot's file holds (FORMATS.md: weight_bands current 0.25..2.5; its Beta buckets can
+        # say no more): a multiplier beyond it would be written one way in the bands and another in the buckets.
+        if not 0.25 <= self.min_multiplier <= 1.0 <= self.max_multiplier <= 2.5:
             raise ConfigError(
-                f"learning.min_multiplier/max_multiplier must bracket 1 (got {self.min_multiplier}, "
-                f"{self.max_multiplier})"
+                f"learning.min_multiplier/max_multiplier must bracket 1 within the bot's 0.25..2.5 (got "
+                f"{self.min_multiplier}, {self.max_multiplier})"
             )
         non_negative = (
             "joint_component_z",

@@ -173,6 +173,8 @@ def test_every_learning_parameter_is_in_the_shipped_config_with_its_default() ->
         ({"interval_z": -1.0}, "interval_z"),
         ({"change_threshold": 0.0}, "change_threshold"),
         ({"off_scale_ratio": 1.0}, "off_scale_ratio"),
+        ({"max_multiplier": 3.0}, "max_multiplier"),
+        ({"min_multiplier": 0.1}, "min_multiplier"),
         ({"reference_half_life_sessions": 0.0}, "reference_half_life_sessions"),
         ({"creep_per_session": -0.1}, "creep_per_session"),
     ],

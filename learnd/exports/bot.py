@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from learnd.config import BotSettings
 from learnd.errors import ConfigError
-from learnd.records.components import COMPONENT_ALIASES, ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS
+from learnd.records.components import COMPONENT_ALIASES, ENTRY_BASE_WEIGHTS, ENTRY_COMPONENTS, EXIT_BASE_WEIGHTS
 from learnd.records.parse import DEFAULT_STRATEGY
 
 # The bot reads only the top-level weights: every strategy is scored with the default strategy's.
@@ -128,10 +128,16 @@ class BotRules:
         return BotWeight(weight / base, weight, tuple(limits))
 
 
-def bot_application(entry: Mapping[str, Mapping[str, Any]], rules: BotRules) -> dict[str, Any]:
+def bot_application(
+    entry: Mapping[str, Mapping[str, Any]],
+    rules: BotRules,
+    exits: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Intended against applied: per component of the strategy the bot reads, what learnd learned (strategy-wide
     and per regime), what it writes in MIXED, and what the unchanged scorer applies to every trade; then how many
     component x regime pairs trade on what was learned, and how the other strategies fare with the bot's weights.
+    With `exits` (LearnedModel.exits), also the learned exit multipliers the bot never reads (`exits_not_read`:
+    names outside its table of seven, which it drops silently).
 
     `entry` is a model snapshot (strategy -> component -> view, as LearnedModel.entry).
     """
@@ -172,7 +178,7 @@ def bot_application(entry: Mapping[str, Mapping[str, Any]], rules: BotRules) -> 
             and abs(strategy_wide_multiplier(entry[strategy][name]) - components[name]["applied_multiplier"]) > SAME
         ]
         others[strategy] = {"scored_with": BOT_STRATEGY, "components_differing": differing}
-    return {
+    section: dict[str, Any] = {
         "strategy": BOT_STRATEGY,
         "mixed_rule": MIXED_RULE,
         "adaptive_weights": rules.adaptive_weights,
@@ -182,6 +188,13 @@ def bot_application(entry: Mapping[str, Mapping[str, Any]], rules: BotRules) -> 
         "largest_gap": {"gap": largest[0], "component": largest[1], "regime": largest[2]} if largest[1] else None,
         "other_strategies": others,
     }
+    if exits is not None:
+        section["exits_not_read"] = {
+            name: float(view["multiplier"])
+            for name, view in sorted(exits.get(BOT_STRATEGY, {}).items())
+            if name not in EXIT_BASE_WEIGHTS
+        }
+    return section
 
 
 def where_it_differs(row: Mapping[str, Any], number: Callable[[float], str] = "{:.3f}".format) -> str:
@@ -223,5 +236,12 @@ def render_bot_application(section: Mapping[str, Any]) -> str:
         lines.append(
             f"  strategy {other}: scored with {row['scored_with']}'s weights; {len(row['components_differing'])} "
             f"of {len(ENTRY_COMPONENTS)} components differ from what learnd learned for it"
+        )
+    unread = section.get("exits_not_read")
+    if unread:
+        listed = ", ".join(f"{name} {value:.3f}" for name, value in unread.items())
+        lines.append(
+            f"  exits learned that the bot never reads (it drops names outside its table of {len(EXIT_BASE_WEIGHTS)}):"
+            f" {listed}"
         )
     return "\n".join(lines) + "\n"

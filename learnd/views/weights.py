@@ -62,7 +62,7 @@ def weights_view(
         "strategies": strategies,
     }
     if rules is not None:
-        document["bot"] = bot_application(model.entry, rules)
+        document["bot"] = bot_application(model.entry, rules, model.exits)
     return document
 
 

@@ -80,6 +80,28 @@ def test_a_pin_or_cap_that_names_no_component_is_a_config_error() -> None:
         BotRules.from_settings(BotSettings(pinned_components=("option_flow",)))
 
 
+def test_exits_learned_outside_the_bots_table_are_named_as_never_read() -> None:
+    """FORMATS.md: the bot reads the seven exit components of its own table and drops any other name silently. Of
+    the exits learned for the strategy the bot reads, those are listed with their multipliers, and said plainly;
+    without exits given (a report's end-of-session snapshot holds none) the section has no such list."""
+    exits = {
+        "equity": {
+            "drawdown_velocity": {"multiplier": 0.8, "count": 40},
+            "trail_stop": {"multiplier": 1.2, "count": 55},
+            "profit_target": {"multiplier": 0.9, "count": 30},
+        },
+        "momentum": {"stop": {"multiplier": 1.4, "count": 12}},
+    }
+    section = bot_application({}, DEFAULT_RULES, exits)
+    assert section["exits_not_read"] == {"profit_target": 0.9, "trail_stop": 1.2}
+    text = render_bot_application(section)
+    assert (
+        "exits learned that the bot never reads (it drops names outside its table of 7): profit_target 0.900, "
+        "trail_stop 1.200" in text
+    )
+    assert "exits_not_read" not in bot_application({}, DEFAULT_RULES)
+
+
 def test_intended_against_applied_per_component_and_regime() -> None:
     """MIXED holds the strategy-wide figure; a regime of its own is listed as not applied (the scorer is
     regime-blind); pinned and capped components say so; the pair count and the largest gap follow; another
