@@ -106,6 +106,9 @@ class JobRunner:
         # Ledger records decoded by earlier periods (their windows overlap), as far back as a period reads.
         self._records = RecordCache(span_us=RECORD_SPAN_US)
         self._reader: Store | None = None
+        # One pass at a time: the daily and weekly triggers fire together after a week's last session, and each
+        # pass works out what is pending before it runs anything (two at once would run each period twice).
+        self._one_pass = asyncio.Lock()
 
     def run_due(self, job: str) -> int:
         """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
@@ -120,7 +123,12 @@ class JobRunner:
         """run_all_due for the daemon: each period's documents are built in a worker thread over a snapshot of the
         store (the loop keeps ingesting, beating the watchdog and handling signals meanwhile), and once `stop` is
         set the period at hand is dropped uncommitted and the rest stay pending: all of them run at the next
-        start, none twice. Returns how many ran."""
+        start, none twice. A pass that comes while another runs waits for it, then runs what it left. Returns how
+        many ran."""
+        async with self._one_pass:
+            return await self._pass_yielding(stop, on_progress)
+
+    async def _pass_yielding(self, stop: asyncio.Event, on_progress: Progress | None) -> int:
         periods = self._all_pending()
         ran = 0
         if on_progress is not None:

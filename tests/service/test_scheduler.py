@@ -273,6 +273,31 @@ async def test_a_period_waits_for_a_replay_run_in_steps_and_a_stop_meanwhile_lea
         engine.close()
 
 
+async def test_two_passes_that_fire_together_run_each_period_once(tmp_path: Path) -> None:
+    """After a week's last session the daily and the weekly triggers fire at the same moment, each starting a pass
+    over what is pending: the second waits for the first and finds nothing left, so each period runs once."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(
+        b"".join(trade_row(f"2026-11-{day}T15:00:00+00:00", f"t{day}") for day in (16, 17, 18, 19, 20))
+    )
+    settings = settings_for(home)
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        engine.commit()
+        runner = JobRunner(engine, calendar_for(settings), clock=Clock(datetime(2026, 11, 20, 22, 30, tzinfo=UTC)))
+        stop = asyncio.Event()
+        with capture_logs() as logs:
+            ran = await asyncio.gather(runner.run_all_due_yielding(stop), runner.run_all_due_yielding(stop))
+    finally:
+        engine.close()
+    assert sorted(ran) == [0, 6]  # 2026-11-16 to 20, and the week that ended on the 20th
+    periods = [(entry["job"], entry["period"]) for entry in logs if entry["event"] == "job_ran"]
+    assert len(periods) == len(set(periods)) == 6
+    assert job_runs(home, WEEKLY) == [("2026-W47", "ok")]
+
+
 def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_come_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
