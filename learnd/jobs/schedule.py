@@ -63,12 +63,15 @@ def last_session(calendar: ExchangeCalendar, settings: Settings, period: Period)
 def pending_periods(
     store: Store, calendar: ExchangeCalendar, settings: Settings, job: str, now: datetime
 ) -> list[Period]:
-    """Runs of `job` due by `now` that have not succeeded, in order: those after the last success (failed runs
-    are retried here); for a job that never ran, every one since the first trade in the ledger, or with an empty
-    ledger only the latest due run."""
+    """Runs of `job` due by `now` that have not succeeded, in order: those that failed before the last success
+    and every one after it (failed runs are retried here); for a job that never ran, every one since the first
+    trade in the ledger, or with an empty ledger only the latest due run."""
     succeeded_us = store.last_success_us(job)
     if succeeded_us is not None:
-        return due_periods(calendar, settings, job, from_epoch_us(succeeded_us), now)
+        failed = [
+            Period(job, label, from_epoch_us(due_us)) for label, due_us in store.failed_periods(job, succeeded_us)
+        ]
+        return failed + due_periods(calendar, settings, job, from_epoch_us(succeeded_us), now)
     first = next(iter(store.ledger("trade")), None)
     if first is not None:
         # From the start of the first trade's session, so that session's own run is included.

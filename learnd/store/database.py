@@ -634,6 +634,14 @@ class Store:
         ).fetchone()
         return row
 
+    def failed_periods(self, job: str, before_us: int) -> list[tuple[str, int]]:
+        """`job`'s periods due before `before_us` whose last run failed (period, due_us), in due order."""
+        rows: list[tuple[str, int]] = self._db.execute(
+            "SELECT period, due_us FROM job_runs WHERE job = ? AND status != 'ok' AND due_us < ? ORDER BY due_us",
+            (job, before_us),
+        ).fetchall()
+        return rows
+
     def failed_job_runs(self, job: str) -> int:
         """How many of `job`'s periods last ran and failed."""
         count: int = self._db.execute(

@@ -220,7 +220,8 @@ def test_runs_after_the_last_success_are_pending(store: Store, settings: Setting
 
 
 def test_a_failed_run_stays_pending(store: Store, settings: Settings, calendar: ExchangeCalendar) -> None:
-    """A failure after the last success is retried; failures alone leave everything since the first trade."""
+    """A failure is retried, before the last success as after it; failures alone leave everything since the first
+    trade."""
     first_trade(store, "2026-11-24T15:00:00+00:00")
     ran(store, DAILY, "2026-11-24", "failed", utc(11, 24, 21, 15))
     ran(store, WEEKLY, "2026-W48", "failed", utc(11, 27, 18, 15))
@@ -228,7 +229,7 @@ def test_a_failed_run_stays_pending(store: Store, settings: Settings, calendar: 
     assert pending(store, settings, calendar, WEEKLY) == ["2026-W48"]
     ran(store, DAILY, "2026-11-25", "ok", utc(11, 25, 21, 15))
     ran(store, DAILY, "2026-11-27", "failed", utc(11, 27, 18, 15))
-    assert pending(store, settings, calendar, DAILY) == ["2026-11-27", "2026-11-30", "2026-12-01"]
+    assert pending(store, settings, calendar, DAILY) == ["2026-11-24", "2026-11-27", "2026-11-30", "2026-12-01"]
 
 
 def test_nothing_is_pending_before_the_first_run_is_due(

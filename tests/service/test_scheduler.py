@@ -298,6 +298,42 @@ async def test_two_passes_that_fire_together_run_each_period_once(tmp_path: Path
     assert job_runs(home, WEEKLY) == [("2026-W47", "ok")]
 
 
+def test_a_period_that_failed_before_later_ones_succeeded_is_run_again(tmp_path: Path) -> None:
+    """2026-11-17's report cannot be written (a directory stands where its file goes): that period fails, the
+    others succeed. Once the cause is gone, the next pass runs 2026-11-17 again (it was skipped for good: only
+    periods after the last success counted as pending), and nothing else."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(
+        b"".join(trade_row(f"2026-11-{day}T15:00:00+00:00", f"t{day}") for day in (16, 17, 18, 19))
+    )
+    settings = settings_for(home)
+    blocked = home / "data" / "reports" / "daily" / "2026-11-17.json"
+    blocked.mkdir(parents=True)
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        runner = JobRunner(engine, calendar_for(settings), clock=Clock(datetime(2026, 11, 19, 22, 30, tzinfo=UTC)))
+        assert runner.run_all_due() == 4
+        assert runner.failure_count == 1
+        assert job_runs(home, DAILY) == [
+            ("2026-11-16", "ok"),
+            ("2026-11-17", "failed"),
+            ("2026-11-18", "ok"),
+            ("2026-11-19", "ok"),
+        ]
+        blocked.rmdir()
+        with capture_logs() as logs:
+            assert runner.run_all_due() == 1
+    finally:
+        engine.close()
+    assert [(entry["job"], entry["period"]) for entry in logs if entry["event"] == "job_ran"] == [
+        ("daily", "2026-11-17")
+    ]
+    assert all(status == "ok" for _, status in job_runs(home, DAILY))
+    assert orjson.loads(blocked.read_bytes())["day"] == "2026-11-17"
+
+
 def test_periods_run_with_the_collector_looking_less_often_and_its_thresholds_come_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
