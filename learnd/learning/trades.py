@@ -183,14 +183,16 @@ class TradeLearner(Learner):
             self._run_replay_to_end()  # it read the ledger as it was: every record after it waits for its end
         if isinstance(record, TradeOutcome):
             session = self._session(record.event_us)
-            if session <= self.closed_through:
-                # Its session was closed (batch ran) before it arrived: learned like any other, reported as late.
+            late = session <= self.closed_through
+            if late:
+                # Its session was closed (batch ran) before it arrived: reported as late.
                 self.counts["late"] += 1
                 rows.append(self._late_row(record, session))
             self._checkpoints = self._still_valid(self._checkpoints, record.event_us)
-            if record.event_us < self.last_trade[0]:
-                # Older than what was learned: the whole batch's trades are relearned in event order once, at the
-                # end of the batch (finish_batch), instead of once per such trade.
+            if late or record.event_us < self.last_trade[0]:
+                # Older than what was learned, or in a session settled without it (a backfill settles the session
+                # after it): the whole batch's trades are relearned in event order once, at the end of the batch
+                # (finish_batch), instead of once per such trade, and the sessions closed again after them.
                 self._replay_pending = True
             if not self._replay_pending:
                 rows_now, changes = self._learn_in_order(record, session)

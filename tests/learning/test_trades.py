@@ -802,7 +802,8 @@ def test_no_checkpoint_is_taken_while_the_daily_job_has_closed_the_newest_trades
     """The job closes the session of the newest trade; a later trade of that session arrives after thirty more. A
     replay learns it before that session's close, as event order has it, so no state taken between the close and
     the next trade may serve, though it holds no later trade: the replay ends where one from nothing ends, session
-    rows included. (A checkpoint before every trade, all kept.)"""
+    rows included. (A checkpoint before every trade, all kept.) The session's other trades after the close are
+    each relearned the same way (the session is settled again after them)."""
     simulate(tmp_path, trades=300, seed=23, start=date(2026, 4, 6), garbage=False)
     trades = attribution_outcomes(settings_for(tmp_path))
     calendar = calendar_for(settings_for(tmp_path))
@@ -820,10 +821,53 @@ def test_no_checkpoint_is_taken_while_the_daily_job_has_closed_the_newest_trades
     kept, kept_ledger, kept_rows = _feed(trades, tmp_path, order, closes)
     monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 10**9)
     scratch, _, scratch_rows = _feed(trades, tmp_path, order, closes)
-    assert kept.counts["replays"] == 1
-    assert kept_ledger.reads[0] < 200  # from a checkpoint before the closed session, not from nothing
+    closed = calendar.session_index(trades[newest].event_us)
+    after_close = [
+        index for index in order[order.index(newest) + 1 :] if calendar.session_index(trades[index].event_us) == closed
+    ]
+    assert newest + 1 in after_close
+    assert kept.counts["replays"] == len(after_close)
+    assert max(kept_ledger.reads) < 200  # from a checkpoint before the closed session, not from nothing
     assert orjson.loads(kept.dump() or b"")["entry"] == orjson.loads(scratch.dump() or b"")["entry"]
     assert dict((key, body) for key, _, body in kept_rows) == dict((key, body) for key, _, body in scratch_rows)
+
+
+def test_trades_of_a_session_the_daily_job_closed_before_they_arrived_end_as_a_backfill_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live, the daily job closes a session (settles it) at its close; trades of that session can still arrive
+    after it (closed after hours, or a line written late), in event order. A backfill learns them before the
+    session's close. Each such trade is relearned in event order with the session settled again after it, so the
+    live learner ends with the backfill's entry state and session rows; the trades still count as late."""
+    simulate(tmp_path, trades=300, seed=24, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    calendar = calendar_for(settings_for(tmp_path))
+    sessions = [calendar.session_index(trade.event_us) for trade in trades]
+    # The job closes every third session after that session's second-to-last trade: its last trade comes after.
+    closes = {
+        index: session
+        for index, session in enumerate(sessions[:-2])
+        if session % 3 == 0 and sessions[index + 1] == session and sessions[index + 2] != session
+    }
+    assert len(closes) >= 5
+    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 25)
+    live, _, live_rows = _feed(trades, tmp_path, list(range(len(trades))), closes)
+    backfill, _, backfill_rows = _feed(trades, tmp_path, list(range(len(trades))), {})
+    assert live.counts["late"] == len(closes)
+    assert live.counts["replays"] == len(closes)
+    assert orjson.loads(live.dump() or b"")["entry"] == orjson.loads(backfill.dump() or b"")["entry"]
+    assert _session_rows(live_rows) == _session_rows(backfill_rows)
+
+
+def _session_rows(rows: list[tuple[str, int, bytes]]) -> dict[str, Any]:
+    """The session rows by key, the last of each, without the late count (the one documented difference)."""
+    kept: dict[str, Any] = {}
+    for key, _, body in rows:
+        if key.startswith("session|"):
+            document = orjson.loads(body)
+            document["counts"].pop("late")
+            kept[key] = document
+    return kept
 
 
 def test_a_trade_at_a_checkpoints_own_time_is_placed_by_a_replay_from_before_it(
