@@ -602,6 +602,10 @@ class TradeLearner(Learner):
     def close_sessions(self, through_session: int) -> Applied:
         if self._replay is not None:
             self._run_replay_to_end()  # the sessions close on the state it rebuilds
+        if self.closed_through < self.current_session <= through_session and not self._replay_pending:
+            # The daily job settles the open session: the state just before, which a trade of that session arriving
+            # afterwards is relearned from (the trades since the close, not up to CHECKPOINT_TRADES of them).
+            self._keep_checkpoint()
         rows, changes = self.close_through(through_session)
         if not rows and not changes:
             return NOTHING

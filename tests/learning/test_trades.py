@@ -832,29 +832,31 @@ def test_no_checkpoint_is_taken_while_the_daily_job_has_closed_the_newest_trades
     assert dict((key, body) for key, _, body in kept_rows) == dict((key, body) for key, _, body in scratch_rows)
 
 
-def test_trades_of_a_session_the_daily_job_closed_before_they_arrived_end_as_a_backfill_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_trades_of_a_session_the_daily_job_closed_before_they_arrived_end_as_a_backfill_ends(tmp_path: Path) -> None:
     """Live, the daily job closes a session (settles it) at its close; trades of that session can still arrive
     after it (closed after hours, or a line written late), in event order. A backfill learns them before the
     session's close. Each such trade is relearned in event order with the session settled again after it, so the
-    live learner ends with the backfill's entry state and session rows; the trades still count as late."""
+    live learner ends with the backfill's entry state and session rows; the trades still count as late. The job's
+    close keeps the state before it, so each such replay reads the trades since the close only."""
     simulate(tmp_path, trades=300, seed=24, start=date(2026, 4, 6), garbage=False)
     trades = attribution_outcomes(settings_for(tmp_path))
     calendar = calendar_for(settings_for(tmp_path))
     sessions = [calendar.session_index(trade.event_us) for trade in trades]
-    # The job closes every third session after that session's second-to-last trade: its last trade comes after.
-    closes = {
-        index: session
-        for index, session in enumerate(sessions[:-2])
-        if session % 3 == 0 and sessions[index + 1] == session and sessions[index + 2] != session
-    }
+    # The job closes every third session after its first trade (when the next is later in event time: a tie cannot
+    # be placed after a state that holds its twin); the session's other trades all come after the close.
+    closes: dict[int, int] = {}
+    after_close: list[int] = []
+    for session in sorted(set(sessions)):
+        members = [index for index, found in enumerate(sessions) if found == session]
+        if session % 3 == 0 and len(members) > 1 and trades[members[0]].event_us < trades[members[1]].event_us:
+            closes[members[0]] = session
+            after_close.append(len(members) - 1)
     assert len(closes) >= 5
-    monkeypatch.setattr(trades_module, "CHECKPOINT_TRADES", 25)
-    live, _, live_rows = _feed(trades, tmp_path, list(range(len(trades))), closes)
+    live, ledger, live_rows = _feed(trades, tmp_path, list(range(len(trades))), closes)
     backfill, _, backfill_rows = _feed(trades, tmp_path, list(range(len(trades))), {})
-    assert live.counts["late"] == len(closes)
-    assert live.counts["replays"] == len(closes)
+    assert live.counts["late"] == live.counts["replays"] == sum(after_close)
+    # Each from the state the job's close kept: the trades since the close, not those since the last checkpoint.
+    assert ledger.reads == [depth for count in after_close for depth in range(1, count + 1)]
     assert orjson.loads(live.dump() or b"")["entry"] == orjson.loads(backfill.dump() or b"")["entry"]
     assert _session_rows(live_rows) == _session_rows(backfill_rows)
 
