@@ -274,7 +274,10 @@ class ExchangeCalendar:
         return moment_us
 
     def _window_us(self, start: datetime, end: datetime) -> tuple[int, int]:
-        start_us, end_us = self._covered_us(start), self._covered_us(end)
+        """(start, end] in microseconds; a start before the covered years is taken from where they begin (no run
+        lies before them: a first trade in the session before them, say, New Year's Day's, starts there)."""
+        start_us = max(to_epoch_us(start), self._covered_start_us)
+        end_us = self._covered_us(end)
         if start_us > end_us:
             raise ValueError(f"window start {start.isoformat()} is after its end {end.isoformat()}")
         return start_us, end_us

@@ -262,7 +262,7 @@ def test_naive_datetimes_are_refused(nyse: ExchangeCalendar, call: Callable[[Exc
         pytest.param(lambda cal: cal.next_daily_run(new_york(2030, 12, 31, 17), GRACE), id="daily-next-year"),
         pytest.param(lambda cal: cal.next_weekly_run(new_york(2030, 12, 28), GRACE), id="weekly-next-year"),
         pytest.param(
-            lambda cal: cal.daily_runs_between(new_york(1999, 12, 1), new_york(2000, 1, 5), GRACE), id="window"
+            lambda cal: cal.daily_runs_between(new_york(2030, 12, 1), new_york(2031, 1, 5), GRACE), id="window-end"
         ),
     ],
 )
@@ -271,6 +271,18 @@ def test_moments_outside_the_covered_years_raise_calendar_error(
 ) -> None:
     with pytest.raises(CalendarError, match=r"covered years 2000\.\.2030"):
         call(nyse)
+
+
+def test_a_window_that_begins_before_the_covered_years_lists_the_runs_from_their_start(nyse: ExchangeCalendar) -> None:
+    """No run lies before the covered years, so a window from before them (a job that never ran, whose first trade
+    is in the session before them: New Year's Day's trades belong to the last session of the year before) lists
+    the runs from where they begin, as a window from their first moment does."""
+    from_before = nyse.daily_runs_between(new_york(1999, 12, 1), new_york(2000, 1, 5, 17), GRACE)
+    assert from_before == nyse.daily_runs_between(new_york(2000, 1, 1), new_york(2000, 1, 5, 17), GRACE)
+    assert [day for day, _ in from_before] == [date(2000, 1, 3), date(2000, 1, 4), date(2000, 1, 5)]
+    assert [label for label, _ in nyse.weekly_runs_between(new_york(1999, 12, 1), new_york(2000, 1, 8), GRACE)] == [
+        "2000-W01"
+    ]
 
 
 def test_calendar_error_is_a_learnd_error() -> None:
