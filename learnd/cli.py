@@ -319,12 +319,12 @@ def _backfill(args: argparse.Namespace) -> int:
 def _print_backfill(report: Any) -> int:
     """Print a backfill's summary; its exit status (1 when a job period failed, 0 otherwise)."""
     failed = report.job_failures_count
+    retried = "logged as job_failed; they run again at the next start or backfill"
     print(
         f"backfill: {report.lines_count} lines read ({report.history_lines_count} from "
         f"{report.history_files_count} rotated files), {report.applied_count} applied, {report.duplicate_count} "
         f"duplicate, {report.ignored_count} ignored, {report.quarantined_count} quarantined; "
-        f"{report.job_periods_count} job periods run"
-        + (f", {failed} of them failed (logged as job_failed; they run again at the next start)" if failed else "")
+        f"{report.job_periods_count} job periods run" + (f", {failed} of them failed ({retried})" if failed else "")
     )
     return 1 if failed else 0
 

@@ -42,7 +42,8 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True, slots=True)
 class HistoryJobs:
     """What a backfill's job catch-up took up: every period pending, in event order (`periods`), and how many of
-    them failed (`failed`: logged as job_failed, recorded as nothing, so they run at the next start or backfill)."""
+    them failed (`failed`: logged as job_failed and recorded as failed; they run again at the next start or
+    backfill)."""
 
     periods: int
     failed: int
