@@ -281,8 +281,12 @@ class Engine:
         self._quarantine_synced_seq = last
         synced = self._journaled_changes_seq()
         changes = self.store.changes(synced)
-        self._changes_journal.append([row for row in changes if not is_suggestion(row[1])])
-        self._suggestions_journal.append([row for row in changes if is_suggestion(row[1])])
+        updates: list[tuple[int, bytes]] = []
+        suggestions: list[tuple[int, bytes]] = []
+        for row in changes:
+            (suggestions if is_suggestion(row[1]) else updates).append(row)
+        self._changes_journal.append(updates)
+        self._suggestions_journal.append(suggestions)
         self._changes_synced_seq = changes[-1][0] if changes else synced
 
     def _journaled_changes_seq(self) -> int:
