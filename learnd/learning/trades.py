@@ -114,9 +114,10 @@ class TradeLearner(Learner):
         self._history: History | None = None
         self._point_reader: PointReader | None = None
         self._replay_pending = False
-        # The entry replay due is only for trades of sessions the daily job had settled: counted as late, not as a
-        # replay (out of event order), so the count is the one a backfill of the same lines keeps.
-        self._uncounted_replay = False
+        # The entry replay due counts as a replay: asked for by a trade out of event order, a retrain or an older
+        # state, not only by trades of sessions the daily job had settled (those count as late), so the count is
+        # the one a backfill of the same lines keeps.
+        self._counted_replay = False
         self._exit_replay_pending = False
         # The replays under way (replay_steps), and what the replays of this batch returned so far (rows and
         # changes for finish_batch; None when none ran).
@@ -156,7 +157,7 @@ class TradeLearner(Learner):
             entry_state = document["entry"]
             if _is_older_entry_state(entry_state):
                 self.entry = EntryModel(params)
-                self.is_relearning = self._replay_pending = True
+                self.is_relearning = self._replay_pending = self._counted_replay = True
             else:
                 self.entry = EntryModel.from_state(params, entry_state)
             self.exit = ExitModel.from_state(params, document["exit"])
@@ -195,12 +196,10 @@ class TradeLearner(Learner):
             if record.event_us < self.last_trade[0]:
                 # Older than what was learned: the whole batch's trades are relearned in event order once, at the
                 # end of the batch (finish_batch), instead of once per such trade.
-                self._uncounted_replay = False
-                self._replay_pending = True
+                self._replay_pending = self._counted_replay = True
             elif late:
                 # In a session settled without it (a backfill settles the session after it): relearned the same
                 # way, the sessions closed again after it.
-                self._uncounted_replay = self._uncounted_replay or not self._replay_pending
                 self._replay_pending = True
             if not self._replay_pending:
                 rows_now, changes = self._learn_in_order(record, session)
@@ -556,9 +555,9 @@ class TradeLearner(Learner):
         self._next_number = fresh._next_number
         self._checkpoints_changed = True
         self.current_session = max(self.current_session, fresh.current_session)
-        if not self._uncounted_replay:
+        if self._counted_replay:
             self.counts["replays"] += 1
-        self._uncounted_replay = False
+        self._counted_replay = False
         self.is_relearning = False
         self._changed()
         # Made here through the model, it is the view the next export reads (not made a second time).
@@ -604,8 +603,7 @@ class TradeLearner(Learner):
         self._checkpoints = []  # taken under the old parameters
         self._exit_checkpoints = []
         self._checkpoints_changed = True
-        self._replay_pending = self._exit_replay_pending = True
-        self._uncounted_replay = False
+        self._replay_pending = self._exit_replay_pending = self._counted_replay = True
         self.counts["replays"] += 1
         self._changed()
         return LEARNED
