@@ -110,6 +110,8 @@ class JobRunner:
         # One pass at a time: the daily and weekly triggers fire together after a week's last session, and each
         # pass works out what is pending before it runs anything (two at once would run each period twice).
         self._one_pass = asyncio.Lock()
+        # The time the last pass worked out what was pending: a period due after it is not run yet.
+        self._checked: datetime | None = None
 
     def run_due(self, job: str) -> int:
         """Run every pending period of `job` (coalesced: one pass, each period once, in order)."""
@@ -202,7 +204,7 @@ class JobRunner:
             self._reader = None
 
     def _all_pending(self) -> list[Period]:
-        now = self._clock()
+        now = self._checked = self._clock()
         periods = [
             period
             for job in enabled_jobs(self.engine.settings)
@@ -283,6 +285,10 @@ class JobRunner:
             if stop.is_set():
                 return
         count = await self.run_all_due_yielding(stop, self._on_progress)
+        # A long catch-up at start can pass a close: what fell due meanwhile runs now, not at its job's next due
+        # time (a day or a week later).
+        while not stop.is_set() and self._due_since_checked(jobs):
+            count += await self.run_all_due_yielding(stop)
         # What the catch-up decoded and summed serves no later period (they are a day apart; the next one reloads
         # the long-run figures from the store): the memory goes back.
         self._records.clear()
@@ -308,10 +314,22 @@ class JobRunner:
             scheduler.shutdown(wait=False)
             self.close()
 
+    def _due_since_checked(self, jobs: list[str]) -> bool:
+        """Whether a period of `jobs` fell due after the last pass worked out what was pending."""
+        now = self._clock()
+        return any(self._next_period(job).due <= now for job in jobs)
+
+    def _next_period(self, job: str) -> Period:
+        """The first period of `job` due after the last pass worked out what was pending (or after now)."""
+        (period,) = next_periods(self.calendar, self.engine.settings, job, self._checked or self._clock(), 1)
+        return period
+
     def _schedule_next(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         from apscheduler.triggers.date import DateTrigger  # with AsyncIOScheduler in `service`
 
-        (period,) = next_periods(self.calendar, self.engine.settings, job, self._clock(), 1)
+        # Due after the last pass's look, not after now: one that fell due since is in the past, and APScheduler
+        # runs it at once (no misfire grace limit) instead of the job waiting for its next due time.
+        period = self._next_period(job)
         scheduler.add_job(
             self._fire,
             trigger=DateTrigger(run_date=period.due),

@@ -298,6 +298,43 @@ async def test_two_passes_that_fire_together_run_each_period_once(tmp_path: Path
     assert job_runs(home, WEEKLY) == [("2026-W47", "ok")]
 
 
+async def test_a_period_that_falls_due_during_the_start_up_catch_up_runs_right_after_it(tmp_path: Path) -> None:
+    """A start-up catch-up long enough to pass a close: the day that closed meanwhile runs once the catch-up ends,
+    not at the daily job's next due time a day later. The dates are in the future, so the scheduler's own timer
+    (real time) cannot be what runs it."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(
+        b"".join(trade_row(f"2027-03-{day}T15:00:00+00:00", f"t{day}") for day in (15, 16, 17))
+    )
+    settings = settings_for(home)
+    clock = Clock(datetime(2027, 3, 17, 19, 0, tzinfo=UTC))  # the 17th closes at 20:00 UTC, its run is due 20:15
+
+    def progress(done: int, due: int) -> None:
+        if done == 1:
+            clock.moment = datetime(2027, 3, 17, 20, 30, tzinfo=UTC)
+
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        engine.commit()
+        runner = JobRunner(engine, calendar_for(settings), clock=clock, on_progress=progress)
+        stop = asyncio.Event()
+        with capture_logs() as logs:
+            service = asyncio.create_task(runner.service(engine, stop))
+            for _ in range(200):
+                if sum(1 for entry in logs if entry["event"] == "job_scheduled") == 2 or service.done():
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(service, 5)
+    finally:
+        engine.close()
+    assert job_runs(home, DAILY) == [("2027-03-15", "ok"), ("2027-03-16", "ok"), ("2027-03-17", "ok")]
+    scheduled = {entry["job"]: entry["period"] for entry in logs if entry["event"] == "job_scheduled"}
+    assert scheduled == {DAILY: "2027-03-18", WEEKLY: "2027-W11"}
+
+
 def test_a_period_that_failed_before_later_ones_succeeded_is_run_again(tmp_path: Path) -> None:
     """2026-11-17's report cannot be written (a directory stands where its file goes): that period fails, the
     others succeed. Once the cause is gone, the next pass runs 2026-11-17 again (it was skipped for good: only
