@@ -695,13 +695,17 @@ def _multiplier_moves(changes: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
 
 
 def _exit_reasons(exits: Sequence[ExitOutcome]) -> dict[str, Any]:
-    pnls: dict[str, list[float]] = {}
+    """Per exit component: each exit naming it is one outcome (OUTCOME_RULE), its P&L the share of the position it
+    closed (a scale-out's P&L times its fraction, as the trade summary and the exit model take it)."""
+    pnls: dict[str, tuple[list[float], list[float]]] = {}
     for exit_ in exits:
         for name in exit_.exit_components or (NO_EXIT_COMPONENT,):
-            pnls.setdefault(name, []).append(exit_.pnl_pct)
+            signs, shares = pnls.setdefault(name, ([], []))
+            signs.append(exit_.pnl_pct)
+            shares.append(exit_.pnl_pct * exit_.weight)
     result: dict[str, Any] = {}
-    for name, values in sorted(pnls.items()):
-        tally = Tally.of(values, values)
+    for name, (signs, shares) in sorted(pnls.items()):
+        tally = Tally.of(signs, shares)
         total = tally.total.value
         result[name] = {
             "exits": tally.trades,

@@ -62,7 +62,7 @@ def make_trade(
     )
 
 
-def make_exit(key: str, reason: str, pnl_pct: float) -> ExitOutcome:
+def make_exit(key: str, reason: str, pnl_pct: float, weight: float = 1.0) -> ExitOutcome:
     return ExitOutcome(
         key=key,
         strategy="equity",
@@ -71,7 +71,7 @@ def make_exit(key: str, reason: str, pnl_pct: float) -> ExitOutcome:
         event_us=BASE_US,
         pnl_pct=pnl_pct,
         pnl_usd=None,
-        weight=1.0,
+        weight=weight,
         hold_minutes=None,
         reason=reason,
         exit_components=tuple(exit_components(reason)),
@@ -135,6 +135,8 @@ DAY_EXITS = [
     make_exit("e1", "trail_stop+signal_decay(0.4)", 1.0),
     make_exit("e2", "trail_stop", -2.0),
     make_exit("e3", "time_exit(4h)", -1.0),
+    make_exit("e4", "profit_target", 4.0, weight=0.1),  # a scale-out of a tenth of the position
+    make_exit("e5", "profit_target", -1.0),
 ]
 DAY_ORDERS = [
     make_order(status="filled", slippage_bps=2.0),
@@ -195,6 +197,8 @@ def test_daily_exit_reasons_by_outcome() -> None:
     assert reasons["trail_stop"] == {"exits": 2, "wins": 1, "losses": 1, "win_rate": 0.5, "mean_pnl_pct": -0.5}
     assert reasons["entry_decay"] == {"exits": 1, "wins": 1, "losses": 0, "win_rate": 1.0, "mean_pnl_pct": 1.0}
     assert reasons["time_decay"]["losses"] == 1
+    # The scale-out is one outcome, a win, for a tenth of its P&L: (4 * 0.1 - 1) / 2.
+    assert reasons["profit_target"] == {"exits": 2, "wins": 1, "losses": 1, "win_rate": 0.5, "mean_pnl_pct": -0.3}
 
 
 def test_daily_execution_summary() -> None:
