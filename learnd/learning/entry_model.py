@@ -791,7 +791,8 @@ class EntryModel:
         self.params = params
         self._strategies: dict[str, _StrategyState] = {}
         # (strategy, scope, component) -> the session of its last stability decay.
-        self._decayed_at: dict[tuple[str, str, str], int] = {}
+        # How far (in sessions, fractional where a step was capped) each idle multiplier's decay has gone.
+        self._decayed_at: dict[tuple[str, str, str], float] = {}
 
     def learn(self, trade: TradeOutcome, session: int) -> list[MultiplierChange]:
         """Fold one closed (or partially closed) trade into the model; the multipliers it moved.
@@ -955,14 +956,17 @@ class EntryModel:
                     last = last_evidence.get((name, component, scope))
                     if last is None or session - last < idle_sessions or multiplier.value == 1.0:
                         continue
-                    # Decay since the later of the last evidence and the last decay run: successive weekly runs
-                    # multiply to exactly the half-life decay since the evidence, never compounding it.
+                    # Decay since the later of the last evidence and the point the decay so far reached: successive
+                    # weekly runs multiply to exactly the half-life decay since the evidence, never compounding it.
                     key = (name, scope, component)
-                    kept = decay_factor(params.half_life_sessions, session - max(last, self._decayed_at.get(key, -1)))
+                    since = max(last, self._decayed_at.get(key, -1))
+                    kept = decay_factor(params.half_life_sessions, session - since)
                     target = 1.0 + (multiplier.value - 1.0) * kept
-                    self._decayed_at[key] = session
                     old, new = strategy.step(
                         scope, component, target, session, step_cap=params.max_step_per_session, params=params
+                    )
+                    self._decayed_at[key] = _decayed_to(
+                        since, session, old, new, target=target, half_life=params.half_life_sessions
                     )
                     if new != old:
                         changes.append(
@@ -1131,7 +1135,7 @@ class EntryModel:
             strategy.changes = _Changes.from_state(raw.get("changes", {}))
             model._strategies[name] = strategy
         model._decayed_at = {
-            (str(strategy), str(scope), str(component)): int(session)
+            (str(strategy), str(scope), str(component)): float(session)
             for strategy, scope, component, session in state.get("decayed_at", [])
         }
         return model
@@ -1591,6 +1595,18 @@ def _score_z(stats: _Stats, params: LearningParams) -> float:
     residual = max(0.0, y2_sum - intercept * stats.y_sum - slope * gy_sum)
     noise_var = _noise_var(residual, max(0.0, stats.weight - _FIRST_COMPONENT), params)
     return float(slope / math.sqrt(weight / determinant * noise_var))
+
+
+def _decayed_to(since: float, session: int, old: float, new: float, *, target: float, half_life: float) -> float:
+    """The session the stale decay has reached once a step took a multiplier from `old` to `new` on its way to
+    `target` (the decay from `since` to `session`): `session` when it got there, else the point whose decay the step
+    did make (a step the session cap held back is caught up at the next run, not lost)."""
+    if new == target:
+        return float(session)
+    kept = (new - 1.0) / (old - 1.0)
+    if not 0.0 < kept < 1.0:
+        return since
+    return min(float(session), since + half_life * math.log2(1.0 / kept))
 
 
 def _common_mean_square(mean_squares: FloatArray) -> float:

@@ -36,7 +36,7 @@ def ticker_scope(symbol: str) -> str:
     return f"{TICKER_SCOPE_PREFIX}{symbol}"
 
 
-def decay_factor(half_life_sessions: float, elapsed_sessions: int) -> float:
+def decay_factor(half_life_sessions: float, elapsed_sessions: float) -> float:
     """Weight left to evidence `elapsed_sessions` trading sessions old; a backwards step decays nothing."""
     if elapsed_sessions <= 0:
         return 1.0

@@ -446,6 +446,26 @@ def test_stale_decay_respects_the_session_cap() -> None:
     assert change.reason.startswith("stale_decay")
 
 
+def test_a_stale_decay_step_the_session_cap_held_back_is_caught_up_at_the_next_runs() -> None:
+    """With the session cap kept (0.1), the first weekly decay cannot reach the half-life target; later weeks catch
+    it up, so the multiplier ends where the half-life decay since the evidence puts it (it stayed above for good)."""
+    params = LearningParams()
+    model = EntryModel(params)
+    stream = synthetic_trades(6, 1500, _unit(dark_pool=2.2))
+    learn_all(model, stream)
+    moved = model.multiplier("equity", "dark_pool")
+    last = stream[-1][1]
+    evidence = {("equity", "dark_pool", "*"): last}
+    (first,) = [c for c in model.decay_stale(last + 30, 1, evidence, idle_sessions=20) if c.component == "dark_pool"]
+    half_life = 1.0 + (moved - 1.0) * 0.5 ** (30 / params.half_life_sessions)
+    assert first.new - half_life > 0.01  # held back by the cap
+    for week in range(1, 11):
+        model = EntryModel.from_state(params, model.to_state())  # what a restart reads back keeps the progress
+        model.decay_stale(last + 30 + 5 * week, week + 1, evidence, idle_sessions=20)
+    expected = 1.0 + (moved - 1.0) * 0.5 ** (80 / params.half_life_sessions)
+    assert model.multiplier("equity", "dark_pool") == pytest.approx(expected, rel=1e-9, abs=0.0)
+
+
 def test_forgetting_one_component_leaves_the_estimates_and_the_others_evidence() -> None:
     """A change alarm's forgetting is a random-walk step in one component's effect: the data's estimate stays where
     it was, that component's variance grows without bound, the others' hardly change."""
