@@ -332,7 +332,7 @@ class JobRunner:
         period = self._next_period(job)
         scheduler.add_job(
             self._fire,
-            trigger=DateTrigger(run_date=period.due),
+            trigger=DateTrigger(run_date=period.due, timezone=UTC),
             args=(scheduler, job, stop),
             id=job,
             replace_existing=True,

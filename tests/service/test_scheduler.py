@@ -568,3 +568,35 @@ def test_only_the_daemon_imports_the_scheduler_library(tmp_path: Path, command: 
         [sys.executable, "-c", probe, str(tmp_path), command], capture_output=True, text=True, check=False
     )
     assert result.stderr.endswith("CLEAN"), result.stderr[-2000:]
+
+
+def test_the_daemon_schedules_its_jobs_whatever_the_host_s_time_zone_setting(tmp_path: Path) -> None:
+    """The schedule is in UTC: a host whose TZ is a POSIX rule (`UTC0`, which tzlocal cannot name) schedules both
+    jobs and stops cleanly (the date trigger asked the host for its zone and the daemon exited 1)."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(trade_row("2026-11-24T15:00:00+00:00", "t1"))
+    env = {
+        **daemon_env(home),
+        "LEARND_SCHEDULE__DAILY_ENABLED": "true",
+        "LEARND_SCHEDULE__WEEKLY_ENABLED": "true",
+        "TZ": "UTC0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        scheduled: set[str] = set()
+        for line in process.stdout:
+            entry = orjson.loads(line)
+            if entry.get("event") == "job_scheduled":
+                scheduled.add(str(entry["job"]))
+                if scheduled == {DAILY, WEEKLY}:
+                    break
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=10)
+    finally:
+        reap(process)
+    assert scheduled == {DAILY, WEEKLY}
+    assert status == 0
