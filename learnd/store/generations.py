@@ -20,12 +20,23 @@ log = structlog.get_logger("learnd.generations")
 
 READY_NAME: Final = "learnd.next"  # state/learnd.next/: a finished generation waiting for the swap
 PREVIOUS_NAME: Final = "learnd.previous"  # state/learnd.previous/: the generation the last swap replaced
-_JOURNALS: Final = ("weight_learning.jsonl", "quarantine")
+# What a generation holds in its data directory beside its store: the journals (the store drops what they hold, so
+# they are the only copy) and the reports (the store records their periods as run, so none is written again).
+_DATA: Final = ("weight_learning.jsonl", "signal_suggestions.jsonl", "quarantine", "reports")
+# In state/learnd.next/ while a swap moves files: a swap that a kill cut short is finished at the next start.
+_SWAPPING: Final = "swapping"
 
 
 def generation_settings(settings: Settings, directory: Path) -> Settings:
-    """The home's settings with state and data redirected into a generation directory; the sources are shared."""
-    return replace(settings, state_dir=directory / "state", data_dir=directory / "data")
+    """The home's settings with state and data redirected into a generation directory, the bot's weights file
+    too (the live one is the bot's until the swap); the sources are shared."""
+    state_dir = directory / "state"
+    return replace(
+        settings,
+        state_dir=state_dir,
+        data_dir=directory / "data",
+        signal_weights_path=state_dir / settings.signal_weights_path.name,
+    )
 
 
 def install_ready_generation(settings: Settings) -> bool:
@@ -33,38 +44,51 @@ def install_ready_generation(settings: Settings) -> bool:
 
     The one atomic step is os.replace of the sealed database over state/learnd.db. Before it, the live database
     is sealed too (its WAL checkpointed into it, so no -wal of the old generation can be paired with the new
-    file) and hard-linked into state/learnd.previous/, and the live journals move there (derived data: a crash
-    before the new ones are in place makes the engine rewrite them from the store). Returns False when there is
-    nothing to install.
+    file) and hard-linked into state/learnd.previous/, and the live journals and reports move there; after it,
+    the new generation's journals, reports and exports move in. A mark in state/learnd.next/ says a swap is under
+    way: a kill at any point leaves it, and the next start finishes the swap where it stopped (nothing of either
+    generation is deleted until every file is in its place). Returns False when there is nothing to install.
     """
     ready = settings.state_dir / READY_NAME
     new_generation = generation_settings(settings, ready)
-    if not new_generation.db_path.exists():
-        if ready.exists():
-            shutil.rmtree(ready)  # what an interrupted swap left behind after its database was moved in
-        return False
     previous = settings.state_dir / PREVIOUS_NAME
-    if previous.exists():
-        shutil.rmtree(previous)
     old_generation = generation_settings(settings, previous)
-    old_generation.state_dir.mkdir(parents=True)
-    old_generation.data_dir.mkdir(parents=True)
-    if settings.db_path.exists():
-        seal_database(settings.db_path)
-        try:
-            os.link(settings.db_path, old_generation.db_path)
-        except OSError:
-            shutil.copy2(settings.db_path, old_generation.db_path)  # a filesystem without hard links
-    for name in _JOURNALS:
-        if (settings.data_dir / name).exists():
-            os.replace(settings.data_dir / name, old_generation.data_dir / name)
-    os.replace(new_generation.db_path, settings.db_path)
-    fsync_dir(settings.state_dir)
+    swapping = ready / _SWAPPING
+    if swapping.exists():
+        log.info("rebuild_swap_resumed", generation=str(ready))
+    elif not new_generation.db_path.exists():
+        if ready.exists():
+            shutil.rmtree(ready)  # not a finished generation (a swap of an older learnd that had moved it in)
+        return False
+    else:
+        if previous.exists():
+            shutil.rmtree(previous)  # the generation an earlier swap replaced: this swap's keeps the live one
+        swapping.write_bytes(b"")
+        fsync_dir(ready)
+    old_generation.state_dir.mkdir(parents=True, exist_ok=True)
+    old_generation.data_dir.mkdir(parents=True, exist_ok=True)
+    if new_generation.db_path.exists():
+        if settings.db_path.exists() and not old_generation.db_path.exists():
+            seal_database(settings.db_path)
+            try:
+                os.link(settings.db_path, old_generation.db_path)
+            except OSError:
+                shutil.copy2(settings.db_path, old_generation.db_path)  # a filesystem without hard links
+        for name in _DATA:
+            if (settings.data_dir / name).exists() and not (old_generation.data_dir / name).exists():
+                os.replace(settings.data_dir / name, old_generation.data_dir / name)
+        fsync_dir(old_generation.state_dir)
+        fsync_dir(old_generation.data_dir)
+        os.replace(new_generation.db_path, settings.db_path)
+        fsync_dir(settings.state_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    for name in _JOURNALS:
+    for name in _DATA:
         if (new_generation.data_dir / name).exists():
             os.replace(new_generation.data_dir / name, settings.data_dir / name)
     # Exports written from the new generation's state, so the bot sees it before the next commit rewrites them.
+    if new_generation.signal_weights_path.exists():
+        os.replace(new_generation.signal_weights_path, settings.signal_weights_path)
+        fsync_dir(settings.signal_weights_path.parent)
     for export in sorted(new_generation.state_dir.glob("*.json")):
         os.replace(export, settings.state_dir / export.name)
     fsync_dir(settings.data_dir)

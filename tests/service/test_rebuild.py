@@ -123,12 +123,16 @@ def test_from_scratch_killed_leaves_the_old_state_and_a_completed_one_equals_a_f
 def test_from_scratch_while_the_daemon_holds_the_lock_waits_for_the_next_start(tmp_path: Path, template: Path) -> None:
     settings = old_state_home(tmp_path, template)
     old = fingerprint(settings)
+    weights = settings.signal_weights_path.read_bytes()
     lock = HomeLock(settings.lock_path).acquire("daemon")
     try:
         result = rebuild_from_scratch(settings, progress="none")
         assert not result.swapped
         assert (result.ready / "state" / "learnd.db").exists()
         assert fingerprint(settings) == old  # the running daemon's store is untouched
+        # and so is the bot's weights file: the generation's is in its own directory until the swap
+        assert settings.signal_weights_path.read_bytes() == weights
+        assert (result.ready / "state" / settings.signal_weights_path.name).read_bytes() != weights
         assert install_ready_generation(settings)  # what the next start does, holding the lock
     finally:
         lock.release()

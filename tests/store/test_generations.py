@@ -4,6 +4,7 @@ self-contained file."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from learnd.config import Settings
 from learnd.errors import StateError
+from learnd.store import generations
 from learnd.store.database import Batch, LedgerRow, Store
 from learnd.store.generations import (
     PREVIOUS_NAME,
@@ -34,7 +36,10 @@ def write_generation(settings: Settings, marker: str) -> None:
     store.close()
     (settings.data_dir / "quarantine").mkdir(parents=True, exist_ok=True)
     (settings.data_dir / "weight_learning.jsonl").write_text(f"{marker} changes\n")
+    (settings.data_dir / "signal_suggestions.jsonl").write_text(f"{marker} suggestions\n")
     (settings.data_dir / "quarantine" / "orders.jsonl").write_text(f"{marker} quarantine\n")
+    (settings.data_dir / "reports" / "daily").mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "reports" / "daily" / "2026-11-24.json").write_text(f"{marker} report\n")
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "signal_weights.json").write_text(f'{{"generation": "{marker}"}}')
 
@@ -84,14 +89,83 @@ def test_a_ready_generation_replaces_the_live_one_and_the_old_one_is_kept(settin
     write_generation(ready(settings), "new")
     assert install_ready_generation(settings)
     assert marker_of(settings.db_path) == "new"
-    assert (settings.data_dir / "weight_learning.jsonl").read_text() == "new changes\n"
-    assert (settings.quarantine_dir / "orders.jsonl").read_text() == "new quarantine\n"
-    assert (settings.state_dir / "signal_weights.json").read_text() == '{"generation": "new"}'
+    assert_generation(settings, "new")
     kept = previous(settings)
     assert marker_of(kept.db_path) == "old"
     assert (kept.data_dir / "weight_learning.jsonl").read_text() == "old changes\n"
+    assert (kept.data_dir / "signal_suggestions.jsonl").read_text() == "old suggestions\n"
     assert (kept.quarantine_dir / "orders.jsonl").read_text() == "old quarantine\n"
+    assert (kept.data_dir / "reports" / "daily" / "2026-11-24.json").read_text() == "old report\n"
     assert not (settings.state_dir / READY_NAME).exists()
+
+
+def assert_generation(settings: Settings, marker: str) -> None:
+    """The home's store, journals, reports and export are generation `marker`'s."""
+    assert marker_of(settings.db_path) == marker
+    assert (settings.data_dir / "weight_learning.jsonl").read_text() == f"{marker} changes\n"
+    assert (settings.data_dir / "signal_suggestions.jsonl").read_text() == f"{marker} suggestions\n"
+    assert (settings.quarantine_dir / "orders.jsonl").read_text() == f"{marker} quarantine\n"
+    assert (settings.data_dir / "reports" / "daily" / "2026-11-24.json").read_text() == f"{marker} report\n"
+    assert (settings.state_dir / "signal_weights.json").read_text() == f'{{"generation": "{marker}"}}'
+
+
+# The renames of a swap of write_generation's homes (see the count's test).
+RENAMES = 10
+
+
+class Killed(BaseException):
+    """Stands for a kill -9 at a rename (the seam: os.replace in store.generations)."""
+
+
+@pytest.mark.parametrize("cut", range(1, RENAMES + 1))
+def test_a_swap_cut_short_at_any_rename_is_finished_by_the_next_start(
+    settings: Settings, cut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill before each of the swap's renames (out of the live home, the store, into it): the next start finishes
+    the swap, and the home holds all of the new generation and learnd.previous/ all of the old one (a kill after
+    the store's rename deleted the new journals and reports; one before it, the old journals)."""
+    write_generation(ready(settings), "new")
+    real_replace = os.replace
+    calls = 0
+
+    def replace_until_cut(source: Path, target: Path) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == cut:
+            raise Killed
+        real_replace(source, target)
+
+    monkeypatch.setattr(generations.os, "replace", replace_until_cut)
+    with pytest.raises(Killed):
+        install_ready_generation(settings)
+    monkeypatch.setattr(generations.os, "replace", real_replace)
+    assert install_ready_generation(settings)
+    assert_generation(settings, "new")
+    kept = previous(settings)
+    assert marker_of(kept.db_path) == "old"
+    assert (kept.data_dir / "weight_learning.jsonl").read_text() == "old changes\n"
+    assert (kept.data_dir / "signal_suggestions.jsonl").read_text() == "old suggestions\n"
+    assert (kept.data_dir / "reports" / "daily" / "2026-11-24.json").read_text() == "old report\n"
+    assert not (settings.state_dir / READY_NAME).exists()
+    assert not install_ready_generation(settings)
+
+
+def test_the_swap_has_as_many_renames_as_the_cut_test_covers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut test above reaches every rename (three journals and the reports out of the live home, the store,
+    the four in, the bot's export): counted here, so that a step added later cannot go untested."""
+    write_generation(ready(settings), "new")
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def counting(source: Path, target: Path) -> None:
+        calls.append(Path(source).name)
+        real_replace(source, target)
+
+    monkeypatch.setattr(generations.os, "replace", counting)
+    assert install_ready_generation(settings)
+    assert len(calls) == RENAMES
 
 
 def test_the_swap_is_a_rename_of_the_sealed_store(settings: Settings) -> None:
