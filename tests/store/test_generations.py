@@ -15,7 +15,6 @@ import pytest
 
 from learnd.config import Settings
 from learnd.errors import StateError
-from learnd.store import generations
 from learnd.store.database import Batch, LedgerRow, Store
 from learnd.store.generations import (
     PREVIOUS_NAME,
@@ -114,7 +113,7 @@ RENAMES = 10
 
 
 class Killed(BaseException):
-    """Stands for a kill -9 at a rename (the seam: os.replace in store.generations)."""
+    """Stands for a kill -9 at a rename (the seam: os.replace, which the swap calls for each of its moves)."""
 
 
 @pytest.mark.parametrize("cut", range(1, RENAMES + 1))
@@ -135,10 +134,10 @@ def test_a_swap_cut_short_at_any_rename_is_finished_by_the_next_start(
             raise Killed
         real_replace(source, target)
 
-    monkeypatch.setattr(generations.os, "replace", replace_until_cut)
+    monkeypatch.setattr(os, "replace", replace_until_cut)
     with pytest.raises(Killed):
         install_ready_generation(settings)
-    monkeypatch.setattr(generations.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert install_ready_generation(settings)
     assert_generation(settings, "new")
     kept = previous(settings)
@@ -163,7 +162,7 @@ def test_the_swap_has_as_many_renames_as_the_cut_test_covers(
         calls.append(Path(source).name)
         real_replace(source, target)
 
-    monkeypatch.setattr(generations.os, "replace", counting)
+    monkeypatch.setattr(os, "replace", counting)
     assert install_ready_generation(settings)
     assert len(calls) == RENAMES
 
