@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Final
 
 import orjson
+
+# A journal's end is read in parts of this size, as far back as its last whole row begins.
+_TAIL_BYTES: Final = 65_536
 
 
 def json_bytes(document: Any) -> bytes:
@@ -84,37 +87,65 @@ class Journal:
             last = seq
         if lines:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "ab") as handle:
-                if handle.tell() and not _ends_with_newline(self.path):
-                    # A crash mid-append left a torn last line: start ours on a line of its own.
-                    handle.write(b"\n")
-                handle.write(b"".join(lines))
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                with open(self.path, "a+b") as handle:
+                    # A crash or a full disk mid-append left a torn last line: it goes (its row is among those
+                    # appended again), so that every line of the file is a whole row.
+                    _cut_torn_tail(handle)
+                    handle.write(b"".join(lines))
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except BaseException:
+                self._last_seq = None  # some rows may be in: the file says which, next time
+                raise
             self._last_seq = last
         return len(lines)
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) == b"\n"
+def _cut_torn_tail(handle: BinaryIO) -> None:
+    """Truncate a file open for reading and appending after its last newline."""
+    size = handle.seek(0, os.SEEK_END)
+    if not size:
+        return
+    handle.seek(size - 1)
+    if handle.read(1) == b"\n":
+        return  # whole, as nearly always
+    end = size
+    keep = 0
+    while end > 0:
+        start = max(0, end - _TAIL_BYTES)
+        handle.seek(start)
+        found = handle.read(end - start).rfind(b"\n")
+        if found >= 0:
+            keep = start + found + 1
+            break
+        end = start
+    if keep < size:
+        handle.truncate(keep)
+    handle.seek(0, os.SEEK_END)
 
 
 def _last_seq_in(path: Path) -> int:
+    """The seq of the file's last whole row (0 without one); read from the end, as far back as that row goes."""
     try:
         with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 65536))
-            tail = handle.read()
+            size = handle.seek(0, os.SEEK_END)
+            span = _TAIL_BYTES
+            while True:
+                handle.seek(max(0, size - span))
+                tail = handle.read()
+                lines = tail.splitlines()
+                if size > span:
+                    lines = lines[1:]  # the first may begin before the part read
+                for line in reversed(lines):
+                    try:
+                        document = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        continue  # a torn last line from a crash mid-append: the rows before it decide
+                    if isinstance(document, dict) and isinstance(document.get("seq"), int):
+                        return int(document["seq"])
+                if size <= span:
+                    return 0
+                span *= 4
     except FileNotFoundError:
         return 0
-    for line in reversed(tail.splitlines()):
-        try:
-            document = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue  # a torn last line from a crash mid-append: the rows before it decide
-        if isinstance(document, dict) and isinstance(document.get("seq"), int):
-            return int(document["seq"])
-    return 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
 
 from learnd.exports.files import Journal, write_json_atomic
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_atomic_write_leaves_no_temp_file_behind(tmp_path: Path) -> None:
@@ -26,17 +30,53 @@ def test_journal_appends_each_row_once_across_restarts(tmp_path: Path) -> None:
     assert [orjson.loads(line)["seq"] for line in path.read_bytes().splitlines()] == [1, 2, 3]
 
 
-def test_journal_after_a_torn_last_line_starts_on_a_new_line(tmp_path: Path) -> None:
-    """A crash mid-append leaves half a line: the next rows go on lines of their own and every one reads back."""
+def test_journal_after_a_torn_last_line_cuts_it_off(tmp_path: Path) -> None:
+    """A crash mid-append leaves half a line: the next append cuts it off and writes its row again, so every line
+    of the file is a whole row (the fragment stayed, and a reader of each line failed on it)."""
     path = tmp_path / "weight_learning.jsonl"
     Journal(path).append([(1, b'{"a":1}')])
     with open(path, "ab") as handle:
         handle.write(b'{"a":2,"se')  # the torn append of row 2
     assert Journal(path).append([(2, b'{"a":2}'), (3, b'{"a":3}')]) == 2
-    readable = []
-    for line in path.read_bytes().splitlines():
-        try:
-            readable.append(orjson.loads(line)["seq"])
-        except orjson.JSONDecodeError:
-            continue  # the torn fragment itself
-    assert readable == [1, 2, 3]
+    assert [orjson.loads(line)["seq"] for line in path.read_bytes().splitlines()] == [1, 2, 3]
+
+
+def test_journal_whose_disk_filled_mid_append_writes_each_row_once_when_it_has_room(tmp_path: Path) -> None:
+    """A write the file size limit cuts short (a full disk, in a child process: RLIMIT_FSIZE, SIGXFSZ ignored),
+    then the same Journal appends again with room: each row is in the file once, every line whole (it appended
+    from the seq it had cached, writing the rows already in twice)."""
+    path = tmp_path / "weight_learning.jsonl"
+    script = """
+import resource, signal, sys
+from pathlib import Path
+from learnd.exports.files import Journal
+path = Path(sys.argv[1])
+journal = Journal(path)
+journal.append([(seq, b'{"pad":"%s"}' % (b"x" * 200)) for seq in range(1, 11)])
+rows = [(seq, b'{"pad":"%s"}' % (b"x" * 200)) for seq in range(1, 101)]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 5000, limit[1]))
+try:
+    journal.append(rows)
+except OSError:
+    print("cut")
+resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+journal.append(rows)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "cut"
+    assert [orjson.loads(line)["seq"] for line in path.read_bytes().splitlines()] == list(range(1, 101))
+
+
+def test_journal_whose_last_row_is_longer_than_a_tail_read_knows_its_seq(tmp_path: Path) -> None:
+    """A last row larger than one read from the end (a quarantined line kept whole with a large keep setting): a
+    new Journal still finds its seq, and appends nothing twice (it found none and appended every row again)."""
+    path = tmp_path / "orders.jsonl"
+    rows = [(1, b'{"raw":"short"}'), (2, b'{"raw":"%s"}' % (b"x" * 300_000))]
+    assert Journal(path).append(rows) == 2
+    assert Journal(path).last_seq == 2
+    assert Journal(path).append(rows) == 0
+    assert len(path.read_bytes().splitlines()) == 2
