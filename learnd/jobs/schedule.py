@@ -33,7 +33,10 @@ def grace(settings: Settings) -> timedelta:
 def due_periods(
     calendar: ExchangeCalendar, settings: Settings, job: str, start: datetime, end: datetime
 ) -> list[Period]:
-    """Runs of `job` due in (start, end], in order."""
+    """Runs of `job` due in (start, end], in order (none when `end` is not after `start`: a wall clock set back
+    behind the last run)."""
+    if end <= start:
+        return []
     if job == DAILY:
         runs = calendar.daily_runs_between(start, end, grace(settings))
         return [Period(DAILY, day.isoformat(), due) for day, due in runs]

@@ -12,7 +12,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -23,7 +23,7 @@ from learnd.jobs.periods import RECORD_SPAN_US, JobOutput, load_longrun, run_per
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
 from learnd.service.engine import Engine
 from learnd.service.memory import collecting_garbage_less_often, release_free_memory
-from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
+from learnd.sessions.exchange import CalendarError, ExchangeCalendar, to_epoch_us
 from learnd.store.database import JobRun, Store
 from learnd.store.ledger import RecordCache
 
@@ -34,6 +34,8 @@ log = structlog.get_logger("learnd.jobs")
 
 # How often a period waiting for a replay in steps to end looks again.
 _REPLAY_WAIT_S: Final = 0.01
+# When the next run cannot be named (a wall clock outside the calendar's years), the job looks again after this.
+_CLOCK_RETRY: Final = timedelta(hours=1)
 
 # A catch-up's progress: (periods run, periods due); called before the first period and after each.
 Progress = Callable[[int, int], None]
@@ -132,7 +134,13 @@ class JobRunner:
             return await self._pass_yielding(stop, on_progress)
 
     async def _pass_yielding(self, stop: asyncio.Event, on_progress: Progress | None) -> int:
-        periods = self._all_pending()
+        try:
+            periods = self._all_pending()
+        except CalendarError as error:
+            # The wall clock is outside the calendar's years (a clock reset to 1970): no period can be named, and
+            # learning goes on; the next due time looks again.
+            log.error("jobs_clock_outside_calendar", error=str(error), now=self._clock().isoformat())
+            return 0
         ran = 0
         if on_progress is not None:
             on_progress(0, len(periods))
@@ -317,7 +325,10 @@ class JobRunner:
     def _due_since_checked(self, jobs: list[str]) -> bool:
         """Whether a period of `jobs` fell due after the last pass worked out what was pending."""
         now = self._clock()
-        return any(self._next_period(job).due <= now for job in jobs)
+        try:
+            return any(self._next_period(job).due <= now for job in jobs)
+        except CalendarError:
+            return False  # _schedule_next says so
 
     def _next_period(self, job: str) -> Period:
         """The first period of `job` due after the last pass worked out what was pending (or after now)."""
@@ -325,14 +336,26 @@ class JobRunner:
         return period
 
     def _schedule_next(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
-        from apscheduler.triggers.date import DateTrigger  # with AsyncIOScheduler in `service`
-
         # Due after the last pass's look, not after now: one that fell due since is in the past, and APScheduler
         # runs it at once (no misfire grace limit) instead of the job waiting for its next due time.
-        period = self._next_period(job)
+        try:
+            period = self._next_period(job)
+        except CalendarError as error:
+            # No run to name (a wall clock outside the calendar's years, or none after it): look again in a while
+            # by the real clock, rather than end the daemon, which goes on learning.
+            retry = datetime.now(UTC) + _CLOCK_RETRY
+            log.error("job_not_scheduled", job=job, error=str(error), retry=retry.isoformat())
+            self._fire_at(scheduler, job, stop, retry)
+            return
+        self._fire_at(scheduler, job, stop, period.due)
+        log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
+
+    def _fire_at(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event, due: datetime) -> None:
+        from apscheduler.triggers.date import DateTrigger  # with AsyncIOScheduler in `service`
+
         scheduler.add_job(
             self._fire,
-            trigger=DateTrigger(run_date=period.due, timezone=UTC),
+            trigger=DateTrigger(run_date=due, timezone=UTC),
             args=(scheduler, job, stop),
             id=job,
             replace_existing=True,
@@ -340,7 +363,6 @@ class JobRunner:
             max_instances=1,
             misfire_grace_time=None,
         )
-        log.info("job_scheduled", job=job, period=period.label, due=period.due.isoformat())
 
     async def _fire(self, scheduler: AsyncIOScheduler, job: str, stop: asyncio.Event) -> None:
         try:

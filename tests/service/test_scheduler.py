@@ -335,6 +335,45 @@ async def test_a_period_that_falls_due_during_the_start_up_catch_up_runs_right_a
     assert scheduled == {DAILY: "2027-03-18", WEEKLY: "2027-W11"}
 
 
+async def test_a_wall_clock_set_back_or_outside_the_calendar_stops_no_learning(tmp_path: Path) -> None:
+    """A clock set back behind the last run finds nothing pending (it raised ValueError out of the daemon's task
+    group); one outside the calendar's years (a reset to 1970, a jump past 2050) logs that no run can be named and
+    keeps the service up (CalendarError ended it); with the clock right again, the day due runs, once."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(
+        b"".join(trade_row(f"2026-11-{day}T15:00:00+00:00", f"t{day}") for day in (23, 24, 25))
+    )
+    settings = settings_for(home)
+    clock = Clock(datetime(2026, 11, 24, 22, 0, tzinfo=UTC))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        engine.commit()
+        runner = JobRunner(engine, calendar_for(settings), clock=clock)
+        stop = asyncio.Event()
+        assert await runner.run_all_due_yielding(stop) == 2  # the 23rd and the 24th
+        clock.moment = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # set back four days
+        assert await runner.run_all_due_yielding(stop) == 0
+        clock.moment = datetime(1970, 1, 1, tzinfo=UTC)
+        with capture_logs() as logs:
+            service = asyncio.create_task(runner.service(engine, stop))
+            await asyncio.sleep(0.5)
+            assert not service.done()  # up, and learning goes on
+            stop.set()
+            await asyncio.wait_for(service, 5)
+        assert [entry["event"] for entry in logs].count("job_not_scheduled") == 2
+        clock.moment = datetime(2051, 1, 3, tzinfo=UTC)  # beyond the calendar's last year
+        with capture_logs() as logs:
+            assert await runner.run_all_due_yielding(asyncio.Event()) == 0
+        assert [entry["event"] for entry in logs] == ["jobs_clock_outside_calendar"]
+        clock.moment = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
+        assert await runner.run_all_due_yielding(asyncio.Event()) == 1  # the 25th
+    finally:
+        engine.close()
+    assert job_runs(home, DAILY) == [("2026-11-23", "ok"), ("2026-11-24", "ok"), ("2026-11-25", "ok")]
+
+
 def test_a_period_that_failed_before_later_ones_succeeded_is_run_again(tmp_path: Path) -> None:
     """2026-11-17's report cannot be written (a directory stands where its file goes): that period fails, the
     others succeed. Once the cause is gone, the next pass runs 2026-11-17 again (it was skipped for good: only
