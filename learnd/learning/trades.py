@@ -399,8 +399,9 @@ class TradeLearner(Learner):
         return result
 
     def _late_row(self, record: TradeOutcome, session: int) -> tuple[str, int, bytes]:
-        # A late trade arrives while a later session is open; before any trade, the open session is the closed one.
-        arrival = max(self.current_session, self.closed_through)
+        # A late trade arrives while a later session is open: the newest trade's, or, before any trade of a later
+        # session, the first one not closed yet (the closed one's report is written: it would never be listed).
+        arrival = min(max(self.current_session, self.closed_through + 1), len(self.calendar.closes_us) - 1)
         body = orjson.dumps(
             {
                 "key": record.key,

@@ -374,6 +374,40 @@ async def test_a_wall_clock_set_back_or_outside_the_calendar_stops_no_learning(t
     assert job_runs(home, DAILY) == [("2026-11-23", "ok"), ("2026-11-24", "ok"), ("2026-11-25", "ok")]
 
 
+def test_a_trade_closed_after_hours_that_arrives_after_its_day_s_run_is_listed_late_the_next_day(
+    tmp_path: Path,
+) -> None:
+    """The day's run has read the ledger when a trade of that session arrives (closed after hours, 16:30 New York):
+    the next day's report lists it as late (it was filed under the day already reported, and no report showed
+    it)."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    attribution = home / "logs" / "attribution.jsonl"
+    attribution.write_bytes(trade_row("2026-11-24T15:00:00+00:00", "a"))
+    settings = settings_for(home)
+    clock = Clock(datetime(2026, 11, 24, 22, 0, tzinfo=UTC))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        engine.commit()
+        runner = JobRunner(engine, calendar_for(settings), clock=clock)
+        assert runner.run_due(DAILY) == 1
+        with open(attribution, "ab") as handle:
+            handle.write(trade_row("2026-11-24T21:30:00+00:00", "after-hours"))
+        engine.poll(1000)
+        engine.commit()
+        with open(attribution, "ab") as handle:
+            handle.write(trade_row("2026-11-25T15:00:00+00:00", "c"))
+        engine.poll(1000)
+        engine.commit()
+        clock.moment = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
+        assert runner.run_due(DAILY) == 1
+    finally:
+        engine.close()
+    report = orjson.loads((home / "data" / "reports" / "daily" / "2026-11-25.json").read_bytes())
+    assert [row["key"] for row in report["late"]["trades"]] == ["close_AMD_after-hours"]
+
+
 def test_a_period_that_failed_before_later_ones_succeeded_is_run_again(tmp_path: Path) -> None:
     """2026-11-17's report cannot be written (a directory stands where its file goes): that period fails, the
     others succeed. Once the cause is gone, the next pass runs 2026-11-17 again (it was skipped for good: only
