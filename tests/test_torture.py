@@ -1128,6 +1128,34 @@ def test_numeric_timestamps_out_of_range_are_quarantined_not_fatal(tmp_path: Pat
     assert report.quarantined_count == written
 
 
+def test_dates_outside_the_calendar_s_years_are_quarantined_for_every_kind(tmp_path: Path) -> None:
+    """A row of any kind dated in 2099 or 1985 (valid dates, outside the calendar's covered years) is quarantined
+    as timestamp_out_of_range with its source and offset; only trades and exits were (a signal dated 2099 cut every
+    later episode short, an order dated 2099 stopped the execution learner forgetting old days)."""
+    home = make_home(tmp_path)
+    expected: list[tuple[str, int]] = []
+    for source, relative in SOURCES.items():
+        lines = [orjson.dumps(_templates(960000)[source]) + b"\n"]
+        for index, ts in enumerate(("2099-01-02T15:00:00+00:00", "1985-06-03T15:00:00+00:00")):
+            row = _templates(961000 + index * 1000)[source]
+            row["ts"] = ts
+            if source == "attribution" and index == 1:
+                row["trade_id"] = f"open_AMD_{ts}"  # an entry, which no learner checked
+                row["context"]["entry_ts"] = ts
+            expected.append((source, sum(len(line) for line in lines)))
+            lines.append(orjson.dumps(row) + b"\n")
+        (home / relative).write_bytes(b"".join(lines))
+    report = run_backfill(settings_for(home))
+    assert report.quarantined_count == len(expected)
+    store = Store.open(settings_for(home).db_path, readonly=True)
+    try:
+        rows = [orjson.loads(body) for _, _, body in store.quarantine_rows(0)]
+    finally:
+        store.close()
+    assert sorted((row["source"], row["offset"]) for row in rows) == sorted(expected)
+    assert {row["reason"] for row in rows} == {"timestamp_out_of_range"}
+
+
 def test_absurd_component_values_do_not_poison_the_model(tmp_path: Path) -> None:
     """A closed trade whose component is 1.7976931348623157e308 is quarantined (or learned harmlessly): the trade
     learner's state stays finite (no NaN/inf, which JSON would write as null)."""

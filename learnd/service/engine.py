@@ -137,7 +137,13 @@ class Engine:
     def _build_pipeline(self) -> None:
         """Learners and tailers exactly as the store last committed them."""
         self.learners = self._factory(self.settings, self.store, self.calendar)
-        self.ingestor = Ingestor(self.settings, self.store, self.learners, start_at_end=self._start_at_end)
+        self.ingestor = Ingestor(
+            self.settings,
+            self.store,
+            self.learners,
+            start_at_end=self._start_at_end,
+            covered_us=self.calendar.covered_us,
+        )
         for learner in self.learners:
             learner.bind_history(self.ingestor.ledger_records)
             learner.bind_replay_points(partial(self.store.replay_point_body, learner.name))

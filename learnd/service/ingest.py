@@ -31,6 +31,7 @@ from learnd.records.parse import (
     parse_record,
 )
 from learnd.records.typed import attribution_record, exit_record, signal_record
+from learnd.sessions.exchange import from_epoch_us
 from learnd.sources.files import Identity, KnownFiles, history_identities
 from learnd.sources.framing import Line
 from learnd.sources.tailer import Checkpoint, SourceTailer, TailEvent
@@ -73,8 +74,12 @@ class Ingestor:
         *,
         start_at_end: bool,
         clock: Callable[[], float] | None = None,
+        covered_us: tuple[int, int] | None = None,
     ) -> None:
         self.settings = settings
+        # The calendar's covered moments [start, end): a record dated outside them is quarantined, whatever its
+        # kind (None: no calendar, in tests of the ingest alone).
+        self._covered_us = covered_us
         self.store = store
         self.learners = list(learners)
         # Each record type goes to the learners that take it, in the learners' order (see engine.default_learners).
@@ -300,6 +305,11 @@ class Ingestor:
                 record = parse_record(source.kind, decoded)
         except RecordError as error:
             return BadLine(error.reason, error.detail)
+        if self._covered_us is not None:
+            event_us = getattr(record, "event_us", None)
+            if event_us is not None and not self._covered_us[0] <= event_us < self._covered_us[1]:
+                # Learned, one such date would move a learner's clock decades (episodes cut, days never evicted).
+                return BadLine("timestamp_out_of_range", f"{_moment_text(event_us)} is outside the calendar's years")
         return record
 
     def _keys_in_store(self, records: Sequence[Record | BadLine | None]) -> set[tuple[str, str]]:
@@ -445,3 +455,11 @@ _COUNTED_AS: Final[dict[type, tuple[str, str]]] = {
     SignalRecord: ("applied", "signal"),
     OrderRecord: ("applied", "order"),
 }
+
+
+def _moment_text(event_us: int) -> str:
+    """A moment as ISO-8601 UTC, or in microseconds where datetime cannot hold it."""
+    try:
+        return from_epoch_us(event_us).isoformat()
+    except (OverflowError, ValueError):
+        return f"{event_us} us since the epoch"

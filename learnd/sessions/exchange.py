@@ -170,6 +170,11 @@ class ExchangeCalendar:
             raise CalendarError(f"{from_epoch_us(event_us).isoformat()} is outside {self._coverage_text()}")
         return bisect_right(self._day_starts_us, event_us) - 1
 
+    @property
+    def covered_us(self) -> tuple[int, int]:
+        """[start, end) in UTC microseconds of the moments the covered years hold (session_index's domain)."""
+        return self._covered_start_us, self._covered_end_us
+
     def session_bounds_us(self, index: int) -> tuple[int, int]:
         """[start, end) in UTC microseconds of the moments belonging to session `index`: from its exchange-local
         midnight to the next session's (so a weekend or holiday belongs to the session before it)."""
