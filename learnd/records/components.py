@@ -96,16 +96,33 @@ def exit_reason_tokens(reason: str) -> list[str]:
     """Split a composite exit reason (`a(x)+b`) into its bare tokens, arguments removed, order kept."""
     tokens: list[str] = []
     for part in _split_outside_parens(reason):
-        token = part
-        while "(" in token:
-            bare = _ARGUMENT.sub("", token)
-            if bare == token:
-                break  # an unclosed parenthesis: the token keeps it, as it was logged
-            token = bare
-        token = token.strip().lower()
+        token = _without_arguments(part).strip().lower()
         if token:
             tokens.append(token)
     return tokens
+
+
+def _without_arguments(token: str) -> str:
+    """`token` with every parenthesized argument removed, nested ones whole; an unclosed parenthesis and what
+    follows it stay, as logged (so does a stray closing one)."""
+    if "(" not in token:
+        return token
+    bare = _ARGUMENT.sub("", token)
+    if "(" not in bare:
+        return bare  # the usual: arguments one level deep
+    # Nested or unclosed: one pass, matching each ")" with the last "(" still open (removing the innermost
+    # arguments again and again took time in the square of the depth: seconds for one long line).
+    kept: list[str] = []
+    opened: list[int] = []
+    for char in bare:
+        if char == "(":
+            opened.append(len(kept))
+            kept.append(char)
+        elif char == ")" and opened:
+            del kept[opened.pop() :]
+        else:
+            kept.append(char)
+    return "".join(kept)
 
 
 def exit_component(token: str) -> str:
