@@ -270,7 +270,9 @@ def _read_history_file(
                 kept = None if kept.finished else kept
             identity = identity_through(found.ladder, reader.offset)
             if identity is not None:
-                ingestor.apply_history(source.name, batch, identity=identity, offset=reader.offset, replaces=known_as)
+                ingestor.apply_history(
+                    source.name, batch, identity=identity, offset=reader.offset, replaces=known_as, path=found.path
+                )
                 known_as = identity
             engine.commit(export=False)
             position = handle.disk_position()

@@ -239,7 +239,12 @@ class Engine:
         self.totals.add(report)
         for item in report.quarantined:
             log.warning(
-                "record_quarantined", source=item.source, offset=item.offset, reason=item.reason, detail=item.detail
+                "record_quarantined",
+                source=item.source,
+                path=item.path,
+                offset=item.offset,
+                reason=item.reason,
+                detail=item.detail,
             )
         self.sync_journals()
         if export:

@@ -11,6 +11,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -48,6 +49,7 @@ class Quarantined:
     """A line that could not be used, as written to the store and data/quarantine/<source>.jsonl."""
 
     source: str
+    path: str  # the file the line was read from: the source's, or the rotated copy's
     offset: int
     reason: str
     detail: str
@@ -80,6 +82,8 @@ class Ingestor:
         # The calendar's covered moments [start, end): a record dated outside them is quarantined, whatever its
         # kind (None: no calendar, in tests of the ingest alone).
         self._covered_us = covered_us
+        # The rotated copy whose lines are being applied (apply_history), else None: the source's own file.
+        self._copy_path: Path | None = None
         self.store = store
         self.learners = list(learners)
         # Each record type goes to the learners that take it, in the learners' order (see engine.default_learners).
@@ -194,10 +198,16 @@ class Ingestor:
         identity: Identity,
         offset: int,
         replaces: Identity | None = None,
+        path: Path | None = None,
     ) -> None:
         """Apply lines of a rotated copy (backfill of history) through the same path as tailed lines, and record in
-        the same batch how far that file identity has now been read (see KnownFiles.record for `replaces`)."""
-        self._process(self._sources[source_name], lines)
+        the same batch how far that file identity has now been read (see KnownFiles.record for `replaces`). `path`:
+        the copy's, which its quarantined lines name."""
+        self._copy_path = path
+        try:
+            self._process(self._sources[source_name], lines)
+        finally:
+            self._copy_path = None
         self.known[source_name].record(identity, offset, replaces=replaces)
         self._take_known_changes(source_name)
         self._batch.line_count += len(lines)
@@ -419,21 +429,23 @@ class Ingestor:
 
     def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:
         keep = line.raw[: self.settings.quarantine_keep_bytes]
+        path = str(self._copy_path or source.path)
+        length = line.too_long or line.cut_length or len(line.raw)
         body = {
             "source": source.name,
-            "path": str(source.path),
+            "path": path,
             "file": line.file_key,
             "offset": line.offset,
             "reason": reason,
             "detail": detail,
-            "length": line.too_long or len(line.raw),
+            "length": length,
             "raw_text": keep.decode("utf-8", errors="backslashreplace"),
             "raw_b64": base64.b64encode(keep).decode("ascii"),
-            "truncated": len(keep) < (line.too_long or len(line.raw)),
+            "truncated": len(keep) < length,
         }
         self._batch.quarantine.append((source.name, orjson.dumps(body, option=orjson.OPT_SORT_KEYS)))
         self._batch.counts[(source.name, "quarantined", reason)] += 1
-        self._quarantined.append(Quarantined(source.name, line.offset, reason, detail))
+        self._quarantined.append(Quarantined(source.name, path, line.offset, reason, detail))
 
 
 def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:

@@ -38,6 +38,7 @@ class Line:
     too_long: int = 0  # the line's full length when over max_line_bytes; `raw` then holds only its head
     duplicate: bool = False  # already read before an in-place rewrite put it back in the file
     unterminated: bool = False  # the last bytes of a rotated or deleted file that never got their newline
+    cut_length: int = 0  # such a fragment's full length when longer than the head `raw` keeps of it
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,9 @@ class LineFraming:
 
     def fragment(self, file_key: str, offset: int, raw: bytes) -> Line:
         """The last bytes of a file that can never get their newline now (rotated away, deleted, read to its end)."""
-        return Line(self.source, file_key, offset, raw[: self.keep_bytes], line_hash(raw), unterminated=True)
+        kept = raw[: self.keep_bytes]
+        cut = len(raw) if len(kept) < len(raw) else 0
+        return Line(self.source, file_key, offset, kept, line_hash(raw), unterminated=True, cut_length=cut)
 
 
 _HASH_BYTES: Final = 8
@@ -296,4 +299,14 @@ class KeptTail:
 
 def as_duplicate(line: Line) -> Line:
     """The same line, marked as read before (a rewrite or a copy put it back)."""
-    return Line(line.source, line.file_key, line.offset, line.raw, line.hash, line.too_long, True, line.unterminated)
+    return Line(
+        line.source,
+        line.file_key,
+        line.offset,
+        line.raw,
+        line.hash,
+        line.too_long,
+        True,
+        line.unterminated,
+        line.cut_length,
+    )

@@ -322,9 +322,21 @@ def test_over_long_lines_and_a_last_fragment_of_a_gzip_copy_are_quarantined_once
     finally:
         store.close()
     assert counts == {"line_too_long": 2, "unterminated_line": 1}
-    # An over-long line's length is its whole length; a fragment's (like the tailer's) what was kept of it.
-    assert [body["length"] for body in bodies] == [len(order_line(2, 300)) - 1, len(order_line(4, 3_000_000)) - 1, 16]
+    # Each line's length is its whole length (a fragment's too: it said 16, what was kept of it, and not truncated).
+    fragment = len(b'{"ts":"2026-03-02T15:1')
+    assert [body["length"] for body in bodies] == [
+        len(order_line(2, 300)) - 1,
+        len(order_line(4, 3_000_000)) - 1,
+        fragment,
+    ]
+    assert [body["truncated"] for body in bodies] == [True, True, True]
     assert all(len(body["raw_text"]) <= 16 for body in bodies)
+    # Each names the file it was read from, the rotated copy (not the source's current file), at its offset there.
+    assert [(body["path"], body["offset"]) for body in bodies] == [
+        (str(logs / "orders.jsonl.1.gz"), len(order_line(1))),
+        (str(logs / "orders.jsonl.1.gz"), len(order_line(1) + order_line(2, 300) + order_line(3))),
+        (str(logs / "orders.jsonl.1.gz"), len(content)),
+    ]
     assert run_backfill(settings, progress="none").lines_count == 0
 
 
