@@ -30,3 +30,8 @@ class StopRequested(LearndError):
 
 class StateError(LearndError):
     """The state directory or store cannot be used as is (corrupt, foreign, newer schema, locked)."""
+
+
+class ExportsFailed(LearndError):
+    """A commit went through, then writing the journals or JSON exports after it failed (a full disk): what was
+    committed stands, and the files are written again at a later commit."""

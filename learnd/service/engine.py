@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import orjson
 import structlog
 
 from learnd.config import Settings
-from learnd.errors import StateError
+from learnd.errors import ExportsFailed, StateError
 from learnd.exports.bot import BotRules
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 from learnd.exports.guard import GUARD_RECORD, ForeignWrite
@@ -268,7 +269,14 @@ class Engine:
         if output.reported_until_us is not None:
             # The journals keep every change; the store keeps those a report may read.
             self.ingestor.changes_done(output.reported_until_us, self._journaled_changes_seq())
-        self.commit(export=export)
+        try:
+            self.commit(export=export)
+        except (sqlite3.OperationalError, OSError) as error:
+            if self.store.job_run_succeeded(run.job, run.period):
+                # The run committed; the journals or exports after it did not: they are written at a later
+                # commit, and the run must not be recorded failed and run again (its changes would go in twice).
+                raise ExportsFailed(f"{run.job} {run.period} committed, its exports not written: {error}") from error
+            raise
 
     def sync_journals(self) -> None:
         """Append committed quarantine rows and weight changes the journals do not have yet."""

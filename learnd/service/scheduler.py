@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from learnd.errors import StopRequested
+from learnd.errors import ExportsFailed, StopRequested
 from learnd.jobs.longrun import LongRun
 from learnd.jobs.periods import RECORD_SPAN_US, JobOutput, load_longrun, run_period
 from learnd.jobs.schedule import JOBS, Period, enabled_jobs, last_session, next_periods, pending_periods
@@ -79,7 +79,11 @@ def execute_period(
 
 def _commit(engine: Engine, period: Period, output: JobOutput, *, export: bool) -> str:
     run = JobRun(period.job, period.label, "ok", to_epoch_us(period.due), str(output.report))
-    engine.commit_job(run, output, export=export)
+    try:
+        engine.commit_job(run, output, export=export)
+    except ExportsFailed as error:
+        # The run is committed: it ran, once. The files after it are written at a later commit.
+        log.error("job_exports_failed", job=period.job, period=period.label, error=str(error))
     return str(output.report)
 
 

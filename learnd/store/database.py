@@ -634,6 +634,11 @@ class Store:
         ).fetchone()
         return row
 
+    def job_run_succeeded(self, job: str, period: str) -> bool:
+        """Whether `job`'s run of `period` is recorded, and recorded a success."""
+        row = self._db.execute("SELECT status FROM job_runs WHERE job = ? AND period = ?", (job, period)).fetchone()
+        return row is not None and row[0] == "ok"
+
     def failed_periods(self, job: str, before_us: int) -> list[tuple[str, int]]:
         """`job`'s periods due before `before_us` whose last run failed (period, due_us), in due order."""
         rows: list[tuple[str, int]] = self._db.execute(

@@ -549,6 +549,43 @@ def test_signal_suggestions_are_logged_once_with_the_weekly_reports(tmp_path: Pa
     assert len(set(seqs)) == len(seqs)
 
 
+def test_a_period_committed_before_its_journal_could_be_written_is_not_run_again(tmp_path: Path) -> None:
+    """The suggestions journal cannot be written (a directory stands where it goes) when the first weekly period
+    with suggestions commits: the run stands (job_exports_failed, not job_failed), the journal gets its rows once
+    it can be written, and a second catch-up runs nothing (the period was recorded failed and run again, its
+    suggestions committed twice)."""
+    home = tmp_path / "home"
+    simulate(home, trades=1200, seed=4)
+    settings = settings_for(home)
+    journal = home / "data" / "signal_suggestions.jsonl"
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    with capture_logs() as logs:
+
+        def clear_once_it_failed(done: int, due: int) -> None:
+            if journal.is_dir() and any(entry["event"] == "job_exports_failed" for entry in logs):
+                journal.rmdir()
+
+        engine = Engine(settings, start_at_end=False, purpose="backfill")
+        try:
+            drain(engine, 2000)
+            journal.mkdir(parents=True)
+            first = replay_history(engine, calendar_for(settings), now, on_progress=clear_once_it_failed)
+            second = replay_history(engine, calendar_for(settings), now)
+        finally:
+            engine.close()
+    events = [entry["event"] for entry in logs]
+    assert events.count("job_exports_failed") == 1
+    assert "job_failed" not in events
+    assert (first.failed, second.periods) == (0, 0)
+    listed = [
+        suggestion
+        for path in sorted((home / "data" / "reports" / "weekly").glob("*.json"))
+        for suggestion in orjson.loads(path.read_bytes())["signals"]["suggestions"]
+    ]
+    logged = [orjson.loads(line) for line in journal.read_bytes().splitlines()]
+    assert listed and len(logged) == len(listed)
+
+
 @pytest.fixture(scope="module")
 def ending_today(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated bot home whose history of about a hundred sessions ends a few days before today."""
