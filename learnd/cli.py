@@ -308,7 +308,9 @@ def _backfill(args: argparse.Namespace) -> int:
         else:
             print(
                 f"rebuild: the new generation is ready in {result.ready}; a daemon owns this home, so it replaces "
-                "the live state when learnd next starts here (systemctl restart learnd)"
+                "the live state when learnd next starts here (systemctl restart learnd), unless a log is rotated or "
+                "truncated before then: the lines the daemon learns meanwhile could not be read again, and the "
+                "rebuild is discarded (logged as rebuild_discarded)"
             )
         return status
     from learnd.service.backfill import run_backfill

@@ -15,6 +15,9 @@ import structlog
 
 from learnd.config import Settings
 from learnd.errors import StateError
+from learnd.sources.files import Identity, inspect_file
+from learnd.sources.tailer import Checkpoint
+from learnd.store.database import Store
 
 log = structlog.get_logger("learnd.generations")
 
@@ -61,6 +64,17 @@ def install_ready_generation(settings: Settings) -> bool:
             shutil.rmtree(ready)  # not a finished generation (a swap of an older learnd that had moved it in)
         return False
     else:
+        behind = lines_it_cannot_read(settings, new_generation)
+        if behind:
+            # The live store learned lines after the rebuild read history (a daemon ran on), and the files no
+            # longer hold them to be read again: swapped in, the generation would lose them for good.
+            shutil.rmtree(ready)
+            log.error(
+                "rebuild_discarded",
+                reasons=behind,
+                advice="run `learnd backfill --from-scratch` again; with no daemon running it swaps at once",
+            )
+            return False
         if previous.exists():
             shutil.rmtree(previous)  # the generation an earlier swap replaced: this swap's keeps the live one
         swapping.write_bytes(b"")
@@ -96,6 +110,50 @@ def install_ready_generation(settings: Settings) -> bool:
     shutil.rmtree(ready)
     log.info("rebuild_swapped", db=str(settings.db_path), previous=str(previous))
     return True
+
+
+def lines_it_cannot_read(settings: Settings, generation: Settings) -> list[str]:
+    """Why the generation could not read again what the live store read after it was built (empty: it can, and
+    will at its first start). A source whose live position is past the generation's must still be read from the
+    same file, which must still begin as it did and hold the bytes read: a file rotated, rewritten or truncated
+    since may have taken those lines with it."""
+    if not settings.db_path.exists():
+        return []
+    live = Store.open(settings.db_path, readonly=True)
+    try:
+        built = Store.open(generation.db_path, readonly=True)
+        try:
+            return [
+                f"{name}: {reason}"
+                for name, position in sorted(live.checkpoints().items())
+                if (reason := _unreadable(position, built.checkpoint(name)))
+            ]
+        finally:
+            built.close()
+    finally:
+        live.close()
+
+
+def _unreadable(live: Checkpoint, built: Checkpoint | None) -> str:
+    """Why the bytes the live store read of its file, past where the generation got, cannot be read again."""
+    if not live.fp_len:
+        return ""  # no file read there: nothing to read again
+    if built is not None and built.fp_hash == live.fp_hash and built.offset >= live.offset:
+        return ""
+    found = inspect_file(Path(live.path), is_current=True)
+    if found is None or Identity(live.fp_hash, live.fp_len) not in found.ladder:
+        return f"{live.path} no longer begins as it did (rewritten, truncated or gone)"
+    # The same file (its identity grows with its first lines, up to 4 KiB, so the two may name it by different
+    # prefixes of it).
+    if (
+        built is None
+        or (built.dev, built.ino) != (live.dev, live.ino)
+        or Identity(built.fp_hash, built.fp_len) not in found.ladder
+    ):
+        return f"{live.path} is not the file the rebuild read (rotated since)"
+    if found.disk_bytes < live.offset:
+        return f"{live.path} holds {found.disk_bytes} bytes, the live store read {live.offset}"
+    return ""
 
 
 def seal_database(path: Path) -> None:

@@ -11,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from learnd.config import Settings
-from learnd.service.backfill import run_backfill
+from learnd.service.backfill import drain, run_backfill
+from learnd.service.engine import Engine
 from learnd.service.rebuild import rebuild_from_scratch
 from learnd.store.generations import READY_NAME, install_ready_generation
 from learnd.store.lock import HomeLock
@@ -140,3 +143,62 @@ def test_from_scratch_while_the_daemon_holds_the_lock_waits_for_the_next_start(t
     assert (settings.state_dir / "learnd.previous" / "state" / "learnd.db").exists()
     assert fingerprint(settings) != old
     assert not install_ready_generation(settings)
+
+
+def rebuilt_while_a_daemon_learned_on(tmp_path: Path, template: Path) -> tuple[Settings, list[tuple[Path, bytes]]]:
+    """A home whose rebuild waits for the swap (a daemon holds the lock) while the live store learns the last
+    quarter of every log, appended after the rebuild read them; returns the settings and what was appended."""
+    settings = settings_for(tmp_path / "home")
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True)
+    appended: list[tuple[Path, bytes]] = []
+    for name in SOURCES:
+        lines = lines_of(template, name)
+        cut = 3 * len(lines) // 4
+        (logs / f"{name}.jsonl").write_bytes(b"".join(lines[:cut]))
+        appended.append((logs / f"{name}.jsonl", b"".join(lines[cut:])))
+    run_backfill(settings, progress="none")
+    lock = HomeLock(settings.lock_path).acquire("daemon")
+    try:
+        assert not rebuild_from_scratch(settings, progress="none").swapped
+        for path, data in appended:
+            with open(path, "ab") as handle:
+                handle.write(data)
+        live = Engine(settings, start_at_end=False, purpose="test", lock=False)  # the daemon, holding the lock
+        try:
+            drain(live, 1000)
+            live.commit()
+        finally:
+            live.close()
+    finally:
+        lock.release()
+    return settings, appended
+
+
+def test_a_swap_after_the_daemon_learned_on_reads_what_it_learned_again(tmp_path: Path, template: Path) -> None:
+    """The lines the daemon learned after the rebuild are still in the files: the swap goes ahead, and the new
+    generation reads them at its start: it ends as a fresh backfill of the whole logs."""
+    settings, _ = rebuilt_while_a_daemon_learned_on(tmp_path, template)
+    assert install_ready_generation(settings)
+    run_backfill(settings, progress="none")
+    fresh = settings_for(tmp_path / "fresh")
+    shutil.copytree(settings.home / "logs", fresh.home / "logs")
+    run_backfill(fresh, progress="none")
+    assert fingerprint(settings, checkpoints=False) == fingerprint(fresh, checkpoints=False)
+
+
+def test_a_swap_that_would_lose_what_the_daemon_learned_on_is_refused(tmp_path: Path, template: Path) -> None:
+    """The logs were truncated (the bot's epoch reset) after the daemon learned their last lines: swapped in, the
+    rebuilt generation could never read them (the swap lost 119 trades in a review). The rebuild is discarded with
+    the reason, and the live store stays as it is."""
+    settings, appended = rebuilt_while_a_daemon_learned_on(tmp_path, template)
+    for path, _ in appended:
+        path.write_bytes(b"")
+    before = fingerprint(settings)
+    with capture_logs() as logs:
+        assert not install_ready_generation(settings)
+    assert not (settings.state_dir / READY_NAME).exists()
+    assert fingerprint(settings) == before
+    (discarded,) = [entry for entry in logs if entry["event"] == "rebuild_discarded"]
+    assert len(discarded["reasons"]) == len(SOURCES)
+    assert all("no longer begins as it did" in reason for reason in discarded["reasons"])
