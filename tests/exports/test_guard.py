@@ -137,6 +137,38 @@ def test_a_change_while_learnd_was_stopped_is_found_at_the_next_start(tmp_path: 
     assert saved["foreign_writes_count"] == 2 and saved["last_foreign_write"]["parsed"] is False
 
 
+def test_learnd_s_own_write_whose_record_a_kill_lost_is_not_a_foreign_write(tmp_path: Path) -> None:
+    """Killed between the export's rename and its record's: at the next start the file holds exactly what learnd
+    writes now, and that is learnd's (it was counted as a foreign write, for good in `status`); the record catches
+    up, so a later change by another writer is still found."""
+    path = tmp_path / "signal_weights.json"
+    record = tmp_path / "guard.json"
+    first = OwnedFile(path, record)
+    first.write(b'{"an": "earlier export"}\n')
+    path.write_bytes(learnd_bytes())  # the next export's rename, its record never written
+    restarted = OwnedFile(path, record)
+    assert restarted.foreign(learnd_bytes) is None
+    assert restarted.foreign_count == 0
+    saved = read_record(record)
+    assert saved is not None and saved["foreign_writes_count"] == 0
+    rewrite_in_place(path, b"{garbage")
+    assert restarted.foreign(learnd_bytes) is not None
+    assert restarted.foreign_count == 1
+
+
+def test_a_bucket_at_the_floor_is_compared_like_any_other(tmp_path: Path) -> None:
+    """A Beta bucket at the floor multiplier (alpha 0, decoded as 0.25) another writer moved is listed as moved (it
+    was left out of the comparison, so the change went unnoticed)."""
+    ours = orjson.loads(learnd_bytes())
+    bucket = ours["entry_weights"]["regime_beta_distributions"]["dark_pool"]["MIXED"]
+    bucket.update(alpha=0.0, beta=42.0)
+    theirs = orjson.loads(orjson.dumps(ours))
+    theirs["entry_weights"]["regime_beta_distributions"]["dark_pool"]["MIXED"].update(alpha=21.0, beta=21.0)
+    found = describe_change(tmp_path / "w.json", orjson.dumps(ours), orjson.dumps(theirs))
+    moved = {where: (mine, other) for where, mine, other in found.multipliers_moved}
+    assert moved["entry_weights.regime_beta_distributions.dark_pool.MIXED"] == (0.25, 1.0)
+
+
 def test_a_record_for_another_path_is_not_this_files(tmp_path: Path) -> None:
     """Moving the export (paths.signal_weights) starts afresh: learnd never claims a file it did not write."""
     record = tmp_path / "guard.json"
