@@ -314,7 +314,9 @@ class _IngestLoop:
         engine = self.engine
         first_pending = 0.0
         last_state_export = 0.0
-        state_stale = False  # a commit skipped learning_processing_state.json (throttled): write it when due
+        # A commit skipped learning_processing_state.json (throttled): write it when due. At start too: a kill
+        # between a commit and its exports left the file behind the store.
+        state_stale = True
         while not self.stop.is_set():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()

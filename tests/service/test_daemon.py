@@ -250,6 +250,33 @@ def test_processing_state_catches_up_while_idle_and_at_shutdown(home: Path) -> N
     assert processing_state_applied(home) == applied
 
 
+def test_a_processing_state_left_behind_by_a_kill_is_written_at_start(home: Path) -> None:
+    """Killed between a commit and its exports, learnd left learning_processing_state.json behind its store: the
+    restarted daemon brings it up to date once it has caught up, with no new line to read (it stayed behind until
+    one came)."""
+    lines = list(record_lines(5, 400))
+    append_chunks(home, lines, random.Random(5))
+    subprocess.run([sys.executable, "-m", "learnd", "backfill"], env=daemon_env(home), check=True, capture_output=True)
+    applied = processing_state_applied(home)
+    assert applied > 0
+    state = home / "state" / "learning_processing_state.json"
+    document = orjson.loads(state.read_bytes())
+    for source in document["sources"].values():
+        source["lines_applied"] = 0  # as the export before the last commit had it
+    state.write_bytes(orjson.dumps(document))
+    process = start_daemon(home)
+    try:
+        wait_for_log(process, "caught_up")
+        deadline = time.monotonic() + 5.0
+        while processing_state_applied(home) != applied and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processing_state_applied(home) == applied
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+
+
 def test_sigkill_at_random_moments_ends_equal_to_one_backfill(home: Path, tmp_path: Path) -> None:
     """Appends while the daemon runs, SIGKILL at random moments, restarts: the end state equals one backfill."""
     rng = random.Random(7)
