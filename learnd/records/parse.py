@@ -452,10 +452,14 @@ def _component_plan(keys: tuple[str, ...]) -> _ComponentPlan | None:
 
 
 def _strategy(row: dict[str, Any]) -> str:
+    """The row's strategy: `strategy_id`, or the default when it is missing, null or blank. Any other value is
+    not a strategy this row can be filed under (strategies must not be mixed silently): bad_field."""
     value = row.get("strategy_id")
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return DEFAULT_STRATEGY
+    if value is None:
+        return DEFAULT_STRATEGY
+    if not isinstance(value, str):
+        raise RecordError("bad_field", f"strategy_id is {type(value).__name__}, not text")
+    return value.strip() or DEFAULT_STRATEGY
 
 
 def _required_str(row: dict[str, Any], field: str) -> str:

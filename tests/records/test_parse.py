@@ -20,6 +20,7 @@ from learnd.records.parse import (
     checked_components_of,
     parse_record,
 )
+from tests.bot_rows import close_row, exit_row, open_row, order_row, signal_row
 
 Components = tuple[tuple[tuple[str, float], ...], tuple[str, ...]]
 
@@ -179,3 +180,33 @@ def test_an_entry_keeps_the_entry_time_its_close_rows_name_it_by() -> None:
     row["context"]["entry_ts"] = "yesterday"
     with pytest.raises(RecordError, match=r"context\.entry_ts"):
         parse_record("attribution", row)
+
+
+def rows_of_each_kind() -> list[tuple[SourceKind, dict[str, Any]]]:
+    ts = "2026-03-02T15:10:04.118221+00:00"
+    return [
+        ("attribution", close_row(ts, "AMD", 0.5)),
+        ("attribution", open_row(ts, "AMD")),
+        ("exit", exit_row(ts, "AMD", 0.5)),
+        ("signals", signal_row(ts, "AMD", {"flow": 1.0})),
+        ("orders", order_row(ts, "AMD", qty=3, side="buy")),
+    ]
+
+
+@pytest.mark.parametrize("value", [5, 1.5, True, {"name": "momentum"}, ["momentum"]])
+def test_a_strategy_id_that_is_not_text_makes_the_row_bad(value: object) -> None:
+    """Strategies must not be mixed silently (FORMATS.md): a strategy_id of another type is bad_field on every
+    kind of row (it was filed under equity)."""
+    for kind, row in rows_of_each_kind():
+        row["strategy_id"] = value
+        with pytest.raises(RecordError, match="bad_field: strategy_id"):
+            parse_record(kind, row)
+
+
+@pytest.mark.parametrize(("value", "strategy"), [(None, "equity"), ("", "equity"), (" momentum ", "momentum")])
+def test_a_strategy_id_missing_null_or_blank_is_equity(value: str | None, strategy: str) -> None:
+    for kind, row in rows_of_each_kind():
+        row["strategy_id"] = value
+        assert parse_record(kind, row).strategy == strategy  # type: ignore[union-attr]
+        del row["strategy_id"]
+        assert parse_record(kind, row).strategy == "equity"  # type: ignore[union-attr]
