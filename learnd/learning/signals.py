@@ -335,6 +335,14 @@ def episodes_from_rows(rows: Iterable[tuple[str, int, bytes]]) -> list[Episode]:
     return [Episode.from_json(orjson.loads(body)) for _, _, body in rows]
 
 
+def unknown_components_from_state(state: bytes | None) -> dict[str, int]:
+    """The unknown component keys of the signal lines learned so far, by name, with how many lines carried each
+    (beyond the names kept, the rest under one counter), from a committed learner state."""
+    if state is None:
+        return {}
+    return dict(sorted(orjson.loads(state)["unknown_components"].items()))
+
+
 def open_episodes_from_state(state: bytes | None, params: SignalParams) -> list[Episode]:
     """The open episodes held in a committed learner state (for readers that do not run the learner)."""
     if state is None:
@@ -690,6 +698,10 @@ def render_signals(summary: Mapping[str, Any], *, limit: int = 20) -> str:
             f"  {row['strategy']:<10} {'+'.join(row['pattern']) or '-':<52} {row['regime']:<22} "
             f"{row['episodes']:>6} {_pct(row['conversion']):>7} {row['outcomes']:>5} {_num(row['mean_pnl_pct']):>7}"
         )
+    for kind, unknown in (summary.get("unknown_components") or {}).items():
+        if unknown:
+            counted = ", ".join(f"{key} x{count}" for key, count in unknown.items())
+            lines.append(f"Unknown component keys of {kind} (counted, never learned): {counted}")
     state = "marked to apply; learnd applies none" if summary["suggestions_enabled"] else "report only"
     lines.append(f"Suggested adjustments ({state}): {len(summary['suggestions'])}")
     for item in summary["suggestions"]:

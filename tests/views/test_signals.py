@@ -10,10 +10,11 @@ import pytest
 from learnd.config import Settings
 from learnd.errors import StateError
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
+from learnd.learning.signals import render_signals
 from learnd.service.backfill import run_backfill
 from learnd.store.database import reading
 from learnd.views.signals import signals_document
-from tests.bot_rows import write_trading_day
+from tests.bot_rows import append, open_row, signal_row, write_trading_day
 from tests.conftest import build_settings, home_owned
 
 
@@ -90,3 +91,19 @@ def test_without_a_store_the_view_is_a_state_error(home: Path) -> None:
     with pytest.raises(StateError, match="no store yet"):
         signals_document(settings)
     assert not settings.db_path.exists()
+
+
+def test_unknown_component_keys_of_signals_and_entries_are_reported(home: Path) -> None:
+    """Keys that are no component, on signal lines and on trade entries, are counted by name and shown by
+    `learnd signals` (JSON and text); they were counted in the learner's state and shown nowhere."""
+    write_trading_day(home)
+    ts = "2026-03-02T15:40:00+00:00"
+    append(home / "logs" / "signals.jsonl", [signal_row(ts, "AMD", {"flow": 1.0, "sig_unknown": 1.0})] * 3)
+    append(home / "logs" / "attribution.jsonl", [open_row(ts, "TSLA", components={"flow": 1.0, "entry_odd": 2.0})])
+    settings = build_settings(home)
+    run_backfill(settings, progress="none")
+    document = signals_document(settings)
+    assert document["unknown_components"] == {"signals": {"sig_unknown": 3}, "entries": {"entry_odd": 1}}
+    text = render_signals(document)
+    assert "Unknown component keys of signals (counted, never learned): sig_unknown x3" in text
+    assert "Unknown component keys of entries (counted, never learned): entry_odd x1" in text
