@@ -11,10 +11,16 @@ from typing import Any, Final
 from learnd.config import LearningParams
 from learnd.errors import StateError
 from learnd.learning.multipliers import BoundedMultiplier, MultiplierChange, clip, decay_factor
+from learnd.records.components import EXIT_BASE_WEIGHTS
 from learnd.records.parse import ExitOutcome
 
 MODEL: Final = "exit"
 STATE_VERSION: Final = 1
+# Distinct exit components a strategy learns by name. Tokens outside the contract's table are learned under their
+# own names up to this many components; beyond it they share one (a garbled reason can name thousands of tokens,
+# each of which would otherwise be state, export and report for good).
+MAX_NAMED_COMPONENTS: Final = 64
+OTHER_COMPONENT: Final = "<other>"
 _STAT_FIELDS: Final = ("weight", "y_sum", "y2_sum", "pnl_sum", "win_weight", "hold_weight", "hold_sum")
 
 
@@ -97,6 +103,14 @@ class _StrategyExits:
             self.session = session
 
 
+def _named(strategy: _StrategyExits, name: str) -> str:
+    """The component `name` is learned under in `strategy`: its own, or OTHER_COMPONENT once the strategy learns
+    MAX_NAMED_COMPONENTS and it is neither one of them nor in the contract's table."""
+    if name in strategy.components or name in EXIT_BASE_WEIGHTS or len(strategy.components) < MAX_NAMED_COMPONENTS:
+        return name
+    return OTHER_COMPONENT
+
+
 class ExitModel:
     """Learns exit-component multipliers per strategy from exit outcomes.
 
@@ -107,7 +121,8 @@ class ExitModel:
     exit P&L). A multiplier moves only when the difference lies z_threshold standard errors from the one it
     stands for (from 1: the component's plain z), after `min_effective_samples` exits of the strategy and
     `min_component_samples` of the component, in capped steps, bounded to [min_multiplier, max_multiplier].
-    Components outside the default table (trail_stop, profit_target, ...) are learned under their own names.
+    Components outside the default table (trail_stop, profit_target, ...) are learned under their own names, up
+    to MAX_NAMED_COMPONENTS a strategy; the rest under OTHER_COMPONENT.
     """
 
     def __init__(self, params: LearningParams) -> None:
@@ -126,8 +141,12 @@ class ExitModel:
         strategy = self._strategies.setdefault(outcome.strategy, _StrategyExits())
         strategy.advance(session, params.half_life_sessions)
         strategy.overall.add(y, outcome.pnl_pct, outcome.weight, outcome.hold_minutes)
-        names = list(dict.fromkeys(outcome.exit_components))
-        for name in names:
+        names: list[str] = []
+        for token in outcome.exit_components:
+            name = _named(strategy, token)
+            if name in names:
+                continue
+            names.append(name)
             tally = strategy.components.get(name)
             if tally is None:
                 tally = strategy.components[name] = _Tally()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from learnd.config import LearningParams
 from learnd.errors import StateError
-from learnd.learning.exit_model import ExitModel
+from learnd.learning.exit_model import MAX_NAMED_COMPONENTS, OTHER_COMPONENT, ExitModel
 from learnd.learning.multipliers import MultiplierChange
 from learnd.records.components import exit_components
 from learnd.records.parse import ExitOutcome
@@ -90,6 +90,22 @@ def test_shuffled_exit_outcomes_move_nothing_much(seed: int) -> None:
     learn_all(model, synthetic_exits(seed, 1500, shuffle=True))
     for view in model.snapshot()["equity"].values():
         assert abs(view["multiplier"] - 1.0) <= 0.1
+
+
+def test_tokens_beyond_the_named_components_share_one_and_the_table_s_keep_their_names() -> None:
+    """Three garbled reasons of 5,000 made-up tokens each: the strategy learns MAX_NAMED_COMPONENTS components by
+    name and the rest as OTHER_COMPONENT (it learned 15,000 and exported them all); the contract's components
+    still come under their own names after that, and a name learned before stays its own."""
+    model = ExitModel(LearningParams())
+    model.learn(_exit(0, "tok_early", 0.5), 0)
+    for row in range(3):
+        model.learn(_exit(row + 1, "+".join(f"tok{row}_{index}" for index in range(5000)), 0.5), 0)
+    model.learn(_exit(9, "signal_decay(0.4)+tok_early+tok_late", 0.5), 0)
+    learned = model.snapshot()["equity"]
+    assert len(learned) == MAX_NAMED_COMPONENTS + 2  # and the table's entry_decay, and OTHER_COMPONENT
+    assert learned[OTHER_COMPONENT]["count"] == 4  # three garbled rows and tok_late's
+    assert learned["entry_decay"]["count"] == 1
+    assert learned["tok_early"]["count"] == 2
 
 
 def test_snapshot_reports_count_win_rate_mean_pnl_and_hold() -> None:
