@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -20,10 +20,14 @@ from learnd.records.parse import OrderRecord, Record, TradeOutcome
 
 NAME: Final = "execution"
 STATE_VERSION: Final = 1
-BUCKETS: Final[tuple[str, ...]] = ("pre", "open", "midday", "close", "post")
+# By the exchange's clock on the order's day: before its open, its first and last edge_minutes, between, after its
+# close; "closed" on a day that is no session (a holiday, a weekend).
+BUCKETS: Final[tuple[str, ...]] = ("pre", "open", "midday", "close", "post", "closed")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 Localize = Callable[[int], datetime]
+# A day's session (open, close) in minutes after the exchange's local midnight; None when the day is no session.
+SessionHours = Callable[[date], tuple[int, int] | None]
 
 # Action rows carry no order type: the action says which order it belongs to. The market fallback is the last
 # step of a limit entry, so it counts against the limit order it replaced (that is what its rate measures).
@@ -54,12 +58,17 @@ class ExecutionParams:
     cost_share_threshold: float = 0.25
     min_fills: int = 5
     min_trades: int = 5
+    # Each day's own session hours (the calendar's: early closes, holidays); None: session_open to session_close
+    # every day.
+    hours: SessionHours | None = field(default=None, compare=False)
 
     @classmethod
-    def from_settings(cls, config: ExecutionSettings, tz: str) -> ExecutionParams:
-        """The parameters of the `[execution]` settings, in the exchange's time zone `tz`."""
+    def from_settings(cls, config: ExecutionSettings, tz: str, hours: SessionHours | None = None) -> ExecutionParams:
+        """The parameters of the `[execution]` settings, in the exchange's time zone `tz`, with the calendar's
+        session `hours`."""
         return cls(
             tz=tz,
+            hours=hours,
             edge_minutes=config.edge_minutes,
             retain_days=config.retain_days,
             cost_share_threshold=config.cost_share_threshold,
@@ -79,10 +88,17 @@ def exchange_clock(tz: str) -> Localize:
 
 
 def time_bucket(local: datetime, params: ExecutionParams) -> str:
-    """pre / open (first `edge_minutes`) / midday / close (last `edge_minutes`) / post, by exchange-local clock."""
+    """pre / open (first `edge_minutes`) / midday / close (last `edge_minutes`) / post, by the exchange's clock and
+    the day's own session (a 13:00 close ends its close bucket then); closed on a day that is no session."""
     minute = local.hour * 60 + local.minute
-    opens = params.session_open.hour * 60 + params.session_open.minute
-    closes = params.session_close.hour * 60 + params.session_close.minute
+    if params.hours is not None:
+        found = params.hours(local.date())
+        if found is None:
+            return "closed"
+        opens, closes = found
+    else:
+        opens = params.session_open.hour * 60 + params.session_open.minute
+        closes = params.session_close.hour * 60 + params.session_close.minute
     if minute < opens:
         return "pre"
     if minute < opens + params.edge_minutes:

@@ -399,7 +399,8 @@ def default_learners(settings: Settings, store: Store, calendar: ExchangeCalenda
     orders = _restored(
         EXECUTION_LEARNER,
         lambda: ExecutionLearner(
-            ExecutionParams.from_settings(settings.execution, calendar.tz), store.learner_state(EXECUTION_LEARNER)
+            ExecutionParams.from_settings(settings.execution, calendar.tz, calendar.local_hours()),
+            store.learner_state(EXECUTION_LEARNER),
         ),
     )
     signals = _restored(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from array import array
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import compress, count, repeat
@@ -174,6 +174,30 @@ class ExchangeCalendar:
     def covered_us(self) -> tuple[int, int]:
         """[start, end) in UTC microseconds of the moments the covered years hold (session_index's domain)."""
         return self._covered_start_us, self._covered_end_us
+
+    def local_hours(self) -> Callable[[date], tuple[int, int] | None]:
+        """A day's session hours on the exchange's clock, (open, close) in minutes after its local midnight, or None
+        when the day is no session (a holiday, a weekend, a day outside the covered years); worked out once a day
+        asked."""
+        zone = ZoneInfo(self.tz)
+        known: dict[date, tuple[int, int] | None] = {}
+
+        def hours(day: date) -> tuple[int, int] | None:
+            if day in known:
+                return known[day]
+            try:
+                index = self._find_session(day)
+            except CalendarError:
+                index = None
+            found = None
+            if index is not None:
+                opens = from_epoch_us(self.opens_us[index]).astimezone(zone)
+                closes = from_epoch_us(self.closes_us[index]).astimezone(zone)
+                found = (opens.hour * 60 + opens.minute, closes.hour * 60 + closes.minute)
+            known[day] = found
+            return found
+
+        return hours
 
     def session_bounds_us(self, index: int) -> tuple[int, int]:
         """[start, end) in UTC microseconds of the moments belonging to session `index`: from its exchange-local

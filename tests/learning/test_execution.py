@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import fields
 from datetime import UTC, datetime
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -28,6 +30,8 @@ from learnd.learning.execution import (
     time_bucket,
 )
 from learnd.records.parse import OrderRecord, TradeOutcome, parse_record
+from learnd.sessions.tables import calendar_for
+from tests.conftest import build_settings
 
 DAY = "2026-03-02"  # a Monday, EST (UTC-5)
 
@@ -149,6 +153,30 @@ def test_time_of_day_buckets_follow_the_exchange_clock(utc: str, bucket: str) ->
     moment = datetime.fromisoformat(utc)
     event_us = int(moment.timestamp()) * 1_000_000
     params = ExecutionParams()
+    assert time_bucket(exchange_clock(params.tz)(event_us), params) == bucket
+
+
+@pytest.mark.parametrize(
+    ("local", "bucket"),
+    [
+        ("2026-11-24T09:45", "open"),
+        ("2026-11-24T15:45", "close"),
+        ("2026-11-24T16:30", "post"),
+        ("2026-11-27T12:45", "close"),  # the day after Thanksgiving closes at 13:00
+        ("2026-11-27T13:30", "post"),
+        ("2026-11-27T15:45", "post"),
+        ("2026-12-24T12:50", "close"),
+        ("2026-11-26T10:00", "closed"),  # Thanksgiving
+        ("2026-11-28T12:00", "closed"),  # a Saturday
+    ],
+)
+def test_buckets_follow_each_day_s_own_session(local: str, bucket: str, tmp_path: Path) -> None:
+    """With the calendar's hours, a half day's close bucket ends at its 13:00 close and an order after it is post;
+    an order on a day with no session is closed (every day was taken as 09:30-16:00: midday and close)."""
+    calendar = calendar_for(build_settings(tmp_path))
+    params = ExecutionParams(hours=calendar.local_hours())
+    moment = datetime.fromisoformat(local).replace(tzinfo=ZoneInfo(params.tz))
+    event_us = int(moment.timestamp()) * 1_000_000
     assert time_bucket(exchange_clock(params.tz)(event_us), params) == bucket
 
 
