@@ -9,7 +9,7 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -160,6 +160,7 @@ def evaluate(
     *,
     bootstrap_samples: int = 1000,
     seed: int = 0,
+    session_day: Callable[[int], date] | None = None,
 ) -> Evaluation:
     """Test-then-train over `trades` in event order: each closed trade is scored, then learned from.
 
@@ -168,7 +169,9 @@ def evaluate(
     reported on its own (`ic_sum`). Partial closes are learned from but not scored; an outcome whose key was
     already seen (the bot repeating a row) is skipped. A session closes in the model (its daily update) when the
     first trade of a later one comes, as in the trade learner. `session_of` maps event microseconds to a
-    trading-session index (the day blocks of the bootstrap).
+    trading-session index (the day blocks of the bootstrap); `session_day`, a session index to its day, puts each
+    trade in its session's month (an after-hours close on a month's last day is that month's); without it, the
+    month of the trade's UTC date.
     """
     if bootstrap_samples < 1:
         raise ValueError(f"bootstrap_samples must be >= 1, got {bootstrap_samples}")
@@ -215,9 +218,13 @@ def evaluate(
         pnl=np.asarray(pnl, dtype=np.float64),
         days=np.asarray(days, dtype=np.int64),
     )
+    if session_day is not None:
+        months = [f"{day.year:04d}-{day.month:02d}" for day in map(session_day, days)]
+    else:
+        months = [_utc_month(trade.event_us) for trade in scored]
     slices = {
         "regime": [trade.regime for trade in scored],
-        "month": [_utc_month(trade.event_us) for trade in scored],
+        "month": months,
         "strategy": [trade.strategy for trade in scored],
     }
 

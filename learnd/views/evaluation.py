@@ -61,6 +61,7 @@ def run_evaluation(
         model_factory,
         bootstrap_samples=bootstrap_samples,
         seed=seed,
+        session_day=calendar.sessions.__getitem__,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from learnd.learning.evaluate import Evaluation, evaluate, top_hit_rate
 from learnd.learning.multipliers import MultiplierChange
 from learnd.learning.stats import spearman
 from learnd.records.parse import TradeOutcome, parse_record
-from learnd.sessions.exchange import ExchangeCalendar
+from learnd.sessions.exchange import ExchangeCalendar, to_epoch_us
+from learnd.sessions.tables import calendar_for
+from tests.conftest import build_settings
 
 DAY_US = 86_400 * 1_000_000
 # 2026-01-05 00:00 UTC: the synthetic trades below start on this day.
@@ -249,6 +252,32 @@ def test_slices_are_by_regime_month_and_strategy() -> None:
     assert [g.label for g in result.by_month] == ["2026-01", "2026-02", "2026-03"]
     assert [g.label for g in result.by_strategy] == ["equity"]
     assert sum(g.trades for g in result.by_month) == result.overall.trades == len(trades) + 100
+
+
+def test_a_month_holds_its_sessions_trades_whatever_their_utc_date(tmp_path: Path) -> None:
+    """With the calendar, a trade is in its session's month: closed after hours on 2026-03-31 (00:30 UTC on April
+    1st), on a Saturday or on New Year's Day, it belongs to the session before (it was put in the month of its UTC
+    date, the old learner's New York / UTC mix)."""
+    calendar = calendar_for(build_settings(tmp_path))
+    moments = {
+        "2026-03-31T20:30:00-04:00": "2026-03",
+        "2026-08-01T11:00:00-04:00": "2026-07",
+        "2027-01-01T10:00:00-05:00": "2026-12",
+        "2026-04-01T10:00:00-04:00": "2026-04",
+    }
+    trades = [
+        outcome(f"close_T{index}", to_epoch_us(datetime.fromisoformat(moment)), 0.5, (("dark_pool", 1.0),))
+        for index, moment in enumerate(moments)
+    ]
+    result = evaluate(
+        trades, calendar.session_index, OracleModel, bootstrap_samples=10, session_day=calendar.sessions.__getitem__
+    )
+    assert {group.label: group.trades for group in result.by_month} == {
+        "2026-03": 1,
+        "2026-04": 1,
+        "2026-07": 1,
+        "2026-12": 1,
+    }
 
 
 def test_evaluation_is_deterministic_and_renders() -> None:
