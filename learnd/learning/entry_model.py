@@ -394,9 +394,11 @@ class _Posterior:
             wald = (quadratic - cross * cross / float(information[_INTERCEPT, _INTERCEPT])) / self.noise_var
         else:
             wald = float(d @ _solve(self.cov[indices[:, np.newaxis], indices], d))
-        # Wilson-Hilferty: the cube root of chi-square / k is close to normal.
+        # Wilson-Hilferty: the cube root of chi-square / k is close to normal. A quadratic form of an information
+        # matrix is never below 0; rounding can take a nearly flat one just under (and a negative float's cube root
+        # is complex).
         spread = 2.0 / (9.0 * degrees)
-        return float(((wald / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
+        return float(((max(wald, 0.0) / degrees) ** (1.0 / 3.0) - (1.0 - spread)) / math.sqrt(spread))
 
     def has_reference(self) -> bool:
         """The average component's effect is positive, so targets relative to it have a meaning."""

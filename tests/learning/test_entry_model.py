@@ -466,6 +466,23 @@ def test_a_stale_decay_step_the_session_cap_held_back_is_caught_up_at_the_next_r
     assert model.multiplier("equity", "dark_pool") == pytest.approx(expected, rel=1e-9, abs=0.0)
 
 
+def test_the_joint_test_of_a_flat_direction_is_a_number() -> None:
+    """An information matrix flat in the direction of the estimates (rank one here): its Wald statistic is 0 up to
+    rounding, which can fall just below it; the joint z is still a float (the cube root of a negative float is
+    complex, and float() of it raised TypeError)."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        direction = np.concatenate(([1.0], rng.normal(size=entry_model._K)))
+        posterior = entry_model._Posterior(
+            mean=rng.normal(size=entry_model._K + 2),
+            cov=np.eye(entry_model._K + 2),
+            noise_var=1.0,
+            free_information=np.outer(direction, direction),
+        )
+        z = posterior.joint_z(np.ones(entry_model._K, dtype=bool))
+        assert math.isfinite(z)
+
+
 def test_forgetting_one_component_leaves_the_estimates_and_the_others_evidence() -> None:
     """A change alarm's forgetting is a random-walk step in one component's effect: the data's estimate stays where
     it was, that component's variance grows without bound, the others' hardly change."""
