@@ -48,6 +48,10 @@ _BASE_WEIGHTS: Final = np.array([abs(ENTRY_BASE_WEIGHTS[name]) for name in ENTRY
 _MIN_MEAN_SQUARE: Final = 1e-4
 # One trade moves a change statistic by at most this many standard deviations: a bad tick is one trade.
 _CHANGE_CLIP: Final = 4.0
+# The gate's score, likewise: within this many root-mean-squares of the scores before it, once the strategy has
+# this much weight of them.
+_GATE_CLIP_RMS: Final = 4.0
+_GATE_CLIP_MIN_WEIGHT: Final = 10.0
 # The regimes' center is refitted at the close of every this many sessions (session index divisible by it).
 _CENTER_EVERY_SESSIONS: Final = 5
 _NORMAL: Final = NormalDist()
@@ -814,6 +818,7 @@ class EntryModel:
         score = trade.entry_score
         if score is None:
             score = float(features[_SLOPE] if strategy.scale is None else strategy.scale @ features[_COMPONENTS])
+        score = _gate_score(score, strategy.scopes.get(GLOBAL_SCOPE))
         scopes = [GLOBAL_SCOPE, regime_scope(trade.regime)]
         if params.per_ticker:
             scopes.append(ticker_scope(trade.symbol))
@@ -1578,6 +1583,16 @@ def _own_effects(stats: _Stats, frame: _Frame, params: LearningParams) -> tuple[
     residual = max(0.0, stats.y2_sum - float(fitted @ frame.xty[free]))
     noise_var = _noise_var(residual, max(0.0, stats.weight - _DIM + 1), params)
     return fitted[1:], np.diagonal(inverse)[1:] * noise_var, noise_var
+
+
+def _gate_score(score: float, stats: _Stats | None) -> float:
+    """`score` held within _GATE_CLIP_RMS root-mean-squares of the scores the strategy's trades had so far (once it
+    has _GATE_CLIP_MIN_WEIGHT of them): one absurd score (a contribution that lost its decimal point) would
+    otherwise set the gate's slope alone, and shut the gate for as long as its weight lasts."""
+    if stats is None or stats.weight < _GATE_CLIP_MIN_WEIGHT:
+        return score
+    bound = _GATE_CLIP_RMS * math.sqrt(float(stats.gate[1]) / stats.weight)
+    return clip(score, -bound, bound)
 
 
 def _score_z(stats: _Stats, params: LearningParams) -> float:

@@ -466,6 +466,24 @@ def test_a_stale_decay_step_the_session_cap_held_back_is_caught_up_at_the_next_r
     assert model.multiplier("equity", "dark_pool") == pytest.approx(expected, rel=1e-9, abs=0.0)
 
 
+def test_one_absurd_score_does_not_shut_the_gate() -> None:
+    """One trade of a row without entry_score carries a contribution of 1e4 (a lost decimal point), its P&L as
+    any other's: learning goes on after it much as without it (its raw score set the gate's slope alone, z from
+    about 28 to under 1, and no multiplier moved for the next 100 sessions)."""
+    true = _unit(dark_pool=2.0, insider=0.3)
+    stream = synthetic_trades(8, 4000, true)
+    trade, session = stream[1000]
+    stream[1000] = (dataclasses.replace(trade, components=(*trade.components, ("etf_flow", 1e4))), session)
+    clean, garbled = EntryModel(LearningParams()), EntryModel(LearningParams())
+    clean_changes = learn_all(clean, synthetic_trades(8, 4000, true))
+    garbled_changes = learn_all(garbled, stream)
+    after = [change for change in garbled_changes if change.event_us > trade.event_us]
+    clean_after = [change for change in clean_changes if change.event_us > trade.event_us]
+    assert len(after) >= len(clean_after) // 2
+    stats = garbled._strategies["equity"].scopes[GLOBAL_SCOPE]
+    assert entry_model._score_z(stats, garbled.params) > LearningParams().z_threshold
+
+
 def test_the_joint_test_of_a_flat_direction_is_a_number() -> None:
     """An information matrix flat in the direction of the estimates (rank one here): its Wald statistic is 0 up to
     rounding, which can fall just below it; the joint z is still a float (the cube root of a negative float is
