@@ -15,6 +15,7 @@ from learnd.store.database import Store
 DAILY: Final = "daily"
 WEEKLY: Final = "weekly"
 JOBS: Final = (DAILY, WEEKLY)
+_LABEL_SEARCH: Final = timedelta(days=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +70,17 @@ def pending_periods(
     """Runs of `job` due by `now` that have not succeeded, in order: those that failed before the last success
     and every one after it (failed runs are retried here); for a job that never ran, every one since the first
     trade in the ledger, or with an empty ledger only the latest due run."""
-    succeeded_us = store.last_success_us(job)
-    if succeeded_us is not None:
+    succeeded = store.last_success(job)
+    if succeeded is not None:
+        label, succeeded_us = succeeded
         failed = [
-            Period(job, label, from_epoch_us(due_us)) for label, due_us in store.failed_periods(job, succeeded_us)
+            Period(job, failed_label, from_epoch_us(due_us))
+            for failed_label, due_us in store.failed_periods(job, succeeded_us)
         ]
-        return failed + due_periods(calendar, settings, job, from_epoch_us(succeeded_us), now)
+        # The periods after the last one that ran, by label: its due time was worked out with the grace then in
+        # force, and compared with a new grace's it re-ran that period (a longer grace) or skipped some (a shorter).
+        start = _close_of(calendar, settings, job, label, from_epoch_us(succeeded_us))
+        return failed + [period for period in due_periods(calendar, settings, job, start, now) if period.label > label]
     first = next(iter(store.ledger("trade")), None)
     if first is not None:
         # From the start of the first trade's session, so that session's own run is included.
@@ -82,6 +88,16 @@ def pending_periods(
         return due_periods(calendar, settings, job, from_epoch_us(session_start_us), now)
     lookback = timedelta(days=15 if job == WEEKLY else 5)
     return due_periods(calendar, settings, job, now - lookback, now)[-1:]
+
+
+def _close_of(calendar: ExchangeCalendar, settings: Settings, job: str, label: str, due: datetime) -> datetime:
+    """The close of period `label`'s last session, found among the runs near `due` (its due time when it ran, under
+    whatever grace was then in force); `due` itself when none there has that label."""
+    # A grace is at most a few days: a week either side holds the period under any of them.
+    for period in due_periods(calendar, settings, job, due - _LABEL_SEARCH, due + _LABEL_SEARCH):
+        if period.label == label:
+            return period.due - grace(settings)
+    return due
 
 
 def enabled_jobs(settings: Settings) -> list[str]:

@@ -620,12 +620,14 @@ class Store:
     # A job's runs are one row a period, years of them: every start and `learnd schedule` ask these of them in SQL
     # instead of reading them all.
 
-    def last_success_us(self, job: str) -> int | None:
-        """The due time of `job`'s latest successful run (None before its first)."""
-        due_us: int | None = self._db.execute(
-            "SELECT max(due_us) FROM job_runs WHERE job = ? AND status = 'ok'", (job,)
-        ).fetchone()[0]
-        return due_us
+    def last_success(self, job: str) -> tuple[str, int] | None:
+        """`job`'s latest successful run (period, due_us), None before its first."""
+        row: tuple[str, int] | None = self._db.execute(
+            # Labels (ISO dates, ISO weeks) sort as their periods do, whatever grace each due time had.
+            "SELECT period, due_us FROM job_runs WHERE job = ? AND status = 'ok' ORDER BY period DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return row
 
     def last_job_run(self, job: str) -> tuple[str, str, int, str] | None:
         """`job`'s run due last (period, status, due_us, detail), None when it never ran: job_runs(job)[-1]."""

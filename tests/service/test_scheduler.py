@@ -408,6 +408,46 @@ def test_a_trade_closed_after_hours_that_arrives_after_its_day_s_run_is_listed_l
     assert [row["key"] for row in report["late"]["trades"]] == ["close_AMD_after-hours"]
 
 
+@pytest.mark.parametrize(
+    ("first_grace", "then_grace", "runs"), [("15", "60", []), ("2880", "15", ["2026-11-24", "2026-11-25"])]
+)
+def test_a_new_grace_neither_runs_a_period_again_nor_skips_one(
+    tmp_path: Path, first_grace: str, then_grace: str, runs: list[str]
+) -> None:
+    """Runs are pending after the last one that ran, by period: with a longer grace the day that ran is not run
+    again (its due time moved past the one recorded), with a shorter one the days between are not skipped (their
+    due times fell before the one recorded)."""
+    home = tmp_path
+    (home / "logs").mkdir()
+    (home / "logs" / "attribution.jsonl").write_bytes(
+        b"".join(trade_row(f"2026-11-{day}T15:00:00+00:00", f"t{day}") for day in (23, 24, 25))
+    )
+    clock = Clock(
+        datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
+        if first_grace == "2880"
+        else datetime(2026, 11, 23, 23, 0, tzinfo=UTC)
+    )
+    ran: list[str] = []
+    for grace_minutes in (first_grace, then_grace):
+        settings = load_settings(
+            home=home,
+            environ={},
+            overrides={"metrics_enabled": "false", "schedule.grace_minutes": grace_minutes},
+        )
+        engine = Engine(settings, start_at_end=False, purpose="test")
+        try:
+            drain(engine, 1000)
+            engine.commit()
+            with capture_logs() as logs:
+                JobRunner(engine, calendar_for(settings), clock=clock).run_due(DAILY)
+        finally:
+            engine.close()
+        ran.append(",".join(entry["period"] for entry in logs if entry["event"] == "job_ran"))
+        if first_grace == "15":
+            clock.moment = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # past the 23rd's due under either grace
+    assert ran == ["2026-11-23", ",".join(runs)]
+
+
 def test_a_period_that_failed_before_later_ones_succeeded_is_run_again(tmp_path: Path) -> None:
     """2026-11-17's report cannot be written (a directory stands where its file goes): that period fails, the
     others succeed. Once the cause is gone, the next pass runs 2026-11-17 again (it was skipped for good: only

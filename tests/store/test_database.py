@@ -50,9 +50,10 @@ def test_batch_commits_offsets_window_and_state_together(tmp_path: Path) -> None
 
 def test_a_job_s_last_success_last_run_and_failures_are_what_its_runs_say(tmp_path: Path) -> None:
     """What a start and `learnd schedule` ask of a job's runs, asked in SQL, agree with reading every run: the
-    latest success's due time, the run due last, the periods that failed (and nothing for a job that never ran)."""
+    latest success (its period and due time), the run due last, the periods that failed (and nothing for a job
+    that never ran)."""
     store = Store.open(tmp_path / "learnd.db")
-    never = (store.last_success_us("daily"), store.last_job_run("daily"), store.failed_job_runs("daily"))
+    never = (store.last_success("daily"), store.last_job_run("daily"), store.failed_job_runs("daily"))
     assert never == (None, None, 0)
     runs = [
         JobRun("daily", "2026-11-30", "ok", 300, "a"),
@@ -63,10 +64,10 @@ def test_a_job_s_last_success_last_run_and_failures_are_what_its_runs_say(tmp_pa
     ]
     store.commit(Batch(job_runs=runs))
     succeeded = [due for _, status, due, _ in store.job_runs("daily") if status == "ok"]
-    assert store.last_success_us("daily") == 400 == max(succeeded)
+    assert store.last_success("daily") == ("2026-12-01", 400) and max(succeeded) == 400
     assert store.last_job_run("daily") == ("2026-12-03", "failed", 600, "d") == store.job_runs("daily")[-1]
     assert store.failed_job_runs("daily") == 2
-    assert (store.last_success_us("weekly"), store.failed_job_runs("weekly")) == (700, 0)
+    assert (store.last_success("weekly"), store.failed_job_runs("weekly")) == (("2026-W49", 700), 0)
     store.close()
 
 
