@@ -1056,7 +1056,13 @@ class EntryModel:
             if scope == GLOBAL_SCOPE:
                 continue
             posterior = self._scope_posterior(state, scope, global_frame, global_posterior)
-            views[scope] = _scope_view(state, scope, state.scopes[scope], posterior, params)
+            stats = state.scopes[scope]
+            # A scope's sums stand as of its last trade: its counts are shown decayed to the strategy's session, as
+            # the strategy-wide ones are (a regime idle for 120 sessions showed four times the samples it holds).
+            idle = 0 if stats.session is None or global_stats.session is None else global_stats.session - stats.session
+            views[scope] = _scope_view(
+                state, scope, stats, posterior, params, kept=decay_factor(params.half_life_sessions, idle)
+            )
         scale = state.scale_factors()
         components: dict[str, Any] = {}
         for name, index in _COMPONENT_INDEX.items():
@@ -1829,8 +1835,16 @@ def _solve(matrix: FloatArray, right: FloatArray) -> FloatArray:
 
 
 def _scope_view(
-    state: _StrategyState, scope: str, stats: _Stats, posterior: _Posterior, params: LearningParams
+    state: _StrategyState,
+    scope: str,
+    stats: _Stats,
+    posterior: _Posterior,
+    params: LearningParams,
+    *,
+    kept: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
+    """The scope's view per component; its counts (samples, wins, losses, P&L) times `kept`, the share of them
+    left at the strategy's session."""
     multipliers = state.multipliers.get(scope, {})
     has_slope = posterior.has_reference()
     edge_z = _score_z(stats, params)
@@ -1842,16 +1856,16 @@ def _scope_view(
         interval = posterior.interval(index, params.interval_z) if has_slope else None
         view[name] = {
             "multiplier": 1.0 if found is None else found.value,
-            "samples": float(stats.present[component]),
+            "samples": float(stats.present[component]) * kept,
             "z": posterior.z(index),
             "target": posterior.target(index) if has_slope else None,
             "interval": list(interval) if interval is not None else None,
             "effect": float(posterior.mean[index]),
             "score_z": edge_z,
             "joint_z": joint_z,
-            "wins": float(stats.wins[component]),
-            "losses": float(stats.losses[component]),
-            "total_pnl": float(stats.pnl_sum[component]),
+            "wins": float(stats.wins[component]) * kept,
+            "losses": float(stats.losses[component]) * kept,
+            "total_pnl": float(stats.pnl_sum[component]) * kept,
         }
     return view
 

@@ -484,6 +484,30 @@ def test_one_absurd_score_does_not_shut_the_gate() -> None:
     assert entry_model._score_z(stats, garbled.params) > LearningParams().z_threshold
 
 
+def test_a_regime_s_counts_are_shown_decayed_to_the_strategy_s_session() -> None:
+    """A regime traded in the first 20 sessions and idle for the next 80: its samples, as the snapshot (and so the
+    bot's file) shows them, are its trades' weights decayed to the last session, like the strategy-wide ones (they
+    stood as of its last trade: four times as many)."""
+    params = LearningParams()
+    stream = synthetic_trades(5, 3000, _unit(dark_pool=2.0), trades_per_session=30)
+    idle, busy = REGIMES[0], REGIMES[1]
+    stream = [
+        (dataclasses.replace(trade, regime=trade.regime if session < 20 else busy), session)
+        for trade, session in stream
+    ]
+    model = EntryModel(params)
+    learn_all(model, stream)
+    last = stream[-1][1]
+    expected = sum(
+        0.5 ** ((last - session) / params.half_life_sessions)
+        for trade, session in stream
+        if trade.regime == idle and dict(trade.components).get("dark_pool", 0.0) != 0.0
+    )
+    view = model.snapshot()["equity"]["dark_pool"]["by_regime"][idle]
+    assert view["samples"] == pytest.approx(expected, rel=1e-9)
+    assert view["wins"] + view["losses"] == pytest.approx(expected, rel=1e-9)
+
+
 def test_the_joint_test_of_a_flat_direction_is_a_number() -> None:
     """An information matrix flat in the direction of the estimates (rank one here): its Wald statistic is 0 up to
     rounding, which can fall just below it; the joint z is still a float (the cube root of a negative float is
