@@ -836,7 +836,14 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                # A COMMIT that fails without ending the transaction (SQLITE_BUSY leaves it open) would leave this
+                # connection reading its own uncommitted batch as the store: it is undone, and the error goes on.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
         elif self._db.in_transaction:
             # SQLite may have rolled back already (a full disk, an I/O error): then there is nothing to undo, and
             # a ROLLBACK would raise over the real error.

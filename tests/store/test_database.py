@@ -493,3 +493,19 @@ def test_ledger_keys_in_finds_the_keys_held_under_their_kind_and_holds_back_no_c
         assert reopened.ledger_keys_in("exit", [odd]) == {odd}
     finally:
         reopened.close()
+
+
+def test_a_commit_that_fails_and_leaves_its_transaction_open_is_rolled_back(tmp_path: Path) -> None:
+    """SQLite can refuse a COMMIT and keep the transaction open (a deferred constraint; SQLITE_BUSY): the batch is
+    undone, not left for the connection to read as if it were the store, and the error is raised."""
+    db = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    try:
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute("CREATE TABLE child (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+        with pytest.raises(sqlite3.IntegrityError), database._Transaction(db):
+            db.execute("INSERT INTO child VALUES (7)")
+        assert not db.in_transaction
+        assert db.execute("SELECT count(*) FROM child").fetchone() == (0,)
+    finally:
+        db.close()
