@@ -50,11 +50,16 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
         raise
     if not durable:
         return
-    directory = os.open(path.parent, os.O_RDONLY)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory's entries (a file created or renamed in it) to disk."""
+    handle = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(handle)
     finally:
-        os.close(directory)
+        os.close(handle)
 
 
 class Journal:
@@ -87,6 +92,7 @@ class Journal:
             last = seq
         if lines:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
             try:
                 with open(self.path, "a+b") as handle:
                     # A crash or a full disk mid-append left a torn last line: it goes (its row is among those
@@ -95,6 +101,9 @@ class Journal:
                     handle.write(b"".join(lines))
                     handle.flush()
                     os.fsync(handle.fileno())
+                if created:
+                    # The store drops what a journal holds: a new journal's name must outlast a power cut too.
+                    fsync_directory(self.path.parent)
             except BaseException:
                 self._last_seq = None  # some rows may be in: the file says which, next time
                 raise
