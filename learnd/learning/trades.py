@@ -114,9 +114,9 @@ class TradeLearner(Learner):
         self._history: History | None = None
         self._point_reader: PointReader | None = None
         self._replay_pending = False
-        # The entry replay due counts as a replay: asked for by a trade out of event order, a retrain or an older
-        # state, not only by trades of sessions the daily job had settled (those count as late), so the count is
-        # the one a backfill of the same lines keeps.
+        # The entry replay due counts as one when its end comes: asked for by a retrain or an older state (a trade
+        # out of event order counts as it arrives; trades of sessions the daily job had settled count as late), so
+        # the count is the one a backfill of the same lines keeps.
         self._counted_replay = False
         self._exit_replay_pending = False
         # The replays under way (replay_steps), and what the replays of this batch returned so far (rows and
@@ -195,8 +195,11 @@ class TradeLearner(Learner):
             self._checkpoints = self._still_valid(self._checkpoints, record.event_us)
             if record.event_us < self.last_trade[0]:
                 # Older than what was learned: the whole batch's trades are relearned in event order once, at the
-                # end of the batch (finish_batch), instead of once per such trade.
-                self._replay_pending = self._counted_replay = True
+                # end of the batch (finish_batch), instead of once per such trade. Counted per such trade, as exits
+                # are, so that the count does not depend on how the lines were batched (a daemon's commits and a
+                # backfill's differ).
+                self._replay_pending = True
+                self.counts["replays"] += 1
             elif late:
                 # In a session settled without it (a backfill settles the session after it): relearned the same
                 # way, the sessions closed again after it.
@@ -204,6 +207,8 @@ class TradeLearner(Learner):
             if not self._replay_pending:
                 rows_now, changes = self._learn_in_order(record, session)
                 rows += rows_now
+            elif record.event_us >= self.last_trade[0]:
+                self.last_trade = (record.event_us, record.key)  # the newest so far, as the relearn leaves it
             self.counts["partials" if record.is_partial else "trades"] += 1
         elif isinstance(record, ExitOutcome):
             session = self._session(record.event_us)
