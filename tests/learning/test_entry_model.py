@@ -431,11 +431,7 @@ def test_stale_decay_follows_the_half_life_from_the_last_evidence_without_compou
 def test_stale_decay_respects_the_session_cap() -> None:
     """The weekly decay is a move like any other: at most max_step_per_session in a session."""
     params = LearningParams()
-    model = EntryModel(params)
-    stream = synthetic_trades(6, 1500, _unit(dark_pool=2.2))
-    learn_all(model, stream)
-    moved = model.multiplier("equity", "dark_pool")
-    last = stream[-1][1]
+    model, moved, last = dark_pool_moved(params)
     (change,) = [
         c
         for c in model.decay_stale(last + 200, 1, {("equity", "dark_pool", "*"): last}, idle_sessions=20)
@@ -446,15 +442,19 @@ def test_stale_decay_respects_the_session_cap() -> None:
     assert change.reason.startswith("stale_decay")
 
 
+def dark_pool_moved(params: LearningParams) -> tuple[EntryModel, float, int]:
+    """A model whose dark_pool multiplier moved up on 1,500 trades: the model, that multiplier, its last session."""
+    model = EntryModel(params)
+    stream = synthetic_trades(6, 1500, _unit(dark_pool=2.2))
+    learn_all(model, stream)
+    return model, model.multiplier("equity", "dark_pool"), stream[-1][1]
+
+
 def test_a_stale_decay_step_the_session_cap_held_back_is_caught_up_at_the_next_runs() -> None:
     """With the session cap kept (0.1), the first weekly decay cannot reach the half-life target; later weeks catch
     it up, so the multiplier ends where the half-life decay since the evidence puts it (it stayed above for good)."""
     params = LearningParams()
-    model = EntryModel(params)
-    stream = synthetic_trades(6, 1500, _unit(dark_pool=2.2))
-    learn_all(model, stream)
-    moved = model.multiplier("equity", "dark_pool")
-    last = stream[-1][1]
+    model, moved, last = dark_pool_moved(params)
     evidence = {("equity", "dark_pool", "*"): last}
     (first,) = [c for c in model.decay_stale(last + 30, 1, evidence, idle_sessions=20) if c.component == "dark_pool"]
     half_life = 1.0 + (moved - 1.0) * 0.5 ** (30 / params.half_life_sessions)

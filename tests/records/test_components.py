@@ -16,6 +16,7 @@ from learnd.records.components import (
     ENTRY_BASE_WEIGHTS,
     ENTRY_COMPONENTS,
     EXIT_BASE_WEIGHTS,
+    _split_outside_parens,  # the split is not what this file's property tests
     canonical_component,
     exit_component,
     exit_components,
@@ -186,24 +187,10 @@ def test_exit_reason_tokens_are_those_of_the_innermost_first_rule(reason: str) -
     again and again."""
     expected = [
         token
-        for token in (removed_innermost_again_and_again(part).strip().lower() for part in split_reason(reason))
+        for token in (removed_innermost_again_and_again(part).strip().lower() for part in _split_outside_parens(reason))
         if token
     ]
     assert exit_reason_tokens(reason) == expected
-
-
-def split_reason(reason: str) -> list[str]:
-    """Split at `+` outside parentheses (a stray `)` at depth 0 counts for nothing)."""
-    parts, depth, start = [], 0, 0
-    for index, char in enumerate(reason):
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth = max(0, depth - 1)
-        elif char == "+" and depth == 0:
-            parts.append(reason[start:index])
-            start = index + 1
-    return [*parts, reason[start:]]
 
 
 def test_a_deeply_nested_exit_reason_takes_time_in_its_length() -> None:

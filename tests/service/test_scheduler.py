@@ -73,6 +73,20 @@ def job_runs(home: Path, job: str) -> list[tuple[str, str]]:
         store.close()
 
 
+def learned_engine(home: Path, rows: bytes, settings: Settings | None = None) -> Engine:
+    """An engine on `home` whose attribution log holds `rows`, all of them learned and committed (close it)."""
+    (home / "logs").mkdir(exist_ok=True)
+    (home / "logs" / "attribution.jsonl").write_bytes(rows)
+    engine = Engine(settings or settings_for(home), start_at_end=False, purpose="test")
+    try:
+        drain(engine, 1000)
+        engine.commit()
+    except BaseException:
+        engine.close()
+        raise
+    return engine
+
+
 def test_missed_runs_catch_up_once_across_restarts_and_never_repeat(tmp_path: Path) -> None:
     """Down over Thanksgiving: the restart runs each missed day (not the holiday) and week once; a second
     restart runs nothing."""
@@ -340,17 +354,11 @@ async def test_a_wall_clock_set_back_or_outside_the_calendar_stops_no_learning(t
     group); one outside the calendar's years (a reset to 1970, a jump past 2050) logs that no run can be named and
     keeps the service up (CalendarError ended it); with the clock right again, the day due runs, once."""
     home = tmp_path
-    (home / "logs").mkdir()
-    (home / "logs" / "attribution.jsonl").write_bytes(
-        b"".join(trade_row(f"2026-11-{day}T15:00:00+00:00", f"t{day}") for day in (23, 24, 25))
-    )
-    settings = settings_for(home)
+    rows = b"".join(trade_row(f"2026-11-{day}T15:00:00+00:00", f"t{day}") for day in (23, 24, 25))
     clock = Clock(datetime(2026, 11, 24, 22, 0, tzinfo=UTC))
-    engine = Engine(settings, start_at_end=False, purpose="test")
+    engine = learned_engine(home, rows)
     try:
-        drain(engine, 1000)
-        engine.commit()
-        runner = JobRunner(engine, calendar_for(settings), clock=clock)
+        runner = JobRunner(engine, engine.calendar, clock=clock)
         stop = asyncio.Event()
         assert await runner.run_all_due_yielding(stop) == 2  # the 23rd and the 24th
         clock.moment = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)  # set back four days
@@ -381,16 +389,11 @@ def test_a_trade_closed_after_hours_that_arrives_after_its_day_s_run_is_listed_l
     the next day's report lists it as late (it was filed under the day already reported, and no report showed
     it)."""
     home = tmp_path
-    (home / "logs").mkdir()
     attribution = home / "logs" / "attribution.jsonl"
-    attribution.write_bytes(trade_row("2026-11-24T15:00:00+00:00", "a"))
-    settings = settings_for(home)
     clock = Clock(datetime(2026, 11, 24, 22, 0, tzinfo=UTC))
-    engine = Engine(settings, start_at_end=False, purpose="test")
+    engine = learned_engine(home, trade_row("2026-11-24T15:00:00+00:00", "a"))
     try:
-        drain(engine, 1000)
-        engine.commit()
-        runner = JobRunner(engine, calendar_for(settings), clock=clock)
+        runner = JobRunner(engine, engine.calendar, clock=clock)
         assert runner.run_due(DAILY) == 1
         with open(attribution, "ab") as handle:
             handle.write(trade_row("2026-11-24T21:30:00+00:00", "after-hours"))
