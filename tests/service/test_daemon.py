@@ -226,6 +226,14 @@ def processing_state_applied(home: Path) -> int:
     return sum(source["lines_applied"] for source in document["sources"].values())
 
 
+def wait_for_processing_state(home: Path, applied: int, timeout_s: float = 5.0) -> None:
+    """Wait until learning_processing_state.json says `applied` lines were applied; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while processing_state_applied(home) != applied and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processing_state_applied(home) == applied
+
+
 def test_processing_state_catches_up_while_idle_and_at_shutdown(home: Path) -> None:
     """learning_processing_state.json is written at most once a second while lines stream in, but it never stays
     behind: once the lines stop it shows the last commit within about a second, and again after SIGTERM."""
@@ -239,10 +247,7 @@ def test_processing_state_catches_up_while_idle_and_at_shutdown(home: Path) -> N
             append_chunks(home, lines[start : start + 100], rng)
             time.sleep(0.02)
         wait_caught_up(home)
-        deadline = time.monotonic() + 5.0
-        while processing_state_applied(home) != applied and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert processing_state_applied(home) == applied
+        wait_for_processing_state(home, applied)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
@@ -267,10 +272,7 @@ def test_a_processing_state_left_behind_by_a_kill_is_written_at_start(home: Path
     process = start_daemon(home)
     try:
         wait_for_log(process, "caught_up")
-        deadline = time.monotonic() + 5.0
-        while processing_state_applied(home) != applied and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert processing_state_applied(home) == applied
+        wait_for_processing_state(home, applied)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     finally:
