@@ -447,9 +447,17 @@ def learn(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict
 def learn_counting_relearns(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict[str, int], int]:
     """The weights view learned from attribution `lines` through the engine, the learner's counts, and how many
     times the trade ledger was read (a relearn)."""
+    learner, reads = learned_counting_reads(home, "attribution", lines, batch_lines)
+    return orjson.dumps(weights_view(learner.model()), option=orjson.OPT_SORT_KEYS), dict(learner.counts), reads
+
+
+def learned_counting_reads(home: Path, source: str, lines: list[bytes], batch_lines: int) -> tuple[TradeLearner, int]:
+    """The trade learner after learning `lines` of `source` through the engine, and how many times it read the
+    ledger of that source's kind (trade for attribution, exit for exit): each a relearn."""
     (home / "logs").mkdir(parents=True)
-    (home / "logs" / "attribution.jsonl").write_bytes(b"".join(lines))
-    engine = Engine(build_settings(home, sources=("attribution",)), start_at_end=False, purpose="test")
+    (home / "logs" / f"{source}.jsonl").write_bytes(b"".join(lines))
+    engine = Engine(build_settings(home, sources=(source,)), start_at_end=False, purpose="test")
+    wanted = "trade" if source == "attribution" else "exit"
     try:
         (learner,) = [learner for learner in engine.learners if isinstance(learner, TradeLearner)]
         reads = 0
@@ -457,13 +465,12 @@ def learn_counting_relearns(home: Path, lines: list[bytes], batch_lines: int) ->
 
         def counted(kind: str, after_us: int | None = None) -> Iterator[Record]:
             nonlocal reads
-            reads += kind == "trade"
+            reads += kind == wanted
             return iter(ledger(kind, after_us))
 
         learner.bind_history(counted)
         drain(engine, batch_lines)
-        view = orjson.dumps(weights_view(learner.model()), option=orjson.OPT_SORT_KEYS)
-        return view, dict(learner.counts), reads
+        return learner, reads
     finally:
         engine.close()
 
@@ -508,24 +515,8 @@ def exit_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 def learn_exits(home: Path, lines: list[bytes], batch_lines: int) -> tuple[bytes, dict[str, int], int]:
     """The exit side learned from `lines` through the engine: its snapshot, the learner's counts, and how many
     times the whole exit ledger was read (a relearn)."""
-    (home / "logs").mkdir(parents=True)
-    (home / "logs" / "exit.jsonl").write_bytes(b"".join(lines))
-    engine = Engine(build_settings(home, sources=("exit",)), start_at_end=False, purpose="test")
-    try:
-        (learner,) = [learner for learner in engine.learners if isinstance(learner, TradeLearner)]
-        reads = 0
-        ledger = engine.ingestor.ledger_records
-
-        def counted(kind: str, after_us: int | None = None) -> Iterator[Record]:
-            nonlocal reads
-            reads += kind == "exit"
-            return iter(ledger(kind, after_us))
-
-        learner.bind_history(counted)
-        drain(engine, batch_lines)
-        return orjson.dumps(learner.model().exits, option=orjson.OPT_SORT_KEYS), dict(learner.counts), reads
-    finally:
-        engine.close()
+    learner, reads = learned_counting_reads(home, "exit", lines, batch_lines)
+    return orjson.dumps(learner.model().exits, option=orjson.OPT_SORT_KEYS), dict(learner.counts), reads
 
 
 def test_a_burst_of_old_exits_costs_one_replay_per_batch_and_ends_in_event_order(
