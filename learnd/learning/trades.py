@@ -114,10 +114,6 @@ class TradeLearner(Learner):
         self._history: History | None = None
         self._point_reader: PointReader | None = None
         self._replay_pending = False
-        # The entry replay due counts as one when its end comes: asked for by a retrain or an older state (a trade
-        # out of event order counts as it arrives; trades of sessions the daily job had settled count as late), so
-        # the count is the one a backfill of the same lines keeps.
-        self._counted_replay = False
         self._exit_replay_pending = False
         # The replays under way (replay_steps), and what the replays of this batch returned so far (rows and
         # changes for finish_batch; None when none ran).
@@ -157,13 +153,15 @@ class TradeLearner(Learner):
             entry_state = document["entry"]
             if _is_older_entry_state(entry_state):
                 self.entry = EntryModel(params)
-                self.is_relearning = self._replay_pending = self._counted_replay = True
+                self.is_relearning = self._replay_pending = True
             else:
                 self.entry = EntryModel.from_state(params, entry_state)
             self.exit = ExitModel.from_state(params, document["exit"])
             self.last_trade = (document["last_trade"][0], document["last_trade"][1])
             self.last_exit = (document["last_exit"][0], document["last_exit"][1])
             self.counts = dict(document["counts"])
+            if self.is_relearning:
+                self.counts["replays"] += 1  # a replay counts when it is asked for, as a late trade's or a retrain's
             # Keys added after the first stores were written default to "nothing closed or seen yet".
             self.current_session = int(document.get("current_session", -1))
             self.closed_through = int(document.get("closed_through", -1))
@@ -561,9 +559,6 @@ class TradeLearner(Learner):
         self._next_number = fresh._next_number
         self._checkpoints_changed = True
         self.current_session = max(self.current_session, fresh.current_session)
-        if self._counted_replay:
-            self.counts["replays"] += 1
-        self._counted_replay = False
         self.is_relearning = False
         self._changed()
         # Made here through the model, it is the view the next export reads (not made a second time).
@@ -609,8 +604,8 @@ class TradeLearner(Learner):
         self._checkpoints = []  # taken under the old parameters
         self._exit_checkpoints = []
         self._checkpoints_changed = True
-        self._replay_pending = self._exit_replay_pending = self._counted_replay = True
-        self.counts["replays"] += 1
+        self._replay_pending = self._exit_replay_pending = True
+        self.counts["replays"] += 2  # one for each side relearned, counted when asked for
         self._changed()
         return LEARNED
 

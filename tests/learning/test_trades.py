@@ -1471,3 +1471,20 @@ def test_an_older_entry_state_is_relearned_from_the_ledger(tmp_path: Path) -> No
         load_model(settings)
     run_backfill(settings)
     assert weights(tmp_path) == learned
+    store = Store.open(settings.db_path, readonly=True)
+    try:
+        relearned = orjson.loads(store.learner_state("trades") or b"{}")
+    finally:
+        store.close()
+    assert relearned["counts"]["replays"] == state["counts"]["replays"] + 1  # the relearn, once
+
+
+def test_a_retrain_counts_a_replay_for_each_side(tmp_path: Path) -> None:
+    """New learning parameters relearn both sides from the ledger: two replays, the entry side's and the exit
+    side's, counted when the retrain asks for them."""
+    learner = TradeLearner(LearningParams(), calendar_for(build_settings(tmp_path)))
+    learner.bind_history(lambda kind, after_us=None: iter(()))
+    learner.retrain(LearningParams(half_life_sessions=10.0))
+    assert learner.counts["replays"] == 2
+    learner.finish_batch()
+    assert learner.counts["replays"] == 2
