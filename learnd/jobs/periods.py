@@ -431,11 +431,14 @@ def weekly_report_document(
             if isinstance(record, TradeOutcome)
         )
         longrun = longrun_of(trades, calendar.session_index, index, RECENT_SESSIONS)
+    closed = _session_close(store, calendar.closes_us[index])
     report = weekly_report(
         week,
         longrun,
         current_session=index,
-        model_snapshot=_snapshot(store, calendar.closes_us[index]),
+        model_snapshot=None if closed is None else closed["entry"],
+        # The decay the week's close applied (none in a row of another session, or one kept before it was listed).
+        stale_decays=closed.get("stale_decay", []) if closed is not None and closed["session"] == index else [],
         half_life_sessions=settings.learning.half_life_sessions,
     )
     window_start_us = end_us - RECORD_SPAN_US
@@ -456,11 +459,17 @@ def weekly_report_document(
 
 def _snapshot(store: Store, until_us: int) -> dict[str, Any] | None:
     """The entry model as of the latest session close at or before `until_us`."""
+    closed = _session_close(store, until_us)
+    return None if closed is None else closed["entry"]
+
+
+def _session_close(store: Store, until_us: int) -> dict[str, Any] | None:
+    """The trade learner's row of the latest session close at or before `until_us`."""
     latest = store.latest_learner_row("trades", "session|", until_us)
     if latest is None:
         return None
-    snapshot: dict[str, Any] = orjson.loads(latest)["entry"]
-    return snapshot
+    row: dict[str, Any] = orjson.loads(latest)
+    return row
 
 
 def _late_trades(store: Store, arrival_close_us: int) -> list[TradeOutcome]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, TypeVar
 
 from learnd.exports.bot import where_it_differs
 from learnd.jobs.longrun import (
@@ -46,47 +46,6 @@ _PROFILE_COMPONENTS: Final = 3
 _FAILED_STATUSES: Final = frozenset({"rejected", "canceled", "cancelled", "failed", "expired"})
 
 _Cell = TypeVar("_Cell", str, tuple[str, str])
-
-
-class DecayProposal(NamedTuple):
-    """A stale multiplier and the value stability decay would give it; `regime` is `*` strategy-wide."""
-
-    strategy: str
-    component: str
-    regime: str
-    old: float
-    new: float
-
-
-def stale_multiplier_decay(
-    snapshot: Mapping[str, Any] | None,
-    last_evidence_session: Mapping[tuple[str, str, str], int],
-    current_session: int,
-    *,
-    idle_sessions: int,
-    half_life_sessions: float,
-) -> list[DecayProposal]:
-    """Propose decaying multipliers that had no fresh evidence for `idle_sessions` sessions or more.
-
-    `snapshot` is EntryModel.snapshot()'s shape ({strategy: {component: {multiplier, by_regime, by_ticker}}});
-    keys of `last_evidence_session` are (strategy, component, scope) with scope `*`, a regime scope or
-    `ticker:SYM`. A multiplier m idle for s sessions would become 1 + (m - 1) * 0.5 ** (s / half_life_sessions).
-    Multipliers at 1 and those without any recorded evidence are left out. Sorted; nothing is applied here.
-    """
-    if half_life_sessions <= 0.0:
-        raise ValueError(f"half_life_sessions must be > 0, got {half_life_sessions!r}")
-    proposals: list[DecayProposal] = []
-    for strategy, component, scope, multiplier in _snapshot_multipliers(snapshot):
-        last = last_evidence_session.get((strategy, component, scope))
-        if last is None or multiplier == 1.0:
-            continue
-        idle = current_session - last
-        if idle < idle_sessions or idle <= 0:
-            continue
-        new = 1.0 + (multiplier - 1.0) * 0.5 ** (idle / half_life_sessions)
-        if new != multiplier:
-            proposals.append(DecayProposal(strategy, component, scope, multiplier, new))
-    return sorted(proposals)
 
 
 def daily_report(
@@ -171,6 +130,7 @@ def weekly_report(
     recent_sessions: int = DEFAULT_RECENT_SESSIONS,
     current_session: int,
     model_snapshot: Mapping[str, Any] | None,
+    stale_decays: Sequence[Mapping[str, Any]] = (),
     last_evidence_session: Mapping[tuple[str, str, str], int] | None = None,
     alpha: float = DEFAULT_ALPHA,
     min_group_trades: int = DEFAULT_MIN_GROUP_TRADES,
@@ -194,8 +154,10 @@ def weekly_report(
     Hinkley) whose thresholds assume it watches every session. Regime analysis applies the same test per
     (component, regime) cell, Bonferroni-corrected across the cells tested.
 
-    Stability decay candidates come from `stale_multiplier_decay` over `model_snapshot`; `last_evidence_session`
-    defaults to the sessions of each cell's last evidence in `longrun`. Ticker profiles: outcomes, win rate, mean
+    Stability decay: `stale_decays` are the change documents of the decay the trade learner applied at the week's
+    close (multipliers with no evidence in their scope for `idle_sessions` sessions, drawn back toward 1 with the
+    half-life from their last evidence), listed as it made them; `last_evidence_session` defaults to the sessions
+    of each cell's last evidence in `longrun`. Ticker profiles: outcomes, win rate, mean
     P&L and the components with the best and worst attributed P&L per symbol. `longrun` must be kept through
     `current_session`, its earlier samples through current_session - recent_sessions (ValueError otherwise).
     """
@@ -205,9 +167,6 @@ def weekly_report(
             f"{current_session - recent_sessions}"
         )
     evidence = dict(last_evidence_session) if last_evidence_session is not None else longrun.last_evidence()
-    proposals = stale_multiplier_decay(
-        model_snapshot, evidence, current_session, idle_sessions=idle_sessions, half_life_sessions=half_life_sessions
-    )
     per_strategy: dict[str, Any] = {}
     for strategy in sorted(longrun.strategies):
         figures = longrun.strategies[strategy]
@@ -246,21 +205,24 @@ def weekly_report(
         "stale_multipliers": {
             "idle_sessions": idle_sessions,
             "half_life_sessions": half_life_sessions,
-            "rule": "m -> 1 + (m - 1) * 0.5 ** (sessions_idle / half_life_sessions)",
-            "candidates": [
-                {
-                    "strategy": proposal.strategy,
-                    "component": proposal.component,
-                    "regime": proposal.regime,
-                    "last_evidence_session": evidence[(proposal.strategy, proposal.component, proposal.regime)],
-                    "sessions_idle": current_session
-                    - evidence[(proposal.strategy, proposal.component, proposal.regime)],
-                    "multiplier": _round(proposal.old),
-                    "decayed": _round(proposal.new),
-                }
-                for proposal in proposals
-            ],
+            "rule": "m -> 1 + (m - 1) * 0.5 ** (sessions_idle / half_life_sessions), within the session's step cap",
+            "applied": [_stale_decay_row(change, evidence, current_session) for change in stale_decays],
         },
+    }
+
+
+def _stale_decay_row(
+    change: Mapping[str, Any], evidence: Mapping[tuple[str, str, str], int], current_session: int
+) -> dict[str, Any]:
+    last = evidence.get((change["strategy"], change["component"], change["regime"]))
+    return {
+        "strategy": change["strategy"],
+        "component": change["component"],
+        "regime": change["regime"],
+        "last_evidence_session": last,
+        "sessions_idle": None if last is None else current_session - last,
+        "multiplier": _round(change["old"]),
+        "decayed": _round(change["new"]),
     }
 
 
@@ -579,10 +541,10 @@ def render_weekly_markdown(report: Mapping[str, Any]) -> str:
         )
     stale = report["stale_multipliers"]
     lines += [
-        "## Stability decay candidates",
+        "## Stability decay",
         "",
-        f"No fresh evidence for {stale['idle_sessions']}+ sessions; proposal {stale['rule']} "
-        f"(half-life {stale['half_life_sessions']} sessions). Not applied by the report.",
+        f"Applied by the learner at the week's close to multipliers with no fresh evidence for "
+        f"{stale['idle_sessions']}+ sessions: {stale['rule']} (half-life {stale['half_life_sessions']} sessions).",
         "",
     ]
     lines += _table(
@@ -597,7 +559,7 @@ def render_weekly_markdown(report: Mapping[str, Any]) -> str:
                 _num(row["multiplier"]),
                 _num(row["decayed"]),
             ]
-            for row in stale["candidates"]
+            for row in stale["applied"]
         ],
     )
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -340,11 +340,13 @@ class TradeLearner(Learner):
         if self.closed_through < open_session <= session:
             close_us = self.calendar.closes_us[open_session]
             changes += self.entry.settle_session(open_session, close_us)
+            decays: list[MultiplierChange] = []
             if self._ends_week(open_session):
-                changes += self.entry.decay_stale(
+                decays = self.entry.decay_stale(
                     open_session, close_us, self.last_evidence, idle_sessions=STALE_IDLE_SESSIONS
                 )
-            rows.append(self._session_row(open_session))
+                changes += decays
+            rows.append(self._session_row(open_session, decays))
         self.closed_through = session
         self._changed()
         return rows, changes
@@ -353,7 +355,9 @@ class TradeLearner(Learner):
         week = self.calendar.week_label(self.calendar.sessions[session])
         return self.calendar.week_label(self.calendar.sessions[session + 1]) != week
 
-    def _session_row(self, session: int) -> tuple[str, int, bytes]:
+    def _session_row(self, session: int, decays: list[MultiplierChange]) -> tuple[str, int, bytes]:
+        """The end-of-session row: the multipliers as the session closed, and the stability decay its close applied
+        (the weekly report lists it; the changes themselves are pruned once the daily report read them)."""
         day = self.calendar.sessions[session]
         body = orjson.dumps(
             {
@@ -363,6 +367,10 @@ class TradeLearner(Learner):
                 # interleave differs between a live run and a backfill.
                 "counts": {name: self.counts[name] for name in ("trades", "partials", "late")},
                 "entry": self._multipliers(),
+                "stale_decay": [
+                    {"strategy": c.strategy, "component": c.component, "regime": c.regime, "old": c.old, "new": c.new}
+                    for c in decays
+                ],
             },
             option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         )

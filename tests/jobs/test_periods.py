@@ -23,7 +23,7 @@ from learnd.learning.signals import render_signals
 from learnd.records.parse import TradeOutcome
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
-from learnd.service.scheduler import JobRunner
+from learnd.service.scheduler import JobRunner, replay_history
 from learnd.sessions.exchange import from_epoch_us, to_epoch_us
 from learnd.store.database import Batch, Store
 from learnd.store.ledger import RecordCache, ledger_records
@@ -245,3 +245,47 @@ def test_the_daily_report_says_what_the_bot_applies_as_learnd_weights_does(tmp_p
     assert "## What the bot applies" in markdown
     assert "| `options_flow` |" in markdown and "pinned at its static weight" in markdown
     assert "component x regime pairs" in markdown
+
+
+def test_the_weekly_report_lists_the_stale_decay_its_week_s_close_applied(home: Path) -> None:
+    """Components left without evidence while trades go on decay at each week's close once idle 20 sessions: the
+    weekly report lists those moves as the trade learner made them (the old and new values of its change log), not a
+    further decay of its own."""
+    simulate(home, 1500, seed=3, edges={"dark_pool": 2.5}, garbage=False, start=date(2026, 1, 5))  # to 2026-04-23
+    settings = build_settings(
+        home,
+        sources=("attribution", "exit"),
+        overrides={"schedule.daily_enabled": True, "schedule.weekly_enabled": True},
+    )
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        # Then six weeks of one trade a session carrying insider only: every other component idles.
+        later = [day for day in engine.calendar.sessions if date(2026, 4, 27) <= day <= date(2026, 6, 5)]
+        append(
+            home / "logs" / "attribution.jsonl",
+            (close_row(f"{day}T15:00:00+00:00", "ZZZ", 0.1, components={"insider": 0.2}) for day in later),
+        )
+        drain(engine, 10_000)
+        replay_history(engine, engine.calendar, datetime(2026, 6, 8, tzinfo=UTC))
+    finally:
+        engine.close()
+    data = settings.data_dir
+    decays: dict[int, list[tuple[str, str, str, float, float]]] = {}
+    for raw in (data / "weight_learning.jsonl").read_bytes().splitlines():
+        change = orjson.loads(raw)
+        if change["reason"].startswith("stale_decay "):
+            row = (change["strategy"], change["component"], change["regime"], change["old"], change["new"])
+            decays.setdefault(change["event_us"], []).append(row)
+    assert len(decays) >= 2  # decays at two weeks' closes at least
+    listed = 0
+    for path in sorted((data / "reports" / "weekly").glob("*.json")):
+        report = orjson.loads(path.read_bytes())
+        applied = [
+            (row["strategy"], row["component"], row["regime"], row["multiplier"], row["decayed"])
+            for row in report["stale_multipliers"]["applied"]
+        ]
+        expected = decays.get(engine.calendar.closes_us[report["current_session"]], [])
+        assert applied == [(*cell, round(old, 6), round(new, 6)) for *cell, old, new in expected]
+        assert all(row["sessions_idle"] >= 20 for row in report["stale_multipliers"]["applied"])
+        listed += len(applied)
+    assert listed == sum(len(rows) for rows in decays.values())

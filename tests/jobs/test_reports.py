@@ -15,12 +15,10 @@ from hypothesis import strategies as st
 
 from learnd.jobs.longrun import RECENT_SESSIONS, LongRun
 from learnd.jobs.reports import (
-    DecayProposal,
     daily_report,
     longrun_of,
     render_daily_markdown,
     render_weekly_markdown,
-    stale_multiplier_decay,
     weekly_report,
 )
 from learnd.records.components import exit_components
@@ -343,54 +341,16 @@ def test_ticker_profiles_rank_best_and_worst_components() -> None:
     assert [row["component"] for row in profile["worst_components"]] == ["dark_pool"]
 
 
-def test_stale_decay_proposal_math() -> None:
-    """m -> 1 + (m - 1) * 0.5 ** (idle / half_life) for multipliers idle long enough; fresh or neutral ones stay."""
-    snapshot = {
-        "equity": {
-            "options_flow": {
-                "multiplier": 1.5,
-                "by_regime": {"mixed": {"multiplier": 0.8}, "risk_on": {"multiplier": 1.2}},
-                "by_ticker": {"AMD": {"multiplier": 1.3}},
-            },
-            "dark_pool": {"multiplier": 1.0},
-        }
-    }
-    evidence = {
-        ("equity", "options_flow", "*"): 70,
-        ("equity", "options_flow", "mixed"): 40,
-        ("equity", "options_flow", "risk_on"): 95,
-        ("equity", "dark_pool", "*"): 0,
-    }
-    proposals = stale_multiplier_decay(snapshot, evidence, 100, idle_sessions=20, half_life_sessions=60.0)
-    assert [proposal[:4] for proposal in proposals] == [
-        ("equity", "options_flow", "*", 1.5),
-        ("equity", "options_flow", "mixed", 0.8),
-    ]
-    assert [proposal.new for proposal in proposals] == pytest.approx([1.0 + 0.5 * 0.5**0.5, 0.9])
-    assert isinstance(proposals[0], DecayProposal)
-
-
-@given(
-    st.floats(min_value=0.25, max_value=2.5),
-    st.integers(min_value=0, max_value=500),
-    st.floats(min_value=1.0, max_value=200.0),
-)
-def test_stale_decay_moves_toward_one_without_crossing(multiplier: float, idle: int, half_life: float) -> None:
-    """A proposal lies between 1 and the old multiplier, on the old one's side."""
-    snapshot = {"equity": {"insider": {"multiplier": multiplier}}}
-    evidence = {("equity", "insider", "*"): 1000 - idle}
-    for proposal in stale_multiplier_decay(snapshot, evidence, 1000, idle_sessions=1, half_life_sessions=half_life):
-        assert min(1.0, multiplier) <= proposal.new <= max(1.0, multiplier)
-        assert abs(proposal.new - 1.0) < abs(multiplier - 1.0)
-
-
-def test_weekly_lists_stale_candidates_from_evidence_in_the_ledger() -> None:
-    """Without a given evidence map, evidence comes from the trades; an idle moved multiplier is a candidate."""
+def test_weekly_lists_the_stale_decay_the_learner_applied_with_the_evidence_in_the_ledger() -> None:
+    """The weekly report lists the decay the week's close applied, as it was made (before and after), with each
+    cell's last evidence from the trades; it proposes nothing of its own."""
     trades = [make_trade("c1", 1.0, {"insider": 1.0}, event_us=BASE_US + 10 * SESSION_US)]
     assert longrun_of(trades, session_of, 99, RECENT_SESSIONS).evidence()[("equity", "insider", "*")] == 10
-    snapshot = {"equity": {"insider": {"multiplier": 2.0, "by_regime": {"mixed": {"multiplier": 1.0}}}}}
-    candidates = build_weekly(trades, snapshot)["stale_multipliers"]["candidates"]
-    assert candidates == [
+    snapshot = {"equity": {"insider": {"multiplier": 1.9, "by_regime": {"mixed": {"multiplier": 1.0}}}}}
+    applied = {"strategy": "equity", "component": "insider", "regime": "*", "old": 2.0, "new": 1.9}
+    longrun = longrun_of(trades, session_of, 99, RECENT_SESSIONS)
+    report = weekly_report("2026-W10", longrun, current_session=99, model_snapshot=snapshot, stale_decays=[applied])
+    assert report["stale_multipliers"]["applied"] == [
         {
             "strategy": "equity",
             "component": "insider",
@@ -398,9 +358,11 @@ def test_weekly_lists_stale_candidates_from_evidence_in_the_ledger() -> None:
             "last_evidence_session": 10,
             "sessions_idle": 89,
             "multiplier": 2.0,
-            "decayed": round(1.0 + 0.5 ** (89 / 60.0), 6),
+            "decayed": 1.9,
         }
     ]
+    # Nothing applied, nothing listed: an idle multiplier away from 1 is no proposal.
+    assert build_weekly(trades, snapshot)["stale_multipliers"]["applied"] == []
 
 
 def test_weekly_report_is_byte_identical_for_identical_input() -> None:
@@ -445,7 +407,7 @@ def test_markdown_table_cells_escape_pipes_and_newlines() -> None:
 
 
 def test_weekly_markdown_renders_every_section() -> None:
-    """Drift, regime analysis, ticker profiles and stability decay candidates all appear."""
+    """Drift, regime analysis, ticker profiles and the stability decay all appear."""
     snapshot = {"equity": {"insider": {"multiplier": 1.4}}}
     text = render_weekly_markdown(build_weekly(ledger(1), snapshot))
     for heading in (
@@ -453,7 +415,7 @@ def test_weekly_markdown_renders_every_section() -> None:
         "### Drift: recent vs long-run attributed P&L",
         "### Regime analysis",
         "### Ticker profiles",
-        "## Stability decay candidates",
+        "## Stability decay",
     ):
         assert heading in text
     assert "**worse**" in text
