@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import orjson
 
@@ -69,6 +69,7 @@ def _execute(args: argparse.Namespace) -> int:
         # freed by reference counting, so the collector's walks over it find nothing. The daemon keeps Python's.
         garbage = collecting_garbage_less_often(survivors_to_oldest=True)
     try:
+        _check_counts(args)
         with garbage:
             return handler(args)
     except (LearndError, sqlite3.DatabaseError) as error:
@@ -81,6 +82,17 @@ def _execute(args: argparse.Namespace) -> int:
         if known is None or unexpected is not None:
             raise
         return _failed(_first_leaf(known))
+
+
+# The least each numeric option may be (an option a command does not have is skipped).
+_LEAST: Final = {"bootstrap": 1, "count": 1, "trades": 1, "seed": 0}
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    for name, least in _LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise UsageError(f"--{name}: must be >= {least}, got {value}")
 
 
 def _failed(error: BaseException) -> int:
@@ -175,7 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("--json", action="store_true", help="machine-readable output")
     evaluation.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    evaluation.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    evaluation.add_argument("--seed", type=int, default=0, help="bootstrap seed (>= 0)")
     evaluation.add_argument(
         "--regime-blind",
         choices=sorted(MIXED_FIGURES),
@@ -208,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
         "verify", help="end-to-end self check in a temporary home", description=_verify.__doc__
     )
     verify.add_argument("--trades", type=int, default=1500, help="trades to simulate (default 1500)")
-    verify.add_argument("--seed", type=int, default=5, help="simulation seed")
+    verify.add_argument("--seed", type=int, default=5, help="simulation seed (>= 0)")
     verify.add_argument("--keep", type=Path, help="keep the homes in this (new) directory instead of a temporary one")
     verify.set_defaults(handler=_verify)
 
@@ -228,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--out", type=Path, required=True, help="the home to create")
     simulate.add_argument("--trades", type=int, default=3000, help="closed trades to simulate (default 3000)")
-    simulate.add_argument("--seed", type=int, default=1, help="random seed (same seed, same bytes)")
+    simulate.add_argument("--seed", type=int, default=1, help="random seed >= 0 (same seed, same bytes)")
     simulate.add_argument("--shuffle-outcomes", action="store_true", help="null data: outcomes permuted across trades")
     simulate.set_defaults(handler=_simulate)
     return parser
@@ -506,8 +518,6 @@ def _simulate(args: argparse.Namespace) -> int:
     and a planted exit-reason effect; the truth is written beside it as truth.json."""
     from learnd.devtools.simulate import simulate
 
-    if args.trades <= 0:
-        raise UsageError("--trades: must be positive")
     truth = simulate(args.out, trades=args.trades, seed=args.seed, shuffle_outcomes=args.shuffle_outcomes)
     print(f"simulate: wrote {args.out} ({truth.trades} trades, seed {args.seed}); truth in {args.out / 'truth.json'}")
     return 0

@@ -88,6 +88,14 @@ def _damaged_learner_state(home: Path) -> None:
             id="usage-no-trades",
         ),
         pytest.param(_nothing, ("verify", "--keep", "."), 2, "usage error: --keep", id="usage-keep-existing-directory"),
+        pytest.param(_nothing, ("verify", "--trades", "0"), 2, "usage error: --trades", id="usage-verify-no-trades"),
+        pytest.param(
+            _nothing, ("simulate", "--out", "sim", "--seed", "-1"), 2, "usage error: --seed", id="usage-negative-seed"
+        ),
+        pytest.param(
+            _nothing, ("evaluate", "--bootstrap", "0"), 2, "usage error: --bootstrap", id="usage-no-resamples"
+        ),
+        pytest.param(_nothing, ("schedule", "--count", "0"), 2, "usage error: --count", id="usage-no-runs"),
         pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
         pytest.param(
             _damaged_learner_state,
