@@ -487,6 +487,23 @@ def _coerce(value: object, kind: type, key: str) -> object:
     return value
 
 
+def _check_finite(settings: Settings) -> None:
+    """No float setting may be NaN or infinite: every comparison with NaN is false, so a range check lets it pass
+    (the learning parameters check their own)."""
+    sections: tuple[tuple[str, Any], ...] = (
+        ("", settings),
+        ("signals.", settings.signals),
+        ("execution.", settings.execution),
+        ("schedule.", settings.schedule),
+        ("bot.", settings.bot),
+    )
+    for prefix, section in sections:
+        for item in fields(section):
+            value = getattr(section, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{prefix}{item.name}: must be a finite number, got {value!r}")
+
+
 def _as_bool(value: object, key: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -498,6 +515,7 @@ def _as_bool(value: object, key: str) -> bool:
 
 
 def _validate(settings: Settings) -> None:
+    _check_finite(settings)
     positive = (
         "poll_interval_ms",
         "commit_interval_ms",
@@ -533,6 +551,21 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("schedule.weekly_window_sessions: must be >= 0 (0 = the whole ledger)")
     if settings.schedule.grace_minutes < 0:
         raise ConfigError("schedule.grace_minutes: must be >= 0")
+    if settings.shutdown_timeout_s <= 0:
+        raise ConfigError(f"shutdown_timeout_s: must be positive, got {settings.shutdown_timeout_s!r}")
+    if settings.signals.regime_lookback_hours < 0:
+        raise ConfigError("signals.regime_lookback_hours: must be >= 0")
+    if settings.execution.cost_share_threshold < 0:
+        raise ConfigError("execution.cost_share_threshold: must be >= 0")
+    least = {
+        "signals.min_episodes": settings.signals.min_episodes,
+        "signals.min_outcomes": settings.signals.min_outcomes,
+        "execution.min_fills": settings.execution.min_fills,
+        "execution.min_trades": settings.execution.min_trades,
+    }
+    for key, count in least.items():
+        if count < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {count}")
     names = [source.name for source in settings.sources]
     paths = [source.path for source in settings.sources]
     if len(set(paths)) != len(paths):

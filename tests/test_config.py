@@ -79,6 +79,16 @@ def test_per_ticker_switch_from_the_bot_environment(tmp_path: Path) -> None:
         ("respawn_after_growth_mib = -1\n", {}, "respawn_after_growth_mib"),
         ("", {"LEARND_RESPAWN_AFTER_GROWTH_MIB": "nan"}, "respawn_after_growth_mib"),
         ("this is not toml", {}, "learnd.toml"),
+        ("[schedule]\ngrace_minutes = nan\n", {}, "schedule.grace_minutes"),
+        ("[schedule]\ngrace_minutes = inf\n", {}, "schedule.grace_minutes"),
+        ("", {"LEARND_SIGNALS__GAP_MINUTES": "nan"}, "signals.gap_minutes"),
+        ("[signals]\nregime_lookback_hours = nan\n", {}, "signals.regime_lookback_hours"),
+        ("[signals]\nregime_lookback_hours = -1.0\n", {}, "signals.regime_lookback_hours"),
+        ("[signals]\nmin_episodes = 0\n", {}, "signals.min_episodes"),
+        ("[execution]\ncost_share_threshold = nan\n", {}, "execution.cost_share_threshold"),
+        ("[execution]\nmin_fills = 0\n", {}, "execution.min_fills"),
+        ("shutdown_timeout_s = nan\n", {}, "shutdown_timeout_s"),
+        ("shutdown_timeout_s = 0.0\n", {}, "shutdown_timeout_s"),
     ],
 )
 def test_invalid_settings_fail_naming_the_key(tmp_path: Path, text: str, environ: dict[str, str], key: str) -> None:
