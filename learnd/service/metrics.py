@@ -235,7 +235,18 @@ class Metrics:
             log.info("metrics_disabled")
             return
         self.refresh(engine)
-        self.start(settings.metrics_host, settings.metrics_port)
+        try:
+            self.start(settings.metrics_host, settings.metrics_port)
+        except OSError as error:
+            # The endpoint is for watching the daemon; without it the daemon still learns, exports and runs its jobs.
+            log.error(
+                "metrics_failed",
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                error=str(error),
+                hint="free the port, or set metrics_port (metrics_enabled = false: none) and restart",
+            )
+            return
         try:
             while not stop.is_set():
                 # Timing out is the normal way round the loop; only `stop` ends it early.

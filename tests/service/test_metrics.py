@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from learnd.config import Settings, load_settings
 from learnd.service.backfill import run_backfill
@@ -205,3 +206,23 @@ def test_metrics_use_their_own_registry() -> None:
     Metrics()
     Metrics()  # a second instance would clash if both registered globally
     assert "learnd_multiplier" not in {family.name for family in REGISTRY.collect()}
+
+
+async def test_a_port_another_program_holds_is_logged_and_the_daemon_goes_on(backfilled_home: Path) -> None:
+    """A metrics port already taken (a second daemon, another program) ends the metrics service with a
+    `metrics_failed` error naming the address; it does not raise, so the daemon's other tasks keep running."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        engine = Engine(make_settings(backfilled_home, metrics_port=port), start_at_end=False, purpose="test")
+        try:
+            metrics = Metrics()
+            with capture_logs() as logs:
+                await asyncio.wait_for(metrics.service(engine, asyncio.Event()), timeout=5)
+        finally:
+            engine.close()
+    assert metrics.address is None
+    (failed,) = [entry for entry in logs if entry["event"] == "metrics_failed"]
+    assert (failed["log_level"], failed["host"], failed["port"]) == ("error", "127.0.0.1", port)
+    assert "in use" in failed["error"]
