@@ -257,6 +257,10 @@ def _settings(args: argparse.Namespace, *, logs: bool = True, **overrides: Any) 
     if args.log_format:
         overrides["log_format"] = args.log_format
     settings = load_settings(home=args.home, config_file=args.config, overrides=overrides)
+    if not settings.home.is_dir():
+        # A mistyped --home or LEARND_HOME would otherwise be a new, empty home: nothing to read, every view
+        # healthy, and a backfill creating its tree.
+        raise ConfigError(f"home {settings.home}: no such directory (from --home, $LEARND_HOME or the current one)")
     if logs:
         from learnd.service.logs import configure_logging
 

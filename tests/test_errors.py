@@ -97,6 +97,10 @@ def _damaged_learner_state(home: Path) -> None:
         ),
         pytest.param(_nothing, ("schedule", "--count", "0"), 2, "usage error: --count", id="usage-no-runs"),
         pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
+        pytest.param(_nothing, ("--home", "typo", "status"), 3, "configuration error: home ", id="config-no-home"),
+        pytest.param(
+            _nothing, ("--home", "typo", "backfill"), 3, "configuration error: home ", id="config-no-home-to-fill"
+        ),
         pytest.param(
             _damaged_learner_state,
             ("backfill",),
