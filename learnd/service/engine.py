@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -31,6 +31,7 @@ from learnd.learning.trades import TradeLearner
 from learnd.service.ingest import CommitReport, Ingestor
 from learnd.sessions.exchange import ExchangeCalendar
 from learnd.sessions.tables import calendar_for
+from learnd.sources.tailer import Checkpoint
 from learnd.store.database import JobRun, Store
 from learnd.store.generations import install_ready_generation
 from learnd.store.lock import HomeLock
@@ -135,8 +136,9 @@ class Engine:
             self.close(clean=False)
             raise
 
-    def _build_pipeline(self) -> None:
-        """Learners and tailers exactly as the store last committed them."""
+    def _build_pipeline(self, start_positions: Mapping[str, Checkpoint | None] | None = None) -> None:
+        """Learners and tailers exactly as the store last committed them (a source it holds no position of at
+        `start_positions`, where it began)."""
         self.learners = self._factory(self.settings, self.store, self.calendar)
         self.ingestor = Ingestor(
             self.settings,
@@ -144,6 +146,7 @@ class Engine:
             self.learners,
             start_at_end=self._start_at_end,
             covered_us=self.calendar.covered_us,
+            start_positions=start_positions,
         )
         for learner in self.learners:
             learner.bind_history(self.ingestor.ledger_records)
@@ -153,7 +156,8 @@ class Engine:
         """After a failed commit (disk full, I/O error): forget everything not committed and continue from the
         store's last good state. The lines read since are read again; nothing is lost or applied twice."""
         self.ingestor.close()
-        self._build_pipeline()
+        # A source with no committed position yet starts where it began, not at its file's end by now.
+        self._build_pipeline(self.ingestor.start_positions)
 
     def reload(self, settings: Settings, *, relearn_in_steps: bool = False) -> dict[str, list[str]]:
         """Apply new settings without losing a line: commit, then add, move or drop sources; new learning

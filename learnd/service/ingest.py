@@ -77,8 +77,13 @@ class Ingestor:
         start_at_end: bool,
         clock: Callable[[], float] | None = None,
         covered_us: tuple[int, int] | None = None,
+        start_positions: Mapping[str, Checkpoint | None] | None = None,
     ) -> None:
         self.settings = settings
+        # Where each source without a committed position began (None: its file was missing, so it is read whole
+        # when it appears): an ingestor built again after a failed commit starts those sources there, not at the
+        # end their files have reached since (see Engine.recover).
+        self.start_positions: dict[str, Checkpoint | None] = dict(start_positions or {})
         # The calendar's covered moments [start, end): a record dated outside them is quarantined, whatever its
         # kind (None: no calendar, in tests of the ingest alone).
         self._covered_us = covered_us
@@ -121,13 +126,17 @@ class Ingestor:
             )
         checkpoint = self.store.checkpoint(source.name)
         skip_existing = self._start_at_end if start_at_end is None else start_at_end
+        began = checkpoint is None and source.name in self.start_positions
+        if began:
+            checkpoint = self.start_positions[source.name]
+            skip_existing = False
         extra = {"clock": self._clock} if self._clock is not None else {}
         known = self.known[source.name] = self.store.known_files(source.name)
         self.tailers[source.name] = SourceTailer(
             source.name,
             source.path,
             checkpoint=checkpoint,
-            window=self.store.window(source.name) if checkpoint else (),
+            window=self.store.window(source.name) if checkpoint and not began else (),
             window_lines=self.settings.dedupe_window_lines,
             max_line_bytes=self.settings.max_line_bytes,
             keep_bytes=self.settings.quarantine_keep_bytes,
@@ -137,6 +146,8 @@ class Ingestor:
             rescan_s=self.settings.poll_interval_ms / 1000,
             **extra,
         )
+        if checkpoint is None and not began:
+            self.start_positions[source.name] = self.tailers[source.name].checkpoint()
         self._sources[source.name] = source
 
     def remove_source(self, name: str) -> None:

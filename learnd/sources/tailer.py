@@ -187,8 +187,11 @@ class SourceTailer:
         self.status = TailerStatus()
         # Hold the file from the start, not from the first poll: a rotation in between (a backfill's history read
         # can take minutes) is then seen as one and the renamed file drained, instead of never known at all.
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self._open(os.stat(path))
+        except FileNotFoundError:
+            # No file yet: whatever appears at the path is new content, read whole.
+            self._start_at_end = False
 
     # Public ------------------------------------------------------------------------------------------------
 
@@ -202,12 +205,13 @@ class SourceTailer:
 
     def checkpoint(self) -> Checkpoint | None:
         """The position after the last line handed out, or None before any line was. With no file open (the path
-        missing), the last file's position, or, when only rotated copies were read (the file itself never seen),
-        a position at no file (device and inode 0), which a restart takes as waiting for the file; either way with
-        the line count the window has reached."""
+        missing), the last file's position, or, when the file itself was never seen (only rotated copies read, or
+        the path missing when looked at), a position at no file (device and inode 0), which a restart takes as
+        waiting for the file: a file that appears while learnd is stopped is new content, read whole. Either way
+        with the line count the window has reached."""
         opened = self._rotated or self._current
         if opened is None:
-            if self._last_position is None and self._window_seq:
+            if self._last_position is None and (self._window_seq or self.status.state == "waiting_for_file"):
                 self._last_position = Checkpoint(
                     path=str(self.path), dev=0, ino=0, fp_hash=b"", fp_len=0, offset=0, size=0
                 )

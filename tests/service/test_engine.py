@@ -390,6 +390,28 @@ def test_a_copy_of_a_file_never_seen_is_committed_and_the_file_read_whole_after_
         engine.close()
 
 
+def test_a_file_that_appears_while_learnd_is_stopped_is_read_whole_when_it_waited_for_it(home: Path) -> None:
+    """A daemon follows a source whose file does not exist yet (installed before the bot first ran); it stops; the
+    bot writes its first lines; at the next start those lines are new content, read whole, not skipped as if they
+    predated learnd (the position "waiting for the file" was committed although no line had been read)."""
+    settings = build_settings(home, sources=(ORDERS,))
+    path = settings.source(ORDERS).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        assert engine.poll(100) == 0
+        engine.commit()
+    finally:
+        engine.close()
+    append(path, [order_row(f"2026-03-02T16:0{index}:00+00:00", "AMD") for index in range(5)])
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        drain(engine, 100)
+        assert applied(engine.store, ORDERS) == 5
+    finally:
+        engine.close()
+
+
 def test_the_engine_holds_the_home_lock_from_open_to_close(home: Path) -> None:
     """While an engine is open the home is owned (a second engine is refused); close() frees it."""
     settings = build_settings(home, sources=(ATTRIBUTION,))
@@ -575,3 +597,29 @@ def test_quarantine_journals_read_only_the_rows_committed_since_the_last_sync(
     assert [orjson.loads(line)["seq"] for line in quarantine.read_bytes().splitlines()] == [1, 2]
     assert asked == [1, 2]
     assert not (settings.quarantine_dir / "exit.jsonl").exists()
+
+
+@pytest.mark.parametrize("file_at_start", [False, True], ids=["file-appears-later", "file-there-at-start"])
+def test_a_failed_first_commit_reads_again_from_where_a_source_began(home: Path, file_at_start: bool) -> None:
+    """A daemon started at the end of its files has no committed position for a source until its first commit; when
+    that commit fails (a full disk), recover() starts the source again where it began: the lines read since are
+    read again and applied once, neither skipped (the end the file has reached by now) nor the lines before the
+    start taken in (history a plain run leaves to a backfill)."""
+    settings = build_settings(home, sources=(ORDERS,))
+    path = settings.source(ORDERS).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if file_at_start:
+        append(path, [order_row(f"2026-03-02T14:0{index}:00+00:00", "AMD") for index in range(2)])
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        append(path, [order_row(f"2026-03-02T15:0{index}:00+00:00", "AMD") for index in range(4)])
+        assert engine.poll(100) == 4
+        disk = DiskFull(engine)
+        with pytest.raises(sqlite3.OperationalError):
+            engine.commit()
+        disk.failing = False
+        engine.recover()
+        drain(engine, 100)
+        assert applied(engine.store, ORDERS) == 4
+    finally:
+        engine.close()
