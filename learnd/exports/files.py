@@ -7,6 +7,7 @@ from the store so a crash between commit and write loses nothing and repeats not
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -40,6 +41,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
     temp = path.with_name(f".{path.name}.tmp")
     try:
         with open(temp, "wb") as handle:
+            _keep_access(path, handle.fileno())
             handle.write(data)
             if durable:
                 handle.flush()
@@ -51,6 +53,22 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
     if not durable:
         return
     fsync_directory(path.parent)
+
+
+def _keep_access(path: Path, handle: int) -> None:
+    """Give the file about to replace `path` the mode of the one it replaces, and its owner and group as far as
+    this process may: the bot (perhaps another user, perhaps under a stricter umask than learnd's) must go on
+    reading the file it read. A new file takes the process's umask."""
+    try:
+        was = os.stat(path)
+    except FileNotFoundError:
+        return
+    os.fchmod(handle, stat.S_IMODE(was.st_mode))
+    is_root = os.geteuid() == 0
+    uid = was.st_uid if is_root else -1
+    gid = was.st_gid if is_root or was.st_gid in (os.getegid(), *os.getgroups()) else -1
+    if (uid, gid) != (-1, -1):
+        os.fchown(handle, uid, gid)
 
 
 def fsync_directory(directory: Path) -> None:

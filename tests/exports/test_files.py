@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from learnd.exports.files import Journal, write_json_atomic
+from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,3 +105,30 @@ def test_a_journal_it_creates_is_flushed_with_its_directory_entry(
     synced.clear()
     journal.append([(2, b'{"a":2}')])
     assert synced == [False]
+
+
+def test_a_replaced_file_keeps_its_mode_whatever_the_umask(tmp_path: Path) -> None:
+    """The bot reads the file learnd replaces: the new one keeps the old one's mode, even under a umask that would
+    make it private (a service's UMask=0077), and a new file takes the umask."""
+    path = tmp_path / "signal_weights.json"
+    path.write_bytes(b"{}\n")
+    path.chmod(0o640)
+    before = os.umask(0o077)
+    try:
+        write_bytes_atomic(path, b'{"a": 1}\n')
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+        write_bytes_atomic(tmp_path / "new.json", b"{}\n")
+        assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o600
+    finally:
+        os.umask(before)
+    assert path.read_bytes() == b'{"a": 1}\n'
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another owner")
+def test_a_replaced_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
+    """Run as root, learnd gives the new file the owner and group of the one it replaces (the bot's user)."""
+    path = tmp_path / "signal_weights.json"
+    path.write_bytes(b"{}\n")
+    os.chown(path, 1234, 2345)
+    write_bytes_atomic(path, b'{"a": 1}\n')
+    assert (path.stat().st_uid, path.stat().st_gid) == (1234, 2345)
