@@ -70,6 +70,9 @@ def run_backfill(
     meter = BackfillProgress(progress)
     try:
         started = time.monotonic()
+        # As the daemon does first: the weights file is compared with the model it was written from, before new
+        # lines move the model (learnd's own last export, its record cut short by a kill, is then no foreign write).
+        engine.keep_export()
         history_files, history_lines = read_history(engine, meter)
         drain(engine, settings.backfill_batch_lines, meter)
         ingested = time.monotonic()

@@ -389,3 +389,36 @@ def test_a_copy_never_read_that_begins_with_the_banner_is_read_as_new_whatever_t
     assert after.get("duplicate", 0) == before.get("duplicate", 0)
     assert after["quarantined"] == before["quarantined"] + 1
     assert sum(after.values()) == sum(before.values()) + 2
+
+
+def test_learnd_s_own_export_a_kill_kept_unrecorded_is_no_foreign_write_to_a_backfill(
+    tmp_path: Path, template: Path
+) -> None:
+    """A backfill killed between its export's rename and its guard record's leaves learnd's own file with the record
+    of the export before; the next backfill, with new lines to learn, finds the file learnd's (as the daemon does:
+    compared with the model it was written from, before the new lines move it), logs no foreign write and counts
+    none."""
+    home = tmp_path / "bot"
+    (home / "logs").mkdir(parents=True)
+    settings = settings_for(home)
+    thirds = {name: lines_of(template, name) for name in SOURCES}
+
+    def append_third(part: int) -> None:
+        for name, lines in thirds.items():
+            cut = len(lines) // 3
+            with open(home / "logs" / f"{name}.jsonl", "ab") as handle:
+                handle.write(b"".join(lines[part * cut : (part + 1) * cut if part < 2 else None]))
+
+    record = settings.state_dir / "signal_weights.guard.json"
+    append_third(0)
+    run_backfill(settings, progress="none")
+    earlier_record = record.read_bytes()
+    append_third(1)
+    run_backfill(settings, progress="none")
+    assert record.read_bytes() != earlier_record
+    record.write_bytes(earlier_record)  # the kill: the export renamed, its record not written
+    append_third(2)
+    with capture_logs() as logs:
+        run_backfill(settings, progress="none")
+    assert [entry for entry in logs if entry["event"] == "export_changed_by_another_writer"] == []
+    assert orjson.loads(record.read_bytes())["foreign_writes_count"] == 0
