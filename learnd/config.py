@@ -566,6 +566,12 @@ def _validate(settings: Settings) -> None:
     for key, count in least.items():
         if count < 1:
             raise ConfigError(f"{key}: must be at least 1, got {count}")
+    for source in settings.sources:
+        # A file that does not exist yet is waited for; one that exists must be a file learnd may read.
+        if source.path.is_dir():
+            raise ConfigError(f"sources.{source.name}.path: {source.path} is a directory, not a log file")
+        if source.path.exists() and not os.access(source.path, os.R_OK):
+            raise ConfigError(f"sources.{source.name}.path: {source.path} cannot be read by this user")
     names = [source.name for source in settings.sources]
     paths = [source.path for source in settings.sources]
     if len(set(paths)) != len(paths):

@@ -99,6 +99,13 @@ def _damaged_learner_state(home: Path) -> None:
         pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
         pytest.param(_nothing, ("--home", "typo", "status"), 3, "configuration error: home ", id="config-no-home"),
         pytest.param(
+            _nothing,
+            ("--set", "sources.extra.kind=orders", "--set", "sources.extra.path=logs", "status"),
+            3,
+            "configuration error: sources.extra.path: ",
+            id="config-source-is-a-directory",
+        ),
+        pytest.param(
             _nothing, ("--home", "typo", "backfill"), 3, "configuration error: home ", id="config-no-home-to-fill"
         ),
         pytest.param(

@@ -15,7 +15,7 @@ import orjson
 import structlog
 
 from learnd.config import Settings
-from learnd.errors import ExportsFailed, StateError
+from learnd.errors import ConfigError, ExportsFailed, StateError
 from learnd.exports.bot import BotRules
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 from learnd.exports.guard import GUARD_RECORD, ForeignWrite
@@ -162,8 +162,16 @@ class Engine:
     def reload(self, settings: Settings, *, relearn_in_steps: bool = False) -> dict[str, list[str]]:
         """Apply new settings without losing a line: commit, then add, move or drop sources; new learning
         parameters retrain the trade learner from the ledger (its state is a function of lines and parameters),
-        committed at once or, with `relearn_in_steps`, by the next commit (which the daemon runs in steps)."""
+        committed at once or, with `relearn_in_steps`, by the next commit (which the daemon runs in steps).
+
+        The exchange calendar (schedule.exchange and its years) is not reloaded: the sessions the learners closed
+        and the periods the jobs ran are the old calendar's, so a change is refused (ConfigError) until a restart.
+        """
         BotRules.from_settings(settings.bot)
+        for key in ("exchange", "calendar_first_year", "calendar_last_year"):
+            now, then = getattr(settings.schedule, key), getattr(self.settings.schedule, key)
+            if now != then:
+                raise ConfigError(f"schedule.{key}: {now!r} (running with {then!r}) takes a restart, not a reload")
         self.commit()
         old_sources = {source.name: source for source in self.settings.sources}
         new_sources = {source.name: source for source in settings.sources}

@@ -380,8 +380,9 @@ def test_sighup_reload_adds_a_source_without_losing_a_line(home: Path) -> None:
 
 
 def test_sighup_with_a_bad_config_is_rejected_and_the_daemon_goes_on(home: Path) -> None:
-    """A reload whose config names a component the bot does not have (which only the engine can check), or that
-    is not UTF-8, is rejected and logged; the daemon keeps its settings, goes on learning and stops cleanly."""
+    """A reload whose config names a component the bot does not have (which only the engine can check), is not
+    UTF-8, adds a source at a directory or changes the exchange calendar is rejected and logged; the daemon keeps its
+    settings, goes on learning and stops cleanly."""
     process = start_daemon(home, "--backfill")
     try:
         wait_for_log(process, "daemon_started")
@@ -391,6 +392,13 @@ def test_sighup_with_a_bad_config_is_rejected_and_the_daemon_goes_on(home: Path)
         process.send_signal(signal.SIGHUP)
         rejected = [wait_for_log(process, "reload_rejected")]
         config.write_bytes(b"commit_interval_ms = 20\n# caf\xe9\n")
+        process.send_signal(signal.SIGHUP)
+        rejected.append(wait_for_log(process, "reload_rejected"))
+        # A new source whose path is a directory; another exchange calendar (the jobs' periods are the old one's).
+        config.write_text('[sources.extra]\nkind = "orders"\npath = "logs"\n')
+        process.send_signal(signal.SIGHUP)
+        rejected.append(wait_for_log(process, "reload_rejected"))
+        config.write_text('[schedule]\nexchange = "XLON"\n')
         process.send_signal(signal.SIGHUP)
         rejected.append(wait_for_log(process, "reload_rejected"))
         config.unlink()  # for this test's own reads of the home's settings
@@ -407,6 +415,8 @@ def test_sighup_with_a_bad_config_is_rejected_and_the_daemon_goes_on(home: Path)
         reap(process)
     assert "bot.pinned_components: 'flow' is not an entry component" in str(rejected[0]["error"])
     assert "not UTF-8" in str(rejected[1]["error"])
+    assert "sources.extra.path: " in str(rejected[2]["error"]) and "is a directory" in str(rejected[2]["error"])
+    assert "schedule.exchange: 'XLON' (running with 'XNYS') takes a restart" in str(rejected[3]["error"])
     counts = store_fingerprint(home)["counts"]
     assert isinstance(counts, list)
     assert sum(count for (source, _, _), count in counts if source == "orders") == 1
