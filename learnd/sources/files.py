@@ -303,6 +303,14 @@ def inspect_file(path: Path, *, is_current: bool) -> HistoryFile | None:
                 head, error = b"", f"unreadable: {problem}"
     except FileNotFoundError:
         return None
+    except OSError as problem:
+        # No permission, a directory of that name: known by its name and stat, reported, never read (like a damaged
+        # gzip copy), so one such file stalls no source.
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        head, error = b"", f"unreadable: {problem.strerror or problem}"
     return HistoryFile(
         path=path,
         # The current file is still written: a last fragment is no part of what it is known by.

@@ -422,3 +422,24 @@ def test_learnd_s_own_export_a_kill_kept_unrecorded_is_no_foreign_write_to_a_bac
         run_backfill(settings, progress="none")
     assert [entry for entry in logs if entry["event"] == "export_changed_by_another_writer"] == []
     assert orjson.loads(record.read_bytes())["foreign_writes_count"] == 0
+
+
+def test_a_file_named_like_a_rotated_copy_that_cannot_be_read_stalls_nothing(tmp_path: Path, template: Path) -> None:
+    """A name of a rotated copy that cannot be opened (here a directory; a copy without read permission is the same
+    error) is known by its stat and skipped: the backfill, and a daemon's engine reading live, take every line of
+    every readable file, other sources included, instead of raising at every start."""
+    home = tmp_path / "bot"
+    one_file_home(home, template)
+    (home / "logs" / "orders.jsonl.1").mkdir()
+    settings = settings_for(home)
+    run_backfill(settings, progress="none")
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        (home / "logs" / "signals.jsonl.2").mkdir()
+        drain(engine, 1000)
+        counts = engine.store.line_counts()
+    finally:
+        engine.close()
+    for name in SOURCES:
+        read = sum(count for (source, _, _), count in counts.items() if source == name)
+        assert read == len(lines_of(template, name)), name
