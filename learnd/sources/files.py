@@ -153,7 +153,9 @@ class KnownFiles:
 # Rotated siblings ----------------------------------------------------------------------------------------------
 
 _NUMBERED = re.compile(r"^\.(\d+)(\.gz)?$")
-_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2}(?:[-_T]?\d{2,6})?)(\.gz)?$")
+# A date, then any time parts logrotate's dateformat may add (`-%H`, `-%H%M%S`, `-%s`, `-%H-%M`).
+_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2})((?:[-_T]?\d+)*)(\.gz)?$")
+_DIGITS = re.compile(r"\d+")
 
 
 def is_compressed(path: Path) -> bool:
@@ -161,7 +163,8 @@ def is_compressed(path: Path) -> bool:
 
 
 def rotated_siblings(path: Path) -> list[Path]:
-    """Rotated copies of `path` beside it (`name.1`, `name.2.gz`, `name-20260301`, `name.2026-03-01.gz`), oldest first.
+    """Rotated copies of `path` beside it (`name.1`, `name.2.gz`, `name-20260301`, `name.2026-03-01.gz`,
+    `name-20260301-1772461950`), oldest first.
 
     Numbered copies count down in age (`.3` is older than `.1`); dated copies count up. Dated copies precede
     numbered ones when both exist, since logrotate's numbered scheme keeps the freshest copies.
@@ -171,7 +174,7 @@ def rotated_siblings(path: Path) -> list[Path]:
     except FileNotFoundError:
         return []
     numbered: list[tuple[int, Path]] = []
-    dated: list[tuple[str, Path]] = []
+    dated: list[tuple[tuple[str, tuple[int, ...]], Path]] = []
     for name in names:
         if not name.startswith(path.name) or name == path.name:
             continue
@@ -182,7 +185,9 @@ def rotated_siblings(path: Path) -> list[Path]:
             continue
         match = _DATED.match(suffix)
         if match:
-            dated.append((match.group(1).replace("-", ""), path.parent / name))
+            # Ordered by the date, then by each time part as a number.
+            times = tuple(int(part) for part in _DIGITS.findall(match.group(2)))
+            dated.append(((match.group(1).replace("-", ""), times), path.parent / name))
     return [p for _, p in sorted(dated)] + [p for _, p in sorted(numbered, reverse=True)]
 
 

@@ -203,6 +203,23 @@ def test_rotated_siblings_orders_oldest_first(tmp_path: Path) -> None:
     assert [p.name[len("orders.jsonl") :] for p in rotated_siblings(path)] == ["-20260301", ".3", ".2.gz", ".1"]
 
 
+@pytest.mark.parametrize(
+    "suffixes",
+    [
+        ("-20260301-1772461950", "-20260301-1772465550.gz", "-20260302-1772470000"),  # dateformat -%Y%m%d-%s
+        ("-2026-03-01-09-05", "-2026-03-01-10-15", "-2026-03-01-10-45.gz"),  # -%Y-%m-%d-%H-%M
+        ("-2026030109", "-20260301-101500", "-20260302"),
+    ],
+)
+def test_dated_copies_with_any_time_parts_are_copies_in_time_order(tmp_path: Path, suffixes: tuple[str, ...]) -> None:
+    """logrotate's dateformat may add time parts of any length after the date: each such name is a rotated copy,
+    ordered by the date, then by its time parts as numbers."""
+    path = tmp_path / "orders.jsonl"
+    for suffix in reversed(suffixes):
+        path.with_name("orders.jsonl" + suffix).write_bytes(b"")
+    assert [p.name[len("orders.jsonl") :] for p in rotated_siblings(path)] == list(suffixes)
+
+
 def test_source_files_are_the_rotated_copies_then_the_current_file(tmp_path: Path) -> None:
     """The current file comes last; a missing directory or file is no error."""
     path = tmp_path / "orders.jsonl"
