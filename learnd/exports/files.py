@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -28,12 +28,15 @@ def write_json_atomic(path: Path, document: Any) -> None:
     write_bytes_atomic(path, json_bytes(document))
 
 
-def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+def write_bytes_atomic(
+    path: Path, data: bytes, *, durable: bool = True, replaced: Callable[[], None] | None = None
+) -> None:
     """Replace `path` with `data` so that a reader sees either the old or the new content, never a mix.
 
     `durable` also flushes the file and its directory to disk before returning: the files the bot reads. Reports
     skip it (a job catch-up writes hundreds; they are as durable as the store's last commits, which the
-    synchronous=NORMAL store may also lose to a power cut, and then runs again).
+    synchronous=NORMAL store may also lose to a power cut, and then runs again). `replaced` is called as soon as
+    the path holds `data`, before the directory is flushed (which may still fail).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # One fixed temp name: the home lock makes this process the only writer, and a temp file a kill left
@@ -50,6 +53,8 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    if replaced is not None:
+        replaced()
     if not durable:
         return
     fsync_directory(path.parent)

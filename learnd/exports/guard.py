@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -124,14 +125,18 @@ class OwnedFile:
         """Replace the file with `data` (temp file, fsync, rename); first says whether another writer had changed
         what learnd wrote there last (described against `data` when this process has not written before)."""
         found = self.foreign(lambda: data)
-        write_bytes_atomic(self.path, data)
+        # The file is learnd's from the rename on, even if flushing its directory then fails: a failure there must
+        # not make learnd's own bytes look like another writer's (and bring the older export back).
+        write_bytes_atomic(self.path, data, replaced=partial(self._written, data))
+        self._save_record()
+        return found
+
+    def _written(self, data: bytes) -> None:
         self.data = data
         self.sha256 = hashlib.sha256(data).hexdigest()
         self._signature = _signature(self.path)
         self._seen = None
         self.restore_pending = False
-        self._save_record()
-        return found
 
     def restore(self) -> bool:
         """Write learnd's last bytes back; False when learnd has written nothing yet in this process."""

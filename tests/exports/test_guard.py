@@ -3,12 +3,15 @@ described, counted once, remembered across a restart, and undone by writing lear
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
+from learnd.exports import files
 from learnd.exports.files import json_bytes
 from learnd.exports.guard import OwnedFile, describe_change, read_record
 from learnd.exports.signal_weights import signal_weights
@@ -179,3 +182,23 @@ def test_a_record_for_another_path_is_not_this_files(tmp_path: Path) -> None:
     assert fresh.is_intact()
     assert fresh.foreign() is None
     assert fresh.foreign_count == 0
+
+
+def test_a_failure_after_the_rename_leaves_the_file_learnd_s(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export's rename went through, then flushing the directory failed (EIO): the file holds learnd's new bytes,
+    so it is no foreign write and nothing older is put back. The seam: the directory flush, made to fail once."""
+    path = tmp_path / "signal_weights.json"
+    owned = OwnedFile(path, tmp_path / "guard.json")
+    owned.write(b'{"an": "earlier export"}\n')
+
+    def failing_flush(directory: Path) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(files, "fsync_directory", failing_flush)
+    with pytest.raises(OSError, match="Input/output error"):
+        owned.write(learnd_bytes())
+    monkeypatch.undo()
+    assert path.read_bytes() == learnd_bytes()
+    assert owned.foreign(learnd_bytes) is None
+    assert (owned.foreign_count, owned.restore_pending, owned.restore()) == (0, False, True)
+    assert path.read_bytes() == learnd_bytes()
