@@ -21,6 +21,8 @@ from learnd.exports.files import json_bytes, write_bytes_atomic
 
 # The guard record of the bot's weights file, in learnd's state directory.
 GUARD_RECORD: Final = "signal_weights.guard.json"
+# The copy of a file learnd took over, kept beside it (see OwnedFile._keep_before_takeover).
+TAKEN_OVER_SUFFIX: Final = ".before-learnd"
 # How many dropped or added keys, and moved multipliers, a description names (the counts are always whole).
 SHOWN: Final = 8
 # Keys are compared down to this depth: entry_weights.regime_beta_distributions.<component>.<BUCKET>.
@@ -118,6 +120,9 @@ class OwnedFile:
         self.last_foreign: dict[str, Any] | None = record.get("last_foreign_write") if owned and record else None
         # Set when a foreign write was found and learnd's bytes are not back yet (a failed restore is retried).
         self.restore_pending = False
+        # Set by the write that took the file over from another writer (learnd had never written it): where its
+        # content was kept, and how it differed from learnd's. The caller reports it and clears it.
+        self.taken_over: tuple[Path, ForeignWrite] | None = None
         self._signature: Signature | None = None
         self._seen: Signature | None = None
 
@@ -125,11 +130,24 @@ class OwnedFile:
         """Replace the file with `data` (temp file, fsync, rename); first says whether another writer had changed
         what learnd wrote there last (described against `data` when this process has not written before)."""
         found = self.foreign(lambda: data)
+        if self.sha256 is None and self.data is None:
+            self._keep_before_takeover(data)
         # The file is learnd's from the rename on, even if flushing its directory then fails: a failure there must
         # not make learnd's own bytes look like another writer's (and bring the older export back).
         write_bytes_atomic(self.path, data, replaced=partial(self._written, data))
         self._save_record()
         return found
+
+    def _keep_before_takeover(self, data: bytes) -> None:
+        """The first write to a file learnd never wrote (the bot's own weights, as its optimizer or nightly learner
+        left them): its content is kept beside it, once, as `<name>.before-learnd`, so nothing of it is lost."""
+        theirs = _read(self.path)
+        if theirs is None or theirs == data:
+            return
+        kept = self.path.with_name(self.path.name + TAKEN_OVER_SUFFIX)
+        if not kept.exists():
+            write_bytes_atomic(kept, theirs)
+        self.taken_over = (kept, describe_change(self.path, data, theirs))
 
     def _written(self, data: bytes) -> None:
         self.data = data

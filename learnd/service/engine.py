@@ -33,7 +33,7 @@ from learnd.sessions.exchange import ExchangeCalendar
 from learnd.sessions.tables import calendar_for
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import JobRun, Store
-from learnd.store.generations import install_ready_generation
+from learnd.store.generations import has_reached, install_ready_generation, positions_to_reach
 from learnd.store.lock import HomeLock
 
 log = structlog.get_logger("learnd.engine")
@@ -116,9 +116,13 @@ class Engine:
         # Every committed change up to this seq is in its journal (None: not known yet, ask the journals).
         self._changes_synced_seq: int | None = None
         self.last_commit_s = 0.0
+        # After a deferred swap, the positions the replaced store had read that the installed one must read again
+        # before its model replaces the bot's weights file (an export must never go back in event time).
+        self._exports_wait_for: dict[str, Checkpoint] = {}
+        self.swapped = False  # whether this start swapped a rebuilt generation in
         try:
             self.calendar = calendar_for(settings, cache=self._lock is not None)
-            swapped = self._lock is not None and install_ready_generation(settings)
+            swapped = self.swapped = self._lock is not None and install_ready_generation(settings)
             # The long-lived daemon checks every page at start; one-shot commands only after an unclean stop.
             self.store = Store.open(
                 settings.db_path,
@@ -128,7 +132,12 @@ class Engine:
             self._build_pipeline()
             self.sync_journals()
             if swapped:
-                log.info("store_generation_installed", db=str(settings.db_path))
+                self._exports_wait_for = positions_to_reach(settings, self.store)
+                log.info(
+                    "store_generation_installed",
+                    db=str(settings.db_path),
+                    weights_written_once_read_again=sorted(self._exports_wait_for),
+                )
                 self.write_exports()
         except BaseException:
             # What was opened before the failure is closed (an in-process caller goes on), the store without a
@@ -345,6 +354,16 @@ class Engine:
         return next((model for learner in self.learners if (model := learner.model()) is not None), None)
 
     def _export_learners(self) -> None:
+        if self._exports_wait_for:
+            committed = self.store.checkpoints()
+            self._exports_wait_for = {
+                name: position
+                for name, position in self._exports_wait_for.items()
+                if not has_reached(committed.get(name), position)
+            }
+            if self._exports_wait_for:
+                return
+            log.info("store_generation_caught_up", path=str(self.settings.signal_weights_path))
         for learner in self.learners:
             model = learner.model()
             if model is not None:
@@ -353,6 +372,10 @@ class Engine:
                     # This write replaced the other writer's content with learnd's.
                     self._foreign_write(found)
                     self._log_restored()
+                taken_over, self.weights_file.owned.taken_over = self.weights_file.owned.taken_over, None
+                if taken_over is not None:
+                    kept, change = taken_over
+                    log.warning("export_taken_over", kept=str(kept), **change.summary())
 
     def keep_export(self) -> ForeignWrite | None:
         """Put learnd's weights file back if another writer changed it (the daemon's watch calls this): the

@@ -15,8 +15,8 @@ import structlog
 from learnd.config import Settings
 from learnd.errors import StateError
 from learnd.service.backfill import BackfillReport, ProgressMode, run_backfill
-from learnd.service.engine import LearnerFactory
-from learnd.store.generations import READY_NAME, fsync_dir, generation_settings, install_ready_generation, seal_database
+from learnd.service.engine import Engine, LearnerFactory
+from learnd.store.generations import READY_NAME, fsync_dir, generation_settings, seal_database
 from learnd.store.lock import HomeLock
 
 log = structlog.get_logger("learnd.rebuild")
@@ -54,15 +54,22 @@ def rebuild_from_scratch(
     os.replace(building, ready)
     fsync_dir(settings.state_dir)
     log.info("rebuild_ready", generation=str(ready))
-    try:
-        lock = HomeLock(settings.lock_path).acquire("rebuild swap")
-    except StateError:
+    if HomeLock(settings.lock_path).holder() is not None:
         log.info("rebuild_swap_deferred", reason="home lock held (daemon running)", generation=str(ready))
         return RebuildResult(report=report, swapped=False, ready=ready)
+    # An engine opened on the home swaps the generation in (holding the lock) and writes the exports from it,
+    # through the weights file's guard, as any start of learnd there would.
     try:
-        swapped = install_ready_generation(settings)
+        engine = Engine(settings, start_at_end=False, purpose="rebuild swap", learner_factory=learner_factory)
+    except StateError as error:
+        if HomeLock(settings.lock_path).holder() is None:
+            raise
+        log.info("rebuild_swap_deferred", reason=f"home lock taken meanwhile ({error})", generation=str(ready))
+        return RebuildResult(report=report, swapped=False, ready=ready)
+    try:
+        swapped = engine.swapped
     finally:
-        lock.release()
+        engine.close()
     return RebuildResult(report=report, swapped=swapped, ready=ready)
 
 

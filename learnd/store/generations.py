@@ -28,6 +28,8 @@ PREVIOUS_NAME: Final = "learnd.previous"  # state/learnd.previous/: the generati
 _DATA: Final = ("weight_learning.jsonl", "signal_suggestions.jsonl", "quarantine", "reports")
 # In state/learnd.next/ while a swap moves files: a swap that a kill cut short is finished at the next start.
 _SWAPPING: Final = "swapping"
+# A guard record (exports.guard) names the file it guards: the generation's names a file that is not the bot's.
+_GUARD_SUFFIX: Final = ".guard.json"
 
 
 def generation_settings(settings: Settings, directory: Path) -> Settings:
@@ -99,17 +101,49 @@ def install_ready_generation(settings: Settings) -> bool:
     for name in _DATA:
         if (new_generation.data_dir / name).exists():
             os.replace(new_generation.data_dir / name, settings.data_dir / name)
-    # Exports written from the new generation's state, so the bot sees it before the next commit rewrites them.
-    if new_generation.signal_weights_path.exists():
-        os.replace(new_generation.signal_weights_path, settings.signal_weights_path)
-        fsync_dir(settings.signal_weights_path.parent)
+    # The bot's weights file stays as it is (a copy is kept with the replaced generation): the engine that opens
+    # the new store writes it once that store has learned at least what the live one had (a deferred swap reads
+    # again what the daemon learned after the rebuild first), so the file the bot loads never goes back. The guard
+    # record stays too: it names the live file, which learnd still owns.
+    live_weights = settings.signal_weights_path
+    kept_weights = old_generation.state_dir / live_weights.name
+    if live_weights.exists() and not kept_weights.exists():
+        shutil.copy2(live_weights, kept_weights)
+        fsync_dir(old_generation.state_dir)
     for export in sorted(new_generation.state_dir.glob("*.json")):
-        os.replace(export, settings.state_dir / export.name)
+        if export.name != live_weights.name and not export.name.endswith(_GUARD_SUFFIX):
+            os.replace(export, settings.state_dir / export.name)
     fsync_dir(settings.data_dir)
     fsync_dir(settings.state_dir)
     shutil.rmtree(ready)
     log.info("rebuild_swapped", db=str(settings.db_path), previous=str(previous))
     return True
+
+
+def positions_to_reach(settings: Settings, store: Store) -> dict[str, Checkpoint]:
+    """After a swap: the positions the replaced store had read to that `store` (the installed one) has not reached
+    yet, per source (none after a swap at once; after a deferred one, what the daemon read after the rebuild)."""
+    replaced = generation_settings(settings, settings.state_dir / PREVIOUS_NAME).db_path
+    if not replaced.exists():
+        return {}
+    old = Store.open(replaced, readonly=True)
+    try:
+        positions = old.checkpoints()
+    finally:
+        old.close()
+    return {name: position for name, position in positions.items() if not has_reached(store.checkpoint(name), position)}
+
+
+def has_reached(position: Checkpoint | None, target: Checkpoint) -> bool:
+    """Whether reading that stands at `position` has read what `target` had: past it in the same file, or moved on
+    to another file (a source drains its file before it follows the next)."""
+    if not target.fp_len:
+        return True
+    if position is None or not position.fp_len:
+        return False
+    if (position.dev, position.ino) != (target.dev, target.ino):
+        return True
+    return position.offset >= target.offset
 
 
 def lines_it_cannot_read(settings: Settings, generation: Settings) -> list[str]:

@@ -202,3 +202,20 @@ def test_a_failure_after_the_rename_leaves_the_file_learnd_s(tmp_path: Path, mon
     assert owned.foreign(learnd_bytes) is None
     assert (owned.foreign_count, owned.restore_pending, owned.restore()) == (0, False, True)
     assert path.read_bytes() == learnd_bytes()
+
+
+def test_the_bot_s_own_file_learnd_takes_over_is_kept_beside_it(tmp_path: Path) -> None:
+    """learnd's first write to a file it never wrote (the bot's own weights, as its optimizer left them) keeps that
+    content as `<name>.before-learnd` and says how it differs; later writes keep that first copy as it is."""
+    path = tmp_path / "signal_weights.json"
+    bots = b'{"entry_weights": {"weight_bands": {"dark_pool": {"current": 1.7}}}}\n'
+    path.write_bytes(bots)
+    owned = OwnedFile(path, tmp_path / "guard.json")
+    assert owned.write(learnd_bytes()) is None
+    kept = tmp_path / "signal_weights.json.before-learnd"
+    assert kept.read_bytes() == bots
+    assert owned.taken_over is not None and owned.taken_over[0] == kept
+    assert owned.taken_over[1].parsed and owned.taken_over[1].multipliers_moved
+    path.write_bytes(b'{"another": "writer"}\n')
+    OwnedFile(tmp_path / "signal_weights.json", tmp_path / "other-guard.json").write(learnd_bytes())
+    assert kept.read_bytes() == bots

@@ -443,3 +443,20 @@ def test_a_file_named_like_a_rotated_copy_that_cannot_be_read_stalls_nothing(tmp
     for name in SOURCES:
         read = sum(count for (source, _, _), count in counts.items() if source == name)
         assert read == len(lines_of(template, name)), name
+
+
+def test_the_first_export_over_the_bot_s_own_weights_keeps_them_and_says_so(tmp_path: Path, template: Path) -> None:
+    """The bot's weights file, as its own learner left it, is replaced by learnd's first export: its content is kept
+    as signal_weights.json.before-learnd and the takeover logged with how the two differ."""
+    home = tmp_path / "bot"
+    one_file_home(home, template)
+    settings = settings_for(home)
+    settings.state_dir.mkdir(parents=True)
+    bots = b'{"entry_weights": {"weight_bands": {"dark_pool": {"current": 1.7, "sample_count": 120}}}}\n'
+    settings.signal_weights_path.write_bytes(bots)
+    with capture_logs() as logs:
+        run_backfill(settings, progress="none")
+    kept = settings.signal_weights_path.with_name("signal_weights.json.before-learnd")
+    assert kept.read_bytes() == bots
+    (taken,) = [entry for entry in logs if entry["event"] == "export_taken_over"]
+    assert taken["kept"] == str(kept) and taken["parsed"] is True and taken["log_level"] == "warning"

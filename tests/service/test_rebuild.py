@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
 from structlog.testing import capture_logs
 
 from learnd.config import Settings
@@ -202,3 +203,53 @@ def test_a_swap_that_would_lose_what_the_daemon_learned_on_is_refused(tmp_path: 
     (discarded,) = [entry for entry in logs if entry["event"] == "rebuild_discarded"]
     assert len(discarded["reasons"]) == len(SOURCES)
     assert all("no longer begins as it did" in reason for reason in discarded["reasons"])
+
+
+def test_a_deferred_swap_never_takes_the_bot_s_weights_back_in_event_time(tmp_path: Path, template: Path) -> None:
+    """The daemon's export had learned what it read after the rebuild; the start that swaps the rebuild in leaves
+    that file as it is until the new store has read those lines again, then writes its own (equal to a fresh
+    backfill's). Before, the swap put the rebuild's older export in place at once, for a bot that loads it once."""
+    settings, _ = rebuilt_while_a_daemon_learned_on(tmp_path, template)
+    before = settings.signal_weights_path.read_bytes()
+    with capture_logs() as logs:
+        engine = Engine(settings, start_at_end=False, purpose="test")
+        try:
+            assert engine.swapped
+            assert settings.signal_weights_path.read_bytes() == before
+            drain(engine, 1000)
+            engine.commit()
+        finally:
+            engine.close()
+    (installed,) = [entry for entry in logs if entry["event"] == "store_generation_installed"]
+    assert installed["weights_written_once_read_again"] == sorted(SOURCES)
+    assert [entry["event"] for entry in logs if entry["event"] == "store_generation_caught_up"] == [
+        "store_generation_caught_up"
+    ]
+    fresh = settings_for(tmp_path / "fresh")
+    shutil.copytree(settings.home / "logs", fresh.home / "logs")
+    run_backfill(fresh, progress="none")
+    weights = settings.signal_weights_path.name
+    assert settings.signal_weights_path.read_bytes() == (fresh.state_dir / weights).read_bytes()
+    assert (settings.state_dir / "learnd.previous" / "state" / weights).read_bytes() == before
+
+
+def test_the_guard_keeps_the_live_file_s_record_across_a_swap(tmp_path: Path, template: Path) -> None:
+    """A rebuild swapped in leaves the weights file's guard record naming the live file, with the foreign writes
+    it had counted; a later change by another writer is found and counted (the swap installed the rebuild's
+    record, which names the rebuild's own file: the guard was off and the count back to 0)."""
+    settings = old_state_home(tmp_path, template)
+    path = settings.signal_weights_path
+    path.write_bytes(b'{"entry_weights": {}}\n')  # the bot's optimizer saved over learnd's file
+    run_backfill(settings, progress="none")
+    record = settings.state_dir / "signal_weights.guard.json"
+    assert orjson.loads(record.read_bytes())["foreign_writes_count"] == 1
+    assert rebuild_from_scratch(settings, progress="none").swapped
+    saved = orjson.loads(record.read_bytes())
+    assert (saved["path"], saved["foreign_writes_count"]) == (str(path), 1)
+    path.write_bytes(b'{"entry_weights": {"again": 1}}\n')
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        assert engine.keep_export() is not None
+    finally:
+        engine.close()
+    assert orjson.loads(record.read_bytes())["foreign_writes_count"] == 2
