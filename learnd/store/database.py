@@ -24,6 +24,7 @@ from learnd.records.encoding import encode_record
 from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome, parse_record
 from learnd.sources.files import Identity, KnownFiles
 from learnd.sources.tailer import Checkpoint
+from learnd.store.lock import HomeLock
 
 APPLICATION: Final = "learnd"
 SCHEMA_VERSION: Final = 5
@@ -239,7 +240,15 @@ class Store:
         self._ledger_seq = 0  # the insertion number of the newest ledger row (set once the schema is known)
 
     @classmethod
-    def open(cls, path: Path, *, window_lines: int = 20000, readonly: bool = False, full_check: bool = False) -> Store:
+    def open(
+        cls,
+        path: Path,
+        *,
+        window_lines: int = 20000,
+        readonly: bool = False,
+        full_check: bool = False,
+        writer_running: bool = False,
+    ) -> Store:
         """Open (creating if absent and not readonly) and check the store; StateError when it cannot be trusted.
 
         The full page-by-page check (PRAGMA quick_check, linear in the store's size) runs when asked (the daemon
@@ -268,7 +277,7 @@ class Store:
             if is_empty:
                 store._create()
             else:
-                store._check(full=full_check)
+                store._check(full=full_check, writer_running=writer_running)
             if not readonly:
                 store._set_meta("clean_shutdown", "0")
                 store._ledger_seq = store._max_ledger_seq()
@@ -310,7 +319,7 @@ class Store:
             self._db.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
             self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
-    def _check(self, *, full: bool) -> None:
+    def _check(self, *, full: bool, writer_running: bool = False) -> None:
         try:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError:
@@ -325,7 +334,8 @@ class Store:
                 f"{self.path}: schema version {version} is newer than this learnd understands ({SCHEMA_VERSION}); "
                 "upgrade learnd."
             )
-        if full or meta.get("clean_shutdown") != "1":
+        # A writer holding the home marks the store unclean until it stops: that is no sign of damage.
+        if full or (meta.get("clean_shutdown") != "1" and not writer_running):
             verdict = self._db.execute("PRAGMA quick_check").fetchone()
             if verdict is None or verdict[0] != "ok":
                 raise StateError(
@@ -773,15 +783,18 @@ class Store:
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[Store | None]:
+def reading(path: Path, lock_path: Path | None = None) -> Iterator[Store | None]:
     """The store opened read-only for a view, closed on exit; None when learnd has not created one there yet.
 
-    The one way views open the store: they never write, never take the home lock and never need the engine.
+    The one way views open the store: they never write, never take the home lock and never need the engine. While
+    a daemon holds the home (`lock_path`), the store is not checked page by page: a running writer marks it
+    unclean for its whole life, and it checked every page itself at its start.
     """
     if not path.exists():
         yield None
         return
-    store = Store.open(path, readonly=True)
+    writer_running = lock_path is not None and HomeLock(lock_path).holder() is not None
+    store = Store.open(path, readonly=True, writer_running=writer_running)
     try:
         yield store
     finally:

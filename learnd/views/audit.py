@@ -116,7 +116,7 @@ def collect_audit(settings: Settings) -> dict[str, Any]:
 def _standardized_components(settings: Settings) -> dict[str, dict[str, float]]:
     """Per strategy, the attribution components the trade learner takes on a standardized scale: the bot logs them
     off the contribution scale (raw), and their values are learned times the factor given."""
-    with reading(settings.db_path) as store:
+    with reading(settings.db_path, settings.lock_path) as store:
         state = store.learner_state(TRADE_LEARNER) if store is not None else None
     if state is None:
         return {}
@@ -125,7 +125,7 @@ def _standardized_components(settings: Settings) -> dict[str, dict[str, float]]:
 
 
 def _snapshot(settings: Settings) -> _Snapshot:
-    with reading(settings.db_path) as store:
+    with reading(settings.db_path, settings.lock_path) as store:
         if store is None:
             return _Snapshot({}, {}, {}, {})
         # Counts only grow: two equal reads around the offsets mean no commit happened in between.

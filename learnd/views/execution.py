@@ -17,7 +17,7 @@ from learnd.store.ledger import ledger_records
 
 def execution_document(settings: Settings) -> dict[str, Any]:
     """`learnd execution --json`: fills, fallbacks, failures and slippage per symbol, order type, side, bucket."""
-    with reading(settings.db_path) as found:
+    with reading(settings.db_path, settings.lock_path) as found:
         store = require(found, settings.db_path)
         aggregates = aggregates_from_rows(store.learner_rows(EXECUTION_LEARNER))
         outcomes = [record for record in ledger_records(store, "trade") if isinstance(record, TradeOutcome)]

@@ -18,7 +18,7 @@ def schedule_document(settings: Settings, start: datetime | None, count: int) ->
     after = start.astimezone(UTC) if start is not None else datetime.now(UTC)
     last_runs: dict[str, tuple[str, str, int, str] | None] = dict.fromkeys(JOBS)
     failed: dict[str, int] = dict.fromkeys(JOBS, 0)
-    with reading(settings.db_path) as store:
+    with reading(settings.db_path, settings.lock_path) as store:
         if store is not None:
             for job in JOBS:
                 last_runs[job] = store.last_job_run(job)

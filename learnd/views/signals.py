@@ -25,7 +25,7 @@ from learnd.store.ledger import ledger_records
 def signals_document(settings: Settings) -> dict[str, Any]:
     """`learnd signals --json`: signal episodes per pattern and regime, their conversion to trades and outcomes."""
     params = SignalParams.from_settings(settings.signals)
-    with reading(settings.db_path) as found:
+    with reading(settings.db_path, settings.lock_path) as found:
         store = require(found, settings.db_path)
         state = store.learner_state(SIGNAL_LEARNER)
         episodes = episodes_from_rows(store.learner_rows(SIGNAL_LEARNER))

@@ -23,7 +23,7 @@ def collect_status(settings: Settings) -> dict[str, Any]:
     holder = HomeLock(settings.lock_path).holder()
     checkpoints: dict[str, Checkpoint] = {}
     counts: dict[tuple[str, str, str], int] = {}
-    with reading(settings.db_path) as store:
+    with reading(settings.db_path, settings.lock_path) as store:
         if store is not None:
             checkpoints = store.checkpoints()
             counts = store.line_counts()

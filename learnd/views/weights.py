@@ -20,7 +20,7 @@ from learnd.store.database import reading
 def load_model(settings: Settings) -> LearnedModel:
     """The model the trade learner last committed (an empty one when nothing was learned yet); StateError when an
     older learnd wrote it and it has not been relearned yet."""
-    with reading(settings.db_path) as store:
+    with reading(settings.db_path, settings.lock_path) as store:
         state = store.learner_state(NAME) if store is not None else None
     learner = TradeLearner(settings.learning, calendar_for(settings), state)
     if learner.is_relearning:

@@ -13,8 +13,9 @@ from learnd.records.parse import parse_record
 from learnd.sources.files import Identity
 from learnd.sources.tailer import Checkpoint
 from learnd.store import database
-from learnd.store.database import SCHEMA_VERSION, Batch, JobRun, LedgerRow, Store
+from learnd.store.database import SCHEMA_VERSION, Batch, JobRun, LedgerRow, Store, reading
 from learnd.store.ledger import record_of
+from learnd.store.lock import HomeLock
 
 
 def checkpoint(offset: int, seq: int) -> Checkpoint:
@@ -509,3 +510,20 @@ def test_a_commit_that_fails_and_leaves_its_transaction_open_is_rolled_back(tmp_
         assert db.execute("SELECT count(*) FROM child").fetchone() == (0,)
     finally:
         db.close()
+
+
+def test_a_view_beside_a_running_daemon_does_not_check_every_page(tmp_path: Path) -> None:
+    """A running daemon leaves its store marked unclean for its whole life (it checked every page at its start): a
+    view opened while it holds the home gets the constant-time check, so `status` costs the same however long the
+    history; with nobody holding the home the same store gets the full check, and its damage is found."""
+    path = tmp_path / "learnd.db"
+    _store_with_damaged_pages(path, clean=False)
+    lock_path = tmp_path / "learnd.lock"
+    with pytest.raises(StateError, match=r"integrity check failed|not a usable"), reading(path, lock_path):
+        pass
+    lock = HomeLock(lock_path).acquire("daemon")
+    try:
+        with reading(path, lock_path) as store:
+            assert store is not None
+    finally:
+        lock.release()
