@@ -480,7 +480,10 @@ class Store:
     @contextmanager
     def snapshot(self) -> Iterator[Store]:
         """A reader's consistent view: every query inside sees the store as of the first one, whatever commits
-        meanwhile (WAL keeps the pages that view needs)."""
+        meanwhile (WAL keeps the pages that view needs). Inside one already, that one goes on."""
+        if self._db.in_transaction:
+            yield self
+            return
         self._db.execute("BEGIN")
         try:
             yield self
@@ -786,7 +789,8 @@ class Store:
 def reading(path: Path, lock_path: Path | None = None) -> Iterator[Store | None]:
     """The store opened read-only for a view, closed on exit; None when learnd has not created one there yet.
 
-    The one way views open the store: they never write, never take the home lock and never need the engine. While
+    The one way views open the store: they never write, never take the home lock and never need the engine, and all
+    they read is one committed state (a read transaction held while the view is open). While
     a daemon holds the home (`lock_path`), the store is not checked page by page: a running writer marks it
     unclean for its whole life, and it checked every page itself at its start.
     """
@@ -796,7 +800,9 @@ def reading(path: Path, lock_path: Path | None = None) -> Iterator[Store | None]
     writer_running = lock_path is not None and HomeLock(lock_path).holder() is not None
     store = Store.open(path, readonly=True, writer_running=writer_running)
     try:
-        yield store
+        # Every figure of a view from one committed state (a daemon may commit between two of its queries).
+        with store.snapshot():
+            yield store
     finally:
         store.close()
 

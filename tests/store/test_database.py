@@ -527,3 +527,23 @@ def test_a_view_beside_a_running_daemon_does_not_check_every_page(tmp_path: Path
             assert store is not None
     finally:
         lock.release()
+
+
+def test_a_view_reads_one_committed_state_whatever_commits_meanwhile(tmp_path: Path) -> None:
+    """What a view reads inside `reading` is one committed state: a commit between two of its queries (the daemon's)
+    shows in neither, so a source's lines are never counted applied and still pending at once."""
+    path = tmp_path / "learnd.db"
+    writer = Store.open(path)
+    writer.commit(Batch(checkpoints={"a": checkpoint(10, 1)}, counts={("a", "applied", "order"): 1}))
+    try:
+        with reading(path) as view:
+            assert view is not None
+            offsets = {name: position.offset for name, position in view.checkpoints().items()}
+            writer.commit(Batch(checkpoints={"a": checkpoint(20, 2)}, counts={("a", "applied", "order"): 1}))
+            assert (offsets, view.line_counts()) == ({"a": 10}, {("a", "applied", "order"): 1})
+        with reading(path) as view:
+            assert view is not None
+            assert view.checkpoint("a") == checkpoint(20, 2)
+            assert view.line_counts() == {("a", "applied", "order"): 2}
+    finally:
+        writer.close()
