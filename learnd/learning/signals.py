@@ -72,10 +72,14 @@ class Episode:
     components: tuple[tuple[str, float], ...]
     pattern: tuple[str, ...]
     is_open: bool = False
+    # An episode a late line opened (behind the watermark by a gap or more) is numbered: its key then cannot be
+    # that of an episode of the same first time already persisted, which a row of the same key would replace.
+    late: int = 0
 
     @property
     def key(self) -> str:
-        return f"{self.strategy}|{self.symbol}|{self.direction}|{self.first_us}"
+        base = f"{self.strategy}|{self.symbol}|{self.direction}|{self.first_us}"
+        return f"{base}#{self.late}" if self.late else base
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,7 +94,7 @@ class Episode:
             "mean_score": self.mean_score,
             "components": dict(self.components),
             "pattern": list(self.pattern),
-        }
+        } | ({"late": self.late} if self.late else {})
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, is_open: bool = False) -> Episode:
@@ -107,6 +111,7 @@ class Episode:
             components=tuple(sorted(data["components"].items())),
             pattern=tuple(data["pattern"]),
             is_open=is_open,
+            late=data.get("late", 0),
         )
 
 
@@ -125,6 +130,7 @@ class _OpenEpisode:
     peak_score: float | None = None
     # Per component, [sum of contributions, sum of their absolute values]: one lookup a component per candidate.
     totals: dict[str, list[float]] = field(default_factory=dict)
+    late: int = 0  # see Episode.late
 
     def add(self, record: SignalRecord) -> None:
         event_us = record.event_us
@@ -172,6 +178,7 @@ class _OpenEpisode:
             components=means,
             pattern=pattern,
             is_open=is_open,
+            late=self.late,
         )
 
     def to_state(self) -> list[Any]:
@@ -188,13 +195,15 @@ class _OpenEpisode:
             self.peak_score,
             {name: self.totals[name][0] for name in names},
             {name: self.totals[name][1] for name in names},
+            *([self.late] if self.late else []),
         ]
 
     @classmethod
     def from_state(cls, data: list[Any]) -> _OpenEpisode:
-        strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums = data
+        strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, sums, abs_sums = data[:11]
         totals = {name: [total, abs_sums[name]] for name, total in sums.items()}
-        return cls(strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, totals)
+        late = data[11] if len(data) > 11 else 0
+        return cls(strategy, symbol, direction, first_us, last_us, count, scored, score_sum, peak, totals, late)
 
 
 class SignalLearner(Learner):
@@ -252,17 +261,23 @@ class SignalLearner(Learner):
             episode = None
         if episode is not None and episode.first_us - event_us >= gap_us:
             # A line far older than the open episode (a late writer): an episode of its own, closed at once.
-            stray = _OpenEpisode(key[0], key[1], key[2], event_us, event_us)
+            stray = _OpenEpisode(key[0], key[1], key[2], event_us, event_us, late=self._next_late())
             stray.add(record)
             self.counts["episodes_closed"] += 1
             closed.append(stray.freeze(self.params.pattern_size, is_open=False))
             return _learned(closed)
         if episode is None:
-            episode = self._open[key] = _OpenEpisode(key[0], key[1], key[2], event_us, event_us)
+            late = self._next_late() if self.watermark_us - event_us >= gap_us else 0
+            episode = self._open[key] = _OpenEpisode(key[0], key[1], key[2], event_us, event_us, late=late)
         episode.add(record)
         close_us = episode.last_us + gap_us
         self._next_sweep_us = min(self._next_sweep_us, close_us)
         return _learned(closed) if closed else LEARNED
+
+    def _next_late(self) -> int:
+        """The number of the next episode a late line opens (counted in the state, so a function of the lines)."""
+        number = self.counts["late_episodes"] = self.counts.get("late_episodes", 0) + 1
+        return number
 
     def _sweep(self) -> list[Episode]:
         due = sorted(key for key, ep in self._open.items() if self.watermark_us - ep.last_us >= self.params.gap_us)

@@ -127,10 +127,36 @@ def test_sweep_closes_quiet_keys_by_event_time() -> None:
     # Direction and strategy are part of the key.
     feed(learner, [signal("TSLA", T0 + 9 * MINUTE, direction="bearish"), signal("TSLA", T0 + 9 * MINUTE, strategy="x")])
     assert learner.open_count == 3
-    # A line far older than its key's open episode is kept as an episode of its own, closed at once.
+    # A line far older than its key's open episode is kept as an episode of its own, closed at once, numbered.
     rows = feed(learner, [signal("TSLA", T0 - 10 * MINUTE)])
-    assert [key for key, _, _ in rows] == [f"equity|TSLA|bullish|{T0 - 10 * MINUTE}"]
+    assert [key for key, _, _ in rows] == [f"equity|TSLA|bullish|{T0 - 10 * MINUTE}#1"]
     assert [ep.first_us for ep in learner.open_episodes() if ep.symbol == "TSLA"] == [T0 + 9 * MINUTE] * 3
+
+
+def test_a_late_episode_never_takes_the_key_of_one_already_persisted() -> None:
+    """A late line of a key whose episode was closed, carrying that episode's first time (a candidate logged again
+    by a second writer, a late flush), opens an episode of its own; its row key is numbered, so the store keeps
+    both rows (one key for both replaced the first episode with the late one)."""
+    learner = SignalLearner(SignalParams(gap_us=5 * MINUTE))
+    rows = feed(
+        learner,
+        [
+            signal("AMD", T0),
+            signal("AMD", T0 + MINUTE),
+            signal("NVDA", T0 + 20 * MINUTE),  # the watermark moves on: AMD's episode closes
+            signal("AMD", T0, score=5.0),  # late, at the closed episode's first time
+            signal("NVDA", T0 + 40 * MINUTE),
+        ],
+    )
+    keys = [key for key, _, _ in rows]
+    assert len(keys) == len(set(keys))
+    amd = [episode for episode in episodes_from_rows(rows) if episode.symbol == "AMD"]
+    assert [(episode.first_us, episode.count, episode.late) for episode in amd] == [(T0, 2, 0), (T0, 1, 1)]
+    assert [episode.key for episode in amd] == [f"equity|AMD|bullish|{T0}", f"equity|AMD|bullish|{T0}#1"]
+    # Its number lives in the state: a restart numbers the next late episode after it.
+    restarted = SignalLearner(SignalParams(gap_us=5 * MINUTE), learner.state())
+    rows = feed(restarted, [signal("TSLA", T0, score=1.0), signal("NVDA", T0 + 60 * MINUTE)])
+    assert [key for key, _, _ in rows if "TSLA" in key] == [f"equity|TSLA|bullish|{T0}#2"]
 
 
 def stream(count: int, symbols: int = 20) -> list[SignalRecord]:
