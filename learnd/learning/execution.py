@@ -44,6 +44,12 @@ _ACTION_TYPES: Final[dict[str, str]] = {
 # Close-side actions have no entry row before them: each one is its own submission.
 _SELF_SUBMITTED: Final = frozenset({"close_position", "close_position_failed", "scale_out"})
 _FILL_ACTIONS: Final = frozenset({"submit_limit_filled", "submit_market_fallback", "close_position", "scale_out"})
+# The actions that complete an entry row's submission (the bot logs them a few seconds after it), and how long after
+# the submission one still does: such an action counts in its submission's day and bucket, so an order whose two
+# rows fall on either side of a bucket's edge is one submission and one fill in one group, not a fill in each.
+_COMPLETING: Final = frozenset(_ACTION_TYPES) - _SELF_SUBMITTED
+_COMPLETION_WINDOW_US: Final = 10 * 60 * 1_000_000
+Submission = tuple[int, str, str]  # event_us, day, bucket of the last entry row of a (strategy, symbol, side)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +228,16 @@ def _notional(order: OrderRecord) -> float | None:
 GroupKey = tuple[str, str, str, str, str, str]  # day, strategy, symbol, order type, side, bucket
 
 
-def order_group(order: OrderRecord, localize: Localize, params: ExecutionParams) -> GroupKey:
-    """The group an order event counts in: exchange-local day, strategy, symbol, order type, side, bucket."""
+def order_group(
+    order: OrderRecord,
+    localize: Localize,
+    params: ExecutionParams,
+    submissions: dict[tuple[str, str, str], Submission] | None = None,
+) -> GroupKey:
+    """The group an order event counts in: exchange-local day, strategy, symbol, order type, side, bucket.
+
+    With `submissions` (the last entry row of each strategy, symbol and side, in file order; updated here), an
+    action completing a submission made up to ten minutes before counts in that submission's day and bucket."""
     local = localize(order.event_us)
     action = order.action
     if order.order_type:
@@ -233,7 +247,16 @@ def order_group(order: OrderRecord, localize: Localize, params: ExecutionParams)
     else:
         order_type = "unknown"
     side = (order.side or "unknown").casefold()
-    return (local.date().isoformat(), order.strategy, order.symbol, order_type, side, time_bucket(local, params))
+    day, bucket = local.date().isoformat(), time_bucket(local, params)
+    if submissions is not None:
+        who = (order.strategy, order.symbol, side)
+        if action is None:
+            submissions[who] = (order.event_us, day, bucket)
+        elif action in _COMPLETING:
+            submitted = submissions.get(who)
+            if submitted is not None and 0 <= order.event_us - submitted[0] <= _COMPLETION_WINDOW_US:
+                _, day, bucket = submitted
+    return (day, order.strategy, order.symbol, order_type, side, bucket)
 
 
 class ExecutionLearner(Learner):
@@ -255,6 +278,7 @@ class ExecutionLearner(Learner):
         self.watermark_day = ""
         self.generations: dict[str, int] = {}
         self.order_count = 0
+        self._submissions: dict[tuple[str, str, str], Submission] = {}
         if state is not None:
             document = orjson.loads(state)
             if document.get("version") != STATE_VERSION:
@@ -264,12 +288,14 @@ class ExecutionLearner(Learner):
             self.order_count = document["order_count"]
             for item in document["groups"]:
                 self._groups[_group_key(item["group"])] = (item["generation"], Counters.from_json(item["counters"]))
+            for strategy, symbol, side, event_us, day, bucket in document.get("submissions", []):
+                self._submissions[strategy, symbol, side] = (event_us, day, bucket)
 
     def apply(self, source: str, record: Record) -> Applied:
         if not isinstance(record, OrderRecord):
             return NOTHING
         try:
-            group = order_group(record, self._localize, self.params)
+            group = order_group(record, self._localize, self.params, self._submissions)
         except (OverflowError, ValueError) as error:
             # Checked before anything changes, so the pipeline can quarantine the line instead of crashing.
             raise RecordError("timestamp_out_of_range", f"{record.event_us}: {error}") from None
@@ -299,6 +325,8 @@ class ExecutionLearner(Learner):
         oldest = self._oldest_kept_day()
         for group in [group for group in self._groups if group[0] < oldest]:
             del self._groups[group]
+        for who in [who for who, (_, day, _) in self._submissions.items() if day < oldest]:
+            del self._submissions[who]
 
     def _row(self, group: GroupKey, generation: int, counters: Counters) -> tuple[str, int, bytes]:
         key = "|".join(group) + (f"#{generation}" if generation else "")
@@ -330,6 +358,7 @@ class ExecutionLearner(Learner):
                     {"group": list(group), "generation": generation, "counters": counters.to_json()}
                     for group, (generation, counters) in sorted(self._groups.items())
                 ],
+                "submissions": [[*who, *submitted] for who, submitted in sorted(self._submissions.items())],
             },
             option=orjson.OPT_SORT_KEYS,
         )
@@ -414,8 +443,9 @@ def aggregate_orders(
     params = params or ExecutionParams()
     clock = localize or exchange_clock(params.tz)
     totals: dict[GroupKey, Counters] = {}
+    submissions: dict[tuple[str, str, str], Submission] = {}
     for order in orders:
-        group = order_group(order, clock, params)
+        group = order_group(order, clock, params, submissions)
         totals.setdefault(group, Counters()).add(order)
     return totals
 

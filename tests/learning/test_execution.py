@@ -367,3 +367,41 @@ def test_a_symbol_and_a_bucket_add_their_groups_in_key_order(aggregates: dict[An
                 round(total.cost_usd_sum, 6),
                 round(total.notional_usd_sum, 6),
             )
+
+
+@pytest.mark.parametrize(
+    ("entry", "fill"),
+    [
+        ("14:59:59", "15:00:01"),  # 09:59:59 and 10:00:01 in New York: across the open bucket's edge
+        ("14:59:59", "15:09:59"),  # ten minutes after: still its completion
+    ],
+)
+def test_an_order_whose_rows_straddle_a_bucket_edge_is_one_submission_and_one_fill(entry: str, fill: str) -> None:
+    """The bot logs an order's entry row, then its fill action a few seconds later: the action counts in its
+    submission's day and bucket, so the symbol shows one submission and one fill (it showed two fills, a fill rate
+    of 2.0, when the two rows fell on either side of a bucket's edge). The learner's rows say the same."""
+    orders = [
+        order(f"{DAY}T{entry}+00:00", symbol="AMD", side="buy", qty=10, price=100.0, order_type="limit",
+              status="filled"),
+        order(f"{DAY}T{fill}+00:00", action="submit_limit_filled", symbol="AMD", side="buy", filled_qty=10,
+              filled_avg_price=100.02),
+    ]  # fmt: skip
+    summary = execution_summary(aggregate_orders(orders), {})
+    (amd,) = summary["symbols"]
+    assert (amd["submissions"], amd["fills"], amd["fill_rate"]) == (1, 1, 1.0)
+    assert [(row["bucket"], row["submissions"], row["fills"]) for row in summary["groups"]] == [("open", 1, 1)]
+    learner = ExecutionLearner(ExecutionParams())
+    rows = [row for record in orders for row in learner.apply("orders", record).rows]
+    assert aggregates_from_rows({key: (key, at, body) for key, at, body in rows}.values()) == aggregate_orders(orders)
+
+
+def test_an_action_long_after_its_key_s_last_entry_row_counts_where_it_happened() -> None:
+    """An entry-side action more than ten minutes after the last entry row of its strategy, symbol and side is not
+    taken for that submission's completion: it counts in its own bucket."""
+    orders = [
+        order(f"{DAY}T14:40:00+00:00", symbol="AMD", side="buy", qty=10, price=100.0, order_type="limit",
+              status="submitted"),
+        order(f"{DAY}T15:20:00+00:00", action="limit_not_filled", symbol="AMD", side="buy", filled_qty=0),
+    ]  # fmt: skip
+    groups = aggregate_orders(orders)
+    assert sorted(key[5] for key in groups) == ["midday", "open"]
