@@ -212,7 +212,11 @@ async def serve(
             log.info("batch_dropped", lines_count=engine.ingestor.pending_lines, reason="stopped during a replay")
         else:
             engine.commit(export=False)
-            engine.write_exports()
+            try:
+                engine.write_exports()
+            except OSError as error:
+                # What was read is committed; the exports follow it at the next start, which writes them first.
+                log.error("exports_failed_at_stop", error=str(error), error_type=type(error).__name__)
         signals_fd = await _keep_signals(signalled) if respawn_due.is_set() else None
     finally:
         progress.close()

@@ -1100,3 +1100,22 @@ def test_a_daemon_handed_descriptors_it_does_not_have_exits_4(home: Path) -> Non
     )
     assert result.returncode == 4
     assert result.stderr.startswith(b"learnd: state error: the signals the previous image kept (descriptor 98)")
+
+
+def test_exports_that_cannot_be_written_at_the_stop_are_logged_and_the_stop_is_clean(home: Path) -> None:
+    """SIGTERM while the weights file cannot be written (here its directory is a file; a full disk is the same
+    error): what was read is committed, the failure is logged as `exports_failed_at_stop`, and the daemon exits 0
+    (it ended with a traceback and status 1); the next start writes the exports first."""
+    (home / "blocker").write_bytes(b"")
+    env = daemon_env(home) | {"LEARND_PATHS__SIGNAL_WEIGHTS": "blocker/signal_weights.json"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnd", "run", "--backfill"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_log(process, "daemon_started")
+        process.send_signal(signal.SIGTERM)
+        failed = wait_for_log(process, "exports_failed_at_stop")
+        assert process.wait(timeout=10) == 0
+    finally:
+        reap(process)
+    assert failed["error_type"] == "NotADirectoryError"
