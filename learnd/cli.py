@@ -501,9 +501,14 @@ def _report(args: argparse.Namespace) -> int:
         raise LearndError(f"{path}: no such report (see `learnd schedule` for when jobs run)")
     sys.stdout.write(path.read_text())
     if not args.no_chart:
-        from learnd.views.charts import draw_home_multipliers
+        from learnd.views.charts import NothingToChart, draw_home_multipliers
 
-        chart = draw_home_multipliers(settings, strategy=args.strategy)
+        try:
+            chart = draw_home_multipliers(settings, strategy=args.strategy)
+        except NothingToChart as nothing:
+            # The report was asked for and printed: a chart with no line yet is a note, not a failure.
+            print(f"\nchart: none ({nothing})")
+            return 0
         print(f"\nchart: {chart}")
         if args.open:
             # Imported here: only opening a chart runs a program (status and schedule load no subprocess module).

@@ -83,6 +83,11 @@ def test_report_prints_markdown_and_draws_the_chart(learned_home: Path) -> None:
     assert result.stdout.startswith(b"# Daily report")
     chart = learned_home / "data" / "reports" / "multipliers-equity.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A strategy with nothing moved yet: the report all the same, a note instead of the chart, and exit 0.
+    quiet = learnd(learned_home, "report", "--strategy", "nosuch")
+    assert quiet.returncode == 0
+    assert quiet.stdout.startswith(b"# Daily report")
+    assert b"chart: none (no entry multiplier changes for strategy 'nosuch'" in quiet.stdout
 
 
 @pytest.mark.parametrize(

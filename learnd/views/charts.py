@@ -83,6 +83,10 @@ def planted_truth(home: Path, strategy: str) -> Planted | None:
     return planted
 
 
+class NothingToChart(LearndError):
+    """No multiplier of the strategy asked for has moved yet: there is no line to draw."""
+
+
 def draw_multipliers(
     changes_path: Path,
     target: Path,
@@ -100,7 +104,7 @@ def draw_multipliers(
     ends = [moment for moment in (until, last_event(changes)) if moment is not None]
     series = multiplier_series(changes, model=model, strategy=strategy, until=max(ends, default=None))
     if not series:
-        raise LearndError(f"no {model} multiplier changes for strategy {strategy!r} in {changes_path} yet")
+        raise NothingToChart(f"no {model} multiplier changes for strategy {strategy!r} in {changes_path} yet")
     title = f"{model} multipliers over event time, strategy {strategy}"
     figure = multipliers_figure(series, planted, title)
     target.parent.mkdir(parents=True, exist_ok=True)
