@@ -34,8 +34,12 @@ _DESCRIPTION = """\
 learnd tails a trading bot's JSON Lines logs and learns signal-component weights from every closed trade.
 
 The home (--home, $LEARND_HOME, default: the current directory) holds logs/, state/ and data/.
-Settings come from built-in defaults < HOME/config/learnd.toml (or --config) < LEARND_* environment
-variables (LEARND_COMMIT_INTERVAL_MS=20, LEARND_LEARNING__PER_TICKER=true) < --set KEY=VALUE flags.
+Settings come from built-in defaults < the config file (--config, else $LEARND_CONFIG, else
+HOME/config/learnd.toml) < LEARND_* environment variables (LEARND_COMMIT_INTERVAL_MS=20,
+LEARND_LEARNING__PER_TICKER=true) < --set KEY=VALUE flags.
+"""
+_EPILOG = """exit status: 0 ok; 1 the command's own failure; 2 usage; 3 configuration error (naming the key);
+4 state error (another daemon owns the home, the store is damaged, foreign or newer).
 """
 
 
@@ -123,11 +127,16 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="learnd", description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="learnd",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"learnd {__version__}")
     parser.add_argument("--home", type=Path, help="the bot's home directory (default: $LEARND_HOME or .)")
-    parser.add_argument("--config", type=Path, help="config file (default: HOME/config/learnd.toml if present)")
+    parser.add_argument(
+        "--config", type=Path, help="config file (default: $LEARND_CONFIG, else HOME/config/learnd.toml if present)"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -271,7 +280,9 @@ def _settings(args: argparse.Namespace, *, logs: bool = True, **overrides: Any) 
 def _run(args: argparse.Namespace) -> int:
     """Run the daemon on the home: tail every source, learn, commit, export, run the scheduled jobs.
 
-    Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). Only one daemon may own a home. Once
+    Stops cleanly on SIGTERM or SIGINT (commits, logs a summary, exits 0). SIGHUP reloads the configuration (sources,
+    learning parameters, the bot's rules; an invalid one is rejected and logged, the running one stays; the exchange
+    calendar takes a restart). Only one daemon may own a home. Once
     the start-up is caught up, a daemon that history, a backlog or the job catch-up grew by more than
     respawn_after_growth_mib executes itself afresh (same pid and home lock) to idle at its starting size.
     """

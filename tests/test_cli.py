@@ -45,12 +45,17 @@ def learned_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_help_explains_every_command() -> None:
-    """`learnd --help` lists the commands and how settings are layered."""
+    """`learnd --help` lists the commands, how settings are layered and the exit statuses; `run --help` says what
+    SIGHUP does."""
     result = subprocess.run([sys.executable, "-m", "learnd", "--help"], check=True, capture_output=True)
     text = result.stdout.decode()
     for command in ("run", "backfill", "status", "weights", "evaluate", "schedule", "signals", "execution", "report"):
         assert command in text
     assert "LEARND_" in text
+    assert "$LEARND_CONFIG" in text
+    assert "exit status: 0 ok" in text and "3 configuration error" in text
+    run = subprocess.run([sys.executable, "-m", "learnd", "run", "--help"], check=True, capture_output=True)
+    assert "SIGHUP reloads the configuration" in " ".join(run.stdout.decode().split())
 
 
 def test_weights_json_is_canonical_and_stable(learned_home: Path) -> None:
