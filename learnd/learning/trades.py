@@ -41,6 +41,10 @@ NAME: Final = "trades"
 STATE_VERSION: Final = 1
 # The weekly decay touches a multiplier whose component had no evidence in its scope for this many sessions.
 STALE_IDLE_SESSIONS: Final = 20
+# The reasons of the multiplier changes a replay logs: a record learned out of event order (or a state kept by an
+# older learnd), or new learning parameters (a reload).
+REPLAY_OUT_OF_ORDER: Final = "replay_out_of_order"
+RETRAINED: Final = "retrained_new_parameters"
 # A replay starts from the newest checkpoint that holds none of the trades it must place: the entry side's state
 # as a replay has it, taken every CHECKPOINT_TRADES trades learned in event order, each the learner's stored state
 # (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to take). The newest KEPT_CHECKPOINTS are kept as
@@ -115,6 +119,8 @@ class TradeLearner(Learner):
         self._point_reader: PointReader | None = None
         self._replay_pending = False
         self._exit_replay_pending = False
+        # Why the pending replay runs, as the reason its multiplier changes are logged with.
+        self._replay_reason = REPLAY_OUT_OF_ORDER
         # The replays under way (replay_steps), and what the replays of this batch returned so far (rows and
         # changes for finish_batch; None when none ran).
         self._replay: Generator[None, None, _Replayed] | None = None
@@ -290,6 +296,7 @@ class TradeLearner(Learner):
         if self._exit_replay_pending:
             changes += yield from self._exit_replay()
             self._exit_replay_pending = False
+        self._replay_reason = REPLAY_OUT_OF_ORDER
         return rows, changes
 
     @property
@@ -570,7 +577,7 @@ class TradeLearner(Learner):
         self.is_relearning = False
         self._changed()
         # Made here through the model, it is the view the next export reads (not made a second time).
-        return rows, _differences(before, self.model().entry, "entry", self.last_trade[0])
+        return rows, _differences(before, self.model().entry, "entry", self.last_trade[0], self._replay_reason)
 
     def _exit_replay(self) -> Generator[None, None, list[MultiplierChange]]:
         """Rebuild the exit side from the ledger in event order, from its newest checkpoint still valid (see
@@ -599,7 +606,7 @@ class TradeLearner(Learner):
         self._next_number = fresh._next_number
         self._checkpoints_changed = True
         self._changed(entry=False)
-        return _differences(before.snapshot(), self.exit.snapshot(), "exit", self.last_exit[0])
+        return _differences(before.snapshot(), self.exit.snapshot(), "exit", self.last_exit[0], self._replay_reason)
 
     def retrain(self, params: LearningParams) -> Applied:
         """New learning parameters (a reload changed them): both sides are relearned from the whole ledger under
@@ -613,6 +620,7 @@ class TradeLearner(Learner):
         self._exit_checkpoints = []
         self._checkpoints_changed = True
         self._replay_pending = self._exit_replay_pending = True
+        self._replay_reason = RETRAINED
         self.counts["replays"] += 2  # one for each side relearned, counted when asked for
         self._changed()
         return LEARNED
@@ -718,9 +726,9 @@ def _is_older_entry_state(state: object) -> bool:
 
 
 def _differences(
-    before: Mapping[str, Any], after: Mapping[str, Any], model: str, event_us: int
+    before: Mapping[str, Any], after: Mapping[str, Any], model: str, event_us: int, reason: str
 ) -> list[MultiplierChange]:
-    """Multipliers a replay changed, as change events (reason `replay_out_of_order`)."""
+    """Multipliers a replay changed, as change events with the replay's `reason`."""
     changes: list[MultiplierChange] = []
     for strategy in sorted(set(before) | set(after)):
         old_view = before.get(strategy, {})
@@ -729,9 +737,7 @@ def _differences(
             for regime, old, new, samples in _scoped(old_view.get(component), new_view.get(component)):
                 if old != new:
                     changes.append(
-                        MultiplierChange(
-                            event_us, strategy, model, component, regime, old, new, "replay_out_of_order", samples
-                        )
+                        MultiplierChange(event_us, strategy, model, component, regime, old, new, reason, samples)
                     )
     return changes
 

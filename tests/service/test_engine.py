@@ -217,6 +217,9 @@ def test_reload_with_new_learning_parameters_relearns_as_a_fresh_backfill_would(
     assert retrained.entry != before.entry  # the new parameters do move something
     assert (retrained.entry, retrained.exits) == (expected.entry, expected.exits)
     assert engine.store.fingerprint()["learner_rows"] == fresh.store.fingerprint()["learner_rows"]
+    # The multipliers the retrain moved are logged as what they are, not as a replay of a late trade.
+    reasons = {orjson.loads(body)["reason"] for _, body in engine.store.changes()}
+    assert "retrained_new_parameters" in reasons and "replay_out_of_order" not in reasons
 
 
 class Recording(Learner):
