@@ -167,28 +167,37 @@ def rotated_siblings(path: Path) -> list[Path]:
     `name-20260301-1772461950`), oldest first.
 
     Numbered copies count down in age (`.3` is older than `.1`); dated copies count up. Dated copies precede
-    numbered ones when both exist, since logrotate's numbered scheme keeps the freshest copies.
+    numbered ones when both exist, since logrotate's numbered scheme keeps the freshest copies. When `path` is a
+    symbolic link, the copies beside the file it points to count too: logrotate, configured on the real file,
+    leaves them there.
     """
-    try:
-        names = os.listdir(path.parent)
-    except FileNotFoundError:
-        return []
+    places = [path]
+    if path.is_symlink():
+        target = Path(os.path.realpath(path))
+        if target != path:
+            places.append(target)
     numbered: list[tuple[int, Path]] = []
     dated: list[tuple[tuple[str, tuple[int, ...]], Path]] = []
-    for name in names:
-        if not name.startswith(path.name) or name == path.name:
+    for place in places:
+        try:
+            names = os.listdir(place.parent)
+        except FileNotFoundError:
             continue
-        suffix = name[len(path.name) :]
-        match = _NUMBERED.match(suffix)
-        if match:
-            numbered.append((int(match.group(1)), path.parent / name))
-            continue
-        match = _DATED.match(suffix)
-        if match:
-            # Ordered by the date, then by each time part as a number.
-            times = tuple(int(part) for part in _DIGITS.findall(match.group(2)))
-            dated.append(((match.group(1).replace("-", ""), times), path.parent / name))
-    return [p for _, p in sorted(dated)] + [p for _, p in sorted(numbered, reverse=True)]
+        for name in names:
+            if not name.startswith(place.name) or name == place.name:
+                continue
+            suffix = name[len(place.name) :]
+            match = _NUMBERED.match(suffix)
+            if match:
+                numbered.append((int(match.group(1)), place.parent / name))
+                continue
+            match = _DATED.match(suffix)
+            if match:
+                # Ordered by the date, then by each time part as a number.
+                times = tuple(int(part) for part in _DIGITS.findall(match.group(2)))
+                dated.append(((match.group(1).replace("-", ""), times), place.parent / name))
+    found = [p for _, p in sorted(dated)] + [p for _, p in sorted(numbered, key=lambda item: (-item[0], item[1]))]
+    return list(dict.fromkeys(found))
 
 
 # Content -------------------------------------------------------------------------------------------------------

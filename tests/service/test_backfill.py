@@ -460,3 +460,29 @@ def test_the_first_export_over_the_bot_s_own_weights_keeps_them_and_says_so(tmp_
     assert kept.read_bytes() == bots
     (taken,) = [entry for entry in logs if entry["event"] == "export_taken_over"]
     assert taken["kept"] == str(kept) and taken["parsed"] is True and taken["log_level"] == "warning"
+
+
+def test_a_symlinked_log_rotated_beside_its_target_loses_no_line(tmp_path: Path) -> None:
+    """logs/orders.jsonl links to a file in another directory, and logrotate (configured on the real file) renames
+    it there while learnd is stopped: the copy beside the target is the rest of the file learnd was reading, and
+    its unread lines are read (they were lost: rotated copies were looked for beside the link only)."""
+    home = tmp_path / "bot"
+    (home / "logs").mkdir(parents=True)
+    real = tmp_path / "var" / "orders.jsonl"
+    real.parent.mkdir()
+    rows = [orjson.dumps({"ts": f"2026-03-02T15:{minute:02d}:00+00:00", "type": "order", "symbol": "X"}) + b"\n"
+            for minute in range(13)]  # fmt: skip
+    real.write_bytes(b"".join(rows[:5]))
+    (home / "logs" / "orders.jsonl").symlink_to(real)
+    settings = settings_for(home)
+    run_backfill(settings, progress="none")
+    with real.open("ab") as handle:
+        handle.write(b"".join(rows[5:10]))
+    real.rename(real.with_name("orders.jsonl.1"))
+    real.write_bytes(b"".join(rows[10:]))
+    run_backfill(settings, progress="none")
+    store = Store.open(settings.db_path, readonly=True)
+    try:
+        assert store.line_counts()[("orders", "applied", "order")] == 13
+    finally:
+        store.close()
