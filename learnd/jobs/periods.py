@@ -34,8 +34,8 @@ from learnd.jobs.reports import (
 )
 from learnd.jobs.schedule import DAILY, Period, last_session
 from learnd.jobs.signalwindow import window_signals
-from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.execution import (
+    AFTER_CLOSE,
     ExecutionParams,
     GroupRow,
     SymbolOutcomes,
@@ -44,6 +44,7 @@ from learnd.learning.execution import (
     render_execution,
     symbol_outcomes,
 )
+from learnd.learning.execution import NAME as EXECUTION_LEARNER
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.learning.signals import (
     Episode,
@@ -68,6 +69,7 @@ RECORD_SPAN_US: Final = _WEEKLY_SIGNAL_WINDOW_DAYS * 86_400_000_000
 # A day's execution groups, kept decoded for the weekly reports that read the day again (four weeks of days, and
 # some over: a window spans 28 or 29 of them).
 _EXECUTION_DAY: Final = "execution-day"
+_BUCKET: Final = 5  # a group key's time-of-day bucket
 _KEPT_EXECUTION_DAYS: Final = 40
 
 
@@ -300,10 +302,12 @@ def daily_report_document(
     report = daily_report(
         session_day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot, outcomes=day_outcomes
     )
-    next_day = calendar.sessions[index + 1]
     report["signals"] = _signals_section(store, settings, start_us, end_us, records, trades=trades)
+    # The orders since the last session's close, up to this one's: all of them known when the job runs after the
+    # close, live or in a backfill (the orders after the close are the next session's report's).
+    since = (calendar.sessions[index - 1], True) if index > 0 else (session_day, False)
     report["execution_quality"] = _execution_section(
-        store, settings, calendar, (session_day, next_day), outcomes, records=records
+        store, settings, calendar, (since[0], session_day), outcomes, records=records, after_close_first=since[1]
     )
     # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
     report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
@@ -361,25 +365,31 @@ def _execution_section(
     outcomes: Mapping[tuple[str, str], SymbolOutcomes],
     *,
     records: RecordCache,
+    after_close_first: bool = False,
 ) -> dict[str, Any]:
-    """Execution quality of the orders dated (exchange time) in [days[0], days[1]): their rows' keys start with the
-    day, so the range is read through the primary key."""
+    """Execution quality of the orders dated (exchange time) from days[0] to days[1], the last day's up to its
+    close (its `post` bucket is the next session's report's, written after orders the job cannot have seen), the
+    first day's only from its close with `after_close_first`. Their rows' keys start with the day, so the range is
+    read through the primary key."""
     # A day's groups are read again by the weekly reports of four weeks: each day's rows are read (each row decoded,
     # and a group one row holds viewed) once while the learner's state stays as it was. Every row the learner
     # writes comes with a new state, so the same state means the same rows; a day read in key order, day after
     # day, is the range read in key order (each key starts with its day).
     stamp = sha256(store.learner_state(EXECUTION_LEARNER) or b"").digest()  # a third of blake2b's CPU here
     day, rows = days[0], []
-    while day < days[1]:
+    while day <= days[1]:
         label = day.isoformat()
-        rows.extend(
-            records.kept(
-                _EXECUTION_DAY,
-                b"%s|%s" % (label.encode(), stamp),
-                partial(_execution_day, store, records, label, (day + timedelta(days=1)).isoformat()),
-                _KEPT_EXECUTION_DAYS,
-            )
+        kept = records.kept(
+            _EXECUTION_DAY,
+            b"%s|%s" % (label.encode(), stamp),
+            partial(_execution_day, store, records, label, (day + timedelta(days=1)).isoformat()),
+            _KEPT_EXECUTION_DAYS,
         )
+        if day == days[0] and after_close_first:
+            kept = [row for row in kept if row.group[_BUCKET] == AFTER_CLOSE]
+        elif day == days[1]:
+            kept = [row for row in kept if row.group[_BUCKET] != AFTER_CLOSE]
+        rows.extend(kept)
         day += timedelta(days=1)
     aggregates, views = aggregates_of(rows)
     return execution_summary(
@@ -450,7 +460,7 @@ def weekly_report_document(
         store,
         settings,
         calendar,
-        (first_day, calendar.sessions[index + 1]),
+        (first_day, calendar.sessions[index]),
         _closed_outcomes(store, calendar, index, longrun),
         records=records,
     )

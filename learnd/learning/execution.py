@@ -93,6 +93,10 @@ def exchange_clock(tz: str) -> Localize:
     return localize
 
 
+# The bucket of a session day's orders after its close (the next session's daily report reads them).
+AFTER_CLOSE: Final = "post"
+
+
 def time_bucket(local: datetime, params: ExecutionParams) -> str:
     """pre / open (first `edge_minutes`) / midday / close (last `edge_minutes`) / post, by the exchange's clock and
     the day's own session (a 13:00 close ends its close bucket then); closed on a day that is no session."""
@@ -113,7 +117,7 @@ def time_bucket(local: datetime, params: ExecutionParams) -> str:
         return "midday"
     if minute < closes:
         return "close"
-    return "post"
+    return AFTER_CLOSE
 
 
 @dataclass(slots=True)

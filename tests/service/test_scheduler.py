@@ -147,6 +147,37 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simulated: Path, tmp_path: Path) -> None:
     """A live run that saw each day's lines before that day's jobs ran, and a one-shot backfill with history
     replay, write byte-identical daily and weekly reports."""
+    assert_live_and_backfill_reports_equal(simulated, tmp_path)
+
+
+def test_orders_after_the_close_are_in_the_same_reports_live_and_in_a_backfill(simulated: Path, tmp_path: Path) -> None:
+    """Orders the bot logs after a session's close (an after-hours close at 16:30 New York, a failed close on a
+    Saturday) come after that day's jobs ran live: they are in the next session's report, live and in a backfill
+    alike (the daily report read them under the day they were dated, so only the backfill's had them)."""
+    source = tmp_path / "source"
+    shutil.copytree(simulated, source)
+    orders = source / "logs" / "orders.jsonl"
+    late = [
+        {"ts": "2026-03-03T21:30:00+00:00", "type": "order", "action": "close_position", "symbol": "ZZAH",
+         "side": "sell", "filled_qty": 5, "filled_avg_price": 10.0, "slippage_bps": 3.0, "strategy_id": "equity"},
+        {"ts": "2026-03-07T15:00:00+00:00", "type": "order", "action": "close_position_failed", "symbol": "ZZSA",
+         "side": "sell", "filled_qty": 0, "strategy_id": "equity"},
+    ]  # fmt: skip
+    timeline = lines_by_time(orders) + [(parse_event_us(row["ts"]), orjson.dumps(row) + b"\n") for row in late]
+    orders.write_bytes(b"".join(line for _, line in sorted(timeline, key=lambda item: item[0])))
+    reports = assert_live_and_backfill_reports_equal(source, tmp_path / "run")
+    symbols = {
+        name: {row["symbol"] for row in orjson.loads(body)["execution_quality"]["symbols"]}
+        for name, body in reports.items()
+        if name.startswith("daily/") and name.endswith(".json")
+    }
+    assert "ZZAH" in symbols["daily/2026-03-04.json"] and "ZZAH" not in symbols["daily/2026-03-03.json"]
+    assert "ZZSA" in symbols["daily/2026-03-09.json"] and "ZZSA" not in symbols["daily/2026-03-06.json"]
+
+
+def assert_live_and_backfill_reports_equal(simulated: Path, tmp_path: Path) -> dict[str, bytes]:
+    """Run the home's logs live (each day's lines before that day's jobs) and as one backfill; the reports of both
+    must be the same bytes. Returns them."""
     names = ("attribution", "exit", "signals", "orders")
     timeline = {name: lines_by_time(simulated / "logs" / f"{name}.jsonl") for name in names}
     last_us = max(us for lines in timeline.values() for us, _ in lines)
@@ -194,6 +225,7 @@ def test_backfill_writes_the_same_reports_as_a_live_run_over_the_same_days(simul
     assert any(name.startswith("weekly/") for name in live_reports)
     assert live_reports.keys() == backfill_reports.keys()
     assert live_reports == backfill_reports
+    return live_reports
 
 
 def _due_times(calendar: object, settings: Settings, start: datetime, end: datetime) -> Iterator[datetime]:
