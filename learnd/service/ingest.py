@@ -440,7 +440,9 @@ class Ingestor:
 
     def _quarantine(self, source: SourceSettings, line: Line, reason: str, detail: str) -> None:
         keep = line.raw[: self.settings.quarantine_keep_bytes]
-        path = str(self._copy_path or source.path)
+        tailer = self.tailers.get(source.name)
+        origin = tailer.origin(line.file_key) if tailer is not None and self._copy_path is None else None
+        path = str(self._copy_path or origin or source.path)
         length = line.too_long or line.cut_length or len(line.raw)
         body = {
             "source": source.name,

@@ -92,6 +92,8 @@ class CopyReader:
         self._settled: dict[tuple[int, int], tuple[int, int]] = {}
         # When each copy was first seen at its present size and mtime (a plain copy quiet for the grace is final).
         self._quiet_since: dict[tuple[int, int], tuple[int, int, float]] = {}
+        # The path each copy read here had, by the file key its lines carry (what a quarantine entry names).
+        self.origins: dict[str, str] = {}
 
     @property
     def has_backlog(self) -> bool:
@@ -244,6 +246,7 @@ class CopyReader:
             self._give_up(reading, f"unreadable before content offset {reading.start}: {problem}")
             return False
         found = reading.found
+        self.origins[found.ladder[0].fp_hash.hex()] = str(found.path)
         reading.reader = LineReader(
             reading.handle,
             source=self._source,

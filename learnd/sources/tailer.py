@@ -91,6 +91,8 @@ class _OpenFile:
     # Where it is when the source's path is a symlink to it ("": the path itself): a restart after the link was
     # pointed elsewhere finds it there, not among the link's rotated siblings.
     target: str = ""
+    # The rotated copy's path it was opened at ("": the source's path): what a quarantine entry of its lines names.
+    name: str = ""
 
     @property
     def key(self) -> str:
@@ -178,6 +180,7 @@ class SourceTailer:
             event=self._event,
         )
         self._last_position: Checkpoint | None = checkpoint
+        self._origins: dict[str, str] = {}  # see origin()
         # After a reset, the window as it was, and how far the new file's lines have matched it so far.
         self._alignment: KeptTail | None = None
         self._align_file: _OpenFile | None = None
@@ -202,6 +205,11 @@ class SourceTailer:
         self._current = self._rotated = self._retired = None
         self._younger.clear()
         self._copies.close()
+
+    def origin(self, file_key: str) -> str | None:
+        """The path of the rotated copy whose lines carry `file_key`, when this tailer read them from one (None:
+        the source's own file)."""
+        return self._origins.get(file_key) or self._copies.origins.get(file_key)
 
     def checkpoint(self) -> Checkpoint | None:
         """The position after the last line handed out, or None before any line was. With no file open (the path
@@ -482,7 +490,7 @@ class SourceTailer:
             if (opened_stat.st_dev, opened_stat.st_ino) != identity:
                 handle.close()  # renamed again between the listing and the open: the next look finds it
                 continue
-            younger = _OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0)
+            younger = _OpenFile(handle=handle, dev=identity[0], ino=identity[1], drain_deadline=0.0, name=str(sibling))
             ladder = prefix_identities(os.pread(handle.fileno(), FINGERPRINT_MAX_BYTES, 0), final=True)
             known = self.known.position(ladder)
             if known is not None:
@@ -686,6 +694,7 @@ class SourceTailer:
             offset=offset,
             drain_deadline=self._clock(),
             first_line=ladder[0].fp_hash if ladder else b"",
+            name=str(sibling),
         )
         self._event("draining_rotated", file=str(sibling), offset=offset, size=sibling_stat.st_size)
 
@@ -911,6 +920,8 @@ class SourceTailer:
     def _hand_out(self, opened: _OpenFile, lines: list[Line]) -> None:
         """Remember the hashes of lines of `opened` handed out, and how far the file is read."""
         self._remember(lines)
+        if opened.name and lines:
+            self._origins[opened.key] = opened.name
         if opened is self._retired:
             self._retired_lines += len(lines)
         self._extend_identity(opened, b"", opened.offset)  # after a last fragment or over-long line too

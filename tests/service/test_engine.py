@@ -30,7 +30,7 @@ from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar
 from learnd.store.database import Batch, JobRun, Store
 from learnd.store.lock import HomeLock
-from tests.bot_rows import append, close_row, exit_row, order_row
+from tests.bot_rows import append, close_row, exit_row, line, order_row
 from tests.conftest import build_settings
 
 ATTRIBUTION, EXIT, ORDERS = "attribution", "exit", "orders"
@@ -626,3 +626,34 @@ def test_a_failed_first_commit_reads_again_from_where_a_source_began(home: Path,
         assert applied(engine.store, ORDERS) == 4
     finally:
         engine.close()
+
+
+def test_a_bad_line_the_daemon_reads_from_a_rotated_copy_names_that_copy(home: Path) -> None:
+    """A copytruncate takes a garbage line among the lines not read yet (drained from `orders.jsonl.1`), and a
+    dated copy never seen holds another: each quarantine entry names the copy it was read from, at its offset there
+    (both named the source's current file, where those offsets hold other lines or nothing)."""
+    settings = build_settings(home, sources=(ORDERS,))
+    path = settings.source(ORDERS).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    good = [line(order_row(f"2026-03-02T15:0{index}:00+00:00", "AMD")) for index in range(4)]
+    path.write_bytes(good[0])
+    engine = Engine(settings, start_at_end=False, purpose="daemon")
+    try:
+        drain(engine, 100)
+        with path.open("ab") as handle:
+            handle.write(b"GARBAGE-IN-THE-COPY\n" + good[1])
+        copied = path.with_name("orders.jsonl.1")
+        shutil.copyfile(path, copied)
+        os.truncate(path, 0)
+        path.write_bytes(good[2])
+        drain(engine, 100)
+        dated = path.with_name("orders.jsonl-20260301")
+        dated.write_bytes(good[3] + b"GARBAGE-IN-A-NEW-COPY\n")
+        drain(engine, 100)
+        engine.commit()
+        rows = [orjson.loads(body) for _, _, body in engine.store.quarantine_rows(0)]
+    finally:
+        engine.close()
+    found = {row["raw_text"].strip(): (row["path"], row["offset"]) for row in rows}
+    assert found["GARBAGE-IN-THE-COPY"] == (str(copied), len(good[0]))
+    assert found["GARBAGE-IN-A-NEW-COPY"] == (str(dated), len(good[3]))
