@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 import structlog
@@ -76,6 +76,22 @@ class Totals:
 def counting_learners(settings: Settings, store: Store, calendar: ExchangeCalendar) -> list[Learner]:
     """The minimal learner set: counts records per source and kind."""
     return [CountingLearner.load(store.learner_state("counting"))]
+
+
+# What a reload cannot change (see Engine.reload), by config key.
+_RESTART_ONLY: Final[dict[str, Callable[[Settings], object]]] = {
+    "schedule.exchange": lambda settings: settings.schedule.exchange,
+    "schedule.calendar_first_year": lambda settings: settings.schedule.calendar_first_year,
+    "schedule.calendar_last_year": lambda settings: settings.schedule.calendar_last_year,
+    "schedule.daily_enabled": lambda settings: settings.schedule.daily_enabled,
+    "schedule.weekly_enabled": lambda settings: settings.schedule.weekly_enabled,
+    "paths.state_dir": lambda settings: str(settings.state_dir),
+    "paths.data_dir": lambda settings: str(settings.data_dir),
+    "metrics_enabled": lambda settings: settings.metrics_enabled,
+    "metrics_host": lambda settings: settings.metrics_host,
+    "metrics_port": lambda settings: settings.metrics_port,
+    "log_format": lambda settings: settings.log_format,
+}
 
 
 class Engine:
@@ -173,14 +189,16 @@ class Engine:
         parameters retrain the trade learner from the ledger (its state is a function of lines and parameters),
         committed at once or, with `relearn_in_steps`, by the next commit (which the daemon runs in steps).
 
-        The exchange calendar (schedule.exchange and its years) is not reloaded: the sessions the learners closed
-        and the periods the jobs ran are the old calendar's, so a change is refused (ConfigError) until a restart.
+        Settings that objects built at the start hold (the exchange calendar, whose sessions the learners closed and
+        whose periods the jobs ran; the state and data directories the store and journals are in; the metrics
+        server; the jobs scheduled; the log format) are not reloaded: a change to one is refused (ConfigError,
+        before anything changes) until a restart.
         """
         BotRules.from_settings(settings.bot)
-        for key in ("exchange", "calendar_first_year", "calendar_last_year"):
-            now, then = getattr(settings.schedule, key), getattr(self.settings.schedule, key)
+        for key, read in _RESTART_ONLY.items():
+            now, then = read(settings), read(self.settings)
             if now != then:
-                raise ConfigError(f"schedule.{key}: {now!r} (running with {then!r}) takes a restart, not a reload")
+                raise ConfigError(f"{key}: {now!r} (running with {then!r}) takes a restart, not a reload")
         self.commit()
         old_sources = {source.name: source for source in self.settings.sources}
         new_sources = {source.name: source for source in settings.sources}

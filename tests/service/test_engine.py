@@ -21,7 +21,7 @@ import pytest
 
 from learnd.config import Settings
 from learnd.devtools.simulate import simulate
-from learnd.errors import StateError
+from learnd.errors import ConfigError, StateError
 from learnd.jobs.periods import JobOutput
 from learnd.learning.learner import NOTHING, Applied, CountingLearner, Learner
 from learnd.records.parse import Record, TradeOutcome
@@ -657,3 +657,29 @@ def test_a_bad_line_the_daemon_reads_from_a_rotated_copy_names_that_copy(home: P
     found = {row["raw_text"].strip(): (row["path"], row["offset"]) for row in rows}
     assert found["GARBAGE-IN-THE-COPY"] == (str(copied), len(good[0]))
     assert found["GARBAGE-IN-A-NEW-COPY"] == (str(dated), len(good[3]))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"paths.data_dir": "data2"}, "paths.data_dir"),
+        ({"metrics_port": 19999}, "metrics_port"),
+        ({"schedule.exchange": "XLON"}, "schedule.exchange"),
+        ({"log_format": "console"}, "log_format"),
+    ],
+)
+def test_a_reload_of_a_setting_only_a_restart_applies_is_refused_before_anything_changes(
+    home: Path, override: dict[str, object], key: str
+) -> None:
+    """A reload that changes what the start built (the data directory its journals are in, the metrics server, the
+    calendar, the log format) is refused naming the key, and nothing of it is applied: it was logged as applied
+    while quarantine rows went on to the old directory and the next report to the new one."""
+    settings = build_settings(home, sources=(ORDERS,))
+    engine = Engine(settings, start_at_end=False, purpose="test")
+    try:
+        with pytest.raises(ConfigError, match=f"{key}: .* takes a restart, not a reload"):
+            engine.reload(build_settings(home, sources=(ORDERS, EXIT), overrides=override))
+        assert engine.settings is settings
+        assert sorted(engine.ingestor.tailers) == [ORDERS]
+    finally:
+        engine.close()
