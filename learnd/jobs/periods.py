@@ -300,7 +300,7 @@ def daily_report_document(
     late = _late_trades(store, calendar.closes_us[index])
     snapshot = _snapshot(store, calendar.closes_us[index])
     report = daily_report(
-        session_day, trades, exits, (), changes, late_trades=late, model_snapshot=snapshot, outcomes=day_outcomes
+        session_day, trades, exits, changes, late_trades=late, model_snapshot=snapshot, outcomes=day_outcomes
     )
     report["signals"] = _signals_section(store, settings, start_us, end_us, records, trades=trades)
     # The orders since the last session's close, up to this one's: all of them known when the job runs after the

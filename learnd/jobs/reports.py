@@ -26,7 +26,7 @@ from learnd.jobs.longrun import (
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
 from learnd.learning.stats import MannWhitneyResult, mann_whitney_sorted
-from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
+from learnd.records.parse import ExitOutcome, TradeOutcome
 
 ATTRIBUTION_METHOD: Final = (
     "each outcome's pnl_pct x closed fraction is split across its components in proportion to |contribution|; "
@@ -42,8 +42,6 @@ DEFAULT_DECAY_HALF_LIFE_SESSIONS: Final = 60.0
 NO_EXIT_COMPONENT: Final = "(none)"
 _DIGITS: Final = 6
 _PROFILE_COMPONENTS: Final = 3
-# Order statuses that say the order did not (or could not) fill; actions are matched by substring instead.
-_FAILED_STATUSES: Final = frozenset({"rejected", "canceled", "cancelled", "failed", "expired"})
 
 _Cell = TypeVar("_Cell", str, tuple[str, str])
 
@@ -52,7 +50,6 @@ def daily_report(
     day: date,
     trades: Sequence[TradeOutcome],
     exits: Sequence[ExitOutcome],
-    orders: Sequence[OrderRecord],
     changes: Sequence[Mapping[str, Any]],
     *,
     late_trades: Sequence[TradeOutcome] = (),
@@ -67,7 +64,8 @@ def daily_report(
     ({event_us, strategy, model, component, regime, old, new, ...}); a scope's change over the day runs from the
     `old` of its first change to the `new` of its last (event order, input order on ties). `model_snapshot`
     (EntryModel.snapshot()) adds the current multipliers. Per strategy: summary, components (and by regime),
-    regimes, multiplier changes, exit reasons by outcome, execution (None without orders). `outcomes` are `trades`
+    regimes, multiplier changes, exit reasons by outcome (the day's orders are the report's execution_quality
+    section, built from the execution learner's groups by the job). `outcomes` are `trades`
     attributed and grouped by cell (SessionOutcomes.of(trades) when not given; the long-run figures hold them for
     a session they took in whole).
     """
@@ -76,7 +74,6 @@ def daily_report(
     strategies = sorted(
         {trade.strategy for trade in trades}
         | {exit_.strategy for exit_ in exits}
-        | {order.strategy for order in orders}
         | {str(change["strategy"]) for change in changes}
     )
     per_strategy: dict[str, Any] = {}
@@ -91,7 +88,6 @@ def daily_report(
             "regimes": _regime_totals(own_trades),
             "multiplier_changes": moves,
             "exit_reasons": _exit_reasons([exit_ for exit_ in exits if exit_.strategy == strategy]),
-            "execution": _execution([order for order in orders if order.strategy == strategy]),
         }
     late_sorted = sorted(late_trades, key=lambda trade: (trade.event_us, trade.key))
     return {
@@ -333,26 +329,6 @@ def render_daily_markdown(report: Mapping[str, Any]) -> str:
                 for name, row in body["exit_reasons"].items()
             ],
         )
-        lines += ["### Execution", ""]
-        execution = body["execution"]
-        if execution is None:
-            lines += ["No orders.", ""]
-        else:
-            lines += _table(
-                ["order events", "submissions", "fills", "failures", "fill rate", "mean slippage bps", "fees"],
-                [
-                    [
-                        execution["order_events"],
-                        execution["submissions"],
-                        execution["fills"],
-                        execution["failures"],
-                        _pct(execution["fill_rate"]),
-                        _num(execution["mean_slippage_bps"]),
-                        _num(execution["fees"]),
-                    ]
-                ],
-            )
-            lines += _table(["action", "events"], [[action, count] for action, count in execution["by_action"].items()])
     late = report["late"]
     lines += ["## Late trades", "", f"{late['count']} late outcome(s), arrived after their day's batch ran.", ""]
     lines += _table(
@@ -677,55 +653,6 @@ def _exit_reasons(exits: Sequence[ExitOutcome]) -> dict[str, Any]:
             "mean_pnl_pct": _ratio(total, tally.trades),
         }
     return result
-
-
-def _execution(orders: Sequence[OrderRecord]) -> dict[str, Any] | None:
-    """Per order event: a fill reports filled quantity, a fill price or a filled status; a failure says it
-    failed or did not fill. Events carry no order id, so a retried order counts once per event."""
-    if not orders:
-        return None
-    fills = failures = 0
-    by_action: dict[str, int] = {}
-    slippages: list[float] = []
-    fees: list[float] = []
-    for order in orders:
-        action = order.action or f"entry:{order.status or 'unknown'}"
-        by_action[action] = by_action.get(action, 0) + 1
-        if _is_failure(order):
-            failures += 1
-        elif _is_fill(order):
-            fills += 1
-        if order.slippage_bps is not None:
-            slippages.append(order.slippage_bps)
-        if order.fee_amount is not None:
-            fees.append(order.fee_amount)
-    return {
-        "order_events": len(orders),
-        "submissions": len(orders),
-        "fills": fills,
-        "failures": failures,
-        "fill_rate": _ratio(fills, len(orders)),
-        "slippage_samples": len(slippages),
-        "mean_slippage_bps": _ratio(math.fsum(slippages), len(slippages)),
-        "fees": _round(math.fsum(fees)),
-        "by_action": dict(sorted(by_action.items())),
-    }
-
-
-def _is_failure(order: OrderRecord) -> bool:
-    action = (order.action or "").lower()
-    status = (order.status or "").lower()
-    return "fail" in action or "not_filled" in action or status in _FAILED_STATUSES
-
-
-def _is_fill(order: OrderRecord) -> bool:
-    action = (order.action or "").lower()
-    return (
-        (order.filled_qty or 0.0) > 0.0
-        or order.fill_price is not None
-        or (order.status or "").lower() == "filled"
-        or action.endswith("_filled")
-    )
 
 
 def _trade_row(trade: TradeOutcome) -> dict[str, Any]:

@@ -583,7 +583,7 @@ def test_a_session_taken_in_twice_holds_the_outcomes_the_daily_report_reads() ->
         strategy: {cell: (run.values, run.counts) for cell, run in cells.items()}
         for strategy, cells in computed.cells.items()
     }
-    assert daily_report(DAY, trades, (), (), (), outcomes=kept) == daily_report(DAY, trades, (), (), ())
+    assert daily_report(DAY, trades, (), (), outcomes=kept) == daily_report(DAY, trades, (), ())
 
 
 @given(pnl_values, component_sets)

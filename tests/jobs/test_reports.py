@@ -22,7 +22,7 @@ from learnd.jobs.reports import (
     weekly_report,
 )
 from learnd.records.components import exit_components
-from learnd.records.parse import ExitOutcome, OrderRecord, TradeOutcome
+from learnd.records.parse import ExitOutcome, TradeOutcome
 
 DAY = date(2026, 3, 2)
 SESSION_US = 86_400_000_000
@@ -76,31 +76,6 @@ def make_exit(key: str, reason: str, pnl_pct: float, weight: float = 1.0) -> Exi
     )
 
 
-def make_order(
-    *,
-    action: str | None = None,
-    status: str | None = None,
-    filled_qty: float | None = None,
-    slippage_bps: float | None = None,
-) -> OrderRecord:
-    return OrderRecord(
-        strategy="equity",
-        symbol="AMD",
-        event_us=BASE_US,
-        action=action,
-        side="buy",
-        qty=5.0,
-        order_type="limit",
-        status=status,
-        price=100.0,
-        fill_price=None,
-        filled_qty=filled_qty,
-        slippage_bps=slippage_bps,
-        fee_amount=None,
-        reason=None,
-    )
-
-
 def change(
     event_us: int, component: str, regime: str, old: float, new: float, *, model: str = "entry"
 ) -> dict[str, Any]:
@@ -136,12 +111,6 @@ DAY_EXITS = [
     make_exit("e4", "profit_target", 4.0, weight=0.1),  # a scale-out of a tenth of the position
     make_exit("e5", "profit_target", -1.0),
 ]
-DAY_ORDERS = [
-    make_order(status="filled", slippage_bps=2.0),
-    make_order(action="submit_limit_filled", filled_qty=5.0, slippage_bps=4.0),
-    make_order(action="limit_not_filled"),
-    make_order(status="submitted"),
-]
 LATE = [
     make_trade("close_late_b", 1.0, {"options_flow": 1.0}, event_us=BASE_US - 2 * SESSION_US),
     make_trade("close_late_a", -0.5, {"dark_pool": 1.0}, event_us=BASE_US - 3 * SESSION_US),
@@ -150,7 +119,7 @@ SNAPSHOT = {"equity": {"options_flow": {"multiplier": 1.04, "by_regime": {"mixed
 
 
 def build_daily() -> dict[str, Any]:
-    return daily_report(DAY, DAY_TRADES, DAY_EXITS, DAY_ORDERS, DAY_CHANGES, late_trades=LATE, model_snapshot=SNAPSHOT)
+    return daily_report(DAY, DAY_TRADES, DAY_EXITS, DAY_CHANGES, late_trades=LATE, model_snapshot=SNAPSHOT)
 
 
 def test_daily_summary_and_component_figures_match_hand_computation() -> None:
@@ -199,22 +168,6 @@ def test_daily_exit_reasons_by_outcome() -> None:
     assert reasons["profit_target"] == {"exits": 2, "wins": 1, "losses": 1, "win_rate": 0.5, "mean_pnl_pct": -0.3}
 
 
-def test_daily_execution_summary() -> None:
-    """Fills, failures, fill rate and mean slippage over the day's order events; None without orders."""
-    execution = build_daily()["strategies"]["equity"]["execution"]
-    assert (execution["submissions"], execution["fills"], execution["failures"]) == (4, 2, 1)
-    assert execution["fill_rate"] == 0.5
-    assert execution["mean_slippage_bps"] == 3.0
-    assert execution["by_action"] == {
-        "entry:filled": 1,
-        "entry:submitted": 1,
-        "limit_not_filled": 1,
-        "submit_limit_filled": 1,
-    }
-    quiet = daily_report(DAY, DAY_TRADES, (), (), ())
-    assert quiet["strategies"]["equity"]["execution"] is None
-
-
 def test_daily_late_trades_are_listed_and_counted_apart_from_the_day() -> None:
     """Late trades are counted and listed in event order; the day's own figures ignore them."""
     report = build_daily()
@@ -253,8 +206,8 @@ def test_daily_report_does_not_depend_on_trade_order(trades: list[TradeOutcome],
     """Exactly rounded sums make the report a function of the set of trades, not of their order."""
     shuffled = list(trades)
     shuffler.shuffle(shuffled)
-    original = orjson.dumps(daily_report(DAY, trades, (), (), ()), option=orjson.OPT_SORT_KEYS)
-    assert orjson.dumps(daily_report(DAY, shuffled, (), (), ()), option=orjson.OPT_SORT_KEYS) == original
+    original = orjson.dumps(daily_report(DAY, trades, (), ()), option=orjson.OPT_SORT_KEYS)
+    assert orjson.dumps(daily_report(DAY, shuffled, (), ()), option=orjson.OPT_SORT_KEYS) == original
 
 
 def session_of(event_us: int) -> int:
@@ -383,7 +336,6 @@ def test_daily_markdown_renders_every_section() -> None:
         "### Regimes",
         "### Multiplier changes over the day",
         "### Exit reasons by outcome",
-        "### Execution",
         "## Late trades",
     ):
         assert heading in text

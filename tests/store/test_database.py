@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -534,12 +535,12 @@ def test_a_view_reads_one_committed_state_whatever_commits_meanwhile(tmp_path: P
     shows in neither, so a source's lines are never counted applied and still pending at once."""
     path = tmp_path / "learnd.db"
     writer = Store.open(path)
-    writer.commit(Batch(checkpoints={"a": checkpoint(10, 1)}, counts={("a", "applied", "order"): 1}))
+    writer.commit(Batch(checkpoints={"a": checkpoint(10, 1)}, counts=Counter({("a", "applied", "order"): 1})))
     try:
         with reading(path) as view:
             assert view is not None
             offsets = {name: position.offset for name, position in view.checkpoints().items()}
-            writer.commit(Batch(checkpoints={"a": checkpoint(20, 2)}, counts={("a", "applied", "order"): 1}))
+            writer.commit(Batch(checkpoints={"a": checkpoint(20, 2)}, counts=Counter({("a", "applied", "order"): 1})))
             assert (offsets, view.line_counts()) == ({"a": 10}, {("a", "applied", "order"): 1})
         with reading(path) as view:
             assert view is not None
