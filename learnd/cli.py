@@ -52,7 +52,10 @@ def program() -> NoReturn:
     args = _parser().parse_args()
     status = _execute(args)
     if args.handler in (_backfill, _status, _weights, _schedule):
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except OSError as error:
+            status = _failed(OutputError(f"cannot write the output: {error.strerror or error}"))
         sys.stderr.flush()
         os._exit(status)
     raise SystemExit(status)
@@ -78,6 +81,11 @@ def _execute(args: argparse.Namespace) -> int:
             return handler(args)
     except (LearndError, sqlite3.DatabaseError) as error:
         return _failed(error)
+    except OSError as error:
+        if handler is _run:
+            raise  # the daemon's own handling (and its traceback) stays
+        # An output that cannot be written (a full disk) or a file that cannot be read: one line, not a traceback.
+        return _failed(OutputError(f"{error.strerror or error}{f': {error.filename}' if error.filename else ''}"))
     except ExceptionGroup as group:
         # The daemon's tasks run in a TaskGroup: a state error raised in one leaves wrapped in a group, and must
         # exit with its own status all the same.
@@ -97,6 +105,10 @@ def _check_counts(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is not None and value < least:
             raise UsageError(f"--{name}: must be >= {least}, got {value}")
+
+
+class OutputError(LearndError):
+    """An operating-system error a one-shot command met (its output or a file it reads): said in one line."""
 
 
 def _failed(error: BaseException) -> int:

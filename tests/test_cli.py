@@ -341,3 +341,23 @@ def test_a_backfill_imports_neither_the_calendar_library_nor_package_metadata(tm
     modules = set(result.stderr.decode().split())
     assert {"learnd.service.backfill", "learnd.sessions.tables"} <= modules
     assert not modules & _NEVER_AT_START
+
+
+@pytest.mark.parametrize("command", [("status",), ("weights", "--json"), ("audit",)], ids=lambda command: command[0])
+def test_output_that_cannot_be_written_is_one_line_and_status_1(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """A command whose output cannot be written (stdout on a full disk: /dev/full) says so in one line on stderr
+    and exits 1, without a traceback."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "learnd", "--home", str(tmp_path), *command],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert stderr.startswith("learnd: ") and "No space left on device" in stderr
+    assert "Traceback" not in stderr and stderr.count("\n") == 1
