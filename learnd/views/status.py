@@ -90,6 +90,7 @@ def export_status(settings: Settings) -> dict[str, Any]:
     return {
         "path": str(path),
         "is_learnds": file_sha256(path) == record["sha256"],
+        "exists": path.exists(),
         "foreign_writes_count": int(record.get("foreign_writes_count", 0)),
         "last_foreign_write": record.get("last_foreign_write"),
     }
@@ -113,9 +114,12 @@ def render_status(report: dict[str, Any]) -> str:
 
 
 def _render_export(export: dict[str, Any]) -> str:
-    states = {None: "not written by learnd yet", True: "learnd's", False: "changed by another writer"}
+    states = {None: "not written by learnd yet", True: "learnd's", False: "changed since learnd wrote it"}
+    state = states[export["is_learnds"]]
+    if export["is_learnds"] is False and not export.get("exists", True):
+        state = "missing (learnd writes it at its next export)"
     count = export["foreign_writes_count"]
-    text = f"export {export['path']}: {states[export['is_learnds']]}; changed by other writers {count} time(s)"
+    text = f"export {export['path']}: {state}; changes by other writers undone by the daemon: {count}"
     last = export["last_foreign_write"]
     if last:
         text += (

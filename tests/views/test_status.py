@@ -148,8 +148,8 @@ def test_render_status_shows_the_daemon_and_a_row_per_source(settings: Settings)
 
 
 def test_status_says_whose_the_weights_file_is(home: Path) -> None:
-    """Before learnd wrote it: unknown; after a backfill: learnd's; after another writer: changed, and once the
-    engine has put its file back the count stays at one."""
+    """Before learnd wrote it: unknown; after a backfill: learnd's; removed: missing; after another writer: changed
+    (none undone yet: no daemon ran), and once the engine has put its file back the count stays at one."""
     append(home / "logs" / "attribution.jsonl", [close_row("2026-03-02T15:10:04+00:00", "AMD", 0.5)])
     settings = build_settings(home, sources=("attribution",))
     assert collect_status(settings)["export"]["is_learnds"] is None
@@ -157,12 +157,18 @@ def test_status_says_whose_the_weights_file_is(home: Path) -> None:
     assert collect_status(settings)["export"] == {
         "path": str(settings.signal_weights_path),
         "is_learnds": True,
+        "exists": True,
         "foreign_writes_count": 0,
         "last_foreign_write": None,
     }
+    saved = settings.signal_weights_path.read_bytes()
+    settings.signal_weights_path.unlink()
+    assert "missing (learnd writes it at its next export)" in render_status(collect_status(settings))
+    settings.signal_weights_path.write_bytes(saved)
     settings.signal_weights_path.write_bytes(b'{"entry_weights": {}}')
     assert collect_status(settings)["export"]["is_learnds"] is False
-    assert "changed by another writer" in render_status(collect_status(settings))
+    text = render_status(collect_status(settings))
+    assert "changed since learnd wrote it; changes by other writers undone by the daemon: 0" in text
     engine = Engine(settings, start_at_end=False, purpose="test")
     try:
         assert engine.keep_export() is not None  # found (the record says what learnd wrote last)
@@ -173,4 +179,4 @@ def test_status_says_whose_the_weights_file_is(home: Path) -> None:
     assert export["is_learnds"] is True and export["foreign_writes_count"] == 1
     # Described against what learnd would write (this process had not written yet): its keys are missing.
     assert export["last_foreign_write"]["keys_dropped_count"] >= 5
-    assert "changed by other writers 1 time(s)" in render_status(collect_status(settings))
+    assert "learnd's; changes by other writers undone by the daemon: 1" in render_status(collect_status(settings))
