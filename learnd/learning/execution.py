@@ -140,6 +140,9 @@ class Counters:
     cost_usd_sum: float = 0.0
     notional_usd_sum: float = 0.0
     first_us: int = 2**62
+    # The fees the bot logged (`fee_amount`, dollars), and on how many rows.
+    fee_count: int = 0
+    fee_usd_sum: float = 0.0
 
     def add(self, order: OrderRecord) -> None:
         self.first_us = min(self.first_us, order.event_us)
@@ -157,6 +160,9 @@ class Counters:
             self.other_actions += action not in _ACTION_TYPES
             if action in _FILL_ACTIONS and _is_filled(order):
                 self.fills += 1
+        if order.fee_amount is not None:
+            self.fee_count += 1
+            self.fee_usd_sum += order.fee_amount
         self._add_slippage(order)
 
     def _add_slippage(self, order: OrderRecord) -> None:
@@ -194,13 +200,16 @@ class Counters:
         self.cost_usd_sum += other.cost_usd_sum
         self.notional_usd_sum += other.notional_usd_sum
         self.first_us = min(self.first_us, other.first_us)
+        self.fee_count += other.fee_count
+        self.fee_usd_sum += other.fee_usd_sum
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _COUNTER_FIELDS}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Counters:
-        return cls(**{name: data[name] for name in _COUNTER_FIELDS})
+        # Rows and states written before the fees were counted have none.
+        return cls(**{name: data[name] for name in _COUNTER_FIELDS if name in data})
 
 
 _COUNTER_FIELDS: Final = tuple(item.name for item in fields(Counters))
@@ -495,6 +504,8 @@ def _rates(counters: Counters, fills: int) -> dict[str, Any]:
         "slippage_source": source,
         "cost_usd": round(counters.cost_usd_sum, _DIGITS),
         "notional_usd": round(counters.notional_usd_sum, _DIGITS),
+        "fee_count": counters.fee_count,
+        "fees_usd": round(counters.fee_usd_sum, _DIGITS),
     }
 
 
@@ -631,7 +642,7 @@ def render_execution(summary: Mapping[str, Any], *, limit: int = 20) -> str:
     lines = [f"Execution quality: {len(summary['symbols'])} symbols, {len(summary['flagged'])} flagged"]
     header = (
         f"  {'strategy':<10} {'symbol':<7} {'subs':>5} {'fill':>7} {'lnf':>7} {'fallbk':>7} {'closefail':>9} "
-        f"{'slip bps':>9} {'source':<9} {'pnl%':>7} {'cost/pnl':>8}"
+        f"{'slip bps':>9} {'source':<9} {'fees $':>9} {'pnl%':>7} {'cost/pnl':>8}"
     )
     busiest = sorted(summary["symbols"], key=lambda row: (-row["submissions"], row["strategy"], row["symbol"]))
     if busiest:
@@ -642,6 +653,7 @@ def render_execution(summary: Mapping[str, Any], *, limit: int = 20) -> str:
             f"  {row['strategy']:<10} {row['symbol']:<7} {row['submissions']:>5} {_pct(row['fill_rate']):>7} "
             f"{_pct(row['limit_not_filled_rate']):>7} {_pct(row['market_fallback_rate']):>7} "
             f"{row['close_failures']:>9} {_num(row['slippage_bps']):>9} {row['slippage_source'] or '-':<9} "
+            f"{_num(row['fees_usd'] if row['fee_count'] else None):>9} "
             f"{_num(row['mean_pnl_pct']):>7} {_pct(row['cost_share']):>8}{mark}"
         )
     for item in summary["flagged"]:

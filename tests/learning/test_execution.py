@@ -405,3 +405,23 @@ def test_an_action_long_after_its_key_s_last_entry_row_counts_where_it_happened(
     ]  # fmt: skip
     groups = aggregate_orders(orders)
     assert sorted(key[5] for key in groups) == ["midday", "open"]
+
+
+def test_fees_the_bot_logs_are_summed_per_group_symbol_and_bucket() -> None:
+    """`fee_amount` (dollars, optional) is summed with how many rows carried it; a row written before fees were
+    counted reads as none."""
+    orders = [
+        order(f"{DAY}T14:35:00+00:00", symbol="AMD", side="buy", qty=10, price=100.0, order_type="limit",
+              status="filled", fee_amount=0.35),
+        order(f"{DAY}T18:00:00+00:00", action="close_position", symbol="AMD", side="sell", filled_qty=10,
+              filled_avg_price=101.0, fee_amount=0.4),
+        order(f"{DAY}T18:05:00+00:00", action="close_position", symbol="MSFT", side="sell", filled_qty=1,
+              filled_avg_price=400.0),
+    ]  # fmt: skip
+    summary = execution_summary(aggregate_orders(orders), {})
+    symbols = {row["symbol"]: row for row in summary["symbols"]}
+    assert (symbols["AMD"]["fee_count"], symbols["AMD"]["fees_usd"]) == (2, 0.75)
+    assert (symbols["MSFT"]["fee_count"], symbols["MSFT"]["fees_usd"]) == (0, 0.0)
+    assert sum(row["fees_usd"] for row in summary["buckets"]) == pytest.approx(0.75)
+    old_row = {name: value for name, value in Counters().to_json().items() if not name.startswith("fee")}
+    assert Counters.from_json(old_row) == Counters()
