@@ -89,17 +89,20 @@ class Journal:
     """An append-only JSON Lines export of store rows that carry a sequence number (`seq`).
 
     On first use it reads the file's last line to learn the last `seq` written, so rows committed but not yet
-    written before a crash are appended exactly once on the next run.
+    written before a crash are appended exactly once on the next run. A mark beside it (`.<name>.seq`, written
+    after each append) keeps that seq too: a journal an operator rotated by renaming it (a new empty file in its
+    place) goes on after the last row written, instead of getting the store's rows again.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.mark_path = journal_mark(path)
         self._last_seq: int | None = None
 
     @property
     def last_seq(self) -> int:
         if self._last_seq is None:
-            self._last_seq = _last_seq_in(self.path)
+            self._last_seq = max(_last_seq_in(self.path), _read_mark(self.mark_path))
         return self._last_seq
 
     def append(self, rows: Iterable[tuple[int, bytes]]) -> int:
@@ -131,7 +134,22 @@ class Journal:
                 self._last_seq = None  # some rows may be in: the file says which, next time
                 raise
             self._last_seq = last
+            # Not flushed: without it (a power cut) the file's own last row says as much, unless it was rotated.
+            write_bytes_atomic(self.mark_path, b"%d\n" % last, durable=False)
         return len(lines)
+
+
+def journal_mark(path: Path) -> Path:
+    """Where a journal keeps the seq of the last row it wrote (see Journal)."""
+    return path.with_name(f".{path.name}.seq")
+
+
+def _read_mark(path: Path) -> int:
+    try:
+        text = path.read_bytes().strip()
+    except FileNotFoundError:
+        return 0
+    return int(text) if text.isdigit() else 0
 
 
 def _cut_torn_tail(handle: BinaryIO) -> None:

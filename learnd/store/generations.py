@@ -25,7 +25,16 @@ READY_NAME: Final = "learnd.next"  # state/learnd.next/: a finished generation w
 PREVIOUS_NAME: Final = "learnd.previous"  # state/learnd.previous/: the generation the last swap replaced
 # What a generation holds in its data directory beside its store: the journals (the store drops what they hold, so
 # they are the only copy) and the reports (the store records their periods as run, so none is written again).
-_DATA: Final = ("weight_learning.jsonl", "signal_suggestions.jsonl", "quarantine", "reports")
+# The journals and their marks (exports.files.journal_mark: the seq each wrote last), the quarantine journals, the
+# reports.
+_DATA: Final = (
+    "weight_learning.jsonl",
+    ".weight_learning.jsonl.seq",
+    "signal_suggestions.jsonl",
+    ".signal_suggestions.jsonl.seq",
+    "quarantine",
+    "reports",
+)
 # In state/learnd.next/ while a swap moves files: a swap that a kill cut short is finished at the next start.
 _SWAPPING: Final = "swapping"
 # A guard record (exports.guard) names the file it guards: the generation's names a file that is not the bot's.

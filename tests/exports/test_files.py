@@ -132,3 +132,19 @@ def test_a_replaced_file_keeps_its_owner_and_group(tmp_path: Path) -> None:
     os.chown(path, 1234, 2345)
     write_bytes_atomic(path, b'{"a": 1}\n')
     assert (path.stat().st_uid, path.stat().st_gid) == (1234, 2345)
+
+
+def test_a_journal_rotated_by_rename_goes_on_after_its_last_row(tmp_path: Path) -> None:
+    """An operator renames a journal away (logrotate's rename + create) while learnd is stopped: the next start
+    appends only the rows after the last one written, not the store's rows again (all of them were appended to the
+    new empty file); the mark beside it says where it stood."""
+    path = tmp_path / "weight_learning.jsonl"
+    rows = [(seq, b'{"a":%d}' % seq) for seq in range(1, 6)]
+    assert Journal(path).append(rows[:3]) == 3
+    path.rename(path.with_name("weight_learning.jsonl.1"))
+    path.write_bytes(b"")
+    assert Journal(path).append(rows) == 2
+    assert [orjson.loads(line)["seq"] for line in path.read_bytes().splitlines()] == [4, 5]
+    # Without the mark (an older learnd's journal), the file's last row decides, as before.
+    (tmp_path / ".weight_learning.jsonl.seq").unlink()
+    assert Journal(path).last_seq == 5
