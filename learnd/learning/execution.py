@@ -292,6 +292,9 @@ class ExecutionLearner(Learner):
         self.generations: dict[str, int] = {}
         self.order_count = 0
         self._submissions: dict[tuple[str, str, str], Submission] = {}
+        # The day of the order before, when the watermark is ahead of it (one order dated far ahead, a host clock
+        # jump): days let go as the orders move on behind the watermark too, so memory stays bounded.
+        self.last_day = ""
         if state is not None:
             document = orjson.loads(state)
             if document.get("version") != STATE_VERSION:
@@ -303,6 +306,7 @@ class ExecutionLearner(Learner):
                 self._groups[_group_key(item["group"])] = (item["generation"], Counters.from_json(item["counters"]))
             for strategy, symbol, side, event_us, day, bucket in document.get("submissions", []):
                 self._submissions[strategy, symbol, side] = (event_us, day, bucket)
+            self.last_day = document.get("last_day", "")
 
     def apply(self, source: str, record: Record) -> Applied:
         if not isinstance(record, OrderRecord):
@@ -317,7 +321,11 @@ class ExecutionLearner(Learner):
         day = group[0]
         if day > self.watermark_day:
             self.watermark_day = day
-            self._evict()
+            self._evict(self._oldest_kept_day())
+        elif day > self.last_day and self.last_day:
+            # Behind the watermark and moving on: what lies `retain_days` behind this order is let go as well.
+            self._evict(_days_before(day, self.params.retain_days))
+        self.last_day = day
         kept = self._groups.get(group)
         if kept is None:
             generation = 0
@@ -332,10 +340,9 @@ class ExecutionLearner(Learner):
     def _oldest_kept_day(self) -> str:
         if not self.watermark_day:
             return ""
-        return (date.fromisoformat(self.watermark_day) - timedelta(days=self.params.retain_days)).isoformat()
+        return _days_before(self.watermark_day, self.params.retain_days)
 
-    def _evict(self) -> None:
-        oldest = self._oldest_kept_day()
+    def _evict(self, oldest: str) -> None:
         for group in [group for group in self._groups if group[0] < oldest]:
             del self._groups[group]
         for who in [who for who, (_, day, _) in self._submissions.items() if day < oldest]:
@@ -372,9 +379,14 @@ class ExecutionLearner(Learner):
                     for group, (generation, counters) in sorted(self._groups.items())
                 ],
                 "submissions": [[*who, *submitted] for who, submitted in sorted(self._submissions.items())],
+                "last_day": self.last_day,
             },
             option=orjson.OPT_SORT_KEYS,
         )
+
+
+def _days_before(day: str, days: int) -> str:
+    return (date.fromisoformat(day) - timedelta(days=days)).isoformat()
 
 
 def _group_key(items: list[str]) -> GroupKey:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -425,3 +425,25 @@ def test_fees_the_bot_logs_are_summed_per_group_symbol_and_bucket() -> None:
     assert sum(row["fees_usd"] for row in summary["buckets"]) == pytest.approx(0.75)
     old_row = {name: value for name, value in Counters().to_json().items() if not name.startswith("fee")}
     assert Counters.from_json(old_row) == Counters()
+
+
+def test_one_order_dated_far_ahead_does_not_keep_every_later_group_in_memory() -> None:
+    """An order dated years ahead (a garbled timestamp) moves the watermark for good; the days the orders after it
+    move through are let go all the same, so memory holds a few days' groups (it held every group from then on,
+    each commit writing them all again), and the rows still add up to the direct aggregate."""
+    orders = [order("2049-01-04T15:00:00+00:00", symbol="ZZZ", side="buy", qty=1, price=1.0, status="filled")]
+    start = date(2026, 3, 2)
+    for offset in range(30):
+        day = (start + timedelta(days=offset)).isoformat()
+        for index in range(5):
+            orders.append(order(f"{day}T15:0{index}:00+00:00", symbol=f"S{index}", side="buy", qty=1, price=10.0,
+                                status="filled"))  # fmt: skip
+    learner = ExecutionLearner(ExecutionParams())
+    rows: dict[str, tuple[str, int, bytes]] = {}
+    for position, record in enumerate(orders):
+        if position == 60:
+            learner = ExecutionLearner(ExecutionParams(), learner.state())  # a restart on the way
+        for key, at, body in learner.apply("orders", record).rows:
+            rows[key] = (key, at, body)
+    assert learner.open_group_count <= 5 * (ExecutionParams().retain_days + 2)
+    assert aggregates_from_rows(rows.values()) == aggregate_orders(orders)
