@@ -33,7 +33,7 @@ from learnd.sessions.exchange import ExchangeCalendar
 from learnd.sessions.tables import calendar_for
 from learnd.sources.tailer import Checkpoint
 from learnd.store.database import JobRun, Store
-from learnd.store.generations import has_reached, install_ready_generation, positions_to_reach
+from learnd.store.generations import exports_wait_mark, has_reached, install_ready_generation, positions_to_reach
 from learnd.store.lock import HomeLock
 
 log = structlog.get_logger("learnd.engine")
@@ -147,13 +147,16 @@ class Engine:
             )
             self._build_pipeline()
             self.sync_journals()
-            if swapped:
+            if exports_wait_mark(settings).exists():
+                # A swap (this start's or one a stop cut short before the new store caught up) waits for it.
                 self._exports_wait_for = positions_to_reach(settings, self.store)
+            if swapped:
                 log.info(
                     "store_generation_installed",
                     db=str(settings.db_path),
                     weights_written_once_read_again=sorted(self._exports_wait_for),
                 )
+            if swapped or exports_wait_mark(settings).exists():
                 self.write_exports()
         except BaseException:
             # What was opened before the failure is closed (an in-process caller goes on), the store without a
@@ -372,6 +375,7 @@ class Engine:
         return next((model for learner in self.learners if (model := learner.model()) is not None), None)
 
     def _export_learners(self) -> None:
+        mark = exports_wait_mark(self.settings)
         if self._exports_wait_for:
             committed = self.store.checkpoints()
             self._exports_wait_for = {
@@ -381,7 +385,9 @@ class Engine:
             }
             if self._exports_wait_for:
                 return
+        if mark.exists():
             log.info("store_generation_caught_up", path=str(self.settings.signal_weights_path))
+            mark.unlink()
         for learner in self.learners:
             model = learner.model()
             if model is not None:

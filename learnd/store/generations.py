@@ -37,6 +37,7 @@ _DATA: Final = (
 )
 # In state/learnd.next/ while a swap moves files: a swap that a kill cut short is finished at the next start.
 _SWAPPING: Final = "swapping"
+_EXPORTS_WAIT: Final = "exports-wait-for-previous"
 # A guard record (exports.guard) names the file it guards: the generation's names a file that is not the bot's.
 _GUARD_SUFFIX: Final = ".guard.json"
 
@@ -104,6 +105,9 @@ def install_ready_generation(settings: Settings) -> bool:
                 os.replace(settings.data_dir / name, old_generation.data_dir / name)
         fsync_dir(old_generation.state_dir)
         fsync_dir(old_generation.data_dir)
+        # Until the new store has read what the live one had, the bot's weights file stays as it is (see
+        # positions_to_reach): the mark says so to every start, until the commit that gets there removes it.
+        exports_wait_mark(settings).write_bytes(b"")
         os.replace(new_generation.db_path, settings.db_path)
         fsync_dir(settings.state_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,11 @@ def install_ready_generation(settings: Settings) -> bool:
     shutil.rmtree(ready)
     log.info("rebuild_swapped", db=str(settings.db_path), previous=str(previous))
     return True
+
+
+def exports_wait_mark(settings: Settings) -> Path:
+    """Present from a swap until the installed store has read what the replaced one had (its exports wait)."""
+    return settings.state_dir / _EXPORTS_WAIT
 
 
 def positions_to_reach(settings: Settings, store: Store) -> dict[str, Checkpoint]:

@@ -253,3 +253,34 @@ def test_the_guard_keeps_the_live_file_s_record_across_a_swap(tmp_path: Path, te
     finally:
         engine.close()
     assert orjson.loads(record.read_bytes())["foreign_writes_count"] == 2
+
+
+def test_a_stop_before_the_swapped_store_caught_up_does_not_take_the_weights_back(
+    tmp_path: Path, template: Path
+) -> None:
+    """The start that swaps reads part of what the daemon had learned after the rebuild, commits and stops; the next
+    start, no swap, still waits until the store has read it all before its model replaces the bot's file (the wait
+    was held in memory only: that start's first commit wrote an older export)."""
+    settings, _ = rebuilt_while_a_daemon_learned_on(tmp_path, template)
+
+    def last_trade() -> str:
+        return str(orjson.loads(settings.signal_weights_path.read_bytes())["learnd"]["last_trade_event_ts"])
+
+    before = last_trade()
+    for step in range(2):
+        engine = Engine(settings, start_at_end=False, purpose="daemon")
+        try:
+            assert engine.swapped == (step == 0)
+            engine.poll(50)
+            engine.commit()
+        finally:
+            engine.close()
+        assert last_trade() == before
+    engine = Engine(settings, start_at_end=False, purpose="daemon")
+    try:
+        drain(engine, 1000)
+        engine.commit()
+    finally:
+        engine.close()
+    assert last_trade() >= before
+    assert not (settings.state_dir / "exports-wait-for-previous").exists()
