@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -69,11 +70,27 @@ def _keep_access(path: Path, handle: int) -> None:
     except FileNotFoundError:
         return
     os.fchmod(handle, stat.S_IMODE(was.st_mode))
-    is_root = os.geteuid() == 0
-    uid = was.st_uid if is_root else -1
-    gid = was.st_gid if is_root or was.st_gid in (os.getegid(), *os.getgroups()) else -1
+    may_chown = _may_chown()
+    uid = was.st_uid if may_chown and was.st_uid != os.geteuid() else -1
+    own_group = was.st_gid == os.getegid() or was.st_gid in os.getgroups()
+    gid = was.st_gid if (may_chown or own_group) and was.st_gid != os.getegid() else -1
     if (uid, gid) != (-1, -1):
         os.fchown(handle, uid, gid)
+
+
+@cache
+def _may_chown() -> bool:
+    """Whether this process may give a file to another owner: CAP_CHOWN in its effective set (root usually has it;
+    root in a container or unit that dropped it does not, and fchown would fail)."""
+    status = Path("/proc/self/status")
+    if status.exists():  # Linux; elsewhere the user id says
+        for line in status.read_bytes().splitlines():
+            if line.startswith(b"CapEff:"):
+                return bool(int(line.split()[1], 16) & 1 << _CAP_CHOWN)
+    return os.geteuid() == 0
+
+
+_CAP_CHOWN: Final = 0
 
 
 def fsync_directory(directory: Path) -> None:

@@ -100,6 +100,16 @@ def describe_change(path: Path, ours: bytes | None, theirs: bytes | None) -> For
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TakeOver:
+    """learnd's first write over a file it never wrote: where the file's content was kept (None: it could not be
+    read), how it differed from learnd's, and what went wrong keeping it ("" when nothing did)."""
+
+    kept: Path | None
+    change: ForeignWrite | None
+    problem: str
+
+
 class OwnedFile:
     """A file learnd writes atomically and owns. It keeps the hash of what it last wrote, here and in a small
     record beside learnd's state (`record_path`), so a change by another writer is noticed while learnd runs and
@@ -122,7 +132,7 @@ class OwnedFile:
         self.restore_pending = False
         # Set by the write that took the file over from another writer (learnd had never written it): where its
         # content was kept, and how it differed from learnd's. The caller reports it and clears it.
-        self.taken_over: tuple[Path, ForeignWrite] | None = None
+        self.taken_over: TakeOver | None = None
         self._signature: Signature | None = None
         self._seen: Signature | None = None
 
@@ -141,13 +151,19 @@ class OwnedFile:
     def _keep_before_takeover(self, data: bytes) -> None:
         """The first write to a file learnd never wrote (the bot's own weights, as its optimizer or nightly learner
         left them): its content is kept beside it, once, as `<name>.before-learnd`, so nothing of it is lost."""
-        theirs = _read(self.path)
+        try:
+            theirs = _read(self.path)
+        except PermissionError as error:
+            # Replaceable (the directory is learnd's to write) but not readable by learnd: nothing can be kept,
+            # and that is said; the export goes on (refusing it would leave the bot without learnd's weights).
+            self.taken_over = TakeOver(None, None, f"not readable by learnd ({error.strerror}): not kept")
+            return
         if theirs is None or theirs == data:
             return
         kept = self.path.with_name(self.path.name + TAKEN_OVER_SUFFIX)
         if not kept.exists():
             write_bytes_atomic(kept, theirs)
-        self.taken_over = (kept, describe_change(self.path, data, theirs))
+        self.taken_over = TakeOver(kept, describe_change(self.path, data, theirs), "")
 
     def _written(self, data: bytes) -> None:
         self.data = data

@@ -398,8 +398,9 @@ class Engine:
                     self._log_restored()
                 taken_over, self.weights_file.owned.taken_over = self.weights_file.owned.taken_over, None
                 if taken_over is not None:
-                    kept, change = taken_over
-                    log.warning("export_taken_over", kept=str(kept), **change.summary())
+                    described = taken_over.change.summary() if taken_over.change is not None else {}
+                    kept = str(taken_over.kept) if taken_over.kept is not None else None
+                    log.warning("export_taken_over", kept=kept, problem=taken_over.problem or None, **described)
 
     def keep_export(self) -> ForeignWrite | None:
         """Put learnd's weights file back if another writer changed it (the daemon's watch calls this): the

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from learnd.exports import files
 from learnd.exports.files import Journal, write_bytes_atomic, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,3 +149,19 @@ def test_a_journal_rotated_by_rename_goes_on_after_its_last_row(tmp_path: Path) 
     # Without the mark (an older learnd's journal), the file's last row decides, as before.
     (tmp_path / ".weight_learning.jsonl.seq").unlink()
     assert Journal(path).last_seq == 5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another owner")
+def test_without_the_right_to_give_files_away_the_write_keeps_the_mode_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root without CAP_CHOWN (a unit or container that dropped it) cannot keep another user's ownership: the
+    write goes on with the mode kept (it failed with EPERM at every export). The seam: the capability check."""
+    monkeypatch.setattr(files, "_may_chown", lambda: False)
+    path = tmp_path / "signal_weights.json"
+    path.write_bytes(b"{}\n")
+    os.chown(path, 1234, 2345)
+    path.chmod(0o640)
+    write_bytes_atomic(path, b'{"a": 1}\n')
+    assert path.read_bytes() == b'{"a": 1}\n'
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

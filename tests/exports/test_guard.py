@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from learnd.exports import files
+from learnd.exports import files, guard
 from learnd.exports.files import json_bytes
 from learnd.exports.guard import OwnedFile, describe_change, read_record
 from learnd.exports.signal_weights import signal_weights
@@ -214,8 +214,34 @@ def test_the_bot_s_own_file_learnd_takes_over_is_kept_beside_it(tmp_path: Path) 
     assert owned.write(learnd_bytes()) is None
     kept = tmp_path / "signal_weights.json.before-learnd"
     assert kept.read_bytes() == bots
-    assert owned.taken_over is not None and owned.taken_over[0] == kept
-    assert owned.taken_over[1].parsed and owned.taken_over[1].multipliers_moved
+    assert owned.taken_over is not None and owned.taken_over.kept == kept and not owned.taken_over.problem
+    change = owned.taken_over.change
+    assert change is not None and change.parsed and change.multipliers_moved
     path.write_bytes(b'{"another": "writer"}\n')
     OwnedFile(tmp_path / "signal_weights.json", tmp_path / "other-guard.json").write(learnd_bytes())
     assert kept.read_bytes() == bots
+
+
+def test_a_bot_file_learnd_cannot_read_is_replaced_and_the_takeover_says_nothing_was_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's own file is not readable by learnd's user (0600, another owner): it cannot be kept, the export
+    still replaces it (the directory is learnd's to write), and the takeover says nothing was kept and why (the
+    read failed the write, every time). The seam: the read, made to fail as without permission."""
+    path = tmp_path / "signal_weights.json"
+    path.write_bytes(b'{"entry_weights": {}}\n')
+    real_read = guard._read
+
+    def denied(target: Path) -> bytes | None:
+        if target == path:
+            raise PermissionError(13, "Permission denied", str(target))
+        return real_read(target)
+
+    monkeypatch.setattr(guard, "_read", denied)
+    owned = OwnedFile(path, tmp_path / "guard.json")
+    owned.write(learnd_bytes())
+    monkeypatch.undo()
+    assert path.read_bytes() == learnd_bytes()
+    assert owned.taken_over is not None and owned.taken_over.kept is None
+    assert "not readable by learnd (Permission denied)" in owned.taken_over.problem
+    assert not (tmp_path / "signal_weights.json.before-learnd").exists()
