@@ -154,7 +154,9 @@ class KnownFiles:
 
 _NUMBERED = re.compile(r"^\.(\d+)(\.gz)?$")
 # A date, then any time parts logrotate's dateformat may add (`-%H`, `-%H%M%S`, `-%s`, `-%H-%M`).
-_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2})((?:[-_T]?\d+)*)(\.gz)?$")
+# Each time part after the first begins with its separator, so a name can be split one way only (an optional
+# separator made a long run of digits try every split: exponential time on a name that then did not match).
+_DATED = re.compile(r"^[.-](\d{4}-?\d{2}-?\d{2})([-_T]?\d*(?:[-_T]\d+)*)(\.gz)?$")
 _DIGITS = re.compile(r"\d+")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -347,3 +349,16 @@ def test_census_counts_lines_before_and_after_an_offset(tmp_path: Path) -> None:
     counted = census(path, 5)
     assert (counted.content_bytes, counted.lines_before, counted.lines_after) == (11, 2, 1)
     assert (counted.fragment_bytes, counted.fragment_start) == (2, 9)
+
+
+def test_a_long_run_of_digits_that_is_no_copy_is_told_at_once() -> None:
+    """A name with a long run of digits after the date that is no rotated copy (a `.partial` left by a tool) is
+    refused at once: the pattern splits a name one way only (an optional separator between repeated digit groups
+    tried every split, 2^(digits-1) of them, at every listing). In a child with a time limit, so that a regression
+    fails instead of hanging."""
+    probe = (
+        "from learnd.sources.files import _DATED; "
+        "import sys; sys.exit(_DATED.match('-20260301-' + '7' * 40 + '.partial') is not None)"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], timeout=20, check=False)
+    assert completed.returncode == 0
