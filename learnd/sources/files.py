@@ -85,13 +85,14 @@ def identity_through(ladder: Sequence[Identity], offset: int) -> Identity | None
 
 
 def starts_with(path: Path, fp_hash: bytes, fp_len: int) -> bool:
-    """Whether the plain file at `path` has the identity (fp_hash, fp_len); False when it is gone."""
+    """Whether the plain file at `path` has the identity (fp_hash, fp_len); False when it is gone or cannot be read
+    (no permission, a directory of that name: a file learnd cannot read is not the one it was reading)."""
     if not fp_len:
         return False
     try:
         with open(path, "rb") as handle:
             return identity_hash(handle.read(fp_len)) == fp_hash
-    except FileNotFoundError:
+    except OSError:
         return False
 
 

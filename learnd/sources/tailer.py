@@ -486,6 +486,10 @@ class SourceTailer:
             except FileNotFoundError:
                 self._event("rotated_file_vanished", file=str(sibling))
                 continue
+            except OSError as error:
+                # No permission, a directory of that name: nothing to read there (audit reports it unreadable).
+                self._event("rotated_file_unreadable", file=str(sibling), error=str(error))
+                continue
             opened_stat = os.fstat(handle.fileno())
             if (opened_stat.st_dev, opened_stat.st_ino) != identity:
                 handle.close()  # renamed again between the listing and the open: the next look finds it

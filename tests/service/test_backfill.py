@@ -430,19 +430,27 @@ def test_a_file_named_like_a_rotated_copy_that_cannot_be_read_stalls_nothing(tmp
     every readable file, other sources included, instead of raising at every start."""
     home = tmp_path / "bot"
     one_file_home(home, template)
-    (home / "logs" / "orders.jsonl.1").mkdir()
+    (home / "logs" / "orders.jsonl.2").mkdir()
     settings = settings_for(home)
     run_backfill(settings, progress="none")
     engine = Engine(settings, start_at_end=True, purpose="daemon")
+    extra = b'{"ts": "2026-03-20T15:00:00+00:00", "type": "order", "symbol": "ZZZ"}\n'
     try:
         (home / "logs" / "signals.jsonl.2").mkdir()
+        drain(engine, 1000)
+        # A copytruncate of orders beside the unreadable name: the tailer's own look at the copies passes it by.
+        orders = home / "logs" / "orders.jsonl"
+        with orders.open("ab") as handle:
+            handle.write(extra)
+        shutil.copyfile(orders, home / "logs" / "orders.jsonl.1")
+        os.truncate(orders, 0)
         drain(engine, 1000)
         counts = engine.store.line_counts()
     finally:
         engine.close()
     for name in SOURCES:
         read = sum(count for (source, _, _), count in counts.items() if source == name)
-        assert read == len(lines_of(template, name)), name
+        assert read == len(lines_of(template, name)) + (name == "orders"), name
 
 
 def test_the_first_export_over_the_bot_s_own_weights_keeps_them_and_says_so(tmp_path: Path, template: Path) -> None:
