@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -568,9 +569,17 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"{key}: must be at least 1, got {count}")
     for source in settings.sources:
         # A file that does not exist yet is waited for; one that exists must be a file learnd may read.
-        if source.path.is_dir():
+        try:
+            found = os.stat(source.path)
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # a directory on the way that this user may not search
+            raise ConfigError(
+                f"sources.{source.name}.path: {source.path} cannot be looked at ({error.strerror})"
+            ) from None
+        if stat.S_ISDIR(found.st_mode):
             raise ConfigError(f"sources.{source.name}.path: {source.path} is a directory, not a log file")
-        if source.path.exists() and not os.access(source.path, os.R_OK):
+        if not os.access(source.path, os.R_OK):
             raise ConfigError(f"sources.{source.name}.path: {source.path} cannot be read by this user")
     names = [source.name for source in settings.sources]
     paths = [source.path for source in settings.sources]
