@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +201,22 @@ def test_the_respawn_hand_over_variable_is_no_setting(tmp_path: Path) -> None:
     ignore it rather than refusing it as an unknown key."""
     settings = load_settings(home=tmp_path, environ={"LEARND_RESPAWNED": "7:8", "LEARND_RESPAWN_AFTER_GROWTH_MIB": "0"})
     assert settings.respawn_after_growth_mib == 0.0
+
+
+def test_a_source_in_a_directory_this_user_may_not_search_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log path whose directory learnd's user may not search is a configuration error naming the source (it was a
+    PermissionError, which a reload took for a failed write and retried for ever). The seam: stat of that path, made
+    to fail as without search permission (root here may search anything)."""
+    blocked = tmp_path / "logs" / "orders.jsonl"
+    real_stat = os.stat
+
+    def denied(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(path) == blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", denied)
+    with pytest.raises(ConfigError, match=r"sources\.orders\.path: .* cannot be looked at \(Permission denied\)"):
+        load_settings(home=tmp_path, environ={})
