@@ -391,10 +391,13 @@ class Engine:
         for learner in self.learners:
             model = learner.model()
             if model is not None:
-                _, found = self.weights_file.write(model)
+                # A foreign write found before (keep_export) and not undone yet: this write undoes it.
+                pending = self.weights_file.owned.restore_pending
+                wrote, found = self.weights_file.write(model)
                 if found is not None:
                     # This write replaced the other writer's content with learnd's.
                     self._foreign_write(found)
+                if found is not None or (pending and wrote):
                     self._log_restored()
                 taken_over, self.weights_file.owned.taken_over = self.weights_file.owned.taken_over, None
                 if taken_over is not None:

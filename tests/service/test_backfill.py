@@ -494,3 +494,21 @@ def test_a_symlinked_log_rotated_beside_its_target_loses_no_line(tmp_path: Path)
         assert store.line_counts()[("orders", "applied", "order")] == 13
     finally:
         store.close()
+
+
+def test_a_backfill_that_finds_another_writer_s_change_says_it_put_its_file_back(
+    tmp_path: Path, template: Path
+) -> None:
+    """Another writer changed the weights file while learnd was stopped: the next backfill logs the change and, once
+    its export has put learnd's file back, `export_restored` (the restore went unsaid once the change was found
+    before the first export)."""
+    home = tmp_path / "bot"
+    one_file_home(home, template)
+    settings = settings_for(home)
+    run_backfill(settings, progress="none")
+    settings.signal_weights_path.write_bytes(b'{"entry_weights": {}}\n')
+    with capture_logs() as logs:
+        run_backfill(settings, progress="none")
+    events = [entry["event"] for entry in logs if entry["event"].startswith("export_")]
+    assert events == ["export_changed_by_another_writer", "export_restored"]
+    assert b"learnd" in settings.signal_weights_path.read_bytes()
