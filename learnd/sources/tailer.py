@@ -458,6 +458,12 @@ class SourceTailer:
             except FileNotFoundError:
                 continue
         identities = [(sibling_stat.st_dev, sibling_stat.st_ino) for _, sibling_stat in stats]
+        retired = self._rotated
+        if retired is not None and (retired.dev, retired.ino) == (dev, ino) and not retired.name:
+            # The name it was renamed to, if it is among the copies: what a quarantine entry of its lines names.
+            retired.name = next(
+                (str(sibling) for sibling, found in stats if (found.st_dev, found.st_ino) == (dev, ino)), ""
+            )
         if (dev, ino) not in identities:
             return
         position = identities.index((dev, ino))
