@@ -22,6 +22,7 @@ import pytest
 from learnd.config import Settings
 from learnd.devtools.simulate import simulate
 from learnd.errors import ConfigError, StateError
+from learnd.exports.files import journal_mark
 from learnd.jobs.periods import JobOutput
 from learnd.learning.learner import NOTHING, Applied, CountingLearner, Learner
 from learnd.records.parse import Record, TradeOutcome
@@ -545,7 +546,10 @@ def test_a_start_gives_each_quarantine_journal_the_rows_it_lacks_once(
     # The journal that holds the first row loses its last append; the other one's last row is then the highest.
     (behind,) = [source for source, rows in synced.items() if 1 in rows]
     journal = settings.quarantine_dir / f"{behind}.jsonl"
-    journal.write_bytes(b"".join(journal.read_bytes().splitlines(keepends=True)[:-1]))
+    kept = journal.read_bytes().splitlines(keepends=True)[:-1]
+    journal.write_bytes(b"".join(kept))
+    # The crash came before the append was flushed, so before the journal's mark said it was written.
+    journal_mark(journal).write_bytes(b"%d\n" % (orjson.loads(kept[-1])["seq"] if kept else 0))
     engine = open_engine(settings)  # its first sync
     assert {source: seqs(source) for source in (ATTRIBUTION, EXIT)} == synced
     # Synced up to the highest journal's row: the next sync reads no row again (not every row past the lowest one).
@@ -683,3 +687,28 @@ def test_a_reload_of_a_setting_only_a_restart_applies_is_refused_before_anything
         assert sorted(engine.ingestor.tailers) == [ORDERS]
     finally:
         engine.close()
+
+
+def test_a_bad_line_drained_from_the_file_renamed_away_names_its_new_name(home: Path) -> None:
+    """The file is renamed to `orders.jsonl.1` (logrotate's rename + create) with a garbage line not read yet: the
+    tailer drains it through its open descriptor, and the quarantine entry names `orders.jsonl.1`, where that
+    offset is (it named the new file at the path)."""
+    settings = build_settings(home, sources=(ORDERS,))
+    path = settings.source(ORDERS).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    good = line(order_row("2026-03-02T15:00:00+00:00", "AMD"))
+    path.write_bytes(good)
+    engine = Engine(settings, start_at_end=False, purpose="daemon")
+    try:
+        drain(engine, 100)
+        with path.open("ab") as handle:
+            handle.write(b"GARBAGE-BEFORE-THE-RENAME\n")
+        renamed = path.with_name("orders.jsonl.1")
+        path.rename(renamed)
+        path.write_bytes(line(order_row("2026-03-02T15:05:00+00:00", "AMD")))
+        drain(engine, 100)
+        engine.commit()
+        (row,) = [orjson.loads(body) for _, _, body in engine.store.quarantine_rows(0)]
+    finally:
+        engine.close()
+    assert (row["path"], row["offset"]) == (str(renamed), len(good))
