@@ -158,8 +158,8 @@ class OwnedFile:
             # and that is said; the export goes on (refusing it would leave the bot without learnd's weights).
             self.taken_over = TakeOver(None, None, f"not readable by learnd ({error.strerror}): not kept")
             return
-        if theirs is None or theirs == data:
-            return
+        if theirs is None or theirs == data or _is_learnds_export(theirs):
+            return  # nothing there, or an export of learnd's own (a home moved: its record names the old path)
         kept = self.path.with_name(self.path.name + TAKEN_OVER_SUFFIX)
         if not kept.exists():
             write_bytes_atomic(kept, theirs)
@@ -257,6 +257,15 @@ def _signature(path: Path) -> Signature:
     except FileNotFoundError:
         return MISSING
     return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _is_learnds_export(data: bytes) -> bool:
+    """Whether bytes are a weights file learnd wrote (its own section beside the bot's): no bot writer adds it."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("learnd"), dict)
 
 
 def _read(path: Path) -> bytes | None:

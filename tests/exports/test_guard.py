@@ -245,3 +245,16 @@ def test_a_bot_file_learnd_cannot_read_is_replaced_and_the_takeover_says_nothing
     assert owned.taken_over is not None and owned.taken_over.kept is None
     assert "not readable by learnd (Permission denied)" in owned.taken_over.problem
     assert not (tmp_path / "signal_weights.json.before-learnd").exists()
+
+
+def test_learnd_s_own_file_at_a_path_its_record_does_not_name_is_no_takeover(tmp_path: Path) -> None:
+    """A home moved (the guard record names the old path): the file there is an export of learnd's own, not the
+    bot's, so the first write keeps no copy and reports no takeover."""
+    path = tmp_path / "signal_weights.json"
+    path.write_bytes(learnd_bytes())
+    owned = OwnedFile(path, tmp_path / "guard.json")
+    newer = json_bytes({**orjson.loads(learnd_bytes()), "note": "a newer export"})
+    owned.write(newer)
+    assert owned.taken_over is None
+    assert not (tmp_path / "signal_weights.json.before-learnd").exists()
+    assert path.read_bytes() == newer
