@@ -121,7 +121,10 @@ def install_ready_generation(settings: Settings) -> bool:
     live_weights = settings.signal_weights_path
     kept_weights = old_generation.state_dir / live_weights.name
     if live_weights.exists() and not kept_weights.exists():
-        shutil.copy2(live_weights, kept_weights)
+        # Copied beside, then renamed: a kill mid-copy leaves no torn copy that the resumed swap would keep.
+        copying = kept_weights.with_name(f".{kept_weights.name}.tmp")
+        shutil.copy2(live_weights, copying)
+        os.replace(copying, kept_weights)
         fsync_dir(old_generation.state_dir)
     for export in sorted(new_generation.state_dir.glob("*.json")):
         if export.name != live_weights.name and not export.name.endswith(_GUARD_SUFFIX):

@@ -112,7 +112,7 @@ def assert_generation(settings: Settings, marker: str) -> None:
 
 
 # The renames of a swap of write_generation's homes (see the count's test).
-RENAMES = 9
+RENAMES = 10
 
 
 class Killed(BaseException):
@@ -155,8 +155,9 @@ def test_a_swap_cut_short_at_any_rename_is_finished_by_the_next_start(
 def test_the_swap_has_as_many_renames_as_the_cut_test_covers(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cut test above reaches every rename (three journals and the reports out of the live home, the store,
-    the four in): counted here, so that a step added later cannot go untested."""
+    """The cut test above reaches every rename (three journals and the reports out of the live home, the copy of
+    the bot's weights file kept with them, the store, the four in): counted here, so that a step added later cannot
+    go untested."""
     write_generation(ready(settings), "new")
     real_replace = os.replace
     calls: list[str] = []
