@@ -225,6 +225,7 @@ class SignalLearner(Learner):
         self._dirty = False
         self._open: dict[tuple[str, str, str], _OpenEpisode] = {}
         self.watermark_us = -1
+        self.far_ahead_seen = False  # whether the candidate before was far ahead of the watermark (see apply)
         self.counts: dict[str, int] = {"candidates": 0, "gate_failed": 0, "episodes_closed": 0}
         self.unknown_components: dict[str, int] = {}
         if state is not None:
@@ -232,6 +233,7 @@ class SignalLearner(Learner):
             if document.get("version") != STATE_VERSION:
                 raise StateError(f"signals learner state version {document.get('version')!r} is not {STATE_VERSION}")
             self.watermark_us = document["watermark_us"]
+            self.far_ahead_seen = bool(document.get("far_ahead_seen", False))
             self.counts = dict(document["counts"])
             self.unknown_components = dict(document["unknown_components"])
             for item in document["open"]:
@@ -251,10 +253,21 @@ class SignalLearner(Learner):
             self.counts["gate_failed"] += 1
             return Applied(learned=False)
         event_us = record.event_us
+        far_ahead = self.watermark_us >= 0 and event_us - self.watermark_us > _FAR_AHEAD_US
+        if far_ahead and not self.far_ahead_seen:
+            # Far beyond every line before it: a garbled date, or the first line after a long pause. Alone it is an
+            # episode of its own, closed at once, and moves no clock (one such line made every later candidate an
+            # episode of its own); a second such line in a row says the clock did move, and is taken.
+            self.far_ahead_seen = True
+            stray = _OpenEpisode(*_key_of(record), event_us, event_us, late=self._next_late())
+            stray.add(record)
+            self.counts["episodes_closed"] += 1
+            return _learned([stray.freeze(self.params.pattern_size, is_open=False)])
+        self.far_ahead_seen = False
         self.watermark_us = max(self.watermark_us, event_us)
         gap_us = self.params.gap_us
         closed = self._sweep() if self.watermark_us >= self._next_sweep_us else []
-        key = (record.strategy, record.symbol, record.direction or UNKNOWN_DIRECTION)
+        key = _key_of(record)
         episode = self._open.get(key)
         if episode is not None and event_us - episode.last_us >= gap_us:
             closed.append(self._close(key))
@@ -326,12 +339,22 @@ class SignalLearner(Learner):
             {
                 "version": STATE_VERSION,
                 "watermark_us": self.watermark_us,
+                "far_ahead_seen": self.far_ahead_seen,
                 "counts": self.counts,
                 "unknown_components": self.unknown_components,
                 "open": [self._open[key].to_state() for key in sorted(self._open)],
             },
             option=orjson.OPT_SORT_KEYS,
         )
+
+
+def _key_of(record: SignalRecord) -> tuple[str, str, str]:
+    return record.strategy, record.symbol, record.direction or UNKNOWN_DIRECTION
+
+
+# How far past every candidate before it one may lie before it alone moves no clock (see SignalLearner.apply):
+# longer than any pause of the bot's (a long weekend, a holiday, a week away).
+_FAR_AHEAD_US: Final = 10 * 86_400_000_000
 
 
 def _learned(closed: list[Episode]) -> Applied:

@@ -586,3 +586,30 @@ def summaries(store: Store) -> tuple[bytes, bytes]:
 
 def ledger_records(store: Store, kind: str) -> list[Record]:
     return [record_of(row) for row in store.ledger(kind)]
+
+
+def test_one_candidate_dated_far_ahead_moves_no_clock_and_two_in_a_row_do() -> None:
+    """A candidate more than ten days past every one before it (a garbled year) is an episode of its own and moves
+    no clock: the candidates after it collapse into their episode as before (each was an episode of its own). Two
+    such candidates in a row are the bot back after a long pause: the clock moves with the second (the first stays
+    an episode of its own, the price of telling the two apart without reading ahead)."""
+    learner = SignalLearner(SignalParams(gap_us=5 * MINUTE))
+    garbled = T0 + 3650 * 24 * 60 * MINUTE
+    rows = feed(learner, [signal("AMD", T0), signal("NVDA", garbled)])
+    rows += feed(learner, [signal("AMD", T0 + index * 10 * SECOND) for index in range(1, 100)])
+    rows += feed(learner, [signal("TSLA", T0 + 30 * MINUTE)])  # the watermark moves on: AMD's episode closes
+    amd = [episode for episode in episodes_from_rows(rows) if episode.symbol == "AMD"]
+    assert [(episode.first_us, episode.count) for episode in amd] == [(T0, 100)]
+    (stray,) = [episode for episode in episodes_from_rows(rows) if episode.symbol == "NVDA"]
+    assert (stray.first_us, stray.count, stray.late) == (garbled, 1, 1)
+    assert learner.watermark_us == T0 + 30 * MINUTE
+    # After a restart (the state keeps it all), the bot back after eleven days: the clock moves with the second.
+    learner = SignalLearner(SignalParams(gap_us=5 * MINUTE), learner.state())
+    back = T0 + 11 * 24 * 60 * MINUTE
+    rows = feed(learner, [signal("AMD", back), signal("AMD", back + MINUTE), signal("TSLA", back + 30 * MINUTE)])
+    assert learner.watermark_us == back + 30 * MINUTE
+    assert [(episode.symbol, episode.first_us, episode.count) for episode in episodes_from_rows(rows)] == [
+        ("AMD", back, 1),
+        ("TSLA", T0 + 30 * MINUTE, 1),
+        ("AMD", back + MINUTE, 1),
+    ]
