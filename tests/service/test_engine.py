@@ -363,13 +363,19 @@ def test_a_job_whose_commit_fails_is_not_recorded_and_runs_again_once(
     assert list(engine.store.job_values()) == [("cell|equity", 0, b"[1.5, -0.25]")]
 
 
+def orders_home(home: Path) -> tuple[Settings, Path]:
+    """Settings that follow the orders log only, and that log's path (its directory made, the file not)."""
+    settings = build_settings(home, sources=(ORDERS,))
+    path = settings.source(ORDERS).path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return settings, path
+
+
 def test_a_copy_of_a_file_never_seen_is_committed_and_the_file_read_whole_after_a_restart(home: Path) -> None:
     """A daemon waits for a source's file (it never existed); a rotated copy of it turns up and is read (its lines
     applied and committed: the commit once failed, the batch holding line hashes but no position); learnd
     restarts; the file then appears and is read whole, as new content, and the copy is not read again."""
-    settings = build_settings(home, sources=(ORDERS,))
-    path = settings.source(ORDERS).path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    settings, path = orders_home(home)
     engine = Engine(settings, start_at_end=True, purpose="daemon")
     try:
         assert engine.poll(100) == 0
@@ -398,9 +404,7 @@ def test_a_file_that_appears_while_learnd_is_stopped_is_read_whole_when_it_waite
     """A daemon follows a source whose file does not exist yet (installed before the bot first ran); it stops; the
     bot writes its first lines; at the next start those lines are new content, read whole, not skipped as if they
     predated learnd (the position "waiting for the file" was committed although no line had been read)."""
-    settings = build_settings(home, sources=(ORDERS,))
-    path = settings.source(ORDERS).path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    settings, path = orders_home(home)
     engine = Engine(settings, start_at_end=True, purpose="daemon")
     try:
         assert engine.poll(100) == 0
@@ -612,9 +616,7 @@ def test_a_failed_first_commit_reads_again_from_where_a_source_began(home: Path,
     that commit fails (a full disk), recover() starts the source again where it began: the lines read since are
     read again and applied once, neither skipped (the end the file has reached by now) nor the lines before the
     start taken in (history a plain run leaves to a backfill)."""
-    settings = build_settings(home, sources=(ORDERS,))
-    path = settings.source(ORDERS).path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    settings, path = orders_home(home)
     if file_at_start:
         append(path, [order_row(f"2026-03-02T14:0{index}:00+00:00", "AMD") for index in range(2)])
     engine = Engine(settings, start_at_end=True, purpose="daemon")
@@ -636,9 +638,7 @@ def test_a_bad_line_the_daemon_reads_from_a_rotated_copy_names_that_copy(home: P
     """A copytruncate takes a garbage line among the lines not read yet (drained from `orders.jsonl.1`), and a
     dated copy never seen holds another: each quarantine entry names the copy it was read from, at its offset there
     (both named the source's current file, where those offsets hold other lines or nothing)."""
-    settings = build_settings(home, sources=(ORDERS,))
-    path = settings.source(ORDERS).path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    settings, path = orders_home(home)
     good = [line(order_row(f"2026-03-02T15:0{index}:00+00:00", "AMD")) for index in range(4)]
     path.write_bytes(good[0])
     engine = Engine(settings, start_at_end=False, purpose="daemon")
@@ -693,9 +693,7 @@ def test_a_bad_line_drained_from_the_file_renamed_away_names_its_new_name(home: 
     """The file is renamed to `orders.jsonl.1` (logrotate's rename + create) with a garbage line not read yet: the
     tailer drains it through its open descriptor, and the quarantine entry names `orders.jsonl.1`, where that
     offset is (it named the new file at the path)."""
-    settings = build_settings(home, sources=(ORDERS,))
-    path = settings.source(ORDERS).path
-    path.parent.mkdir(parents=True, exist_ok=True)
+    settings, path = orders_home(home)
     good = line(order_row("2026-03-02T15:00:00+00:00", "AMD"))
     path.write_bytes(good)
     engine = Engine(settings, start_at_end=False, purpose="daemon")
