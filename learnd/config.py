@@ -308,10 +308,19 @@ def load_settings(
         config_file = Path.cwd() / config_file
     if config_file is not None:
         table = _read_toml(config_file)
-    _merge_environment(table, env)
+    from_environment = _merge_environment(table, env)
     for key, value in (overrides or {}).items():
         _set_dotted(table, key, value)
-    return _build(home_path, table)
+        from_environment.pop(key, None)
+    try:
+        return _build(home_path, table)
+    except ConfigError as error:
+        # A key the environment set is named with its variable: it is in no file an operator would look at.
+        key = str(error).partition(":")[0]
+        variable = from_environment.get(key)
+        if variable is None:
+            raise
+        raise ConfigError(f"{error} (from the environment: {variable}={env[variable]!r})") from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -330,25 +339,32 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: cannot be read ({error.strerror or error})") from None
 
 
-def _merge_environment(table: dict[str, Any], env: Mapping[str, str]) -> None:
-    """LEARND_COMMIT_INTERVAL_MS=20 sets commit_interval_ms; LEARND_LEARNING__PER_TICKER sets learning.per_ticker."""
+def _merge_environment(table: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """LEARND_COMMIT_INTERVAL_MS=20 sets commit_interval_ms; LEARND_LEARNING__PER_TICKER sets learning.per_ticker.
+    Returns the keys set, with the variable that set each."""
+    origins: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith("LEARND_") or name in ("LEARND_HOME", "LEARND_CONFIG", RESPAWN_VARIABLE):
             continue
         dotted = name.removeprefix("LEARND_").lower().replace("__", ".")
         _set_dotted(table, dotted, value)
+        origins[dotted] = name
     # The bot's own switch for per-ticker learning is honoured as documented in its README.
     flag = env.get("ENABLE_PER_TICKER_LEARNING")
     if flag is not None:
         _set_dotted(table, "learning.per_ticker", flag)
+        origins["learning.per_ticker"] = "ENABLE_PER_TICKER_LEARNING"
     # So are the two switches that change what the bot applies from the weights file (learnd reports it).
     cap = env.get("UW_PASSIVE_ML_WEIGHT_CAP")
     if cap is not None:
         _set_dotted(table, "bot.weight_cap", cap)
+        origins["bot.weight_cap"] = "UW_PASSIVE_ML_WEIGHT_CAP"
     disabled = env.get("DISABLE_ADAPTIVE_WEIGHTS")
     if disabled is not None:
         is_disabled = disabled.strip().lower() in ("1", "true", "yes", "on")
         _set_dotted(table, "bot.adaptive_weights", "false" if is_disabled else "true")
+        origins["bot.adaptive_weights"] = "DISABLE_ADAPTIVE_WEIGHTS"
+    return origins
 
 
 def _set_dotted(table: dict[str, Any], dotted: str, value: Any) -> None:

@@ -220,3 +220,27 @@ def test_a_source_in_a_directory_this_user_may_not_search_is_a_configuration_err
     monkeypatch.setattr(os, "stat", denied)
     with pytest.raises(ConfigError, match=r"sources\.orders\.path: .* cannot be looked at \(Permission denied\)"):
         load_settings(home=tmp_path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"LEARND_FOO": "1"}, "foo: unknown key (from the environment: LEARND_FOO='1')"),
+        ({"UW_PASSIVE_ML_WEIGHT_CAP": "abc"}, "bot.weight_cap: must be a number, got 'abc' (from the environment: "),
+        ({"LEARND_SCHEDULE__GRACE_MINUTES": "-1"}, "(from the environment: LEARND_SCHEDULE__GRACE_MINUTES='-1')"),
+    ],
+)
+def test_a_bad_value_from_the_environment_names_its_variable(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    """A key the environment set is in no file the operator would look at: its error names the variable too."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(home=tmp_path, environ=environ)
+    assert message in str(raised.value)
+
+
+def test_a_value_the_command_line_sets_again_is_not_blamed_on_the_environment(tmp_path: Path) -> None:
+    """--set overrides a variable: an error in its value is the command line's, and named as the key alone."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(home=tmp_path, environ={"LEARND_COMMIT_INTERVAL_MS": "20"}, overrides={"commit_interval_ms": -1})
+    assert "environment" not in str(raised.value)
