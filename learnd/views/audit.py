@@ -14,12 +14,11 @@ from learnd.learning.trades import TradeLearner
 from learnd.sessions.tables import calendar_for
 from learnd.sources.files import HistoryError, HistoryFile, KnownFiles, census, source_files, unread_start
 from learnd.sources.tailer import Checkpoint
-from learnd.store.database import Store, reading
+from learnd.store.database import reading
 from learnd.store.lock import HomeLock
 
 OUTCOMES: Final = ("applied", "duplicate", "ignored", "quarantined")
 REREAD: Final = "line_reread_after_rewrite"
-_SNAPSHOT_ATTEMPTS: Final = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +27,6 @@ class _Snapshot:
     known: dict[str, KnownFiles]
     checkpoints: dict[str, Checkpoint]
     following: dict[str, tuple[str, int] | None]
-
-    def same_as(self, other: _Snapshot) -> bool:
-        return (self.counts, self.checkpoints, self.following) == (
-            other.counts,
-            other.checkpoints,
-            other.following,
-        ) and {name: known.read for name, known in self.known.items()} == {
-            name: known.read for name, known in other.known.items()
-        }
 
 
 @dataclass(slots=True)
@@ -128,23 +118,13 @@ def _snapshot(settings: Settings) -> _Snapshot:
     with reading(settings.db_path, settings.lock_path) as store:
         if store is None:
             return _Snapshot({}, {}, {}, {})
-        # Counts only grow: two equal reads around the offsets mean no commit happened in between.
-        snapshot = _read_store(store, settings)
-        for _ in range(_SNAPSHOT_ATTEMPTS):
-            again = _read_store(store, settings)
-            if again.same_as(snapshot):
-                break
-            snapshot = again
-        return snapshot
-
-
-def _read_store(store: Store, settings: Settings) -> _Snapshot:
-    return _Snapshot(
-        counts=store.line_counts(),
-        known={source.name: store.known_files(source.name) for source in settings.sources},
-        checkpoints=store.checkpoints(),
-        following={source.name: store.following(source.name) for source in settings.sources},
-    )
+        # One committed state: `reading` holds a read transaction, whatever the daemon commits meanwhile.
+        return _Snapshot(
+            counts=store.line_counts(),
+            known={source.name: store.known_files(source.name) for source in settings.sources},
+            checkpoints=store.checkpoints(),
+            following={source.name: store.following(source.name) for source in settings.sources},
+        )
 
 
 def _audit_source(source: SourceSettings, snapshot: _Snapshot) -> dict[str, Any]:
