@@ -259,10 +259,7 @@ class SignalLearner(Learner):
             # episode of its own, closed at once, and moves no clock (one such line made every later candidate an
             # episode of its own); a second such line in a row says the clock did move, and is taken.
             self.far_ahead_seen = True
-            stray = _OpenEpisode(*_key_of(record), event_us, event_us, late=self._next_late())
-            stray.add(record)
-            self.counts["episodes_closed"] += 1
-            return _learned([stray.freeze(self.params.pattern_size, is_open=False)])
+            return _learned([self._stray(record)])
         self.far_ahead_seen = False
         self.watermark_us = max(self.watermark_us, event_us)
         gap_us = self.params.gap_us
@@ -274,18 +271,22 @@ class SignalLearner(Learner):
             episode = None
         if episode is not None and episode.first_us - event_us >= gap_us:
             # A line far older than the open episode (a late writer): an episode of its own, closed at once.
-            stray = _OpenEpisode(key[0], key[1], key[2], event_us, event_us, late=self._next_late())
-            stray.add(record)
-            self.counts["episodes_closed"] += 1
-            closed.append(stray.freeze(self.params.pattern_size, is_open=False))
+            closed.append(self._stray(record))
             return _learned(closed)
         if episode is None:
             late = self._next_late() if self.watermark_us - event_us >= gap_us else 0
-            episode = self._open[key] = _OpenEpisode(key[0], key[1], key[2], event_us, event_us, late=late)
+            episode = self._open[key] = _OpenEpisode(*key, event_us, event_us, late=late)
         episode.add(record)
         close_us = episode.last_us + gap_us
         self._next_sweep_us = min(self._next_sweep_us, close_us)
         return _learned(closed) if closed else LEARNED
+
+    def _stray(self, record: SignalRecord) -> Episode:
+        """A candidate that is an episode of its own, closed at once (numbered: see Episode.late)."""
+        stray = _OpenEpisode(*_key_of(record), record.event_us, record.event_us, late=self._next_late())
+        stray.add(record)
+        self.counts["episodes_closed"] += 1
+        return stray.freeze(self.params.pattern_size, is_open=False)
 
     def _next_late(self) -> int:
         """The number of the next episode a late line opens (counted in the state, so a function of the lines)."""
