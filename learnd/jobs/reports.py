@@ -24,7 +24,7 @@ from learnd.jobs.longrun import (
     session_runs,
 )
 from learnd.learning.entry_model import regime_scope
-from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX
+from learnd.learning.multipliers import GLOBAL_SCOPE
 from learnd.learning.stats import MannWhitneyResult, mann_whitney_sorted
 from learnd.records.parse import ExitOutcome, TradeOutcome
 
@@ -816,25 +816,6 @@ def _ticker_profiles(longrun: LongRun, strategy: str) -> dict[str, Any]:
 
 def _ranked(row: tuple[float, str, int]) -> dict[str, Any]:
     return {"component": row[1], "attributed_pnl_pct": _round(row[0]), "trades": row[2]}
-
-
-def _snapshot_multipliers(snapshot: Mapping[str, Any] | None) -> list[tuple[str, str, str, float]]:
-    """(strategy, component, scope, multiplier) of every multiplier in an EntryModel snapshot."""
-    found: list[tuple[str, str, str, float]] = []
-    for strategy, components in (snapshot or {}).items():
-        for component, entry in components.items():
-            if not isinstance(entry, Mapping):
-                continue
-            value = entry.get("multiplier")
-            if isinstance(value, int | float):
-                found.append((strategy, component, GLOBAL_SCOPE, float(value)))
-            for scope, cell in (entry.get("by_regime") or {}).items():
-                if isinstance(cell, Mapping) and isinstance(cell.get("multiplier"), int | float):
-                    found.append((strategy, component, scope, float(cell["multiplier"])))
-            for symbol, cell in (entry.get("by_ticker") or {}).items():
-                if isinstance(cell, Mapping) and isinstance(cell.get("multiplier"), int | float):
-                    found.append((strategy, component, f"{TICKER_SCOPE_PREFIX}{symbol}", float(cell["multiplier"])))
-    return found
 
 
 def _round(value: float) -> float:
