@@ -29,6 +29,7 @@ from learnd.records.parse import Record, TradeOutcome
 from learnd.service.backfill import drain
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar
+from learnd.sources.tailer import Checkpoint
 from learnd.store.database import Batch, JobRun, Store
 from learnd.store.lock import HomeLock
 from tests.bot_rows import append, close_row, exit_row, line, order_row
@@ -371,6 +372,17 @@ def orders_home(home: Path) -> tuple[Settings, Path]:
     return settings, path
 
 
+def orders_after_a_daemon_start(settings: Settings) -> tuple[int, Checkpoint | None]:
+    """A daemon's start (at the end of files it never read) reading all there is: the order lines applied, and the
+    orders log's committed position."""
+    engine = Engine(settings, start_at_end=True, purpose="daemon")
+    try:
+        drain(engine, 100)
+        return applied(engine.store, ORDERS), engine.store.checkpoint(ORDERS)
+    finally:
+        engine.close()
+
+
 def test_a_copy_of_a_file_never_seen_is_committed_and_the_file_read_whole_after_a_restart(home: Path) -> None:
     """A daemon waits for a source's file (it never existed); a rotated copy of it turns up and is read (its lines
     applied and committed: the commit once failed, the batch holding line hashes but no position); learnd
@@ -390,14 +402,9 @@ def test_a_copy_of_a_file_never_seen_is_committed_and_the_file_read_whole_after_
     finally:
         engine.close()
     append(path, [order_row(f"2026-03-02T16:0{index}:00+00:00", "AMD") for index in range(3)])
-    engine = Engine(settings, start_at_end=True, purpose="daemon")
-    try:
-        drain(engine, 100)
-        assert applied(engine.store, ORDERS) == 5
-        checkpoint = engine.store.checkpoint(ORDERS)
-        assert checkpoint is not None and checkpoint.offset == path.stat().st_size
-    finally:
-        engine.close()
+    count, checkpoint = orders_after_a_daemon_start(settings)
+    assert count == 5
+    assert checkpoint is not None and checkpoint.offset == path.stat().st_size
 
 
 def test_a_file_that_appears_while_learnd_is_stopped_is_read_whole_when_it_waited_for_it(home: Path) -> None:
@@ -412,12 +419,7 @@ def test_a_file_that_appears_while_learnd_is_stopped_is_read_whole_when_it_waite
     finally:
         engine.close()
     append(path, [order_row(f"2026-03-02T16:0{index}:00+00:00", "AMD") for index in range(5)])
-    engine = Engine(settings, start_at_end=True, purpose="daemon")
-    try:
-        drain(engine, 100)
-        assert applied(engine.store, ORDERS) == 5
-    finally:
-        engine.close()
+    assert orders_after_a_daemon_start(settings)[0] == 5
 
 
 def test_the_engine_holds_the_home_lock_from_open_to_close(home: Path) -> None:
