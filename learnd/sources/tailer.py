@@ -981,9 +981,10 @@ class SourceTailer:
 
 
 def _held_when_stopped(committed: Checkpoint) -> bool:
-    """Whether the checkpoint was taken while its file's first lines were held back (see SourceTailer._after_read):
-    at offset 0 with the identity of what was read, the file still to be compared with the lines read."""
-    return committed.offset == 0 and committed.fp_len > 0 and committed.replaced_at_seq >= 0
+    """Whether the checkpoint was taken before its file, a replacement, was compared with the lines read: at offset 0,
+    its first lines held back (see SourceTailer._after_read) or not read at all yet (the path replaced, then no poll
+    before the stop). Its lines are compared when it is read, wherever it is found."""
+    return committed.offset == 0 and committed.replaced_at_seq >= 0
 
 
 def _lines_exceed(fd: int, end: int, limit: int) -> bool:

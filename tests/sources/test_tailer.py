@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from learnd.sources.files import Identity, KnownFiles
@@ -1446,6 +1446,19 @@ OPERATIONS = st.lists(
 
 @settings(max_examples=400, deadline=None)
 @given(operations=OPERATIONS)
+# Found once in CI: a trimmed copy renamed over the path, a stop before any poll read it, the copy renamed away, a
+# stop: the restart drained it from its start without comparing it with the lines read, and its kept line came twice.
+@example(
+    operations=[
+        ("append", 1),
+        ("append", 1),
+        ("poll", 1),
+        ("rename_over", 1),
+        ("restart", 1),
+        ("rename", 1),
+        ("restart", 1),
+    ]
+)
 def test_any_sequence_of_log_operations_hands_out_each_line_at_most_once(operations: list[tuple[str, int]]) -> None:
     """Appends, rename rotations with a second writer going on through the old descriptor, a trimmed copy renamed
     over the path, copytruncates, rewrites, truncations, a new file on the same inode beginning with the same line,
