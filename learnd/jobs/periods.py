@@ -45,16 +45,8 @@ from learnd.learning.execution import (
     symbol_outcomes,
 )
 from learnd.learning.execution import NAME as EXECUTION_LEARNER
-from learnd.learning.signals import NAME as SIGNAL_LEARNER
-from learnd.learning.signals import (
-    Episode,
-    SignalParams,
-    episodes_from_rows,
-    open_episodes_from_state,
-    render_signals,
-    signal_summary,
-)
-from learnd.records.parse import ExitOutcome, TradeEntry, TradeOutcome
+from learnd.learning.signals import SignalParams, render_signals
+from learnd.records.parse import ExitOutcome, TradeOutcome
 from learnd.sessions.exchange import ExchangeCalendar, from_epoch_us
 from learnd.store.database import LedgerRow, Store
 from learnd.store.ledger import RecordCache, ledger_records, record_of
@@ -302,7 +294,15 @@ def daily_report_document(
     report = daily_report(
         session_day, trades, exits, changes, late_trades=late, model_snapshot=snapshot, outcomes=day_outcomes
     )
-    report["signals"] = _signals_section(store, settings, start_us, end_us, records, trades=trades)
+    # The episodes that ended since the last session's close, up to this one's: those that go on past the close are
+    # the next session's, as they end (the job that runs after the close cannot have seen the rest of them).
+    report["signals"] = window_signals(
+        store,
+        SignalParams.from_settings(settings.signals),
+        calendar.closes_us[index - 1] if index > 0 else start_us,
+        calendar.closes_us[index],
+        records,
+    )
     # The orders since the last session's close, up to this one's: all of them known when the job runs after the
     # close, live or in a backfill (the orders after the close are the next session's report's).
     since = (calendar.sessions[index - 1], True) if index > 0 else (session_day, False)
@@ -312,49 +312,6 @@ def daily_report_document(
     # What the unchanged bot applies of the model as of the close (its pins, caps and regime blindness).
     report["bot"] = bot_application(snapshot or {}, BotRules.from_settings(settings.bot))
     return report
-
-
-def _signals_section(
-    store: Store,
-    settings: Settings,
-    start_us: int,
-    end_us: int,
-    records: RecordCache,
-    *,
-    trades: list[TradeOutcome] | None = None,
-) -> dict[str, Any]:
-    """Signal episodes that began in [start, end), joined to entries and outcomes known by `end`: the same set
-    whether the report is written right after the close (some episodes still open) or by a later backfill.
-    `trades` are the outcomes of [start, end) when the caller has them; without an episode nothing is joined."""
-    params = SignalParams.from_settings(settings.signals)
-    # Decoded once: a week's report reads four weeks of episodes the daily reports read already.
-    episodes = [
-        records.decoded(SIGNAL_LEARNER, body, _episode)
-        for _, _, body in store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us)
-    ]
-    # As of the report: an episode the close left open counts as it stood, like the closed one a backfill sees.
-    episodes += [
-        replace(episode, is_open=False)
-        for episode in open_episodes_from_state(store.learner_state(SIGNAL_LEARNER), params)
-        if start_us <= episode.first_us < end_us
-    ]
-    if not episodes:
-        return signal_summary((), (), (), params)
-    entries = [
-        r for r in records.records(store, "entry", since_us=start_us, until_us=end_us) if isinstance(r, TradeEntry)
-    ]
-    if trades is None:
-        trades = [
-            r
-            for r in records.records(store, "trade", since_us=start_us, until_us=end_us)
-            if isinstance(r, TradeOutcome)
-        ]
-    return signal_summary(episodes, entries, trades, params)
-
-
-def _episode(body: bytes) -> Episode:
-    (episode,) = episodes_from_rows((("", 0, body),))
-    return episode
 
 
 def _execution_section(
@@ -452,8 +409,9 @@ def weekly_report_document(
         half_life_sessions=settings.learning.half_life_sessions,
     )
     window_start_us = end_us - RECORD_SPAN_US
+    close_us = calendar.closes_us[index]
     report["signals"] = window_signals(
-        store, SignalParams.from_settings(settings.signals), window_start_us, end_us, records
+        store, SignalParams.from_settings(settings.signals), close_us - RECORD_SPAN_US, close_us, records
     )
     first_day = from_epoch_us(window_start_us).date()
     report["execution_quality"] = _execution_section(

@@ -1,7 +1,7 @@
-"""The signals section of a weekly report: four weeks of signal episodes joined to the entries and closing trades of
-the same weeks. The window is read in weeks of a fixed grid, each read from the store and put in join order once,
-and kept while the store holds nothing new: consecutive weekly reports share all their weeks but the newest, at
-whatever time each one ends.
+"""The signals section of the reports: the signal episodes that ended in a window (a day's, from one session's close
+to the next; a week's report, the four weeks to its close) joined to the entries and closing trades of their times.
+The window is read in weeks of a fixed grid, each read from the store and put in join order once, and kept while the
+store holds nothing new: consecutive reports share all their weeks but the newest, at whatever time each one ends.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any, Final
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
 from learnd.learning.signals import (
     Episode,
+    SignalLearner,
     SignalParams,
     closing_trades,
     episodes_from_rows,
     join_ordered,
-    open_episodes_from_state,
     signal_summary,
     summary_of,
     timed_entries,
@@ -43,47 +43,65 @@ _POSITION: Final = itemgetter(0, 1)
 
 @dataclass(frozen=True, slots=True)
 class WindowPart:
-    """What one part [start, end) of a window adds to its join, each in the join's order: the closed episodes that
-    began in it (with their last time and key), the entries and the closing trades of its event times."""
+    """What one part [start, end) of the grid adds to a window's join, each in the join's order: the closed episodes
+    that began in it (with their last time and key), the entries and the closing trades of its event times."""
 
     episodes: list[tuple[int, str, Episode]]
     timed: list[tuple[int, str, TradeEntry]]
     closing: list[TradeOutcome]
 
-    def within(self, start_us: int, end_us: int) -> WindowPart:
-        """The part's rows of event times in [start, end) (an episode's row is at its first candidate), in order."""
-        return WindowPart(
-            episodes=[item for item in self.episodes if start_us <= item[2].first_us < end_us],
-            timed=[item for item in self.timed if start_us <= item[2].event_us < end_us],
-            closing=[row for row in self.closing if start_us <= row.event_us < end_us],
-        )
-
 
 def window_signals(
-    store: Store, params: SignalParams, start_us: int, end_us: int, records: RecordCache
+    store: Store, params: SignalParams, after_us: int, cut_us: int, records: RecordCache
 ) -> dict[str, Any]:
-    """The signal summary of episodes that began in [start, end), joined to entries and outcomes of [start, end)
-    (`signal_summary` of them, the same bytes). A part is taken from `records` when the store is as it was when the
-    part was read: the same ledger number and the same signals learner state (a line that added an episode row
-    changed the state it was committed with)."""
+    """The signal summary of the episodes that ended in (after, cut], joined to the entries and closing trades of
+    event times from the first candidate of the earliest of them (less the regime lookback) to the cut.
+
+    An episode ends a gap after its last candidate: no later candidate can join it then. So a job that runs after
+    the close `cut` has seen every episode that ended by it, closed or still open in the learner's state, as a later
+    backfill sees it; one that goes on past the close is the next session's. A part is taken from `records` when
+    the store is as it was when the part was read: the same ledger number and the same signals learner state (a
+    line that added an episode row changed the state it was committed with)."""
     state = store.learner_state(SIGNAL_LEARNER)
-    opened = [(episode.last_us, episode.key, episode) for episode in open_episodes_in(state, params, start_us, end_us)]
-    if not opened and next(store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us), None) is None:
+    held = SignalLearner(params, state)
+    gap_us = params.gap_us
+    opened = [
+        (episode.last_us, episode.key, replace(episode, is_open=False))
+        for episode in held.open_episodes()
+        if after_us < episode.last_us + gap_us <= cut_us
+    ]
+    # The rows are kept at their episode's first candidate: those that ended in the window began no further back
+    # than the longest episode before it.
+    rows_until_us = cut_us - gap_us + 1
+    if held.longest_us is not None:
+        rows_since_us = after_us - gap_us - held.longest_us
+    else:
+        earliest = next(store.learner_rows(SIGNAL_LEARNER, until_us=rows_until_us), None)
+        rows_since_us = rows_until_us if earliest is None else earliest[1]
+    rows = store.learner_rows(SIGNAL_LEARNER, since_us=rows_since_us, until_us=rows_until_us)
+    if not opened and next(rows, None) is None:
         # Without an episode nothing is joined: the window's entries and trades go unread (a bot that logs no
         # signals would otherwise have four weeks of its ledger decoded for every weekly report).
         return signal_summary((), (), (), params)
     stamp = b"%d|" % store.ledger_seq + (state or b"")
-    parts: list[WindowPart] = []
-    for low, high in part_bounds(start_us, end_us):
-        part = records.kept(
-            _KIND, b"%d|%d|" % (low, high) + stamp, partial(read_part, store, records, low, high), _KEPT_PARTS
-        )
-        parts.append(part if start_us <= low and high <= end_us else part.within(start_us, end_us))
+    # From the first candidate the window's episodes can have (an open one may be longer than any closed), less
+    # the regime lookback: what the join may read.
+    read_since_us = min([rows_since_us] + [item[2].first_us for item in opened]) - params.regime_lookback_us
+    parts = [
+        records.kept(_KIND, b"%d|%d|" % (low, high) + stamp, partial(read_part, store, records, low, high), _KEPT_PARTS)
+        for low, high in part_bounds(read_since_us, cut_us + 1)
+    ]
     # Runs in order, put together in the order their rows are read at once (the open episodes last): a stable sort
     # of them keeps every tie as the sort of all the rows would.
-    ordered = sorted(chain(chain.from_iterable(part.episodes for part in parts), opened), key=_POSITION)
-    timed = sorted(chain.from_iterable(part.timed for part in parts), key=_POSITION)
-    closing = chain.from_iterable(part.closing for part in parts)
+    ended = (item for part in parts for item in part.episodes if after_us < item[0] + gap_us <= cut_us)
+    ordered = sorted(chain(ended, opened), key=_POSITION)
+    if not ordered:
+        return signal_summary((), (), (), params)
+    since_us = min(item[2].first_us for item in ordered) - params.regime_lookback_us
+    timed = sorted(
+        (item for part in parts for item in part.timed if since_us <= item[2].event_us <= cut_us), key=_POSITION
+    )
+    closing = (row for part in parts for row in part.closing if since_us <= row.event_us <= cut_us)
     return summary_of(join_ordered([item[2] for item in ordered], timed, closing, params), params)
 
 
@@ -110,16 +128,6 @@ def read_part(store: Store, records: RecordCache, start_us: int, end_us: int) ->
         timed=timed_entries(entry for entry in entries if isinstance(entry, TradeEntry)),
         closing=closing_trades(trade for trade in trades if isinstance(trade, TradeOutcome)),
     )
-
-
-def open_episodes_in(state: bytes | None, params: SignalParams, start_us: int, end_us: int) -> list[Episode]:
-    """The episodes a signals learner state holds open that began in [start, end), as they stand (closed, as a
-    later backfill would see them)."""
-    return [
-        replace(episode, is_open=False)
-        for episode in open_episodes_from_state(state, params)
-        if start_us <= episode.first_us < end_us
-    ]
 
 
 def _episode(body: bytes) -> Episode:

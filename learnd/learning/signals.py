@@ -226,6 +226,10 @@ class SignalLearner(Learner):
         self._open: dict[tuple[str, str, str], _OpenEpisode] = {}
         self.watermark_us = -1
         self.far_ahead_seen = False  # whether the candidate before was far ahead of the watermark (see apply)
+        # The longest last - first of any episode closed so far: a reader after the episodes that ended in a window
+        # looks for their rows (kept at their first candidate) that far before it. None: not known (a state written
+        # before it was kept), until `adopt_longest` is given it from the rows.
+        self.longest_us: int | None = 0
         self.counts: dict[str, int] = {"candidates": 0, "gate_failed": 0, "episodes_closed": 0}
         self.unknown_components: dict[str, int] = {}
         if state is not None:
@@ -234,6 +238,7 @@ class SignalLearner(Learner):
                 raise StateError(f"signals learner state version {document.get('version')!r} is not {STATE_VERSION}")
             self.watermark_us = document["watermark_us"]
             self.far_ahead_seen = bool(document.get("far_ahead_seen", False))
+            self.longest_us = document.get("longest_us")
             self.counts = dict(document["counts"])
             self.unknown_components = dict(document["unknown_components"])
             for item in document["open"]:
@@ -286,7 +291,7 @@ class SignalLearner(Learner):
         stray = _OpenEpisode(*_key_of(record), record.event_us, record.event_us, late=self._next_late())
         stray.add(record)
         self.counts["episodes_closed"] += 1
-        return stray.freeze(self.params.pattern_size, is_open=False)
+        return self._closed(stray)
 
     def _next_late(self) -> int:
         """The number of the next episode a late line opens (counted in the state, so a function of the lines)."""
@@ -301,7 +306,20 @@ class SignalLearner(Learner):
 
     def _close(self, key: tuple[str, str, str]) -> Episode:
         self.counts["episodes_closed"] += 1
-        return self._open.pop(key).freeze(self.params.pattern_size, is_open=False)
+        return self._closed(self._open.pop(key))
+
+    def _closed(self, episode: _OpenEpisode) -> Episode:
+        if self.longest_us is not None:
+            self.longest_us = max(self.longest_us, episode.last_us - episode.first_us)
+        return episode.freeze(self.params.pattern_size, is_open=False)
+
+    def adopt_longest(self, rows: Iterable[tuple[str, int, bytes]]) -> None:
+        """Work out the longest episode from the rows of every episode closed so far (this learner's, committed),
+        for a state written before it was kept; committed with the next batch."""
+        if self.longest_us is None:
+            spans = (episode.last_us - episode.first_us for episode in episodes_from_rows(rows))
+            self.longest_us = max(spans, default=0)
+            self._dirty = True
 
     def _earliest_close_us(self) -> int:
         if not self._open:
@@ -341,6 +359,7 @@ class SignalLearner(Learner):
                 "version": STATE_VERSION,
                 "watermark_us": self.watermark_us,
                 "far_ahead_seen": self.far_ahead_seen,
+                "longest_us": self.longest_us,
                 "counts": self.counts,
                 "unknown_components": self.unknown_components,
                 "open": [self._open[key].to_state() for key in sorted(self._open)],

@@ -470,6 +470,7 @@ def default_learners(settings: Settings, store: Store, calendar: ExchangeCalenda
         SIGNAL_LEARNER,
         lambda: SignalLearner(SignalParams.from_settings(settings.signals), store.learner_state(SIGNAL_LEARNER)),
     )
+    signals.adopt_longest(store.learner_rows(SIGNAL_LEARNER))
     # Learners that may reject a record (RecordError) come before any that never do.
     return [trades, orders, signals, *counting_learners(settings, store, calendar)]
 

@@ -1,11 +1,12 @@
-"""jobs.signalwindow: a weekly report's signals section read in week-long parts, kept from one report to the next,
-gives the bytes of the summary of the whole window read at once, whatever the history (episodes and entries across
-part boundaries, entries logged after their entry time, late and partial outcomes, equal times, open episodes,
-rows that arrive between two reports)."""
+"""jobs.signalwindow: a report's signals section read in week-long parts, kept from one report to the next, gives the
+bytes of the summary of the whole window read at once, whatever the history (episodes and entries across part
+boundaries, entries logged after their entry time, late and partial outcomes, equal times, open episodes, rows that
+arrive between two reports, a state that does not know its longest episode)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learnd.exports.files import json_bytes
-from learnd.jobs.signalwindow import PART_US, open_episodes_in, part_bounds, window_signals
+from learnd.jobs.signalwindow import PART_US, part_bounds, window_signals
+from learnd.learning.signals import ALL_REGIMES, Episode, SignalLearner, SignalParams, signal_summary
 from learnd.learning.signals import NAME as SIGNAL_LEARNER
-from learnd.learning.signals import Episode, SignalLearner, SignalParams, signal_summary
 from learnd.records.encoding import encode_record
 from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome
 from learnd.store.database import Batch, LedgerRow, Store
@@ -53,13 +54,29 @@ def test_a_window_is_read_in_the_weeks_of_a_fixed_grid() -> None:
     assert fresh == [1, 2, 0]
 
 
-def test_open_episodes_count_as_they_stand_when_they_began_in_the_window() -> None:
-    learner = SignalLearner(SignalParams())
-    for symbol, at_us in (("AMD", T0 + HOUR), ("NVDA", T0 + 3 * HOUR)):
-        learner.apply("signals", SignalRecord("equity", symbol, "bullish", at_us, 1.0, (("x", 1.0),), (), True, None))
-    found = open_episodes_in(learner.state(), SignalParams(), T0 + 2 * HOUR, T0 + DAY)
-    assert [(item.symbol, item.is_open) for item in found] == [("NVDA", False)]
-    assert open_episodes_in(None, SignalParams(), T0, T0 + DAY) == []
+def test_an_episode_counts_in_the_window_it_ended_in_open_or_closed(tmp_path: Path) -> None:
+    """An episode ends a gap after its last candidate (no later one can join it then): it counts in the window that
+    holds that end, as it stands when the learner holds it still open, and in no other."""
+    params = SignalParams()
+    learner = SignalLearner(params)
+    rows = []
+    for symbol, at_us in (("AMD", T0 + HOUR), ("AMD", T0 + HOUR + MINUTE), ("NVDA", T0 + 3 * HOUR)):
+        record = SignalRecord("equity", symbol, "bullish", at_us, 1.0, (("x", 1.0),), (), True, None)
+        rows += [(SIGNAL_LEARNER, *row) for row in learner.apply("signals", record).rows]
+    assert len(rows) == 1 and learner.open_count == 1  # AMD closed by NVDA's time, NVDA still open
+    store = Store.open(tmp_path / "store.db")
+    try:
+        store.commit(Batch(learner_rows=rows, learner_states={SIGNAL_LEARNER: learner.state()}))
+        amd_end = T0 + HOUR + MINUTE + params.gap_us
+
+        def episodes(after_us: int, cut_us: int) -> int:
+            summary = window_signals(store, params, after_us, cut_us, RecordCache())
+            return sum(row["episodes"] for row in summary["patterns"] if row["regime"] == ALL_REGIMES)
+
+        assert [episodes(T0, amd_end - 1), episodes(T0, amd_end), episodes(amd_end, T0 + DAY)] == [0, 1, 1]
+        assert episodes(T0, T0 + DAY) == 2
+    finally:
+        store.close()
 
 
 def _iso(event_us: int) -> str:
@@ -137,16 +154,20 @@ def _history(
     return list({row[1]: row for row in rows}.values()), list({(row.kind, row.key): row for row in ledger}.values())
 
 
-def _whole_window(store: Store, params: SignalParams, start_us: int, end_us: int) -> bytes:
-    """The summary of the window read at once: what the weekly report wrote before it was read in parts."""
-    episodes = [
-        Episode.from_json(orjson.loads(body))
-        for _, _, body in store.learner_rows(SIGNAL_LEARNER, since_us=start_us, until_us=end_us)
-    ]
-    episodes += open_episodes_in(store.learner_state(SIGNAL_LEARNER), params, start_us, end_us)
+def _whole_window(store: Store, params: SignalParams, after_us: int, cut_us: int) -> bytes:
+    """The summary of the window read at once: every episode row and open episode looked at, those that ended in
+    (after, cut] taken, joined to the entries and trades from their earliest first candidate, less the regime
+    lookback, to the cut."""
+    episodes = [Episode.from_json(orjson.loads(body)) for _, _, body in store.learner_rows(SIGNAL_LEARNER)]
+    held = SignalLearner(params, store.learner_state(SIGNAL_LEARNER))
+    episodes += [replace(episode, is_open=False) for episode in held.open_episodes()]
+    episodes = [episode for episode in episodes if after_us < episode.last_us + params.gap_us <= cut_us]
+    if not episodes:
+        return json_bytes(signal_summary((), (), (), params))
+    since_us = min(episode.first_us for episode in episodes) - params.regime_lookback_us
     cache = RecordCache()
-    entries = [r for r in cache.records(store, "entry", since_us=start_us, until_us=end_us)]
-    trades = [r for r in cache.records(store, "trade", since_us=start_us, until_us=end_us)]
+    entries = [r for r in cache.records(store, "entry", since_us=since_us, until_us=cut_us + 1)]
+    trades = [r for r in cache.records(store, "trade", since_us=since_us, until_us=cut_us + 1)]
     return json_bytes(
         signal_summary(
             episodes,
@@ -163,6 +184,7 @@ def _whole_window(store: Store, params: SignalParams, start_us: int, end_us: int
     late=st.tuples(_EPISODES, _ENTRIES),
     open_at=st.lists(_TIMES, max_size=3),
     shift_us=st.sampled_from([0, HOUR, 2 * DAY, -3 * DAY + 21 * HOUR]),
+    longest_known=st.booleans(),
 )
 def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
     tmp_path: Path,
@@ -171,9 +193,11 @@ def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
     late: tuple[list[tuple[str, str, int, int, int]], list[_Entered]],
     open_at: list[int],
     shift_us: int,
+    longest_known: bool,
 ) -> None:
     """Windows ending a week apart (one of them shifted, as a holiday or a clock change moves a week's end) share
-    one cache; rows that arrive after some reports, for any time (late lines), are read by the next report."""
+    one cache; rows that arrive after some reports, for any time (late lines), are read by the next report. The
+    learner's state knows its longest episode, or (written before it was kept) does not."""
     params = SignalParams(join_window_us=10 * MINUTE, regime_lookback_us=6 * HOUR)
     path = tmp_path / f"store-{len(list(tmp_path.iterdir()))}.db"
     store = Store.open(path)
@@ -183,7 +207,17 @@ def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
         for number, at_us in enumerate(open_at):
             symbol = SYMBOLS[number % 2]
             learner.apply("signals", SignalRecord("equity", symbol, None, at_us, 1.0, (("x", 1.0),), (), True, None))
-        store.commit(Batch(ledger=ledger, learner_rows=rows, learner_states={SIGNAL_LEARNER: learner.state()}))
+
+        def state_for(rows: list[tuple[str, str, int, bytes]]) -> bytes:
+            """The learner's state, its longest episode that of the rows (as when it closed them) or not known, and
+            its count of closed episodes theirs (a row is committed with the state that closed it)."""
+            learner.counts["episodes_closed"] = len(rows)
+            learner.longest_us = None
+            if longest_known:
+                learner.adopt_longest((key, first_us, body) for _, key, first_us, body in rows)
+            return learner.state()
+
+        store.commit(Batch(ledger=ledger, learner_rows=rows, learner_states={SIGNAL_LEARNER: state_for(rows)}))
         records = RecordCache(span_us=WINDOW_US)
         ends = [T0 + k * PART_US for k in range(1, 7)]
         ends[3] += shift_us
@@ -194,12 +228,8 @@ def test_a_window_read_in_kept_parts_gives_the_whole_window_s_summary(
                 store.commit(Batch(ledger=[row for row in more_ledger if (row.kind, row.key) not in kept]))
             if number == 4:  # episode rows, committed with the learner state they changed
                 known = {key for key, _, _ in store.learner_rows(SIGNAL_LEARNER)}
-                store.commit(
-                    Batch(
-                        learner_rows=[row for row in more_rows if row[1] not in known],
-                        learner_states={SIGNAL_LEARNER: learner.state() + b" "},
-                    )
-                )
+                added = [row for row in more_rows if row[1] not in known]
+                store.commit(Batch(learner_rows=added, learner_states={SIGNAL_LEARNER: state_for(rows + added)}))
             start_us = end_us - WINDOW_US
             assert json_bytes(window_signals(store, params, start_us, end_us, records)) == _whole_window(
                 store, params, start_us, end_us

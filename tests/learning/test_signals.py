@@ -44,7 +44,7 @@ from learnd.records.parse import Record, SignalRecord, TradeEntry, TradeOutcome,
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine
 from learnd.sessions.exchange import ExchangeCalendar
-from learnd.store.database import Store
+from learnd.store.database import Batch, Store
 from learnd.store.ledger import record_of
 from tests.conftest import build_settings
 
@@ -131,6 +131,39 @@ def test_sweep_closes_quiet_keys_by_event_time() -> None:
     rows = feed(learner, [signal("TSLA", T0 - 10 * MINUTE)])
     assert [key for key, _, _ in rows] == [f"equity|TSLA|bullish|{T0 - 10 * MINUTE}#1"]
     assert [ep.first_us for ep in learner.open_episodes() if ep.symbol == "TSLA"] == [T0 + 9 * MINUTE] * 3
+
+
+def test_the_state_keeps_the_longest_episode_closed_and_an_older_state_learns_it_from_the_rows(
+    tmp_path: Path,
+) -> None:
+    """A report looks for the rows of the episodes that ended in its window that far before it (rows are kept at
+    their first candidate); a state written before it was kept takes it from the committed rows when a daemon
+    starts on it, and commits it."""
+    learner = SignalLearner(SignalParams(gap_us=5 * MINUTE))
+    feed(learner, [signal("AMD", T0 + k * MINUTE) for k in range(0, 40, 4)] + [signal("TSLA", T0 + 50 * MINUTE)])
+    assert learner.longest_us == 36 * MINUTE  # AMD's, closed; TSLA's is open
+    feed(learner, [signal("TSLA", T0 + 53 * MINUTE), signal("NVDA", T0 + 70 * MINUTE)])
+    assert SignalLearner(SignalParams(gap_us=5 * MINUTE), learner.state()).longest_us == 36 * MINUTE
+
+    home = tmp_path / "home"
+    simulate(home, trades=60, seed=4)
+    run_backfill(build_settings(home), progress="none")
+    store = Store.open(home / "state" / "learnd.db")
+    try:
+        kept = orjson.loads(store.learner_state(signal_learner.NAME) or b"")
+        spans = [episode.last_us - episode.first_us for episode in episodes_from_rows(store.learner_rows("signals"))]
+        assert kept["longest_us"] == max(spans) > 0
+        del kept["longest_us"]
+        store.commit(Batch(learner_states={signal_learner.NAME: orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)}))
+    finally:
+        store.close()
+    assert SignalLearner(SignalParams(), orjson.dumps(kept)).longest_us is None
+    run_backfill(build_settings(home), progress="none")
+    store = Store.open(home / "state" / "learnd.db")
+    try:
+        assert orjson.loads(store.learner_state(signal_learner.NAME) or b"")["longest_us"] == max(spans)
+    finally:
+        store.close()
 
 
 def test_a_late_episode_never_takes_the_key_of_one_already_persisted() -> None:

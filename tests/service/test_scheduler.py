@@ -175,6 +175,46 @@ def test_orders_after_the_close_are_in_the_same_reports_live_and_in_a_backfill(s
     assert "ZZSA" in symbols["daily/2026-03-09.json"] and "ZZSA" not in symbols["daily/2026-03-06.json"]
 
 
+def test_signal_episodes_across_a_close_are_in_the_same_reports_live_and_in_a_backfill(
+    simulated: Path, tmp_path: Path
+) -> None:
+    """A signal episode still going at a session's close (15:50-16:40 New York, its components changing after the
+    daily job ran) and one after hours (17:30) are reported in the next session's report, as they ended, live and in
+    a backfill alike (the live job reported the first as it stood at 16:15 and missed the second, which a backfill
+    put under the day)."""
+    source = tmp_path / "source"
+    shutil.copytree(simulated, source)
+    signals = source / "logs" / "signals.jsonl"
+
+    def candidate(at: datetime, ticker: str, components: dict[str, float]) -> tuple[int, bytes]:
+        meta = {"score": 3.0, "components": components}
+        cluster = {"ticker": ticker, "direction": "bullish", "composite_score": 3.0, "composite_meta": meta,
+                   "gate_passed": True, "source": "composite_v3", "count": 1, "start_ts": 0}  # fmt: skip
+        row = {"ts": at.isoformat(timespec="milliseconds"), "type": "signal", "cluster": cluster,
+               "strategy_id": "equity"}  # fmt: skip
+        return parse_event_us(row["ts"]), orjson.dumps(row) + b"\n"
+
+    added = []
+    at = datetime(2026, 3, 4, 20, 50, tzinfo=UTC)  # Wednesday 15:50 New York; the close 21:00Z, the job 21:15Z
+    while at <= datetime(2026, 3, 4, 21, 40, tzinfo=UTC):
+        after = at >= datetime(2026, 3, 4, 21, 16, tzinfo=UTC)
+        added.append(candidate(at, "ZZSP", {"whale": 3.0, "insider": 2.5} if after else {"flow": 1.0, "iv_skew": 0.2}))
+        at += timedelta(seconds=60)
+    added.append(candidate(datetime(2026, 3, 4, 22, 30, tzinfo=UTC), "ZZAH", {"congress": 2.0}))
+    signals.write_bytes(b"".join(line for _, line in sorted(lines_by_time(signals) + added, key=lambda item: item[0])))
+    reports = assert_live_and_backfill_reports_equal(source, tmp_path / "run")
+
+    def patterns(name: str) -> set[tuple[str, ...]]:
+        return {tuple(row["pattern"]) for row in orjson.loads(reports[name])["signals"]["patterns"]}
+
+    # The spanning episode as it ended (its pattern led by its last 25 candidates' components), the next day; the
+    # bot's names are read as the canonical ones (flow is options_flow).
+    ended, as_it_stood = ("insider", "options_flow", "whale_persistence"), ("iv_term_skew", "options_flow")
+    after_hours = ("congress",)
+    assert {ended, after_hours} <= patterns("daily/2026-03-05.json")
+    assert not {ended, after_hours, as_it_stood} & patterns("daily/2026-03-04.json")
+
+
 def assert_live_and_backfill_reports_equal(simulated: Path, tmp_path: Path) -> dict[str, bytes]:
     """Run the home's logs live (each day's lines before that day's jobs) and as one backfill; the reports of both
     must be the same bytes. Returns them."""
