@@ -35,7 +35,7 @@ from learnd.learning.learner import (
 from learnd.learning.multipliers import GLOBAL_SCOPE, TICKER_SCOPE_PREFIX, MultiplierChange
 from learnd.records.components import ENTRY_COMPONENTS
 from learnd.records.parse import ExitOutcome, Record, TradeOutcome
-from learnd.sessions.exchange import CalendarError, ExchangeCalendar
+from learnd.sessions.exchange import CalendarError, ExchangeCalendar, from_epoch_us
 
 NAME: Final = "trades"
 STATE_VERSION: Final = 1
@@ -45,6 +45,10 @@ STALE_IDLE_SESSIONS: Final = 20
 # older learnd), or new learning parameters (a reload).
 REPLAY_OUT_OF_ORDER: Final = "replay_out_of_order"
 RETRAINED: Final = "retrained_new_parameters"
+_DAY_US: Final = 86_400_000_000
+# How far after the newest trade (or exit) learned one may lie before it alone is refused (see _refuse_far_ahead):
+# longer than any pause of the bot's (a holiday season, two weeks away).
+FAR_AHEAD_US: Final = 14 * _DAY_US
 # A replay starts from the newest checkpoint that holds none of the trades it must place: the entry side's state
 # as a replay has it, taken every CHECKPOINT_TRADES trades learned in event order, each the learner's stored state
 # (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to take). The newest KEPT_CHECKPOINTS are kept as
@@ -143,6 +147,8 @@ class TradeLearner(Learner):
         # The entry state was written by an older learnd: the entry side is relearned from the ledger before the
         # next commit (finish_batch); until then the model is empty.
         self.is_relearning = False
+        # Whether the record before, of each side, lay far ahead of everything learned (see _refuse_far_ahead).
+        self.far_ahead_seen = {"trade": False, "exit": False}
         if state is None:
             self.entry = EntryModel(params)
             self.exit = ExitModel(params)
@@ -168,6 +174,13 @@ class TradeLearner(Learner):
             self.counts = dict(document["counts"])
             if self.is_relearning:
                 self.counts["replays"] += 1  # a replay counts when it is asked for, as a late trade's or a retrain's
+            self.far_ahead_seen.update(document.get("far_ahead_seen", {}))
+            learned_under = document.get("params")
+            if learned_under is not None and learned_under != self._params_hash():
+                # Learned under other parameters (changed while learnd was stopped): relearned under these at the
+                # first commit, as a reload that changes them does; otherwise the old state went on under the new
+                # parameters, and a late trade later relearned the entry side alone.
+                self.retrain(params)
             # Keys added after the first stores were written default to "nothing closed or seen yet".
             self.current_session = int(document.get("current_session", -1))
             self.closed_through = int(document.get("closed_through", -1))
@@ -187,6 +200,10 @@ class TradeLearner(Learner):
     def apply(self, source: str, record: Record) -> Applied:
         rows: list[tuple[str, int, bytes]] = []
         changes: list[MultiplierChange] = []
+        if isinstance(record, TradeOutcome):
+            self._refuse_far_ahead("trade", record.event_us, self.last_trade[0])
+        elif isinstance(record, ExitOutcome):
+            self._refuse_far_ahead("exit", record.event_us, self.last_exit[0])
         if self._replay is not None:
             self._run_replay_to_end()  # it read the ledger as it was: every record after it waits for its end
         if isinstance(record, TradeOutcome):
@@ -234,6 +251,26 @@ class TradeLearner(Learner):
         if not changes and not rows:
             return LEARNED  # most records: nothing moved, nothing to keep
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
+
+    def _refuse_far_ahead(self, side: str, event_us: int, newest_us: int) -> None:
+        """A trade (or exit) dated more than FAR_AHEAD_US after the newest one learned, when the one before it was
+        not: a garbled date or a host clock jump, which learned would make every later record older than it (each
+        one late, relearned, its evidence decayed to that date). Refused (RecordError: the line is quarantined) and
+        noted; a second one as far ahead in a row says the clock did move (a bot back after a long pause), and is
+        learned. The rule reads the records of one side in file order only, as every path feeds them."""
+        far_ahead = newest_us >= 0 and event_us - newest_us > FAR_AHEAD_US
+        if far_ahead and not self.far_ahead_seen[side]:
+            self.far_ahead_seen[side] = True
+            self._dirty = True
+            raise RecordError(
+                "far_ahead",
+                f"{from_epoch_us(event_us).isoformat()} is more than {FAR_AHEAD_US // _DAY_US} days after the newest "
+                f"{side} learned ({from_epoch_us(newest_us).isoformat()}): not learned (the next {side} as far ahead "
+                "would be)",
+            )
+        if self.far_ahead_seen[side]:
+            self.far_ahead_seen[side] = False
+            self._dirty = True
 
     def _learn_in_order(
         self, record: TradeOutcome, session: int
@@ -467,8 +504,11 @@ class TradeLearner(Learner):
         """What a checkpoint is and was learned under: its side (entry or exit), the state versions and the
         parameters. One read back under another tag (an upgrade, parameters changed between two runs) is not
         replayed from."""
-        params = hashlib.sha256(repr(self.params).encode()).hexdigest()[:16]
-        return f"{side}.{STATE_VERSION}.{ENTRY_STATE_VERSION}.{params}"
+        return f"{side}.{STATE_VERSION}.{ENTRY_STATE_VERSION}.{self._params_hash()}"
+
+    def _params_hash(self) -> str:
+        """The learning parameters the state is learned under, as the state and its checkpoints name them."""
+        return hashlib.sha256(repr(self.params).encode()).hexdigest()[:16]
 
     def replay_points(self) -> ReplayPoints | None:
         """The checkpoints to commit: every number kept, and those taken since the last call."""
@@ -676,6 +716,8 @@ class TradeLearner(Learner):
             "current_session": self.current_session,
             "closed_through": self.closed_through,
             "last_evidence": sorted([*key, session] for key, session in self.last_evidence.items()),
+            "far_ahead_seen": self.far_ahead_seen,
+            "params": self._params_hash(),
         }
 
     def model(self) -> LearnedModel:

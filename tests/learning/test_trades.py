@@ -1488,3 +1488,84 @@ def test_a_retrain_counts_a_replay_for_each_side(tmp_path: Path) -> None:
     assert learner.counts["replays"] == 2
     learner.finish_batch()
     assert learner.counts["replays"] == 2
+
+
+def _trade_state(home: Path) -> dict[str, Any]:
+    store = Store.open(home / "state" / "learnd.db", readonly=True)
+    try:
+        return orjson.loads(store.learner_state("trades") or b"{}")  # type: ignore[no-any-return]
+    finally:
+        store.close()
+
+
+def test_learning_parameters_changed_while_stopped_are_relearned_at_the_next_start(tmp_path: Path) -> None:
+    """Parameters changed in the config between two runs (not by a reload): the next start relearns both sides
+    under them, as a reload does, into what a backfill under them learns (the state went on under the new ones, and
+    a late trade later relearned the entry side alone)."""
+    simulate(tmp_path / "home", 300, seed=5, garbage=False)
+    shutil.copytree(tmp_path / "home" / "logs", tmp_path / "fresh" / "logs")
+    new = {"learning.half_life_sessions": "15", "learning.max_step_per_session": "0.3"}
+
+    def settings(home: Path, overrides: dict[str, str]) -> Settings:
+        jobs_off = {"metrics_enabled": "false", "schedule.daily_enabled": "false", "schedule.weekly_enabled": "false"}
+        return load_settings(home=home, environ={}, overrides=jobs_off | overrides)
+
+    run_backfill(settings_for(tmp_path / "home"), progress="none")
+    before = _trade_state(tmp_path / "home")
+    report = run_backfill(settings(tmp_path / "home", new), progress="none")
+    assert report.lines_count == 0
+    run_backfill(settings(tmp_path / "fresh", new), progress="none")
+    relearned, fresh = _trade_state(tmp_path / "home"), _trade_state(tmp_path / "fresh")
+    assert relearned["entry"] == fresh["entry"] != before["entry"]
+    assert relearned["exit"] == fresh["exit"] != before["exit"]
+    assert relearned["params"] == fresh["params"]
+    assert relearned["counts"]["replays"] == before["counts"]["replays"] + 2  # both sides, once
+    store = Store.open(tmp_path / "home" / "state" / "learnd.db", readonly=True)
+    try:
+        reasons = {orjson.loads(body)["reason"] for body in store.changes_between(0, 2**62)}
+    finally:
+        store.close()
+    assert "retrained_new_parameters" in reasons
+
+
+def test_one_trade_dated_far_ahead_is_quarantined_and_two_in_a_row_move_the_clock(tmp_path: Path) -> None:
+    """A close row dated years ahead (a garbled date, a host clock jump) learned would make every later trade late,
+    relearned with its evidence decayed to that date: alone it is quarantined with its source and offset, and the
+    rest is learned as without it. Two in a row more than two weeks ahead (a bot back after a long pause) are the
+    clock moving: the first is kept in quarantine, the second learned."""
+    simulate(tmp_path / "clean", 300, seed=5, garbage=False)
+    lines = (tmp_path / "clean" / "logs" / "attribution.jsonl").read_bytes().splitlines(keepends=True)
+    closes = [index for index, line in enumerate(lines) if b'"trade_id":"close_' in line]
+    middle = closes[len(closes) // 2]
+    far = orjson.loads(lines[middle])
+    far["ts"], far["trade_id"] = "2049-06-01T15:00:00+00:00", far["trade_id"] + "_far"
+    shutil.copytree(tmp_path / "clean", tmp_path / "far")
+    far_lines = [*lines[: middle + 1], orjson.dumps(far) + b"\n", *lines[middle + 1 :]]
+    (tmp_path / "far" / "logs" / "attribution.jsonl").write_bytes(b"".join(far_lines))
+    run_backfill(settings_for(tmp_path / "clean"), progress="none")
+    run_backfill(settings_for(tmp_path / "far"), progress="none")
+    clean, with_far = _trade_state(tmp_path / "clean"), _trade_state(tmp_path / "far")
+    assert with_far["counts"] == clean["counts"] and with_far["counts"]["late"] == 0
+    assert with_far["entry"] == clean["entry"] and with_far["last_trade"] == clean["last_trade"]
+    store = Store.open(tmp_path / "far" / "state" / "learnd.db", readonly=True)
+    try:
+        far_ahead = [orjson.loads(body) for _, _, body in store.quarantine_rows(0) if b'"far_ahead"' in body]
+    finally:
+        store.close()
+    offset = sum(len(line) for line in far_lines[: middle + 1])
+    assert [(row["reason"], row["source"], row["offset"]) for row in far_ahead] == [
+        ("far_ahead", "attribution", offset)
+    ]
+
+    # Two closes a month after the last one, one after the other: the clock moved.
+    last = orjson.loads(lines[closes[-1]])
+    after = []
+    for number, day in enumerate(("2026-12-01", "2026-12-02")):
+        row = dict(last, ts=f"{day}T15:00:00+00:00", trade_id=f"{last['trade_id']}_back{number}")
+        after.append(orjson.dumps(row) + b"\n")
+    with open(tmp_path / "far" / "logs" / "attribution.jsonl", "ab") as handle:
+        handle.write(b"".join(after))
+    run_backfill(settings_for(tmp_path / "far"), progress="none")
+    moved = _trade_state(tmp_path / "far")
+    assert moved["counts"]["trades"] == clean["counts"]["trades"] + 1
+    assert moved["last_trade"][1] == f"{last['trade_id']}_back1"
