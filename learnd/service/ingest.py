@@ -461,8 +461,10 @@ class Ingestor:
         self._quarantined.append(Quarantined(source.name, path, line.offset, reason, detail))
 
 
-def _event_order(row: LedgerRow) -> tuple[int, str, int, str]:
-    return row.event_us, row.source, row.file_offset, row.key
+def _event_order(row: LedgerRow) -> tuple[int, str]:
+    """Store.ledger's order: equal times of a source in the order they arrived (the batch's rows, not yet numbered,
+    after the committed ones: the sort and the merge are stable)."""
+    return row.event_us, row.source
 
 
 # The sources whose plain lines decode straight into their record.

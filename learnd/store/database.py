@@ -456,10 +456,12 @@ class Store:
         return {row[0] for row in rows}
 
     def ledger(self, kind: str, *, since_us: int | None = None, until_us: int | None = None) -> Iterator[LedgerRow]:
-        """Ledger rows of one kind in event order; equal times keep file order (source, byte offset), as a live
-        run and a backfill read them; the key breaks what is left of a tie."""
+        """Ledger rows of one kind in event order; equal times keep the order they arrived in (per source, the
+        insertion number: file order, across rotations too, as a live run and a backfill read them and as in-order
+        learning took them; a byte offset starts again in each file); a store older than the numbers falls back to
+        the offset, then the key."""
         where, params = _time_window("kind = ?", [kind], since_us, until_us)
-        order = "ORDER BY event_us, source, file_offset, key"
+        order = _EVENT_ORDER
         rows = self._db.execute(f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} {order}", params)
         yield from map(_ledger_row, rows)
 
@@ -598,9 +600,8 @@ class Store:
         """Ledger rows of one kind with event time in [since, until) inserted up to `last_seq`, in event order:
         what a job had taken in of that span when it last looked."""
         where, params = _time_window("kind = ?", [kind], since_us, until_us)
-        order = "ORDER BY event_us, source, file_offset, key"
         rows = self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} AND seq <= ? {order}", [*params, last_seq]
+            f"SELECT {_LEDGER_COLUMNS} FROM ledger WHERE {where} AND seq <= ? {_EVENT_ORDER}", [*params, last_seq]
         )
         yield from map(_ledger_row, rows)
 
@@ -815,6 +816,8 @@ def require(store: Store | None, path: Path) -> Store:
 
 
 _LEDGER_COLUMNS: Final = "kind, key, strategy, symbol, event_us, source, file_offset, record"
+# The ledger's event order (see Store.ledger).
+_EVENT_ORDER: Final = "ORDER BY event_us, source, seq, file_offset, key"
 # A job run as Store.job_runs and Store.last_job_run give it (sqlite3's rows are these tuples).
 _JOB_RUN_COLUMNS: Final = "period, status, due_us, detail"
 

@@ -1569,3 +1569,30 @@ def test_one_trade_dated_far_ahead_is_quarantined_and_two_in_a_row_move_the_cloc
     moved = _trade_state(tmp_path / "far")
     assert moved["counts"]["trades"] == clean["counts"]["trades"] + 1
     assert moved["last_trade"][1] == f"{last['trade_id']}_back1"
+
+
+def test_trades_of_one_time_are_replayed_in_the_order_they_arrived_across_a_rotation(tmp_path: Path) -> None:
+    """Closes sharing one timestamp (the bot's end-of-day closes), a rotation between them, and a late close after
+    them (a replay): the replay takes the tied trades in the order they arrived, as in-order learning did and as a
+    backfill of the one unrotated file does (by byte offset, which starts again in the new file, the new file's
+    came first, and the learned figures differed in their last bits)."""
+    simulate(tmp_path / "sim", 600, seed=1, garbage=False)
+    lines = (tmp_path / "sim" / "logs" / "attribution.jsonl").read_bytes().splitlines(keepends=True)
+    stamps: list[str] = [orjson.loads(line)["ts"] if b'"trade_id":"close_' in line else "" for line in lines]
+    group = next(
+        index for index in range(len(lines)) if stamps[index] and stamps[index : index + 4].count(stamps[index]) == 4
+    )
+    late = max(index for index in range(group) if stamps[index] and stamps[index] < stamps[group])
+    moved = [*lines[:late], *lines[late + 1 : group + 4], lines[late], *lines[group + 4 :]]
+    homes = {name: tmp_path / name for name in ("one", "rotated")}
+    for home in homes.values():
+        shutil.copytree(tmp_path / "sim" / "logs", home / "logs")
+    (homes["one"] / "logs" / "attribution.jsonl").write_bytes(b"".join(moved))
+    cut = group - 1 + 2  # two of the tied closes before the rotation (the late row left the group's place)
+    (homes["rotated"] / "logs" / "attribution.jsonl.1").write_bytes(b"".join(moved[:cut]))
+    (homes["rotated"] / "logs" / "attribution.jsonl").write_bytes(b"".join(moved[cut:]))
+    for home in homes.values():
+        run_backfill(settings_for(home), progress="none")
+    one, rotated = _trade_state(homes["one"]), _trade_state(homes["rotated"])
+    assert one["counts"]["replays"] == rotated["counts"]["replays"] >= 1
+    assert one["entry"] == rotated["entry"]
