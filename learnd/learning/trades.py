@@ -408,8 +408,10 @@ class TradeLearner(Learner):
                 "day": day.isoformat(),
                 "session": session,
                 # Only counts of the attribution stream: exit rows arrive from another file, and how the two files
-                # interleave differs between a live run and a backfill.
-                "counts": {name: self.counts[name] for name in ("trades", "partials", "late")},
+                # interleave differs between a live run and a backfill. Not the late count either: a session a
+                # replay closes again is closed by a learner that saw none late, the sessions after it by one that
+                # did, so the rows would hold it or not by when the session was closed.
+                "counts": {name: self.counts[name] for name in ("trades", "partials")},
                 "entry": self._multipliers(),
                 "stale_decay": [
                     {"strategy": c.strategy, "component": c.component, "regime": c.regime, "old": c.old, "new": c.new}

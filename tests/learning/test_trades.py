@@ -880,15 +880,48 @@ def test_trades_of_a_session_the_daily_job_closed_before_they_arrived_end_as_a_b
     assert _session_rows(live_rows) == _session_rows(backfill_rows)
 
 
+def test_a_trade_late_live_and_in_a_backfill_leaves_the_same_session_rows(tmp_path: Path) -> None:
+    """A close of one session written during a later one is late live (the daily jobs closed its session) and in a
+    backfill (the stream closed it): both relearn it, and the session rows end the same, whichever closed them
+    (a replay's rows said no trade was late, the rows a live job closed after it said one was)."""
+    simulate(tmp_path, trades=200, seed=24, start=date(2026, 4, 6), garbage=False)
+    trades = attribution_outcomes(settings_for(tmp_path))
+    calendar = calendar_for(settings_for(tmp_path))
+    sessions = [calendar.session_index(trade.event_us) for trade in trades]
+    first = sessions[0]
+    moved = next(index for index, session in enumerate(sessions) if session == first + 2)
+    later = next(index for index, session in enumerate(sessions) if session == first + 6)
+    order = [index for index in range(len(trades)) if index != moved]
+    order.insert(order.index(later) + 1, moved)
+    # Live: the daily job closes each session after the last trade of it that came in order.
+    closes = {
+        position: sessions[index]
+        for position, index in enumerate(order[:-1])
+        if index != moved and sessions[order[position + 1]] > sessions[index]
+    }
+    live, _, live_rows = _feed(trades, tmp_path, order, closes)
+    # The backfill reads them in one batch: the late trade's replay, at the batch's end, closes the sessions after it.
+    settings = settings_for(tmp_path)
+    backfill = TradeLearner(settings.learning, calendar_for(settings))
+    ledger = _Ledger()
+    backfill.bind_history(ledger)
+    backfill_rows: list[tuple[str, int, bytes]] = []
+    for index in order:
+        ledger.add(trades[index])
+        backfill_rows += backfill.apply("attribution", trades[index]).rows
+    backfill_rows += backfill.finish_batch().rows
+    assert live.counts["late"] == backfill.counts["late"] == 1
+    last = max(sessions[index] for index in order[:-1])
+    live_rows += live.close_sessions(last).rows
+    backfill_rows += backfill.close_sessions(last).rows
+    assert _session_rows(live_rows) == _session_rows(backfill_rows)
+    assert not any("late" in row["counts"] for row in _session_rows(live_rows).values())
+
+
 def _session_rows(rows: list[tuple[str, int, bytes]]) -> dict[str, Any]:
-    """The session rows by key, the last of each, without the late count (the one documented difference)."""
-    kept: dict[str, Any] = {}
-    for key, _, body in rows:
-        if key.startswith("session|"):
-            document = orjson.loads(body)
-            document["counts"].pop("late")
-            kept[key] = document
-    return kept
+    """The session rows by key, the last of each (they hold no late count: the learner's differs, the one
+    documented difference, and a row says it or not by when its session was closed)."""
+    return {key: orjson.loads(body) for key, _, body in rows if key.startswith("session|")}
 
 
 def test_a_trade_at_a_checkpoints_own_time_is_placed_by_a_replay_from_before_it(
