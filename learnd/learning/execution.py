@@ -16,7 +16,7 @@ import orjson
 from learnd.config import ExecutionSettings
 from learnd.errors import RecordError, StateError
 from learnd.learning.learner import NOTHING, Applied, Learner
-from learnd.records.parse import OrderRecord, Record, TradeOutcome
+from learnd.records.parse import MAX_FIELD_MAGNITUDE, OrderRecord, Record, TradeOutcome
 
 NAME: Final = "execution"
 STATE_VERSION: Final = 1
@@ -208,19 +208,28 @@ class Counters:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Counters:
-        # Rows and states written before the fees were counted have none.
-        return cls(**{name: data[name] for name in _COUNTER_FIELDS if name in data})
+        # Rows and states written before the fees were counted have none. A null (a sum that was not finite, as
+        # older versions could write) is refused here, not added later.
+        counters = cls(**{name: data[name] for name in _COUNTER_FIELDS if name in data})
+        missing = [name for name in _COUNTER_FIELDS if getattr(counters, name) is None]
+        if missing:
+            raise ValueError(f"execution counters without a value: {', '.join(missing)}")
+        return counters
 
 
 _COUNTER_FIELDS: Final = tuple(item.name for item in fields(Counters))
 
 
 def computed_slippage_bps(order: OrderRecord) -> float | None:
-    """Slippage of a fill against the decision price in the same row (buy: paid above, sell: got below), or None."""
+    """Slippage of a fill against the decision price in the same row (buy: paid above, sell: got below), or None;
+    None too beyond the bound every logged figure keeps (a price of 1e-300 made it infinite, summed into every
+    figure of its group, written as null and read back as None: the group's reports failed for good)."""
     side = (order.side or "").casefold()
     if order.fill_price is None or order.price is None or order.price <= 0 or side not in ("buy", "sell"):
         return None
     move = (order.fill_price - order.price) / order.price * 10_000
+    if not abs(move) <= MAX_FIELD_MAGNITUDE:
+        return None
     return move if side == "buy" else -move
 
 
@@ -417,8 +426,9 @@ class GroupRow:
     def whole(self) -> Counters:
         """The group's counters when this row holds all of it."""
         if self._whole is None:
-            self._whole = Counters()
-            self._whole.merge(self.counters)
+            whole = Counters()
+            whole.merge(self.counters)
+            self._whole = whole  # kept once whole: a merge that failed half-way keeps nothing
         return self._whole
 
     def view(self) -> dict[str, Any]:
@@ -500,24 +510,24 @@ def _rates(counters: Counters, fills: int) -> dict[str, Any]:
     return {
         "submissions": subs,
         "fills": fills,
-        "fill_rate": round(fills / subs, _DIGITS) if subs else None,
+        "fill_rate": _round(fills / subs) if subs else None,
         "limit_not_filled": limit_not_filled,
-        "limit_not_filled_rate": round(limit_not_filled / subs, _DIGITS) if subs else None,
+        "limit_not_filled_rate": _round(limit_not_filled / subs) if subs else None,
         "market_fallback": market_fallback,
-        "market_fallback_rate": round(market_fallback / subs, _DIGITS) if subs else None,
+        "market_fallback_rate": _round(market_fallback / subs) if subs else None,
         "limit_retry_failed": counters.limit_retry_failed,
         "market_fail": counters.market_fail,
         "close_failures": counters.close_failures,
         "other_actions": counters.other_actions,
-        "slippage_bps": round((logged_sum + computed_sum) / measured, _DIGITS) if measured else None,
-        "slippage_logged_bps": round(logged_sum / logged, _DIGITS) if logged else None,
-        "slippage_computed_bps": round(computed_sum / computed, _DIGITS) if computed else None,
+        "slippage_bps": _round((logged_sum + computed_sum) / measured) if measured else None,
+        "slippage_logged_bps": _round(logged_sum / logged) if logged else None,
+        "slippage_computed_bps": _round(computed_sum / computed) if computed else None,
         "slippage_count": measured,
         "slippage_source": source,
-        "cost_usd": round(counters.cost_usd_sum, _DIGITS),
-        "notional_usd": round(counters.notional_usd_sum, _DIGITS),
+        "cost_usd": _round(counters.cost_usd_sum),
+        "notional_usd": _round(counters.notional_usd_sum),
         "fee_count": counters.fee_count,
-        "fees_usd": round(counters.fee_usd_sum, _DIGITS),
+        "fees_usd": _round(counters.fee_usd_sum),
     }
 
 
@@ -525,7 +535,8 @@ _DIGITS: Final = 6  # what the summaries round their figures to
 
 
 def _round(value: float) -> float:
-    return round(value, _DIGITS)
+    """`value` rounded as reported; adding 0.0 turns -0.0 into 0.0, so a zero prints one way whatever its sum."""
+    return round(value, _DIGITS) + 0.0
 
 
 @dataclass(frozen=True, slots=True)

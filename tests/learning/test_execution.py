@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -447,3 +448,38 @@ def test_one_order_dated_far_ahead_does_not_keep_every_later_group_in_memory() -
             rows[key] = (key, at, body)
     assert learner.open_group_count <= 5 * (ExecutionParams().retain_days + 2)
     assert aggregates_from_rows(rows.values()) == aggregate_orders(orders)
+
+
+def test_a_computed_slippage_beyond_the_bound_of_logged_figures_counts_as_none() -> None:
+    """A decision price of 1e-300 against a fill of 1e9 computed an infinite slippage: summed into its group, written
+    as null and read back as None, every report of its day failed, and the next order of the group stopped the
+    learner. It counts as no slippage (as a row without a price does), and its group's row reads back whole; a
+    row holding a null is refused with a clear error."""
+    extreme = order(f"{DAY}T16:00:00+00:00", symbol="XTRM", qty=1, side="buy", price=1e-300, fill_price=1e9,
+                    order_type="market", status="filled")  # fmt: skip
+    plain = order(f"{DAY}T16:01:00+00:00", symbol="XTRM", qty=1, side="buy", price=100.0, fill_price=100.1,
+                  order_type="market", status="filled")  # fmt: skip
+    learner = ExecutionLearner(ExecutionParams())
+    rows = [row for record in (extreme, plain) for row in learner.apply("orders", record).rows]
+    counters = GroupRow(rows[-1][2]).whole()
+    assert counters.slippage_computed_count == 1 and counters.slippage_computed_bps_sum == pytest.approx(10.0)
+    assert b"null" not in rows[-1][2]
+    summary = execution_summary(aggregates_from_rows(rows), {})
+    assert [row["slippage_count"] for row in summary["symbols"]] == [1]
+    with pytest.raises(ValueError, match="slippage_computed_bps_sum"):
+        Counters.from_json(Counters().to_json() | {"slippage_computed_bps_sum": None})
+
+
+def test_a_figure_that_rounds_to_zero_is_written_as_zero_not_minus_zero() -> None:
+    """Slippages whose mean is a tiny negative number round to zero, written `0.0` (the reports' own rule), not
+    `-0.0`, in the JSON and the Markdown."""
+    orders = [
+        order(f"{DAY}T14:35:{second:02d}+00:00", action="submit_limit_filled", symbol="LLY", side="buy",
+              filled_qty=1, filled_avg_price=100.0, slippage_bps=bps)
+        for second, bps in ((1, 1e-9), (2, -3e-9))
+    ]  # fmt: skip
+    summary = execution_summary(aggregate_orders(orders), {})
+    (symbol,) = summary["symbols"]
+    assert math.copysign(1.0, symbol["slippage_bps"]) == 1.0 and symbol["slippage_bps"] == 0.0
+    assert b"-0.0" not in orjson.dumps(summary)
+    assert "-0.00" not in render_execution(summary)
