@@ -281,6 +281,9 @@ _LOG_FORMATS: Final = ("auto", "json", "console")
 # The environment variable a respawning daemon hands over to its next image in (no setting: never read as one).
 # See service.daemon.Respawn.
 RESPAWN_VARIABLE: Final = "LEARND_RESPAWNED"
+# The weekly drift test's recent window, in sessions (jobs.longrun.RECENT_SESSIONS): a report window over the
+# ledger must hold more, or nothing is left to compare them with.
+RECENT_REPORT_SESSIONS: Final = 20
 _COMPONENT_NAME: Final = re.compile(r"[a-z][a-z0-9_]*")
 _T = TypeVar("_T")
 
@@ -564,8 +567,12 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("execution.retain_days: must be >= 0")
     if not 1900 <= settings.schedule.calendar_first_year <= settings.schedule.calendar_last_year <= 2200:
         raise ConfigError("schedule.calendar_first_year: must be a year up to schedule.calendar_last_year")
-    if settings.schedule.weekly_window_sessions < 0:
-        raise ConfigError("schedule.weekly_window_sessions: must be >= 0 (0 = the whole ledger)")
+    window = settings.schedule.weekly_window_sessions
+    if window < 0 or 0 < window <= RECENT_REPORT_SESSIONS:
+        raise ConfigError(
+            f"schedule.weekly_window_sessions: must be 0 (the whole ledger) or more than the drift test's "
+            f"{RECENT_REPORT_SESSIONS} recent sessions (it compares them with the ones before), got {window}"
+        )
     if settings.schedule.grace_minutes < 0:
         raise ConfigError("schedule.grace_minutes: must be >= 0")
     if settings.shutdown_timeout_s <= 0:

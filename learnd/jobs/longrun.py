@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from learnd.config import RECENT_REPORT_SESSIONS
 from learnd.errors import StateError
 from learnd.learning.entry_model import regime_scope
 from learnd.learning.execution import SymbolOutcomes
@@ -38,7 +39,7 @@ _READABLE_VERSIONS: Final = frozenset({1, 2, STATE_VERSION})
 # store also holds rows of one cell each, under the cell's name (never empty: it starts with the strategy).
 PERIOD_VALUES: Final = ""
 # The weekly report's recent window: the last this many sessions; earlier is everything before.
-RECENT_SESSIONS: Final = 20
+RECENT_SESSIONS: Final = RECENT_REPORT_SESSIONS
 _SEPARATOR: Final = "\x1f"
 _ROUND_DIGITS: Final = 6
 _SMALLEST_NORMAL: Final = sys.float_info.min

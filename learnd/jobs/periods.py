@@ -391,7 +391,7 @@ def weekly_report_document(
     records = records if records is not None else RecordCache()
     window = settings.schedule.weekly_window_sessions
     if longrun is None or window:
-        since_us = calendar.session_bounds_us(max(0, index - window))[0] if window else None
+        since_us = calendar.session_bounds_us(max(0, index - window + 1))[0] if window else None
         trades = (
             record
             for record in ledger_records(store, "trade", since_us=since_us, until_us=end_us)

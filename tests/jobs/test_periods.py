@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from learnd.devtools.simulate import simulate
+from learnd.errors import ConfigError
 from learnd.exports.files import json_bytes
 from learnd.jobs.periods import JobOutput, daily_report_document, load_longrun, run_period
 from learnd.jobs.periods import _execution_section as execution_section
@@ -289,3 +290,29 @@ def test_the_weekly_report_lists_the_stale_decay_its_week_s_close_applied(home: 
         assert all(row["sessions_idle"] >= 20 for row in report["stale_multipliers"]["applied"])
         listed += len(applied)
     assert listed == sum(len(rows) for rows in decays.values())
+
+
+def test_a_weekly_window_of_n_sessions_reads_n_sessions(tmp_path: Path) -> None:
+    """`schedule.weekly_window_sessions = N` makes each weekly report look at the last N sessions (it read N + 1);
+    a window the drift test's 20 recent sessions fill (nothing earlier to compare them with) is refused."""
+    simulate(tmp_path, trades=700, seed=3, start=date(2026, 1, 5), garbage=False)
+    overrides = {"schedule.weekly_enabled": True, "schedule.weekly_window_sessions": 25}
+    settings = build_settings(tmp_path, sources=("attribution",), overrides=overrides)
+    engine = Engine(settings, start_at_end=False, purpose="backfill")
+    try:
+        drain(engine, 100_000)
+        replay_history(engine, engine.calendar, datetime(2026, 3, 14, tzinfo=UTC))
+    finally:
+        engine.close()
+    reports = [orjson.loads(path.read_bytes()) for path in sorted((tmp_path / "data/reports/weekly").glob("*.json"))]
+    firsts = [
+        (report["current_session"], body["summary"]["first_session"])
+        for report in reports
+        for body in report["strategies"].values()
+    ]
+    assert len(firsts) >= 5
+    assert all(first >= current - 24 for current, first in firsts)
+    assert any(first == current - 24 for current, first in firsts)
+    for window in (20, 5, -1):
+        with pytest.raises(ConfigError, match="weekly_window_sessions"):
+            build_settings(tmp_path, overrides={"schedule.weekly_window_sessions": window})
