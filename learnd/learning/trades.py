@@ -158,6 +158,7 @@ class TradeLearner(Learner):
             # The session of the newest trade learned (still open), and the last session closed.
             self.current_session = -1
             self.closed_through = -1
+            self.reported_through = -1
             # (strategy, component, scope) -> the last session whose trades carried that component there.
             self.last_evidence: dict[tuple[str, str, str], int] = {}
         else:
@@ -184,6 +185,8 @@ class TradeLearner(Learner):
             # Keys added after the first stores were written default to "nothing closed or seen yet".
             self.current_session = int(document.get("current_session", -1))
             self.closed_through = int(document.get("closed_through", -1))
+            # A state from before the daily job's close was kept apart: every closed session counted as reported.
+            self.reported_through = int(document.get("reported_through", self.closed_through))
             self.last_evidence = {
                 (strategy, component, scope): int(session)
                 for strategy, component, scope, session in document.get("last_evidence", [])
@@ -209,8 +212,10 @@ class TradeLearner(Learner):
         if isinstance(record, TradeOutcome):
             session = self._session(record.event_us)
             late = session <= self.closed_through
-            if late:
-                # Its session was closed (batch ran) before it arrived: reported as late.
+            if session <= self.reported_through:
+                # Its session's daily job ran before it arrived (its report is written without it): counted and
+                # listed as late. A session the stream closed (a trade of a later one came first) is not: its
+                # report is still to be written, with it, and whether the stream closed it depends on the batches.
                 self.counts["late"] += 1
                 rows.append(self._late_row(record, session))
             self._checkpoints = self._still_valid(self._checkpoints, record.event_us)
@@ -675,6 +680,9 @@ class TradeLearner(Learner):
             # afterwards is relearned from (the trades since the close, not up to CHECKPOINT_TRADES of them).
             self._keep_checkpoint()
         rows, changes = self.close_through(through_session)
+        if through_session > self.reported_through:
+            self.reported_through = through_session
+            self._dirty = True  # the model is as it was
         if not rows and not changes:
             return NOTHING
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
@@ -717,6 +725,7 @@ class TradeLearner(Learner):
             "counts": self.counts,
             "current_session": self.current_session,
             "closed_through": self.closed_through,
+            "reported_through": self.reported_through,
             "last_evidence": sorted([*key, session] for key, session in self.last_evidence.items()),
             "far_ahead_seen": self.far_ahead_seen,
             "params": self._params_hash(),

@@ -881,9 +881,9 @@ def test_trades_of_a_session_the_daily_job_closed_before_they_arrived_end_as_a_b
 
 
 def test_a_trade_late_live_and_in_a_backfill_leaves_the_same_session_rows(tmp_path: Path) -> None:
-    """A close of one session written during a later one is late live (the daily jobs closed its session) and in a
-    backfill (the stream closed it): both relearn it, and the session rows end the same, whichever closed them
-    (a replay's rows said no trade was late, the rows a live job closed after it said one was)."""
+    """A close of one session written during a later one: live the daily jobs closed its session, in a backfill
+    the stream did; both relearn it, and the session rows end the same, whichever closed them (a replay's rows
+    said no trade was late, the rows a live job closed after it said one was)."""
     simulate(tmp_path, trades=200, seed=24, start=date(2026, 4, 6), garbage=False)
     trades = attribution_outcomes(settings_for(tmp_path))
     calendar = calendar_for(settings_for(tmp_path))
@@ -910,7 +910,10 @@ def test_a_trade_late_live_and_in_a_backfill_leaves_the_same_session_rows(tmp_pa
         ledger.add(trades[index])
         backfill_rows += backfill.apply("attribution", trades[index]).rows
     backfill_rows += backfill.finish_batch().rows
-    assert live.counts["late"] == backfill.counts["late"] == 1
+    # Late live (its daily job ran); in the backfill the stream closed its session (relearned the same way), but
+    # no report was written without it.
+    assert (live.counts["late"], backfill.counts["late"]) == (1, 0)
+    assert live.counts["replays"] == backfill.counts["replays"] == 1
     last = max(sessions[index] for index in order[:-1])
     live_rows += live.close_sessions(last).rows
     backfill_rows += backfill.close_sessions(last).rows
@@ -1629,3 +1632,39 @@ def test_trades_of_one_time_are_replayed_in_the_order_they_arrived_across_a_rota
     one, rotated = _trade_state(homes["one"]), _trade_state(homes["rotated"])
     assert one["counts"]["replays"] == rotated["counts"]["replays"] >= 1
     assert one["entry"] == rotated["entry"]
+
+
+def test_a_trade_a_later_session_s_trade_overtook_is_late_only_once_its_day_s_report_is_written(
+    tmp_path: Path,
+) -> None:
+    """Closes written after a trade of a later session (the bot's writers interleave) are relearned in event order
+    either way; they are late (counted, listed in the next report) only when their session's daily job ran before
+    they arrived, not when a later trade closed the session in the stream, which depends on how the lines were
+    batched: a backfill in batches of 10 lines listed 40 such trades, one of 2,000 none, and the reports differed."""
+    simulate(tmp_path / "sim", 400, seed=3, start=date(2026, 10, 5), garbage=False)
+    lines = (tmp_path / "sim" / "logs" / "attribution.jsonl").read_bytes().splitlines(keepends=True)
+    calendar = calendar_for(settings_for(tmp_path / "sim"))
+    sessions = [
+        calendar.session_index(parse_record("attribution", orjson.loads(line)).event_us)  # type: ignore[union-attr]
+        if b'"trade_id":"close_' in line
+        else -1
+        for line in lines
+    ]
+    moved = [index for index in range(40, len(lines) - 80, 37) if sessions[index] >= 0][:6]
+    reordered = list(lines)
+    for index in reversed(moved):
+        later = next(at for at in range(index, len(lines)) if sessions[at] > sessions[index])
+        reordered.insert(later + 1, reordered.pop(index))
+    reports = {}
+    for batch in (10, 2000):
+        home = tmp_path / f"batch{batch}"
+        shutil.copytree(tmp_path / "sim" / "logs", home / "logs")
+        (home / "logs" / "attribution.jsonl").write_bytes(b"".join(reordered))
+        overrides = {"metrics_enabled": "false", "backfill_batch_lines": str(batch)}
+        run_backfill(load_settings(home=home, environ={}, overrides=overrides), progress="none")
+        state = _trade_state(home)
+        assert state["counts"]["late"] == 0 and state["counts"]["replays"] >= len(moved)
+        root = home / "data" / "reports"
+        reports[batch] = {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*.json")}
+    assert len(reports[10]) > 20
+    assert reports[10] == reports[2000]
