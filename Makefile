@@ -56,10 +56,18 @@ install-service:
 	id -u learnd >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin learnd
 	$(PYTHON) -m venv $(PREFIX)/.venv
 	$(PREFIX)/.venv/bin/pip install --quiet .
-	install -d -o learnd -g learnd -m 0750 $(BOT_HOME)/state $(BOT_HOME)/data
+# state/ and data/ are made for learnd when missing. The bot's own are never taken over (the bot reads
+# state/signal_weights.json): learnd joins their group, which may then write there, new files in its name.
+	for dir in $(BOT_HOME)/state $(BOT_HOME)/data; do \
+		if [ -d "$$dir" ]; then usermod -a -G "$$(stat -c %G "$$dir")" learnd && chmod g+rwxs "$$dir"; \
+		else install -d -o learnd -g learnd -m 0750 "$$dir"; fi || exit 1; \
+	done
 	sed -e 's|/opt/learnd/.venv|$(PREFIX)/.venv|g' -e 's|/srv/bot|$(BOT_HOME)|g' systemd/learnd.service \
 		> $(UNIT_DIR)/learnd.service
 	systemctl daemon-reload
+# The logs the bot wrote so far, learned once before the daemon starts: `run` begins a file it never read at its
+# end, and only `backfill --from-scratch` learns what lay before that.
+	runuser -u learnd -- $(PREFIX)/.venv/bin/learnd --home $(BOT_HOME) backfill --progress none
 	systemctl enable --now learnd.service
 	systemctl --no-pager status learnd.service
 

@@ -306,7 +306,8 @@ def render_audit(report: dict[str, Any]) -> str:
     elif wrong:
         detail = ", ".join(f"{name} {count:+d}" for name, count in wrong.items())
         out.append(
-            f"verdict: UNACCOUNTED lines ({detail}); positive: read by the offsets but never counted (a start at the "
-            "end of a file skips its earlier lines), negative: counted more often than the files hold"
+            f"verdict: UNACCOUNTED lines ({detail}); positive: read by the offsets but never counted (a plain `run` "
+            "begins a file it never read at its end: `learnd backfill --from-scratch` learns the lines before it), "
+            "negative: counted more often than the files hold"
         )
     return "\n".join(out) + "\n"

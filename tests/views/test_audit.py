@@ -19,6 +19,7 @@ from learnd.config import Settings
 from learnd.devtools.simulate import simulate
 from learnd.service.backfill import drain, run_backfill
 from learnd.service.engine import Engine, counting_learners
+from learnd.service.rebuild import rebuild_from_scratch
 from learnd.sources.files import is_compressed
 from learnd.views.audit import collect_audit, render_audit
 from tests.conftest import build_settings, settings_for
@@ -138,9 +139,15 @@ def test_copies_there_before_learnd_followed_the_source_need_a_backfill(tmp_path
     # positive `unaccounted` a start at the end leaves.)
     assert entry["needs_backfill"] == entry["pending"] == history > 0
     assert f"{history} pending lines are in rotated copies the daemon does not read" in render_audit(report)
+    assert entry["unaccounted"] > 0 and "`learnd backfill --from-scratch` learns the lines before it" in render_audit(
+        report
+    )
     run_backfill(settings, progress="none")
     entry = collect_audit(settings)["sources"]["orders"]
     assert (entry["needs_backfill"], entry["pending"]) == (0, 0)
+    # What the start at the end skipped: only a rebuild from the logs learns it, and then every line is accounted for.
+    rebuild_from_scratch(settings, progress="none")
+    assert collect_audit(settings)["sources"]["orders"]["unaccounted"] == 0
 
 
 def test_lines_of_rewritten_files_are_accounted_as_no_longer_visible(tmp_path: Path, template: Path) -> None:
