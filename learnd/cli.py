@@ -11,7 +11,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -504,6 +504,28 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if all(check.passed for check in checks) else 1
 
 
+def _day(text: str) -> str:
+    """A report's day as `--day` names it; a UsageError when it is not a date YYYY-MM-DD."""
+    try:
+        if len(text) == 10 and text[4] == text[7] == "-":
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise UsageError(f"--day {text!r}: not a day YYYY-MM-DD")
+
+
+def _week(text: str) -> str:
+    """A report's ISO week as `--week` names it; a UsageError when it is not a week YYYY-Www."""
+    year, _, week = text.partition("-W")
+    try:
+        if len(year) == 4 and len(week) == 2 and year.isdigit() and week.isdigit():
+            date.fromisocalendar(int(year), int(week), 1)
+            return text
+    except ValueError:
+        pass
+    raise UsageError(f"--week {text!r}: not an ISO week YYYY-Www")
+
+
 def _report(args: argparse.Namespace) -> int:
     """Print a daily (--day) or weekly (--week) report as Markdown (default: the latest daily one) and draw
     data/reports/multipliers-<strategy>.png: each component's multiplier over event time, per regime, from
@@ -512,9 +534,9 @@ def _report(args: argparse.Namespace) -> int:
     settings = _settings(args)
     reports = settings.data_dir / "reports"
     if args.week:
-        path = reports / "weekly" / f"{args.week}.md"
+        path = reports / "weekly" / f"{_week(args.week)}.md"
     elif args.day:
-        path = reports / "daily" / f"{args.day}.md"
+        path = reports / "daily" / f"{_day(args.day)}.md"
     else:
         latest = sorted((reports / "daily").glob("*.md"))
         if not latest:

@@ -96,6 +96,19 @@ def _damaged_learner_state(home: Path) -> None:
             _nothing, ("evaluate", "--bootstrap", "0"), 2, "usage error: --bootstrap", id="usage-no-resamples"
         ),
         pytest.param(_nothing, ("schedule", "--count", "0"), 2, "usage error: --count", id="usage-no-runs"),
+        pytest.param(
+            _nothing, ("report", "--day", "2026-13-01", "--no-chart"), 2, "usage error: --day", id="usage-no-such-day"
+        ),
+        pytest.param(
+            _nothing,
+            ("report", "--day", "../weekly/2026-W07", "--no-chart"),
+            2,
+            "usage error: --day",
+            id="usage-day-not-a-date",
+        ),
+        pytest.param(
+            _nothing, ("report", "--week", "2026-W54", "--no-chart"), 2, "usage error: --week", id="usage-no-such-week"
+        ),
         pytest.param(_garbage_store, ("status",), 4, "state error: ", id="state-garbage-store"),
         pytest.param(_nothing, ("--home", "typo", "status"), 3, "configuration error: home ", id="config-no-home"),
         pytest.param(
