@@ -22,6 +22,7 @@ from learnd.store.lock import HomeLock
 log = structlog.get_logger("learnd.rebuild")
 
 _BUILDING_PREFIX: Final = "rebuild-"  # state/rebuild-<n>/: a generation being built (or a killed build's remains)
+REBUILD_LOCK: Final = "learnd.rebuild.lock"  # in state/: held by the one rebuild under way
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,24 @@ def rebuild_from_scratch(
     A kill at any point before the swap leaves the live state as it was. When a daemon holds the lock, the
     generation stays ready and the next start of learnd on this home (daemon or backfill) swaps it in.
     """
+    # One rebuild at a time: a second one publishing its generation deleted the first's while the first was
+    # swapping it in, and the live reports and journals went with it.
+    rebuilding = HomeLock(settings.state_dir / REBUILD_LOCK)
+    try:
+        rebuilding.acquire("backfill --from-scratch")
+    except StateError:
+        holder = rebuilding.holder() or "unknown"
+        raise StateError(
+            f"another `learnd backfill --from-scratch` is rebuilding {settings.home} ({holder}); run it again once "
+            "that one has ended"
+        ) from None
+    try:
+        return _rebuild(settings, learner_factory, progress)
+    finally:
+        rebuilding.release()
+
+
+def _rebuild(settings: Settings, learner_factory: LearnerFactory | None, progress: ProgressMode) -> RebuildResult:
     _remove_abandoned_builds(settings.state_dir)
     building = _new_build_dir(settings.state_dir)
     generation = generation_settings(settings, building)

@@ -4,6 +4,7 @@ atomically; killed half-way it leaves the old state, and a daemon holding the ho
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import signal
 import subprocess
@@ -144,6 +145,29 @@ def test_from_scratch_while_the_daemon_holds_the_lock_waits_for_the_next_start(t
     assert (settings.state_dir / "learnd.previous" / "state" / "learnd.db").exists()
     assert fingerprint(settings) != old
     assert not install_ready_generation(settings)
+
+
+def test_a_second_rebuild_while_one_runs_is_refused_and_touches_nothing(tmp_path: Path, template: Path) -> None:
+    """Two `backfill --from-scratch` at once: the second is refused (exit 4, naming the one under way) before it
+    changes anything (it published its generation over the one the first was swapping in, and the live reports and
+    journals went with it). Once the first ends, a rebuild runs."""
+    settings = old_state_home(tmp_path, template)
+    old = fingerprint(settings)
+    first = HomeLock(settings.state_dir / "learnd.rebuild.lock").acquire("backfill --from-scratch")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "learnd", "--home", str(settings.home), "--set", "metrics_enabled=false",
+             "backfill", "--from-scratch", "--progress", "none"],
+            capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 4, result.stderr
+        assert b"another `learnd backfill --from-scratch` is rebuilding" in result.stderr
+        assert f"pid {os.getpid()}".encode() in result.stderr
+        assert fingerprint(settings) == old
+        assert not list(settings.state_dir.glob("rebuild-*")) and not (settings.state_dir / READY_NAME).exists()
+    finally:
+        first.release()
+    assert rebuild_from_scratch(settings, progress="none").swapped
 
 
 def rebuilt_while_a_daemon_learned_on(tmp_path: Path, template: Path) -> tuple[Settings, list[tuple[Path, bytes]]]:
