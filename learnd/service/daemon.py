@@ -222,7 +222,12 @@ async def serve(
         progress.close()
         totals = engine.totals
         lock_fd = engine.hand_over_lock() if signals_fd is not None else None
-        engine.close()
+        try:
+            engine.close()
+        except (sqlite3.OperationalError, OSError) as error:
+            # The store is closed all the same; only its clean-stop mark is missing (a full disk), so the next start
+            # checks every page, as after a kill. A stop, not a damaged store.
+            log.error("clean_shutdown_not_recorded", error=str(error), error_type=type(error).__name__)
         log.info(
             "daemon_stopped",
             uptime_s=round(time.monotonic() - started, 3),

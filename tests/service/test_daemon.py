@@ -14,6 +14,7 @@ import select
 import shutil
 import signal
 import socket
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -1119,3 +1120,38 @@ def test_exports_that_cannot_be_written_at_the_stop_are_logged_and_the_stop_is_c
     finally:
         reap(process)
     assert failed["error_type"] == "NotADirectoryError"
+
+
+async def test_a_stop_whose_clean_mark_cannot_be_written_is_a_clean_stop(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM when the disk is full: the store's clean-stop mark cannot be written (the seam: Store._set_meta
+    raises what SQLite raises then). The daemon says so, logs `daemon_stopped` and exits 0 (it exited 4, "the store
+    failed", without the summary line); the store was closed, and the next start opens it."""
+    write_backlog(home, 200)
+    settings = settings_for(home)
+    real_set_meta = Store._set_meta
+
+    def full_disk(store: Store, key: str, value: str) -> None:
+        if (key, value) == ("clean_shutdown", "1"):
+            raise sqlite3.OperationalError("database or disk is full")
+        real_set_meta(store, key, value)
+
+    monkeypatch.setattr(Store, "_set_meta", full_disk)
+
+    async def stop_when_read(engine: Engine, stop: asyncio.Event) -> None:
+        while engine.totals.lines_count < 200:
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await stop.wait()
+
+    with capture_logs() as logs:
+        assert await serve(settings, backfill=True, services=(stop_when_read,)) == 0
+    events = [entry["event"] for entry in logs]
+    assert events.index("clean_shutdown_not_recorded") < events.index("daemon_stopped")
+    monkeypatch.undo()
+    store = Store.open(settings.db_path)
+    try:
+        assert store.checkpoints()["attribution"].offset > 0
+    finally:
+        store.close()
