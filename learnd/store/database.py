@@ -283,6 +283,12 @@ class Store:
                 store._ledger_seq = store._max_ledger_seq()
         except sqlite3.DatabaseError as error:
             connection.close()
+            if ((getattr(error, "sqlite_errorcode", None) or 0) & 0xFF) in _NOT_DAMAGE:
+                # A full disk, a read-only or unreadable file: nothing says the store is damaged.
+                raise StateError(
+                    f"{path}: the store cannot be used now ({error}); it was left as it is. Free space, or make it "
+                    "readable and writable, and start again."
+                ) from None
             raise StateError(
                 f"{path}: not a usable learnd store ({error}); refusing to start. "
                 "Move it aside to start over, or restore a backup."
@@ -815,6 +821,11 @@ def require(store: Store | None, path: Path) -> Store:
     return store
 
 
+# SQLite's primary result codes that say the store could not be written or read at the moment, not that it is
+# damaged (a full disk, an I/O error, a read-only or unopenable file, a lock held too long).
+_NOT_DAMAGE: Final = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_BUSY}
+)
 _LEDGER_COLUMNS: Final = "kind, key, strategy, symbol, event_us, source, file_offset, record"
 # The ledger's event order (see Store.ledger).
 _EVENT_ORDER: Final = "ORDER BY event_us, source, seq, file_offset, key"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import resource
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -548,3 +552,30 @@ def test_a_view_reads_one_committed_state_whatever_commits_meanwhile(tmp_path: P
             assert view.line_counts() == {("a", "applied", "order"): 2}
     finally:
         writer.close()
+
+
+def test_a_store_that_cannot_be_written_now_is_not_called_damaged(tmp_path: Path) -> None:
+    """A full disk (here: a file size limit, so every write past a few bytes fails as on a full disk) when a command
+    opens the store: exit 4 saying the store cannot be used now and was left as it is, not that it is no usable
+    store to move aside (which would throw a good store away). With room again it opens as it was."""
+    home = tmp_path / "home"
+    (home / "logs").mkdir(parents=True)
+    (home / "logs" / "attribution.jsonl").write_bytes(b"")
+    command = [sys.executable, "-m", "learnd", "--home", str(home), "--set", "metrics_enabled=false"]
+    subprocess.run([*command, "backfill", "--progress", "none"], check=True, capture_output=True, timeout=120)
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000, 1_000))
+
+    refused = subprocess.run(
+        [*command, "backfill", "--progress", "none"],
+        check=False,
+        preexec_fn=small_files,
+        capture_output=True,
+        timeout=120,
+    )
+    assert refused.returncode == 4, refused.stderr
+    assert b"the store cannot be used now" in refused.stderr and b"Move it aside" not in refused.stderr
+    again = subprocess.run([*command, "backfill", "--progress", "none"], check=False, capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stderr
