@@ -308,8 +308,8 @@ class JobRunner:
         self.engine.store.shrink_memory()
         self.close()  # its page cache too: the next period, a day away, opens it again
         release_free_memory()
-        if count:
-            log.info("jobs_caught_up", periods=count)
+        if count and not stop.is_set():
+            log.info("jobs_caught_up", periods=count)  # a stop cut it short: jobs_interrupted said so
         # Imported here: only the daemon schedules, and a one-shot backfill or a quick command should not pay the
         # import (about 45 ms of CPU, entry points included).
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
