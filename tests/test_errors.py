@@ -42,6 +42,7 @@ def test_record_error_without_detail_is_its_reason() -> None:
 
 def _nothing(home: Path) -> None:
     (home / "logs").mkdir()
+    (home / "logs" / "file").write_bytes(b"")  # a file, where a directory might be named
 
 
 def _garbage_store(home: Path) -> None:
@@ -129,6 +130,13 @@ def _damaged_learner_state(home: Path) -> None:
             id="state-damaged-learner-state",
         ),
         pytest.param(_nothing, ("signals",), 4, "state error: ", id="state-no-store-yet"),
+        pytest.param(
+            _nothing,
+            ("--set", "paths.state_dir=logs/file/state", "backfill"),
+            4,
+            "state error: the state directory ",
+            id="state-directory-not-writable",
+        ),
         pytest.param(
             _nothing, ("report", "--day", "1999-01-04", "--no-chart"), 1, "1999-01-04", id="other-missing-report"
         ),

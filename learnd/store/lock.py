@@ -20,8 +20,15 @@ class HomeLock:
         self._fd: int | None = None
 
     def acquire(self, purpose: str) -> HomeLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            # A read-only mount, a path under a file, a directory of another owner: one line, not a traceback.
+            raise StateError(
+                f"the state directory {self.path.parent} cannot be written ({error.strerror or error}): learnd "
+                "keeps its store and lock there"
+            ) from None
         deadline = time.monotonic() + _ACQUIRE_PATIENCE_S
         while True:
             try:
