@@ -301,19 +301,28 @@ def _run(args: argparse.Namespace) -> int:
     from learnd.service.memory import keep_large_blocks_apart
 
     keep_large_blocks_apart()  # before the daemon's imports and its bursts, whose large blocks would hole the heap
-    settings = _settings(args)
     import asyncio
 
     from learnd.service.daemon import Respawn, serve
 
     handed_over = os.environ.pop(RESPAWN_VARIABLE, None)
+    respawned = Respawn.from_environ_value(handed_over) if handed_over is not None else None
+    if respawned is not None and respawned.settings:
+        # The image before ran with these (as read at its start or its last reload that was applied).
+        from learnd.config import settings_from_handover
+        from learnd.service.logs import configure_logging
+
+        settings = settings_from_handover(respawned.settings)
+        configure_logging(settings.log_format)
+    else:
+        settings = _settings(args)
     return asyncio.run(
         serve(
             settings,
             backfill=args.backfill,
             reload_settings=lambda: _settings(args),
             respawn=_respawn,
-            respawned=Respawn.from_environ_value(handed_over) if handed_over is not None else None,
+            respawned=respawned,
         )
     )
 

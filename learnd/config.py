@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast, get_args
 
+import orjson
+
 from learnd.errors import ConfigError
 
 SourceKind = Literal["attribution", "exit", "signals", "orders"]
@@ -252,6 +254,9 @@ class Settings:
     signals: SignalSettings = field(default_factory=SignalSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
     bot: BotSettings = field(default_factory=BotSettings)
+    # What these settings were built from (the home and the merged table of file, environment and command line), as
+    # JSON: a daemon's next image (a respawn) runs with them, not with whatever the file holds by then.
+    handover: str = field(default="", compare=False, repr=False)
 
     @property
     def db_path(self) -> Path:
@@ -272,10 +277,9 @@ class Settings:
         raise ConfigError(f"sources.{name}: no such source")
 
 
+_NOT_SCALARS: Final = {"home", "sources", "state_dir", "data_dir", "signal_weights_path", "learning", "schedule", "bot"}
 _SCALARS: Final[frozenset[str]] = frozenset(
-    f.name
-    for f in fields(Settings)
-    if f.name not in {"home", "sources", "state_dir", "data_dir", "signal_weights_path", "learning", "schedule", "bot"}
+    f.name for f in fields(Settings) if f.name not in _NOT_SCALARS and f.name != "handover"
 )
 _LOG_FORMATS: Final = ("auto", "json", "console")
 # The environment variable a respawning daemon hands over to its next image in (no setting: never read as one).
@@ -315,8 +319,10 @@ def load_settings(
     for key, value in (overrides or {}).items():
         _set_dotted(table, key, value)
         from_environment.pop(key, None)
+    # Taken before _build, which takes the tables apart. (A TOML date, which no key takes, is kept as its text.)
+    handover = orjson.dumps({"home": str(home_path), "table": table}, default=str).decode()
     try:
-        return _build(home_path, table)
+        return replace(_build(home_path, table), handover=handover)
     except ConfigError as error:
         # A key the environment set is named with its variable: it is in no file an operator would look at.
         key = str(error).partition(":")[0]
@@ -324,6 +330,16 @@ def load_settings(
         if variable is None:
             raise
         raise ConfigError(f"{error} (from the environment: {variable}={env[variable]!r})") from None
+
+
+def settings_from_handover(text: str) -> Settings:
+    """The settings a daemon's earlier image ran with (`Settings.handover`), built again."""
+    try:
+        document = orjson.loads(text)
+        home, table = Path(document["home"]), document["table"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        raise ConfigError(f"the settings handed over by the daemon's earlier image cannot be read ({error})") from None
+    return replace(_build(home, table), handover=text)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -6,6 +6,7 @@ scheduled jobs, and stops on SIGTERM.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import signal
 import sqlite3
@@ -78,17 +79,26 @@ class Respawn:
 
     lock_fd: int
     signals_fd: int
+    # The settings the image ran with (Settings.handover): the next one runs with them too, not with what the
+    # configuration file holds by then (an edit not reloaded, maybe invalid, maybe of what only a restart applies).
+    settings: str = ""
 
     def environ_value(self) -> str:
-        return f"{self.lock_fd}:{self.signals_fd}"
+        return f"{self.lock_fd}:{self.signals_fd}:{base64.b64encode(self.settings.encode()).decode()}"
 
     @classmethod
     def from_environ_value(cls, value: str) -> Respawn:
         """The hand-over as the previous image passed it (RESPAWN_VARIABLE); StateError if it is not one."""
-        lock, _, signals = value.partition(":")
-        if not (lock.isdigit() and signals.isdigit()):
-            raise StateError(f"{RESPAWN_VARIABLE}={value!r} is not a daemon's hand-over (LOCK_FD:SIGNALS_FD)")
-        return cls(int(lock), int(signals))
+        lock, signals, encoded = [*value.split(":", 2), "", ""][:3]
+        try:
+            settings = base64.b64decode(encoded, validate=True).decode()
+        except ValueError:
+            settings = None
+        if not (lock.isdigit() and signals.isdigit()) or settings is None:
+            raise StateError(
+                f"{RESPAWN_VARIABLE}={value[:80]!r} is not a daemon's hand-over (LOCK_FD:SIGNALS_FD:SETTINGS)"
+            )
+        return cls(int(lock), int(signals), settings)
 
 
 async def serve(
@@ -235,7 +245,7 @@ async def serve(
             **totals.log_fields(),
         )
     if respawn is not None and lock_fd is not None and signals_fd is not None:
-        respawn(Respawn(lock_fd, signals_fd))
+        respawn(Respawn(lock_fd, signals_fd, engine.settings.handover))
     return 0
 
 

@@ -1031,6 +1031,28 @@ def test_a_daemon_grown_by_its_start_up_respawns_in_place_smaller_and_learns_on(
     assert store_fingerprint(home) == store_fingerprint(backfill_copy(home, tmp_path))
 
 
+def test_a_respawn_runs_with_the_settings_in_effect_not_an_edit_never_reloaded(home: Path) -> None:
+    """The configuration file edited while the daemon runs, with no reload (SIGHUP) and here made invalid: the
+    image after a respawn runs with the settings the one before ran with (it read the file again and exited 3, and
+    under systemd's Restart= failed again at every start)."""
+    (home / "config").mkdir()
+    (home / "config" / "learnd.toml").write_text("commit_interval_ms = 50\n")
+    process = start_on_backlog(home, 40_000, "1")
+    try:
+        log = EventLog(process)
+        log.wait("daemon_started")
+        (home / "config" / "learnd.toml").write_text('commit_interval_ms = "fast"\n')
+        log.wait("respawning")
+        second = log.wait("daemon_started", count=2)
+        log.wait("caught_up", count=2)
+        assert second["respawned"] is True and process.poll() is None
+        stop_within_five_seconds(process)
+        events = log.finished()
+    finally:
+        reap(process)
+    assert events.count("daemon_stopped") == 2 and process.returncode == 0
+
+
 @pytest.mark.parametrize("limit_mib", ["0", "100000"])
 def test_a_daemon_within_its_respawn_limit_or_with_respawn_off_keeps_running_as_it_is(
     home: Path, limit_mib: str
@@ -1088,7 +1110,9 @@ def test_the_signals_an_image_kept_are_read_once_and_their_pipe_closed() -> None
 
 def test_a_hand_over_that_is_none_is_refused() -> None:
     assert Respawn.from_environ_value("5:6") == Respawn(5, 6)
-    for value in ("", "5", "five:6", "5:-6"):
+    handed = Respawn(5, 6, '{"home": "/srv/bot", "table": {"commit_interval_ms": "20"}}')
+    assert Respawn.from_environ_value(handed.environ_value()) == handed
+    for value in ("", "5", "five:6", "5:-6", "5:6:not base64!"):
         with pytest.raises(StateError, match="LEARND_RESPAWNED"):
             Respawn.from_environ_value(value)
 
