@@ -227,7 +227,7 @@ async def serve(
             except OSError as error:
                 # What was read is committed; the exports follow it at the next start, which writes them first.
                 log.error("exports_failed_at_stop", error=str(error), error_type=type(error).__name__)
-        signals_fd = await _keep_signals(signalled) if respawn_due.is_set() else None
+        signals_fd = await _keep_signals(signalled, reload_requested) if respawn_due.is_set() else None
     finally:
         progress.close()
         totals = engine.totals
@@ -249,11 +249,12 @@ async def serve(
     return 0
 
 
-async def _keep_signals(signalled: asyncio.Event) -> int | None:
+async def _keep_signals(signalled: asyncio.Event, reload_requested: asyncio.Event) -> int | None:
     """On the way to a respawn: from here on every signal's number goes to a pipe whose read end the next image
     inherits (the C-level handler writes it, in whichever thread takes the signal), and this thread, the one that
     executes the next image, blocks them (the next image gets a later one pending). None, with signals handled as
-    before, when one already came for the loop: the stop is for good."""
+    before, when one already came for the loop: the stop is for good. A reload the loop heard and did not apply
+    (its ingest had stopped for the respawn) goes in the pipe first: the next image applies it."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     previous = signal.set_wakeup_fd(write_end)
@@ -267,6 +268,8 @@ async def _keep_signals(signalled: asyncio.Event) -> int | None:
         os.close(read_end)
         os.close(write_end)
         return None
+    if reload_requested.is_set():
+        os.write(write_end, bytes([signal.SIGHUP]))
     os.set_inheritable(read_end, True)
     return read_end
 

@@ -39,6 +39,7 @@ from learnd.service import daemon as daemon_module
 from learnd.service.backfill import run_backfill
 from learnd.service.daemon import _STEP_LINES as STEP_LINES
 from learnd.service.daemon import Respawn, ServiceHook, serve
+from learnd.service.daemon import _keep_signals as keep_signals
 from learnd.service.daemon import _signals_kept as signals_kept
 from learnd.service.engine import Engine
 from learnd.store.database import Store
@@ -1106,6 +1107,23 @@ def test_the_signals_an_image_kept_are_read_once_and_their_pipe_closed() -> None
     assert signals_kept(read_end) == [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
     with pytest.raises(OSError):
         os.fstat(read_end)
+
+
+async def test_a_reload_heard_as_the_daemon_respawns_is_handed_to_the_next_image() -> None:
+    """A SIGHUP the old image's loop heard once its ingest had stopped for the respawn (nobody left to apply it): it
+    goes in the pipe the next image reads first, which applies it (it was dropped)."""
+    reload_requested = asyncio.Event()
+    reload_requested.set()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    try:
+        read_end = await keep_signals(asyncio.Event(), reload_requested)
+        assert read_end is not None
+        assert signals_kept(read_end) == [signal.SIGHUP]
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def test_a_hand_over_that_is_none_is_refused() -> None:
