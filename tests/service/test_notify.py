@@ -225,6 +225,7 @@ def test_unit_file_has_the_required_keys() -> None:
         "ExecStart": "/opt/learnd/.venv/bin/learnd --home /srv/bot run",
         "ExecReload": "/bin/kill -HUP $MAINPID",
         "Restart": "on-failure",
+        "RestartPreventExitStatus": "3",  # a configuration error: every start would meet it again
         "WatchdogSec": "30",
         "TimeoutStopSec": "20",
         "User": "learnd",
