@@ -279,9 +279,14 @@ def daily_report_document(
         ]
         day = (trades, SessionOutcomes.of(trades))
     trades, day_outcomes = day
+    # The exits since the last session's close, up to this one's (an exit after hours is the next session's, as an
+    # order is): the job that runs after the close has seen them all, live or in a backfill.
+    close_us = calendar.closes_us[index]
     exits = [
         record
-        for record in ledger_records(store, "exit", since_us=start_us, until_us=end_us)
+        for record in ledger_records(
+            store, "exit", since_us=calendar.closes_us[index - 1] + 1 if index > 0 else start_us, until_us=close_us + 1
+        )
         if isinstance(record, ExitOutcome)
     ]
     # Multiplier moves only: a weekly signal suggestion logged at this close (old/new None) is no move, and a daily

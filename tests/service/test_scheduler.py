@@ -175,6 +175,34 @@ def test_orders_after_the_close_are_in_the_same_reports_live_and_in_a_backfill(s
     assert "ZZSA" in symbols["daily/2026-03-09.json"] and "ZZSA" not in symbols["daily/2026-03-06.json"]
 
 
+def test_exits_after_the_close_are_in_the_same_reports_live_and_in_a_backfill(simulated: Path, tmp_path: Path) -> None:
+    """Exits the bot logs after a session's close (a position closed after hours at 16:30 New York, one on a Saturday)
+    come after that day's jobs ran live: they are in the next session's report, live and in a backfill alike (the
+    daily report read them under the day they were dated, so only the backfill's had them)."""
+    source = tmp_path / "source"
+    shutil.copytree(simulated, source)
+    exits = source / "logs" / "exit.jsonl"
+    late = [
+        {"ts": "2026-03-04T21:30:00+00:00", "msg": "attribution_logged", "symbol": "ZZAH", "pnl_usd": 5.0,
+         "pnl_pct": 0.5, "hold_min": 30.0, "reason": "support_break", "strategy_id": "equity"},
+        {"ts": "2026-03-07T15:00:00+00:00", "msg": "attribution_logged", "symbol": "ZZSA", "pnl_usd": -5.0,
+         "pnl_pct": -0.5, "hold_min": 30.0, "reason": "volume_exhaustion", "strategy_id": "equity"},
+    ]  # fmt: skip
+    timeline = lines_by_time(exits) + [(parse_event_us(row["ts"]), orjson.dumps(row) + b"\n") for row in late]
+    exits.write_bytes(b"".join(line for _, line in sorted(timeline, key=lambda item: item[0])))
+    reports = assert_live_and_backfill_reports_equal(source, tmp_path / "run")
+
+    def exit_reasons(name: str) -> dict[str, int]:
+        body = orjson.loads(reports[f"daily/{name}.json"])["strategies"]["equity"]["exit_reasons"]
+        return {reason: row["exits"] for reason, row in body.items()}
+
+    # The simulated bot names neither reason: each is the row added, in the report after its close.
+    assert "support_break" not in exit_reasons("2026-03-04") and exit_reasons("2026-03-05")["support_break"] == 1
+    assert (
+        "volume_exhaustion" not in exit_reasons("2026-03-06") and exit_reasons("2026-03-09")["volume_exhaustion"] == 1
+    )
+
+
 def test_signal_episodes_across_a_close_are_in_the_same_reports_live_and_in_a_backfill(
     simulated: Path, tmp_path: Path
 ) -> None:
