@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from learnd.config import Settings
-from learnd.errors import StateError
+from learnd.errors import StateError, UsageError
 from learnd.exports.bot import BotRules, bot_application, render_bot_application
 from learnd.learning.learner import LearnedModel
 from learnd.learning.trades import NAME, TradeLearner, iso_from_us
@@ -32,8 +32,21 @@ def load_model(settings: Settings) -> LearnedModel:
 
 
 def weights_document(settings: Settings, strategy: str | None, regime: str | None) -> dict[str, Any]:
-    """`learnd weights --json`: the canonical model view, with what the unchanged bot applies (`bot`)."""
-    return weights_view(load_model(settings), strategy, regime, rules=BotRules.from_settings(settings.bot))
+    """`learnd weights --json`: the canonical model view, with what the unchanged bot applies (`bot`). A strategy or
+    regime asked for that nothing was learned of is a UsageError naming those that were (an empty table read as
+    'nothing learned', and a typo went unnoticed)."""
+    model = load_model(settings)
+    strategies = sorted(set(model.entry) | set(model.exits))
+    if strategy is not None and strategy not in strategies:
+        raise UsageError(f"--strategy {strategy!r}: nothing learned of it (learned: {_listed(strategies)})")
+    regimes = sorted({name for views in model.entry.values() for view in views.values() for name in view["by_regime"]})
+    if regime is not None and regime.casefold() not in regimes:
+        raise UsageError(f"--regime {regime!r}: nothing learned in it (learned: {_listed(regimes)})")
+    return weights_view(model, strategy, regime, rules=BotRules.from_settings(settings.bot))
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names) or "nothing yet"
 
 
 def weights_view(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from learnd.config import load_settings
-from learnd.errors import ConfigError
+from learnd.errors import ConfigError, UsageError
 from learnd.views.weights import render_weights, weights_document
 from tests.conftest import build_settings
 
@@ -56,3 +56,18 @@ def test_a_pin_naming_no_component_stops_the_command(learned_home: Path) -> None
     settings = build_settings(learned_home, overrides={"bot.pinned_components": "options_flw"})
     with pytest.raises(ConfigError, match=r"bot\.pinned_components"):
         weights_document(settings, None, None)
+
+
+def test_a_strategy_or_regime_nothing_was_learned_of_is_a_usage_error_naming_those_that_were(
+    learned_home: Path,
+) -> None:
+    """`weights --strategy nosuch` printed an empty table and exited 0, as if nothing were learned: a usage error now
+    (exit 2 on the command line), naming what was learned; a name that was learned (any case for a regime) works."""
+    settings = build_settings(learned_home)
+    with pytest.raises(UsageError, match=r"--strategy 'nosuch': nothing learned of it \(learned: equity"):
+        weights_document(settings, "nosuch", None)
+    with pytest.raises(UsageError, match=r"--regime 'calm': nothing learned in it \(learned: .*mixed"):
+        weights_document(settings, None, "calm")
+    document = weights_document(settings, "equity", "MIXED")
+    assert list(document["strategies"]) == ["equity"]
+    assert all(set(view["by_regime"]) == {"mixed"} for view in document["strategies"]["equity"]["entry"].values())
