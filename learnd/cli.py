@@ -298,6 +298,9 @@ def _run(args: argparse.Namespace) -> int:
     the start-up is caught up, a daemon that history, a backlog or the job catch-up grew by more than
     respawn_after_growth_mib executes itself afresh (same pid and home lock) to idle at its starting size.
     """
+    # Held (pending) until the daemon handles them (serve unblocks them): during the imports a SIGHUP's default
+    # action killed the process, and a Ctrl-C printed a traceback.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     from learnd.service.memory import keep_large_blocks_apart
 
     keep_large_blocks_apart()  # before the daemon's imports and its bursts, whose large blocks would hole the heap

@@ -136,7 +136,9 @@ async def serve(
         # What came while the image before stopped, then what waited blocked: handled now, in that order.
         for kept in _signals_kept(respawned.signals_fd):
             (reload_requested.set if kept == signal.SIGHUP else stop_for_good)()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED_SIGNALS)
+    # The command line blocks them until here (a SIGHUP during the imports killed the process, a Ctrl-C printed a
+    # traceback): one that came meanwhile is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HANDLED_SIGNALS)
     started = time.monotonic()
     engine = Engine(
         settings,

@@ -1126,6 +1126,34 @@ async def test_a_reload_heard_as_the_daemon_respawns_is_handed_to_the_next_image
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_while_the_daemon_starts_waits_for_its_handlers(home: Path, signum: int) -> None:
+    """A SIGHUP or a Ctrl-C while the daemon still imports and reads its settings (no handler yet): held until its
+    handlers are in place, then handled as any other (a reload; a clean stop, exit 0). The SIGHUP's default action
+    killed the process, and the SIGINT printed a KeyboardInterrupt traceback. The command line blocks them first
+    thing; here (the seam, for a signal sent at a known point) the process starts with them blocked, as it would be
+    from there on, and gets the signal at once."""
+    # The child inherits the mask this thread has when it starts it.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+    try:
+        process = start_daemon(home)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    try:
+        log = EventLog(process)
+        process.send_signal(signum)
+        if signum == signal.SIGHUP:
+            log.wait("reload_applied")
+            assert process.poll() is None
+            stop_within_five_seconds(process)
+        assert process.wait(timeout=30) == 0
+        log.finished()
+        assert process.stderr is not None
+        assert b"Traceback" not in process.stderr.read()
+    finally:
+        reap(process)
+
+
 def test_a_hand_over_that_is_none_is_refused() -> None:
     assert Respawn.from_environ_value("5:6") == Respawn(5, 6)
     handed = Respawn(5, 6, '{"home": "/srv/bot", "table": {"commit_interval_ms": "20"}}')
