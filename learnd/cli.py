@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 EXIT_STATE = 4
 
 _DESCRIPTION = """\
@@ -39,7 +40,8 @@ HOME/config/learnd.toml) < LEARND_* environment variables (LEARND_COMMIT_INTERVA
 LEARND_LEARNING__PER_TICKER=true) < --set KEY=VALUE flags.
 """
 _EPILOG = """exit status: 0 ok; 1 the command's own failure; 2 usage; 3 configuration error (naming the key);
-4 state error (another daemon owns the home, the store is damaged, foreign or newer).
+4 state error (another daemon or rebuild owns the home, the store is damaged, foreign or newer, or cannot be
+written now); 130 a one-shot command stopped by Ctrl-C (what it committed stays).
 """
 
 
@@ -86,6 +88,11 @@ def _execute(args: argparse.Namespace) -> int:
             raise  # the daemon's own handling (and its traceback) stays
         # An output that cannot be written (a full disk) or a file that cannot be read: one line, not a traceback.
         return _failed(OutputError(f"{error.strerror or error}{f': {error.filename}' if error.filename else ''}"))
+    except KeyboardInterrupt:
+        # Ctrl-C on a one-shot command (the daemon handles its own): what it committed stays, the rest is read again
+        # by the next run. One line and the shell's status for an interrupt, not a traceback.
+        print("learnd: interrupted; what was committed stays, and running the command again goes on", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ExceptionGroup as group:
         # The daemon's tasks run in a TaskGroup: a state error raised in one leaves wrapped in a group, and must
         # exit with its own status all the same.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -361,3 +363,36 @@ def test_output_that_cannot_be_written_is_one_line_and_status_1(tmp_path: Path, 
     assert result.returncode == 1, stderr
     assert stderr.startswith("learnd: ") and "No space left on device" in stderr
     assert "Traceback" not in stderr and stderr.count("\n") == 1
+
+
+def test_ctrl_c_on_a_backfill_ends_it_in_one_line_and_the_next_goes_on(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a one-shot backfill (here in its job catch-up): one line saying what stays, and the
+    shell's status for an interrupt (130), not a KeyboardInterrupt traceback; a backfill after it finishes the work
+    and ends where one uninterrupted backfill ends."""
+    simulate(tmp_path / "home", trades=300, seed=11)
+    shutil.copytree(tmp_path / "home", tmp_path / "reference")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    env["LEARND_METRICS_ENABLED"] = "false"
+    command = [sys.executable, "-m", "learnd", "--home", str(tmp_path / "home"), "--log-format", "json", "backfill"]
+    process = subprocess.Popen(
+        [*command, "--progress", "none"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if b'"job_ran"' in line:
+                process.send_signal(signal.SIGINT)
+                break
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr.startswith(b"learnd: interrupted") and b"Traceback" not in stderr
+    assert learnd(tmp_path / "home", "backfill", "--progress", "none").returncode == 0
+    assert learnd(tmp_path / "reference", "backfill", "--progress", "none").returncode == 0
+    for name in ("home", "reference"):
+        assert learnd(tmp_path / name, "audit").returncode == 0
+    weights = [learnd(tmp_path / name, "weights", "--json").stdout for name in ("home", "reference")]
+    assert weights[0] == weights[1]
