@@ -373,6 +373,7 @@ def test_ctrl_c_on_a_backfill_ends_it_in_one_line_and_the_next_goes_on(tmp_path:
     shutil.copytree(tmp_path / "home", tmp_path / "reference")
     env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
     env["LEARND_METRICS_ENABLED"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"  # each log line as it is written: the signal comes while the periods run
     command = [sys.executable, "-m", "learnd", "--home", str(tmp_path / "home"), "--log-format", "json", "backfill"]
     process = subprocess.Popen(
         [*command, "--progress", "none"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
