@@ -123,14 +123,15 @@ def ledger_row(symbol: str, ts: str, source: str, offset: int) -> LedgerRow:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    """Trades committed out of event order; two share a time (one per source), two share a source and time."""
+    """Trades committed out of event order; two share a time (one per source), two share a source and time, the
+    second of them read after a rotation (its offset, in the new file, is the smaller)."""
     opened = Store.open(tmp_path / "learnd.db")
     rows = [
         ledger_row("D", TIMES["d"], "attribution", 900),
-        ledger_row("B2", TIMES["b"], "attribution", 500),
+        ledger_row("B1", TIMES["b"], "attribution", 400),
         ledger_row("A", TIMES["a"], "attribution", 100),
         ledger_row("B3", TIMES["b"], "rotated", 0),
-        ledger_row("B1", TIMES["b"], "attribution", 400),
+        ledger_row("B2", TIMES["b"], "attribution", 50),
         ledger_row("C", TIMES["c"], "attribution", 700),
     ]
     opened.commit(Batch(ledger=rows))
@@ -143,7 +144,8 @@ def symbols(store: Store, **window: int) -> list[str]:
 
 
 def test_ledger_records_come_in_event_order_ties_in_file_order(store: Store) -> None:
-    """Event time first; at equal times source name, then byte offset (the order a reader met the lines)."""
+    """Event time first; at equal times source name, then the order they arrived (not the byte offset, which starts
+    again in each file)."""
     assert symbols(store) == ["A", "B1", "B2", "B3", "C", "D"]
 
 
