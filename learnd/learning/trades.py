@@ -46,9 +46,10 @@ STALE_IDLE_SESSIONS: Final = 20
 REPLAY_OUT_OF_ORDER: Final = "replay_out_of_order"
 RETRAINED: Final = "retrained_new_parameters"
 _DAY_US: Final = 86_400_000_000
-# How far after the newest trade (or exit) learned one may lie before it alone is refused (see _refuse_far_ahead):
-# longer than any pause of the bot's (a holiday season, two weeks away).
-FAR_AHEAD_US: Final = 14 * _DAY_US
+# How far after the newest trade (or exit) learned from its file one may lie before it alone is refused (see
+# _refuse_far_ahead): a garbled year or a clock set years ahead, never a pause of the bot's, nor a bot or strategy
+# that trades once a month (at 14 days such a bot lost every other trade).
+FAR_AHEAD_US: Final = 366 * _DAY_US
 # A replay starts from the newest checkpoint that holds none of the trades it must place: the entry side's state
 # as a replay has it, taken every CHECKPOINT_TRADES trades learned in event order, each the learner's stored state
 # (about 250 KB on a simulated home of 5,000 trades, 1.9 ms to take). The newest KEPT_CHECKPOINTS are kept as
@@ -147,8 +148,10 @@ class TradeLearner(Learner):
         # The entry state was written by an older learnd: the entry side is relearned from the ledger before the
         # next commit (finish_batch); until then the model is empty.
         self.is_relearning = False
-        # Whether the record before, of each side, lay far ahead of everything learned (see _refuse_far_ahead).
-        self.far_ahead_seen = {"trade": False, "exit": False}
+        # Per side and source ("trade|attribution"): the newest event time learned from it, and the key of the record
+        # before when it was refused as far ahead of that (see _refuse_far_ahead).
+        self.newest_by_source: dict[str, int] = {}
+        self.far_ahead_refused: dict[str, str] = {}
         if state is None:
             self.entry = EntryModel(params)
             self.exit = ExitModel(params)
@@ -175,7 +178,8 @@ class TradeLearner(Learner):
             self.counts = dict(document["counts"])
             if self.is_relearning:
                 self.counts["replays"] += 1  # a replay counts when it is asked for, as a late trade's or a retrain's
-            self.far_ahead_seen.update(document.get("far_ahead_seen", {}))
+            self.newest_by_source = dict(document.get("newest_by_source", {}))
+            self.far_ahead_refused = dict(document.get("far_ahead_refused", {}))
             learned_under = document.get("params")
             if learned_under is not None and learned_under != self._params_hash():
                 # Learned under other parameters (changed while learnd was stopped): relearned under these at the
@@ -204,9 +208,9 @@ class TradeLearner(Learner):
         rows: list[tuple[str, int, bytes]] = []
         changes: list[MultiplierChange] = []
         if isinstance(record, TradeOutcome):
-            self._refuse_far_ahead("trade", record.event_us, self.last_trade[0])
+            self._refuse_far_ahead(f"trade|{source}", record)
         elif isinstance(record, ExitOutcome):
-            self._refuse_far_ahead("exit", record.event_us, self.last_exit[0])
+            self._refuse_far_ahead(f"exit|{source}", record)
         if self._replay is not None:
             self._run_replay_to_end()  # it read the ledger as it was: every record after it waits for its end
         if isinstance(record, TradeOutcome):
@@ -257,25 +261,30 @@ class TradeLearner(Learner):
             return LEARNED  # most records: nothing moved, nothing to keep
         return Applied(learned=True, changes=tuple(change_document(change) for change in changes), rows=tuple(rows))
 
-    def _refuse_far_ahead(self, side: str, event_us: int, newest_us: int) -> None:
-        """A trade (or exit) dated more than FAR_AHEAD_US after the newest one learned, when the one before it was
-        not: a garbled date or a host clock jump, which learned would make every later record older than it (each
-        one late, relearned, its evidence decayed to that date). Refused (RecordError: the line is quarantined) and
-        noted; a second one as far ahead in a row says the clock did move (a bot back after a long pause), and is
-        learned. The rule reads the records of one side in file order only, as every path feeds them."""
+    def _refuse_far_ahead(self, stream: str, record: TradeOutcome | ExitOutcome) -> None:
+        """A trade (or exit) dated more than FAR_AHEAD_US after the newest one learned from its file (`stream`: side
+        and source), when the one before it there was not: a garbled date or a host clock set years ahead, which
+        learned would make every later record older than it (each one late, relearned, its evidence decayed to that
+        date). Refused (RecordError: the line is quarantined) and noted; the next record of the file as far ahead,
+        another one (a repeat of the same row is refused again), says the clock did move, and is learned. Each file
+        is judged by its own records in file order, as every path feeds them, however the files interleave."""
+        event_us = record.event_us
+        newest_us = self.newest_by_source.get(stream, -1)
         far_ahead = newest_us >= 0 and event_us - newest_us > FAR_AHEAD_US
-        if far_ahead and not self.far_ahead_seen[side]:
-            self.far_ahead_seen[side] = True
+        refused = self.far_ahead_refused.get(stream)
+        if far_ahead and (refused is None or refused == record.key):
+            self.far_ahead_refused[stream] = record.key
             self._dirty = True
             raise RecordError(
                 "far_ahead",
                 f"{from_epoch_us(event_us).isoformat()} is more than {FAR_AHEAD_US // _DAY_US} days after the newest "
-                f"{side} learned ({from_epoch_us(newest_us).isoformat()}): not learned (the next {side} as far ahead "
-                "would be)",
+                f"record learned from {stream.partition('|')[2]} ({from_epoch_us(newest_us).isoformat()}): not "
+                "learned (the next one as far ahead would be)",
             )
-        if self.far_ahead_seen[side]:
-            self.far_ahead_seen[side] = False
-            self._dirty = True
+        self.far_ahead_refused.pop(stream, None)
+        if event_us > newest_us:
+            self.newest_by_source[stream] = event_us
+        self._dirty = True
 
     def _learn_in_order(
         self, record: TradeOutcome, session: int
@@ -727,7 +736,8 @@ class TradeLearner(Learner):
             "closed_through": self.closed_through,
             "reported_through": self.reported_through,
             "last_evidence": sorted([*key, session] for key, session in self.last_evidence.items()),
-            "far_ahead_seen": self.far_ahead_seen,
+            "newest_by_source": self.newest_by_source,
+            "far_ahead_refused": self.far_ahead_refused,
             "params": self._params_hash(),
         }
 

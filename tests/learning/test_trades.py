@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -1565,10 +1565,11 @@ def test_learning_parameters_changed_while_stopped_are_relearned_at_the_next_sta
 
 
 def test_one_trade_dated_far_ahead_is_quarantined_and_two_in_a_row_move_the_clock(tmp_path: Path) -> None:
-    """A close row dated years ahead (a garbled date, a host clock jump) learned would make every later trade late,
-    relearned with its evidence decayed to that date: alone it is quarantined with its source and offset, and the
-    rest is learned as without it. Two in a row more than two weeks ahead (a bot back after a long pause) are the
-    clock moving: the first is kept in quarantine, the second learned."""
+    """A close row dated years ahead (a garbled date, a host clock set ahead) learned would make every later trade
+    late, relearned with its evidence decayed to that date: alone it is quarantined with its source and offset, and
+    so is a repeat of the same row right behind it (the bot repeats rows; the repeat passed as the clock moving), and
+    the rest is learned as without it. Two different trades in a row more than a year ahead (a bot back after a
+    year away) are the clock moving: the first is kept in quarantine, the second learned."""
     simulate(tmp_path / "clean", 300, seed=5, garbage=False)
     lines = (tmp_path / "clean" / "logs" / "attribution.jsonl").read_bytes().splitlines(keepends=True)
     closes = [index for index, line in enumerate(lines) if b'"trade_id":"close_' in line]
@@ -1576,7 +1577,8 @@ def test_one_trade_dated_far_ahead_is_quarantined_and_two_in_a_row_move_the_cloc
     far = orjson.loads(lines[middle])
     far["ts"], far["trade_id"] = "2049-06-01T15:00:00+00:00", far["trade_id"] + "_far"
     shutil.copytree(tmp_path / "clean", tmp_path / "far")
-    far_lines = [*lines[: middle + 1], orjson.dumps(far) + b"\n", *lines[middle + 1 :]]
+    far_line = orjson.dumps(far) + b"\n"
+    far_lines = [*lines[: middle + 1], far_line, far_line, *lines[middle + 1 :]]
     (tmp_path / "far" / "logs" / "attribution.jsonl").write_bytes(b"".join(far_lines))
     run_backfill(settings_for(tmp_path / "clean"), progress="none")
     run_backfill(settings_for(tmp_path / "far"), progress="none")
@@ -1590,13 +1592,14 @@ def test_one_trade_dated_far_ahead_is_quarantined_and_two_in_a_row_move_the_cloc
         store.close()
     offset = sum(len(line) for line in far_lines[: middle + 1])
     assert [(row["reason"], row["source"], row["offset"]) for row in far_ahead] == [
-        ("far_ahead", "attribution", offset)
+        ("far_ahead", "attribution", offset),
+        ("far_ahead", "attribution", offset + len(far_line)),
     ]
 
-    # Two closes a month after the last one, one after the other: the clock moved.
+    # Two closes more than a year after the last one, one after the other: the clock moved.
     last = orjson.loads(lines[closes[-1]])
     after = []
-    for number, day in enumerate(("2026-12-01", "2026-12-02")):
+    for number, day in enumerate(("2027-06-01", "2027-06-02")):
         row = dict(last, ts=f"{day}T15:00:00+00:00", trade_id=f"{last['trade_id']}_back{number}")
         after.append(orjson.dumps(row) + b"\n")
     with open(tmp_path / "far" / "logs" / "attribution.jsonl", "ab") as handle:
@@ -1605,6 +1608,42 @@ def test_one_trade_dated_far_ahead_is_quarantined_and_two_in_a_row_move_the_cloc
     moved = _trade_state(tmp_path / "far")
     assert moved["counts"]["trades"] == clean["counts"]["trades"] + 1
     assert moved["last_trade"][1] == f"{last['trade_id']}_back1"
+
+
+def test_a_bot_that_trades_once_a_month_loses_no_trade_and_each_file_is_judged_by_its_own(tmp_path: Path) -> None:
+    """Closes 40 days apart (a slow strategy, a bot paused for weeks) are all learned (at a 14-day bound every other
+    one was quarantined); and a file whose records begin long after another's (two exit files, one begun a year
+    later) is judged by its own records, so how a backfill interleaves the files decides nothing."""
+    settings = settings_for(tmp_path)
+    learner = TradeLearner(settings.learning, calendar_for(settings))
+    learner.bind_history(lambda kind, after_us=None: iter(()))
+    start = datetime(2026, 1, 6, 15, tzinfo=UTC)
+    for number in range(12):
+        stamp = (start + timedelta(days=40 * number)).isoformat()
+        row = {"ts": stamp, "type": "attribution", "trade_id": f"close_AMD_{stamp}", "symbol": "AMD", "pnl_usd": 1.0,
+               "pnl_pct": 0.5, "context": {"components": {"flow": 1.0}}}  # fmt: skip
+        record = parse_record("attribution", row)
+        assert isinstance(record, TradeOutcome)
+        learner.apply("attribution", record)
+    assert learner.counts["trades"] == 12
+
+    def exit_row(at: datetime, symbol: str) -> ExitOutcome:
+        row = {"ts": at.isoformat(), "msg": "attribution_logged", "symbol": symbol, "pnl_usd": 1.0, "pnl_pct": 0.5,
+               "hold_min": 30.0, "reason": "trail_stop", "strategy_id": "equity"}  # fmt: skip
+        record = parse_record("exit", row)
+        assert isinstance(record, ExitOutcome)
+        return record
+
+    later = start + timedelta(days=400)
+    for order in (("exit_a", "exit_b"), ("exit_b", "exit_a")):
+        exits = TradeLearner(settings.learning, calendar_for(settings))
+        exits.bind_history(lambda kind, after_us=None: iter(()))
+        for source in order:
+            at = start if source == "exit_a" else later
+            exits.apply(source, exit_row(at, "AMD"))
+            exits.apply(source, exit_row(at + timedelta(hours=1), "MSFT"))
+        exits.finish_batch()
+        assert exits.counts["exits"] == 4
 
 
 def test_trades_of_one_time_are_replayed_in_the_order_they_arrived_across_a_rotation(tmp_path: Path) -> None:
