@@ -138,6 +138,13 @@ def _damaged_learner_state(home: Path) -> None:
             id="state-directory-not-writable",
         ),
         pytest.param(
+            _nothing,
+            ("--set", "paths.state_dir=logs/file/state", "backfill", "--from-scratch"),
+            4,
+            "state error: the state directory ",
+            id="state-directory-not-writable-for-a-rebuild",
+        ),
+        pytest.param(
             _nothing, ("report", "--day", "1999-01-04", "--no-chart"), 1, "1999-01-04", id="other-missing-report"
         ),
         pytest.param(

@@ -17,7 +17,7 @@ from learnd.errors import StateError
 from learnd.service.backfill import BackfillReport, ProgressMode, run_backfill
 from learnd.service.engine import Engine, LearnerFactory
 from learnd.store.generations import READY_NAME, fsync_dir, generation_settings, seal_database
-from learnd.store.lock import HomeLock
+from learnd.store.lock import HomeLock, LockHeld
 
 log = structlog.get_logger("learnd.rebuild")
 
@@ -48,7 +48,7 @@ def rebuild_from_scratch(
     rebuilding = HomeLock(settings.state_dir / REBUILD_LOCK)
     try:
         rebuilding.acquire("backfill --from-scratch")
-    except StateError:
+    except LockHeld:
         holder = rebuilding.holder() or "unknown"
         raise StateError(
             f"another `learnd backfill --from-scratch` is rebuilding {settings.home} ({holder}); run it again once "

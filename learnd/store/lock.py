@@ -12,6 +12,10 @@ from learnd.errors import StateError
 _ACQUIRE_PATIENCE_S = 1.0
 
 
+class LockHeld(StateError):
+    """The lock is held by another process (not: the directory cannot be written)."""
+
+
 class HomeLock:
     """An exclusive flock on state/learnd.lock, held for the life of the process; the file records the owner's pid."""
 
@@ -41,7 +45,7 @@ class HomeLock:
                     continue
                 owner = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
                 os.close(fd)
-                raise StateError(
+                raise LockHeld(
                     f"{self.path.parent.parent} is in use by another learnd ({owner}); only one may own a home"
                 ) from None
         os.ftruncate(fd, 0)
