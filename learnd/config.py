@@ -5,6 +5,7 @@ Validated at load; every error names the key. Paths are resolved against the hom
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -13,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast, get_args
-
-import orjson
 
 from learnd.errors import ConfigError
 
@@ -319,8 +318,9 @@ def load_settings(
     for key, value in (overrides or {}).items():
         _set_dotted(table, key, value)
         from_environment.pop(key, None)
-    # Taken before _build, which takes the tables apart. (A TOML date, which no key takes, is kept as its text.)
-    handover = orjson.dumps({"home": str(home_path), "table": table}, default=str).decode()
+    # Taken before _build, which takes the tables apart. (A TOML date, which no key takes, is kept as its text.) The
+    # standard json, which keeps an integer of any size as it is (one beyond 64 bits is the key's own error).
+    handover = json.dumps({"home": str(home_path), "table": table}, default=str)
     try:
         return replace(_build(home_path, table), handover=handover)
     except ConfigError as error:
@@ -335,9 +335,9 @@ def load_settings(
 def settings_from_handover(text: str) -> Settings:
     """The settings a daemon's earlier image ran with (`Settings.handover`), built again."""
     try:
-        document = orjson.loads(text)
+        document = json.loads(text)
         home, table = Path(document["home"]), document["table"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"the settings handed over by the daemon's earlier image cannot be read ({error})") from None
     return replace(_build(home, table), handover=text)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from learnd.config import LearningParams, load_settings
+from learnd.config import LearningParams, load_settings, settings_from_handover
 from learnd.errors import ConfigError
 
 
@@ -244,3 +244,20 @@ def test_a_value_the_command_line_sets_again_is_not_blamed_on_the_environment(tm
     with pytest.raises(ConfigError) as raised:
         load_settings(home=tmp_path, environ={"LEARND_COMMIT_INTERVAL_MS": "20"}, overrides={"commit_interval_ms": -1})
     assert "environment" not in str(raised.value)
+
+
+def test_the_settings_hand_over_builds_the_same_settings_whatever_the_values(tmp_path: Path) -> None:
+    """What a respawned daemon runs with (Settings.handover) is the settings it was built from, sources added by
+    config and integers beyond 64 bits included (one made every command end in a traceback: the hand-over was
+    encoded with orjson, which refuses them)."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "learnd.toml").write_text(
+        'max_line_bytes = 100000000000000000000\n[sources.orders_b]\nkind = "orders"\npath = "logs/b.jsonl"\n'
+    )
+    settings = load_settings(
+        home=tmp_path, environ={"LEARND_COMMIT_INTERVAL_MS": "20"}, overrides={"log_format": "json"}
+    )
+    assert settings.max_line_bytes == 10**20 and settings.commit_interval_ms == 20
+    again = settings_from_handover(settings.handover)
+    assert again == settings and again.handover == settings.handover
+    assert [source.name for source in again.sources] == [source.name for source in settings.sources]
