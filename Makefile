@@ -65,9 +65,11 @@ install-service:
 	sed -e 's|/opt/learnd/.venv|$(PREFIX)/.venv|g' -e 's|/srv/bot|$(BOT_HOME)|g' systemd/learnd.service \
 		> $(UNIT_DIR)/learnd.service
 	systemctl daemon-reload
-# The logs the bot wrote so far, learned once before the daemon starts: `run` begins a file it never read at its
-# end, and only `backfill --from-scratch` learns what lay before that.
-	runuser -u learnd -- $(PREFIX)/.venv/bin/learnd --home $(BOT_HOME) backfill --progress none
+# The logs the bot wrote so far, learned once before the daemon first starts: `run` begins a file it never read
+# at its end, and only `backfill --from-scratch` learns what lay before that. (Run again on an installed service,
+# the daemon owns the home and follows its files already: nothing to do.)
+	systemctl is-active --quiet learnd.service \
+		|| runuser -u learnd -- $(PREFIX)/.venv/bin/learnd --home $(BOT_HOME) backfill --progress none
 	systemctl enable --now learnd.service
 	systemctl --no-pager status learnd.service
 
