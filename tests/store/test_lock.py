@@ -124,7 +124,8 @@ def test_this_process_holding_it_refuses_another_process(lock_path: Path) -> Non
     finally:
         lock.release()
     assert result.returncode != 0
-    assert f"StateError: {lock_path.parent.parent} is in use by another learnd (pid {os.getpid()} (daemon))" in (
+    # LockHeld: a StateError (exit 4 on the command line) that says the lock is held, not that it cannot be made.
+    assert f"LockHeld: {lock_path.parent.parent} is in use by another learnd (pid {os.getpid()} (daemon))" in (
         result.stderr
     )
 
