@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,11 +15,9 @@ from typing import Any
 import orjson
 import pytest
 
-from learnd.cli import main
 from learnd.config import load_settings
 from learnd.devtools.simulate import simulate
 from learnd.errors import ConfigError, LearndError, StateError
-from learnd.service import scheduler as scheduler_module
 from learnd.views.execution import execution_document
 from learnd.views.schedule import schedule_document
 from learnd.views.signals import signals_document
@@ -367,34 +364,44 @@ def test_output_that_cannot_be_written_is_one_line_and_status_1(tmp_path: Path, 
     assert "Traceback" not in stderr and stderr.count("\n") == 1
 
 
-def test_ctrl_c_on_a_backfill_ends_it_in_one_line_and_the_next_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+# The seam for the Ctrl-C test, run as a process of its own (a one-shot command sets up its logging and signals for
+# the process it runs in): the fifth period raises KeyboardInterrupt, as Python does in the main thread on SIGINT.
+_INTERRUPTED_BACKFILL = """
+import sys
+from learnd import cli
+from learnd.service import scheduler
+
+real, calls = scheduler.execute_period, [0]
+
+def interrupted(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 5:
+        raise KeyboardInterrupt
+    return real(*args, **kwargs)
+
+scheduler.execute_period = interrupted
+sys.exit(cli.main(["--home", sys.argv[1], "backfill", "--progress", "none"]))
+"""
+
+
+def test_ctrl_c_on_a_backfill_ends_it_in_one_line_and_the_next_goes_on(tmp_path: Path) -> None:
     """Ctrl-C in the middle of a one-shot backfill (here in its job catch-up): one line saying what stays, and the
     shell's status for an interrupt (130), not a KeyboardInterrupt traceback; a backfill after it finishes the work
-    and ends where one uninterrupted backfill ends. The seam: the fifth period raises KeyboardInterrupt, as Python
-    does in the main thread when SIGINT comes (a real signal raced the catch-up, which could end first)."""
+    and ends where one uninterrupted backfill ends. (A real signal raced the catch-up, which could end first: the
+    interrupt comes through a seam, above.)"""
     simulate(tmp_path / "home", trades=300, seed=11)
     shutil.copytree(tmp_path / "home", tmp_path / "reference")
-    monkeypatch.setenv("LEARND_METRICS_ENABLED", "false")
-    real = scheduler_module.execute_period
-    calls = [0]
-
-    def interrupted(*args: Any, **kwargs: Any) -> str:
-        calls[0] += 1
-        if calls[0] == 5:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scheduler_module, "execute_period", interrupted)
-    pipe = signal.getsignal(signal.SIGPIPE)  # a one-shot command sets the default action; this process keeps its own
-    try:
-        assert main(["--home", str(tmp_path / "home"), "backfill", "--progress", "none"]) == 130
-    finally:
-        signal.signal(signal.SIGPIPE, pipe)
-    stderr = capsys.readouterr().err
-    assert stderr.startswith("learnd: interrupted") and "Traceback" not in stderr
-    monkeypatch.undo()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LEARND_")}
+    env["LEARND_METRICS_ENABLED"] = "false"
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_BACKFILL, str(tmp_path / "home")],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.startswith(b"learnd: interrupted") and b"Traceback" not in result.stderr
     assert learnd(tmp_path / "home", "backfill", "--progress", "none").returncode == 0
     assert learnd(tmp_path / "reference", "backfill", "--progress", "none").returncode == 0
     for name in ("home", "reference"):
