@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -288,9 +287,7 @@ async def test_a_stop_before_the_daemon_is_ready_sends_no_ready(
     settings = load_settings(home=home, environ={}, overrides={"metrics_enabled": "false"})
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     try:
-        # To this thread, which blocks it (a signal to the process could go to another thread of the test run, which
-        # does not): pending until serve unblocks it, its handler in place.
-        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # pending until serve unblocks it, its handler in place
         assert await serve(settings, backfill=False) == 0
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
