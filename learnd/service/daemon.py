@@ -171,8 +171,7 @@ async def serve(
         files, lines = await asyncio.to_thread(read_history, engine, progress, stop.is_set, history=backfill)
         progress.close()
         log.info("history_read", files_count=files, lines_count=lines, history=backfill)
-        if not stop.is_set():
-            notify_ready(engine)  # not after a stop that came meanwhile: nothing is ready, the daemon is on its way out
+        notify_ready(engine)
         caught_up = asyncio.Event()
         warm = asyncio.Event()  # the start-up burst is over: history and backlog learned, the job catch-up run
 

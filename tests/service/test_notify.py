@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -16,7 +15,6 @@ import pytest
 import structlog
 
 from learnd.config import load_settings
-from learnd.service.daemon import serve
 from learnd.service.engine import Engine
 from learnd.service.notify import Notifier, notify_ready, watchdog_interval_s, watchdog_service
 
@@ -274,21 +272,3 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     )
     complaints = [line for line in result.stderr.splitlines() if "learnd.service" in line]
     assert result.returncode == 0 and not complaints, result.stderr
-
-
-async def test_a_stop_before_the_daemon_is_ready_sends_no_ready(
-    notify_socket: socket.socket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A SIGTERM that comes while the daemon starts (here: pending when it installs its handlers, as `run` holds it
-    from its first line) ends it before it is ready: it exits 0 and never tells systemd READY=1 (it did, right
-    before its STOPPING=1)."""
-    home = tmp_path / "home"
-    (home / "logs").mkdir(parents=True)
-    settings = load_settings(home=home, environ={}, overrides={"metrics_enabled": "false"})
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        os.kill(os.getpid(), signal.SIGTERM)  # pending until serve unblocks it, its handler in place
-        assert await serve(settings, backfill=False) == 0
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    assert not any("READY=1" in message for message in received(notify_socket))
