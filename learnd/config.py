@@ -276,10 +276,11 @@ class Settings:
         raise ConfigError(f"sources.{name}: no such source")
 
 
-_NOT_SCALARS: Final = {"home", "sources", "state_dir", "data_dir", "signal_weights_path", "learning", "schedule", "bot"}
-_SCALARS: Final[frozenset[str]] = frozenset(
-    f.name for f in fields(Settings) if f.name not in _NOT_SCALARS and f.name != "handover"
-)
+# The fields of Settings a top-level config key may not set (tables, paths, and what the settings were built from).
+_NOT_SCALARS: Final = {
+    "home", "sources", "state_dir", "data_dir", "signal_weights_path", "learning", "schedule", "bot", "handover"
+}  # fmt: skip
+_SCALARS: Final[frozenset[str]] = frozenset(f.name for f in fields(Settings) if f.name not in _NOT_SCALARS)
 _LOG_FORMATS: Final = ("auto", "json", "console")
 # The environment variable a respawning daemon hands over to its next image in (no setting: never read as one).
 # See service.daemon.Respawn.

@@ -279,13 +279,14 @@ def daily_report_document(
         ]
         day = (trades, SessionOutcomes.of(trades))
     trades, day_outcomes = day
+    close_us = calendar.closes_us[index]
+    previous_close_us = calendar.closes_us[index - 1] if index > 0 else start_us
     # The exits since the last session's close, up to this one's (an exit after hours is the next session's, as an
     # order is): the job that runs after the close has seen them all, live or in a backfill.
-    close_us = calendar.closes_us[index]
     exits = [
         record
         for record in ledger_records(
-            store, "exit", since_us=calendar.closes_us[index - 1] + 1 if index > 0 else start_us, until_us=close_us + 1
+            store, "exit", since_us=previous_close_us + 1 if index > 0 else start_us, until_us=close_us + 1
         )
         if isinstance(record, ExitOutcome)
     ]
@@ -294,19 +295,15 @@ def daily_report_document(
     changes = [
         change for body in store.changes_between(start_us, end_us) if (change := orjson.loads(body))["old"] is not None
     ]
-    late = _late_trades(store, calendar.closes_us[index])
-    snapshot = _snapshot(store, calendar.closes_us[index])
+    late = _late_trades(store, close_us)
+    snapshot = _snapshot(store, close_us)
     report = daily_report(
         session_day, trades, exits, changes, late_trades=late, model_snapshot=snapshot, outcomes=day_outcomes
     )
     # The episodes that ended since the last session's close, up to this one's: those that go on past the close are
     # the next session's, as they end (the job that runs after the close cannot have seen the rest of them).
     report["signals"] = window_signals(
-        store,
-        SignalParams.from_settings(settings.signals),
-        calendar.closes_us[index - 1] if index > 0 else start_us,
-        calendar.closes_us[index],
-        records,
+        store, SignalParams.from_settings(settings.signals), previous_close_us, close_us, records
     )
     # The orders since the last session's close, up to this one's: all of them known when the job runs after the
     # close, live or in a backfill (the orders after the close are the next session's report's).
